@@ -1,0 +1,348 @@
+package queues
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// DispatchMarkerPrefix starts an execution_ref that reserves a record for an
+// external dispatch in progress (SPEC §13.3). Marked records are neither
+// claimed nor expired.
+const DispatchMarkerPrefix = "__queues_dispatching__:"
+
+// IsDispatchMarker reports whether ref is a dispatch-reservation marker.
+func IsDispatchMarker(ref string) bool { return strings.HasPrefix(ref, DispatchMarkerPrefix) }
+
+// Backend is a queue backend: the durable store of task records. Every state
+// change is a compare-and-set; a write whose guard does not hold changes
+// nothing and returns ErrFenceLost. Timestamps come from the backend's clock.
+//
+// Every implementation must pass the shared suite in backend/backendtest.
+type Backend interface {
+	// Name is the backend's short name: "memory", "sqlite", "postgres", "redis".
+	Name() string
+	// Open connects and starts listeners. It is idempotent.
+	Open(ctx context.Context) error
+	// Close stops listeners. It never closes pools the caller passed in.
+	Close(ctx context.Context) error
+	// Capabilities describes optional behaviour.
+	Capabilities() Capabilities
+
+	// Enqueue inserts 1..n records atomically and returns one outcome per item
+	// in input order. Keyed items return the active record holding the key;
+	// forever items reserve their key in the same atomic step. One wakeup hint
+	// is sent for the whole call when any new record is due.
+	Enqueue(ctx context.Context, items []EnqueueParams) ([]EnqueueOutcome, error)
+	// GetTask returns the record or ErrTaskNotFound.
+	GetTask(ctx context.Context, id uuid.UUID) (*Record, error)
+	// GetTasks returns the records that exist, omitting missing IDs.
+	GetTasks(ctx context.Context, ids []uuid.UUID) ([]*Record, error)
+	// GetTaskByKey returns the record holding key or ErrTaskNotFound.
+	GetTaskByKey(ctx context.Context, key string) (*Record, error)
+	// ListPending lists due, unexpired, unreserved records in claim order.
+	ListPending(ctx context.Context, p ListPendingParams) ([]*Record, error)
+	// Statistics counts records per status; queue "" means all queues.
+	Statistics(ctx context.Context, queue string) (Statistics, error)
+	// ListCompletedByTask lists completed records of a task, newest first; limit 0 means 10.
+	ListCompletedByTask(ctx context.Context, task string, since time.Time, limit int) ([]*Record, error)
+
+	// ClaimMany claims up to p.Limit due records in claim order, setting
+	// status=running, worker_id, started_at and heartbeat_at in one write.
+	ClaimMany(ctx context.Context, p ClaimParams) (ClaimResult, error)
+	// ClaimByID claims one record by ID, fenced on the optional expected
+	// generation and execution ref. An overdue record is expired instead.
+	ClaimByID(ctx context.Context, p ClaimByIDParams) (ClaimResult, error)
+
+	// Complete settles a running generation as completed.
+	Complete(ctx context.Context, p CompleteParams) (*Record, error)
+	// Fail records an error; with Retry and budget left it requeues, else it fails terminally.
+	Fail(ctx context.Context, p FailParams) (*Record, error)
+	// Cancel cancels a pending/scheduled record, or a running one with IncludeRunning.
+	Cancel(ctx context.Context, p CancelParams) (*Record, error)
+	// CancelMatching cancels every matching record that holds no execution ref.
+	CancelMatching(ctx context.Context, f CancelFilter) ([]*Record, error)
+	// Interrupt requeues a running generation after a shutdown, without spending budget.
+	Interrupt(ctx context.Context, p InterruptParams) (*Record, error)
+
+	// TouchHeartbeats refreshes heartbeat_at for each fenced running record.
+	TouchHeartbeats(ctx context.Context, touches []HeartbeatTouch) (HeartbeatResult, error)
+	// NullHeartbeats clears heartbeat_at for the fenced running records, so
+	// stale recovery takes them at once.
+	NullHeartbeats(ctx context.Context, fences []Fence) error
+	// RecoverStale requeues or fails running records with stale heartbeats, bounded by p.Limit.
+	RecoverStale(ctx context.Context, p StaleParams) (StaleRecovery, error)
+	// ExpireOverdue expires up to limit overdue unreserved pending/scheduled records.
+	ExpireOverdue(ctx context.Context, limit int) ([]*Record, error)
+
+	// ReserveDispatch marks a due, unexpired, unreferenced pending/scheduled record for dispatch.
+	ReserveDispatch(ctx context.Context, p ReserveDispatchParams) (*Record, error)
+	// ReleaseDispatch clears a reservation marker (compare-and-clear), optionally re-routing the record.
+	ReleaseDispatch(ctx context.Context, p ReleaseDispatchParams) (*Record, error)
+	// FinalizeDispatch replaces the marker with the provider's ref while the record is pending/scheduled.
+	FinalizeDispatch(ctx context.Context, p FinalizeDispatchParams) (*Record, error)
+	// SetExecutionRef stores an execution ref unconditionally on a non-terminal record.
+	SetExecutionRef(ctx context.Context, id uuid.UUID, ref string) (*Record, error)
+	// ClearExecutionRef clears ref on a pending/scheduled record of generation gen and wakes dispatchers.
+	ClearExecutionRef(ctx context.Context, id uuid.UUID, gen int, ref string) (*Record, error)
+	// ReplaceExecutionRef swaps ref for newRef, fenced on generation and current ref.
+	ReplaceExecutionRef(ctx context.Context, id uuid.UUID, gen int, ref, newRef string) (*Record, error)
+	// SetExecutionBackend re-routes a pending/scheduled record and clears its ref.
+	SetExecutionBackend(ctx context.Context, id uuid.UUID, backend, profile string) (*Record, error)
+	// ListRunningExternal lists non-terminal records holding a ref, ordered by
+	// coalesce(started_at, created_at), id; limit 0 returns nothing.
+	ListRunningExternal(ctx context.Context, limit int) ([]*Record, error)
+
+	// CleanupTerminal deletes up to limit terminal records completed before
+	// before, oldest first. Reservations are never deleted.
+	CleanupTerminal(ctx context.Context, before time.Time, limit int) (int, error)
+
+	// ReserveIdentity reserves a forever key; nil means the caller won, else the existing owner.
+	ReserveIdentity(ctx context.Context, r Reservation) (*Reservation, error)
+	// GetIdentity returns the reservation for key, or nil, nil.
+	GetIdentity(ctx context.Context, key string) (*Reservation, error)
+	// ResetIdentity deletes a reservation; a non-zero expectedTaskID must match the owner.
+	ResetIdentity(ctx context.Context, key string, expectedTaskID uuid.UUID) (bool, error)
+}
+
+// EnqueueParams is one record to insert. The backend stamps created_at and
+// queued_at, generates an ID when ID is zero, and derives the status from ScheduledAt.
+type EnqueueParams struct {
+	ID               uuid.UUID
+	TaskName         string
+	Args             json.RawMessage
+	Queue            string
+	Priority         int
+	MaxRetries       int
+	ScheduledAt      time.Time
+	ExpiresAt        time.Time
+	Key              string
+	Forever          bool
+	ExecutionBackend string
+	ExecutionProfile string
+	Metadata         map[string]any
+}
+
+// EnqueueOutcome is the result for one EnqueueParams item.
+type EnqueueOutcome struct {
+	// Record is the new record, or the existing active record holding the key.
+	Record *Record
+	// Existing is true when Record was already there (deduplicated).
+	Existing bool
+	// Owner is set when a forever reservation already owns the key; Record is nil then.
+	Owner *Reservation
+	// Err is a per-item failure such as ErrIdentityConflict.
+	Err error
+}
+
+// ListPendingParams filters ListPending.
+type ListPendingParams struct {
+	Limit            int
+	Queues           []string
+	ExecutionBackend string
+}
+
+// ClaimParams controls ClaimMany.
+type ClaimParams struct {
+	Limit            int
+	Queues           []string // empty = all queues
+	ExecutionBackend string   // "" = any
+	QueueLimits      map[string]int
+	WorkerID         string
+	ExpireOverdue    bool
+}
+
+// ClaimByIDParams controls ClaimByID.
+type ClaimByIDParams struct {
+	ID                 uuid.UUID
+	WorkerID           string
+	ExpectedRetryCount *int
+	ExpectedRef        *string
+}
+
+// ClaimResult holds claimed records (claim order) and records the claim expired.
+type ClaimResult struct {
+	Claimed []*Record
+	Expired []*Record
+}
+
+// CompleteParams settles a running generation as completed.
+type CompleteParams struct {
+	ID                 uuid.UUID
+	Result             json.RawMessage
+	ExpectedRetryCount int
+}
+
+// FailParams records a failed attempt. With ExpectedRef the record may also be
+// pending/scheduled holding that ref (an external run that failed).
+type FailParams struct {
+	ID                 uuid.UUID
+	Error              string
+	Retry              bool
+	ExpectedRetryCount int
+	ExpectedRef        *string
+	RetryDelay         time.Duration
+}
+
+// CancelParams cancels one record.
+type CancelParams struct {
+	ID                 uuid.UUID
+	IncludeRunning     bool
+	ExpectedRetryCount *int
+}
+
+// CancelFilter selects records for bulk cancellation. Args and Metadata match
+// by top-level key equality subsets.
+type CancelFilter struct {
+	TaskName       string
+	Queue          string
+	Args           map[string]any
+	Metadata       map[string]any
+	IncludeRunning bool
+}
+
+// InterruptParams requeues a running generation owned by WorkerID after a shutdown.
+type InterruptParams struct {
+	ID                 uuid.UUID
+	ExpectedRetryCount int
+	WorkerID           string
+}
+
+// HeartbeatTouch refreshes one running record. A nil ExpectedRetryCount is unfenced.
+type HeartbeatTouch struct {
+	ID                 uuid.UUID
+	ExpectedRetryCount *int
+	MetadataPatch      map[string]any
+}
+
+// HeartbeatResult lists touched and missed IDs of a TouchHeartbeats call.
+type HeartbeatResult struct {
+	Touched []uuid.UUID
+	Missed  []uuid.UUID
+}
+
+// StaleParams controls RecoverStale.
+type StaleParams struct {
+	// StaleAfter is the heartbeat age that makes a running record stale;
+	// negative means every running record is stale.
+	StaleAfter time.Duration
+	Limit      int
+	// Priority maps the old priority of a requeued record; nil keeps it.
+	Priority func(old int) int
+}
+
+// StaleRecovery reports what RecoverStale did.
+type StaleRecovery struct {
+	Requeued      int
+	Failed        []*Record
+	Skipped       int
+	HandlerNeeded []uuid.UUID
+}
+
+// ReserveDispatchParams reserves a record for external dispatch with Marker.
+type ReserveDispatchParams struct {
+	ID                 uuid.UUID
+	Marker             string
+	ExpectedRetryCount *int
+}
+
+// ReleaseDispatchParams clears Marker; a non-empty ExecutionBackend re-routes the record.
+type ReleaseDispatchParams struct {
+	ID               uuid.UUID
+	Marker           string
+	ExecutionBackend string
+	ExecutionProfile string
+}
+
+// FinalizeDispatchParams replaces Marker with Ref.
+type FinalizeDispatchParams struct {
+	ID     uuid.UUID
+	Marker string
+	Ref    string
+}
+
+// Capabilities describes a backend's optional behaviour.
+type Capabilities struct {
+	WakeupTransport  string // "", "memory", "sqlite-poll", "postgres-notify", "redis-pubsub"
+	WakeupsDurable   bool
+	ControlTransport string // "" = durable poll only
+	CompletionEvents bool
+	Maintenance      bool // Locker available
+	ProcessLocal     bool // records invisible to other processes
+}
+
+// Waker delivers lossy, coalescing wakeup hints. The channel is closed when ctx
+// ends or the listener breaks.
+type Waker interface {
+	Wakeups(ctx context.Context) (<-chan struct{}, error)
+}
+
+// WorkerController delivers control hints (a running record of that worker was
+// cancelled) to the worker with that ID.
+type WorkerController interface {
+	NotifyWorkerControl(ctx context.Context, workerID string) error
+	WorkerControl(ctx context.Context, workerID string) (<-chan struct{}, error)
+}
+
+// DueTimer reports the earliest future scheduled_at among pending/scheduled records.
+type DueTimer interface {
+	NextDue(ctx context.Context, queues []string) (time.Time, bool, error)
+}
+
+// CompletionWaiter blocks until the record may have reached a terminal state
+// (a lossy announcement), or ctx ends.
+type CompletionWaiter interface {
+	WaitForCompletion(ctx context.Context, id uuid.UUID) error
+}
+
+// Locker provides token-fenced expiring locks for fleet-wide sweeps. It fails
+// closed: an error means not acquired.
+type Locker interface {
+	AcquireLock(ctx context.Context, name, token string, ttl time.Duration) (bool, error)
+	ReleaseLock(ctx context.Context, name, token string) (bool, error)
+}
+
+// TaskFilter selects records for Inspector.ListTasks. Cursor is the ID of the
+// last record of the previous page.
+type TaskFilter struct {
+	Status   Status
+	Queue    string
+	TaskName string
+	Limit    int // 0 → 50
+	Cursor   uuid.UUID
+}
+
+// TaskPage is one page of ListTasks, newest first. NextCursor is zero on the last page.
+type TaskPage struct {
+	Items      []*Record
+	NextCursor uuid.UUID
+}
+
+// Inspector lists records for dashboards and operators.
+type Inspector interface {
+	ListTasks(ctx context.Context, f TaskFilter) (TaskPage, error)
+	QueueStatistics(ctx context.Context) (map[string]Statistics, error)
+}
+
+// StaleRequeueDecision computes whether a stale running record should be
+// requeued and with which delay, from its own fields. Backends call it so every
+// store applies one rule (SPEC §5.9).
+func StaleRequeueDecision(r *Record) (requeue bool, handlerNeeded bool, delay time.Duration) {
+	requeueOnStale := true
+	if v, ok := metaBool(r.Metadata, MetaRequeueOnStale); ok {
+		requeueOnStale = v
+	}
+	if requeueOnStale && r.AttemptsConsumed() < r.MaxRetries {
+		return true, false, BackoffFromMetadata(r.Metadata).Delay(r.AttemptsConsumed())
+	}
+	return false, !requeueOnStale, 0
+}
+
+// RetryAllowed reports whether a failed attempt of r may be retried (budget left).
+func RetryAllowed(r *Record) bool { return r.AttemptsConsumed() < r.MaxRetries }
+
+// StaleError is the error text stored on records failed or requeued by stale recovery.
+const StaleError = "Task heartbeat stale"

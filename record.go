@@ -1,0 +1,368 @@
+package queues
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Status is the life-cycle state of a task record.
+type Status string
+
+// The seven record statuses. Completed, Failed, Cancelled and Expired are terminal.
+const (
+	StatusPending   Status = "pending"
+	StatusScheduled Status = "scheduled"
+	StatusRunning   Status = "running"
+	StatusCompleted Status = "completed"
+	StatusFailed    Status = "failed"
+	StatusCancelled Status = "cancelled"
+	StatusExpired   Status = "expired"
+)
+
+// AllStatuses lists every status in life-cycle order.
+var AllStatuses = []Status{StatusPending, StatusScheduled, StatusRunning, StatusCompleted, StatusFailed, StatusCancelled, StatusExpired}
+
+// IsTerminal reports whether no further transition (other than deletion) can happen.
+func (s Status) IsTerminal() bool {
+	switch s {
+	case StatusCompleted, StatusFailed, StatusCancelled, StatusExpired:
+		return true
+	}
+	return false
+}
+
+// IsValid reports whether s is one of the seven statuses.
+func (s Status) IsValid() bool {
+	for _, v := range AllStatuses {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// Record is the durable task record kept by a queue backend. Nullable strings
+// use "" for null and nullable times use the zero time.Time; the JSON form
+// writes null for both (see MarshalJSON).
+type Record struct {
+	ID               uuid.UUID
+	TaskName         string
+	Args             json.RawMessage
+	Queue            string
+	ExecutionBackend string
+	ExecutionProfile string
+	ExecutionRef     string
+	WorkerID         string
+	Status           Status
+	Priority         int
+	MaxRetries       int
+	// RetryCount is the generation: +1 on every retry, stale requeue and
+	// shutdown interruption. Every write after a claim is fenced on it.
+	RetryCount  int
+	ScheduledAt time.Time
+	ExpiresAt   time.Time
+	CreatedAt   time.Time
+	QueuedAt    time.Time
+	StartedAt   time.Time
+	CompletedAt time.Time
+	HeartbeatAt time.Time
+	Result      json.RawMessage
+	Error       string
+	Key         string
+	Metadata    map[string]any
+}
+
+// IsTerminal reports whether the record is completed, failed, cancelled or expired.
+func (r *Record) IsTerminal() bool { return r.Status.IsTerminal() }
+
+// IsDue reports whether the record may be claimed at now (no due time or due time reached).
+func (r *Record) IsDue(now time.Time) bool {
+	return r.ScheduledAt.IsZero() || !r.ScheduledAt.After(now)
+}
+
+// IsExpired reports whether the record's not-started deadline has passed at now.
+func (r *Record) IsExpired(now time.Time) bool {
+	return !r.ExpiresAt.IsZero() && !r.ExpiresAt.After(now)
+}
+
+// Interruptions returns metadata.interruptions (a non-number reads as 0).
+func (r *Record) Interruptions() int { return metaInt(r.Metadata, MetaInterruptions) }
+
+// AttemptsConsumed is retry_count minus shutdown interruptions: the number of
+// attempts that spent retry budget before the current one.
+func (r *Record) AttemptsConsumed() int {
+	n := r.RetryCount - r.Interruptions()
+	if n < 0 {
+		return 0
+	}
+	return n
+}
+
+// Attempt is the 1-based attempt number of the current generation.
+func (r *Record) Attempt() int { return r.RetryCount + 1 }
+
+// Clone returns a deep copy, so callers may keep or modify it freely.
+func (r *Record) Clone() *Record {
+	if r == nil {
+		return nil
+	}
+	c := *r
+	c.Args = cloneBytes(r.Args)
+	c.Result = cloneBytes(r.Result)
+	c.Metadata = CloneMetadata(r.Metadata)
+	return &c
+}
+
+func cloneBytes(b json.RawMessage) json.RawMessage {
+	if b == nil {
+		return nil
+	}
+	return append(json.RawMessage(nil), b...)
+}
+
+// CloneMetadata deep-copies a metadata object through JSON-compatible values.
+func CloneMetadata(m map[string]any) map[string]any {
+	if m == nil {
+		return nil
+	}
+	out := make(map[string]any, len(m))
+	for k, v := range m {
+		out[k] = cloneValue(v)
+	}
+	return out
+}
+
+func cloneValue(v any) any {
+	switch t := v.(type) {
+	case map[string]any:
+		return CloneMetadata(t)
+	case []any:
+		c := make([]any, len(t))
+		for i, x := range t {
+			c[i] = cloneValue(x)
+		}
+		return c
+	case json.RawMessage:
+		return cloneBytes(t)
+	}
+	return v
+}
+
+// metaInt reads an integer-valued metadata key; anything that is not a number reads as 0.
+func metaInt(m map[string]any, key string) int {
+	switch v := m[key].(type) {
+	case int:
+		return v
+	case int64:
+		return int(v)
+	case float64:
+		return int(v)
+	case json.Number:
+		if i, err := v.Int64(); err == nil {
+			return int(i)
+		}
+		if f, err := v.Float64(); err == nil {
+			return int(f)
+		}
+	}
+	return 0
+}
+
+// metaBool reads a boolean metadata key; ok is false when absent or not a bool.
+func metaBool(m map[string]any, key string) (value, ok bool) {
+	b, ok := m[key].(bool)
+	return b, ok
+}
+
+// metaFloat reads a numeric metadata key.
+func metaFloat(m map[string]any, key string) (float64, bool) {
+	switch v := m[key].(type) {
+	case float64:
+		return v, true
+	case int:
+		return float64(v), true
+	case int64:
+		return float64(v), true
+	case json.Number:
+		f, err := v.Float64()
+		return f, err == nil
+	}
+	return 0, false
+}
+
+// System metadata keys (SPEC §2.3).
+const (
+	MetaDescription       = "description"
+	MetaLogLevel          = "log_level"
+	MetaLogSuccess        = "log_success"
+	MetaRequeueOnStale    = "requeue_on_stale"
+	MetaRequeueOnShutdown = "requeue_on_shutdown"
+	MetaRetryBackoff      = "retry_backoff"
+	MetaTimeout           = "timeout"
+	MetaUniqueBy          = "unique_by"
+	MetaUniqueVersion     = "unique_version"
+	MetaUniqueUntil       = "unique_until"
+	MetaInterruptions     = "interruptions"
+	MetaProgressDetail    = "progress_detail"
+	MetaCorrelationID     = "_correlation_id"
+)
+
+// recordJSON is the wire form of a Record (SPEC §2.5): exactly these keys, nulls kept.
+type recordJSON struct {
+	ID               uuid.UUID       `json:"id"`
+	TaskName         string          `json:"task_name"`
+	Args             json.RawMessage `json:"args"`
+	Queue            string          `json:"queue"`
+	ExecutionBackend string          `json:"execution_backend"`
+	ExecutionProfile *string         `json:"execution_profile"`
+	ExecutionRef     *string         `json:"execution_ref"`
+	WorkerID         *string         `json:"worker_id"`
+	Status           Status          `json:"status"`
+	Priority         int             `json:"priority"`
+	MaxRetries       int             `json:"max_retries"`
+	RetryCount       int             `json:"retry_count"`
+	ScheduledAt      *time.Time      `json:"scheduled_at"`
+	ExpiresAt        *time.Time      `json:"expires_at"`
+	CreatedAt        time.Time       `json:"created_at"`
+	QueuedAt         time.Time       `json:"queued_at"`
+	StartedAt        *time.Time      `json:"started_at"`
+	CompletedAt      *time.Time      `json:"completed_at"`
+	HeartbeatAt      *time.Time      `json:"heartbeat_at"`
+	Result           json.RawMessage `json:"result"`
+	Error            *string         `json:"error"`
+	Key              *string         `json:"key"`
+	Metadata         map[string]any  `json:"metadata"`
+}
+
+func strPtr(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+func timePtr(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}
+
+func derefStr(p *string) string {
+	if p == nil {
+		return ""
+	}
+	return *p
+}
+
+func derefTime(p *time.Time) time.Time {
+	if p == nil {
+		return time.Time{}
+	}
+	return p.UTC()
+}
+
+func rawOrNull(b json.RawMessage) json.RawMessage {
+	if len(b) == 0 {
+		return json.RawMessage("null")
+	}
+	return b
+}
+
+// MarshalJSON encodes the record with exactly the SPEC §2.5 keys; nulls are kept
+// and times are RFC 3339 UTC.
+func (r Record) MarshalJSON() ([]byte, error) {
+	md := r.Metadata
+	if md == nil {
+		md = map[string]any{}
+	}
+	return json.Marshal(recordJSON{
+		ID: r.ID, TaskName: r.TaskName, Args: rawOrNull(r.Args), Queue: r.Queue,
+		ExecutionBackend: r.ExecutionBackend, ExecutionProfile: strPtr(r.ExecutionProfile),
+		ExecutionRef: strPtr(r.ExecutionRef), WorkerID: strPtr(r.WorkerID), Status: r.Status,
+		Priority: r.Priority, MaxRetries: r.MaxRetries, RetryCount: r.RetryCount,
+		ScheduledAt: timePtr(r.ScheduledAt), ExpiresAt: timePtr(r.ExpiresAt),
+		CreatedAt: r.CreatedAt.UTC(), QueuedAt: r.QueuedAt.UTC(), StartedAt: timePtr(r.StartedAt),
+		CompletedAt: timePtr(r.CompletedAt), HeartbeatAt: timePtr(r.HeartbeatAt),
+		Result: rawOrNull(r.Result), Error: strPtr(r.Error), Key: strPtr(r.Key), Metadata: md,
+	})
+}
+
+// UnmarshalJSON decodes the SPEC §2.5 form.
+func (r *Record) UnmarshalJSON(b []byte) error {
+	var j recordJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	*r = Record{
+		ID: j.ID, TaskName: j.TaskName, Args: nullToNil(j.Args), Queue: j.Queue,
+		ExecutionBackend: j.ExecutionBackend, ExecutionProfile: derefStr(j.ExecutionProfile),
+		ExecutionRef: derefStr(j.ExecutionRef), WorkerID: derefStr(j.WorkerID), Status: j.Status,
+		Priority: j.Priority, MaxRetries: j.MaxRetries, RetryCount: j.RetryCount,
+		ScheduledAt: derefTime(j.ScheduledAt), ExpiresAt: derefTime(j.ExpiresAt),
+		CreatedAt: j.CreatedAt.UTC(), QueuedAt: j.QueuedAt.UTC(), StartedAt: derefTime(j.StartedAt),
+		CompletedAt: derefTime(j.CompletedAt), HeartbeatAt: derefTime(j.HeartbeatAt),
+		Result: nullToNil(j.Result), Error: derefStr(j.Error), Key: derefStr(j.Key), Metadata: j.Metadata,
+	}
+	return nil
+}
+
+func nullToNil(b json.RawMessage) json.RawMessage {
+	if len(b) == 0 || string(b) == "null" {
+		return nil
+	}
+	return b
+}
+
+// Statistics counts records per status.
+type Statistics struct {
+	Pending   int `json:"pending"`
+	Scheduled int `json:"scheduled"`
+	Running   int `json:"running"`
+	Completed int `json:"completed"`
+	Failed    int `json:"failed"`
+	Cancelled int `json:"cancelled"`
+	Expired   int `json:"expired"`
+	Total     int `json:"total"`
+}
+
+// Add counts one record of status s (and the total).
+func (st *Statistics) Add(s Status, n int) {
+	switch s {
+	case StatusPending:
+		st.Pending += n
+	case StatusScheduled:
+		st.Scheduled += n
+	case StatusRunning:
+		st.Running += n
+	case StatusCompleted:
+		st.Completed += n
+	case StatusFailed:
+		st.Failed += n
+	case StatusCancelled:
+		st.Cancelled += n
+	case StatusExpired:
+		st.Expired += n
+	default:
+		return
+	}
+	st.Total += n
+}
+
+// Reservation is a forever identity reservation: it blocks every later enqueue
+// with Key until ResetIdentity. It never holds payload or result.
+type Reservation struct {
+	Key       string    `json:"key"`
+	TaskID    uuid.UUID `json:"task_id"`
+	TaskName  string    `json:"task_name"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// Fence names one attempt generation of one record.
+type Fence struct {
+	ID         uuid.UUID
+	RetryCount int
+}
