@@ -1,0 +1,346 @@
+package queues
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"time"
+
+	"github.com/queuesgo/queues/events"
+)
+
+// attemptEnv is what the runner (a worker, or inline immediate execution)
+// decides for the attempts it starts.
+type attemptEnv struct {
+	workerID          string
+	finalCancel       time.Duration
+	requeueOnShutdown bool
+	maxInterruptions  int
+	// beforeSettle runs before any settle write (the worker unregisters the
+	// attempt from heartbeats so a late touch cannot undo a null heartbeat).
+	beforeSettle func(a *attempt)
+}
+
+// newAttempt builds the attempt for a claimed record; its ctx derives from parent.
+func (s *Service) newAttempt(parent context.Context, rec *Record, workerID string) *attempt {
+	a := &attempt{svc: s, rec: rec, workerID: workerID, bodyDone: make(chan struct{})}
+	ctx := context.WithValue(parent, attemptKey{}, a)
+	if cid, ok := rec.Metadata[MetaCorrelationID].(string); ok && cid != "" {
+		ctx = WithCorrelationID(ctx, cid)
+	}
+	a.ctx, a.cancel = context.WithCancelCause(ctx)
+	return a
+}
+
+type outcome struct {
+	value any
+	err   error
+}
+
+// runAttempt executes one claimed generation and settles it (SPEC §5.8). It
+// returns once the record is settled; a.bodyDone closes when the task
+// function has really returned, which may be later for an attempt that
+// ignored cancellation.
+func (s *Service) runAttempt(a *attempt, env attemptEnv) {
+	defer a.cancel(nil)
+	rec := a.rec
+	e := s.registry.lookup(rec.TaskName)
+	if e == nil || !e.hasFunc {
+		close(a.bodyDone)
+		if env.beforeSettle != nil {
+			env.beforeSettle(a)
+		}
+		s.failUnknown(a)
+		return
+	}
+	timeout := e.opts.Timeout
+	if v, ok := metaFloat(rec.Metadata, MetaTimeout); ok && v > 0 {
+		timeout = secondsToDuration(v)
+	}
+	runCtx, cancelTimeout := a.ctx, context.CancelFunc(func() {})
+	if timeout > 0 {
+		runCtx, cancelTimeout = context.WithTimeoutCause(a.ctx, timeout, &TimeoutError{After: timeout})
+	}
+	defer cancelTimeout()
+
+	s.lifecycle(a.ctx, events.TypeStarted, rec, a.workerID, "", map[string]any{}, a.nextSeq())
+
+	inner := func(ctx context.Context, r *Record) (any, error) { return e.run(ctx, r.Args) }
+	h := chain(inner, s.cfg.Middleware, e.opts.Middleware)
+	results := make(chan outcome, 1)
+	go func() {
+		defer close(a.bodyDone)
+		defer func() {
+			if p := recover(); p != nil {
+				s.logger.Error("Queue task panicked", "task_id", rec.ID, "task_name", rec.TaskName, "panic", p, "stack", string(debug.Stack()))
+				results <- outcome{err: fmt.Errorf("panic: %v", p)}
+			}
+		}()
+		v, err := h(runCtx, rec.Clone())
+		results <- outcome{value: v, err: err}
+	}()
+
+	var out outcome
+	abandoned := false
+	select {
+	case out = <-results:
+	case <-runCtx.Done():
+		grace := time.NewTimer(env.finalCancel)
+		select {
+		case out = <-results:
+		case <-grace.C:
+			abandoned = true
+			out.err = context.Cause(runCtx)
+			s.logger.Warn("Queue task ignored cancellation", "task_id", rec.ID, "task_name", rec.TaskName, "cause", out.err)
+		}
+		grace.Stop()
+	}
+	timedOut := runCtx.Err() != nil
+	cancelTimeout()
+	if env.beforeSettle != nil {
+		env.beforeSettle(a)
+	}
+	s.settle(a, out, timedOut, abandoned, runCtx, env)
+}
+
+// settle classifies the outcome and writes it, fenced on the attempt's generation.
+func (s *Service) settle(a *attempt, out outcome, timedOut, abandoned bool, runCtx context.Context, env attemptEnv) {
+	ctx := context.WithoutCancel(a.ctx)
+	cause := context.Cause(a.ctx)
+	switch {
+	case errors.Is(cause, ErrCancelled), errors.Is(cause, ErrClaimLost):
+		// Someone else owns the record's fate: the canceller wrote it, or
+		// another attempt may already own the claim.
+		return
+	case out.err == nil && !abandoned:
+		s.complete(ctx, a, out.value)
+	case errors.Is(out.err, ErrCancelled):
+		s.cancelSelf(ctx, a, out.err.Error())
+	case errors.Is(cause, ErrShutdown):
+		s.settleShutdown(ctx, a, abandoned, env)
+	case timedOut && isTimeout(context.Cause(runCtx)):
+		s.fail(ctx, a, context.Cause(runCtx), true)
+	case errors.Is(out.err, ErrNonRetryable), errors.Is(out.err, ErrInvalidArgs):
+		s.fail(ctx, a, out.err, false)
+	default:
+		s.fail(ctx, a, out.err, true)
+	}
+}
+
+func isTimeout(err error) bool {
+	var te *TimeoutError
+	return errors.As(err, &te)
+}
+
+func (s *Service) complete(ctx context.Context, a *attempt, value any) {
+	result, err := json.Marshal(value)
+	if err != nil {
+		s.fail(ctx, a, NonRetryable(fmt.Errorf("encode result: %w", err)), false)
+		return
+	}
+	done, err := s.backend.Complete(ctx, CompleteParams{ID: a.rec.ID, Result: result, ExpectedRetryCount: a.rec.RetryCount})
+	if err != nil {
+		s.settleError(ctx, a, "complete", err)
+		return
+	}
+	s.lifecycle(ctx, events.TypeCompleted, done, a.workerID, "", statusPayload(done), a.nextSeq())
+	if logSuccess, _ := metaBool(done.Metadata, MetaLogSuccess); logSuccess {
+		level := slogLevel(done.Metadata)
+		s.logger.Log(ctx, level, "Queue task completed", "task_id", done.ID, "task_name", done.TaskName,
+			"queue", done.Queue, "worker_id", a.workerID, "attempt", done.RetryCount+1)
+	}
+}
+
+func slogLevel(md map[string]any) slog.Level {
+	switch md[MetaLogLevel] {
+	case "debug":
+		return slog.LevelDebug
+	case "warning":
+		return slog.LevelWarn
+	case "error", "critical":
+		return slog.LevelError
+	}
+	return slog.LevelInfo
+}
+
+func (s *Service) cancelSelf(ctx context.Context, a *attempt, reason string) {
+	gen := a.rec.RetryCount
+	rec, err := s.backend.Cancel(ctx, CancelParams{ID: a.rec.ID, IncludeRunning: true, ExpectedRetryCount: &gen})
+	if err != nil {
+		s.settleError(ctx, a, "cancel", err)
+		return
+	}
+	s.afterCancel(ctx, rec, false, reason, a.workerID, a.nextSeq())
+}
+
+// errorText renders err for storage: sanitized, never empty.
+func (s *Service) errorText(err error, rec *Record) string {
+	var msg string
+	if s.cfg.ErrorSanitizer != nil {
+		msg = s.cfg.ErrorSanitizer(err, rec.Clone())
+	} else if err != nil {
+		msg = err.Error()
+	}
+	if msg == "" {
+		msg = "task failed (empty error message)"
+	}
+	return msg
+}
+
+func (s *Service) fail(ctx context.Context, a *attempt, err error, retry bool) {
+	msg := s.errorText(err, a.rec)
+	var delay time.Duration
+	if retry {
+		delay = BackoffFromMetadata(a.rec.Metadata).Delay(a.rec.AttemptsConsumed())
+	}
+	rec, ferr := s.backend.Fail(ctx, FailParams{ID: a.rec.ID, Error: msg, Retry: retry, ExpectedRetryCount: a.rec.RetryCount, RetryDelay: delay})
+	if ferr != nil {
+		s.settleError(ctx, a, "fail", ferr)
+		return
+	}
+	s.publishFailed(ctx, a, rec, msg)
+}
+
+func (s *Service) publishFailed(ctx context.Context, a *attempt, rec *Record, msg string) {
+	willRetry := rec.Status == StatusPending || rec.Status == StatusScheduled
+	payload := statusPayload(rec)
+	payload["will_retry"] = willRetry
+	if willRetry {
+		var delay time.Duration
+		if !rec.ScheduledAt.IsZero() {
+			delay = max(0, rec.ScheduledAt.Sub(rec.QueuedAt))
+		}
+		payload["retry_delay"] = delay.Seconds()
+		payload["retry_at"] = formatTime(rec.ScheduledAt)
+	}
+	s.lifecycle(ctx, events.TypeFailed, rec, a.workerID, msg, payload, a.nextSeq())
+	level := slog.LevelError
+	if willRetry {
+		level = slog.LevelWarn
+	}
+	s.logger.Log(ctx, level, "Queue task failed", "task_id", rec.ID, "task_name", rec.TaskName, "queue", rec.Queue,
+		"worker_id", a.workerID, "attempt", a.rec.RetryCount+1, "will_retry", willRetry, "error", msg)
+}
+
+// settleError handles a settle write that did not apply: a lost fence means
+// another attempt owns the record now (publish task.claim_lost, change
+// nothing); anything else is a backend failure left to stale recovery.
+func (s *Service) settleError(ctx context.Context, a *attempt, phase string, err error) {
+	if errors.Is(err, ErrFenceLost) {
+		s.claimLost(ctx, a, phase)
+		return
+	}
+	s.logger.Error("Queue task settle write failed", "task_id", a.rec.ID, "phase", phase, "error", err)
+}
+
+func (s *Service) claimLost(ctx context.Context, a *attempt, phase string) {
+	payload := map[string]any{"phase": phase, "expected_retry_count": a.rec.RetryCount, "current_status": nil, "current_retry_count": nil}
+	if cur, err := s.backend.GetTask(ctx, a.rec.ID); err == nil {
+		payload["current_status"] = string(cur.Status)
+		payload["current_retry_count"] = cur.RetryCount
+	}
+	var seq *int
+	if phase != "heartbeat" {
+		seq = a.nextSeq()
+	}
+	s.lifecycle(ctx, events.TypeClaimLost, a.rec, a.workerID, "Queue task ownership lost", payload, seq)
+	s.logger.Warn("Queue task ownership lost", "task_id", a.rec.ID, "task_name", a.rec.TaskName, "phase", phase, "worker_id", a.workerID)
+}
+
+func (s *Service) failUnknown(a *attempt) {
+	ctx := context.WithoutCancel(a.ctx)
+	msg := (&UnknownTaskError{Name: a.rec.TaskName}).Error()
+	rec, err := s.backend.Fail(ctx, FailParams{ID: a.rec.ID, Error: msg, Retry: false, ExpectedRetryCount: a.rec.RetryCount})
+	if err != nil {
+		s.settleError(ctx, a, "unknown_task", err)
+		return
+	}
+	s.publishFailed(ctx, a, rec, msg)
+}
+
+// settleShutdown handles an attempt the shutdown ladder cancelled (SPEC §5.12).
+func (s *Service) settleShutdown(ctx context.Context, a *attempt, abandoned bool, env attemptEnv) {
+	requeue := env.requeueOnShutdown
+	if v, ok := metaBool(a.rec.Metadata, MetaRequeueOnShutdown); ok {
+		requeue = v
+	}
+	if !requeue || abandoned {
+		// Stale recovery takes a null heartbeat at once.
+		if err := s.backend.NullHeartbeats(ctx, []Fence{a.fence()}); err != nil {
+			s.logger.Error("Queue heartbeat clear after shutdown failed", "task_id", a.rec.ID, "error", err)
+		}
+		return
+	}
+	if a.rec.Interruptions() >= env.maxInterruptions {
+		const msg = "Interrupted during shutdown"
+		rec, err := s.backend.Fail(ctx, FailParams{ID: a.rec.ID, Error: msg, Retry: true, ExpectedRetryCount: a.rec.RetryCount})
+		if err != nil {
+			s.settleError(ctx, a, "fail", err)
+			return
+		}
+		s.logger.Error("Queue task exceeded its shutdown interruption budget", "task_id", rec.ID, "task_name", rec.TaskName)
+		s.publishFailed(ctx, a, rec, msg)
+		return
+	}
+	rec, err := s.backend.Interrupt(ctx, InterruptParams{ID: a.rec.ID, ExpectedRetryCount: a.rec.RetryCount, WorkerID: a.workerID})
+	if err != nil {
+		if errors.Is(err, ErrFenceLost) {
+			s.claimLost(ctx, a, "interrupt")
+			return
+		}
+		s.logger.Error("Queue task interrupt failed", "task_id", a.rec.ID, "error", err)
+		return
+	}
+	payload := statusPayload(rec)
+	payload["reason"] = "shutdown"
+	s.lifecycle(ctx, events.TypeInterrupted, rec, a.workerID, "", payload, a.nextSeq())
+	s.logger.Info("Queue task interrupted", "task_id", rec.ID, "task_name", rec.TaskName, "worker_id", a.workerID)
+}
+
+// runImmediate executes a pending record inline (execution backend
+// "immediate"), including retries, and returns its final state. The caller's
+// ctx ending works like a worker shutdown.
+func (s *Service) runImmediate(ctx context.Context, _ *taskEntry, rec *Record) (*Record, error) {
+	env := attemptEnv{workerID: s.cfg.Worker.ID, finalCancel: s.cfg.Worker.FinalCancelTimeout, maxInterruptions: s.cfg.Worker.MaxInterruptions}
+	for {
+		gen := rec.RetryCount
+		res, err := s.backend.ClaimByID(ctx, ClaimByIDParams{ID: rec.ID, WorkerID: env.workerID, ExpectedRetryCount: &gen})
+		if err != nil {
+			return rec, fmt.Errorf("immediate claim: %w", err)
+		}
+		s.publishExpired(ctx, res.Expired, env.workerID)
+		if len(res.Claimed) == 0 {
+			return s.backend.GetTask(ctx, rec.ID)
+		}
+		base, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
+		stop := context.AfterFunc(ctx, func() { cancel(ErrShutdown) })
+		a := s.newAttempt(base, res.Claimed[0], env.workerID)
+		s.runAttempt(a, env)
+		stop()
+		cancel(nil)
+		<-a.bodyDone
+		if rec, err = s.backend.GetTask(ctx, rec.ID); err != nil {
+			return nil, err
+		}
+		switch {
+		case rec.Status == StatusPending:
+			continue
+		case rec.Status == StatusScheduled:
+			wait := time.Until(rec.ScheduledAt)
+			if wait > 0 {
+				t := time.NewTimer(wait)
+				select {
+				case <-ctx.Done():
+					t.Stop()
+					return rec, nil
+				case <-t.C:
+				}
+			}
+			continue
+		}
+		return rec, nil
+	}
+}

@@ -1,0 +1,159 @@
+package memory
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/queuesgo/queues"
+)
+
+// wake sends one coalescing wakeup hint to every subscriber.
+func (b *Backend) wake() {
+	b.subMu.Lock()
+	defer b.subMu.Unlock()
+	for ch := range b.wakeSubs {
+		select {
+		case ch <- struct{}{}:
+		default: // a hint is already pending: coalesce
+		}
+	}
+}
+
+// Wakeups returns a new hint channel (buffer 1, coalescing) that receives a
+// value whenever a record becomes claimable now: an enqueue of a due record
+// (one hint per call), a retry or stale requeue without delay, an
+// interruption, ClearExecutionRef, SetExecutionBackend and ReleaseDispatch.
+// The channel is closed when ctx ends or the backend is closed.
+func (b *Backend) Wakeups(ctx context.Context) (<-chan struct{}, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	ch := make(chan struct{}, 1)
+	b.subMu.Lock()
+	b.wakeSubs[ch] = struct{}{}
+	b.subMu.Unlock()
+	context.AfterFunc(ctx, func() {
+		b.subMu.Lock()
+		defer b.subMu.Unlock()
+		if _, ok := b.wakeSubs[ch]; ok {
+			delete(b.wakeSubs, ch)
+			close(ch)
+		}
+	})
+	return ch, nil
+}
+
+// NotifyWorkerControl sends a coalescing control hint to every
+// WorkerControl subscription of workerID.
+func (b *Backend) NotifyWorkerControl(ctx context.Context, workerID string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	b.subMu.Lock()
+	defer b.subMu.Unlock()
+	for ch := range b.ctlSubs[workerID] {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+	return nil
+}
+
+// WorkerControl returns a new control-hint channel (buffer 1, coalescing) for
+// workerID. It is closed when ctx ends or the backend is closed.
+func (b *Backend) WorkerControl(ctx context.Context, workerID string) (<-chan struct{}, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	ch := make(chan struct{}, 1)
+	b.subMu.Lock()
+	m := b.ctlSubs[workerID]
+	if m == nil {
+		m = make(map[chan struct{}]struct{})
+		b.ctlSubs[workerID] = m
+	}
+	m[ch] = struct{}{}
+	b.subMu.Unlock()
+	context.AfterFunc(ctx, func() {
+		b.subMu.Lock()
+		defer b.subMu.Unlock()
+		m := b.ctlSubs[workerID]
+		if _, ok := m[ch]; ok {
+			delete(m, ch)
+			if len(m) == 0 {
+				delete(b.ctlSubs, workerID)
+			}
+			close(ch)
+		}
+	})
+	return ch, nil
+}
+
+// WaitForCompletion blocks until the record is terminal (or deleted), and
+// returns nil; it returns at once when the record is already terminal or
+// missing. It returns ctx.Err() when ctx ends first.
+func (b *Backend) WaitForCompletion(ctx context.Context, id uuid.UUID) error {
+	b.mu.Lock()
+	e := b.records[id]
+	if e == nil || e.rec.IsTerminal() {
+		b.mu.Unlock()
+		return nil
+	}
+	ch := make(chan struct{})
+	e.waiters = append(e.waiters, ch)
+	b.mu.Unlock()
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		b.mu.Lock()
+		if i := slices.Index(e.waiters, ch); i >= 0 {
+			e.waiters = slices.Delete(e.waiters, i, i+1)
+		}
+		b.mu.Unlock()
+		return ctx.Err()
+	}
+}
+
+// AcquireLock takes the named lock for token until now+ttl. It succeeds when
+// the lock is free, expired, or already held by token (which refreshes the
+// expiry). ttl must be positive.
+func (b *Backend) AcquireLock(ctx context.Context, name, token string, ttl time.Duration) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	if ttl <= 0 {
+		return false, fmt.Errorf("%w: lock ttl must be positive, got %s", queues.ErrConfig, ttl)
+	}
+	if token == "" {
+		return false, fmt.Errorf("%w: lock token must not be empty", queues.ErrConfig)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	now := b.now()
+	if l, ok := b.locks[name]; ok && l.token != token && l.expires.After(now) {
+		return false, nil
+	}
+	b.locks[name] = lock{token: token, expires: now.Add(ttl)}
+	return true, nil
+}
+
+// ReleaseLock releases the named lock if token holds it (and it has not
+// expired into someone else's hands); it reports whether it did.
+func (b *Backend) ReleaseLock(ctx context.Context, name, token string) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	l, ok := b.locks[name]
+	if !ok || l.token != token {
+		return false, nil
+	}
+	delete(b.locks, name)
+	return true, nil
+}

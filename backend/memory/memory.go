@@ -1,0 +1,380 @@
+// Package memory is the in-process queue backend: task records, identity
+// reservations, locks and hints live in maps under one mutex inside the
+// current process.
+//
+// It is meant for tests and for single-process programs that do not need
+// durability: records are lost when the process exits and are invisible to
+// other processes (Capabilities.ProcessLocal is true), so external execution
+// backends and `run-task` consumers cannot use it.
+//
+// Every write is a compare-and-set under the mutex, following the transition
+// table of the specification (§3.1): a guard that does not hold changes
+// nothing and returns an error matching queues.ErrFenceLost. Records returned
+// by any method are deep copies; callers may keep and modify them.
+//
+// Claims do not scan the store: due records are kept in heaps in claim order,
+// partitioned per (execution backend, queue), and records scheduled for later
+// wait in per-partition heaps ordered by due time until a claim, ListPending
+// or NextDue promotes them. Statistics are maintained as counters.
+package memory
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/queuesgo/queues"
+)
+
+// Options configure a memory backend. The zero value is ready to use.
+type Options struct {
+	// Now is the backend clock; nil means time.Now. Every stored time is
+	// converted to UTC.
+	Now func() time.Time
+}
+
+// Backend is the in-process queue backend. Create it with New; it is safe for
+// concurrent use. It implements queues.Backend and the optional interfaces
+// queues.Waker, queues.WorkerController, queues.DueTimer,
+// queues.CompletionWaiter, queues.Locker and queues.Inspector.
+type Backend struct {
+	nowFn func() time.Time
+
+	mu           sync.Mutex
+	records      map[uuid.UUID]*entry
+	byKey        map[string]*entry // record holding each identity key
+	reservations map[string]queues.Reservation
+	parts        map[partKey]*partition
+	partList     []*partition // every partition, for iteration without map order
+	terminal     entryHeap    // terminal records by completed_at, id
+	running      map[uuid.UUID]*entry
+	withRef      map[uuid.UUID]*entry // non-terminal records holding an execution_ref
+	stats        map[string]*queues.Statistics
+	locks        map[string]lock
+	scratch      []*partition
+
+	subMu    sync.Mutex
+	wakeSubs map[chan struct{}]struct{}
+	ctlSubs  map[string]map[chan struct{}]struct{}
+}
+
+type lock struct {
+	token   string
+	expires time.Time
+}
+
+// Compile-time checks of the implemented interfaces.
+var (
+	_ queues.Backend          = (*Backend)(nil)
+	_ queues.Waker            = (*Backend)(nil)
+	_ queues.WorkerController = (*Backend)(nil)
+	_ queues.DueTimer         = (*Backend)(nil)
+	_ queues.CompletionWaiter = (*Backend)(nil)
+	_ queues.Locker           = (*Backend)(nil)
+	_ queues.Inspector        = (*Backend)(nil)
+)
+
+// New returns an empty memory backend.
+func New(opts Options) *Backend {
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
+	return &Backend{
+		nowFn:        now,
+		records:      make(map[uuid.UUID]*entry),
+		byKey:        make(map[string]*entry),
+		reservations: make(map[string]queues.Reservation),
+		parts:        make(map[partKey]*partition),
+		terminal:     entryHeap{kind: kTerminal},
+		running:      make(map[uuid.UUID]*entry),
+		withRef:      make(map[uuid.UUID]*entry),
+		stats:        make(map[string]*queues.Statistics),
+		locks:        make(map[string]lock),
+		wakeSubs:     make(map[chan struct{}]struct{}),
+		ctlSubs:      make(map[string]map[chan struct{}]struct{}),
+	}
+}
+
+// Name returns "memory".
+func (b *Backend) Name() string { return "memory" }
+
+// Open does nothing; a memory backend is ready when created. It is idempotent.
+func (b *Backend) Open(ctx context.Context) error { return nil }
+
+// Close closes every wakeup and worker-control subscription. Records are kept,
+// so the backend may be opened and used again.
+func (b *Backend) Close(ctx context.Context) error {
+	b.subMu.Lock()
+	defer b.subMu.Unlock()
+	for ch := range b.wakeSubs {
+		close(ch)
+	}
+	clear(b.wakeSubs)
+	for _, m := range b.ctlSubs {
+		for ch := range m {
+			close(ch)
+		}
+	}
+	clear(b.ctlSubs)
+	return nil
+}
+
+// Capabilities reports in-process wakeups, control hints and completion
+// events, maintenance locks, and that records are local to this process.
+func (b *Backend) Capabilities() queues.Capabilities {
+	return queues.Capabilities{
+		WakeupTransport:  "memory",
+		ControlTransport: "memory",
+		CompletionEvents: true,
+		Maintenance:      true,
+		ProcessLocal:     true,
+	}
+}
+
+// now reads the backend clock in UTC (which also drops the monotonic reading).
+func (b *Backend) now() time.Time { return b.nowFn().UTC() }
+
+// utc converts a caller time to UTC, keeping the zero value zero.
+func utc(t time.Time) time.Time {
+	if t.IsZero() {
+		return time.Time{}
+	}
+	return t.UTC()
+}
+
+// fenceLost returns an error matching queues.ErrFenceLost.
+func fenceLost(op string, id uuid.UUID) error {
+	return fmt.Errorf("%w: %s %s", queues.ErrFenceLost, op, id)
+}
+
+// notFound returns an error matching queues.ErrTaskNotFound.
+func notFound(id uuid.UUID) error {
+	return fmt.Errorf("%w: %s", queues.ErrTaskNotFound, id)
+}
+
+// missingForWrite is returned by a guarded write on an ID that does not exist:
+// the guard did not hold (ErrFenceLost) because there is no record (ErrTaskNotFound).
+func missingForWrite(op string, id uuid.UUID) error {
+	return fmt.Errorf("%w: %s %s: %w", queues.ErrFenceLost, op, id, queues.ErrTaskNotFound)
+}
+
+func isOpen(s queues.Status) bool { return s == queues.StatusPending || s == queues.StatusScheduled }
+
+// partFor returns (creating it if needed) the partition of backend and queue.
+func (b *Backend) partFor(backend, queue string) *partition {
+	k := partKey{backend: backend, queue: queue}
+	p := b.parts[k]
+	if p == nil {
+		p = newPartition(k)
+		b.parts[k] = p
+		b.partList = append(b.partList, p)
+	}
+	return p
+}
+
+// sync brings every index, counter and membership set in line with e.rec
+// after a change, and wakes completion waiters when the record became terminal.
+// Call it after every mutation of a stored record, with the mutex held.
+func (b *Backend) sync(e *entry, now time.Time) {
+	r := &e.rec
+	if e.cQueue != r.Queue || e.cStatus != r.Status {
+		if e.cStatus != "" {
+			b.stats[e.cQueue].Add(e.cStatus, -1)
+		}
+		st := b.stats[r.Queue]
+		if st == nil {
+			st = &queues.Statistics{}
+			b.stats[r.Queue] = st
+		}
+		st.Add(r.Status, 1)
+		e.cQueue, e.cStatus = r.Queue, r.Status
+	}
+	if run := r.Status == queues.StatusRunning; run != e.inRun {
+		if run {
+			b.running[r.ID] = e
+		} else {
+			delete(b.running, r.ID)
+		}
+		e.inRun = run
+	}
+	if ref := r.ExecutionRef != "" && !r.Status.IsTerminal(); ref != e.inRefSet {
+		if ref {
+			b.withRef[r.ID] = e
+		} else {
+			delete(b.withRef, r.ID)
+		}
+		e.inRefSet = ref
+	}
+	b.reindex(e, now)
+	if r.Status.IsTerminal() && e.idx[kTerminal] < 0 {
+		b.terminal.push(e)
+		for _, ch := range e.waiters {
+			close(ch)
+		}
+		e.waiters = nil
+	}
+}
+
+// reindex places e in the partition heaps its state calls for:
+//   - ready: pending/scheduled, not reservation-marked, due, not expired;
+//   - future: pending/scheduled, not reservation-marked, due later;
+//   - expiry: pending/scheduled, no execution_ref, with a deadline.
+//
+// A due record whose deadline passed stays out of ready (only the expiry
+// sweep or ClaimByID on a finalized ref can move it).
+func (b *Backend) reindex(e *entry, now time.Time) {
+	r := &e.rec
+	var want [kTerminal]bool
+	if isOpen(r.Status) {
+		if !queues.IsDispatchMarker(r.ExecutionRef) {
+			switch {
+			case r.ScheduledAt.After(now):
+				want[kFuture] = true
+			case !r.IsExpired(now):
+				want[kReady] = true
+			}
+		}
+		want[kExpiry] = r.ExecutionRef == "" && !r.ExpiresAt.IsZero()
+	}
+	var part *partition
+	if want[kReady] || want[kFuture] || want[kExpiry] {
+		part = e.part
+		if part == nil || part.key.backend != r.ExecutionBackend || part.key.queue != r.Queue {
+			part = b.partFor(r.ExecutionBackend, r.Queue)
+		}
+	}
+	for k := kReady; k < kTerminal; k++ {
+		in := e.idx[k] >= 0
+		if in && (!want[k] || part != e.part) {
+			e.part.heap(k).remove(e)
+			in = false
+		}
+		if want[k] && !in {
+			part.heap(k).push(e)
+		} else if want[k] {
+			// An ordering field may have changed; restore heap order.
+			h := part.heap(k)
+			if i := e.idx[k]; !h.down(i) {
+				h.up(i)
+			}
+		}
+	}
+	if part != nil {
+		e.part = part
+	} else if e.idx[kReady] < 0 && e.idx[kFuture] < 0 && e.idx[kExpiry] < 0 {
+		e.part = nil
+	}
+}
+
+// promote moves every record of the given partitions whose scheduled_at has
+// arrived from the future heap into the ready heap (or out of the way when
+// its deadline already passed).
+func (b *Backend) promote(parts []*partition, now time.Time) {
+	for _, p := range parts {
+		for {
+			e := p.future.peek()
+			if e == nil || e.rec.ScheduledAt.After(now) {
+				break
+			}
+			b.reindex(e, now)
+		}
+	}
+}
+
+// matchParts returns the partitions for a queue filter (empty = all) and an
+// execution-backend filter ("" = any), reusing a scratch slice.
+func (b *Backend) matchParts(queueNames []string, backend string) []*partition {
+	out := b.scratch[:0]
+	for _, p := range b.partList {
+		if backend != "" && p.key.backend != backend {
+			continue
+		}
+		if len(queueNames) > 0 && !contains(queueNames, p.key.queue) {
+			continue
+		}
+		out = append(out, p)
+	}
+	b.scratch = out
+	return out
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// clone returns a caller-owned copy of e's record.
+func (e *entry) clone() *queues.Record { return e.rec.Clone() }
+
+// normalizeMetadata returns a copy of m holding only JSON-shaped values
+// (string, float64, bool, nil, map[string]any, []any), as the SQL backends
+// read them back, so every backend reports the same metadata types.
+func normalizeMetadata(m map[string]any) map[string]any {
+	out := make(map[string]any, len(m))
+	for k, v := range m {
+		out[k] = normalizeValue(v)
+	}
+	return out
+}
+
+func normalizeValue(v any) any {
+	switch t := v.(type) {
+	case nil, string, bool, float64:
+		return v
+	case int:
+		return float64(t)
+	case int64:
+		return float64(t)
+	case int32:
+		return float64(t)
+	case float32:
+		return float64(t)
+	case json.Number:
+		if f, err := t.Float64(); err == nil {
+			return f
+		}
+		return t.String()
+	case map[string]any:
+		return normalizeMetadata(t)
+	case []any:
+		c := make([]any, len(t))
+		for i, x := range t {
+			c[i] = normalizeValue(x)
+		}
+		return c
+	case json.RawMessage:
+		var out any
+		if err := json.Unmarshal(t, &out); err != nil {
+			return string(t)
+		}
+		return out
+	}
+	// Anything else (structs, typed maps, other numbers): through JSON.
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Sprint(v)
+	}
+	var out any
+	if err := json.Unmarshal(raw, &out); err != nil {
+		return string(raw)
+	}
+	return out
+}
+
+// jsonEqual compares two JSON-compatible values by their JSON encoding.
+func jsonEqual(a, b any) bool {
+	ra, err1 := json.Marshal(a)
+	rb, err2 := json.Marshal(b)
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	return string(ra) == string(rb)
+}

@@ -1,0 +1,256 @@
+package memory
+
+import (
+	"context"
+	"slices"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/queuesgo/queues"
+)
+
+// GetTask returns a copy of the record, or an error matching queues.ErrTaskNotFound.
+func (b *Backend) GetTask(ctx context.Context, id uuid.UUID) (*queues.Record, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	e := b.records[id]
+	if e == nil {
+		return nil, notFound(id)
+	}
+	return e.clone(), nil
+}
+
+// GetTasks returns copies of the records that exist, in the order of ids;
+// missing IDs are omitted.
+func (b *Backend) GetTasks(ctx context.Context, ids []uuid.UUID) ([]*queues.Record, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make([]*queues.Record, 0, len(ids))
+	for _, id := range ids {
+		if e := b.records[id]; e != nil {
+			out = append(out, e.clone())
+		}
+	}
+	return out, nil
+}
+
+// GetTaskByKey returns the record holding the identity key, or an error
+// matching queues.ErrTaskNotFound.
+func (b *Backend) GetTaskByKey(ctx context.Context, key string) (*queues.Record, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	e := b.byKey[key]
+	if e == nil || key == "" {
+		return nil, queues.ErrTaskNotFound
+	}
+	return e.clone(), nil
+}
+
+// Statistics counts records per status in queue, or in every queue when
+// queue is "". It reads maintained counters and does not scan.
+func (b *Backend) Statistics(ctx context.Context, queue string) (queues.Statistics, error) {
+	if err := ctx.Err(); err != nil {
+		return queues.Statistics{}, err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if queue != "" {
+		if st := b.stats[queue]; st != nil {
+			return *st, nil
+		}
+		return queues.Statistics{}, nil
+	}
+	var total queues.Statistics
+	for _, st := range b.stats {
+		total.Pending += st.Pending
+		total.Scheduled += st.Scheduled
+		total.Running += st.Running
+		total.Completed += st.Completed
+		total.Failed += st.Failed
+		total.Cancelled += st.Cancelled
+		total.Expired += st.Expired
+		total.Total += st.Total
+	}
+	return total, nil
+}
+
+// QueueStatistics returns the statistics of every queue that holds records.
+func (b *Backend) QueueStatistics(ctx context.Context) (map[string]queues.Statistics, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make(map[string]queues.Statistics, len(b.stats))
+	for q, st := range b.stats {
+		if st.Total > 0 {
+			out[q] = *st
+		}
+	}
+	return out, nil
+}
+
+// ListCompletedByTask lists up to limit (0 means 10) completed records of
+// task, newest completed_at first (then id descending), restricted to
+// completed_at ≥ since when since is set.
+func (b *Backend) ListCompletedByTask(ctx context.Context, task string, since time.Time, limit int) ([]*queues.Record, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if limit <= 0 {
+		limit = 10
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var list []*entry
+	for _, e := range b.records {
+		r := &e.rec
+		if r.Status != queues.StatusCompleted || r.TaskName != task {
+			continue
+		}
+		if !since.IsZero() && r.CompletedAt.Before(since) {
+			continue
+		}
+		list = append(list, e)
+	}
+	slices.SortFunc(list, func(x, y *entry) int {
+		if c := y.rec.CompletedAt.Compare(x.rec.CompletedAt); c != 0 {
+			return c
+		}
+		return compareID(y.rec.ID, x.rec.ID)
+	})
+	if len(list) > limit {
+		list = list[:limit]
+	}
+	out := make([]*queues.Record, len(list))
+	for i, e := range list {
+		out[i] = e.clone()
+	}
+	return out, nil
+}
+
+// newestFirst is the ListTasks order: created_at DESC, id DESC. It returns a
+// negative number when x comes before y.
+func newestFirst(xc time.Time, xid uuid.UUID, yc time.Time, yid uuid.UUID) int {
+	if c := yc.Compare(xc); c != 0 {
+		return c
+	}
+	return compareID(yid, xid)
+}
+
+// ListTasks lists records newest first (created_at DESC, id DESC), filtered by
+// status, queue and task name. f.Cursor is the ID of the last record of the
+// previous page; the page holds the records after it. Limit 0 means 50.
+// NextCursor is set when more records remain.
+func (b *Backend) ListTasks(ctx context.Context, f queues.TaskFilter) (queues.TaskPage, error) {
+	var page queues.TaskPage
+	if err := ctx.Err(); err != nil {
+		return page, err
+	}
+	limit := f.Limit
+	if limit <= 0 {
+		limit = 50
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var (
+		curAt   time.Time
+		hasCur  = f.Cursor != uuid.Nil
+		curID   = f.Cursor
+		matches []*entry
+	)
+	if hasCur {
+		if e := b.records[f.Cursor]; e != nil {
+			curAt = e.rec.CreatedAt
+		} else if f.Cursor.Version() == 7 {
+			sec, nsec := f.Cursor.Time().UnixTime()
+			curAt = time.Unix(sec, nsec).UTC()
+		} else {
+			return queues.TaskPage{Items: []*queues.Record{}}, nil
+		}
+	}
+	for _, e := range b.records {
+		r := &e.rec
+		if (f.Status != "" && r.Status != f.Status) || (f.Queue != "" && r.Queue != f.Queue) ||
+			(f.TaskName != "" && r.TaskName != f.TaskName) {
+			continue
+		}
+		if hasCur && newestFirst(r.CreatedAt, r.ID, curAt, curID) <= 0 {
+			continue
+		}
+		matches = append(matches, e)
+	}
+	slices.SortFunc(matches, func(x, y *entry) int {
+		return newestFirst(x.rec.CreatedAt, x.rec.ID, y.rec.CreatedAt, y.rec.ID)
+	})
+	more := len(matches) > limit
+	if more {
+		matches = matches[:limit]
+	}
+	page.Items = make([]*queues.Record, len(matches))
+	for i, e := range matches {
+		page.Items[i] = e.clone()
+	}
+	if more {
+		page.NextCursor = matches[len(matches)-1].rec.ID
+	}
+	return page, nil
+}
+
+// ReserveIdentity reserves r.Key for r.TaskID. It returns nil when the caller
+// won, else a copy of the existing owner. A zero CreatedAt is stamped with now.
+func (b *Backend) ReserveIdentity(ctx context.Context, r queues.Reservation) (*queues.Reservation, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if old, ok := b.reservations[r.Key]; ok {
+		return &old, nil
+	}
+	if r.CreatedAt.IsZero() {
+		r.CreatedAt = b.now()
+	} else {
+		r.CreatedAt = r.CreatedAt.UTC()
+	}
+	b.reservations[r.Key] = r
+	return nil, nil
+}
+
+// GetIdentity returns a copy of the reservation for key, or nil, nil.
+func (b *Backend) GetIdentity(ctx context.Context, key string) (*queues.Reservation, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if r, ok := b.reservations[key]; ok {
+		return &r, nil
+	}
+	return nil, nil
+}
+
+// ResetIdentity deletes the reservation for key. A non-zero expectedTaskID
+// must equal the owner. It reports whether a reservation was deleted.
+func (b *Backend) ResetIdentity(ctx context.Context, key string, expectedTaskID uuid.UUID) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	r, ok := b.reservations[key]
+	if !ok || (expectedTaskID != uuid.Nil && r.TaskID != expectedTaskID) {
+		return false, nil
+	}
+	delete(b.reservations, key)
+	return true, nil
+}

@@ -1,0 +1,442 @@
+package memory
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"time"
+
+	"github.com/queuesgo/queues"
+)
+
+// requeueEntry starts a new, unowned generation of e: retry_count+1,
+// queued_at=now, started_at, heartbeat_at, worker_id and execution_ref
+// cleared; scheduled at now+delay when delay > 0, else pending. It reports
+// whether the record is due now.
+func (b *Backend) requeueEntry(e *entry, delay time.Duration, now time.Time) bool {
+	r := &e.rec
+	r.RetryCount++
+	r.QueuedAt = now
+	r.StartedAt = time.Time{}
+	r.HeartbeatAt = time.Time{}
+	r.CompletedAt = time.Time{}
+	r.WorkerID = ""
+	r.ExecutionRef = ""
+	due := delay <= 0
+	if due {
+		r.Status = queues.StatusPending
+		r.ScheduledAt = time.Time{}
+	} else {
+		r.Status = queues.StatusScheduled
+		r.ScheduledAt = now.Add(delay)
+	}
+	b.sync(e, now)
+	return due
+}
+
+// finishEntry makes e terminal with status s at now (heartbeat cleared,
+// worker_id kept).
+func (b *Backend) finishEntry(e *entry, s queues.Status, now time.Time) {
+	r := &e.rec
+	r.Status = s
+	r.CompletedAt = now
+	r.HeartbeatAt = time.Time{}
+	b.sync(e, now)
+}
+
+// Complete settles the running generation p.ExpectedRetryCount as completed
+// with p.Result; the error is cleared and worker_id kept. Any other state
+// returns an error matching queues.ErrFenceLost.
+func (b *Backend) Complete(ctx context.Context, p queues.CompleteParams) (*queues.Record, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	result := append(json.RawMessage(nil), p.Result...)
+	if p.Result == nil {
+		result = nil
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	e := b.records[p.ID]
+	if e == nil {
+		return nil, missingForWrite("complete", p.ID)
+	}
+	r := &e.rec
+	if r.Status != queues.StatusRunning || r.RetryCount != p.ExpectedRetryCount {
+		return nil, fenceLost("complete", p.ID)
+	}
+	r.Result = result
+	r.Error = ""
+	b.finishEntry(e, queues.StatusCompleted, b.now())
+	return e.clone(), nil
+}
+
+// Fail records a failed attempt. The guard is status running with generation
+// p.ExpectedRetryCount; with p.ExpectedRef it is instead execution_ref equal to
+// *p.ExpectedRef, that generation, and status pending, scheduled or running.
+// With p.Retry and budget left (queues.RetryAllowed) the record is requeued
+// (scheduled after p.RetryDelay when positive, else pending, waking workers);
+// otherwise it fails terminally. The error text is stored either way.
+func (b *Backend) Fail(ctx context.Context, p queues.FailParams) (*queues.Record, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	b.mu.Lock()
+	e := b.records[p.ID]
+	if e == nil {
+		b.mu.Unlock()
+		return nil, missingForWrite("fail", p.ID)
+	}
+	r := &e.rec
+	ok := r.RetryCount == p.ExpectedRetryCount
+	if p.ExpectedRef == nil {
+		ok = ok && r.Status == queues.StatusRunning
+	} else {
+		ok = ok && r.ExecutionRef == *p.ExpectedRef && (isOpen(r.Status) || r.Status == queues.StatusRunning)
+	}
+	if !ok {
+		b.mu.Unlock()
+		return nil, fenceLost("fail", p.ID)
+	}
+	now := b.now()
+	r.Error = p.Error
+	wake := false
+	if p.Retry && queues.RetryAllowed(r) {
+		wake = b.requeueEntry(e, p.RetryDelay, now)
+	} else {
+		b.finishEntry(e, queues.StatusFailed, now)
+	}
+	out := e.clone()
+	b.mu.Unlock()
+	if wake {
+		b.wake()
+	}
+	return out, nil
+}
+
+// Cancel cancels a pending or scheduled record, or a running one when
+// p.IncludeRunning, fenced on the optional generation. worker_id is kept so
+// control hints can reach the owner. Any other state returns an error
+// matching queues.ErrFenceLost.
+func (b *Backend) Cancel(ctx context.Context, p queues.CancelParams) (*queues.Record, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	e := b.records[p.ID]
+	if e == nil {
+		return nil, missingForWrite("cancel", p.ID)
+	}
+	r := &e.rec
+	if !(isOpen(r.Status) || (p.IncludeRunning && r.Status == queues.StatusRunning)) ||
+		(p.ExpectedRetryCount != nil && *p.ExpectedRetryCount != r.RetryCount) {
+		return nil, fenceLost("cancel", p.ID)
+	}
+	b.finishEntry(e, queues.StatusCancelled, b.now())
+	return e.clone(), nil
+}
+
+// CancelMatching cancels every pending/scheduled record (and running, with
+// f.IncludeRunning) that matches the filter and holds no execution_ref.
+// TaskName and Queue match by equality when set; Args and Metadata match when
+// each of their top-level keys is present in the record with an equal JSON
+// value. The cancelled records are returned in claim order.
+func (b *Backend) CancelMatching(ctx context.Context, f queues.CancelFilter) ([]*queues.Record, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	argsFilter := normalizeMetadata(f.Args)
+	metaFilter := normalizeMetadata(f.Metadata)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var hits []*entry
+	for _, e := range b.records {
+		r := &e.rec
+		if !(isOpen(r.Status) || (f.IncludeRunning && r.Status == queues.StatusRunning)) || r.ExecutionRef != "" {
+			continue
+		}
+		if (f.TaskName != "" && r.TaskName != f.TaskName) || (f.Queue != "" && r.Queue != f.Queue) {
+			continue
+		}
+		if len(metaFilter) > 0 && !subsetMatch(metaFilter, r.Metadata) {
+			continue
+		}
+		if len(argsFilter) > 0 {
+			var args map[string]any
+			if json.Unmarshal(r.Args, &args) != nil || !subsetMatch(argsFilter, args) {
+				continue
+			}
+		}
+		hits = append(hits, e)
+	}
+	slices.SortFunc(hits, func(x, y *entry) int {
+		if claimLess(&x.rec, &y.rec) {
+			return -1
+		}
+		return 1
+	})
+	now := b.now()
+	out := make([]*queues.Record, 0, len(hits))
+	for _, e := range hits {
+		b.finishEntry(e, queues.StatusCancelled, now)
+		out = append(out, e.clone())
+	}
+	return out, nil
+}
+
+// subsetMatch reports whether every key of filter is in m with an equal JSON value.
+func subsetMatch(filter, m map[string]any) bool {
+	for k, want := range filter {
+		got, ok := m[k]
+		if !ok || !jsonEqual(want, got) {
+			return false
+		}
+	}
+	return true
+}
+
+// Interrupt requeues the running generation p.ExpectedRetryCount owned by
+// p.WorkerID after a shutdown: status pending, retry_count+1,
+// metadata.interruptions+1, queued_at=now, scheduled_at, started_at,
+// heartbeat_at, completed_at, execution_ref and worker_id cleared, priority
+// kept. Workers are woken. Any other state returns an error matching
+// queues.ErrFenceLost.
+func (b *Backend) Interrupt(ctx context.Context, p queues.InterruptParams) (*queues.Record, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	b.mu.Lock()
+	e := b.records[p.ID]
+	if e == nil {
+		b.mu.Unlock()
+		return nil, missingForWrite("interrupt", p.ID)
+	}
+	r := &e.rec
+	if r.Status != queues.StatusRunning || r.RetryCount != p.ExpectedRetryCount || r.WorkerID != p.WorkerID {
+		b.mu.Unlock()
+		return nil, fenceLost("interrupt", p.ID)
+	}
+	if r.Metadata == nil {
+		r.Metadata = map[string]any{}
+	}
+	r.Metadata[queues.MetaInterruptions] = float64(r.Interruptions() + 1)
+	b.requeueEntry(e, 0, b.now())
+	out := e.clone()
+	b.mu.Unlock()
+	b.wake()
+	return out, nil
+}
+
+// TouchHeartbeats sets heartbeat_at=now on each touched running record whose
+// generation matches (a nil ExpectedRetryCount is unfenced) and merges the
+// touch's MetadataPatch into its metadata. Each touch's ID is reported in
+// Touched or Missed; an ID touched twice may appear in both.
+func (b *Backend) TouchHeartbeats(ctx context.Context, touches []queues.HeartbeatTouch) (queues.HeartbeatResult, error) {
+	var res queues.HeartbeatResult
+	if err := ctx.Err(); err != nil {
+		return res, err
+	}
+	if len(touches) == 0 {
+		return res, nil
+	}
+	patches := make([]map[string]any, len(touches))
+	for i, t := range touches {
+		if len(t.MetadataPatch) > 0 {
+			patches[i] = normalizeMetadata(t.MetadataPatch)
+		}
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	now := b.now()
+	for i, t := range touches {
+		e := b.records[t.ID]
+		if e == nil || e.rec.Status != queues.StatusRunning ||
+			(t.ExpectedRetryCount != nil && *t.ExpectedRetryCount != e.rec.RetryCount) {
+			res.Missed = append(res.Missed, t.ID)
+			continue
+		}
+		e.rec.HeartbeatAt = now
+		if patches[i] != nil {
+			if e.rec.Metadata == nil {
+				e.rec.Metadata = make(map[string]any, len(patches[i]))
+			}
+			for k, v := range patches[i] {
+				e.rec.Metadata[k] = v
+			}
+		}
+		res.Touched = append(res.Touched, t.ID)
+	}
+	return res, nil
+}
+
+// NullHeartbeats clears heartbeat_at of each fenced running record whose
+// generation matches, so stale recovery takes it at once. Other records are
+// left alone.
+func (b *Backend) NullHeartbeats(ctx context.Context, fences []queues.Fence) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, f := range fences {
+		if e := b.records[f.ID]; e != nil && e.rec.Status == queues.StatusRunning && e.rec.RetryCount == f.RetryCount {
+			e.rec.HeartbeatAt = time.Time{}
+		}
+	}
+	return nil
+}
+
+// RecoverStale handles up to p.Limit (≤ 0 means 100) running records whose
+// heartbeat is missing or older than now−p.StaleAfter (negative: every
+// running record), oldest heartbeat first. queues.StaleRequeueDecision picks
+// per record: requeue (a new generation like a retry, with the error kept or
+// queues.StaleError, and priority mapped through p.Priority) or fail with
+// queues.StaleError (also listed in HandlerNeeded when requeue_on_stale is
+// false). Skipped is always 0: the whole sweep is one atomic step.
+func (b *Backend) RecoverStale(ctx context.Context, p queues.StaleParams) (queues.StaleRecovery, error) {
+	var res queues.StaleRecovery
+	if err := ctx.Err(); err != nil {
+		return res, err
+	}
+	limit := p.Limit
+	if limit <= 0 {
+		limit = 100
+	}
+	b.mu.Lock()
+	now := b.now()
+	cutoff := now.Add(-p.StaleAfter)
+	var cands []*entry
+	for _, e := range b.running {
+		hb := e.rec.HeartbeatAt
+		if p.StaleAfter < 0 || hb.IsZero() || hb.Before(cutoff) {
+			cands = append(cands, e)
+		}
+	}
+	slices.SortFunc(cands, func(x, y *entry) int {
+		tx, ty := coalesce(x.rec.HeartbeatAt, x.rec.CreatedAt), coalesce(y.rec.HeartbeatAt, y.rec.CreatedAt)
+		if c := tx.Compare(ty); c != 0 {
+			return c
+		}
+		return compareID(x.rec.ID, y.rec.ID)
+	})
+	if len(cands) > limit {
+		cands = cands[:limit]
+	}
+	wake := false
+	for _, e := range cands {
+		r := &e.rec
+		requeue, handlerNeeded, delay := queues.StaleRequeueDecision(r)
+		if requeue {
+			if r.Error == "" {
+				r.Error = queues.StaleError
+			}
+			if p.Priority != nil {
+				r.Priority = p.Priority(r.Priority)
+			}
+			if b.requeueEntry(e, delay, now) {
+				wake = true
+			}
+			res.Requeued++
+			continue
+		}
+		r.Error = queues.StaleError
+		b.finishEntry(e, queues.StatusFailed, now)
+		res.Failed = append(res.Failed, e.clone())
+		if handlerNeeded {
+			res.HandlerNeeded = append(res.HandlerNeeded, r.ID)
+		}
+	}
+	b.mu.Unlock()
+	if wake {
+		b.wake()
+	}
+	return res, nil
+}
+
+func coalesce(a, b time.Time) time.Time {
+	if a.IsZero() {
+		return b
+	}
+	return a
+}
+
+// ExpireOverdue expires up to limit (≤ 0 means 100) pending/scheduled records
+// holding no execution_ref whose expires_at ≤ now, ordered by expires_at,
+// created_at, and returns them.
+func (b *Backend) ExpireOverdue(ctx context.Context, limit int) ([]*queues.Record, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if limit <= 0 {
+		limit = 100
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	now := b.now()
+	var out []*queues.Record
+	for len(out) < limit {
+		var best *entry
+		for _, pt := range b.partList {
+			e := pt.expiry.peek()
+			if e == nil || e.rec.ExpiresAt.After(now) {
+				continue
+			}
+			if best == nil || timeIDLess(e.rec.ExpiresAt, best.rec.ExpiresAt, &e.rec, &best.rec) {
+				best = e
+			}
+		}
+		if best == nil {
+			break
+		}
+		b.expireEntry(best, now)
+		out = append(out, best.clone())
+	}
+	return out, nil
+}
+
+// CleanupTerminal deletes up to limit (≤ 0 means 100) terminal records whose
+// completed_at is before before, oldest completed_at (then id) first, and
+// returns how many it deleted. Identity reservations are never deleted.
+func (b *Backend) CleanupTerminal(ctx context.Context, before time.Time, limit int) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	if limit <= 0 {
+		limit = 100
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := 0
+	for n < limit {
+		e := b.terminal.peek()
+		if e == nil || !e.rec.CompletedAt.Before(before) {
+			break
+		}
+		b.deleteEntry(e)
+		n++
+	}
+	return n, nil
+}
+
+// deleteEntry removes a terminal record from the store and every index.
+func (b *Backend) deleteEntry(e *entry) {
+	r := &e.rec
+	if e.idx[kTerminal] >= 0 {
+		b.terminal.remove(e)
+	}
+	if e.cStatus != "" {
+		st := b.stats[e.cQueue]
+		st.Add(e.cStatus, -1)
+		if st.Total == 0 {
+			delete(b.stats, e.cQueue)
+		}
+		e.cStatus = ""
+	}
+	if r.Key != "" && b.byKey[r.Key] == e {
+		delete(b.byKey, r.Key)
+	}
+	delete(b.running, r.ID)
+	delete(b.withRef, r.ID)
+	delete(b.records, r.ID)
+}

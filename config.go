@@ -1,0 +1,300 @@
+package queues
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math"
+	"os"
+	"regexp"
+	"time"
+
+	"github.com/queuesgo/queues/events"
+)
+
+// Built-in execution backends.
+const (
+	// ExecutionLocal runs attempts as goroutines inside a worker (the default).
+	ExecutionLocal = "local"
+	// ExecutionImmediate runs an attempt inline inside Enqueue, for tests and scripts.
+	ExecutionImmediate = "immediate"
+)
+
+// Placement says where a service's worker runs.
+type Placement string
+
+// Placements.
+const (
+	// PlacementExternal (the zero value): the service never starts a worker;
+	// run workers with Service.NewWorker or the CLI.
+	PlacementExternal Placement = "external"
+	// PlacementInApp: Service.Start starts one worker in this process and Close drains it.
+	PlacementInApp Placement = "in-app"
+)
+
+// Config configures a Service. The zero value of every field means "use the
+// default"; Backend is required.
+type Config struct {
+	// Namespace roots channel names, lock names and system task names: "" → "queues".
+	Namespace string
+	// Backend stores the records (required): memory.New(...), sqlite.Open(...), ...
+	Backend Backend
+	// Registry holds the tasks; nil → an empty registry.
+	Registry *Registry
+	// ExecutionBackend is the default for new records and the records a worker
+	// claims: "" → "local".
+	ExecutionBackend string
+	// Middleware wraps every attempt, outermost first.
+	Middleware []Middleware
+	// ErrorSanitizer turns an attempt's error into the stored text; nil → err.Error().
+	ErrorSanitizer func(err error, rec *Record) string
+	// Worker configures the in-app worker and is the base for NewWorker.
+	Worker WorkerConfig
+	// Events configures live event delivery; nil → events go nowhere.
+	Events *EventsConfig
+	// LogSuccess is the default for the "Queue task completed" log line.
+	LogSuccess bool
+	// MaxArgumentIdentityBytes bounds canonical arguments for UniqueByArguments; 0 = unlimited.
+	MaxArgumentIdentityBytes int
+	// StaleRequeuePriority maps the priority of stale-requeued records; nil keeps it.
+	StaleRequeuePriority func(old int) int
+	// Logger receives structured logs; nil → slog.Default().
+	Logger *slog.Logger
+}
+
+// EventsConfig configures live events. Events are delivered to the broker (for
+// subscribers) and to every sink, in order, as they are published.
+type EventsConfig struct {
+	// Broker fans events out to subscribers; nil → a new in-process broker
+	// (Service.EventBroker returns it).
+	Broker events.Broker
+	// Sinks receive every event after the broker, in order.
+	Sinks []events.Sink
+	// Strict returns delivery errors to the publisher instead of logging them.
+	Strict bool
+	// SkipTaskChannel and SkipQueueChannel drop the per-task and per-queue channels.
+	SkipTaskChannel  bool
+	SkipQueueChannel bool
+	// PublishGlobalLifecycle also sends lifecycle events to the global channel.
+	PublishGlobalLifecycle bool
+}
+
+// PriorityCeiling returns a stale-requeue priority policy that demotes records
+// to at most n (higher runs first, so a ceiling demotes).
+func PriorityCeiling(n int) func(int) int {
+	return func(old int) int { return min(old, n) }
+}
+
+// WorkerConfig configures a worker. Zero values mean the documented default; a
+// negative value switches a feature off where noted.
+type WorkerConfig struct {
+	Placement Placement // "" = PlacementExternal
+	// ID identifies the worker in records, events and logs: "" → "worker-<pid>".
+	ID string
+	// Queues limits the worker to these queues; empty = all.
+	Queues []string
+	// BatchSize is the most records claimed per poll: 0 → 10.
+	BatchSize int
+	// PollInterval is the base wait between empty polls: 0 → 100ms.
+	PollInterval time.Duration
+	// PollBackoffMax caps the adaptive wait: 0 → 30s; negative = fixed PollInterval.
+	PollBackoffMax time.Duration
+	// PollBackoffMultiplier grows the wait after an empty poll: 0 → 2.
+	PollBackoffMultiplier float64
+	// PollJitter spreads waits by ±fraction: 0 → 0.15; negative = none.
+	PollJitter float64
+	// MaxConcurrency caps in-flight attempts in this process: 0 → 1.
+	MaxConcurrency int
+	// QueueConcurrency caps in-flight attempts per queue beneath MaxConcurrency.
+	QueueConcurrency map[string]int
+	// HeartbeatInterval is the time between heartbeat writes: 0 → 30s.
+	HeartbeatInterval time.Duration
+	// HeartbeatJitterFraction adds up to this fraction to each interval: 0 → 0.1; negative = none.
+	HeartbeatJitterFraction float64
+	// HeartbeatMissThreshold is how many missed touches mean the claim is lost: 0 → 2.
+	HeartbeatMissThreshold int
+	// KeepRunningOnClaimLoss leaves an attempt running after its claim is lost.
+	KeepRunningOnClaimLoss bool
+	// CancellationPollInterval is the durable check for cancelled running records: 0 → 1s.
+	CancellationPollInterval time.Duration
+	// StaleAfter enables stale recovery: running records whose heartbeat is
+	// older are requeued or failed. 0 = off.
+	StaleAfter time.Duration
+	// StaleCheckInterval is the stale recovery cadence: 0 → 60s.
+	StaleCheckInterval time.Duration
+	// ExpiryCheckInterval is the expiry sweep cadence: 0 → 60s; negative = off.
+	ExpiryCheckInterval time.Duration
+	// GracefulShutdownTimeout is how long a stop waits for attempts: 0 → 30s.
+	GracefulShutdownTimeout time.Duration
+	// FinalCancelTimeout is the grace after cancelling attempts: 0 → 5s.
+	FinalCancelTimeout time.Duration
+	// RequeueOnShutdown requeues attempts cancelled by shutdown (unless the
+	// record says otherwise) instead of leaving them to stale recovery.
+	RequeueOnShutdown bool
+	// MaxInterruptions is how many shutdown interruptions a record may take before it fails: 0 → 3.
+	MaxInterruptions int
+}
+
+// Worker defaults.
+const (
+	DefaultBatchSize                = 10
+	DefaultPollInterval             = 100 * time.Millisecond
+	DefaultPollBackoffMax           = 30 * time.Second
+	DefaultPollBackoffMultiplier    = 2.0
+	DefaultPollJitter               = 0.15
+	DefaultHeartbeatInterval        = 30 * time.Second
+	DefaultHeartbeatJitterFraction  = 0.1
+	DefaultHeartbeatMissThreshold   = 2
+	DefaultCancellationPollInterval = time.Second
+	DefaultStaleCheckInterval       = 60 * time.Second
+	DefaultExpiryCheckInterval      = 60 * time.Second
+	DefaultGracefulShutdownTimeout  = 30 * time.Second
+	DefaultFinalCancelTimeout       = 5 * time.Second
+	DefaultMaxInterruptions         = 3
+)
+
+// withDefaults validates c and returns it with defaults filled in.
+func (c WorkerConfig) withDefaults() (WorkerConfig, error) {
+	switch c.Placement {
+	case "":
+		c.Placement = PlacementExternal
+	case PlacementExternal, PlacementInApp:
+	default:
+		return c, configErr("Worker.Placement", "unknown placement %q", c.Placement)
+	}
+	if c.ID == "" {
+		c.ID = fmt.Sprintf("worker-%d", os.Getpid())
+	}
+	for _, q := range c.Queues {
+		if q == "" {
+			return c, configErr("Worker.Queues", "queue names must not be empty")
+		}
+	}
+	var err error
+	positiveInt := func(field string, v *int, def int) {
+		if err != nil {
+			return
+		}
+		if *v < 0 {
+			err = configErr(field, "must be positive")
+		} else if *v == 0 {
+			*v = def
+		}
+	}
+	positiveDur := func(field string, v *time.Duration, def time.Duration) {
+		if err != nil {
+			return
+		}
+		if *v < 0 {
+			err = configErr(field, "must be positive")
+		} else if *v == 0 {
+			*v = def
+		}
+	}
+	fraction := func(field string, v *float64, def float64) {
+		if err != nil {
+			return
+		}
+		switch {
+		case math.IsNaN(*v) || *v > 1:
+			err = configErr(field, "must be between 0 and 1 (negative = none)")
+		case *v == 0:
+			*v = def
+		case *v < 0:
+			*v = 0
+		}
+	}
+	positiveInt("Worker.BatchSize", &c.BatchSize, DefaultBatchSize)
+	positiveInt("Worker.MaxConcurrency", &c.MaxConcurrency, 1)
+	positiveInt("Worker.HeartbeatMissThreshold", &c.HeartbeatMissThreshold, DefaultHeartbeatMissThreshold)
+	positiveInt("Worker.MaxInterruptions", &c.MaxInterruptions, DefaultMaxInterruptions)
+	positiveDur("Worker.PollInterval", &c.PollInterval, DefaultPollInterval)
+	positiveDur("Worker.HeartbeatInterval", &c.HeartbeatInterval, DefaultHeartbeatInterval)
+	positiveDur("Worker.CancellationPollInterval", &c.CancellationPollInterval, DefaultCancellationPollInterval)
+	positiveDur("Worker.StaleAfter", &c.StaleAfter, 0)
+	positiveDur("Worker.StaleCheckInterval", &c.StaleCheckInterval, DefaultStaleCheckInterval)
+	positiveDur("Worker.GracefulShutdownTimeout", &c.GracefulShutdownTimeout, DefaultGracefulShutdownTimeout)
+	positiveDur("Worker.FinalCancelTimeout", &c.FinalCancelTimeout, DefaultFinalCancelTimeout)
+	fraction("Worker.PollJitter", &c.PollJitter, DefaultPollJitter)
+	fraction("Worker.HeartbeatJitterFraction", &c.HeartbeatJitterFraction, DefaultHeartbeatJitterFraction)
+	if err != nil {
+		return c, err
+	}
+	switch {
+	case c.PollBackoffMax == 0:
+		c.PollBackoffMax = max(DefaultPollBackoffMax, c.PollInterval)
+	case c.PollBackoffMax > 0 && c.PollBackoffMax < c.PollInterval:
+		return c, configErr("Worker.PollBackoffMax", "must be at least PollInterval (negative = fixed interval)")
+	}
+	switch {
+	case c.PollBackoffMultiplier == 0:
+		c.PollBackoffMultiplier = DefaultPollBackoffMultiplier
+	case c.PollBackoffMultiplier < 1 || math.IsNaN(c.PollBackoffMultiplier) || math.IsInf(c.PollBackoffMultiplier, 0):
+		return c, configErr("Worker.PollBackoffMultiplier", "must be at least 1")
+	}
+	if c.ExpiryCheckInterval == 0 {
+		c.ExpiryCheckInterval = DefaultExpiryCheckInterval
+	}
+	for q, n := range c.QueueConcurrency {
+		if n <= 0 {
+			return c, configErr("Worker.QueueConcurrency", "cap for queue %q must be positive", q)
+		}
+		if len(c.Queues) > 0 && !contains(c.Queues, q) {
+			return c, configErr("Worker.QueueConcurrency", "queue %q is not in Queues", q)
+		}
+	}
+	return c, nil
+}
+
+func contains[T comparable](xs []T, x T) bool {
+	for _, v := range xs {
+		if v == x {
+			return true
+		}
+	}
+	return false
+}
+
+var namespacePattern = regexp.MustCompile(`^[a-z][a-z0-9]*(?:_[a-z0-9]+)*$`)
+
+// DefaultNamespace roots names when Config.Namespace is empty.
+const DefaultNamespace = "queues"
+
+func (c Config) withDefaults() (Config, error) {
+	if c.Namespace == "" {
+		c.Namespace = DefaultNamespace
+	} else if !namespacePattern.MatchString(c.Namespace) {
+		return c, configErr("Namespace", "%q must match %s", c.Namespace, namespacePattern)
+	}
+	if c.Backend == nil {
+		return c, configErr("Backend", "is required")
+	}
+	if c.Registry == nil {
+		c.Registry = NewRegistry()
+	}
+	switch c.ExecutionBackend {
+	case "":
+		c.ExecutionBackend = ExecutionLocal
+	case ExecutionLocal, ExecutionImmediate:
+	default:
+		return c, configErr("ExecutionBackend", "unknown execution backend %q (built in: local, immediate)", c.ExecutionBackend)
+	}
+	if c.MaxArgumentIdentityBytes < 0 {
+		return c, configErr("MaxArgumentIdentityBytes", "must not be negative")
+	}
+	w, err := c.Worker.withDefaults()
+	if err != nil {
+		return c, err
+	}
+	if w.Placement == PlacementInApp && c.ExecutionBackend == ExecutionImmediate {
+		return c, configErr("Worker.Placement", "an in-app worker cannot run with the immediate execution backend")
+	}
+	c.Worker = w
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c, nil
+}
+
+// ctxErr returns ctx's error if it has ended, so loops stop early.
+func ctxErr(ctx context.Context) error { return ctx.Err() }

@@ -1,0 +1,639 @@
+package queues
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/queuesgo/queues/events"
+)
+
+// Service is the public entry point: it enqueues, reads, cancels and runs
+// tasks on one backend. Create it with New, open it with Start, and stop it
+// with Close. A Service is safe for concurrent use.
+type Service struct {
+	cfg      Config
+	backend  Backend
+	registry *Registry
+	logger   *slog.Logger
+	pub      *publisher
+
+	mu      sync.Mutex
+	started bool
+	inApp   *Worker
+	inAppCh chan error
+}
+
+// New validates cfg and returns a service. It opens nothing; call Start.
+func New(cfg Config) (*Service, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	s := &Service{cfg: cfg, backend: cfg.Backend, registry: cfg.Registry, logger: cfg.Logger}
+	s.pub = newPublisher(cfg.Namespace, cfg.Events, cfg.Logger)
+	return s, nil
+}
+
+// Start opens the backend and, with PlacementInApp, starts the in-app worker.
+// A failure rolls back what started.
+func (s *Service) Start(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.started {
+		return nil
+	}
+	if err := s.backend.Open(ctx); err != nil {
+		return fmt.Errorf("open %s backend: %w", s.backend.Name(), err)
+	}
+	if s.cfg.Worker.Placement == PlacementInApp {
+		w, err := s.NewWorker(s.cfg.Worker)
+		if err != nil {
+			_ = s.backend.Close(ctx)
+			return err
+		}
+		s.inApp = w
+		s.inAppCh = make(chan error, 1)
+		go func() { s.inAppCh <- w.Run(context.Background()) }()
+		select {
+		case <-w.Ready():
+		case err := <-s.inAppCh:
+			s.inApp = nil
+			_ = s.backend.Close(ctx)
+			return fmt.Errorf("start in-app worker: %w", err)
+		case <-ctx.Done():
+			_, _ = w.Stop(context.Background(), true)
+			_ = s.backend.Close(context.Background())
+			return ctx.Err()
+		}
+	}
+	s.started = true
+	return nil
+}
+
+// Close drains the in-app worker through the shutdown ladder and closes the
+// backend. It returns ErrEscalated (wrapped) when the drain had to cancel attempts.
+func (s *Service) Close(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.started {
+		return nil
+	}
+	s.started = false
+	var errs []error
+	if s.inApp != nil {
+		if _, err := s.inApp.Stop(ctx, false); err != nil {
+			errs = append(errs, err)
+		}
+		s.inApp = nil
+	}
+	if err := s.backend.Close(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("close %s backend: %w", s.backend.Name(), err))
+	}
+	return errors.Join(errs...)
+}
+
+// Backend returns the queue backend.
+func (s *Service) Backend() Backend { return s.backend }
+
+// Registry returns the task registry.
+func (s *Service) Registry() *Registry { return s.registry }
+
+// Namespace returns the configured namespace root.
+func (s *Service) Namespace() string { return s.cfg.Namespace }
+
+// EventBroker returns the broker events are delivered to, or nil when events
+// are not configured. Subscribe to it for live events.
+func (s *Service) EventBroker() events.Broker {
+	if !s.pub.enabled {
+		return nil
+	}
+	return s.pub.broker
+}
+
+// InAppWorker returns the in-app worker while the service runs with
+// PlacementInApp, else nil.
+func (s *Service) InAppWorker() *Worker {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.inApp
+}
+
+// EnqueueRaw enqueues a registered task by name with JSON arguments. The name
+// must be registered (else ErrUnknownTask) and args must decode into the
+// task's argument type (else ErrInvalidArgs).
+func (s *Service) EnqueueRaw(ctx context.Context, task string, args json.RawMessage, opts EnqueueOptions) (*TaskResult[json.RawMessage], error) {
+	e := s.registry.lookup(task)
+	if e == nil {
+		return nil, &UnknownTaskError{Name: task}
+	}
+	return s.enqueueOne(ctx, e, nil, args, opts)
+}
+
+func (s *Service) enqueueOne(ctx context.Context, e *taskEntry, typed any, raw json.RawMessage, opts EnqueueOptions) (*TaskResult[json.RawMessage], error) {
+	p, err := s.prepare(ctx, e, typed, raw, opts, typed == nil)
+	if err != nil {
+		return nil, err
+	}
+	res, err := s.insert(ctx, []prepared{p})
+	if err != nil {
+		return nil, err
+	}
+	return res[0], nil
+}
+
+// EnqueueMany enqueues several records in one backend round trip, running the
+// same pipeline as Enqueue for each. Every request is validated first: an
+// invalid one returns *BatchError and writes nothing. Results come back in input order.
+func (s *Service) EnqueueMany(ctx context.Context, reqs []EnqueueRequest) ([]*TaskResult[json.RawMessage], error) {
+	if len(reqs) == 0 {
+		return nil, nil
+	}
+	ps := make([]prepared, len(reqs))
+	for i, r := range reqs {
+		e := s.registry.lookup(r.Task)
+		if e == nil {
+			return nil, &BatchError{Index: i, Err: &UnknownTaskError{Name: r.Task}}
+		}
+		var err error
+		if r.RawArgs != nil {
+			ps[i], err = s.prepare(ctx, e, nil, r.RawArgs, r.Options, true)
+		} else {
+			ps[i], err = s.prepare(ctx, e, r.Args, nil, r.Options, false)
+		}
+		if err != nil {
+			return nil, &BatchError{Index: i, Err: err}
+		}
+	}
+	return s.insert(ctx, ps)
+}
+
+type prepared struct {
+	entry  *taskEntry
+	params EnqueueParams
+}
+
+// prepare runs pipeline steps 2–8 (SPEC §4.6) for one item.
+func (s *Service) prepare(ctx context.Context, e *taskEntry, typed any, raw json.RawMessage, o EnqueueOptions, isRaw bool) (prepared, error) {
+	if err := o.validate(); err != nil {
+		return prepared{}, err
+	}
+	var decoded any
+	if isRaw {
+		if len(raw) == 0 {
+			raw = json.RawMessage("{}")
+		}
+		if !json.Valid(raw) {
+			return prepared{}, fmt.Errorf("%w: task %q: arguments are not valid JSON", ErrInvalidArgs, e.name)
+		}
+		d, err := e.decode(raw)
+		if err != nil {
+			return prepared{}, fmt.Errorf("task %q: %w", e.name, err)
+		}
+		decoded = d
+	} else {
+		b, err := json.Marshal(typed)
+		if err != nil {
+			return prepared{}, fmt.Errorf("%w: task %q: encode arguments: %v", ErrInvalidArgs, e.name, err)
+		}
+		raw = b
+		decoded = typed
+		if !e.isArgs(typed) {
+			// EnqueueMany items may carry any value (a map, say): it must decode into A.
+			d, err := e.decode(raw)
+			if err != nil {
+				return prepared{}, fmt.Errorf("task %q: %w", e.name, err)
+			}
+			decoded = d
+		}
+	}
+	id, err := s.resolveIdentity(e, o.Key, decoded)
+	if err != nil {
+		return prepared{}, fmt.Errorf("task %q: %w", e.name, err)
+	}
+	now := time.Now().UTC()
+	var scheduledAt time.Time
+	switch {
+	case !o.ScheduledAt.IsZero():
+		scheduledAt = o.ScheduledAt.UTC()
+	case o.RunAfter > 0:
+		scheduledAt = now.Add(o.RunAfter)
+	case e.opts.RunAfter > 0:
+		scheduledAt = now.Add(e.opts.RunAfter)
+	}
+	var expiresAt time.Time
+	if !o.ExpiresAt.IsZero() {
+		expiresAt = o.ExpiresAt.UTC()
+	} else if in := firstNonZero(o.ExpiresIn, e.opts.ExpiresIn); in > 0 {
+		base := now
+		if !scheduledAt.IsZero() {
+			base = scheduledAt
+		}
+		expiresAt = base.Add(in)
+	}
+	execBackend := firstNonZero(o.ExecutionBackend, e.opts.ExecutionBackend, s.cfg.ExecutionBackend)
+	if execBackend == ExecutionImmediate && scheduledAt.After(now) {
+		return prepared{}, configErr("ScheduledAt", "the immediate execution backend cannot run a record due in the future")
+	}
+	md := s.buildMetadata(e, o, id)
+	if cid, ok := ctx.Value(correlationKey{}).(string); ok && cid != "" {
+		md[MetaCorrelationID] = cid
+	}
+	priority := e.opts.Priority
+	if o.Priority != nil {
+		priority = *o.Priority
+	}
+	retries := e.opts.Retries
+	if o.Retries != nil {
+		retries = *o.Retries
+	}
+	return prepared{entry: e, params: EnqueueParams{
+		ID: o.ID, TaskName: e.name, Args: raw, Queue: firstNonZero(o.Queue, e.opts.Queue, DefaultQueue),
+		Priority: priority, MaxRetries: retries, ScheduledAt: scheduledAt, ExpiresAt: expiresAt,
+		Key: id.key, Forever: id.forever, ExecutionBackend: execBackend,
+		ExecutionProfile: firstNonZero(o.ExecutionProfile, e.opts.ExecutionProfile), Metadata: md,
+	}}, nil
+}
+
+// buildMetadata layers user metadata, task defaults, option overrides, the
+// config log_success default, then identity metadata (SPEC §4.6 step 6).
+func (s *Service) buildMetadata(e *taskEntry, o EnqueueOptions, id identity) map[string]any {
+	md := CloneMetadata(o.Metadata)
+	if md == nil {
+		md = map[string]any{}
+	}
+	t := e.opts
+	if t.Description != "" {
+		md[MetaDescription] = t.Description
+	}
+	if t.LogLevel != "" {
+		md[MetaLogLevel] = t.LogLevel
+	}
+	if t.LogSuccess != nil {
+		md[MetaLogSuccess] = *t.LogSuccess
+	}
+	if t.NoStaleRequeue {
+		md[MetaRequeueOnStale] = false
+	}
+	if t.RequeueOnShutdown != nil {
+		md[MetaRequeueOnShutdown] = *t.RequeueOnShutdown
+	}
+	if !t.RetryBackoff.IsZero() {
+		md[MetaRetryBackoff] = t.RetryBackoff.metadata()
+	}
+	if o.Description != "" {
+		md[MetaDescription] = o.Description
+	}
+	if o.LogLevel != "" {
+		md[MetaLogLevel] = o.LogLevel
+	}
+	if o.LogSuccess != nil {
+		md[MetaLogSuccess] = *o.LogSuccess
+	}
+	if o.RequeueOnStale != nil {
+		if *o.RequeueOnStale {
+			delete(md, MetaRequeueOnStale)
+		} else {
+			md[MetaRequeueOnStale] = false
+		}
+	}
+	if o.Timeout > 0 {
+		md[MetaTimeout] = o.Timeout.Seconds()
+	}
+	if _, ok := md[MetaLogSuccess]; !ok {
+		md[MetaLogSuccess] = s.cfg.LogSuccess
+	}
+	for k, v := range id.meta {
+		md[k] = v
+	}
+	return md
+}
+
+func firstNonZero[T comparable](vs ...T) T {
+	var zero T
+	for _, v := range vs {
+		if v != zero {
+			return v
+		}
+	}
+	return zero
+}
+
+// insert runs pipeline step 9 (one backend call) and steps 11–12 per item.
+func (s *Service) insert(ctx context.Context, ps []prepared) ([]*TaskResult[json.RawMessage], error) {
+	params := make([]EnqueueParams, len(ps))
+	for i, p := range ps {
+		params[i] = p.params
+	}
+	outs, err := s.backend.Enqueue(ctx, params)
+	if err != nil {
+		return nil, fmt.Errorf("enqueue: %w", err)
+	}
+	if len(outs) != len(ps) {
+		return nil, fmt.Errorf("enqueue: backend returned %d outcomes for %d items", len(outs), len(ps))
+	}
+	results := make([]*TaskResult[json.RawMessage], len(ps))
+	var itemErrs []error
+	now := time.Now()
+	for i, out := range outs {
+		if out.Err != nil {
+			itemErrs = append(itemErrs, &BatchError{Index: i, Err: out.Err})
+			continue
+		}
+		if out.Owner != nil {
+			results[i] = &TaskResult[json.RawMessage]{ID: out.Owner.TaskID, TaskName: out.Owner.TaskName, Deduplicated: true, svc: s}
+			continue
+		}
+		rec := out.Record
+		results[i] = &TaskResult[json.RawMessage]{ID: rec.ID, TaskName: rec.TaskName, Deduplicated: out.Existing, svc: s, record: rec}
+		if out.Existing {
+			continue
+		}
+		if (rec.Status == StatusPending || rec.Status == StatusScheduled) && rec.IsExpired(now) {
+			if _, err := s.ExpireOverdue(ctx, len(ps)); err != nil {
+				s.logger.Warn("Queue expiry check after enqueue failed", "task_id", rec.ID, "error", err)
+			}
+			if fresh, err := s.backend.GetTask(ctx, rec.ID); err == nil {
+				results[i].record = fresh
+			}
+		}
+	}
+	if len(itemErrs) > 0 {
+		if len(ps) == 1 {
+			return nil, errors.Unwrap(itemErrs[0])
+		}
+		return results, errors.Join(itemErrs...)
+	}
+	for i, r := range results {
+		rec := r.record
+		if rec == nil || rec.ExecutionBackend != ExecutionImmediate || r.Deduplicated || rec.Status != StatusPending {
+			continue
+		}
+		final, err := s.runImmediate(ctx, ps[i].entry, rec)
+		if err != nil {
+			return results, err
+		}
+		r.record = final
+	}
+	return results, nil
+}
+
+// GetTask returns the record or ErrTaskNotFound.
+func (s *Service) GetTask(ctx context.Context, id uuid.UUID) (*Record, error) {
+	return s.backend.GetTask(ctx, id)
+}
+
+// Statistics counts records per status; queue "" counts every queue.
+func (s *Service) Statistics(ctx context.Context, queue string) (Statistics, error) {
+	return s.backend.Statistics(ctx, queue)
+}
+
+// ListTasks lists records newest first with filters and a keyset cursor. It
+// needs a backend that implements Inspector (every built-in one does).
+func (s *Service) ListTasks(ctx context.Context, f TaskFilter) (TaskPage, error) {
+	in, ok := s.backend.(Inspector)
+	if !ok {
+		return TaskPage{}, fmt.Errorf("%w: %s backend cannot list tasks", ErrUnsupported, s.backend.Name())
+	}
+	if f.Status != "" && !f.Status.IsValid() {
+		return TaskPage{}, configErr("Status", "unknown status %q", f.Status)
+	}
+	return in.ListTasks(ctx, f)
+}
+
+// CancelOptions controls Service.Cancel.
+type CancelOptions struct {
+	// IncludeRunning also cancels a running record; its worker is told at once
+	// and the attempt's ctx ends with cause ErrCancelled.
+	IncludeRunning bool
+	// Reason is the message of the task.cancelled event.
+	Reason string
+}
+
+// Cancel cancels one record. It returns true only for the caller that wins
+// the durable transition; repeats return false and publish nothing.
+func (s *Service) Cancel(ctx context.Context, id uuid.UUID, opts CancelOptions) (bool, error) {
+	rec, err := s.backend.Cancel(ctx, CancelParams{ID: id, IncludeRunning: opts.IncludeRunning})
+	if errors.Is(err, ErrFenceLost) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	s.afterCancel(ctx, rec, opts.IncludeRunning, opts.Reason, "", nil)
+	return true, nil
+}
+
+func (s *Service) afterCancel(ctx context.Context, rec *Record, notify bool, reason, workerID string, seq *int) {
+	s.lifecycle(ctx, events.TypeCancelled, rec, workerID, reason, statusPayload(rec), seq)
+	s.logger.Info("Queue task cancelled", "task_id", rec.ID, "task_name", rec.TaskName, "queue", rec.Queue)
+	if notify && rec.WorkerID != "" {
+		if wc, ok := s.backend.(WorkerController); ok {
+			if err := wc.NotifyWorkerControl(context.WithoutCancel(ctx), rec.WorkerID); err != nil {
+				s.logger.Warn("Queue worker control hint failed", "worker_id", rec.WorkerID, "error", err)
+			}
+		}
+	}
+}
+
+// CancelSummary reports a CancelMatching call.
+type CancelSummary struct {
+	Cancelled []uuid.UUID
+	// SkippedExternal counts matching records that hold an execution ref; cancel
+	// them by ID so their provider is asked first.
+	SkippedExternal int
+}
+
+// CancelMatching cancels every pending/scheduled record (and running ones with
+// IncludeRunning) matching f, publishing task.cancelled for each.
+func (s *Service) CancelMatching(ctx context.Context, f CancelFilter) (CancelSummary, error) {
+	recs, err := s.backend.CancelMatching(ctx, f)
+	if err != nil {
+		return CancelSummary{}, err
+	}
+	var sum CancelSummary
+	for _, rec := range recs {
+		sum.Cancelled = append(sum.Cancelled, rec.ID)
+		s.afterCancel(ctx, rec, f.IncludeRunning, "", "", nil)
+	}
+	if in, ok := s.backend.(Inspector); ok {
+		sum.SkippedExternal = s.countExternalMatches(ctx, in, f)
+	}
+	return sum, nil
+}
+
+// countExternalMatches counts records the bulk cancel skipped because they hold an execution ref.
+func (s *Service) countExternalMatches(ctx context.Context, _ Inspector, f CancelFilter) int {
+	recs, err := s.backend.ListRunningExternal(ctx, 10000)
+	if err != nil {
+		return 0
+	}
+	n := 0
+	for _, r := range recs {
+		if MatchesFilter(r, f) && (r.Status != StatusRunning || f.IncludeRunning) {
+			n++
+		}
+	}
+	return n
+}
+
+// MatchesFilter reports whether rec matches f's task name, queue, and
+// top-level args/metadata subsets (status is not considered).
+func MatchesFilter(rec *Record, f CancelFilter) bool {
+	if f.TaskName != "" && rec.TaskName != f.TaskName {
+		return false
+	}
+	if f.Queue != "" && rec.Queue != f.Queue {
+		return false
+	}
+	if len(f.Args) > 0 {
+		var args map[string]any
+		if json.Unmarshal(rec.Args, &args) != nil || !subsetEqual(f.Args, args) {
+			return false
+		}
+	}
+	return subsetEqual(f.Metadata, rec.Metadata)
+}
+
+func subsetEqual(want, have map[string]any) bool {
+	for k, v := range want {
+		hv, ok := have[k]
+		if !ok {
+			return false
+		}
+		a, err1 := json.Marshal(v)
+		b, err2 := json.Marshal(hv)
+		if err1 != nil || err2 != nil || string(a) != string(b) {
+			return false
+		}
+	}
+	return true
+}
+
+// GetIdentity returns the forever reservation for key, or nil when there is none.
+func (s *Service) GetIdentity(ctx context.Context, key string) (*Reservation, error) {
+	return s.backend.GetIdentity(ctx, key)
+}
+
+// ResetIdentity deletes the forever reservation for key: the only way to free
+// a forever key. It reports whether a reservation was deleted.
+func (s *Service) ResetIdentity(ctx context.Context, key string) (bool, error) {
+	return s.backend.ResetIdentity(ctx, key, uuid.Nil)
+}
+
+// ExpireOverdue expires up to limit overdue pending/scheduled records now and
+// publishes task.expired for each. It returns how many expired.
+func (s *Service) ExpireOverdue(ctx context.Context, limit int) (int, error) {
+	return s.expireOverdue(ctx, limit, "")
+}
+
+func (s *Service) expireOverdue(ctx context.Context, limit int, workerID string) (int, error) {
+	recs, err := s.backend.ExpireOverdue(ctx, limit)
+	if err != nil {
+		return 0, err
+	}
+	s.publishExpired(ctx, recs, workerID)
+	return len(recs), nil
+}
+
+// StaleOptions controls Service.RecoverStale.
+type StaleOptions struct {
+	// StaleAfter is the heartbeat age that makes a running record stale (> 0).
+	StaleAfter time.Duration
+	// Limit bounds the records handled in one call: 0 → 100.
+	Limit int
+}
+
+// StaleRecoveryResult reports a stale recovery pass.
+type StaleRecoveryResult struct {
+	Requeued, Failed, Skipped, HandlerNeeded int
+	FailedTaskIDs, HandlerNeededTaskIDs      []uuid.UUID
+}
+
+// RecoverStale requeues or fails running records whose heartbeat is older
+// than opts.StaleAfter, publishing task.stale_failed per failure and one
+// worker.stale_recovery summary, and calling each task's OnStaleFailure hook.
+func (s *Service) RecoverStale(ctx context.Context, opts StaleOptions) (StaleRecoveryResult, error) {
+	if opts.StaleAfter <= 0 {
+		return StaleRecoveryResult{}, configErr("StaleAfter", "must be positive")
+	}
+	return s.recoverStale(ctx, opts, "")
+}
+
+func (s *Service) recoverStale(ctx context.Context, opts StaleOptions, workerID string) (StaleRecoveryResult, error) {
+	limit := opts.Limit
+	if limit <= 0 {
+		limit = 100
+	}
+	rec, err := s.backend.RecoverStale(ctx, StaleParams{StaleAfter: opts.StaleAfter, Limit: limit, Priority: s.cfg.StaleRequeuePriority})
+	if err != nil {
+		return StaleRecoveryResult{}, err
+	}
+	res := StaleRecoveryResult{Requeued: rec.Requeued, Failed: len(rec.Failed), Skipped: rec.Skipped,
+		HandlerNeeded: len(rec.HandlerNeeded), HandlerNeededTaskIDs: rec.HandlerNeeded}
+	handlerNeeded := map[uuid.UUID]bool{}
+	for _, id := range rec.HandlerNeeded {
+		handlerNeeded[id] = true
+	}
+	for _, f := range rec.Failed {
+		res.FailedTaskIDs = append(res.FailedTaskIDs, f.ID)
+		requeueOnStale := true
+		if v, ok := metaBool(f.Metadata, MetaRequeueOnStale); ok {
+			requeueOnStale = v
+		}
+		payload := statusPayload(f)
+		payload["max_retries"] = f.MaxRetries
+		payload["requeue_on_stale"] = requeueOnStale
+		payload["handler_needed"] = handlerNeeded[f.ID]
+		msg := firstNonZero(f.Error, StaleError)
+		s.lifecycle(ctx, events.TypeStaleFailed, f, workerID, msg, payload, nil)
+		s.logger.Error("Queue task failed after stale heartbeat", "task_id", f.ID, "task_name", f.TaskName, "queue", f.Queue)
+		s.runStaleHook(ctx, f)
+	}
+	if res.Requeued+res.Failed+res.Skipped+res.HandlerNeeded > 0 {
+		ev := events.Event{Type: events.TypeStaleRecovery, Scope: events.ScopeWorker, ScopeKey: workerID, WorkerID: workerID,
+			Message: "Recovered stale running tasks", Level: "warning",
+			Payload: map[string]any{"requeued": res.Requeued, "failed": res.Failed, "skipped": res.Skipped, "handler_needed": res.HandlerNeeded}}
+		if err := s.pub.publish(context.WithoutCancel(ctx), ev); err != nil {
+			s.logger.Warn("Queue event delivery failed", "event_type", ev.Type, "error", err)
+		}
+	}
+	return res, nil
+}
+
+func (s *Service) runStaleHook(ctx context.Context, rec *Record) {
+	e := s.registry.lookup(rec.TaskName)
+	if e == nil {
+		s.logger.Warn("Queue stale failure for an unknown task; no hook to run", "task_id", rec.ID, "task_name", rec.TaskName)
+		return
+	}
+	if e.opts.OnStaleFailure == nil {
+		return
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			s.logger.Error("Queue stale failure hook panicked", "task_id", rec.ID, "panic", p)
+		}
+	}()
+	e.opts.OnStaleFailure(ctx, rec.Clone())
+}
+
+type correlationKey struct{}
+
+// WithCorrelationID returns ctx carrying a correlation ID. Enqueues made with
+// it store the ID in metadata._correlation_id, and the task's attempts see it
+// again through CorrelationID.
+func WithCorrelationID(ctx context.Context, id string) context.Context {
+	return context.WithValue(ctx, correlationKey{}, id)
+}
+
+// CorrelationID returns the correlation ID carried by ctx, or "".
+func CorrelationID(ctx context.Context) string {
+	id, _ := ctx.Value(correlationKey{}).(string)
+	return id
+}

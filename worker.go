@@ -1,0 +1,501 @@
+package queues
+
+import (
+	"context"
+	crand "crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Worker claims due records from the backend and runs them as goroutines,
+// with heartbeats, cancellation, stale recovery, expiry sweeps and a graceful
+// shutdown ladder (SPEC §5). Create it with Service.NewWorker and drive it
+// with Run, or with RunOnce in tests and custom loops.
+type Worker struct {
+	svc         *Service
+	cfg         WorkerConfig
+	execBackend string
+	env         attemptEnv
+	hb          *heartbeater
+
+	// baseCtx parents every attempt: ending Run's ctx starts a graceful stop,
+	// it does not cancel running attempts.
+	baseCtx    context.Context
+	baseCancel context.CancelFunc
+
+	mu       sync.Mutex
+	inFlight map[Fence]*attempt // attempts whose task body has not returned
+	perQueue map[string]int
+	pending  sync.WaitGroup // attempts not yet settled
+	slots    sync.WaitGroup // attempts whose body has not returned
+	finished chan struct{}  // an attempt freed its slot (buffer 1, coalescing)
+
+	runMu     sync.Mutex
+	running   bool
+	stopCh    chan struct{}
+	stopOnce  sync.Once
+	forceCh   chan struct{}
+	forceOnce sync.Once
+	runDone   chan struct{}
+	result    StopResult
+	ready     chan struct{}
+	readyOnce sync.Once
+	stopped   atomic.Bool
+
+	lastCancelCheck time.Time
+	nextStale       time.Time
+	nextExpiry      time.Time
+}
+
+// StopResult reports how a worker stopped.
+type StopResult struct {
+	// Escalated is true when attempts had to be cancelled (drain timeout or force).
+	Escalated bool
+}
+
+// NewWorker returns a worker on this service's backend and registry. Zero
+// fields of cfg take the documented defaults (ID "worker-<pid>", BatchSize 10,
+// MaxConcurrency 1, ...).
+func (s *Service) NewWorker(cfg WorkerConfig) (*Worker, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	base, cancel := context.WithCancel(context.Background())
+	w := &Worker{
+		svc: s, cfg: cfg, execBackend: s.cfg.ExecutionBackend,
+		baseCtx: base, baseCancel: cancel,
+		inFlight: map[Fence]*attempt{}, perQueue: map[string]int{},
+		finished: make(chan struct{}, 1),
+		stopCh:   make(chan struct{}), forceCh: make(chan struct{}),
+		runDone: make(chan struct{}), ready: make(chan struct{}),
+	}
+	w.env = attemptEnv{
+		workerID: cfg.ID, finalCancel: cfg.FinalCancelTimeout,
+		requeueOnShutdown: cfg.RequeueOnShutdown, maxInterruptions: cfg.MaxInterruptions,
+		beforeSettle: func(a *attempt) { w.hb.unregister(a) },
+	}
+	w.hb = newHeartbeater(w)
+	return w, nil
+}
+
+// ID returns the worker's identity.
+func (w *Worker) ID() string { return w.cfg.ID }
+
+// Config returns the worker's effective configuration (defaults filled in).
+func (w *Worker) Config() WorkerConfig { return w.cfg }
+
+// Ready is closed once Run has subscribed to hints and started its loop.
+func (w *Worker) Ready() <-chan struct{} { return w.ready }
+
+// InFlight returns how many attempts occupy a concurrency slot.
+func (w *Worker) InFlight() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.inFlight)
+}
+
+// Run runs the worker loop until ctx ends or Stop is called, then drains
+// through the shutdown ladder. It returns nil after a clean stop, an error
+// matching ErrEscalated when attempts had to be cancelled, or the error that
+// prevented it from starting. A worker runs at most once.
+func (w *Worker) Run(ctx context.Context) error {
+	w.runMu.Lock()
+	if w.running || w.stopped.Load() {
+		w.runMu.Unlock()
+		return errors.New("queues: worker already run")
+	}
+	w.running = true
+	w.runMu.Unlock()
+	defer close(w.runDone)
+
+	subCtx, cancelSubs := context.WithCancel(context.Background())
+	defer cancelSubs()
+	go func() {
+		select {
+		case <-ctx.Done():
+			w.requestStop()
+		case <-w.stopCh:
+		case <-subCtx.Done():
+		}
+	}()
+	w.hb.start()
+	hints := w.subscribe(subCtx)
+	w.readyOnce.Do(func() { close(w.ready) })
+	w.svc.logger.Info("Queue worker started", "worker_id", w.cfg.ID, "queues", w.cfg.Queues,
+		"max_concurrency", w.cfg.MaxConcurrency, "backend", w.svc.backend.Name())
+
+	w.loop(subCtx, hints)
+
+	res := w.drain(w.isForced())
+	w.hb.close()
+	cancelSubs()
+	w.result = res
+	w.svc.logger.Info("Queue worker stopped", "worker_id", w.cfg.ID, "escalated", res.Escalated)
+	if res.Escalated {
+		return fmt.Errorf("%w: worker %s cancelled running attempts", ErrEscalated, w.cfg.ID)
+	}
+	return nil
+}
+
+func (w *Worker) requestStop() { w.stopOnce.Do(func() { close(w.stopCh) }) }
+
+func (w *Worker) isForced() bool {
+	select {
+	case <-w.forceCh:
+		return true
+	default:
+		return false
+	}
+}
+
+func (w *Worker) stopping() bool {
+	select {
+	case <-w.stopCh:
+		return true
+	default:
+		return false
+	}
+}
+
+// loop is the poll loop of SPEC §5.1.
+func (w *Worker) loop(ctx context.Context, h *hintSubs) {
+	wait := w.cfg.PollInterval
+	for !w.stopping() {
+		h.resubscribe(ctx)
+		n, err := w.cycle(ctx)
+		if err != nil {
+			w.svc.logger.Error("Queue worker loop error", "worker_id", w.cfg.ID, "error", err)
+			wait = w.cfg.PollInterval
+			w.sleep(min(max(w.cfg.PollInterval, 10*time.Millisecond), time.Second))
+			continue
+		}
+		if n > 0 {
+			wait = w.cfg.PollInterval
+			continue
+		}
+		wait = w.wait(ctx, h, wait)
+	}
+}
+
+// cycle runs the due periodic duties, then one poll.
+func (w *Worker) cycle(ctx context.Context) (int, error) {
+	now := time.Now()
+	if w.cfg.ExpiryCheckInterval > 0 && !now.Before(w.nextExpiry) {
+		w.nextExpiry = now.Add(w.cfg.ExpiryCheckInterval)
+		if w.acquireFleetLock(ctx, "expiry_sweep", w.cfg.ExpiryCheckInterval) {
+			if _, err := w.svc.expireOverdue(ctx, w.cfg.BatchSize*10, w.cfg.ID); err != nil {
+				return 0, fmt.Errorf("expiry sweep: %w", err)
+			}
+		}
+	}
+	if w.cfg.StaleAfter > 0 && !now.Before(w.nextStale) {
+		w.nextStale = now.Add(w.cfg.StaleCheckInterval)
+		if w.acquireFleetLock(ctx, "stale_recovery", w.cfg.StaleCheckInterval) {
+			if _, err := w.svc.recoverStale(ctx, StaleOptions{StaleAfter: w.cfg.StaleAfter, Limit: w.cfg.BatchSize * 10}, w.cfg.ID); err != nil {
+				return 0, fmt.Errorf("stale recovery: %w", err)
+			}
+		}
+	}
+	return w.RunOnce(ctx)
+}
+
+// acquireFleetLock takes the named fleet lock with a fresh token so one
+// worker of the fleet runs the sweep; it is never released and expires by TTL.
+// Without a Locker the sweep runs unlocked (fences keep it correct).
+func (w *Worker) acquireFleetLock(ctx context.Context, name string, interval time.Duration) bool {
+	l, ok := w.svc.backend.(Locker)
+	if !ok {
+		return true
+	}
+	var b [16]byte
+	_, _ = crand.Read(b[:])
+	got, err := l.AcquireLock(ctx, w.svc.cfg.Namespace+":"+name, hex.EncodeToString(b[:]), max(interval, time.Second))
+	if err != nil {
+		w.svc.logger.Warn("Queue fleet lock failed", "lock", name, "error", err)
+		return false
+	}
+	return got
+}
+
+// RunOnce runs one poll cycle (SPEC §5.2): the running-cancellation check,
+// then claims up to the free capacity and starts each claimed record. It
+// returns how many records it started; it does not wait for them (see Wait).
+func (w *Worker) RunOnce(ctx context.Context) (int, error) {
+	if w.stopped.Load() {
+		return 0, errors.New("queues: worker stopped")
+	}
+	w.reconcileCancellations(ctx, false)
+	w.mu.Lock()
+	available := min(w.cfg.BatchSize, w.cfg.MaxConcurrency-len(w.inFlight))
+	var limits map[string]int
+	if len(w.cfg.QueueConcurrency) > 0 {
+		limits = make(map[string]int, len(w.cfg.QueueConcurrency))
+		for q, c := range w.cfg.QueueConcurrency {
+			limits[q] = max(0, c-w.perQueue[q])
+		}
+	}
+	w.mu.Unlock()
+	if available <= 0 {
+		return 0, nil
+	}
+	res, err := w.svc.backend.ClaimMany(ctx, ClaimParams{
+		Limit: available, Queues: w.cfg.Queues, ExecutionBackend: w.execBackend,
+		QueueLimits: limits, WorkerID: w.cfg.ID, ExpireOverdue: true,
+	})
+	if err != nil {
+		return 0, fmt.Errorf("claim: %w", err)
+	}
+	w.svc.publishExpired(ctx, res.Expired, w.cfg.ID)
+	for _, rec := range res.Claimed {
+		w.launch(rec)
+	}
+	return len(res.Claimed), nil
+}
+
+func (w *Worker) launch(rec *Record) {
+	a := w.svc.newAttempt(w.baseCtx, rec, w.cfg.ID)
+	w.mu.Lock()
+	w.inFlight[a.fence()] = a
+	w.perQueue[rec.Queue]++
+	w.mu.Unlock()
+	w.hb.ensureStarted()
+	w.hb.register(a)
+	w.pending.Add(1)
+	w.slots.Add(1)
+	go func() {
+		w.svc.runAttempt(a, w.env)
+		w.pending.Done()
+		<-a.bodyDone
+		w.mu.Lock()
+		delete(w.inFlight, a.fence())
+		w.perQueue[rec.Queue]--
+		if w.perQueue[rec.Queue] <= 0 {
+			delete(w.perQueue, rec.Queue)
+		}
+		w.mu.Unlock()
+		w.slots.Done()
+		select {
+		case w.finished <- struct{}{}:
+		default:
+		}
+	}()
+}
+
+// Wait blocks until every started attempt has finished, or ctx ends.
+func (w *Worker) Wait(ctx context.Context) error {
+	return waitGroup(ctx, &w.slots)
+}
+
+func waitGroup(ctx context.Context, wg *sync.WaitGroup) error {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// reconcileCancellations cancels attempts whose records were durably
+// cancelled elsewhere (SPEC §5.11), at most every CancellationPollInterval
+// unless forced by a control hint.
+func (w *Worker) reconcileCancellations(ctx context.Context, force bool) {
+	if !force && time.Since(w.lastCancelCheck) < w.cfg.CancellationPollInterval {
+		return
+	}
+	w.mu.Lock()
+	byID := make(map[Fence]*attempt, len(w.inFlight))
+	for f, a := range w.inFlight {
+		if a.ctx.Err() == nil {
+			byID[f] = a
+		}
+	}
+	w.mu.Unlock()
+	if len(byID) == 0 {
+		return
+	}
+	w.lastCancelCheck = time.Now()
+	ids := make([]Fence, 0, len(byID))
+	for f := range byID {
+		ids = append(ids, f)
+	}
+	recs, err := w.svc.backend.GetTasks(ctx, fenceIDs(ids))
+	if err != nil {
+		w.svc.logger.Warn("Queue cancellation check failed", "worker_id", w.cfg.ID, "error", err)
+		return
+	}
+	for _, rec := range recs {
+		if rec.Status != StatusCancelled {
+			continue
+		}
+		if a := byID[Fence{ID: rec.ID, RetryCount: rec.RetryCount}]; a != nil {
+			a.cancel(ErrCancelled)
+		}
+	}
+}
+
+// sleep pauses for d or until a stop is requested.
+func (w *Worker) sleep(d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-w.stopCh:
+	}
+}
+
+// wait blocks until a hint, a freed slot, a stop or the adaptive timeout
+// (SPEC §5.4) and returns the next stored wait.
+func (w *Worker) wait(ctx context.Context, h *hintSubs, current time.Duration) time.Duration {
+	d, adaptive := w.sampleWait(ctx, current)
+	cancelCheck := false
+	if w.InFlight() > 0 {
+		if until := w.cfg.CancellationPollInterval - time.Since(w.lastCancelCheck); until < d {
+			d, cancelCheck = max(until, time.Millisecond), true
+		}
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-w.stopCh:
+			return current
+		case _, ok := <-h.wake:
+			if !ok {
+				h.wake = nil
+				h.broken = true
+				return w.cfg.PollInterval
+			}
+			return w.cfg.PollInterval
+		case _, ok := <-h.control:
+			if !ok {
+				h.control = nil
+				h.broken = true
+				continue
+			}
+			w.reconcileCancellations(ctx, true)
+		case <-w.finished:
+			return current
+		case <-t.C:
+			if cancelCheck || !adaptive {
+				return current
+			}
+			return min(max(time.Duration(float64(current)*w.cfg.PollBackoffMultiplier), w.cfg.PollInterval), w.cfg.PollBackoffMax)
+		}
+	}
+}
+
+// sampleWait jitters the stored wait and clamps it to the next due record.
+// adaptive is false when backoff is off (fixed interval).
+func (w *Worker) sampleWait(ctx context.Context, current time.Duration) (time.Duration, bool) {
+	if w.cfg.PollBackoffMax < 0 {
+		return w.cfg.PollInterval, false
+	}
+	d := current
+	if j := w.cfg.PollJitter; j > 0 {
+		d = time.Duration(float64(current) + float64(current)*j*(rand.Float64()*2-1))
+	}
+	d = min(max(d, w.cfg.PollInterval), w.cfg.PollBackoffMax)
+	if dt, ok := w.svc.backend.(DueTimer); ok {
+		if next, found, err := dt.NextDue(ctx, w.cfg.Queues); err == nil && found {
+			if until := time.Until(next); until < d {
+				d = max(until, time.Millisecond)
+			}
+		}
+	}
+	return d, true
+}
+
+// Stop stops the worker: a graceful stop (force false) stops claiming and
+// waits up to GracefulShutdownTimeout for attempts, then cancels the rest with
+// cause ErrShutdown; a forced stop cancels at once. It returns when the worker
+// has stopped or ctx ends. It also drains attempts started with RunOnce.
+func (w *Worker) Stop(ctx context.Context, force bool) (StopResult, error) {
+	if force {
+		w.forceOnce.Do(func() { close(w.forceCh) })
+	}
+	w.requestStop()
+	w.runMu.Lock()
+	running := w.running
+	w.runMu.Unlock()
+	if running {
+		select {
+		case <-w.runDone:
+			return w.result, nil
+		case <-ctx.Done():
+			return StopResult{}, ctx.Err()
+		}
+	}
+	if w.stopped.Load() {
+		return w.result, nil
+	}
+	res := w.drain(force)
+	w.hb.close()
+	w.result = res
+	return res, nil
+}
+
+// drain is the shutdown ladder (SPEC §5.12).
+func (w *Worker) drain(force bool) StopResult {
+	w.stopped.Store(true)
+	defer w.baseCancel()
+	if !force {
+		done := make(chan struct{})
+		go func() { w.pending.Wait(); close(done) }()
+		t := time.NewTimer(w.cfg.GracefulShutdownTimeout)
+		select {
+		case <-done:
+			t.Stop()
+			return StopResult{}
+		case <-t.C:
+		case <-w.forceCh:
+			t.Stop()
+		}
+	}
+	w.mu.Lock()
+	var remaining []*attempt
+	for _, a := range w.inFlight {
+		remaining = append(remaining, a)
+	}
+	w.mu.Unlock()
+	if len(remaining) == 0 {
+		return StopResult{}
+	}
+	for _, a := range remaining {
+		a.cancel(ErrShutdown)
+	}
+	// Each attempt settles within FinalCancelTimeout of its cancellation (an
+	// attempt that ignores it is abandoned then); allow time for the write.
+	ctx, cancel := context.WithTimeout(context.Background(), w.cfg.FinalCancelTimeout+5*time.Second)
+	defer cancel()
+	_ = waitGroup(ctx, &w.pending)
+	var survivors []string
+	for _, a := range remaining {
+		select {
+		case <-a.bodyDone:
+		default:
+			survivors = append(survivors, a.rec.ID.String())
+		}
+	}
+	if len(survivors) > 0 {
+		w.svc.logger.Error("Queue worker stopped with attempts still running", "worker_id", w.cfg.ID, "task_ids", survivors)
+	}
+	return StopResult{Escalated: true}
+}
+
+func fenceIDs(fs []Fence) []uuid.UUID {
+	ids := make([]uuid.UUID, len(fs))
+	for i, f := range fs {
+		ids[i] = f.ID
+	}
+	return ids
+}
