@@ -2,7 +2,6 @@ package queues
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -58,7 +57,7 @@ func (p *publisher) publish(ctx context.Context, ev events.Event, extraChannels 
 	}
 	opts := p.chans
 	opts.Extra = extraChannels
-	data, err := json.Marshal(ev)
+	data, err := ev.MarshalJSON()
 	if err != nil {
 		return fmt.Errorf("encode event: %w", err)
 	}

@@ -49,7 +49,8 @@ type Worker struct {
 	readyOnce sync.Once
 	stopped   atomic.Bool
 
-	lastCancelCheck time.Time
+	pollMu          sync.Mutex   // serializes RunOnce so capacity is never over-claimed
+	lastCancelCheck atomic.Int64 // unix nanoseconds of the last durable cancellation check
 	nextStale       time.Time
 	nextExpiry      time.Time
 }
@@ -232,6 +233,8 @@ func (w *Worker) RunOnce(ctx context.Context) (int, error) {
 	if w.stopped.Load() {
 		return 0, errors.New("queues: worker stopped")
 	}
+	w.pollMu.Lock()
+	defer w.pollMu.Unlock()
 	w.reconcileCancellations(ctx, false)
 	w.mu.Lock()
 	available := min(w.cfg.BatchSize, w.cfg.MaxConcurrency-len(w.inFlight))
@@ -309,7 +312,7 @@ func waitGroup(ctx context.Context, wg *sync.WaitGroup) error {
 // cancelled elsewhere (SPEC §5.11), at most every CancellationPollInterval
 // unless forced by a control hint.
 func (w *Worker) reconcileCancellations(ctx context.Context, force bool) {
-	if !force && time.Since(w.lastCancelCheck) < w.cfg.CancellationPollInterval {
+	if !force && time.Since(time.Unix(0, w.lastCancelCheck.Load())) < w.cfg.CancellationPollInterval {
 		return
 	}
 	w.mu.Lock()
@@ -323,7 +326,7 @@ func (w *Worker) reconcileCancellations(ctx context.Context, force bool) {
 	if len(byID) == 0 {
 		return
 	}
-	w.lastCancelCheck = time.Now()
+	w.lastCancelCheck.Store(time.Now().UnixNano())
 	ids := make([]Fence, 0, len(byID))
 	for f := range byID {
 		ids = append(ids, f)
@@ -359,7 +362,7 @@ func (w *Worker) wait(ctx context.Context, h *hintSubs, current time.Duration) t
 	d, adaptive := w.sampleWait(ctx, current)
 	cancelCheck := false
 	if w.InFlight() > 0 {
-		if until := w.cfg.CancellationPollInterval - time.Since(w.lastCancelCheck); until < d {
+		if until := w.cfg.CancellationPollInterval - time.Since(time.Unix(0, w.lastCancelCheck.Load())); until < d {
 			d, cancelCheck = max(until, time.Millisecond), true
 		}
 	}

@@ -233,8 +233,10 @@ type memorySubscription struct {
 	stop     func() bool
 }
 
+// C returns the delivery channel; it is closed when the subscription ends.
 func (s *memorySubscription) C() <-chan Message { return s.ch }
 
+// Close unregisters the subscription and closes C. It is idempotent.
 func (s *memorySubscription) Close() error {
 	s.b.mu.Lock()
 	closedNow := s.closeLocked()
