@@ -1,0 +1,285 @@
+package backendtest
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/queuesgo/queues"
+)
+
+// testOperations covers Statistics, ListCompletedByTask, CleanupTerminal and
+// the maintenance lock (SPEC §20.27–29, §20.38–39).
+func testOperations(t *testing.T, f Factory) {
+	runCases(t, f, []testCase{
+		{"StatisticsAndCompletedList", statisticsAndCompletedList},
+		{"StatisticsPerStatusAndQueue", statisticsPerStatusAndQueue},
+		{"ListCompletedByTaskLimitAndSince", listCompletedByTaskLimitSince},
+		{"CleanupTerminalOnly", cleanupTerminalOnly},
+		{"CleanupBounded", cleanupBounded},
+		{"CleanupOldestFirst", cleanupOldestFirst},
+		{"MaintenanceLock", maintenanceLock},
+		{"MaintenanceLockExpires", maintenanceLockExpires},
+	})
+}
+
+// newestFirst orders by completed_at DESC, then id DESC.
+func newestFirst(a, b *queues.Record) int {
+	if c := b.CompletedAt.Compare(a.CompletedAt); c != 0 {
+		return c
+	}
+	return compareUUID(b.ID, a.ID)
+}
+
+// wantNewestFirst requires completed_at to be non-increasing.
+func wantNewestFirst(t *testing.T, what string, recs []*queues.Record) {
+	t.Helper()
+	for i := 1; i < len(recs); i++ {
+		if recs[i].CompletedAt.After(recs[i-1].CompletedAt) {
+			t.Fatalf("%s not newest first: %s (%s) before %s (%s)", what, recs[i-1].ID, recs[i-1].CompletedAt, recs[i].ID, recs[i].CompletedAt)
+		}
+	}
+}
+
+// SPEC §20.27: statistics count completed and running; ListCompletedByTask
+// lists completed records newest first.
+func statisticsAndCompletedList(t *testing.T, b queues.Backend) {
+	c1 := completed(t, b, item("report"))
+	c2 := completed(t, b, item("report"))
+	run := running(t, b, item("report"))
+	enqueueOne(t, b, item("report"))
+	st := stats(t, b, "")
+	want := queues.Statistics{Pending: 1, Running: 1, Completed: 2, Total: 4}
+	if st != want {
+		t.Fatalf("Statistics = %+v, want %+v", st, want)
+	}
+	list, err := b.ListCompletedByTask(t.Context(), "report", time.Time{}, 0)
+	wantNoErr(t, "ListCompletedByTask", err)
+	wantIDSet(t, "completed records", idsOf(list), c1.ID, c2.ID)
+	wantNewestFirst(t, "ListCompletedByTask", list)
+	if c2.CompletedAt.After(c1.CompletedAt) {
+		wantIDs(t, "ListCompletedByTask", list, c2.ID, c1.ID)
+	}
+	for _, r := range list {
+		wantStatus(t, "listed record", r, queues.StatusCompleted)
+		wantStored(t, b, "listed record", r)
+	}
+	if containsID(list, run.ID) {
+		t.Fatal("ListCompletedByTask lists a running record")
+	}
+}
+
+// populateStatuses creates one record of each of the seven statuses in queue q.
+func populateStatuses(t *testing.T, b queues.Backend, q string) map[queues.Status]*queues.Record {
+	t.Helper()
+	out := map[queues.Status]*queues.Record{}
+	out[queues.StatusPending] = enqueueOne(t, b, item("stat.pending", inQueue(q)))
+	out[queues.StatusScheduled] = enqueueOne(t, b, item("stat.scheduled", inQueue(q), scheduledAt(at(time.Hour))))
+	out[queues.StatusRunning] = running(t, b, item("stat.running", inQueue(q)))
+	out[queues.StatusCompleted] = completed(t, b, item("stat.completed", inQueue(q)))
+	failed := running(t, b, item("stat.failed", inQueue(q)))
+	rec, err := b.Fail(t.Context(), queues.FailParams{ID: failed.ID, Error: "x", ExpectedRetryCount: 0})
+	wantNoErr(t, "Fail", err)
+	out[queues.StatusFailed] = rec
+	cancelled := enqueueOne(t, b, item("stat.cancelled", inQueue(q)))
+	rec, err = b.Cancel(t.Context(), queues.CancelParams{ID: cancelled.ID})
+	wantNoErr(t, "Cancel", err)
+	out[queues.StatusCancelled] = rec
+	expired := enqueueOne(t, b, item("stat.expired", inQueue(q), expiresAt(at(-time.Minute))))
+	got, err := b.ExpireOverdue(t.Context(), 100)
+	wantNoErr(t, "ExpireOverdue", err)
+	wantIDs(t, "expired", got, expired.ID)
+	out[queues.StatusExpired] = got[0]
+	for st, r := range out {
+		wantStatus(t, "set-up record", r, st)
+	}
+	return out
+}
+
+// SPEC §2.4 (Statistics), §6.1: Statistics counts each status per queue; "" means all queues.
+func statisticsPerStatusAndQueue(t *testing.T, b queues.Backend) {
+	populateStatuses(t, b, "a")
+	enqueue(t, b, item("stat.b", inQueue("b")), item("stat.b", inQueue("b")))
+	one := queues.Statistics{Pending: 1, Scheduled: 1, Running: 1, Completed: 1, Failed: 1, Cancelled: 1, Expired: 1, Total: 7}
+	if st := stats(t, b, "a"); st != one {
+		t.Fatalf("Statistics(a) = %+v, want %+v", st, one)
+	}
+	if st, want := stats(t, b, "b"), (queues.Statistics{Pending: 2, Total: 2}); st != want {
+		t.Fatalf("Statistics(b) = %+v, want %+v", st, want)
+	}
+	all := one
+	all.Pending += 2
+	all.Total += 2
+	if st := stats(t, b, ""); st != all {
+		t.Fatalf("Statistics(all) = %+v, want %+v", st, all)
+	}
+	if st := stats(t, b, "missing"); st != (queues.Statistics{}) {
+		t.Fatalf("Statistics(missing) = %+v, want zero", st)
+	}
+}
+
+// SPEC §6.1 (ListCompletedByTask: newest first; limit 0 means 10), §12.6 (since).
+func listCompletedByTaskLimitSince(t *testing.T, b queues.Backend) {
+	start := time.Now()
+	var done []*queues.Record
+	for range 12 {
+		done = append(done, completed(t, b, item("canary")))
+	}
+	completed(t, b, item("other"))
+	failed := running(t, b, item("canary"))
+	_, err := b.Fail(t.Context(), queues.FailParams{ID: failed.ID, Error: "x", ExpectedRetryCount: 0})
+	wantNoErr(t, "Fail", err)
+	want := sortedIDs(storedAll(t, b, done), newestFirst)
+
+	def, err := b.ListCompletedByTask(t.Context(), "canary", time.Time{}, 0)
+	wantNoErr(t, "ListCompletedByTask(limit 0)", err)
+	wantInt(t, "default limit", len(def), 10)
+	wantNewestFirst(t, "ListCompletedByTask(limit 0)", def)
+	all, err := b.ListCompletedByTask(t.Context(), "canary", start.Add(-clockTolerance), 50)
+	wantNoErr(t, "ListCompletedByTask(limit 50)", err)
+	wantIDSet(t, "all completed canaries", idsOf(all), want...)
+	wantNewestFirst(t, "ListCompletedByTask(limit 50)", all)
+	three, err := b.ListCompletedByTask(t.Context(), "canary", time.Time{}, 3)
+	wantNoErr(t, "ListCompletedByTask(limit 3)", err)
+	wantInt(t, "limit 3", len(three), 3)
+	wantNewestFirst(t, "ListCompletedByTask(limit 3)", three)
+	// The three newest: none of the others completed later than the oldest of them.
+	for _, r := range storedAll(t, b, done) {
+		if !containsID(three, r.ID) && r.CompletedAt.After(three[2].CompletedAt) {
+			t.Fatalf("ListCompletedByTask(limit 3) skipped %s completed at %s, after %s", r.ID, r.CompletedAt, three[2].CompletedAt)
+		}
+	}
+	future, err := b.ListCompletedByTask(t.Context(), "canary", time.Now().Add(time.Hour), 50)
+	wantNoErr(t, "ListCompletedByTask(since future)", err)
+	wantInt(t, "completed since an hour from now", len(future), 0)
+	none, err := b.ListCompletedByTask(t.Context(), "missing", time.Time{}, 50)
+	wantNoErr(t, "ListCompletedByTask(missing task)", err)
+	wantInt(t, "completed of a missing task", len(none), 0)
+}
+
+// SPEC §20.28, §3.1 (CleanupTerminal row): CleanupTerminal(before) deletes only
+// terminal records completed before before; running ones survive.
+func cleanupTerminalOnly(t *testing.T, b queues.Backend) {
+	recs := populateStatuses(t, b, "cleanup")
+	n, err := b.CleanupTerminal(t.Context(), time.Now().Add(-time.Hour), 100)
+	wantNoErr(t, "CleanupTerminal(an hour ago)", err)
+	wantInt(t, "deleted before an hour ago", n, 0)
+	n, err = b.CleanupTerminal(t.Context(), time.Now().Add(time.Hour), 100)
+	wantNoErr(t, "CleanupTerminal", err)
+	wantInt(t, "deleted", n, 4)
+	for st, r := range recs {
+		if st.IsTerminal() {
+			wantGone(t, b, r.ID)
+		} else {
+			wantStatus(t, "surviving record", get(t, b, r.ID), st)
+		}
+	}
+	want := queues.Statistics{Pending: 1, Scheduled: 1, Running: 1, Total: 3}
+	if st := stats(t, b, ""); st != want {
+		t.Fatalf("Statistics after cleanup = %+v, want %+v", st, want)
+	}
+}
+
+// SPEC §20.29: bounded cleanup: 5 completed, limit 2 → 2, 2, 1, 0; statistics then show 0 completed.
+func cleanupBounded(t *testing.T, b queues.Backend) {
+	var recs []*queues.Record
+	for range 5 {
+		recs = append(recs, completed(t, b, item("cleanup.bounded")))
+	}
+	before := time.Now().Add(time.Hour)
+	for i, want := range []int{2, 2, 1, 0} {
+		n, err := b.CleanupTerminal(t.Context(), before, 2)
+		wantNoErr(t, "CleanupTerminal", err)
+		if n != want {
+			t.Fatalf("CleanupTerminal pass %d deleted %d, want %d", i+1, n, want)
+		}
+	}
+	if st := stats(t, b, ""); st.Completed != 0 || st.Total != 0 {
+		t.Fatalf("Statistics after cleanup = %+v, want 0 completed", st)
+	}
+	for _, r := range recs {
+		wantGone(t, b, r.ID)
+	}
+}
+
+// SPEC §6.1 (CleanupTerminal: oldest completed_at then id first).
+func cleanupOldestFirst(t *testing.T, b queues.Backend) {
+	var recs []*queues.Record
+	for i := range 3 {
+		recs = append(recs, completed(t, b, item(fmt.Sprintf("cleanup.order.%d", i))))
+	}
+	stored := storedAll(t, b, recs)
+	order := sortedIDs(stored, func(a, b *queues.Record) int { return -newestFirst(a, b) })
+	for i := range order {
+		n, err := b.CleanupTerminal(t.Context(), time.Now().Add(time.Hour), 1)
+		wantNoErr(t, "CleanupTerminal(limit 1)", err)
+		wantInt(t, "deleted", n, 1)
+		wantGone(t, b, order[i])
+		for _, id := range order[i+1:] {
+			get(t, b, id)
+		}
+	}
+}
+
+// SPEC §20.38: Maintenance is advertised; a live lock denies another token; a
+// wrong token cannot release; the owner releases; re-acquire works.
+func maintenanceLock(t *testing.T, b queues.Backend) {
+	l := requireLocker(t, b)
+	if !b.Capabilities().Maintenance {
+		t.Fatal("backend implements queues.Locker but Capabilities().Maintenance is false")
+	}
+	ctx := t.Context()
+	name := "queue-maintenance"
+	tokA, tokB := uuid.NewString(), uuid.NewString()
+	acquire := func(name, token string, want bool) {
+		t.Helper()
+		ok, err := l.AcquireLock(ctx, name, token, 30*time.Second)
+		wantNoErr(t, "AcquireLock", err)
+		wantBool(t, fmt.Sprintf("AcquireLock(%s, %s)", name, token[:8]), ok, want)
+	}
+	release := func(name, token string, want bool) {
+		t.Helper()
+		ok, err := l.ReleaseLock(ctx, name, token)
+		wantNoErr(t, "ReleaseLock", err)
+		wantBool(t, fmt.Sprintf("ReleaseLock(%s, %s)", name, token[:8]), ok, want)
+	}
+	acquire(name, tokA, true)
+	acquire(name, tokB, false)
+	release(name, tokB, false)
+	acquire(name, tokB, false) // still held by A after the wrong release
+	acquire("queues:stale_recovery", tokB, true)
+	release(name, tokA, true)
+	release(name, tokA, false)
+	acquire(name, tokB, true)
+	acquire(name, tokA, false)
+	release(name, tokB, true)
+	release("queues:stale_recovery", tokB, true)
+	release("never-held", tokA, false)
+}
+
+// SPEC §20.39: an expired lock (50 ms TTL) can be taken by a new token; the old token then cannot release it.
+func maintenanceLockExpires(t *testing.T, b queues.Backend) {
+	l := requireLocker(t, b)
+	ctx := t.Context()
+	name := "queue-maintenance"
+	tokA, tokB := uuid.NewString(), uuid.NewString()
+	ok, err := l.AcquireLock(ctx, name, tokA, 50*time.Millisecond)
+	wantNoErr(t, "AcquireLock(50ms)", err)
+	wantBool(t, "AcquireLock(50ms)", ok, true)
+	start := time.Now()
+	eventually(t, "the 50 ms lock to expire", func() bool {
+		ok, err := l.AcquireLock(ctx, name, tokB, 30*time.Second)
+		wantNoErr(t, "AcquireLock", err)
+		return ok
+	})
+	if elapsed := time.Since(start); elapsed > 3*time.Second {
+		t.Fatalf("a 50 ms lock took %s to expire", elapsed)
+	}
+	ok, err = l.ReleaseLock(ctx, name, tokA)
+	wantNoErr(t, "ReleaseLock(old token)", err)
+	wantBool(t, "ReleaseLock(old token)", ok, false)
+	ok, err = l.AcquireLock(ctx, name, tokA, 30*time.Second)
+	wantNoErr(t, "AcquireLock(old token)", err)
+	wantBool(t, "AcquireLock(old token) while the new one holds", ok, false)
+}
