@@ -35,7 +35,9 @@ type Backend interface {
 	// Enqueue inserts 1..n records atomically and returns one outcome per item
 	// in input order. Keyed items return the active record holding the key;
 	// forever items reserve their key in the same atomic step. One wakeup hint
-	// is sent for the whole call when any new record is due.
+	// is sent for the whole call when any new record is due. A Priority
+	// outside MinPriority..MaxPriority fails the whole call with an error
+	// matching ErrConfig and writes nothing.
 	Enqueue(ctx context.Context, items []EnqueueParams) ([]EnqueueOutcome, error)
 	// GetTask returns the record or ErrTaskNotFound.
 	GetTask(ctx context.Context, id uuid.UUID) (*Record, error)

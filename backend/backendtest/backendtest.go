@@ -19,7 +19,10 @@
 //
 // Server-backed stores give every call of New its own schema, table prefix or
 // key prefix, so cases never see each other's records: every case runs in
-// parallel with the others.
+// parallel with the others. That isolation must extend to the hint channels
+// (wakeups, worker control, completion announcements): several cases listen
+// for silence and fail on a hint sent by another case's backend, so a factory
+// for PostgreSQL or Redis also gives each backend its own channel namespace.
 //
 // The suite never controls the backend's clock (PostgreSQL and Redis use their
 // own). Overdue records are created with an ExpiresAt in the past, future ones
@@ -57,6 +60,7 @@ type group struct {
 // groups (SPEC §20 cases that go through a queues.Service) are added here.
 var suites = []group{
 	{"Backend", RunBackend},
+	{"Service", RunService},
 }
 
 // Run runs the whole contract suite: the backend-level cases and every

@@ -3,6 +3,7 @@ package backendtest
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -266,15 +267,48 @@ func staleAfterSparesFresh(t *testing.T, b queues.Backend) {
 	wantStatus(t, "nulled record", get(t, b, nulled.ID), queues.StatusPending)
 }
 
-// SPEC §5.9: candidates are ordered by oldest heartbeat, null first.
+// staleOrder is the §5.9 candidate order: oldest heartbeat first, a null
+// heartbeat counting as the record's created_at (as SQL coalesces it), then id.
+func staleOrder(a, b *queues.Record) int {
+	ta, tb := a.HeartbeatAt, b.HeartbeatAt
+	if ta.IsZero() {
+		ta = a.CreatedAt
+	}
+	if tb.IsZero() {
+		tb = b.CreatedAt
+	}
+	if c := ta.Compare(tb); c != 0 {
+		return c
+	}
+	return compareUUID(a.ID, b.ID)
+}
+
+// SPEC §5.9: candidates are ordered by oldest heartbeat (null first; SQL
+// coalesces to created_at) then id. The nulled record is also the oldest
+// created, so both readings agree; the other two are claimed in the reverse
+// of their creation order, so heartbeat order differs from creation order.
 func staleOrderNullFirst(t *testing.T, b queues.Backend) {
-	a := running(t, b, item("stale.order.a", retries(1)))
-	bb := running(t, b, item("stale.order.b", retries(1)))
-	wantNoErr(t, "NullHeartbeats", b.NullHeartbeats(t.Context(), []queues.Fence{{ID: bb.ID, RetryCount: 0}}))
-	res := recoverAll(t, b, 1)
-	wantInt(t, "requeued", res.Requeued, 1)
-	wantStatus(t, "record with a null heartbeat", get(t, b, bb.ID), queues.StatusPending)
-	wantStatus(t, "record with an older-claimed heartbeat", get(t, b, a.ID), queues.StatusRunning)
+	nulled := enqueueOne(t, b, item("stale.order.nulled", retries(1)))
+	late := enqueueOne(t, b, item("stale.order.late", retries(1)))
+	early := enqueueOne(t, b, item("stale.order.early", retries(1)))
+	recs := []*queues.Record{
+		claimByID(t, b, early.ID, workerA),
+		claimByID(t, b, late.ID, workerA),
+		claimByID(t, b, nulled.ID, workerA),
+	}
+	wantNoErr(t, "NullHeartbeats", b.NullHeartbeats(t.Context(), []queues.Fence{{ID: nulled.ID, RetryCount: 0}}))
+	want := sortedIDs(storedAll(t, b, recs), staleOrder)
+	if want[0] != nulled.ID {
+		t.Fatalf("set-up: the nulled record is not first in stale order (created_at %s)", nulled.CreatedAt)
+	}
+	for i, id := range want {
+		res := recoverAll(t, b, 1)
+		wantInt(t, fmt.Sprintf("pass %d requeued", i+1), res.Requeued, 1)
+		wantStatus(t, fmt.Sprintf("pass %d: record %d in stale order", i+1, i+1), get(t, b, id), queues.StatusPending)
+		for _, later := range want[i+1:] {
+			wantStatus(t, fmt.Sprintf("pass %d: later record", i+1), get(t, b, later), queues.StatusRunning)
+		}
+	}
 }
 
 // SPEC §5.9: only running records are candidates.

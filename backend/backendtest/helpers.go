@@ -87,12 +87,12 @@ func item(task string, opts ...opt) queues.EnqueueParams {
 	return p
 }
 
-func priority(n int) opt       { return func(p *queues.EnqueueParams) { p.Priority = n } }
-func inQueue(q string) opt     { return func(p *queues.EnqueueParams) { p.Queue = q } }
-func retries(n int) opt        { return func(p *queues.EnqueueParams) { p.MaxRetries = n } }
-func withID(id uuid.UUID) opt  { return func(p *queues.EnqueueParams) { p.ID = id } }
-func key(k string) opt         { return func(p *queues.EnqueueParams) { p.Key = k } }
-func argsJSON(s string) opt    { return func(p *queues.EnqueueParams) { p.Args = json.RawMessage(s) } }
+func priority(n int) opt      { return func(p *queues.EnqueueParams) { p.Priority = n } }
+func inQueue(q string) opt    { return func(p *queues.EnqueueParams) { p.Queue = q } }
+func retries(n int) opt       { return func(p *queues.EnqueueParams) { p.MaxRetries = n } }
+func withID(id uuid.UUID) opt { return func(p *queues.EnqueueParams) { p.ID = id } }
+func key(k string) opt        { return func(p *queues.EnqueueParams) { p.Key = k } }
+func argsJSON(s string) opt   { return func(p *queues.EnqueueParams) { p.Args = json.RawMessage(s) } }
 func scheduledAt(t time.Time) opt {
 	return func(p *queues.EnqueueParams) { p.ScheduledAt = t }
 }

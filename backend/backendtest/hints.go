@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/queuesgo/queues"
 )
 
@@ -100,15 +101,18 @@ func workerControlTargetsWorker(t *testing.T, b queues.Backend) {
 	wc := requireWorkerController(t, b)
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	chA, err := wc.WorkerControl(ctx, workerA)
+	// Unique IDs, in case the control transport is shared beyond this backend.
+	suffix := "-" + uuid.NewString()[:8]
+	wa, wb := workerA+suffix, workerB+suffix
+	chA, err := wc.WorkerControl(ctx, wa)
 	wantNoErr(t, "WorkerControl(a)", err)
-	chB, err := wc.WorkerControl(ctx, workerB)
+	chB, err := wc.WorkerControl(ctx, wb)
 	wantNoErr(t, "WorkerControl(b)", err)
-	wantNoErr(t, "NotifyWorkerControl(a)", wc.NotifyWorkerControl(t.Context(), workerA))
+	wantNoErr(t, "NotifyWorkerControl(a)", wc.NotifyWorkerControl(t.Context(), wa))
 	expectHint(t, chA, "control hint for worker a")
 	expectNoHint(t, chB, "worker b after a hint for worker a")
-	wantNoErr(t, "NotifyWorkerControl(c)", wc.NotifyWorkerControl(t.Context(), "worker-c"))
-	wantNoErr(t, "NotifyWorkerControl(b)", wc.NotifyWorkerControl(t.Context(), workerB))
+	wantNoErr(t, "NotifyWorkerControl(c)", wc.NotifyWorkerControl(t.Context(), "worker-c"+suffix))
+	wantNoErr(t, "NotifyWorkerControl(b)", wc.NotifyWorkerControl(t.Context(), wb))
 	expectHint(t, chB, "control hint for worker b")
 	expectNoHint(t, chA, "worker a after hints for other workers")
 	cancel()

@@ -230,7 +230,8 @@ func maintenanceLock(t *testing.T, b queues.Backend) {
 		t.Fatal("backend implements queues.Locker but Capabilities().Maintenance is false")
 	}
 	ctx := t.Context()
-	name := "queue-maintenance"
+	name := "queue-maintenance-" + uuid.NewString()[:8]
+	other := "queues:stale_recovery:" + uuid.NewString()[:8]
 	tokA, tokB := uuid.NewString(), uuid.NewString()
 	acquire := func(name, token string, want bool) {
 		t.Helper()
@@ -248,21 +249,21 @@ func maintenanceLock(t *testing.T, b queues.Backend) {
 	acquire(name, tokB, false)
 	release(name, tokB, false)
 	acquire(name, tokB, false) // still held by A after the wrong release
-	acquire("queues:stale_recovery", tokB, true)
+	acquire(other, tokB, true)
 	release(name, tokA, true)
 	release(name, tokA, false)
 	acquire(name, tokB, true)
 	acquire(name, tokA, false)
 	release(name, tokB, true)
-	release("queues:stale_recovery", tokB, true)
-	release("never-held", tokA, false)
+	release(other, tokB, true)
+	release("never-held-"+uuid.NewString()[:8], tokA, false)
 }
 
 // SPEC §20.39: an expired lock (50 ms TTL) can be taken by a new token; the old token then cannot release it.
 func maintenanceLockExpires(t *testing.T, b queues.Backend) {
 	l := requireLocker(t, b)
 	ctx := t.Context()
-	name := "queue-maintenance"
+	name := "queue-maintenance-" + uuid.NewString()[:8]
 	tokA, tokB := uuid.NewString(), uuid.NewString()
 	ok, err := l.AcquireLock(ctx, name, tokA, 50*time.Millisecond)
 	wantNoErr(t, "AcquireLock(50ms)", err)

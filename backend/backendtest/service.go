@@ -1364,6 +1364,30 @@ func testSvcRecovery(t *testing.T, f Factory) {
 		_ = w
 	})
 
+	// The worker's periodic expiry sweep expires records it would never claim, with task.expired.
+	t.Run("ExpirySweep", func(t *testing.T) {
+		t.Parallel()
+		var task *queues.Task[noArgs, none]
+		env := newSvc(t, f, func(r *queues.Registry) {
+			task = queues.MustRegister(r, "r.expire", func(ctx context.Context, _ noArgs) (none, error) { return none{}, nil },
+				queues.TaskOptions{Queue: "elsewhere"})
+		})
+		res, err := task.Enqueue(context.Background(), env.svc, noArgs{}, queues.EnqueueOptions{ExpiresIn: 100 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		env.worker(queues.WorkerConfig{Queues: []string{"default"}, ExpiryCheckInterval: 20 * time.Millisecond})
+		rec := env.waitStatus(res.ID, queues.StatusExpired)
+		if rec.CompletedAt.IsZero() || !rec.StartedAt.IsZero() {
+			t.Fatalf("expired record %+v", rec)
+		}
+		env.waitEvents(res.ID, func(ts []string) bool { return hasType(ts, events.TypeExpired) })
+		ev := env.eventsOf(res.ID, events.TypeExpired)[0]
+		if ev.Message != "Task expired before execution" || ev.Payload["expires_at"] == nil {
+			t.Fatalf("task.expired %+v", ev)
+		}
+	})
+
 	// Beat details reach metadata.progress_detail through the heartbeat.
 	t.Run("BeatPersists", func(t *testing.T) {
 		t.Parallel()

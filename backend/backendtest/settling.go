@@ -273,15 +273,15 @@ func cancelMatching(t *testing.T, b queues.Backend) {
 	args := argsJSON(`{"to":"a@example.com","lang":"en"}`)
 	md := metadata(map[string]any{"tenant": "t1", "source": "api"})
 	recs := enqueue(t, b,
-		item("email.send", args, md),                                   // 0 match
+		item("email.send", args, md), // 0 match
 		item("email.send", argsJSON(`{"to":"b@example.com","lang":"en"}`), md), // 1 other args
 		item("email.send", args, metadata(map[string]any{"tenant": "t2"})),     // 2 other metadata
-		item("sms.send", args, md),                                     // 3 other task
-		item("email.send", args, md),                                   // 4 running
-		item("email.send", args, md, execution("cloudrun", "")),        // 5 holds a ref
-		item("email.send", args, md, scheduledAt(at(time.Hour))),       // 6 scheduled match
-		item("email.send", args, md),                                   // 7 completed
-		item("email.send", argsJSON(`{"lang":"en"}`), md),              // 8 lacks the args key
+		item("sms.send", args, md),                               // 3 other task
+		item("email.send", args, md),                             // 4 running
+		item("email.send", args, md, execution("cloudrun", "")),  // 5 holds a ref
+		item("email.send", args, md, scheduledAt(at(time.Hour))), // 6 scheduled match
+		item("email.send", args, md),                             // 7 completed
+		item("email.send", argsJSON(`{"lang":"en"}`), md),        // 8 lacks the args key
 	)
 	claimByID(t, b, recs[4].ID, workerB)
 	setRef(t, b, recs[5].ID, newRef("cloudrun"))

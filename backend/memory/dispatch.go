@@ -35,7 +35,7 @@ func (b *Backend) write(ctx context.Context, op string, id uuid.UUID, fn func(e 
 	return out, nil
 }
 
-// dueNow reports whether a pending/scheduled record is due at the backend's now.
+// isDueOpen reports whether r is pending/scheduled and due at the backend's now.
 func (b *Backend) isDueOpen(r *queues.Record) bool {
 	return isOpen(r.Status) && r.IsDue(b.now())
 }

@@ -30,7 +30,9 @@ type enqueuePlan struct {
 // queues.ErrIdentityConflict; otherwise the insert and its reservation happen
 // together. Items repeating a key of an earlier item of the same call resolve
 // to that item's outcome. A record ID that already exists fails the whole
-// call and writes nothing. One wakeup hint is sent when any new record is due.
+// call and writes nothing, as does a priority outside
+// queues.MinPriority..queues.MaxPriority (an error matching queues.ErrConfig).
+// One wakeup hint is sent when any new record is due.
 func (b *Backend) Enqueue(ctx context.Context, items []queues.EnqueueParams) ([]queues.EnqueueOutcome, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -42,6 +44,12 @@ func (b *Backend) Enqueue(ctx context.Context, items []queues.EnqueueParams) ([]
 	cands := make([]*entry, len(items))
 	for i := range items {
 		p := &items[i]
+		if p.Priority < queues.MinPriority || p.Priority > queues.MaxPriority {
+			return nil, &queues.ConfigError{
+				Field:   fmt.Sprintf("items[%d].Priority", i),
+				Problem: fmt.Sprintf("%d is outside %d..%d", p.Priority, queues.MinPriority, queues.MaxPriority),
+			}
+		}
 		id := p.ID
 		if id == uuid.Nil {
 			var err error

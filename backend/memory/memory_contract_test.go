@@ -1,0 +1,25 @@
+package memory_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/queuesgo/queues"
+	"github.com/queuesgo/queues/backend/backendtest"
+	"github.com/queuesgo/queues/backend/memory"
+)
+
+// TestContract runs the shared backend contract suite (SPEC §20) against the
+// memory backend.
+func TestContract(t *testing.T) {
+	backendtest.Run(t, backendtest.Factory{
+		New: func(t *testing.T) queues.Backend {
+			b := memory.New(memory.Options{})
+			if err := b.Open(t.Context()); err != nil {
+				t.Fatalf("Open: %v", err)
+			}
+			t.Cleanup(func() { _ = b.Close(context.Background()) })
+			return b
+		},
+	})
+}
