@@ -303,7 +303,7 @@ func (s *Service) settleShutdown(ctx context.Context, a *attempt, abandoned bool
 // runImmediate executes a pending record inline (execution backend
 // "immediate"), including retries, and returns its final state. The caller's
 // ctx ending works like a worker shutdown.
-func (s *Service) runImmediate(ctx context.Context, _ *taskEntry, rec *Record) (*Record, error) {
+func (s *Service) runImmediate(ctx context.Context, rec *Record) (*Record, error) {
 	env := attemptEnv{workerID: s.cfg.Worker.ID, finalCancel: s.cfg.Worker.FinalCancelTimeout, maxInterruptions: s.cfg.Worker.MaxInterruptions}
 	for {
 		gen := rec.RetryCount

@@ -1,7 +1,6 @@
 package queues
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 	"math"
@@ -48,7 +47,8 @@ type Config struct {
 	Middleware []Middleware
 	// ErrorSanitizer turns an attempt's error into the stored text; nil → err.Error().
 	ErrorSanitizer func(err error, rec *Record) string
-	// Worker configures the in-app worker and is the base for NewWorker.
+	// Worker configures the in-app worker (Placement PlacementInApp). Workers
+	// made with Service.NewWorker take their own WorkerConfig.
 	Worker WorkerConfig
 	// Events configures live event delivery; nil → events go nowhere.
 	Events *EventsConfig
@@ -295,6 +295,3 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	return c, nil
 }
-
-// ctxErr returns ctx's error if it has ended, so loops stop early.
-func ctxErr(ctx context.Context) error { return ctx.Err() }

@@ -55,13 +55,6 @@ func (h *heartbeater) unregister(a *attempt) {
 	h.mu.Unlock()
 }
 
-// active returns how many attempts are registered.
-func (h *heartbeater) active() int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return len(h.entries)
-}
-
 func (h *heartbeater) interval() time.Duration {
 	cfg := h.w.cfg
 	return time.Duration(float64(cfg.HeartbeatInterval) * (1 + rand.Float64()*cfg.HeartbeatJitterFraction))

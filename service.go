@@ -369,12 +369,12 @@ func (s *Service) insert(ctx context.Context, ps []prepared) ([]*TaskResult[json
 		}
 		return results, errors.Join(itemErrs...)
 	}
-	for i, r := range results {
+	for _, r := range results {
 		rec := r.record
 		if rec == nil || rec.ExecutionBackend != ExecutionImmediate || r.Deduplicated || rec.Status != StatusPending {
 			continue
 		}
-		final, err := s.runImmediate(ctx, ps[i].entry, rec)
+		final, err := s.runImmediate(ctx, rec)
 		if err != nil {
 			return results, err
 		}
@@ -461,14 +461,12 @@ func (s *Service) CancelMatching(ctx context.Context, f CancelFilter) (CancelSum
 		sum.Cancelled = append(sum.Cancelled, rec.ID)
 		s.afterCancel(ctx, rec, f.IncludeRunning, "", "", nil)
 	}
-	if in, ok := s.backend.(Inspector); ok {
-		sum.SkippedExternal = s.countExternalMatches(ctx, in, f)
-	}
+	sum.SkippedExternal = s.countExternalMatches(ctx, f)
 	return sum, nil
 }
 
 // countExternalMatches counts records the bulk cancel skipped because they hold an execution ref.
-func (s *Service) countExternalMatches(ctx context.Context, _ Inspector, f CancelFilter) int {
+func (s *Service) countExternalMatches(ctx context.Context, f CancelFilter) int {
 	recs, err := s.backend.ListRunningExternal(ctx, 10000)
 	if err != nil {
 		return 0
