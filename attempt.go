@@ -196,23 +196,25 @@ func (s *Service) fail(ctx context.Context, a *attempt, err error, retry bool) {
 	if retry {
 		delay = BackoffFromMetadata(a.rec.Metadata).Delay(a.rec.AttemptsConsumed())
 	}
-	rec, ferr := s.backend.Fail(ctx, FailParams{ID: a.rec.ID, Error: msg, Retry: retry, ExpectedRetryCount: a.rec.RetryCount, RetryDelay: delay})
+	stored := delay
+	if a.inline {
+		// Inline (immediate) execution runs the next attempt at once: the
+		// computed delay is reported, not waited.
+		stored = 0
+	}
+	rec, ferr := s.backend.Fail(ctx, FailParams{ID: a.rec.ID, Error: msg, Retry: retry, ExpectedRetryCount: a.rec.RetryCount, RetryDelay: stored})
 	if ferr != nil {
 		s.settleError(ctx, a, "fail", ferr)
 		return
 	}
-	s.publishFailed(ctx, a, rec, msg)
+	s.publishFailed(ctx, a, rec, msg, delay)
 }
 
-func (s *Service) publishFailed(ctx context.Context, a *attempt, rec *Record, msg string) {
+func (s *Service) publishFailed(ctx context.Context, a *attempt, rec *Record, msg string, delay time.Duration) {
 	willRetry := rec.Status == StatusPending || rec.Status == StatusScheduled
 	payload := statusPayload(rec)
 	payload["will_retry"] = willRetry
 	if willRetry {
-		var delay time.Duration
-		if !rec.ScheduledAt.IsZero() {
-			delay = max(0, rec.ScheduledAt.Sub(rec.QueuedAt))
-		}
 		payload["retry_delay"] = delay.Seconds()
 		payload["retry_at"] = formatTime(rec.ScheduledAt)
 	}
@@ -258,11 +260,25 @@ func (s *Service) failUnknown(a *attempt) {
 		s.settleError(ctx, a, "unknown_task", err)
 		return
 	}
-	s.publishFailed(ctx, a, rec, msg)
+	s.publishFailed(ctx, a, rec, msg, 0)
 }
 
 // settleShutdown handles an attempt the shutdown ladder cancelled (SPEC §5.12).
 func (s *Service) settleShutdown(ctx context.Context, a *attempt, abandoned bool, env attemptEnv) {
+	if a.inline {
+		// Nothing else would ever run an immediate record: fail it terminally.
+		msg := "inline execution interrupted: " + context.Cause(a.ctx).Error()
+		if a.callerErr != nil {
+			msg = "inline execution interrupted: " + a.callerErr.Error()
+		}
+		rec, err := s.backend.Fail(ctx, FailParams{ID: a.rec.ID, Error: msg, Retry: false, ExpectedRetryCount: a.rec.RetryCount})
+		if err != nil {
+			s.settleError(ctx, a, "fail", err)
+			return
+		}
+		s.publishFailed(ctx, a, rec, msg, 0)
+		return
+	}
 	requeue := env.requeueOnShutdown
 	if v, ok := metaBool(a.rec.Metadata, MetaRequeueOnShutdown); ok {
 		requeue = v
@@ -282,7 +298,7 @@ func (s *Service) settleShutdown(ctx context.Context, a *attempt, abandoned bool
 			return
 		}
 		s.logger.Error("Queue task exceeded its shutdown interruption budget", "task_id", rec.ID, "task_name", rec.TaskName)
-		s.publishFailed(ctx, a, rec, msg)
+		s.publishFailed(ctx, a, rec, msg, 0)
 		return
 	}
 	rec, err := s.backend.Interrupt(ctx, InterruptParams{ID: a.rec.ID, ExpectedRetryCount: a.rec.RetryCount, WorkerID: a.workerID})
@@ -301,8 +317,10 @@ func (s *Service) settleShutdown(ctx context.Context, a *attempt, abandoned bool
 }
 
 // runImmediate executes a pending record inline (execution backend
-// "immediate"), including retries, and returns its final state. The caller's
-// ctx ending works like a worker shutdown.
+// "immediate"), running retries at once until the record is terminal, and
+// returns its final state. If the caller's ctx ends mid-attempt, the attempt
+// is cancelled with ErrShutdown, the record fails terminally and the ctx
+// error is returned.
 func (s *Service) runImmediate(ctx context.Context, rec *Record) (*Record, error) {
 	env := attemptEnv{workerID: s.cfg.Worker.ID, finalCancel: s.cfg.Worker.FinalCancelTimeout, maxInterruptions: s.cfg.Worker.MaxInterruptions}
 	for {
@@ -316,29 +334,23 @@ func (s *Service) runImmediate(ctx context.Context, rec *Record) (*Record, error
 			return s.backend.GetTask(ctx, rec.ID)
 		}
 		base, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
-		stop := context.AfterFunc(ctx, func() { cancel(ErrShutdown) })
 		a := s.newAttempt(base, res.Claimed[0], env.workerID)
+		a.inline = true
+		stop := context.AfterFunc(ctx, func() {
+			a.callerErr = ctx.Err()
+			a.cancel(ErrShutdown)
+		})
 		s.runAttempt(a, env)
 		stop()
 		cancel(nil)
-		<-a.bodyDone
+		if ctx.Err() != nil {
+			rec, _ = s.backend.GetTask(context.WithoutCancel(ctx), rec.ID)
+			return rec, ctx.Err()
+		}
 		if rec, err = s.backend.GetTask(ctx, rec.ID); err != nil {
 			return nil, err
 		}
-		switch {
-		case rec.Status == StatusPending:
-			continue
-		case rec.Status == StatusScheduled:
-			wait := time.Until(rec.ScheduledAt)
-			if wait > 0 {
-				t := time.NewTimer(wait)
-				select {
-				case <-ctx.Done():
-					t.Stop()
-					return rec, nil
-				case <-t.C:
-				}
-			}
+		if rec.Status == StatusPending {
 			continue
 		}
 		return rec, nil

@@ -32,6 +32,10 @@ type attempt struct {
 	seq      atomic.Int64
 	beat     atomic.Pointer[string]
 	bodyDone chan struct{} // closed when the task function has really returned
+	// inline marks immediate execution inside Enqueue; callerErr is the
+	// caller's ctx error when it ended the attempt.
+	inline    bool
+	callerErr error
 }
 
 type attemptKey struct{}

@@ -526,6 +526,56 @@ func testSvcOverrides(t *testing.T, f Factory) {
 		}
 	})
 
+	// Immediate execution: a retry delay is reported, not waited; the caller's
+	// ctx ending fails the record terminally and returns the ctx error.
+	t.Run("ImmediateDelayAndInterrupt", func(t *testing.T) {
+		t.Parallel()
+		var calls atomic.Int32
+		started := make(chan struct{}, 1)
+		var flaky, hang *queues.Task[noArgs, none]
+		env := newSvc(t, f, func(r *queues.Registry) {
+			flaky = queues.MustRegister(r, "ov.immediate_delay", func(ctx context.Context, _ noArgs) (none, error) {
+				if calls.Add(1) == 1 {
+					return none{}, errors.New("once")
+				}
+				return none{}, nil
+			}, queues.TaskOptions{Retries: 1, RetryBackoff: queues.FixedBackoff(time.Hour)})
+			hang = queues.MustRegister(r, "ov.immediate_hang", func(ctx context.Context, _ noArgs) (none, error) {
+				started <- struct{}{}
+				<-ctx.Done()
+				return none{}, context.Cause(ctx)
+			}, queues.TaskOptions{Retries: 3})
+		}, func(c *queues.Config) { c.ExecutionBackend = queues.ExecutionImmediate })
+		start := time.Now()
+		res, err := flaky.Enqueue(context.Background(), env.svc, noArgs{})
+		if err != nil || res.Record().Status != queues.StatusCompleted || time.Since(start) > 30*time.Second {
+			t.Fatalf("delayed retry: %v %+v", err, res)
+		}
+		failed := env.eventsOf(res.ID, events.TypeFailed)
+		if len(failed) != 1 || failed[0].Payload["retry_delay"] != float64(3600) {
+			t.Fatalf("task.failed must report the computed delay: %+v", failed)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		go func() { <-started; cancel() }()
+		res2, err := hang.Enqueue(ctx, env.svc, noArgs{})
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("Enqueue returned %v, want context.Canceled", err)
+		}
+		if res2 != nil {
+			t.Fatalf("an interrupted enqueue returned a handle: %+v", res2)
+		}
+		st, _ := env.b.Statistics(context.Background(), "")
+		if st.Failed != 1 {
+			t.Fatalf("statistics %+v, want one failed record", st)
+		}
+		if in, ok := env.b.(queues.Inspector); ok {
+			page, _ := in.ListTasks(context.Background(), queues.TaskFilter{Status: queues.StatusFailed})
+			if len(page.Items) != 1 || page.Items[0].Error != "inline execution interrupted: context canceled" || page.Items[0].RetryCount != 0 {
+				t.Fatalf("interrupted record %+v", page.Items)
+			}
+		}
+	})
+
 	// Immediate execution cannot run a future record.
 	t.Run("ImmediateRejectsFuture", func(t *testing.T) {
 		t.Parallel()
