@@ -348,3 +348,24 @@ func RetryAllowed(r *Record) bool { return r.AttemptsConsumed() < r.MaxRetries }
 
 // StaleError is the error text stored on records failed or requeued by stale recovery.
 const StaleError = "Task heartbeat stale"
+
+// MigrateOptions controls Migrator.Migrate.
+type MigrateOptions struct {
+	// DryRun reports the pending versions without applying them.
+	DryRun bool
+}
+
+// MigrateReport describes the schema versions of a store.
+type MigrateReport struct {
+	// Applied lists every version applied after the call (before it, with DryRun), oldest first.
+	Applied []string
+	// AppliedNow lists the versions this call applied.
+	AppliedNow []string
+	// Pending lists versions not applied yet (what a DryRun would apply).
+	Pending []string
+}
+
+// Migrator applies a backend's embedded, versioned schema migrations.
+type Migrator interface {
+	Migrate(ctx context.Context, opts MigrateOptions) (MigrateReport, error)
+}
