@@ -252,16 +252,7 @@ func (s *Service) claimLost(ctx context.Context, a *attempt, phase string) {
 	s.logger.Warn("Queue task ownership lost", "task_id", a.rec.ID, "task_name", a.rec.TaskName, "phase", phase, "worker_id", a.workerID)
 }
 
-func (s *Service) failUnknown(a *attempt) {
-	ctx := context.WithoutCancel(a.ctx)
-	msg := (&UnknownTaskError{Name: a.rec.TaskName}).Error()
-	rec, err := s.backend.Fail(ctx, FailParams{ID: a.rec.ID, Error: msg, Retry: false, ExpectedRetryCount: a.rec.RetryCount})
-	if err != nil {
-		s.settleError(ctx, a, "unknown_task", err)
-		return
-	}
-	s.publishFailed(ctx, a, rec, msg, 0)
-}
+func (s *Service) failUnknown(a *attempt) { _ = s.failUnknownErr(a) }
 
 // settleShutdown handles an attempt the shutdown ladder cancelled (SPEC §5.12).
 func (s *Service) settleShutdown(ctx context.Context, a *attempt, abandoned bool, env attemptEnv) {

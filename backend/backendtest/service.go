@@ -886,6 +886,96 @@ func testSvcOutcomes(t *testing.T, f Factory) {
 		}
 	})
 
+	// §20.60 ConsumeOne: exit codes for success, failure, cancel, missing, unknown and fenced claims.
+	t.Run("ConsumeOneExitCodes", func(t *testing.T) {
+		t.Parallel()
+		var ok, bad, self *queues.Task[noArgs, none]
+		env := newSvc(t, f, func(r *queues.Registry) {
+			ok = queues.MustRegister(r, "co.ok", func(ctx context.Context, _ noArgs) (none, error) {
+				queues.Beat(ctx, "working")
+				return none{}, nil
+			})
+			bad = queues.MustRegister(r, "co.bad", func(ctx context.Context, _ noArgs) (none, error) { return none{}, errors.New("nope") },
+				queues.TaskOptions{Retries: 1})
+			self = queues.MustRegister(r, "co.self", func(ctx context.Context, _ noArgs) (none, error) { return none{}, queues.Cancelled("") })
+		})
+		ctx := context.Background()
+		r1, _ := ok.Enqueue(ctx, env.svc, noArgs{})
+		if code, err := env.svc.ConsumeOne(ctx, r1.ID, queues.ConsumeOptions{WorkerID: "job-1"}); code != queues.ExitSuccess || err != nil {
+			t.Fatalf("success: %d %v", code, err)
+		}
+		if rec, _ := env.svc.GetTask(ctx, r1.ID); rec.Status != queues.StatusCompleted || rec.WorkerID != "job-1" || !rec.HeartbeatAt.IsZero() {
+			t.Fatalf("completed record %+v", rec)
+		}
+		if code, _ := env.svc.ConsumeOne(ctx, r1.ID, queues.ConsumeOptions{}); code != queues.ExitClaimLost {
+			t.Fatalf("re-consuming a completed record: %d", code)
+		}
+		r2, _ := bad.Enqueue(ctx, env.svc, noArgs{})
+		if code, _ := env.svc.ConsumeOne(ctx, r2.ID, queues.ConsumeOptions{}); code != queues.ExitFailure {
+			t.Fatalf("failure: %d", code)
+		}
+		if rec, _ := env.svc.GetTask(ctx, r2.ID); rec.Status != queues.StatusPending || rec.RetryCount != 1 {
+			t.Fatalf("a failed attempt with budget must be requeued: %+v", rec)
+		}
+		wrong := 7
+		if code, _ := env.svc.ConsumeOne(ctx, r2.ID, queues.ConsumeOptions{ExpectedRetryCount: &wrong}); code != queues.ExitClaimLost {
+			t.Fatalf("wrong generation: %d", code)
+		}
+		r3, _ := self.Enqueue(ctx, env.svc, noArgs{})
+		if code, _ := env.svc.ConsumeOne(ctx, r3.ID, queues.ConsumeOptions{}); code != queues.ExitCancelled {
+			t.Fatalf("cancelled: %d", code)
+		}
+		if code, _ := env.svc.ConsumeOne(ctx, uuid.New(), queues.ConsumeOptions{}); code != queues.ExitMissingRecord {
+			t.Fatalf("missing: %d", code)
+		}
+		outs, err := env.b.Enqueue(ctx, []queues.EnqueueParams{{TaskName: "not.in.this.binary", Args: json.RawMessage(`{}`), MaxRetries: 3}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		code, err := env.svc.ConsumeOne(ctx, outs[0].Record.ID, queues.ConsumeOptions{})
+		if code != queues.ExitUnknownTask || !errors.Is(err, queues.ErrUnknownTask) {
+			t.Fatalf("unknown: %d %v", code, err)
+		}
+		if rec, _ := env.svc.GetTask(ctx, outs[0].Record.ID); rec.Status != queues.StatusFailed || !strings.Contains(rec.Error, "not.in.this.binary") {
+			t.Fatalf("unknown task record %+v", rec)
+		}
+		exp, _ := ok.Enqueue(ctx, env.svc, noArgs{}, queues.EnqueueOptions{ExpiresIn: 30 * time.Millisecond, RunAfter: time.Millisecond})
+		svcEventually(5*time.Second, func() bool { return time.Now().After(exp.Record().ExpiresAt.Add(10 * time.Millisecond)) })
+		if code, _ := env.svc.ConsumeOne(ctx, exp.ID, queues.ConsumeOptions{}); code != queues.ExitClaimLost {
+			t.Fatalf("expired: %d", code)
+		}
+		if rec, _ := env.svc.GetTask(ctx, exp.ID); rec.Status != queues.StatusExpired {
+			t.Fatalf("expired record %s", rec.Status)
+		}
+	})
+
+	// A one-shot consumer whose claim is taken away exits with ExitClaimLost.
+	t.Run("ConsumeOneHeartbeatLoss", func(t *testing.T) {
+		t.Parallel()
+		started := make(chan struct{}, 1)
+		var task *queues.Task[noArgs, none]
+		env := newSvc(t, f, func(r *queues.Registry) {
+			task = queues.MustRegister(r, "co.lost", func(ctx context.Context, _ noArgs) (none, error) {
+				started <- struct{}{}
+				<-ctx.Done()
+				return none{}, context.Cause(ctx)
+			}, queues.TaskOptions{Retries: 2})
+		})
+		res, _ := task.Enqueue(context.Background(), env.svc, noArgs{})
+		go func() {
+			<-started
+			_, _ = env.b.RecoverStale(context.Background(), queues.StaleParams{StaleAfter: -1, Limit: 10})
+		}()
+		code, err := env.svc.ConsumeOne(context.Background(), res.ID, queues.ConsumeOptions{HeartbeatInterval: 20 * time.Millisecond})
+		if code != queues.ExitClaimLost || !errors.Is(err, queues.ErrClaimLost) {
+			t.Fatalf("code %d err %v", code, err)
+		}
+		env.waitEvents(res.ID, func(ts []string) bool { return hasType(ts, events.TypeClaimLost) })
+		if rec, _ := env.svc.GetTask(context.Background(), res.ID); rec.Status != queues.StatusPending || rec.RetryCount != 1 {
+			t.Fatalf("the requeued record must be left alone: %+v", rec)
+		}
+	})
+
 	// §20.62 A timed-out attempt stores the timeout text and retries per budget.
 	t.Run("TimeoutRetriesPerBudget", func(t *testing.T) {
 		t.Parallel()
