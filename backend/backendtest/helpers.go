@@ -420,58 +420,15 @@ func expectClosed(t *testing.T, ch <-chan struct{}, what string) {
 // ---------------------------------------------------------------------------
 // Capabilities
 
-func requireWaker(t *testing.T, b queues.Backend) queues.Waker {
+// require returns b as the optional interface T, or skips the case when the
+// backend does not implement it.
+func require[T any](t *testing.T, b queues.Backend) T {
 	t.Helper()
-	w, ok := b.(queues.Waker)
+	v, ok := b.(T)
 	if !ok {
-		t.Skipf("%s does not implement queues.Waker", b.Name())
+		t.Skipf("%s does not implement %s", b.Name(), reflect.TypeFor[T]())
 	}
-	return w
-}
-
-func requireLocker(t *testing.T, b queues.Backend) queues.Locker {
-	t.Helper()
-	l, ok := b.(queues.Locker)
-	if !ok {
-		t.Skipf("%s does not implement queues.Locker", b.Name())
-	}
-	return l
-}
-
-func requireDueTimer(t *testing.T, b queues.Backend) queues.DueTimer {
-	t.Helper()
-	d, ok := b.(queues.DueTimer)
-	if !ok {
-		t.Skipf("%s does not implement queues.DueTimer", b.Name())
-	}
-	return d
-}
-
-func requireCompletionWaiter(t *testing.T, b queues.Backend) queues.CompletionWaiter {
-	t.Helper()
-	c, ok := b.(queues.CompletionWaiter)
-	if !ok {
-		t.Skipf("%s does not implement queues.CompletionWaiter", b.Name())
-	}
-	return c
-}
-
-func requireWorkerController(t *testing.T, b queues.Backend) queues.WorkerController {
-	t.Helper()
-	c, ok := b.(queues.WorkerController)
-	if !ok {
-		t.Skipf("%s does not implement queues.WorkerController", b.Name())
-	}
-	return c
-}
-
-func requireInspector(t *testing.T, b queues.Backend) queues.Inspector {
-	t.Helper()
-	i, ok := b.(queues.Inspector)
-	if !ok {
-		t.Skipf("%s does not implement queues.Inspector", b.Name())
-	}
-	return i
+	return v
 }
 
 // subscribe subscribes to wakeups until the case ends (or cancel is called).

@@ -29,7 +29,7 @@ func testHints(t *testing.T, f Factory) {
 // a following short wait gets none; a future-scheduled enqueue sends none;
 // claims and settles send none.
 func wakeupOnDueEnqueue(t *testing.T, b queues.Backend) {
-	ch, _ := subscribe(t, requireWaker(t, b))
+	ch, _ := subscribe(t, require[queues.Waker](t, b))
 	enqueueOne(t, b, item("wake.future", scheduledAt(at(time.Hour))))
 	expectNoHint(t, ch, "future-scheduled enqueue")
 	rec := enqueueOne(t, b, item("wake.due"))
@@ -42,7 +42,7 @@ func wakeupOnDueEnqueue(t *testing.T, b queues.Backend) {
 // SPEC §20.54, §6.2 (a bulk write sends one hint): an Enqueue call of many due
 // records sends one hint.
 func wakeupOncePerBatch(t *testing.T, b queues.Backend) {
-	ch, _ := subscribe(t, requireWaker(t, b))
+	ch, _ := subscribe(t, require[queues.Waker](t, b))
 	var items []queues.EnqueueParams
 	for range 10 {
 		items = append(items, item("wake.batch"))
@@ -56,7 +56,7 @@ func wakeupOncePerBatch(t *testing.T, b queues.Backend) {
 // without delay, an interrupt, a stale requeue, ClearExecutionRef and
 // SetExecutionBackend; a delayed retry sends none.
 func wakeupOnRequeues(t *testing.T, b queues.Backend) {
-	w := requireWaker(t, b)
+	w := require[queues.Waker](t, b)
 	delayed := running(t, b, item("wake.delayed", retries(1)))
 	retried := running(t, b, item("wake.retried", retries(1)))
 	interrupted := running(t, b, item("wake.interrupted", retries(1)))
@@ -89,7 +89,7 @@ func wakeupOnRequeues(t *testing.T, b queues.Backend) {
 
 // SPEC §6.2 (Waker): the channel is closed when ctx ends.
 func wakeupChannelCloses(t *testing.T, b queues.Backend) {
-	ch, cancel := subscribe(t, requireWaker(t, b))
+	ch, cancel := subscribe(t, require[queues.Waker](t, b))
 	enqueueOne(t, b, item("wake.close"))
 	cancel()
 	expectClosed(t, ch, "Wakeups")
@@ -98,7 +98,7 @@ func wakeupChannelCloses(t *testing.T, b queues.Backend) {
 // SPEC §5.11, §6.2 (WorkerController): a control hint reaches only the named
 // worker; the channels close when ctx ends.
 func workerControlTargetsWorker(t *testing.T, b queues.Backend) {
-	wc := requireWorkerController(t, b)
+	wc := require[queues.WorkerController](t, b)
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	// Unique IDs, in case the control transport is shared beyond this backend.
@@ -123,7 +123,7 @@ func workerControlTargetsWorker(t *testing.T, b queues.Backend) {
 // SPEC §5.4, §6.2 (DueTimer): NextDue reports the earliest future
 // scheduled_at among pending/scheduled records (Redis ignores the queue filter).
 func dueTimerNextDue(t *testing.T, b queues.Backend) {
-	dt := requireDueTimer(t, b)
+	dt := require[queues.DueTimer](t, b)
 	next := func(queues []string) (time.Time, bool) {
 		t.Helper()
 		tm, ok, err := dt.NextDue(t.Context(), queues)
@@ -166,7 +166,7 @@ func dueTimerNextDue(t *testing.T, b queues.Backend) {
 // SPEC §4.9, §6.2 (CompletionWaiter): WaitForCompletion returns after the
 // record reaches a terminal state (complete, cancel, terminal fail).
 func completionWaiterWakes(t *testing.T, b queues.Backend) {
-	cw := requireCompletionWaiter(t, b)
+	cw := require[queues.CompletionWaiter](t, b)
 	settles := []struct {
 		name   string
 		setup  func() *queues.Record
@@ -224,7 +224,7 @@ func completionWaiterWakes(t *testing.T, b queues.Backend) {
 // SPEC §6.2 (CompletionWaiter: blocks until a terminal announcement or ctx
 // ends): without a terminal transition it returns the ctx error.
 func completionWaiterHonoursCtx(t *testing.T, b queues.Backend) {
-	cw := requireCompletionWaiter(t, b)
+	cw := require[queues.CompletionWaiter](t, b)
 	rec := running(t, b, item("wait.timeout"))
 	other := running(t, b, item("wait.other"))
 	done := make(chan error, 1)

@@ -58,7 +58,7 @@ func wantNewestCreatedFirst(t *testing.T, what string, recs []*queues.Record) {
 // SPEC §6.2 (Inspector.ListTasks: keyset cursor, newest first; NextCursor zero
 // on the last page): paging returns every record exactly once.
 func inspectorPaging(t *testing.T, b queues.Backend) {
-	in := requireInspector(t, b)
+	in := require[queues.Inspector](t, b)
 	var ids []uuid.UUID
 	for i := range 11 {
 		ids = append(ids, enqueueOne(t, b, item(fmt.Sprintf("page.%d", i))).ID)
@@ -76,7 +76,7 @@ func inspectorPaging(t *testing.T, b queues.Backend) {
 
 // SPEC §6.2 (Inspector.ListTasks filters status/queue/task).
 func inspectorFilters(t *testing.T, b queues.Backend) {
-	in := requireInspector(t, b)
+	in := require[queues.Inspector](t, b)
 	var q1a, q2b []uuid.UUID
 	for i := range 4 {
 		q1a = append(q1a, enqueueOne(t, b, item("list.a", inQueue("q1"))).ID)
@@ -105,7 +105,7 @@ func inspectorFilters(t *testing.T, b queues.Backend) {
 
 // SPEC §6.2 (TaskFilter.Limit 0 → 50).
 func inspectorDefaultLimit(t *testing.T, b queues.Backend) {
-	in := requireInspector(t, b)
+	in := require[queues.Inspector](t, b)
 	items := make([]queues.EnqueueParams, 55)
 	for i := range items {
 		items[i] = item("limit.default")
@@ -134,7 +134,7 @@ func inspectorDefaultLimit(t *testing.T, b queues.Backend) {
 
 // SPEC §6.2 (Inspector.QueueStatistics): per-queue status counts.
 func inspectorQueueStatistics(t *testing.T, b queues.Backend) {
-	in := requireInspector(t, b)
+	in := require[queues.Inspector](t, b)
 	populateStatuses(t, b, "a")
 	enqueue(t, b, item("qs.b", inQueue("b")), item("qs.b", inQueue("b"), scheduledAt(at(time.Hour))))
 	got, err := in.QueueStatistics(t.Context())

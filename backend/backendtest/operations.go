@@ -225,7 +225,7 @@ func cleanupOldestFirst(t *testing.T, b queues.Backend) {
 // SPEC §20.38: Maintenance is advertised; a live lock denies another token; a
 // wrong token cannot release; the owner releases; re-acquire works.
 func maintenanceLock(t *testing.T, b queues.Backend) {
-	l := requireLocker(t, b)
+	l := require[queues.Locker](t, b)
 	if !b.Capabilities().Maintenance {
 		t.Fatal("backend implements queues.Locker but Capabilities().Maintenance is false")
 	}
@@ -261,7 +261,7 @@ func maintenanceLock(t *testing.T, b queues.Backend) {
 
 // SPEC §20.39: an expired lock (50 ms TTL) can be taken by a new token; the old token then cannot release it.
 func maintenanceLockExpires(t *testing.T, b queues.Backend) {
-	l := requireLocker(t, b)
+	l := require[queues.Locker](t, b)
 	ctx := t.Context()
 	name := "queue-maintenance-" + uuid.NewString()[:8]
 	tokA, tokB := uuid.NewString(), uuid.NewString()
