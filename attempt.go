@@ -211,6 +211,12 @@ func (s *Service) fail(ctx context.Context, a *attempt, err error, retry bool) {
 }
 
 func (s *Service) publishFailed(ctx context.Context, a *attempt, rec *Record, msg string, delay time.Duration) {
+	s.publishFailedRecord(ctx, a.rec, rec, a.workerID, msg, delay, a.nextSeq())
+}
+
+// publishFailedRecord publishes task.failed and logs "Queue task failed" for
+// rec, the record after a Fail write on prev (the failed generation).
+func (s *Service) publishFailedRecord(ctx context.Context, prev, rec *Record, workerID, msg string, delay time.Duration, seq *int) {
 	willRetry := rec.Status == StatusPending || rec.Status == StatusScheduled
 	payload := statusPayload(rec)
 	payload["will_retry"] = willRetry
@@ -218,13 +224,13 @@ func (s *Service) publishFailed(ctx context.Context, a *attempt, rec *Record, ms
 		payload["retry_delay"] = delay.Seconds()
 		payload["retry_at"] = formatTime(rec.ScheduledAt)
 	}
-	s.lifecycle(ctx, events.TypeFailed, rec, a.workerID, msg, payload, a.nextSeq())
+	s.lifecycle(ctx, events.TypeFailed, rec, workerID, msg, payload, seq)
 	level := slog.LevelError
 	if willRetry {
 		level = slog.LevelWarn
 	}
 	s.logger.Log(ctx, level, "Queue task failed", "task_id", rec.ID, "task_name", rec.TaskName, "queue", rec.Queue,
-		"worker_id", a.workerID, "attempt", a.rec.RetryCount+1, "will_retry", willRetry, "error", msg)
+		"worker_id", workerID, "attempt", prev.RetryCount+1, "will_retry", willRetry, "error", msg)
 }
 
 // settleError handles a settle write that did not apply: a lost fence means

@@ -41,8 +41,15 @@ type Config struct {
 	// Registry holds the tasks; nil → an empty registry.
 	Registry *Registry
 	// ExecutionBackend is the default for new records and the records a worker
-	// claims: "" → "local".
+	// claims: "" → "local". It may also name one of Executors: the service's
+	// workers then dispatch records to that transport instead of running them.
 	ExecutionBackend string
+	// Executors are the external execution transports (subprocess, rabbitmq,
+	// nats, cloudrun, ...) by Name. "local" and "immediate" are built in. Each
+	// must implement ExternalExecution and have a unique name. Start opens
+	// them after the backend; Close closes them before it. Configure them in
+	// every process that dispatches, reconciles or cancels their records.
+	Executors []ExecutionBackend
 	// Middleware wraps every attempt, outermost first.
 	Middleware []Middleware
 	// ErrorSanitizer turns an attempt's error into the stored text; nil → err.Error().
@@ -124,6 +131,9 @@ type WorkerConfig struct {
 	StaleCheckInterval time.Duration
 	// ExpiryCheckInterval is the expiry sweep cadence: 0 → 60s; negative = off.
 	ExpiryCheckInterval time.Duration
+	// ReconcileInterval is the external reconcile cadence of a dispatching
+	// worker (SPEC §13.3): 0 → 30s.
+	ReconcileInterval time.Duration
 	// GracefulShutdownTimeout is how long a stop waits for attempts: 0 → 30s.
 	GracefulShutdownTimeout time.Duration
 	// FinalCancelTimeout is the grace after cancelling attempts: 0 → 5s.
@@ -148,6 +158,7 @@ const (
 	DefaultCancellationPollInterval = time.Second
 	DefaultStaleCheckInterval       = 60 * time.Second
 	DefaultExpiryCheckInterval      = 60 * time.Second
+	DefaultReconcileInterval        = 30 * time.Second
 	DefaultGracefulShutdownTimeout  = 30 * time.Second
 	DefaultFinalCancelTimeout       = 5 * time.Second
 	DefaultMaxInterruptions         = 3
@@ -213,6 +224,7 @@ func (c WorkerConfig) withDefaults() (WorkerConfig, error) {
 	positiveDur("Worker.CancellationPollInterval", &c.CancellationPollInterval, DefaultCancellationPollInterval)
 	positiveDur("Worker.StaleAfter", &c.StaleAfter, 0)
 	positiveDur("Worker.StaleCheckInterval", &c.StaleCheckInterval, DefaultStaleCheckInterval)
+	positiveDur("Worker.ReconcileInterval", &c.ReconcileInterval, DefaultReconcileInterval)
 	positiveDur("Worker.GracefulShutdownTimeout", &c.GracefulShutdownTimeout, DefaultGracefulShutdownTimeout)
 	positiveDur("Worker.FinalCancelTimeout", &c.FinalCancelTimeout, DefaultFinalCancelTimeout)
 	fraction("Worker.PollJitter", &c.PollJitter, DefaultPollJitter)
@@ -272,12 +284,31 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Registry == nil {
 		c.Registry = NewRegistry()
 	}
-	switch c.ExecutionBackend {
-	case "":
+	names := map[string]bool{}
+	for i, e := range c.Executors {
+		if e == nil {
+			return c, configErr("Executors", "item %d is nil", i)
+		}
+		name := e.Name()
+		switch {
+		case name == "":
+			return c, configErr("Executors", "item %d has an empty name", i)
+		case isBuiltinExecution(name):
+			return c, configErr("Executors", "%q is built in and cannot be configured", name)
+		case names[name]:
+			return c, configErr("Executors", "duplicate execution backend %q", name)
+		}
+		if _, ok := e.(ExternalExecution); !ok {
+			return c, configErr("Executors", "%q does not implement queues.ExternalExecution", name)
+		}
+		names[name] = true
+	}
+	switch {
+	case c.ExecutionBackend == "":
 		c.ExecutionBackend = ExecutionLocal
-	case ExecutionLocal, ExecutionImmediate:
+	case isBuiltinExecution(c.ExecutionBackend), names[c.ExecutionBackend]:
 	default:
-		return c, configErr("ExecutionBackend", "unknown execution backend %q (built in: local, immediate)", c.ExecutionBackend)
+		return c, configErr("ExecutionBackend", "unknown execution backend %q (built in: local, immediate; configure others in Executors)", c.ExecutionBackend)
 	}
 	if c.MaxArgumentIdentityBytes < 0 {
 		return c, configErr("MaxArgumentIdentityBytes", "must not be negative")

@@ -14,7 +14,9 @@
 //     suite in backend/backendtest). Every state change is a compare-and-set.
 //   - Where tasks run: the execution backend. "local" runs attempts as
 //     goroutines inside a Worker; "immediate" runs them inline inside Enqueue,
-//     for tests and scripts.
+//     for tests and scripts; external transports (ExternalExecution, e.g.
+//     execution/subprocess) are configured in Config.Executors and carry only
+//     the task ID to a process that claims the record by ID (ConsumeOne).
 //   - How workers are woken: hints (Waker, WorkerController) that are lossy and
 //     only cut latency. Every poll re-reads durable state, so a lost hint costs
 //     latency, never correctness.
@@ -35,6 +37,20 @@
 // context.Cause: ErrCancelled (the record was cancelled durably),
 // ErrClaimLost (heartbeats show another attempt may own it), a *TimeoutError
 // (the task's timeout elapsed) or ErrShutdown (the worker is stopping).
+//
+// # External execution
+//
+// When Config.ExecutionBackend names one of Config.Executors, the service's
+// workers are dispatchers: they list due records of that backend and hand
+// each to the transport (ExternalExecution.Dispatch), which starts an
+// execution that receives only the record's ID and claims it with
+// Service.ConsumeOne. The record stays the single source of truth: it holds
+// the execution's handle in execution_ref, every write stays fenced on the
+// generation, and a periodic reconcile (Service.ReconcileExternal, every
+// WorkerConfig.ReconcileInterval under a fleet lock) probes executions that
+// ended without settling their record and retries, completes or cancels it.
+// Service.Cancel asks the transport to stop a dispatched execution before it
+// cancels the record. Package execution/dispatch holds the shared protocol.
 //
 // # Events
 //

@@ -22,6 +22,10 @@ type Service struct {
 	registry *Registry
 	logger   *slog.Logger
 	pub      *publisher
+	// executors are the configured external transports by name; execOrder
+	// keeps Config.Executors order for Open (and reverse for Close).
+	executors map[string]ExternalExecution
+	execOrder []ExternalExecution
 
 	mu      sync.Mutex
 	started bool
@@ -35,13 +39,20 @@ func New(cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Service{cfg: cfg, backend: cfg.Backend, registry: cfg.Registry, logger: cfg.Logger}
+	s := &Service{cfg: cfg, backend: cfg.Backend, registry: cfg.Registry, logger: cfg.Logger,
+		executors: map[string]ExternalExecution{}}
+	for _, e := range cfg.Executors {
+		ex := e.(ExternalExecution) // checked by withDefaults
+		s.executors[ex.Name()] = ex
+		s.execOrder = append(s.execOrder, ex)
+	}
 	s.pub = newPublisher(cfg.Namespace, cfg.Events, cfg.Logger)
 	return s, nil
 }
 
-// Start opens the backend and, with PlacementInApp, starts the in-app worker.
-// A failure rolls back what started.
+// Start opens the backend, then the external execution backends
+// (Config.Executors, in order) and, with PlacementInApp, starts the in-app
+// worker. A failure rolls back what started, in reverse.
 func (s *Service) Start(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -51,10 +62,21 @@ func (s *Service) Start(ctx context.Context) error {
 	if err := s.backend.Open(ctx); err != nil {
 		return fmt.Errorf("open %s backend: %w", s.backend.Name(), err)
 	}
+	for i, ex := range s.execOrder {
+		if err := ex.Open(ctx); err != nil {
+			s.closeExecutors(context.WithoutCancel(ctx), s.execOrder[:i])
+			_ = s.backend.Close(context.WithoutCancel(ctx))
+			return fmt.Errorf("open %s execution backend: %w", ex.Name(), err)
+		}
+	}
+	rollback := func() {
+		s.closeExecutors(context.Background(), s.execOrder)
+		_ = s.backend.Close(context.Background())
+	}
 	if s.cfg.Worker.Placement == PlacementInApp {
 		w, err := s.NewWorker(s.cfg.Worker)
 		if err != nil {
-			_ = s.backend.Close(ctx)
+			rollback()
 			return err
 		}
 		s.inApp = w
@@ -64,11 +86,12 @@ func (s *Service) Start(ctx context.Context) error {
 		case <-w.Ready():
 		case err := <-s.inAppCh:
 			s.inApp = nil
-			_ = s.backend.Close(ctx)
+			rollback()
 			return fmt.Errorf("start in-app worker: %w", err)
 		case <-ctx.Done():
 			_, _ = w.Stop(context.Background(), true)
-			_ = s.backend.Close(context.Background())
+			s.inApp = nil
+			rollback()
 			return ctx.Err()
 		}
 	}
@@ -76,8 +99,20 @@ func (s *Service) Start(ctx context.Context) error {
 	return nil
 }
 
-// Close drains the in-app worker through the shutdown ladder and closes the
-// backend. It returns ErrEscalated (wrapped) when the drain had to cancel attempts.
+// closeExecutors closes execs in reverse order and returns their errors.
+func (s *Service) closeExecutors(ctx context.Context, execs []ExternalExecution) []error {
+	var errs []error
+	for i := len(execs) - 1; i >= 0; i-- {
+		if err := execs[i].Close(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("close %s execution backend: %w", execs[i].Name(), err))
+		}
+	}
+	return errs
+}
+
+// Close drains the in-app worker through the shutdown ladder, closes the
+// external execution backends (reverse order) and closes the backend. It
+// returns ErrEscalated (wrapped) when the drain had to cancel attempts.
 func (s *Service) Close(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -92,6 +127,7 @@ func (s *Service) Close(ctx context.Context) error {
 		}
 		s.inApp = nil
 	}
+	errs = append(errs, s.closeExecutors(ctx, s.execOrder)...)
 	if err := s.backend.Close(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("close %s backend: %w", s.backend.Name(), err))
 	}
@@ -151,9 +187,15 @@ func (s *Service) enqueueOne(ctx context.Context, e *taskEntry, typed any, raw j
 // same pipeline as Enqueue for each. Every request is validated first: an
 // invalid one returns *BatchError and writes nothing. Results come back in input order.
 func (s *Service) EnqueueMany(ctx context.Context, reqs []EnqueueRequest) ([]*TaskResult[json.RawMessage], error) {
-	if len(reqs) == 0 {
-		return nil, nil
+	ps, err := s.prepareMany(ctx, reqs)
+	if err != nil || len(ps) == 0 {
+		return nil, err
 	}
+	return s.insert(ctx, ps)
+}
+
+// prepareMany validates every request (all-or-nothing) and runs the pipeline for each.
+func (s *Service) prepareMany(ctx context.Context, reqs []EnqueueRequest) ([]prepared, error) {
 	ps := make([]prepared, len(reqs))
 	for i, r := range reqs {
 		e := s.registry.lookup(r.Task)
@@ -170,7 +212,7 @@ func (s *Service) EnqueueMany(ctx context.Context, reqs []EnqueueRequest) ([]*Ta
 			return nil, &BatchError{Index: i, Err: err}
 		}
 	}
-	return s.insert(ctx, ps)
+	return ps, nil
 }
 
 type prepared struct {
@@ -417,7 +459,30 @@ type CancelOptions struct {
 
 // Cancel cancels one record. It returns true only for the caller that wins
 // the durable transition; repeats return false and publish nothing.
+//
+// When the record holds a provider execution ref (an external execution was
+// dispatched), its execution backend is asked to stop it first (SPEC §5.11):
+// a CancelRetryable answer publishes a task.event warning with phase
+// "<backend>.cancel_failed" and returns false with the record untouched; any
+// other answer lets the durable cancel proceed. When that execution backend
+// is not configured in this process, the cancel proceeds without asking
+// (logged at WARN); the execution then stops at its next fenced write.
 func (s *Service) Cancel(ctx context.Context, id uuid.UUID, opts CancelOptions) (bool, error) {
+	cur, err := s.backend.GetTask(ctx, id)
+	if errors.Is(err, ErrTaskNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	cancellable := cur.Status == StatusPending || cur.Status == StatusScheduled ||
+		(opts.IncludeRunning && cur.Status == StatusRunning)
+	if !cancellable {
+		return false, nil
+	}
+	if cur.ExecutionRef != "" && !IsDispatchMarker(cur.ExecutionRef) && !s.cancelExternal(ctx, cur) {
+		return false, nil
+	}
 	rec, err := s.backend.Cancel(ctx, CancelParams{ID: id, IncludeRunning: opts.IncludeRunning})
 	if errors.Is(err, ErrFenceLost) {
 		return false, nil

@@ -22,8 +22,11 @@ type Worker struct {
 	svc         *Service
 	cfg         WorkerConfig
 	execBackend string
-	env         attemptEnv
-	hb          *heartbeater
+	// exec is the external transport when this worker is a dispatcher (the
+	// service's execution backend is external), else nil.
+	exec ExternalExecution
+	env  attemptEnv
+	hb   *heartbeater
 
 	// baseCtx parents every attempt: ending Run's ctx starts a graceful stop,
 	// it does not cancel running attempts.
@@ -53,6 +56,11 @@ type Worker struct {
 	lastCancelCheck atomic.Int64 // unix nanoseconds of the last durable cancellation check
 	nextStale       time.Time
 	nextExpiry      time.Time
+	nextReconcile   time.Time
+	// atCapacity is set when the last dispatch cycle found no free capacity
+	// (the transport's own executions fill it); the wait is then bounded by
+	// PollInterval because freed capacity sends no hint.
+	atCapacity atomic.Bool
 }
 
 // StopResult reports how a worker stopped.
@@ -84,8 +92,13 @@ func (s *Service) NewWorker(cfg WorkerConfig) (*Worker, error) {
 		beforeSettle: func(a *attempt) { w.hb.unregister(a) },
 	}
 	w.hb = newHeartbeater(w)
+	w.exec = s.executors[w.execBackend]
 	return w, nil
 }
+
+// Dispatcher reports whether the worker dispatches records to an external
+// execution backend instead of running them (SPEC §5.2).
+func (w *Worker) Dispatcher() bool { return w.exec != nil }
 
 // ID returns the worker's identity.
 func (w *Worker) ID() string { return w.cfg.ID }
@@ -205,6 +218,14 @@ func (w *Worker) cycle(ctx context.Context) (int, error) {
 			}
 		}
 	}
+	if w.exec != nil && !now.Before(w.nextReconcile) {
+		w.nextReconcile = now.Add(w.cfg.ReconcileInterval)
+		if w.acquireFleetLock(ctx, "external_reconcile", w.cfg.ReconcileInterval) {
+			if _, err := w.svc.reconcileExternal(ctx, w.cfg.BatchSize, w.cfg.ID); err != nil {
+				return 0, fmt.Errorf("external reconcile: %w", err)
+			}
+		}
+	}
 	return w.RunOnce(ctx)
 }
 
@@ -229,12 +250,21 @@ func (w *Worker) acquireFleetLock(ctx context.Context, name string, interval tim
 // RunOnce runs one poll cycle (SPEC §5.2): the running-cancellation check,
 // then claims up to the free capacity and starts each claimed record. It
 // returns how many records it started; it does not wait for them (see Wait).
+//
+// A dispatcher (the service's execution backend is external) instead lists
+// up to the free capacity of due records of that backend and dispatches each
+// one that holds no execution ref and is not expired; it returns how many
+// were dispatched. A failed dispatch is logged (the transport publishes its
+// own warnings) and does not fail the cycle.
 func (w *Worker) RunOnce(ctx context.Context) (int, error) {
 	if w.stopped.Load() {
 		return 0, errors.New("queues: worker stopped")
 	}
 	w.pollMu.Lock()
 	defer w.pollMu.Unlock()
+	if w.exec != nil {
+		return w.dispatchOnce(ctx)
+	}
 	w.reconcileCancellations(ctx, false)
 	w.mu.Lock()
 	available := min(w.cfg.BatchSize, w.cfg.MaxConcurrency-len(w.inFlight))
@@ -261,6 +291,98 @@ func (w *Worker) RunOnce(ctx context.Context) (int, error) {
 		w.launch(rec)
 	}
 	return len(res.Claimed), nil
+}
+
+// dispatchOnce is the poll cycle of a dispatcher (SPEC §5.2).
+func (w *Worker) dispatchOnce(ctx context.Context) (int, error) {
+	available := w.dispatchCapacity()
+	if available <= 0 {
+		w.atCapacity.Store(true)
+		return 0, nil
+	}
+	w.atCapacity.Store(false)
+	recs, err := w.listDispatchable(ctx, available)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, rec := range recs {
+		if ctx.Err() != nil || w.stopping() {
+			break
+		}
+		out, err := w.exec.Dispatch(ctx, w.svc, rec)
+		switch {
+		case out.Status == DispatchStatusDispatched:
+			n++
+			w.svc.logger.Debug("Queue task dispatched", "worker_id", w.cfg.ID, "task_id", rec.ID, "task_name", rec.TaskName,
+				"execution_backend", w.execBackend, "execution_ref", out.Ref)
+		case err != nil:
+			w.svc.logger.Warn("Queue task dispatch failed", "worker_id", w.cfg.ID, "task_id", rec.ID, "task_name", rec.TaskName,
+				"execution_backend", w.execBackend, "dispatch_status", string(out.Status), "error", err)
+		}
+		if out.Status == DispatchStatusSkipped && w.dispatchCapacity() <= 0 {
+			w.atCapacity.Store(true)
+			break
+		}
+	}
+	return n, nil
+}
+
+// maxDispatchScan bounds how many pending records one dispatch cycle reads
+// to find records without an execution ref.
+const maxDispatchScan = 1000
+
+// listDispatchable lists up to limit due records of the worker's execution
+// backend that hold no execution ref and are not expired, in claim order.
+// ListPending also returns records already dispatched (holding a finalized
+// ref, waiting for their execution to claim them), so the window grows
+// until it holds limit dispatchable records, the store has no more, or
+// maxDispatchScan records were read.
+func (w *Worker) listDispatchable(ctx context.Context, limit int) ([]*Record, error) {
+	window := limit
+	if f, ok := w.exec.(InFlighter); ok {
+		window += f.InFlight() // launched executions that have not claimed yet
+	}
+	window = min(window, max(maxDispatchScan, limit))
+	for {
+		recs, err := w.svc.backend.ListPending(ctx, ListPendingParams{Limit: window, Queues: w.cfg.Queues, ExecutionBackend: w.execBackend})
+		if err != nil {
+			return nil, fmt.Errorf("list pending: %w", err)
+		}
+		now := time.Now()
+		out := make([]*Record, 0, limit)
+		for _, rec := range recs {
+			if rec.ExecutionRef == "" && !rec.IsExpired(now) {
+				out = append(out, rec)
+				if len(out) == limit {
+					return out, nil
+				}
+			}
+		}
+		if len(recs) < window || window >= maxDispatchScan {
+			return out, nil
+		}
+		window = min(window*4, maxDispatchScan)
+	}
+}
+
+// dispatchCapacity is how many records a dispatcher may dispatch now:
+// BatchSize, bounded by MaxConcurrency minus the transport's in-flight
+// executions (InFlighter) and by the transport's own limit (CapacityLimiter).
+func (w *Worker) dispatchCapacity() int {
+	inFlight := w.InFlight()
+	if f, ok := w.exec.(InFlighter); ok {
+		inFlight += f.InFlight()
+	}
+	available := min(w.cfg.BatchSize, w.cfg.MaxConcurrency-inFlight)
+	if l, ok := w.exec.(CapacityLimiter); ok {
+		transport := 0
+		if f, ok := w.exec.(InFlighter); ok {
+			transport = f.InFlight()
+		}
+		available = min(available, l.MaxInFlight()-transport)
+	}
+	return available
 }
 
 func (w *Worker) launch(rec *Record) {
@@ -361,6 +483,10 @@ func (w *Worker) sleep(d time.Duration) {
 func (w *Worker) wait(ctx context.Context, h *hintSubs, current time.Duration) time.Duration {
 	d, adaptive := w.sampleWait(ctx, current)
 	cancelCheck := false
+	if w.atCapacity.Load() && w.cfg.PollInterval < d {
+		// A dispatcher at capacity: freed transport capacity sends no hint.
+		d, cancelCheck = w.cfg.PollInterval, true
+	}
 	if w.InFlight() > 0 {
 		if until := w.cfg.CancellationPollInterval - time.Since(time.Unix(0, w.lastCancelCheck.Load())); until < d {
 			d, cancelCheck = max(until, time.Millisecond), true

@@ -1,0 +1,295 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/queuesgo/queues"
+)
+
+// maxClaimExpire bounds how many overdue records one ClaimMany expires.
+const maxClaimExpire = 1000
+
+// sqlArgs collects positional parameters.
+type sqlArgs []any
+
+func (a *sqlArgs) add(v any) string {
+	*a = append(*a, v)
+	return fmt.Sprintf("$%d", len(*a))
+}
+
+// claimSelect renders the subselect that picks (and row-locks) the records
+// a claim takes, in claim order, limited to p.Limit. Per-queue caps and
+// queue filters use one LATERAL probe per queue over the
+// (execution_backend, queue, priority DESC, …) index; uncapped claims over
+// every queue walk the (execution_backend, priority DESC, …) index. Rows
+// locked by a probe but cut by the outer LIMIT are released at commit.
+// ok is false when nothing can be claimed (every queue capped at 0).
+func (b *Backend) claimSelect(p queues.ClaimParams, a *sqlArgs) (sel string, ok bool) {
+	t := b.n.task
+	limit := a.add(p.Limit)
+	ebPred := ""
+	if p.ExecutionBackend != "" {
+		ebPred = " AND x.execution_backend = " + a.add(p.ExecutionBackend)
+	}
+	probe := func(queuePred, lim string) string {
+		return `SELECT x.id, x.priority, x.queued_at, x.created_at FROM ` + t + ` x
+    WHERE ` + due("x") + ebPred + queuePred + `
+    ORDER BY ` + claimOrder("x") + `
+    LIMIT ` + lim + ` FOR UPDATE SKIP LOCKED`
+	}
+	capOf := func(q string) (int, bool) {
+		c, capped := p.QueueLimits[q]
+		if !capped {
+			return p.Limit, false
+		}
+		return max(0, min(c, p.Limit)), true
+	}
+	var lateralQ []string
+	var lateralC []int32
+	var parts []string
+	if len(p.Queues) > 0 {
+		seen := map[string]bool{}
+		for _, q := range p.Queues {
+			if seen[q] {
+				continue
+			}
+			seen[q] = true
+			if c, _ := capOf(q); c > 0 {
+				lateralQ = append(lateralQ, q)
+				lateralC = append(lateralC, int32(c))
+			}
+		}
+		if len(lateralQ) == 0 {
+			return "", false
+		}
+		if len(lateralQ) == 1 && lateralC[0] >= int32(p.Limit) {
+			// One uncapped queue: a plain ordered index scan.
+			return `SELECT id FROM (` + probe(" AND x.queue = "+a.add(lateralQ[0]), limit) + `) s`, true
+		}
+	} else {
+		var excluded []string
+		for q := range p.QueueLimits {
+			c, _ := capOf(q)
+			excluded = append(excluded, q)
+			if c > 0 {
+				lateralQ = append(lateralQ, q)
+				lateralC = append(lateralC, int32(c))
+			}
+		}
+		if len(excluded) == 0 {
+			return `SELECT id FROM (` + probe("", limit) + `) s`, true
+		}
+		parts = append(parts, `SELECT u.* FROM (`+probe(" AND x.queue <> ALL("+a.add(excluded)+"::text[])", limit)+`) u`)
+	}
+	if len(lateralQ) > 0 {
+		parts = append(parts, `SELECT c.* FROM unnest(`+a.add(lateralQ)+`::text[], `+a.add(lateralC)+`::int[]) AS q(name, cap)
+    CROSS JOIN LATERAL (`+probe(" AND x.queue = q.name", "q.cap")+`) c`)
+	}
+	return `SELECT s.id FROM (` + strings.Join(parts, "\nUNION ALL\n") + `) s
+ORDER BY ` + claimOrder("s") + `
+LIMIT ` + limit, true
+}
+
+// ClaimMany claims up to p.Limit due records in claim order (priority DESC,
+// queued_at, created_at, id) in one statement: a FOR UPDATE SKIP LOCKED
+// subselect feeds an UPDATE … RETURNING that sets status=running, worker_id,
+// started_at and heartbeat_at=now(). Queue and execution-backend filters and
+// per-queue caps (p.QueueLimits) are applied inside the subselect. With
+// p.ExpireOverdue the same statement expires up to 1000 overdue unreserved
+// records of the selected queues (a data-modifying CTE) and returns them in
+// Expired. Limit ≤ 0 returns an empty result.
+func (b *Backend) ClaimMany(ctx context.Context, p queues.ClaimParams) (queues.ClaimResult, error) {
+	var res queues.ClaimResult
+	if err := ctx.Err(); err != nil {
+		return res, err
+	}
+	if p.Limit <= 0 {
+		return res, nil
+	}
+	var a sqlArgs
+	worker := a.add(p.WorkerID)
+	sel, ok := b.claimSelect(p, &a)
+	t := b.n.task
+	var sql strings.Builder
+	sql.WriteString("WITH ")
+	if ok {
+		sql.WriteString(`sel AS (` + sel + `),
+claimed AS (
+    UPDATE ` + t + ` t SET status = 'running', worker_id = ` + worker + `, started_at = now(), heartbeat_at = now()
+    FROM sel WHERE t.id = sel.id
+    RETURNING ` + cols("t") + `)`)
+	}
+	if p.ExpireOverdue {
+		if ok {
+			sql.WriteString(",\n")
+		}
+		filter := ""
+		if p.ExecutionBackend != "" {
+			filter += " AND x.execution_backend = " + a.add(p.ExecutionBackend)
+		}
+		if len(p.Queues) > 0 {
+			filter += " AND x.queue = ANY(" + a.add(p.Queues) + "::text[])"
+		}
+		sql.WriteString(`expired AS (
+    UPDATE ` + t + ` t SET status = 'expired', completed_at = now(), heartbeat_at = NULL
+    WHERE t.id IN (
+        SELECT x.id FROM ` + t + ` x
+        WHERE x.status IN ` + openStatuses + ` AND x.execution_ref IS NULL AND x.expires_at <= now()` + filter + `
+        ORDER BY x.expires_at, x.created_at
+        LIMIT ` + fmt.Sprint(maxClaimExpire) + ` FOR UPDATE SKIP LOCKED)
+    RETURNING ` + cols("t") + `)`)
+	}
+	var union []string
+	if ok {
+		union = append(union, `SELECT false, `+cols("")+` FROM claimed`)
+	}
+	if p.ExpireOverdue {
+		union = append(union, `SELECT true, `+cols("")+` FROM expired`)
+	}
+	if len(union) == 0 {
+		return res, nil
+	}
+	sql.WriteString("\n" + strings.Join(union, "\nUNION ALL\n"))
+	rows, err := b.pool.Query(ctx, sql.String(), a...)
+	if err != nil {
+		return res, b.wrap("claim", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var expired bool
+		r, err := scanRecord(rows, &expired)
+		if err != nil {
+			return res, b.wrap("claim", err)
+		}
+		if expired {
+			res.Expired = append(res.Expired, r)
+		} else {
+			res.Claimed = append(res.Claimed, r)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return res, b.wrap("claim", err)
+	}
+	slices.SortFunc(res.Claimed, func(x, y *queues.Record) int {
+		if claimLess(x, y) {
+			return -1
+		}
+		return 1
+	})
+	sortExpired(res.Expired)
+	return res, nil
+}
+
+// sortExpired orders expired records by expires_at, created_at, id.
+func sortExpired(recs []*queues.Record) {
+	slices.SortFunc(recs, func(x, y *queues.Record) int {
+		if c := x.ExpiresAt.Compare(y.ExpiresAt); c != 0 {
+			return c
+		}
+		if c := x.CreatedAt.Compare(y.CreatedAt); c != 0 {
+			return c
+		}
+		return compareID(x.ID, y.ID)
+	})
+}
+
+// ClaimByID claims one record by ID (SPEC §8.2): pending or scheduled, due,
+// not reservation-marked, not expired unless it holds a finalized ref, and
+// matching the optional generation and execution-ref fences (ExpectedRef ""
+// means no ref). When that claim matches nothing, an overdue unreferenced
+// record is expired in a second fenced statement of the same round trip and
+// returned in Expired. A record that cannot be claimed yields an empty
+// result; a missing ID yields queues.ErrTaskNotFound.
+func (b *Backend) ClaimByID(ctx context.Context, p queues.ClaimByIDParams) (queues.ClaimResult, error) {
+	var res queues.ClaimResult
+	if err := ctx.Err(); err != nil {
+		return res, err
+	}
+	var gen pgtype.Int4
+	if p.ExpectedRetryCount != nil {
+		gen = pgtype.Int4{Int32: int32(*p.ExpectedRetryCount), Valid: true}
+	}
+	var ref pgtype.Text
+	if p.ExpectedRef != nil {
+		ref = pgtype.Text{String: *p.ExpectedRef, Valid: true}
+	}
+	claimed, err := collectOne(b.pool.Query(ctx, b.q.claimByID, p.ID, p.WorkerID, gen, ref))
+	if err != nil {
+		return res, b.wrap("claim by id", err)
+	}
+	if claimed != nil {
+		res.Claimed = append(res.Claimed, claimed)
+		return res, nil
+	}
+	expired, err := collectOne(b.pool.Query(ctx, b.q.expireByID, p.ID, gen, ref))
+	if err != nil {
+		return res, b.wrap("claim by id", err)
+	}
+	if expired != nil {
+		res.Expired = append(res.Expired, expired)
+		return res, nil
+	}
+	ok, err := b.exists(ctx, p.ID)
+	if err != nil {
+		return res, err
+	}
+	if !ok {
+		return res, notFound(p.ID)
+	}
+	return res, nil
+}
+
+// ListPending lists due, unexpired, not reservation-marked pending/scheduled
+// records in claim order, with the queue and execution-backend filters.
+// Limit ≤ 0 means 100. It changes nothing.
+func (b *Backend) ListPending(ctx context.Context, p queues.ListPendingParams) ([]*queues.Record, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	limit := p.Limit
+	if limit <= 0 {
+		limit = 100
+	}
+	var a sqlArgs
+	where := due("t")
+	if p.ExecutionBackend != "" {
+		where += " AND t.execution_backend = " + a.add(p.ExecutionBackend)
+	}
+	if len(p.Queues) > 0 {
+		where += " AND t.queue = ANY(" + a.add(p.Queues) + "::text[])"
+	}
+	sql := `SELECT ` + cols("t") + ` FROM ` + b.n.task + ` t WHERE ` + where + ` ORDER BY ` + claimOrder("t") + ` LIMIT ` + a.add(limit)
+	recs, err := collectRecords(b.pool.Query(ctx, sql, a...))
+	if err != nil {
+		return nil, b.wrap("list pending", err)
+	}
+	if recs == nil {
+		recs = []*queues.Record{}
+	}
+	return recs, nil
+}
+
+// NextDue returns the earliest future scheduled_at among pending/scheduled
+// records (of the given queues when non-empty); ok is false when there is
+// none. It reads the (scheduled_at) partial index.
+func (b *Backend) NextDue(ctx context.Context, queueNames []string) (time.Time, bool, error) {
+	var next pgtype.Timestamptz
+	var err error
+	if len(queueNames) > 0 {
+		err = b.pool.QueryRow(ctx, b.q.nextDueQ, queueNames).Scan(&next)
+	} else {
+		err = b.pool.QueryRow(ctx, b.q.nextDue).Scan(&next)
+	}
+	if err != nil {
+		return time.Time{}, false, b.wrap("next due", err)
+	}
+	if !next.Valid {
+		return time.Time{}, false, nil
+	}
+	return next.Time.UTC(), true, nil
+}

@@ -1,0 +1,18 @@
+package postgres_test
+
+import (
+	"testing"
+
+	"github.com/queuesgo/queues"
+	"github.com/queuesgo/queues/backend/backendtest"
+)
+
+// TestContract runs the shared backend contract suite (SPEC §20), backend
+// and service groups, each case on its own schema and notification
+// namespace, against the live server.
+func TestContract(t *testing.T) {
+	testPool(t)
+	backendtest.Run(t, backendtest.Factory{
+		New: func(t *testing.T) queues.Backend { return fresh(t) },
+	})
+}

@@ -1,0 +1,221 @@
+package postgres
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"slices"
+	"strings"
+	"text/template"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/queuesgo/queues"
+)
+
+// migrationFiles holds the versioned schema migrations, applied in file-name
+// order. A version is the file name without ".sql".
+//
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
+
+type migration struct {
+	version string
+	body    string // template text
+}
+
+// migrations returns the embedded migrations in version order.
+func migrations() ([]migration, error) {
+	entries, err := fs.ReadDir(migrationFiles, "migrations")
+	if err != nil {
+		return nil, err
+	}
+	var out []migration
+	for _, e := range entries {
+		name := e.Name()
+		if e.IsDir() || !strings.HasSuffix(name, ".sql") {
+			continue
+		}
+		body, err := migrationFiles.ReadFile(path.Join("migrations", name))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, migration{version: strings.TrimSuffix(name, ".sql"), body: string(body)})
+	}
+	slices.SortFunc(out, func(a, b migration) int { return strings.Compare(a.version, b.version) })
+	return out, nil
+}
+
+// Versions lists the schema versions embedded in this build, oldest first.
+func Versions() []string {
+	ms, _ := migrations()
+	out := make([]string, len(ms))
+	for i, m := range ms {
+		out[i] = m.version
+	}
+	return out
+}
+
+// render expands a migration template for the backend's schema and prefix.
+func (n names) render(m migration) (string, error) {
+	t, err := template.New(m.version).Funcs(template.FuncMap{
+		"table": n.table,
+		"index": n.index,
+	}).Parse(m.body)
+	if err != nil {
+		return "", fmt.Errorf("postgres: migration %s: %w", m.version, err)
+	}
+	var sb strings.Builder
+	if err := t.Execute(&sb, nil); err != nil {
+		return "", fmt.Errorf("postgres: migration %s: %w", m.version, err)
+	}
+	return sb.String(), nil
+}
+
+// MigrationSQL returns the SQL of every embedded migration rendered for
+// this backend's schema and table prefix, for adopters who apply schema
+// changes with their own tooling (they must also record each version in the
+// queue_migration table, or Open refuses the schema).
+func (b *Backend) MigrationSQL() (map[string]string, error) {
+	ms, err := migrations()
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]string, len(ms))
+	for _, m := range ms {
+		s, err := b.n.render(m)
+		if err != nil {
+			return nil, err
+		}
+		out[m.version] = s
+	}
+	return out, nil
+}
+
+// checkKnown returns the embedded migrations, or an error matching
+// ErrSchemaTooNew when applied holds a version that is not embedded.
+func checkKnown(applied []string) ([]migration, error) {
+	ms, err := migrations()
+	if err != nil {
+		return nil, err
+	}
+	var unknown []string
+	for _, v := range applied {
+		if !slices.ContainsFunc(ms, func(m migration) bool { return m.version == v }) {
+			unknown = append(unknown, v)
+		}
+	}
+	if len(unknown) > 0 {
+		return nil, fmt.Errorf("%w: it has version(s) %s that this build does not know (latest known: %s); upgrade the program",
+			ErrSchemaTooNew, strings.Join(unknown, ", "), ms[len(ms)-1].version)
+	}
+	return ms, nil
+}
+
+// appliedVersions reads the ledger; a missing ledger (or schema) means none.
+func (b *Backend) appliedVersions(ctx context.Context, q txRunner) ([]string, error) {
+	rows, err := q.Query(ctx, `SELECT version FROM `+b.n.migration+` ORDER BY version`)
+	if err != nil {
+		return nil, b.ledgerErr(err)
+	}
+	vs, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, b.ledgerErr(err)
+	}
+	return vs, nil
+}
+
+func (b *Backend) ledgerErr(err error) error {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && (pe.Code == "42P01" || pe.Code == "3F000") {
+		return nil
+	}
+	return fmt.Errorf("postgres: read schema versions: %w", err)
+}
+
+// Migrate applies the embedded migrations that the schema lacks, all in one
+// transaction under a transaction-scoped advisory lock (so concurrent
+// migrators serialize), creating the schema and the queue_migration ledger
+// when missing. With opts.DryRun it only reports the pending versions. It
+// works before Open and never starts listeners. A schema holding versions
+// this build does not know is refused with an error matching
+// ErrSchemaTooNew.
+func (b *Backend) Migrate(ctx context.Context, opts queues.MigrateOptions) (queues.MigrateReport, error) {
+	rep := queues.MigrateReport{Applied: []string{}, AppliedNow: []string{}, Pending: []string{}}
+	if err := ctx.Err(); err != nil {
+		return rep, err
+	}
+	if opts.DryRun {
+		applied, err := b.appliedVersions(ctx, b.pool)
+		if err != nil {
+			return rep, err
+		}
+		ms, err := checkKnown(applied)
+		if err != nil {
+			return rep, err
+		}
+		rep.Applied = append(rep.Applied, applied...)
+		for _, m := range ms {
+			if !containsStr(applied, m.version) {
+				rep.Pending = append(rep.Pending, m.version)
+			}
+		}
+		return rep, nil
+	}
+	err := pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, b.n.lockKey()); err != nil {
+			return err
+		}
+		if b.n.schema != "" {
+			if _, err := tx.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS `+pgx.Identifier{b.n.schema}.Sanitize()); err != nil {
+				return err
+			}
+		}
+		if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+b.n.migration+` (
+    version    text        NOT NULL PRIMARY KEY,
+    applied_at timestamptz NOT NULL DEFAULT now()
+)`); err != nil {
+			return err
+		}
+		applied, err := b.appliedVersions(ctx, tx)
+		if err != nil {
+			return err
+		}
+		ms, err := checkKnown(applied)
+		if err != nil {
+			return err
+		}
+		for _, m := range ms {
+			if containsStr(applied, m.version) {
+				continue
+			}
+			sql, err := b.n.render(m)
+			if err != nil {
+				return err
+			}
+			if _, err := tx.Exec(ctx, sql); err != nil {
+				return fmt.Errorf("migration %s: %w", m.version, err)
+			}
+			if _, err := tx.Exec(ctx, `INSERT INTO `+b.n.migration+` (version) VALUES ($1)`, m.version); err != nil {
+				return fmt.Errorf("migration %s: record version: %w", m.version, err)
+			}
+			rep.AppliedNow = append(rep.AppliedNow, m.version)
+		}
+		rep.Applied, err = b.appliedVersions(ctx, tx)
+		return err
+	})
+	if err != nil {
+		rep.AppliedNow = []string{}
+		if errors.Is(err, ErrSchemaTooNew) {
+			return rep, err
+		}
+		return rep, fmt.Errorf("postgres: migrate %s: %w", b.n.schemaLabel(), err)
+	}
+	if rep.Applied == nil {
+		rep.Applied = []string{}
+	}
+	return rep, nil
+}

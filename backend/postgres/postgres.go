@@ -1,0 +1,382 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/queuesgo/queues"
+)
+
+// DefaultExactStatisticsLimit is the default of Options.ExactStatisticsLimit.
+const DefaultExactStatisticsLimit = 1_000_000
+
+// maxNamespaceLen keeps "<ns>_worker_control" within PostgreSQL's 63-byte
+// identifier limit (channel names are identifiers).
+const maxNamespaceLen = 48
+
+// Options configure a PostgreSQL backend. The zero value is ready to use.
+type Options struct {
+	// Schema holds the tables ("" = the connection's search_path, usually
+	// "public"). Migrate creates it when missing.
+	Schema string
+	// TablePrefix is prepended to every table and index name (for example
+	// "app_" gives app_queue_task). Lower-case letters, digits and "_".
+	TablePrefix string
+	// Namespace is the configured namespace root ("" means "queues"). It
+	// names the notification channels <ns>_tasks and <ns>_worker_control
+	// (SPEC §19); SQL table names do not derive from it.
+	Namespace string
+	// HeartbeatPool, when set, carries heartbeat touches and heartbeat nulls
+	// so that a saturated main pool cannot starve them (SPEC §8.6). It is a
+	// small pool on the same database; the backend never closes it.
+	HeartbeatPool *pgxpool.Pool
+	// Wakeups switches LISTEN/NOTIFY hints (task wakeups and worker-control
+	// hints): nil or true = on, false = off (workers poll durably).
+	Wakeups *bool
+	// ListenConnString is the connection string of the dedicated listener
+	// connection; "" means the main pool's connection configuration.
+	ListenConnString string
+	// Logger receives the listener's connection-state log lines; nil means
+	// slog.Default().
+	Logger *slog.Logger
+	// ExactStatisticsLimit is the estimated table size (pg_class.reltuples)
+	// up to which Statistics and QueueStatistics count every status exactly.
+	// Above it, pending/scheduled/running stay exact (partial indexes) and
+	// terminal counts are planner estimates. 0 means
+	// DefaultExactStatisticsLimit; negative means always exact.
+	ExactStatisticsLimit int
+	// HeartbeatConns makes Connect create an owned heartbeat pool of this
+	// many connections when HeartbeatPool is nil. Ignored by New.
+	HeartbeatConns int
+}
+
+// namespacePattern is the rule of queues.Config.Namespace.
+var namespacePattern = regexp.MustCompile(`^[a-z][a-z0-9]*(?:_[a-z0-9]+)*$`)
+
+// prefixPattern restricts table prefixes to plain lower-case identifiers.
+var prefixPattern = regexp.MustCompile(`^[a-z0-9_]*$`)
+
+// ErrNotMigrated is matched by the error Open (and any call that meets a
+// missing table) returns when the schema lacks embedded migrations: run
+// `queues migrate` or call Backend.Migrate.
+var ErrNotMigrated = errors.New("postgres: queue schema is not migrated")
+
+// ErrSchemaTooNew is matched by the error Open and Migrate return when the
+// schema holds migration versions this build does not know.
+var ErrSchemaTooNew = errors.New("postgres: queue schema is newer than this build")
+
+// Backend is the PostgreSQL queue backend on pgx/v5. Create it with New or
+// Connect; it is safe for concurrent use by many goroutines and processes.
+//
+// It implements queues.Backend and the optional interfaces queues.Waker,
+// queues.WorkerController, queues.DueTimer, queues.Locker,
+// queues.Inspector, queues.Migrator and queues.TxEnqueuer.
+type Backend struct {
+	pool     *pgxpool.Pool
+	hbPool   *pgxpool.Pool
+	ownPools []*pgxpool.Pool
+	opts     Options
+	logger   *slog.Logger
+	hints    bool
+	ns       string
+	chTasks  string
+	chCtl    string
+	n        names
+	q        queries
+	exactLim int
+
+	mu     sync.Mutex
+	opened bool
+	closed bool
+	lis    *listener
+
+	completer *batcher[completeOp, *queues.Record]
+	failer    *batcher[failOp, *queues.Record]
+	toucher   *batcher[touchOp, bool]
+}
+
+// Compile-time checks of the implemented interfaces.
+var (
+	_ queues.Backend          = (*Backend)(nil)
+	_ queues.Waker            = (*Backend)(nil)
+	_ queues.WorkerController = (*Backend)(nil)
+	_ queues.DueTimer         = (*Backend)(nil)
+	_ queues.Locker           = (*Backend)(nil)
+	_ queues.Inspector        = (*Backend)(nil)
+	_ queues.Migrator         = (*Backend)(nil)
+	_ queues.TxEnqueuer       = (*Backend)(nil)
+)
+
+// New returns a backend on the caller's pool. Nothing is queried yet: Open
+// checks that the schema is migrated. The backend never closes pool (nor
+// Options.HeartbeatPool). An invalid option returns an error matching
+// queues.ErrConfig.
+func New(pool *pgxpool.Pool, opts Options) (*Backend, error) {
+	if pool == nil {
+		return nil, &queues.ConfigError{Field: "postgres pool", Problem: "is nil"}
+	}
+	if opts.Namespace == "" {
+		opts.Namespace = queues.DefaultNamespace
+	}
+	if !namespacePattern.MatchString(opts.Namespace) || len(opts.Namespace) > maxNamespaceLen {
+		return nil, &queues.ConfigError{Field: "postgres.Options.Namespace",
+			Problem: fmt.Sprintf("%q must match %s and be at most %d bytes", opts.Namespace, namespacePattern, maxNamespaceLen)}
+	}
+	if !prefixPattern.MatchString(opts.TablePrefix) || len(opts.TablePrefix) > 40 {
+		return nil, &queues.ConfigError{Field: "postgres.Options.TablePrefix",
+			Problem: fmt.Sprintf("%q must match %s and be at most 40 bytes", opts.TablePrefix, prefixPattern)}
+	}
+	if len(opts.Schema) > 63 {
+		return nil, &queues.ConfigError{Field: "postgres.Options.Schema", Problem: "longer than 63 bytes"}
+	}
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+	exact := opts.ExactStatisticsLimit
+	if exact == 0 {
+		exact = DefaultExactStatisticsLimit
+	}
+	b := &Backend{
+		pool:     pool,
+		hbPool:   pool,
+		opts:     opts,
+		logger:   logger,
+		hints:    opts.Wakeups == nil || *opts.Wakeups,
+		ns:       opts.Namespace,
+		chTasks:  opts.Namespace + "_tasks",
+		chCtl:    opts.Namespace + "_worker_control",
+		n:        newNames(opts.Schema, opts.TablePrefix),
+		exactLim: exact,
+	}
+	if opts.HeartbeatPool != nil {
+		b.hbPool = opts.HeartbeatPool
+	}
+	b.q = buildQueries(b.n)
+	b.completer = newBatcher(2, 1000, b.flushComplete)
+	b.failer = newBatcher(2, 500, b.flushFail)
+	b.toucher = newBatcher(1, 1000, b.flushTouch)
+	return b, nil
+}
+
+// Connect creates a pool for url (a postgres:// URL or key=value DSN),
+// checks that the server answers, and returns a backend that owns the pool
+// (Close closes it). It does not open the backend: Open (called by
+// queues.Service.Start) checks the schema, and Migrate applies it. With
+// opts.HeartbeatConns > 0 and no HeartbeatPool, a second owned pool of that
+// size carries heartbeats. The URL never appears in returned errors.
+func Connect(ctx context.Context, url string, opts Options) (*Backend, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, &queues.ConfigError{Field: "postgres url", Problem: "cannot parse the connection string"}
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: connect: %w", err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("postgres: connect: %w", err)
+	}
+	owned := []*pgxpool.Pool{pool}
+	if opts.HeartbeatPool == nil && opts.HeartbeatConns > 0 {
+		hcfg := cfg.Copy()
+		hcfg.MaxConns = int32(opts.HeartbeatConns)
+		hcfg.MinConns = 0
+		hp, err := pgxpool.NewWithConfig(ctx, hcfg)
+		if err != nil {
+			pool.Close()
+			return nil, fmt.Errorf("postgres: connect heartbeat pool: %w", err)
+		}
+		opts.HeartbeatPool = hp
+		owned = append(owned, hp)
+	}
+	b, err := New(pool, opts)
+	if err != nil {
+		for _, p := range owned {
+			p.Close()
+		}
+		return nil, err
+	}
+	b.ownPools = owned
+	return b, nil
+}
+
+// Name returns "postgres".
+func (b *Backend) Name() string { return "postgres" }
+
+// Pool returns the main pool.
+func (b *Backend) Pool() *pgxpool.Pool { return b.pool }
+
+// Namespace returns the namespace root the channel names derive from.
+func (b *Backend) Namespace() string { return b.ns }
+
+// Channels returns the wakeup and worker-control channel names
+// (<ns>_tasks, <ns>_worker_control).
+func (b *Backend) Channels() (tasks, workerControl string) { return b.chTasks, b.chCtl }
+
+// TaskTable returns the schema-qualified, quoted name of the task table, for
+// adopters' own queries.
+func (b *Backend) TaskTable() string { return b.n.task }
+
+// Capabilities reports LISTEN/NOTIFY wakeups and control hints (unless
+// Options.Wakeups is false) and maintenance locks.
+func (b *Backend) Capabilities() queues.Capabilities {
+	c := queues.Capabilities{Maintenance: true}
+	if b.hints {
+		c.WakeupTransport = "postgres-notify"
+		c.ControlTransport = "postgres-notify"
+	}
+	return c
+}
+
+// Open checks that the schema holds every embedded migration (it never
+// migrates: run `queues migrate` or call Migrate). A missing or outdated
+// schema returns an error matching ErrNotMigrated; a newer one an error
+// matching ErrSchemaTooNew. It is idempotent. The listener connection is
+// opened by the first Wakeups or WorkerControl subscription.
+func (b *Backend) Open(ctx context.Context) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.opened {
+		return nil
+	}
+	if b.closed && len(b.ownPools) > 0 {
+		return errors.New("postgres: backend is closed (its pool was closed by Close)")
+	}
+	applied, err := b.appliedVersions(ctx, b.pool)
+	if err != nil {
+		return err
+	}
+	ms, err := checkKnown(applied)
+	if err != nil {
+		return err
+	}
+	var missing []string
+	for _, m := range ms {
+		if !containsStr(applied, m.version) {
+			missing = append(missing, m.version)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("%w: schema %s lacks version(s) %v; run `queues migrate` (or call Backend.Migrate) first",
+			ErrNotMigrated, b.n.schemaLabel(), missing)
+	}
+	b.opened = true
+	b.closed = false
+	return nil
+}
+
+// Close stops the listener connection and closes every wakeup and
+// worker-control subscription. It closes only pools that Connect created;
+// pools passed to New stay open. Writes in flight finish first.
+func (b *Backend) Close(ctx context.Context) error {
+	b.mu.Lock()
+	lis := b.lis
+	b.lis = nil
+	b.opened = false
+	b.closed = true
+	b.mu.Unlock()
+	if lis != nil {
+		lis.stop()
+	}
+	b.completer.wait()
+	b.failer.wait()
+	b.toucher.wait()
+	for _, p := range b.ownPools {
+		p.Close()
+	}
+	return nil
+}
+
+// fenceLost returns an error matching queues.ErrFenceLost.
+func fenceLost(op string, id uuid.UUID) error {
+	return fmt.Errorf("%w: %s %s", queues.ErrFenceLost, op, id)
+}
+
+// notFound returns an error matching queues.ErrTaskNotFound.
+func notFound(id uuid.UUID) error {
+	return fmt.Errorf("%w: %s", queues.ErrTaskNotFound, id)
+}
+
+// missingForWrite is returned by a guarded write on an ID that does not
+// exist: the guard did not hold (ErrFenceLost) because there is no record
+// (ErrTaskNotFound).
+func missingForWrite(op string, id uuid.UUID) error {
+	return fmt.Errorf("%w: %s %s: %w", queues.ErrFenceLost, op, id, queues.ErrTaskNotFound)
+}
+
+// wrap annotates a database error; a missing relation means the schema is
+// not migrated.
+func (b *Backend) wrap(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && (pe.Code == "42P01" || pe.Code == "3F000") {
+		return fmt.Errorf("postgres: %s: %w: %s (run `queues migrate` for schema %s)", op, ErrNotMigrated, pe.Message, b.n.schemaLabel())
+	}
+	return fmt.Errorf("postgres: %s: %w", op, err)
+}
+
+// exists reports whether a record with id exists.
+func (b *Backend) exists(ctx context.Context, id uuid.UUID) (bool, error) {
+	var ok bool
+	err := b.pool.QueryRow(ctx, b.q.exists, id).Scan(&ok)
+	return ok, b.wrap("read", err)
+}
+
+// guardFailed returns the error of a guarded single-record write that
+// changed nothing: missing record or fence lost.
+func (b *Backend) guardFailed(ctx context.Context, op string, id uuid.UUID) error {
+	ok, err := b.exists(ctx, id)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return missingForWrite(op, id)
+	}
+	return fenceLost(op, id)
+}
+
+// notify sends a wakeup hint (outside any transaction).
+func (b *Backend) notify(ctx context.Context) {
+	if !b.hints {
+		return
+	}
+	_, _ = b.pool.Exec(context.WithoutCancel(ctx), b.q.notify, b.chTasks, wakePayload)
+}
+
+func containsStr(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// utc converts a caller time to UTC, keeping the zero value zero.
+func utc(t time.Time) time.Time {
+	if t.IsZero() {
+		return time.Time{}
+	}
+	return t.UTC()
+}
+
+// txRunner is what pgx pools, connections and transactions share.
+type txRunner interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
+}

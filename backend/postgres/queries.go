@@ -1,0 +1,216 @@
+package postgres
+
+import "strings"
+
+// wakePayload and the worker-control payload shape (SPEC §8.5).
+const wakePayload = `{"event":"task_available"}`
+
+const (
+	openStatuses     = `('pending', 'scheduled')`
+	terminalStatuses = `('completed', 'failed', 'cancelled', 'expired')`
+	activeStatuses   = `('pending', 'scheduled', 'running')`
+)
+
+// due renders the due predicate (SPEC §6.3) for table alias x.
+func due(x string) string {
+	return x + `.status IN ('pending', 'scheduled') AND (` + x + `.scheduled_at IS NULL OR ` + x + `.scheduled_at <= now())` +
+		` AND (` + x + `.expires_at IS NULL OR ` + x + `.expires_at > now())` +
+		` AND (` + x + `.execution_ref IS NULL OR NOT starts_with(` + x + `.execution_ref, '__queues_dispatching__:'))`
+}
+
+// interruptions renders metadata.interruptions as an int (a non-number reads as 0).
+func interruptions(x string) string {
+	return `(CASE WHEN jsonb_typeof(` + x + `.metadata->'interruptions') = 'number' THEN trunc((` + x + `.metadata->>'interruptions')::numeric)::int ELSE 0 END)`
+}
+
+// claimOrder is the claim order for alias x.
+func claimOrder(x string) string {
+	return x + `.priority DESC, ` + x + `.queued_at, ` + x + `.created_at, ` + x + `.id`
+}
+
+// queries holds the static statements of one schema and prefix.
+type queries struct {
+	exists       string
+	notify       string
+	insert       string // fast path: unnest insert, no keys
+	insertKeyed  string // keyed path: reservations + ON CONFLICT insert
+	releaseKeys  string
+	holders      string
+	reservations string
+	getTask      string
+	getTasks     string
+	getByKey     string
+	claimByID    string
+	expireByID   string
+	complete     string
+	fail         string
+	touch        string
+	nullBeats    string
+	cancel       string
+	interrupt    string
+	staleSelect  string
+	staleAll     string
+	staleUpdate  string
+	expire       string
+	cleanup      string
+	listExternal string
+	nextDue      string
+	nextDueQ     string
+	completedBy  string
+	lockAcquire  string
+	lockRelease  string
+	reserveID    string
+	getID        string
+	resetID      string
+}
+
+func buildQueries(n names) queries {
+	t := n.task
+	all := cols("")
+	tall := cols("t")
+	r := strings.NewReplacer("{t}", t, "{cols}", all, "{tcols}", tall, "{res}", n.reservation, "{maint}", n.maintenance,
+		"{open}", openStatuses, "{terminal}", terminalStatuses, "{active}", activeStatuses,
+		"{due}", due("t"), "{xdue}", due("x"), "{intr}", interruptions("t"))
+	q := func(s string) string { return r.Replace(s) }
+	insertCols := `id, task_name, args, queue, execution_backend, execution_profile, status, priority, max_retries,
+    retry_count, scheduled_at, expires_at, created_at, queued_at, task_key, metadata`
+	insertSelect := `SELECT u.id, u.task_name, u.args, u.queue, u.eb, u.ep,
+    CASE WHEN u.scheduled_at > now() THEN 'scheduled' ELSE 'pending' END,
+    u.priority, u.max_retries, 0, u.scheduled_at, u.expires_at, now(), now(), u.task_key, u.metadata
+FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::text[], $5::text[], $6::text[], $7::int[], $8::int[],
+    $9::timestamptz[], $10::timestamptz[], $11::text[], $12::jsonb[], $13::bool[])
+    WITH ORDINALITY AS u(id, task_name, args, queue, eb, ep, priority, max_retries, scheduled_at, expires_at, task_key, metadata, forever, ord)`
+	return queries{
+		exists: q(`SELECT EXISTS (SELECT 1 FROM {t} WHERE id = $1)`),
+		notify: `SELECT pg_notify($1, $2)`,
+		insert: q(`INSERT INTO {t} (` + insertCols + `)
+` + insertSelect + `
+ORDER BY u.ord
+RETURNING {cols}`),
+		insertKeyed: q(`WITH res AS (
+    INSERT INTO {res} (identity_key, task_id, task_name, created_at)
+    SELECT r.key, r.id, r.name, now() FROM unnest($14::text[], $15::uuid[], $16::text[]) AS r(key, id, name)
+    ON CONFLICT (identity_key) DO NOTHING
+    RETURNING identity_key
+)
+INSERT INTO {t} (` + insertCols + `)
+` + insertSelect + `
+WHERE NOT u.forever OR u.task_key IN (SELECT identity_key FROM res)
+ORDER BY u.ord
+ON CONFLICT (task_key) WHERE task_key IS NOT NULL DO NOTHING
+RETURNING {cols}`),
+		releaseKeys:  q(`UPDATE {t} SET task_key = NULL WHERE task_key = ANY($1) AND status IN {terminal}`),
+		holders:      q(`SELECT {cols} FROM {t} WHERE task_key = ANY($1)`),
+		reservations: q(`SELECT identity_key, task_id, task_name, created_at FROM {res} WHERE identity_key = ANY($1)`),
+		getTask:      q(`SELECT {cols} FROM {t} WHERE id = $1`),
+		getTasks:     q(`SELECT {cols} FROM {t} WHERE id = ANY($1)`),
+		getByKey:     q(`SELECT {cols} FROM {t} WHERE task_key = $1`),
+		claimByID: q(`UPDATE {t} t SET status = 'running', worker_id = $2, started_at = now(), heartbeat_at = now()
+WHERE t.id = $1 AND t.status IN {open}
+  AND (t.scheduled_at IS NULL OR t.scheduled_at <= now())
+  AND (t.execution_ref IS NULL OR NOT starts_with(t.execution_ref, '__queues_dispatching__:'))
+  AND (t.expires_at IS NULL OR t.expires_at > now() OR t.execution_ref IS NOT NULL)
+  AND ($3::int IS NULL OR t.retry_count = $3) AND ($4::text IS NULL OR coalesce(t.execution_ref, '') = $4)
+RETURNING {tcols}`),
+		expireByID: q(`UPDATE {t} t SET status = 'expired', completed_at = now(), heartbeat_at = NULL
+WHERE t.id = $1 AND t.status IN {open} AND t.execution_ref IS NULL AND t.expires_at <= now()
+  AND ($2::int IS NULL OR t.retry_count = $2) AND ($3::text IS NULL OR $3 = '')
+RETURNING {tcols}`),
+		complete: q(`UPDATE {t} t SET status = 'completed', completed_at = now(), heartbeat_at = NULL, result = v.result, error = NULL
+FROM unnest($1::uuid[], $2::int[], $3::jsonb[]) AS v(id, gen, result)
+WHERE t.id = v.id AND t.status = 'running' AND t.retry_count = v.gen
+RETURNING {tcols}`),
+		fail: q(`UPDATE {t} t SET
+    error = v.err,
+    status = CASE WHEN v.retry AND greatest(t.retry_count - {intr}, 0) < t.max_retries
+        THEN (CASE WHEN v.delay_us > 0 THEN 'scheduled' ELSE 'pending' END) ELSE 'failed' END,
+    retry_count = CASE WHEN v.retry AND greatest(t.retry_count - {intr}, 0) < t.max_retries THEN t.retry_count + 1 ELSE t.retry_count END,
+    queued_at = CASE WHEN v.retry AND greatest(t.retry_count - {intr}, 0) < t.max_retries THEN now() ELSE t.queued_at END,
+    scheduled_at = CASE WHEN v.retry AND greatest(t.retry_count - {intr}, 0) < t.max_retries
+        THEN (CASE WHEN v.delay_us > 0 THEN now() + v.delay_us * interval '1 microsecond' END) ELSE t.scheduled_at END,
+    started_at = CASE WHEN v.retry AND greatest(t.retry_count - {intr}, 0) < t.max_retries THEN NULL ELSE t.started_at END,
+    heartbeat_at = NULL,
+    completed_at = CASE WHEN v.retry AND greatest(t.retry_count - {intr}, 0) < t.max_retries THEN NULL ELSE now() END,
+    worker_id = CASE WHEN v.retry AND greatest(t.retry_count - {intr}, 0) < t.max_retries THEN NULL ELSE t.worker_id END,
+    execution_ref = CASE WHEN v.retry AND greatest(t.retry_count - {intr}, 0) < t.max_retries THEN NULL ELSE t.execution_ref END
+FROM unnest($1::uuid[], $2::int[], $3::text[], $4::bool[], $5::text[], $6::bigint[]) AS v(id, gen, err, retry, ref, delay_us)
+WHERE t.id = v.id AND t.retry_count = v.gen
+  AND (CASE WHEN v.ref IS NULL THEN t.status = 'running'
+       ELSE t.execution_ref = v.ref AND t.status IN {active} END)
+RETURNING {tcols}`),
+		touch: q(`UPDATE {t} t SET heartbeat_at = now(),
+    metadata = CASE WHEN v.patch IS NULL THEN t.metadata ELSE t.metadata || v.patch END
+FROM unnest($1::uuid[], $2::int[], $3::jsonb[]) WITH ORDINALITY AS v(id, gen, patch, ord)
+WHERE t.id = v.id AND t.status = 'running' AND (v.gen IS NULL OR t.retry_count = v.gen)
+RETURNING v.ord`),
+		nullBeats: q(`UPDATE {t} t SET heartbeat_at = NULL
+FROM unnest($1::uuid[], $2::int[]) AS v(id, gen)
+WHERE t.id = v.id AND t.status = 'running' AND t.retry_count = v.gen AND t.heartbeat_at IS NOT NULL`),
+		cancel: q(`UPDATE {t} t SET status = 'cancelled', completed_at = now(), heartbeat_at = NULL
+WHERE t.id = $1 AND (t.status IN {open} OR ($2 AND t.status = 'running')) AND ($3::int IS NULL OR t.retry_count = $3)
+RETURNING {tcols}`),
+		interrupt: q(`UPDATE {t} t SET status = 'pending', retry_count = t.retry_count + 1, queued_at = now(),
+    scheduled_at = NULL, started_at = NULL, heartbeat_at = NULL, completed_at = NULL, execution_ref = NULL, worker_id = NULL,
+    metadata = jsonb_set(t.metadata, '{interruptions}', to_jsonb({intr} + 1))
+WHERE t.id = $1 AND t.status = 'running' AND t.retry_count = $2 AND coalesce(t.worker_id, '') = $3
+RETURNING {tcols}`),
+		staleSelect: q(`SELECT {cols} FROM {t}
+WHERE status = 'running' AND (heartbeat_at IS NULL OR heartbeat_at < now() - $1 * interval '1 microsecond')
+ORDER BY coalesce(heartbeat_at, created_at), id
+LIMIT $2`),
+		staleAll: q(`SELECT {cols} FROM {t}
+WHERE status = 'running'
+ORDER BY coalesce(heartbeat_at, created_at), id
+LIMIT $1`),
+		staleUpdate: q(`UPDATE {t} t SET
+    status = CASE WHEN v.requeue THEN (CASE WHEN v.delay_us > 0 THEN 'scheduled' ELSE 'pending' END) ELSE 'failed' END,
+    retry_count = CASE WHEN v.requeue THEN t.retry_count + 1 ELSE t.retry_count END,
+    queued_at = CASE WHEN v.requeue THEN now() ELSE t.queued_at END,
+    scheduled_at = CASE WHEN v.requeue THEN (CASE WHEN v.delay_us > 0 THEN now() + v.delay_us * interval '1 microsecond' END) ELSE t.scheduled_at END,
+    started_at = CASE WHEN v.requeue THEN NULL ELSE t.started_at END,
+    heartbeat_at = NULL,
+    completed_at = CASE WHEN v.requeue THEN NULL ELSE now() END,
+    worker_id = CASE WHEN v.requeue THEN NULL ELSE t.worker_id END,
+    execution_ref = CASE WHEN v.requeue THEN NULL ELSE t.execution_ref END,
+    priority = v.priority,
+    error = v.err
+FROM unnest($1::uuid[], $2::int[], $3::bool[], $4::bigint[], $5::int[], $6::text[])
+    AS v(id, gen, requeue, delay_us, priority, err)
+WHERE t.id = v.id AND t.status = 'running' AND t.retry_count = v.gen
+  AND ($8::bool OR t.heartbeat_at IS NULL OR t.heartbeat_at < now() - $7::bigint * interval '1 microsecond')
+RETURNING {tcols}`),
+		expire: q(`UPDATE {t} t SET status = 'expired', completed_at = now(), heartbeat_at = NULL
+WHERE t.id IN (
+    SELECT x.id FROM {t} x
+    WHERE x.status IN {open} AND x.execution_ref IS NULL AND x.expires_at <= now()
+    ORDER BY x.expires_at, x.created_at
+    LIMIT $1 FOR UPDATE SKIP LOCKED)
+RETURNING {tcols}`),
+		cleanup: q(`DELETE FROM {t} WHERE id IN (
+    SELECT x.id FROM {t} x
+    WHERE x.status IN {terminal} AND x.completed_at < $1
+    ORDER BY x.completed_at, x.id
+    LIMIT $2 FOR UPDATE SKIP LOCKED)`),
+		listExternal: q(`SELECT {cols} FROM {t}
+WHERE execution_ref IS NOT NULL AND status IN {active}
+ORDER BY coalesce(started_at, created_at), id
+LIMIT $1`),
+		nextDue:  q(`SELECT min(scheduled_at) FROM {t} WHERE status IN {open} AND scheduled_at IS NOT NULL AND scheduled_at > now()`),
+		nextDueQ: q(`SELECT min(scheduled_at) FROM {t} WHERE status IN {open} AND scheduled_at IS NOT NULL AND scheduled_at > now() AND queue = ANY($1)`),
+		completedBy: q(`SELECT {cols} FROM {t}
+WHERE status = 'completed' AND task_name = $1 AND ($2::timestamptz IS NULL OR completed_at >= $2)
+ORDER BY completed_at DESC, id DESC
+LIMIT $3`),
+		lockAcquire: q(`INSERT INTO {maint} AS m (name, token, expires_at) VALUES ($1, $2, now() + $3 * interval '1 microsecond')
+ON CONFLICT (name) DO UPDATE SET token = EXCLUDED.token, expires_at = EXCLUDED.expires_at
+    WHERE m.expires_at <= now() OR m.token = EXCLUDED.token
+RETURNING token`),
+		lockRelease: q(`DELETE FROM {maint} WHERE name = $1 AND token = $2`),
+		reserveID: q(`INSERT INTO {res} (identity_key, task_id, task_name, created_at)
+VALUES ($1, $2, $3, coalesce($4, now()))
+ON CONFLICT (identity_key) DO NOTHING
+RETURNING identity_key`),
+		getID:   q(`SELECT identity_key, task_id, task_name, created_at FROM {res} WHERE identity_key = $1`),
+		resetID: q(`DELETE FROM {res} WHERE identity_key = $1 AND ($2::uuid IS NULL OR task_id = $2)`),
+	}
+}

@@ -1,0 +1,488 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/queuesgo/queues"
+)
+
+type completeOp struct {
+	id     uuid.UUID
+	gen    int
+	result []byte
+}
+
+type failOp struct {
+	id    uuid.UUID
+	gen   int
+	err   string
+	retry bool
+	ref   pgtype.Text
+	delay int64 // microseconds
+}
+
+type touchOp struct {
+	id    uuid.UUID
+	gen   pgtype.Int4
+	patch []byte
+}
+
+// Complete settles the running generation p.ExpectedRetryCount as
+// completed with p.Result (error cleared, heartbeat cleared, worker_id
+// kept). Concurrent calls are coalesced into one
+// UPDATE … FROM unnest(ids, generations, results) statement, each row still
+// fenced on status=running and its own generation; a caller whose fence did
+// not hold gets an error matching queues.ErrFenceLost (and
+// queues.ErrTaskNotFound when the record does not exist).
+func (b *Backend) Complete(ctx context.Context, p queues.CompleteParams) (*queues.Record, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var res []byte
+	if p.Result != nil {
+		res = []byte(p.Result)
+	}
+	return b.completer.do(ctx, completeOp{id: p.ID, gen: p.ExpectedRetryCount, result: res})
+}
+
+func (b *Backend) flushComplete(ctx context.Context, ops []*op[completeOp, *queues.Record]) {
+	for _, round := range rounds(ops, func(c completeOp) uuid.UUID { return c.id }) {
+		ids := make([]uuid.UUID, len(round))
+		gens := make([]int32, len(round))
+		results := make([][]byte, len(round))
+		for i, o := range round {
+			ids[i], gens[i], results[i] = o.in.id, int32(o.in.gen), o.in.result
+		}
+		recs, err := collectRecords(b.pool.Query(ctx, b.q.complete, ids, gens, results))
+		b.settleResults(ctx, "complete", round, recs, err, func(c completeOp) uuid.UUID { return c.id })
+	}
+}
+
+// settleResults hands each op of a coalesced write its record, or the error
+// for a fence that did not hold (one existence query for all of them).
+func settleResults[I any](b *Backend, ctx context.Context, op string, round []*op[I, *queues.Record], recs []*queues.Record, err error, id func(I) uuid.UUID) {
+	if err != nil {
+		err = b.wrap(op, err)
+		for _, o := range round {
+			o.err = err
+		}
+		return
+	}
+	byID := make(map[uuid.UUID]*queues.Record, len(recs))
+	for _, r := range recs {
+		byID[r.ID] = r
+	}
+	var lost []uuid.UUID
+	for _, o := range round {
+		if r := byID[id(o.in)]; r != nil {
+			o.out = r
+		} else {
+			lost = append(lost, id(o.in))
+		}
+	}
+	if len(lost) == 0 {
+		return
+	}
+	present := map[uuid.UUID]bool{}
+	rows, qerr := b.pool.Query(ctx, `SELECT id FROM `+b.n.task+` WHERE id = ANY($1)`, lost)
+	if qerr == nil {
+		for rows.Next() {
+			var x uuid.UUID
+			if qerr = rows.Scan(&x); qerr != nil {
+				break
+			}
+			present[x] = true
+		}
+		rows.Close()
+		if qerr == nil {
+			qerr = rows.Err()
+		}
+	}
+	for _, o := range round {
+		if o.out != nil {
+			continue
+		}
+		k := id(o.in)
+		switch {
+		case qerr != nil:
+			o.err = fenceLost(op, k)
+		case present[k]:
+			o.err = fenceLost(op, k)
+		default:
+			o.err = missingForWrite(op, k)
+		}
+	}
+}
+
+// settleResults is the method form used by the flushers.
+func (b *Backend) settleResults(ctx context.Context, op string, round []*op[completeOp, *queues.Record], recs []*queues.Record, err error, id func(completeOp) uuid.UUID) {
+	settleResults(b, ctx, op, round, recs, err, id)
+}
+
+// Fail records a failed attempt. The guard is status running with
+// generation p.ExpectedRetryCount; with p.ExpectedRef it is instead
+// execution_ref equal to *p.ExpectedRef, that generation, and status
+// pending, scheduled or running. With p.Retry and budget left (attempts
+// consumed, computed in SQL from retry_count − metadata.interruptions, below
+// max_retries) the record is requeued — scheduled at now()+p.RetryDelay when
+// positive, else pending (a wakeup hint) — otherwise it fails terminally.
+// Concurrent calls are coalesced into one statement like Complete.
+func (b *Backend) Fail(ctx context.Context, p queues.FailParams) (*queues.Record, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	o := failOp{id: p.ID, gen: p.ExpectedRetryCount, err: p.Error, retry: p.Retry, delay: p.RetryDelay.Microseconds()}
+	if p.ExpectedRef != nil {
+		o.ref = pgtype.Text{String: *p.ExpectedRef, Valid: true}
+	}
+	return b.failer.do(ctx, o)
+}
+
+func (b *Backend) flushFail(ctx context.Context, ops []*op[failOp, *queues.Record]) {
+	wake := false
+	for _, round := range rounds(ops, func(f failOp) uuid.UUID { return f.id }) {
+		n := len(round)
+		ids, gens := make([]uuid.UUID, n), make([]int32, n)
+		errs, retry := make([]string, n), make([]bool, n)
+		refs, delays := make([]pgtype.Text, n), make([]int64, n)
+		for i, o := range round {
+			ids[i], gens[i], errs[i], retry[i], refs[i], delays[i] = o.in.id, int32(o.in.gen), o.in.err, o.in.retry, o.in.ref, o.in.delay
+		}
+		recs, err := collectRecords(b.pool.Query(ctx, b.q.fail, ids, gens, errs, retry, refs, delays))
+		settleResults(b, ctx, "fail", round, recs, err, func(f failOp) uuid.UUID { return f.id })
+		for _, r := range recs {
+			if r.Status == queues.StatusPending {
+				wake = true
+			}
+		}
+	}
+	if wake {
+		b.notify(ctx)
+	}
+}
+
+// Cancel cancels a pending or scheduled record, or a running one when
+// p.IncludeRunning, fenced on the optional generation. worker_id is kept so
+// control hints can reach the owner. Any other state returns an error
+// matching queues.ErrFenceLost.
+func (b *Backend) Cancel(ctx context.Context, p queues.CancelParams) (*queues.Record, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var gen pgtype.Int4
+	if p.ExpectedRetryCount != nil {
+		gen = pgtype.Int4{Int32: int32(*p.ExpectedRetryCount), Valid: true}
+	}
+	rec, err := collectOne(b.pool.Query(ctx, b.q.cancel, p.ID, p.IncludeRunning, gen))
+	if err != nil {
+		return nil, b.wrap("cancel", err)
+	}
+	if rec == nil {
+		return nil, b.guardFailed(ctx, "cancel", p.ID)
+	}
+	return rec, nil
+}
+
+// CancelMatching cancels, in one statement, every pending/scheduled record
+// (and running, with f.IncludeRunning) that matches the filter and holds no
+// execution_ref. TaskName and Queue match by equality when set; Args and
+// Metadata match when each of their top-level keys is present with an equal
+// JSON value (jsonb equality). The cancelled records are returned in claim
+// order.
+func (b *Backend) CancelMatching(ctx context.Context, f queues.CancelFilter) ([]*queues.Record, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var a sqlArgs
+	where := []string{"x.execution_ref IS NULL"}
+	if f.IncludeRunning {
+		where = append(where, "x.status IN "+activeStatuses)
+	} else {
+		where = append(where, "x.status IN "+openStatuses)
+	}
+	if f.TaskName != "" {
+		where = append(where, "x.task_name = "+a.add(f.TaskName))
+	}
+	if f.Queue != "" {
+		where = append(where, "x.queue = "+a.add(f.Queue))
+	}
+	for _, m := range []struct {
+		col    string
+		filter map[string]any
+	}{{"args", f.Args}, {"metadata", f.Metadata}} {
+		keys := make([]string, 0, len(m.filter))
+		for k := range m.filter {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		for _, k := range keys {
+			v, err := json.Marshal(m.filter[k])
+			if err != nil {
+				return nil, &queues.ConfigError{Field: "CancelFilter." + m.col, Problem: "value of " + k + " is not JSON: " + err.Error()}
+			}
+			where = append(where, "jsonb_typeof(x."+m.col+") = 'object' AND (x."+m.col+" -> "+a.add(k)+"::text) = "+a.add(string(v))+"::jsonb")
+		}
+	}
+	t := b.n.task
+	sql := `UPDATE ` + t + ` t SET status = 'cancelled', completed_at = now(), heartbeat_at = NULL
+WHERE t.id IN (SELECT x.id FROM ` + t + ` x WHERE ` + strings.Join(where, " AND ") + ` FOR UPDATE)
+RETURNING ` + cols("t")
+	recs, err := collectRecords(b.pool.Query(ctx, sql, a...))
+	if err != nil {
+		return nil, b.wrap("cancel matching", err)
+	}
+	slices.SortFunc(recs, func(x, y *queues.Record) int {
+		if claimLess(x, y) {
+			return -1
+		}
+		return 1
+	})
+	if recs == nil {
+		recs = []*queues.Record{}
+	}
+	return recs, nil
+}
+
+// Interrupt requeues the running generation p.ExpectedRetryCount owned by
+// p.WorkerID after a shutdown: status pending, retry_count+1,
+// metadata.interruptions+1, queued_at=now(), scheduled_at, started_at,
+// heartbeat_at, completed_at, execution_ref and worker_id cleared, priority
+// kept; workers are woken. Any other state returns an error matching
+// queues.ErrFenceLost.
+func (b *Backend) Interrupt(ctx context.Context, p queues.InterruptParams) (*queues.Record, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	rec, err := collectOne(b.pool.Query(ctx, b.q.interrupt, p.ID, p.ExpectedRetryCount, p.WorkerID))
+	if err != nil {
+		return nil, b.wrap("interrupt", err)
+	}
+	if rec == nil {
+		return nil, b.guardFailed(ctx, "interrupt", p.ID)
+	}
+	b.notify(ctx)
+	return rec, nil
+}
+
+// TouchHeartbeats sets heartbeat_at=now() on each touched running record
+// whose generation matches (a nil ExpectedRetryCount is unfenced) and merges
+// the touch's MetadataPatch into its metadata, through the heartbeat pool
+// when Options.HeartbeatPool is set. Touches of concurrent callers are
+// coalesced into one UPDATE … FROM unnest(…) statement. Each touch's ID is
+// reported in Touched or Missed; an ID touched with two generations appears
+// in both.
+func (b *Backend) TouchHeartbeats(ctx context.Context, touches []queues.HeartbeatTouch) (queues.HeartbeatResult, error) {
+	var res queues.HeartbeatResult
+	if err := ctx.Err(); err != nil {
+		return res, err
+	}
+	if len(touches) == 0 {
+		return res, nil
+	}
+	ins := make([]touchOp, len(touches))
+	for i, t := range touches {
+		ins[i].id = t.ID
+		if t.ExpectedRetryCount != nil {
+			ins[i].gen = pgtype.Int4{Int32: int32(*t.ExpectedRetryCount), Valid: true}
+		}
+		if len(t.MetadataPatch) > 0 {
+			p, err := json.Marshal(t.MetadataPatch)
+			if err != nil {
+				return res, &queues.ConfigError{Field: "HeartbeatTouch.MetadataPatch", Problem: err.Error()}
+			}
+			ins[i].patch = p
+		}
+	}
+	ops, err := b.toucher.doAll(ctx, ins)
+	if err != nil {
+		return res, err
+	}
+	for _, o := range ops {
+		if o.err != nil {
+			return queues.HeartbeatResult{}, o.err
+		}
+		if o.out {
+			res.Touched = append(res.Touched, o.in.id)
+		} else {
+			res.Missed = append(res.Missed, o.in.id)
+		}
+	}
+	return res, nil
+}
+
+func (b *Backend) flushTouch(ctx context.Context, ops []*op[touchOp, bool]) {
+	for _, round := range rounds(ops, func(t touchOp) uuid.UUID { return t.id }) {
+		n := len(round)
+		ids, gens, patches := make([]uuid.UUID, n), make([]pgtype.Int4, n), make([][]byte, n)
+		for i, o := range round {
+			ids[i], gens[i], patches[i] = o.in.id, o.in.gen, o.in.patch
+		}
+		rows, err := b.hbPool.Query(ctx, b.q.touch, ids, gens, patches)
+		if err == nil {
+			for rows.Next() {
+				var ord int64
+				if err = rows.Scan(&ord); err != nil {
+					break
+				}
+				if ord >= 1 && int(ord) <= n {
+					round[ord-1].out = true
+				}
+			}
+			rows.Close()
+			if err == nil {
+				err = rows.Err()
+			}
+		}
+		if err != nil {
+			err = b.wrap("touch heartbeats", err)
+			for _, o := range round {
+				o.err, o.out = err, false
+			}
+		}
+	}
+}
+
+// NullHeartbeats clears heartbeat_at of each fenced running record whose
+// generation matches, so stale recovery takes it at once; one statement,
+// through the heartbeat pool when set. Other records are left alone.
+func (b *Backend) NullHeartbeats(ctx context.Context, fences []queues.Fence) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if len(fences) == 0 {
+		return nil
+	}
+	ids, gens := make([]uuid.UUID, len(fences)), make([]int32, len(fences))
+	for i, f := range fences {
+		ids[i], gens[i] = f.ID, int32(f.RetryCount)
+	}
+	_, err := b.hbPool.Exec(ctx, b.q.nullBeats, ids, gens)
+	return b.wrap("null heartbeats", err)
+}
+
+// RecoverStale handles up to p.Limit (≤ 0 means 100) running records whose
+// heartbeat is missing or older than now()−p.StaleAfter (negative: every
+// running record), oldest heartbeat first, in two round trips: a select of
+// the candidates, then one unnest-driven UPDATE of every decision fenced on
+// status running, the generation and a heartbeat that is still stale when
+// the row is written (a touch committing meanwhile is waited for and
+// re-checked, so a freshly touched record is skipped, never requeued). queues.StaleRequeueDecision picks per record: requeue (a new
+// generation like a retry, error kept or queues.StaleError, priority
+// mapped through p.Priority) or fail with queues.StaleError (also listed in
+// HandlerNeeded when requeue_on_stale is false). Records whose fence no
+// longer held are counted in Skipped.
+func (b *Backend) RecoverStale(ctx context.Context, p queues.StaleParams) (queues.StaleRecovery, error) {
+	var res queues.StaleRecovery
+	if err := ctx.Err(); err != nil {
+		return res, err
+	}
+	limit := p.Limit
+	if limit <= 0 {
+		limit = 100
+	}
+	var cands []*queues.Record
+	var err error
+	if p.StaleAfter < 0 {
+		cands, err = collectRecords(b.pool.Query(ctx, b.q.staleAll, limit))
+	} else {
+		cands, err = collectRecords(b.pool.Query(ctx, b.q.staleSelect, p.StaleAfter.Microseconds(), limit))
+	}
+	if err != nil {
+		return res, b.wrap("recover stale", err)
+	}
+	if len(cands) == 0 {
+		return res, nil
+	}
+	n := len(cands)
+	ids, gens := make([]uuid.UUID, n), make([]int32, n)
+	requeue, delays, prios, errs := make([]bool, n), make([]int64, n), make([]int32, n), make([]string, n)
+	handler := map[uuid.UUID]bool{}
+	for i, r := range cands {
+		ids[i], gens[i] = r.ID, int32(r.RetryCount)
+		rq, hn, delay := queues.StaleRequeueDecision(r)
+		requeue[i], delays[i], prios[i] = rq, delay.Microseconds(), int32(r.Priority)
+		if rq {
+			errs[i] = r.Error
+			if errs[i] == "" {
+				errs[i] = queues.StaleError
+			}
+			if p.Priority != nil {
+				prios[i] = int32(p.Priority(r.Priority))
+			}
+		} else {
+			errs[i] = queues.StaleError
+			if hn {
+				handler[r.ID] = true
+			}
+		}
+	}
+	recs, err := collectRecords(b.pool.Query(ctx, b.q.staleUpdate, ids, gens, requeue, delays, prios, errs,
+		max(p.StaleAfter, 0).Microseconds(), p.StaleAfter < 0))
+	if err != nil {
+		return res, b.wrap("recover stale", err)
+	}
+	wake := false
+	for _, r := range recs {
+		switch r.Status {
+		case queues.StatusFailed:
+			res.Failed = append(res.Failed, r)
+			if handler[r.ID] {
+				res.HandlerNeeded = append(res.HandlerNeeded, r.ID)
+			}
+		default:
+			res.Requeued++
+			if r.Status == queues.StatusPending {
+				wake = true
+			}
+		}
+	}
+	res.Skipped = n - len(recs)
+	slices.SortFunc(res.Failed, func(x, y *queues.Record) int {
+		return slices.Index(ids, x.ID) - slices.Index(ids, y.ID)
+	})
+	if wake {
+		b.notify(ctx)
+	}
+	return res, nil
+}
+
+// ExpireOverdue expires up to limit (≤ 0 means 100) pending/scheduled
+// records holding no execution_ref whose expires_at ≤ now(), ordered by
+// expires_at, created_at, and returns them.
+func (b *Backend) ExpireOverdue(ctx context.Context, limit int) ([]*queues.Record, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if limit <= 0 {
+		limit = 100
+	}
+	recs, err := collectRecords(b.pool.Query(ctx, b.q.expire, limit))
+	if err != nil {
+		return nil, b.wrap("expire overdue", err)
+	}
+	sortExpired(recs)
+	return recs, nil
+}
+
+// CleanupTerminal deletes up to limit (≤ 0 means 100) terminal records
+// whose completed_at is before before, oldest completed_at (then id) first,
+// and returns how many it deleted. Identity reservations are never deleted.
+func (b *Backend) CleanupTerminal(ctx context.Context, before time.Time, limit int) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	if limit <= 0 {
+		limit = 100
+	}
+	tag, err := b.pool.Exec(ctx, b.q.cleanup, before.UTC(), limit)
+	if err != nil {
+		return 0, b.wrap("cleanup terminal", err)
+	}
+	return int(tag.RowsAffected()), nil
+}

@@ -1,0 +1,236 @@
+package redis
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"os"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/queuesgo/queues"
+)
+
+type noopArgs struct{ I int }
+type noopResult struct{}
+
+// benchService starts a quiet service on a fresh prefix.
+func benchService(t testing.TB, reg *queues.Registry) (*queues.Service, *Backend) {
+	t.Helper()
+	be := newTestBackend(t, Options{})
+	svc, err := queues.New(queues.Config{Backend: be, Registry: reg, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = svc.Close(context.Background()) })
+	return svc, be
+}
+
+// startWorker runs a worker until the test ends.
+func startWorker(t testing.TB, svc *queues.Service, cfg queues.WorkerConfig) *queues.Worker {
+	t.Helper()
+	w, err := svc.NewWorker(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = w.Run(context.Background()) }()
+	select {
+	case <-w.Ready():
+	case <-time.After(10 * time.Second):
+		t.Fatal("worker not ready")
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, _ = w.Stop(ctx, true)
+		<-done
+	})
+	return w
+}
+
+// benchJobs is the number of jobs of BenchmarkEndToEnd (env QUEUES_BENCH_JOBS).
+func benchJobs() int {
+	if n, err := strconv.Atoi(os.Getenv("QUEUES_BENCH_JOBS")); err == nil && n > 0 {
+		return n
+	}
+	return 100_000
+}
+
+// BenchmarkEndToEnd enqueues 100,000 no-op jobs with EnqueueMany in batches
+// of 1000 (reported as insert-jobs/s), then measures one worker
+// (MaxConcurrency 100, BatchSize 100) claiming, running and completing all
+// of them (jobs/s).
+func BenchmarkEndToEnd(b *testing.B) {
+	total := benchJobs()
+	for range b.N {
+		b.StopTimer()
+		var ran atomic.Int64
+		reg := queues.NewRegistry()
+		task := queues.MustRegister(reg, "noop", func(ctx context.Context, a noopArgs) (noopResult, error) {
+			ran.Add(1)
+			return noopResult{}, nil
+		})
+		svc, _ := benchService(b, reg)
+		ctx := context.Background()
+		enqStart := time.Now()
+		reqs := make([]queues.EnqueueRequest, 0, 1000)
+		for start := 0; start < total; start += 1000 {
+			reqs = reqs[:0]
+			for i := start; i < min(start+1000, total); i++ {
+				reqs = append(reqs, task.Request(noopArgs{i}))
+			}
+			if _, err := svc.EnqueueMany(ctx, reqs); err != nil {
+				b.Fatal(err)
+			}
+		}
+		enq := time.Since(enqStart)
+		b.ReportMetric(float64(total)/enq.Seconds(), "insert-jobs/s")
+		b.StartTimer()
+		start := time.Now()
+		startWorker(b, svc, queues.WorkerConfig{MaxConcurrency: 100, BatchSize: 100, PollInterval: 5 * time.Millisecond})
+		for ran.Load() < int64(total) {
+			time.Sleep(time.Millisecond)
+		}
+		for {
+			st, err := svc.Statistics(ctx, "")
+			if err != nil {
+				b.Fatal(err)
+			}
+			if st.Completed == total {
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
+		elapsed := time.Since(start)
+		b.StopTimer()
+		b.ReportMetric(float64(total)/elapsed.Seconds(), "jobs/s")
+	}
+}
+
+// BenchmarkClaimComplete measures the backend alone: ClaimMany(100) then 100
+// concurrent Complete calls (coalesced by the batcher), over pre-enqueued records.
+func BenchmarkClaimComplete(b *testing.B) {
+	be := newTestBackend(b, Options{})
+	ctx := context.Background()
+	items := make([]queues.EnqueueParams, 0, 1000)
+	for start := 0; start < b.N; start += 1000 {
+		items = items[:0]
+		for i := start; i < min(start+1000, b.N); i++ {
+			items = append(items, queues.EnqueueParams{TaskName: "noop", Args: json.RawMessage(`{"I":1}`), Queue: queues.DefaultQueue, ExecutionBackend: "local"})
+		}
+		if _, err := be.Enqueue(ctx, items); err != nil {
+			b.Fatal(err)
+		}
+	}
+	result := json.RawMessage(`{}`)
+	b.ResetTimer()
+	done := 0
+	var wg sync.WaitGroup
+	for done < b.N {
+		res, err := be.ClaimMany(ctx, queues.ClaimParams{Limit: 100, WorkerID: "bench", ExecutionBackend: "local", ExpireOverdue: true})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(res.Claimed) == 0 {
+			b.Fatalf("claimed nothing after %d of %d", done, b.N)
+		}
+		for _, rec := range res.Claimed {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if _, err := be.Complete(ctx, queues.CompleteParams{ID: rec.ID, ExpectedRetryCount: rec.RetryCount, Result: result}); err != nil {
+					b.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
+		done += len(res.Claimed)
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "jobs/s")
+}
+
+// BenchmarkEnqueue measures single-record Enqueue calls from 8 goroutines.
+func BenchmarkEnqueue(b *testing.B) {
+	be := newTestBackend(b, Options{})
+	ctx := context.Background()
+	args := json.RawMessage(`{"I":1}`)
+	b.SetParallelism(4)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		item := []queues.EnqueueParams{{TaskName: "noop", Args: args, Queue: queues.DefaultQueue, ExecutionBackend: "local"}}
+		for pb.Next() {
+			if _, err := be.Enqueue(ctx, item); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "jobs/s")
+}
+
+// percentile returns the p-th percentile of ds.
+func percentile(ds []time.Duration, p float64) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[int(float64(len(s)-1)*p)]
+}
+
+// measureLatency enqueues n jobs one at a time into an idle worker (waiting
+// on its wakeup subscription) and returns the enqueue-to-start latencies.
+func measureLatency(t testing.TB, n int) []time.Duration {
+	started := make(chan time.Time, 1)
+	reg := queues.NewRegistry()
+	task := queues.MustRegister(reg, "noop", func(ctx context.Context, a noopArgs) (noopResult, error) {
+		started <- time.Now()
+		return noopResult{}, nil
+	})
+	svc, _ := benchService(t, reg)
+	startWorker(t, svc, queues.WorkerConfig{MaxConcurrency: 10, PollBackoffMax: 5 * time.Second})
+	ctx := context.Background()
+	out := make([]time.Duration, 0, n)
+	for i := range n + 5 {
+		time.Sleep(2 * time.Millisecond) // let the worker go idle
+		t0 := time.Now()
+		if _, err := task.Enqueue(ctx, svc, noopArgs{i}); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case t1 := <-started:
+			if i >= 5 { // warm-up
+				out = append(out, t1.Sub(t0))
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("job %d did not start", i)
+		}
+	}
+	return out
+}
+
+// BenchmarkIdleLatency reports the idle enqueue-to-start latency (p50, p99)
+// of single enqueues into a waiting worker woken by pub/sub.
+func BenchmarkIdleLatency(b *testing.B) {
+	for range b.N {
+		lat := measureLatency(b, 500)
+		b.ReportMetric(float64(percentile(lat, 0.50).Microseconds())/1000, "p50-ms")
+		b.ReportMetric(float64(percentile(lat, 0.99).Microseconds())/1000, "p99-ms")
+	}
+}
+
+// TestIdleLatency checks that an idle worker starts a job within a few
+// milliseconds of its enqueue (the wakeup hint, not the poll interval).
+func TestIdleLatency(t *testing.T) {
+	lat := measureLatency(t, 50)
+	p50 := percentile(lat, 0.50)
+	t.Logf("idle enqueue-to-start latency: p50 %s, p99 %s", p50, percentile(lat, 0.99))
+	if p50 > 50*time.Millisecond {
+		t.Fatalf("p50 latency %s: wakeups do not reach the worker", p50)
+	}
+}

@@ -1,0 +1,226 @@
+package redis
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/queuesgo/queues"
+)
+
+// ClaimMany claims up to p.Limit due records in claim order (priority DESC,
+// queued_at, created_at, id) in one script call, honouring the queue and
+// execution-backend filters and the per-queue caps of p.QueueLimits. The
+// same call first promotes due scheduled records of the selected partitions
+// into their ready sets and, with p.ExpireOverdue, expires overdue
+// unreserved records of those partitions (at most 1000), returned in
+// Expired. Each claimed record becomes running with worker_id, started_at
+// and heartbeat_at set. Limit ≤ 0 returns an empty result.
+func (b *Backend) ClaimMany(ctx context.Context, p queues.ClaimParams) (queues.ClaimResult, error) {
+	var res queues.ClaimResult
+	if err := ctx.Err(); err != nil {
+		return res, err
+	}
+	if p.Limit <= 0 {
+		return res, nil
+	}
+	args := make([]any, 0, 8+len(p.Queues)+2*len(p.QueueLimits))
+	args = append(args, p.Limit, p.WorkerID, flag(p.ExpireOverdue), p.ExecutionBackend, len(p.Queues))
+	for _, q := range p.Queues {
+		args = append(args, q)
+	}
+	args = append(args, len(p.QueueLimits))
+	for q, c := range p.QueueLimits {
+		args = append(args, q, strconv.Itoa(max(c, 0)))
+	}
+	v, err := b.run(ctx, scriptClaim, args...).Slice()
+	if err != nil {
+		return res, fmt.Errorf("redis: claim: %w", err)
+	}
+	for _, x := range v {
+		rep, err := parseReply(x)
+		if err != nil {
+			return res, err
+		}
+		rec, err := decodeRecord(rep.rec)
+		if err != nil {
+			return res, err
+		}
+		if rep.code == "C" {
+			res.Claimed = append(res.Claimed, rec)
+		} else {
+			res.Expired = append(res.Expired, rec)
+		}
+	}
+	return res, nil
+}
+
+// ListPending lists due, unexpired, not reservation-marked pending/scheduled
+// records in claim order, with the queue and execution-backend filters.
+// Limit ≤ 0 means 100. Due scheduled records are promoted on the way.
+func (b *Backend) ListPending(ctx context.Context, p queues.ListPendingParams) ([]*queues.Record, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	limit := p.Limit
+	if limit <= 0 {
+		limit = 100
+	}
+	args := []any{limit, p.ExecutionBackend, len(p.Queues)}
+	for _, q := range p.Queues {
+		args = append(args, q)
+	}
+	v, err := b.run(ctx, scriptListPending, args...).Result()
+	if err != nil {
+		return nil, fmt.Errorf("redis: list pending: %w", err)
+	}
+	return decodeRecords(v)
+}
+
+// NextDue returns the earliest future scheduled_at among pending/scheduled
+// records of the given queues (all when empty), after promoting due ones;
+// ok is false when there is none.
+func (b *Backend) NextDue(ctx context.Context, queueNames []string) (time.Time, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return time.Time{}, false, err
+	}
+	args := []any{len(queueNames)}
+	for _, q := range queueNames {
+		args = append(args, q)
+	}
+	v, err := b.run(ctx, scriptNextDue, args...).Result()
+	if err != nil {
+		if isNil(err) {
+			return time.Time{}, false, nil
+		}
+		return time.Time{}, false, fmt.Errorf("redis: next due: %w", err)
+	}
+	s, _ := v.(string)
+	t, err := fromMicros(s)
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("redis: next due: %w", err)
+	}
+	return t, true, nil
+}
+
+// ExpireOverdue expires up to limit (≤ 0 means 100) pending/scheduled records
+// holding no execution_ref whose expires_at ≤ Redis time, oldest deadline
+// (then created_at, id) first, and returns them.
+func (b *Backend) ExpireOverdue(ctx context.Context, limit int) ([]*queues.Record, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if limit <= 0 {
+		limit = 100
+	}
+	v, err := b.run(ctx, scriptExpire, limit).Result()
+	if err != nil {
+		return nil, fmt.Errorf("redis: expire overdue: %w", err)
+	}
+	return decodeRecords(v)
+}
+
+// CleanupTerminal deletes up to limit (≤ 0 means 100) terminal records whose
+// completed_at is before before, oldest completed_at (then id) first, and
+// returns how many it deleted. Identity reservations are never deleted.
+func (b *Backend) CleanupTerminal(ctx context.Context, before time.Time, limit int) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	if limit <= 0 {
+		limit = 100
+	}
+	n, err := b.run(ctx, scriptCleanup, strconv.FormatInt(before.UnixMicro(), 10), limit).Int()
+	if err != nil {
+		return 0, fmt.Errorf("redis: cleanup: %w", err)
+	}
+	return n, nil
+}
+
+// CancelMatching cancels every pending/scheduled record (and running, with
+// f.IncludeRunning) that matches the filter and holds no execution_ref.
+// TaskName and Queue match by equality when set; Args and Metadata match
+// when each of their top-level keys is present in the record with an equal
+// JSON value. Candidates are read from the status indexes in chunks and
+// matched here; each cancel is then fenced on status and the ref. The
+// cancelled records are returned in claim order.
+func (b *Backend) CancelMatching(ctx context.Context, f queues.CancelFilter) ([]*queues.Record, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	statuses := []queues.Status{queues.StatusPending, queues.StatusScheduled}
+	if f.IncludeRunning {
+		statuses = append(statuses, queues.StatusRunning)
+	}
+	qs := []string{f.Queue}
+	if f.Queue == "" {
+		var err error
+		if qs, err = b.client.SMembers(ctx, b.prefix+":queues").Result(); err != nil {
+			return nil, fmt.Errorf("redis: cancel matching: %w", err)
+		}
+	}
+	var ids []uuid.UUID
+	for _, s := range statuses {
+		for _, q := range qs {
+			key := b.prefix + ":idx:" + string(s) + ":" + q
+			after := ""
+			for {
+				v, err := b.run(ctx, scriptScan, key, after, 1000, f.TaskName).Slice()
+				if err != nil {
+					return nil, fmt.Errorf("redis: cancel matching scan: %w", err)
+				}
+				after, _ = v[0].(string)
+				recs, err := decodeRecords(v[1])
+				if err != nil {
+					return nil, err
+				}
+				for _, r := range recs {
+					if matches(r, f) {
+						ids = append(ids, r.ID)
+					}
+				}
+				if after == "" {
+					break
+				}
+			}
+		}
+	}
+	out, err := b.cancelOps(ctx, ids, f.IncludeRunning)
+	if err != nil {
+		return nil, err
+	}
+	slices.SortFunc(out, claimLess)
+	if out == nil {
+		out = []*queues.Record{}
+	}
+	return out, nil
+}
+
+// matches applies the args and metadata subset filters.
+func matches(r *queues.Record, f queues.CancelFilter) bool {
+	if len(f.Metadata) > 0 && !subsetMatch(f.Metadata, r.Metadata) {
+		return false
+	}
+	if len(f.Args) > 0 {
+		var args map[string]any
+		if json.Unmarshal(r.Args, &args) != nil || !subsetMatch(f.Args, args) {
+			return false
+		}
+	}
+	return true
+}
+
+// subsetMatch reports whether every key of filter is in m with an equal JSON value.
+func subsetMatch(filter, m map[string]any) bool {
+	for k, want := range filter {
+		got, ok := m[k]
+		if !ok || !jsonEqual(want, got) {
+			return false
+		}
+	}
+	return true
+}

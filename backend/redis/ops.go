@@ -1,0 +1,501 @@
+package redis
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/queuesgo/queues"
+)
+
+// Single-record writes (complete, fail, cancel, heartbeats, dispatch fences,
+// claim by ID, …) go through a batcher: concurrent calls are coalesced into
+// one call of the ops script, which applies each op under its own fence and
+// returns one reply per op. While a batch is in flight new ops queue up and
+// leave together in the next one, so throughput grows with load while an
+// isolated call still costs one round trip.
+
+const (
+	// maxFlushers bounds the batches in flight at once.
+	maxFlushers = 2
+	// maxBatchArgs bounds the arguments of one ops script call.
+	maxBatchArgs = 4096
+)
+
+// opReq is one caller's group of ops; its replies arrive in res.
+type opReq struct {
+	ctx  context.Context
+	args []any
+	nops int
+	res  []any
+	err  error
+	done chan struct{}
+}
+
+type batcher struct {
+	b      *Backend
+	mu     sync.Mutex
+	queue  []*opReq
+	active int
+}
+
+func newBatcher(b *Backend) *batcher { return &batcher{b: b} }
+
+// do queues req and waits for its replies, or for ctx (the ops may still be
+// applied after ctx ends).
+func (bt *batcher) do(ctx context.Context, req *opReq) ([]any, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	req.ctx = ctx
+	req.done = make(chan struct{})
+	bt.mu.Lock()
+	bt.queue = append(bt.queue, req)
+	if bt.active < maxFlushers {
+		bt.active++
+		go bt.flush()
+	}
+	bt.mu.Unlock()
+	select {
+	case <-req.done:
+		return req.res, req.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// flush sends queued requests until the queue is empty.
+func (bt *batcher) flush() {
+	for {
+		bt.mu.Lock()
+		if len(bt.queue) == 0 {
+			bt.active--
+			bt.mu.Unlock()
+			return
+		}
+		n, size := 0, 0
+		for n < len(bt.queue) && (n == 0 || size+len(bt.queue[n].args) <= maxBatchArgs) {
+			size += len(bt.queue[n].args)
+			n++
+		}
+		reqs := make([]*opReq, n)
+		copy(reqs, bt.queue[:n])
+		clear(bt.queue[:n])
+		bt.queue = bt.queue[n:]
+		if len(bt.queue) == 0 {
+			bt.queue = nil
+		}
+		bt.mu.Unlock()
+		bt.send(reqs)
+	}
+}
+
+func (bt *batcher) send(reqs []*opReq) {
+	live := reqs[:0]
+	size := 0
+	for _, r := range reqs {
+		if err := r.ctx.Err(); err != nil {
+			r.err = err
+			close(r.done)
+			continue
+		}
+		live = append(live, r)
+		size += len(r.args)
+	}
+	if len(live) == 0 {
+		return
+	}
+	args := make([]any, 0, size)
+	for _, r := range live {
+		args = append(args, r.args...)
+	}
+	// The write is not tied to one caller's ctx: it serves them all.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	res, err := bt.b.run(ctx, scriptOps, args...).Slice()
+	cancel()
+	if err == nil && !countOK(live, res) {
+		err = fmt.Errorf("redis: ops script returned %d replies", len(res))
+	}
+	i := 0
+	for _, r := range live {
+		if err != nil {
+			r.err = fmt.Errorf("redis: write: %w", err)
+		} else {
+			r.res = res[i : i+r.nops]
+			i += r.nops
+		}
+		close(r.done)
+	}
+}
+
+func countOK(reqs []*opReq, res []any) bool {
+	n := 0
+	for _, r := range reqs {
+		n += r.nops
+	}
+	return n == len(res)
+}
+
+// opBuilder encodes ops for the ops script: (op, id, nargs, args…).
+type opBuilder struct {
+	args []any
+	nops int
+}
+
+func (o *opBuilder) add(op string, id uuid.UUID, a ...any) {
+	o.args = append(o.args, op, id.String(), len(a))
+	o.args = append(o.args, a...)
+	o.nops++
+}
+
+func (o *opBuilder) req() *opReq { return &opReq{args: o.args, nops: o.nops} }
+
+// reply is one decoded op reply.
+type reply struct {
+	code string
+	rec  any // flat record fields, when present
+}
+
+func parseReply(v any) (reply, error) {
+	a, ok := v.([]any)
+	if !ok || len(a) == 0 {
+		return reply{}, fmt.Errorf("redis: bad op reply %T", v)
+	}
+	code, _ := a[0].(string)
+	r := reply{code: code}
+	if len(a) > 1 {
+		r.rec = a[1]
+	}
+	return r, nil
+}
+
+// one runs a single op and decodes its record, mapping F → ErrFenceLost and
+// M → not found.
+func (b *Backend) one(ctx context.Context, name, op string, id uuid.UUID, a ...any) (*queues.Record, error) {
+	var ob opBuilder
+	ob.add(op, id, a...)
+	res, err := b.batch.do(ctx, ob.req())
+	if err != nil {
+		return nil, err
+	}
+	rep, err := parseReply(res[0])
+	if err != nil {
+		return nil, err
+	}
+	switch rep.code {
+	case "K":
+		return decodeRecord(rep.rec)
+	case "M":
+		return nil, missingForWrite(name, id)
+	default:
+		return nil, fenceLost(name, id)
+	}
+}
+
+func flag(b bool) string {
+	if b {
+		return "1"
+	}
+	return "0"
+}
+
+func optInt(p *int) (string, string) {
+	if p == nil {
+		return "0", ""
+	}
+	return "1", strconv.Itoa(*p)
+}
+
+func optStr(p *string) (string, string) {
+	if p == nil {
+		return "0", ""
+	}
+	return "1", *p
+}
+
+// Complete settles the running generation p.ExpectedRetryCount as completed
+// with p.Result; the error is cleared and worker_id kept. Any other state
+// returns an error matching queues.ErrFenceLost.
+func (b *Backend) Complete(ctx context.Context, p queues.CompleteParams) (*queues.Record, error) {
+	has := p.Result != nil
+	return b.one(ctx, "complete", "complete", p.ID, strconv.Itoa(p.ExpectedRetryCount), flag(has), string(p.Result))
+}
+
+// Fail records a failed attempt. The guard is status running with generation
+// p.ExpectedRetryCount; with p.ExpectedRef it is instead execution_ref equal
+// to *p.ExpectedRef, that generation, and status pending, scheduled or
+// running. With p.Retry and budget left the record is requeued (scheduled at
+// Redis time + p.RetryDelay when positive, else pending, waking workers);
+// otherwise it fails terminally.
+func (b *Backend) Fail(ctx context.Context, p queues.FailParams) (*queues.Record, error) {
+	hasRef, ref := optStr(p.ExpectedRef)
+	return b.one(ctx, "fail", "fail", p.ID, strconv.Itoa(p.ExpectedRetryCount), p.Error, flag(p.Retry),
+		strconv.FormatInt(p.RetryDelay.Microseconds(), 10), hasRef, ref)
+}
+
+// Cancel cancels a pending or scheduled record, or a running one when
+// p.IncludeRunning, fenced on the optional generation; worker_id is kept.
+func (b *Backend) Cancel(ctx context.Context, p queues.CancelParams) (*queues.Record, error) {
+	hasGen, gen := optInt(p.ExpectedRetryCount)
+	return b.one(ctx, "cancel", "cancel", p.ID, flag(p.IncludeRunning), hasGen, gen)
+}
+
+// Interrupt requeues the running generation p.ExpectedRetryCount owned by
+// p.WorkerID after a shutdown without spending budget
+// (metadata.interruptions+1) and wakes workers.
+func (b *Backend) Interrupt(ctx context.Context, p queues.InterruptParams) (*queues.Record, error) {
+	return b.one(ctx, "interrupt", "interrupt", p.ID, strconv.Itoa(p.ExpectedRetryCount), p.WorkerID)
+}
+
+// TouchHeartbeats sets heartbeat_at to Redis time on each touched running
+// record whose generation matches (nil ExpectedRetryCount is unfenced) and
+// merges its MetadataPatch, in one script call with the other writes in flight.
+func (b *Backend) TouchHeartbeats(ctx context.Context, touches []queues.HeartbeatTouch) (queues.HeartbeatResult, error) {
+	var res queues.HeartbeatResult
+	if err := ctx.Err(); err != nil {
+		return res, err
+	}
+	if len(touches) == 0 {
+		return res, nil
+	}
+	var ob opBuilder
+	for _, t := range touches {
+		hasGen, gen := optInt(t.ExpectedRetryCount)
+		a := []any{hasGen, gen}
+		if len(t.MetadataPatch) > 0 {
+			kv, _ := encodeMeta(t.MetadataPatch)
+			for _, s := range kv {
+				a = append(a, s)
+			}
+		}
+		ob.add("touch", t.ID, a...)
+	}
+	replies, err := b.batch.do(ctx, ob.req())
+	if err != nil {
+		return res, err
+	}
+	for i, v := range replies {
+		rep, err := parseReply(v)
+		if err != nil {
+			return res, err
+		}
+		if rep.code == "K" {
+			res.Touched = append(res.Touched, touches[i].ID)
+		} else {
+			res.Missed = append(res.Missed, touches[i].ID)
+		}
+	}
+	return res, nil
+}
+
+// NullHeartbeats clears heartbeat_at of each fenced running record whose
+// generation matches, so stale recovery takes it at once.
+func (b *Backend) NullHeartbeats(ctx context.Context, fences []queues.Fence) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if len(fences) == 0 {
+		return nil
+	}
+	var ob opBuilder
+	for _, f := range fences {
+		ob.add("null", f.ID, strconv.Itoa(f.RetryCount))
+	}
+	_, err := b.batch.do(ctx, ob.req())
+	return err
+}
+
+// ClaimByID claims one record by ID: it must be pending or scheduled, not
+// reservation-marked, due, and match the optional generation and ref fences
+// (ExpectedRef "" means no ref). An overdue record without execution_ref is
+// expired instead and returned in Expired; one holding a finalized ref is
+// claimable after its deadline. A missing ID yields queues.ErrTaskNotFound.
+func (b *Backend) ClaimByID(ctx context.Context, p queues.ClaimByIDParams) (queues.ClaimResult, error) {
+	var res queues.ClaimResult
+	hasGen, gen := optInt(p.ExpectedRetryCount)
+	hasRef, ref := optStr(p.ExpectedRef)
+	var ob opBuilder
+	ob.add("claim", p.ID, p.WorkerID, hasGen, gen, hasRef, ref)
+	replies, err := b.batch.do(ctx, ob.req())
+	if err != nil {
+		return res, err
+	}
+	rep, err := parseReply(replies[0])
+	if err != nil {
+		return res, err
+	}
+	switch rep.code {
+	case "C", "X":
+		rec, err := decodeRecord(rep.rec)
+		if err != nil {
+			return res, err
+		}
+		if rep.code == "C" {
+			res.Claimed = append(res.Claimed, rec)
+		} else {
+			res.Expired = append(res.Expired, rec)
+		}
+	case "M":
+		return res, notFound(p.ID)
+	}
+	return res, nil
+}
+
+// ReserveDispatch sets execution_ref to p.Marker on a pending/scheduled
+// record that is due, unexpired and holds no ref, fenced on the optional
+// generation.
+func (b *Backend) ReserveDispatch(ctx context.Context, p queues.ReserveDispatchParams) (*queues.Record, error) {
+	hasGen, gen := optInt(p.ExpectedRetryCount)
+	return b.one(ctx, "reserve dispatch", "reserve", p.ID, p.Marker, hasGen, gen)
+}
+
+// ReleaseDispatch clears execution_ref when it equals p.Marker; a non-empty
+// p.ExecutionBackend re-routes the record. Workers are woken when it is due.
+func (b *Backend) ReleaseDispatch(ctx context.Context, p queues.ReleaseDispatchParams) (*queues.Record, error) {
+	return b.one(ctx, "release dispatch", "release", p.ID, p.Marker, p.ExecutionBackend, p.ExecutionProfile)
+}
+
+// FinalizeDispatch replaces the marker p.Marker with p.Ref while the record
+// is pending or scheduled.
+func (b *Backend) FinalizeDispatch(ctx context.Context, p queues.FinalizeDispatchParams) (*queues.Record, error) {
+	return b.one(ctx, "finalize dispatch", "finalize", p.ID, p.Marker, p.Ref)
+}
+
+// SetExecutionRef stores ref on a non-terminal record, whatever it held before.
+func (b *Backend) SetExecutionRef(ctx context.Context, id uuid.UUID, ref string) (*queues.Record, error) {
+	return b.one(ctx, "set execution ref", "setref", id, ref)
+}
+
+// ClearExecutionRef clears ref on a pending/scheduled record of generation
+// gen that holds it, and wakes workers when the record is due.
+func (b *Backend) ClearExecutionRef(ctx context.Context, id uuid.UUID, gen int, ref string) (*queues.Record, error) {
+	return b.one(ctx, "clear execution ref", "clearref", id, strconv.Itoa(gen), ref)
+}
+
+// ReplaceExecutionRef swaps ref for newRef on a non-terminal record of
+// generation gen that holds ref.
+func (b *Backend) ReplaceExecutionRef(ctx context.Context, id uuid.UUID, gen int, ref, newRef string) (*queues.Record, error) {
+	return b.one(ctx, "replace execution ref", "replaceref", id, strconv.Itoa(gen), ref, newRef)
+}
+
+// SetExecutionBackend re-routes a pending/scheduled record to backend and
+// profile, clears its execution_ref and wakes workers when it is due.
+func (b *Backend) SetExecutionBackend(ctx context.Context, id uuid.UUID, backend, profile string) (*queues.Record, error) {
+	return b.one(ctx, "set execution backend", "setbackend", id, backend, profile)
+}
+
+// RecoverStale handles up to p.Limit (≤ 0 means 100) running records whose
+// heartbeat is missing or older than Redis time − p.StaleAfter (negative:
+// every running record), oldest heartbeat first (coalesced with created_at).
+// queues.StaleRequeueDecision picks per record: requeue (a new generation
+// with the error kept or queues.StaleError and priority mapped through
+// p.Priority) or fail with queues.StaleError. Candidates are read, decided
+// here, and written fenced on status, generation and the heartbeat that was
+// read; a record that changed in between is counted in Skipped.
+func (b *Backend) RecoverStale(ctx context.Context, p queues.StaleParams) (queues.StaleRecovery, error) {
+	var res queues.StaleRecovery
+	if err := ctx.Err(); err != nil {
+		return res, err
+	}
+	limit := p.Limit
+	if limit <= 0 {
+		limit = 100
+	}
+	staleUS := p.StaleAfter.Microseconds()
+	if p.StaleAfter < 0 {
+		staleUS = -1
+	}
+	v, err := b.run(ctx, scriptStale, strconv.FormatInt(staleUS, 10), limit).Result()
+	if err != nil {
+		return res, fmt.Errorf("redis: stale candidates: %w", err)
+	}
+	cands, err := decodeRecords(v)
+	if err != nil || len(cands) == 0 {
+		return res, err
+	}
+	var ob opBuilder
+	handler := make([]bool, len(cands))
+	for i, r := range cands {
+		requeue, handlerNeeded, delay := queues.StaleRequeueDecision(r)
+		handler[i] = handlerNeeded
+		action, prio := "X", r.Priority
+		if requeue {
+			action = "R"
+			if p.Priority != nil {
+				prio = p.Priority(r.Priority)
+			}
+		}
+		ob.add("stale", r.ID, strconv.Itoa(r.RetryCount), micros(r.HeartbeatAt), action,
+			strconv.FormatInt(delay.Microseconds(), 10), strconv.Itoa(prio))
+	}
+	replies, err := b.batch.do(ctx, ob.req())
+	if err != nil {
+		return res, err
+	}
+	for i, v := range replies {
+		rep, err := parseReply(v)
+		if err != nil {
+			return res, err
+		}
+		if rep.code != "K" {
+			res.Skipped++
+			continue
+		}
+		rec, err := decodeRecord(rep.rec)
+		if err != nil {
+			return res, err
+		}
+		if rec.Status == queues.StatusFailed {
+			res.Failed = append(res.Failed, rec)
+			if handler[i] {
+				res.HandlerNeeded = append(res.HandlerNeeded, rec.ID)
+			}
+		} else {
+			res.Requeued++
+		}
+	}
+	return res, nil
+}
+
+// cancelOps cancels the given records (cancel-matching fence: open, or
+// running with includeRunning, and no execution ref) and returns those it
+// cancelled.
+func (b *Backend) cancelOps(ctx context.Context, ids []uuid.UUID, includeRunning bool) ([]*queues.Record, error) {
+	var out []*queues.Record
+	for start := 0; start < len(ids); start += 500 {
+		var ob opBuilder
+		for _, id := range ids[start:min(start+500, len(ids))] {
+			ob.add("mcancel", id, flag(includeRunning))
+		}
+		replies, err := b.batch.do(ctx, ob.req())
+		if err != nil {
+			return out, err
+		}
+		for _, v := range replies {
+			rep, err := parseReply(v)
+			if err != nil {
+				return out, err
+			}
+			if rep.code != "K" {
+				continue
+			}
+			rec, err := decodeRecord(rep.rec)
+			if err != nil {
+				return out, err
+			}
+			out = append(out, rec)
+		}
+	}
+	return out, nil
+}
+
+// jsonEqual compares two JSON-compatible values by their JSON encoding.
+func jsonEqual(a, b any) bool {
+	ra, err1 := json.Marshal(a)
+	rb, err2 := json.Marshal(b)
+	return err1 == nil && err2 == nil && string(ra) == string(rb)
+}

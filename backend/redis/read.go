@@ -1,0 +1,280 @@
+package redis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/queuesgo/queues"
+	goredis "github.com/redis/go-redis/v9"
+)
+
+func isNil(err error) bool { return errors.Is(err, goredis.Nil) }
+
+func (b *Backend) taskKey(id uuid.UUID) string { return b.prefix + ":task:" + id.String() }
+
+// flatMap turns an HGETALL map into the flat list decodeRecord reads.
+func flatMap(m map[string]string) []any {
+	a := make([]any, 0, 2*len(m))
+	for k, v := range m {
+		a = append(a, k, v)
+	}
+	return a
+}
+
+// GetTask returns the record, or an error matching queues.ErrTaskNotFound.
+func (b *Backend) GetTask(ctx context.Context, id uuid.UUID) (*queues.Record, error) {
+	m, err := b.client.HGetAll(ctx, b.taskKey(id)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("redis: get task: %w", err)
+	}
+	if len(m) == 0 {
+		return nil, notFound(id)
+	}
+	return decodeRecord(flatMap(m))
+}
+
+// GetTasks returns the records that exist, in the order of ids (one
+// pipelined round trip); missing IDs are omitted.
+func (b *Backend) GetTasks(ctx context.Context, ids []uuid.UUID) ([]*queues.Record, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	out := make([]*queues.Record, 0, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	pipe := b.client.Pipeline()
+	cmds := make([]*goredis.MapStringStringCmd, len(ids))
+	for i, id := range ids {
+		cmds[i] = pipe.HGetAll(ctx, b.taskKey(id))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("redis: get tasks: %w", err)
+	}
+	for _, c := range cmds {
+		m := c.Val()
+		if len(m) == 0 {
+			continue
+		}
+		r, err := decodeRecord(flatMap(m))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// GetTaskByKey returns the record holding the identity key (the last record
+// inserted with it, until a new record takes the key over), or an error
+// matching queues.ErrTaskNotFound.
+func (b *Backend) GetTaskByKey(ctx context.Context, key string) (*queues.Record, error) {
+	if key == "" {
+		return nil, queues.ErrTaskNotFound
+	}
+	v, err := b.run(ctx, scriptRecords, "key", key).Result()
+	if err != nil {
+		return nil, fmt.Errorf("redis: get task by key: %w", err)
+	}
+	recs, err := decodeRecords(v)
+	if err != nil {
+		return nil, err
+	}
+	if len(recs) == 0 {
+		return nil, fmt.Errorf("%w: key %q", queues.ErrTaskNotFound, key)
+	}
+	return recs[0], nil
+}
+
+// stats runs the statistics script for queue ("" = every queue).
+func (b *Backend) stats(ctx context.Context, queue string) (map[string]queues.Statistics, error) {
+	v, err := b.run(ctx, scriptStats, queue).Slice()
+	if err != nil {
+		return nil, fmt.Errorf("redis: statistics: %w", err)
+	}
+	out := make(map[string]queues.Statistics, len(v))
+	for _, row := range v {
+		a, _ := row.([]any)
+		if len(a) != 1+len(queues.AllStatuses) {
+			return nil, fmt.Errorf("redis: statistics row of %d values", len(a))
+		}
+		q, _ := a[0].(string)
+		var st queues.Statistics
+		for i, s := range queues.AllStatuses {
+			n, _ := a[i+1].(int64)
+			st.Add(s, int(n))
+		}
+		out[q] = st
+	}
+	return out, nil
+}
+
+// Statistics counts records per status in queue, or in every queue when
+// queue is "" (ZCARD of the status indexes; no scan).
+func (b *Backend) Statistics(ctx context.Context, queue string) (queues.Statistics, error) {
+	m, err := b.stats(ctx, queue)
+	if err != nil {
+		return queues.Statistics{}, err
+	}
+	var total queues.Statistics
+	for _, st := range m {
+		total.Pending += st.Pending
+		total.Scheduled += st.Scheduled
+		total.Running += st.Running
+		total.Completed += st.Completed
+		total.Failed += st.Failed
+		total.Cancelled += st.Cancelled
+		total.Expired += st.Expired
+		total.Total += st.Total
+	}
+	return total, nil
+}
+
+// QueueStatistics returns the statistics of every queue that holds records.
+func (b *Backend) QueueStatistics(ctx context.Context) (map[string]queues.Statistics, error) {
+	m, err := b.stats(ctx, "")
+	if err != nil {
+		return nil, err
+	}
+	for q, st := range m {
+		if st.Total == 0 {
+			delete(m, q)
+		}
+	}
+	return m, nil
+}
+
+// ListCompletedByTask lists up to limit (0 means 10) completed records of
+// task, newest completed_at first (then id descending), restricted to
+// completed_at ≥ since when since is set.
+func (b *Backend) ListCompletedByTask(ctx context.Context, task string, since time.Time, limit int) ([]*queues.Record, error) {
+	if limit <= 0 {
+		limit = 10
+	}
+	v, err := b.run(ctx, scriptRecords, "done", task, micros(since), limit).Result()
+	if err != nil {
+		return nil, fmt.Errorf("redis: list completed: %w", err)
+	}
+	return decodeRecords(v)
+}
+
+// ListRunningExternal lists up to limit non-terminal records holding an
+// execution_ref, ordered by coalesce(started_at, created_at), then id.
+// limit ≤ 0 returns nothing.
+func (b *Backend) ListRunningExternal(ctx context.Context, limit int) ([]*queues.Record, error) {
+	if limit <= 0 {
+		return []*queues.Record{}, ctx.Err()
+	}
+	v, err := b.run(ctx, scriptRecords, "external", limit).Result()
+	if err != nil {
+		return nil, fmt.Errorf("redis: list running external: %w", err)
+	}
+	return decodeRecords(v)
+}
+
+// ListTasks lists records newest first (created_at DESC, id DESC), filtered
+// by status, queue and task name. f.Cursor is the ID of the last record of
+// the previous page. Limit 0 means 50. NextCursor is set when more remain.
+// Status and queue filters read one index each; the task-name filter is
+// applied while walking them.
+func (b *Backend) ListTasks(ctx context.Context, f queues.TaskFilter) (queues.TaskPage, error) {
+	var page queues.TaskPage
+	limit := f.Limit
+	if limit <= 0 {
+		limit = 50
+	}
+	cur, fb := "", ""
+	if f.Cursor != uuid.Nil {
+		cur = f.Cursor.String()
+		if f.Cursor.Version() == 7 {
+			sec, nsec := f.Cursor.Time().UnixTime()
+			fb = fmt.Sprintf("%016d", time.Unix(sec, nsec).UnixMicro()) + cur
+		}
+	}
+	v, err := b.run(ctx, scriptListTasks, string(f.Status), f.Queue, f.TaskName, limit+1, cur, fb).Result()
+	if err != nil {
+		return page, fmt.Errorf("redis: list tasks: %w", err)
+	}
+	items, err := decodeRecords(v)
+	if err != nil {
+		return page, err
+	}
+	if len(items) > limit {
+		items = items[:limit]
+		page.NextCursor = items[limit-1].ID
+	}
+	page.Items = items
+	return page, nil
+}
+
+// ReserveIdentity reserves r.Key for r.TaskID. It returns nil when the
+// caller won, else the existing owner. A zero CreatedAt is stamped with
+// Redis time.
+func (b *Backend) ReserveIdentity(ctx context.Context, r queues.Reservation) (*queues.Reservation, error) {
+	v, err := b.run(ctx, scriptIdentity, "reserve", r.Key, r.TaskID.String(), r.TaskName, micros(r.CreatedAt)).Text()
+	if err != nil {
+		if isNil(err) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("redis: reserve identity: %w", err)
+	}
+	return decodeReservation(v)
+}
+
+// GetIdentity returns the reservation for key, or nil, nil.
+func (b *Backend) GetIdentity(ctx context.Context, key string) (*queues.Reservation, error) {
+	v, err := b.client.HGet(ctx, b.prefix+":reservations", key).Result()
+	if err != nil {
+		if isNil(err) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("redis: get identity: %w", err)
+	}
+	return decodeReservation(v)
+}
+
+// ResetIdentity deletes the reservation for key; a non-zero expectedTaskID
+// must equal the owner. It reports whether a reservation was deleted.
+func (b *Backend) ResetIdentity(ctx context.Context, key string, expectedTaskID uuid.UUID) (bool, error) {
+	exp := ""
+	if expectedTaskID != uuid.Nil {
+		exp = expectedTaskID.String()
+	}
+	n, err := b.run(ctx, scriptIdentity, "reset", key, exp).Int()
+	if err != nil {
+		return false, fmt.Errorf("redis: reset identity: %w", err)
+	}
+	return n == 1, nil
+}
+
+// AcquireLock takes the named lock (key <p>:lock:<name>, SET NX PX) for
+// token until ttl passes. It succeeds when the lock is free, expired, or
+// already held by token (which refreshes the expiry). ttl must be positive.
+func (b *Backend) AcquireLock(ctx context.Context, name, token string, ttl time.Duration) (bool, error) {
+	if ttl <= 0 {
+		return false, fmt.Errorf("%w: lock ttl must be positive, got %s", queues.ErrConfig, ttl)
+	}
+	if token == "" {
+		return false, fmt.Errorf("%w: lock token must not be empty", queues.ErrConfig)
+	}
+	ms := max(ttl.Milliseconds(), 1)
+	n, err := b.run(ctx, scriptLock, "acquire", name, token, strconv.FormatInt(ms, 10)).Int()
+	if err != nil {
+		return false, fmt.Errorf("redis: acquire lock: %w", err)
+	}
+	return n == 1, nil
+}
+
+// ReleaseLock deletes the named lock if token holds it (compare-and-delete)
+// and reports whether it did.
+func (b *Backend) ReleaseLock(ctx context.Context, name, token string) (bool, error) {
+	n, err := b.run(ctx, scriptLock, "release", name, token).Int()
+	if err != nil {
+		return false, fmt.Errorf("redis: release lock: %w", err)
+	}
+	return n == 1, nil
+}

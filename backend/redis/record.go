@@ -1,0 +1,196 @@
+package redis
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/queuesgo/queues"
+)
+
+// micros encodes a time as integer microseconds ("" for the zero time).
+func micros(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return strconv.FormatInt(t.UnixMicro(), 10)
+}
+
+// fromMicros decodes integer microseconds to a UTC time.
+func fromMicros(s string) (time.Time, error) {
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return time.Time{}, err
+	}
+	return time.UnixMicro(n).UTC(), nil
+}
+
+// encodeMeta encodes each top-level metadata value as JSON (stored as the
+// hash field "m:<key>"). A value that cannot be encoded is stored as its
+// fmt text, as the memory backend normalizes it.
+func encodeMeta(m map[string]any) ([]string, error) {
+	out := make([]string, 0, 2*len(m))
+	for k, v := range m {
+		raw, err := json.Marshal(v)
+		if err != nil {
+			raw, _ = json.Marshal(fmt.Sprint(v))
+		}
+		out = append(out, k, string(raw))
+	}
+	return out, nil
+}
+
+// decodeRecord builds a record from a flat field/value list (HGETALL form).
+func decodeRecord(v any) (*queues.Record, error) {
+	a, ok := v.([]any)
+	if !ok {
+		return nil, fmt.Errorf("redis: record reply is %T", v)
+	}
+	r := &queues.Record{Metadata: make(map[string]any)}
+	for i := 0; i+1 < len(a); i += 2 {
+		k, _ := a[i].(string)
+		s, _ := a[i+1].(string)
+		if err := setField(r, k, s); err != nil {
+			return nil, fmt.Errorf("redis: record field %s: %w", k, err)
+		}
+	}
+	if r.ID == uuid.Nil {
+		return nil, errors.New("redis: record without id")
+	}
+	return r, nil
+}
+
+func setField(r *queues.Record, k, s string) error {
+	var err error
+	switch k {
+	case "id":
+		r.ID, err = uuid.Parse(s)
+	case "task_name":
+		r.TaskName = s
+	case "args":
+		r.Args = json.RawMessage(s)
+	case "queue":
+		r.Queue = s
+	case "execution_backend":
+		r.ExecutionBackend = s
+	case "execution_profile":
+		r.ExecutionProfile = s
+	case "execution_ref":
+		r.ExecutionRef = s
+	case "worker_id":
+		r.WorkerID = s
+	case "status":
+		r.Status = queues.Status(s)
+	case "priority":
+		r.Priority, err = strconv.Atoi(s)
+	case "max_retries":
+		r.MaxRetries, err = strconv.Atoi(s)
+	case "retry_count":
+		r.RetryCount, err = strconv.Atoi(s)
+	case "scheduled_at":
+		r.ScheduledAt, err = fromMicros(s)
+	case "expires_at":
+		r.ExpiresAt, err = fromMicros(s)
+	case "created_at":
+		r.CreatedAt, err = fromMicros(s)
+	case "queued_at":
+		r.QueuedAt, err = fromMicros(s)
+	case "started_at":
+		r.StartedAt, err = fromMicros(s)
+	case "completed_at":
+		r.CompletedAt, err = fromMicros(s)
+	case "heartbeat_at":
+		r.HeartbeatAt, err = fromMicros(s)
+	case "result":
+		r.Result = json.RawMessage(s)
+	case "error":
+		r.Error = s
+	case "key":
+		r.Key = s
+	default:
+		if mk, ok := strings.CutPrefix(k, "m:"); ok {
+			var x any
+			if json.Unmarshal([]byte(s), &x) != nil {
+				x = s
+			}
+			r.Metadata[mk] = x
+		}
+	}
+	return err
+}
+
+// decodeRecords decodes a list of flat records.
+func decodeRecords(v any) ([]*queues.Record, error) {
+	a, ok := v.([]any)
+	if !ok {
+		if v == nil {
+			return []*queues.Record{}, nil
+		}
+		return nil, fmt.Errorf("redis: records reply is %T", v)
+	}
+	out := make([]*queues.Record, 0, len(a))
+	for _, x := range a {
+		r, err := decodeRecord(x)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// reservationJSON is the stored form of a forever reservation.
+type reservationJSON struct {
+	Key       string    `json:"key"`
+	TaskID    uuid.UUID `json:"task_id"`
+	TaskName  string    `json:"task_name"`
+	CreatedUS int64     `json:"created_us"`
+}
+
+func decodeReservation(s string) (*queues.Reservation, error) {
+	var j reservationJSON
+	if err := json.Unmarshal([]byte(s), &j); err != nil {
+		return nil, fmt.Errorf("redis: reservation: %w", err)
+	}
+	return &queues.Reservation{Key: j.Key, TaskID: j.TaskID, TaskName: j.TaskName, CreatedAt: time.UnixMicro(j.CreatedUS).UTC()}, nil
+}
+
+// fenceLost returns an error matching queues.ErrFenceLost.
+func fenceLost(op string, id uuid.UUID) error {
+	return fmt.Errorf("%w: %s %s", queues.ErrFenceLost, op, id)
+}
+
+// notFound returns an error matching queues.ErrTaskNotFound.
+func notFound(id uuid.UUID) error {
+	return fmt.Errorf("%w: %s", queues.ErrTaskNotFound, id)
+}
+
+// missingForWrite is returned by a guarded write on an ID that does not
+// exist: it matches both queues.ErrFenceLost and queues.ErrTaskNotFound.
+func missingForWrite(op string, id uuid.UUID) error {
+	return fmt.Errorf("%w: %s %s: %w", queues.ErrFenceLost, op, id, queues.ErrTaskNotFound)
+}
+
+// isOpen reports pending or scheduled.
+func isOpen(s queues.Status) bool { return s == queues.StatusPending || s == queues.StatusScheduled }
+
+// claimLess is the claim order: priority DESC, queued_at, created_at, id.
+func claimLess(a, b *queues.Record) int {
+	if a.Priority != b.Priority {
+		if a.Priority > b.Priority {
+			return -1
+		}
+		return 1
+	}
+	if c := a.QueuedAt.Compare(b.QueuedAt); c != 0 {
+		return c
+	}
+	if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
+		return c
+	}
+	return strings.Compare(a.ID.String(), b.ID.String())
+}

@@ -1,0 +1,257 @@
+package redis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"sync"
+
+	"github.com/queuesgo/queues"
+	goredis "github.com/redis/go-redis/v9"
+)
+
+// DefaultPrefix is the key prefix used when Options.Prefix is empty.
+const DefaultPrefix = "queues"
+
+// LayoutVersion is the key-layout version written to <p>:version.
+const LayoutVersion = "1"
+
+// Options configure a Redis backend. The zero value is ready to use.
+type Options struct {
+	// Prefix names the key space: every key is "{<Prefix>}:…", so all keys
+	// of one prefix share one hash tag and live in one cluster slot. Empty
+	// means DefaultPrefix ("queues"). It must not contain '{' or '}'.
+	Prefix string
+	// Namespace roots the pub/sub channel names (SPEC §19): wakeups on
+	// "<ns>:worker_wakeups", control hints on "<ns>:worker_control". Empty
+	// means queues.DefaultNamespace ("queues").
+	Namespace string
+	// Wakeups enables wakeup hints on enqueue and requeue; nil means on.
+	Wakeups *bool
+}
+
+// Backend is the Redis / Valkey queue backend. Create it with New or
+// Connect; it is safe for concurrent use. It implements queues.Backend and
+// the optional interfaces queues.Waker, queues.WorkerController,
+// queues.DueTimer, queues.CompletionWaiter, queues.Locker, queues.Inspector
+// and queues.Migrator.
+type Backend struct {
+	client goredis.UniversalClient
+	owned  bool
+
+	prefix    string // "{name}"
+	namespace string
+	wakeCh    string // "" when wakeups are off
+	ctlCh     string
+	doneCh    string
+	keys      []string // KEYS for every script call (routes to the prefix's slot)
+
+	mu        sync.Mutex
+	opened    bool
+	closed    bool
+	transport string
+
+	hub   *hub
+	batch *batcher
+}
+
+// Compile-time checks of the implemented interfaces.
+var (
+	_ queues.Backend          = (*Backend)(nil)
+	_ queues.Waker            = (*Backend)(nil)
+	_ queues.WorkerController = (*Backend)(nil)
+	_ queues.DueTimer         = (*Backend)(nil)
+	_ queues.CompletionWaiter = (*Backend)(nil)
+	_ queues.Locker           = (*Backend)(nil)
+	_ queues.Inspector        = (*Backend)(nil)
+	_ queues.Migrator         = (*Backend)(nil)
+)
+
+// New returns a backend on client (a *redis.Client, *redis.ClusterClient or
+// any other go-redis UniversalClient). The client stays the caller's: Close
+// never closes it. Call Open (queues.Service.Start does) before use.
+func New(client goredis.UniversalClient, opts Options) (*Backend, error) {
+	if client == nil {
+		return nil, &queues.ConfigError{Field: "redis client", Problem: "is nil"}
+	}
+	name := opts.Prefix
+	if name == "" {
+		name = DefaultPrefix
+	}
+	if strings.ContainsAny(name, "{}") {
+		return nil, &queues.ConfigError{Field: "redis.Options.Prefix", Problem: fmt.Sprintf("%q must not contain '{' or '}'", name)}
+	}
+	ns := opts.Namespace
+	if ns == "" {
+		ns = queues.DefaultNamespace
+	}
+	b := &Backend{
+		client:    client,
+		prefix:    "{" + name + "}",
+		namespace: ns,
+		ctlCh:     ns + ":worker_control",
+		transport: "redis-pubsub",
+	}
+	if opts.Wakeups == nil || *opts.Wakeups {
+		b.wakeCh = ns + ":worker_wakeups"
+	}
+	b.doneCh = b.prefix + ":completions"
+	b.keys = []string{b.prefix + ":parts"}
+	b.hub = newHub(b)
+	b.batch = newBatcher(b)
+	return b, nil
+}
+
+// Connect creates a client for a redis://, rediss://, valkey:// or
+// valkeys:// URL (go-redis URL syntax: user, password, /db, and query
+// options such as dial_timeout or protocol) and returns a backend that owns
+// it: Close closes the client. It does not call Open.
+func Connect(ctx context.Context, rawURL string, opts Options) (*Backend, error) {
+	u := strings.TrimSpace(rawURL)
+	switch {
+	case strings.HasPrefix(u, "valkey://"):
+		u = "redis://" + strings.TrimPrefix(u, "valkey://")
+	case strings.HasPrefix(u, "valkeys://"):
+		u = "rediss://" + strings.TrimPrefix(u, "valkeys://")
+	}
+	o, err := goredis.ParseURL(u)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // never repeat the URL: it may hold credentials
+		}
+		return nil, &queues.ConfigError{Field: "redis url", Problem: err.Error()}
+	}
+	client := goredis.NewClient(o)
+	b, err := New(client, opts)
+	if err != nil {
+		_ = client.Close()
+		return nil, err
+	}
+	b.owned = true
+	return b, nil
+}
+
+// Client returns the go-redis client the backend uses.
+func (b *Backend) Client() goredis.UniversalClient { return b.client }
+
+// Prefix returns the key prefix including its hash-tag braces, e.g. "{queues}".
+func (b *Backend) Prefix() string { return b.prefix }
+
+// Name returns "redis" (also on Valkey; see Capabilities for the transport).
+func (b *Backend) Name() string { return "redis" }
+
+// Open checks the connection, detects Valkey, writes or checks the
+// key-layout version and loads the scripts. It is idempotent, and reopens a
+// closed backend whose client is still open.
+func (b *Backend) Open(ctx context.Context) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.opened && !b.closed {
+		return nil
+	}
+	if err := b.client.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("redis: ping: %w", err)
+	}
+	if info, err := b.client.Info(ctx, "server").Result(); err == nil && isValkey(info) {
+		b.transport = "valkey-pubsub"
+	}
+	if _, err := b.ensureVersion(ctx, true); err != nil {
+		return err
+	}
+	for _, s := range allScripts {
+		if err := s.Load(ctx, b.client).Err(); err != nil {
+			return fmt.Errorf("redis: load scripts: %w", err)
+		}
+	}
+	b.hub.reopen()
+	b.closed = false
+	b.opened = true
+	return nil
+}
+
+// isValkey reports whether an INFO server reply comes from Valkey.
+func isValkey(info string) bool {
+	return strings.Contains(info, "valkey_version:") || strings.Contains(info, "server_name:valkey")
+}
+
+// Close stops the pub/sub subscription (closing every hint channel). It closes the client
+// only when Connect created it. It is idempotent.
+func (b *Backend) Close(ctx context.Context) error {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil
+	}
+	b.closed = true
+	b.mu.Unlock()
+	b.hub.close()
+	if b.owned {
+		return b.client.Close()
+	}
+	return nil
+}
+
+// Capabilities reports pub/sub wakeups, control hints and completion
+// announcements ("redis-pubsub", or "valkey-pubsub" on Valkey), and
+// maintenance locks.
+func (b *Backend) Capabilities() queues.Capabilities {
+	b.mu.Lock()
+	transport := b.transport
+	b.mu.Unlock()
+	c := queues.Capabilities{
+		ControlTransport: transport,
+		CompletionEvents: true,
+		Maintenance:      true,
+	}
+	if b.wakeCh != "" {
+		c.WakeupTransport = transport
+	}
+	return c
+}
+
+// run calls a script with the standard header arguments.
+func (b *Backend) run(ctx context.Context, s *goredis.Script, args ...any) *goredis.Cmd {
+	full := make([]any, 0, 3+len(args))
+	full = append(full, b.prefix, b.wakeCh, b.doneCh)
+	full = append(full, args...)
+	return s.Run(ctx, b.client, b.keys, full...)
+}
+
+// ensureVersion reads the layout version and writes it when absent and
+// write is set. It fails when the prefix holds another layout.
+func (b *Backend) ensureVersion(ctx context.Context, write bool) (before string, err error) {
+	flag := "0"
+	if write {
+		flag = "1"
+	}
+	res, err := b.run(ctx, scriptVersion, flag, LayoutVersion).StringSlice()
+	if err != nil {
+		return "", fmt.Errorf("redis: layout version: %w", err)
+	}
+	if res[1] != "" && res[1] != LayoutVersion {
+		return res[0], fmt.Errorf("redis: prefix %s holds key layout version %q; this build knows %q", b.prefix, res[1], LayoutVersion)
+	}
+	return res[0], nil
+}
+
+// Migrate writes the key-layout version of an empty or current prefix
+// ("0001_redis_key_layout"); Redis has no other schema. DryRun reports it as
+// pending without writing.
+func (b *Backend) Migrate(ctx context.Context, opts queues.MigrateOptions) (queues.MigrateReport, error) {
+	const version = "0001_redis_key_layout"
+	before, err := b.ensureVersion(ctx, !opts.DryRun)
+	if err != nil {
+		return queues.MigrateReport{}, err
+	}
+	switch {
+	case before != "":
+		return queues.MigrateReport{Applied: []string{version}}, nil
+	case opts.DryRun:
+		return queues.MigrateReport{Pending: []string{version}}, nil
+	default:
+		return queues.MigrateReport{Applied: []string{version}, AppliedNow: []string{version}}, nil
+	}
+}

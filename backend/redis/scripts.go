@@ -1,0 +1,976 @@
+package redis
+
+import goredis "github.com/redis/go-redis/v9"
+
+// Every script starts with luaLib. Calling convention:
+//
+//	KEYS[1] = <p>:parts (routes the call to the prefix's slot on a cluster)
+//	ARGV[1] = <p> (the key prefix, "{name}")
+//	ARGV[2] = wakeup channel ("" = no wakeups)
+//	ARGV[3] = completions channel
+//	ARGV[4…] = the script's own arguments (index A)
+//
+// Record hashes hold every non-null field as a string; times are integer
+// microseconds since the Unix epoch; metadata keys are stored one per hash
+// field as "m:<key>" holding the JSON value. Internal fields: ix (placement:
+// "r" ready, "f" future/scheduled set, absent = neither) and forever ("1").
+const luaLib = `
+local P = ARGV[1]
+local WAKECH = ARGV[2]
+local DONECH = ARGV[3]
+local A = 4
+local NOW
+local function now()
+  if not NOW then
+    local t = redis.call('TIME')
+    NOW = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  end
+  return NOW
+end
+local function fmt(n) return string.format('%d', n) end
+local function pad(n) return string.format('%016d', n) end
+local function tkey(id) return P .. ':task:' .. id end
+local function isopen(s) return s == 'pending' or s == 'scheduled' end
+local function isterm(s) return s == 'completed' or s == 'failed' or s == 'cancelled' or s == 'expired' end
+local STATUSES = {'pending', 'scheduled', 'running', 'completed', 'failed', 'cancelled', 'expired'}
+local MARK = '__queues_dispatching__:'
+local function ismarker(ref) return ref ~= nil and string.sub(ref, 1, #MARK) == MARK end
+local function num(v) if v == nil then return nil end return tonumber(v) end
+local function nz(v) if v == nil or v == '' then return nil end return v end
+local function ptof(backend, queue) return #backend .. ':' .. backend .. ':' .. queue end
+local function splitpt(pt)
+  local c = string.find(pt, ':', 1, true)
+  local n = tonumber(string.sub(pt, 1, c - 1))
+  return string.sub(pt, c + 1, c + n), string.sub(pt, c + n + 2)
+end
+-- bless is a byte-wise (locale-independent) string order.
+local function bless(a, b)
+  local n = #a
+  if #b < n then n = #b end
+  for i = 1, n do
+    local x, y = string.byte(a, i), string.byte(b, i)
+    if x ~= y then return x < y end
+  end
+  return #a < #b
+end
+local REG = {}
+local function register(r)
+  local pt = ptof(r.execution_backend, r.queue)
+  if not REG[pt] then
+    REG[pt] = true
+    redis.call('SADD', P .. ':parts', pt)
+    redis.call('SADD', P .. ':queues', r.queue)
+  end
+end
+local WAKE = false
+local DONE = {}
+local function load(id)
+  local a = redis.call('HGETALL', tkey(id))
+  if #a == 0 then return nil end
+  local r = {}
+  for i = 1, #a, 2 do r[a[i]] = a[i + 1] end
+  return r
+end
+local function flat(r)
+  local a = {}
+  for k, v in pairs(r) do a[#a + 1] = k; a[#a + 1] = v end
+  return a
+end
+-- members lists the index entries a record belongs to: key -> {score, member}.
+local function members(r)
+  local m = {}
+  local id = r.id
+  local c = tonumber(r.created_at)
+  local cid = pad(c) .. id
+  local s = r.status
+  m[P .. ':idx:' .. s .. ':' .. r.queue] = {0, cid}
+  local pt = ptof(r.execution_backend, r.queue)
+  if r.ix == 'r' then
+    m[P .. ':ready:' .. pt] = {0 - tonumber(r.priority), pad(tonumber(r.queued_at)) .. cid}
+  elseif r.ix == 'f' then
+    m[P .. ':sched:' .. pt] = {tonumber(r.scheduled_at), id}
+  end
+  if isopen(s) and r.execution_ref == nil and r.expires_at ~= nil then
+    m[P .. ':expiry:' .. pt] = {tonumber(r.expires_at), cid}
+  end
+  if s == 'running' then
+    if r.heartbeat_at ~= nil then
+      m[P .. ':running'] = {tonumber(r.heartbeat_at), id}
+    else
+      m[P .. ':nohb'] = {c, id}
+    end
+  end
+  if isterm(s) then
+    m[P .. ':terminal'] = {tonumber(r.completed_at), id}
+    if s == 'completed' then m[P .. ':done:' .. r.task_name] = {tonumber(r.completed_at), id} end
+  elseif r.execution_ref ~= nil then
+    m[P .. ':external'] = {tonumber(r.started_at or r.created_at), id}
+  end
+  return m
+end
+local function reindex(old, new)
+  for k, v in pairs(old) do
+    local n = new[k]
+    if n == nil or n[2] ~= v[2] then redis.call('ZREM', k, v[2]) end
+  end
+  for k, v in pairs(new) do
+    local o = old[k]
+    if o == nil or o[2] ~= v[2] or o[1] ~= v[1] then redis.call('ZADD', k, v[1], v[2]) end
+  end
+end
+local function set(r, ch, f, v)
+  if r[f] ~= v then r[f] = v; ch[f] = true end
+end
+local function save(r, ch)
+  local hs, hd = {}, {}
+  for f in pairs(ch) do
+    local v = r[f]
+    if v == nil then hd[#hd + 1] = f else hs[#hs + 1] = f; hs[#hs + 1] = v end
+  end
+  local k = tkey(r.id)
+  if #hs > 0 then redis.call('HSET', k, unpack(hs)) end
+  if #hd > 0 then redis.call('HDEL', k, unpack(hd)) end
+end
+-- place decides where an open record waits: ready (due, unexpired), the
+-- scheduled set (due later) or neither (reservation-marked or overdue). A due
+-- scheduled record placed in ready becomes pending.
+local function place(r, ch)
+  local ix = nil
+  if isopen(r.status) and not ismarker(r.execution_ref) then
+    local sa = num(r.scheduled_at)
+    if sa ~= nil and sa > now() then
+      ix = 'f'
+    else
+      local ea = num(r.expires_at)
+      if not (ea ~= nil and ea <= now()) then
+        ix = 'r'
+        if r.status == 'scheduled' then set(r, ch, 'status', 'pending') end
+      end
+    end
+  end
+  set(r, ch, 'ix', ix)
+end
+local function commit(r, ch, old)
+  place(r, ch)
+  save(r, ch)
+  reindex(old, members(r))
+end
+local function isdue(r)
+  local sa = num(r.scheduled_at)
+  return sa == nil or sa <= now()
+end
+local function isexpired(r)
+  local ea = num(r.expires_at)
+  return ea ~= nil and ea <= now()
+end
+local function finish(r, ch, s)
+  set(r, ch, 'status', s)
+  set(r, ch, 'completed_at', fmt(now()))
+  set(r, ch, 'heartbeat_at', nil)
+  DONE[#DONE + 1] = r.id
+end
+local function requeue(r, ch, delay)
+  set(r, ch, 'retry_count', fmt(tonumber(r.retry_count) + 1))
+  set(r, ch, 'queued_at', fmt(now()))
+  set(r, ch, 'started_at', nil)
+  set(r, ch, 'heartbeat_at', nil)
+  set(r, ch, 'completed_at', nil)
+  set(r, ch, 'worker_id', nil)
+  set(r, ch, 'execution_ref', nil)
+  if delay <= 0 then
+    set(r, ch, 'status', 'pending')
+    set(r, ch, 'scheduled_at', nil)
+    WAKE = true
+  else
+    set(r, ch, 'status', 'scheduled')
+    set(r, ch, 'scheduled_at', fmt(now() + delay))
+  end
+end
+local function claim(r, ch, worker)
+  local n = fmt(now())
+  set(r, ch, 'status', 'running')
+  set(r, ch, 'worker_id', nz(worker))
+  set(r, ch, 'started_at', n)
+  set(r, ch, 'heartbeat_at', n)
+end
+local function interruptions(r)
+  local i = num(r['m:interruptions'])
+  if i == nil then return 0 end
+  if i >= 0 then return math.floor(i) end
+  return math.ceil(i)
+end
+local function consumed(r)
+  local n = tonumber(r.retry_count) - interruptions(r)
+  if n < 0 then n = 0 end
+  return n
+end
+local function flush()
+  if WAKE and WAKECH ~= '' then redis.call('PUBLISH', WAKECH, '{"event":"task_available"}') end
+  if #DONE > 0 and DONECH ~= '' then redis.call('PUBLISH', DONECH, table.concat(DONE, ',')) end
+end
+-- promote moves due records of one partition from the scheduled set into
+-- ready (or out of the way when already overdue).
+local function promote(pt, budget)
+  local sk = P .. ':sched:' .. pt
+  local ids = redis.call('ZRANGEBYSCORE', sk, '-inf', now(), 'LIMIT', 0, budget)
+  for _, id in ipairs(ids) do
+    local r = load(id)
+    if r ~= nil and r.ix == 'f' then
+      local old = members(r)
+      commit(r, {}, old)
+    else
+      redis.call('ZREM', sk, id)
+    end
+  end
+end
+-- parts returns the registered partitions matching a backend ("" = any) and
+-- a queue set (nil = any): {pt=, b=, q=}.
+local function parts(backend, qset)
+  local out = {}
+  for _, pt in ipairs(redis.call('SMEMBERS', P .. ':parts')) do
+    local b, q = splitpt(pt)
+    if (backend == '' or b == backend) and (qset == nil or qset[q]) then
+      out[#out + 1] = {pt = pt, b = b, q = q}
+    end
+  end
+  table.sort(out, function(x, y) return bless(x.pt, y.pt) end)
+  return out
+end
+local function readqueues(j)
+  local n = tonumber(ARGV[j])
+  local qset = nil
+  if n > 0 then
+    qset = {}
+    for k = 1, n do qset[ARGV[j + k]] = true end
+  end
+  return qset, j + n + 1
+end
+local function resjson(key, id, task, t)
+  return '{"key":' .. cjson.encode(key) .. ',"task_id":"' .. id .. '","task_name":' .. cjson.encode(task) .. ',"created_us":' .. fmt(t) .. '}'
+end
+`
+
+// luaEnqueue inserts items atomically (two passes: plan, then write).
+// ARGV[A] = n; per item: id, task, args, queue, backend, profile, priority,
+// max_retries, scheduled_us, expires_us, key, forever, nmeta, then nmeta
+// (key, json) pairs. "" means null. Returns {now, outcomes}: per item {'N'}
+// new, {'S', j} same as item j, {'E', fields} existing, {'O', reservation},
+// {'C', holder} identity conflict.
+const luaEnqueue = luaLib + `
+local n = tonumber(ARGV[A])
+local items = {}
+local j = A + 1
+for k = 1, n do
+  local it = {id = ARGV[j], task = ARGV[j + 1], args = ARGV[j + 2], queue = ARGV[j + 3], backend = ARGV[j + 4],
+    profile = ARGV[j + 5], priority = ARGV[j + 6], maxr = ARGV[j + 7], sched = ARGV[j + 8], exp = ARGV[j + 9],
+    key = ARGV[j + 10], forever = ARGV[j + 11] == '1', nm = tonumber(ARGV[j + 12]), ms = j + 13}
+  j = j + 13 + 2 * it.nm
+  items[k] = it
+end
+local t = now()
+local stagedKeys, stagedRes, stagedIDs = {}, {}, {}
+local plans = {}
+for k, it in ipairs(items) do
+  local pl = {}
+  plans[k] = pl
+  local key = it.key
+  local skip = false
+  if key ~= '' then
+    local holder = redis.call('HGET', P .. ':keys', key)
+    local hs = nil
+    if holder then
+      hs = redis.call('HMGET', tkey(holder), 'status', 'forever', 'm:unique_until')
+      if not hs[1] then holder = nil end
+    end
+    local active = holder and not isterm(hs[1])
+    if it.forever then
+      local res = stagedRes[key] or redis.call('HGET', P .. ':reservations', key)
+      if res then
+        pl.owner = res; skip = true
+      elseif stagedKeys[key] then
+        pl.conflict = ''; skip = true
+      elseif active then
+        if hs[2] == '1' or hs[3] == '"forever"' then pl.existing = holder else pl.conflict = holder end
+        skip = true
+      else
+        pl.reserve = true
+      end
+    else
+      if stagedKeys[key] then
+        pl.staged = stagedKeys[key]; skip = true
+      elseif active then
+        pl.existing = holder; skip = true
+      end
+    end
+    if not skip and holder then pl.clear = holder end
+  end
+  if not skip then
+    if stagedIDs[it.id] then return redis.error_reply('QUEUES duplicate task id in one call: ' .. it.id) end
+    if redis.call('EXISTS', tkey(it.id)) == 1 then return redis.error_reply('QUEUES task already exists: ' .. it.id) end
+    stagedIDs[it.id] = true
+    pl.insert = true
+    if key ~= '' then
+      stagedKeys[key] = k
+      if pl.reserve then stagedRes[key] = resjson(key, it.id, it.task, t) end
+    end
+  end
+end
+local out = {}
+local ts = fmt(t)
+for k, it in ipairs(items) do
+  local pl = plans[k]
+  if pl.insert then
+    if pl.clear and redis.call('HGET', P .. ':keys', it.key) == pl.clear then
+      redis.call('HDEL', tkey(pl.clear), 'key')
+    end
+    local r = {id = it.id, task_name = it.task, queue = it.queue, execution_backend = it.backend,
+      priority = it.priority, max_retries = it.maxr, retry_count = '0', created_at = ts, queued_at = ts}
+    r.args = nz(it.args)
+    r.execution_profile = nz(it.profile)
+    r.scheduled_at = nz(it.sched)
+    r.expires_at = nz(it.exp)
+    r.key = nz(it.key)
+    if it.forever and it.key ~= '' then r.forever = '1' end
+    for q = 0, it.nm - 1 do r['m:' .. ARGV[it.ms + 2 * q]] = ARGV[it.ms + 2 * q + 1] end
+    if r.scheduled_at ~= nil and tonumber(r.scheduled_at) > t then
+      r.status = 'scheduled'
+    else
+      r.status = 'pending'
+      WAKE = true
+    end
+    place(r, {})
+    redis.call('HSET', tkey(it.id), unpack(flat(r)))
+    reindex({}, members(r))
+    register(r)
+    if it.key ~= '' then redis.call('HSET', P .. ':keys', it.key, it.id) end
+    if pl.reserve then redis.call('HSET', P .. ':reservations', it.key, stagedRes[it.key]) end
+    out[k] = {'N'}
+  elseif pl.staged then
+    out[k] = {'S', tostring(pl.staged)}
+  elseif pl.existing then
+    out[k] = {'E', flat(load(pl.existing))}
+  elseif pl.owner then
+    out[k] = {'O', pl.owner}
+  else
+    out[k] = {'C', pl.conflict or ''}
+  end
+end
+flush()
+return {ts, out}
+`
+
+// luaClaim claims a batch. ARGV[A…]: limit, worker, expire ("1"), backend
+// ("" = any), nqueues, queues…, ncaps, (queue, cap)… Returns a list of
+// {'C', fields} claimed and {'X', fields} expired.
+const luaClaim = luaLib + `
+local limit = tonumber(ARGV[A])
+local worker = ARGV[A + 1]
+local doexp = ARGV[A + 2] == '1'
+local backend = ARGV[A + 3]
+local qset, j = readqueues(A + 4)
+local ncap = tonumber(ARGV[j])
+j = j + 1
+local caps = {}
+for k = 1, ncap do
+  caps[ARGV[j]] = tonumber(ARGV[j + 1])
+  j = j + 2
+end
+local ps = parts(backend, qset)
+local out = {}
+for _, p in ipairs(ps) do promote(p.pt, 1000) end
+if doexp then
+  local budget = 1000
+  for _, p in ipairs(ps) do
+    if budget <= 0 then break end
+    local ek = P .. ':expiry:' .. p.pt
+    local ms = redis.call('ZRANGEBYSCORE', ek, '-inf', now(), 'LIMIT', 0, budget)
+    for _, m in ipairs(ms) do
+      local r = load(string.sub(m, 17))
+      if r ~= nil and isopen(r.status) and r.execution_ref == nil then
+        local old = members(r)
+        local ch = {}
+        finish(r, ch, 'expired')
+        commit(r, ch, old)
+        out[#out + 1] = {'X', flat(r)}
+      else
+        redis.call('ZREM', ek, m)
+      end
+      budget = budget - 1
+    end
+  end
+end
+local W = limit
+if W < 8 then W = 8 end
+local act = {}
+for _, p in ipairs(ps) do
+  local c = caps[p.q]
+  if c == nil or c > 0 then
+    p.rk = P .. ':ready:' .. p.pt
+    act[#act + 1] = p
+  end
+end
+local claimed = 0
+while claimed < limit do
+  local best, bm, bs = nil, nil, nil
+  for _, p in ipairs(act) do
+    if not p.done then
+      if p.buf == nil or p.i > #p.buf then
+        p.buf = redis.call('ZRANGE', p.rk, 0, W - 1, 'WITHSCORES')
+        p.i = 1
+        if #p.buf == 0 then p.done = true end
+      end
+      if not p.done then
+        local m, s = p.buf[p.i], tonumber(p.buf[p.i + 1])
+        if best == nil or s < bs or (s == bs and bless(m, bm)) then best, bm, bs = p, m, s end
+      end
+    end
+  end
+  if best == nil then break end
+  best.i = best.i + 2
+  redis.call('ZREM', best.rk, bm)
+  local r = load(string.sub(bm, 33))
+  if r ~= nil and r.ix == 'r' then
+    local old = members(r)
+    old[best.rk] = nil
+    local ch = {}
+    if isexpired(r) then
+      if doexp and r.execution_ref == nil then
+        finish(r, ch, 'expired')
+        commit(r, ch, old)
+        out[#out + 1] = {'X', flat(r)}
+      else
+        commit(r, ch, old)
+      end
+    else
+      claim(r, ch, worker)
+      commit(r, ch, old)
+      out[#out + 1] = {'C', flat(r)}
+      claimed = claimed + 1
+      local c = caps[r.queue]
+      if c ~= nil then
+        c = c - 1
+        caps[r.queue] = c
+        if c <= 0 then
+          for _, p in ipairs(act) do if p.q == r.queue then p.done = true end end
+        end
+      end
+    end
+  end
+end
+flush()
+return out
+`
+
+// luaOps applies a batch of single-record writes, each fenced on its own.
+// ARGV[A…]: repeated (op, id, nargs, args…). Returns one reply per op:
+// {'K', fields} applied (or {'K'} for heartbeat ops), {'F'} fence lost,
+// {'M'} missing, and for claim: {'C', fields}, {'X', fields}, {'N'}.
+const luaOps = luaLib + `
+local OPS = {}
+local function start(id)
+  local r = load(id)
+  if r == nil then return nil end
+  return r, members(r), {}
+end
+OPS.complete = function(id, a) -- gen, hasResult, result
+  local r, old, ch = start(id)
+  if r == nil then return {'M'} end
+  if r.status ~= 'running' or r.retry_count ~= a[1] then return {'F'} end
+  if a[2] == '1' then set(r, ch, 'result', a[3]) else set(r, ch, 'result', nil) end
+  set(r, ch, 'error', nil)
+  finish(r, ch, 'completed')
+  commit(r, ch, old)
+  return {'K', flat(r)}
+end
+OPS.fail = function(id, a) -- gen, error, retry, delay_us, hasRef, ref
+  local r, old, ch = start(id)
+  if r == nil then return {'M'} end
+  local ok = r.retry_count == a[1]
+  if a[5] == '1' then
+    ok = ok and (r.execution_ref or '') == a[6] and (isopen(r.status) or r.status == 'running')
+  else
+    ok = ok and r.status == 'running'
+  end
+  if not ok then return {'F'} end
+  set(r, ch, 'error', nz(a[2]))
+  if a[3] == '1' and consumed(r) < tonumber(r.max_retries) then
+    requeue(r, ch, tonumber(a[4]))
+  else
+    finish(r, ch, 'failed')
+  end
+  commit(r, ch, old)
+  return {'K', flat(r)}
+end
+OPS.cancel = function(id, a) -- includeRunning, hasGen, gen
+  local r, old, ch = start(id)
+  if r == nil then return {'M'} end
+  if not (isopen(r.status) or (a[1] == '1' and r.status == 'running')) then return {'F'} end
+  if a[2] == '1' and r.retry_count ~= a[3] then return {'F'} end
+  finish(r, ch, 'cancelled')
+  commit(r, ch, old)
+  return {'K', flat(r)}
+end
+OPS.mcancel = function(id, a) -- includeRunning; cancel-matching: no execution ref
+  local r, old, ch = start(id)
+  if r == nil then return {'M'} end
+  if not (isopen(r.status) or (a[1] == '1' and r.status == 'running')) or r.execution_ref ~= nil then return {'F'} end
+  finish(r, ch, 'cancelled')
+  commit(r, ch, old)
+  return {'K', flat(r)}
+end
+OPS.interrupt = function(id, a) -- gen, worker
+  local r, old, ch = start(id)
+  if r == nil then return {'M'} end
+  if r.status ~= 'running' or r.retry_count ~= a[1] or (r.worker_id or '') ~= a[2] then return {'F'} end
+  set(r, ch, 'm:interruptions', fmt(interruptions(r) + 1))
+  requeue(r, ch, 0)
+  commit(r, ch, old)
+  return {'K', flat(r)}
+end
+OPS.touch = function(id, a) -- hasGen, gen, (key, json)…
+  local r, old, ch = start(id)
+  if r == nil then return {'M'} end
+  if r.status ~= 'running' or (a[1] == '1' and r.retry_count ~= a[2]) then return {'F'} end
+  set(r, ch, 'heartbeat_at', fmt(now()))
+  for k = 3, #a, 2 do set(r, ch, 'm:' .. a[k], a[k + 1]) end
+  commit(r, ch, old)
+  return {'K'}
+end
+OPS.null = function(id, a) -- gen
+  local r, old, ch = start(id)
+  if r == nil then return {'M'} end
+  if r.status ~= 'running' or r.retry_count ~= a[1] then return {'F'} end
+  set(r, ch, 'heartbeat_at', nil)
+  commit(r, ch, old)
+  return {'K'}
+end
+OPS.stale = function(id, a) -- gen, observed heartbeat, action (R|X), delay_us, priority
+  local r, old, ch = start(id)
+  if r == nil then return {'M'} end
+  if r.status ~= 'running' or r.retry_count ~= a[1] or (r.heartbeat_at or '') ~= a[2] then return {'F'} end
+  if a[3] == 'R' then
+    if r.error == nil then set(r, ch, 'error', 'Task heartbeat stale') end
+    set(r, ch, 'priority', a[5])
+    requeue(r, ch, tonumber(a[4]))
+  else
+    set(r, ch, 'error', 'Task heartbeat stale')
+    finish(r, ch, 'failed')
+  end
+  commit(r, ch, old)
+  return {'K', flat(r)}
+end
+OPS.reserve = function(id, a) -- marker, hasGen, gen
+  local r, old, ch = start(id)
+  if r == nil then return {'M'} end
+  if not isopen(r.status) or not isdue(r) or isexpired(r) or r.execution_ref ~= nil or (a[2] == '1' and r.retry_count ~= a[3]) then return {'F'} end
+  set(r, ch, 'execution_ref', a[1])
+  commit(r, ch, old)
+  return {'K', flat(r)}
+end
+OPS.release = function(id, a) -- marker, backend, profile
+  local r, old, ch = start(id)
+  if r == nil then return {'M'} end
+  if r.execution_ref == nil or r.execution_ref ~= a[1] then return {'F'} end
+  set(r, ch, 'execution_ref', nil)
+  if a[2] ~= '' then
+    set(r, ch, 'execution_backend', a[2])
+    set(r, ch, 'execution_profile', nz(a[3]))
+    register(r)
+  end
+  commit(r, ch, old)
+  if isopen(r.status) and isdue(r) then WAKE = true end
+  return {'K', flat(r)}
+end
+OPS.finalize = function(id, a) -- marker, ref
+  local r, old, ch = start(id)
+  if r == nil then return {'M'} end
+  if not isopen(r.status) or r.execution_ref == nil or r.execution_ref ~= a[1] then return {'F'} end
+  set(r, ch, 'execution_ref', nz(a[2]))
+  commit(r, ch, old)
+  return {'K', flat(r)}
+end
+OPS.setref = function(id, a) -- ref
+  local r, old, ch = start(id)
+  if r == nil then return {'M'} end
+  if isterm(r.status) then return {'F'} end
+  set(r, ch, 'execution_ref', nz(a[1]))
+  commit(r, ch, old)
+  return {'K', flat(r)}
+end
+OPS.clearref = function(id, a) -- gen, ref
+  local r, old, ch = start(id)
+  if r == nil then return {'M'} end
+  if not isopen(r.status) or r.retry_count ~= a[1] or (r.execution_ref or '') ~= a[2] then return {'F'} end
+  set(r, ch, 'execution_ref', nil)
+  commit(r, ch, old)
+  if isdue(r) then WAKE = true end
+  return {'K', flat(r)}
+end
+OPS.replaceref = function(id, a) -- gen, ref, newref
+  local r, old, ch = start(id)
+  if r == nil then return {'M'} end
+  if isterm(r.status) or r.retry_count ~= a[1] or (r.execution_ref or '') ~= a[2] then return {'F'} end
+  set(r, ch, 'execution_ref', nz(a[3]))
+  commit(r, ch, old)
+  return {'K', flat(r)}
+end
+OPS.setbackend = function(id, a) -- backend, profile
+  local r, old, ch = start(id)
+  if r == nil then return {'M'} end
+  if not isopen(r.status) then return {'F'} end
+  set(r, ch, 'execution_backend', a[1])
+  set(r, ch, 'execution_profile', nz(a[2]))
+  set(r, ch, 'execution_ref', nil)
+  register(r)
+  commit(r, ch, old)
+  if isdue(r) then WAKE = true end
+  return {'K', flat(r)}
+end
+OPS.claim = function(id, a) -- worker, hasGen, gen, hasRef, ref
+  local r, old, ch = start(id)
+  if r == nil then return {'M'} end
+  if not isopen(r.status) or ismarker(r.execution_ref) then return {'N'} end
+  if a[2] == '1' and r.retry_count ~= a[3] then return {'N'} end
+  if a[4] == '1' and (r.execution_ref or '') ~= a[5] then return {'N'} end
+  if isexpired(r) and r.execution_ref == nil then
+    finish(r, ch, 'expired')
+    commit(r, ch, old)
+    return {'X', flat(r)}
+  end
+  if not isdue(r) then return {'N'} end
+  claim(r, ch, a[1])
+  commit(r, ch, old)
+  return {'C', flat(r)}
+end
+local res = {}
+local i = A
+while i <= #ARGV do
+  local code, id, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+  local a = {}
+  for k = 1, n do a[k] = ARGV[i + 2 + k] end
+  i = i + 3 + n
+  local f = OPS[code]
+  if f == nil then return redis.error_reply('QUEUES unknown op ' .. code) end
+  res[#res + 1] = f(id, a)
+end
+flush()
+return res
+`
+
+// luaListPending lists due, unexpired ready records in claim order after
+// promoting due scheduled ones. ARGV[A…]: limit, backend, nqueues, queues…
+const luaListPending = luaLib + `
+local limit = tonumber(ARGV[A])
+local backend = ARGV[A + 1]
+local qset = readqueues(A + 2)
+local ps = parts(backend, qset)
+for _, p in ipairs(ps) do
+  promote(p.pt, 1000)
+  p.rk = P .. ':ready:' .. p.pt
+  p.off = 0
+end
+local W = limit
+if W < 16 then W = 16 end
+local out = {}
+while #out < limit do
+  local best, bm, bs = nil, nil, nil
+  for _, p in ipairs(ps) do
+    if not p.done then
+      if p.buf == nil or p.i > #p.buf then
+        p.buf = redis.call('ZRANGE', p.rk, p.off, p.off + W - 1, 'WITHSCORES')
+        p.off = p.off + #p.buf / 2
+        p.i = 1
+        if #p.buf == 0 then p.done = true end
+      end
+      if not p.done then
+        local m, s = p.buf[p.i], tonumber(p.buf[p.i + 1])
+        if best == nil or s < bs or (s == bs and bless(m, bm)) then best, bm, bs = p, m, s end
+      end
+    end
+  end
+  if best == nil then break end
+  best.i = best.i + 2
+  local r = load(string.sub(bm, 33))
+  if r ~= nil and not isexpired(r) then out[#out + 1] = flat(r) end
+end
+return out
+`
+
+// luaNextDue promotes due records, then returns the earliest future
+// scheduled_at (µs) of the given queues, or false. ARGV[A…]: nqueues, queues…
+const luaNextDue = luaLib + `
+local qset = readqueues(A)
+local best = nil
+for _, p in ipairs(parts('', qset)) do
+  promote(p.pt, 1000)
+  local a = redis.call('ZRANGE', P .. ':sched:' .. p.pt, 0, 0, 'WITHSCORES')
+  if #a > 0 then
+    local s = tonumber(a[2])
+    if best == nil or s < best then best = s end
+  end
+end
+if best == nil then return false end
+return fmt(best)
+`
+
+// luaExpire expires up to limit overdue unreserved open records, oldest
+// deadline first. ARGV[A] = limit.
+const luaExpire = luaLib + `
+local limit = tonumber(ARGV[A])
+local cands = {}
+for _, p in ipairs(parts('', nil)) do
+  local k = P .. ':expiry:' .. p.pt
+  local a = redis.call('ZRANGEBYSCORE', k, '-inf', now(), 'WITHSCORES', 'LIMIT', 0, limit)
+  for i = 1, #a, 2 do cands[#cands + 1] = {tonumber(a[i + 1]), a[i], k} end
+end
+table.sort(cands, function(x, y)
+  if x[1] ~= y[1] then return x[1] < y[1] end
+  return bless(x[2], y[2])
+end)
+local out = {}
+for i = 1, math.min(limit, #cands) do
+  local c = cands[i]
+  local r = load(string.sub(c[2], 17))
+  if r ~= nil and isopen(r.status) and r.execution_ref == nil then
+    local old = members(r)
+    local ch = {}
+    finish(r, ch, 'expired')
+    commit(r, ch, old)
+    out[#out + 1] = flat(r)
+  else
+    redis.call('ZREM', c[3], c[2])
+  end
+end
+flush()
+return out
+`
+
+// luaStale returns up to limit stale running records, ordered by
+// coalesce(heartbeat_at, created_at), id. ARGV[A…]: staleAfter_us (negative =
+// every running record), limit.
+const luaStale = luaLib + `
+local sa = tonumber(ARGV[A])
+local limit = tonumber(ARGV[A + 1])
+local cands = {}
+local a = redis.call('ZRANGE', P .. ':nohb', 0, limit - 1, 'WITHSCORES')
+for i = 1, #a, 2 do cands[#cands + 1] = {tonumber(a[i + 1]), a[i]} end
+local hi = '+inf'
+if sa >= 0 then hi = '(' .. fmt(now() - sa) end
+local b = redis.call('ZRANGEBYSCORE', P .. ':running', '-inf', hi, 'WITHSCORES', 'LIMIT', 0, limit)
+for i = 1, #b, 2 do cands[#cands + 1] = {tonumber(b[i + 1]), b[i]} end
+table.sort(cands, function(x, y)
+  if x[1] ~= y[1] then return x[1] < y[1] end
+  return bless(x[2], y[2])
+end)
+local out = {}
+for i = 1, math.min(limit, #cands) do
+  local r = load(cands[i][2])
+  if r ~= nil then out[#out + 1] = flat(r) end
+end
+return out
+`
+
+// luaCleanup deletes up to limit terminal records completed before a time.
+// ARGV[A…]: before_us, limit.
+const luaCleanup = luaLib + `
+local ids = redis.call('ZRANGEBYSCORE', P .. ':terminal', '-inf', '(' .. ARGV[A], 'LIMIT', 0, tonumber(ARGV[A + 1]))
+local n = 0
+for _, id in ipairs(ids) do
+  local r = load(id)
+  if r ~= nil and isterm(r.status) then
+    reindex(members(r), {})
+    if r.key ~= nil and redis.call('HGET', P .. ':keys', r.key) == id then redis.call('HDEL', P .. ':keys', r.key) end
+    redis.call('DEL', tkey(id))
+    n = n + 1
+  else
+    redis.call('ZREM', P .. ':terminal', id)
+  end
+end
+return n
+`
+
+// luaStats counts records per queue and status. ARGV[A] = queue ("" = all).
+// Returns {{queue, c1..c7}…} in STATUSES order.
+const luaStats = luaLib + `
+local qs
+if ARGV[A] ~= '' then qs = {ARGV[A]} else qs = redis.call('SMEMBERS', P .. ':queues') end
+local out = {}
+for _, q in ipairs(qs) do
+  local row = {q}
+  for _, s in ipairs(STATUSES) do row[#row + 1] = redis.call('ZCARD', P .. ':idx:' .. s .. ':' .. q) end
+  out[#out + 1] = row
+end
+return out
+`
+
+// luaListTasks lists records newest first (created_at DESC, id DESC).
+// ARGV[A…]: status, queue, task, limit, cursor id, fallback bound.
+const luaListTasks = luaLib + `
+local status, queue, task = ARGV[A], ARGV[A + 1], ARGV[A + 2]
+local limit = tonumber(ARGV[A + 3])
+local cur, fb = ARGV[A + 4], ARGV[A + 5]
+local bound = '+'
+if cur ~= '' then
+  local c = redis.call('HGET', tkey(cur), 'created_at')
+  if c then
+    bound = '(' .. pad(tonumber(c)) .. cur
+  elseif fb ~= '' then
+    bound = '(' .. fb
+  else
+    return {}
+  end
+end
+local sts = STATUSES
+if status ~= '' then sts = {status} end
+local qs
+if queue ~= '' then qs = {queue} else qs = redis.call('SMEMBERS', P .. ':queues') end
+local zs = {}
+for _, s in ipairs(sts) do
+  for _, q in ipairs(qs) do zs[#zs + 1] = {k = P .. ':idx:' .. s .. ':' .. q, off = 0} end
+end
+local W = limit
+if W < 16 then W = 16 end
+local out = {}
+while #out < limit do
+  local best, bm = nil, nil
+  for _, z in ipairs(zs) do
+    if not z.done then
+      if z.buf == nil or z.i > #z.buf then
+        z.buf = redis.call('ZREVRANGEBYLEX', z.k, bound, '-', 'LIMIT', z.off, W)
+        z.off = z.off + #z.buf
+        z.i = 1
+        if #z.buf == 0 then z.done = true end
+      end
+      if not z.done then
+        local m = z.buf[z.i]
+        if best == nil or bless(bm, m) then best, bm = z, m end
+      end
+    end
+  end
+  if best == nil then break end
+  best.i = best.i + 1
+  local r = load(string.sub(bm, 17))
+  if r ~= nil and (task == '' or r.task_name == task) then out[#out + 1] = flat(r) end
+end
+return out
+`
+
+// luaScan reads one chunk of a status index for CancelMatching: records
+// after member 'after' (exclusive) whose task name matches and that hold no
+// execution ref. ARGV[A…]: index key, after ("" = start), count, task.
+// Returns {last member or "", {fields}…}.
+const luaScan = luaLib + `
+local k, after, count, task = ARGV[A], ARGV[A + 1], tonumber(ARGV[A + 2]), ARGV[A + 3]
+local lo = '-'
+if after ~= '' then lo = '(' .. after end
+local ms = redis.call('ZRANGEBYLEX', k, lo, '+', 'LIMIT', 0, count)
+local out = {}
+for _, m in ipairs(ms) do
+  local r = load(string.sub(m, 17))
+  if r ~= nil and r.execution_ref == nil and (task == '' or r.task_name == task) then out[#out + 1] = flat(r) end
+end
+local last = ''
+if #ms == count then last = ms[#ms] end
+return {last, out}
+`
+
+// luaRecords reads records by index: external (ARGV[A] = "external", limit),
+// completed by task ("done", task, since_us or "", limit), by key ("key", key).
+const luaRecords = luaLib + `
+local kind = ARGV[A]
+local ids
+if kind == 'external' then
+  ids = redis.call('ZRANGE', P .. ':external', 0, tonumber(ARGV[A + 1]) - 1)
+elseif kind == 'done' then
+  local lo = '-inf'
+  if ARGV[A + 2] ~= '' then lo = ARGV[A + 2] end
+  ids = redis.call('ZREVRANGEBYSCORE', P .. ':done:' .. ARGV[A + 1], '+inf', lo, 'LIMIT', 0, tonumber(ARGV[A + 3]))
+else
+  ids = {}
+  local id = redis.call('HGET', P .. ':keys', ARGV[A + 1])
+  if id then ids[1] = id end
+end
+local out = {}
+for _, id in ipairs(ids) do
+  local r = load(id)
+  if r ~= nil then out[#out + 1] = flat(r) end
+end
+return out
+`
+
+// luaIdentity handles forever reservations. ARGV[A…]: "reserve", key,
+// task id, task name, created_us ("" = now) → existing JSON or false;
+// "reset", key, expected id ("" = any) → 1 or 0.
+const luaIdentity = luaLib + `
+local rk = P .. ':reservations'
+local key = ARGV[A + 1]
+local cur = redis.call('HGET', rk, key)
+if ARGV[A] == 'reserve' then
+  if cur then return cur end
+  local t = ARGV[A + 4]
+  if t == '' then t = now() else t = tonumber(t) end
+  redis.call('HSET', rk, key, resjson(key, ARGV[A + 2], ARGV[A + 3], t))
+  return false
+end
+if not cur then return 0 end
+if ARGV[A + 2] ~= '' and cjson.decode(cur).task_id ~= ARGV[A + 2] then return 0 end
+redis.call('HDEL', rk, key)
+return 1
+`
+
+// luaLock acquires (ARGV[A] = "acquire", name, token, ttl_ms) or releases
+// ("release", name, token) a maintenance lock.
+const luaLock = luaLib + `
+local k = P .. ':lock:' .. ARGV[A + 1]
+local tok = ARGV[A + 2]
+local cur = redis.call('GET', k)
+if ARGV[A] == 'acquire' then
+  if cur == tok then
+    redis.call('PEXPIRE', k, ARGV[A + 3])
+    return 1
+  end
+  if redis.call('SET', k, tok, 'NX', 'PX', ARGV[A + 3]) then return 1 end
+  return 0
+end
+if cur == tok then
+  redis.call('DEL', k)
+  return 1
+end
+return 0
+`
+
+// luaVersion reads the layout version and, with ARGV[A] = "1", writes it
+// when absent. Returns {version before, version after}.
+const luaVersion = luaLib + `
+local k = P .. ':version'
+local v = redis.call('GET', k)
+if not v and ARGV[A] == '1' then
+  redis.call('SET', k, ARGV[A + 1])
+  return {'', ARGV[A + 1]}
+end
+return {v or '', v or ''}
+`
+
+var (
+	scriptEnqueue     = goredis.NewScript(luaEnqueue)
+	scriptClaim       = goredis.NewScript(luaClaim)
+	scriptOps         = goredis.NewScript(luaOps)
+	scriptListPending = goredis.NewScript(luaListPending)
+	scriptNextDue     = goredis.NewScript(luaNextDue)
+	scriptExpire      = goredis.NewScript(luaExpire)
+	scriptStale       = goredis.NewScript(luaStale)
+	scriptCleanup     = goredis.NewScript(luaCleanup)
+	scriptStats       = goredis.NewScript(luaStats)
+	scriptListTasks   = goredis.NewScript(luaListTasks)
+	scriptScan        = goredis.NewScript(luaScan)
+	scriptRecords     = goredis.NewScript(luaRecords)
+	scriptIdentity    = goredis.NewScript(luaIdentity)
+	scriptLock        = goredis.NewScript(luaLock)
+	scriptVersion     = goredis.NewScript(luaVersion)
+
+	allScripts = []*goredis.Script{
+		scriptEnqueue, scriptClaim, scriptOps, scriptListPending, scriptNextDue, scriptExpire,
+		scriptStale, scriptCleanup, scriptStats, scriptListTasks, scriptScan, scriptRecords,
+		scriptIdentity, scriptLock, scriptVersion,
+	}
+)

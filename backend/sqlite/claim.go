@@ -1,0 +1,416 @@
+package sqlite
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/queuesgo/queues"
+)
+
+// maxClaimExpire bounds how many overdue records one ClaimMany expires.
+const maxClaimExpire = 1000
+
+// sqlExpiryCandidates selects overdue unreserved records (expiry index) with
+// ?1 = now.
+const sqlExpiryCandidates = sqlOpen + ` AND execution_ref IS NULL AND expires_at IS NOT NULL AND expires_at <= ` + sqlNow
+
+// params builds numbered statement parameters.
+type params struct{ args []any }
+
+// add appends v and returns its placeholder.
+func (p *params) add(v any) string {
+	p.args = append(p.args, v)
+	return "?" + strconv.Itoa(len(p.args))
+}
+
+// claimPart is one index range of a claim: records of one queue, of every
+// queue but some, or of every queue; at most limit of them.
+type claimPart struct {
+	queue  string   // "" with notIn/all
+	notIn  []string // every queue except these (when all is false and queue is "")
+	all    bool
+	limit  int
+	capped bool
+}
+
+// claimParts splits a claim into index ranges: one per listed or capped
+// queue (capped queues take at most their cap) and one for every other queue.
+// A cap of 0 or less removes the queue.
+func claimParts(p *queues.ClaimParams) []claimPart {
+	limit := p.Limit
+	capOf := func(q string) (int, bool) {
+		c, ok := p.QueueLimits[q]
+		return c, ok
+	}
+	var parts []claimPart
+	if len(p.Queues) > 0 {
+		seen := make(map[string]bool, len(p.Queues))
+		for _, q := range p.Queues {
+			if seen[q] {
+				continue
+			}
+			seen[q] = true
+			lim, capped := limit, false
+			if c, ok := capOf(q); ok {
+				if c <= 0 {
+					continue
+				}
+				lim, capped = min(c, limit), true
+			}
+			parts = append(parts, claimPart{queue: q, limit: lim, capped: capped})
+		}
+		return parts
+	}
+	if len(p.QueueLimits) == 0 {
+		return []claimPart{{all: true, limit: limit}}
+	}
+	capped := make([]string, 0, len(p.QueueLimits))
+	for q := range p.QueueLimits {
+		capped = append(capped, q)
+	}
+	slices.Sort(capped) // stable SQL text for the statement cache
+	for _, q := range capped {
+		if c := p.QueueLimits[q]; c > 0 {
+			parts = append(parts, claimPart{queue: q, limit: min(c, limit), capped: true})
+		}
+	}
+	return append(parts, claimPart{notIn: capped, limit: limit})
+}
+
+// claimSelect returns the SELECT of the IDs to claim. ?1 is now.
+func claimSelect(p *params, parts []claimPart, backend string, limit int) string {
+	var eb string
+	if backend != "" {
+		eb = " AND execution_backend = " + p.add(backend)
+	}
+	cond := func(pt claimPart) string {
+		switch {
+		case pt.all:
+			return ""
+		case pt.queue != "" || len(pt.notIn) == 0:
+			return " AND queue = " + p.add(pt.queue)
+		default:
+			ph := make([]string, len(pt.notIn))
+			for i, q := range pt.notIn {
+				ph[i] = p.add(q)
+			}
+			return " AND queue NOT IN (" + strings.Join(ph, ", ") + ")"
+		}
+	}
+	if len(parts) == 1 {
+		pt := parts[0]
+		return "SELECT id FROM queue_task WHERE " + sqlDue + eb + cond(pt) +
+			" ORDER BY " + sqlClaimOrder + " LIMIT " + p.add(min(pt.limit, limit))
+	}
+	var sb strings.Builder
+	sb.WriteString("SELECT id FROM (")
+	for i, pt := range parts {
+		if i > 0 {
+			sb.WriteString(" UNION ALL ")
+		}
+		sb.WriteString("SELECT * FROM (SELECT id, priority, queued_at, created_at FROM queue_task WHERE ")
+		sb.WriteString(sqlDue + eb + cond(pt))
+		sb.WriteString(" ORDER BY " + sqlClaimOrder + " LIMIT " + p.add(pt.limit) + ")")
+	}
+	sb.WriteString(") ORDER BY " + sqlClaimOrder + " LIMIT " + p.add(limit))
+	return sb.String()
+}
+
+// queueFilterJSON encodes a queue list for json_each.
+func queueFilterJSON(qs []string) string {
+	b, _ := json.Marshal(qs)
+	return string(b)
+}
+
+// ClaimMany claims up to p.Limit due records in claim order (priority DESC,
+// queued_at, created_at, id) in one UPDATE … RETURNING inside the writer's
+// BEGIN IMMEDIATE transaction, honouring the queue and execution-backend
+// filters and the per-queue caps of p.QueueLimits. Each claimed record becomes
+// running with worker_id, started_at and heartbeat_at set in the same write.
+// With p.ExpireOverdue, overdue unreferenced records of the selected queues
+// are expired first (up to 1000) and returned in Expired. Limit ≤ 0 returns
+// an empty result.
+func (b *Backend) ClaimMany(ctx context.Context, p queues.ClaimParams) (queues.ClaimResult, error) {
+	var res queues.ClaimResult
+	if err := ctx.Err(); err != nil {
+		return res, err
+	}
+	if p.Limit <= 0 {
+		return res, nil
+	}
+	w, _, err := b.handles()
+	if err != nil {
+		return res, err
+	}
+	parts := claimParts(&p)
+	if len(parts) == 0 && !p.ExpireOverdue {
+		return res, nil
+	}
+
+	// Statement texts depend only on the shape; build them once per call.
+	var claimSQL string
+	var cp params
+	if len(parts) > 0 {
+		cp.add(nil) // ?1 = now, set in the op
+		worker := cp.add(p.WorkerID)
+		claimSQL = "UPDATE OR FAIL queue_task SET status = 'running', worker_id = " + worker +
+			", started_at = ?1, heartbeat_at = ?1 WHERE id IN (" + claimSelect(&cp, parts, p.ExecutionBackend, p.Limit) +
+			") RETURNING " + recordColumns
+	}
+	var expireSQL string
+	var ep params
+	if p.ExpireOverdue {
+		ep.add(nil)
+		var sb strings.Builder
+		sb.WriteString("UPDATE OR FAIL queue_task SET status = 'expired', completed_at = ?1, heartbeat_at = NULL WHERE id IN (SELECT id FROM queue_task WHERE ")
+		sb.WriteString(sqlExpiryCandidates)
+		// The unary + keeps the planner on the expiry index: the claim
+		// indexes would match the equality but need a sort of every due row.
+		if p.ExecutionBackend != "" {
+			sb.WriteString(" AND +execution_backend = " + ep.add(p.ExecutionBackend))
+		}
+		if len(p.Queues) > 0 {
+			sb.WriteString(" AND +queue IN (SELECT value FROM json_each(" + ep.add(queueFilterJSON(p.Queues)) + "))")
+		}
+		sb.WriteString(" ORDER BY expires_at, created_at, id LIMIT " + ep.add(maxClaimExpire) + ") RETURNING " + recordColumns)
+		expireSQL = sb.String()
+	}
+
+	var claimed, expired []rawRec
+	err = w.do(ctx, p.ExpireOverdue, func(tx *wtx) error {
+		now := micros(b.now())
+		claimed, expired = claimed[:0], expired[:0]
+		var err error
+		if expireSQL != "" {
+			ep.args[0] = now
+			if expired, err = tx.records(expired, expireSQL, ep.args...); err != nil {
+				return err
+			}
+		}
+		if claimSQL != "" {
+			cp.args[0] = now
+			if claimed, err = tx.records(claimed, claimSQL, cp.args...); err != nil {
+				return err
+			}
+			tx.remember(claimed)
+		}
+		return nil
+	})
+	if err != nil {
+		return res, err
+	}
+	slices.SortFunc(claimed, func(x, y rawRec) int {
+		if claimLess(&x, &y) {
+			return -1
+		}
+		if claimLess(&y, &x) {
+			return 1
+		}
+		return 0
+	})
+	slices.SortFunc(expired, expiryCompare)
+	if res.Claimed, err = decodeAll(claimed); err != nil {
+		return res, err
+	}
+	if len(expired) > 0 {
+		if res.Expired, err = decodeAll(expired); err != nil {
+			return res, err
+		}
+	}
+	return res, nil
+}
+
+// expiryCompare orders by expires_at, created_at, id.
+func expiryCompare(x, y rawRec) int {
+	switch {
+	case x.ExpiresAt.Int64 != y.ExpiresAt.Int64:
+		return cmpInt(x.ExpiresAt.Int64, y.ExpiresAt.Int64)
+	case x.CreatedAt != y.CreatedAt:
+		return cmpInt(x.CreatedAt, y.CreatedAt)
+	default:
+		return strings.Compare(x.ID, y.ID)
+	}
+}
+
+func cmpInt(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+const (
+	sqlClaimOne = `UPDATE OR FAIL queue_task SET status = 'running', worker_id = ?, started_at = ?, heartbeat_at = ?
+WHERE id = ? AND status = CAST(? AS TEXT) AND retry_count = ? RETURNING ` + recordColumns
+	sqlExpireOne = `UPDATE OR FAIL queue_task SET status = 'expired', completed_at = ?, heartbeat_at = NULL
+WHERE id = ? AND ` + sqlOpen + ` AND execution_ref IS NULL RETURNING ` + recordColumns
+	sqlSelectByID = `SELECT ` + recordColumns + ` FROM queue_task WHERE id = ?`
+)
+
+// ClaimByID claims one record by ID. The record must be pending or scheduled,
+// not reservation-marked, due, and match the optional generation and
+// execution-ref fences (ExpectedRef "" means no ref). An overdue record with
+// no execution_ref is expired instead and returned in Expired; a record
+// holding a finalized ref is claimable after its deadline. A record that
+// cannot be claimed yields an empty result; a missing ID yields
+// queues.ErrTaskNotFound.
+func (b *Backend) ClaimByID(ctx context.Context, p queues.ClaimByIDParams) (queues.ClaimResult, error) {
+	var res queues.ClaimResult
+	if err := ctx.Err(); err != nil {
+		return res, err
+	}
+	w, _, err := b.handles()
+	if err != nil {
+		return res, err
+	}
+	id := p.ID.String()
+	var (
+		out     rawRec
+		missing bool
+		claimed bool
+		expired bool
+	)
+	err = w.do(ctx, false, func(tx *wtx) error {
+		missing, claimed, expired = false, false, false
+		now := micros(b.now())
+		r, ok, err := tx.record(sqlSelectByID, id)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			missing = true
+			return nil
+		}
+		if !isOpen(r.Status) || r.reserved() {
+			return nil
+		}
+		if p.ExpectedRetryCount != nil && int64(*p.ExpectedRetryCount) != r.RetryCount {
+			return nil
+		}
+		if p.ExpectedRef != nil && *p.ExpectedRef != r.Ref.String {
+			return nil
+		}
+		if r.expiredAt(now) && !r.Ref.Valid {
+			x, ok, err := tx.record(sqlExpireOne, now, id)
+			if err != nil || !ok {
+				return err
+			}
+			out, expired = x, true
+			return nil
+		}
+		if !r.dueAt(now) {
+			return nil
+		}
+		x, ok, err := tx.record(sqlClaimOne, p.WorkerID, now, now, id, r.Status, r.RetryCount)
+		if err != nil || !ok {
+			return err
+		}
+		out, claimed = x, true
+		tx.remember([]rawRec{x})
+		return nil
+	})
+	if err != nil {
+		return res, err
+	}
+	if missing {
+		return res, notFound(p.ID)
+	}
+	if claimed || expired {
+		rec, err := out.record()
+		if err != nil {
+			return res, err
+		}
+		if claimed {
+			res.Claimed = []*queues.Record{rec}
+		} else {
+			res.Expired = []*queues.Record{rec}
+		}
+	}
+	return res, nil
+}
+
+// ExpireOverdue expires up to limit (≤ 0 means 100) pending/scheduled records
+// holding no execution_ref whose expires_at ≤ now, ordered by expires_at,
+// created_at, id, and returns them.
+func (b *Backend) ExpireOverdue(ctx context.Context, limit int) ([]*queues.Record, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if limit <= 0 {
+		limit = 100
+	}
+	w, _, err := b.handles()
+	if err != nil {
+		return nil, err
+	}
+	const q = `UPDATE OR FAIL queue_task SET status = 'expired', completed_at = ?1, heartbeat_at = NULL
+WHERE id IN (SELECT id FROM queue_task WHERE ` + sqlExpiryCandidates + ` ORDER BY expires_at, created_at, id LIMIT ?2)
+RETURNING ` + recordColumns
+	var rows []rawRec
+	err = w.do(ctx, false, func(tx *wtx) error {
+		var err error
+		rows, err = tx.records(rows[:0], q, micros(b.now()), limit)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	slices.SortFunc(rows, expiryCompare)
+	return decodeAll(rows)
+}
+
+// ListPending lists due, unexpired, not reservation-marked pending/scheduled
+// records in claim order, with the queue and execution-backend filters.
+// Limit ≤ 0 means 100. It reads through the reader pool and changes nothing.
+func (b *Backend) ListPending(ctx context.Context, p queues.ListPendingParams) ([]*queues.Record, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	limit := p.Limit
+	if limit <= 0 {
+		limit = 100
+	}
+	var ps params
+	ps.add(micros(b.now()))
+	var sb strings.Builder
+	sb.WriteString("SELECT " + recordColumns + " FROM queue_task WHERE " + sqlDue)
+	if p.ExecutionBackend != "" {
+		sb.WriteString(" AND execution_backend = " + ps.add(p.ExecutionBackend))
+	}
+	if len(p.Queues) == 1 {
+		sb.WriteString(" AND queue = " + ps.add(p.Queues[0]))
+	} else if len(p.Queues) > 1 {
+		sb.WriteString(" AND queue IN (SELECT value FROM json_each(" + ps.add(queueFilterJSON(p.Queues)) + "))")
+	}
+	sb.WriteString(" ORDER BY " + sqlClaimOrder + " LIMIT " + ps.add(limit))
+	return b.readRecords(ctx, sb.String(), ps.args...)
+}
+
+// NextDue returns the earliest future scheduled_at among pending/scheduled,
+// not reservation-marked records (of the given queues when non-empty); ok is
+// false when there is none.
+func (b *Backend) NextDue(ctx context.Context, queueNames []string) (time.Time, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return time.Time{}, false, err
+	}
+	var ps params
+	ps.add(micros(b.now()))
+	q := "SELECT scheduled_at FROM queue_task WHERE " + sqlOpen + " AND scheduled_at IS NOT NULL AND scheduled_at > " + sqlNow + " AND " + sqlUnreserved
+	if len(queueNames) > 0 {
+		q += " AND queue IN (SELECT value FROM json_each(" + ps.add(queueFilterJSON(queueNames)) + "))"
+	}
+	q += " ORDER BY scheduled_at LIMIT 1"
+	var v int64
+	found, err := b.readRow(ctx, q, ps.args, &v)
+	if err != nil || !found {
+		return time.Time{}, false, err
+	}
+	return fromMicros(v), true, nil
+}

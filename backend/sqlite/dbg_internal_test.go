@@ -1,0 +1,5 @@
+package sqlite
+
+func DbgStats() string { return dbgStats() }
+
+func DbgReset() { dbgReset() }

@@ -1,0 +1,3 @@
+// Package sqlite is the durable, embedded SQLite queue backend (the
+// quickstart default). Numbers and design notes follow.
+package sqlite

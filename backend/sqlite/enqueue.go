@@ -1,0 +1,317 @@
+package sqlite
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/queuesgo/queues"
+)
+
+const sqlInsertTask = `INSERT INTO queue_task (` + recordColumns + `)
+VALUES (?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?, ?, 0, ?, ?, ?, ?, NULL, NULL, NULL, NULL, NULL, ?, ?)`
+
+// candidate is one Enqueue item prepared outside the writer.
+type candidate struct {
+	id          uuid.UUID
+	idText      string
+	taskName    string
+	args        json.RawMessage
+	argsText    any
+	queue       string
+	backend     string
+	profile     string
+	priority    int
+	maxRetries  int
+	scheduledAt time.Time
+	expiresAt   time.Time
+	key         string
+	forever     bool
+	metadata    map[string]any
+	metaText    string
+}
+
+// enqueueResult is the decision for one item, made inside the transaction.
+type enqueueResult struct {
+	inserted bool
+	status   queues.Status
+	staged   int     // index of an earlier item of this call whose insert holds the key, else -1
+	existing *rawRec // stored active record holding the key
+	owner    *queues.Reservation
+	err      error
+}
+
+// Enqueue inserts the items atomically, in one transaction, and returns one
+// outcome per item in input order.
+//
+// A keyed item whose key is held by an active record returns that record with
+// Existing set; a key held by a terminal record is taken over (the terminal
+// record's key is cleared). A forever item whose key is reserved returns the
+// owner reservation (Record nil, Existing set); one whose key is held by an
+// active non-forever record gets a per-item error matching
+// queues.ErrIdentityConflict; otherwise the insert and its reservation happen
+// together. Items repeating a key of an earlier item of the same call
+// resolve to that item's outcome. A record ID that already exists fails the
+// whole call and writes nothing, as does a priority outside
+// queues.MinPriority..queues.MaxPriority (an error matching queues.ErrConfig).
+// One wakeup hint is sent when any new record is due.
+func (b *Backend) Enqueue(ctx context.Context, items []queues.EnqueueParams) ([]queues.EnqueueOutcome, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if len(items) == 0 {
+		return []queues.EnqueueOutcome{}, nil
+	}
+	w, _, err := b.handles()
+	if err != nil {
+		return nil, err
+	}
+	cands := make([]candidate, len(items))
+	for i := range items {
+		p := &items[i]
+		if p.Priority < queues.MinPriority || p.Priority > queues.MaxPriority {
+			return nil, &queues.ConfigError{
+				Field:   fmt.Sprintf("items[%d].Priority", i),
+				Problem: fmt.Sprintf("%d is outside %d..%d", p.Priority, queues.MinPriority, queues.MaxPriority),
+			}
+		}
+		c := &cands[i]
+		c.id = p.ID
+		if c.id == uuid.Nil {
+			if c.id, err = uuid.NewV7(); err != nil {
+				return nil, fmt.Errorf("sqlite: generate task id: %w", err)
+			}
+		}
+		c.idText = c.id.String()
+		c.taskName = p.TaskName
+		if p.Args != nil {
+			c.args = append(json.RawMessage(nil), p.Args...)
+			c.argsText = string(p.Args)
+		}
+		c.queue = p.Queue
+		if c.queue == "" {
+			c.queue = queues.DefaultQueue
+		}
+		c.backend = p.ExecutionBackend
+		if c.backend == "" {
+			c.backend = queues.ExecutionLocal
+		}
+		c.profile = p.ExecutionProfile
+		c.priority, c.maxRetries = p.Priority, p.MaxRetries
+		c.scheduledAt = truncUTC(p.ScheduledAt)
+		c.expiresAt = truncUTC(p.ExpiresAt)
+		c.key = p.Key
+		c.forever = p.Forever && p.Key != ""
+		c.metadata = normalizeMetadata(p.Metadata)
+		if c.metaText, err = encodeMetadata(c.metadata); err != nil {
+			return nil, fmt.Errorf("sqlite: enqueue item %d: %w", i, err)
+		}
+	}
+
+	results := make([]enqueueResult, len(cands))
+	var now time.Time
+	err = w.do(ctx, true, func(tx *wtx) error {
+		now = b.now()
+		return enqueueTx(tx, cands, results, now)
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	outcomes := make([]queues.EnqueueOutcome, len(cands))
+	wake := false
+	for i := range results {
+		res := &results[i]
+		out := &outcomes[i]
+		switch {
+		case res.inserted:
+			out.Record = cands[i].record(res.status, now)
+			if res.status == queues.StatusPending {
+				wake = true
+			}
+		case res.staged >= 0:
+			out.Record = cands[res.staged].record(results[res.staged].status, now)
+			out.Existing = true
+		case res.existing != nil:
+			if out.Record, err = res.existing.record(); err != nil {
+				return nil, err
+			}
+			out.Existing = true
+		case res.owner != nil:
+			out.Owner = res.owner
+			out.Existing = true
+		default:
+			out.Err = res.err
+		}
+	}
+	if wake {
+		b.wake()
+	}
+	return outcomes, nil
+}
+
+// enqueueTx runs inside the writer transaction (in a savepoint): it decides
+// every item against the stored keys and reservations, then writes.
+func enqueueTx(tx *wtx, cands []candidate, results []enqueueResult, now time.Time) error {
+	var (
+		stagedKeys map[string]int
+		stagedRes  map[string]*queues.Reservation
+	)
+	if len(cands) > 1 {
+		stagedKeys = make(map[string]int)
+		stagedRes = make(map[string]*queues.Reservation)
+	}
+	nowMicros := micros(now)
+	for i := range cands {
+		c := &cands[i]
+		res := &results[i]
+		*res = enqueueResult{staged: -1}
+		reserve := false
+		if c.key != "" {
+			if c.forever {
+				if r := stagedRes[c.key]; r != nil {
+					o := *r
+					res.owner = &o
+					continue
+				}
+				owner, err := getReservation(tx, c.key)
+				if err != nil {
+					return err
+				}
+				if owner != nil {
+					res.owner = owner
+					continue
+				}
+				if _, ok := stagedKeys[c.key]; ok {
+					res.err = fmt.Errorf("%w: key %q", queues.ErrIdentityConflict, c.key)
+					continue
+				}
+			} else if j, ok := stagedKeys[c.key]; ok {
+				res.staged = j
+				continue
+			}
+			holder, found, err := tx.record(`SELECT `+recordColumns+` FROM queue_task WHERE task_key = ?`, c.key)
+			if err != nil {
+				return err
+			}
+			if found && !holder.CompletedAt.Valid {
+				// An active record holds the key.
+				if c.forever && !holderIsForever(&holder) {
+					res.err = fmt.Errorf("%w: key %q is held by task %s", queues.ErrIdentityConflict, c.key, holder.ID)
+					continue
+				}
+				h := holder
+				res.existing = &h
+				continue
+			}
+			if found {
+				// A terminal record holds the key: the new record takes it over.
+				if _, err := tx.exec(`UPDATE queue_task SET task_key = NULL WHERE id = ?`, holder.ID); err != nil {
+					return err
+				}
+			}
+			reserve = c.forever
+		}
+		status := queues.StatusPending
+		if c.scheduledAt.After(now) {
+			status = queues.StatusScheduled
+		}
+		_, err := tx.exec(sqlInsertTask,
+			c.idText, c.taskName, c.argsText, c.queue, c.backend, nullStr(c.profile),
+			string(status), c.priority, c.maxRetries, nullMicros(c.scheduledAt), nullMicros(c.expiresAt),
+			nowMicros, nowMicros, nullStr(c.key), c.metaText)
+		if err != nil {
+			if isConstraint(err) {
+				return fmt.Errorf("sqlite: enqueue item %d: task %s already exists: %w", i, c.id, err)
+			}
+			return err
+		}
+		if reserve {
+			if _, err := tx.exec(`INSERT INTO queue_task_reservation (identity_key, task_id, task_name, created_at) VALUES (?, ?, ?, ?)`,
+				c.key, c.idText, c.taskName, nowMicros); err != nil {
+				return err
+			}
+			if stagedRes != nil {
+				stagedRes[c.key] = &queues.Reservation{Key: c.key, TaskID: c.id, TaskName: c.taskName, CreatedAt: now}
+			}
+		}
+		if c.key != "" && stagedKeys != nil {
+			stagedKeys[c.key] = i
+		}
+		res.inserted, res.status = true, status
+	}
+	return nil
+}
+
+// holderIsForever reports whether an active record holding a key was
+// enqueued with a forever identity (its metadata says unique_until=forever):
+// after its reservation was reset, it keeps the key for forever enqueues.
+func holderIsForever(r *rawRec) bool {
+	md, err := decodeMetadata(r.Metadata)
+	if err != nil {
+		return false
+	}
+	s, _ := md[queues.MetaUniqueUntil].(string)
+	return s == string(queues.UniqueUntilForever)
+}
+
+// record builds the stored form of a candidate inserted at now with status.
+func (c *candidate) record(status queues.Status, now time.Time) *queues.Record {
+	rec := &queues.Record{
+		ID:               c.id,
+		TaskName:         c.taskName,
+		Args:             append(json.RawMessage(nil), c.args...),
+		Queue:            c.queue,
+		ExecutionBackend: c.backend,
+		ExecutionProfile: c.profile,
+		Status:           status,
+		Priority:         c.priority,
+		MaxRetries:       c.maxRetries,
+		ScheduledAt:      c.scheduledAt,
+		ExpiresAt:        c.expiresAt,
+		CreatedAt:        now,
+		QueuedAt:         now,
+		Key:              c.key,
+		Metadata:         queues.CloneMetadata(c.metadata),
+	}
+	if c.args == nil {
+		rec.Args = nil
+	}
+	return rec
+}
+
+// truncUTC converts a caller time to UTC at the stored precision, keeping
+// the zero value zero.
+func truncUTC(t time.Time) time.Time {
+	if t.IsZero() {
+		return time.Time{}
+	}
+	return t.UTC().Truncate(time.Microsecond)
+}
+
+// isConstraint reports a SQLITE_CONSTRAINT error (any extended code).
+func isConstraint(err error) bool {
+	var ce interface{ Code() int }
+	return errors.As(err, &ce) && ce.Code()&0xff == 19
+}
+
+// getReservation reads the reservation of key inside the transaction.
+func getReservation(tx *wtx, key string) (*queues.Reservation, error) {
+	var (
+		taskID, taskName string
+		created          int64
+	)
+	ok, err := tx.queryRow(`SELECT task_id, task_name, created_at FROM queue_task_reservation WHERE identity_key = ?`,
+		[]any{key}, &taskID, &taskName, &created)
+	if err != nil || !ok {
+		return nil, err
+	}
+	id, err := uuid.Parse(taskID)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: reservation %q task id: %w", key, err)
+	}
+	return &queues.Reservation{Key: key, TaskID: id, TaskName: taskName, CreatedAt: fromMicros(created)}, nil
+}

@@ -1,0 +1,247 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/queuesgo/queues"
+)
+
+// migrationFiles holds the versioned schema migrations, applied in file-name
+// order. A version is the file name without ".sql" (e.g.
+// "0001_create_queue_tasks").
+//
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
+
+type migration struct {
+	version string
+	sql     string
+}
+
+// migrations returns the embedded migrations in version order.
+func migrations() ([]migration, error) {
+	entries, err := fs.ReadDir(migrationFiles, "migrations")
+	if err != nil {
+		return nil, err
+	}
+	var out []migration
+	for _, e := range entries {
+		name := e.Name()
+		if e.IsDir() || !strings.HasSuffix(name, ".sql") {
+			continue
+		}
+		body, err := migrationFiles.ReadFile(path.Join("migrations", name))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, migration{version: strings.TrimSuffix(name, ".sql"), sql: string(body)})
+	}
+	slices.SortFunc(out, func(a, b migration) int { return strings.Compare(a.version, b.version) })
+	return out, nil
+}
+
+// Versions lists the schema versions embedded in this build, oldest first.
+func Versions() []string {
+	ms, _ := migrations()
+	out := make([]string, len(ms))
+	for i, m := range ms {
+		out[i] = m.version
+	}
+	return out
+}
+
+// ErrSchemaTooNew is matched by the error Open and Migrate return for a file
+// whose schema has versions this build does not know (it was migrated by a
+// newer version of this package).
+var ErrSchemaTooNew = errors.New("sqlite: database schema is newer than this build")
+
+// checkKnown returns the embedded migrations, or ErrSchemaTooNew when applied
+// holds a version that is not embedded.
+func checkKnown(applied []string) ([]migration, error) {
+	ms, err := migrations()
+	if err != nil {
+		return nil, err
+	}
+	known := make(map[string]bool, len(ms))
+	for _, m := range ms {
+		known[m.version] = true
+	}
+	var unknown []string
+	for _, v := range applied {
+		if !known[v] {
+			unknown = append(unknown, v)
+		}
+	}
+	if len(unknown) > 0 {
+		return nil, fmt.Errorf("%w: it has version(s) %s that this build does not know (latest known: %s); upgrade the program that opens it",
+			ErrSchemaTooNew, strings.Join(unknown, ", "), ms[len(ms)-1].version)
+	}
+	return ms, nil
+}
+
+// appliedOn reads the applied versions on conn (none when the ledger table
+// does not exist yet).
+func appliedOn(ctx context.Context, q interface {
+	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
+}) ([]string, error) {
+	rows, err := q.QueryContext(ctx, `SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'queue_migration'`)
+	if err != nil {
+		return nil, err
+	}
+	exists := rows.Next()
+	if err := rows.Close(); err != nil {
+		return nil, err
+	}
+	if !exists {
+		return nil, nil
+	}
+	rows, err = q.QueryContext(ctx, `SELECT version FROM queue_migration ORDER BY version`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var v string
+		if err := rows.Scan(&v); err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
+
+// appliedVersions reads the applied versions through the writer connection.
+func (w *writer) appliedVersions(ctx context.Context) ([]string, error) {
+	var out []string
+	err := w.doExclusive(ctx, func(c *sql.Conn) error {
+		return retryBusy(ctx, func() error {
+			var err error
+			out, err = appliedOn(ctx, c)
+			return err
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: read schema versions: %w", err)
+	}
+	return out, nil
+}
+
+// migrate applies the pending embedded migrations, each in its own
+// BEGIN IMMEDIATE transaction together with its queue_migration row. A
+// migration another process applied meanwhile is skipped.
+func (w *writer) migrate(ctx context.Context, dryRun bool) (queues.MigrateReport, error) {
+	var rep queues.MigrateReport
+	err := w.doExclusive(ctx, func(c *sql.Conn) error {
+		var applied []string
+		if err := retryBusy(ctx, func() error {
+			var err error
+			applied, err = appliedOn(ctx, c)
+			return err
+		}); err != nil {
+			return fmt.Errorf("sqlite: read schema versions: %w", err)
+		}
+		ms, err := checkKnown(applied)
+		if err != nil {
+			return err
+		}
+		var pending []migration
+		for _, m := range ms {
+			if !slices.Contains(applied, m.version) {
+				pending = append(pending, m)
+			}
+		}
+		if dryRun {
+			rep.Applied = applied
+			for _, m := range pending {
+				rep.Pending = append(rep.Pending, m.version)
+			}
+			return nil
+		}
+		for _, m := range pending {
+			did, err := applyMigration(ctx, c, m, w.b.now())
+			if err != nil {
+				return err
+			}
+			if did {
+				rep.AppliedNow = append(rep.AppliedNow, m.version)
+			}
+		}
+		rep.Applied, err = appliedOn(ctx, c)
+		if err != nil {
+			return err
+		}
+		_, err = checkKnown(rep.Applied)
+		return err
+	})
+	if rep.Applied == nil {
+		rep.Applied = []string{}
+	}
+	if rep.AppliedNow == nil {
+		rep.AppliedNow = []string{}
+	}
+	if rep.Pending == nil {
+		rep.Pending = []string{}
+	}
+	return rep, err
+}
+
+// applyMigration applies m in one transaction unless it is already applied.
+func applyMigration(ctx context.Context, c *sql.Conn, m migration, now time.Time) (bool, error) {
+	if err := retryBusy(ctx, func() error {
+		_, err := c.ExecContext(ctx, "BEGIN IMMEDIATE")
+		return err
+	}); err != nil {
+		return false, fmt.Errorf("sqlite: migration %s: begin: %w", m.version, err)
+	}
+	rollback := func(err error) (bool, error) {
+		_, _ = c.ExecContext(context.Background(), "ROLLBACK")
+		return false, fmt.Errorf("sqlite: migration %s: %w", m.version, err)
+	}
+	applied, err := appliedOn(ctx, c)
+	if err != nil {
+		return rollback(err)
+	}
+	if slices.Contains(applied, m.version) {
+		_, err := c.ExecContext(ctx, "COMMIT")
+		return false, err
+	}
+	if _, err := c.ExecContext(ctx, m.sql); err != nil {
+		return rollback(err)
+	}
+	if _, err := c.ExecContext(ctx, `INSERT INTO queue_migration (version, applied_at) VALUES (?, ?)`, m.version, micros(now)); err != nil {
+		return rollback(err)
+	}
+	if _, err := c.ExecContext(ctx, "COMMIT"); err != nil {
+		return rollback(err)
+	}
+	return true, nil
+}
+
+// Migrate applies the embedded schema migrations that the file lacks (each
+// in one transaction, recorded in queue_migration), or with opts.DryRun only
+// reports them. It connects when the backend is not open yet. A file that
+// holds a version this build does not know is refused with an error matching
+// ErrSchemaTooNew.
+func (b *Backend) Migrate(ctx context.Context, opts queues.MigrateOptions) (queues.MigrateReport, error) {
+	if err := ctx.Err(); err != nil {
+		return queues.MigrateReport{}, err
+	}
+	b.mu.Lock()
+	if err := b.connect(ctx); err != nil {
+		b.mu.Unlock()
+		return queues.MigrateReport{}, err
+	}
+	w := b.w
+	b.mu.Unlock()
+	return w.migrate(ctx, opts.DryRun)
+}

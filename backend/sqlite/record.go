@@ -1,0 +1,296 @@
+package sqlite
+
+import (
+	"bytes"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/queuesgo/queues"
+)
+
+// recordColumns is the column list every record query selects or returns, in
+// rawRec field order.
+const recordColumns = `id, task_name, args, queue, execution_backend, execution_profile, execution_ref, worker_id,
+status, priority, max_retries, retry_count, scheduled_at, expires_at, created_at, queued_at, started_at,
+completed_at, heartbeat_at, result, error, task_key, metadata`
+
+// SQL fragments shared by the statements. No IN list has more than two
+// constants (see the migration's note).
+const (
+	sqlOpen        = `status IN ('pending', 'scheduled')`
+	sqlNotTerminal = `completed_at IS NULL`
+	sqlTerminal    = `completed_at IS NOT NULL`
+	// sqlUnreserved: no dispatch-reservation marker (an exact prefix test;
+	// LIKE would treat the underscores as wildcards and ignore case).
+	sqlUnreserved = `(execution_ref IS NULL OR substr(execution_ref, 1, 23) <> '__queues_dispatching__:')`
+	// sqlNow is parameter ?1 (now, µs) in a WHERE clause. The CAST matters:
+	// while choosing partial indexes, SQLite compares a bare parameter with
+	// the indexes' predicates and then marks the statement to be compiled
+	// again whenever that parameter is bound to a new value — every call,
+	// for a timestamp. A CAST is not a bare parameter.
+	sqlNow = `CAST(?1 AS INTEGER)`
+	// sqlDue is the due predicate of SPEC §6.3 with ?1 = now (µs).
+	sqlDue = sqlOpen + ` AND (scheduled_at IS NULL OR scheduled_at <= ` + sqlNow + `) AND (expires_at IS NULL OR expires_at > ` + sqlNow + `) AND ` + sqlUnreserved
+	// sqlClaimOrder is the claim order of SPEC §6.3.
+	sqlClaimOrder = `priority DESC, queued_at, created_at, id`
+)
+
+func init() {
+	if len(queues.DispatchMarkerPrefix) != 23 {
+		panic("sqlite: DispatchMarkerPrefix changed; update sqlUnreserved")
+	}
+}
+
+// rawRec is one record row as SQLite returns it. The writer goroutine only
+// scans rows into rawRecs; decoding (UUID parsing, JSON metadata) happens in
+// the calling goroutine.
+type rawRec struct {
+	ID          string
+	TaskName    string
+	Args        sql.NullString
+	Queue       string
+	Backend     string
+	Profile     sql.NullString
+	Ref         sql.NullString
+	Worker      sql.NullString
+	Status      string
+	Priority    int64
+	MaxRetries  int64
+	RetryCount  int64
+	ScheduledAt sql.NullInt64
+	ExpiresAt   sql.NullInt64
+	CreatedAt   int64
+	QueuedAt    int64
+	StartedAt   sql.NullInt64
+	CompletedAt sql.NullInt64
+	HeartbeatAt sql.NullInt64
+	Result      sql.NullString
+	Error       sql.NullString
+	Key         sql.NullString
+	Metadata    string
+}
+
+// scanRecords appends every row of rows (recordColumns) to out and closes rows.
+func scanRecords(rows *sql.Rows, out []rawRec) ([]rawRec, error) {
+	defer rows.Close()
+	var r rawRec
+	dest := []any{&r.ID, &r.TaskName, &r.Args, &r.Queue, &r.Backend, &r.Profile, &r.Ref, &r.Worker,
+		&r.Status, &r.Priority, &r.MaxRetries, &r.RetryCount, &r.ScheduledAt, &r.ExpiresAt, &r.CreatedAt,
+		&r.QueuedAt, &r.StartedAt, &r.CompletedAt, &r.HeartbeatAt, &r.Result, &r.Error, &r.Key, &r.Metadata}
+	for rows.Next() {
+		if err := rows.Scan(dest...); err != nil {
+			return out, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// record decodes a row into a caller-owned record.
+func (r *rawRec) record() (*queues.Record, error) {
+	id, err := uuid.Parse(r.ID)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: task id %q: %w", r.ID, err)
+	}
+	rec := &queues.Record{
+		ID:               id,
+		TaskName:         r.TaskName,
+		Queue:            r.Queue,
+		ExecutionBackend: r.Backend,
+		ExecutionProfile: r.Profile.String,
+		ExecutionRef:     r.Ref.String,
+		WorkerID:         r.Worker.String,
+		Status:           queues.Status(r.Status),
+		Priority:         int(r.Priority),
+		MaxRetries:       int(r.MaxRetries),
+		RetryCount:       int(r.RetryCount),
+		ScheduledAt:      fromMicrosNull(r.ScheduledAt),
+		ExpiresAt:        fromMicrosNull(r.ExpiresAt),
+		CreatedAt:        fromMicros(r.CreatedAt),
+		QueuedAt:         fromMicros(r.QueuedAt),
+		StartedAt:        fromMicrosNull(r.StartedAt),
+		CompletedAt:      fromMicrosNull(r.CompletedAt),
+		HeartbeatAt:      fromMicrosNull(r.HeartbeatAt),
+		Error:            r.Error.String,
+		Key:              r.Key.String,
+	}
+	if r.Args.Valid {
+		rec.Args = json.RawMessage(r.Args.String)
+	}
+	if r.Result.Valid {
+		rec.Result = json.RawMessage(r.Result.String)
+	}
+	rec.Metadata, err = decodeMetadata(r.Metadata)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: task %s metadata: %w", r.ID, err)
+	}
+	return rec, nil
+}
+
+// records decodes rows.
+func decodeAll(rows []rawRec) ([]*queues.Record, error) {
+	out := make([]*queues.Record, len(rows))
+	for i := range rows {
+		rec, err := rows[i].record()
+		if err != nil {
+			return nil, err
+		}
+		out[i] = rec
+	}
+	return out, nil
+}
+
+// decodeMetadata decodes the metadata column (always an object).
+func decodeMetadata(s string) (map[string]any, error) {
+	if s == "" || s == "{}" {
+		return map[string]any{}, nil
+	}
+	m := map[string]any{}
+	if err := json.Unmarshal([]byte(s), &m); err != nil {
+		return nil, err
+	}
+	if m == nil {
+		m = map[string]any{}
+	}
+	return m, nil
+}
+
+// encodeMetadata encodes a metadata object ("{}" for nil or empty).
+func encodeMetadata(m map[string]any) (string, error) {
+	if len(m) == 0 {
+		return "{}", nil
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return "", fmt.Errorf("sqlite: encode metadata: %w", err)
+	}
+	return string(b), nil
+}
+
+// micros converts a time to stored Unix microseconds.
+func micros(t time.Time) int64 { return t.UnixMicro() }
+
+// nullMicros is the stored form of a nullable time: nil for the zero time.
+func nullMicros(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t.UnixMicro()
+}
+
+func fromMicros(v int64) time.Time { return time.UnixMicro(v).UTC() }
+
+func fromMicrosNull(v sql.NullInt64) time.Time {
+	if !v.Valid {
+		return time.Time{}
+	}
+	return time.UnixMicro(v.Int64).UTC()
+}
+
+// nullStr is the stored form of a nullable string: nil for "".
+func nullStr(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+// nullJSON is the stored form of a JSON document: nil for an absent one.
+func nullJSON(b json.RawMessage) any {
+	if b == nil {
+		return nil
+	}
+	return string(b)
+}
+
+// normalizeMetadata returns a copy of m holding only JSON-shaped values
+// (string, float64, bool, nil, map[string]any, []any), as they read back.
+func normalizeMetadata(m map[string]any) map[string]any {
+	out := make(map[string]any, len(m))
+	for k, v := range m {
+		out[k] = normalizeValue(v)
+	}
+	return out
+}
+
+func normalizeValue(v any) any {
+	switch t := v.(type) {
+	case nil, string, bool, float64:
+		return v
+	case int:
+		return float64(t)
+	case int64:
+		return float64(t)
+	case int32:
+		return float64(t)
+	case float32:
+		return float64(t)
+	case json.Number:
+		if f, err := t.Float64(); err == nil {
+			return f
+		}
+		return t.String()
+	case map[string]any:
+		return normalizeMetadata(t)
+	case []any:
+		c := make([]any, len(t))
+		for i, x := range t {
+			c[i] = normalizeValue(x)
+		}
+		return c
+	case json.RawMessage:
+		var out any
+		if err := json.Unmarshal(t, &out); err != nil {
+			return string(t)
+		}
+		return out
+	}
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Sprint(v)
+	}
+	var out any
+	if err := json.Unmarshal(raw, &out); err != nil {
+		return string(raw)
+	}
+	return out
+}
+
+// jsonEqual compares two JSON-compatible values by their JSON encoding.
+func jsonEqual(a, b any) bool {
+	ra, err1 := json.Marshal(a)
+	rb, err2 := json.Marshal(b)
+	return err1 == nil && err2 == nil && bytes.Equal(ra, rb)
+}
+
+// claimLess is the claim order: priority DESC, queued_at, created_at, id.
+// Canonical UUID text orders like the UUID bytes.
+func claimLess(a, b *rawRec) bool {
+	if a.Priority != b.Priority {
+		return a.Priority > b.Priority
+	}
+	if a.QueuedAt != b.QueuedAt {
+		return a.QueuedAt < b.QueuedAt
+	}
+	if a.CreatedAt != b.CreatedAt {
+		return a.CreatedAt < b.CreatedAt
+	}
+	return a.ID < b.ID
+}
+
+// isOpen reports pending or scheduled.
+func isOpen(s string) bool {
+	return s == string(queues.StatusPending) || s == string(queues.StatusScheduled)
+}
+
+// isDispatchMarker reports whether a stored ref is a reservation marker.
+func (r *rawRec) reserved() bool { return r.Ref.Valid && queues.IsDispatchMarker(r.Ref.String) }
+
+// dueAt reports whether the record's due time has come at now (µs).
+func (r *rawRec) dueAt(now int64) bool { return !r.ScheduledAt.Valid || r.ScheduledAt.Int64 <= now }
+
+// expiredAt reports whether the record's deadline has passed at now (µs).
+func (r *rawRec) expiredAt(now int64) bool { return r.ExpiresAt.Valid && r.ExpiresAt.Int64 <= now }

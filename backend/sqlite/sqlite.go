@@ -1,0 +1,379 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/queuesgo/queues"
+
+	_ "modernc.org/sqlite" // registers the pure-Go "sqlite" database/sql driver
+)
+
+// Defaults of Options.
+const (
+	// DefaultBusyTimeout is how long a connection waits for a lock held by
+	// another connection before SQLite reports SQLITE_BUSY.
+	DefaultBusyTimeout = 5 * time.Second
+	// DefaultPollInterval is the cadence of the cross-process change poll.
+	DefaultPollInterval = 100 * time.Millisecond
+	// DefaultReaders is the size of the reader connection pool.
+	DefaultReaders = 4
+)
+
+// busyRetries and busyBackoff bound the retries of a transient SQLITE_BUSY
+// (SPEC §7.2): up to 12 more attempts, waiting 20 ms × attempt between them.
+const (
+	busyRetries = 12
+	busyBackoff = 20 * time.Millisecond
+)
+
+// Options configure a SQLite backend. The zero value is ready to use.
+type Options struct {
+	// Now is the backend clock; nil means time.Now. Every stored time is
+	// converted to UTC and truncated to microseconds.
+	Now func() time.Time
+	// BusyTimeout is SQLite's busy_timeout for every connection: how long a
+	// statement waits for a lock another process holds. 0 means 5s; negative
+	// is rejected.
+	BusyTimeout time.Duration
+	// PollInterval is how often the writer connection checks
+	// PRAGMA data_version for commits made by other processes (a change is a
+	// wakeup hint). 0 means 100ms; negative turns cross-process hints off.
+	PollInterval time.Duration
+	// Readers is the size of the reader connection pool. 0 means 4.
+	Readers int
+	// SkipMigrate makes Open leave the schema alone; call Migrate (or the
+	// CLI's migrate command) to apply the embedded migrations.
+	SkipMigrate bool
+	// Namespace is the configured namespace root ("" means "queues"). SQLite
+	// has no named channels and SQL table names are not namespace-derived
+	// (SPEC §19), so it only has to be valid (same rule as
+	// queues.Config.Namespace).
+	Namespace string
+}
+
+// namespacePattern is the rule of queues.Config.Namespace.
+var namespacePattern = regexp.MustCompile(`^[a-z][a-z0-9]*(?:_[a-z0-9]+)*$`)
+
+// Backend is the durable, embedded SQLite queue backend. Create it with Open;
+// it is safe for concurrent use, and several processes may share one file.
+//
+// It implements queues.Backend and the optional interfaces queues.Waker,
+// queues.WorkerController, queues.DueTimer, queues.Locker, queues.Inspector
+// and queues.Migrator.
+type Backend struct {
+	path  string
+	opts  Options
+	nowFn func() time.Time
+
+	mu     sync.Mutex // guards the connection state below
+	wdb    *sql.DB    // the writer's pool: exactly one connection
+	rdb    *sql.DB    // reader pool
+	cdb    *sql.DB    // the checkpointer's connection
+	ckpt   *checkpointer
+	w      *writer // the writer goroutine; nil when closed
+	opened bool    // Open succeeded (and Close was not called since)
+
+	rmu    sync.Mutex
+	rstmts map[string]*sql.Stmt // prepared statements of the reader pool
+
+	subMu    sync.Mutex
+	wakeSubs map[chan struct{}]struct{}
+	ctlSubs  map[string]map[chan struct{}]struct{}
+}
+
+// Compile-time checks of the implemented interfaces.
+var (
+	_ queues.Backend          = (*Backend)(nil)
+	_ queues.Waker            = (*Backend)(nil)
+	_ queues.WorkerController = (*Backend)(nil)
+	_ queues.DueTimer         = (*Backend)(nil)
+	_ queues.Locker           = (*Backend)(nil)
+	_ queues.Inspector        = (*Backend)(nil)
+	_ queues.Migrator         = (*Backend)(nil)
+)
+
+// errNotOpen is returned by calls made before Open or after Close.
+var errNotOpen = errors.New("sqlite: backend is not open (call Open)")
+
+// Open validates path and opts and returns a backend for the SQLite file at
+// path. Nothing is opened yet: Backend.Open creates the file if needed,
+// connects, and applies the embedded migrations unless opts.SkipMigrate.
+//
+// path is a plain file path (created on Open; its directory must exist). An
+// empty path, an in-memory database (":memory:", "file::memory:"), a URI with
+// query options, a directory, a missing parent directory or an invalid
+// option returns an error matching queues.ErrConfig.
+func Open(path string, opts Options) (*Backend, error) {
+	if err := validatePath(path); err != nil {
+		return nil, err
+	}
+	if opts.BusyTimeout < 0 {
+		return nil, &queues.ConfigError{Field: "sqlite.Options.BusyTimeout", Problem: fmt.Sprintf("must not be negative, got %s", opts.BusyTimeout)}
+	}
+	if opts.BusyTimeout == 0 {
+		opts.BusyTimeout = DefaultBusyTimeout
+	}
+	if opts.PollInterval == 0 {
+		opts.PollInterval = DefaultPollInterval
+	}
+	if opts.Readers < 0 {
+		return nil, &queues.ConfigError{Field: "sqlite.Options.Readers", Problem: fmt.Sprintf("must not be negative, got %d", opts.Readers)}
+	}
+	if opts.Readers == 0 {
+		opts.Readers = DefaultReaders
+	}
+	if opts.Namespace == "" {
+		opts.Namespace = queues.DefaultNamespace
+	} else if !namespacePattern.MatchString(opts.Namespace) {
+		return nil, &queues.ConfigError{Field: "sqlite.Options.Namespace", Problem: fmt.Sprintf("%q must match %s", opts.Namespace, namespacePattern)}
+	}
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
+	return &Backend{
+		path:     path,
+		opts:     opts,
+		nowFn:    now,
+		wakeSubs: make(map[chan struct{}]struct{}),
+		ctlSubs:  make(map[string]map[chan struct{}]struct{}),
+	}, nil
+}
+
+func validatePath(path string) error {
+	bad := func(problem string) error {
+		return &queues.ConfigError{Field: "sqlite path", Problem: problem}
+	}
+	p := strings.TrimSpace(path)
+	switch {
+	case p == "":
+		return bad("empty; give a file path such as queues.db")
+	case p == ":memory:" || strings.HasPrefix(p, "file::memory:") || strings.Contains(p, "mode=memory"):
+		return bad("an in-memory SQLite database is private to one connection; use backend/memory instead")
+	case strings.HasPrefix(p, "file:"):
+		return bad(fmt.Sprintf("%q is a URI; give a plain file path", path))
+	case strings.ContainsRune(p, '?'):
+		return bad(fmt.Sprintf("%q contains '?'; query options are not accepted (the backend sets its own pragmas)", path))
+	}
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+		return bad(fmt.Sprintf("%q is a directory", path))
+	}
+	dir := filepath.Dir(path)
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		return bad(fmt.Sprintf("directory %q of %q does not exist", dir, path))
+	}
+	return nil
+}
+
+// Name returns "sqlite".
+func (b *Backend) Name() string { return "sqlite" }
+
+// Path returns the database file path.
+func (b *Backend) Path() string { return b.path }
+
+// Capabilities reports SQLite change-poll wakeups, in-process worker-control
+// hints, maintenance locks, and that records are shared by every process
+// that opens the file.
+func (b *Backend) Capabilities() queues.Capabilities {
+	return queues.Capabilities{
+		WakeupTransport:  "sqlite-poll",
+		ControlTransport: "memory",
+		Maintenance:      true,
+	}
+}
+
+// dsn builds the driver DSN for one connection role.
+func (b *Backend) dsn(writer bool) string {
+	q := url.Values{}
+	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", b.opts.BusyTimeout.Milliseconds()))
+	q.Add("_pragma", "synchronous(NORMAL)")
+	q.Add("_pragma", "foreign_keys(1)")
+	q.Add("_pragma", "temp_store(MEMORY)")
+	// Checkpoints run on the checkpointer's connection, never inside a COMMIT.
+	q.Add("_pragma", "wal_autocheckpoint(0)")
+	// After a WAL restart, truncate a WAL file that grew past 64 MiB.
+	q.Add("_pragma", "journal_size_limit(67108864)")
+	if writer {
+		q.Add("_pragma", "journal_mode(WAL)")
+	}
+	return b.path + "?" + q.Encode()
+}
+
+// connect opens both pools and starts the writer goroutine. It is
+// idempotent. Call it with b.mu held.
+func (b *Backend) connect(ctx context.Context) error {
+	if b.w != nil {
+		return nil
+	}
+	wdb, err := sql.Open("sqlite", b.dsn(true))
+	if err != nil {
+		return fmt.Errorf("sqlite: open %s: %w", b.path, err)
+	}
+	wdb.SetMaxOpenConns(1)
+	wdb.SetMaxIdleConns(1)
+	wdb.SetConnMaxLifetime(0)
+	wdb.SetConnMaxIdleTime(0)
+	w, err := startWriter(ctx, b, wdb)
+	if err != nil {
+		_ = wdb.Close()
+		return fmt.Errorf("sqlite: open %s: %w", b.path, err)
+	}
+	rdb, err := sql.Open("sqlite", b.dsn(false))
+	if err != nil {
+		w.stop()
+		_ = wdb.Close()
+		return fmt.Errorf("sqlite: open %s: %w", b.path, err)
+	}
+	rdb.SetMaxOpenConns(b.opts.Readers)
+	rdb.SetMaxIdleConns(b.opts.Readers)
+	rdb.SetConnMaxIdleTime(time.Minute)
+	cdb, err := sql.Open("sqlite", b.dsn(false))
+	if err != nil {
+		w.stop()
+		_ = wdb.Close()
+		_ = rdb.Close()
+		return fmt.Errorf("sqlite: open %s: %w", b.path, err)
+	}
+	cdb.SetMaxOpenConns(1)
+	cdb.SetMaxIdleConns(1)
+	b.wdb, b.rdb, b.cdb, b.w = wdb, rdb, cdb, w
+	b.ckpt = startCheckpointer(cdb)
+	w.ckpt = b.ckpt
+	return nil
+}
+
+// Open creates the database file if needed, connects (one writer connection
+// in WAL mode and a reader pool), applies the embedded migrations unless
+// Options.SkipMigrate, and starts the change poll. It refuses a file whose
+// schema was migrated by a newer version of this package. It is idempotent;
+// after Close it connects again.
+func (b *Backend) Open(ctx context.Context) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.opened {
+		return nil
+	}
+	if err := b.connect(ctx); err != nil {
+		return err
+	}
+	fail := func(err error) error {
+		b.disconnect()
+		return err
+	}
+	if b.opts.SkipMigrate {
+		// Still refuse a schema this build does not know.
+		applied, err := b.w.appliedVersions(ctx)
+		if err != nil {
+			return fail(err)
+		}
+		if _, err := checkKnown(applied); err != nil {
+			return fail(err)
+		}
+	} else if _, err := b.w.migrate(ctx, false); err != nil {
+		return fail(err)
+	}
+	b.w.enablePoll()
+	b.opened = true
+	return nil
+}
+
+// disconnect stops the writer and closes both pools. Call it with b.mu held.
+func (b *Backend) disconnect() {
+	if b.w != nil {
+		b.w.stop()
+		b.w = nil
+	}
+	if b.ckpt != nil {
+		b.ckpt.stop()
+		b.ckpt = nil
+	}
+	if b.cdb != nil {
+		_ = b.cdb.Close()
+		b.cdb = nil
+	}
+	b.closeReadStmts()
+	if b.rdb != nil {
+		_ = b.rdb.Close()
+		b.rdb = nil
+	}
+	if b.wdb != nil {
+		_ = b.wdb.Close()
+		b.wdb = nil
+	}
+	b.opened = false
+}
+
+// Close stops the writer and the change poll, closes every wakeup and
+// worker-control subscription and closes the connections. Writes still
+// queued fail. The records stay in the file; Open connects again.
+func (b *Backend) Close(ctx context.Context) error {
+	b.mu.Lock()
+	b.disconnect()
+	b.mu.Unlock()
+
+	b.subMu.Lock()
+	defer b.subMu.Unlock()
+	for ch := range b.wakeSubs {
+		close(ch)
+	}
+	clear(b.wakeSubs)
+	for _, m := range b.ctlSubs {
+		for ch := range m {
+			close(ch)
+		}
+	}
+	clear(b.ctlSubs)
+	return nil
+}
+
+// DB returns the reader pool: a *sql.DB on the same file for the caller's own
+// queries (it is nil before Open). Writes through it compete with the
+// backend's writer connection for the file's write lock (busy_timeout
+// applies); the backend's own writes never go through it.
+func (b *Backend) DB() *sql.DB {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.rdb
+}
+
+// handles returns the writer and the reader pool, or errNotOpen.
+func (b *Backend) handles() (*writer, *sql.DB, error) {
+	b.mu.Lock()
+	w, r, ok := b.w, b.rdb, b.opened
+	b.mu.Unlock()
+	if !ok || w == nil {
+		return nil, nil, errNotOpen
+	}
+	return w, r, nil
+}
+
+// now reads the backend clock in UTC, truncated to the stored precision.
+func (b *Backend) now() time.Time { return b.nowFn().UTC().Truncate(time.Microsecond) }
+
+// fenceLost returns an error matching queues.ErrFenceLost.
+func fenceLost(op string, id uuid.UUID) error {
+	return fmt.Errorf("%w: %s %s", queues.ErrFenceLost, op, id)
+}
+
+// notFound returns an error matching queues.ErrTaskNotFound.
+func notFound(id uuid.UUID) error {
+	return fmt.Errorf("%w: %s", queues.ErrTaskNotFound, id)
+}
+
+// missingForWrite is returned by a guarded write on an ID that does not
+// exist: the guard did not hold (ErrFenceLost) because there is no record
+// (ErrTaskNotFound).
+func missingForWrite(op string, id uuid.UUID) error {
+	return fmt.Errorf("%w: %s %s: %w", queues.ErrFenceLost, op, id, queues.ErrTaskNotFound)
+}

@@ -1,0 +1,165 @@
+// Command asynq is the Asynq side of the queues-vs-Asynq comparison (the
+// queues side is BenchmarkEndToEnd / BenchmarkIdleLatency in
+// backend/redis). It is a separate module so the main module never depends
+// on Asynq.
+//
+// It enqueues -n no-op tasks (Asynq has no bulk enqueue, so -enqueuers
+// goroutines enqueue concurrently), processes them with one server at
+// -concurrency, then measures the idle enqueue-to-start latency of
+// -samples single tasks. It uses its own Redis database (-db, default 15)
+// and flushes only that database, before and after.
+//
+//	cd bench/peers/asynq && go run . [-json]
+//
+// Output lines:
+//
+//	INSERT <n> tasks in <d>: <x> jobs/s
+//	WORK <n> tasks in <d>: <x> jobs/s
+//	LATENCY p50 <d> p99 <d> (<samples> samples, task check interval <d>)
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"log"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+)
+
+type result struct {
+	Tasks             int     `json:"tasks"`
+	Concurrency       int     `json:"concurrency"`
+	InsertSeconds     float64 `json:"insert_seconds"`
+	InsertJobsPerSec  float64 `json:"insert_jobs_per_sec"`
+	WorkSeconds       float64 `json:"work_seconds"`
+	WorkJobsPerSec    float64 `json:"work_jobs_per_sec"`
+	LatencySamples    int     `json:"latency_samples"`
+	LatencyP50Ms      float64 `json:"latency_p50_ms"`
+	LatencyP99Ms      float64 `json:"latency_p99_ms"`
+	TaskCheckInterval string  `json:"task_check_interval"`
+}
+
+func main() {
+	addr := flag.String("addr", "127.0.0.1:6379", "Redis address")
+	db := flag.Int("db", 15, "Redis database used (and flushed) by this benchmark")
+	n := flag.Int("n", 100_000, "tasks to enqueue and process")
+	concurrency := flag.Int("concurrency", 100, "server concurrency")
+	enqueuers := flag.Int("enqueuers", 64, "concurrent enqueuing goroutines")
+	samples := flag.Int("samples", 200, "idle latency samples")
+	checkInterval := flag.Duration("task-check-interval", 0, "Asynq TaskCheckInterval (0 = Asynq's default, 1s)")
+	asJSON := flag.Bool("json", false, "print one JSON object instead of text lines")
+	flag.Parse()
+
+	ctx := context.Background()
+	admin := redis.NewClient(&redis.Options{Addr: *addr, DB: *db})
+	defer admin.Close()
+	if err := admin.FlushDB(ctx).Err(); err != nil {
+		log.Fatalf("flush db %d: %v", *db, err)
+	}
+	defer admin.FlushDB(ctx)
+
+	opt := asynq.RedisClientOpt{Addr: *addr, DB: *db, PoolSize: *enqueuers + 10}
+	client := asynq.NewClient(opt)
+	defer client.Close()
+	res := result{Tasks: *n, Concurrency: *concurrency, LatencySamples: *samples}
+
+	// Insert.
+	payload := []byte(`{"I":1}`)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range *enqueuers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for next.Add(1) <= int64(*n) {
+				if _, err := client.Enqueue(asynq.NewTask("noop", payload), asynq.MaxRetry(0)); err != nil {
+					log.Fatalf("enqueue: %v", err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	d := time.Since(start)
+	res.InsertSeconds, res.InsertJobsPerSec = d.Seconds(), float64(*n)/d.Seconds()
+
+	// Work.
+	var done atomic.Int64
+	all := make(chan struct{})
+	var started chan time.Time
+	var startedMu sync.Mutex
+	cfg := asynq.Config{Concurrency: *concurrency, TaskCheckInterval: *checkInterval, LogLevel: asynq.ErrorLevel}
+	srv := asynq.NewServer(opt, cfg)
+	mux := asynq.NewServeMux()
+	mux.HandleFunc("noop", func(ctx context.Context, t *asynq.Task) error {
+		if done.Add(1) == int64(*n) {
+			close(all)
+		}
+		return nil
+	})
+	mux.HandleFunc("probe", func(ctx context.Context, t *asynq.Task) error {
+		now := time.Now()
+		startedMu.Lock()
+		ch := started
+		startedMu.Unlock()
+		ch <- now
+		return nil
+	})
+	start = time.Now()
+	if err := srv.Start(mux); err != nil {
+		log.Fatalf("server start: %v", err)
+	}
+	select {
+	case <-all:
+	case <-time.After(10 * time.Minute):
+		log.Fatalf("processed only %d of %d tasks", done.Load(), *n)
+	}
+	d = time.Since(start)
+	res.WorkSeconds, res.WorkJobsPerSec = d.Seconds(), float64(*n)/d.Seconds()
+
+	// Idle latency: one task at a time into an idle server.
+	startedMu.Lock()
+	started = make(chan time.Time, 1)
+	startedMu.Unlock()
+	lat := make([]time.Duration, 0, *samples)
+	for i := range *samples + 5 {
+		time.Sleep(2 * time.Millisecond)
+		t0 := time.Now()
+		if _, err := client.Enqueue(asynq.NewTask("probe", payload), asynq.MaxRetry(0)); err != nil {
+			log.Fatalf("enqueue probe: %v", err)
+		}
+		select {
+		case t1 := <-started:
+			if i >= 5 {
+				lat = append(lat, t1.Sub(t0))
+			}
+		case <-time.After(30 * time.Second):
+			log.Fatal("probe task did not start")
+		}
+	}
+	srv.Shutdown()
+	slices.Sort(lat)
+	p50, p99 := lat[int(float64(len(lat)-1)*0.5)], lat[int(float64(len(lat)-1)*0.99)]
+	res.LatencyP50Ms = float64(p50.Microseconds()) / 1000
+	res.LatencyP99Ms = float64(p99.Microseconds()) / 1000
+	res.TaskCheckInterval = "1s (default)"
+	if *checkInterval > 0 {
+		res.TaskCheckInterval = checkInterval.String()
+	}
+
+	if *asJSON {
+		_ = json.NewEncoder(os.Stdout).Encode(res)
+		return
+	}
+	fmt.Printf("INSERT %d tasks in %.2fs: %.0f jobs/s (%d concurrent enqueuers)\n", *n, res.InsertSeconds, res.InsertJobsPerSec, *enqueuers)
+	fmt.Printf("WORK %d tasks in %.2fs: %.0f jobs/s (concurrency %d)\n", *n, res.WorkSeconds, res.WorkJobsPerSec, *concurrency)
+	fmt.Printf("LATENCY p50 %.2fms p99 %.2fms (%d samples, task check interval %s)\n", res.LatencyP50Ms, res.LatencyP99Ms, len(lat), res.TaskCheckInterval)
+}

@@ -1,0 +1,119 @@
+package queuescli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/queuesgo/queues"
+)
+
+// Demo task names, registered by RegisterDemoTasks.
+const (
+	DemoNoop  = "demo.noop"  // does nothing: {}
+	DemoSleep = "demo.sleep" // sleeps {"ms": N} milliseconds, stopping early when cancelled unless "ignore_cancel": true
+	DemoFail  = "demo.fail"  // fails {"times": N} times, then succeeds
+	DemoEcho  = "demo.echo"  // returns its arguments as its result
+)
+
+// EnvDemoTrace names a file each demo task attempt appends one line to
+// ("<task id> <task name> <attempt> <pid>"), opened with O_APPEND so that
+// processes sharing it never interleave lines. It lets tests and operators
+// see exactly which attempts ran where; unset, nothing is written.
+const EnvDemoTrace = "QUEUES_DEMO_TRACE"
+
+// DemoSleepArgs are demo.sleep's arguments.
+type DemoSleepArgs struct {
+	MS int `json:"ms"`
+	// IgnoreCancel sleeps through cancellation and shutdown, like a task
+	// stuck in a call that takes no context.
+	IgnoreCancel bool `json:"ignore_cancel,omitempty"`
+}
+
+// DemoFailArgs are demo.fail's arguments.
+type DemoFailArgs struct {
+	Times int `json:"times"`
+}
+
+// DemoFailRetries is demo.fail's default retry budget; enqueue with a
+// larger --retries to fail more often than this and still succeed.
+const DemoFailRetries = 5
+
+// RegisterDemoTasks registers the built-in demo tasks into r: demo.noop,
+// demo.sleep, demo.fail (retries DemoFailRetries, 100ms apart) and demo.echo.
+func RegisterDemoTasks(r *queues.Registry) error {
+	_, err1 := queues.Register(r, DemoNoop, func(ctx context.Context, _ json.RawMessage) (struct{}, error) {
+		trace(ctx)
+		return struct{}{}, nil
+	}, queues.TaskOptions{Description: "does nothing"})
+	_, err2 := queues.Register(r, DemoSleep, func(ctx context.Context, a DemoSleepArgs) (map[string]int, error) {
+		trace(ctx)
+		if a.MS < 0 {
+			return nil, queues.NonRetryable(errors.New("ms must not be negative"))
+		}
+		t := time.NewTimer(time.Duration(a.MS) * time.Millisecond)
+		defer t.Stop()
+		if a.IgnoreCancel {
+			<-t.C
+			return map[string]int{"slept_ms": a.MS}, nil
+		}
+		select {
+		case <-t.C:
+			return map[string]int{"slept_ms": a.MS}, nil
+		case <-ctx.Done():
+			return nil, context.Cause(ctx)
+		}
+	}, queues.TaskOptions{Description: "sleeps for ms milliseconds"})
+	_, err3 := queues.Register(r, DemoFail, func(ctx context.Context, a DemoFailArgs) (map[string]int, error) {
+		trace(ctx)
+		info, _ := queues.TaskInfoFromContext(ctx)
+		failures := info.RetryCount - interruptions(info.Metadata)
+		if failures < a.Times {
+			return nil, fmt.Errorf("planned failure %d of %d", failures+1, a.Times)
+		}
+		return map[string]int{"failures": failures}, nil
+	}, queues.TaskOptions{Description: "fails times times, then succeeds", Retries: DemoFailRetries,
+		RetryBackoff: queues.FixedBackoff(100 * time.Millisecond)})
+	_, err4 := queues.Register(r, DemoEcho, func(ctx context.Context, a json.RawMessage) (json.RawMessage, error) {
+		trace(ctx)
+		if len(a) == 0 {
+			return json.RawMessage("null"), nil
+		}
+		return a, nil
+	}, queues.TaskOptions{Description: "returns its arguments"})
+	return errors.Join(err1, err2, err3, err4)
+}
+
+func interruptions(md map[string]any) int {
+	if f, ok := md[queues.MetaInterruptions].(float64); ok {
+		return int(f)
+	}
+	if i, ok := md[queues.MetaInterruptions].(int); ok {
+		return i
+	}
+	return 0
+}
+
+var traceMu sync.Mutex
+
+// trace appends the attempt to $QUEUES_DEMO_TRACE, when set.
+func trace(ctx context.Context) {
+	path := os.Getenv(EnvDemoTrace)
+	if path == "" {
+		return
+	}
+	info, _ := queues.TaskInfoFromContext(ctx)
+	line := fmt.Sprintf("%s %s %d %d\n", info.ID, info.Name, info.Attempt, os.Getpid())
+	traceMu.Lock()
+	defer traceMu.Unlock()
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return
+	}
+	_, _ = f.WriteString(line)
+	_ = f.Close()
+}

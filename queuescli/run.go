@@ -1,0 +1,254 @@
+package queuescli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/queuesgo/queues"
+	"github.com/spf13/cobra"
+)
+
+// Exit codes of `run` (SPEC §5.13).
+const (
+	ExitRunClean     = 0 // the worker drained cleanly
+	ExitRunCrashed   = 1 // the worker failed to start or crashed
+	ExitRunEscalated = 2 // the drain had to cancel attempts, or a second signal forced it
+)
+
+// DefaultHardExitTimeout is how long `run` waits after a second signal before it exits anyway.
+const DefaultHardExitTimeout = 10 * time.Second
+
+type runFlags struct {
+	queues             []string
+	maxConcurrency     int
+	batchSize          int
+	workerID           string
+	pollInterval       time.Duration
+	heartbeatInterval  time.Duration
+	staleAfter         time.Duration
+	staleCheckInterval time.Duration
+	drainTimeout       time.Duration
+	hardExitTimeout    time.Duration
+	requeueOnShutdown  bool
+}
+
+func (c *cli) runCmd() *cobra.Command {
+	var f runFlags
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Run a standalone worker until SIGINT/SIGTERM",
+		Long: `Run a worker that claims and executes this binary's registered tasks.
+
+The first SIGINT/SIGTERM drains: no new claims, running attempts get up to
+--drain-timeout to finish, then are cancelled. A second signal cancels running
+attempts at once; a third (or --hard-exit-timeout after the second) exits
+immediately with 128+signal.
+
+Exit codes: 0 clean drain; 1 failed to start or crashed; 2 the drain had to
+cancel attempts or was forced.
+
+Durations use Go syntax: 500ms, 2s, 1m30s.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return c.run(cmd, f)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringArrayVar(&f.queues, "queue", nil, "queue to work (repeatable; default: all queues)")
+	fl.IntVar(&f.maxConcurrency, "max-concurrency", 0, "most attempts running at once in this process (default 1)")
+	fl.IntVar(&f.batchSize, "batch-size", 0, "most records claimed per poll (default 10)")
+	fl.StringVar(&f.workerID, "worker-id", "", "worker identity stored on claimed records (default worker-<pid>)")
+	fl.DurationVar(&f.pollInterval, "poll-interval", 0, "base wait between empty polls (default 100ms)")
+	fl.DurationVar(&f.heartbeatInterval, "heartbeat-interval", 0, "time between heartbeat writes for running records (default 30s)")
+	fl.DurationVar(&f.staleAfter, "stale-after", 0, "recover running records whose heartbeat is older than this (must exceed twice --heartbeat-interval; default off)")
+	fl.DurationVar(&f.staleCheckInterval, "stale-check-interval", 0, "how often to look for stale records (default 60s)")
+	fl.DurationVar(&f.drainTimeout, "drain-timeout", 0, "how long the first signal waits for running attempts before cancelling them (default 30s)")
+	fl.DurationVar(&f.hardExitTimeout, "hard-exit-timeout", DefaultHardExitTimeout, "after a second signal, exit anyway after this long (negative = never)")
+	fl.BoolVar(&f.requeueOnShutdown, "requeue-on-shutdown", false, "requeue attempts cancelled by shutdown at once instead of leaving them to stale recovery")
+	return cmd
+}
+
+// applyRunFlags validates the flags and applies the given ones to w.
+func applyRunFlags(cmd *cobra.Command, f runFlags, w *queues.WorkerConfig) error {
+	changed := cmd.Flags().Changed
+	if changed("queue") {
+		for _, q := range f.queues {
+			if strings.TrimSpace(q) == "" {
+				return errors.New("--queue must not be empty")
+			}
+		}
+		w.Queues = append([]string(nil), f.queues...)
+	}
+	if changed("max-concurrency") {
+		if f.maxConcurrency < 1 {
+			return fmt.Errorf("--max-concurrency must be at least 1 (got %d)", f.maxConcurrency)
+		}
+		w.MaxConcurrency = f.maxConcurrency
+	}
+	if changed("batch-size") {
+		if f.batchSize < 1 {
+			return fmt.Errorf("--batch-size must be at least 1 (got %d)", f.batchSize)
+		}
+		w.BatchSize = f.batchSize
+	}
+	if changed("worker-id") {
+		if strings.TrimSpace(f.workerID) == "" {
+			return errors.New("--worker-id must not be empty")
+		}
+		w.ID = f.workerID
+	}
+	positive := func(name string, v time.Duration, dst *time.Duration) error {
+		if !changed(name) {
+			return nil
+		}
+		if v <= 0 {
+			return fmt.Errorf("--%s must be a positive duration such as 500ms or 2s (got %s)", name, v)
+		}
+		*dst = v
+		return nil
+	}
+	if err := errors.Join(
+		positive("poll-interval", f.pollInterval, &w.PollInterval),
+		positive("heartbeat-interval", f.heartbeatInterval, &w.HeartbeatInterval),
+		positive("stale-check-interval", f.staleCheckInterval, &w.StaleCheckInterval),
+	); err != nil {
+		return err
+	}
+	if changed("stale-after") {
+		if f.staleAfter < 0 {
+			return fmt.Errorf("--stale-after must not be negative (got %s; 0 = off)", f.staleAfter)
+		}
+		w.StaleAfter = f.staleAfter
+	}
+	if changed("drain-timeout") {
+		switch {
+		case f.drainTimeout < 0:
+			return fmt.Errorf("--drain-timeout must not be negative (got %s)", f.drainTimeout)
+		case f.drainTimeout == 0:
+			w.GracefulShutdownTimeout = time.Nanosecond // cancel at once
+		default:
+			w.GracefulShutdownTimeout = f.drainTimeout
+		}
+	}
+	if changed("requeue-on-shutdown") {
+		w.RequeueOnShutdown = f.requeueOnShutdown
+	}
+	return nil
+}
+
+// checkStale refuses a stale threshold a live worker's heartbeats could cross.
+func checkStale(w queues.WorkerConfig) error {
+	if w.StaleAfter > 0 {
+		hb := w.HeartbeatInterval
+		if hb <= 0 {
+			hb = queues.DefaultHeartbeatInterval
+		}
+		if w.StaleAfter <= 2*hb {
+			return fmt.Errorf("--stale-after %s must be more than twice the heartbeat interval %s (a live worker's records would be recovered); raise --stale-after or lower --heartbeat-interval", w.StaleAfter, hb)
+		}
+	}
+	return nil
+}
+
+func (c *cli) run(cmd *cobra.Command, f runFlags) error {
+	// Validate the flags before opening anything; the stale threshold is
+	// checked again against the configured heartbeat interval.
+	var probe queues.WorkerConfig
+	if err := applyRunFlags(cmd, f, &probe); err != nil {
+		return exitErr(ExitRunCrashed, "%w", err)
+	}
+	if c.opts.Config == nil {
+		if err := checkStale(probe); err != nil {
+			return exitErr(ExitRunCrashed, "%w", err)
+		}
+	}
+	svc, cfg, err := c.newService(cmd, ServiceOptions{RequireSharedBackend: true, Worker: func(w *queues.WorkerConfig) error {
+		if err := applyRunFlags(cmd, f, w); err != nil {
+			return err
+		}
+		return checkStale(*w)
+	}})
+	if err != nil {
+		return exitErr(ExitRunCrashed, "queue worker failed to start: %w", err)
+	}
+	defer closeService(cmd, svc)
+	if cfg.ExecutionBackend == queues.ExecutionImmediate {
+		return exitErr(ExitRunCrashed, "the immediate execution backend runs tasks inside Enqueue; `%s` cannot run it", cmd.CommandPath())
+	}
+	wcfg := cfg.Worker
+	wcfg.Placement = queues.PlacementExternal
+	w, err := svc.NewWorker(wcfg)
+	if err != nil {
+		return exitErr(ExitRunCrashed, "queue worker failed to start: %w", err)
+	}
+
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+
+	done := make(chan error, 1)
+	go func() { done <- w.Run(context.WithoutCancel(cmd.Context())) }()
+	select {
+	case <-w.Ready():
+		eff := w.Config()
+		qs := "all"
+		if len(eff.Queues) > 0 {
+			qs = strings.Join(eff.Queues, ",")
+		}
+		fmt.Fprintf(c.opts.Stderr, "queues worker started (id=%s backend=%s queues=%s max_concurrency=%d)\n",
+			eff.ID, svc.Backend().Name(), qs, eff.MaxConcurrency)
+	case err := <-done:
+		return exitErr(ExitRunCrashed, "queue worker failed to start: %w", err)
+	}
+
+	hardExit := f.hardExitTimeout
+	signals := 0
+	for {
+		select {
+		case err := <-done:
+			switch {
+			case err == nil && signals < 2:
+				return nil
+			case err == nil:
+				fmt.Fprintln(c.opts.Stderr, "queues worker stopped (forced)")
+				return &ExitError{Code: ExitRunEscalated}
+			case errors.Is(err, queues.ErrEscalated):
+				fmt.Fprintln(c.opts.Stderr, "queues worker stopped: running attempts were cancelled")
+				return &ExitError{Code: ExitRunEscalated}
+			default:
+				return exitErr(ExitRunCrashed, "queue worker crashed: %w", err)
+			}
+		case sig := <-sigs:
+			signals++
+			num := 0
+			if s, ok := sig.(syscall.Signal); ok {
+				num = int(s)
+			}
+			switch signals {
+			case 1:
+				fmt.Fprintf(c.opts.Stderr, "queues worker draining (%s); send again to cancel running attempts\n", sig)
+				go func() { _, _ = w.Stop(context.Background(), false) }()
+			case 2:
+				fmt.Fprintf(c.opts.Stderr, "queues worker cancelling running attempts (%s); send again to exit at once\n", sig)
+				go func() { _, _ = w.Stop(context.Background(), true) }()
+				if hardExit > 0 {
+					watchdog := time.AfterFunc(hardExit, func() {
+						fmt.Fprintf(c.opts.Stderr, "queues worker did not stop within %s; exiting\n", hardExit)
+						c.exit(128 + num)
+					})
+					defer watchdog.Stop()
+				}
+			default:
+				fmt.Fprintf(c.opts.Stderr, "queues worker exiting at once (%s)\n", sig)
+				c.exit(128 + num)
+				return &ExitError{Code: 128 + num}
+			}
+		}
+	}
+}
