@@ -366,6 +366,8 @@ type ServiceOptions struct {
 	NoStart bool
 
 	skipMigrate bool // open the backend without applying migrations (the migrate command)
+	// configure adjusts the whole config last (the run command adds executors).
+	configure func(cfg *queues.Config, dsn string) error
 }
 
 // NewService builds the service for a command of this tree: the backend from
@@ -439,6 +441,11 @@ func (c *cli) newService(cmd *cobra.Command, opts ServiceOptions) (*queues.Servi
 		cfg.Logger = logger
 	}
 	cfg.Worker.Placement = queues.PlacementExternal
+	if opts.configure != nil {
+		if err := opts.configure(&cfg, raw); err != nil {
+			return nil, cfg, err
+		}
+	}
 	if opts.Worker != nil {
 		if err := opts.Worker(&cfg.Worker); err != nil {
 			return nil, cfg, err

@@ -36,16 +36,17 @@ func parseID(s string) (uuid.UUID, error) {
 
 func (c *cli) enqueueCmd() *cobra.Command {
 	var (
-		args      string
-		queue     string
-		priority  int
-		retries   int
-		runAfter  time.Duration
-		key       string
-		timeout   time.Duration
-		asJSON    bool
-		idFlag    string
-		expiresIn time.Duration
+		args        string
+		queue       string
+		priority    int
+		retries     int
+		runAfter    time.Duration
+		key         string
+		timeout     time.Duration
+		asJSON      bool
+		idFlag      string
+		execBackend string
+		expiresIn   time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "enqueue TASK",
@@ -83,6 +84,7 @@ arguments --args, and print it: a short line, or the record's JSON with --json.`
 				return errors.New("--run-after, --timeout and --expires-in must not be negative")
 			}
 			o.RunAfter, o.Timeout, o.ExpiresIn, o.Key = runAfter, timeout, expiresIn, key
+			o.ExecutionBackend = execBackend
 			if idFlag != "" {
 				id, err := parseID(idFlag)
 				if err != nil {
@@ -134,6 +136,7 @@ arguments --args, and print it: a short line, or the record's JSON with --json.`
 	fl.DurationVar(&timeout, "timeout", 0, "attempt timeout, e.g. 1m (default: the task's)")
 	fl.DurationVar(&expiresIn, "expires-in", 0, "expire the record if not started within this long after it is due")
 	fl.StringVar(&idFlag, "id", "", "record ID to use (a UUID; default: a new UUIDv7)")
+	fl.StringVar(&execBackend, "execution-backend", "", `where the record runs: "local" (a worker's goroutine) or an external transport such as "subprocess" (default: the task's, else local)`)
 	fl.BoolVar(&asJSON, "json", false, "print the record as JSON")
 	return cmd
 }

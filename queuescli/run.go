@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/queuesgo/queues"
+	"github.com/queuesgo/queues/execution/subprocess"
 	"github.com/spf13/cobra"
 )
 
@@ -36,6 +37,8 @@ type runFlags struct {
 	drainTimeout       time.Duration
 	hardExitTimeout    time.Duration
 	requeueOnShutdown  bool
+	executionBackend   string
+	maxProcesses       int
 }
 
 func (c *cli) runCmd() *cobra.Command {
@@ -71,7 +74,25 @@ Durations use Go syntax: 500ms, 2s, 1m30s.`,
 	fl.DurationVar(&f.drainTimeout, "drain-timeout", 0, "how long the first signal waits for running attempts before cancelling them (default 30s)")
 	fl.DurationVar(&f.hardExitTimeout, "hard-exit-timeout", DefaultHardExitTimeout, "after a second signal, exit anyway after this long (negative = never)")
 	fl.BoolVar(&f.requeueOnShutdown, "requeue-on-shutdown", false, "requeue attempts cancelled by shutdown at once instead of leaving them to stale recovery")
+	fl.StringVar(&f.executionBackend, "execution-backend", "", `"local" runs tasks in this process; "subprocess" dispatches each record to "<this binary> run-task --task-id <id>" (default: the app's configuration, else local)`)
+	fl.IntVar(&f.maxProcesses, "max-processes", 0, "with --execution-backend subprocess: most child processes at once (default: number of CPUs; raise --max-concurrency to match)")
 	return cmd
+}
+
+// subprocessExecutor configures the subprocess transport so that children run
+// this same command tree's run-task against the same backend.
+func subprocessExecutor(cmd *cobra.Command, f runFlags, dsnValue string) (*subprocess.Executor, error) {
+	bin, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("locate this binary for subprocess execution: %w", err)
+	}
+	path := strings.Fields(cmd.CommandPath())
+	args := append(append([]string{}, path[1:len(path)-1]...), "run-task")
+	env := []string{EnvBackend + "=" + dsnValue}
+	if ns, _ := cmd.Flags().GetString("namespace"); ns != "" {
+		env = append(env, EnvNamespace+"="+ns)
+	}
+	return subprocess.New(subprocess.Options{Binary: bin, Args: args, Env: env, MaxProcesses: f.maxProcesses}), nil
 }
 
 // applyRunFlags validates the flags and applies the given ones to w.
@@ -168,7 +189,26 @@ func (c *cli) run(cmd *cobra.Command, f runFlags) error {
 			return exitErr(ExitRunCrashed, "%w", err)
 		}
 	}
-	svc, cfg, err := c.newService(cmd, ServiceOptions{RequireSharedBackend: true, Worker: func(w *queues.WorkerConfig) error {
+	var configure func(*queues.Config, string) error
+	switch f.executionBackend {
+	case "", queues.ExecutionLocal:
+		if f.executionBackend == queues.ExecutionLocal {
+			configure = func(cfg *queues.Config, _ string) error { cfg.ExecutionBackend = queues.ExecutionLocal; return nil }
+		}
+	case subprocess.Name:
+		configure = func(cfg *queues.Config, dsnValue string) error {
+			ex, err := subprocessExecutor(cmd, f, dsnValue)
+			if err != nil {
+				return err
+			}
+			cfg.Executors = append(cfg.Executors, ex)
+			cfg.ExecutionBackend = subprocess.Name
+			return nil
+		}
+	default:
+		return exitErr(ExitRunCrashed, "--execution-backend must be local or subprocess, not %q", f.executionBackend)
+	}
+	svc, cfg, err := c.newService(cmd, ServiceOptions{RequireSharedBackend: true, configure: configure, Worker: func(w *queues.WorkerConfig) error {
 		if err := applyRunFlags(cmd, f, w); err != nil {
 			return err
 		}

@@ -27,6 +27,11 @@ func (p *params) add(v any) string {
 	return "?" + strconv.Itoa(len(p.args))
 }
 
+// limitParam adds a LIMIT value and returns its placeholder. The CAST keeps
+// the statement compiled once: SQLite reads a bare LIMIT parameter while
+// planning and then recompiles the statement on every new binding.
+func limitParam(p *params, n int) string { return "CAST(" + p.add(n) + " AS INTEGER)" }
+
 // claimPart is one index range of a claim: records of one queue, of every
 // queue but some, or of every queue; at most limit of them.
 type claimPart struct {
@@ -104,7 +109,7 @@ func claimSelect(p *params, parts []claimPart, backend string, limit int) string
 	if len(parts) == 1 {
 		pt := parts[0]
 		return "SELECT id FROM queue_task WHERE " + sqlDue + eb + cond(pt) +
-			" ORDER BY " + sqlClaimOrder + " LIMIT " + p.add(min(pt.limit, limit))
+			" ORDER BY " + sqlClaimOrder + " LIMIT " + limitParam(p, min(pt.limit, limit))
 	}
 	var sb strings.Builder
 	sb.WriteString("SELECT id FROM (")
@@ -114,9 +119,9 @@ func claimSelect(p *params, parts []claimPart, backend string, limit int) string
 		}
 		sb.WriteString("SELECT * FROM (SELECT id, priority, queued_at, created_at FROM queue_task WHERE ")
 		sb.WriteString(sqlDue + eb + cond(pt))
-		sb.WriteString(" ORDER BY " + sqlClaimOrder + " LIMIT " + p.add(pt.limit) + ")")
+		sb.WriteString(" ORDER BY " + sqlClaimOrder + " LIMIT " + limitParam(p, pt.limit) + ")")
 	}
-	sb.WriteString(") ORDER BY " + sqlClaimOrder + " LIMIT " + p.add(limit))
+	sb.WriteString(") ORDER BY " + sqlClaimOrder + " LIMIT " + limitParam(p, limit))
 	return sb.String()
 }
 
@@ -176,7 +181,7 @@ func (b *Backend) ClaimMany(ctx context.Context, p queues.ClaimParams) (queues.C
 		if len(p.Queues) > 0 {
 			sb.WriteString(" AND +queue IN (SELECT value FROM json_each(" + ep.add(queueFilterJSON(p.Queues)) + "))")
 		}
-		sb.WriteString(" ORDER BY expires_at, created_at, id LIMIT " + ep.add(maxClaimExpire) + ") RETURNING " + recordColumns)
+		sb.WriteString(" ORDER BY expires_at, created_at, id LIMIT " + strconv.Itoa(maxClaimExpire) + ") RETURNING " + recordColumns)
 		expireSQL = sb.String()
 	}
 
@@ -351,7 +356,7 @@ func (b *Backend) ExpireOverdue(ctx context.Context, limit int) ([]*queues.Recor
 		return nil, err
 	}
 	const q = `UPDATE OR FAIL queue_task SET status = 'expired', completed_at = ?1, heartbeat_at = NULL
-WHERE id IN (SELECT id FROM queue_task WHERE ` + sqlExpiryCandidates + ` ORDER BY expires_at, created_at, id LIMIT ?2)
+WHERE id IN (SELECT id FROM queue_task WHERE ` + sqlExpiryCandidates + ` ORDER BY expires_at, created_at, id LIMIT CAST(?2 AS INTEGER))
 RETURNING ` + recordColumns
 	var rows []rawRec
 	err = w.do(ctx, false, func(tx *wtx) error {
@@ -389,7 +394,7 @@ func (b *Backend) ListPending(ctx context.Context, p queues.ListPendingParams) (
 	} else if len(p.Queues) > 1 {
 		sb.WriteString(" AND queue IN (SELECT value FROM json_each(" + ps.add(queueFilterJSON(p.Queues)) + "))")
 	}
-	sb.WriteString(" ORDER BY " + sqlClaimOrder + " LIMIT " + ps.add(limit))
+	sb.WriteString(" ORDER BY " + sqlClaimOrder + " LIMIT " + limitParam(&ps, limit))
 	return b.readRecords(ctx, sb.String(), ps.args...)
 }
 

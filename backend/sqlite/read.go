@@ -280,7 +280,7 @@ func (b *Backend) ListCompletedByTask(ctx context.Context, task string, since ti
 	} else {
 		args = append(args, limit)
 	}
-	q += ` ORDER BY completed_at DESC, id DESC LIMIT ?2`
+	q += ` ORDER BY completed_at DESC, id DESC LIMIT CAST(?2 AS INTEGER)`
 	return b.readRecords(ctx, q, args...)
 }
 
@@ -296,7 +296,7 @@ func (b *Backend) ListRunningExternal(ctx context.Context, limit int) ([]*queues
 	}
 	return b.readRecords(ctx, `SELECT `+recordColumns+` FROM queue_task
 WHERE execution_ref IS NOT NULL AND `+sqlNotTerminal+`
-ORDER BY coalesce(started_at, created_at), id LIMIT ?`, limit)
+ORDER BY coalesce(started_at, created_at), id LIMIT CAST(? AS INTEGER)`, limit)
 }
 
 // ListTasks lists records newest first (created_at DESC, id DESC), filtered by
@@ -343,7 +343,7 @@ func (b *Backend) ListTasks(ctx context.Context, f queues.TaskFilter) (queues.Ta
 	if len(conds) > 0 {
 		q += ` WHERE ` + strings.Join(conds, " AND ")
 	}
-	q += ` ORDER BY created_at DESC, id DESC LIMIT ` + ps.add(limit+1)
+	q += ` ORDER BY created_at DESC, id DESC LIMIT ` + limitParam(&ps, limit+1)
 	recs, err := b.readRecords(ctx, q, ps.args...)
 	if err != nil {
 		return page, err

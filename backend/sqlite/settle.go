@@ -526,7 +526,7 @@ func (b *Backend) RecoverStale(ctx context.Context, p queues.StaleParams) (queue
 	}
 	const q = `SELECT ` + recordColumns + ` FROM queue_task
 WHERE status = 'running' AND (?1 OR heartbeat_at IS NULL OR heartbeat_at < CAST(?2 AS INTEGER))
-ORDER BY coalesce(heartbeat_at, created_at), id LIMIT ?3`
+ORDER BY coalesce(heartbeat_at, created_at), id LIMIT CAST(?3 AS INTEGER)`
 	var (
 		failed        []rawRec
 		handlerNeeded []uuid.UUID
@@ -615,7 +615,7 @@ func (b *Backend) CleanupTerminal(ctx context.Context, before time.Time, limit i
 	err = w.do(ctx, false, func(tx *wtx) error {
 		var err error
 		n, err = tx.exec(`DELETE FROM queue_task WHERE id IN (SELECT id FROM queue_task
-WHERE `+sqlTerminal+` AND completed_at < CAST(?1 AS INTEGER) ORDER BY completed_at, id LIMIT ?2)`, ceilMicros(before), limit)
+WHERE `+sqlTerminal+` AND completed_at < CAST(?1 AS INTEGER) ORDER BY completed_at, id LIMIT CAST(?2 AS INTEGER))`, ceilMicros(before), limit)
 		return err
 	})
 	return int(n), err

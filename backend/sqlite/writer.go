@@ -5,7 +5,9 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"os"
 	"runtime"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -243,7 +245,7 @@ func (w *writer) run() {
 		// requests before the group starts. Without this the scheduler runs
 		// the writer as soon as the first request arrives (the sender readies
 		// it as its next goroutine) and groups stay at 1–3 requests.
-		for i, n := 0, -1; i < 4 && len(w.reqs) != n && len(w.reqs) < maxBatch; i++ {
+		for i, n := 0, -1; i < dbgGosched && len(w.reqs) != n && len(w.reqs) < maxBatch; i++ {
 			n = len(w.reqs)
 			runtime.Gosched()
 		}
@@ -336,6 +338,14 @@ func (w *writer) checkpoint() {
 }
 
 var dbgGroups, dbgOps, dbgBusyNs, dbgBeginNs, dbgCommitNs, dbgIdleNs, dbgGoschedNs atomic.Int64
+
+var dbgGosched = func() int {
+	n, err := strconv.Atoi(os.Getenv("DBG_GOSCHED"))
+	if err != nil {
+		return 4
+	}
+	return n
+}()
 
 func dbgReset() {
 	for _, x := range []*atomic.Int64{&dbgGroups, &dbgOps, &dbgBusyNs, &dbgBeginNs, &dbgCommitNs, &dbgIdleNs, &dbgGoschedNs, &dbgCkpt, &dbgCkptFrames, &dbgCkptNs} {

@@ -649,3 +649,42 @@ func TestBenchJSON(t *testing.T) {
 		}
 	}
 }
+
+// `run --execution-backend subprocess` dispatches each record to a child
+// `queues run-task` process on the same SQLite file.
+func TestRunSubprocessExecution(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	svc := e.service()
+	ctx := context.Background()
+	sub := queues.EnqueueOptions{ExecutionBackend: "subprocess"}
+	ok, err := svc.EnqueueRaw(ctx, "demo.echo", json.RawMessage(`{"hello":"child"}`), sub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	failing, err := svc.EnqueueRaw(ctx, "demo.fail", json.RawMessage(`{"times":9}`), queues.EnqueueOptions{ExecutionBackend: "subprocess", Retries: queues.Ptr(1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	local, err := svc.EnqueueRaw(ctx, "demo.noop", json.RawMessage(`{}`), queues.EnqueueOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := e.start("run", "--execution-backend", "subprocess", "--max-concurrency", "4", "--max-processes", "4", "--poll-interval", "20ms", "--worker-id", "dispatcher")
+	w.waitStderr(t, "queues worker started", 10*time.Second)
+	waitStats(t, svc, 30*time.Second, func(st queues.Statistics) bool { return st.Completed == 1 && st.Failed == 1 })
+	rec, _ := svc.GetTask(ctx, ok.ID)
+	if rec.Status != queues.StatusCompleted || !strings.HasPrefix(rec.ExecutionRef, "subprocess:") || rec.WorkerID == "dispatcher" {
+		t.Fatalf("subprocess record %+v", rec)
+	}
+	if rec, _ := svc.GetTask(ctx, failing.ID); rec.Status != queues.StatusFailed || rec.RetryCount != 1 {
+		t.Fatalf("failing record: %s retry %d", rec.Status, rec.RetryCount)
+	}
+	if rec, _ := svc.GetTask(ctx, local.ID); rec.Status != queues.StatusPending {
+		t.Fatalf("a local record must not be dispatched: %s", rec.Status)
+	}
+	w.signal(t, syscall.SIGTERM)
+	if code := w.wait(t, 20*time.Second); code != 0 {
+		t.Fatalf("exit %d\nstderr: %s", code, w.stderr.String())
+	}
+}
