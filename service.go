@@ -379,23 +379,13 @@ func (s *Service) insert(ctx context.Context, ps []prepared) ([]*TaskResult[json
 	if len(outs) != len(ps) {
 		return nil, fmt.Errorf("enqueue: backend returned %d outcomes for %d items", len(outs), len(ps))
 	}
-	results := make([]*TaskResult[json.RawMessage], len(ps))
-	var itemErrs []error
+	results, itemErrs := s.resultsFrom(outs)
 	now := time.Now()
-	for i, out := range outs {
-		if out.Err != nil {
-			itemErrs = append(itemErrs, &BatchError{Index: i, Err: out.Err})
+	for i, r := range results {
+		if r == nil || r.record == nil || r.Deduplicated {
 			continue
 		}
-		if out.Owner != nil {
-			results[i] = &TaskResult[json.RawMessage]{ID: out.Owner.TaskID, TaskName: out.Owner.TaskName, Deduplicated: true, svc: s}
-			continue
-		}
-		rec := out.Record
-		results[i] = &TaskResult[json.RawMessage]{ID: rec.ID, TaskName: rec.TaskName, Deduplicated: out.Existing, svc: s, record: rec}
-		if out.Existing {
-			continue
-		}
+		rec := r.record
 		if (rec.Status == StatusPending || rec.Status == StatusScheduled) && rec.IsExpired(now) {
 			if _, err := s.ExpireOverdue(ctx, len(ps)); err != nil {
 				s.logger.Warn("Queue expiry check after enqueue failed", "task_id", rec.ID, "error", err)

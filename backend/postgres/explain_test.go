@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"time"
 	"testing"
 
 	"github.com/queuesgo/queues"
@@ -36,5 +37,34 @@ func TestExplainSetup(t *testing.T) {
 		if _, err := b.Enqueue(ctx, items); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+func TestExplainClaimIdle(t *testing.T) {
+	if os.Getenv("QUEUES_EXPLAIN") != "2" {
+		t.Skip("QUEUES_EXPLAIN=2")
+	}
+	pool := testPool(t)
+	b, err := postgres.New(pool, postgres.Options{Schema: "queues_explain", Namespace: "explain"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for i := 0; i < 10; i++ {
+		if _, err := b.Enqueue(ctx, []queues.EnqueueParams{{TaskName: "noop", Args: json.RawMessage(`{}`), Queue: "default", ExecutionBackend: "local"}}); err != nil {
+			t.Fatal(err)
+		}
+		t0 := time.Now()
+		res, err := b.ClaimMany(ctx, queues.ClaimParams{Limit: 1000, WorkerID: "w", ExecutionBackend: "local", ExpireOverdue: true})
+		t1 := time.Now()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range res.Claimed {
+			if _, err := b.Complete(ctx, queues.CompleteParams{ID: r.ID, ExpectedRetryCount: 0}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		t.Logf("claim %d in %s, complete %s", len(res.Claimed), t1.Sub(t0), time.Since(t1))
 	}
 }

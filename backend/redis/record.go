@@ -65,6 +65,12 @@ func decodeRecord(v any) (*queues.Record, error) {
 }
 
 func setField(r *queues.Record, k, s string) error {
+	if s == "" {
+		// A script reply appends changed fields after the stored ones; ""
+		// marks a field that became null.
+		clearField(r, k)
+		return nil
+	}
 	var err error
 	switch k {
 	case "id":
@@ -121,6 +127,39 @@ func setField(r *queues.Record, k, s string) error {
 		}
 	}
 	return err
+}
+
+func clearField(r *queues.Record, k string) {
+	switch k {
+	case "args":
+		r.Args = nil
+	case "execution_profile":
+		r.ExecutionProfile = ""
+	case "execution_ref":
+		r.ExecutionRef = ""
+	case "worker_id":
+		r.WorkerID = ""
+	case "scheduled_at":
+		r.ScheduledAt = time.Time{}
+	case "expires_at":
+		r.ExpiresAt = time.Time{}
+	case "started_at":
+		r.StartedAt = time.Time{}
+	case "completed_at":
+		r.CompletedAt = time.Time{}
+	case "heartbeat_at":
+		r.HeartbeatAt = time.Time{}
+	case "result":
+		r.Result = nil
+	case "error":
+		r.Error = ""
+	case "key":
+		r.Key = ""
+	default:
+		if mk, ok := strings.CutPrefix(k, "m:"); ok {
+			delete(r.Metadata, mk)
+		}
+	}
 }
 
 // decodeRecords decodes a list of flat records.

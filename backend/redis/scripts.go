@@ -37,7 +37,37 @@ local MARK = '__queues_dispatching__:'
 local function ismarker(ref) return ref ~= nil and string.sub(ref, 1, #MARK) == MARK end
 local function num(v) if v == nil then return nil end return tonumber(v) end
 local function nz(v) if v == nil or v == '' then return nil end return v end
-local function ptof(backend, queue) return #backend .. ':' .. backend .. ':' .. queue end
+local PTC = {}
+-- ptof names the partition of (execution backend, queue): "<len>:<backend>:<queue>".
+local function ptof(backend, queue)
+  local t = PTC[backend]
+  if t == nil then t = {}; PTC[backend] = t end
+  local pt = t[queue]
+  if pt == nil then pt = #backend .. ':' .. backend .. ':' .. queue; t[queue] = pt end
+  return pt
+end
+local KC = {}
+-- key returns the memoized key P .. ':' .. kind .. ':' .. name.
+local function key(kind, name)
+  local t = KC[kind]
+  if t == nil then t = {}; KC[kind] = t end
+  local k = t[name]
+  if k == nil then k = P .. ':' .. kind .. ':' .. name; t[name] = k end
+  return k
+end
+local IDX = {}
+local function idxk(s, q)
+  local t = IDX[s]
+  if t == nil then t = {}; IDX[s] = t end
+  local k = t[q]
+  if k == nil then k = P .. ':idx:' .. s .. ':' .. q; t[q] = k end
+  return k
+end
+local NOWS
+local function nows()
+  if not NOWS then NOWS = fmt(now()) end
+  return NOWS
+end
 local function splitpt(pt)
   local c = string.find(pt, ':', 1, true)
   local n = tonumber(string.sub(pt, 1, c - 1))
@@ -54,13 +84,26 @@ local function bless(a, b)
   return #a < #b
 end
 local REG = {}
-local function register(r)
-  local pt = ptof(r.execution_backend, r.queue)
+local function registerpt(backend, queue)
+  local pt = ptof(backend, queue)
   if not REG[pt] then
     REG[pt] = true
     redis.call('SADD', P .. ':parts', pt)
-    redis.call('SADD', P .. ':queues', r.queue)
+    redis.call('SADD', P .. ':queues', queue)
   end
+  return pt
+end
+local function register(r) return registerpt(r.execution_backend, r.queue) end
+-- app appends a changed field to a raw HGETALL reply; the reader applies
+-- fields in order, and "" means null.
+local function app(a, f, v)
+  a[#a + 1] = f
+  a[#a + 1] = v or ''
+end
+local function tab(a)
+  local r = {}
+  for i = 1, #a, 2 do r[a[i]] = a[i + 1] end
+  return r
 end
 local WAKE = false
 local DONE = {}
@@ -77,45 +120,62 @@ local function flat(r)
   return a
 end
 -- members lists the index entries a record belongs to: key -> {score, member}.
+-- The hot paths (enqueue, claim, complete) maintain the same entries inline.
 local function members(r)
   local m = {}
   local id = r.id
-  local c = tonumber(r.created_at)
-  local cid = pad(c) .. id
+  local cid = pad(tonumber(r.created_at)) .. id
   local s = r.status
-  m[P .. ':idx:' .. s .. ':' .. r.queue] = {0, cid}
+  m[idxk(s, r.queue)] = {0, cid}
   local pt = ptof(r.execution_backend, r.queue)
   if r.ix == 'r' then
-    m[P .. ':ready:' .. pt] = {0 - tonumber(r.priority), pad(tonumber(r.queued_at)) .. cid}
+    m[key('ready', pt)] = {0 - tonumber(r.priority), pad(tonumber(r.queued_at)) .. cid}
   elseif r.ix == 'f' then
-    m[P .. ':sched:' .. pt] = {tonumber(r.scheduled_at), id}
+    m[key('sched', pt)] = {tonumber(r.scheduled_at), id}
   end
   if isopen(s) and r.execution_ref == nil and r.expires_at ~= nil then
-    m[P .. ':expiry:' .. pt] = {tonumber(r.expires_at), cid}
-  end
-  if s == 'running' then
-    if r.heartbeat_at ~= nil then
-      m[P .. ':running'] = {tonumber(r.heartbeat_at), id}
-    else
-      m[P .. ':nohb'] = {c, id}
-    end
+    m[key('expiry', pt)] = {tonumber(r.expires_at), cid}
   end
   if isterm(s) then
     m[P .. ':terminal'] = {tonumber(r.completed_at), id}
-    if s == 'completed' then m[P .. ':done:' .. r.task_name] = {tonumber(r.completed_at), id} end
+    if s == 'completed' then m[key('done', r.task_name)] = {tonumber(r.completed_at), id} end
   elseif r.execution_ref ~= nil then
     m[P .. ':external'] = {tonumber(r.started_at or r.created_at), id}
   end
   return m
 end
+-- Index writes are deferred and grouped per key (one ZREM and one ZADD per
+-- key per flush); the last write of a member wins. zflush applies them and
+-- must run before a script reads an index it may have written.
+local ZP, ZK = {}, {}
+local function zput(k, m, s)
+  local t = ZP[k]
+  if t == nil then
+    t = {}
+    ZP[k] = t
+    ZK[#ZK + 1] = k
+  end
+  t[m] = s
+end
+local function zflush()
+  for _, k in ipairs(ZK) do
+    local rem, add = {}, {}
+    for m, s in pairs(ZP[k]) do
+      if s == false then rem[#rem + 1] = m else add[#add + 1] = s; add[#add + 1] = m end
+    end
+    for i = 1, #rem, 500 do redis.call('ZREM', k, unpack(rem, i, math.min(i + 499, #rem))) end
+    for i = 1, #add, 1000 do redis.call('ZADD', k, unpack(add, i, math.min(i + 999, #add))) end
+  end
+  ZP, ZK = {}, {}
+end
 local function reindex(old, new)
   for k, v in pairs(old) do
     local n = new[k]
-    if n == nil or n[2] ~= v[2] then redis.call('ZREM', k, v[2]) end
+    if n == nil or n[2] ~= v[2] then zput(k, v[2], false) end
   end
   for k, v in pairs(new) do
     local o = old[k]
-    if o == nil or o[2] ~= v[2] or o[1] ~= v[1] then redis.call('ZADD', k, v[1], v[2]) end
+    if o == nil or o[2] ~= v[2] or o[1] ~= v[1] then zput(k, v[2], v[1]) end
   end
 end
 local function set(r, ch, f, v)
@@ -135,7 +195,7 @@ end
 -- scheduled set (due later) or neither (reservation-marked or overdue). A due
 -- scheduled record placed in ready becomes pending.
 local function place(r, ch)
-  local ix = nil
+  local ix = 'n'
   if isopen(r.status) and not ismarker(r.execution_ref) then
     local sa = num(r.scheduled_at)
     if sa ~= nil and sa > now() then
@@ -165,13 +225,13 @@ local function isexpired(r)
 end
 local function finish(r, ch, s)
   set(r, ch, 'status', s)
-  set(r, ch, 'completed_at', fmt(now()))
+  set(r, ch, 'completed_at', nows())
   set(r, ch, 'heartbeat_at', nil)
   DONE[#DONE + 1] = r.id
 end
 local function requeue(r, ch, delay)
   set(r, ch, 'retry_count', fmt(tonumber(r.retry_count) + 1))
-  set(r, ch, 'queued_at', fmt(now()))
+  set(r, ch, 'queued_at', nows())
   set(r, ch, 'started_at', nil)
   set(r, ch, 'heartbeat_at', nil)
   set(r, ch, 'completed_at', nil)
@@ -187,7 +247,7 @@ local function requeue(r, ch, delay)
   end
 end
 local function claim(r, ch, worker)
-  local n = fmt(now())
+  local n = nows()
   set(r, ch, 'status', 'running')
   set(r, ch, 'worker_id', nz(worker))
   set(r, ch, 'started_at', n)
@@ -205,13 +265,14 @@ local function consumed(r)
   return n
 end
 local function flush()
+  zflush()
   if WAKE and WAKECH ~= '' then redis.call('PUBLISH', WAKECH, '{"event":"task_available"}') end
   if #DONE > 0 and DONECH ~= '' then redis.call('PUBLISH', DONECH, table.concat(DONE, ',')) end
 end
 -- promote moves due records of one partition from the scheduled set into
 -- ready (or out of the way when already overdue).
 local function promote(pt, budget)
-  local sk = P .. ':sched:' .. pt
+  local sk = key('sched', pt)
   local ids = redis.call('ZRANGEBYSCORE', sk, '-inf', now(), 'LIMIT', 0, budget)
   for _, id in ipairs(ids) do
     local r = load(id)
@@ -316,32 +377,44 @@ for k, it in ipairs(items) do
   end
 end
 local out = {}
-local ts = fmt(t)
+local ts = nows()
+local ts16 = pad(t)
 for k, it in ipairs(items) do
   local pl = plans[k]
   if pl.insert then
     if pl.clear and redis.call('HGET', P .. ':keys', it.key) == pl.clear then
       redis.call('HDEL', tkey(pl.clear), 'key')
     end
-    local r = {id = it.id, task_name = it.task, queue = it.queue, execution_backend = it.backend,
-      priority = it.priority, max_retries = it.maxr, retry_count = '0', created_at = ts, queued_at = ts}
-    r.args = nz(it.args)
-    r.execution_profile = nz(it.profile)
-    r.scheduled_at = nz(it.sched)
-    r.expires_at = nz(it.exp)
-    r.key = nz(it.key)
-    if it.forever and it.key ~= '' then r.forever = '1' end
-    for q = 0, it.nm - 1 do r['m:' .. ARGV[it.ms + 2 * q]] = ARGV[it.ms + 2 * q + 1] end
-    if r.scheduled_at ~= nil and tonumber(r.scheduled_at) > t then
-      r.status = 'scheduled'
-    else
-      r.status = 'pending'
-      WAKE = true
+    local status, ix = 'pending', 'r'
+    local sched = nz(it.sched)
+    if sched ~= nil and tonumber(sched) > t then
+      status, ix = 'scheduled', 'f'
+    elseif it.exp ~= '' and tonumber(it.exp) <= t then
+      ix = 'n'
     end
-    place(r, {})
-    redis.call('HSET', tkey(it.id), unpack(flat(r)))
-    reindex({}, members(r))
-    register(r)
+    if status == 'pending' then WAKE = true end
+    local hs = {'id', it.id, 'task_name', it.task, 'queue', it.queue, 'execution_backend', it.backend,
+      'priority', it.priority, 'max_retries', it.maxr, 'retry_count', '0', 'created_at', ts, 'queued_at', ts,
+      'status', status, 'ix', ix}
+    if it.args ~= '' then app(hs, 'args', it.args) end
+    if it.profile ~= '' then app(hs, 'execution_profile', it.profile) end
+    if sched ~= nil then app(hs, 'scheduled_at', sched) end
+    if it.exp ~= '' then app(hs, 'expires_at', it.exp) end
+    if it.key ~= '' then
+      app(hs, 'key', it.key)
+      if it.forever then app(hs, 'forever', '1') end
+    end
+    for q = 0, it.nm - 1 do app(hs, 'm:' .. ARGV[it.ms + 2 * q], ARGV[it.ms + 2 * q + 1]) end
+    redis.call('HSET', tkey(it.id), unpack(hs))
+    local pt = registerpt(it.backend, it.queue)
+    local cid = ts16 .. it.id
+    zput(idxk(status, it.queue), cid, 0)
+    if ix == 'r' then
+      zput(key('ready', pt), ts16 .. cid, 0 - tonumber(it.priority))
+    elseif ix == 'f' then
+      zput(key('sched', pt), it.id, tonumber(sched))
+    end
+    if it.exp ~= '' then zput(key('expiry', pt), cid, tonumber(it.exp)) end
     if it.key ~= '' then redis.call('HSET', P .. ':keys', it.key, it.id) end
     if pl.reserve then redis.call('HSET', P .. ':reservations', it.key, stagedRes[it.key]) end
     out[k] = {'N'}
@@ -399,6 +472,7 @@ if doexp then
     end
   end
 end
+zflush()
 local W = limit
 if W < 8 then W = 8 end
 local act = {}
@@ -406,6 +480,7 @@ for _, p in ipairs(ps) do
   local c = caps[p.q]
   if c == nil or c > 0 then
     p.rk = P .. ':ready:' .. p.pt
+    p.off = 0
     act[#act + 1] = p
   end
 end
@@ -415,7 +490,9 @@ while claimed < limit do
   for _, p in ipairs(act) do
     if not p.done then
       if p.buf == nil or p.i > #p.buf then
-        p.buf = redis.call('ZRANGE', p.rk, 0, W - 1, 'WITHSCORES')
+        -- Removals are deferred, so the window moves by offset.
+        p.buf = redis.call('ZRANGE', p.rk, p.off, p.off + W - 1, 'WITHSCORES')
+        p.off = p.off + #p.buf / 2
         p.i = 1
         if #p.buf == 0 then p.done = true end
       end
@@ -427,14 +504,27 @@ while claimed < limit do
   end
   if best == nil then break end
   best.i = best.i + 2
-  redis.call('ZREM', best.rk, bm)
-  local r = load(string.sub(bm, 33))
-  if r ~= nil and r.ix == 'r' then
+  local id = string.sub(bm, 33)
+  local k = tkey(id)
+  local a = redis.call('HGETALL', k)
+  local ix, st, ea, ref, q
+  for i = 1, #a, 2 do
+    local f = a[i]
+    if f == 'ix' then ix = a[i + 1]
+    elseif f == 'status' then st = a[i + 1]
+    elseif f == 'expires_at' then ea = a[i + 1]
+    elseif f == 'execution_ref' then ref = a[i + 1]
+    elseif f == 'queue' then q = a[i + 1]
+    end
+  end
+  if ix ~= 'r' or not isopen(st) then
+    zput(best.rk, bm, false)
+  elseif (ea ~= nil and tonumber(ea) <= now()) or worker == '' then
+    local r = tab(a)
     local old = members(r)
-    old[best.rk] = nil
     local ch = {}
-    if isexpired(r) then
-      if doexp and r.execution_ref == nil then
+    if ea ~= nil and tonumber(ea) <= now() then
+      if doexp and ref == nil then
         finish(r, ch, 'expired')
         commit(r, ch, old)
         out[#out + 1] = {'X', flat(r)}
@@ -446,13 +536,31 @@ while claimed < limit do
       commit(r, ch, old)
       out[#out + 1] = {'C', flat(r)}
       claimed = claimed + 1
-      local c = caps[r.queue]
-      if c ~= nil then
-        c = c - 1
-        caps[r.queue] = c
-        if c <= 0 then
-          for _, p in ipairs(act) do if p.q == r.queue then p.done = true end end
-        end
+    end
+  else
+    local cid = string.sub(bm, 17)
+    zput(best.rk, bm, false)
+    zput(idxk(st, q), cid, false)
+    zput(idxk('running', q), cid, 0)
+    if ref == nil then
+      if ea ~= nil then zput(key('expiry', best.pt), cid, false) end
+    else
+      zput(P .. ':external', id, now())
+    end
+    local n = nows()
+    redis.call('HSET', k, 'status', 'running', 'worker_id', worker, 'started_at', n, 'heartbeat_at', n, 'ix', 'n')
+    app(a, 'status', 'running')
+    app(a, 'worker_id', worker)
+    app(a, 'started_at', n)
+    app(a, 'heartbeat_at', n)
+    out[#out + 1] = {'C', a}
+    claimed = claimed + 1
+    local c = caps[q]
+    if c ~= nil then
+      c = c - 1
+      caps[q] = c
+      if c <= 0 then
+        for _, p in ipairs(act) do if p.q == q then p.done = true end end
       end
     end
   end
@@ -472,15 +580,46 @@ local function start(id)
   if r == nil then return nil end
   return r, members(r), {}
 end
-OPS.complete = function(id, a) -- gen, hasResult, result
-  local r, old, ch = start(id)
-  if r == nil then return {'M'} end
-  if r.status ~= 'running' or r.retry_count ~= a[1] then return {'F'} end
-  if a[2] == '1' then set(r, ch, 'result', a[3]) else set(r, ch, 'result', nil) end
-  set(r, ch, 'error', nil)
-  finish(r, ch, 'completed')
-  commit(r, ch, old)
-  return {'K', flat(r)}
+OPS.complete = function(id, g) -- gen, hasResult, result
+  local k = tkey(id)
+  local a = redis.call('HGETALL', k)
+  if #a == 0 then return {'M'} end
+  local st, rc, ref, ca, q, task, res, hb, err
+  for i = 1, #a, 2 do
+    local f = a[i]
+    if f == 'status' then st = a[i + 1]
+    elseif f == 'retry_count' then rc = a[i + 1]
+    elseif f == 'execution_ref' then ref = a[i + 1]
+    elseif f == 'created_at' then ca = a[i + 1]
+    elseif f == 'queue' then q = a[i + 1]
+    elseif f == 'task_name' then task = a[i + 1]
+    elseif f == 'result' then res = a[i + 1]
+    elseif f == 'heartbeat_at' then hb = a[i + 1]
+    elseif f == 'error' then err = a[i + 1]
+    end
+  end
+  if st ~= 'running' or rc ~= g[1] then return {'F'} end
+  local n = nows()
+  local cid = pad(tonumber(ca)) .. id
+  zput(idxk('running', q), cid, false)
+  zput(idxk('completed', q), cid, 0)
+  zput(P .. ':terminal', id, now())
+  zput(key('done', task), id, now())
+  if ref ~= nil then zput(P .. ':external', id, false) end
+  if g[2] == '1' then
+    redis.call('HSET', k, 'status', 'completed', 'completed_at', n, 'result', g[3])
+    app(a, 'result', g[3])
+  else
+    redis.call('HSET', k, 'status', 'completed', 'completed_at', n)
+    if res ~= nil then redis.call('HDEL', k, 'result'); app(a, 'result', nil) end
+  end
+  if hb ~= nil or err ~= nil then redis.call('HDEL', k, 'heartbeat_at', 'error') end
+  app(a, 'status', 'completed')
+  app(a, 'completed_at', n)
+  app(a, 'heartbeat_at', nil)
+  app(a, 'error', nil)
+  DONE[#DONE + 1] = id
+  return {'K', a}
 end
 OPS.fail = function(id, a) -- gen, error, retry, delay_us, hasRef, ref
   local r, old, ch = start(id)
@@ -528,20 +667,28 @@ OPS.interrupt = function(id, a) -- gen, worker
   return {'K', flat(r)}
 end
 OPS.touch = function(id, a) -- hasGen, gen, (key, json)…
-  local r, old, ch = start(id)
-  if r == nil then return {'M'} end
-  if r.status ~= 'running' or (a[1] == '1' and r.retry_count ~= a[2]) then return {'F'} end
-  set(r, ch, 'heartbeat_at', fmt(now()))
-  for k = 3, #a, 2 do set(r, ch, 'm:' .. a[k], a[k + 1]) end
-  commit(r, ch, old)
+  local k = tkey(id)
+  local f = redis.call('HMGET', k, 'status', 'retry_count')
+  if not f[1] then return {'M'} end
+  if f[1] ~= 'running' or (a[1] == '1' and f[2] ~= a[2]) then return {'F'} end
+  if #a > 2 then
+    local hs = {'heartbeat_at', nows()}
+    for j = 3, #a, 2 do
+      hs[#hs + 1] = 'm:' .. a[j]
+      hs[#hs + 1] = a[j + 1]
+    end
+    redis.call('HSET', k, unpack(hs))
+  else
+    redis.call('HSET', k, 'heartbeat_at', nows())
+  end
   return {'K'}
 end
 OPS.null = function(id, a) -- gen
-  local r, old, ch = start(id)
-  if r == nil then return {'M'} end
-  if r.status ~= 'running' or r.retry_count ~= a[1] then return {'F'} end
-  set(r, ch, 'heartbeat_at', nil)
-  commit(r, ch, old)
+  local k = tkey(id)
+  local f = redis.call('HMGET', k, 'status', 'retry_count')
+  if not f[1] then return {'M'} end
+  if f[1] ~= 'running' or f[2] ~= a[1] then return {'F'} end
+  redis.call('HDEL', k, 'heartbeat_at')
   return {'K'}
 end
 OPS.stale = function(id, a) -- gen, observed heartbeat, action (R|X), delay_us, priority
@@ -669,6 +816,7 @@ for _, p in ipairs(ps) do
   p.rk = P .. ':ready:' .. p.pt
   p.off = 0
 end
+zflush()
 local W = limit
 if W < 16 then W = 16 end
 local out = {}
@@ -703,6 +851,7 @@ local qset = readqueues(A)
 local best = nil
 for _, p in ipairs(parts('', qset)) do
   promote(p.pt, 1000)
+  zflush()
   local a = redis.call('ZRANGE', P .. ':sched:' .. p.pt, 0, 0, 'WITHSCORES')
   if #a > 0 then
     local s = tonumber(a[2])
@@ -751,13 +900,19 @@ return out
 const luaStale = luaLib + `
 local sa = tonumber(ARGV[A])
 local limit = tonumber(ARGV[A + 1])
+local cut = nil
+if sa >= 0 then cut = now() - sa end
 local cands = {}
-local a = redis.call('ZRANGE', P .. ':nohb', 0, limit - 1, 'WITHSCORES')
-for i = 1, #a, 2 do cands[#cands + 1] = {tonumber(a[i + 1]), a[i]} end
-local hi = '+inf'
-if sa >= 0 then hi = '(' .. fmt(now() - sa) end
-local b = redis.call('ZRANGEBYSCORE', P .. ':running', '-inf', hi, 'WITHSCORES', 'LIMIT', 0, limit)
-for i = 1, #b, 2 do cands[#cands + 1] = {tonumber(b[i + 1]), b[i]} end
+for _, q in ipairs(redis.call('SMEMBERS', P .. ':queues')) do
+  for _, m in ipairs(redis.call('ZRANGE', P .. ':idx:running:' .. q, 0, -1)) do
+    local id = string.sub(m, 17)
+    local f = redis.call('HMGET', tkey(id), 'heartbeat_at', 'created_at', 'status')
+    if f[3] == 'running' then
+      local hb = f[1] and tonumber(f[1])
+      if cut == nil or not hb or hb < cut then cands[#cands + 1] = {tonumber(f[1] or f[2]), id} end
+    end
+  end
+end
 table.sort(cands, function(x, y)
   if x[1] ~= y[1] then return x[1] < y[1] end
   return bless(x[2], y[2])
@@ -786,6 +941,7 @@ for _, id in ipairs(ids) do
     redis.call('ZREM', P .. ':terminal', id)
   end
 end
+zflush()
 return n
 `
 
