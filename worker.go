@@ -184,6 +184,7 @@ func (w *Worker) loop(ctx context.Context, h *hintSubs) {
 	wait := w.cfg.PollInterval
 	for !w.stopping() {
 		h.resubscribe(ctx)
+		w.awaitBatchRoom()
 		n, err := w.cycle(ctx)
 		if err != nil {
 			w.svc.logger.Error("Queue worker loop error", "worker_id", w.cfg.ID, "error", err)
@@ -196,6 +197,39 @@ func (w *Worker) loop(ctx context.Context, h *hintSubs) {
 			continue
 		}
 		wait = w.wait(ctx, h, wait)
+	}
+}
+
+// claimCooldown bounds how long a nearly saturated worker lets slots
+// accumulate before claiming again.
+const claimCooldown = 2 * time.Millisecond
+
+// awaitBatchRoom keeps a saturated worker from claiming one record per
+// finished attempt: while attempts run and fewer than half a batch of slots
+// are free, it waits up to claimCooldown for more attempts to finish, so each
+// claim round trip carries a useful batch.
+func (w *Worker) awaitBatchRoom() {
+	want := max(1, min(w.cfg.BatchSize, w.cfg.MaxConcurrency)/2)
+	deadline := time.Now().Add(claimCooldown)
+	for {
+		inFlight := w.InFlight()
+		if inFlight == 0 || w.cfg.MaxConcurrency-inFlight >= want {
+			return
+		}
+		remaining := time.Until(deadline)
+		if remaining <= 0 {
+			return
+		}
+		t := time.NewTimer(remaining)
+		select {
+		case <-w.finished:
+			t.Stop()
+		case <-w.stopCh:
+			t.Stop()
+			return
+		case <-t.C:
+			return
+		}
 	}
 }
 
