@@ -148,6 +148,12 @@ func (c *cli) bench(cmd *cobra.Command, f benchFlags) (err error) {
 	if err != nil {
 		return fmt.Errorf("open backend: %w", err)
 	}
+	if m, ok := b.(queues.Migrator); ok && (d.Scheme == dsn.SchemePostgres || d.Scheme == dsn.SchemeRedis) {
+		// A benchmark is a development tool: bring the schema up to date first.
+		if _, err := m.Migrate(ctx, queues.MigrateOptions{}); err != nil {
+			return fmt.Errorf("migrate backend: %w", err)
+		}
+	}
 
 	queue := "bench_" + strings.ReplaceAll(uuid.NewString()[:8], "-", "")
 	var done atomic.Int64

@@ -23,6 +23,8 @@ import (
 
 	"github.com/queuesgo/queues"
 	"github.com/queuesgo/queues/backend/memory"
+	"github.com/queuesgo/queues/backend/postgres"
+	"github.com/queuesgo/queues/backend/redis"
 	"github.com/queuesgo/queues/backend/sqlite"
 )
 
@@ -115,7 +117,33 @@ func Parse(s string) (DSN, error) {
 		}
 		return d, nil
 	}
-	return DSN{}, &Error{Scheme: scheme, Problem: "unknown scheme; supported: sqlite, memory"}
+	return DSN{}, &Error{Scheme: scheme, Problem: "unknown scheme; supported: sqlite, memory, postgres, redis"}
+}
+
+// redactErr keeps a driver error's chain but never lets its text carry the
+// DSN's password.
+func redactErr(err error, raw string) error {
+	if p := passwordOf(raw); p != "" && strings.Contains(err.Error(), p) {
+		return &redactedError{msg: strings.ReplaceAll(err.Error(), p, "xxxxx"), err: err}
+	}
+	return err
+}
+
+type redactedError struct {
+	msg string
+	err error
+}
+
+func (e *redactedError) Error() string { return e.msg }
+func (e *redactedError) Unwrap() error { return e.err }
+
+func passwordOf(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.User == nil {
+		return ""
+	}
+	p, _ := u.User.Password()
+	return p
 }
 
 func validScheme(s string) bool {
@@ -226,10 +254,20 @@ func (d DSN) OpenWith(ctx context.Context, o Options) (queues.Backend, error) {
 			return nil, fmt.Errorf("sqlite backend: %w", err)
 		}
 		return b, nil
-	case SchemePostgres, SchemeRedis:
-		return nil, &Error{Scheme: d.Scheme, Problem: "backend not supported by this build yet; supported: sqlite, memory", Unsupported: true}
+	case SchemePostgres:
+		b, err := postgres.Connect(ctx, d.Raw, postgres.Options{Namespace: o.Namespace})
+		if err != nil {
+			return nil, fmt.Errorf("postgres backend: %w", redactErr(err, d.Raw))
+		}
+		return b, nil
+	case SchemeRedis:
+		b, err := redis.Connect(ctx, d.Raw, redis.Options{Namespace: o.Namespace})
+		if err != nil {
+			return nil, fmt.Errorf("redis backend: %w", redactErr(err, d.Raw))
+		}
+		return b, nil
 	}
-	return nil, &Error{Scheme: d.Scheme, Problem: "unknown scheme; supported: sqlite, memory"}
+	return nil, &Error{Scheme: d.Scheme, Problem: "unknown scheme; supported: sqlite, memory, postgres, redis"}
 }
 
 // ProcessLocal reports whether records of this DSN are invisible to other processes.
