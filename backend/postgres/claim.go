@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/queuesgo/queues"
 )
@@ -155,25 +156,21 @@ claimed AS (
 		return res, nil
 	}
 	sql.WriteString("\n" + strings.Join(union, "\nUNION ALL\n"))
-	rows, err := b.pool.Query(ctx, sql.String(), a...)
-	if err != nil {
-		return res, b.wrap("claim", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
+	err := queryPinned(ctx, b.pool, sql.String(), a, func(rows pgx.Rows) error {
 		var expired bool
 		r, err := scanRecord(rows, &expired)
 		if err != nil {
-			return res, b.wrap("claim", err)
+			return err
 		}
 		if expired {
 			res.Expired = append(res.Expired, r)
 		} else {
 			res.Claimed = append(res.Claimed, r)
 		}
-	}
-	if err := rows.Err(); err != nil {
-		return res, b.wrap("claim", err)
+		return nil
+	})
+	if err != nil {
+		return queues.ClaimResult{}, b.wrap("claim", err)
 	}
 	slices.SortFunc(res.Claimed, func(x, y *queues.Record) int {
 		if claimLess(x, y) {
@@ -202,8 +199,8 @@ func sortExpired(recs []*queues.Record) {
 // not reservation-marked, not expired unless it holds a finalized ref, and
 // matching the optional generation and execution-ref fences (ExpectedRef ""
 // means no ref). When that claim matches nothing, an overdue unreferenced
-// record is expired in a second fenced statement of the same round trip and
-// returned in Expired. A record that cannot be claimed yields an empty
+// record is expired by a second, equally fenced statement and returned in
+// Expired. A record that cannot be claimed yields an empty
 // result; a missing ID yields queues.ErrTaskNotFound.
 func (b *Backend) ClaimByID(ctx context.Context, p queues.ClaimByIDParams) (queues.ClaimResult, error) {
 	var res queues.ClaimResult

@@ -19,7 +19,7 @@ const maxKeyedAttempts = 8
 
 // insertRows holds the column arrays of one unnest insert.
 type insertRows struct {
-	ids     []uuid.UUID
+	ids     [][16]byte
 	names   []string
 	args    [][]byte
 	queues  []string
@@ -34,12 +34,12 @@ type insertRows struct {
 	forever []bool
 	// reservation arrays (keyed path)
 	resKeys  []string
-	resIDs   []uuid.UUID
+	resIDs   [][16]byte
 	resNames []string
 }
 
 func (r *insertRows) add(p *queues.EnqueueParams, forever bool) {
-	r.ids = append(r.ids, p.ID)
+	r.ids = append(r.ids, [16]byte(p.ID))
 	r.names = append(r.names, p.TaskName)
 	if p.Args == nil {
 		r.args = append(r.args, nil)
@@ -57,7 +57,7 @@ func (r *insertRows) add(p *queues.EnqueueParams, forever bool) {
 	r.forever = append(r.forever, forever)
 	if forever {
 		r.resKeys = append(r.resKeys, p.Key)
-		r.resIDs = append(r.resIDs, p.ID)
+		r.resIDs = append(r.resIDs, [16]byte(p.ID))
 		r.resNames = append(r.resNames, p.TaskName)
 	}
 }

@@ -131,9 +131,9 @@ func New(pool *pgxpool.Pool, opts Options) (*Backend, error) {
 		return nil, &queues.ConfigError{Field: "postgres.Options.Namespace",
 			Problem: fmt.Sprintf("%q must match %s and be at most %d bytes", opts.Namespace, namespacePattern, maxNamespaceLen)}
 	}
-	if !prefixPattern.MatchString(opts.TablePrefix) || len(opts.TablePrefix) > 40 {
+	if !prefixPattern.MatchString(opts.TablePrefix) || len(opts.TablePrefix) > 50 {
 		return nil, &queues.ConfigError{Field: "postgres.Options.TablePrefix",
-			Problem: fmt.Sprintf("%q must match %s and be at most 40 bytes", opts.TablePrefix, prefixPattern)}
+			Problem: fmt.Sprintf("%q must match %s and be at most 50 bytes", opts.TablePrefix, prefixPattern)}
 	}
 	if len(opts.Schema) > 63 {
 		return nil, &queues.ConfigError{Field: "postgres.Options.Schema", Problem: "longer than 63 bytes"}
@@ -379,4 +379,48 @@ type txRunner interface {
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
+}
+
+// queryPinned runs planSettings and sql pipelined in one round trip: the
+// statements of a batch share one implicit transaction, so the
+// transaction-local settings apply to sql alone and end with it. each is
+// called for every result row.
+func queryPinned(ctx context.Context, run txRunner, sql string, args []any, each func(pgx.Rows) error) error {
+	batch := &pgx.Batch{}
+	batch.Queue(planSettings)
+	batch.Queue(sql, args...)
+	br := run.SendBatch(ctx, batch)
+	_, err := br.Exec()
+	if err == nil {
+		var rows pgx.Rows
+		rows, err = br.Query()
+		if err == nil {
+			for rows.Next() {
+				if err = each(rows); err != nil {
+					break
+				}
+			}
+			rows.Close()
+			if err == nil {
+				err = rows.Err()
+			}
+		}
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// recordsPinned is queryPinned collecting records.
+func recordsPinned(ctx context.Context, run txRunner, sql string, args ...any) ([]*queues.Record, error) {
+	var out []*queues.Record
+	err := queryPinned(ctx, run, sql, args, func(rows pgx.Rows) error {
+		r, err := scanRecord(rows)
+		if err == nil {
+			out = append(out, r)
+		}
+		return err
+	})
+	return out, err
 }

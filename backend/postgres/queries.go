@@ -214,3 +214,11 @@ RETURNING identity_key`),
 		resetID: q(`DELETE FROM {res} WHERE identity_key = $1 AND ($2::uuid IS NULL OR task_id = $2)`),
 	}
 }
+
+// planSettings pins the plan shape of the bulk claim and settle statements
+// for their own transaction: ordered index scans and nested-loop primary-key
+// lookups, whatever the table statistics say. Without it an unanalysed or
+// skewed table makes the planner pick bitmap scans, which never mark dead
+// index entries, so every claim would revisit every record claimed since the
+// last VACUUM; and hash joins that scan every running record per settle.
+const planSettings = `SELECT set_config('enable_bitmapscan', 'off', true), set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true)`

@@ -31,7 +31,11 @@ func (b *Backend) GetTasks(ctx context.Context, ids []uuid.UUID) ([]*queues.Reco
 	if len(ids) == 0 {
 		return []*queues.Record{}, ctx.Err()
 	}
-	recs, err := collectRecords(b.pool.Query(ctx, b.q.getTasks, ids))
+	raw := make([][16]byte, len(ids))
+	for i, id := range ids {
+		raw[i] = [16]byte(id)
+	}
+	recs, err := collectRecords(b.pool.Query(ctx, b.q.getTasks, raw))
 	if err != nil {
 		return nil, b.wrap("get tasks", err)
 	}

@@ -1,9 +1,11 @@
 package postgres
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -36,20 +38,26 @@ func cols(alias string) string {
 type scanner interface{ Scan(dest ...any) error }
 
 // scanRecord reads one record (the recordColumns, optionally after extra
-// leading destinations).
+// leading destinations). Rows from a query decode the raw wire values
+// directly (see decodeRaw); a single pgx.Row goes through pgx's scanner.
 func scanRecord(row scanner, extra ...any) (*queues.Record, error) {
+	if rows, ok := row.(pgx.Rows); ok {
+		if r, ok, err := decodeRaw(rows, extra); ok {
+			return r, err
+		}
+	}
 	var (
-		r                                      queues.Record
-		args, result, meta                     []byte
-		profile, ref, worker, errText, key     pgtype.Text
-		status                                 string
-		prio, maxRetries, retryCount           int32
-		sched, expires, started, done, beat    pgtype.Timestamptz
-		created, queued                        time.Time
+		r                                   queues.Record
+		args, result, meta                  []byte
+		profile, ref, worker, errText, key  pgtype.Text
+		status                              string
+		prio, maxRetries, retryCount        int32
+		sched, expires, started, done, beat pgtype.Timestamptz
+		created, queued                     time.Time
 	)
 	dest := make([]any, 0, len(extra)+len(recordColumns))
 	dest = append(dest, extra...)
-	dest = append(dest, &r.ID, &r.TaskName, &args, &r.Queue, &r.ExecutionBackend, &profile, &ref,
+	dest = append(dest, (*[16]byte)(&r.ID), &r.TaskName, &args, &r.Queue, &r.ExecutionBackend, &profile, &ref,
 		&worker, &status, &prio, &maxRetries, &retryCount, &sched, &expires,
 		&created, &queued, &started, &done, &beat, &result, &errText,
 		&key, &meta)
@@ -76,16 +84,129 @@ func scanRecord(row scanner, extra ...any) (*queues.Record, error) {
 	r.HeartbeatAt = tsTime(beat)
 	r.Error = errText.String
 	r.Key = key.String
-	r.Metadata = map[string]any{}
-	if len(meta) > 0 && string(meta) != "null" {
-		if err := json.Unmarshal(meta, &r.Metadata); err != nil {
-			return nil, fmt.Errorf("decode metadata of %s: %w", r.ID, err)
-		}
-		if r.Metadata == nil {
-			r.Metadata = map[string]any{}
+	m, err := decodeMetadata(meta)
+	if err != nil {
+		return nil, fmt.Errorf("decode metadata of %s: %w", r.ID, err)
+	}
+	r.Metadata = m
+	return &r, nil
+}
+
+// pgEpoch is the zero of PostgreSQL's binary timestamps.
+var pgEpoch = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// decodeRaw decodes a record straight from the binary wire values of the
+// current row, skipping pgx's per-column scan plans (the claim and settle
+// paths decode thousands of records per second). ok is false when a column
+// did not arrive in the expected binary format; the caller then scans
+// normally. extra destinations may only be *bool.
+func decodeRaw(rows pgx.Rows, extra []any) (*queues.Record, bool, error) {
+	fds := rows.FieldDescriptions()
+	vals := rows.RawValues()
+	off := len(extra)
+	if len(vals) != off+len(recordColumns) {
+		return nil, false, nil
+	}
+	// Binary everywhere except text columns (identical in both formats) and
+	// jsonb (either: pgx asks for text).
+	for i := range fds {
+		switch fds[i].DataTypeOID {
+		case pgtype.TextOID, pgtype.VarcharOID, pgtype.JSONBOID:
+		default:
+			if fds[i].Format != pgx.BinaryFormatCode {
+				return nil, false, nil
+			}
 		}
 	}
-	return &r, nil
+	for i, d := range extra {
+		bp, isBool := d.(*bool)
+		if !isBool || len(vals[i]) != 1 {
+			return nil, false, nil
+		}
+		*bp = vals[i][0] != 0
+	}
+	v := vals[off:]
+	var r queues.Record
+	if len(v[0]) != 16 {
+		return nil, false, nil
+	}
+	copy(r.ID[:], v[0])
+	str := func(b []byte) string { return string(b) }
+	i4 := func(b []byte) (int, bool) {
+		if len(b) != 4 {
+			return 0, false
+		}
+		return int(int32(binary.BigEndian.Uint32(b))), true
+	}
+	tsv := func(b []byte) (time.Time, bool) {
+		if b == nil {
+			return time.Time{}, true
+		}
+		if len(b) != 8 {
+			return time.Time{}, false
+		}
+		us := int64(binary.BigEndian.Uint64(b))
+		return pgEpoch.Add(time.Duration(us) * time.Microsecond), true
+	}
+	js := func(col int, b []byte) ([]byte, bool) {
+		if b == nil {
+			return nil, true
+		}
+		if fds[off+col].Format == pgx.TextFormatCode {
+			return append([]byte(nil), b...), true
+		}
+		if len(b) == 0 || b[0] != 1 {
+			return nil, false
+		}
+		return append([]byte(nil), b[1:]...), true
+	}
+	r.TaskName = str(v[1])
+	args, ok := js(2, v[2])
+	if !ok {
+		return nil, false, nil
+	}
+	if args != nil {
+		r.Args = json.RawMessage(args)
+	}
+	r.Queue = str(v[3])
+	r.ExecutionBackend = str(v[4])
+	r.ExecutionProfile = str(v[5])
+	r.ExecutionRef = str(v[6])
+	r.WorkerID = str(v[7])
+	r.Status = queues.Status(str(v[8]))
+	var ok1, ok2, ok3 bool
+	r.Priority, ok1 = i4(v[9])
+	r.MaxRetries, ok2 = i4(v[10])
+	r.RetryCount, ok3 = i4(v[11])
+	if !ok1 || !ok2 || !ok3 {
+		return nil, false, nil
+	}
+	for i, dst := range []*time.Time{&r.ScheduledAt, &r.ExpiresAt, &r.CreatedAt, &r.QueuedAt, &r.StartedAt, &r.CompletedAt, &r.HeartbeatAt} {
+		t, ok := tsv(v[12+i])
+		if !ok {
+			return nil, false, nil
+		}
+		*dst = t
+	}
+	res, ok := js(19, v[19])
+	if !ok {
+		return nil, false, nil
+	}
+	if res != nil {
+		r.Result = json.RawMessage(res)
+	}
+	r.Error = str(v[20])
+	r.Key = str(v[21])
+	meta, ok := js(22, v[22])
+	if !ok {
+		return nil, false, nil
+	}
+	m, err := decodeMetadata(meta)
+	if err != nil {
+		return nil, true, fmt.Errorf("decode metadata of %s: %w", r.ID, err)
+	}
+	r.Metadata = m
+	return &r, true, nil
 }
 
 // collectRecords reads every row of rows as a record.
@@ -166,4 +287,45 @@ func metadataJSON(m map[string]any) ([]byte, error) {
 		return []byte("{}"), nil
 	}
 	return json.Marshal(m)
+}
+
+// metaCache remembers decoded metadata objects by their JSON text: records
+// of one task usually share the same system metadata, and a deep copy of a
+// decoded map is several times cheaper than decoding it again.
+var metaCache struct {
+	sync.Mutex
+	m map[string]map[string]any
+}
+
+const metaCacheMax = 512
+
+// decodeMetadata decodes a metadata object into a caller-owned map.
+func decodeMetadata(raw []byte) (map[string]any, error) {
+	if len(raw) == 0 || string(raw) == "{}" || string(raw) == "null" {
+		return map[string]any{}, nil
+	}
+	if len(raw) <= 1024 {
+		metaCache.Lock()
+		cached, ok := metaCache.m[string(raw)]
+		metaCache.Unlock()
+		if ok {
+			return queues.CloneMetadata(cached), nil
+		}
+	}
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return nil, err
+	}
+	if m == nil {
+		m = map[string]any{}
+	}
+	if len(raw) <= 1024 {
+		metaCache.Lock()
+		if metaCache.m == nil || len(metaCache.m) >= metaCacheMax {
+			metaCache.m = make(map[string]map[string]any, metaCacheMax)
+		}
+		metaCache.m[string(raw)] = queues.CloneMetadata(m)
+		metaCache.Unlock()
+	}
+	return m, nil
 }

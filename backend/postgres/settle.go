@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/queuesgo/queues"
 )
@@ -53,13 +54,13 @@ func (b *Backend) Complete(ctx context.Context, p queues.CompleteParams) (*queue
 
 func (b *Backend) flushComplete(ctx context.Context, ops []*op[completeOp, *queues.Record]) {
 	for _, round := range rounds(ops, func(c completeOp) uuid.UUID { return c.id }) {
-		ids := make([]uuid.UUID, len(round))
+		ids := make([][16]byte, len(round))
 		gens := make([]int32, len(round))
 		results := make([][]byte, len(round))
 		for i, o := range round {
-			ids[i], gens[i], results[i] = o.in.id, int32(o.in.gen), o.in.result
+			ids[i], gens[i], results[i] = [16]byte(o.in.id), int32(o.in.gen), o.in.result
 		}
-		recs, err := collectRecords(b.pool.Query(ctx, b.q.complete, ids, gens, results))
+		recs, err := recordsPinned(ctx, b.pool, b.q.complete, ids, gens, results)
 		b.settleResults(ctx, "complete", round, recs, err, func(c completeOp) uuid.UUID { return c.id })
 	}
 }
@@ -148,13 +149,13 @@ func (b *Backend) flushFail(ctx context.Context, ops []*op[failOp, *queues.Recor
 	wake := false
 	for _, round := range rounds(ops, func(f failOp) uuid.UUID { return f.id }) {
 		n := len(round)
-		ids, gens := make([]uuid.UUID, n), make([]int32, n)
+		ids, gens := make([][16]byte, n), make([]int32, n)
 		errs, retry := make([]string, n), make([]bool, n)
 		refs, delays := make([]pgtype.Text, n), make([]int64, n)
 		for i, o := range round {
-			ids[i], gens[i], errs[i], retry[i], refs[i], delays[i] = o.in.id, int32(o.in.gen), o.in.err, o.in.retry, o.in.ref, o.in.delay
+			ids[i], gens[i], errs[i], retry[i], refs[i], delays[i] = [16]byte(o.in.id), int32(o.in.gen), o.in.err, o.in.retry, o.in.ref, o.in.delay
 		}
-		recs, err := collectRecords(b.pool.Query(ctx, b.q.fail, ids, gens, errs, retry, refs, delays))
+		recs, err := recordsPinned(ctx, b.pool, b.q.fail, ids, gens, errs, retry, refs, delays)
 		settleResults(b, ctx, "fail", round, recs, err, func(f failOp) uuid.UUID { return f.id })
 		for _, r := range recs {
 			if r.Status == queues.StatusPending {
@@ -319,26 +320,20 @@ func (b *Backend) TouchHeartbeats(ctx context.Context, touches []queues.Heartbea
 func (b *Backend) flushTouch(ctx context.Context, ops []*op[touchOp, bool]) {
 	for _, round := range rounds(ops, func(t touchOp) uuid.UUID { return t.id }) {
 		n := len(round)
-		ids, gens, patches := make([]uuid.UUID, n), make([]pgtype.Int4, n), make([][]byte, n)
+		ids, gens, patches := make([][16]byte, n), make([]pgtype.Int4, n), make([][]byte, n)
 		for i, o := range round {
-			ids[i], gens[i], patches[i] = o.in.id, o.in.gen, o.in.patch
+			ids[i], gens[i], patches[i] = [16]byte(o.in.id), o.in.gen, o.in.patch
 		}
-		rows, err := b.hbPool.Query(ctx, b.q.touch, ids, gens, patches)
-		if err == nil {
-			for rows.Next() {
-				var ord int64
-				if err = rows.Scan(&ord); err != nil {
-					break
-				}
-				if ord >= 1 && int(ord) <= n {
-					round[ord-1].out = true
-				}
+		err := queryPinned(ctx, b.hbPool, b.q.touch, []any{ids, gens, patches}, func(rows pgx.Rows) error {
+			var ord int64
+			if err := rows.Scan(&ord); err != nil {
+				return err
 			}
-			rows.Close()
-			if err == nil {
-				err = rows.Err()
+			if ord >= 1 && int(ord) <= n {
+				round[ord-1].out = true
 			}
-		}
+			return nil
+		})
 		if err != nil {
 			err = b.wrap("touch heartbeats", err)
 			for _, o := range round {
@@ -358,9 +353,9 @@ func (b *Backend) NullHeartbeats(ctx context.Context, fences []queues.Fence) err
 	if len(fences) == 0 {
 		return nil
 	}
-	ids, gens := make([]uuid.UUID, len(fences)), make([]int32, len(fences))
+	ids, gens := make([][16]byte, len(fences)), make([]int32, len(fences))
 	for i, f := range fences {
-		ids[i], gens[i] = f.ID, int32(f.RetryCount)
+		ids[i], gens[i] = [16]byte(f.ID), int32(f.RetryCount)
 	}
 	_, err := b.hbPool.Exec(ctx, b.q.nullBeats, ids, gens)
 	return b.wrap("null heartbeats", err)

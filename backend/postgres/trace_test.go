@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -15,8 +16,9 @@ import (
 // queryStats is a pgx tracer that sums time per statement (bench diagnostics,
 // QUEUES_BENCH_TRACE=1).
 type queryStats struct {
-	mu sync.Mutex
-	m  map[string]*qstat
+	mu  sync.Mutex
+	m   map[string]*qstat
+	log atomic.Bool
 }
 
 type qstat struct {
@@ -42,6 +44,9 @@ func (q *queryStats) TraceQueryEnd(ctx context.Context, _ *pgx.Conn, d pgx.Trace
 		return
 	}
 	el := time.Since(v.start)
+	if q.log.Load() {
+		fmt.Fprintf(os.Stderr, "%s +%s %s\n", v.start.Format("05.000000"), el.Round(time.Microsecond), strings.Join(strings.Fields(v.sql), " ")[:50])
+	}
 	k := strings.Join(strings.Fields(v.sql), " ")
 	if len(k) > 90 {
 		k = k[:90]

@@ -1,0 +1,40 @@
+package postgres
+
+import (
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// TestDecodeRawMatchesScan checks that the raw binary decoder is used for
+// query rows and agrees with pgx's scanner.
+func TestDecodeRawMatchesScan(t *testing.T) {
+	pool := internalPool(t)
+	ctx := t.Context()
+	sql := `SELECT '0195f3e4-7c1a-7d2b-9c3d-1234567890ab'::uuid, 'task', '{"a":1}'::jsonb, 'q', 'local', NULL::text, 'ref', 'w',
+		'running', -5, 3, 2, NULL::timestamptz, '2025-06-07 08:09:10.654321+00'::timestamptz, '2024-01-02 03:04:05.123456+00'::timestamptz, '2025-06-07 08:09:10.654321+00'::timestamptz, '2025-06-07 08:09:10.654321+00'::timestamptz, NULL::timestamptz,
+		'2025-06-07 08:09:10.654321+00'::timestamptz, NULL::jsonb, 'boom', 'k', '{"m":{"n":[1,"x",true,null]}}'::jsonb`
+	rows, err := pool.Query(ctx, sql)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		t.Fatal("no row")
+	}
+	raw, ok, err := decodeRaw(rows, nil)
+	if err != nil || !ok {
+		t.Fatalf("decodeRaw ok=%v err=%v (formats %+v)", ok, err, rows.FieldDescriptions())
+	}
+	rows.Close()
+	scanned, err := scanRecord(pool.QueryRow(ctx, sql))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := raw.MarshalJSON()
+	b, _ := scanned.MarshalJSON()
+	if string(a) != string(b) {
+		t.Fatalf("raw decode\n%s\ndiffers from scan\n%s", a, b)
+	}
+	_ = pgx.BinaryFormatCode
+}
