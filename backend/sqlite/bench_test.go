@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"log/slog"
 	"os"
-	"sort"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -20,90 +22,148 @@ type noopArgs struct{ I int }
 type noopResult struct{}
 
 // benchService starts a quiet service on a fresh SQLite file.
-func benchService(b testing.TB, reg *queues.Registry) (*queues.Service, *sqlite.Backend) {
-	b.Helper()
-	be := openTemp(b, sqlite.Options{})
+func benchService(tb testing.TB, reg *queues.Registry) (*queues.Service, *sqlite.Backend) {
+	tb.Helper()
+	be := openTemp(tb, sqlite.Options{})
 	svc, err := queues.New(queues.Config{Backend: be, Registry: reg, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	if err := svc.Start(context.Background()); err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
-	b.Cleanup(func() { _ = svc.Close(context.Background()) })
+	tb.Cleanup(func() { _ = svc.Close(context.Background()) })
 	return svc, be
 }
 
 // startWorker runs a worker until the test ends.
-func startWorker(b testing.TB, svc *queues.Service, cfg queues.WorkerConfig) *queues.Worker {
-	b.Helper()
+func startWorker(tb testing.TB, svc *queues.Service, cfg queues.WorkerConfig) *queues.Worker {
+	tb.Helper()
 	w, err := svc.NewWorker(cfg)
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	done := make(chan struct{})
 	go func() { defer close(done); _ = w.Run(context.Background()) }()
 	<-w.Ready()
-	b.Cleanup(func() {
+	tb.Cleanup(func() {
 		_, _ = w.Stop(context.Background(), true)
 		<-done
 	})
 	return w
 }
 
-// BenchmarkEndToEnd enqueues 100,000 no-op records (b.N of them when
-// -benchtime=Nx is larger), then measures one worker (MaxConcurrency 100,
-// BatchSize 100) claiming, running and completing all of them on one SQLite
-// file. It reports jobs/s.
+// benchTotal is the number of records of BenchmarkEndToEnd
+// (QUEUES_BENCH_TOTAL overrides 100,000).
+func benchTotal() int {
+	if v, err := strconv.Atoi(os.Getenv("QUEUES_BENCH_TOTAL")); err == nil && v > 0 {
+		return v
+	}
+	return 100_000
+}
+
+// benchConcurrency is the worker's MaxConcurrency and BatchSize in
+// BenchmarkEndToEnd (QUEUES_BENCH_CONCURRENCY overrides 100).
+func benchConcurrency() int {
+	if v, err := strconv.Atoi(os.Getenv("QUEUES_BENCH_CONCURRENCY")); err == nil && v > 0 {
+		return v
+	}
+	return 100
+}
+
+// cpuTime is the user+system CPU time of the process so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkEndToEnd enqueues 100,000 no-op records (outside the timer), then
+// measures one worker (MaxConcurrency 100, BatchSize 100; the environment
+// variables QUEUES_BENCH_TOTAL and QUEUES_BENCH_CONCURRENCY override both
+// numbers) claiming, running
+// and completing all of them on one SQLite file. Each iteration is one full
+// run on a fresh file; use -benchtime=1x. It reports jobs/s, the process CPU
+// time per job and the mean writer group size.
 func BenchmarkEndToEnd(b *testing.B) {
-	total := benchTotal()
 	for range b.N {
 		b.StopTimer()
-		var ran atomic.Int64
-		reg := queues.NewRegistry()
-		task := queues.MustRegister(reg, "noop", func(ctx context.Context, a noopArgs) (noopResult, error) {
-			ran.Add(1)
-			return noopResult{}, nil
-		})
-		svc, _ := benchService(b, reg)
-		ctx := context.Background()
-		enqStart := time.Now()
-		reqs := make([]queues.EnqueueRequest, 0, 1000)
-		for start := 0; start < total; start += 1000 {
-			reqs = reqs[:0]
-			for i := start; i < start+1000; i++ {
-				reqs = append(reqs, task.Request(noopArgs{i}))
-			}
-			if _, err := svc.EnqueueMany(ctx, reqs); err != nil {
-				b.Fatal(err)
-			}
-		}
-		b.Logf("enqueued %d in %s", total, time.Since(enqStart))
-		b.StartTimer()
-		sqlite.DbgReset()
-		start := time.Now()
-		startWorker(b, svc, queues.WorkerConfig{MaxConcurrency: 100, BatchSize: 100, PollInterval: 5 * time.Millisecond})
-		for ran.Load() < int64(total) {
-			time.Sleep(time.Millisecond)
-		}
-		for {
-			st, err := svc.Statistics(ctx, "")
-			if err != nil {
-				b.Fatal(err)
-			}
-			if st.Completed == total {
-				break
-			}
-			time.Sleep(2 * time.Millisecond)
-		}
-		elapsed := time.Since(start)
-		b.Log(sqlite.DbgStats())
-		b.StopTimer()
-		b.ReportMetric(float64(total)/elapsed.Seconds(), "jobs/s")
+		n := benchConcurrency()
+		endToEnd(b, benchTotal(), queues.WorkerConfig{MaxConcurrency: n, BatchSize: n, PollInterval: 5 * time.Millisecond})
 	}
 }
 
-// BenchmarkClaimComplete measures the backend alone: ClaimMany(100) then 100
+// endToEnd runs one BenchmarkEndToEnd iteration; the timer is stopped on
+// entry and on return.
+func endToEnd(b *testing.B, total int, cfg queues.WorkerConfig) {
+	var ran atomic.Int64
+	reg := queues.NewRegistry()
+	task := queues.MustRegister(reg, "noop", func(ctx context.Context, a noopArgs) (noopResult, error) {
+		ran.Add(1)
+		return noopResult{}, nil
+	})
+	ctx := context.Background()
+	be, err := sqlite.Open(filepath.Join(b.TempDir(), "queues.db"), sqlite.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := be.Open(ctx); err != nil {
+		b.Fatal(err)
+	}
+	defer be.Close(ctx)
+	svc, err := queues.New(queues.Config{Backend: be, Registry: reg, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := svc.Start(ctx); err != nil {
+		b.Fatal(err)
+	}
+	defer svc.Close(ctx)
+	reqs := make([]queues.EnqueueRequest, 0, 1000)
+	for start := 0; start < total; start += 1000 {
+		reqs = reqs[:0]
+		for i := start; i < min(start+1000, total); i++ {
+			reqs = append(reqs, task.Request(noopArgs{i}))
+		}
+		if _, err := svc.EnqueueMany(ctx, reqs); err != nil {
+			b.Fatal(err)
+		}
+	}
+	w, err := svc.NewWorker(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	stats0, cpu0 := be.Stats(), cpuTime()
+	b.StartTimer()
+	start := time.Now()
+	runDone := make(chan struct{})
+	go func() { defer close(runDone); _ = w.Run(ctx) }()
+	for ran.Load() < int64(total) {
+		time.Sleep(time.Millisecond)
+	}
+	for {
+		st, err := svc.Statistics(ctx, "")
+		if err != nil {
+			b.Fatal(err)
+		}
+		if st.Completed == total {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	elapsed := time.Since(start)
+	b.StopTimer()
+	cpu, stats := cpuTime()-cpu0, be.Stats()
+	_, _ = w.Stop(ctx, true)
+	<-runDone
+	b.ReportMetric(float64(total)/elapsed.Seconds(), "jobs/s")
+	b.ReportMetric(float64(cpu.Microseconds())/float64(total), "cpu-µs/job")
+	b.ReportMetric(float64(stats.Writes-stats0.Writes)/float64(max(1, stats.Groups-stats0.Groups)), "writes/commit")
+}
+
+// BenchmarkClaimComplete measures the backend alone: ClaimMany(100), then 100
 // concurrent Complete calls (group-committed), over pre-enqueued records.
 func BenchmarkClaimComplete(b *testing.B) {
 	be := openTemp(b, sqlite.Options{})
@@ -122,24 +182,21 @@ func BenchmarkClaimComplete(b *testing.B) {
 			b.Fatalf("claimed nothing after %d of %d", done, b.N)
 		}
 		for _, rec := range res.Claimed {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
+			wg.Go(func() {
 				if _, err := be.Complete(ctx, queues.CompleteParams{ID: rec.ID, ExpectedRetryCount: rec.RetryCount, Result: result}); err != nil {
 					b.Error(err)
 				}
-			}()
+			})
 		}
 		wg.Wait()
 		done += len(res.Claimed)
 	}
-	b.Log(sqlite.DbgStats())
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "jobs/s")
 }
 
 // enqueueN inserts n due no-op records in batches of 1000.
-func enqueueN(b testing.TB, be *sqlite.Backend, n int) {
-	b.Helper()
+func enqueueN(tb testing.TB, be *sqlite.Backend, n int) {
+	tb.Helper()
 	ctx := context.Background()
 	items := make([]queues.EnqueueParams, 0, 1000)
 	for start := 0; start < n; start += 1000 {
@@ -148,13 +205,13 @@ func enqueueN(b testing.TB, be *sqlite.Backend, n int) {
 			items = append(items, queues.EnqueueParams{TaskName: "noop", Args: json.RawMessage(`{"I":1}`), Queue: queues.DefaultQueue, ExecutionBackend: "local"})
 		}
 		if _, err := be.Enqueue(ctx, items); err != nil {
-			b.Fatal(err)
+			tb.Fatal(err)
 		}
 	}
 }
 
-// BenchmarkEnqueue measures single-record Enqueue calls from 8 concurrent
-// goroutines (group-committed).
+// BenchmarkEnqueue measures single-record Enqueue calls from concurrent
+// goroutines (4 per CPU), which the writer group-commits.
 func BenchmarkEnqueue(b *testing.B) {
 	be := openTemp(b, sqlite.Options{})
 	ctx := context.Background()
@@ -181,7 +238,6 @@ func BenchmarkEnqueueMany(b *testing.B) {
 	for i := range items {
 		items[i] = queues.EnqueueParams{TaskName: "noop", Args: json.RawMessage(`{"I":1}`), Queue: queues.DefaultQueue, ExecutionBackend: "local"}
 	}
-	b.ResetTimer()
 	for b.Loop() {
 		if _, err := be.Enqueue(ctx, items); err != nil {
 			b.Fatal(err)
@@ -190,17 +246,35 @@ func BenchmarkEnqueueMany(b *testing.B) {
 	b.ReportMetric(float64(b.N*len(items))/b.Elapsed().Seconds(), "jobs/s")
 }
 
-// percentile returns the p-th percentile of ds.
-func percentile(ds []time.Duration, p float64) time.Duration {
-	s := append([]time.Duration(nil), ds...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	return s[int(float64(len(s)-1)*p)]
-}
-
-// benchTotal is the number of records of BenchmarkEndToEnd (QUEUES_BENCH_TOTAL overrides 100,000).
-func benchTotal() int {
-	if v, err := strconv.Atoi(os.Getenv("QUEUES_BENCH_TOTAL")); err == nil && v > 0 {
-		return v
+// BenchmarkIdleLatency measures, in one process, the time from the start of
+// an Enqueue call to the start of the task on an idle worker (default poll
+// interval: the in-process wakeup hint does the work), one record at a time.
+// It reports the 50th and 99th percentiles in milliseconds.
+func BenchmarkIdleLatency(b *testing.B) {
+	reg := queues.NewRegistry()
+	started := make(chan time.Time, 1)
+	task := queues.MustRegister(reg, "latency", func(ctx context.Context, a noopArgs) (noopResult, error) {
+		started <- time.Now()
+		return noopResult{}, nil
+	})
+	svc, _ := benchService(b, reg)
+	startWorker(b, svc, queues.WorkerConfig{MaxConcurrency: 10})
+	ctx := context.Background()
+	var lat []time.Duration
+	for i := 0; b.Loop(); i++ {
+		time.Sleep(2 * time.Millisecond) // let the worker go idle
+		t0 := time.Now()
+		if _, err := task.Enqueue(ctx, svc, noopArgs{i}); err != nil {
+			b.Fatal(err)
+		}
+		select {
+		case t1 := <-started:
+			lat = append(lat, t1.Sub(t0))
+		case <-time.After(5 * time.Second):
+			b.Fatal("task did not start within 5s")
+		}
 	}
-	return 100_000
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
 }

@@ -7,10 +7,8 @@ import (
 	"time"
 )
 
-var dbgCkpt, dbgCkptFrames, dbgCkptNs atomic.Int64
-
 // checkpointEvery is the cadence of the background WAL checkpoint.
-const checkpointEvery = 100 * time.Millisecond
+const checkpointEvery = 250 * time.Millisecond
 
 // checkpointer copies committed WAL frames back into the database file from
 // its own connection, so the writer never pays for a checkpoint. SQLite's
@@ -55,17 +53,13 @@ func (c *checkpointer) run() {
 
 func (c *checkpointer) checkpoint(mode string) {
 	var busy, log, done int64
-	t0 := time.Now()
 	_ = c.db.QueryRowContext(context.Background(), "PRAGMA wal_checkpoint("+mode+")").Scan(&busy, &log, &done)
-	dbgCkpt.Add(1)
-	dbgCkptFrames.Add(log)
-	dbgCkptNs.Add(int64(time.Since(t0)))
 }
 
-// stop ends the goroutine after a final checkpoint that truncates the WAL
-// (best effort: it gives up when another connection is busy).
+// stop ends the goroutine after a final passive checkpoint (it never waits
+// for other connections; the last connection to close removes the WAL).
 func (c *checkpointer) stop() {
 	close(c.quit)
 	<-c.done
-	c.checkpoint("TRUNCATE")
+	c.checkpoint("PASSIVE")
 }

@@ -2,7 +2,9 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -32,8 +34,8 @@ func (p *params) add(v any) string {
 // planning and then recompiles the statement on every new binding.
 func limitParam(p *params, n int) string { return "CAST(" + p.add(n) + " AS INTEGER)" }
 
-// claimPart is one index range of a claim: records of one queue, of every
-// queue but some, or of every queue; at most limit of them.
+// claimPart is one index range of a claim: the open records of one queue, of
+// every queue but some, or of every queue; at most limit of them.
 type claimPart struct {
 	queue  string   // "" with notIn/all
 	notIn  []string // every queue except these (when all is false and queue is "")
@@ -42,25 +44,26 @@ type claimPart struct {
 	capped bool
 }
 
-// claimParts splits a claim into index ranges: one per listed or capped
-// queue (capped queues take at most their cap) and one for every other queue.
-// A cap of 0 or less removes the queue.
-func claimParts(p *queues.ClaimParams) []claimPart {
-	limit := p.Limit
-	capOf := func(q string) (int, bool) {
-		c, ok := p.QueueLimits[q]
-		return c, ok
-	}
+// maxClaimQueues bounds the queues a claim spans with one index range each;
+// beyond it the claim sorts the due records of the backend instead.
+const maxClaimQueues = 64
+
+// claimParts splits a claim of limit records into index ranges. With names
+// (the queue filter, or every queue holding open records) it is one range
+// per queue; capped queues take at most their cap, a cap of 0 or less
+// removes the queue. Without names it is one range over every queue, or one
+// per capped queue plus one for all the others.
+func claimParts(limit int, names []string, caps map[string]int) []claimPart {
 	var parts []claimPart
-	if len(p.Queues) > 0 {
-		seen := make(map[string]bool, len(p.Queues))
-		for _, q := range p.Queues {
+	if names != nil {
+		seen := make(map[string]bool, len(names))
+		for _, q := range names {
 			if seen[q] {
 				continue
 			}
 			seen[q] = true
 			lim, capped := limit, false
-			if c, ok := capOf(q); ok {
+			if c, ok := caps[q]; ok {
 				if c <= 0 {
 					continue
 				}
@@ -70,24 +73,58 @@ func claimParts(p *queues.ClaimParams) []claimPart {
 		}
 		return parts
 	}
-	if len(p.QueueLimits) == 0 {
+	if len(caps) == 0 {
 		return []claimPart{{all: true, limit: limit}}
 	}
-	capped := make([]string, 0, len(p.QueueLimits))
-	for q := range p.QueueLimits {
+	capped := make([]string, 0, len(caps))
+	for q := range caps {
 		capped = append(capped, q)
 	}
 	slices.Sort(capped) // stable SQL text for the statement cache
 	for _, q := range capped {
-		if c := p.QueueLimits[q]; c > 0 {
+		if c := caps[q]; c > 0 {
 			parts = append(parts, claimPart{queue: q, limit: min(c, limit), capped: true})
 		}
 	}
 	return append(parts, claimPart{notIn: capped, limit: limit})
 }
 
-// claimSelect returns the SELECT of the IDs to claim. ?1 is now.
+// sqlOpenQueues lists the queues holding open records of execution backend
+// ?1 by skipping through the claim index (one seek per queue), at most
+// maxClaimQueues+1 of them.
+var sqlOpenQueues = `WITH RECURSIVE qs(q) AS (
+  SELECT (SELECT queue FROM queue_task WHERE ` + sqlOpen + ` AND execution_backend = ?1 ORDER BY queue LIMIT 1)
+  UNION ALL
+  SELECT (SELECT queue FROM queue_task WHERE ` + sqlOpen + ` AND execution_backend = ?1 AND queue > qs.q ORDER BY queue LIMIT 1)
+  FROM qs WHERE qs.q IS NOT NULL
+) SELECT q FROM qs WHERE q IS NOT NULL LIMIT ` + strconv.Itoa(maxClaimQueues+1)
+
+// claimQueues returns the queue names a claim or listing spans: the filter,
+// or the queues holding open records of backend (read with list). nil means
+// "every queue in one range" (no backend filter, or too many queues).
+func claimQueues(filter []string, backend string, list func(query string, args ...any) ([]string, error)) ([]string, error) {
+	if len(filter) > 0 {
+		return filter, nil
+	}
+	if backend == "" {
+		return nil, nil
+	}
+	names, err := list(sqlOpenQueues, backend)
+	if err != nil || len(names) > maxClaimQueues {
+		return nil, err
+	}
+	if names == nil {
+		names = []string{}
+	}
+	return names, nil
+}
+
+// claimSelect returns the SELECT of the rowids to claim, in claim order, one
+// index range per part. ?1 is now. nil parts select nothing.
 func claimSelect(p *params, parts []claimPart, backend string, limit int) string {
+	if len(parts) == 0 {
+		return ""
+	}
 	var eb string
 	if backend != "" {
 		eb = " AND execution_backend = " + p.add(backend)
@@ -108,18 +145,18 @@ func claimSelect(p *params, parts []claimPart, backend string, limit int) string
 	}
 	if len(parts) == 1 {
 		pt := parts[0]
-		return "SELECT id FROM queue_task WHERE " + sqlDue + eb + cond(pt) +
+		return "SELECT rowid FROM queue_task WHERE " + sqlDue + eb + cond(pt) +
 			" ORDER BY " + sqlClaimOrder + " LIMIT " + limitParam(p, min(pt.limit, limit))
 	}
 	var sb strings.Builder
-	sb.WriteString("SELECT id FROM (")
+	sb.WriteString("SELECT rid FROM (")
 	for i, pt := range parts {
 		if i > 0 {
 			sb.WriteString(" UNION ALL ")
 		}
-		sb.WriteString("SELECT * FROM (SELECT id, priority, queued_at, created_at FROM queue_task WHERE ")
+		sb.WriteString("SELECT * FROM (SELECT rowid AS rid, id, priority, queued_at, created_at FROM queue_task WHERE ")
 		sb.WriteString(sqlDue + eb + cond(pt))
-		sb.WriteString(" ORDER BY " + sqlClaimOrder + " LIMIT " + limitParam(p, pt.limit) + ")")
+		sb.WriteString(" ORDER BY " + sqlClaimOrder + " LIMIT " + limitParam(p, min(pt.limit, limit)) + ")")
 	}
 	sb.WriteString(") ORDER BY " + sqlClaimOrder + " LIMIT " + limitParam(p, limit))
 	return sb.String()
@@ -132,10 +169,11 @@ func queueFilterJSON(qs []string) string {
 }
 
 // ClaimMany claims up to p.Limit due records in claim order (priority DESC,
-// queued_at, created_at, id) in one UPDATE … RETURNING inside the writer's
-// BEGIN IMMEDIATE transaction, honouring the queue and execution-backend
-// filters and the per-queue caps of p.QueueLimits. Each claimed record becomes
-// running with worker_id, started_at and heartbeat_at set in the same write.
+// queued_at, created_at, id) inside one writer transaction (BEGIN
+// IMMEDIATE, so no other process can interleave), honouring the queue and
+// execution-backend filters and the per-queue caps of p.QueueLimits: it
+// reads the due records and marks exactly those running, with worker_id,
+// started_at and heartbeat_at set in the same UPDATE.
 // With p.ExpireOverdue, overdue unreferenced records of the selected queues
 // are expired first (up to 1000) and returned in Expired. Limit ≤ 0 returns
 // an empty result.
@@ -151,56 +189,92 @@ func (b *Backend) ClaimMany(ctx context.Context, p queues.ClaimParams) (queues.C
 	if err != nil {
 		return res, err
 	}
-	parts := claimParts(&p)
-	if len(parts) == 0 && !p.ExpireOverdue {
-		return res, nil
-	}
-
-	// Statement texts depend only on the shape; build them once per call.
-	var claimSQL string
-	var cp params
-	if len(parts) > 0 {
-		cp.add(nil) // ?1 = now, set in the op
-		worker := cp.add(p.WorkerID)
-		claimSQL = "UPDATE OR FAIL queue_task SET status = 'running', worker_id = " + worker +
-			", started_at = ?1, heartbeat_at = ?1 WHERE id IN (" + claimSelect(&cp, parts, p.ExecutionBackend, p.Limit) +
-			") RETURNING " + recordColumns
-	}
-	var expireSQL string
+	worker := nullStr(p.WorkerID)
+	var expireSQL, probeSQL string
 	var ep params
 	if p.ExpireOverdue {
 		ep.add(nil)
-		var sb strings.Builder
-		sb.WriteString("UPDATE OR FAIL queue_task SET status = 'expired', completed_at = ?1, heartbeat_at = NULL WHERE id IN (SELECT id FROM queue_task WHERE ")
-		sb.WriteString(sqlExpiryCandidates)
+		var sb, filter strings.Builder
+		filter.WriteString(sqlExpiryCandidates)
 		// The unary + keeps the planner on the expiry index: the claim
 		// indexes would match the equality but need a sort of every due row.
 		if p.ExecutionBackend != "" {
-			sb.WriteString(" AND +execution_backend = " + ep.add(p.ExecutionBackend))
+			filter.WriteString(" AND +execution_backend = " + ep.add(p.ExecutionBackend))
 		}
 		if len(p.Queues) > 0 {
-			sb.WriteString(" AND +queue IN (SELECT value FROM json_each(" + ep.add(queueFilterJSON(p.Queues)) + "))")
+			filter.WriteString(" AND +queue IN (SELECT value FROM json_each(" + ep.add(queueFilterJSON(p.Queues)) + "))")
 		}
+		// The probe is cheap (one index seek, no RETURNING); the expiring
+		// UPDATE runs only when there is something to expire.
+		probeSQL = "SELECT 1 FROM queue_task WHERE " + filter.String() + " LIMIT 1"
+		sb.WriteString("UPDATE OR FAIL queue_task SET status = 'expired', completed_at = ?1, heartbeat_at = NULL WHERE id IN (SELECT id FROM queue_task WHERE ")
+		sb.WriteString(filter.String())
 		sb.WriteString(" ORDER BY expires_at, created_at, id LIMIT " + strconv.Itoa(maxClaimExpire) + ") RETURNING " + recordColumns)
 		expireSQL = sb.String()
 	}
 
 	var claimed, expired []rawRec
-	err = w.do(ctx, p.ExpireOverdue, func(tx *wtx) error {
+	err = w.do(ctx, false, func(tx *wtx) error {
+		// A fresh slice per run: the claim cache points into it.
+		claimed = make([]rawRec, 0, p.Limit)
 		now := micros(b.now())
-		claimed, expired = claimed[:0], expired[:0]
+		expired = expired[:0]
 		var err error
 		if expireSQL != "" {
 			ep.args[0] = now
-			if expired, err = tx.records(expired, expireSQL, ep.args...); err != nil {
+			var one int
+			found, err := tx.queryRow(probeSQL, ep.args, &one)
+			if err != nil {
 				return err
 			}
+			if found {
+				if expired, err = tx.records(expired, expireSQL, ep.args...); err != nil {
+					return err
+				}
+			}
 		}
-		if claimSQL != "" {
-			cp.args[0] = now
+		names, err := claimQueues(p.Queues, p.ExecutionBackend, tx.strings)
+		if err != nil {
+			return err
+		}
+		// The claim reads the due records in claim order, then marks exactly
+		// those rows running in one UPDATE. (UPDATE … RETURNING * measured
+		// twice the cost per row: RETURNING runs as a trigger with a
+		// statement journal and an ephemeral table.)
+		var cp params
+		cp.add(now)
+		if sel := claimSelect(&cp, claimParts(p.Limit, names, p.QueueLimits), p.ExecutionBackend, p.Limit); sel != "" {
+			claimSQL := "SELECT " + recordColumns + " FROM queue_task WHERE rowid IN (" + sel + ")"
 			if claimed, err = tx.records(claimed, claimSQL, cp.args...); err != nil {
 				return err
 			}
+			if len(claimed) == 0 {
+				return nil
+			}
+			list := make([]byte, 0, 8*len(claimed)+2)
+			list = append(list, '[')
+			for i := range claimed {
+				if i > 0 {
+					list = append(list, ',')
+				}
+				list = strconv.AppendInt(list, claimed[i].RowID, 10)
+			}
+			list = append(list, ']')
+			n, err := tx.exec(sqlMarkClaimed, now, worker, string(list))
+			if err != nil {
+				return err
+			}
+			if n != int64(len(claimed)) {
+				return &stmtError{fmt.Errorf("sqlite: claim marked %d of %d records", n, len(claimed))}
+			}
+			for i := range claimed {
+				c := &claimed[i]
+				c.Status = string(queues.StatusRunning)
+				c.Worker = sql.NullString{String: p.WorkerID, Valid: p.WorkerID != ""}
+				c.StartedAt = sql.NullInt64{Int64: now, Valid: true}
+				c.HeartbeatAt = c.StartedAt
+			}
+			sortClaimOrder(claimed) // before remember: the cache points into claimed
 			tx.remember(claimed)
 		}
 		return nil
@@ -208,15 +282,6 @@ func (b *Backend) ClaimMany(ctx context.Context, p queues.ClaimParams) (queues.C
 	if err != nil {
 		return res, err
 	}
-	slices.SortFunc(claimed, func(x, y rawRec) int {
-		if claimLess(&x, &y) {
-			return -1
-		}
-		if claimLess(&y, &x) {
-			return 1
-		}
-		return 0
-	})
 	slices.SortFunc(expired, expiryCompare)
 	if res.Claimed, err = decodeAll(claimed); err != nil {
 		return res, err
@@ -250,6 +315,11 @@ func cmpInt(a, b int64) int {
 	}
 	return 0
 }
+
+// sqlMarkClaimed marks the rows a claim selected (?3, a JSON array of
+// rowids) running for worker ?2 at ?1.
+const sqlMarkClaimed = `UPDATE OR FAIL queue_task SET status = 'running', worker_id = ?2, started_at = ?1, heartbeat_at = ?1
+WHERE rowid IN (SELECT value FROM json_each(?3)) AND ` + sqlOpen
 
 const (
 	sqlClaimOne = `UPDATE OR FAIL queue_task SET status = 'running', worker_id = ?, started_at = ?, heartbeat_at = ?
@@ -313,7 +383,7 @@ func (b *Backend) ClaimByID(ctx context.Context, p queues.ClaimByIDParams) (queu
 		if !r.dueAt(now) {
 			return nil
 		}
-		x, ok, err := tx.record(sqlClaimOne, p.WorkerID, now, now, id, r.Status, r.RetryCount)
+		x, ok, err := tx.record(sqlClaimOne, nullStr(p.WorkerID), now, now, id, r.Status, r.RetryCount)
 		if err != nil || !ok {
 			return err
 		}
@@ -382,20 +452,46 @@ func (b *Backend) ListPending(ctx context.Context, p queues.ListPendingParams) (
 	if limit <= 0 {
 		limit = 100
 	}
+	names, err := claimQueues(p.Queues, p.ExecutionBackend, func(query string, args ...any) ([]string, error) {
+		var out []string
+		err := b.readRows(ctx, query, args, func(rows *sql.Rows) error {
+			var q string
+			if err := rows.Scan(&q); err != nil {
+				return err
+			}
+			out = append(out, q)
+			return nil
+		})
+		return out, err
+	})
+	if err != nil {
+		return nil, err
+	}
 	var ps params
 	ps.add(micros(b.now()))
-	var sb strings.Builder
-	sb.WriteString("SELECT " + recordColumns + " FROM queue_task WHERE " + sqlDue)
-	if p.ExecutionBackend != "" {
-		sb.WriteString(" AND execution_backend = " + ps.add(p.ExecutionBackend))
+	sel := claimSelect(&ps, claimParts(limit, names, nil), p.ExecutionBackend, limit)
+	if sel == "" {
+		return []*queues.Record{}, nil
 	}
-	if len(p.Queues) == 1 {
-		sb.WriteString(" AND queue = " + ps.add(p.Queues[0]))
-	} else if len(p.Queues) > 1 {
-		sb.WriteString(" AND queue IN (SELECT value FROM json_each(" + ps.add(queueFilterJSON(p.Queues)) + "))")
+	recs, err := b.readRaw(ctx, "SELECT "+recordColumns+" FROM queue_task WHERE rowid IN ("+sel+")", ps.args...)
+	if err != nil {
+		return nil, err
 	}
-	sb.WriteString(" ORDER BY " + sqlClaimOrder + " LIMIT " + limitParam(&ps, limit))
-	return b.readRecords(ctx, sb.String(), ps.args...)
+	sortClaimOrder(recs)
+	return decodeAll(recs)
+}
+
+// sortClaimOrder sorts rows in claim order.
+func sortClaimOrder(rows []rawRec) {
+	slices.SortFunc(rows, func(x, y rawRec) int {
+		if claimLess(&x, &y) {
+			return -1
+		}
+		if claimLess(&y, &x) {
+			return 1
+		}
+		return 0
+	})
 }
 
 // NextDue returns the earliest future scheduled_at among pending/scheduled,

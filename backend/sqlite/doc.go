@@ -1,3 +1,160 @@
-// Package sqlite is the durable, embedded SQLite queue backend (the
-// quickstart default). Numbers and design notes follow.
+// Package sqlite is the durable, embedded queue backend and the quickstart
+// default (SPEC §7.2): task records live in one SQLite file that every
+// process on the host may open at the same time — an application with an
+// in-app worker, `queues run` workers, `run-task` subprocesses.
+//
+//	b, err := sqlite.Open("queues.db", sqlite.Options{})
+//	if err != nil { ... }                // ErrConfig: bad path or options
+//	if err := b.Open(ctx); err != nil { ... } // connects and migrates
+//	svc, err := queues.New(queues.Config{Backend: b, Registry: reg})
+//
+// # Driver
+//
+// The driver is modernc.org/sqlite (SQLite 3.54 translated to Go): no cgo, so
+// `go install` and cross-compiling just work. The cgo driver
+// github.com/mattn/go-sqlite3 v1.14.53 was measured as a drop-in for this
+// package. A bare single-goroutine claim-and-complete loop ran 1.4× faster
+// on it (35k against 25k records/s), but end to end, with the final design,
+// it saved only ~8% CPU per job (36–39 against 38–42 µs, interleaved runs)
+// and gave the same throughput (31,600 jobs/s each in the quietest pair of
+// runs): the cost per job is dominated by work the cgo driver does not make
+// cheaper (index maintenance, WAL writes, per-column calls that become cgo
+// calls), and the pure-Go driver reaches the goal. So pure Go it is.
+//
+// # Schema
+//
+// The tables and columns of SPEC §8.1 with SQLite types — UUIDs as canonical
+// TEXT, times as INTEGER Unix microseconds, JSON as TEXT — created by
+// versioned SQL migrations embedded in the binary (migrations/*.sql, ledger
+// table queue_migration, one transaction each; see Migrate and Versions).
+// Open applies pending migrations unless Options.SkipMigrate and refuses a
+// file migrated by a newer build (ErrSchemaTooNew). Nothing else issues DDL.
+// Terminal records are exactly those with completed_at set, which lets two
+// partial indexes avoid status lists (see the migration's notes).
+//
+// # Concurrency: one writer, group commit
+//
+// Every connection runs in WAL mode with synchronous=NORMAL, busy_timeout
+// (Options.BusyTimeout, 5s) and foreign keys on. Reads (GetTask, GetTasks,
+// ListPending, Statistics, the Inspector, NextDue) use a small reader pool.
+// All writes of a process go through ONE writer connection owned by one
+// goroutine:
+//
+//   - A write (Complete, Fail, a claim, an enqueue, a heartbeat, a cancel, a
+//     lock...) is a request queued to the writer. The writer takes every
+//     request waiting, runs them all inside one BEGIN IMMEDIATE transaction —
+//     each its own fenced statements with its own rows-affected check and
+//     result, so every compare-and-set stays per request — commits once and
+//     replies to each caller (group commit). Before it starts a group it
+//     yields once so that goroutines ready to write can queue: with a
+//     100-slot worker a commit carries ~21 writes.
+//   - A failing statement cannot poison the group: an Enqueue (the one write
+//     that fails in normal operation, on a duplicate ID) runs inside its own
+//     SAVEPOINT; any other write whose statement fails (or that panics)
+//     makes the writer roll the group back, fail that request alone, and run
+//     the others again in a new transaction. Writes are written to be
+//     re-runnable.
+//   - A transient SQLITE_BUSY (another process holds the write lock beyond
+//     busy_timeout) is retried 12 times, 20 ms × attempt apart.
+//   - The writer drives the connection at the driver level (sql.Conn.Raw)
+//     with cached prepared statements: no per-call database/sql argument
+//     conversion, locking or Rows/Result wrappers.
+//   - Checkpoints never run inside a COMMIT: wal_autocheckpoint is off, a
+//     background connection runs PRAGMA wal_checkpoint(PASSIVE) every 250 ms
+//     after commits, and the writer itself checkpoints every second between
+//     groups (the only point where no commit can interleave, so the
+//     checkpoint can complete and SQLite can restart the WAL from its start).
+//     fsync costs ~6 ms on the measured machine; SQLite's automatic
+//     checkpoint did two of them inside a COMMIT every few dozen commits and
+//     stalled every caller waiting on that group.
+//
+// Several processes can share the file: each has its own writer, BEGIN
+// IMMEDIATE serializes their transactions, busy_timeout and the retries
+// absorb the waits, and a claim is one transaction, so a record is never
+// claimed twice (TestTwoProcesses: 10,000 records enqueued by one process,
+// claimed and completed by two).
+//
+// # Claims and settles
+//
+// A claim reads the due records in claim order (priority DESC, queued_at,
+// created_at, id) and marks exactly those rows running — worker_id,
+// started_at and heartbeat_at in the same UPDATE — inside the writer's
+// transaction, which no other writer can interleave with; the records are
+// sorted in Go. With ExpireOverdue, a one-seek probe of the expiry index
+// decides whether the expiring UPDATE runs at all. A claim spans queues with
+// one range of the §8.1 claim index (execution_backend, queue, priority DESC,
+// queued_at, created_at, id) per queue, merged with UNION ALL; without a
+// queue filter the queues holding open records are found by skipping through
+// that index (one seek per queue). Per-queue caps are per-range LIMITs (SPEC
+// §7.2 suggests a window function, but a window numbers every due row of the
+// capped queues on every claim; the ranges use the index like §8.2's LATERAL
+// form for PostgreSQL). Beyond 64 queues, or without an execution-backend
+// filter, a claim sorts the due records instead.
+//
+// Complete rebuilds its result from the record this process claimed instead
+// of reading the row back: its UPDATE has no RETURNING and is additionally
+// guarded on the two columns a running record can still change
+// (execution_ref, metadata), so the rebuilt record is exactly the stored
+// one; without a cached claim it falls back to UPDATE … RETURNING.
+//
+// # Hints
+//
+// Enqueues and requeues that make a record claimable now wake this process's
+// Wakeups subscribers directly (one coalescing hint per call). Commits made
+// by other processes are noticed by polling PRAGMA data_version every
+// Options.PollInterval (100 ms) while someone subscribes; any change is a
+// hint. The poll runs on the writer connection, not a dedicated one: a
+// connection's data_version changes when any other connection commits, and
+// every write of this process goes through the writer, so only there does a
+// change mean "another process wrote" — a dedicated connection would also
+// see this process's own claims and completes and hint after each of them,
+// which SPEC §6.2 rules out. Worker-control hints are in-process only
+// (ControlTransport "memory"); other processes notice cancellations through
+// their durable poll.
+//
+// # Measured
+//
+// On the reference machine (2 vCPU AMD EPYC, ext4 on virtio, Go 1.26,
+// fsync ≈ 6 ms; other tenants share the CPUs, so numbers vary by ±30% from
+// run to run — quiet-machine runs quoted, CPU per job is the steadier
+// figure):
+//
+//	go test -run '^$' -bench 'EndToEnd' -benchtime 1x -count 3 ./backend/sqlite/
+//	BenchmarkEndToEnd-2   1   2.98 s/op   33,100–33,700 jobs/s   37.7–38.4 cpu-µs/job   21 writes/commit
+//	(100,000 no-op jobs through one worker, MaxConcurrency 100, BatchSize 100;
+//	with QUEUES_BENCH_CONCURRENCY=50, i.e. 50/50: 28,500–28,700 jobs/s, 12.5 writes/commit)
+//
+//	go test -run '^$' -bench 'ClaimComplete|Enqueue|IdleLatency' -benchtime 2s ./backend/sqlite/
+//	BenchmarkClaimComplete-2   42,200 jobs/s  (ClaimMany(100) + 100 concurrent Completes)
+//	BenchmarkEnqueue-2         31,600 jobs/s  (single-record Enqueue from 8 goroutines)
+//	BenchmarkEnqueueMany-2     98,000 jobs/s  (Enqueue of 1000 records per call)
+//	BenchmarkIdleLatency-2     p50 0.23 ms, p99 0.42 ms  (Enqueue call to task start, idle worker)
+//
+// Where a job's time goes (CPU profile of BenchmarkEndToEnd): the writer
+// spends ~25 µs per job — the Complete UPDATE ~10 µs (row rewrite, three
+// index changes, six partial-index checks), the claim ~8 µs (read plus
+// UPDATE by rowid), the commit ~6 µs (WAL frames: two pwrite calls per
+// dirty page), BEGIN ~1 µs — and the worker, events, record decoding, the
+// checkpointer and the garbage collector ~14 µs on the other core. The
+// writer is the serial part, so it bounds throughput; with 50 slots the
+// groups are smaller (12 writes per commit) and the commit share grows.
+//
+// Measurements that shaped the design (microbenchmarks on the same machine):
+// UPDATE … RETURNING * cost twice as much per claimed row as reading the rows
+// and updating them by rowid (RETURNING runs as a trigger with a statement
+// journal and an ephemeral table); reading a whole record back after an
+// UPDATE cost more than the UPDATE (34.6 against 13.3 µs); an IN list of
+// more than two constants in a CHECK constraint or partial-index predicate
+// builds a temporary b-tree per statement (a single-row status update went
+// from 2.8 to 6.1 µs, and a four-status terminal index made completes 7×
+// slower); a bare parameter in a LIMIT, or compared next to a partial-index
+// predicate, makes SQLite 3.54 recompile the statement on every new binding,
+// hence the CAST(? AS INTEGER) in the SQL; the completed-by-task index is
+// ascending (read backwards) so that completions append at its right edge.
+//
+// Not implemented yet: TxEnqueuer (SPEC §6.2 lists *sql.Tx for SQLite, but a
+// caller's transaction on another connection would compete with the writer
+// for the file's write lock and cannot join its groups; it needs its own
+// design), CompletionWaiter (not listed for SQLite) and the event-history
+// table (SPEC §14.6).
 package sqlite

@@ -11,7 +11,7 @@ import (
 	"github.com/queuesgo/queues"
 )
 
-const sqlInsertTask = `INSERT INTO queue_task (` + recordColumns + `)
+const sqlInsertTask = `INSERT INTO queue_task (` + taskColumns + `)
 VALUES (?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?, ?, 0, ?, ?, ?, ?, NULL, NULL, NULL, NULL, NULL, ?, ?)`
 
 // candidate is one Enqueue item prepared outside the writer.

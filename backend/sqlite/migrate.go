@@ -2,7 +2,7 @@ package sqlite
 
 import (
 	"context"
-	"database/sql"
+	"database/sql/driver"
 	"embed"
 	"errors"
 	"fmt"
@@ -88,45 +88,31 @@ func checkKnown(applied []string) ([]migration, error) {
 	return ms, nil
 }
 
-// appliedOn reads the applied versions on conn (none when the ledger table
-// does not exist yet).
-func appliedOn(ctx context.Context, q interface {
-	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
-}) ([]string, error) {
-	rows, err := q.QueryContext(ctx, `SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'queue_migration'`)
-	if err != nil {
+// appliedOn reads the applied versions (none when the ledger table does not
+// exist yet).
+func appliedOn(d *dconn) ([]string, error) {
+	exists := false
+	err := d.query(`SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'queue_migration'`, nil,
+		func([]driver.Value) error { exists = true; return nil })
+	if err != nil || !exists {
 		return nil, err
 	}
-	exists := rows.Next()
-	if err := rows.Close(); err != nil {
-		return nil, err
-	}
-	if !exists {
-		return nil, nil
-	}
-	rows, err = q.QueryContext(ctx, `SELECT version FROM queue_migration ORDER BY version`)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
 	var out []string
-	for rows.Next() {
-		var v string
-		if err := rows.Scan(&v); err != nil {
-			return nil, err
-		}
-		out = append(out, v)
-	}
-	return out, rows.Err()
+	err = d.query(`SELECT version FROM queue_migration ORDER BY version`, nil, func(v []driver.Value) error {
+		s, err := valString(v[0])
+		out = append(out, s)
+		return err
+	})
+	return out, err
 }
 
 // appliedVersions reads the applied versions through the writer connection.
 func (w *writer) appliedVersions(ctx context.Context) ([]string, error) {
 	var out []string
-	err := w.doExclusive(ctx, func(c *sql.Conn) error {
+	err := w.doExclusive(ctx, func(d *dconn) error {
 		return retryBusy(ctx, func() error {
 			var err error
-			out, err = appliedOn(ctx, c)
+			out, err = appliedOn(d)
 			return err
 		})
 	})
@@ -141,11 +127,11 @@ func (w *writer) appliedVersions(ctx context.Context) ([]string, error) {
 // migration another process applied meanwhile is skipped.
 func (w *writer) migrate(ctx context.Context, dryRun bool) (queues.MigrateReport, error) {
 	var rep queues.MigrateReport
-	err := w.doExclusive(ctx, func(c *sql.Conn) error {
+	err := w.doExclusive(ctx, func(d *dconn) error {
 		var applied []string
 		if err := retryBusy(ctx, func() error {
 			var err error
-			applied, err = appliedOn(ctx, c)
+			applied, err = appliedOn(d)
 			return err
 		}); err != nil {
 			return fmt.Errorf("sqlite: read schema versions: %w", err)
@@ -168,7 +154,7 @@ func (w *writer) migrate(ctx context.Context, dryRun bool) (queues.MigrateReport
 			return nil
 		}
 		for _, m := range pending {
-			did, err := applyMigration(ctx, c, m, w.b.now())
+			did, err := applyMigration(ctx, d, m, w.b.now())
 			if err != nil {
 				return err
 			}
@@ -176,7 +162,7 @@ func (w *writer) migrate(ctx context.Context, dryRun bool) (queues.MigrateReport
 				rep.AppliedNow = append(rep.AppliedNow, m.version)
 			}
 		}
-		rep.Applied, err = appliedOn(ctx, c)
+		rep.Applied, err = appliedOn(d)
 		if err != nil {
 			return err
 		}
@@ -196,32 +182,32 @@ func (w *writer) migrate(ctx context.Context, dryRun bool) (queues.MigrateReport
 }
 
 // applyMigration applies m in one transaction unless it is already applied.
-func applyMigration(ctx context.Context, c *sql.Conn, m migration, now time.Time) (bool, error) {
+func applyMigration(ctx context.Context, d *dconn, m migration, now time.Time) (bool, error) {
 	if err := retryBusy(ctx, func() error {
-		_, err := c.ExecContext(ctx, "BEGIN IMMEDIATE")
+		_, err := d.exec("BEGIN IMMEDIATE")
 		return err
 	}); err != nil {
 		return false, fmt.Errorf("sqlite: migration %s: begin: %w", m.version, err)
 	}
 	rollback := func(err error) (bool, error) {
-		_, _ = c.ExecContext(context.Background(), "ROLLBACK")
+		_, _ = d.exec("ROLLBACK")
 		return false, fmt.Errorf("sqlite: migration %s: %w", m.version, err)
 	}
-	applied, err := appliedOn(ctx, c)
+	applied, err := appliedOn(d)
 	if err != nil {
 		return rollback(err)
 	}
 	if slices.Contains(applied, m.version) {
-		_, err := c.ExecContext(ctx, "COMMIT")
+		_, err := d.exec("COMMIT")
 		return false, err
 	}
-	if _, err := c.ExecContext(ctx, m.sql); err != nil {
+	if err := d.script(m.sql); err != nil {
 		return rollback(err)
 	}
-	if _, err := c.ExecContext(ctx, `INSERT INTO queue_migration (version, applied_at) VALUES (?, ?)`, m.version, micros(now)); err != nil {
+	if _, err := d.exec(`INSERT INTO queue_migration (version, applied_at) VALUES (?, ?)`, m.version, micros(now)); err != nil {
 		return rollback(err)
 	}
-	if _, err := c.ExecContext(ctx, "COMMIT"); err != nil {
+	if _, err := d.exec("COMMIT"); err != nil {
 		return rollback(err)
 	}
 	return true, nil

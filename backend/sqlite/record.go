@@ -5,17 +5,22 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/queuesgo/queues"
 )
 
-// recordColumns is the column list every record query selects or returns, in
-// rawRec field order.
-const recordColumns = `id, task_name, args, queue, execution_backend, execution_profile, execution_ref, worker_id,
+// taskColumns lists the columns of queue_task.
+const taskColumns = `id, task_name, args, queue, execution_backend, execution_profile, execution_ref, worker_id,
 status, priority, max_retries, retry_count, scheduled_at, expires_at, created_at, queued_at, started_at,
 completed_at, heartbeat_at, result, error, task_key, metadata`
+
+// recordColumns is the column list every record query selects or returns, in
+// rawRec field order: the columns and the rowid (a claimed record's rowid
+// lets its Complete find the row without the text-keyed id index).
+const recordColumns = taskColumns + `, rowid`
 
 // SQL fragments shared by the statements. No IN list has more than two
 // constants (see the migration's note).
@@ -71,6 +76,7 @@ type rawRec struct {
 	Error       sql.NullString
 	Key         sql.NullString
 	Metadata    string
+	RowID       int64
 }
 
 // scanRecords appends every row of rows (recordColumns) to out and closes rows.
@@ -79,7 +85,7 @@ func scanRecords(rows *sql.Rows, out []rawRec) ([]rawRec, error) {
 	var r rawRec
 	dest := []any{&r.ID, &r.TaskName, &r.Args, &r.Queue, &r.Backend, &r.Profile, &r.Ref, &r.Worker,
 		&r.Status, &r.Priority, &r.MaxRetries, &r.RetryCount, &r.ScheduledAt, &r.ExpiresAt, &r.CreatedAt,
-		&r.QueuedAt, &r.StartedAt, &r.CompletedAt, &r.HeartbeatAt, &r.Result, &r.Error, &r.Key, &r.Metadata}
+		&r.QueuedAt, &r.StartedAt, &r.CompletedAt, &r.HeartbeatAt, &r.Result, &r.Error, &r.Key, &r.Metadata, &r.RowID}
 	for rows.Next() {
 		if err := rows.Scan(dest...); err != nil {
 			return out, err
@@ -130,7 +136,7 @@ func (r *rawRec) record() (*queues.Record, error) {
 	return rec, nil
 }
 
-// records decodes rows.
+// decodeAll decodes rows.
 func decodeAll(rows []rawRec) ([]*queues.Record, error) {
 	out := make([]*queues.Record, len(rows))
 	for i := range rows {
@@ -143,10 +149,33 @@ func decodeAll(rows []rawRec) ([]*queues.Record, error) {
 	return out, nil
 }
 
-// decodeMetadata decodes the metadata column (always an object).
+// metadataCache remembers decoded metadata documents by their text: most
+// records of a workload carry one of a few documents, and cloning a decoded
+// map costs a fraction of decoding it again.
+var metadataCache struct {
+	sync.Mutex
+	m map[string]map[string]any
+}
+
+const (
+	metadataCacheEntries = 1024
+	metadataCacheMaxLen  = 512
+)
+
+// decodeMetadata decodes the metadata column (always an object) into a
+// caller-owned map.
 func decodeMetadata(s string) (map[string]any, error) {
 	if s == "" || s == "{}" {
 		return map[string]any{}, nil
+	}
+	cacheable := len(s) <= metadataCacheMaxLen
+	if cacheable {
+		metadataCache.Lock()
+		m, ok := metadataCache.m[s]
+		metadataCache.Unlock()
+		if ok {
+			return queues.CloneMetadata(m), nil
+		}
 	}
 	m := map[string]any{}
 	if err := json.Unmarshal([]byte(s), &m); err != nil {
@@ -154,6 +183,15 @@ func decodeMetadata(s string) (map[string]any, error) {
 	}
 	if m == nil {
 		m = map[string]any{}
+	}
+	if cacheable {
+		c := queues.CloneMetadata(m)
+		metadataCache.Lock()
+		if metadataCache.m == nil || len(metadataCache.m) >= metadataCacheEntries {
+			metadataCache.m = make(map[string]map[string]any, 64)
+		}
+		metadataCache.m[s] = c
+		metadataCache.Unlock()
 	}
 	return m, nil
 }
@@ -286,7 +324,7 @@ func isOpen(s string) bool {
 	return s == string(queues.StatusPending) || s == string(queues.StatusScheduled)
 }
 
-// isDispatchMarker reports whether a stored ref is a reservation marker.
+// reserved reports whether the stored ref is a dispatch-reservation marker.
 func (r *rawRec) reserved() bool { return r.Ref.Valid && queues.IsDispatchMarker(r.Ref.String) }
 
 // dueAt reports whether the record's due time has come at now (µs).

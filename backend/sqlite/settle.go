@@ -83,8 +83,8 @@ func (b *Backend) settleOne(ctx context.Context, op string, id uuid.UUID, query 
 // guard that the columns a running record can still change (execution_ref,
 // metadata) hold what the claim returned, so the record rebuilt from the
 // claim is exactly the stored one.
-const sqlCompleteKnown = `UPDATE OR FAIL queue_task SET status = 'completed', completed_at = ?, heartbeat_at = NULL, result = ?, error = NULL
-WHERE id = ? AND status = 'running' AND retry_count = ? AND execution_ref IS ? AND metadata = ?`
+const sqlCompleteKnown = `UPDATE OR FAIL queue_task SET status = 'completed', completed_at = ?6, heartbeat_at = NULL, result = ?7, error = NULL
+WHERE rowid = ?1 AND id = ?2 AND status = 'running' AND retry_count = ?3 AND execution_ref IS ?4 AND metadata = ?5`
 
 // Complete settles the running generation p.ExpectedRetryCount as completed
 // with p.Result; the error is cleared and worker_id kept. Any other state
@@ -109,12 +109,12 @@ func (b *Backend) Complete(ctx context.Context, p queues.CompleteParams) (*queue
 		if c, found := tx.w.claimed[idText]; found {
 			delete(tx.w.claimed, idText)
 			if c.RetryCount == gen {
-				n, err := tx.exec(sqlCompleteKnown, now, result, idText, gen, c.Ref, c.Metadata)
+				n, err := tx.exec(sqlCompleteKnown, c.RowID, idText, gen, c.Ref, c.Metadata, now, result)
 				if err != nil {
 					return err
 				}
 				if n == 1 {
-					out, ok = c, true
+					out, ok = *c, true
 					out.Status = string(queues.StatusCompleted)
 					out.CompletedAt = sql.NullInt64{Int64: now, Valid: true}
 					out.HeartbeatAt = sql.NullInt64{}

@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -86,6 +87,8 @@ type Backend struct {
 
 	rmu    sync.Mutex
 	rstmts map[string]*sql.Stmt // prepared statements of the reader pool
+
+	stats struct{ groups, writes, busy atomic.Int64 }
 
 	subMu    sync.Mutex
 	wakeSubs map[chan struct{}]struct{}
@@ -193,8 +196,8 @@ func (b *Backend) Capabilities() queues.Capabilities {
 	}
 }
 
-// dsn builds the driver DSN for one connection role.
-func (b *Backend) dsn(writer bool) string {
+// dsn builds the driver DSN: the pragmas every connection runs first.
+func (b *Backend) dsn() string {
 	q := url.Values{}
 	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", b.opts.BusyTimeout.Milliseconds()))
 	q.Add("_pragma", "synchronous(NORMAL)")
@@ -204,52 +207,51 @@ func (b *Backend) dsn(writer bool) string {
 	q.Add("_pragma", "wal_autocheckpoint(0)")
 	// After a WAL restart, truncate a WAL file that grew past 64 MiB.
 	q.Add("_pragma", "journal_size_limit(67108864)")
-	if writer {
-		q.Add("_pragma", "journal_mode(WAL)")
-	}
 	return b.path + "?" + q.Encode()
 }
 
-// connect opens both pools and starts the writer goroutine. It is
-// idempotent. Call it with b.mu held.
+// connect opens the connections (writer, reader pool, checkpointer) and
+// starts the writer and checkpointer goroutines. It is idempotent. Call it
+// with b.mu held.
 func (b *Backend) connect(ctx context.Context) error {
 	if b.w != nil {
 		return nil
 	}
-	wdb, err := sql.Open("sqlite", b.dsn(true))
-	if err != nil {
-		return fmt.Errorf("sqlite: open %s: %w", b.path, err)
+	open := func(conns int) (*sql.DB, error) {
+		db, err := sql.Open("sqlite", b.dsn())
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: open %s: %w", b.path, err)
+		}
+		db.SetMaxOpenConns(conns)
+		db.SetMaxIdleConns(conns)
+		return db, nil
 	}
-	wdb.SetMaxOpenConns(1)
-	wdb.SetMaxIdleConns(1)
-	wdb.SetConnMaxLifetime(0)
-	wdb.SetConnMaxIdleTime(0)
-	w, err := startWriter(ctx, b, wdb)
+	wdb, err := open(1)
+	if err != nil {
+		return err
+	}
+	rdb, err := open(b.opts.Readers)
 	if err != nil {
 		_ = wdb.Close()
-		return fmt.Errorf("sqlite: open %s: %w", b.path, err)
+		return err
 	}
-	rdb, err := sql.Open("sqlite", b.dsn(false))
-	if err != nil {
-		w.stop()
-		_ = wdb.Close()
-		return fmt.Errorf("sqlite: open %s: %w", b.path, err)
-	}
-	rdb.SetMaxOpenConns(b.opts.Readers)
-	rdb.SetMaxIdleConns(b.opts.Readers)
 	rdb.SetConnMaxIdleTime(time.Minute)
-	cdb, err := sql.Open("sqlite", b.dsn(false))
+	cdb, err := open(1)
 	if err != nil {
-		w.stop()
 		_ = wdb.Close()
 		_ = rdb.Close()
+		return err
+	}
+	ckpt := startCheckpointer(cdb)
+	w, err := startWriter(ctx, b, wdb, ckpt)
+	if err != nil {
+		ckpt.stop()
+		_ = cdb.Close()
+		_ = rdb.Close()
+		_ = wdb.Close()
 		return fmt.Errorf("sqlite: open %s: %w", b.path, err)
 	}
-	cdb.SetMaxOpenConns(1)
-	cdb.SetMaxIdleConns(1)
-	b.wdb, b.rdb, b.cdb, b.w = wdb, rdb, cdb, w
-	b.ckpt = startCheckpointer(cdb)
-	w.ckpt = b.ckpt
+	b.wdb, b.rdb, b.cdb, b.w, b.ckpt = wdb, rdb, cdb, w, ckpt
 	return nil
 }
 
@@ -345,6 +347,23 @@ func (b *Backend) DB() *sql.DB {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.rdb
+}
+
+// Stats are counters of the writer since the backend was created.
+type Stats struct {
+	// Groups is the number of transactions the writer ran: each takes every
+	// write request queued at the time (group commit).
+	Groups int64
+	// Writes is the number of write requests run in them; Writes/Groups is
+	// the mean group size.
+	Writes int64
+	// Busy is the time the writer spent running groups.
+	Busy time.Duration
+}
+
+// Stats returns the writer's counters.
+func (b *Backend) Stats() Stats {
+	return Stats{Groups: b.stats.groups.Load(), Writes: b.stats.writes.Load(), Busy: time.Duration(b.stats.busy.Load())}
 }
 
 // handles returns the writer and the reader pool, or errNotOpen.

@@ -3,11 +3,10 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
-	"os"
 	"runtime"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,9 +25,9 @@ const (
 // request is one write queued for the writer goroutine.
 type request struct {
 	ctx       context.Context
-	op        func(tx *wtx) error     // runs inside a group transaction
-	savepoint bool                    // run op inside its own SAVEPOINT
-	excl      func(c *sql.Conn) error // runs alone, outside any group transaction
+	op        func(tx *wtx) error  // runs inside a group transaction
+	savepoint bool                 // run op inside its own SAVEPOINT
+	excl      func(d *dconn) error // runs alone, outside any group transaction
 	state     atomic.Int32
 	err       error
 	done      chan struct{}
@@ -42,7 +41,10 @@ var requestPool = sync.Pool{New: func() any { return &request{done: make(chan st
 // other writes of the batch again.
 type stmtError struct{ err error }
 
+// Error returns the statement's error text.
 func (e *stmtError) Error() string { return e.err.Error() }
+
+// Unwrap returns the statement's error.
 func (e *stmtError) Unwrap() error { return e.err }
 
 // writer owns the single writer connection. Every write of the backend is a
@@ -51,23 +53,23 @@ func (e *stmtError) Unwrap() error { return e.err }
 // its own result), commits once and replies to every caller (group commit).
 type writer struct {
 	b    *Backend
-	conn *sql.Conn
+	conn *sql.Conn // held by the writer goroutine; used through d
+	d    *dconn
 	reqs chan *request
 	kick chan struct{} // a wakeup subscription was added: re-evaluate polling
 	quit chan struct{}
 	done chan struct{}
 
-	stmts map[string]*sql.Stmt
-	tx    wtx
+	tx wtx
 
 	// claimed holds, by ID, the records this process claimed and has not
-	// settled yet, as the claim returned them. Complete rebuilds its result
-	// from them instead of reading the record back. Only the writer
-	// goroutine touches it.
-	claimed map[string]rawRec
+	// settled yet, as the claim read them. Complete rebuilds its result from
+	// them instead of reading the record back. Only the writer goroutine
+	// touches it.
+	claimed map[string]*rawRec
 	batch   []*request
 
-	ckpt *checkpointer // set right after start, before any request
+	ckpt *checkpointer
 
 	dirty    bool      // committed since the writer's last checkpoint
 	lastCkpt time.Time // the writer's last checkpoint
@@ -78,30 +80,37 @@ type writer struct {
 	lastPoll    time.Time
 }
 
-// startWriter takes the single connection of db and starts the writer goroutine.
-func startWriter(ctx context.Context, b *Backend, db *sql.DB) (*writer, error) {
+// startWriter takes the single connection of db and starts the writer
+// goroutine, which reports its commits to ckpt.
+func startWriter(ctx context.Context, b *Backend, db *sql.DB, ckpt *checkpointer) (*writer, error) {
 	conn, err := db.Conn(ctx)
 	if err != nil {
 		return nil, err
 	}
-	// Fail early (and apply the DSN pragmas) rather than at the first write.
+	// A new file gets its page size before anything is written; then WAL.
 	var mode string
 	if err := retryBusy(ctx, func() error {
-		return conn.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode)
+		if _, err := conn.ExecContext(ctx, "PRAGMA page_size = 4096"); err != nil {
+			return err
+		}
+		return conn.QueryRowContext(ctx, "PRAGMA journal_mode = WAL").Scan(&mode)
 	}); err != nil {
 		_ = conn.Close()
 		return nil, err
 	}
+	if mode != "wal" {
+		_ = conn.Close()
+		return nil, fmt.Errorf("journal_mode is %q, want wal", mode)
+	}
 	w := &writer{
-		b:     b,
-		conn:  conn,
-		reqs:  make(chan *request, maxBatch),
-		kick:  make(chan struct{}, 1),
-		quit:  make(chan struct{}),
-		done:  make(chan struct{}),
-		stmts: make(map[string]*sql.Stmt),
-
-		claimed: make(map[string]rawRec),
+		b:       b,
+		conn:    conn,
+		reqs:    make(chan *request, maxBatch),
+		kick:    make(chan struct{}, 1),
+		quit:    make(chan struct{}),
+		done:    make(chan struct{}),
+		claimed: make(map[string]*rawRec),
+		ckpt:    ckpt,
 	}
 	w.tx.w = w
 	go w.run()
@@ -146,7 +155,7 @@ func (w *writer) do(ctx context.Context, savepoint bool, op func(tx *wtx) error)
 }
 
 // doExclusive runs fn on the writer connection outside any group transaction.
-func (w *writer) doExclusive(ctx context.Context, fn func(c *sql.Conn) error) error {
+func (w *writer) doExclusive(ctx context.Context, fn func(d *dconn) error) error {
 	r := requestPool.Get().(*request)
 	r.ctx, r.op, r.savepoint, r.excl, r.err = ctx, nil, false, fn, nil
 	r.state.Store(reqQueued)
@@ -203,10 +212,40 @@ func finish(r *request, err error) {
 	r.done <- struct{}{}
 }
 
-// run is the writer goroutine.
+// run is the writer goroutine: it holds the connection at the driver level
+// for its whole life.
 func (w *writer) run() {
 	defer close(w.done)
-	defer w.close()
+	err := w.conn.Raw(func(dc any) error {
+		c, ok := dc.(driver.Conn)
+		if !ok {
+			return fmt.Errorf("sqlite: driver connection %T", dc)
+		}
+		w.d = newDconn(c)
+		defer w.d.close()
+		w.loop()
+		return nil
+	})
+	if err != nil {
+		// Cannot happen with the registered driver: fail every request.
+		for {
+			select {
+			case r := <-w.reqs:
+				if r.state.CompareAndSwap(reqQueued, reqRunning) {
+					finish(r, fmt.Errorf("sqlite: writer: %w", err))
+				}
+			case <-w.quit:
+				w.drain()
+				_ = w.conn.Close()
+				return
+			}
+		}
+	}
+	_ = w.conn.Close()
+}
+
+// loop serves requests until stop.
+func (w *writer) loop() {
 	var timer *time.Timer
 	for {
 		var timeout <-chan time.Time
@@ -224,7 +263,6 @@ func (w *writer) run() {
 			timeout = timer.C
 		}
 		var first *request
-		ti := time.Now()
 		select {
 		case first = <-w.reqs:
 		case <-timeout:
@@ -235,21 +273,19 @@ func (w *writer) run() {
 			w.drain()
 			return
 		}
-		dbgIdleNs.Add(int64(time.Since(ti)))
 		if timer != nil {
 			timer.Stop()
 		}
 		w.batch = append(w.batch[:0], first)
-		tg := time.Now()
-		// Group commit: let goroutines that are ready to write queue their
-		// requests before the group starts. Without this the scheduler runs
-		// the writer as soon as the first request arrives (the sender readies
-		// it as its next goroutine) and groups stay at 1–3 requests.
-		for i, n := 0, -1; i < dbgGosched && len(w.reqs) != n && len(w.reqs) < maxBatch; i++ {
-			n = len(w.reqs)
+		// Group commit: yield once so goroutines that are ready to write can
+		// queue their requests before the group starts. Without it the
+		// scheduler runs the writer as soon as the first request arrives (the
+		// sender readies it as its next goroutine) and groups stay at 1–5
+		// requests; measured, one yield gives groups of ~20 under a 100-slot
+		// worker and the best throughput (more yields only add latency).
+		if len(w.reqs) < maxBatch {
 			runtime.Gosched()
 		}
-		dbgGoschedNs.Add(int64(time.Since(tg)))
 	collect:
 		for len(w.batch) < maxBatch {
 			select {
@@ -262,10 +298,6 @@ func (w *writer) run() {
 		w.process(w.batch)
 		clear(w.batch)
 	}
-}
-
-func dbgStats() string {
-	return fmt.Sprintf("groups=%d ops=%d avg=%.1f busy=%s begin=%s commit=%s idle=%s gosched=%s ckpts=%d frames=%d ckptTime=%s", dbgGroups.Load(), dbgOps.Load(), float64(dbgOps.Load())/float64(max(1, dbgGroups.Load())), time.Duration(dbgBusyNs.Load()), time.Duration(dbgBeginNs.Load()), time.Duration(dbgCommitNs.Load()), time.Duration(dbgIdleNs.Load()), time.Duration(dbgGoschedNs.Load()), dbgCkpt.Load(), dbgCkptFrames.Load(), time.Duration(dbgCkptNs.Load()))
 }
 
 // drain fails every queued request after a stop.
@@ -282,15 +314,6 @@ func (w *writer) drain() {
 	}
 }
 
-// close finalizes the statements and releases the connection.
-func (w *writer) close() {
-	for _, s := range w.stmts {
-		_ = s.Close()
-	}
-	clear(w.stmts)
-	_ = w.conn.Close()
-}
-
 // process runs a drained batch: consecutive transactional requests share one
 // transaction; exclusive requests run alone in their place.
 func (w *writer) process(batch []*request) {
@@ -303,7 +326,7 @@ func (w *writer) process(batch []*request) {
 			w.runGroup(batch[start:i])
 		}
 		if r.state.CompareAndSwap(reqQueued, reqRunning) {
-			finish(r, r.excl(w.conn))
+			finish(r, r.excl(w.d))
 		}
 		start = i + 1
 	}
@@ -320,7 +343,7 @@ func (w *writer) process(batch []*request) {
 
 // writerCheckpointEvery is how often the writer itself checkpoints while it
 // commits (see checkpointer for why it normally does not).
-const writerCheckpointEvery = 500 * time.Millisecond
+const writerCheckpointEvery = time.Second
 
 // checkpoint runs a PASSIVE checkpoint on the writer connection between
 // groups. The background checkpointer copies most frames, but under a
@@ -331,34 +354,17 @@ const writerCheckpointEvery = 500 * time.Millisecond
 // and the file stops growing.
 func (w *writer) checkpoint() {
 	w.lastCkpt, w.dirty = time.Now(), false
-	if s, err := w.stmt("PRAGMA wal_checkpoint(PASSIVE)"); err == nil {
-		var busy, log, done int64
-		_ = s.QueryRowContext(context.Background()).Scan(&busy, &log, &done)
-	}
-}
-
-var dbgGroups, dbgOps, dbgBusyNs, dbgBeginNs, dbgCommitNs, dbgIdleNs, dbgGoschedNs atomic.Int64
-
-var dbgGosched = func() int {
-	n, err := strconv.Atoi(os.Getenv("DBG_GOSCHED"))
-	if err != nil {
-		return 4
-	}
-	return n
-}()
-
-func dbgReset() {
-	for _, x := range []*atomic.Int64{&dbgGroups, &dbgOps, &dbgBusyNs, &dbgBeginNs, &dbgCommitNs, &dbgIdleNs, &dbgGoschedNs, &dbgCkpt, &dbgCkptFrames, &dbgCkptNs} {
-		x.Store(0)
-	}
+	_ = w.d.query("PRAGMA wal_checkpoint(PASSIVE)", nil, func([]driver.Value) error { return nil })
 }
 
 // runGroup runs requests inside one BEGIN IMMEDIATE transaction and commits once.
 func (w *writer) runGroup(group []*request) {
-	dbgGroups.Add(1)
-	dbgOps.Add(int64(len(group)))
-	t0 := time.Now()
-	defer func() { dbgBusyNs.Add(int64(time.Since(t0))) }()
+	start := time.Now()
+	defer func() {
+		w.b.stats.groups.Add(1)
+		w.b.stats.writes.Add(int64(len(group)))
+		w.b.stats.busy.Add(int64(time.Since(start)))
+	}()
 	// Claim the requests whose caller still waits.
 	live := group[:0:0]
 	for _, r := range group {
@@ -373,10 +379,7 @@ func (w *writer) runGroup(group []*request) {
 		}
 	}
 	for attempt := 0; len(live) > 0; attempt++ {
-		tb := time.Now()
-		err := w.begin()
-		dbgBeginNs.Add(int64(time.Since(tb)))
-		if err != nil {
+		if err := w.begin(); err != nil {
 			for _, r := range live {
 				finish(r, err)
 			}
@@ -399,10 +402,7 @@ func (w *writer) runGroup(group []*request) {
 			live = removeRequest(live, broken)
 			continue
 		}
-		tc := time.Now()
-		err = w.commit()
-		dbgCommitNs.Add(int64(time.Since(tc)))
-		if err != nil {
+		if err := w.commit(); err != nil {
 			w.rollback()
 			if isBusy(err) && attempt < busyRetries {
 				time.Sleep(busyBackoff * time.Duration(attempt+1))
@@ -414,9 +414,7 @@ func (w *writer) runGroup(group []*request) {
 			return
 		}
 		w.dirty = true
-		if w.ckpt != nil {
-			w.ckpt.committed()
-		}
+		w.ckpt.committed()
 		for _, r := range live {
 			finish(r, r.err)
 		}
@@ -427,21 +425,32 @@ func (w *writer) runGroup(group []*request) {
 // runOne runs one request's op, inside a savepoint when it asks for one.
 func (w *writer) runOne(r *request) error {
 	if !r.savepoint {
-		return r.op(&w.tx)
+		return w.call(r)
 	}
-	if _, err := w.execRaw("SAVEPOINT queue_op"); err != nil {
+	if _, err := w.d.exec("SAVEPOINT queue_op"); err != nil {
 		return &stmtError{err}
 	}
-	err := r.op(&w.tx)
+	err := w.call(r)
 	if err != nil {
-		if _, rbErr := w.execRaw("ROLLBACK TO queue_op"); rbErr != nil {
+		if _, rbErr := w.d.exec("ROLLBACK TO queue_op"); rbErr != nil {
 			return &stmtError{errors.Join(err, rbErr)}
 		}
 	}
-	if _, relErr := w.execRaw("RELEASE queue_op"); relErr != nil {
+	if _, relErr := w.d.exec("RELEASE queue_op"); relErr != nil {
 		return &stmtError{errors.Join(err, relErr)}
 	}
 	return err // undone by the savepoint; the group goes on
+}
+
+// call runs r's op. A panicking op fails its request like a failed statement
+// (its writes are rolled back) instead of killing the writer.
+func (w *writer) call(r *request) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = &stmtError{fmt.Errorf("sqlite: write panicked: %v", p)}
+		}
+	}()
+	return r.op(&w.tx)
 }
 
 func removeRequest(list []*request, r *request) []*request {
@@ -457,7 +466,7 @@ func removeRequest(list []*request, r *request) []*request {
 // begin starts the group transaction, retrying a transient SQLITE_BUSY.
 func (w *writer) begin() error {
 	err := retryBusy(context.Background(), func() error {
-		_, err := w.execRaw("BEGIN IMMEDIATE")
+		_, err := w.d.exec("BEGIN IMMEDIATE")
 		return err
 	})
 	if err != nil {
@@ -467,44 +476,12 @@ func (w *writer) begin() error {
 }
 
 func (w *writer) commit() error {
-	_, err := w.execRaw("COMMIT")
+	_, err := w.d.exec("COMMIT")
 	return err
 }
 
 func (w *writer) rollback() {
-	_, _ = w.execRaw("ROLLBACK")
-}
-
-// execRaw runs a statement from the statement cache on the writer connection.
-func (w *writer) execRaw(query string, args ...any) (sql.Result, error) {
-	s, err := w.stmt(query)
-	if err != nil {
-		return nil, err
-	}
-	return s.ExecContext(context.Background(), args...)
-}
-
-// stmt returns the prepared statement for query, preparing it on first use.
-func (w *writer) stmt(query string) (*sql.Stmt, error) {
-	if s := w.stmts[query]; s != nil {
-		return s, nil
-	}
-	s, err := w.conn.PrepareContext(context.Background(), query)
-	if err != nil {
-		return nil, err
-	}
-	if len(w.stmts) >= 512 {
-		// Dynamic statements (IN lists of many sizes) must not grow the cache forever.
-		for q, old := range w.stmts {
-			_ = old.Close()
-			delete(w.stmts, q)
-			if len(w.stmts) < 384 {
-				break
-			}
-		}
-	}
-	w.stmts[query] = s
-	return s, nil
+	_, _ = w.d.exec("ROLLBACK")
 }
 
 // poll checks PRAGMA data_version on the writer connection. Its value changes
@@ -513,12 +490,13 @@ func (w *writer) stmt(query string) (*sql.Stmt, error) {
 // wrote to the file: a wakeup hint.
 func (w *writer) poll() {
 	w.lastPoll = time.Now()
-	s, err := w.stmt("PRAGMA data_version")
-	if err != nil {
-		return
-	}
 	var v int64
-	if err := s.QueryRowContext(context.Background()).Scan(&v); err != nil {
+	err := w.d.query("PRAGMA data_version", nil, func(row []driver.Value) error {
+		var err error
+		v, err = valInt(row[0])
+		return err
+	})
+	if err != nil {
 		return
 	}
 	if w.haveVersion && v != w.dataVersion {
@@ -566,35 +544,40 @@ type wtx struct {
 
 // exec runs a statement and returns the number of rows it changed.
 func (t *wtx) exec(query string, args ...any) (int64, error) {
-	s, err := t.w.stmt(query)
-	if err != nil {
-		return 0, &stmtError{err}
-	}
-	res, err := s.ExecContext(context.Background(), args...)
-	if err != nil {
-		return 0, &stmtError{err}
-	}
-	n, err := res.RowsAffected()
+	n, err := t.w.d.exec(query, args...)
 	if err != nil {
 		return 0, &stmtError{err}
 	}
 	return n, nil
 }
 
-// records runs a query (or a write with RETURNING) that yields record rows
-// (recordColumns) and appends them to out.
+// records runs a query that yields record rows (recordColumns) and appends
+// them to out.
 func (t *wtx) records(out []rawRec, query string, args ...any) ([]rawRec, error) {
-	s, err := t.w.stmt(query)
+	err := t.w.d.query(query, args, func(v []driver.Value) error {
+		var r rawRec
+		if err := r.fromValues(v); err != nil {
+			return err
+		}
+		out = append(out, r)
+		return nil
+	})
 	if err != nil {
 		return out, &stmtError{err}
 	}
-	rows, err := s.QueryContext(context.Background(), args...)
+	return out, nil
+}
+
+// strings runs a query returning one text column.
+func (t *wtx) strings(query string, args ...any) ([]string, error) {
+	var out []string
+	err := t.w.d.query(query, args, func(v []driver.Value) error {
+		s, err := valString(v[0])
+		out = append(out, s)
+		return err
+	})
 	if err != nil {
-		return out, &stmtError{err}
-	}
-	out, err = scanRecords(rows, out)
-	if err != nil {
-		return out, &stmtError{err}
+		return nil, &stmtError{err}
 	}
 	return out, nil
 }
@@ -610,33 +593,42 @@ func (t *wtx) record(query string, args ...any) (rawRec, bool, error) {
 	return t.recs[0], true, nil
 }
 
-// queryRow runs a query returning at most one row into dest; ok is false
-// when no row matched.
+// queryRow runs a query returning at most one row into dest (*string,
+// *int64, *int, *sql.NullString, *sql.NullInt64); ok is false when no row
+// matched.
 func (t *wtx) queryRow(query string, args []any, dest ...any) (bool, error) {
-	s, err := t.w.stmt(query)
+	found := false
+	err := t.w.d.query(query, args, func(v []driver.Value) error {
+		if found {
+			return nil
+		}
+		found = true
+		for i := range dest {
+			if err := assign(dest[i], v[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 	if err != nil {
 		return false, &stmtError{err}
 	}
-	err = s.QueryRowContext(context.Background(), args...).Scan(dest...)
-	if errors.Is(err, sql.ErrNoRows) {
-		return false, nil
-	}
-	if err != nil {
-		return false, &stmtError{err}
-	}
-	return true, nil
+	return found, nil
 }
 
 // maxClaimed bounds the claim cache; claims beyond it are not cached.
 const maxClaimed = 1 << 16
 
-// remember caches records this process just claimed.
+// remember caches records this process just claimed. The cache points into
+// recs, which the caller must not reuse.
 func (t *wtx) remember(recs []rawRec) {
+	if len(t.w.claimed)+len(recs) > maxClaimed {
+		// Records claimed but never settled here (their claim was lost,
+		// the caller gave up) would fill it: start over.
+		clear(t.w.claimed)
+	}
 	for i := range recs {
-		if len(t.w.claimed) >= maxClaimed {
-			return
-		}
-		t.w.claimed[recs[i].ID] = recs[i]
+		t.w.claimed[recs[i].ID] = &recs[i]
 	}
 }
 

@@ -39,12 +39,10 @@ CREATE TABLE queue_task (
 -- task_key UNIQUE (NULL keys are not indexed at all).
 CREATE UNIQUE INDEX queue_task_key ON queue_task (task_key) WHERE task_key IS NOT NULL;
 
--- Claim order within one execution backend and queue (queue-filtered claims).
+-- Claim order within one execution backend and queue. A claim over several
+-- (or all) queues takes one range of it per queue and merges them; the
+-- queues are found by skipping through it (one seek per queue).
 CREATE INDEX queue_task_claim ON queue_task (execution_backend, queue, priority DESC, queued_at, created_at, id)
-    WHERE status IN ('pending', 'scheduled');
-
--- Claim order within one execution backend across every queue (the default worker).
-CREATE INDEX queue_task_claim_all ON queue_task (execution_backend, priority DESC, queued_at, created_at, id)
     WHERE status IN ('pending', 'scheduled');
 
 -- Stale recovery: running records by heartbeat (a null heartbeat counts as created_at).
@@ -59,17 +57,21 @@ CREATE INDEX queue_task_expiry ON queue_task (expires_at, created_at, id)
 CREATE INDEX queue_task_terminal ON queue_task (completed_at, id)
     WHERE completed_at IS NOT NULL;
 
--- Completed records of a task, newest first.
-CREATE INDEX queue_task_completed_by_task ON queue_task (task_name, completed_at DESC, id DESC)
+-- Completed records of a task, read newest first by scanning backwards.
+-- Ascending, so each completion appends at the end of its task's range
+-- (SQLite's cheap right-edge insert) instead of splitting pages at the front.
+CREATE INDEX queue_task_completed_by_task ON queue_task (task_name, completed_at, id)
     WHERE status = 'completed';
 
 -- Non-terminal records holding an execution ref.
 CREATE INDEX queue_task_external ON queue_task (coalesce(started_at, created_at), id)
     WHERE execution_ref IS NOT NULL AND completed_at IS NULL;
 
--- Earliest future due time (DueTimer).
+-- Earliest future due time (DueTimer). The predicate leaves out status on
+-- purpose: claims and settles do not change scheduled_at, so they never
+-- touch this index; NextDue filters the status.
 CREATE INDEX queue_task_due ON queue_task (scheduled_at)
-    WHERE status IN ('pending', 'scheduled') AND scheduled_at IS NOT NULL;
+    WHERE scheduled_at IS NOT NULL;
 
 -- Inspector listing, newest first.
 CREATE INDEX queue_task_created ON queue_task (created_at, id);

@@ -1,5 +1,0 @@
-package sqlite
-
-func DbgStats() string { return dbgStats() }
-
-func DbgReset() { dbgReset() }
