@@ -13,17 +13,30 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 
 	"github.com/queuesgo/queues"
 	"github.com/queuesgo/queues/internal/demoapp"
 	"github.com/queuesgo/queues/queuescli"
+	goredis "github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 )
 
+// driverLog routes the Redis driver's own log lines (dial retries and the
+// like) to slog at DEBUG, so a failing command still prints exactly one
+// error line.
+type driverLog struct{}
+
+func (driverLog) Printf(ctx context.Context, format string, v ...any) {
+	slog.Default().Log(ctx, slog.LevelDebug, fmt.Sprintf(format, v...), "component", "go-redis")
+}
+
 func main() {
+	goredis.SetLogger(driverLog{})
 	root, err := newRoot(os.Stdout, os.Stderr)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "error: "+err.Error())
