@@ -7,8 +7,10 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -56,6 +58,37 @@ func startWorker(t testing.TB, svc *queues.Service, cfg queues.WorkerConfig) *qu
 	return w
 }
 
+// cpuSnapshot holds the CPU seconds used so far by this process and by the
+// Redis server (INFO cpu), so a benchmark can report CPU cost per job, which
+// is steadier than throughput on a shared machine.
+type cpuSnapshot struct{ proc, server float64 }
+
+func takeCPU(t testing.TB) cpuSnapshot {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	tv := func(v syscall.Timeval) float64 { return float64(v.Sec) + float64(v.Usec)/1e6 }
+	s := cpuSnapshot{proc: tv(ru.Utime) + tv(ru.Stime)}
+	info, err := admin.Info(context.Background(), "cpu").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(info, "\n") {
+		k, v, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if ok && (k == "used_cpu_sys" || k == "used_cpu_user") {
+			f, _ := strconv.ParseFloat(v, 64)
+			s.server += f
+		}
+	}
+	return s
+}
+
+// reportCPU reports process and server CPU microseconds per job since from.
+func reportCPU(b *testing.B, from cpuSnapshot, jobs int, prefix string) {
+	to := takeCPU(b)
+	b.ReportMetric((to.proc-from.proc)*1e6/float64(jobs), prefix+"client-cpu-us/job")
+	b.ReportMetric((to.server-from.server)*1e6/float64(jobs), prefix+"server-cpu-us/job")
+}
+
 // benchJobs is the number of jobs of BenchmarkEndToEnd (env QUEUES_BENCH_JOBS).
 func benchJobs() int {
 	if n, err := strconv.Atoi(os.Getenv("QUEUES_BENCH_JOBS")); err == nil && n > 0 {
@@ -80,6 +113,7 @@ func BenchmarkEndToEnd(b *testing.B) {
 		})
 		svc, _ := benchService(b, reg)
 		ctx := context.Background()
+		cpu0 := takeCPU(b)
 		enqStart := time.Now()
 		reqs := make([]queues.EnqueueRequest, 0, 1000)
 		for start := 0; start < total; start += 1000 {
@@ -93,6 +127,8 @@ func BenchmarkEndToEnd(b *testing.B) {
 		}
 		enq := time.Since(enqStart)
 		b.ReportMetric(float64(total)/enq.Seconds(), "insert-jobs/s")
+		reportCPU(b, cpu0, total, "insert-")
+		cpu1 := takeCPU(b)
 		b.StartTimer()
 		start := time.Now()
 		startWorker(b, svc, queues.WorkerConfig{MaxConcurrency: 100, BatchSize: 100, PollInterval: 5 * time.Millisecond})
@@ -112,6 +148,7 @@ func BenchmarkEndToEnd(b *testing.B) {
 		elapsed := time.Since(start)
 		b.StopTimer()
 		b.ReportMetric(float64(total)/elapsed.Seconds(), "jobs/s")
+		reportCPU(b, cpu1, total, "work-")
 	}
 }
 
@@ -131,6 +168,7 @@ func BenchmarkClaimComplete(b *testing.B) {
 		}
 	}
 	result := json.RawMessage(`{}`)
+	cpu0 := takeCPU(b)
 	b.ResetTimer()
 	done := 0
 	var wg sync.WaitGroup
@@ -155,6 +193,7 @@ func BenchmarkClaimComplete(b *testing.B) {
 		done += len(res.Claimed)
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "jobs/s")
+	reportCPU(b, cpu0, b.N, "")
 }
 
 // BenchmarkEnqueue measures single-record Enqueue calls from 8 goroutines.

@@ -28,8 +28,13 @@ func (b *Backend) ClaimMany(ctx context.Context, p queues.ClaimParams) (queues.C
 	if p.Limit <= 0 {
 		return res, nil
 	}
+	// Records come back in the reply (read in Lua in FIELDS order): one
+	// round trip. (The script can also return bare IDs for a separate
+	// pipelined read; measured end to end, one round trip is both faster and
+	// cheaper, so that mode is unused.)
+	inline := true
 	args := make([]any, 0, 8+len(p.Queues)+2*len(p.QueueLimits))
-	args = append(args, p.Limit, p.WorkerID, flag(p.ExpireOverdue), p.ExecutionBackend, len(p.Queues))
+	args = append(args, p.Limit, p.WorkerID, flag(p.ExpireOverdue), p.ExecutionBackend, flag(inline), len(p.Queues))
 	for _, q := range p.Queues {
 		args = append(args, q)
 	}
@@ -56,6 +61,7 @@ func (b *Backend) ClaimMany(ctx context.Context, p queues.ClaimParams) (queues.C
 			res.Expired = append(res.Expired, rec)
 		}
 	}
+	b.claims.put(res.Claimed)
 	return res, nil
 }
 

@@ -36,7 +36,7 @@ func (b *Backend) Enqueue(ctx context.Context, items []queues.EnqueueParams) ([]
 		return []queues.EnqueueOutcome{}, nil
 	}
 	recs := make([]*queues.Record, len(items))
-	args := make([]any, 0, 1+len(items)*14)
+	args := make([]any, 0, 1+len(items)*13)
 	args = append(args, len(items))
 	for i := range items {
 		p := &items[i]
@@ -80,23 +80,14 @@ func (b *Backend) Enqueue(ctx context.Context, items []queues.EnqueueParams) ([]
 		if exp != "" {
 			r.ExpiresAt, _ = fromMicros(exp)
 		}
-		meta, err := encodeMeta(p.Metadata)
+		meta, md, err := encodeMeta(p.Metadata)
 		if err != nil {
 			return nil, err
 		}
-		for j := 0; j < len(meta); j += 2 {
-			var v any
-			if json.Unmarshal([]byte(meta[j+1]), &v) != nil {
-				v = meta[j+1]
-			}
-			r.Metadata[meta[j]] = v
-		}
+		r.Metadata = md
 		recs[i] = r
 		args = append(args, id.String(), r.TaskName, string(r.Args), r.Queue, r.ExecutionBackend, r.ExecutionProfile,
-			strconv.Itoa(r.Priority), strconv.Itoa(r.MaxRetries), sched, exp, r.Key, flag(p.Forever && p.Key != ""), len(meta)/2)
-		for _, s := range meta {
-			args = append(args, s)
-		}
+			strconv.Itoa(r.Priority), strconv.Itoa(r.MaxRetries), sched, exp, r.Key, flag(p.Forever && p.Key != ""), meta)
 	}
 	v, err := b.run(ctx, scriptEnqueue, args...).Slice()
 	if err != nil {

@@ -294,10 +294,14 @@ func (h *hub) register(add func()) error {
 // per call), a retry or stale requeue without delay, an interruption,
 // ClearExecutionRef, SetExecutionBackend and ReleaseDispatch, from any
 // process on this namespace. It is closed when ctx ends, the backend is
-// closed, or the subscription breaks (subscribe again).
+// closed, or the subscription breaks (subscribe again). With
+// Options.Wakeups off it never receives anything.
 func (b *Backend) Wakeups(ctx context.Context) (<-chan struct{}, error) {
 	if b.wakeCh == "" {
-		return nil, fmt.Errorf("%w: wakeups are disabled", queues.ErrUnsupported)
+		// Wakeups are off (Options.Wakeups): a channel that never fires.
+		ch := make(chan struct{})
+		context.AfterFunc(ctx, func() { close(ch) })
+		return ch, nil
 	}
 	h := b.hub
 	if err := h.ensure(ctx); err != nil {

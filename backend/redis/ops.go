@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/queuesgo/queues"
+	goredis "github.com/redis/go-redis/v9"
 )
 
 // Single-record writes (complete, fail, cancel, heartbeats, dispatch fences,
@@ -30,10 +31,18 @@ const (
 type opReq struct {
 	ctx  context.Context
 	args []any
-	nops int
+	ops  []opMeta
 	res  []any
+	recs [][]any // per op: the record fields read after the script, when wanted
 	err  error
 	done chan struct{}
+}
+
+// opMeta locates one op in opReq.args.
+type opMeta struct {
+	pos  int    // index of the op code in args
+	id   string // record ID
+	want bool   // the caller wants the record back
 }
 
 type batcher struct {
@@ -96,7 +105,7 @@ func (bt *batcher) flush() {
 
 func (bt *batcher) send(reqs []*opReq) {
 	live := reqs[:0]
-	size := 0
+	size, nops := 0, 0
 	for _, r := range reqs {
 		if err := r.ctx.Err(); err != nil {
 			r.err = err
@@ -105,54 +114,132 @@ func (bt *batcher) send(reqs []*opReq) {
 		}
 		live = append(live, r)
 		size += len(r.args)
+		nops += len(r.ops)
 	}
 	if len(live) == 0 {
 		return
 	}
-	args := make([]any, 0, size)
+	b := bt.b
+	args := make([]any, 0, 3+size)
+	args = append(args, b.prefix, b.wakeCh, b.doneCh)
+	// A wanted record is read with HGETALL after the script in the same
+	// MULTI, unless a later op of the batch touches the same record: then
+	// the script returns it inline, as of its own op.
+	last := make(map[string]int, nops)
+	n := 0
 	for _, r := range live {
+		for _, o := range r.ops {
+			last[o.id] = n
+			n++
+		}
+	}
+	type read struct {
+		req *opReq
+		op  int
+	}
+	var reads []read
+	n = 0
+	for _, r := range live {
+		base := len(args)
 		args = append(args, r.args...)
+		r.recs = make([][]any, len(r.ops))
+		for i, o := range r.ops {
+			if o.want {
+				if last[o.id] != n {
+					args[base+o.pos] = args[base+o.pos].(string) + "+"
+				} else {
+					reads = append(reads, read{r, i})
+				}
+			}
+			n++
+		}
 	}
 	// The write is not tied to one caller's ctx: it serves them all.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	res, err := bt.b.run(ctx, scriptOps, args...).Slice()
-	cancel()
-	if err == nil && !countOK(live, res) {
-		err = fmt.Errorf("redis: ops script returned %d replies", len(res))
+	defer cancel()
+	var res []any
+	var err error
+	var gets []*goredis.SliceCmd
+	for attempt := 0; ; attempt++ {
+		if len(reads) == 0 {
+			res, err = scriptOps.Run(ctx, b.client, b.keys, args...).Slice()
+			break
+		}
+		pipe := b.client.TxPipeline()
+		ev := pipe.EvalSha(ctx, scriptOps.Hash(), b.keys, args...)
+		gets = gets[:0]
+		for _, rd := range reads {
+			gets = append(gets, b.hmgetRecord(ctx, pipe, rd.req.ops[rd.op].id))
+		}
+		_, _ = pipe.Exec(ctx)
+		res, err = ev.Slice()
+		if err != nil && attempt == 0 && goredis.HasErrorPrefix(err, "NOSCRIPT") {
+			if lerr := scriptOps.Load(ctx, b.client).Err(); lerr != nil {
+				err = lerr
+				break
+			}
+			continue
+		}
+		break
+	}
+	if err == nil && len(res) != nops {
+		err = fmt.Errorf("redis: ops script returned %d replies for %d ops", len(res), nops)
+	}
+	if err == nil {
+		for i, rd := range reads {
+			vals, gerr := gets[i].Result()
+			if gerr != nil {
+				err = gerr
+				break
+			}
+			rd.req.recs[rd.op] = vals
+		}
 	}
 	i := 0
 	for _, r := range live {
 		if err != nil {
 			r.err = fmt.Errorf("redis: write: %w", err)
 		} else {
-			r.res = res[i : i+r.nops]
-			i += r.nops
+			r.res = res[i : i+len(r.ops)]
+			i += len(r.ops)
 		}
 		close(r.done)
 	}
 }
 
-func countOK(reqs []*opReq, res []any) bool {
-	n := 0
-	for _, r := range reqs {
-		n += r.nops
-	}
-	return n == len(res)
-}
-
 // opBuilder encodes ops for the ops script: (op, id, nargs, args…).
 type opBuilder struct {
 	args []any
-	nops int
+	ops  []opMeta
 }
 
-func (o *opBuilder) add(op string, id uuid.UUID, a ...any) {
-	o.args = append(o.args, op, id.String(), len(a))
+// add appends an op whose reply carries no record.
+func (o *opBuilder) add(op string, id uuid.UUID, a ...any) { o.push(op, id, false, a) }
+
+// addRec appends an op whose record the caller wants back.
+func (o *opBuilder) addRec(op string, id uuid.UUID, a ...any) { o.push(op, id, true, a) }
+
+func (o *opBuilder) push(op string, id uuid.UUID, want bool, a []any) {
+	s := id.String()
+	o.ops = append(o.ops, opMeta{pos: len(o.args), id: s, want: want})
+	o.args = append(o.args, op, s, len(a))
 	o.args = append(o.args, a...)
-	o.nops++
 }
 
-func (o *opBuilder) req() *opReq { return &opReq{args: o.args, nops: o.nops} }
+func (o *opBuilder) req() *opReq { return &opReq{args: o.args, ops: o.ops} }
+
+// record returns the record of op i of a finished request: the inline
+// reply, or the fields read after the script.
+func (b *Backend) record(r *opReq, i int, rep reply) (*queues.Record, error) {
+	if rep.rec != nil {
+		return decodeRecord(rep.rec)
+	}
+	rec, err := b.recordFrom(r.ctx, r.ops[i].id, r.recs[i])
+	if err == nil && rec == nil {
+		err = fmt.Errorf("redis: record %s vanished after the write", r.ops[i].id)
+	}
+	return rec, err
+}
 
 // reply is one decoded op reply.
 type reply struct {
@@ -177,8 +264,9 @@ func parseReply(v any) (reply, error) {
 // M → not found.
 func (b *Backend) one(ctx context.Context, name, op string, id uuid.UUID, a ...any) (*queues.Record, error) {
 	var ob opBuilder
-	ob.add(op, id, a...)
-	res, err := b.batch.do(ctx, ob.req())
+	ob.addRec(op, id, a...)
+	req := ob.req()
+	res, err := b.batch.do(ctx, req)
 	if err != nil {
 		return nil, err
 	}
@@ -188,7 +276,7 @@ func (b *Backend) one(ctx context.Context, name, op string, id uuid.UUID, a ...a
 	}
 	switch rep.code {
 	case "K":
-		return decodeRecord(rep.rec)
+		return b.record(req, 0, rep)
 	case "M":
 		return nil, missingForWrite(name, id)
 	default:
@@ -217,12 +305,91 @@ func optStr(p *string) (string, string) {
 	return "1", *p
 }
 
+// claimCache holds the records this backend claimed, by generation, so
+// Complete can return the settled record from the claimed copy plus the few
+// fields that may have changed since (the script reports them), instead of
+// reading the whole record back. A miss only costs that read.
+type claimCache struct {
+	mu sync.Mutex
+	m  map[queues.Fence]*queues.Record
+}
+
+const claimCacheMax = 1 << 16
+
+func (c *claimCache) put(recs []*queues.Record) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m)+len(recs) > claimCacheMax {
+		c.m = make(map[queues.Fence]*queues.Record, len(recs))
+	}
+	for _, r := range recs {
+		c.m[queues.Fence{ID: r.ID, RetryCount: r.RetryCount}] = r.Clone()
+	}
+}
+
+func (c *claimCache) take(id uuid.UUID, gen int) *queues.Record {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	f := queues.Fence{ID: id, RetryCount: gen}
+	r := c.m[f]
+	if r != nil {
+		delete(c.m, f)
+	}
+	return r
+}
+
 // Complete settles the running generation p.ExpectedRetryCount as completed
 // with p.Result; the error is cleared and worker_id kept. Any other state
 // returns an error matching queues.ErrFenceLost.
 func (b *Backend) Complete(ctx context.Context, p queues.CompleteParams) (*queues.Record, error) {
 	has := p.Result != nil
-	return b.one(ctx, "complete", "complete", p.ID, strconv.Itoa(p.ExpectedRetryCount), flag(has), string(p.Result))
+	gen := strconv.Itoa(p.ExpectedRetryCount)
+	cached := b.claims.take(p.ID, p.ExpectedRetryCount)
+	if cached == nil {
+		return b.one(ctx, "complete", "complete", p.ID, gen, flag(has), string(p.Result), "0")
+	}
+	var ob opBuilder
+	ob.add("complete", p.ID, gen, flag(has), string(p.Result), "1")
+	res, err := b.batch.do(ctx, ob.req())
+	if err != nil {
+		return nil, err
+	}
+	a, _ := res[0].([]any)
+	code := ""
+	if len(a) > 0 {
+		code, _ = a[0].(string)
+	}
+	switch code {
+	case "L":
+	case "M":
+		return nil, missingForWrite("complete", p.ID)
+	default:
+		return nil, fenceLost("complete", p.ID)
+	}
+	if len(a) < 3 {
+		return nil, fmt.Errorf("redis: complete reply of %d values", len(a))
+	}
+	r := cached
+	r.Status = queues.StatusCompleted
+	r.Error = ""
+	r.HeartbeatAt = time.Time{}
+	r.Result = nil
+	if has && len(p.Result) > 0 {
+		r.Result = append(json.RawMessage(nil), p.Result...)
+	}
+	n, _ := a[1].(string)
+	if err := setField(r, "completed_at", n); err != nil {
+		return nil, err
+	}
+	r.ExecutionRef, _ = a[2].(string)
+	for i := 3; i+1 < len(a); i += 2 { // metadata overlays
+		k, _ := a[i].(string)
+		v, _ := a[i+1].(string)
+		if err := setField(r, k, v); err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
 }
 
 // Fail records a failed attempt. The guard is status running with generation
@@ -232,6 +399,7 @@ func (b *Backend) Complete(ctx context.Context, p queues.CompleteParams) (*queue
 // Redis time + p.RetryDelay when positive, else pending, waking workers);
 // otherwise it fails terminally.
 func (b *Backend) Fail(ctx context.Context, p queues.FailParams) (*queues.Record, error) {
+	b.claims.take(p.ID, p.ExpectedRetryCount)
 	hasRef, ref := optStr(p.ExpectedRef)
 	return b.one(ctx, "fail", "fail", p.ID, strconv.Itoa(p.ExpectedRetryCount), p.Error, flag(p.Retry),
 		strconv.FormatInt(p.RetryDelay.Microseconds(), 10), hasRef, ref)
@@ -240,6 +408,9 @@ func (b *Backend) Fail(ctx context.Context, p queues.FailParams) (*queues.Record
 // Cancel cancels a pending or scheduled record, or a running one when
 // p.IncludeRunning, fenced on the optional generation; worker_id is kept.
 func (b *Backend) Cancel(ctx context.Context, p queues.CancelParams) (*queues.Record, error) {
+	if p.ExpectedRetryCount != nil {
+		b.claims.take(p.ID, *p.ExpectedRetryCount)
+	}
 	hasGen, gen := optInt(p.ExpectedRetryCount)
 	return b.one(ctx, "cancel", "cancel", p.ID, flag(p.IncludeRunning), hasGen, gen)
 }
@@ -248,6 +419,7 @@ func (b *Backend) Cancel(ctx context.Context, p queues.CancelParams) (*queues.Re
 // p.WorkerID after a shutdown without spending budget
 // (metadata.interruptions+1) and wakes workers.
 func (b *Backend) Interrupt(ctx context.Context, p queues.InterruptParams) (*queues.Record, error) {
+	b.claims.take(p.ID, p.ExpectedRetryCount)
 	return b.one(ctx, "interrupt", "interrupt", p.ID, strconv.Itoa(p.ExpectedRetryCount), p.WorkerID)
 }
 
@@ -267,8 +439,7 @@ func (b *Backend) TouchHeartbeats(ctx context.Context, touches []queues.Heartbea
 		hasGen, gen := optInt(t.ExpectedRetryCount)
 		a := []any{hasGen, gen}
 		if len(t.MetadataPatch) > 0 {
-			kv, _ := encodeMeta(t.MetadataPatch)
-			for _, s := range kv {
+			for _, s := range encodeMetaPairs(t.MetadataPatch) {
 				a = append(a, s)
 			}
 		}
@@ -319,8 +490,9 @@ func (b *Backend) ClaimByID(ctx context.Context, p queues.ClaimByIDParams) (queu
 	hasGen, gen := optInt(p.ExpectedRetryCount)
 	hasRef, ref := optStr(p.ExpectedRef)
 	var ob opBuilder
-	ob.add("claim", p.ID, p.WorkerID, hasGen, gen, hasRef, ref)
-	replies, err := b.batch.do(ctx, ob.req())
+	ob.addRec("claim", p.ID, p.WorkerID, hasGen, gen, hasRef, ref)
+	req := ob.req()
+	replies, err := b.batch.do(ctx, req)
 	if err != nil {
 		return res, err
 	}
@@ -330,12 +502,13 @@ func (b *Backend) ClaimByID(ctx context.Context, p queues.ClaimByIDParams) (queu
 	}
 	switch rep.code {
 	case "C", "X":
-		rec, err := decodeRecord(rep.rec)
+		rec, err := b.record(req, 0, rep)
 		if err != nil {
 			return res, err
 		}
 		if rep.code == "C" {
 			res.Claimed = append(res.Claimed, rec)
+			b.claims.put(res.Claimed)
 		} else {
 			res.Expired = append(res.Expired, rec)
 		}
@@ -429,10 +602,11 @@ func (b *Backend) RecoverStale(ctx context.Context, p queues.StaleParams) (queue
 				prio = p.Priority(r.Priority)
 			}
 		}
-		ob.add("stale", r.ID, strconv.Itoa(r.RetryCount), micros(r.HeartbeatAt), action,
+		ob.addRec("stale", r.ID, strconv.Itoa(r.RetryCount), micros(r.HeartbeatAt), action,
 			strconv.FormatInt(delay.Microseconds(), 10), strconv.Itoa(prio))
 	}
-	replies, err := b.batch.do(ctx, ob.req())
+	req := ob.req()
+	replies, err := b.batch.do(ctx, req)
 	if err != nil {
 		return res, err
 	}
@@ -445,7 +619,7 @@ func (b *Backend) RecoverStale(ctx context.Context, p queues.StaleParams) (queue
 			res.Skipped++
 			continue
 		}
-		rec, err := decodeRecord(rep.rec)
+		rec, err := b.record(req, i, rep)
 		if err != nil {
 			return res, err
 		}
@@ -469,13 +643,14 @@ func (b *Backend) cancelOps(ctx context.Context, ids []uuid.UUID, includeRunning
 	for start := 0; start < len(ids); start += 500 {
 		var ob opBuilder
 		for _, id := range ids[start:min(start+500, len(ids))] {
-			ob.add("mcancel", id, flag(includeRunning))
+			ob.addRec("mcancel", id, flag(includeRunning))
 		}
-		replies, err := b.batch.do(ctx, ob.req())
+		req := ob.req()
+		replies, err := b.batch.do(ctx, req)
 		if err != nil {
 			return out, err
 		}
-		for _, v := range replies {
+		for i, v := range replies {
 			rep, err := parseReply(v)
 			if err != nil {
 				return out, err
@@ -483,7 +658,7 @@ func (b *Backend) cancelOps(ctx context.Context, ids []uuid.UUID, includeRunning
 			if rep.code != "K" {
 				continue
 			}
-			rec, err := decodeRecord(rep.rec)
+			rec, err := b.record(req, i, rep)
 			if err != nil {
 				return out, err
 			}

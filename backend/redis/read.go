@@ -16,13 +16,53 @@ func isNil(err error) bool { return errors.Is(err, goredis.Nil) }
 
 func (b *Backend) taskKey(id uuid.UUID) string { return b.prefix + ":task:" + id.String() }
 
-// flatMap turns an HGETALL map into the flat list decodeRecord reads.
-func flatMap(m map[string]string) []any {
-	a := make([]any, 0, 2*len(m))
-	for k, v := range m {
-		a = append(a, k, v)
+// hmgetRecord queues an HMGET of every record field, in recordFields order.
+func (b *Backend) hmgetRecord(ctx context.Context, p goredis.Pipeliner, id string) *goredis.SliceCmd {
+	return p.HMGet(ctx, b.prefix+":task:"+id, recordFields...)
+}
+
+// recordFrom decodes an HMGET reply; nil when the record does not exist.
+// A record with metadata overlay fields is read again whole.
+func (b *Backend) recordFrom(ctx context.Context, id string, vals []any) (*queues.Record, error) {
+	if len(vals) == 0 || vals[0] == nil {
+		return nil, nil
 	}
-	return a
+	if vals[len(recordFields)-1] != nil { // "mo": overlay fields exist
+		m, err := b.client.HGetAll(ctx, b.prefix+":task:"+id).Result()
+		if err != nil {
+			return nil, err
+		}
+		if len(m) == 0 {
+			return nil, nil
+		}
+		return decodeHash(m)
+	}
+	return decodeRecord(vals)
+}
+
+// readRecords reads records in one pipelined round trip; missing IDs are
+// nil entries.
+func (b *Backend) readRecords(ctx context.Context, ids []string) ([]*queues.Record, error) {
+	out := make([]*queues.Record, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	pipe := b.client.Pipeline()
+	cmds := make([]*goredis.SliceCmd, len(ids))
+	for i, id := range ids {
+		cmds[i] = b.hmgetRecord(ctx, pipe, id)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, err
+	}
+	for i, c := range cmds {
+		r, err := b.recordFrom(ctx, ids[i], c.Val())
+		if err != nil {
+			return nil, err
+		}
+		out[i] = r
+	}
+	return out, nil
 }
 
 // GetTask returns the record, or an error matching queues.ErrTaskNotFound.
@@ -34,7 +74,7 @@ func (b *Backend) GetTask(ctx context.Context, id uuid.UUID) (*queues.Record, er
 	if len(m) == 0 {
 		return nil, notFound(id)
 	}
-	return decodeRecord(flatMap(m))
+	return decodeHash(m)
 }
 
 // GetTasks returns the records that exist, in the order of ids (one
@@ -43,28 +83,19 @@ func (b *Backend) GetTasks(ctx context.Context, ids []uuid.UUID) ([]*queues.Reco
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	out := make([]*queues.Record, 0, len(ids))
-	if len(ids) == 0 {
-		return out, nil
-	}
-	pipe := b.client.Pipeline()
-	cmds := make([]*goredis.MapStringStringCmd, len(ids))
+	strs := make([]string, len(ids))
 	for i, id := range ids {
-		cmds[i] = pipe.HGetAll(ctx, b.taskKey(id))
+		strs[i] = id.String()
 	}
-	if _, err := pipe.Exec(ctx); err != nil {
+	recs, err := b.readRecords(ctx, strs)
+	if err != nil {
 		return nil, fmt.Errorf("redis: get tasks: %w", err)
 	}
-	for _, c := range cmds {
-		m := c.Val()
-		if len(m) == 0 {
-			continue
+	out := make([]*queues.Record, 0, len(ids))
+	for _, r := range recs {
+		if r != nil {
+			out = append(out, r)
 		}
-		r, err := decodeRecord(flatMap(m))
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, r)
 	}
 	return out, nil
 }

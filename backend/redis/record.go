@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -29,10 +30,10 @@ func fromMicros(s string) (time.Time, error) {
 	return time.UnixMicro(n).UTC(), nil
 }
 
-// encodeMeta encodes each top-level metadata value as JSON (stored as the
-// hash field "m:<key>"). A value that cannot be encoded is stored as its
-// fmt text, as the memory backend normalizes it.
-func encodeMeta(m map[string]any) ([]string, error) {
+// encodeMetaPairs encodes each top-level metadata value as JSON: (key,
+// json) pairs, stored as overlay fields "m:<key>". A value that cannot be
+// encoded is stored as its fmt text, as the memory backend normalizes it.
+func encodeMetaPairs(m map[string]any) []string {
 	out := make([]string, 0, 2*len(m))
 	for k, v := range m {
 		raw, err := json.Marshal(v)
@@ -41,17 +42,59 @@ func encodeMeta(m map[string]any) ([]string, error) {
 		}
 		out = append(out, k, string(raw))
 	}
-	return out, nil
+	return out
 }
 
-// decodeRecord builds a record from a flat field/value list (HGETALL form).
+// encodeMeta encodes a metadata object as JSON ("" when empty) and returns
+// the normalized map a reader decodes from it.
+func encodeMeta(m map[string]any) (string, map[string]any, error) {
+	if len(m) == 0 {
+		return "", map[string]any{}, nil
+	}
+	raw, err := json.Marshal(m)
+	if err != nil {
+		// Fall back per value, as the memory backend normalizes them.
+		obj := make(map[string]json.RawMessage, len(m))
+		kv := encodeMetaPairs(m)
+		for i := 0; i < len(kv); i += 2 {
+			obj[kv[i]] = json.RawMessage(kv[i+1])
+		}
+		if raw, err = json.Marshal(obj); err != nil {
+			return "", nil, fmt.Errorf("redis: encode metadata: %w", err)
+		}
+	}
+	var back map[string]any
+	if err := json.Unmarshal(raw, &back); err != nil {
+		return "", nil, fmt.Errorf("redis: encode metadata: %w", err)
+	}
+	return string(raw), back, nil
+}
+
+// recordFields is the order in which scripts return a record's values
+// (the Lua FIELDS table); nil means null. Metadata overlay pairs
+// ("m:<key>", json) may follow.
+var recordFields = []string{"id", "task_name", "args", "queue", "execution_backend", "execution_profile", "execution_ref",
+	"worker_id", "status", "priority", "max_retries", "retry_count", "scheduled_at", "expires_at", "created_at",
+	"queued_at", "started_at", "completed_at", "heartbeat_at", "result", "error", "key", "metadata", "ix", "forever", "mo"}
+
+// decodeRecord builds a record from a script reply (recordFields values,
+// then overlay pairs).
 func decodeRecord(v any) (*queues.Record, error) {
 	a, ok := v.([]any)
-	if !ok {
+	if !ok || len(a) < len(recordFields) {
 		return nil, fmt.Errorf("redis: record reply is %T", v)
 	}
-	r := &queues.Record{Metadata: make(map[string]any)}
-	for i := 0; i+1 < len(a); i += 2 {
+	r := &queues.Record{}
+	for i, k := range recordFields {
+		s, _ := a[i].(string)
+		if err := setField(r, k, s); err != nil {
+			return nil, fmt.Errorf("redis: record field %s: %w", k, err)
+		}
+	}
+	if r.Metadata == nil {
+		r.Metadata = make(map[string]any)
+	}
+	for i := len(recordFields); i+1 < len(a); i += 2 {
 		k, _ := a[i].(string)
 		s, _ := a[i+1].(string)
 		if err := setField(r, k, s); err != nil {
@@ -62,6 +105,56 @@ func decodeRecord(v any) (*queues.Record, error) {
 		return nil, errors.New("redis: record without id")
 	}
 	return r, nil
+}
+
+// metaCache keeps decoded metadata by its JSON text: records of one task
+// usually share it, and a deep copy is several times cheaper than decoding.
+var metaCache = struct {
+	sync.Mutex
+	m map[string]map[string]any
+}{m: map[string]map[string]any{}}
+
+const metaCacheMax = 4096
+
+func decodeMetaCached(s string) (map[string]any, error) {
+	if len(s) > 1024 {
+		var m map[string]any
+		err := json.Unmarshal([]byte(s), &m)
+		return m, err
+	}
+	metaCache.Lock()
+	c, ok := metaCache.m[s]
+	metaCache.Unlock()
+	if ok {
+		return queues.CloneMetadata(c), nil
+	}
+	var m map[string]any
+	if err := json.Unmarshal([]byte(s), &m); err != nil {
+		return nil, err
+	}
+	metaCache.Lock()
+	if len(metaCache.m) >= metaCacheMax {
+		clear(metaCache.m)
+	}
+	metaCache.m[s] = queues.CloneMetadata(m)
+	metaCache.Unlock()
+	return m, nil
+}
+
+// decodeHash builds a record from an HGETALL map.
+func decodeHash(m map[string]string) (*queues.Record, error) {
+	a := make([]any, len(recordFields))
+	for i, k := range recordFields {
+		if v, ok := m[k]; ok {
+			a[i] = v
+		}
+	}
+	for k, v := range m {
+		if strings.HasPrefix(k, "m:") {
+			a = append(a, k, v)
+		}
+	}
+	return decodeRecord(a)
 }
 
 func setField(r *queues.Record, k, s string) error {
@@ -117,11 +210,28 @@ func setField(r *queues.Record, k, s string) error {
 		r.Error = s
 	case "key":
 		r.Key = s
+	case "metadata":
+		m, err := decodeMetaCached(s)
+		if err != nil {
+			return err
+		}
+		if r.Metadata == nil {
+			r.Metadata = m
+		} else {
+			for k, v := range m {
+				if _, set := r.Metadata[k]; !set {
+					r.Metadata[k] = v
+				}
+			}
+		}
 	default:
 		if mk, ok := strings.CutPrefix(k, "m:"); ok {
 			var x any
 			if json.Unmarshal([]byte(s), &x) != nil {
 				x = s
+			}
+			if r.Metadata == nil {
+				r.Metadata = make(map[string]any)
 			}
 			r.Metadata[mk] = x
 		}

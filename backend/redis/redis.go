@@ -53,8 +53,9 @@ type Backend struct {
 	closed    bool
 	transport string
 
-	hub   *hub
-	batch *batcher
+	hub    *hub
+	batch  *batcher
+	claims claimCache
 }
 
 // Compile-time checks of the implemented interfaces.

@@ -100,24 +100,50 @@ local function app(a, f, v)
   a[#a + 1] = f
   a[#a + 1] = v or ''
 end
-local function tab(a)
-  local r = {}
-  for i = 1, #a, 2 do r[a[i]] = a[i + 1] end
-  return r
-end
+
 local WAKE = false
 local DONE = {}
+-- load reads a record into a table; a stored "" is null (hot paths clear
+-- fields by writing "" in the same HSET instead of a separate HDEL).
 local function load(id)
   local a = redis.call('HGETALL', tkey(id))
   if #a == 0 then return nil end
   local r = {}
-  for i = 1, #a, 2 do r[a[i]] = a[i + 1] end
+  for i = 1, #a, 2 do
+    local v = a[i + 1]
+    if v ~= '' then r[a[i]] = v end
+  end
   return r
 end
+-- A record travels back to Go as the values of FIELDS in order (false =
+-- null), followed by (key, json) pairs of metadata overlay fields "m:<key>".
+local FIELDS = {'id', 'task_name', 'args', 'queue', 'execution_backend', 'execution_profile', 'execution_ref',
+  'worker_id', 'status', 'priority', 'max_retries', 'retry_count', 'scheduled_at', 'expires_at', 'created_at',
+  'queued_at', 'started_at', 'completed_at', 'heartbeat_at', 'result', 'error', 'key', 'metadata', 'ix', 'forever', 'mo'}
+local NF = #FIELDS
 local function flat(r)
   local a = {}
-  for k, v in pairs(r) do a[#a + 1] = k; a[#a + 1] = v end
+  for i = 1, NF do a[i] = r[FIELDS[i]] or false end
+  if r.mo ~= nil then
+    for k, v in pairs(r) do
+      if string.byte(k, 1) == 109 and string.byte(k, 2) == 58 then a[#a + 1] = k; a[#a + 1] = v end
+    end
+  end
   return a
+end
+-- hmget reads a record in FIELDS order (plus overlays); nil when missing.
+local function hmget(k)
+  local v = redis.call('HMGET', k, unpack(FIELDS))
+  if not v[1] then return nil end
+  for i = 1, NF do if v[i] == '' then v[i] = false end end
+  if v[NF] then
+    local a = redis.call('HGETALL', k)
+    for i = 1, #a, 2 do
+      local f = a[i]
+      if string.byte(f, 1) == 109 and string.byte(f, 2) == 58 then v[#v + 1] = f; v[#v + 1] = a[i + 1] end
+    end
+  end
+  return v
 end
 -- members lists the index entries a record belongs to: key -> {score, member}.
 -- The hot paths (enqueue, claim, complete) maintain the same entries inline.
@@ -128,9 +154,10 @@ local function members(r)
   local s = r.status
   m[idxk(s, r.queue)] = {0, cid}
   local pt = ptof(r.execution_backend, r.queue)
-  if r.ix == 'r' then
+  local placed = isopen(s) and r.ix
+  if placed == 'r' then
     m[key('ready', pt)] = {0 - tonumber(r.priority), pad(tonumber(r.queued_at)) .. cid}
-  elseif r.ix == 'f' then
+  elseif placed == 'f' then
     m[key('sched', pt)] = {tonumber(r.scheduled_at), id}
   end
   if isopen(s) and r.execution_ref == nil and r.expires_at ~= nil then
@@ -254,7 +281,13 @@ local function claim(r, ch, worker)
   set(r, ch, 'heartbeat_at', n)
 end
 local function interruptions(r)
-  local i = num(r['m:interruptions'])
+  local i
+  if r['m:interruptions'] ~= nil then
+    i = num(r['m:interruptions'])
+  elseif r.metadata ~= nil then
+    local ok, m = pcall(cjson.decode, r.metadata)
+    if ok and type(m) == 'table' and type(m.interruptions) == 'number' then i = m.interruptions end
+  end
   if i == nil then return 0 end
   if i >= 0 then return math.floor(i) end
   return math.ceil(i)
@@ -276,7 +309,7 @@ local function promote(pt, budget)
   local ids = redis.call('ZRANGEBYSCORE', sk, '-inf', now(), 'LIMIT', 0, budget)
   for _, id in ipairs(ids) do
     local r = load(id)
-    if r ~= nil and r.ix == 'f' then
+    if r ~= nil and r.ix == 'f' and isopen(r.status) then
       local old = members(r)
       commit(r, {}, old)
     else
@@ -313,8 +346,8 @@ end
 
 // luaEnqueue inserts items atomically (two passes: plan, then write).
 // ARGV[A] = n; per item: id, task, args, queue, backend, profile, priority,
-// max_retries, scheduled_us, expires_us, key, forever, nmeta, then nmeta
-// (key, json) pairs. "" means null. Returns {now, outcomes}: per item {'N'}
+// max_retries, scheduled_us, expires_us, key, forever, metadata JSON. ""
+// means null. Returns {now, outcomes}: per item {'N'}
 // new, {'S', j} same as item j, {'E', fields} existing, {'O', reservation},
 // {'C', holder} identity conflict.
 const luaEnqueue = luaLib + `
@@ -324,8 +357,8 @@ local j = A + 1
 for k = 1, n do
   local it = {id = ARGV[j], task = ARGV[j + 1], args = ARGV[j + 2], queue = ARGV[j + 3], backend = ARGV[j + 4],
     profile = ARGV[j + 5], priority = ARGV[j + 6], maxr = ARGV[j + 7], sched = ARGV[j + 8], exp = ARGV[j + 9],
-    key = ARGV[j + 10], forever = ARGV[j + 11] == '1', nm = tonumber(ARGV[j + 12]), ms = j + 13}
-  j = j + 13 + 2 * it.nm
+    key = ARGV[j + 10], forever = ARGV[j + 11] == '1', meta = ARGV[j + 12]}
+  j = j + 13
   items[k] = it
 end
 local t = now()
@@ -340,7 +373,7 @@ for k, it in ipairs(items) do
     local holder = redis.call('HGET', P .. ':keys', key)
     local hs = nil
     if holder then
-      hs = redis.call('HMGET', tkey(holder), 'status', 'forever', 'm:unique_until')
+      hs = redis.call('HMGET', tkey(holder), 'status', 'forever', 'metadata')
       if not hs[1] then holder = nil end
     end
     local active = holder and not isterm(hs[1])
@@ -351,7 +384,12 @@ for k, it in ipairs(items) do
       elseif stagedKeys[key] then
         pl.conflict = ''; skip = true
       elseif active then
-        if hs[2] == '1' or hs[3] == '"forever"' then pl.existing = holder else pl.conflict = holder end
+        local fv = hs[2] == '1'
+        if not fv and hs[3] then
+          local ok, m = pcall(cjson.decode, hs[3])
+          fv = ok and type(m) == 'table' and m.unique_until == 'forever'
+        end
+        if fv then pl.existing = holder else pl.conflict = holder end
         skip = true
       else
         pl.reserve = true
@@ -404,7 +442,7 @@ for k, it in ipairs(items) do
       app(hs, 'key', it.key)
       if it.forever then app(hs, 'forever', '1') end
     end
-    for q = 0, it.nm - 1 do app(hs, 'm:' .. ARGV[it.ms + 2 * q], ARGV[it.ms + 2 * q + 1]) end
+    if it.meta ~= '' then app(hs, 'metadata', it.meta) end
     redis.call('HSET', tkey(it.id), unpack(hs))
     local pt = registerpt(it.backend, it.queue)
     local cid = ts16 .. it.id
@@ -433,14 +471,17 @@ return {ts, out}
 `
 
 // luaClaim claims a batch. ARGV[A…]: limit, worker, expire ("1"), backend
-// ("" = any), nqueues, queues…, ncaps, (queue, cap)… Returns a list of
-// {'C', fields} claimed and {'X', fields} expired.
+// ("" = any), inline ("1"), nqueues, queues…, ncaps, (queue, cap)… Returns
+// a list of {'C', record} claimed and {'X', record} expired; without inline
+// the record is its ID and the caller reads it (native HGETALL is several
+// times cheaper than reading and returning it through Lua).
 const luaClaim = luaLib + `
 local limit = tonumber(ARGV[A])
 local worker = ARGV[A + 1]
 local doexp = ARGV[A + 2] == '1'
 local backend = ARGV[A + 3]
-local qset, j = readqueues(A + 4)
+local inline = ARGV[A + 4] == '1'
+local qset, j = readqueues(A + 5)
 local ncap = tonumber(ARGV[j])
 j = j + 1
 local caps = {}
@@ -464,7 +505,7 @@ if doexp then
         local ch = {}
         finish(r, ch, 'expired')
         commit(r, ch, old)
-        out[#out + 1] = {'X', flat(r)}
+        out[#out + 1] = {'X', inline and flat(r) or r.id}
       else
         redis.call('ZREM', ek, m)
       end
@@ -506,35 +547,36 @@ while claimed < limit do
   best.i = best.i + 2
   local id = string.sub(bm, 33)
   local k = tkey(id)
-  local a = redis.call('HGETALL', k)
-  local ix, st, ea, ref, q
-  for i = 1, #a, 2 do
-    local f = a[i]
-    if f == 'ix' then ix = a[i + 1]
-    elseif f == 'status' then st = a[i + 1]
-    elseif f == 'expires_at' then ea = a[i + 1]
-    elseif f == 'execution_ref' then ref = a[i + 1]
-    elseif f == 'queue' then q = a[i + 1]
+  local a
+  if inline then
+    a = hmget(k)
+  else
+    local f = redis.call('HMGET', k, 'ix', 'status', 'expires_at', 'execution_ref', 'queue')
+    if f[2] then
+      a = {}
+      a[24], a[9], a[14], a[7], a[4] = f[1], f[2], f[3], f[4], f[5]
     end
   end
+  local ix, st, ea, ref, q
+  if a ~= nil then ix, st, ea, ref, q = a[24], a[9], a[14] or nil, a[7] or nil, a[4] end
   if ix ~= 'r' or not isopen(st) then
     zput(best.rk, bm, false)
   elseif (ea ~= nil and tonumber(ea) <= now()) or worker == '' then
-    local r = tab(a)
+    local r = load(id)
     local old = members(r)
     local ch = {}
     if ea ~= nil and tonumber(ea) <= now() then
       if doexp and ref == nil then
         finish(r, ch, 'expired')
         commit(r, ch, old)
-        out[#out + 1] = {'X', flat(r)}
+        out[#out + 1] = {'X', inline and flat(r) or id}
       else
         commit(r, ch, old)
       end
     else
       claim(r, ch, worker)
       commit(r, ch, old)
-      out[#out + 1] = {'C', flat(r)}
+      out[#out + 1] = {'C', inline and flat(r) or id}
       claimed = claimed + 1
     end
   else
@@ -545,15 +587,17 @@ while claimed < limit do
     if ref == nil then
       if ea ~= nil then zput(key('expiry', best.pt), cid, false) end
     else
-      zput(P .. ':external', id, now())
+      zput(P .. ':external', id, nows())
     end
     local n = nows()
-    redis.call('HSET', k, 'status', 'running', 'worker_id', worker, 'started_at', n, 'heartbeat_at', n, 'ix', 'n')
-    app(a, 'status', 'running')
-    app(a, 'worker_id', worker)
-    app(a, 'started_at', n)
-    app(a, 'heartbeat_at', n)
-    out[#out + 1] = {'C', a}
+    -- ix stays 'r': placement only counts for open records.
+    redis.call('HSET', k, 'status', 'running', 'worker_id', worker, 'started_at', n, 'heartbeat_at', n)
+    if inline then
+      a[9], a[8], a[17], a[19] = 'running', worker, n, n
+      out[#out + 1] = {'C', a}
+    else
+      out[#out + 1] = {'C', id}
+    end
     claimed = claimed + 1
     local c = caps[q]
     if c ~= nil then
@@ -580,46 +624,42 @@ local function start(id)
   if r == nil then return nil end
   return r, members(r), {}
 end
-OPS.complete = function(id, g) -- gen, hasResult, result
+local CF = {'status', 'retry_count', 'queue', 'created_at', 'task_name', 'execution_ref', 'mo'}
+-- complete: args gen, hasResult, result, lite. With lite the caller holds
+-- the record as claimed and gets back only what may have changed since:
+-- {'L', completed_at, execution_ref, overlay pairs…}.
+OPS.complete = function(id, g, inline)
   local k = tkey(id)
-  local a = redis.call('HGETALL', k)
-  if #a == 0 then return {'M'} end
-  local st, rc, ref, ca, q, task, res, hb, err
-  for i = 1, #a, 2 do
-    local f = a[i]
-    if f == 'status' then st = a[i + 1]
-    elseif f == 'retry_count' then rc = a[i + 1]
-    elseif f == 'execution_ref' then ref = a[i + 1]
-    elseif f == 'created_at' then ca = a[i + 1]
-    elseif f == 'queue' then q = a[i + 1]
-    elseif f == 'task_name' then task = a[i + 1]
-    elseif f == 'result' then res = a[i + 1]
-    elseif f == 'heartbeat_at' then hb = a[i + 1]
-    elseif f == 'error' then err = a[i + 1]
-    end
-  end
-  if st ~= 'running' or rc ~= g[1] then return {'F'} end
+  local f = redis.call('HMGET', k, unpack(CF))
+  if not f[1] then return {'M'} end
+  if f[1] ~= 'running' or f[2] ~= g[1] then return {'F'} end
   local n = nows()
-  local cid = pad(tonumber(ca)) .. id
+  local q = f[3]
+  local c = f[4]
+  if #c ~= 16 then c = pad(tonumber(c)) end
+  local cid = c .. id
   zput(idxk('running', q), cid, false)
   zput(idxk('completed', q), cid, 0)
-  zput(P .. ':terminal', id, now())
-  zput(key('done', task), id, now())
-  if ref ~= nil then zput(P .. ':external', id, false) end
-  if g[2] == '1' then
-    redis.call('HSET', k, 'status', 'completed', 'completed_at', n, 'result', g[3])
-    app(a, 'result', g[3])
-  else
-    redis.call('HSET', k, 'status', 'completed', 'completed_at', n)
-    if res ~= nil then redis.call('HDEL', k, 'result'); app(a, 'result', nil) end
-  end
-  if hb ~= nil or err ~= nil then redis.call('HDEL', k, 'heartbeat_at', 'error') end
-  app(a, 'status', 'completed')
-  app(a, 'completed_at', n)
-  app(a, 'heartbeat_at', nil)
-  app(a, 'error', nil)
+  zput(P .. ':terminal', id, n)
+  zput(key('done', f[5]), id, n)
+  if f[6] then zput(P .. ':external', id, false) end
+  local res = ''
+  if g[2] == '1' then res = g[3] end
+  redis.call('HSET', k, 'status', 'completed', 'completed_at', n, 'result', res, 'heartbeat_at', '', 'error', '')
   DONE[#DONE + 1] = id
-  return {'K', a}
+  if inline then return {'K', hmget(k)} end
+  if g[4] == '1' then
+    local out = {'L', n, f[6] or ''}
+    if f[7] then
+      local a = redis.call('HGETALL', k)
+      for i = 1, #a, 2 do
+        local x = a[i]
+        if string.byte(x, 1) == 109 and string.byte(x, 2) == 58 then out[#out + 1] = x; out[#out + 1] = a[i + 1] end
+      end
+    end
+    return out
+  end
+  return {'K'}
 end
 OPS.fail = function(id, a) -- gen, error, retry, delay_us, hasRef, ref
   local r, old, ch = start(id)
@@ -662,6 +702,7 @@ OPS.interrupt = function(id, a) -- gen, worker
   if r == nil then return {'M'} end
   if r.status ~= 'running' or r.retry_count ~= a[1] or (r.worker_id or '') ~= a[2] then return {'F'} end
   set(r, ch, 'm:interruptions', fmt(interruptions(r) + 1))
+  set(r, ch, 'mo', '1')
   requeue(r, ch, 0)
   commit(r, ch, old)
   return {'K', flat(r)}
@@ -672,7 +713,7 @@ OPS.touch = function(id, a) -- hasGen, gen, (key, json)…
   if not f[1] then return {'M'} end
   if f[1] ~= 'running' or (a[1] == '1' and f[2] ~= a[2]) then return {'F'} end
   if #a > 2 then
-    local hs = {'heartbeat_at', nows()}
+    local hs = {'heartbeat_at', nows(), 'mo', '1'}
     for j = 3, #a, 2 do
       hs[#hs + 1] = 'm:' .. a[j]
       hs[#hs + 1] = a[j + 1]
@@ -796,9 +837,15 @@ while i <= #ARGV do
   local a = {}
   for k = 1, n do a[k] = ARGV[i + 2 + k] end
   i = i + 3 + n
+  -- A trailing '+' asks for the record in the reply; otherwise the caller
+  -- reads it with HGETALL in the same MULTI, after this script.
+  local inline = string.byte(code, #code) == 43
+  if inline then code = string.sub(code, 1, -2) end
   local f = OPS[code]
   if f == nil then return redis.error_reply('QUEUES unknown op ' .. code) end
-  res[#res + 1] = f(id, a)
+  local rep = f(id, a, inline)
+  if not inline and rep[2] ~= nil and rep[1] ~= 'L' then rep = {rep[1]} end
+  res[#res + 1] = rep
 end
 flush()
 return res

@@ -26,8 +26,11 @@ import (
 	"log"
 	"os"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -45,6 +48,37 @@ type result struct {
 	LatencyP50Ms      float64 `json:"latency_p50_ms"`
 	LatencyP99Ms      float64 `json:"latency_p99_ms"`
 	TaskCheckInterval string  `json:"task_check_interval"`
+	// CPU microseconds per job of this process and of the Redis server
+	// (INFO cpu), steadier than throughput on a shared machine.
+	InsertClientCPUUs float64 `json:"insert_client_cpu_us_per_job"`
+	InsertServerCPUUs float64 `json:"insert_server_cpu_us_per_job"`
+	WorkClientCPUUs   float64 `json:"work_client_cpu_us_per_job"`
+	WorkServerCPUUs   float64 `json:"work_server_cpu_us_per_job"`
+}
+
+type cpuSnapshot struct{ proc, server float64 }
+
+func takeCPU(ctx context.Context, c *redis.Client) cpuSnapshot {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	tv := func(v syscall.Timeval) float64 { return float64(v.Sec) + float64(v.Usec)/1e6 }
+	s := cpuSnapshot{proc: tv(ru.Utime) + tv(ru.Stime)}
+	info, err := c.Info(ctx, "cpu").Result()
+	if err != nil {
+		log.Fatalf("info cpu: %v", err)
+	}
+	for _, line := range strings.Split(info, "\n") {
+		k, v, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if ok && (k == "used_cpu_sys" || k == "used_cpu_user") {
+			f, _ := strconv.ParseFloat(v, 64)
+			s.server += f
+		}
+	}
+	return s
+}
+
+func perJob(from, to cpuSnapshot, n int) (client, server float64) {
+	return (to.proc - from.proc) * 1e6 / float64(n), (to.server - from.server) * 1e6 / float64(n)
 }
 
 func main() {
@@ -75,6 +109,7 @@ func main() {
 	payload := []byte(`{"I":1}`)
 	var next atomic.Int64
 	var wg sync.WaitGroup
+	cpu0 := takeCPU(ctx, admin)
 	start := time.Now()
 	for range *enqueuers {
 		wg.Add(1)
@@ -90,6 +125,8 @@ func main() {
 	wg.Wait()
 	d := time.Since(start)
 	res.InsertSeconds, res.InsertJobsPerSec = d.Seconds(), float64(*n)/d.Seconds()
+	cpu1 := takeCPU(ctx, admin)
+	res.InsertClientCPUUs, res.InsertServerCPUUs = perJob(cpu0, cpu1, *n)
 
 	// Work.
 	var done atomic.Int64
@@ -113,6 +150,7 @@ func main() {
 		ch <- now
 		return nil
 	})
+	cpu1 = takeCPU(ctx, admin)
 	start = time.Now()
 	if err := srv.Start(mux); err != nil {
 		log.Fatalf("server start: %v", err)
@@ -124,6 +162,7 @@ func main() {
 	}
 	d = time.Since(start)
 	res.WorkSeconds, res.WorkJobsPerSec = d.Seconds(), float64(*n)/d.Seconds()
+	res.WorkClientCPUUs, res.WorkServerCPUUs = perJob(cpu1, takeCPU(ctx, admin), *n)
 
 	// Idle latency: one task at a time into an idle server.
 	startedMu.Lock()
@@ -159,7 +198,9 @@ func main() {
 		_ = json.NewEncoder(os.Stdout).Encode(res)
 		return
 	}
-	fmt.Printf("INSERT %d tasks in %.2fs: %.0f jobs/s (%d concurrent enqueuers)\n", *n, res.InsertSeconds, res.InsertJobsPerSec, *enqueuers)
-	fmt.Printf("WORK %d tasks in %.2fs: %.0f jobs/s (concurrency %d)\n", *n, res.WorkSeconds, res.WorkJobsPerSec, *concurrency)
+	fmt.Printf("INSERT %d tasks in %.2fs: %.0f jobs/s (%d concurrent enqueuers; cpu µs/job client %.1f server %.1f)\n",
+		*n, res.InsertSeconds, res.InsertJobsPerSec, *enqueuers, res.InsertClientCPUUs, res.InsertServerCPUUs)
+	fmt.Printf("WORK %d tasks in %.2fs: %.0f jobs/s (concurrency %d; cpu µs/job client %.1f server %.1f)\n",
+		*n, res.WorkSeconds, res.WorkJobsPerSec, *concurrency, res.WorkClientCPUUs, res.WorkServerCPUUs)
 	fmt.Printf("LATENCY p50 %.2fms p99 %.2fms (%d samples, task check interval %s)\n", res.LatencyP50Ms, res.LatencyP99Ms, len(lat), res.TaskCheckInterval)
 }
