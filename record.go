@@ -2,6 +2,7 @@ package queues
 
 import (
 	"encoding/json"
+	"fmt"
 	"time"
 
 	"github.com/google/uuid"
@@ -148,6 +149,61 @@ func cloneValue(v any) any {
 		return cloneBytes(t)
 	}
 	return v
+}
+
+// NormalizeMetadata returns a copy of m holding only the values a JSON round
+// trip produces (string, float64, bool, nil, map[string]any, []any). Backends
+// store metadata through it so a record reads back the same from every store.
+func NormalizeMetadata(m map[string]any) map[string]any {
+	out := make(map[string]any, len(m))
+	for k, v := range m {
+		out[k] = normalizeValue(v)
+	}
+	return out
+}
+
+func normalizeValue(v any) any {
+	switch t := v.(type) {
+	case nil, string, bool, float64:
+		return v
+	case int:
+		return float64(t)
+	case int64:
+		return float64(t)
+	case int32:
+		return float64(t)
+	case float32:
+		return float64(t)
+	case json.Number:
+		if f, err := t.Float64(); err == nil {
+			return f
+		}
+		return t.String()
+	case map[string]any:
+		return NormalizeMetadata(t)
+	case []any:
+		c := make([]any, len(t))
+		for i, x := range t {
+			c[i] = normalizeValue(x)
+		}
+		return c
+	case json.RawMessage:
+		var out any
+		if err := json.Unmarshal(t, &out); err != nil {
+			return string(t)
+		}
+		return out
+	}
+	// Anything else (structs, typed maps, other numbers) goes through JSON.
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Sprint(v)
+	}
+	var out any
+	if err := json.Unmarshal(raw, &out); err != nil {
+		return string(raw)
+	}
+	return out
 }
 
 // metaInt reads an integer-valued metadata key; anything that is not a number reads as 0.

@@ -70,7 +70,7 @@ func (b *Backend) Enqueue(ctx context.Context, items []queues.EnqueueParams) ([]
 			ScheduledAt:      utc(p.ScheduledAt),
 			ExpiresAt:        utc(p.ExpiresAt),
 			Key:              p.Key,
-			Metadata:         normalizeMetadata(p.Metadata),
+			Metadata:         queues.NormalizeMetadata(p.Metadata),
 		}
 		if p.Args == nil {
 			e.rec.Args = nil

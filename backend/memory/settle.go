@@ -146,8 +146,8 @@ func (b *Backend) CancelMatching(ctx context.Context, f queues.CancelFilter) ([]
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	argsFilter := normalizeMetadata(f.Args)
-	metaFilter := normalizeMetadata(f.Metadata)
+	argsFilter := queues.NormalizeMetadata(f.Args)
+	metaFilter := queues.NormalizeMetadata(f.Metadata)
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	var hits []*entry
@@ -243,7 +243,7 @@ func (b *Backend) TouchHeartbeats(ctx context.Context, touches []queues.Heartbea
 	patches := make([]map[string]any, len(touches))
 	for i, t := range touches {
 		if len(t.MetadataPatch) > 0 {
-			patches[i] = normalizeMetadata(t.MetadataPatch)
+			patches[i] = queues.NormalizeMetadata(t.MetadataPatch)
 		}
 	}
 	b.mu.Lock()

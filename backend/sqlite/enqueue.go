@@ -105,7 +105,7 @@ func (b *Backend) Enqueue(ctx context.Context, items []queues.EnqueueParams) ([]
 		c.expiresAt = truncUTC(p.ExpiresAt)
 		c.key = p.Key
 		c.forever = p.Forever && p.Key != ""
-		c.metadata = normalizeMetadata(p.Metadata)
+		c.metadata = queues.NormalizeMetadata(p.Metadata)
 		if c.metaText, err = encodeMetadata(c.metadata); err != nil {
 			return nil, fmt.Errorf("sqlite: enqueue item %d: %w", i, err)
 		}

@@ -244,59 +244,6 @@ func nullJSON(b json.RawMessage) any {
 	return string(b)
 }
 
-// normalizeMetadata returns a copy of m holding only JSON-shaped values
-// (string, float64, bool, nil, map[string]any, []any), as they read back.
-func normalizeMetadata(m map[string]any) map[string]any {
-	out := make(map[string]any, len(m))
-	for k, v := range m {
-		out[k] = normalizeValue(v)
-	}
-	return out
-}
-
-func normalizeValue(v any) any {
-	switch t := v.(type) {
-	case nil, string, bool, float64:
-		return v
-	case int:
-		return float64(t)
-	case int64:
-		return float64(t)
-	case int32:
-		return float64(t)
-	case float32:
-		return float64(t)
-	case json.Number:
-		if f, err := t.Float64(); err == nil {
-			return f
-		}
-		return t.String()
-	case map[string]any:
-		return normalizeMetadata(t)
-	case []any:
-		c := make([]any, len(t))
-		for i, x := range t {
-			c[i] = normalizeValue(x)
-		}
-		return c
-	case json.RawMessage:
-		var out any
-		if err := json.Unmarshal(t, &out); err != nil {
-			return string(t)
-		}
-		return out
-	}
-	raw, err := json.Marshal(v)
-	if err != nil {
-		return fmt.Sprint(v)
-	}
-	var out any
-	if err := json.Unmarshal(raw, &out); err != nil {
-		return string(raw)
-	}
-	return out
-}
-
 // jsonEqual compares two JSON-compatible values by their JSON encoding.
 func jsonEqual(a, b any) bool {
 	ra, err1 := json.Marshal(a)

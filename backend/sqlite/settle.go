@@ -277,8 +277,8 @@ func (b *Backend) CancelMatching(ctx context.Context, f queues.CancelFilter) ([]
 	if err != nil {
 		return nil, err
 	}
-	argsFilter := normalizeMetadata(f.Args)
-	metaFilter := normalizeMetadata(f.Metadata)
+	argsFilter := queues.NormalizeMetadata(f.Args)
+	metaFilter := queues.NormalizeMetadata(f.Metadata)
 	var ps params
 	q := `SELECT ` + recordColumns + ` FROM queue_task WHERE (` + sqlOpen + ` OR (` + ps.add(f.IncludeRunning) +
 		` AND status = 'running')) AND execution_ref IS NULL`
@@ -391,7 +391,7 @@ func (b *Backend) TouchHeartbeats(ctx context.Context, touches []queues.Heartbea
 		ps.add(nil)
 		set := "heartbeat_at = ?1"
 		if len(t.MetadataPatch) > 0 {
-			pr.patch = normalizeMetadata(t.MetadataPatch)
+			pr.patch = queues.NormalizeMetadata(t.MetadataPatch)
 			keys := make([]string, 0, len(pr.patch))
 			for k := range pr.patch {
 				keys = append(keys, k)
