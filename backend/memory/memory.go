@@ -27,6 +27,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/queuesgo/queues"
+	"github.com/queuesgo/queues/internal/hub"
 )
 
 // Options configure a memory backend. The zero value is ready to use.
@@ -56,9 +57,8 @@ type Backend struct {
 	locks        map[string]lock
 	scratch      []*partition
 
-	subMu    sync.Mutex
-	wakeSubs map[chan struct{}]struct{}
-	ctlSubs  map[string]map[chan struct{}]struct{}
+	wakes    hub.Hub // wakeup hints, key ""
+	controls hub.Hub // worker-control hints, keyed by worker ID
 }
 
 type lock struct {
@@ -94,8 +94,6 @@ func New(opts Options) *Backend {
 		withRef:      make(map[uuid.UUID]*entry),
 		stats:        make(map[string]*queues.Statistics),
 		locks:        make(map[string]lock),
-		wakeSubs:     make(map[chan struct{}]struct{}),
-		ctlSubs:      make(map[string]map[chan struct{}]struct{}),
 	}
 }
 
@@ -108,18 +106,8 @@ func (b *Backend) Open(ctx context.Context) error { return nil }
 // Close closes every wakeup and worker-control subscription. Records are kept,
 // so the backend may be opened and used again.
 func (b *Backend) Close(ctx context.Context) error {
-	b.subMu.Lock()
-	defer b.subMu.Unlock()
-	for ch := range b.wakeSubs {
-		close(ch)
-	}
-	clear(b.wakeSubs)
-	for _, m := range b.ctlSubs {
-		for ch := range m {
-			close(ch)
-		}
-	}
-	clear(b.ctlSubs)
+	b.wakes.Close()
+	b.controls.Close()
 	return nil
 }
 

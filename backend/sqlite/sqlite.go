@@ -16,6 +16,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/queuesgo/queues"
+	"github.com/queuesgo/queues/internal/hub"
 
 	_ "modernc.org/sqlite" // registers the pure-Go "sqlite" database/sql driver
 )
@@ -90,9 +91,8 @@ type Backend struct {
 
 	stats struct{ groups, writes, busy atomic.Int64 }
 
-	subMu    sync.Mutex
-	wakeSubs map[chan struct{}]struct{}
-	ctlSubs  map[string]map[chan struct{}]struct{}
+	wakes    hub.Hub // wakeup hints, key ""
+	controls hub.Hub // worker-control hints, keyed by worker ID
 }
 
 // Compile-time checks of the implemented interfaces.
@@ -146,11 +146,9 @@ func Open(path string, opts Options) (*Backend, error) {
 		now = time.Now
 	}
 	return &Backend{
-		path:     path,
-		opts:     opts,
-		nowFn:    now,
-		wakeSubs: make(map[chan struct{}]struct{}),
-		ctlSubs:  make(map[string]map[chan struct{}]struct{}),
+		path:  path,
+		opts:  opts,
+		nowFn: now,
 	}, nil
 }
 
@@ -324,18 +322,8 @@ func (b *Backend) Close(ctx context.Context) error {
 	b.disconnect()
 	b.mu.Unlock()
 
-	b.subMu.Lock()
-	defer b.subMu.Unlock()
-	for ch := range b.wakeSubs {
-		close(ch)
-	}
-	clear(b.wakeSubs)
-	for _, m := range b.ctlSubs {
-		for ch := range m {
-			close(ch)
-		}
-	}
-	clear(b.ctlSubs)
+	b.wakes.Close()
+	b.controls.Close()
 	return nil
 }
 
