@@ -5,8 +5,7 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
-	"path"
+	migfiles "github.com/queuesgo/queues/internal/migrations"
 	"slices"
 	"strings"
 	"text/template"
@@ -22,55 +21,30 @@ import (
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
 
-type migration struct {
-	version string
-	body    string // template text
-}
+// migration is one embedded, versioned SQL file.
+type migration = migfiles.Migration
 
 // migrations returns the embedded migrations in version order.
-func migrations() ([]migration, error) {
-	entries, err := fs.ReadDir(migrationFiles, "migrations")
-	if err != nil {
-		return nil, err
-	}
-	var out []migration
-	for _, e := range entries {
-		name := e.Name()
-		if e.IsDir() || !strings.HasSuffix(name, ".sql") {
-			continue
-		}
-		body, err := migrationFiles.ReadFile(path.Join("migrations", name))
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, migration{version: strings.TrimSuffix(name, ".sql"), body: string(body)})
-	}
-	slices.SortFunc(out, func(a, b migration) int { return strings.Compare(a.version, b.version) })
-	return out, nil
-}
+func migrations() ([]migration, error) { return migfiles.Load(migrationFiles, "migrations") }
 
 // Versions lists the schema versions embedded in this build, oldest first.
 func Versions() []string {
 	ms, _ := migrations()
-	out := make([]string, len(ms))
-	for i, m := range ms {
-		out[i] = m.version
-	}
-	return out
+	return migfiles.Versions(ms)
 }
 
 // render expands a migration template for the backend's schema and prefix.
 func (n names) render(m migration) (string, error) {
-	t, err := template.New(m.version).Funcs(template.FuncMap{
+	t, err := template.New(m.Version).Funcs(template.FuncMap{
 		"table": n.table,
 		"index": n.index,
-	}).Parse(m.body)
+	}).Parse(m.SQL)
 	if err != nil {
-		return "", fmt.Errorf("postgres: migration %s: %w", m.version, err)
+		return "", fmt.Errorf("postgres: migration %s: %w", m.Version, err)
 	}
 	var sb strings.Builder
 	if err := t.Execute(&sb, nil); err != nil {
-		return "", fmt.Errorf("postgres: migration %s: %w", m.version, err)
+		return "", fmt.Errorf("postgres: migration %s: %w", m.Version, err)
 	}
 	return sb.String(), nil
 }
@@ -90,7 +64,7 @@ func (b *Backend) MigrationSQL() (map[string]string, error) {
 		if err != nil {
 			return nil, err
 		}
-		out[m.version] = s
+		out[m.Version] = s
 	}
 	return out, nil
 }
@@ -104,13 +78,13 @@ func checkKnown(applied []string) ([]migration, error) {
 	}
 	var unknown []string
 	for _, v := range applied {
-		if !slices.ContainsFunc(ms, func(m migration) bool { return m.version == v }) {
+		if !slices.ContainsFunc(ms, func(m migration) bool { return m.Version == v }) {
 			unknown = append(unknown, v)
 		}
 	}
 	if len(unknown) > 0 {
 		return nil, fmt.Errorf("%w: it has version(s) %s that this build does not know (latest known: %s); upgrade the program",
-			ErrSchemaTooNew, strings.Join(unknown, ", "), ms[len(ms)-1].version)
+			ErrSchemaTooNew, strings.Join(unknown, ", "), ms[len(ms)-1].Version)
 	}
 	return ms, nil
 }
@@ -159,8 +133,8 @@ func (b *Backend) Migrate(ctx context.Context, opts queues.MigrateOptions) (queu
 		}
 		rep.Applied = append(rep.Applied, applied...)
 		for _, m := range ms {
-			if !containsStr(applied, m.version) {
-				rep.Pending = append(rep.Pending, m.version)
+			if !containsStr(applied, m.Version) {
+				rep.Pending = append(rep.Pending, m.Version)
 			}
 		}
 		return rep, nil
@@ -189,7 +163,7 @@ func (b *Backend) Migrate(ctx context.Context, opts queues.MigrateOptions) (queu
 			return err
 		}
 		for _, m := range ms {
-			if containsStr(applied, m.version) {
+			if containsStr(applied, m.Version) {
 				continue
 			}
 			sql, err := b.n.render(m)
@@ -197,12 +171,12 @@ func (b *Backend) Migrate(ctx context.Context, opts queues.MigrateOptions) (queu
 				return err
 			}
 			if _, err := tx.Exec(ctx, sql); err != nil {
-				return fmt.Errorf("migration %s: %w", m.version, err)
+				return fmt.Errorf("migration %s: %w", m.Version, err)
 			}
-			if _, err := tx.Exec(ctx, `INSERT INTO `+b.n.migration+` (version) VALUES ($1)`, m.version); err != nil {
-				return fmt.Errorf("migration %s: record version: %w", m.version, err)
+			if _, err := tx.Exec(ctx, `INSERT INTO `+b.n.migration+` (version) VALUES ($1)`, m.Version); err != nil {
+				return fmt.Errorf("migration %s: record version: %w", m.Version, err)
 			}
-			rep.AppliedNow = append(rep.AppliedNow, m.version)
+			rep.AppliedNow = append(rep.AppliedNow, m.Version)
 		}
 		rep.Applied, err = b.appliedVersions(ctx, tx)
 		return err

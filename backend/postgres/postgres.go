@@ -263,8 +263,8 @@ func (b *Backend) Open(ctx context.Context) error {
 	}
 	var missing []string
 	for _, m := range ms {
-		if !containsStr(applied, m.version) {
-			missing = append(missing, m.version)
+		if !containsStr(applied, m.Version) {
+			missing = append(missing, m.Version)
 		}
 	}
 	if len(missing) > 0 {

@@ -6,8 +6,7 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
-	"path"
+	migfiles "github.com/queuesgo/queues/internal/migrations"
 	"slices"
 	"strings"
 	"time"
@@ -22,41 +21,16 @@ import (
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
 
-type migration struct {
-	version string
-	sql     string
-}
+// migration is one embedded, versioned SQL file.
+type migration = migfiles.Migration
 
 // migrations returns the embedded migrations in version order.
-func migrations() ([]migration, error) {
-	entries, err := fs.ReadDir(migrationFiles, "migrations")
-	if err != nil {
-		return nil, err
-	}
-	var out []migration
-	for _, e := range entries {
-		name := e.Name()
-		if e.IsDir() || !strings.HasSuffix(name, ".sql") {
-			continue
-		}
-		body, err := migrationFiles.ReadFile(path.Join("migrations", name))
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, migration{version: strings.TrimSuffix(name, ".sql"), sql: string(body)})
-	}
-	slices.SortFunc(out, func(a, b migration) int { return strings.Compare(a.version, b.version) })
-	return out, nil
-}
+func migrations() ([]migration, error) { return migfiles.Load(migrationFiles, "migrations") }
 
 // Versions lists the schema versions embedded in this build, oldest first.
 func Versions() []string {
 	ms, _ := migrations()
-	out := make([]string, len(ms))
-	for i, m := range ms {
-		out[i] = m.version
-	}
-	return out
+	return migfiles.Versions(ms)
 }
 
 // ErrSchemaTooNew is matched by the error Open and Migrate return for a file
@@ -73,7 +47,7 @@ func checkKnown(applied []string) ([]migration, error) {
 	}
 	known := make(map[string]bool, len(ms))
 	for _, m := range ms {
-		known[m.version] = true
+		known[m.Version] = true
 	}
 	var unknown []string
 	for _, v := range applied {
@@ -83,7 +57,7 @@ func checkKnown(applied []string) ([]migration, error) {
 	}
 	if len(unknown) > 0 {
 		return nil, fmt.Errorf("%w: it has version(s) %s that this build does not know (latest known: %s); upgrade the program that opens it",
-			ErrSchemaTooNew, strings.Join(unknown, ", "), ms[len(ms)-1].version)
+			ErrSchemaTooNew, strings.Join(unknown, ", "), ms[len(ms)-1].Version)
 	}
 	return ms, nil
 }
@@ -142,14 +116,14 @@ func (w *writer) migrate(ctx context.Context, dryRun bool) (queues.MigrateReport
 		}
 		var pending []migration
 		for _, m := range ms {
-			if !slices.Contains(applied, m.version) {
+			if !slices.Contains(applied, m.Version) {
 				pending = append(pending, m)
 			}
 		}
 		if dryRun {
 			rep.Applied = applied
 			for _, m := range pending {
-				rep.Pending = append(rep.Pending, m.version)
+				rep.Pending = append(rep.Pending, m.Version)
 			}
 			return nil
 		}
@@ -159,7 +133,7 @@ func (w *writer) migrate(ctx context.Context, dryRun bool) (queues.MigrateReport
 				return err
 			}
 			if did {
-				rep.AppliedNow = append(rep.AppliedNow, m.version)
+				rep.AppliedNow = append(rep.AppliedNow, m.Version)
 			}
 		}
 		rep.Applied, err = appliedOn(d)
@@ -187,24 +161,24 @@ func applyMigration(ctx context.Context, d *dconn, m migration, now time.Time) (
 		_, err := d.exec("BEGIN IMMEDIATE")
 		return err
 	}); err != nil {
-		return false, fmt.Errorf("sqlite: migration %s: begin: %w", m.version, err)
+		return false, fmt.Errorf("sqlite: migration %s: begin: %w", m.Version, err)
 	}
 	rollback := func(err error) (bool, error) {
 		_, _ = d.exec("ROLLBACK")
-		return false, fmt.Errorf("sqlite: migration %s: %w", m.version, err)
+		return false, fmt.Errorf("sqlite: migration %s: %w", m.Version, err)
 	}
 	applied, err := appliedOn(d)
 	if err != nil {
 		return rollback(err)
 	}
-	if slices.Contains(applied, m.version) {
+	if slices.Contains(applied, m.Version) {
 		_, err := d.exec("COMMIT")
 		return false, err
 	}
-	if err := d.script(m.sql); err != nil {
+	if err := d.script(m.SQL); err != nil {
 		return rollback(err)
 	}
-	if _, err := d.exec(`INSERT INTO queue_migration (version, applied_at) VALUES (?, ?)`, m.version, micros(now)); err != nil {
+	if _, err := d.exec(`INSERT INTO queue_migration (version, applied_at) VALUES (?, ?)`, m.Version, micros(now)); err != nil {
 		return rollback(err)
 	}
 	if _, err := d.exec("COMMIT"); err != nil {
