@@ -408,6 +408,18 @@ func (st *Statistics) Add(s Status, n int) {
 	st.Total += n
 }
 
+// Merge adds every count of o to st.
+func (st *Statistics) Merge(o Statistics) {
+	st.Pending += o.Pending
+	st.Scheduled += o.Scheduled
+	st.Running += o.Running
+	st.Completed += o.Completed
+	st.Failed += o.Failed
+	st.Cancelled += o.Cancelled
+	st.Expired += o.Expired
+	st.Total += o.Total
+}
+
 // Reservation is a forever identity reservation: it blocks every later enqueue
 // with Key until ResetIdentity. It never holds payload or result.
 type Reservation struct {

@@ -153,14 +153,7 @@ func (b *Backend) Statistics(ctx context.Context, queue string) (queues.Statisti
 	}
 	var total queues.Statistics
 	for _, st := range m {
-		total.Pending += st.Pending
-		total.Scheduled += st.Scheduled
-		total.Running += st.Running
-		total.Completed += st.Completed
-		total.Failed += st.Failed
-		total.Cancelled += st.Cancelled
-		total.Expired += st.Expired
-		total.Total += st.Total
+		total.Merge(st)
 	}
 	return total, nil
 }
