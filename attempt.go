@@ -22,6 +22,8 @@ type attemptEnv struct {
 	// beforeSettle runs before any settle write (the worker unregisters the
 	// attempt from heartbeats so a late touch cannot undo a null heartbeat).
 	beforeSettle func(a *attempt)
+	// spawn starts the task body on another goroutine; nil means `go`.
+	spawn func(func())
 }
 
 // newAttempt builds the attempt for a claimed record; its ctx derives from parent.
@@ -66,12 +68,25 @@ func (s *Service) runAttempt(a *attempt, env attemptEnv) {
 	}
 	defer cancelTimeout()
 
-	s.lifecycle(a.ctx, events.TypeStarted, rec, a.workerID, "", map[string]any{}, a.nextSeq())
+	if s.pub.enabled { // skip building the payload when nobody listens (hot path)
+		s.lifecycle(a.ctx, events.TypeStarted, rec, a.workerID, "", map[string]any{}, a.nextSeq())
+	}
 
 	inner := func(ctx context.Context, r *Record) (any, error) { return e.run(ctx, r.Args) }
 	h := chain(inner, s.cfg.Middleware, e.opts.Middleware)
+	// Middleware sees (and may keep or change) the record, so it gets a
+	// copy; the bare task function reads only the arguments, which it
+	// decodes into values of its own.
+	arg := rec
+	if len(s.cfg.Middleware) > 0 || len(e.opts.Middleware) > 0 {
+		arg = rec.Clone()
+	}
 	results := make(chan outcome, 1)
-	go func() {
+	spawn := env.spawn
+	if spawn == nil {
+		spawn = func(f func()) { go f() }
+	}
+	spawn(func() {
 		defer close(a.bodyDone)
 		defer func() {
 			if p := recover(); p != nil {
@@ -79,9 +94,9 @@ func (s *Service) runAttempt(a *attempt, env attemptEnv) {
 				results <- outcome{err: fmt.Errorf("panic: %v", p)}
 			}
 		}()
-		v, err := h(runCtx, rec.Clone())
+		v, err := h(runCtx, arg)
 		results <- outcome{value: v, err: err}
-	}()
+	})
 
 	var out outcome
 	abandoned := false
@@ -141,12 +156,14 @@ func (s *Service) complete(ctx context.Context, a *attempt, value any) {
 		s.fail(ctx, a, NonRetryable(fmt.Errorf("encode result: %w", err)), false)
 		return
 	}
-	done, err := s.backend.Complete(ctx, CompleteParams{ID: a.rec.ID, Result: result, ExpectedRetryCount: a.rec.RetryCount})
+	done, err := s.backend.Complete(ctx, CompleteParams{ID: a.rec.ID, Result: result, ExpectedRetryCount: a.rec.RetryCount, Claimed: a.rec})
 	if err != nil {
 		s.settleError(ctx, a, "complete", err)
 		return
 	}
-	s.lifecycle(ctx, events.TypeCompleted, done, a.workerID, "", statusPayload(done), a.nextSeq())
+	if s.pub.enabled {
+		s.lifecycle(ctx, events.TypeCompleted, done, a.workerID, "", statusPayload(done), a.nextSeq())
+	}
 	if logSuccess, _ := metaBool(done.Metadata, MetaLogSuccess); logSuccess {
 		level := slogLevel(done.Metadata)
 		s.logger.Log(ctx, level, "Queue task completed", "task_id", done.ID, "task_name", done.TaskName,

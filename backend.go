@@ -176,6 +176,13 @@ type CompleteParams struct {
 	ID                 uuid.UUID
 	Result             json.RawMessage
 	ExpectedRetryCount int
+	// Claimed, when set, is the record as this attempt claimed it. A
+	// backend may build the record it returns from Claimed and the columns
+	// the write changed (or that may have changed while the record ran:
+	// worker_id, execution_ref, metadata) instead of reading every column
+	// back; the result must equal what GetTask returns afterwards. Backends
+	// must not modify it.
+	Claimed *Record
 }
 
 // FailParams records a failed attempt. With ExpectedRef the record may also be

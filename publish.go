@@ -123,6 +123,9 @@ func statusPayload(rec *Record) map[string]any {
 // delivery errors: a settled record must not look unsettled because a
 // subscriber was slow.
 func (s *Service) lifecycle(ctx context.Context, typ string, rec *Record, workerID, message string, payload map[string]any, seq *int) {
+	if !s.pub.enabled {
+		return
+	}
 	ev := recordEvent(typ, rec, workerID)
 	ev.Message = message
 	ev.Payload = payload

@@ -29,12 +29,16 @@ type Worker struct {
 	hb   *heartbeater
 
 	// baseCtx parents every attempt: ending Run's ctx starts a graceful stop,
-	// it does not cancel running attempts.
-	baseCtx    context.Context
-	baseCancel context.CancelFunc
+	// it does not cancel running attempts. It is never cancelled itself (so
+	// an attempt's ctx does not register with a shared parent); the shutdown
+	// ladder cancels attempts one by one.
+	baseCtx context.Context
+	// runners keeps idle attempt goroutines for reuse (see goRun).
+	runners runnerPool
 
 	mu       sync.Mutex
 	inFlight map[Fence]*attempt // attempts whose task body has not returned
+	ended    bool               // the shutdown ladder ended: new attempts start cancelled
 	perQueue map[string]int
 	pending  sync.WaitGroup // attempts not yet settled
 	slots    sync.WaitGroup // attempts whose body has not returned
@@ -77,10 +81,9 @@ func (s *Service) NewWorker(cfg WorkerConfig) (*Worker, error) {
 	if err != nil {
 		return nil, err
 	}
-	base, cancel := context.WithCancel(context.Background())
 	w := &Worker{
 		svc: s, cfg: cfg, execBackend: s.cfg.ExecutionBackend,
-		baseCtx: base, baseCancel: cancel,
+		baseCtx: context.Background(),
 		inFlight: map[Fence]*attempt{}, perQueue: map[string]int{},
 		finished: make(chan struct{}, 1),
 		stopCh:   make(chan struct{}), forceCh: make(chan struct{}),
@@ -90,6 +93,7 @@ func (s *Service) NewWorker(cfg WorkerConfig) (*Worker, error) {
 		workerID: cfg.ID, finalCancel: cfg.FinalCancelTimeout,
 		requeueOnShutdown: cfg.RequeueOnShutdown, maxInterruptions: cfg.MaxInterruptions,
 		beforeSettle: func(a *attempt) { w.hb.unregister(a) },
+		spawn:        w.goRun,
 	}
 	w.hb = newHeartbeater(w)
 	w.exec = s.executors[w.execBackend]
@@ -424,12 +428,15 @@ func (w *Worker) launch(rec *Record) {
 	w.mu.Lock()
 	w.inFlight[a.fence()] = a
 	w.perQueue[rec.Queue]++
+	if w.ended {
+		a.cancel(context.Canceled) // launched after the shutdown ladder ended
+	}
 	w.mu.Unlock()
 	w.hb.ensureStarted()
 	w.hb.register(a)
 	w.pending.Add(1)
 	w.slots.Add(1)
-	go func() {
+	w.goRun(func() {
 		w.svc.runAttempt(a, w.env)
 		w.pending.Done()
 		<-a.bodyDone
@@ -445,7 +452,83 @@ func (w *Worker) launch(rec *Record) {
 		case w.finished <- struct{}{}:
 		default:
 		}
-	}()
+	})
+}
+
+// runnerIdle is how long an idle attempt goroutine is kept for reuse.
+const runnerIdle = 5 * time.Second
+
+// runnerPool keeps idle attempt goroutines for reuse. Reuse keeps the
+// stacks they grew (settle writes run deep inside the database driver),
+// which a fresh goroutine per attempt would grow again. Idle runners form a
+// LIFO stack, each waiting on a channel of its own, so handing over work
+// never contends on one shared channel; runners idle longer than
+// runnerIdle are let go as new work arrives.
+type runnerPool struct {
+	mu     sync.Mutex
+	idle   []*runner // most recently idle last
+	closed bool      // the worker stopped: runners exit after their work
+}
+
+type runner struct {
+	work      chan func() // buffer 1; nil func means exit
+	idleSince time.Time
+}
+
+// goRun runs fn on an idle attempt goroutine, or on a new one.
+func (w *Worker) goRun(fn func()) {
+	p := &w.runners
+	p.mu.Lock()
+	var r *runner
+	if n := len(p.idle); n > 0 {
+		r = p.idle[n-1]
+		p.idle[n-1] = nil
+		p.idle = p.idle[:n-1]
+	}
+	var stale *runner
+	if len(p.idle) > 0 && time.Since(p.idle[0].idleSince) > runnerIdle {
+		stale = p.idle[0]
+		p.idle = append(p.idle[:0], p.idle[1:]...)
+	}
+	p.mu.Unlock()
+	if stale != nil {
+		stale.work <- nil
+	}
+	if r != nil {
+		r.work <- fn
+		return
+	}
+	r = &runner{work: make(chan func(), 1)}
+	go w.runLoop(r, fn)
+}
+
+func (w *Worker) runLoop(r *runner, fn func()) {
+	p := &w.runners
+	for fn != nil {
+		fn()
+		r.idleSince = time.Now()
+		p.mu.Lock()
+		if p.closed {
+			p.mu.Unlock()
+			return
+		}
+		p.idle = append(p.idle, r)
+		p.mu.Unlock()
+		fn = <-r.work
+	}
+}
+
+// releaseRunners lets every idle attempt goroutine exit.
+func (w *Worker) releaseRunners() {
+	p := &w.runners
+	p.mu.Lock()
+	idle := p.idle
+	p.idle = nil
+	p.closed = true
+	p.mu.Unlock()
+	for _, r := range idle {
+		r.work <- nil
+	}
 }
 
 // Wait blocks until every started attempt has finished, or ctx ends.
@@ -610,7 +693,8 @@ func (w *Worker) Stop(ctx context.Context, force bool) (StopResult, error) {
 // drain is the shutdown ladder (SPEC §5.12).
 func (w *Worker) drain(force bool) StopResult {
 	w.stopped.Store(true)
-	defer w.baseCancel()
+	defer w.releaseRunners()
+	defer w.cancelInFlight()
 	if !force {
 		done := make(chan struct{})
 		go func() { w.pending.Wait(); close(done) }()
@@ -653,6 +737,21 @@ func (w *Worker) drain(force bool) StopResult {
 		w.svc.logger.Error("Queue worker stopped with attempts still running", "worker_id", w.cfg.ID, "task_ids", survivors)
 	}
 	return StopResult{Escalated: true}
+}
+
+// cancelInFlight cancels whatever attempt is still in flight when the
+// shutdown ladder ends (context.Canceled), as ending a shared parent would.
+func (w *Worker) cancelInFlight() {
+	w.mu.Lock()
+	w.ended = true
+	remaining := make([]*attempt, 0, len(w.inFlight))
+	for _, a := range w.inFlight {
+		remaining = append(remaining, a)
+	}
+	w.mu.Unlock()
+	for _, a := range remaining {
+		a.cancel(context.Canceled)
+	}
 }
 
 func fenceIDs(fs []Fence) []uuid.UUID {

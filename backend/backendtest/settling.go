@@ -15,6 +15,7 @@ func testSettling(t *testing.T, f Factory) {
 	runCases(t, f, []testCase{
 		{"CompleteSettles", completeSettles},
 		{"CompleteFences", completeFences},
+		{"CompleteWithClaimedMatchesStored", completeWithClaimed},
 		{"FailRetryRequeues", failRetryRequeues},
 		{"FailRetryDelaySchedules", failRetryDelaySchedules},
 		{"FailWithoutBudgetKeepsWorker", failWithoutBudget},
@@ -54,6 +55,32 @@ func completeSettles(t *testing.T, b queues.Backend) {
 	wantNear(t, "started_at kept", got.StartedAt, run.StartedAt, 0)
 	wantInt(t, "retry_count", got.RetryCount, 1)
 	wantStored(t, b, "completed record", got)
+}
+
+// CompleteParams.Claimed lets a backend build the returned record from the
+// claimed one: it must still equal the stored record, including metadata a
+// heartbeat patched and the worker while the record ran.
+func completeWithClaimed(t *testing.T, b queues.Backend) {
+	run := running(t, b, item("complete.claimed", retries(1)))
+	gen := run.RetryCount
+	hb, err := b.TouchHeartbeats(t.Context(), []queues.HeartbeatTouch{{ID: run.ID, ExpectedRetryCount: &gen,
+		MetadataPatch: map[string]any{"progress": 0.5}}})
+	wantNoErr(t, "TouchHeartbeats", err)
+	wantInt(t, "touched", len(hb.Touched), 1)
+	claimed := run.Clone()
+	got, err := b.Complete(t.Context(), queues.CompleteParams{ID: run.ID, ExpectedRetryCount: gen,
+		Result: json.RawMessage(`{"n":1}`), Claimed: run})
+	wantNoErr(t, "Complete", err)
+	wantStatus(t, "completed", got, queues.StatusCompleted)
+	wantJSON(t, "result", got.Result, json.RawMessage(`{"n":1}`))
+	if got.Metadata["progress"] != 0.5 {
+		t.Errorf("metadata patched while running: got %v, want progress 0.5", got.Metadata)
+	}
+	wantStored(t, b, "completed record", got)
+	wantSameRecord(t, "Claimed left unmodified", run, claimed)
+
+	_, err = b.Complete(t.Context(), queues.CompleteParams{ID: run.ID, ExpectedRetryCount: gen, Claimed: run})
+	wantFenceLost(t, "second Complete with Claimed", err)
 }
 
 // SPEC §3.2: Complete is fenced on status=running and the generation.

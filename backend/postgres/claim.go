@@ -38,7 +38,7 @@ func (b *Backend) claimSelect(p queues.ClaimParams, a *sqlArgs) (sel string, ok 
 		ebPred = " AND x.execution_backend = " + a.add(p.ExecutionBackend)
 	}
 	probe := func(queuePred, lim string) string {
-		return `SELECT x.id, x.priority, x.queued_at, x.created_at FROM ` + t + ` x
+		return `SELECT x.ctid AS tid, x.id, x.priority, x.queued_at, x.created_at FROM ` + t + ` x
     WHERE ` + due("x") + ebPred + queuePred + `
     ORDER BY ` + claimOrder("x") + `
     LIMIT ` + lim + ` FOR UPDATE SKIP LOCKED`
@@ -70,7 +70,7 @@ func (b *Backend) claimSelect(p queues.ClaimParams, a *sqlArgs) (sel string, ok 
 		}
 		if len(lateralQ) == 1 && lateralC[0] >= int32(p.Limit) {
 			// One uncapped queue: a plain ordered index scan.
-			return `SELECT id FROM (` + probe(" AND x.queue = "+a.add(lateralQ[0]), limit) + `) s`, true
+			return `SELECT tid FROM (` + probe(" AND x.queue = "+a.add(lateralQ[0]), limit) + `) s`, true
 		}
 	} else {
 		var excluded []string
@@ -83,7 +83,7 @@ func (b *Backend) claimSelect(p queues.ClaimParams, a *sqlArgs) (sel string, ok 
 			}
 		}
 		if len(excluded) == 0 {
-			return `SELECT id FROM (` + probe("", limit) + `) s`, true
+			return `SELECT tid FROM (` + probe("", limit) + `) s`, true
 		}
 		parts = append(parts, `SELECT u.* FROM (`+probe(" AND x.queue <> ALL("+a.add(excluded)+"::text[])", limit)+`) u`)
 	}
@@ -91,7 +91,7 @@ func (b *Backend) claimSelect(p queues.ClaimParams, a *sqlArgs) (sel string, ok 
 		parts = append(parts, `SELECT c.* FROM unnest(`+a.add(lateralQ)+`::text[], `+a.add(lateralC)+`::int[]) AS q(name, cap)
     CROSS JOIN LATERAL (`+probe(" AND x.queue = q.name", "q.cap")+`) c`)
 	}
-	return `SELECT s.id FROM (` + strings.Join(parts, "\nUNION ALL\n") + `) s
+	return `SELECT s.tid FROM (` + strings.Join(parts, "\nUNION ALL\n") + `) s
 ORDER BY ` + claimOrder("s") + `
 LIMIT ` + limit, true
 }
@@ -112,23 +112,12 @@ func (b *Backend) ClaimMany(ctx context.Context, p queues.ClaimParams) (queues.C
 	if p.Limit <= 0 {
 		return res, nil
 	}
-	var a sqlArgs
-	worker := a.add(p.WorkerID)
-	sel, ok := b.claimSelect(p, &a)
 	t := b.n.task
-	var sql strings.Builder
-	sql.WriteString("WITH ")
-	if ok {
-		sql.WriteString(`sel AS (` + sel + `),
-claimed AS (
-    UPDATE ` + t + ` t SET status = 'running', worker_id = ` + worker + `, started_at = now(), heartbeat_at = now()
-    FROM sel WHERE t.id = sel.id
-    RETURNING ` + cols("t") + `)`)
-	}
+	var stmts []pinnedStmt
 	if p.ExpireOverdue {
-		if ok {
-			sql.WriteString(",\n")
-		}
+		// The sweep goes first in the same transaction and round trip, so
+		// the claim's snapshot already sees what it expired.
+		var a sqlArgs
 		filter := ""
 		if p.ExecutionBackend != "" {
 			filter += " AND x.execution_backend = " + a.add(p.ExecutionBackend)
@@ -136,40 +125,40 @@ claimed AS (
 		if len(p.Queues) > 0 {
 			filter += " AND x.queue = ANY(" + a.add(p.Queues) + "::text[])"
 		}
-		sql.WriteString(`expired AS (
-    UPDATE ` + t + ` t SET status = 'expired', completed_at = now(), heartbeat_at = NULL
-    WHERE t.id IN (
-        SELECT x.id FROM ` + t + ` x
-        WHERE x.status IN ` + openStatuses + ` AND x.execution_ref IS NULL AND x.expires_at <= now()` + filter + `
-        ORDER BY x.expires_at, x.created_at
-        LIMIT ` + fmt.Sprint(maxClaimExpire) + ` FOR UPDATE SKIP LOCKED)
-    RETURNING ` + cols("t") + `)`)
+		stmts = append(stmts, pinnedStmt{sql: `UPDATE ` + t + ` t SET status = 'expired', completed_at = now(), heartbeat_at = NULL
+FROM (SELECT x.ctid AS tid FROM ` + t + ` x
+    WHERE x.status IN ` + openStatuses + ` AND x.execution_ref IS NULL AND x.expires_at <= now()` + filter + `
+    ORDER BY x.expires_at, x.created_at
+    LIMIT ` + fmt.Sprint(maxClaimExpire) + ` FOR UPDATE SKIP LOCKED) s
+WHERE t.ctid = s.tid
+RETURNING ` + cols("t"), args: a, each: func(rows pgx.Rows) error {
+			r, err := scanRecord(rows)
+			if err == nil {
+				res.Expired = append(res.Expired, r)
+			}
+			return err
+		}})
 	}
-	var union []string
-	if ok {
-		union = append(union, `SELECT false, `+cols("")+` FROM claimed`)
+	var a sqlArgs
+	worker := a.add(p.WorkerID)
+	if sel, ok := b.claimSelect(p, &a); ok {
+		// The selected rows are locked by this statement, so their ctid
+		// cannot change before the update: a TID join, no second walk of
+		// the primary key.
+		stmts = append(stmts, pinnedStmt{sql: `UPDATE ` + t + ` t SET status = 'running', worker_id = ` + worker + `, started_at = now(), heartbeat_at = now()
+FROM (` + sel + `) sel WHERE t.ctid = sel.tid
+RETURNING ` + cols("t"), args: a, each: func(rows pgx.Rows) error {
+			r, err := scanRecord(rows)
+			if err == nil {
+				res.Claimed = append(res.Claimed, r)
+			}
+			return err
+		}})
 	}
-	if p.ExpireOverdue {
-		union = append(union, `SELECT true, `+cols("")+` FROM expired`)
-	}
-	if len(union) == 0 {
+	if len(stmts) == 0 {
 		return res, nil
 	}
-	sql.WriteString("\n" + strings.Join(union, "\nUNION ALL\n"))
-	err := queryPinned(ctx, b.pool, sql.String(), a, func(rows pgx.Rows) error {
-		var expired bool
-		r, err := scanRecord(rows, &expired)
-		if err != nil {
-			return err
-		}
-		if expired {
-			res.Expired = append(res.Expired, r)
-		} else {
-			res.Claimed = append(res.Claimed, r)
-		}
-		return nil
-	})
-	if err != nil {
+	if err := queryPinnedAll(ctx, b.pool, stmts...); err != nil {
 		return queues.ClaimResult{}, b.wrap("claim", err)
 	}
 	slices.SortFunc(res.Claimed, func(x, y *queues.Record) int {

@@ -381,29 +381,46 @@ type txRunner interface {
 	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
 }
 
+// pinnedStmt is one statement of a pinned batch; each is called for every
+// result row.
+type pinnedStmt struct {
+	sql  string
+	args []any
+	each func(pgx.Rows) error
+}
+
 // queryPinned runs planSettings and sql pipelined in one round trip: the
 // statements of a batch share one implicit transaction, so the
 // transaction-local settings apply to sql alone and end with it. each is
 // called for every result row.
 func queryPinned(ctx context.Context, run txRunner, sql string, args []any, each func(pgx.Rows) error) error {
+	return queryPinnedAll(ctx, run, pinnedStmt{sql: sql, args: args, each: each})
+}
+
+// queryPinnedAll is queryPinned for several statements, run in order in the
+// same implicit transaction and round trip.
+func queryPinnedAll(ctx context.Context, run txRunner, stmts ...pinnedStmt) error {
 	batch := &pgx.Batch{}
 	batch.Queue(planSettings)
-	batch.Queue(sql, args...)
+	for _, st := range stmts {
+		batch.Queue(st.sql, st.args...)
+	}
 	br := run.SendBatch(ctx, batch)
 	_, err := br.Exec()
-	if err == nil {
+	for i := 0; err == nil && i < len(stmts); i++ {
 		var rows pgx.Rows
 		rows, err = br.Query()
+		if err != nil {
+			break
+		}
+		for rows.Next() {
+			if err = stmts[i].each(rows); err != nil {
+				break
+			}
+		}
+		rows.Close()
 		if err == nil {
-			for rows.Next() {
-				if err = each(rows); err != nil {
-					break
-				}
-			}
-			rows.Close()
-			if err == nil {
-				err = rows.Err()
-			}
+			err = rows.Err()
 		}
 	}
 	if cerr := br.Close(); err == nil {

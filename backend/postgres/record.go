@@ -132,6 +132,9 @@ func decodeRaw(rows pgx.Rows, extra []any) (*queues.Record, bool, error) {
 	}
 	copy(r.ID[:], v[0])
 	str := func(b []byte) string { return string(b) }
+	// Names repeat across records (task, queue, execution backend, worker):
+	// share one string each instead of allocating per row.
+	name := intern
 	i4 := func(b []byte) (int, bool) {
 		if len(b) != 4 {
 			return 0, false
@@ -160,7 +163,7 @@ func decodeRaw(rows pgx.Rows, extra []any) (*queues.Record, bool, error) {
 		}
 		return append([]byte(nil), b[1:]...), true
 	}
-	r.TaskName = str(v[1])
+	r.TaskName = name(v[1])
 	args, ok := js(2, v[2])
 	if !ok {
 		return nil, false, nil
@@ -168,12 +171,12 @@ func decodeRaw(rows pgx.Rows, extra []any) (*queues.Record, bool, error) {
 	if args != nil {
 		r.Args = json.RawMessage(args)
 	}
-	r.Queue = str(v[3])
-	r.ExecutionBackend = str(v[4])
-	r.ExecutionProfile = str(v[5])
+	r.Queue = name(v[3])
+	r.ExecutionBackend = name(v[4])
+	r.ExecutionProfile = name(v[5])
 	r.ExecutionRef = str(v[6])
-	r.WorkerID = str(v[7])
-	r.Status = queues.Status(str(v[8]))
+	r.WorkerID = name(v[7])
+	r.Status = queues.Status(name(v[8]))
 	var ok1, ok2, ok3 bool
 	r.Priority, ok1 = i4(v[9])
 	r.MaxRetries, ok2 = i4(v[10])
@@ -328,4 +331,39 @@ func decodeMetadata(raw []byte) (map[string]any, error) {
 		metaCache.Unlock()
 	}
 	return m, nil
+}
+
+// internMax bounds the intern table; past it, names are allocated per row.
+const internMax = 4096
+
+var internTable struct {
+	sync.RWMutex
+	m map[string]string
+}
+
+// intern returns b as a string shared with earlier calls for the same bytes
+// (empty and long values are not kept).
+func intern(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	if len(b) > 200 {
+		return string(b)
+	}
+	internTable.RLock()
+	s, ok := internTable.m[string(b)]
+	internTable.RUnlock()
+	if ok {
+		return s
+	}
+	s = string(b)
+	internTable.Lock()
+	if internTable.m == nil {
+		internTable.m = make(map[string]string)
+	}
+	if len(internTable.m) < internMax {
+		internTable.m[s] = s
+	}
+	internTable.Unlock()
+	return s
 }

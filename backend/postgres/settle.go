@@ -1,8 +1,10 @@
 package postgres
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -14,9 +16,10 @@ import (
 )
 
 type completeOp struct {
-	id     uuid.UUID
-	gen    int
-	result []byte
+	id      uuid.UUID
+	gen     int
+	result  []byte
+	claimed *queues.Record // optional (CompleteParams.Claimed)
 }
 
 type failOp struct {
@@ -49,7 +52,7 @@ func (b *Backend) Complete(ctx context.Context, p queues.CompleteParams) (*queue
 	if p.Result != nil {
 		res = []byte(p.Result)
 	}
-	return b.completer.do(ctx, completeOp{id: p.ID, gen: p.ExpectedRetryCount, result: res})
+	return b.completer.do(ctx, completeOp{id: p.ID, gen: p.ExpectedRetryCount, result: res, claimed: p.Claimed})
 }
 
 func (b *Backend) flushComplete(ctx context.Context, ops []*op[completeOp, *queues.Record]) {
@@ -57,12 +60,65 @@ func (b *Backend) flushComplete(ctx context.Context, ops []*op[completeOp, *queu
 		ids := make([][16]byte, len(round))
 		gens := make([]int32, len(round))
 		results := make([][]byte, len(round))
+		slim := true
 		for i, o := range round {
 			ids[i], gens[i], results[i] = [16]byte(o.in.id), int32(o.in.gen), o.in.result
+			slim = slim && o.in.claimed != nil && o.in.claimed.ID == o.in.id
 		}
-		recs, err := recordsPinned(ctx, b.pool, b.q.complete, ids, gens, results)
+		var recs []*queues.Record
+		var err error
+		if slim {
+			recs, err = b.completeSlim(ctx, round, ids, gens, results)
+		} else {
+			recs, err = recordsPinned(ctx, b.pool, b.q.complete, ids, gens, results)
+		}
 		b.settleResults(ctx, "complete", round, recs, err, func(c completeOp) uuid.UUID { return c.id })
 	}
+}
+
+// completeSlim is the complete statement returning only the columns that
+// are not known from the claimed records (completed_at, and worker_id,
+// execution_ref and metadata, which may have changed while the record ran);
+// the rest of each returned record is its claimed record.
+func (b *Backend) completeSlim(ctx context.Context, round []*op[completeOp, *queues.Record], ids [][16]byte, gens []int32, results [][]byte) ([]*queues.Record, error) {
+	byID := make(map[uuid.UUID]*op[completeOp, *queues.Record], len(round))
+	for _, o := range round {
+		byID[o.in.id] = o
+	}
+	out := make([]*queues.Record, 0, len(round))
+	err := queryPinned(ctx, b.pool, b.q.completeSlim, []any{ids, gens, results}, func(rows pgx.Rows) error {
+		var id uuid.UUID
+		var completedAt pgtype.Timestamptz
+		var workerID, ref pgtype.Text
+		var meta []byte
+		if err := rows.Scan(&id, &completedAt, &workerID, &ref, &meta); err != nil {
+			return err
+		}
+		o := byID[id]
+		if o == nil {
+			return fmt.Errorf("complete returned unexpected id %s", id)
+		}
+		md, err := decodeMetadata(meta)
+		if err != nil {
+			return fmt.Errorf("decode metadata of %s: %w", id, err)
+		}
+		r := *o.in.claimed
+		r.Args = bytes.Clone(r.Args)
+		r.Status = queues.StatusCompleted
+		r.CompletedAt = tsTime(completedAt)
+		r.HeartbeatAt = time.Time{}
+		r.Result = nil
+		if o.in.result != nil {
+			r.Result = json.RawMessage(bytes.Clone(o.in.result))
+		}
+		r.Error = ""
+		r.WorkerID = workerID.String
+		r.ExecutionRef = ref.String
+		r.Metadata = md
+		out = append(out, &r)
+		return nil
+	})
+	return out, err
 }
 
 // settleResults hands each op of a coalesced write its record, or the error
