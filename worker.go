@@ -83,7 +83,7 @@ func (s *Service) NewWorker(cfg WorkerConfig) (*Worker, error) {
 	}
 	w := &Worker{
 		svc: s, cfg: cfg, execBackend: s.cfg.ExecutionBackend,
-		baseCtx: context.Background(),
+		baseCtx:  context.Background(),
 		inFlight: map[Fence]*attempt{}, perQueue: map[string]int{},
 		finished: make(chan struct{}, 1),
 		stopCh:   make(chan struct{}), forceCh: make(chan struct{}),
