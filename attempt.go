@@ -58,6 +58,16 @@ func (s *Service) runAttempt(a *attempt, env attemptEnv) {
 		s.failUnknown(a)
 		return
 	}
+	if a.ctx.Err() != nil {
+		// Ended before the body started (a prefetched record cancelled or
+		// shut down while it waited for a slot): settle it without running.
+		close(a.bodyDone)
+		if env.beforeSettle != nil {
+			env.beforeSettle(a)
+		}
+		s.settle(a, outcome{err: context.Cause(a.ctx)}, false, false, a.ctx, env)
+		return
+	}
 	timeout := e.opts.Timeout
 	if v, ok := metaFloat(rec.Metadata, MetaTimeout); ok && v > 0 {
 		timeout = secondsToDuration(v)

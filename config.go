@@ -114,6 +114,18 @@ type WorkerConfig struct {
 	MaxConcurrency int
 	// QueueConcurrency caps in-flight attempts per queue beneath MaxConcurrency.
 	QueueConcurrency map[string]int
+	// Prefetch lets the worker hold up to this many claimed records beyond
+	// MaxConcurrency, waiting for a free slot, so claim round trips overlap
+	// with running and settling attempts (throughput for short tasks). A
+	// prefetched record is running in the store (claimed, heartbeated, owned
+	// by this worker); its task body starts, in claim order, when a slot
+	// frees, and never more than MaxConcurrency bodies run at once. A
+	// durable cancel skips it; at shutdown it drains like a running attempt
+	// and, once the ladder cancels, is settled without running (requeued or
+	// left for stale recovery, as RequeueOnShutdown says). QueueConcurrency
+	// counts prefetched records too. 0 → none (the default: with long tasks,
+	// prefetched records would wait here while other workers idle).
+	Prefetch int
 	// HeartbeatInterval is the time between heartbeat writes: 0 → 30s.
 	HeartbeatInterval time.Duration
 	// HeartbeatJitterFraction adds up to this fraction to each interval: 0 → 0.1; negative = none.
@@ -217,6 +229,9 @@ func (c WorkerConfig) withDefaults() (WorkerConfig, error) {
 	}
 	positiveInt("Worker.BatchSize", &c.BatchSize, DefaultBatchSize)
 	positiveInt("Worker.MaxConcurrency", &c.MaxConcurrency, 1)
+	if err == nil && c.Prefetch < 0 {
+		err = configErr("Worker.Prefetch", "must not be negative")
+	}
 	positiveInt("Worker.HeartbeatMissThreshold", &c.HeartbeatMissThreshold, DefaultHeartbeatMissThreshold)
 	positiveInt("Worker.MaxInterruptions", &c.MaxInterruptions, DefaultMaxInterruptions)
 	positiveDur("Worker.PollInterval", &c.PollInterval, DefaultPollInterval)

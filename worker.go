@@ -35,6 +35,9 @@ type Worker struct {
 	baseCtx context.Context
 	// runners keeps idle attempt goroutines for reuse (see goRun).
 	runners runnerPool
+	// bodies holds one token per running task body when Prefetch > 0, so
+	// at most MaxConcurrency bodies run while more records are claimed.
+	bodies chan struct{}
 
 	mu       sync.Mutex
 	inFlight map[Fence]*attempt // attempts whose task body has not returned
@@ -97,6 +100,9 @@ func (s *Service) NewWorker(cfg WorkerConfig) (*Worker, error) {
 	}
 	w.hb = newHeartbeater(w)
 	w.exec = s.executors[w.execBackend]
+	if cfg.Prefetch > 0 && w.exec == nil {
+		w.bodies = make(chan struct{}, cfg.MaxConcurrency)
+	}
 	return w, nil
 }
 
@@ -208,16 +214,25 @@ func (w *Worker) loop(ctx context.Context, h *hintSubs) {
 // accumulate before claiming again.
 const claimCooldown = 2 * time.Millisecond
 
+// claimCapacity is how many records this worker may hold claimed at once:
+// MaxConcurrency running plus Prefetch waiting for a slot.
+func (w *Worker) claimCapacity() int {
+	if w.bodies == nil {
+		return w.cfg.MaxConcurrency
+	}
+	return w.cfg.MaxConcurrency + w.cfg.Prefetch
+}
+
 // awaitBatchRoom keeps a saturated worker from claiming one record per
 // finished attempt: while attempts run and fewer than half a batch of slots
 // are free, it waits up to claimCooldown for more attempts to finish, so each
 // claim round trip carries a useful batch.
 func (w *Worker) awaitBatchRoom() {
-	want := max(1, min(w.cfg.BatchSize, w.cfg.MaxConcurrency)/2)
+	want := max(1, min(w.cfg.BatchSize, w.claimCapacity())/2)
 	deadline := time.Now().Add(claimCooldown)
 	for {
 		inFlight := w.InFlight()
-		if inFlight == 0 || w.cfg.MaxConcurrency-inFlight >= want {
+		if inFlight == 0 || w.claimCapacity()-inFlight >= want {
 			return
 		}
 		remaining := time.Until(deadline)
@@ -305,7 +320,7 @@ func (w *Worker) RunOnce(ctx context.Context) (int, error) {
 	}
 	w.reconcileCancellations(ctx, false)
 	w.mu.Lock()
-	available := min(w.cfg.BatchSize, w.cfg.MaxConcurrency-len(w.inFlight))
+	available := min(w.cfg.BatchSize, w.claimCapacity()-len(w.inFlight))
 	var limits map[string]int
 	if len(w.cfg.QueueConcurrency) > 0 {
 		limits = make(map[string]int, len(w.cfg.QueueConcurrency))
@@ -437,7 +452,20 @@ func (w *Worker) launch(rec *Record) {
 	w.pending.Add(1)
 	w.slots.Add(1)
 	w.goRun(func() {
+		held := false
+		if w.bodies != nil {
+			// A prefetched record waits for a body slot; if its ctx ends
+			// first (cancelled, shutdown), runAttempt settles it unrun.
+			select {
+			case w.bodies <- struct{}{}:
+				held = true
+			case <-a.ctx.Done():
+			}
+		}
 		w.svc.runAttempt(a, w.env)
+		if held {
+			<-w.bodies
+		}
 		w.pending.Done()
 		<-a.bodyDone
 		w.mu.Lock()

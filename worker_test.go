@@ -360,3 +360,118 @@ func TestEnqueueRawAndMany(t *testing.T) {
 		}
 	}
 }
+
+// Prefetch holds claimed records beyond MaxConcurrency without running more
+// bodies at once; a durably cancelled prefetched record never runs, and a
+// forced stop settles the rest unrun (requeued with RequeueOnShutdown).
+func TestWorkerPrefetch(t *testing.T) {
+	var cur, peak atomic.Int32
+	var ran sync.Map
+	release := make(chan struct{})
+	reg := queues.NewRegistry()
+	task := queues.MustRegister(reg, "hold", func(ctx context.Context, a struct{ I int }) (empty, error) {
+		ran.Store(a.I, true)
+		n := cur.Add(1)
+		defer cur.Add(-1)
+		for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+		}
+		select {
+		case <-release:
+			return empty{}, nil
+		case <-ctx.Done():
+			return empty{}, context.Cause(ctx)
+		}
+	})
+	svc := quietService(t, reg)
+	ctx := context.Background()
+	var ids []uuid.UUID
+	for i := 0; i < 8; i++ {
+		res, err := task.Enqueue(ctx, svc, struct{ I int }{i})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, res.ID)
+	}
+	if _, err := svc.NewWorker(queues.WorkerConfig{Prefetch: -1}); err == nil {
+		t.Fatal("negative Prefetch accepted")
+	}
+	w := runWorker(t, svc, queues.WorkerConfig{MaxConcurrency: 2, Prefetch: 3, BatchSize: 10,
+		PollInterval: 5 * time.Millisecond, CancellationPollInterval: 10 * time.Millisecond})
+	waitFor(t, 10*time.Second, "five records claimed, two running", func() bool {
+		st, _ := svc.Statistics(ctx, "")
+		return st.Running == 5 && cur.Load() == 2
+	})
+	if w.InFlight() != 5 {
+		t.Fatalf("in flight %d, want 5 (2 running + 3 prefetched)", w.InFlight())
+	}
+	// Cancel one that is claimed (running in the store) but has not started.
+	victim := -1
+	for i, id := range ids {
+		rec, err := svc.GetTask(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, started := ran.Load(i); rec.Status == queues.StatusRunning && !started {
+			victim = i
+			break
+		}
+	}
+	if victim < 0 {
+		t.Fatal("no prefetched record found")
+	}
+	if _, err := svc.Cancel(ctx, ids[victim], queues.CancelOptions{IncludeRunning: true}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the cancelled prefetched record leaves the worker", func() bool { return w.InFlight() == 4 })
+	close(release)
+	waitFor(t, 10*time.Second, "the others completed", func() bool {
+		st, _ := svc.Statistics(ctx, "")
+		return st.Completed == 7 && st.Cancelled == 1
+	})
+	if _, ok := ran.Load(victim); ok {
+		t.Fatal("the cancelled prefetched record ran")
+	}
+	if peak.Load() != 2 {
+		t.Fatalf("peak %d running bodies, want 2", peak.Load())
+	}
+}
+
+// A forced stop settles prefetched records without running them.
+func TestWorkerPrefetchForcedStop(t *testing.T) {
+	var started atomic.Int32
+	reg := queues.NewRegistry()
+	task := queues.MustRegister(reg, "block", func(ctx context.Context, _ empty) (empty, error) {
+		started.Add(1)
+		<-ctx.Done()
+		return empty{}, context.Cause(ctx)
+	})
+	svc := quietService(t, reg)
+	ctx := context.Background()
+	for i := 0; i < 4; i++ {
+		if _, err := task.Enqueue(ctx, svc, empty{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w, err := svc.NewWorker(queues.WorkerConfig{MaxConcurrency: 1, Prefetch: 3, BatchSize: 10, RequeueOnShutdown: true,
+		PollInterval: 5 * time.Millisecond, FinalCancelTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	waitFor(t, 10*time.Second, "four claimed, one running", func() bool {
+		st, _ := svc.Statistics(ctx, "")
+		return st.Running == 4 && started.Load() == 1
+	})
+	if _, err := w.Stop(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	st, _ := svc.Statistics(ctx, "")
+	if st.Pending != 4 || st.Running != 0 {
+		t.Fatalf("after a forced stop: %+v, want all four requeued", st)
+	}
+	if started.Load() != 1 {
+		t.Fatalf("%d bodies started, want 1 (prefetched records must not run)", started.Load())
+	}
+}

@@ -27,6 +27,7 @@ type BenchReport struct {
 	Backend          string       `json:"backend"`
 	Jobs             int          `json:"jobs"`
 	Workers          int          `json:"workers"`
+	Prefetch         int          `json:"prefetch"`
 	BatchSize        int          `json:"batch_size"`
 	InsertSeconds    float64      `json:"insert_seconds"`
 	InsertJobsPerSec float64      `json:"insert_jobs_per_sec"`
@@ -46,6 +47,7 @@ type BenchLatency struct {
 
 type benchFlags struct {
 	jobs, workers, batch, samples int
+	prefetch                      int
 	duration                      time.Duration
 	asJSON                        bool
 	cpuProfile                    string
@@ -65,12 +67,15 @@ func (c *cli) benchCmd() *cobra.Command {
            or until --duration) and measure from before the enqueue call to the
            first line of the task function; p50/p95/p99/max in ms
 
-Backends: memory:, or sqlite:PATH. Without --backend (or with "sqlite:"), a
-fresh temporary SQLite file is used and removed afterwards; an explicit
-sqlite:PATH is written to (records go to a queue of their own and are left
-there). The Options.Config hook is not used: the numbers are the library's.`,
+Backends: memory:, sqlite:PATH, postgres://… and redis://…. Without --backend
+(or with "sqlite:"), a fresh temporary SQLite file is used and removed
+afterwards; an explicit sqlite:PATH, a PostgreSQL database (migrated first) or
+a Redis database is written to (records go to a queue of their own and are
+left there). The Options.Config hook is not used: the numbers are the
+library's.`,
 		Example: `  queues bench --backend memory --jobs 100000 --workers 50
-  queues bench --backend sqlite:/tmp/bench.db --jobs 100000 --workers 50 --json`,
+  queues bench --backend sqlite:/tmp/bench.db --jobs 100000 --workers 50 --json
+  queues bench --backend redis://127.0.0.1:6379/3 --jobs 100000 --workers 100 --prefetch 100`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return c.bench(cmd, f)
@@ -79,6 +84,7 @@ there). The Options.Config hook is not used: the numbers are the library's.`,
 	fl := cmd.Flags()
 	fl.IntVar(&f.jobs, "jobs", 10000, "records to insert and work")
 	fl.IntVar(&f.workers, "workers", 50, "worker concurrency (most attempts in flight)")
+	fl.IntVar(&f.prefetch, "prefetch", 0, "claimed records the worker may hold beyond --workers (WorkerConfig.Prefetch)")
 	fl.IntVar(&f.batch, "batch-size", 1000, "records per EnqueueMany call; the worker claims up to min(batch-size, workers) per poll")
 	fl.IntVar(&f.samples, "samples", 200, "latency samples")
 	fl.DurationVar(&f.duration, "duration", 10*time.Second, "time limit of the latency phase")
@@ -95,6 +101,8 @@ func (c *cli) bench(cmd *cobra.Command, f benchFlags) (err error) {
 		return fmt.Errorf("--workers must be at least 1 (got %d)", f.workers)
 	case f.batch < 1:
 		return fmt.Errorf("--batch-size must be at least 1 (got %d)", f.batch)
+	case f.prefetch < 0:
+		return fmt.Errorf("--prefetch must not be negative (got %d)", f.prefetch)
 	case f.samples < 0:
 		return fmt.Errorf("--samples must not be negative (got %d)", f.samples)
 	case f.duration <= 0:
@@ -187,7 +195,7 @@ func (c *cli) bench(cmd *cobra.Command, f benchFlags) (err error) {
 	}
 	defer func() { _ = svc.Close(context.WithoutCancel(ctx)) }()
 
-	rep := BenchReport{Backend: b.Name(), Jobs: f.jobs, Workers: f.workers, BatchSize: f.batch}
+	rep := BenchReport{Backend: b.Name(), Jobs: f.jobs, Workers: f.workers, Prefetch: f.prefetch, BatchSize: f.batch}
 
 	// INSERT
 	reqs := make([]queues.EnqueueRequest, 0, min(f.batch, f.jobs))
@@ -213,7 +221,7 @@ func (c *cli) bench(cmd *cobra.Command, f benchFlags) (err error) {
 
 	// WORK
 	wcfg := queues.WorkerConfig{ID: fmt.Sprintf("bench-%d", os.Getpid()), Queues: []string{queue},
-		MaxConcurrency: f.workers, BatchSize: min(f.batch, f.workers), ExpiryCheckInterval: -1}
+		MaxConcurrency: f.workers, Prefetch: f.prefetch, BatchSize: min(f.batch, f.workers+f.prefetch), ExpiryCheckInterval: -1}
 	w, err := svc.NewWorker(wcfg)
 	if err != nil {
 		return err

@@ -29,6 +29,7 @@ type runFlags struct {
 	queues             []string
 	maxConcurrency     int
 	batchSize          int
+	prefetch           int
 	workerID           string
 	pollInterval       time.Duration
 	heartbeatInterval  time.Duration
@@ -66,6 +67,7 @@ Durations use Go syntax: 500ms, 2s, 1m30s.`,
 	fl.StringArrayVar(&f.queues, "queue", nil, "queue to work (repeatable; default: all queues)")
 	fl.IntVar(&f.maxConcurrency, "max-concurrency", 0, "most attempts running at once in this process (default 1)")
 	fl.IntVar(&f.batchSize, "batch-size", 0, "most records claimed per poll (default 10)")
+	fl.IntVar(&f.prefetch, "prefetch", 0, "claimed records held beyond --max-concurrency, waiting for a slot (throughput for short tasks; default 0)")
 	fl.StringVar(&f.workerID, "worker-id", "", "worker identity stored on claimed records (default worker-<pid>)")
 	fl.DurationVar(&f.pollInterval, "poll-interval", 0, "base wait between empty polls (default 100ms)")
 	fl.DurationVar(&f.heartbeatInterval, "heartbeat-interval", 0, "time between heartbeat writes for running records (default 30s)")
@@ -111,6 +113,12 @@ func applyRunFlags(cmd *cobra.Command, f runFlags, w *queues.WorkerConfig) error
 			return fmt.Errorf("--max-concurrency must be at least 1 (got %d)", f.maxConcurrency)
 		}
 		w.MaxConcurrency = f.maxConcurrency
+	}
+	if changed("prefetch") {
+		if f.prefetch < 0 {
+			return fmt.Errorf("--prefetch must not be negative (got %d)", f.prefetch)
+		}
+		w.Prefetch = f.prefetch
 	}
 	if changed("batch-size") {
 		if f.batchSize < 1 {

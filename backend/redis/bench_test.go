@@ -172,8 +172,12 @@ func BenchmarkClaimComplete(b *testing.B) {
 	b.ResetTimer()
 	done := 0
 	var wg sync.WaitGroup
+	var claimServer, completeServer float64 // server CPU seconds in each phase
 	for done < b.N {
+		c0 := takeCPU(b)
 		res, err := be.ClaimMany(ctx, queues.ClaimParams{Limit: 100, WorkerID: "bench", ExecutionBackend: "local", ExpireOverdue: true})
+		c1 := takeCPU(b)
+		claimServer += c1.server - c0.server
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -184,16 +188,19 @@ func BenchmarkClaimComplete(b *testing.B) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				if _, err := be.Complete(ctx, queues.CompleteParams{ID: rec.ID, ExpectedRetryCount: rec.RetryCount, Result: result}); err != nil {
+				if _, err := be.Complete(ctx, queues.CompleteParams{ID: rec.ID, ExpectedRetryCount: rec.RetryCount, Result: result, Claimed: rec}); err != nil {
 					b.Error(err)
 				}
 			}()
 		}
 		wg.Wait()
+		completeServer += takeCPU(b).server - c1.server
 		done += len(res.Claimed)
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "jobs/s")
 	reportCPU(b, cpu0, b.N, "")
+	b.ReportMetric(claimServer*1e6/float64(b.N), "claim-server-cpu-us/job")
+	b.ReportMetric(completeServer*1e6/float64(b.N), "complete-server-cpu-us/job")
 }
 
 // BenchmarkEnqueue measures single-record Enqueue calls from 8 goroutines.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/queuesgo/queues"
+	goredis "github.com/redis/go-redis/v9"
 )
 
 // ClaimMany claims up to p.Limit due records in claim order (priority DESC,
@@ -28,13 +29,14 @@ func (b *Backend) ClaimMany(ctx context.Context, p queues.ClaimParams) (queues.C
 	if p.Limit <= 0 {
 		return res, nil
 	}
-	// Records come back in the reply (read in Lua in FIELDS order): one
-	// round trip. (The script can also return bare IDs for a separate
-	// pipelined read; measured end to end, one round trip is both faster and
-	// cheaper, so that mode is unused.)
-	inline := true
+	// The script returns IDs; the records are then read with native
+	// HGETALLs in one pipelined round trip. Reading and returning a whole
+	// record through Lua costs the server about three times as much
+	// (field-by-field lookups in the small-hash encoding plus Lua value
+	// conversion), and the server's single thread is what bounds
+	// throughput; the extra round trip per batch costs latency only.
 	args := make([]any, 0, 8+len(p.Queues)+2*len(p.QueueLimits))
-	args = append(args, p.Limit, p.WorkerID, flag(p.ExpireOverdue), p.ExecutionBackend, flag(inline), len(p.Queues))
+	args = append(args, p.Limit, p.WorkerID, flag(p.ExpireOverdue), p.ExecutionBackend, flag(false), len(p.Queues))
 	for _, q := range p.Queues {
 		args = append(args, q)
 	}
@@ -46,22 +48,41 @@ func (b *Backend) ClaimMany(ctx context.Context, p queues.ClaimParams) (queues.C
 	if err != nil {
 		return res, fmt.Errorf("redis: claim: %w", err)
 	}
-	for _, x := range v {
+	if len(v) == 0 {
+		return res, nil
+	}
+	codes := make([]string, len(v))
+	pipe := b.client.Pipeline()
+	cmds := make([]*goredis.Cmd, len(v))
+	for i, x := range v {
 		rep, err := parseReply(x)
 		if err != nil {
 			return res, err
 		}
-		rec, err := decodeRecord(rep.rec)
+		id, _ := rep.rec.(string)
+		codes[i] = rep.code
+		cmds[i] = pipe.Do(ctx, "HGETALL", b.prefix+":task:"+id)
+	}
+	// The claim is already written: read the records even if ctx ended
+	// meanwhile, so the caller gets what it owns.
+	if _, err := pipe.Exec(context.WithoutCancel(ctx)); err != nil {
+		return res, fmt.Errorf("redis: read claimed records: %w", err)
+	}
+	for i, c := range cmds {
+		pairs := hashPairs(c.Val())
+		if len(pairs) == 0 {
+			continue // settled and cleaned up in between: nothing left to own
+		}
+		rec, err := decodePairs(pairs)
 		if err != nil {
 			return res, err
 		}
-		if rep.code == "C" {
+		if codes[i] == "C" {
 			res.Claimed = append(res.Claimed, rec)
 		} else {
 			res.Expired = append(res.Expired, rec)
 		}
 	}
-	b.claims.put(res.Claimed)
 	return res, nil
 }
 

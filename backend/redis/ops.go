@@ -305,46 +305,18 @@ func optStr(p *string) (string, string) {
 	return "1", *p
 }
 
-// claimCache holds the records this backend claimed, by generation, so
-// Complete can return the settled record from the claimed copy plus the few
-// fields that may have changed since (the script reports them), instead of
-// reading the whole record back. A miss only costs that read.
-type claimCache struct {
-	mu sync.Mutex
-	m  map[queues.Fence]*queues.Record
-}
-
-const claimCacheMax = 1 << 16
-
-func (c *claimCache) put(recs []*queues.Record) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.m == nil || len(c.m)+len(recs) > claimCacheMax {
-		c.m = make(map[queues.Fence]*queues.Record, len(recs))
-	}
-	for _, r := range recs {
-		c.m[queues.Fence{ID: r.ID, RetryCount: r.RetryCount}] = r.Clone()
-	}
-}
-
-func (c *claimCache) take(id uuid.UUID, gen int) *queues.Record {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	f := queues.Fence{ID: id, RetryCount: gen}
-	r := c.m[f]
-	if r != nil {
-		delete(c.m, f)
-	}
-	return r
-}
-
 // Complete settles the running generation p.ExpectedRetryCount as completed
 // with p.Result; the error is cleared and worker_id kept. Any other state
 // returns an error matching queues.ErrFenceLost.
 func (b *Backend) Complete(ctx context.Context, p queues.CompleteParams) (*queues.Record, error) {
 	has := p.Result != nil
 	gen := strconv.Itoa(p.ExpectedRetryCount)
-	cached := b.claims.take(p.ID, p.ExpectedRetryCount)
+	// With the claimed record at hand, the script returns only what may
+	// have changed since the claim instead of the whole record.
+	var cached *queues.Record
+	if p.Claimed != nil && p.Claimed.ID == p.ID {
+		cached = p.Claimed.Clone()
+	}
 	if cached == nil {
 		return b.one(ctx, "complete", "complete", p.ID, gen, flag(has), string(p.Result), "0")
 	}
@@ -399,7 +371,6 @@ func (b *Backend) Complete(ctx context.Context, p queues.CompleteParams) (*queue
 // Redis time + p.RetryDelay when positive, else pending, waking workers);
 // otherwise it fails terminally.
 func (b *Backend) Fail(ctx context.Context, p queues.FailParams) (*queues.Record, error) {
-	b.claims.take(p.ID, p.ExpectedRetryCount)
 	hasRef, ref := optStr(p.ExpectedRef)
 	return b.one(ctx, "fail", "fail", p.ID, strconv.Itoa(p.ExpectedRetryCount), p.Error, flag(p.Retry),
 		strconv.FormatInt(p.RetryDelay.Microseconds(), 10), hasRef, ref)
@@ -408,9 +379,6 @@ func (b *Backend) Fail(ctx context.Context, p queues.FailParams) (*queues.Record
 // Cancel cancels a pending or scheduled record, or a running one when
 // p.IncludeRunning, fenced on the optional generation; worker_id is kept.
 func (b *Backend) Cancel(ctx context.Context, p queues.CancelParams) (*queues.Record, error) {
-	if p.ExpectedRetryCount != nil {
-		b.claims.take(p.ID, *p.ExpectedRetryCount)
-	}
 	hasGen, gen := optInt(p.ExpectedRetryCount)
 	return b.one(ctx, "cancel", "cancel", p.ID, flag(p.IncludeRunning), hasGen, gen)
 }
@@ -419,7 +387,6 @@ func (b *Backend) Cancel(ctx context.Context, p queues.CancelParams) (*queues.Re
 // p.WorkerID after a shutdown without spending budget
 // (metadata.interruptions+1) and wakes workers.
 func (b *Backend) Interrupt(ctx context.Context, p queues.InterruptParams) (*queues.Record, error) {
-	b.claims.take(p.ID, p.ExpectedRetryCount)
 	return b.one(ctx, "interrupt", "interrupt", p.ID, strconv.Itoa(p.ExpectedRetryCount), p.WorkerID)
 }
 
@@ -508,7 +475,6 @@ func (b *Backend) ClaimByID(ctx context.Context, p queues.ClaimByIDParams) (queu
 		}
 		if rep.code == "C" {
 			res.Claimed = append(res.Claimed, rec)
-			b.claims.put(res.Claimed)
 		} else {
 			res.Expired = append(res.Expired, rec)
 		}

@@ -53,9 +53,8 @@ type Backend struct {
 	closed    bool
 	transport string
 
-	hub    *hub
-	batch  *batcher
-	claims claimCache
+	hub   *hub
+	batch *batcher
 }
 
 // Compile-time checks of the implemented interfaces.
