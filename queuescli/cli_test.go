@@ -68,6 +68,8 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"run", "--stale-after", "1s", "--heartbeat-interval", "500ms"}, 1, "--stale-after 1s must be more than twice the heartbeat interval 500ms"},
 		{[]string{"run", "--max-concurrency", "0"}, 1, "--max-concurrency must be at least 1"},
 		{[]string{"run", "--batch-size", "-1"}, 1, "--batch-size must be at least 1"},
+		{[]string{"run", "--prefetch", "-1"}, 1, "--prefetch must not be negative"},
+		{[]string{"bench", "--backend", "memory:", "--prefetch", "-1"}, 1, "--prefetch must not be negative"},
 		{[]string{"run", "--heartbeat-interval", "-1s"}, 1, "--heartbeat-interval must be a positive duration"},
 		{[]string{"run", "--drain-timeout", "-1s"}, 1, "--drain-timeout must not be negative"},
 		{[]string{"run", "--queue", ""}, 1, "--queue must not be empty"},

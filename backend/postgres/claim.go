@@ -101,9 +101,10 @@ LIMIT ` + limit, true
 // subselect feeds an UPDATE … RETURNING that sets status=running, worker_id,
 // started_at and heartbeat_at=now(). Queue and execution-backend filters and
 // per-queue caps (p.QueueLimits) are applied inside the subselect. With
-// p.ExpireOverdue the same statement expires up to 1000 overdue unreserved
-// records of the selected queues (a data-modifying CTE) and returns them in
-// Expired. Limit ≤ 0 returns an empty result.
+// p.ExpireOverdue a sweep statement sent just before it, in the same
+// transaction and round trip, expires up to 1000 overdue unreserved records
+// of the selected queues and returns them in Expired. Limit ≤ 0 returns an
+// empty result.
 func (b *Backend) ClaimMany(ctx context.Context, p queues.ClaimParams) (queues.ClaimResult, error) {
 	var res queues.ClaimResult
 	if err := ctx.Err(); err != nil {

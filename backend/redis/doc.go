@@ -58,7 +58,11 @@
 // partitions into their ready sets (flipping scheduled → pending, which
 // SPEC §2.2 allows), expires overdue unreserved records (returned in
 // ClaimResult.Expired), then claims up to the batch size in claim order,
-// honouring per-queue caps: one call per batch. Complete, Fail, Cancel,
+// honouring per-queue caps: one call per batch, returning IDs; the records
+// are then read with native HGETALLs in one pipelined round trip (reading a
+// record field by field in Lua and converting it costs the server about
+// three times as much, and the server's one thread bounds throughput).
+// Complete, Fail, Cancel,
 // Interrupt, heartbeat touches and nulls, the dispatch fences and ClaimByID
 // go through a batcher: concurrent calls are coalesced into one ops-script
 // call (each op under its own fence, with its own result), so a worker with
@@ -67,9 +71,10 @@
 // per key (one ZADD/ZREM per key per call). EnqueueMany is one script call
 // (keyed dedup, forever reservations and the ID check included); keep
 // batches to a few thousand items, since a script blocks the server while it
-// runs. Complete returns the settled record from this backend's copy of the
-// claimed record plus the few fields that may have changed since (the
-// script reports them), so the hot path never reads a whole record twice;
+// runs. Given the claimed record (CompleteParams.Claimed, which the worker
+// always passes), Complete returns the settled record built from it plus
+// the few fields that may have changed since (the script reports them), so
+// the hot path never reads a whole record twice;
 // other writes that return a record read it with HMGET in the same MULTI.
 //
 // # Hints
@@ -120,27 +125,35 @@
 // Measured on the 2-core development machine against the same local Redis
 // 7.0.15, 100,000 no-op jobs, one worker at MaxConcurrency 100 / BatchSize
 // 100, versus Asynq v0.26.0 at concurrency 100 with 64 concurrent enqueuers
-// (Asynq has no bulk enqueue) and its default 1 s TaskCheckInterval:
+// (Asynq has no bulk enqueue) and its default 1 s TaskCheckInterval, run
+// back to back:
 //
-//	go test -run XXX -bench 'EndToEnd|IdleLatency' -benchtime 1x ./backend/redis/
+//	queues bench --backend redis://127.0.0.1:6379/3 --jobs 100000 --workers 100 --batch-size 1000
 //	cd bench/peers/asynq && go run .
 //
-// Paired runs, each side started after 10 s of rest so that neither pays
-// for the other's key cleanup (the last two runs on a quiet machine; earlier
-// runs under load from other workloads gave ratios from 1.0x to 2.4x):
+//	                         queues (this package)      Asynq v0.26.0
+//	processed jobs/s         11,100 / 10,963 / 13,941   12,638 / 12,079 / 12,261
+//	idle latency p50         0.48 / 0.58 / 0.47 ms      961 / 987 / 972 ms
+//	idle latency p99         0.98 / 1.17 / 1.10 ms      1460 / 1492 / 1472 ms
 //
-//	                         queues (this package)   Asynq v0.26.0
-//	processed jobs/s         18,435 / 22,053          13,437 / 15,158
-//	insert jobs/s            40,964 / 48,899          55,210 / 62,401
-//	idle latency p50         0.48 / 0.34 ms           1080 / 1006 ms
-//	idle latency p99         3.6 / 0.50 ms            1492 / 1493 ms
-//	work CPU µs/job client   24.0 / 21.2              66.5 / 62.3
-//	work CPU µs/job server   42.4 / 38.0              51.5 / 48.9
+// That is parity with Asynq's processed jobs/s on this machine, not the 2x
+// the project aims for (an earlier machine measured 18–22k for this backend
+// against Asynq's 13–15k; the same build runs at about 12k here, while
+// Asynq's figure barely moved). The idle enqueue-to-start latency is about
+// half a millisecond (the wakeup hint) against Asynq's one-second
+// empty-queue poll.
 //
-// So about 1.4x Asynq's processed jobs/s, at 0.55x of its CPU per job, and
-// an idle enqueue-to-start latency of about half a millisecond (the wakeup
-// hint) against Asynq's one-second empty-queue poll. The worker claims only
-// when slots are free, so claims and completions of one worker do not
-// overlap: the server is about 80% busy at 20k jobs/s. Insert is one script
-// call per EnqueueMany batch of 1,000, issued one batch at a time.
+// Where the time goes: the Redis thread is the ceiling at about 55–60 µs of
+// server CPU per job here (BenchmarkClaimComplete reports claim and complete
+// separately: about 27 and 29 µs). INFO commandstats over a run attributes
+// roughly 40% of the script time to the commands themselves — HSET on the
+// record hash (listpack encoding: every field written is a linear search),
+// four ZADDs and three ZREMs of index maintenance per job — and the rest to
+// Lua itself (argument and reply conversion per redis.call, tables per op).
+// The next levers are fewer index writes per job (status indexes scored by
+// created_at with the bare ID as member instead of zero-scored composite
+// members, and one terminal index serving both cleanup and completed-by-task
+// reads), and generating the specialised hot-path scripts from one
+// template; WorkerConfig.Prefetch did not help here because the server, not
+// the worker's round trips, is the bound.
 package redis
