@@ -49,6 +49,26 @@ func runWorker(t testing.TB, svc *queues.Service, cfg queues.WorkerConfig) *queu
 	return w
 }
 
+// untilReleased blocks a test task until release closes (success) or its
+// ctx ends (the cause as error).
+func untilReleased(ctx context.Context, release <-chan struct{}) (empty, error) {
+	select {
+	case <-release:
+		return empty{}, nil
+	case <-ctx.Done():
+		return empty{}, context.Cause(ctx)
+	}
+}
+
+// enter counts one more running body in cur, raises peak to match, and
+// returns the matching exit.
+func enter(cur, peak *atomic.Int32) func() {
+	n := cur.Add(1)
+	for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+	}
+	return func() { cur.Add(-1) }
+}
+
 func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(d)
@@ -112,15 +132,9 @@ func TestWorkerConcurrencyCaps(t *testing.T) {
 	release := make(chan struct{})
 	reg := queues.NewRegistry()
 	task := queues.MustRegister(reg, "hold", func(ctx context.Context, a struct{ Q string }) (empty, error) {
-		n := cur.Add(1)
-		defer cur.Add(-1)
-		for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
-		}
+		defer enter(&cur, &peak)()
 		if a.Q == "a" {
-			m := curA.Add(1)
-			defer curA.Add(-1)
-			for p := peakA.Load(); m > p && !peakA.CompareAndSwap(p, m); p = peakA.Load() {
-			}
+			defer enter(&curA, &peakA)()
 		}
 		<-release
 		return empty{}, nil
@@ -215,12 +229,7 @@ func TestGracefulStopLetsAttemptsFinish(t *testing.T) {
 	reg := queues.NewRegistry()
 	task := queues.MustRegister(reg, "slow", func(ctx context.Context, _ empty) (empty, error) {
 		started <- struct{}{}
-		select {
-		case <-release:
-			return empty{}, nil
-		case <-ctx.Done():
-			return empty{}, context.Cause(ctx)
-		}
+		return untilReleased(ctx, release)
 	})
 	svc := quietService(t, reg)
 	res, _ := task.Enqueue(context.Background(), svc, empty{})
@@ -371,16 +380,8 @@ func TestWorkerPrefetch(t *testing.T) {
 	reg := queues.NewRegistry()
 	task := queues.MustRegister(reg, "hold", func(ctx context.Context, a struct{ I int }) (empty, error) {
 		ran.Store(a.I, true)
-		n := cur.Add(1)
-		defer cur.Add(-1)
-		for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
-		}
-		select {
-		case <-release:
-			return empty{}, nil
-		case <-ctx.Done():
-			return empty{}, context.Cause(ctx)
-		}
+		defer enter(&cur, &peak)()
+		return untilReleased(ctx, release)
 	})
 	svc := quietService(t, reg)
 	ctx := context.Background()
@@ -422,7 +423,12 @@ func TestWorkerPrefetch(t *testing.T) {
 	if _, err := svc.Cancel(ctx, ids[victim], queues.CancelOptions{IncludeRunning: true}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "the cancelled prefetched record leaves the worker", func() bool { return w.InFlight() == 4 })
+	// The cancelled record leaves the worker unrun, and its slot in the
+	// prefetch buffer takes the next record: five claimed again.
+	waitFor(t, 10*time.Second, "the cancelled prefetched record replaced", func() bool {
+		st, _ := svc.Statistics(ctx, "")
+		return st.Cancelled == 1 && st.Running == 5 && w.InFlight() == 5
+	})
 	close(release)
 	waitFor(t, 10*time.Second, "the others completed", func() bool {
 		st, _ := svc.Statistics(ctx, "")
