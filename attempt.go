@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"sync/atomic"
 	"time"
 
 	"github.com/queuesgo/queues/events"
@@ -22,8 +23,6 @@ type attemptEnv struct {
 	// beforeSettle runs before any settle write (the worker unregisters the
 	// attempt from heartbeats so a late touch cannot undo a null heartbeat).
 	beforeSettle func(a *attempt)
-	// spawn starts the task body on another goroutine; nil means `go`.
-	spawn func(func())
 }
 
 // newAttempt builds the attempt for a claimed record; its ctx derives from parent.
@@ -58,9 +57,9 @@ func (s *Service) runAttempt(a *attempt, env attemptEnv) {
 		s.failUnknown(a)
 		return
 	}
-	if a.ctx.Err() != nil {
-		// Ended before the body started (a prefetched record cancelled or
-		// shut down while it waited for a slot): settle it without running.
+	if a.unstarted {
+		// A prefetched record cancelled or shut down while it waited for a
+		// body slot: settle it without running.
 		close(a.bodyDone)
 		if env.beforeSettle != nil {
 			env.beforeSettle(a)
@@ -91,22 +90,15 @@ func (s *Service) runAttempt(a *attempt, env attemptEnv) {
 	if len(s.cfg.Middleware) > 0 || len(e.opts.Middleware) > 0 {
 		arg = rec.Clone()
 	}
-	results := make(chan outcome, 1)
-	spawn := env.spawn
-	if spawn == nil {
-		spawn = func(f func()) { go f() }
+	if a.settled != nil {
+		s.runBodyHere(a, env, h, arg, runCtx, cancelTimeout)
+		return
 	}
-	spawn(func() {
+	results := make(chan outcome, 1)
+	go func() {
 		defer close(a.bodyDone)
-		defer func() {
-			if p := recover(); p != nil {
-				s.logger.Error("Queue task panicked", "task_id", rec.ID, "task_name", rec.TaskName, "panic", p, "stack", string(debug.Stack()))
-				results <- outcome{err: fmt.Errorf("panic: %v", p)}
-			}
-		}()
-		v, err := h(runCtx, arg)
-		results <- outcome{value: v, err: err}
-	})
+		results <- s.callBody(a, h, runCtx, arg)
+	}()
 
 	var out outcome
 	abandoned := false
@@ -129,6 +121,58 @@ func (s *Service) runAttempt(a *attempt, env attemptEnv) {
 		env.beforeSettle(a)
 	}
 	s.settle(a, out, timedOut, abandoned, runCtx, env)
+}
+
+// callBody runs the task chain, turning a panic into an error.
+func (s *Service) callBody(a *attempt, h Handler, ctx context.Context, arg *Record) (out outcome) {
+	defer func() {
+		if p := recover(); p != nil {
+			s.logger.Error("Queue task panicked", "task_id", a.rec.ID, "task_name", a.rec.TaskName, "panic", p, "stack", string(debug.Stack()))
+			out = outcome{err: fmt.Errorf("panic: %v", p)}
+		}
+	}()
+	v, err := h(ctx, arg)
+	return outcome{value: v, err: err}
+}
+
+// runBodyHere is the worker's form of the body run: the task function runs
+// on this goroutine (no second goroutine and channel per attempt), and a
+// watcher started only if runCtx ends gives it FinalCancelTimeout to
+// return; past that the watcher abandons it — settles the record and calls
+// a.settled — while this goroutine stays in the body until it returns.
+// Exactly one of the two settles.
+func (s *Service) runBodyHere(a *attempt, env attemptEnv, h Handler, arg *Record, runCtx context.Context, cancelTimeout context.CancelFunc) {
+	var claimed atomic.Bool
+	finish := func(out outcome, abandoned bool) {
+		timedOut := runCtx.Err() != nil
+		cancelTimeout()
+		if env.beforeSettle != nil {
+			env.beforeSettle(a)
+		}
+		s.settle(a, out, timedOut, abandoned, runCtx, env)
+		a.settled()
+	}
+	stop := context.AfterFunc(runCtx, func() {
+		grace := time.NewTimer(env.finalCancel)
+		defer grace.Stop()
+		select {
+		case <-a.bodyDone:
+			return
+		case <-grace.C:
+		}
+		if !claimed.CompareAndSwap(false, true) {
+			return
+		}
+		cause := context.Cause(runCtx)
+		s.logger.Warn("Queue task ignored cancellation", "task_id", a.rec.ID, "task_name", a.rec.TaskName, "cause", cause)
+		finish(outcome{err: cause}, true)
+	})
+	out := s.callBody(a, h, runCtx, arg)
+	close(a.bodyDone)
+	stop()
+	if claimed.CompareAndSwap(false, true) {
+		finish(out, false)
+	}
 }
 
 // settle classifies the outcome and writes it, fenced on the attempt's generation.

@@ -36,6 +36,12 @@ type attempt struct {
 	// caller's ctx error when it ended the attempt.
 	inline    bool
 	callerErr error
+	// settled, when set (worker attempts), is called once the record is
+	// settled; the task body then runs on the attempt's own goroutine.
+	settled func()
+	// unstarted marks a prefetched attempt whose ctx ended before it got
+	// a body slot: it is settled without running.
+	unstarted bool
 }
 
 type attemptKey struct{}

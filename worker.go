@@ -96,7 +96,6 @@ func (s *Service) NewWorker(cfg WorkerConfig) (*Worker, error) {
 		workerID: cfg.ID, finalCancel: cfg.FinalCancelTimeout,
 		requeueOnShutdown: cfg.RequeueOnShutdown, maxInterruptions: cfg.MaxInterruptions,
 		beforeSettle: func(a *attempt) { w.hb.unregister(a) },
-		spawn:        w.goRun,
 	}
 	w.hb = newHeartbeater(w)
 	w.exec = s.executors[w.execBackend]
@@ -451,6 +450,7 @@ func (w *Worker) launch(rec *Record) {
 	w.hb.register(a)
 	w.pending.Add(1)
 	w.slots.Add(1)
+	a.settled = sync.OnceFunc(w.pending.Done)
 	w.goRun(func() {
 		held := false
 		if w.bodies != nil {
@@ -460,13 +460,14 @@ func (w *Worker) launch(rec *Record) {
 			case w.bodies <- struct{}{}:
 				held = true
 			case <-a.ctx.Done():
+				a.unstarted = true
 			}
 		}
 		w.svc.runAttempt(a, w.env)
 		if held {
 			<-w.bodies
 		}
-		w.pending.Done()
+		a.settled() // runAttempt's early returns (unknown task, ended before start)
 		<-a.bodyDone
 		w.mu.Lock()
 		delete(w.inFlight, a.fence())
