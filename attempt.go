@@ -210,18 +210,22 @@ func (s *Service) complete(ctx context.Context, a *attempt, value any) {
 		s.fail(ctx, a, NonRetryable(fmt.Errorf("encode result: %w", err)), false)
 		return
 	}
-	done, err := s.backend.Complete(ctx, CompleteParams{ID: a.rec.ID, Result: result, ExpectedRetryCount: a.rec.RetryCount, Claimed: a.rec})
+	// Only a completed event needs the settled record; without events the
+	// backend may skip returning it.
+	done, err := s.backend.Complete(ctx, CompleteParams{ID: a.rec.ID, Result: result, ExpectedRetryCount: a.rec.RetryCount,
+		Claimed: a.rec, NoRecord: !s.pub.enabled})
 	if err != nil {
 		s.settleError(ctx, a, "complete", err)
 		return
 	}
-	if s.pub.enabled {
+	if s.pub.enabled && done != nil {
 		s.lifecycle(ctx, events.TypeCompleted, done, a.workerID, "", statusPayload(done), a.nextSeq())
 	}
-	if logSuccess, _ := metaBool(done.Metadata, MetaLogSuccess); logSuccess {
-		level := slogLevel(done.Metadata)
-		s.logger.Log(ctx, level, "Queue task completed", "task_id", done.ID, "task_name", done.TaskName,
-			"queue", done.Queue, "worker_id", a.workerID, "attempt", done.RetryCount+1)
+	// Logging options are fixed at enqueue: the claimed record has them.
+	if logSuccess, _ := metaBool(a.rec.Metadata, MetaLogSuccess); logSuccess {
+		level := slogLevel(a.rec.Metadata)
+		s.logger.Log(ctx, level, "Queue task completed", "task_id", a.rec.ID, "task_name", a.rec.TaskName,
+			"queue", a.rec.Queue, "worker_id", a.workerID, "attempt", a.rec.RetryCount+1)
 	}
 }
 

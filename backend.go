@@ -183,6 +183,10 @@ type CompleteParams struct {
 	// back; the result must equal what GetTask returns afterwards. Backends
 	// must not modify it.
 	Claimed *Record
+	// NoRecord says the caller does not need the settled record: a backend
+	// may then return a nil record on success (fence and not-found errors
+	// are reported as always).
+	NoRecord bool
 }
 
 // FailParams records a failed attempt. With ExpectedRef the record may also be

@@ -16,6 +16,7 @@ func testSettling(t *testing.T, f Factory) {
 		{"CompleteSettles", completeSettles},
 		{"CompleteFences", completeFences},
 		{"CompleteWithClaimedMatchesStored", completeWithClaimed},
+		{"CompleteNoRecordStillFenced", completeNoRecord},
 		{"FailRetryRequeues", failRetryRequeues},
 		{"FailRetryDelaySchedules", failRetryDelaySchedules},
 		{"FailWithoutBudgetKeepsWorker", failWithoutBudget},
@@ -81,6 +82,27 @@ func completeWithClaimed(t *testing.T, b queues.Backend) {
 
 	_, err = b.Complete(t.Context(), queues.CompleteParams{ID: run.ID, ExpectedRetryCount: gen, Claimed: run})
 	wantFenceLost(t, "second Complete with Claimed", err)
+}
+
+// CompleteParams.NoRecord may drop the returned record, never the write or
+// its fence.
+func completeNoRecord(t *testing.T, b queues.Backend) {
+	run := running(t, b, item("complete.bare"))
+	got, err := b.Complete(t.Context(), queues.CompleteParams{ID: run.ID, ExpectedRetryCount: run.RetryCount,
+		Result: json.RawMessage(`{"bare":true}`), Claimed: run, NoRecord: true})
+	wantNoErr(t, "Complete(NoRecord)", err)
+	if got != nil {
+		wantStored(t, b, "returned record", got)
+	}
+	stored := get(t, b, run.ID)
+	wantStatus(t, "stored", stored, queues.StatusCompleted)
+	wantJSON(t, "stored result", stored.Result, json.RawMessage(`{"bare":true}`))
+	wantZeroTime(t, "heartbeat_at", stored.HeartbeatAt)
+
+	_, err = b.Complete(t.Context(), queues.CompleteParams{ID: run.ID, ExpectedRetryCount: run.RetryCount, NoRecord: true})
+	wantFenceLost(t, "second Complete(NoRecord)", err)
+	_, err = b.Complete(t.Context(), queues.CompleteParams{ID: uuid.New(), NoRecord: true})
+	wantFenceLostOrNotFound(t, "Complete(NoRecord, missing)", err)
 }
 
 // SPEC §3.2: Complete is fenced on status=running and the generation.

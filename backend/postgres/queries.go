@@ -44,6 +44,7 @@ type queries struct {
 	expireByID   string
 	complete     string
 	completeSlim string
+	completeBare string
 	fail         string
 	touch        string
 	nullBeats    string
@@ -125,6 +126,10 @@ RETURNING {tcols}`),
 FROM unnest($1::uuid[], $2::int[], $3::jsonb[]) AS v(id, gen, result)
 WHERE t.id = v.id AND t.status = 'running' AND t.retry_count = v.gen
 RETURNING t.id, t.completed_at, t.worker_id, t.execution_ref, t.metadata`),
+		completeBare: q(`UPDATE {t} t SET status = 'completed', completed_at = now(), heartbeat_at = NULL, result = v.result, error = NULL
+FROM unnest($1::uuid[], $2::int[], $3::jsonb[]) AS v(id, gen, result)
+WHERE t.id = v.id AND t.status = 'running' AND t.retry_count = v.gen
+RETURNING t.id`),
 		fail: q(`UPDATE {t} t SET
     error = v.err,
     status = CASE WHEN v.retry AND greatest(t.retry_count - {intr}, 0) < t.max_retries

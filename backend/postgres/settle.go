@@ -20,6 +20,7 @@ type completeOp struct {
 	gen     int
 	result  []byte
 	claimed *queues.Record // optional (CompleteParams.Claimed)
+	bare    bool           // CompleteParams.NoRecord
 }
 
 type failOp struct {
@@ -52,7 +53,11 @@ func (b *Backend) Complete(ctx context.Context, p queues.CompleteParams) (*queue
 	if p.Result != nil {
 		res = []byte(p.Result)
 	}
-	return b.completer.do(ctx, completeOp{id: p.ID, gen: p.ExpectedRetryCount, result: res, claimed: p.Claimed})
+	r, err := b.completer.do(ctx, completeOp{id: p.ID, gen: p.ExpectedRetryCount, result: res, claimed: p.Claimed, bare: p.NoRecord})
+	if p.NoRecord {
+		r = nil // the placeholder that matched the write
+	}
+	return r, err
 }
 
 func (b *Backend) flushComplete(ctx context.Context, ops []*op[completeOp, *queues.Record]) {
@@ -60,16 +65,28 @@ func (b *Backend) flushComplete(ctx context.Context, ops []*op[completeOp, *queu
 		ids := make([][16]byte, len(round))
 		gens := make([]int32, len(round))
 		results := make([][]byte, len(round))
-		slim := true
+		slim, bare := true, true
 		for i, o := range round {
 			ids[i], gens[i], results[i] = [16]byte(o.in.id), int32(o.in.gen), o.in.result
 			slim = slim && o.in.claimed != nil && o.in.claimed.ID == o.in.id
+			bare = bare && o.in.bare
 		}
 		var recs []*queues.Record
 		var err error
-		if slim {
+		switch {
+		case bare:
+			// Nobody wants the records: only which rows the fence let through.
+			err = queryPinned(ctx, b.pool, b.q.completeBare, []any{ids, gens, results}, func(rows pgx.Rows) error {
+				var id uuid.UUID
+				if err := rows.Scan(&id); err != nil {
+					return err
+				}
+				recs = append(recs, &queues.Record{ID: id})
+				return nil
+			})
+		case slim:
 			recs, err = b.completeSlim(ctx, round, ids, gens, results)
-		} else {
+		default:
 			recs, err = recordsPinned(ctx, b.pool, b.q.complete, ids, gens, results)
 		}
 		b.settleResults(ctx, "complete", round, recs, err, func(c completeOp) uuid.UUID { return c.id })

@@ -305,6 +305,15 @@ func optStr(p *string) (string, string) {
 	return "1", *p
 }
 
+// replyCode is the status code of one op reply ("" when malformed).
+func replyCode(v any) string {
+	if a, ok := v.([]any); ok && len(a) > 0 {
+		code, _ := a[0].(string)
+		return code
+	}
+	return ""
+}
+
 // Complete settles the running generation p.ExpectedRetryCount as completed
 // with p.Result; the error is cleared and worker_id kept. Any other state
 // returns an error matching queues.ErrFenceLost.
@@ -313,6 +322,23 @@ func (b *Backend) Complete(ctx context.Context, p queues.CompleteParams) (*queue
 	gen := strconv.Itoa(p.ExpectedRetryCount)
 	// With the claimed record at hand, the script returns only what may
 	// have changed since the claim instead of the whole record.
+	if p.NoRecord {
+		// Only the outcome: the script replies {'K'}, nothing is read back.
+		var ob opBuilder
+		ob.add("complete", p.ID, gen, flag(has), string(p.Result), "0")
+		res, err := b.batch.do(ctx, ob.req())
+		if err != nil {
+			return nil, err
+		}
+		switch code := replyCode(res[0]); code {
+		case "K":
+			return nil, nil
+		case "M":
+			return nil, missingForWrite("complete", p.ID)
+		default:
+			return nil, fenceLost("complete", p.ID)
+		}
+	}
 	var cached *queues.Record
 	if p.Claimed != nil && p.Claimed.ID == p.ID {
 		cached = p.Claimed.Clone()
