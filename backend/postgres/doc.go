@@ -149,11 +149,12 @@
 //
 //	      work jobs/s        idle p50 / p99 latency
 //	run   queues   River     queues           River
-//	1     26,834   14,708    2.09 / 13.9 ms   3.47 / 21.6 ms
-//	2     22,912   13,855    2.34 / 13.4 ms   3.59 / 21.8 ms
-//	3     26,556   14,129    1.90 /  9.7 ms   3.70 / 21.2 ms
+//	1     21,811   14,466    2.31 / 15.5 ms   3.60 / 11.7 ms
+//	2     22,871   13,865    2.46 / 12.6 ms   3.18 / 21.5 ms
+//	3     29,628   16,087    1.94 /  6.4 ms   3.15 /  9.1 ms
 //
-// That is 1.65–1.88x River's jobs/s (the target is 2x). CPU per worked job
+// That is 1.5–1.8x River's jobs/s (the target is 2x; an earlier set of
+// three pairs the same day gave 1.65–1.88x). CPU per worked job
 // (QUEUES_BENCH=1 go test -run TestBenchLines ./backend/postgres/ prints it;
 // River's harness prints its own): about 45 µs in PostgreSQL and 25 µs in
 // this process, against about 70–95 and 30–40 for River.
@@ -166,7 +167,8 @@
 // index scan and row locks, and WAL. The claim joins the locked rows back
 // by ctid (no second primary-key walk); Complete, given the claimed record
 // (CompleteParams.Claimed), returns only completed_at, worker_id,
-// execution_ref and metadata. Per batch, one claim and one settle statement
+// execution_ref and metadata, and with CompleteParams.NoRecord (the worker
+// when no events are configured) only the ids the fence let through. Per batch, one claim and one settle statement
 // carry hundreds of records, so round trips and parse/plan are a few
 // percent. In this process the remaining cost is the runtime (goroutines
 // per attempt, GC) and decoding rows; see the package queues worker.

@@ -132,9 +132,9 @@
 //	cd bench/peers/asynq && go run .
 //
 //	                         queues (this package)      Asynq v0.26.0
-//	processed jobs/s         11,100 / 10,963 / 13,941   12,638 / 12,079 / 12,261
-//	idle latency p50         0.48 / 0.58 / 0.47 ms      961 / 987 / 972 ms
-//	idle latency p99         0.98 / 1.17 / 1.10 ms      1460 / 1492 / 1472 ms
+//	processed jobs/s         12,946 / 13,233 / 13,769   12,622 / 13,564 / 14,166
+//	idle latency p50         0.39 / 0.36 / 0.49 ms      967 / 971 / 966 ms
+//	idle latency p99         0.84 / 0.90 / 1.17 ms      1483 / 1480 / 1488 ms
 //
 // That is parity with Asynq's processed jobs/s on this machine, not the 2x
 // the project aims for (an earlier machine measured 18–22k for this backend
