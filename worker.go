@@ -610,6 +610,7 @@ func (w *Worker) reconcileCancellations(ctx context.Context, force bool) {
 		}
 		if a := byID[Fence{ID: rec.ID, RetryCount: rec.RetryCount}]; a != nil {
 			a.cancel(ErrCancelled)
+			w.svc.logger.Info("Queue running attempt cancelled", "task_id", rec.ID, "task_name", rec.TaskName, "worker_id", w.cfg.ID)
 		}
 	}
 }
