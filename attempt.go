@@ -142,7 +142,7 @@ func (s *Service) callBody(a *attempt, h Handler, ctx context.Context, arg *Reco
 // a.settled — while this goroutine stays in the body until it returns.
 // Exactly one of the two settles.
 func (s *Service) runBodyHere(a *attempt, env attemptEnv, h Handler, arg *Record, runCtx context.Context, cancelTimeout context.CancelFunc) {
-	var claimed atomic.Bool
+	var settling atomic.Bool // won by whichever path settles
 	finish := func(out outcome, abandoned bool) {
 		timedOut := runCtx.Err() != nil
 		cancelTimeout()
@@ -160,7 +160,7 @@ func (s *Service) runBodyHere(a *attempt, env attemptEnv, h Handler, arg *Record
 			return
 		case <-grace.C:
 		}
-		if !claimed.CompareAndSwap(false, true) {
+		if !settling.CompareAndSwap(false, true) {
 			return
 		}
 		cause := context.Cause(runCtx)
@@ -170,7 +170,7 @@ func (s *Service) runBodyHere(a *attempt, env attemptEnv, h Handler, arg *Record
 	out := s.callBody(a, h, runCtx, arg)
 	close(a.bodyDone)
 	stop()
-	if claimed.CompareAndSwap(false, true) {
+	if settling.CompareAndSwap(false, true) {
 		finish(out, false)
 	}
 }

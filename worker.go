@@ -504,7 +504,10 @@ type runner struct {
 	idleSince time.Time
 }
 
-// goRun runs fn on an idle attempt goroutine, or on a new one.
+// goRun runs fn on an idle attempt goroutine, or on a new one. Idle
+// runners are let go by the shutdown ladder (Stop, or Run's end); a worker
+// driven only by RunOnce and never stopped keeps up to MaxConcurrency of
+// them parked.
 func (w *Worker) goRun(fn func()) {
 	p := &w.runners
 	p.mu.Lock()
