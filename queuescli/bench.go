@@ -24,17 +24,21 @@ import (
 
 // BenchReport is the result of `bench` (printed with --json).
 type BenchReport struct {
-	Backend          string       `json:"backend"`
-	Jobs             int          `json:"jobs"`
-	Workers          int          `json:"workers"`
-	Prefetch         int          `json:"prefetch"`
-	BatchSize        int          `json:"batch_size"`
-	InsertSeconds    float64      `json:"insert_seconds"`
-	InsertJobsPerSec float64      `json:"insert_jobs_per_sec"`
-	WorkSeconds      float64      `json:"work_seconds"`
-	WorkJobsPerSec   float64      `json:"work_jobs_per_sec"`
-	LatencyMS        BenchLatency `json:"latency_ms"`
-	Samples          int          `json:"samples"`
+	Backend          string  `json:"backend"`
+	Jobs             int     `json:"jobs"`
+	Workers          int     `json:"workers"`
+	Prefetch         int     `json:"prefetch"`
+	BatchSize        int     `json:"batch_size"`
+	InsertSeconds    float64 `json:"insert_seconds"`
+	InsertJobsPerSec float64 `json:"insert_jobs_per_sec"`
+	WorkSeconds      float64 `json:"work_seconds"`
+	WorkJobsPerSec   float64 `json:"work_jobs_per_sec"`
+	// WorkClientCPUMicros is this process's CPU time per worked job during
+	// WORK, in µs (0 where the platform cannot tell): steadier than rates
+	// on a shared machine, and what the peer harnesses print too.
+	WorkClientCPUMicros float64      `json:"work_client_cpu_us_per_job"`
+	LatencyMS           BenchLatency `json:"latency_ms"`
+	Samples             int          `json:"samples"`
 }
 
 // BenchLatency holds enqueue-to-start percentiles in milliseconds.
@@ -226,6 +230,7 @@ func (c *cli) bench(cmd *cobra.Command, f benchFlags) (err error) {
 	if err != nil {
 		return err
 	}
+	cpu0, cpuOK := processCPU()
 	t1 := time.Now()
 	runErr := make(chan error, 1)
 	go func() { runErr <- w.Run(ctx) }()
@@ -254,9 +259,12 @@ func (c *cli) bench(cmd *cobra.Command, f benchFlags) (err error) {
 	work := time.Since(t1)
 	rep.WorkSeconds = work.Seconds()
 	rep.WorkJobsPerSec = rate(f.jobs, work)
+	if cpu1, ok := processCPU(); ok && cpuOK {
+		rep.WorkClientCPUMicros = float64((cpu1 - cpu0).Microseconds()) / float64(f.jobs)
+	}
 	if !f.asJSON {
-		fmt.Fprintf(c.opts.Stdout, "WORK jobs=%d workers=%d elapsed=%s rate=%.0f jobs/s\n",
-			f.jobs, f.workers, round(work), rep.WorkJobsPerSec)
+		fmt.Fprintf(c.opts.Stdout, "WORK jobs=%d workers=%d elapsed=%s rate=%.0f jobs/s client_cpu=%.1fµs/job\n",
+			f.jobs, f.workers, round(work), rep.WorkJobsPerSec, rep.WorkClientCPUMicros)
 	}
 
 	// LATENCY: the same worker, now idle.

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -264,7 +265,7 @@ func TestBenchMemory(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
-	for _, p := range []string{"INSERT jobs=300 ", "WORK jobs=300 ", "LATENCY samples=5 "} {
+	for _, p := range []string{"INSERT jobs=300 ", "WORK jobs=300 ", "client_cpu=", "LATENCY samples=5 "} {
 		if !strings.Contains(stdout, p) {
 			t.Errorf("text output lacks %q:\n%s", p, stdout)
 		}
@@ -277,13 +278,16 @@ func checkBenchJSON(t *testing.T, stdout, backend string, jobs int) {
 	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
 		t.Fatalf("bench --json: %v: %q", err, stdout)
 	}
-	for _, k := range []string{"backend", "jobs", "workers", "batch_size", "insert_jobs_per_sec", "work_jobs_per_sec", "latency_ms", "samples"} {
+	for _, k := range []string{"backend", "jobs", "workers", "prefetch", "batch_size", "insert_jobs_per_sec", "work_jobs_per_sec", "work_client_cpu_us_per_job", "latency_ms", "samples"} {
 		if _, ok := rep[k]; !ok {
 			t.Errorf("bench --json lacks %q: %s", k, stdout)
 		}
 	}
 	if rep["backend"] != backend || rep["jobs"] != float64(jobs) {
 		t.Errorf("backend/jobs: %v", rep)
+	}
+	if cpu, _ := rep["work_client_cpu_us_per_job"].(float64); runtime.GOOS != "windows" && cpu <= 0 {
+		t.Errorf("work_client_cpu_us_per_job = %v, want > 0", rep["work_client_cpu_us_per_job"])
 	}
 	lat, _ := rep["latency_ms"].(map[string]any)
 	for _, k := range []string{"p50", "p95", "p99", "max"} {
