@@ -52,8 +52,7 @@ func (b *Backend) ClaimMany(ctx context.Context, p queues.ClaimParams) (queues.C
 		return res, nil
 	}
 	codes := make([]string, len(v))
-	pipe := b.client.Pipeline()
-	cmds := make([]*goredis.Cmd, len(v))
+	keys := make([]string, len(v))
 	for i, x := range v {
 		rep, err := parseReply(x)
 		if err != nil {
@@ -61,12 +60,28 @@ func (b *Backend) ClaimMany(ctx context.Context, p queues.ClaimParams) (queues.C
 		}
 		id, _ := rep.rec.(string)
 		codes[i] = rep.code
-		cmds[i] = pipe.Do(ctx, "HGETALL", b.prefix+":task:"+id)
+		keys[i] = b.prefix + ":task:" + id
 	}
 	// The claim is already written: read the records even if ctx ended
-	// meanwhile, so the caller gets what it owns.
-	if _, err := pipe.Exec(context.WithoutCancel(ctx)); err != nil {
-		return res, fmt.Errorf("redis: read claimed records: %w", err)
+	// meanwhile, so the caller gets what it owns, and retry a failed read a
+	// few times (it is idempotent) before giving up. Records whose read
+	// never succeeds stay running under this worker, as with a claim whose
+	// reply was lost: stale recovery (StaleAfter) takes them back.
+	var cmds []*goredis.Cmd
+	for attempt := 0; ; attempt++ {
+		pipe := b.client.Pipeline()
+		cmds = make([]*goredis.Cmd, len(keys))
+		for i, k := range keys {
+			cmds[i] = pipe.Do(ctx, "HGETALL", k)
+		}
+		_, err := pipe.Exec(context.WithoutCancel(ctx))
+		if err == nil {
+			break
+		}
+		if attempt == 2 {
+			return res, fmt.Errorf("redis: read claimed records: %w", err)
+		}
+		time.Sleep(time.Duration(attempt+1) * 50 * time.Millisecond)
 	}
 	for i, c := range cmds {
 		pairs := hashPairs(c.Val())
