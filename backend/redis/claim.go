@@ -67,12 +67,12 @@ func (b *Backend) ClaimMany(ctx context.Context, p queues.ClaimParams) (queues.C
 	// few times (it is idempotent) before giving up. Records whose read
 	// never succeeds stay running under this worker, as with a claim whose
 	// reply was lost: stale recovery (StaleAfter) takes them back.
-	var cmds []*goredis.Cmd
+	var cmds []*goredis.MapStringStringCmd
 	for attempt := 0; ; attempt++ {
 		pipe := b.client.Pipeline()
-		cmds = make([]*goredis.Cmd, len(keys))
+		cmds = make([]*goredis.MapStringStringCmd, len(keys))
 		for i, k := range keys {
-			cmds[i] = pipe.Do(ctx, "HGETALL", k)
+			cmds[i] = pipe.HGetAll(ctx, k)
 		}
 		_, err := pipe.Exec(context.WithoutCancel(ctx))
 		if err == nil {
@@ -84,11 +84,11 @@ func (b *Backend) ClaimMany(ctx context.Context, p queues.ClaimParams) (queues.C
 		time.Sleep(time.Duration(attempt+1) * 50 * time.Millisecond)
 	}
 	for i, c := range cmds {
-		pairs := hashPairs(c.Val())
-		if len(pairs) == 0 {
+		fields := c.Val()
+		if len(fields) == 0 {
 			continue // settled and cleaned up in between: nothing left to own
 		}
-		rec, err := decodePairs(pairs)
+		rec, err := decodeFields(fields)
 		if err != nil {
 			return res, err
 		}

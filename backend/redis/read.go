@@ -35,7 +35,7 @@ func (b *Backend) recordFrom(ctx context.Context, id string, vals []any) (*queue
 		if len(m) == 0 {
 			return nil, nil
 		}
-		return decodeHash(m)
+		return decodeFields(m)
 	}
 	return decodeRecord(vals)
 }
@@ -74,7 +74,7 @@ func (b *Backend) GetTask(ctx context.Context, id uuid.UUID) (*queues.Record, er
 	if len(m) == 0 {
 		return nil, notFound(id)
 	}
-	return decodeHash(m)
+	return decodeFields(m)
 }
 
 // GetTasks returns the records that exist, in the order of ids (one

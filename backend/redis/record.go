@@ -141,61 +141,36 @@ func decodeMetaCached(s string) (map[string]any, error) {
 	return m, nil
 }
 
-// hashPairs flattens a raw HGETALL reply: an array under RESP2, a map
-// under RESP3.
-func hashPairs(v any) []any {
-	switch h := v.(type) {
-	case []any:
-		return h
-	case map[any]any:
-		out := make([]any, 0, 2*len(h))
-		for k, x := range h {
-			out = append(out, k, x)
-		}
-		return out
-	}
-	return nil
-}
-
-// decodePairs builds a record from a raw HGETALL reply (field, value,
-// …); metadata overlay fields ("m:<key>") apply after the base metadata.
-func decodePairs(a []any) (*queues.Record, error) {
+// decodeFields builds a record from an HGETALL reply; metadata overlay
+// fields ("m:<key>") apply after the base metadata.
+func decodeFields(m map[string]string) (*queues.Record, error) {
 	r := &queues.Record{}
-	for pass := 0; pass < 2; pass++ {
-		for i := 0; i+1 < len(a); i += 2 {
-			k, _ := a[i].(string)
-			if strings.HasPrefix(k, "m:") != (pass == 1) {
-				continue
-			}
-			s, _ := a[i+1].(string)
-			if err := setField(r, k, s); err != nil {
-				return nil, fmt.Errorf("redis: record field %s: %w", k, err)
-			}
+	overlays := false
+	for k, v := range m {
+		if strings.HasPrefix(k, "m:") {
+			overlays = true
+			continue
 		}
-		if pass == 0 && r.Metadata == nil {
-			r.Metadata = make(map[string]any)
+		if err := setField(r, k, v); err != nil {
+			return nil, fmt.Errorf("redis: record field %s: %w", k, err)
+		}
+	}
+	if r.Metadata == nil {
+		r.Metadata = make(map[string]any)
+	}
+	if overlays {
+		for k, v := range m {
+			if strings.HasPrefix(k, "m:") {
+				if err := setField(r, k, v); err != nil {
+					return nil, fmt.Errorf("redis: record field %s: %w", k, err)
+				}
+			}
 		}
 	}
 	if r.ID == uuid.Nil {
 		return nil, errors.New("redis: record without id")
 	}
 	return r, nil
-}
-
-// decodeHash builds a record from an HGETALL map.
-func decodeHash(m map[string]string) (*queues.Record, error) {
-	a := make([]any, len(recordFields))
-	for i, k := range recordFields {
-		if v, ok := m[k]; ok {
-			a[i] = v
-		}
-	}
-	for k, v := range m {
-		if strings.HasPrefix(k, "m:") {
-			a = append(a, k, v)
-		}
-	}
-	return decodeRecord(a)
 }
 
 func setField(r *queues.Record, k, s string) error {
