@@ -602,19 +602,9 @@ func (b *Backend) RecoverStale(ctx context.Context, p queues.StaleParams) (queue
 	if err != nil {
 		return res, err
 	}
-	for i, v := range replies {
-		rep, err := parseReply(v)
-		if err != nil {
-			return res, err
-		}
-		if rep.code != "K" {
-			res.Skipped++
-			continue
-		}
-		rec, err := b.record(req, i, rep)
-		if err != nil {
-			return res, err
-		}
+	applied := 0
+	err = b.eachApplied(req, replies, func(i int, rec *queues.Record) {
+		applied++
 		if rec.Status == queues.StatusFailed {
 			res.Failed = append(res.Failed, rec)
 			if handler[i] {
@@ -623,8 +613,9 @@ func (b *Backend) RecoverStale(ctx context.Context, p queues.StaleParams) (queue
 		} else {
 			res.Requeued++
 		}
-	}
-	return res, nil
+	})
+	res.Skipped += len(replies) - applied
+	return res, err
 }
 
 // cancelOps cancels the given records (cancel-matching fence: open, or
@@ -642,22 +633,32 @@ func (b *Backend) cancelOps(ctx context.Context, ids []uuid.UUID, includeRunning
 		if err != nil {
 			return out, err
 		}
-		for i, v := range replies {
-			rep, err := parseReply(v)
-			if err != nil {
-				return out, err
-			}
-			if rep.code != "K" {
-				continue
-			}
-			rec, err := b.record(req, i, rep)
-			if err != nil {
-				return out, err
-			}
-			out = append(out, rec)
+		err = b.eachApplied(req, replies, func(_ int, rec *queues.Record) { out = append(out, rec) })
+		if err != nil {
+			return out, err
 		}
 	}
 	return out, nil
+}
+
+// eachApplied calls fn, in order, for every op of req whose fence held
+// (reply K), with its record; other ops are passed over.
+func (b *Backend) eachApplied(req *opReq, replies []any, fn func(i int, rec *queues.Record)) error {
+	for i, v := range replies {
+		rep, err := parseReply(v)
+		if err != nil {
+			return err
+		}
+		if rep.code != "K" {
+			continue
+		}
+		rec, err := b.record(req, i, rep)
+		if err != nil {
+			return err
+		}
+		fn(i, rec)
+	}
+	return nil
 }
 
 // jsonEqual compares two JSON-compatible values by their JSON encoding.
