@@ -7,7 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/queuesgo/queues"
 )
@@ -132,13 +131,7 @@ FROM (SELECT x.ctid AS tid FROM ` + t + ` x
     ORDER BY x.expires_at, x.created_at
     LIMIT ` + fmt.Sprint(maxClaimExpire) + ` FOR UPDATE SKIP LOCKED) s
 WHERE t.ctid = s.tid
-RETURNING ` + cols("t"), args: a, each: func(rows pgx.Rows) error {
-			r, err := scanRecord(rows)
-			if err == nil {
-				res.Expired = append(res.Expired, r)
-			}
-			return err
-		}})
+RETURNING ` + cols("t"), args: a, each: appendRecords(&res.Expired)})
 	}
 	var a sqlArgs
 	worker := a.add(p.WorkerID)
@@ -148,13 +141,7 @@ RETURNING ` + cols("t"), args: a, each: func(rows pgx.Rows) error {
 		// the primary key.
 		stmts = append(stmts, pinnedStmt{sql: `UPDATE ` + t + ` t SET status = 'running', worker_id = ` + worker + `, started_at = now(), heartbeat_at = now()
 FROM (` + sel + `) sel WHERE t.ctid = sel.tid
-RETURNING ` + cols("t"), args: a, each: func(rows pgx.Rows) error {
-			r, err := scanRecord(rows)
-			if err == nil {
-				res.Claimed = append(res.Claimed, r)
-			}
-			return err
-		}})
+RETURNING ` + cols("t"), args: a, each: appendRecords(&res.Claimed)})
 	}
 	if len(stmts) == 0 {
 		return res, nil

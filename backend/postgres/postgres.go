@@ -432,12 +432,18 @@ func queryPinnedAll(ctx context.Context, run txRunner, stmts ...pinnedStmt) erro
 // recordsPinned is queryPinned collecting records.
 func recordsPinned(ctx context.Context, run txRunner, sql string, args ...any) ([]*queues.Record, error) {
 	var out []*queues.Record
-	err := queryPinned(ctx, run, sql, args, func(rows pgx.Rows) error {
+	err := queryPinned(ctx, run, sql, args, appendRecords(&out))
+	return out, err
+}
+
+// appendRecords returns a row callback that scans each row as a record
+// and appends it to *dst.
+func appendRecords(dst *[]*queues.Record) func(pgx.Rows) error {
+	return func(rows pgx.Rows) error {
 		r, err := scanRecord(rows)
 		if err == nil {
-			out = append(out, r)
+			*dst = append(*dst, r)
 		}
 		return err
-	})
-	return out, err
+	}
 }

@@ -23,6 +23,14 @@ func interruptions(x string) string {
 	return `(CASE WHEN jsonb_typeof(` + x + `.metadata->'interruptions') = 'number' THEN trunc((` + x + `.metadata->>'interruptions')::numeric)::int ELSE 0 END)`
 }
 
+// completeSQL settles each (id, generation, result) of the unnest arrays as
+// completed, fenced on status=running and its own generation; the three
+// Complete statements differ only in what they return.
+const completeSQL = `UPDATE {t} t SET status = 'completed', completed_at = now(), heartbeat_at = NULL, result = v.result, error = NULL
+FROM unnest($1::uuid[], $2::int[], $3::jsonb[]) AS v(id, gen, result)
+WHERE t.id = v.id AND t.status = 'running' AND t.retry_count = v.gen
+`
+
 // claimOrder is the claim order for alias x.
 func claimOrder(x string) string {
 	return x + `.priority DESC, ` + x + `.queued_at, ` + x + `.created_at, ` + x + `.id`
@@ -118,18 +126,9 @@ RETURNING {tcols}`),
 WHERE t.id = $1 AND t.status IN {open} AND t.execution_ref IS NULL AND t.expires_at <= now()
   AND ($2::int IS NULL OR t.retry_count = $2) AND ($3::text IS NULL OR $3 = '')
 RETURNING {tcols}`),
-		complete: q(`UPDATE {t} t SET status = 'completed', completed_at = now(), heartbeat_at = NULL, result = v.result, error = NULL
-FROM unnest($1::uuid[], $2::int[], $3::jsonb[]) AS v(id, gen, result)
-WHERE t.id = v.id AND t.status = 'running' AND t.retry_count = v.gen
-RETURNING {tcols}`),
-		completeSlim: q(`UPDATE {t} t SET status = 'completed', completed_at = now(), heartbeat_at = NULL, result = v.result, error = NULL
-FROM unnest($1::uuid[], $2::int[], $3::jsonb[]) AS v(id, gen, result)
-WHERE t.id = v.id AND t.status = 'running' AND t.retry_count = v.gen
-RETURNING t.id, t.completed_at, t.worker_id, t.execution_ref, t.metadata`),
-		completeBare: q(`UPDATE {t} t SET status = 'completed', completed_at = now(), heartbeat_at = NULL, result = v.result, error = NULL
-FROM unnest($1::uuid[], $2::int[], $3::jsonb[]) AS v(id, gen, result)
-WHERE t.id = v.id AND t.status = 'running' AND t.retry_count = v.gen
-RETURNING t.id`),
+		complete:     q(completeSQL + `RETURNING {tcols}`),
+		completeSlim: q(completeSQL + `RETURNING t.id, t.completed_at, t.worker_id, t.execution_ref, t.metadata`),
+		completeBare: q(completeSQL + `RETURNING t.id`),
 		fail: q(`UPDATE {t} t SET
     error = v.err,
     status = CASE WHEN v.retry AND greatest(t.retry_count - {intr}, 0) < t.max_retries

@@ -22,7 +22,7 @@ func TestDecodeRawMatchesScan(t *testing.T) {
 	if !rows.Next() {
 		t.Fatal("no row")
 	}
-	raw, ok, err := decodeRaw(rows, nil)
+	raw, ok, err := decodeRaw(rows)
 	if err != nil || !ok {
 		t.Fatalf("decodeRaw ok=%v err=%v (formats %+v)", ok, err, rows.FieldDescriptions())
 	}

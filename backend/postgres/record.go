@@ -37,12 +37,12 @@ func cols(alias string) string {
 // scanner is pgx.Row or pgx.Rows.
 type scanner interface{ Scan(dest ...any) error }
 
-// scanRecord reads one record (the recordColumns, optionally after extra
-// leading destinations). Rows from a query decode the raw wire values
-// directly (see decodeRaw); a single pgx.Row goes through pgx's scanner.
-func scanRecord(row scanner, extra ...any) (*queues.Record, error) {
+// scanRecord reads one record (the recordColumns). Rows from a query decode
+// the raw wire values directly (see decodeRaw); a single pgx.Row goes
+// through pgx's scanner.
+func scanRecord(row scanner) (*queues.Record, error) {
 	if rows, ok := row.(pgx.Rows); ok {
-		if r, ok, err := decodeRaw(rows, extra); ok {
+		if r, ok, err := decodeRaw(rows); ok {
 			return r, err
 		}
 	}
@@ -55,12 +55,10 @@ func scanRecord(row scanner, extra ...any) (*queues.Record, error) {
 		sched, expires, started, done, beat pgtype.Timestamptz
 		created, queued                     time.Time
 	)
-	dest := make([]any, 0, len(extra)+len(recordColumns))
-	dest = append(dest, extra...)
-	dest = append(dest, (*[16]byte)(&r.ID), &r.TaskName, &args, &r.Queue, &r.ExecutionBackend, &profile, &ref,
+	dest := []any{(*[16]byte)(&r.ID), &r.TaskName, &args, &r.Queue, &r.ExecutionBackend, &profile, &ref,
 		&worker, &status, &prio, &maxRetries, &retryCount, &sched, &expires,
 		&created, &queued, &started, &done, &beat, &result, &errText,
-		&key, &meta)
+		&key, &meta}
 	if err := row.Scan(dest...); err != nil {
 		return nil, err
 	}
@@ -99,12 +97,11 @@ var pgEpoch = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
 // current row, skipping pgx's per-column scan plans (the claim and settle
 // paths decode thousands of records per second). ok is false when a column
 // did not arrive in the expected binary format; the caller then scans
-// normally. extra destinations may only be *bool.
-func decodeRaw(rows pgx.Rows, extra []any) (*queues.Record, bool, error) {
+// normally.
+func decodeRaw(rows pgx.Rows) (*queues.Record, bool, error) {
 	fds := rows.FieldDescriptions()
-	vals := rows.RawValues()
-	off := len(extra)
-	if len(vals) != off+len(recordColumns) {
+	v := rows.RawValues()
+	if len(v) != len(recordColumns) {
 		return nil, false, nil
 	}
 	// Binary everywhere except text columns (identical in both formats) and
@@ -118,14 +115,6 @@ func decodeRaw(rows pgx.Rows, extra []any) (*queues.Record, bool, error) {
 			}
 		}
 	}
-	for i, d := range extra {
-		bp, isBool := d.(*bool)
-		if !isBool || len(vals[i]) != 1 {
-			return nil, false, nil
-		}
-		*bp = vals[i][0] != 0
-	}
-	v := vals[off:]
 	var r queues.Record
 	if len(v[0]) != 16 {
 		return nil, false, nil
@@ -155,7 +144,7 @@ func decodeRaw(rows pgx.Rows, extra []any) (*queues.Record, bool, error) {
 		if b == nil {
 			return nil, true
 		}
-		if fds[off+col].Format == pgx.TextFormatCode {
+		if fds[col].Format == pgx.TextFormatCode {
 			return append([]byte(nil), b...), true
 		}
 		if len(b) == 0 || b[0] != 1 {
