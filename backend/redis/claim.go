@@ -36,7 +36,7 @@ func (b *Backend) ClaimMany(ctx context.Context, p queues.ClaimParams) (queues.C
 	// conversion), and the server's single thread is what bounds
 	// throughput; the extra round trip per batch costs latency only.
 	args := make([]any, 0, 8+len(p.Queues)+2*len(p.QueueLimits))
-	args = append(args, p.Limit, p.WorkerID, flag(p.ExpireOverdue), p.ExecutionBackend, flag(false), len(p.Queues))
+	args = append(args, p.Limit, p.WorkerID, flag(p.ExpireOverdue), p.ExecutionBackend, len(p.Queues))
 	for _, q := range p.Queues {
 		args = append(args, q)
 	}

@@ -471,17 +471,16 @@ return {ts, out}
 `
 
 // luaClaim claims a batch. ARGV[A…]: limit, worker, expire ("1"), backend
-// ("" = any), inline ("1"), nqueues, queues…, ncaps, (queue, cap)… Returns
-// a list of {'C', record} claimed and {'X', record} expired; without inline
-// the record is its ID and the caller reads it (native HGETALL is several
-// times cheaper than reading and returning it through Lua).
+// ("" = any), nqueues, queues…, ncaps, (queue, cap)… Returns a list of
+// {'C', id} claimed and {'X', id} expired; the caller reads the records
+// (native HGETALL is several times cheaper than reading and returning them
+// through Lua).
 const luaClaim = luaLib + `
 local limit = tonumber(ARGV[A])
 local worker = ARGV[A + 1]
 local doexp = ARGV[A + 2] == '1'
 local backend = ARGV[A + 3]
-local inline = ARGV[A + 4] == '1'
-local qset, j = readqueues(A + 5)
+local qset, j = readqueues(A + 4)
 local ncap = tonumber(ARGV[j])
 j = j + 1
 local caps = {}
@@ -505,7 +504,7 @@ if doexp then
         local ch = {}
         finish(r, ch, 'expired')
         commit(r, ch, old)
-        out[#out + 1] = {'X', inline and flat(r) or r.id}
+        out[#out + 1] = {'X', r.id}
       else
         redis.call('ZREM', ek, m)
       end
@@ -547,18 +546,10 @@ while claimed < limit do
   best.i = best.i + 2
   local id = string.sub(bm, 33)
   local k = tkey(id)
-  local a
-  if inline then
-    a = hmget(k)
-  else
-    local f = redis.call('HMGET', k, 'ix', 'status', 'expires_at', 'execution_ref', 'queue')
-    if f[2] then
-      a = {}
-      a[24], a[9], a[14], a[7], a[4] = f[1], f[2], f[3], f[4], f[5]
-    end
-  end
+  local f = redis.call('HMGET', k, 'ix', 'status', 'expires_at', 'execution_ref', 'queue')
   local ix, st, ea, ref, q
-  if a ~= nil then ix, st, ea, ref, q = a[24], a[9], a[14] or nil, a[7] or nil, a[4] end
+  -- HMGET gives false for a missing field; a stored '' is null too.
+  if f[2] then ix, st, ea, ref, q = f[1], f[2], nz(f[3] or nil), nz(f[4] or nil), f[5] end
   if ix ~= 'r' or not isopen(st) then
     zput(best.rk, bm, false)
   elseif (ea ~= nil and tonumber(ea) <= now()) or worker == '' then
@@ -569,14 +560,14 @@ while claimed < limit do
       if doexp and ref == nil then
         finish(r, ch, 'expired')
         commit(r, ch, old)
-        out[#out + 1] = {'X', inline and flat(r) or id}
+        out[#out + 1] = {'X', id}
       else
         commit(r, ch, old)
       end
     else
       claim(r, ch, worker)
       commit(r, ch, old)
-      out[#out + 1] = {'C', inline and flat(r) or id}
+      out[#out + 1] = {'C', id}
       claimed = claimed + 1
     end
   else
@@ -592,12 +583,7 @@ while claimed < limit do
     local n = nows()
     -- ix stays 'r': placement only counts for open records.
     redis.call('HSET', k, 'status', 'running', 'worker_id', worker, 'started_at', n, 'heartbeat_at', n)
-    if inline then
-      a[9], a[8], a[17], a[19] = 'running', worker, n, n
-      out[#out + 1] = {'C', a}
-    else
-      out[#out + 1] = {'C', id}
-    end
+    out[#out + 1] = {'C', id}
     claimed = claimed + 1
     local c = caps[q]
     if c ~= nil then
