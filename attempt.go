@@ -169,6 +169,9 @@ func (s *Service) runBodyHere(a *attempt, env attemptEnv, h Handler, arg *Record
 	})
 	out := s.callBody(a, h, runCtx, arg)
 	close(a.bodyDone)
+	if a.bodyReturned != nil {
+		a.bodyReturned()
+	}
 	stop()
 	if settling.CompareAndSwap(false, true) {
 		finish(out, false)

@@ -119,7 +119,10 @@ type WorkerConfig struct {
 	// with running and settling attempts (throughput for short tasks). A
 	// prefetched record is running in the store (claimed, heartbeated, owned
 	// by this worker); its task body starts, in claim order, when a slot
-	// frees, and never more than MaxConcurrency bodies run at once. A
+	// frees, and never more than MaxConcurrency bodies run at once. A body's
+	// slot frees when the body returns, so its settle write overlaps the
+	// next body; the record counts against MaxConcurrency+Prefetch until it
+	// is settled. A
 	// durable cancel skips it; at shutdown it drains like a running attempt
 	// and, once the ladder cancels, is settled without running (requeued or
 	// left for stale recovery, as RequeueOnShutdown says). QueueConcurrency

@@ -42,6 +42,12 @@ type attempt struct {
 	// unstarted marks a prefetched attempt whose ctx ended before it got
 	// a body slot: it is settled without running.
 	unstarted bool
+	// bodyReturned, when set (a worker with Prefetch), frees the attempt's
+	// body slot; it runs once the task function has returned, before the
+	// settle write, so the next body need not wait for that round trip.
+	// It is idempotent, and never runs for an abandoned body, which keeps
+	// its slot.
+	bodyReturned func()
 }
 
 type attemptKey struct{}

@@ -452,20 +452,23 @@ func (w *Worker) launch(rec *Record) {
 	w.slots.Add(1)
 	a.settled = sync.OnceFunc(w.pending.Done)
 	w.goRun(func() {
-		held := false
 		if w.bodies != nil {
 			// A prefetched record waits for a body slot; if its ctx ends
 			// first (cancelled, shutdown), runAttempt settles it unrun.
 			select {
 			case w.bodies <- struct{}{}:
-				held = true
+				// The slot is freed as soon as the body returns: the settle
+				// write then overlaps the next body, and the record still
+				// counts against MaxConcurrency+Prefetch until it is settled.
+				a.bodyReturned = sync.OnceFunc(func() { <-w.bodies })
 			case <-a.ctx.Done():
 				a.unstarted = true
 			}
 		}
 		w.svc.runAttempt(a, w.env)
-		if held {
-			<-w.bodies
+		if a.bodyReturned != nil {
+			<-a.bodyDone // an abandoned body keeps its slot until it returns
+			a.bodyReturned()
 		}
 		a.settled() // runAttempt's early returns (unknown task, ended before start)
 		<-a.bodyDone

@@ -481,3 +481,58 @@ func TestWorkerPrefetchForcedStop(t *testing.T) {
 		t.Fatalf("%d bodies started, want 1 (prefetched records must not run)", started.Load())
 	}
 }
+
+// gatedComplete holds every Complete call until gate closes.
+type gatedComplete struct {
+	queues.Backend
+	entered chan struct{}
+	gate    chan struct{}
+}
+
+func (g *gatedComplete) Complete(ctx context.Context, p queues.CompleteParams) (*queues.Record, error) {
+	select {
+	case g.entered <- struct{}{}:
+	default:
+	}
+	<-g.gate
+	return g.Backend.Complete(ctx, p)
+}
+
+// With Prefetch, a body's slot frees when the body returns, not when its
+// settle write does: the next prefetched record starts while the first
+// record's completion is still being written.
+func TestWorkerPrefetchFreesSlotBeforeSettle(t *testing.T) {
+	gc := &gatedComplete{Backend: memory.New(memory.Options{}), entered: make(chan struct{}, 1), gate: make(chan struct{})}
+	started := make(chan int, 2)
+	reg := queues.NewRegistry()
+	task := queues.MustRegister(reg, "quick", func(ctx context.Context, a struct{ I int }) (empty, error) {
+		started <- a.I
+		return empty{}, nil
+	})
+	svc := quietService(t, reg, func(c *queues.Config) { c.Backend = gc })
+	ctx := context.Background()
+	for i := range 2 {
+		if _, err := task.Enqueue(ctx, svc, struct{ I int }{i}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runWorker(t, svc, queues.WorkerConfig{MaxConcurrency: 1, Prefetch: 1, BatchSize: 2, PollInterval: 5 * time.Millisecond})
+	select {
+	case <-gc.entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no completion write began")
+	}
+	deadline := time.After(10 * time.Second)
+	for n := 0; n < 2; n++ {
+		select {
+		case <-started:
+		case <-deadline:
+			t.Fatalf("%d of 2 bodies started while the first completion write was held", n)
+		}
+	}
+	close(gc.gate)
+	waitFor(t, 10*time.Second, "both completed", func() bool {
+		st, _ := svc.Statistics(ctx, "")
+		return st.Completed == 2
+	})
+}
