@@ -1,0 +1,95 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/queuesgo/queues"
+)
+
+// TestSettlePlansIgnoreStaleStatistics: statistics taken while nothing ran
+// (the table ANALYZEd with every record pending) must not make the
+// statements that join unnest(ids) to the table by id scan the running
+// records once per element. Each statement is explained on 2,000 running
+// records in a transaction that is rolled back.
+func TestSettlePlansIgnoreStaleStatistics(t *testing.T) {
+	pool := internalPool(t)
+	ctx := t.Context()
+	schema := "queues_plan_" + strings.ReplaceAll(uuid.NewString()[:8], "-", "")
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_, _ = pool.Exec(ctx, "DROP SCHEMA IF EXISTS "+schema+" CASCADE")
+	})
+	b, err := New(pool, Options{Schema: schema, Namespace: "plan"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Migrate(ctx, queues.MigrateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	const n = 2000
+	items := make([]queues.EnqueueParams, n)
+	for i := range items {
+		items[i] = queues.EnqueueParams{TaskName: "plan", Args: json.RawMessage(`{}`), Queue: queues.DefaultQueue, ExecutionBackend: "local"}
+	}
+	if _, err := b.Enqueue(ctx, items); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, "ANALYZE "+b.n.task); err != nil { // no record is running yet
+		t.Fatal(err)
+	}
+	res, err := b.ClaimMany(ctx, queues.ClaimParams{Limit: n, WorkerID: "w", ExecutionBackend: "local"})
+	if err != nil || len(res.Claimed) != n {
+		t.Fatalf("claimed %d of %d: %v", len(res.Claimed), n, err)
+	}
+	ids := make([]uuid.UUID, n)
+	gens := make([]int32, n)
+	results := make([]json.RawMessage, n)
+	bools := make([]bool, n)
+	delays := make([]int64, n)
+	prios := make([]int32, n)
+	errs := make([]string, n)
+	for i, r := range res.Claimed {
+		ids[i] = uuid.UUID(r.ID)
+		gens[i] = int32(r.RetryCount)
+		results[i] = json.RawMessage(`{}`)
+	}
+	for _, st := range []struct {
+		name string
+		sql  string
+		args []any
+	}{
+		{"complete", b.q.completeBare, []any{ids, gens, results}},
+		{"touch", b.q.touch, []any{ids, gens, make([]json.RawMessage, n)}},
+		{"nullBeats", b.q.nullBeats, []any{ids, gens}},
+		{"staleUpdate", b.q.staleUpdate, []any{ids, gens, bools, delays, prios, errs, int64(0), true}},
+	} {
+		tx, err := pool.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tx.Exec(ctx, planSettings); err != nil {
+			t.Fatal(err)
+		}
+		rows, err := tx.Query(ctx, "EXPLAIN (ANALYZE, FORMAT TEXT) "+st.sql, st.args...)
+		if err != nil {
+			t.Fatalf("%s: %v", st.name, err)
+		}
+		lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		_ = tx.Rollback(ctx)
+		if err != nil {
+			t.Fatalf("%s: %v", st.name, err)
+		}
+		plan := strings.Join(lines, "\n")
+		if strings.Contains(plan, "Rows Removed by Join Filter") || strings.Contains(plan, b.n.task[strings.LastIndex(b.n.task, ".")+1:]+"_heartbeat") {
+			t.Errorf("%s joins through the running records, not the primary key:\n%s", st.name, plan)
+		}
+	}
+}
