@@ -36,9 +36,12 @@ type BenchReport struct {
 	// WorkClientCPUMicros is this process's CPU time per worked job during
 	// WORK, in µs (0 where the platform cannot tell): steadier than rates
 	// on a shared machine, and what the peer harnesses print too.
-	WorkClientCPUMicros float64      `json:"work_client_cpu_us_per_job"`
-	LatencyMS           BenchLatency `json:"latency_ms"`
-	Samples             int          `json:"samples"`
+	WorkClientCPUMicros float64 `json:"work_client_cpu_us_per_job"`
+	// Vacuumed says the task table was vacuumed between WORK and LATENCY
+	// (PostgreSQL, unless --no-vacuum).
+	Vacuumed  bool         `json:"vacuumed"`
+	LatencyMS BenchLatency `json:"latency_ms"`
+	Samples   int          `json:"samples"`
 }
 
 // BenchLatency holds enqueue-to-start percentiles in milliseconds.
@@ -54,6 +57,7 @@ type benchFlags struct {
 	prefetch                      int
 	duration                      time.Duration
 	asJSON                        bool
+	noVacuum                      bool
 	cpuProfile                    string
 }
 
@@ -70,6 +74,11 @@ func (c *cli) benchCmd() *cobra.Command {
   LATENCY  with the queue idle, enqueue one record at a time (up to --samples,
            or until --duration) and measure from before the enqueue call to the
            first line of the task function; p50/p95/p99/max in ms
+
+On PostgreSQL the task table is vacuumed between WORK and LATENCY (what
+autovacuum does on a default server), because each idle claim would otherwise
+step over the dead index entries of every record WORK claimed; --no-vacuum
+measures without it.
 
 Backends: memory:, sqlite:PATH, postgres://… and redis://…. Without --backend
 (or with "sqlite:"), a fresh temporary SQLite file is used and removed
@@ -93,6 +102,7 @@ library's.`,
 	fl.IntVar(&f.samples, "samples", 200, "latency samples")
 	fl.DurationVar(&f.duration, "duration", 10*time.Second, "time limit of the latency phase")
 	fl.BoolVar(&f.asJSON, "json", false, "print one JSON object")
+	fl.BoolVar(&f.noVacuum, "no-vacuum", false, "PostgreSQL: do not vacuum the task table before LATENCY")
 	fl.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of the run to this file (go tool pprof)")
 	return cmd
 }
@@ -267,6 +277,17 @@ func (c *cli) bench(cmd *cobra.Command, f benchFlags) (err error) {
 			f.jobs, f.workers, round(work), rep.WorkJobsPerSec, rep.WorkClientCPUMicros)
 	}
 
+	if v, ok := b.(vacuumer); ok && !f.noVacuum {
+		t := time.Now()
+		if err := v.Vacuum(ctx); err != nil {
+			return fmt.Errorf("bench vacuum: %w", err)
+		}
+		rep.Vacuumed = true
+		if !f.asJSON {
+			fmt.Fprintf(c.opts.Stdout, "VACUUM task table elapsed=%s (--no-vacuum skips it)\n", round(time.Since(t)))
+		}
+	}
+
 	// LATENCY: the same worker, now idle.
 	var lat []time.Duration
 	deadline := time.Now().Add(f.duration)
@@ -310,6 +331,11 @@ func (c *cli) bench(cmd *cobra.Command, f benchFlags) (err error) {
 	fmt.Fprintf(c.opts.Stdout, "LATENCY samples=%d p50=%.3fms p95=%.3fms p99=%.3fms max=%.3fms\n",
 		rep.Samples, rep.LatencyMS.P50, rep.LatencyMS.P95, rep.LatencyMS.P99, rep.LatencyMS.Max)
 	return nil
+}
+
+// vacuumer is a backend whose store needs vacuuming (postgres.Backend).
+type vacuumer interface {
+	Vacuum(ctx context.Context) error
 }
 
 func rate(n int, d time.Duration) float64 {

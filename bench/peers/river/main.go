@@ -8,9 +8,12 @@
 //
 //	INSERT jobs=… batch_size=… elapsed=… rate=… jobs/s backend=river
 //	WORK jobs=… workers=… elapsed=… rate=… jobs/s
+//	VACUUM river_job elapsed=…
 //	LATENCY samples=… p50=…ms p95=…ms p99=…ms max=…ms
 //
-// or one JSON object with --json. River's tables live in their own schema
+// Like `queues bench`, it vacuums the job table between WORK and LATENCY
+// (-no-vacuum skips it; autovacuum is off on the test server). It prints
+// one JSON object with --json. River's tables live in their own schema
 // (--schema, default river_bench), dropped and re-created with rivermigrate
 // at the start of every run.
 //
@@ -80,6 +83,7 @@ type report struct {
 	InsertJobsPerSec float64 `json:"insert_jobs_per_sec"`
 	WorkSeconds      float64 `json:"work_seconds"`
 	WorkJobsPerSec   float64 `json:"work_jobs_per_sec"`
+	Vacuumed         bool    `json:"vacuumed"`
 	LatencyMS        struct {
 		P50 float64 `json:"p50"`
 		P95 float64 `json:"p95"`
@@ -102,14 +106,15 @@ func main() {
 	samples := flag.Int("samples", 200, "latency samples")
 	conns := flag.Int("conns", 8, "pool size (MaxConns)")
 	asJSON := flag.Bool("json", false, "print one JSON object")
+	noVacuum := flag.Bool("no-vacuum", false, "do not vacuum river_job between WORK and LATENCY")
 	flag.Parse()
-	if err := run(*url, *schema, *jobs, *batch, *workers, *samples, *conns, *asJSON); err != nil {
+	if err := run(*url, *schema, *jobs, *batch, *workers, *samples, *conns, *asJSON, !*noVacuum); err != nil {
 		fmt.Fprintln(os.Stderr, "error:", err)
 		os.Exit(1)
 	}
 }
 
-func run(url, schema string, jobs, batch, workers, samples, conns int, asJSON bool) error {
+func run(url, schema string, jobs, batch, workers, samples, conns int, asJSON, vacuum bool) error {
 	ctx := context.Background()
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
@@ -212,6 +217,20 @@ func run(url, schema string, jobs, batch, workers, samples, conns int, asJSON bo
 	if !asJSON {
 		fmt.Printf("WORK jobs=%d workers=%d elapsed=%s rate=%.0f jobs/s\n",
 			jobs, workers, work.Round(100*time.Microsecond), rep.WorkJobsPerSec)
+	}
+
+	// As `queues bench` does on PostgreSQL: vacuum the job table first (what
+	// autovacuum does on a default server), so idle fetches do not step
+	// over the dead index entries WORK left behind.
+	if vacuum {
+		t := time.Now()
+		if _, err := pool.Exec(ctx, "VACUUM (ANALYZE) "+pgx.Identifier{schema, "river_job"}.Sanitize()); err != nil {
+			return fmt.Errorf("vacuum: %w", err)
+		}
+		rep.Vacuumed = true
+		if !asJSON {
+			fmt.Printf("VACUUM river_job elapsed=%s (-no-vacuum skips it)\n", time.Since(t).Round(100*time.Microsecond))
+		}
 	}
 
 	// LATENCY: the same client, now idle; one job at a time.
