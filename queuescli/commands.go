@@ -345,9 +345,8 @@ func (c *cli) migrateCmd() *cobra.Command {
 			if !ok {
 				return fmt.Errorf("the %s backend has no schema migrations", b.Name())
 			}
-			if err := b.Open(cmd.Context()); err != nil {
-				return fmt.Errorf("open %s backend: %w", b.Name(), err)
-			}
+			// No Open: opening checks that the schema is migrated, which is
+			// what this command is for; Migrate connects by itself.
 			defer func() { _ = b.Close(cmd.Context()) }()
 			rep, err := m.Migrate(cmd.Context(), queues.MigrateOptions{DryRun: status || dryRun})
 			if err != nil {

@@ -7,11 +7,13 @@
 //	sqlite:/var/lib/q.db   SQLite file, absolute path
 //	sqlite:///var/lib/q.db the same, URL form
 //	sqlite://queues.db     relative path, URL form
+//	postgres://…, postgresql://…   PostgreSQL (package backend/postgres); the
+//	                       URL is pgx's, so ?search_path=… picks the schema
+//	redis://…, rediss://…, valkey://…  Redis or Valkey (package backend/redis)
 //
-// PostgreSQL (postgres://, postgresql://) and Redis (redis://, rediss://,
-// valkey://) are recognised but not built yet: they fail with an error that
-// matches queues.ErrUnsupported. Every error matches queues.ErrConfig except
-// that one, and no error repeats the full DSN, which may hold credentials.
+// Every error matches queues.ErrConfig (queues.ErrUnsupported for a
+// recognised scheme whose backend is not built in), and no error repeats
+// the full DSN, which may hold credentials.
 package dsn
 
 import (
