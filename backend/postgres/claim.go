@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/queuesgo/queues"
 )
@@ -118,20 +119,10 @@ func (b *Backend) ClaimMany(ctx context.Context, p queues.ClaimParams) (queues.C
 		// The sweep goes first in the same transaction and round trip, so
 		// the claim's snapshot already sees what it expired.
 		var a sqlArgs
-		filter := ""
-		if p.ExecutionBackend != "" {
-			filter += " AND x.execution_backend = " + a.add(p.ExecutionBackend)
-		}
-		if len(p.Queues) > 0 {
-			filter += " AND x.queue = ANY(" + a.add(p.Queues) + "::text[])"
-		}
-		stmts = append(stmts, pinnedStmt{sql: `UPDATE ` + t + ` t SET status = 'expired', completed_at = now(), heartbeat_at = NULL
-FROM (SELECT x.ctid AS tid FROM ` + t + ` x
-    WHERE x.status IN ` + openStatuses + ` AND x.execution_ref IS NULL AND x.expires_at <= now()` + filter + `
-    ORDER BY x.expires_at, x.created_at
-    LIMIT ` + fmt.Sprint(maxClaimExpire) + ` FOR UPDATE SKIP LOCKED) s
-WHERE t.ctid = s.tid
-RETURNING ` + cols("t"), args: a, each: appendRecords(&res.Expired)})
+		stmts = append(stmts,
+			pinnedStmt{sql: sweepSettings, each: ignoreRows},
+			pinnedStmt{sql: b.claimSweepSQL(p, &a), args: a, each: appendRecords(&res.Expired)},
+			pinnedStmt{sql: `SELECT set_config('enable_sort', 'on', true)`, each: ignoreRows})
 	}
 	var a sqlArgs
 	worker := a.add(p.WorkerID)
@@ -158,6 +149,38 @@ RETURNING ` + cols("t"), args: a, each: appendRecords(&res.Claimed)})
 	sortExpired(res.Expired)
 	return res, nil
 }
+
+// claimSweepSQL is the expiry sweep sent before a claim: up to
+// maxClaimExpire overdue unreserved open records of the claim's execution
+// backend and queues, oldest expiry first. It runs with sorting disabled,
+// which leaves the expiry index (the one index in its ORDER BY) as the only
+// plan: when the table's statistics say nothing expires (an ANALYZE of a
+// table without deadlines), the planner otherwise reads the claim index
+// over every open record and sorts (measured: 59 ms per claim with 100,000
+// pending records, against well under 1 ms).
+func (b *Backend) claimSweepSQL(p queues.ClaimParams, a *sqlArgs) string {
+	filter := ""
+	if p.ExecutionBackend != "" {
+		filter += " AND x.execution_backend = " + a.add(p.ExecutionBackend)
+	}
+	if len(p.Queues) > 0 {
+		filter += " AND x.queue = ANY(" + a.add(p.Queues) + "::text[])"
+	}
+	t := b.n.task
+	return `UPDATE ` + t + ` t SET status = 'expired', completed_at = now(), heartbeat_at = NULL
+FROM (SELECT x.ctid AS tid FROM ` + t + ` x
+    WHERE x.status IN ` + openStatuses + ` AND x.execution_ref IS NULL AND x.expires_at <= now()` + filter + `
+    ORDER BY x.expires_at, x.created_at
+    LIMIT ` + fmt.Sprint(maxClaimExpire) + ` FOR UPDATE SKIP LOCKED) s
+WHERE t.ctid = s.tid
+RETURNING ` + cols("t")
+}
+
+// sweepSettings is sent before an expiry sweep (the claim's and ExpireOverdue;
+// see claimSweepSQL).
+const sweepSettings = `SELECT set_config('enable_sort', 'off', true)`
+
+func ignoreRows(pgx.Rows) error { return nil }
 
 // sortExpired orders expired records by expires_at, created_at, id.
 func sortExpired(recs []*queues.Record) {

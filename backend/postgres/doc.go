@@ -42,7 +42,9 @@
 // predicates keep expired records out of the claim (the expired-at-claim
 // fence). Per-queue caps and queue filters use one LATERAL probe per queue;
 // with ExpireOverdue an expiry sweep statement runs just before the claim
-// in the same transaction and round trip.
+// in the same transaction and round trip, with sorting disabled so that its
+// only plan is the expiry index (statistics saying nothing expires made the
+// planner read every pending record instead: 59 ms per claim at 100k).
 // Two partial indexes over pending/scheduled records only serve it —
 // (execution_backend, queue, priority DESC, queued_at, created_at, id) for
 // queue-filtered workers and (execution_backend, priority DESC, …) for

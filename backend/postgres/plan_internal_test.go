@@ -9,15 +9,17 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/queuesgo/queues"
 )
 
 // TestSettlePlansIgnoreStaleStatistics: statistics taken while nothing ran
-// (the table ANALYZEd with every record pending) must not make the
-// statements that join unnest(ids) to the table by id scan the running
-// records once per element. Each statement is explained on 2,000 running
-// records in a transaction that is rolled back.
+// or expired (the table ANALYZEd with every record completed) must not make
+// the claim's expiry sweep read every pending record, nor the statements
+// that join unnest(ids) to the table by id scan the running records once
+// per element. Each statement is explained on 2,000 records in a
+// transaction that is rolled back.
 func TestSettlePlansIgnoreStaleStatistics(t *testing.T) {
 	pool := internalPool(t)
 	ctx := t.Context()
@@ -39,11 +41,30 @@ func TestSettlePlansIgnoreStaleStatistics(t *testing.T) {
 	for i := range items {
 		items[i] = queues.EnqueueParams{TaskName: "plan", Args: json.RawMessage(`{}`), Queue: queues.DefaultQueue, ExecutionBackend: "local"}
 	}
+	// Statistics of a table where every record completed and none had a
+	// deadline, then a new backlog of the same size.
 	if _, err := b.Enqueue(ctx, items); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := pool.Exec(ctx, "ANALYZE "+b.n.task); err != nil { // no record is running yet
+	if _, err := pool.Exec(ctx, "UPDATE "+b.n.task+" SET status = 'completed', completed_at = now()"); err != nil {
 		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, "ANALYZE "+b.n.task); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Enqueue(ctx, items); err != nil {
+		t.Fatal(err)
+	}
+	// The expiry sweep sent before each claim, with the setting ClaimMany
+	// gives it, reads the expiry index (no record has a deadline), not
+	// every pending record.
+	var a sqlArgs
+	sweep := b.claimSweepSQL(queues.ClaimParams{Limit: 10, WorkerID: "w", ExecutionBackend: "local", Queues: []string{queues.DefaultQueue}}, &a)
+	if plan := explainRolledBack(t, pool, sweepSettings, sweep, a...); !strings.Contains(plan, "_expiry") || strings.Contains(plan, "Rows Removed by Filter") {
+		t.Errorf("the claim's expiry sweep does not read the expiry index:\n%s", plan)
+	}
+	if plan := explainRolledBack(t, pool, sweepSettings, b.q.expire, 100); !strings.Contains(plan, "_expiry") || strings.Contains(plan, "Rows Removed by Filter") {
+		t.Errorf("ExpireOverdue does not read the expiry index:\n%s", plan)
 	}
 	res, err := b.ClaimMany(ctx, queues.ClaimParams{Limit: n, WorkerID: "w", ExecutionBackend: "local"})
 	if err != nil || len(res.Claimed) != n {
@@ -71,25 +92,39 @@ func TestSettlePlansIgnoreStaleStatistics(t *testing.T) {
 		{"nullBeats", b.q.nullBeats, []any{ids, gens}},
 		{"staleUpdate", b.q.staleUpdate, []any{ids, gens, bools, delays, prios, errs, int64(0), true}},
 	} {
-		tx, err := pool.Begin(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tx.Exec(ctx, planSettings); err != nil {
-			t.Fatal(err)
-		}
-		rows, err := tx.Query(ctx, "EXPLAIN (ANALYZE, FORMAT TEXT) "+st.sql, st.args...)
-		if err != nil {
-			t.Fatalf("%s: %v", st.name, err)
-		}
-		lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
-		_ = tx.Rollback(ctx)
-		if err != nil {
-			t.Fatalf("%s: %v", st.name, err)
-		}
-		plan := strings.Join(lines, "\n")
+		plan := explainRolledBack(t, pool, "", st.sql, st.args...)
 		if strings.Contains(plan, "Rows Removed by Join Filter") || strings.Contains(plan, b.n.task[strings.LastIndex(b.n.task, ".")+1:]+"_heartbeat") {
 			t.Errorf("%s joins through the running records, not the primary key:\n%s", st.name, plan)
 		}
 	}
+}
+
+// explainRolledBack returns EXPLAIN ANALYZE of sql, run behind the claim and
+// settle planner settings (and before, when set) in a transaction that is
+// rolled back.
+func explainRolledBack(t *testing.T, pool *pgxpool.Pool, before, sql string, args ...any) string {
+	t.Helper()
+	ctx := t.Context()
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(context.Background()) }()
+	for _, s := range []string{planSettings, before} {
+		if s == "" {
+			continue
+		}
+		if _, err := tx.Exec(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rows, err := tx.Query(ctx, "EXPLAIN (ANALYZE, FORMAT TEXT) "+sql, args...)
+	if err != nil {
+		t.Fatalf("explain: %v\n%s", err, sql)
+	}
+	lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatalf("explain: %v", err)
+	}
+	return strings.Join(lines, "\n")
 }

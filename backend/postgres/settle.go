@@ -530,7 +530,9 @@ func (b *Backend) ExpireOverdue(ctx context.Context, limit int) ([]*queues.Recor
 	if limit <= 0 {
 		limit = 100
 	}
-	recs, err := collectRecords(b.pool.Query(ctx, b.q.expire, limit))
+	var recs []*queues.Record
+	err := queryPinnedAll(ctx, b.pool, pinnedStmt{sql: sweepSettings, each: ignoreRows},
+		pinnedStmt{sql: b.q.expire, args: []any{limit}, each: appendRecords(&recs)})
 	if err != nil {
 		return nil, b.wrap("expire overdue", err)
 	}
