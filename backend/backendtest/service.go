@@ -964,9 +964,21 @@ func testSvcOutcomes(t *testing.T, f Factory) {
 		res, _ := task.Enqueue(context.Background(), env.svc, noArgs{})
 		go func() {
 			<-started
-			_, _ = env.b.RecoverStale(context.Background(), queues.StaleParams{StaleAfter: -1, Limit: 10})
+			// A heartbeat written between RecoverStale's read and its fenced
+			// write makes the record fresh again and it is skipped: retry
+			// until the claim is taken away.
+			deadline := time.Now().Add(10 * time.Second)
+			for time.Now().Before(deadline) {
+				if r, err := env.b.RecoverStale(context.Background(), queues.StaleParams{StaleAfter: -1, Limit: 10}); err == nil && r.Requeued > 0 {
+					return
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			t.Error("RecoverStale never took the claim away")
 		}()
-		code, err := env.svc.ConsumeOne(context.Background(), res.ID, queues.ConsumeOptions{HeartbeatInterval: 20 * time.Millisecond})
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		code, err := env.svc.ConsumeOne(ctx, res.ID, queues.ConsumeOptions{HeartbeatInterval: 20 * time.Millisecond})
 		if code != queues.ExitClaimLost || !errors.Is(err, queues.ErrClaimLost) {
 			t.Fatalf("code %d err %v", code, err)
 		}
