@@ -126,34 +126,37 @@
 // 7.0.15, 100,000 no-op jobs, one worker at MaxConcurrency 100 / BatchSize
 // 100, versus Asynq v0.26.0 at concurrency 100 with 64 concurrent enqueuers
 // (Asynq has no bulk enqueue) and its default 1 s TaskCheckInterval, run
-// back to back:
+// back to back (three sets on 2026-11-29; this machine is slower than the
+// one of earlier figures, for both):
 //
-//	queues bench --backend redis://127.0.0.1:6379/3 --jobs 100000 --workers 100 --batch-size 1000
+//	queues bench --backend redis://127.0.0.1:6379/3 --jobs 100000 --workers 100 --batch-size 1000 [--prefetch 100]
 //	cd bench/peers/asynq && go run .
 //
-//	                         queues (this package)      Asynq v0.26.0
-//	processed jobs/s         12,946 / 13,233 / 13,769   12,622 / 13,564 / 14,166
-//	idle latency p50         0.39 / 0.36 / 0.49 ms      967 / 971 / 966 ms
-//	idle latency p99         0.84 / 0.90 / 1.17 ms      1483 / 1480 / 1488 ms
+//	                         queues              queues --prefetch 100   Asynq v0.26.0
+//	processed jobs/s         8,916 / 9,875 / 10,547  9,836 / 9,953 / 10,878  6,968 / 6,215 / 6,424
+//	idle latency p50         0.76 / 0.81 / 0.69 ms   0.64 / 0.63 / 0.69 ms   1022 / 987 / 1037 ms
 //
-// That is parity with Asynq's processed jobs/s on this machine, not the 2x
-// the project aims for (an earlier machine measured 18–22k for this backend
-// against Asynq's 13–15k; the same build runs at about 12k here, while
-// Asynq's figure barely moved). The idle enqueue-to-start latency is about
-// half a millisecond (the wakeup hint) against Asynq's one-second
-// empty-queue poll.
+// That is 1.3–1.7x Asynq's processed jobs/s, not the 2x the project aims
+// for. The idle enqueue-to-start latency is under a millisecond (the wakeup
+// hint) against Asynq's one-second empty-queue poll.
 //
-// Where the time goes: the Redis thread is the ceiling at about 55–60 µs of
-// server CPU per job here (BenchmarkClaimComplete reports claim and complete
-// separately: about 27 and 29 µs). INFO commandstats over a run attributes
-// roughly 40% of the script time to the commands themselves — HSET on the
-// record hash (listpack encoding: every field written is a linear search),
-// four ZADDs and three ZREMs of index maintenance per job — and the rest to
-// Lua itself (argument and reply conversion per redis.call, tables per op).
-// The next levers are fewer index writes per job (status indexes scored by
-// created_at with the bare ID as member instead of zero-scored composite
-// members, and one terminal index serving both cleanup and completed-by-task
-// reads), and generating the specialised hot-path scripts from one
-// template; WorkerConfig.Prefetch did not help here because the server, not
-// the worker's round trips, is the bound.
+// Where the time goes: about 75–80 µs of Redis CPU and 45–55 µs of client
+// CPU per job (Asynq: about 105 and 140). BenchmarkClaimComplete splits the
+// server side into claim (about 33–36 µs, of which the HGETALL read of the
+// record is 4.6, the fencing HMGET about 2.5 and the index writes about 5.5)
+// and complete (38–41 µs); INFO commandstats attributes roughly 40% of the
+// script time to the commands themselves — HSET on the record hash (listpack:
+// every field written is a linear search), four ZADDs and three ZREMs of
+// index maintenance per job — and the rest to Lua (argument and reply
+// conversion per redis.call, tables per op, garbage collection). The two
+// cores are not saturated (about 66% busy against Asynq's 100%): timing the
+// worker loop shows it spends about 80% of its time waiting for ClaimMany,
+// whose script queues behind completion scripts on the single Redis thread,
+// so claiming is on the critical path. Prefetch (whose body slots now free
+// before the settle write) gains 0–10%; a prototype with a second claim in
+// flight gained 5–10% and was not kept. The next levers are fewer index
+// writes per job (status indexes scored by created_at with the bare ID as
+// member, one terminal index serving cleanup and completed-by-task reads),
+// less Lua per record (specialised hot-path scripts generated from one
+// template), and overlapping claims with completions in one script call.
 package redis
