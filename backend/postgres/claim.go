@@ -43,6 +43,20 @@ func (b *Backend) claimSelect(p queues.ClaimParams, a *sqlArgs) (sel string, ok 
     ORDER BY ` + claimOrder("x") + `
     LIMIT ` + lim + ` FOR UPDATE SKIP LOCKED`
 	}
+	// A one-queue probe pins the queue with a range, not an equality, and
+	// orders by queue first: only the (execution_backend, queue, …) index
+	// yields that order, and the claim runs with sorting disabled, so
+	// statistics that know nothing of the queue cannot send it down the
+	// all-queues index, filtering out every other queue's records.
+	oneQueue := func(q string) string {
+		return " AND x.queue >= " + q + " AND x.queue <= " + q
+	}
+	queueProbe := func(q, lim string) string {
+		return `SELECT x.ctid AS tid, x.id, x.priority, x.queued_at, x.created_at FROM ` + t + ` x
+    WHERE ` + due("x") + ebPred + oneQueue(q) + `
+    ORDER BY x.queue, ` + claimOrder("x") + `
+    LIMIT ` + lim + ` FOR UPDATE SKIP LOCKED`
+	}
 	capOf := func(q string) (int, bool) {
 		c, capped := p.QueueLimits[q]
 		if !capped {
@@ -70,7 +84,7 @@ func (b *Backend) claimSelect(p queues.ClaimParams, a *sqlArgs) (sel string, ok 
 		}
 		if len(lateralQ) == 1 && lateralC[0] >= int32(p.Limit) {
 			// One uncapped queue: a plain ordered index scan.
-			return `SELECT tid FROM (` + probe(" AND x.queue = "+a.add(lateralQ[0]), limit) + `) s`, true
+			return `SELECT tid FROM (` + queueProbe(a.add(lateralQ[0]), limit) + `) s`, true
 		}
 	} else {
 		var excluded []string
@@ -89,7 +103,7 @@ func (b *Backend) claimSelect(p queues.ClaimParams, a *sqlArgs) (sel string, ok 
 	}
 	if len(lateralQ) > 0 {
 		parts = append(parts, `SELECT c.* FROM unnest(`+a.add(lateralQ)+`::text[], `+a.add(lateralC)+`::int[]) AS q(name, cap)
-    CROSS JOIN LATERAL (`+probe(" AND x.queue = q.name", "q.cap")+`) c`)
+    CROSS JOIN LATERAL (`+queueProbe("q.name", "q.cap")+`) c`)
 	}
 	return `SELECT s.tid FROM (` + strings.Join(parts, "\nUNION ALL\n") + `) s
 ORDER BY ` + claimOrder("s") + `
@@ -119,10 +133,7 @@ func (b *Backend) ClaimMany(ctx context.Context, p queues.ClaimParams) (queues.C
 		// The sweep goes first in the same transaction and round trip, so
 		// the claim's snapshot already sees what it expired.
 		var a sqlArgs
-		stmts = append(stmts,
-			pinnedStmt{sql: sweepSettings, each: ignoreRows},
-			pinnedStmt{sql: b.claimSweepSQL(p, &a), args: a, each: appendRecords(&res.Expired)},
-			pinnedStmt{sql: `SELECT set_config('enable_sort', 'on', true)`, each: ignoreRows})
+		stmts = append(stmts, pinnedStmt{sql: b.claimSweepSQL(p, &a), args: a, each: appendRecords(&res.Expired)})
 	}
 	var a sqlArgs
 	worker := a.add(p.WorkerID)
@@ -137,6 +148,9 @@ RETURNING ` + cols("t"), args: a, each: appendRecords(&res.Claimed)})
 	if len(stmts) == 0 {
 		return res, nil
 	}
+	// Sorting is off for the sweep and the claim alike: each has one index
+	// that yields its order (see claimSweepSQL and claimSelect).
+	stmts = append([]pinnedStmt{{sql: sortOff, each: ignoreRows}}, stmts...)
 	if err := queryPinnedAll(ctx, b.pool, stmts...); err != nil {
 		return queues.ClaimResult{}, b.wrap("claim", err)
 	}
@@ -176,9 +190,10 @@ WHERE t.ctid = s.tid
 RETURNING ` + cols("t")
 }
 
-// sweepSettings is sent before an expiry sweep (the claim's and ExpireOverdue;
-// see claimSweepSQL).
-const sweepSettings = `SELECT set_config('enable_sort', 'off', true)`
+// sortOff is sent before an expiry sweep or a claim (ClaimMany and
+// ExpireOverdue): each then has exactly one plan without a sort, on the
+// index that holds its records in its order.
+const sortOff = `SELECT set_config('enable_sort', 'off', true)`
 
 func ignoreRows(pgx.Rows) error { return nil }
 

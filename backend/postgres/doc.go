@@ -40,7 +40,11 @@
 // now() … FROM (…) WHERE ctid = the locked row's ctid … RETURNING (a locked
 // row cannot move, so the update needs no second primary-key walk). Due
 // predicates keep expired records out of the claim (the expired-at-claim
-// fence). Per-queue caps and queue filters use one LATERAL probe per queue;
+// fence). Per-queue caps and queue filters use one LATERAL probe per queue,
+// which pins its queue with a range and orders by queue first, so that with
+// sorting disabled only the (execution_backend, queue, …) index can serve
+// it (statistics that knew nothing of a new queue sent it down the
+// all-queues index, filtering out every other queue's backlog);
 // with ExpireOverdue an expiry sweep statement runs just before the claim
 // in the same transaction and round trip, with sorting disabled so that its
 // only plan is the expiry index (statistics saying nothing expires made the
@@ -190,9 +194,4 @@
 // carry hundreds of records, so round trips and parse/plan are a few
 // percent. In this process the remaining cost is the runtime (goroutines
 // per attempt, GC) and decoding rows; see the package queues worker.
-//
-// Known limit: a queue-filtered claim can still be planned on the
-// all-queues claim index when the statistics estimate that queue empty (a
-// queue created since the last ANALYZE); it then filters out the pending
-// records of other queues that sort ahead of it.
 package postgres

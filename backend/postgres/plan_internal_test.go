@@ -60,10 +60,10 @@ func TestSettlePlansIgnoreStaleStatistics(t *testing.T) {
 	// every pending record.
 	var a sqlArgs
 	sweep := b.claimSweepSQL(queues.ClaimParams{Limit: 10, WorkerID: "w", ExecutionBackend: "local", Queues: []string{queues.DefaultQueue}}, &a)
-	if plan := explainRolledBack(t, pool, sweepSettings, sweep, a...); !strings.Contains(plan, "_expiry") || strings.Contains(plan, "Rows Removed by Filter") {
+	if plan := explainRolledBack(t, pool, sortOff, sweep, a...); !strings.Contains(plan, "_expiry") || strings.Contains(plan, "Rows Removed by Filter") {
 		t.Errorf("the claim's expiry sweep does not read the expiry index:\n%s", plan)
 	}
-	if plan := explainRolledBack(t, pool, sweepSettings, b.q.expire, 100); !strings.Contains(plan, "_expiry") || strings.Contains(plan, "Rows Removed by Filter") {
+	if plan := explainRolledBack(t, pool, sortOff, b.q.expire, 100); !strings.Contains(plan, "_expiry") || strings.Contains(plan, "Rows Removed by Filter") {
 		t.Errorf("ExpireOverdue does not read the expiry index:\n%s", plan)
 	}
 	res, err := b.ClaimMany(ctx, queues.ClaimParams{Limit: n, WorkerID: "w", ExecutionBackend: "local"})
@@ -127,4 +127,70 @@ func explainRolledBack(t *testing.T, pool *pgxpool.Pool, before, sql string, arg
 		t.Fatalf("explain: %v", err)
 	}
 	return strings.Join(lines, "\n")
+}
+
+// TestClaimPlanIgnoresStaleStatistics: a queue-filtered claim reads its
+// queue's entries of the claim index even when the statistics know nothing
+// of that queue (it is new since the last ANALYZE) and think the claim
+// indexes empty, while another queue's backlog sorts ahead of it in the
+// all-queues index.
+func TestClaimPlanIgnoresStaleStatistics(t *testing.T) {
+	pool := internalPool(t)
+	ctx := t.Context()
+	schema := "queues_plan_" + strings.ReplaceAll(uuid.NewString()[:8], "-", "")
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_, _ = pool.Exec(ctx, "DROP SCHEMA IF EXISTS "+schema+" CASCADE")
+	})
+	b, err := New(pool, Options{Schema: schema, Namespace: "plan"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Migrate(ctx, queues.MigrateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	batch := func(queue string, n int) []queues.EnqueueParams {
+		items := make([]queues.EnqueueParams, n)
+		for i := range items {
+			items[i] = queues.EnqueueParams{TaskName: "plan", Args: json.RawMessage(`{}`), Queue: queue, ExecutionBackend: "local"}
+		}
+		return items
+	}
+	if _, err := b.Enqueue(ctx, batch("old", 2000)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, "UPDATE "+b.n.task+" SET status = 'completed', completed_at = now()"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, "VACUUM ANALYZE "+b.n.task); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Enqueue(ctx, batch("backlog", 5000)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Enqueue(ctx, batch("fresh", 10)); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []queues.ClaimParams{
+		{Limit: 10, WorkerID: "w", ExecutionBackend: "local", Queues: []string{"fresh"}},
+		{Limit: 10, WorkerID: "w", ExecutionBackend: "local", Queues: []string{"fresh"}, QueueLimits: map[string]int{"fresh": 5}},
+		{Limit: 10, WorkerID: "w", ExecutionBackend: "local", Queues: []string{"fresh", "other"}},
+	} {
+		var a sqlArgs
+		sel, ok := b.claimSelect(p, &a)
+		if !ok {
+			t.Fatalf("%+v: nothing to claim", p)
+		}
+		plan := explainRolledBack(t, pool, sortOff, "SELECT count(*) FROM ("+sel+") c", a...)
+		if strings.Contains(plan, "_claim_all") || strings.Contains(plan, "Rows Removed by Filter") {
+			t.Errorf("claim %v walks other queues' records:\n%s", p.Queues, plan)
+		}
+	}
+	// A claim over every queue reads the all-queues index in order.
+	var a sqlArgs
+	sel, _ := b.claimSelect(queues.ClaimParams{Limit: 10, WorkerID: "w", ExecutionBackend: "local"}, &a)
+	if plan := explainRolledBack(t, pool, sortOff, "SELECT count(*) FROM ("+sel+") c", a...); !strings.Contains(plan, "_claim_all") || strings.Contains(plan, "Sort") {
+		t.Errorf("a claim over every queue does not read the all-queues index in order:\n%s", plan)
+	}
 }

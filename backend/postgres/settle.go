@@ -531,7 +531,7 @@ func (b *Backend) ExpireOverdue(ctx context.Context, limit int) ([]*queues.Recor
 		limit = 100
 	}
 	var recs []*queues.Record
-	err := queryPinnedAll(ctx, b.pool, pinnedStmt{sql: sweepSettings, each: ignoreRows},
+	err := queryPinnedAll(ctx, b.pool, pinnedStmt{sql: sortOff, each: ignoreRows},
 		pinnedStmt{sql: b.q.expire, args: []any{limit}, each: appendRecords(&recs)})
 	if err != nil {
 		return nil, b.wrap("expire overdue", err)
