@@ -21,21 +21,8 @@ import (
 // per element. Each statement is explained on 2,000 records in a
 // transaction that is rolled back.
 func TestSettlePlansIgnoreStaleStatistics(t *testing.T) {
-	pool := internalPool(t)
+	b, pool := planBackend(t)
 	ctx := t.Context()
-	schema := "queues_plan_" + strings.ReplaceAll(uuid.NewString()[:8], "-", "")
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		_, _ = pool.Exec(ctx, "DROP SCHEMA IF EXISTS "+schema+" CASCADE")
-	})
-	b, err := New(pool, Options{Schema: schema, Namespace: "plan"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := b.Migrate(ctx, queues.MigrateOptions{}); err != nil {
-		t.Fatal(err)
-	}
 	const n = 2000
 	items := make([]queues.EnqueueParams, n)
 	for i := range items {
@@ -135,21 +122,8 @@ func explainRolledBack(t *testing.T, pool *pgxpool.Pool, before, sql string, arg
 // indexes empty, while another queue's backlog sorts ahead of it in the
 // all-queues index.
 func TestClaimPlanIgnoresStaleStatistics(t *testing.T) {
-	pool := internalPool(t)
+	b, pool := planBackend(t)
 	ctx := t.Context()
-	schema := "queues_plan_" + strings.ReplaceAll(uuid.NewString()[:8], "-", "")
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		_, _ = pool.Exec(ctx, "DROP SCHEMA IF EXISTS "+schema+" CASCADE")
-	})
-	b, err := New(pool, Options{Schema: schema, Namespace: "plan"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := b.Migrate(ctx, queues.MigrateOptions{}); err != nil {
-		t.Fatal(err)
-	}
 	batch := func(queue string, n int) []queues.EnqueueParams {
 		items := make([]queues.EnqueueParams, n)
 		for i := range items {
@@ -193,4 +167,25 @@ func TestClaimPlanIgnoresStaleStatistics(t *testing.T) {
 	if plan := explainRolledBack(t, pool, sortOff, "SELECT count(*) FROM ("+sel+") c", a...); !strings.Contains(plan, "_claim_all") || strings.Contains(plan, "Sort") {
 		t.Errorf("a claim over every queue does not read the all-queues index in order:\n%s", plan)
 	}
+}
+
+// planBackend returns a migrated backend on a schema of its own (dropped
+// when the test ends), and its pool.
+func planBackend(t *testing.T) (*Backend, *pgxpool.Pool) {
+	t.Helper()
+	pool := internalPool(t)
+	schema := "queues_plan_" + strings.ReplaceAll(uuid.NewString()[:8], "-", "")
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_, _ = pool.Exec(ctx, "DROP SCHEMA IF EXISTS "+schema+" CASCADE")
+	})
+	b, err := New(pool, Options{Schema: schema, Namespace: "plan"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Migrate(t.Context(), queues.MigrateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return b, pool
 }
