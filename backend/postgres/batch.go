@@ -1,7 +1,9 @@
 package postgres
 
 import (
+	"bytes"
 	"context"
+	"slices"
 	"sync"
 	"time"
 
@@ -195,7 +197,9 @@ func isClosed(ch chan struct{}) bool {
 }
 
 // rounds splits ops so that no ID appears twice in one statement (an UPDATE
-// … FROM unnest joins each target row at most once). Order is kept.
+// … FROM unnest joins each target row at most once), and orders each round
+// by ID: every batched write then locks its records in the same order, so a
+// heartbeat write and a completion that share records cannot deadlock.
 func rounds[I, O any](ops []*op[I, O], id func(I) uuid.UUID) [][]*op[I, O] {
 	var out [][]*op[I, O]
 	var seen []map[uuid.UUID]bool
@@ -214,6 +218,12 @@ func rounds[I, O any](ops []*op[I, O], id func(I) uuid.UUID) [][]*op[I, O] {
 			out = append(out, []*op[I, O]{o})
 			seen = append(seen, map[uuid.UUID]bool{k: true})
 		}
+	}
+	for _, r := range out {
+		slices.SortFunc(r, func(x, y *op[I, O]) int {
+			a, b := id(x.in), id(y.in)
+			return bytes.Compare(a[:], b[:])
+		})
 	}
 	return out
 }

@@ -189,3 +189,25 @@ func planBackend(t *testing.T) (*Backend, *pgxpool.Pool) {
 	}
 	return b, pool
 }
+
+// rounds puts a repeated ID in a later round and orders every round by ID,
+// so batched writes lock their records in one order.
+func TestRoundsOrderByID(t *testing.T) {
+	ids := []uuid.UUID{uuid.New(), uuid.New(), uuid.New(), uuid.New()}
+	in := []uuid.UUID{ids[3], ids[1], ids[3], ids[0], ids[2], ids[1]}
+	var ops []*op[uuid.UUID, bool]
+	for _, id := range in {
+		ops = append(ops, &op[uuid.UUID, bool]{in: id})
+	}
+	rs := rounds(ops, func(u uuid.UUID) uuid.UUID { return u })
+	if len(rs) != 2 || len(rs[0]) != 4 || len(rs[1]) != 2 {
+		t.Fatalf("rounds of sizes %d", len(rs))
+	}
+	for i, r := range rs {
+		for j := 1; j < len(r); j++ {
+			if a, b := r[j-1].in, r[j].in; strings.Compare(string(a[:]), string(b[:])) >= 0 {
+				t.Fatalf("round %d not in ID order at %d", i, j)
+			}
+		}
+	}
+}

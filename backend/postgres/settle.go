@@ -426,6 +426,9 @@ func (b *Backend) NullHeartbeats(ctx context.Context, fences []queues.Fence) err
 	if len(fences) == 0 {
 		return nil
 	}
+	// In ID order, like the batched writes (see rounds).
+	fences = slices.Clone(fences)
+	slices.SortFunc(fences, func(x, y queues.Fence) int { return bytes.Compare(x.ID[:], y.ID[:]) })
 	ids, gens := make([][16]byte, len(fences)), make([]int32, len(fences))
 	for i, f := range fences {
 		ids[i], gens[i] = [16]byte(f.ID), int32(f.RetryCount)
