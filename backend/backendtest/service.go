@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math"
 	"strings"
@@ -372,7 +373,7 @@ func testSvcMiddleware(t *testing.T, f Factory) {
 				}
 			}, []queues.Status{queues.StatusCancelled}},
 			{"ClaimLoss", func(env *svcEnv, w *queues.Worker, id uuid.UUID) {
-				if _, err := env.b.RecoverStale(context.Background(), queues.StaleParams{StaleAfter: -1, Limit: 10}); err != nil {
+				if err := takeClaimAway(env.b); err != nil {
 					env.t.Error(err)
 				}
 			}, []queues.Status{queues.StatusPending}},
@@ -964,17 +965,9 @@ func testSvcOutcomes(t *testing.T, f Factory) {
 		res, _ := task.Enqueue(context.Background(), env.svc, noArgs{})
 		go func() {
 			<-started
-			// A heartbeat written between RecoverStale's read and its fenced
-			// write makes the record fresh again and it is skipped: retry
-			// until the claim is taken away.
-			deadline := time.Now().Add(10 * time.Second)
-			for time.Now().Before(deadline) {
-				if r, err := env.b.RecoverStale(context.Background(), queues.StaleParams{StaleAfter: -1, Limit: 10}); err == nil && r.Requeued > 0 {
-					return
-				}
-				time.Sleep(5 * time.Millisecond)
+			if err := takeClaimAway(env.b); err != nil {
+				t.Error(err)
 			}
-			t.Error("RecoverStale never took the claim away")
 		}()
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
@@ -1501,7 +1494,7 @@ func testSvcRecovery(t *testing.T, f Factory) {
 		w := env.worker(queues.WorkerConfig{HeartbeatInterval: 20 * time.Millisecond, HeartbeatMissThreshold: 2, Queues: []string{"default"}})
 		<-started
 		// Another process requeues the record (as stale recovery would).
-		if _, err := env.b.RecoverStale(context.Background(), queues.StaleParams{StaleAfter: -1, Limit: 10}); err != nil {
+		if err := takeClaimAway(env.b); err != nil {
 			t.Fatal(err)
 		}
 		select {
@@ -1605,4 +1598,22 @@ func testSvcRecovery(t *testing.T, f Factory) {
 			t.Fatalf("zero StaleAfter: %v", err)
 		}
 	})
+}
+
+// takeClaimAway requeues the running records as another process's stale
+// recovery would. A heartbeat written between RecoverStale's read and its
+// fenced write rightly makes a record fresh again and skips it, so it
+// retries until a record is requeued (for up to 10 s).
+func takeClaimAway(b queues.Backend) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r, err := b.RecoverStale(context.Background(), queues.StaleParams{StaleAfter: -1, Limit: 10})
+		if err == nil && r.Requeued > 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("RecoverStale never took the claim away (last error: %v)", err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
