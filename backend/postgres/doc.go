@@ -83,7 +83,11 @@
 // nothing ran made the planner scan every running record once per array
 // element (a 2,000-record completion took 1.5 s; TestSettlePlansIgnoreStaleStatistics
 // checks the plans), at the price of a row lock before each update (about
-// 4% of throughput when statistics are fresh). Each caller gets its
+// 4% of throughput when statistics are fresh). Every flush writes its
+// records in ID order, so a heartbeat write and a completion that share
+// records take their row locks in one order (no deadlock), and the
+// primary-key lookups of time-ordered IDs stay close together. Each caller
+// gets its
 // own record or an error matching queues.ErrFenceLost (plus
 // queues.ErrTaskNotFound for a missing record). An ID repeated in one flush
 // goes into a following statement. NullHeartbeats is one unnest statement;
