@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"strings"
@@ -80,7 +81,7 @@ func TestSettlePlansIgnoreStaleStatistics(t *testing.T) {
 		{"staleUpdate", b.q.staleUpdate, []any{ids, gens, bools, delays, prios, errs, int64(0), true}},
 	} {
 		plan := explainRolledBack(t, pool, "", st.sql, st.args...)
-		if strings.Contains(plan, "Rows Removed by Join Filter") || strings.Contains(plan, b.n.task[strings.LastIndex(b.n.task, ".")+1:]+"_heartbeat") {
+		if strings.Contains(plan, "Rows Removed by Join Filter") || strings.Contains(plan, "queue_task_heartbeat") {
 			t.Errorf("%s joins through the running records, not the primary key:\n%s", st.name, plan)
 		}
 	}
@@ -205,7 +206,7 @@ func TestRoundsOrderByID(t *testing.T) {
 	}
 	for i, r := range rs {
 		for j := 1; j < len(r); j++ {
-			if a, b := r[j-1].in, r[j].in; strings.Compare(string(a[:]), string(b[:])) >= 0 {
+			if a, b := r[j-1].in, r[j].in; bytes.Compare(a[:], b[:]) >= 0 {
 				t.Fatalf("round %d not in ID order at %d", i, j)
 			}
 		}
