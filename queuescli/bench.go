@@ -37,6 +37,9 @@ type BenchReport struct {
 	// WORK, in µs (0 where the platform cannot tell): steadier than rates
 	// on a shared machine, and what the peer harnesses print too.
 	WorkClientCPUMicros float64 `json:"work_client_cpu_us_per_job"`
+	// WorkServerCPUMicros is the server's CPU time per worked job during
+	// WORK, in µs, where the backend can tell (Redis: INFO cpu); else 0.
+	WorkServerCPUMicros float64 `json:"work_server_cpu_us_per_job,omitempty"`
 	// Vacuumed says the task table was vacuumed between WORK and LATENCY
 	// (PostgreSQL, unless --no-vacuum).
 	Vacuumed  bool         `json:"vacuumed"`
@@ -241,6 +244,13 @@ func (c *cli) bench(cmd *cobra.Command, f benchFlags) (err error) {
 		return err
 	}
 	cpu0, cpuOK := processCPU()
+	srv, srvOK := b.(serverCPUer)
+	var srv0 time.Duration
+	if srvOK {
+		if srv0, err = srv.ServerCPU(ctx); err != nil {
+			srvOK = false
+		}
+	}
 	t1 := time.Now()
 	runErr := make(chan error, 1)
 	go func() { runErr <- w.Run(ctx) }()
@@ -272,9 +282,16 @@ func (c *cli) bench(cmd *cobra.Command, f benchFlags) (err error) {
 	if cpu1, ok := processCPU(); ok && cpuOK {
 		rep.WorkClientCPUMicros = float64((cpu1 - cpu0).Microseconds()) / float64(f.jobs)
 	}
+	serverCPU := ""
+	if srvOK {
+		if srv1, err := srv.ServerCPU(ctx); err == nil {
+			rep.WorkServerCPUMicros = float64((srv1 - srv0).Microseconds()) / float64(f.jobs)
+			serverCPU = fmt.Sprintf(" server_cpu=%.1fµs/job", rep.WorkServerCPUMicros)
+		}
+	}
 	if !f.asJSON {
-		fmt.Fprintf(c.opts.Stdout, "WORK jobs=%d workers=%d elapsed=%s rate=%.0f jobs/s client_cpu=%.1fµs/job\n",
-			f.jobs, f.workers, round(work), rep.WorkJobsPerSec, rep.WorkClientCPUMicros)
+		fmt.Fprintf(c.opts.Stdout, "WORK jobs=%d workers=%d elapsed=%s rate=%.0f jobs/s client_cpu=%.1fµs/job%s\n",
+			f.jobs, f.workers, round(work), rep.WorkJobsPerSec, rep.WorkClientCPUMicros, serverCPU)
 	}
 
 	if v, ok := b.(vacuumer); ok && !f.noVacuum {
@@ -331,6 +348,12 @@ func (c *cli) bench(cmd *cobra.Command, f benchFlags) (err error) {
 	fmt.Fprintf(c.opts.Stdout, "LATENCY samples=%d p50=%.3fms p95=%.3fms p99=%.3fms max=%.3fms\n",
 		rep.Samples, rep.LatencyMS.P50, rep.LatencyMS.P95, rep.LatencyMS.P99, rep.LatencyMS.Max)
 	return nil
+}
+
+// serverCPUer is a backend that can report its server's CPU time
+// (redis.Backend).
+type serverCPUer interface {
+	ServerCPU(ctx context.Context) (time.Duration, error)
 }
 
 // vacuumer is a backend whose store needs vacuuming (postgres.Backend).

@@ -163,6 +163,10 @@ func TestCommandsOnServers(t *testing.T) {
 			if rep.Vacuumed != tc.vacuumed {
 				t.Fatalf("bench vacuumed=%v, want %v", rep.Vacuumed, tc.vacuumed)
 			}
+			// Only Redis reports its server's CPU (INFO cpu).
+			if reported := rep.WorkServerCPUMicros > 0; reported != (tc.name == "redis") {
+				t.Fatalf("bench work_server_cpu_us_per_job=%v on %s", rep.WorkServerCPUMicros, tc.name)
+			}
 			if tc.vacuumed {
 				if err := json.Unmarshal([]byte(must("bench", "--jobs", "50", "--samples", "2", "--no-vacuum", "--json")), &rep); err != nil {
 					t.Fatal(err)

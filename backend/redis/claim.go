@@ -54,13 +54,12 @@ func (b *Backend) ClaimMany(ctx context.Context, p queues.ClaimParams) (queues.C
 	codes := make([]string, len(v))
 	keys := make([]string, len(v))
 	for i, x := range v {
-		rep, err := parseReply(x)
-		if err != nil {
-			return res, err
+		s, _ := x.(string)
+		if len(s) < 2 {
+			return res, fmt.Errorf("redis: bad claim reply %v", x)
 		}
-		id, _ := rep.rec.(string)
-		codes[i] = rep.code
-		keys[i] = b.prefix + ":task:" + id
+		codes[i] = s[:1]
+		keys[i] = b.prefix + ":task:" + s[1:]
 	}
 	// The claim is already written: read the records even if ctx ended
 	// meanwhile, so the caller gets what it owns, and retry a failed read a

@@ -45,14 +45,67 @@ type opMeta struct {
 	want bool   // the caller wants the record back
 }
 
-type batcher struct {
-	b      *Backend
+// coalescer queues requests and sends them in batches of at most
+// maxBatchArgs arguments, with at most maxFlushers batches in flight: while
+// they are, new requests queue up and leave together in the next batch.
+type coalescer[R any] struct {
+	weight func(R) int // arguments one request adds to a batch
+	send   func([]R)   // sends one batch and answers its requests
+
 	mu     sync.Mutex
-	queue  []*opReq
+	queue  []R
 	active int
 }
 
-func newBatcher(b *Backend) *batcher { return &batcher{b: b} }
+// add queues r and starts a flusher when fewer than maxFlushers run.
+func (c *coalescer[R]) add(r R) {
+	c.mu.Lock()
+	c.queue = append(c.queue, r)
+	if c.active < maxFlushers {
+		c.active++
+		go c.flush()
+	}
+	c.mu.Unlock()
+}
+
+// flush sends queued requests until the queue is empty.
+func (c *coalescer[R]) flush() {
+	for {
+		c.mu.Lock()
+		if len(c.queue) == 0 {
+			c.active--
+			c.mu.Unlock()
+			return
+		}
+		n, size := 0, 0
+		for n < len(c.queue) && (n == 0 || size+c.weight(c.queue[n]) <= maxBatchArgs) {
+			size += c.weight(c.queue[n])
+			n++
+		}
+		reqs := make([]R, n)
+		copy(reqs, c.queue[:n])
+		clear(c.queue[:n])
+		c.queue = c.queue[n:]
+		if len(c.queue) == 0 {
+			c.queue = nil
+		}
+		c.mu.Unlock()
+		c.send(reqs)
+	}
+}
+
+// batcher coalesces ops-script calls.
+type batcher struct {
+	b *Backend
+	coalescer[*opReq]
+}
+
+func newBatcher(b *Backend) *batcher {
+	bt := &batcher{b: b}
+	bt.weight = func(r *opReq) int { return len(r.args) }
+	bt.send = bt.sendOps
+	return bt
+}
 
 // do queues req and waits for its replies, or for ctx (the ops may still be
 // applied after ctx ends).
@@ -62,13 +115,7 @@ func (bt *batcher) do(ctx context.Context, req *opReq) ([]any, error) {
 	}
 	req.ctx = ctx
 	req.done = make(chan struct{})
-	bt.mu.Lock()
-	bt.queue = append(bt.queue, req)
-	if bt.active < maxFlushers {
-		bt.active++
-		go bt.flush()
-	}
-	bt.mu.Unlock()
+	bt.add(req)
 	select {
 	case <-req.done:
 		return req.res, req.err
@@ -77,33 +124,7 @@ func (bt *batcher) do(ctx context.Context, req *opReq) ([]any, error) {
 	}
 }
 
-// flush sends queued requests until the queue is empty.
-func (bt *batcher) flush() {
-	for {
-		bt.mu.Lock()
-		if len(bt.queue) == 0 {
-			bt.active--
-			bt.mu.Unlock()
-			return
-		}
-		n, size := 0, 0
-		for n < len(bt.queue) && (n == 0 || size+len(bt.queue[n].args) <= maxBatchArgs) {
-			size += len(bt.queue[n].args)
-			n++
-		}
-		reqs := make([]*opReq, n)
-		copy(reqs, bt.queue[:n])
-		clear(bt.queue[:n])
-		bt.queue = bt.queue[n:]
-		if len(bt.queue) == 0 {
-			bt.queue = nil
-		}
-		bt.mu.Unlock()
-		bt.send(reqs)
-	}
-}
-
-func (bt *batcher) send(reqs []*opReq) {
+func (bt *batcher) sendOps(reqs []*opReq) {
 	live := reqs[:0]
 	size, nops := 0, 0
 	for _, r := range reqs {
@@ -312,82 +333,6 @@ func replyCode(v any) string {
 		return code
 	}
 	return ""
-}
-
-// Complete settles the running generation p.ExpectedRetryCount as completed
-// with p.Result; the error is cleared and worker_id kept. Any other state
-// returns an error matching queues.ErrFenceLost.
-func (b *Backend) Complete(ctx context.Context, p queues.CompleteParams) (*queues.Record, error) {
-	has := p.Result != nil
-	gen := strconv.Itoa(p.ExpectedRetryCount)
-	// With the claimed record at hand, the script returns only what may
-	// have changed since the claim instead of the whole record.
-	if p.NoRecord {
-		// Only the outcome: the script replies {'K'}, nothing is read back.
-		var ob opBuilder
-		ob.add("complete", p.ID, gen, flag(has), string(p.Result), "0")
-		res, err := b.batch.do(ctx, ob.req())
-		if err != nil {
-			return nil, err
-		}
-		switch code := replyCode(res[0]); code {
-		case "K":
-			return nil, nil
-		case "M":
-			return nil, missingForWrite("complete", p.ID)
-		default:
-			return nil, fenceLost("complete", p.ID)
-		}
-	}
-	var cached *queues.Record
-	if p.Claimed != nil && p.Claimed.ID == p.ID {
-		cached = p.Claimed.Clone()
-	}
-	if cached == nil {
-		return b.one(ctx, "complete", "complete", p.ID, gen, flag(has), string(p.Result), "0")
-	}
-	var ob opBuilder
-	ob.add("complete", p.ID, gen, flag(has), string(p.Result), "1")
-	res, err := b.batch.do(ctx, ob.req())
-	if err != nil {
-		return nil, err
-	}
-	a, _ := res[0].([]any)
-	code := ""
-	if len(a) > 0 {
-		code, _ = a[0].(string)
-	}
-	switch code {
-	case "L":
-	case "M":
-		return nil, missingForWrite("complete", p.ID)
-	default:
-		return nil, fenceLost("complete", p.ID)
-	}
-	if len(a) < 3 {
-		return nil, fmt.Errorf("redis: complete reply of %d values", len(a))
-	}
-	r := cached
-	r.Status = queues.StatusCompleted
-	r.Error = ""
-	r.HeartbeatAt = time.Time{}
-	r.Result = nil
-	if has && len(p.Result) > 0 {
-		r.Result = append(json.RawMessage(nil), p.Result...)
-	}
-	n, _ := a[1].(string)
-	if err := setField(r, "completed_at", n); err != nil {
-		return nil, err
-	}
-	r.ExecutionRef, _ = a[2].(string)
-	for i := 3; i+1 < len(a); i += 2 { // metadata overlays
-		k, _ := a[i].(string)
-		v, _ := a[i+1].(string)
-		if err := setField(r, k, v); err != nil {
-			return nil, err
-		}
-	}
-	return r, nil
 }
 
 // Fail records a failed attempt. The guard is status running with generation

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/queuesgo/queues"
 	goredis "github.com/redis/go-redis/v9"
@@ -53,8 +55,9 @@ type Backend struct {
 	closed    bool
 	transport string
 
-	hub   *hub
-	batch *batcher
+	hub       *hub
+	batch     *batcher
+	completes *completer
 }
 
 // Compile-time checks of the implemented interfaces.
@@ -101,6 +104,7 @@ func New(client goredis.UniversalClient, opts Options) (*Backend, error) {
 	b.keys = []string{b.prefix + ":parts"}
 	b.hub = newHub(b)
 	b.batch = newBatcher(b)
+	b.completes = newCompleter(b)
 	return b, nil
 }
 
@@ -254,4 +258,27 @@ func (b *Backend) Migrate(ctx context.Context, opts queues.MigrateOptions) (queu
 	default:
 		return queues.MigrateReport{Applied: []string{version}, AppliedNow: []string{version}}, nil
 	}
+}
+
+// ServerCPU reports the CPU time the Redis server has used since it started
+// (INFO cpu: used_cpu_user + used_cpu_sys). `queues bench` samples it around
+// its WORK phase to print server CPU per job; on a cluster client it is the
+// figure of whichever node answers INFO.
+func (b *Backend) ServerCPU(ctx context.Context) (time.Duration, error) {
+	info, err := b.client.Info(ctx, "cpu").Result()
+	if err != nil {
+		return 0, fmt.Errorf("redis: info cpu: %w", err)
+	}
+	var secs float64
+	for _, line := range strings.Split(info, "\n") {
+		k, v, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if ok && (k == "used_cpu_sys" || k == "used_cpu_user") {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				return 0, fmt.Errorf("redis: info cpu %s: %w", k, err)
+			}
+			secs += f
+		}
+	}
+	return time.Duration(secs * float64(time.Second)), nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"os"
 	"sync"
 	"testing"
@@ -116,4 +117,34 @@ func TestContract(t *testing.T) {
 	backendtest.Run(t, backendtest.Factory{
 		New: func(t *testing.T) queues.Backend { return newTestBackend(t, Options{}) },
 	})
+}
+
+// TestContractHotPathComplete runs the backend groups of the contract suite
+// with every Complete sent through the hot path (luaComplete): a call
+// without Claimed first reads the record and passes it as Claimed, and one
+// for a missing record goes as NoRecord. The suite's own Complete calls
+// mostly pass neither, so without this the statistics, listing, cleanup
+// and external-index cases would only see luaOps write completed records.
+func TestContractHotPathComplete(t *testing.T) {
+	requireServer(t)
+	backendtest.RunBackend(t, backendtest.Factory{
+		New: func(t *testing.T) queues.Backend { return hotPathComplete{newTestBackend(t, Options{})} },
+	})
+}
+
+type hotPathComplete struct{ *Backend }
+
+func (h hotPathComplete) Complete(ctx context.Context, p queues.CompleteParams) (*queues.Record, error) {
+	if p.Claimed == nil && !p.NoRecord {
+		rec, err := h.GetTask(ctx, p.ID)
+		switch {
+		case errors.Is(err, queues.ErrTaskNotFound):
+			p.NoRecord = true
+		case err != nil:
+			return nil, err
+		default:
+			p.Claimed = rec
+		}
+	}
+	return h.Backend.Complete(ctx, p)
 }

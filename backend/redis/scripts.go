@@ -472,9 +472,11 @@ return {ts, out}
 
 // luaClaim claims a batch. ARGV[A…]: limit, worker, expire ("1"), backend
 // ("" = any), nqueues, queues…, ncaps, (queue, cap)… Returns a list of
-// {'C', id} claimed and {'X', id} expired; the caller reads the records
+// 'C' .. id claimed and 'X' .. id expired; the caller reads the records
 // (native HGETALL is several times cheaper than reading and returning them
-// through Lua).
+// through Lua). The common claim (a due, unexpired record of a live worker)
+// appends its index writes straight to per-key lists, one ZREM and one
+// ZADD per key at the end, instead of going through zput's member maps.
 const luaClaim = luaLib + `
 local limit = tonumber(ARGV[A])
 local worker = ARGV[A + 1]
@@ -504,7 +506,7 @@ if doexp then
         local ch = {}
         finish(r, ch, 'expired')
         commit(r, ch, old)
-        out[#out + 1] = {'X', r.id}
+        out[#out + 1] = 'X' .. r.id
       else
         redis.call('ZREM', ek, m)
       end
@@ -524,6 +526,14 @@ for _, p in ipairs(ps) do
     act[#act + 1] = p
   end
 end
+-- Fast-path index writes: key -> {removals, additions (score, member)…}.
+local Z, ZL = {}, {}
+local function zl(k)
+  local z = Z[k]
+  if z == nil then z = {{}, {}}; Z[k] = z; ZL[#ZL + 1] = k end
+  return z
+end
+local runadd, lastq = nil, nil
 local claimed = 0
 while claimed < limit do
   local best, bm, bs = nil, nil, nil
@@ -560,30 +570,38 @@ while claimed < limit do
       if doexp and ref == nil then
         finish(r, ch, 'expired')
         commit(r, ch, old)
-        out[#out + 1] = {'X', id}
+        out[#out + 1] = 'X' .. id
       else
         commit(r, ch, old)
       end
     else
       claim(r, ch, worker)
       commit(r, ch, old)
-      out[#out + 1] = {'C', id}
+      out[#out + 1] = 'C' .. id
       claimed = claimed + 1
     end
   else
+    -- Each record is met once per call, so its members need no last-write
+    -- bookkeeping: removals and additions go straight to their lists.
     local cid = string.sub(bm, 17)
-    zput(best.rk, bm, false)
-    zput(idxk(st, q), cid, false)
-    zput(idxk('running', q), cid, 0)
-    if ref == nil then
-      if ea ~= nil then zput(key('expiry', best.pt), cid, false) end
-    else
-      zput(P .. ':external', id, nows())
-    end
+    if best.rem == nil then best.rem = zl(best.rk)[1] end
+    best.rem[#best.rem + 1] = bm
+    local sr = zl(idxk(st, q))[1]
+    sr[#sr + 1] = cid
+    if q ~= lastq then lastq = q; runadd = zl(idxk('running', q))[2] end
+    runadd[#runadd + 1] = '0'
+    runadd[#runadd + 1] = cid
     local n = nows()
+    if ref == nil then
+      if ea ~= nil then local er = zl(key('expiry', best.pt))[1]; er[#er + 1] = cid end
+    else
+      local ex = zl(P .. ':external')[2]
+      ex[#ex + 1] = n
+      ex[#ex + 1] = id
+    end
     -- ix stays 'r': placement only counts for open records.
     redis.call('HSET', k, 'status', 'running', 'worker_id', worker, 'started_at', n, 'heartbeat_at', n)
-    out[#out + 1] = {'C', id}
+    out[#out + 1] = 'C' .. id
     claimed = claimed + 1
     local c = caps[q]
     if c ~= nil then
@@ -594,6 +612,11 @@ while claimed < limit do
       end
     end
   end
+end
+for _, k in ipairs(ZL) do
+  local z = Z[k]
+  for j = 1, #z[1], 500 do redis.call('ZREM', k, unpack(z[1], j, math.min(j + 499, #z[1]))) end
+  for j = 1, #z[2], 1000 do redis.call('ZADD', k, unpack(z[2], j, math.min(j + 999, #z[2]))) end
 end
 flush()
 return out
@@ -1140,10 +1163,90 @@ end
 return {v or '', v or ''}
 `
 
+// luaComplete is the hot-path Complete, kept apart from luaOps so a batch
+// of completions runs no general machinery: no luaLib prelude, no per-op
+// dispatch, no record tables, and index writes appended straight to one
+// ZREM and one ZADD per key. ARGV[1] = <p>, ARGV[3] = completions channel,
+// then per record (id, generation, result; "" = null). Returns {now,
+// reply…} with one reply per record: 'M' missing, 'F' fence lost, or
+// 'K' .. execution_ref when applied; a record with metadata overlay fields
+// replies {'K' .. ref, key, json, …} instead.
+const luaComplete = `
+local P, DONECH = ARGV[1], ARGV[3]
+local t = redis.call('TIME')
+local n = string.format('%d', tonumber(t[1]) * 1000000 + tonumber(t[2]))
+local Z, ZK = {}, {}
+-- zl returns the pending removals and additions of one index key.
+local function zl(k)
+  local z = Z[k]
+  if z == nil then z = {{}, {}}; Z[k] = z; ZK[#ZK + 1] = k end
+  return z
+end
+local res, done = {n}, {}
+local terminal = zl(P .. ':terminal')[2]
+local lastq, runrem, compadd, lasttask, doneadd
+for i = 4, #ARGV, 3 do
+  local id = ARGV[i]
+  local k = P .. ':task:' .. id
+  local f = redis.call('HMGET', k, 'status', 'retry_count', 'queue', 'created_at', 'task_name', 'execution_ref', 'mo')
+  if not f[1] then
+    res[#res + 1] = 'M'
+  elseif f[1] ~= 'running' or f[2] ~= ARGV[i + 1] then
+    res[#res + 1] = 'F'
+  else
+    if f[3] ~= lastq then
+      lastq = f[3]
+      runrem = zl(P .. ':idx:running:' .. lastq)[1]
+      compadd = zl(P .. ':idx:completed:' .. lastq)[2]
+    end
+    if f[5] ~= lasttask then
+      lasttask = f[5]
+      doneadd = zl(P .. ':done:' .. lasttask)[2]
+    end
+    local c = f[4]
+    if #c ~= 16 then c = string.format('%016d', tonumber(c)) end
+    local cid = c .. id
+    runrem[#runrem + 1] = cid
+    compadd[#compadd + 1] = '0'
+    compadd[#compadd + 1] = cid
+    terminal[#terminal + 1] = n
+    terminal[#terminal + 1] = id
+    doneadd[#doneadd + 1] = n
+    doneadd[#doneadd + 1] = id
+    local ref = f[6] or ''
+    if ref ~= '' then
+      local ext = zl(P .. ':external')[1]
+      ext[#ext + 1] = id
+    end
+    redis.call('HSET', k, 'status', 'completed', 'completed_at', n, 'result', ARGV[i + 2], 'heartbeat_at', '', 'error', '')
+    done[#done + 1] = id
+    if f[7] then
+      local out = {'K' .. ref}
+      local a = redis.call('HGETALL', k)
+      for j = 1, #a, 2 do
+        local x = a[j]
+        if string.byte(x, 1) == 109 and string.byte(x, 2) == 58 then out[#out + 1] = x; out[#out + 1] = a[j + 1] end
+      end
+      res[#res + 1] = out
+    else
+      res[#res + 1] = 'K' .. ref
+    end
+  end
+end
+for _, k in ipairs(ZK) do
+  local z = Z[k]
+  for j = 1, #z[1], 500 do redis.call('ZREM', k, unpack(z[1], j, math.min(j + 499, #z[1]))) end
+  for j = 1, #z[2], 1000 do redis.call('ZADD', k, unpack(z[2], j, math.min(j + 999, #z[2]))) end
+end
+if #done > 0 and DONECH ~= '' then redis.call('PUBLISH', DONECH, table.concat(done, ',')) end
+return res
+`
+
 var (
 	scriptEnqueue     = goredis.NewScript(luaEnqueue)
 	scriptClaim       = goredis.NewScript(luaClaim)
 	scriptOps         = goredis.NewScript(luaOps)
+	scriptComplete    = goredis.NewScript(luaComplete)
 	scriptListPending = goredis.NewScript(luaListPending)
 	scriptNextDue     = goredis.NewScript(luaNextDue)
 	scriptExpire      = goredis.NewScript(luaExpire)
@@ -1158,7 +1261,7 @@ var (
 	scriptVersion     = goredis.NewScript(luaVersion)
 
 	allScripts = []*goredis.Script{
-		scriptEnqueue, scriptClaim, scriptOps, scriptListPending, scriptNextDue, scriptExpire,
+		scriptEnqueue, scriptClaim, scriptOps, scriptComplete, scriptListPending, scriptNextDue, scriptExpire,
 		scriptStale, scriptCleanup, scriptStats, scriptListTasks, scriptScan, scriptRecords,
 		scriptIdentity, scriptLock, scriptVersion,
 	}

@@ -1,0 +1,160 @@
+package redis
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/queuesgo/queues"
+)
+
+// completeReq is one Complete call on the hot path (luaComplete).
+type completeReq struct {
+	ctx    context.Context
+	id     string
+	gen    string
+	result string
+	now    string // the script's completed_at
+	rep    any    // this record's reply
+	err    error
+	done   chan struct{}
+}
+
+// completer coalesces concurrent Complete calls into luaComplete calls.
+type completer struct {
+	b *Backend
+	coalescer[*completeReq]
+}
+
+func newCompleter(b *Backend) *completer {
+	c := &completer{b: b}
+	c.weight = func(*completeReq) int { return 3 }
+	c.send = c.sendCompletes
+	return c
+}
+
+// do queues one completion and waits for its reply, or for ctx (the
+// completion may still be applied after ctx ends).
+func (c *completer) do(ctx context.Context, r *completeReq) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	r.ctx = ctx
+	r.done = make(chan struct{})
+	c.add(r)
+	select {
+	case <-r.done:
+		return r.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (c *completer) sendCompletes(reqs []*completeReq) {
+	live := reqs[:0]
+	for _, r := range reqs {
+		if err := r.ctx.Err(); err != nil {
+			r.err = err
+			close(r.done)
+			continue
+		}
+		live = append(live, r)
+	}
+	if len(live) == 0 {
+		return
+	}
+	b := c.b
+	args := make([]any, 0, 3+3*len(live))
+	args = append(args, b.prefix, b.wakeCh, b.doneCh)
+	for _, r := range live {
+		args = append(args, r.id, r.gen, r.result)
+	}
+	// The write is not tied to one caller's ctx: it serves them all.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	res, err := scriptComplete.Run(ctx, b.client, b.keys, args...).Slice()
+	if err == nil && len(res) != 1+len(live) {
+		err = fmt.Errorf("redis: complete script returned %d replies for %d records", len(res)-1, len(live))
+	}
+	var now string
+	if err == nil {
+		now, _ = res[0].(string)
+	}
+	for i, r := range live {
+		if err != nil {
+			r.err = fmt.Errorf("redis: complete: %w", err)
+		} else {
+			r.now, r.rep = now, res[1+i]
+		}
+		close(r.done)
+	}
+}
+
+// Complete settles the running generation p.ExpectedRetryCount as completed
+// with p.Result; completed_at is set, heartbeat_at and the error cleared and
+// worker_id kept, and the ID is announced on the completions channel. Any
+// other state returns an error matching queues.ErrFenceLost. With
+// p.NoRecord it returns no record; with the claimed record in p.Claimed it
+// returns that record updated with what the write changed; otherwise it
+// reads the record back.
+func (b *Backend) Complete(ctx context.Context, p queues.CompleteParams) (*queues.Record, error) {
+	var cached *queues.Record
+	if !p.NoRecord && p.Claimed != nil && p.Claimed.ID == p.ID {
+		cached = p.Claimed.Clone()
+	}
+	gen := strconv.Itoa(p.ExpectedRetryCount)
+	if !p.NoRecord && cached == nil {
+		return b.one(ctx, "complete", "complete", p.ID, gen, flag(p.Result != nil), string(p.Result), "0")
+	}
+	// A nil and an empty result are both stored as "" (null).
+	r := &completeReq{id: p.ID.String(), gen: gen, result: string(p.Result)}
+	if err := b.completes.do(ctx, r); err != nil {
+		return nil, err
+	}
+	ref, overlays, err := completeReply(r.rep, p.ID)
+	if err != nil || p.NoRecord {
+		return nil, err
+	}
+	rec := cached
+	rec.Status = queues.StatusCompleted
+	rec.Error = ""
+	rec.HeartbeatAt = time.Time{}
+	rec.Result = nil
+	if len(p.Result) > 0 {
+		rec.Result = append(json.RawMessage(nil), p.Result...)
+	}
+	if err := setField(rec, "completed_at", r.now); err != nil {
+		return nil, err
+	}
+	rec.ExecutionRef = ref
+	for i := 0; i+1 < len(overlays); i += 2 {
+		k, _ := overlays[i].(string)
+		v, _ := overlays[i+1].(string)
+		if err := setField(rec, k, v); err != nil {
+			return nil, err
+		}
+	}
+	return rec, nil
+}
+
+// completeReply decodes one record's luaComplete reply into its
+// execution_ref and metadata overlay pairs.
+func completeReply(v any, id uuid.UUID) (ref string, overlays []any, err error) {
+	code, _ := v.(string)
+	if a, ok := v.([]any); ok && len(a) > 0 {
+		code, _ = a[0].(string)
+		overlays = a[1:]
+	}
+	switch {
+	case code == "M":
+		return "", nil, missingForWrite("complete", id)
+	case code == "F":
+		return "", nil, fenceLost("complete", id)
+	case len(code) > 0 && code[0] == 'K':
+		return code[1:], overlays, nil
+	}
+	return "", nil, fmt.Errorf("redis: complete: unexpected reply %v", v)
+}
