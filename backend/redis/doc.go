@@ -62,13 +62,16 @@
 // are then read with native HGETALLs in one pipelined round trip (reading a
 // record field by field in Lua and converting it costs the server about
 // three times as much, and the server's one thread bounds throughput).
-// Complete, Fail, Cancel,
-// Interrupt, heartbeat touches and nulls, the dispatch fences and ClaimByID
-// go through a batcher: concurrent calls are coalesced into one ops-script
-// call (each op under its own fence, with its own result), so a worker with
-// 100 attempts finishing together makes a handful of round trips, while an
-// isolated call still costs one. Index updates inside a script are grouped
-// per key (one ZADD/ZREM per key per call). EnqueueMany is one script call
+// Fail, Cancel,
+// Interrupt, heartbeat touches and nulls, the dispatch fences, ClaimByID and
+// a Complete without the claimed record go through a batcher: concurrent
+// calls are coalesced into one ops-script call (each op under its own
+// fence, with its own result), so a worker with 100 attempts finishing
+// together makes a handful of round trips, while an isolated call still
+// costs one. Complete with the claimed record (the worker's) is coalesced
+// the same way into calls of a lean script of its own (see Performance).
+// Index updates inside a script are grouped per key (one ZADD/ZREM per key
+// per call). EnqueueMany is one script call
 // (keyed dedup, forever reservations and the ID check included); keep
 // batches to a few thousand items, since a script blocks the server while it
 // runs. Given the claimed record (CompleteParams.Claimed, which the worker
@@ -126,37 +129,59 @@
 // 7.0.15, 100,000 no-op jobs, one worker at MaxConcurrency 100 / BatchSize
 // 100, versus Asynq v0.26.0 at concurrency 100 with 64 concurrent enqueuers
 // (Asynq has no bulk enqueue) and its default 1 s TaskCheckInterval, run
-// back to back (three sets on 2026-11-29; this machine is slower than the
-// one of earlier figures, for both):
+// back to back (three sets on 2026-11-29, second session of the day):
 //
 //	queues bench --backend redis://127.0.0.1:6379/3 --jobs 100000 --workers 100 --batch-size 1000 [--prefetch 100]
 //	cd bench/peers/asynq && go run .
 //
-//	                         queues              queues --prefetch 100   Asynq v0.26.0
-//	processed jobs/s         8,916 / 9,875 / 10,547  9,836 / 9,953 / 10,878  6,968 / 6,215 / 6,424
-//	idle latency p50         0.76 / 0.81 / 0.69 ms   0.64 / 0.63 / 0.69 ms   1022 / 987 / 1037 ms
+//	                         queues                   queues --prefetch 100    Asynq v0.26.0
+//	processed jobs/s         18,303 / 15,926 / 14,625 15,859 / 15,580 / 17,479 11,103 / 11,515 / 11,527
+//	idle latency p50         0.48 / 0.44 / 0.50 ms    0.45 / 0.43 / 0.43 ms    900 / 1119 / 1085 ms
+//	server CPU µs/job        43 / 49 / 54             49 / 48 / 44             61 / 59 / 58
+//	client CPU µs/job        27 / 31 / 34             32 / 35 / 30             81 / 78 / 78
 //
-// That is 1.3–1.7x Asynq's processed jobs/s, not the 2x the project aims
+// That is 1.3–1.65x Asynq's processed jobs/s, not the 2x the project aims
 // for. The idle enqueue-to-start latency is under a millisecond (the wakeup
-// hint) against Asynq's one-second empty-queue poll.
+// hint) against Asynq's one-second empty-queue poll. Per job, queues uses
+// about half of Asynq's CPU (70–88 µs against 136–142, server plus client),
+// but most of it on the server's single thread, which is what bounds the
+// rate: Asynq spreads its cost over the client.
 //
-// Where the time goes: about 75–80 µs of Redis CPU and 45–55 µs of client
-// CPU per job (Asynq: about 105 and 140). BenchmarkClaimComplete splits the
-// server side into claim (about 33–36 µs, of which the HGETALL read of the
-// record is 4.6, the fencing HMGET about 2.5 and the index writes about 5.5)
-// and complete (38–41 µs); INFO commandstats attributes roughly 40% of the
-// script time to the commands themselves — HSET on the record hash (listpack:
-// every field written is a linear search), four ZADDs and three ZREMs of
-// index maintenance per job — and the rest to Lua (argument and reply
-// conversion per redis.call, tables per op, garbage collection). The two
-// cores are not saturated (about 66% busy against Asynq's 100%): timing the
-// worker loop shows it spends about 80% of its time waiting for ClaimMany,
-// whose script queues behind completion scripts on the single Redis thread,
-// so claiming is on the critical path. Prefetch (whose body slots now free
-// before the settle write) gains 0–10%; a prototype with a second claim in
-// flight gained 5–10% and was not kept. The next levers are fewer index
-// writes per job (status indexes scored by created_at with the bare ID as
-// member, one terminal index serving cleanup and completed-by-task reads),
-// less Lua per record (specialised hot-path scripts generated from one
-// template), and overlapping claims with completions in one script call.
+// Where the time goes. BenchmarkClaimComplete (ClaimMany of 100, then 100
+// concurrent Completes) puts the server's side at 43–47 µs per job: claim
+// 23–25 (the claim script plus the HGETALL read), complete 20–22. Before
+// Complete got its own script and the claim its append-only index writes
+// (below) the same benchmark measured 27–29 and 31–33. In the WORK phase,
+// INFO commandstats attributes about half of the script time to the
+// commands — two HMGETs and two HSETs on the record hash (a listpack: every
+// field named is a linear search, and an absent one a full scan), four ZADD
+// inserts and three ZREMs of index maintenance (the inserts into the
+// 100k-member completed, terminal and completed-by-task indexes are the
+// largest single cost, about 2.7 µs each) — and the rest to Lua: argument and
+// reply conversion per redis.call, strings and tables per record, garbage
+// collection. perf on redis-server shows no single hot spot: dict lookups,
+// listpack searches, skiplist inserts and memory allocation, each a few
+// percent, and the (stripped) Lua VM about a third.
+//
+// What did not help: timing the worker loop shows it spends about 80% of
+// WORK in ClaimMany (about 2,000 claims of 50 records, 2.4 ms each, queued
+// behind completion scripts on the server's one thread) and the server's
+// main thread is on CPU 73–78% of the time; but a second claim in flight
+// (two claim loops with reserved capacity), more completion flushers,
+// GOMAXPROCS=1, prefetch and returning the claimed records from the claim
+// script instead of a second round trip (+3–8 µs of server CPU per job) all
+// measured equal or worse. Experiments that drop index writes (incorrect,
+// for measurement only) show the lever that is left: without the
+// completed-by-task, completed-status and running indexes the same
+// benchmark runs 20–35% faster. Getting there correctly means a new key
+// layout: status counters instead of the completed status index, one
+// terminal index per task serving both cleanup and completed-by-task reads,
+// and a plain set for running records.
+//
+// The hot paths: Complete (with the claimed record at hand, which the
+// worker always passes) runs luaComplete, a script of its own without the
+// shared prelude or per-op dispatch, whose index writes go straight to one
+// ZREM and one ZADD per key; the claim's common path appends its index
+// writes the same way. `queues bench` prints the server's CPU per job from
+// INFO cpu (Backend.ServerCPU) next to the client's.
 package redis
