@@ -534,6 +534,8 @@ local function zl(k)
   return z
 end
 local runadd, lastq = nil, nil
+-- Longer than any zset-max-listpack-value in use; never left in an index.
+local SKIPLIST = string.rep('~', 256)
 local claimed = 0
 while claimed < limit do
   local best, bm, bs = nil, nil, nil
@@ -588,7 +590,22 @@ while claimed < limit do
     best.rem[#best.rem + 1] = bm
     local sr = zl(idxk(st, q))[1]
     sr[#sr + 1] = cid
-    if q ~= lastq then lastq = q; runadd = zl(idxk('running', q))[2] end
+    if q ~= lastq then
+      lastq = q
+      local z = zl(idxk('running', q))
+      if not z.skiplist then
+        -- The running index holds only in-flight records and churns on
+        -- every claim and completion. Small, it would be a listpack, where
+        -- each insert and removal is a linear scan and a memmove; a member
+        -- longer than zset-max-listpack-value (64 by default) converts it
+        -- to a skiplist, which stays one after the member is removed again
+        -- below, in this same call.
+        z.skiplist = true
+        table.insert(z[2], 1, SKIPLIST)
+        table.insert(z[2], 1, '0')
+      end
+      runadd = z[2]
+    end
     runadd[#runadd + 1] = '0'
     runadd[#runadd + 1] = cid
     local n = nows()
@@ -617,6 +634,7 @@ for _, k in ipairs(ZL) do
   local z = Z[k]
   for j = 1, #z[1], 500 do redis.call('ZREM', k, unpack(z[1], j, math.min(j + 499, #z[1]))) end
   for j = 1, #z[2], 1000 do redis.call('ZADD', k, unpack(z[2], j, math.min(j + 999, #z[2]))) end
+  if z.skiplist then redis.call('ZREM', k, SKIPLIST) end
 end
 flush()
 return out
