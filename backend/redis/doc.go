@@ -135,23 +135,27 @@
 //	cd bench/peers/asynq && go run .
 //
 //	                         queues                   queues --prefetch 100    Asynq v0.26.0
-//	processed jobs/s         18,303 / 15,926 / 14,625 15,859 / 15,580 / 17,479 11,103 / 11,515 / 11,527
-//	idle latency p50         0.48 / 0.44 / 0.50 ms    0.45 / 0.43 / 0.43 ms    900 / 1119 / 1085 ms
-//	server CPU µs/job        43 / 49 / 54             49 / 48 / 44             61 / 59 / 58
-//	client CPU µs/job        27 / 31 / 34             32 / 35 / 30             81 / 78 / 78
+//	processed jobs/s         16,074 / 18,319 / 16,958 18,892 / 18,650 / 19,362 12,736 / 14,913 / 13,597
+//	idle latency p50         0.47 / 0.38 / 0.34 ms    0.42 / 0.41 / 0.57 ms    1006 / 932 / 986 ms
+//	server CPU µs/job        49 / 42 / 45             40 / 41 / 39             54 / 44 / 50
+//	client CPU µs/job        32 / 28 / 30             28 / 28 / 27             72 / 60 / 67
 //
-// That is 1.3–1.65x Asynq's processed jobs/s, not the 2x the project aims
+// That is 1.25–1.5x Asynq's processed jobs/s, not the 2x the project aims
 // for. The idle enqueue-to-start latency is under a millisecond (the wakeup
 // hint) against Asynq's one-second empty-queue poll. Per job, queues uses
-// about half of Asynq's CPU (70–88 µs against 136–142, server plus client),
-// but most of it on the server's single thread, which is what bounds the
-// rate: Asynq spreads its cost over the client.
+// about two thirds of Asynq's CPU (67–80 µs against 104–126, server plus
+// client), but most of it on the server's single thread, which is what
+// bounds the rate: Asynq spreads its cost over the client, whose work runs
+// on both cores. The machine's speed moved by a third within the hour (an
+// earlier set of the same build's predecessor measured Asynq at 11.1–11.5k
+// with 58–61 + 78–81 µs per job), so compare within a set.
 //
 // Where the time goes. BenchmarkClaimComplete (ClaimMany of 100, then 100
-// concurrent Completes) puts the server's side at 43–47 µs per job: claim
-// 23–25 (the claim script plus the HGETALL read), complete 20–22. Before
-// Complete got its own script and the claim its append-only index writes
-// (below) the same benchmark measured 27–29 and 31–33. In the WORK phase,
+// concurrent Completes) puts the server's side at 39–44 µs per job: claim
+// 19–22 (the claim script plus the HGETALL read), complete 19–21. Before
+// Complete got its own script, the claim its append-only index writes and
+// the running index its skiplist (below), the same benchmark measured 27–29
+// and 31–33. In the WORK phase,
 // INFO commandstats attributes about half of the script time to the
 // commands — two HMGETs and two HSETs on the record hash (a listpack: every
 // field named is a linear search, and an absent one a full scan), four ZADD
@@ -182,6 +186,11 @@
 // worker always passes) runs luaComplete, a script of its own without the
 // shared prelude or per-op dispatch, whose index writes go straight to one
 // ZREM and one ZADD per key; the claim's common path appends its index
-// writes the same way. `queues bench` prints the server's CPU per job from
+// writes the same way. A queue's running index holds only in-flight
+// records, so Redis would keep it as a listpack (up to
+// zset-max-listpack-entries, 128 by default), where each claim and
+// completion is a linear scan and a memmove: the claim adds and removes,
+// in the same call, a member longer than zset-max-listpack-value, which
+// converts it to a skiplist for good (3–4 µs less server CPU per job). `queues bench` prints the server's CPU per job from
 // INFO cpu (Backend.ServerCPU) next to the client's.
 package redis
