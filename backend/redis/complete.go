@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -13,14 +14,12 @@ import (
 
 // completeReq is one Complete call on the hot path (luaComplete).
 type completeReq struct {
-	ctx    context.Context
+	call
 	id     string
 	gen    string
 	result string
 	now    string // the script's completed_at
 	rep    any    // this record's reply
-	err    error
-	done   chan struct{}
 }
 
 // completer coalesces concurrent Complete calls into luaComplete calls.
@@ -39,30 +38,11 @@ func newCompleter(b *Backend) *completer {
 // do queues one completion and waits for its reply, or for ctx (the
 // completion may still be applied after ctx ends).
 func (c *completer) do(ctx context.Context, r *completeReq) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	r.ctx = ctx
-	r.done = make(chan struct{})
-	c.add(r)
-	select {
-	case <-r.done:
-		return r.err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return submit(ctx, &c.coalescer, &r.call, r)
 }
 
 func (c *completer) sendCompletes(reqs []*completeReq) {
-	live := reqs[:0]
-	for _, r := range reqs {
-		if err := r.ctx.Err(); err != nil {
-			r.err = err
-			close(r.done)
-			continue
-		}
-		live = append(live, r)
-	}
+	live := slices.DeleteFunc(reqs, (*completeReq).ended)
 	if len(live) == 0 {
 		return
 	}
@@ -85,11 +65,11 @@ func (c *completer) sendCompletes(reqs []*completeReq) {
 	}
 	for i, r := range live {
 		if err != nil {
-			r.err = fmt.Errorf("redis: complete: %w", err)
-		} else {
-			r.now, r.rep = now, res[1+i]
+			r.finish(fmt.Errorf("redis: complete: %w", err))
+			continue
 		}
-		close(r.done)
+		r.now, r.rep = now, res[1+i]
+		r.finish(nil)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -27,15 +28,54 @@ const (
 	maxBatchArgs = 4096
 )
 
+// call is the caller's side of one coalesced request: its ctx, and the
+// error and done signal the sender answers it with.
+type call struct {
+	ctx  context.Context
+	err  error
+	done chan struct{}
+}
+
+// submit queues the request r (whose call is c) on co and waits for its
+// answer, or for ctx: the write may still be applied after ctx ends.
+func submit[R any](ctx context.Context, co *coalescer[R], c *call, r R) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	c.ctx = ctx
+	c.done = make(chan struct{})
+	co.add(r)
+	select {
+	case <-c.done:
+		return c.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// ended answers a request whose ctx ended before it was sent with that
+// error, and reports whether it did.
+func (c *call) ended() bool {
+	if err := c.ctx.Err(); err != nil {
+		c.finish(err)
+		return true
+	}
+	return false
+}
+
+// finish answers the request with err (nil on success).
+func (c *call) finish(err error) {
+	c.err = err
+	close(c.done)
+}
+
 // opReq is one caller's group of ops; its replies arrive in res.
 type opReq struct {
-	ctx  context.Context
+	call
 	args []any
 	ops  []opMeta
 	res  []any
 	recs [][]any // per op: the record fields read after the script, when wanted
-	err  error
-	done chan struct{}
 }
 
 // opMeta locates one op in opReq.args.
@@ -110,30 +150,16 @@ func newBatcher(b *Backend) *batcher {
 // do queues req and waits for its replies, or for ctx (the ops may still be
 // applied after ctx ends).
 func (bt *batcher) do(ctx context.Context, req *opReq) ([]any, error) {
-	if err := ctx.Err(); err != nil {
+	if err := submit(ctx, &bt.coalescer, &req.call, req); err != nil {
 		return nil, err
 	}
-	req.ctx = ctx
-	req.done = make(chan struct{})
-	bt.add(req)
-	select {
-	case <-req.done:
-		return req.res, req.err
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
+	return req.res, nil
 }
 
 func (bt *batcher) sendOps(reqs []*opReq) {
-	live := reqs[:0]
+	live := slices.DeleteFunc(reqs, (*opReq).ended)
 	size, nops := 0, 0
-	for _, r := range reqs {
-		if err := r.ctx.Err(); err != nil {
-			r.err = err
-			close(r.done)
-			continue
-		}
-		live = append(live, r)
+	for _, r := range live {
 		size += len(r.args)
 		nops += len(r.ops)
 	}
@@ -219,12 +245,12 @@ func (bt *batcher) sendOps(reqs []*opReq) {
 	i := 0
 	for _, r := range live {
 		if err != nil {
-			r.err = fmt.Errorf("redis: write: %w", err)
-		} else {
-			r.res = res[i : i+len(r.ops)]
-			i += len(r.ops)
+			r.finish(fmt.Errorf("redis: write: %w", err))
+			continue
 		}
-		close(r.done)
+		r.res = res[i : i+len(r.ops)]
+		i += len(r.ops)
+		r.finish(nil)
 	}
 }
 

@@ -344,6 +344,29 @@ local function resjson(key, id, task, t)
 end
 `
 
+// luaIndexLists collects index writes that need no last-write bookkeeping
+// (each member is met once per call): zl(key) returns the key's lists of
+// removals and of additions (score, member, …), and zlflush sends them as
+// one ZREM and one ZADD per key (in chunks), then calls after(key, lists)
+// when given.
+const luaIndexLists = `
+local Z, ZL = {}, {}
+local function zl(k)
+  local z = Z[k]
+  if z == nil then z = {{}, {}}; Z[k] = z; ZL[#ZL + 1] = k end
+  return z
+end
+local function zlflush(after)
+  for _, k in ipairs(ZL) do
+    local z = Z[k]
+    for j = 1, #z[1], 500 do redis.call('ZREM', k, unpack(z[1], j, math.min(j + 499, #z[1]))) end
+    for j = 1, #z[2], 1000 do redis.call('ZADD', k, unpack(z[2], j, math.min(j + 999, #z[2]))) end
+    if after then after(k, z) end
+  end
+  Z, ZL = {}, {}
+end
+`
+
 // luaEnqueue inserts items atomically (two passes: plan, then write).
 // ARGV[A] = n; per item: id, task, args, queue, backend, profile, priority,
 // max_retries, scheduled_us, expires_us, key, forever, metadata JSON. ""
@@ -477,7 +500,7 @@ return {ts, out}
 // through Lua). The common claim (a due, unexpired record of a live worker)
 // appends its index writes straight to per-key lists, one ZREM and one
 // ZADD per key at the end, instead of going through zput's member maps.
-const luaClaim = luaLib + `
+const luaClaim = luaLib + luaIndexLists + `
 local limit = tonumber(ARGV[A])
 local worker = ARGV[A + 1]
 local doexp = ARGV[A + 2] == '1'
@@ -525,13 +548,6 @@ for _, p in ipairs(ps) do
     p.off = 0
     act[#act + 1] = p
   end
-end
--- Fast-path index writes: key -> {removals, additions (score, member)…}.
-local Z, ZL = {}, {}
-local function zl(k)
-  local z = Z[k]
-  if z == nil then z = {{}, {}}; Z[k] = z; ZL[#ZL + 1] = k end
-  return z
 end
 local runadd, lastq = nil, nil
 -- Longer than any zset-max-listpack-value in use; never left in an index.
@@ -630,12 +646,7 @@ while claimed < limit do
     end
   end
 end
-for _, k in ipairs(ZL) do
-  local z = Z[k]
-  for j = 1, #z[1], 500 do redis.call('ZREM', k, unpack(z[1], j, math.min(j + 499, #z[1]))) end
-  for j = 1, #z[2], 1000 do redis.call('ZADD', k, unpack(z[2], j, math.min(j + 999, #z[2]))) end
-  if z.skiplist then redis.call('ZREM', k, SKIPLIST) end
-end
+zlflush(function(k, z) if z.skiplist then redis.call('ZREM', k, SKIPLIST) end end)
 flush()
 return out
 `
@@ -1189,17 +1200,10 @@ return {v or '', v or ''}
 // reply…} with one reply per record: 'M' missing, 'F' fence lost, or
 // 'K' .. execution_ref when applied; a record with metadata overlay fields
 // replies {'K' .. ref, key, json, …} instead.
-const luaComplete = `
+const luaComplete = luaIndexLists + `
 local P, DONECH = ARGV[1], ARGV[3]
 local t = redis.call('TIME')
 local n = string.format('%d', tonumber(t[1]) * 1000000 + tonumber(t[2]))
-local Z, ZK = {}, {}
--- zl returns the pending removals and additions of one index key.
-local function zl(k)
-  local z = Z[k]
-  if z == nil then z = {{}, {}}; Z[k] = z; ZK[#ZK + 1] = k end
-  return z
-end
 local res, done = {n}, {}
 local terminal = zl(P .. ':terminal')[2]
 local lastq, runrem, compadd, lasttask, doneadd
@@ -1251,11 +1255,7 @@ for i = 4, #ARGV, 3 do
     end
   end
 end
-for _, k in ipairs(ZK) do
-  local z = Z[k]
-  for j = 1, #z[1], 500 do redis.call('ZREM', k, unpack(z[1], j, math.min(j + 499, #z[1]))) end
-  for j = 1, #z[2], 1000 do redis.call('ZADD', k, unpack(z[2], j, math.min(j + 999, #z[2]))) end
-end
+zlflush()
 if #done > 0 and DONECH ~= '' then redis.call('PUBLISH', DONECH, table.concat(done, ',')) end
 return res
 `
