@@ -155,9 +155,8 @@
 // 19–22 (the claim script plus the HGETALL read), complete 19–21. Before
 // Complete got its own script, the claim its append-only index writes and
 // the running index its skiplist (below), the same benchmark measured 27–29
-// and 31–33. In the WORK phase,
-// INFO commandstats attributes about half of the script time to the
-// commands — two HMGETs and two HSETs on the record hash (a listpack: every
+// and 31–33. In the WORK phase, INFO commandstats attributes about half of
+// the script time to the commands — two HMGETs and two HSETs on the record hash (a listpack: every
 // field named is a linear search, and an absent one a full scan), four ZADD
 // inserts and three ZREMs of index maintenance (the inserts into the
 // 100k-member completed, terminal and completed-by-task indexes are the
@@ -172,15 +171,16 @@
 // behind completion scripts on the server's one thread) and the server's
 // main thread is on CPU 73–78% of the time; but a second claim in flight
 // (two claim loops with reserved capacity), more completion flushers,
-// GOMAXPROCS=1, prefetch and returning the claimed records from the claim
-// script instead of a second round trip (+3–8 µs of server CPU per job) all
-// measured equal or worse. Experiments that drop index writes (incorrect,
-// for measurement only) show the lever that is left: without the
-// completed-by-task, completed-status and running indexes the same
-// benchmark runs 20–35% faster. Getting there correctly means a new key
-// layout: status counters instead of the completed status index, one
-// terminal index per task serving both cleanup and completed-by-task reads,
-// and a plain set for running records.
+// GOMAXPROCS=1 and returning the claimed records from the claim script
+// instead of a second round trip (+3–8 µs of server CPU per job) all
+// measured equal or worse, and prefetch gains 0–18%. Experiments that drop
+// index writes (incorrect, for measurement only) show the lever that is
+// left: the completed-by-task and terminal inserts cost about 3 µs per job
+// each, the completed-status insert about 1.5, and the running index cost
+// about 6 before it was kept a skiplist (below). Getting further correctly
+// means a new key layout: status counters instead of the completed status
+// index, and one terminal index per task serving both cleanup and
+// completed-by-task reads.
 //
 // The hot paths: Complete (with the claimed record at hand, which the
 // worker always passes) runs luaComplete, a script of its own without the
@@ -191,6 +191,7 @@
 // zset-max-listpack-entries, 128 by default), where each claim and
 // completion is a linear scan and a memmove: the claim adds and removes,
 // in the same call, a member longer than zset-max-listpack-value, which
-// converts it to a skiplist for good (3–4 µs less server CPU per job). `queues bench` prints the server's CPU per job from
-// INFO cpu (Backend.ServerCPU) next to the client's.
+// converts it to a skiplist for good (3–4 µs less server CPU per job).
+// `queues bench` prints the server's CPU per job from INFO cpu
+// (Backend.ServerCPU) next to the client's.
 package redis
