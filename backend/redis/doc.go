@@ -146,7 +146,11 @@
 // about two thirds of Asynq's CPU (67–80 µs against 104–126, server plus
 // client), but most of it on the server's single thread, which is what
 // bounds the rate: Asynq spreads its cost over the client, whose work runs
-// on both cores. The machine's speed moved by a third within the hour (an
+// on both cores. Asynq's default also deletes a task's data once it
+// succeeds, while queues keeps every record (and its indexes) until terminal
+// retention; the harness's -retention 24h keeps Asynq's too, which cost it
+// 3–5% (13,151 → 12,804 and 15,075 → 14,305 jobs/s in two pairs). The
+// machine's speed moved by a third within the hour (an
 // earlier set of the same build's predecessor measured Asynq at 11.1–11.5k
 // with 58–61 + 78–81 µs per job), so compare within a set.
 //
