@@ -103,6 +103,9 @@ end
 
 local WAKE = false
 local DONE = {}
+-- DONETASKS collects task names given completed records in this call; flush
+-- registers them in <p>:donetasks, which cleanup walks.
+local DONETASKS = {}
 -- load reads a record into a table; a stored "" is null (hot paths clear
 -- fields by writing "" in the same HSET instead of a separate HDEL).
 local function load(id)
@@ -163,9 +166,13 @@ local function members(r)
   if isopen(s) and r.execution_ref == nil and r.expires_at ~= nil then
     m[key('expiry', pt)] = {tonumber(r.expires_at), cid}
   end
-  if isterm(s) then
+  if s == 'completed' then
+    -- Completed records are indexed by task only; cleanup walks those
+    -- indexes too, so one insert per completion serves both.
+    m[key('done', r.task_name)] = {tonumber(r.completed_at), id}
+    DONETASKS[r.task_name] = true
+  elseif isterm(s) then
     m[P .. ':terminal'] = {tonumber(r.completed_at), id}
-    if s == 'completed' then m[key('done', r.task_name)] = {tonumber(r.completed_at), id} end
   elseif r.execution_ref ~= nil then
     m[P .. ':external'] = {tonumber(r.started_at or r.created_at), id}
   end
@@ -299,6 +306,7 @@ local function consumed(r)
 end
 local function flush()
   zflush()
+  for t in pairs(DONETASKS) do redis.call('SADD', P .. ':donetasks', t) end
   if WAKE and WAKECH ~= '' then redis.call('PUBLISH', WAKECH, '{"event":"task_available"}') end
   if #DONE > 0 and DONECH ~= '' then redis.call('PUBLISH', DONECH, table.concat(DONE, ',')) end
 end
@@ -678,8 +686,8 @@ OPS.complete = function(id, g, inline)
   local cid = c .. id
   zput(idxk('running', q), cid, false)
   zput(idxk('completed', q), cid, 0)
-  zput(P .. ':terminal', id, n)
   zput(key('done', f[5]), id, n)
+  DONETASKS[f[5]] = true
   if f[6] then zput(P .. ':external', id, false) end
   local res = ''
   if g[2] == '1' then res = g[3] end
@@ -1010,23 +1018,48 @@ end
 return out
 `
 
-// luaCleanup deletes up to limit terminal records completed before a time.
-// ARGV[A…]: before_us, limit.
+// luaCleanup deletes up to limit terminal records completed before a time,
+// oldest completed_at (then ID) first. ARGV[A…]: before_us, limit.
+// Candidates come from <p>:terminal (failed, cancelled and expired records,
+// and completed ones written by layout 1) and from the completed index of
+// every task in <p>:donetasks, up to limit from each.
 const luaCleanup = luaLib + `
-local ids = redis.call('ZRANGEBYSCORE', P .. ':terminal', '-inf', '(' .. ARGV[A], 'LIMIT', 0, tonumber(ARGV[A + 1]))
+local before = '(' .. ARGV[A]
+local limit = tonumber(ARGV[A + 1])
+local cands = {}
+local function collect(k)
+  local a = redis.call('ZRANGEBYSCORE', k, '-inf', before, 'WITHSCORES', 'LIMIT', 0, limit)
+  for i = 1, #a, 2 do cands[#cands + 1] = {tonumber(a[i + 1]), a[i], k} end
+end
+collect(P .. ':terminal')
+local tasks = redis.call('SMEMBERS', P .. ':donetasks')
+for _, t in ipairs(tasks) do collect(key('done', t)) end
+table.sort(cands, function(x, y)
+  if x[1] ~= y[1] then return x[1] < y[1] end
+  return bless(x[2], y[2])
+end)
 local n = 0
-for _, id in ipairs(ids) do
+for _, c in ipairs(cands) do
+  if n >= limit then break end
+  local id = c[2]
+  -- A record met twice (a layout-1 completed record, in both indexes) is
+  -- gone the second time: only its entry is dropped.
   local r = load(id)
   if r ~= nil and isterm(r.status) then
     reindex(members(r), {})
+    -- Layout 1 indexed completed records in <p>:terminal too.
+    zput(P .. ':terminal', id, false)
     if r.key ~= nil and redis.call('HGET', P .. ':keys', r.key) == id then redis.call('HDEL', P .. ':keys', r.key) end
     redis.call('DEL', tkey(id))
     n = n + 1
   else
-    redis.call('ZREM', P .. ':terminal', id)
+    zput(c[3], id, false)
   end
 end
 zflush()
+for _, t in ipairs(tasks) do
+  if redis.call('EXISTS', key('done', t)) == 0 then redis.call('SREM', P .. ':donetasks', t) end
+end
 return n
 `
 
@@ -1204,8 +1237,7 @@ const luaComplete = luaIndexLists + `
 local P, DONECH = ARGV[1], ARGV[3]
 local t = redis.call('TIME')
 local n = string.format('%d', tonumber(t[1]) * 1000000 + tonumber(t[2]))
-local res, done = {n}, {}
-local terminal = zl(P .. ':terminal')[2]
+local res, done, tasks = {n}, {}, {}
 local lastq, runrem, compadd, lasttask, doneadd
 for i = 4, #ARGV, 3 do
   local id = ARGV[i]
@@ -1224,6 +1256,7 @@ for i = 4, #ARGV, 3 do
     if f[5] ~= lasttask then
       lasttask = f[5]
       doneadd = zl(P .. ':done:' .. lasttask)[2]
+      tasks[lasttask] = true
     end
     local c = f[4]
     if #c ~= 16 then c = string.format('%016d', tonumber(c)) end
@@ -1231,8 +1264,6 @@ for i = 4, #ARGV, 3 do
     runrem[#runrem + 1] = cid
     compadd[#compadd + 1] = '0'
     compadd[#compadd + 1] = cid
-    terminal[#terminal + 1] = n
-    terminal[#terminal + 1] = id
     doneadd[#doneadd + 1] = n
     doneadd[#doneadd + 1] = id
     local ref = f[6] or ''
@@ -1256,6 +1287,7 @@ for i = 4, #ARGV, 3 do
   end
 end
 zlflush()
+for t in pairs(tasks) do redis.call('SADD', P .. ':donetasks', t) end
 if #done > 0 and DONECH ~= '' then redis.call('PUBLISH', DONECH, table.concat(done, ',')) end
 return res
 `

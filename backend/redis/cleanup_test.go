@@ -1,0 +1,101 @@
+package redis
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/queuesgo/queues"
+	goredis "github.com/redis/go-redis/v9"
+)
+
+// Completed records are indexed by task only (<p>:done:<task>, registered
+// in <p>:donetasks); <p>:terminal holds the other terminal statuses.
+// Records completed by a layout-1 build are in <p>:terminal as well, so
+// cleanup must delete such a record once, drop both entries, and forget a
+// task whose completed index it emptied.
+func TestCleanupCompletedIndexes(t *testing.T) {
+	b := newTestBackend(t, Options{})
+	ctx := t.Context()
+	enq := func(task string) *queues.Record {
+		t.Helper()
+		out, err := b.Enqueue(ctx, []queues.EnqueueParams{{TaskName: task, Args: json.RawMessage(`{}`), Queue: "q", ExecutionBackend: "local"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out[0].Record
+	}
+	complete := func(rec *queues.Record, claimed bool) {
+		t.Helper()
+		res, err := b.ClaimByID(ctx, queues.ClaimByIDParams{ID: rec.ID, WorkerID: "w"})
+		if err != nil || len(res.Claimed) != 1 {
+			t.Fatalf("ClaimByID: %v %+v", err, res)
+		}
+		p := queues.CompleteParams{ID: rec.ID, ExpectedRetryCount: 0}
+		if claimed {
+			p.Claimed = res.Claimed[0] // the hot path (luaComplete)
+		}
+		if _, err := b.Complete(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hot, ops, old := enq("a"), enq("b"), enq("c")
+	complete(hot, true)
+	complete(ops, false)
+	complete(old, true)
+	failed := enq("a")
+	if _, err := b.ClaimByID(ctx, queues.ClaimByIDParams{ID: failed.ID, WorkerID: "w"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Fail(ctx, queues.FailParams{ID: failed.ID, Error: "boom"}); err != nil {
+		t.Fatal(err)
+	}
+	// What a layout-1 build wrote for old: a <p>:terminal entry as well.
+	stored, err := b.GetTask(ctx, old.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.ZAdd(ctx, b.prefix+":terminal", goredis.Z{Score: float64(stored.CompletedAt.UnixMicro()), Member: old.ID.String()}).Err(); err != nil {
+		t.Fatal(err)
+	}
+
+	terminal, err := admin.ZRange(ctx, b.prefix+":terminal", 0, -1).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(terminal) != 2 {
+		t.Fatalf("<p>:terminal = %q, want the failed record and the layout-1 entry", terminal)
+	}
+	tasks, err := admin.SMembers(ctx, b.prefix+":donetasks").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tasks) != 3 {
+		t.Fatalf("<p>:donetasks = %q, want a, b and c", tasks)
+	}
+	for _, task := range []string{"a", "b", "c"} {
+		if n, _ := admin.ZCard(ctx, b.prefix+":done:"+task).Result(); n != 1 {
+			t.Fatalf("<p>:done:%s holds %d, want 1", task, n)
+		}
+	}
+
+	n, err := b.CleanupTerminal(ctx, time.Now().Add(time.Hour), 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 4 {
+		t.Fatalf("CleanupTerminal deleted %d, want 4 (three completed, one failed; the doubly indexed one once)", n)
+	}
+	for _, k := range []string{":terminal", ":donetasks", ":done:a", ":done:b", ":done:c"} {
+		if exists, _ := admin.Exists(ctx, b.prefix+k).Result(); exists != 0 {
+			t.Errorf("%s still exists after cleanup", k)
+		}
+	}
+	st, err := b.Statistics(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Completed+st.Failed != 0 {
+		t.Errorf("statistics after cleanup: %+v", st)
+	}
+}
