@@ -168,6 +168,9 @@ func (b *Backend) ExpireOverdue(ctx context.Context, limit int) ([]*queues.Recor
 // CleanupTerminal deletes up to limit (≤ 0 means 100) terminal records whose
 // completed_at is before before, oldest completed_at (then id) first, and
 // returns how many it deleted. Identity reservations are never deleted.
+// Completed records are indexed per task, so one call reads up to limit
+// entries from <p>:terminal and from each task's completed index: its cost
+// grows with the number of task names that have completed records.
 func (b *Backend) CleanupTerminal(ctx context.Context, before time.Time, limit int) (int, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
