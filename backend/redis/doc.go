@@ -139,16 +139,16 @@
 //	cd bench/peers/asynq && go run .
 //
 //	                         queues                   queues --prefetch 100    Asynq v0.26.0
-//	processed jobs/s         16,074 / 18,319 / 16,958 18,892 / 18,650 / 19,362 12,736 / 14,913 / 13,597
-//	idle latency p50         0.47 / 0.38 / 0.34 ms    0.42 / 0.41 / 0.57 ms    1006 / 932 / 986 ms
-//	server CPU µs/job        49 / 42 / 45             40 / 41 / 39             54 / 44 / 50
-//	client CPU µs/job        32 / 28 / 30             28 / 28 / 27             72 / 60 / 67
+//	processed jobs/s         19,237 / 18,478 / 17,681 20,931 / 18,731 / 18,072 14,328 / 13,328 / 12,521
+//	idle latency p50         0.49 / 0.43 / 0.36 ms    0.43 / 0.37 / 0.50 ms    889 / 933 / 1029 ms
+//	server CPU µs/job        41 / 42 / 44             35 / 40 / 39             46 / 48 / 56
+//	client CPU µs/job        27 / 29 / 29             26 / 30 / 30             62 / 67 / 73
 //
-// That is 1.25–1.5x Asynq's processed jobs/s, not the 2x the project aims
+// That is 1.34–1.46x Asynq's processed jobs/s, not the 2x the project aims
 // for. The idle enqueue-to-start latency is under a millisecond (the wakeup
 // hint) against Asynq's one-second empty-queue poll. Per job, queues uses
-// about two thirds of Asynq's CPU (67–80 µs against 104–126, server plus
-// client), but most of it on the server's single thread, which is what
+// about 60% of Asynq's CPU (61–73 µs against 108–129, server plus client),
+// but most of it on the server's single thread, which is what
 // bounds the rate: Asynq spreads its cost over the client, whose work runs
 // on both cores. Asynq's default also deletes a task's data once it
 // succeeds, while queues keeps every record (and its indexes) until terminal
