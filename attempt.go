@@ -10,7 +10,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/queuesgo/queues/driver"
 	"github.com/queuesgo/queues/events"
+	"github.com/queuesgo/queues/queuestype"
 )
 
 // attemptEnv is what the runner (a worker, or inline immediate execution)
@@ -29,7 +31,7 @@ type attemptEnv struct {
 func (s *Service) newAttempt(parent context.Context, rec *Record, workerID string) *attempt {
 	a := &attempt{svc: s, rec: rec, workerID: workerID, bodyDone: make(chan struct{})}
 	ctx := context.WithValue(parent, attemptKey{}, a)
-	if cid, ok := rec.Metadata[MetaCorrelationID].(string); ok && cid != "" {
+	if cid, ok := rec.Metadata[queuestype.MetaCorrelationID].(string); ok && cid != "" {
 		ctx = WithCorrelationID(ctx, cid)
 	}
 	a.ctx, a.cancel = context.WithCancelCause(ctx)
@@ -68,7 +70,7 @@ func (s *Service) runAttempt(a *attempt, env attemptEnv) {
 		return
 	}
 	timeout := e.opts.Timeout
-	if v, ok := metaFloat(rec.Metadata, MetaTimeout); ok && v > 0 {
+	if v, ok := metaFloat(rec.Metadata, queuestype.MetaTimeout); ok && v > 0 {
 		timeout = secondsToDuration(v)
 	}
 	runCtx, cancelTimeout := a.ctx, context.CancelFunc(func() {})
@@ -215,7 +217,7 @@ func (s *Service) complete(ctx context.Context, a *attempt, value any) {
 	}
 	// Only a completed event needs the settled record; without events the
 	// backend may skip returning it.
-	done, err := s.backend.Complete(ctx, CompleteParams{ID: a.rec.ID, Result: result, ExpectedRetryCount: a.rec.RetryCount,
+	done, err := s.backend.Complete(ctx, driver.CompleteParams{ID: a.rec.ID, Result: result, ExpectedRetryCount: a.rec.RetryCount,
 		Claimed: a.rec, NoRecord: !s.pub.enabled})
 	if err != nil {
 		s.settleError(ctx, a, "complete", err)
@@ -225,7 +227,7 @@ func (s *Service) complete(ctx context.Context, a *attempt, value any) {
 		s.lifecycle(ctx, events.TypeCompleted, done, a.workerID, "", statusPayload(done), a.nextSeq())
 	}
 	// Logging options are fixed at enqueue: the claimed record has them.
-	if logSuccess, _ := metaBool(a.rec.Metadata, MetaLogSuccess); logSuccess {
+	if logSuccess, _ := metaBool(a.rec.Metadata, queuestype.MetaLogSuccess); logSuccess {
 		level := slogLevel(a.rec.Metadata)
 		s.logger.Log(ctx, level, "Queue task completed", "task_id", a.rec.ID, "task_name", a.rec.TaskName,
 			"queue", a.rec.Queue, "worker_id", a.workerID, "attempt", a.rec.RetryCount+1)
@@ -233,7 +235,7 @@ func (s *Service) complete(ctx context.Context, a *attempt, value any) {
 }
 
 func slogLevel(md map[string]any) slog.Level {
-	switch md[MetaLogLevel] {
+	switch md[queuestype.MetaLogLevel] {
 	case "debug":
 		return slog.LevelDebug
 	case "warning":
@@ -246,7 +248,7 @@ func slogLevel(md map[string]any) slog.Level {
 
 func (s *Service) cancelSelf(ctx context.Context, a *attempt, reason string) {
 	gen := a.rec.RetryCount
-	rec, err := s.backend.Cancel(ctx, CancelParams{ID: a.rec.ID, IncludeRunning: true, ExpectedRetryCount: &gen})
+	rec, err := s.backend.Cancel(ctx, driver.CancelParams{ID: a.rec.ID, IncludeRunning: true, ExpectedRetryCount: &gen})
 	if err != nil {
 		s.settleError(ctx, a, "cancel", err)
 		return
@@ -272,7 +274,7 @@ func (s *Service) fail(ctx context.Context, a *attempt, err error, retry bool) {
 	msg := s.errorText(err, a.rec)
 	var delay time.Duration
 	if retry {
-		delay = BackoffFromMetadata(a.rec.Metadata).Delay(a.rec.AttemptsConsumed())
+		delay = queuestype.BackoffFromMetadata(a.rec.Metadata).Delay(a.rec.AttemptsConsumed())
 	}
 	stored := delay
 	if a.inline {
@@ -280,7 +282,7 @@ func (s *Service) fail(ctx context.Context, a *attempt, err error, retry bool) {
 		// computed delay is reported, not waited.
 		stored = 0
 	}
-	rec, ferr := s.backend.Fail(ctx, FailParams{ID: a.rec.ID, Error: msg, Retry: retry, ExpectedRetryCount: a.rec.RetryCount, RetryDelay: stored})
+	rec, ferr := s.backend.Fail(ctx, driver.FailParams{ID: a.rec.ID, Error: msg, Retry: retry, ExpectedRetryCount: a.rec.RetryCount, RetryDelay: stored})
 	if ferr != nil {
 		s.settleError(ctx, a, "fail", ferr)
 		return
@@ -346,7 +348,7 @@ func (s *Service) settleShutdown(ctx context.Context, a *attempt, abandoned bool
 		if a.callerErr != nil {
 			msg = "inline execution interrupted: " + a.callerErr.Error()
 		}
-		rec, err := s.backend.Fail(ctx, FailParams{ID: a.rec.ID, Error: msg, Retry: false, ExpectedRetryCount: a.rec.RetryCount})
+		rec, err := s.backend.Fail(ctx, driver.FailParams{ID: a.rec.ID, Error: msg, Retry: false, ExpectedRetryCount: a.rec.RetryCount})
 		if err != nil {
 			s.settleError(ctx, a, "fail", err)
 			return
@@ -355,19 +357,19 @@ func (s *Service) settleShutdown(ctx context.Context, a *attempt, abandoned bool
 		return
 	}
 	requeue := env.requeueOnShutdown
-	if v, ok := metaBool(a.rec.Metadata, MetaRequeueOnShutdown); ok {
+	if v, ok := metaBool(a.rec.Metadata, queuestype.MetaRequeueOnShutdown); ok {
 		requeue = v
 	}
 	if !requeue || abandoned {
 		// Stale recovery takes a null heartbeat at once.
-		if err := s.backend.NullHeartbeats(ctx, []Fence{a.fence()}); err != nil {
+		if err := s.backend.NullHeartbeats(ctx, []queuestype.Fence{a.fence()}); err != nil {
 			s.logger.Error("Queue heartbeat clear after shutdown failed", "task_id", a.rec.ID, "error", err)
 		}
 		return
 	}
 	if a.rec.Interruptions() >= env.maxInterruptions {
 		const msg = "Interrupted during shutdown"
-		rec, err := s.backend.Fail(ctx, FailParams{ID: a.rec.ID, Error: msg, Retry: true, ExpectedRetryCount: a.rec.RetryCount})
+		rec, err := s.backend.Fail(ctx, driver.FailParams{ID: a.rec.ID, Error: msg, Retry: true, ExpectedRetryCount: a.rec.RetryCount})
 		if err != nil {
 			s.settleError(ctx, a, "fail", err)
 			return
@@ -376,7 +378,7 @@ func (s *Service) settleShutdown(ctx context.Context, a *attempt, abandoned bool
 		s.publishFailed(ctx, a, rec, msg, 0)
 		return
 	}
-	rec, err := s.backend.Interrupt(ctx, InterruptParams{ID: a.rec.ID, ExpectedRetryCount: a.rec.RetryCount, WorkerID: a.workerID})
+	rec, err := s.backend.Interrupt(ctx, driver.InterruptParams{ID: a.rec.ID, ExpectedRetryCount: a.rec.RetryCount, WorkerID: a.workerID})
 	if err != nil {
 		if errors.Is(err, ErrFenceLost) {
 			s.claimLost(ctx, a, "interrupt")
@@ -400,7 +402,7 @@ func (s *Service) runImmediate(ctx context.Context, rec *Record) (*Record, error
 	env := attemptEnv{workerID: s.cfg.Worker.ID, finalCancel: s.cfg.Worker.FinalCancelTimeout, maxInterruptions: s.cfg.Worker.MaxInterruptions}
 	for {
 		gen := rec.RetryCount
-		res, err := s.backend.ClaimByID(ctx, ClaimByIDParams{ID: rec.ID, WorkerID: env.workerID, ExpectedRetryCount: &gen})
+		res, err := s.backend.ClaimByID(ctx, driver.ClaimByIDParams{ID: rec.ID, WorkerID: env.workerID, ExpectedRetryCount: &gen})
 		if err != nil {
 			return rec, fmt.Errorf("immediate claim: %w", err)
 		}

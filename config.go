@@ -8,13 +8,16 @@ import (
 	"regexp"
 	"time"
 
+	"github.com/queuesgo/queues/queuestype"
+
+	"github.com/queuesgo/queues/driver"
 	"github.com/queuesgo/queues/events"
 )
 
 // Built-in execution backends.
 const (
 	// ExecutionLocal runs attempts as goroutines inside a worker (the default).
-	ExecutionLocal = "local"
+	ExecutionLocal = queuestype.ExecutionLocal
 	// ExecutionImmediate runs an attempt inline inside Enqueue, for tests and scripts.
 	ExecutionImmediate = "immediate"
 )
@@ -37,7 +40,7 @@ type Config struct {
 	// Namespace roots channel names, lock names and system task names: "" → "queues".
 	Namespace string
 	// Backend stores the records (required): memory.New(...), sqlite.Open(...), ...
-	Backend Backend
+	Backend driver.Backend
 	// Registry holds the tasks; nil → an empty registry.
 	Registry *Registry
 	// ExecutionBackend is the default for new records and the records a worker
@@ -288,7 +291,7 @@ func contains[T comparable](xs []T, x T) bool {
 var namespacePattern = regexp.MustCompile(`^[a-z][a-z0-9]*(?:_[a-z0-9]+)*$`)
 
 // DefaultNamespace roots names when Config.Namespace is empty.
-const DefaultNamespace = "queues"
+const DefaultNamespace = queuestype.DefaultNamespace
 
 func (c Config) withDefaults() (Config, error) {
 	if c.Namespace == "" {

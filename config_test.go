@@ -5,11 +5,13 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/queuesgo/queues/driver"
 )
 
 type ctxT = context.Context
 
-type nopBackend struct{ Backend }
+type nopBackend struct{ driver.Backend }
 
 func TestConfigValidation(t *testing.T) {
 	b := nopBackend{}

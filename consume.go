@@ -7,7 +7,9 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/queuesgo/queues/driver"
 	"github.com/queuesgo/queues/events"
+	"github.com/queuesgo/queues/queuestype"
 )
 
 // ExitCode is the process exit code of a one-shot consumer (`queues
@@ -91,7 +93,7 @@ func (s *Service) ConsumeOne(ctx context.Context, id uuid.UUID, opts ConsumeOpti
 	}
 	s.runAttempt(a, env)
 	// Whatever happened, leave no heartbeat behind for this generation.
-	_ = s.backend.NullHeartbeats(context.WithoutCancel(ctx), []Fence{a.fence()})
+	_ = s.backend.NullHeartbeats(context.WithoutCancel(ctx), []queuestype.Fence{a.fence()})
 	if lost {
 		return ExitClaimLost, ErrClaimLost
 	}
@@ -119,7 +121,7 @@ func (s *Service) ConsumeOne(ctx context.Context, id uuid.UUID, opts ConsumeOpti
 func (s *Service) claimForConsume(ctx context.Context, id uuid.UUID, workerID string, opts ConsumeOptions) (*Record, ExitCode, error) {
 	deadline := time.Now().Add(firstNonZero(opts.MarkerWait, 10*time.Second))
 	for {
-		res, err := s.backend.ClaimByID(ctx, ClaimByIDParams{ID: id, WorkerID: workerID,
+		res, err := s.backend.ClaimByID(ctx, driver.ClaimByIDParams{ID: id, WorkerID: workerID,
 			ExpectedRetryCount: opts.ExpectedRetryCount, ExpectedRef: opts.ExpectedRef})
 		if err != nil && !errors.Is(err, ErrFenceLost) {
 			return nil, ExitConfigError, fmt.Errorf("claim task %s: %w", id, err)
@@ -135,7 +137,7 @@ func (s *Service) claimForConsume(ctx context.Context, id uuid.UUID, workerID st
 		if err != nil {
 			return nil, ExitMissingRecord, err
 		}
-		if IsDispatchMarker(cur.ExecutionRef) && !cur.IsTerminal() && time.Now().Before(deadline) {
+		if driver.IsDispatchMarker(cur.ExecutionRef) && !cur.IsTerminal() && time.Now().Before(deadline) {
 			t := time.NewTimer(200 * time.Millisecond)
 			select {
 			case <-ctx.Done():
@@ -170,12 +172,12 @@ func (s *Service) oneShotHeartbeats(a *attempt, interval time.Duration, stop <-c
 		case <-t.C:
 		}
 		gen := a.rec.RetryCount
-		touch := HeartbeatTouch{ID: a.rec.ID, ExpectedRetryCount: &gen}
+		touch := driver.HeartbeatTouch{ID: a.rec.ID, ExpectedRetryCount: &gen}
 		beat := a.beat.Load()
 		if beat != nil {
-			touch.MetadataPatch = map[string]any{MetaProgressDetail: *beat}
+			touch.MetadataPatch = map[string]any{queuestype.MetaProgressDetail: *beat}
 		}
-		res, err := s.backend.TouchHeartbeats(context.Background(), []HeartbeatTouch{touch})
+		res, err := s.backend.TouchHeartbeats(context.Background(), []driver.HeartbeatTouch{touch})
 		if err != nil {
 			s.logger.Warn("Queue heartbeat failed", "task_id", a.rec.ID, "error", err)
 			continue
@@ -196,7 +198,7 @@ func (s *Service) oneShotHeartbeats(a *attempt, interval time.Duration, stop <-c
 func (s *Service) failUnknownErr(a *attempt) error {
 	ctx := context.WithoutCancel(a.ctx)
 	msg := (&UnknownTaskError{Name: a.rec.TaskName}).Error()
-	rec, err := s.backend.Fail(ctx, FailParams{ID: a.rec.ID, Error: msg, Retry: false, ExpectedRetryCount: a.rec.RetryCount})
+	rec, err := s.backend.Fail(ctx, driver.FailParams{ID: a.rec.ID, Error: msg, Retry: false, ExpectedRetryCount: a.rec.RetryCount})
 	if err != nil {
 		s.settleError(ctx, a, "unknown_task", err)
 		return err

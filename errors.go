@@ -6,22 +6,23 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/queuesgo/queues/queuestype"
 )
 
 // Sentinel errors. Check them with errors.Is; the typed errors below match the
 // sentinel of their family.
 var (
 	// ErrConfig reports invalid configuration or options.
-	ErrConfig = errors.New("queues: invalid configuration")
+	ErrConfig = queuestype.ErrConfig
 	// ErrUnknownTask reports a task name that is not registered.
 	ErrUnknownTask = errors.New("unknown queue task")
 	// ErrInvalidArgs reports arguments that do not encode or do not decode into the task's type.
 	ErrInvalidArgs = errors.New("invalid task arguments")
 	// ErrTaskNotFound reports a record that does not exist.
-	ErrTaskNotFound = errors.New("task not found")
+	ErrTaskNotFound = queuestype.ErrTaskNotFound
 	// ErrFenceLost reports a compare-and-set that did not apply: the record is
 	// not in the expected state or generation.
-	ErrFenceLost = errors.New("queues: fence lost")
+	ErrFenceLost = queuestype.ErrFenceLost
 	// ErrNonRetryable marks an error that fails the attempt terminally.
 	ErrNonRetryable = errors.New("non-retryable")
 	// ErrCancelled is the cause of a durable cancellation, and what Cancelled returns.
@@ -37,9 +38,9 @@ var (
 	// ErrIdentityTooLarge is matched by *IdentityTooLargeError.
 	ErrIdentityTooLarge = errors.New("queues: identity arguments too large")
 	// ErrIdentityConflict reports a forever key held by an active non-forever record.
-	ErrIdentityConflict = errors.New("queues: identity key held by a non-forever record")
+	ErrIdentityConflict = queuestype.ErrIdentityConflict
 	// ErrUnsupported reports that the backend lacks a needed capability.
-	ErrUnsupported = errors.New("queues: unsupported by backend")
+	ErrUnsupported = queuestype.ErrUnsupported
 	// ErrNoTaskContext reports a task helper called outside an attempt.
 	ErrNoTaskContext = errors.New("queues: no task attempt in context")
 	// ErrEscalated reports that a worker stop needed cancellation or was forced.
@@ -47,24 +48,11 @@ var (
 	// ErrDispatch reports a failed external dispatch; see *DispatchError.
 	ErrDispatch = errors.New("queues: external dispatch failed")
 	// ErrClosed reports use of a service that is not started or already closed.
-	ErrClosed = errors.New("queues: service not running")
+	ErrClosed = queuestype.ErrClosed
 )
 
-// ConfigError is an invalid configuration value. It matches ErrConfig.
-type ConfigError struct {
-	Field   string
-	Problem string
-}
-
-func (e *ConfigError) Error() string {
-	if e.Field == "" {
-		return "queues: invalid configuration: " + e.Problem
-	}
-	return fmt.Sprintf("queues: invalid configuration: %s: %s", e.Field, e.Problem)
-}
-
-// Is makes errors.Is(err, ErrConfig) true.
-func (e *ConfigError) Is(target error) bool { return target == ErrConfig }
+// ConfigError is an invalid configuration or input value. It matches ErrConfig.
+type ConfigError = queuestype.ConfigError
 
 func configErr(field, format string, args ...any) error {
 	return &ConfigError{Field: field, Problem: fmt.Sprintf(format, args...)}

@@ -11,7 +11,9 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/queuesgo/queues/driver"
 	"github.com/queuesgo/queues/events"
+	"github.com/queuesgo/queues/queuestype"
 )
 
 // ExecutionBackend is where tasks run (SPEC §13). "local" and "immediate" are
@@ -200,7 +202,7 @@ const DispatchMarkerLease = 15 * time.Minute
 // "__queues_dispatching__:<unix-deadline>:<uuid4>"; ok is false when ref is
 // not a well-formed marker.
 func DispatchMarkerDeadline(ref string) (deadline time.Time, ok bool) {
-	rest, found := strings.CutPrefix(ref, DispatchMarkerPrefix)
+	rest, found := strings.CutPrefix(ref, driver.DispatchMarkerPrefix)
 	if !found {
 		return time.Time{}, false
 	}
@@ -264,7 +266,7 @@ func (s *Service) PublishExecutionWarning(ctx context.Context, rec *Record, phas
 // A fence that no longer holds means someone else settled or re-dispatched
 // the record: the current record is returned and nothing is written.
 func (s *Service) ApplyProbe(ctx context.Context, rec *Record, p Probe) (*Record, error) {
-	if rec.ExecutionRef == "" || IsDispatchMarker(rec.ExecutionRef) || rec.IsTerminal() {
+	if rec.ExecutionRef == "" || driver.IsDispatchMarker(rec.ExecutionRef) || rec.IsTerminal() {
 		return rec, nil
 	}
 	ctx = context.WithoutCancel(ctx)
@@ -284,14 +286,14 @@ func (s *Service) ApplyProbe(ctx context.Context, rec *Record, p Probe) (*Record
 		if len(result) == 0 {
 			result, _ = json.Marshal(map[string]any{"execution_ref": ref, "status": "succeeded"})
 		}
-		out, err = s.backend.Complete(ctx, CompleteParams{ID: rec.ID, Result: result, ExpectedRetryCount: gen})
+		out, err = s.backend.Complete(ctx, driver.CompleteParams{ID: rec.ID, Result: result, ExpectedRetryCount: gen})
 		if err == nil {
 			s.lifecycle(ctx, events.TypeCompleted, out, rec.WorkerID, "", statusPayload(out), nil)
 			s.logger.Info("Queue task completed by external reconcile", "task_id", out.ID, "task_name", out.TaskName,
 				"queue", out.Queue, "execution_ref", ref, "detail", p.Detail)
 		}
 	case ProbeCancelled:
-		out, err = s.backend.Cancel(ctx, CancelParams{ID: rec.ID, IncludeRunning: true, ExpectedRetryCount: &gen})
+		out, err = s.backend.Cancel(ctx, driver.CancelParams{ID: rec.ID, IncludeRunning: true, ExpectedRetryCount: &gen})
 		if err == nil {
 			s.afterCancel(ctx, out, true, fmt.Sprintf("external execution %s cancelled", ref), rec.WorkerID, nil)
 		}
@@ -301,8 +303,8 @@ func (s *Service) ApplyProbe(ctx context.Context, rec *Record, p Probe) (*Record
 			what = "not found"
 		}
 		msg := fmt.Sprintf("external execution %s %s", ref, what)
-		delay := BackoffFromMetadata(rec.Metadata).Delay(rec.AttemptsConsumed())
-		out, err = s.backend.Fail(ctx, FailParams{ID: rec.ID, Error: msg, Retry: true, ExpectedRetryCount: gen,
+		delay := queuestype.BackoffFromMetadata(rec.Metadata).Delay(rec.AttemptsConsumed())
+		out, err = s.backend.Fail(ctx, driver.FailParams{ID: rec.ID, Error: msg, Retry: true, ExpectedRetryCount: gen,
 			ExpectedRef: &ref, RetryDelay: delay})
 		if err == nil {
 			s.publishFailedRecord(ctx, rec, out, rec.WorkerID, msg, delay, nil)
@@ -371,7 +373,7 @@ func (s *Service) reconcileExternal(ctx context.Context, limit int, workerID str
 			return res, ctx.Err()
 		}
 		res.Examined++
-		if IsDispatchMarker(rec.ExecutionRef) {
+		if driver.IsDispatchMarker(rec.ExecutionRef) {
 			if s.releaseStaleMarker(ctx, rec, now) {
 				res.Released++
 			} else {
@@ -478,7 +480,7 @@ func (s *Service) ReconcileExternalTask(ctx context.Context, id uuid.UUID) (*Rec
 	if rec.IsTerminal() || rec.ExecutionRef == "" {
 		return rec, nil
 	}
-	if IsDispatchMarker(rec.ExecutionRef) {
+	if driver.IsDispatchMarker(rec.ExecutionRef) {
 		s.releaseStaleMarker(ctx, rec, time.Now())
 		return s.backend.GetTask(ctx, id)
 	}
@@ -497,7 +499,7 @@ func (s *Service) releaseStaleMarker(ctx context.Context, rec *Record, now time.
 	if ok && now.Before(deadline) {
 		return false
 	}
-	_, err := s.backend.ReleaseDispatch(ctx, ReleaseDispatchParams{ID: rec.ID, Marker: rec.ExecutionRef})
+	_, err := s.backend.ReleaseDispatch(ctx, driver.ReleaseDispatchParams{ID: rec.ID, Marker: rec.ExecutionRef})
 	if err != nil {
 		if !errors.Is(err, ErrFenceLost) {
 			s.logger.Warn("Queue dispatch reservation release failed", "task_id", rec.ID, "error", err)

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/queuesgo/queues/driver"
+
 	"github.com/google/uuid"
 	"github.com/queuesgo/queues"
 	"github.com/queuesgo/queues/backend/memory"
@@ -279,7 +281,7 @@ func (e *extEnv) enqueueWithRef(t *testing.T, ref string, running bool, opts ...
 		t.Fatal(err)
 	}
 	if running {
-		cr, err := e.b.ClaimByID(t.Context(), queues.ClaimByIDParams{ID: res.ID, WorkerID: "child"})
+		cr, err := e.b.ClaimByID(t.Context(), driver.ClaimByIDParams{ID: res.ID, WorkerID: "child"})
 		if err != nil || len(cr.Claimed) != 1 {
 			t.Fatalf("claim: %+v, %v", cr, err)
 		}
@@ -616,7 +618,7 @@ func TestReconcileProbeResults(t *testing.T) {
 func TestReconcileReleasesStaleMarkers(t *testing.T) {
 	e := newExtEnv(t, false)
 	ctx := t.Context()
-	stale := fmt.Sprintf("%s%d:%s", queues.DispatchMarkerPrefix, time.Now().Add(-time.Minute).Unix(), uuid.NewString())
+	stale := fmt.Sprintf("%s%d:%s", driver.DispatchMarkerPrefix, time.Now().Add(-time.Minute).Unix(), uuid.NewString())
 	expiring, err := e.ok.Enqueue(ctx, e.svc, empty{}, queues.EnqueueOptions{ExpiresIn: 300 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -630,12 +632,12 @@ func TestReconcileReleasesStaleMarkers(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, id := range []uuid.UUID{expiring.ID, live.ID} {
-		if _, err := e.b.ReserveDispatch(ctx, queues.ReserveDispatchParams{ID: id, Marker: stale}); err != nil {
+		if _, err := e.b.ReserveDispatch(ctx, driver.ReserveDispatchParams{ID: id, Marker: stale}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	freshMarker := dispatch.NewMarker(time.Now(), 0)
-	if _, err := e.b.ReserveDispatch(ctx, queues.ReserveDispatchParams{ID: fresh.ID, Marker: freshMarker}); err != nil {
+	if _, err := e.b.ReserveDispatch(ctx, driver.ReserveDispatchParams{ID: fresh.ID, Marker: freshMarker}); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(400 * time.Millisecond) // expiring is now overdue; its marker protects it
@@ -709,7 +711,7 @@ func TestCancelAsksProvider(t *testing.T) {
 		t.Fatal("cancelled a running record without IncludeRunning")
 	}
 	res, _ := e.ok.Enqueue(ctx, e.svc, empty{})
-	if _, err := e.b.ReserveDispatch(ctx, queues.ReserveDispatchParams{ID: res.ID, Marker: dispatch.NewMarker(time.Now(), 0)}); err != nil {
+	if _, err := e.b.ReserveDispatch(ctx, driver.ReserveDispatchParams{ID: res.ID, Marker: dispatch.NewMarker(time.Now(), 0)}); err != nil {
 		t.Fatal(err)
 	}
 	if ok, err := e.svc.Cancel(ctx, res.ID, queues.CancelOptions{}); !ok || err != nil {

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/queuesgo/queues/driver"
+	"github.com/queuesgo/queues/queuestype"
 )
 
 // heartbeater keeps the worker's running records alive with one bulk,
@@ -101,13 +103,13 @@ func (h *heartbeater) tick() {
 		h.mu.Unlock()
 		return
 	}
-	touches := make([]HeartbeatTouch, 0, len(h.entries))
+	touches := make([]driver.HeartbeatTouch, 0, len(h.entries))
 	sentBeats := make(map[uuid.UUID]*string, len(h.entries))
 	for id, e := range h.entries {
 		gen := e.a.rec.RetryCount
-		t := HeartbeatTouch{ID: id, ExpectedRetryCount: &gen}
+		t := driver.HeartbeatTouch{ID: id, ExpectedRetryCount: &gen}
 		if b := e.a.beat.Load(); b != nil {
-			t.MetadataPatch = map[string]any{MetaProgressDetail: *b}
+			t.MetadataPatch = map[string]any{queuestype.MetaProgressDetail: *b}
 			sentBeats[id] = b
 		}
 		touches = append(touches, t)

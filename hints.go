@@ -3,6 +3,8 @@ package queues
 import (
 	"context"
 	"time"
+
+	"github.com/queuesgo/queues/driver"
 )
 
 // hintSubs holds the worker's wakeup and control hint channels. Hints are
@@ -24,7 +26,7 @@ func (w *Worker) subscribe(ctx context.Context) *hintSubs {
 
 func (h *hintSubs) connect(ctx context.Context) {
 	ok := true
-	if wk, isWaker := h.w.svc.backend.(Waker); isWaker && h.wake == nil {
+	if wk, isWaker := h.w.svc.backend.(driver.Waker); isWaker && h.wake == nil {
 		ch, err := wk.Wakeups(ctx)
 		if err != nil {
 			h.w.svc.logger.Warn("Queue wakeup subscription failed", "worker_id", h.w.cfg.ID, "error", err)
@@ -33,7 +35,7 @@ func (h *hintSubs) connect(ctx context.Context) {
 			h.wake = ch
 		}
 	}
-	if wc, isCtl := h.w.svc.backend.(WorkerController); isCtl && h.control == nil {
+	if wc, isCtl := h.w.svc.backend.(driver.WorkerController); isCtl && h.control == nil {
 		ch, err := wc.WorkerControl(ctx, h.w.cfg.ID)
 		if err != nil {
 			h.w.svc.logger.Warn("Queue control subscription failed", "worker_id", h.w.cfg.ID, "error", err)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/queuesgo/queues/internal/canonjson"
+	"github.com/queuesgo/queues/queuestype"
 )
 
 // Identity key prefix and version (SPEC §10.2).
@@ -34,7 +35,7 @@ func (s *Service) resolveIdentity(e *taskEntry, optKey string, decoded any) (ide
 			return id, err
 		}
 		id.key = identityPrefix + identityVersion + ":task:" + sum
-		id.meta = map[string]any{MetaUniqueBy: string(UniqueByTask)}
+		id.meta = map[string]any{queuestype.MetaUniqueBy: string(UniqueByTask)}
 	case e.opts.UniqueBy == UniqueByArguments:
 		args := e.identity(decoded)
 		if limit := s.cfg.MaxArgumentIdentityBytes; limit > 0 {
@@ -51,7 +52,7 @@ func (s *Service) resolveIdentity(e *taskEntry, optKey string, decoded any) (ide
 			return id, err
 		}
 		id.key = identityPrefix + identityVersion + ":arguments:" + sum
-		id.meta = map[string]any{MetaUniqueBy: string(UniqueByArguments)}
+		id.meta = map[string]any{queuestype.MetaUniqueBy: string(UniqueByArguments)}
 	default:
 		return id, nil
 	}
@@ -59,11 +60,11 @@ func (s *Service) resolveIdentity(e *taskEntry, optKey string, decoded any) (ide
 		id.meta = map[string]any{}
 	}
 	if e.opts.UniqueBy != UniqueByNone || forever {
-		id.meta[MetaUniqueVersion] = identityVersion
+		id.meta[queuestype.MetaUniqueVersion] = identityVersion
 	}
 	if forever {
 		id.forever = true
-		id.meta[MetaUniqueUntil] = string(UniqueUntilForever)
+		id.meta[queuestype.MetaUniqueUntil] = string(UniqueUntilForever)
 	}
 	return id, nil
 }

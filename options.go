@@ -2,19 +2,19 @@ package queues
 
 import (
 	"context"
-	"math"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/queuesgo/queues/queuestype"
 )
 
 // DefaultQueue is the queue used when none is given.
-const DefaultQueue = "default"
+const DefaultQueue = queuestype.DefaultQueue
 
 // Priority bounds. Higher priority is claimed first.
 const (
-	MinPriority = -1000
-	MaxPriority = 1000
+	MinPriority = queuestype.MinPriority
+	MaxPriority = queuestype.MaxPriority
 )
 
 // UniqueBy selects how a task's identity key is derived when no explicit Key is given.
@@ -32,18 +32,14 @@ type UniqueUntil string
 
 // Identity lifetimes.
 const (
-	UniqueUntilTerminal UniqueUntil = "terminal" // until the holding record is terminal (the default)
-	UniqueUntilForever  UniqueUntil = "forever"  // until ResetIdentity, even after deletion
+	UniqueUntilTerminal UniqueUntil = "terminal"               // until the holding record is terminal (the default)
+	UniqueUntilForever  UniqueUntil = queuestype.UniqueForever // until ResetIdentity, even after deletion
 )
 
 // RetryBackoff computes the delay before a retry: min(InitialDelay ×
 // Multiplier^n, MaxDelay) with n the attempts consumed. The zero value retries
 // at once.
-type RetryBackoff struct {
-	InitialDelay time.Duration
-	Multiplier   float64       // 0 → 1 (fixed delay); else ≥ 1
-	MaxDelay     time.Duration // 0 = uncapped; else ≥ InitialDelay
-}
+type RetryBackoff = queuestype.RetryBackoff
 
 // FixedBackoff retries after the same delay every time.
 func FixedBackoff(d time.Duration) RetryBackoff { return RetryBackoff{InitialDelay: d, Multiplier: 1} }
@@ -53,86 +49,7 @@ func ExponentialBackoff(initial, max time.Duration) RetryBackoff {
 	return RetryBackoff{InitialDelay: initial, Multiplier: 2, MaxDelay: max}
 }
 
-// IsZero reports whether b retries at once.
-func (b RetryBackoff) IsZero() bool { return b.InitialDelay == 0 }
-
-func (b RetryBackoff) validate(field string) error {
-	if b.InitialDelay < 0 {
-		return configErr(field+".InitialDelay", "must not be negative")
-	}
-	if b.Multiplier != 0 && (b.Multiplier < 1 || math.IsNaN(b.Multiplier) || math.IsInf(b.Multiplier, 0)) {
-		return configErr(field+".Multiplier", "must be 0 or at least 1, got %v", b.Multiplier)
-	}
-	if b.MaxDelay != 0 && b.MaxDelay < b.InitialDelay {
-		return configErr(field+".MaxDelay", "must be 0 (uncapped) or at least InitialDelay")
-	}
-	return nil
-}
-
-// Delay returns the delay after n consumed attempts.
-func (b RetryBackoff) Delay(n int) time.Duration {
-	if b.InitialDelay <= 0 {
-		return 0
-	}
-	m := b.Multiplier
-	if m == 0 {
-		m = 1
-	}
-	if n < 0 {
-		n = 0
-	}
-	d := float64(b.InitialDelay) * math.Pow(m, float64(n))
-	if b.MaxDelay > 0 && d > float64(b.MaxDelay) {
-		return b.MaxDelay
-	}
-	if d > float64(math.MaxInt64) {
-		return time.Duration(math.MaxInt64)
-	}
-	return time.Duration(d)
-}
-
-// metadata form: seconds as JSON numbers, max_delay null when uncapped.
-func (b RetryBackoff) metadata() map[string]any {
-	m := b.Multiplier
-	if m == 0 {
-		m = 1
-	}
-	var maxDelay any
-	if b.MaxDelay > 0 {
-		maxDelay = b.MaxDelay.Seconds()
-	}
-	return map[string]any{"initial_delay": b.InitialDelay.Seconds(), "multiplier": m, "max_delay": maxDelay}
-}
-
-// BackoffFromMetadata reads the persisted metadata.retry_backoff; absent or
-// malformed yields the zero backoff (retry at once).
-func BackoffFromMetadata(md map[string]any) RetryBackoff {
-	raw, ok := md[MetaRetryBackoff].(map[string]any)
-	if !ok {
-		return RetryBackoff{}
-	}
-	var b RetryBackoff
-	if v, ok := metaFloat(raw, "initial_delay"); ok && v > 0 {
-		b.InitialDelay = secondsToDuration(v)
-	}
-	if v, ok := metaFloat(raw, "multiplier"); ok && v >= 1 {
-		b.Multiplier = v
-	}
-	if v, ok := metaFloat(raw, "max_delay"); ok && v > 0 {
-		b.MaxDelay = secondsToDuration(v)
-	}
-	return b
-}
-
-func secondsToDuration(s float64) time.Duration {
-	if s <= 0 || math.IsNaN(s) {
-		return 0
-	}
-	if s > float64(math.MaxInt64)/float64(time.Second) {
-		return time.Duration(math.MaxInt64)
-	}
-	return time.Duration(s * float64(time.Second))
-}
+func secondsToDuration(s float64) time.Duration { return queuestype.SecondsToDuration(s) }
 
 // TaskOptions are a task's defaults, given at registration. Every field's zero
 // value means "use the default".
@@ -200,7 +117,7 @@ func (o *TaskOptions) validate() error {
 	if o.LogLevel != "" && !logLevels[o.LogLevel] {
 		return configErr("LogLevel", "unknown level %q", o.LogLevel)
 	}
-	return o.RetryBackoff.validate("RetryBackoff")
+	return o.RetryBackoff.Validate("RetryBackoff")
 }
 
 func validatePriority(p int) error {
@@ -286,7 +203,7 @@ func (o EnqueueOptions) merge(base EnqueueOptions) EnqueueOptions {
 		o.RequeueOnStale = base.RequeueOnStale
 	}
 	if len(base.Metadata) > 0 {
-		md := CloneMetadata(base.Metadata)
+		md := queuestype.CloneMetadata(base.Metadata)
 		for k, v := range o.Metadata {
 			md[k] = v
 		}

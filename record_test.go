@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/queuesgo/queues/driver"
+	"github.com/queuesgo/queues/queuestype"
 )
 
 func TestRecordJSONHasExactlyTheSpecKeys(t *testing.T) {
@@ -53,11 +55,11 @@ func TestAttemptsConsumedSubtractsInterruptions(t *testing.T) {
 		want  int
 	}{
 		{3, nil, 3},
-		{3, map[string]any{MetaInterruptions: 2}, 1},
-		{3, map[string]any{MetaInterruptions: float64(1)}, 2},
-		{3, map[string]any{MetaInterruptions: json.Number("3")}, 0},
-		{3, map[string]any{MetaInterruptions: "two"}, 3},
-		{1, map[string]any{MetaInterruptions: 5}, 0},
+		{3, map[string]any{queuestype.MetaInterruptions: 2}, 1},
+		{3, map[string]any{queuestype.MetaInterruptions: float64(1)}, 2},
+		{3, map[string]any{queuestype.MetaInterruptions: json.Number("3")}, 0},
+		{3, map[string]any{queuestype.MetaInterruptions: "two"}, 3},
+		{1, map[string]any{queuestype.MetaInterruptions: 5}, 0},
 	}
 	for _, c := range cases {
 		r := &Record{RetryCount: c.retry, Metadata: c.md}
@@ -85,31 +87,31 @@ func TestRetryBackoffDelay(t *testing.T) {
 		t.Errorf("overflow must saturate, got %v", got)
 	}
 	// Round trip through metadata, as persisted on records.
-	back := BackoffFromMetadata(map[string]any{MetaRetryBackoff: b.metadata()})
+	back := queuestype.BackoffFromMetadata(map[string]any{queuestype.MetaRetryBackoff: b.Metadata()})
 	if back != b {
 		t.Errorf("metadata round trip: %+v", back)
 	}
-	js, _ := json.Marshal(map[string]any{MetaRetryBackoff: RetryBackoff{InitialDelay: time.Second}.metadata()})
+	js, _ := json.Marshal(map[string]any{queuestype.MetaRetryBackoff: RetryBackoff{InitialDelay: time.Second}.Metadata()})
 	var md map[string]any
 	_ = json.Unmarshal(js, &md)
-	if got := BackoffFromMetadata(md); got.Delay(4) != time.Second || got.MaxDelay != 0 {
+	if got := queuestype.BackoffFromMetadata(md); got.Delay(4) != time.Second || got.MaxDelay != 0 {
 		t.Errorf("decoded JSON backoff: %+v", got)
 	}
 }
 
 func TestStaleRequeueDecision(t *testing.T) {
-	r := &Record{MaxRetries: 1, RetryCount: 1, Metadata: map[string]any{MetaInterruptions: 1,
-		MetaRetryBackoff: FixedBackoff(time.Minute).metadata()}}
-	requeue, handler, delay := StaleRequeueDecision(r)
+	r := &Record{MaxRetries: 1, RetryCount: 1, Metadata: map[string]any{queuestype.MetaInterruptions: 1,
+		queuestype.MetaRetryBackoff: FixedBackoff(time.Minute).Metadata()}}
+	requeue, handler, delay := driver.StaleRequeueDecision(r)
 	if !requeue || handler || delay != time.Minute {
 		t.Errorf("interrupted record: requeue=%v handler=%v delay=%v", requeue, handler, delay)
 	}
-	r = &Record{MaxRetries: 5, Metadata: map[string]any{MetaRequeueOnStale: false}}
-	if requeue, handler, _ := StaleRequeueDecision(r); requeue || !handler {
+	r = &Record{MaxRetries: 5, Metadata: map[string]any{queuestype.MetaRequeueOnStale: false}}
+	if requeue, handler, _ := driver.StaleRequeueDecision(r); requeue || !handler {
 		t.Errorf("requeue_on_stale=false: requeue=%v handler=%v", requeue, handler)
 	}
 	r = &Record{MaxRetries: 0}
-	if requeue, handler, _ := StaleRequeueDecision(r); requeue || handler {
+	if requeue, handler, _ := driver.StaleRequeueDecision(r); requeue || handler {
 		t.Errorf("no budget: requeue=%v handler=%v", requeue, handler)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/queuesgo/queues/driver"
 )
 
 // TaskResult is the handle returned by an enqueue: the record's ID, and ways
@@ -57,7 +58,7 @@ func (r *TaskResult[R]) Wait(ctx context.Context, opts ...WaitOptions) (*Record,
 	if len(opts) > 0 && opts[0].PollInterval > 0 {
 		interval = opts[0].PollInterval
 	}
-	waiter, _ := r.svc.backend.(CompletionWaiter)
+	waiter, _ := r.svc.backend.(driver.CompletionWaiter)
 	for {
 		rec, err := r.Refresh(ctx)
 		if err != nil {

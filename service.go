@@ -10,7 +10,9 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/queuesgo/queues/driver"
 	"github.com/queuesgo/queues/events"
+	"github.com/queuesgo/queues/queuestype"
 )
 
 // Service is the public entry point: it enqueues, reads, cancels and runs
@@ -18,7 +20,7 @@ import (
 // with Close. A Service is safe for concurrent use.
 type Service struct {
 	cfg      Config
-	backend  Backend
+	backend  driver.Backend
 	registry *Registry
 	logger   *slog.Logger
 	pub      *publisher
@@ -135,7 +137,7 @@ func (s *Service) Close(ctx context.Context) error {
 }
 
 // Backend returns the queue backend.
-func (s *Service) Backend() Backend { return s.backend }
+func (s *Service) Backend() driver.Backend { return s.backend }
 
 // Registry returns the task registry.
 func (s *Service) Registry() *Registry { return s.registry }
@@ -217,7 +219,7 @@ func (s *Service) prepareMany(ctx context.Context, reqs []EnqueueRequest) ([]pre
 
 type prepared struct {
 	entry  *taskEntry
-	params EnqueueParams
+	params driver.EnqueueParams
 }
 
 // prepare runs pipeline steps 2–8 (SPEC §4.6) for one item.
@@ -284,7 +286,7 @@ func (s *Service) prepare(ctx context.Context, e *taskEntry, typed any, raw json
 	}
 	md := s.buildMetadata(e, o, id)
 	if cid, ok := ctx.Value(correlationKey{}).(string); ok && cid != "" {
-		md[MetaCorrelationID] = cid
+		md[queuestype.MetaCorrelationID] = cid
 	}
 	priority := e.opts.Priority
 	if o.Priority != nil {
@@ -294,7 +296,7 @@ func (s *Service) prepare(ctx context.Context, e *taskEntry, typed any, raw json
 	if o.Retries != nil {
 		retries = *o.Retries
 	}
-	return prepared{entry: e, params: EnqueueParams{
+	return prepared{entry: e, params: driver.EnqueueParams{
 		ID: o.ID, TaskName: e.name, Args: raw, Queue: firstNonZero(o.Queue, e.opts.Queue, DefaultQueue),
 		Priority: priority, MaxRetries: retries, ScheduledAt: scheduledAt, ExpiresAt: expiresAt,
 		Key: id.key, Forever: id.forever, ExecutionBackend: execBackend,
@@ -305,50 +307,50 @@ func (s *Service) prepare(ctx context.Context, e *taskEntry, typed any, raw json
 // buildMetadata layers user metadata, task defaults, option overrides, the
 // config log_success default, then identity metadata (SPEC §4.6 step 6).
 func (s *Service) buildMetadata(e *taskEntry, o EnqueueOptions, id identity) map[string]any {
-	md := CloneMetadata(o.Metadata)
+	md := queuestype.CloneMetadata(o.Metadata)
 	if md == nil {
 		md = map[string]any{}
 	}
 	t := e.opts
 	if t.Description != "" {
-		md[MetaDescription] = t.Description
+		md[queuestype.MetaDescription] = t.Description
 	}
 	if t.LogLevel != "" {
-		md[MetaLogLevel] = t.LogLevel
+		md[queuestype.MetaLogLevel] = t.LogLevel
 	}
 	if t.LogSuccess != nil {
-		md[MetaLogSuccess] = *t.LogSuccess
+		md[queuestype.MetaLogSuccess] = *t.LogSuccess
 	}
 	if t.NoStaleRequeue {
-		md[MetaRequeueOnStale] = false
+		md[queuestype.MetaRequeueOnStale] = false
 	}
 	if t.RequeueOnShutdown != nil {
-		md[MetaRequeueOnShutdown] = *t.RequeueOnShutdown
+		md[queuestype.MetaRequeueOnShutdown] = *t.RequeueOnShutdown
 	}
 	if !t.RetryBackoff.IsZero() {
-		md[MetaRetryBackoff] = t.RetryBackoff.metadata()
+		md[queuestype.MetaRetryBackoff] = t.RetryBackoff.Metadata()
 	}
 	if o.Description != "" {
-		md[MetaDescription] = o.Description
+		md[queuestype.MetaDescription] = o.Description
 	}
 	if o.LogLevel != "" {
-		md[MetaLogLevel] = o.LogLevel
+		md[queuestype.MetaLogLevel] = o.LogLevel
 	}
 	if o.LogSuccess != nil {
-		md[MetaLogSuccess] = *o.LogSuccess
+		md[queuestype.MetaLogSuccess] = *o.LogSuccess
 	}
 	if o.RequeueOnStale != nil {
 		if *o.RequeueOnStale {
-			delete(md, MetaRequeueOnStale)
+			delete(md, queuestype.MetaRequeueOnStale)
 		} else {
-			md[MetaRequeueOnStale] = false
+			md[queuestype.MetaRequeueOnStale] = false
 		}
 	}
 	if o.Timeout > 0 {
-		md[MetaTimeout] = o.Timeout.Seconds()
+		md[queuestype.MetaTimeout] = o.Timeout.Seconds()
 	}
-	if _, ok := md[MetaLogSuccess]; !ok {
-		md[MetaLogSuccess] = s.cfg.LogSuccess
+	if _, ok := md[queuestype.MetaLogSuccess]; !ok {
+		md[queuestype.MetaLogSuccess] = s.cfg.LogSuccess
 	}
 	for k, v := range id.meta {
 		md[k] = v
@@ -368,7 +370,7 @@ func firstNonZero[T comparable](vs ...T) T {
 
 // insert runs pipeline step 9 (one backend call) and steps 11–12 per item.
 func (s *Service) insert(ctx context.Context, ps []prepared) ([]*TaskResult[json.RawMessage], error) {
-	params := make([]EnqueueParams, len(ps))
+	params := make([]driver.EnqueueParams, len(ps))
 	for i, p := range ps {
 		params[i] = p.params
 	}
@@ -428,7 +430,7 @@ func (s *Service) Statistics(ctx context.Context, queue string) (Statistics, err
 // ListTasks lists records newest first with filters and a keyset cursor. It
 // needs a backend that implements Inspector (every built-in one does).
 func (s *Service) ListTasks(ctx context.Context, f TaskFilter) (TaskPage, error) {
-	in, ok := s.backend.(Inspector)
+	in, ok := s.backend.(driver.Inspector)
 	if !ok {
 		return TaskPage{}, fmt.Errorf("%w: %s backend cannot list tasks", ErrUnsupported, s.backend.Name())
 	}
@@ -470,10 +472,10 @@ func (s *Service) Cancel(ctx context.Context, id uuid.UUID, opts CancelOptions) 
 	if !cancellable {
 		return false, nil
 	}
-	if cur.ExecutionRef != "" && !IsDispatchMarker(cur.ExecutionRef) && !s.cancelExternal(ctx, cur) {
+	if cur.ExecutionRef != "" && !driver.IsDispatchMarker(cur.ExecutionRef) && !s.cancelExternal(ctx, cur) {
 		return false, nil
 	}
-	rec, err := s.backend.Cancel(ctx, CancelParams{ID: id, IncludeRunning: opts.IncludeRunning})
+	rec, err := s.backend.Cancel(ctx, driver.CancelParams{ID: id, IncludeRunning: opts.IncludeRunning})
 	if errors.Is(err, ErrFenceLost) {
 		return false, nil
 	}
@@ -488,7 +490,7 @@ func (s *Service) afterCancel(ctx context.Context, rec *Record, notify bool, rea
 	s.lifecycle(ctx, events.TypeCancelled, rec, workerID, reason, statusPayload(rec), seq)
 	s.logger.Info("Queue task cancelled", "task_id", rec.ID, "task_name", rec.TaskName, "queue", rec.Queue)
 	if notify && rec.WorkerID != "" {
-		if wc, ok := s.backend.(WorkerController); ok {
+		if wc, ok := s.backend.(driver.WorkerController); ok {
 			if err := wc.NotifyWorkerControl(context.WithoutCancel(ctx), rec.WorkerID); err != nil {
 				s.logger.Warn("Queue worker control hint failed", "worker_id", rec.WorkerID, "error", err)
 			}
@@ -528,44 +530,11 @@ func (s *Service) countExternalMatches(ctx context.Context, f CancelFilter) int 
 	}
 	n := 0
 	for _, r := range recs {
-		if MatchesFilter(r, f) && (r.Status != StatusRunning || f.IncludeRunning) {
+		if driver.MatchesFilter(r, f) && (r.Status != StatusRunning || f.IncludeRunning) {
 			n++
 		}
 	}
 	return n
-}
-
-// MatchesFilter reports whether rec matches f's task name, queue, and
-// top-level args/metadata subsets (status is not considered).
-func MatchesFilter(rec *Record, f CancelFilter) bool {
-	if f.TaskName != "" && rec.TaskName != f.TaskName {
-		return false
-	}
-	if f.Queue != "" && rec.Queue != f.Queue {
-		return false
-	}
-	if len(f.Args) > 0 {
-		var args map[string]any
-		if json.Unmarshal(rec.Args, &args) != nil || !subsetEqual(f.Args, args) {
-			return false
-		}
-	}
-	return subsetEqual(f.Metadata, rec.Metadata)
-}
-
-func subsetEqual(want, have map[string]any) bool {
-	for k, v := range want {
-		hv, ok := have[k]
-		if !ok {
-			return false
-		}
-		a, err1 := json.Marshal(v)
-		b, err2 := json.Marshal(hv)
-		if err1 != nil || err2 != nil || string(a) != string(b) {
-			return false
-		}
-	}
-	return true
 }
 
 // GetIdentity returns the forever reservation for key, or nil when there is none.
@@ -623,7 +592,7 @@ func (s *Service) recoverStale(ctx context.Context, opts StaleOptions, workerID 
 	if limit <= 0 {
 		limit = 100
 	}
-	rec, err := s.backend.RecoverStale(ctx, StaleParams{StaleAfter: opts.StaleAfter, Limit: limit, Priority: s.cfg.StaleRequeuePriority})
+	rec, err := s.backend.RecoverStale(ctx, driver.StaleParams{StaleAfter: opts.StaleAfter, Limit: limit, Priority: s.cfg.StaleRequeuePriority})
 	if err != nil {
 		return StaleRecoveryResult{}, err
 	}
@@ -636,14 +605,14 @@ func (s *Service) recoverStale(ctx context.Context, opts StaleOptions, workerID 
 	for _, f := range rec.Failed {
 		res.FailedTaskIDs = append(res.FailedTaskIDs, f.ID)
 		requeueOnStale := true
-		if v, ok := metaBool(f.Metadata, MetaRequeueOnStale); ok {
+		if v, ok := metaBool(f.Metadata, queuestype.MetaRequeueOnStale); ok {
 			requeueOnStale = v
 		}
 		payload := statusPayload(f)
 		payload["max_retries"] = f.MaxRetries
 		payload["requeue_on_stale"] = requeueOnStale
 		payload["handler_needed"] = handlerNeeded[f.ID]
-		msg := firstNonZero(f.Error, StaleError)
+		msg := firstNonZero(f.Error, driver.StaleError)
 		s.lifecycle(ctx, events.TypeStaleFailed, f, workerID, msg, payload, nil)
 		s.logger.Error("Queue task failed after stale heartbeat", "task_id", f.ID, "task_name", f.TaskName, "queue", f.Queue)
 		s.runStaleHook(ctx, f)

@@ -6,6 +6,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/queuesgo/queues/events"
+	"github.com/queuesgo/queues/queuestype"
 )
 
 // TaskInfo describes the attempt a ctx belongs to.
@@ -57,7 +58,9 @@ func attemptFrom(ctx context.Context) *attempt {
 	return a
 }
 
-func (a *attempt) fence() Fence { return Fence{ID: a.rec.ID, RetryCount: a.rec.RetryCount} }
+func (a *attempt) fence() queuestype.Fence {
+	return queuestype.Fence{ID: a.rec.ID, RetryCount: a.rec.RetryCount}
+}
 
 func (a *attempt) nextSeq() *int {
 	n := int(a.seq.Add(1))
@@ -74,7 +77,7 @@ func TaskInfoFromContext(ctx context.Context) (TaskInfo, bool) {
 	return TaskInfo{ID: r.ID, Name: r.TaskName, Queue: r.Queue, WorkerID: a.workerID,
 		ExecutionBackend: r.ExecutionBackend, ExecutionProfile: r.ExecutionProfile,
 		Attempt: r.RetryCount + 1, RetryCount: r.RetryCount, MaxRetries: r.MaxRetries,
-		Metadata: CloneMetadata(r.Metadata)}, true
+		Metadata: queuestype.CloneMetadata(r.Metadata)}, true
 }
 
 // ProgressUpdate is the content of a task.progress event. Percent defaults to

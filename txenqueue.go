@@ -5,14 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-)
 
-// TxEnqueuer is implemented by backends that can insert records inside a
-// caller's transaction: the records (and any forever reservation and wakeup
-// NOTIFY) become visible only when the caller commits.
-type TxEnqueuer interface {
-	EnqueueTx(ctx context.Context, tx any, items []EnqueueParams) ([]EnqueueOutcome, error)
-}
+	"github.com/queuesgo/queues/driver"
+)
 
 // EnqueueTx enqueues args inside tx, a transaction of the backend's own kind
 // (a pgx.Tx for PostgreSQL). The record exists only if tx commits. The
@@ -39,14 +34,14 @@ func (s *Service) EnqueueManyTx(ctx context.Context, tx any, reqs []EnqueueReque
 }
 
 func (s *Service) insertTx(ctx context.Context, tx any, ps []prepared) ([]*TaskResult[json.RawMessage], error) {
-	txe, ok := s.backend.(TxEnqueuer)
+	txe, ok := s.backend.(driver.TxEnqueuer)
 	if !ok {
 		return nil, fmt.Errorf("%w: the %s backend cannot enqueue inside a transaction", ErrUnsupported, s.backend.Name())
 	}
 	if tx == nil {
 		return nil, configErr("tx", "is nil")
 	}
-	params := make([]EnqueueParams, len(ps))
+	params := make([]driver.EnqueueParams, len(ps))
 	for i, p := range ps {
 		if p.params.ExecutionBackend == ExecutionImmediate {
 			return nil, configErr("ExecutionBackend", "the immediate execution backend cannot run inside a transaction")
@@ -72,7 +67,7 @@ func (s *Service) insertTx(ctx context.Context, tx any, ps []prepared) ([]*TaskR
 }
 
 // resultsFrom maps backend outcomes to handles, collecting per-item errors as *BatchError.
-func (s *Service) resultsFrom(outs []EnqueueOutcome) ([]*TaskResult[json.RawMessage], []error) {
+func (s *Service) resultsFrom(outs []driver.EnqueueOutcome) ([]*TaskResult[json.RawMessage], []error) {
 	results := make([]*TaskResult[json.RawMessage], len(outs))
 	var itemErrs []error
 	for i, out := range outs {

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/queuesgo/queues/driver"
+	"github.com/queuesgo/queues/queuestype"
 )
 
 // Worker claims due records from the backend and runs them as goroutines,
@@ -40,8 +42,8 @@ type Worker struct {
 	bodies chan struct{}
 
 	mu       sync.Mutex
-	inFlight map[Fence]*attempt // attempts whose task body has not returned
-	ended    bool               // the shutdown ladder ended: new attempts start cancelled
+	inFlight map[queuestype.Fence]*attempt // attempts whose task body has not returned
+	ended    bool                          // the shutdown ladder ended: new attempts start cancelled
 	perQueue map[string]int
 	pending  sync.WaitGroup // attempts not yet settled
 	slots    sync.WaitGroup // attempts whose body has not returned
@@ -87,7 +89,7 @@ func (s *Service) NewWorker(cfg WorkerConfig) (*Worker, error) {
 	w := &Worker{
 		svc: s, cfg: cfg, execBackend: s.cfg.ExecutionBackend,
 		baseCtx:  context.Background(),
-		inFlight: map[Fence]*attempt{}, perQueue: map[string]int{},
+		inFlight: map[queuestype.Fence]*attempt{}, perQueue: map[string]int{},
 		finished: make(chan struct{}, 1),
 		stopCh:   make(chan struct{}), forceCh: make(chan struct{}),
 		runDone: make(chan struct{}), ready: make(chan struct{}),
@@ -285,7 +287,7 @@ func (w *Worker) cycle(ctx context.Context) (int, error) {
 // worker of the fleet runs the sweep; it is never released and expires by TTL.
 // Without a Locker the sweep runs unlocked (fences keep it correct).
 func (w *Worker) acquireFleetLock(ctx context.Context, name string, interval time.Duration) bool {
-	l, ok := w.svc.backend.(Locker)
+	l, ok := w.svc.backend.(driver.Locker)
 	if !ok {
 		return true
 	}
@@ -331,7 +333,7 @@ func (w *Worker) RunOnce(ctx context.Context) (int, error) {
 	if available <= 0 {
 		return 0, nil
 	}
-	res, err := w.svc.backend.ClaimMany(ctx, ClaimParams{
+	res, err := w.svc.backend.ClaimMany(ctx, driver.ClaimParams{
 		Limit: available, Queues: w.cfg.Queues, ExecutionBackend: w.execBackend,
 		QueueLimits: limits, WorkerID: w.cfg.ID, ExpireOverdue: true,
 	})
@@ -397,7 +399,7 @@ func (w *Worker) listDispatchable(ctx context.Context, limit int) ([]*Record, er
 	}
 	window = min(window, max(maxDispatchScan, limit))
 	for {
-		recs, err := w.svc.backend.ListPending(ctx, ListPendingParams{Limit: window, Queues: w.cfg.Queues, ExecutionBackend: w.execBackend})
+		recs, err := w.svc.backend.ListPending(ctx, driver.ListPendingParams{Limit: window, Queues: w.cfg.Queues, ExecutionBackend: w.execBackend})
 		if err != nil {
 			return nil, fmt.Errorf("list pending: %w", err)
 		}
@@ -590,7 +592,7 @@ func (w *Worker) reconcileCancellations(ctx context.Context, force bool) {
 		return
 	}
 	w.mu.Lock()
-	byID := make(map[Fence]*attempt, len(w.inFlight))
+	byID := make(map[queuestype.Fence]*attempt, len(w.inFlight))
 	for f, a := range w.inFlight {
 		if a.ctx.Err() == nil {
 			byID[f] = a
@@ -601,7 +603,7 @@ func (w *Worker) reconcileCancellations(ctx context.Context, force bool) {
 		return
 	}
 	w.lastCancelCheck.Store(time.Now().UnixNano())
-	ids := make([]Fence, 0, len(byID))
+	ids := make([]queuestype.Fence, 0, len(byID))
 	for f := range byID {
 		ids = append(ids, f)
 	}
@@ -614,7 +616,7 @@ func (w *Worker) reconcileCancellations(ctx context.Context, force bool) {
 		if rec.Status != StatusCancelled {
 			continue
 		}
-		if a := byID[Fence{ID: rec.ID, RetryCount: rec.RetryCount}]; a != nil {
+		if a := byID[queuestype.Fence{ID: rec.ID, RetryCount: rec.RetryCount}]; a != nil {
 			a.cancel(ErrCancelled)
 			w.svc.logger.Info("Queue running attempt cancelled", "task_id", rec.ID, "task_name", rec.TaskName, "worker_id", w.cfg.ID)
 		}
@@ -687,7 +689,7 @@ func (w *Worker) sampleWait(ctx context.Context, current time.Duration) (time.Du
 		d = time.Duration(float64(current) + float64(current)*j*(rand.Float64()*2-1))
 	}
 	d = min(max(d, w.cfg.PollInterval), w.cfg.PollBackoffMax)
-	if dt, ok := w.svc.backend.(DueTimer); ok {
+	if dt, ok := w.svc.backend.(driver.DueTimer); ok {
 		if next, found, err := dt.NextDue(ctx, w.cfg.Queues); err == nil && found {
 			if until := time.Until(next); until < d {
 				d = max(until, time.Millisecond)
@@ -790,7 +792,7 @@ func (w *Worker) cancelInFlight() {
 	}
 }
 
-func fenceIDs(fs []Fence) []uuid.UUID {
+func fenceIDs(fs []queuestype.Fence) []uuid.UUID {
 	ids := make([]uuid.UUID, len(fs))
 	for i, f := range fs {
 		ids[i] = f.ID

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/queuesgo/queues/driver"
+
 	"github.com/google/uuid"
 	"github.com/queuesgo/queues"
 	"github.com/queuesgo/queues/backend/memory"
@@ -484,12 +486,12 @@ func TestWorkerPrefetchForcedStop(t *testing.T) {
 
 // gatedComplete holds every Complete call until gate closes.
 type gatedComplete struct {
-	queues.Backend
+	driver.Backend
 	entered chan struct{}
 	gate    chan struct{}
 }
 
-func (g *gatedComplete) Complete(ctx context.Context, p queues.CompleteParams) (*queues.Record, error) {
+func (g *gatedComplete) Complete(ctx context.Context, p driver.CompleteParams) (*queues.Record, error) {
 	select {
 	case g.entered <- struct{}{}:
 	default:

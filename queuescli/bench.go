@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/queuesgo/queues/driver"
+
 	"github.com/google/uuid"
 	"github.com/queuesgo/queues"
 	"github.com/queuesgo/queues/backend/dsn"
@@ -173,9 +175,9 @@ func (c *cli) bench(cmd *cobra.Command, f benchFlags) (err error) {
 	if err != nil {
 		return fmt.Errorf("open backend: %w", err)
 	}
-	if m, ok := b.(queues.Migrator); ok && (d.Scheme == dsn.SchemePostgres || d.Scheme == dsn.SchemeRedis) {
+	if m, ok := b.(driver.Migrator); ok && (d.Scheme == dsn.SchemePostgres || d.Scheme == dsn.SchemeRedis) {
 		// A benchmark is a development tool: bring the schema up to date first.
-		if _, err := m.Migrate(ctx, queues.MigrateOptions{}); err != nil {
+		if _, err := m.Migrate(ctx, driver.MigrateOptions{}); err != nil {
 			return fmt.Errorf("migrate backend: %w", err)
 		}
 	}

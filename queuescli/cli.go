@@ -33,6 +33,8 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/queuesgo/queues/driver"
+
 	"github.com/queuesgo/queues"
 	"github.com/queuesgo/queues/backend/dsn"
 	"github.com/spf13/cobra"
@@ -63,7 +65,7 @@ type Options struct {
 	// execution backends, a logger and worker defaults. A nil Backend or
 	// Registry in the returned Config is filled in; command-line flags
 	// (namespace, worker flags) override its values.
-	Config func(ctx context.Context, b queues.Backend) (queues.Config, error)
+	Config func(ctx context.Context, b driver.Backend) (queues.Config, error)
 	// Stdout and Stderr receive the commands' output: nil → os.Stdout, os.Stderr.
 	Stdout, Stderr io.Writer
 }

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/queuesgo/queues/driver"
+
 	"github.com/queuesgo/queues"
 	"github.com/queuesgo/queues/backend/memory"
 	"github.com/queuesgo/queues/queuescli"
@@ -144,7 +146,7 @@ func TestCredentialsNeverEchoed(t *testing.T) {
 }
 
 func TestConfigHookError(t *testing.T) {
-	hook := func(ctx context.Context, b queues.Backend) (queues.Config, error) {
+	hook := func(ctx context.Context, b driver.Backend) (queues.Config, error) {
 		return queues.Config{}, errors.New("settings file missing")
 	}
 	t.Setenv(queuescli.EnvBackend, "sqlite:"+filepath.Join(t.TempDir(), "q.db"))
@@ -350,4 +352,4 @@ func newImmediateService(t *testing.T, reg *queues.Registry) *queues.Service {
 	return svc
 }
 
-func memoryBackend() queues.Backend { return memory.New(memory.Options{}) }
+func memoryBackend() driver.Backend { return memory.New(memory.Options{}) }

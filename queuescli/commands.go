@@ -10,6 +10,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/queuesgo/queues/driver"
+
 	"github.com/google/uuid"
 	"github.com/queuesgo/queues"
 	"github.com/spf13/cobra"
@@ -341,14 +343,14 @@ func (c *cli) migrateCmd() *cobra.Command {
 				return err
 			}
 			b := svc.Backend()
-			m, ok := b.(queues.Migrator)
+			m, ok := b.(driver.Migrator)
 			if !ok {
 				return fmt.Errorf("the %s backend has no schema migrations", b.Name())
 			}
 			// No Open: opening checks that the schema is migrated, which is
 			// what this command is for; Migrate connects by itself.
 			defer func() { _ = b.Close(cmd.Context()) }()
-			rep, err := m.Migrate(cmd.Context(), queues.MigrateOptions{DryRun: status || dryRun})
+			rep, err := m.Migrate(cmd.Context(), driver.MigrateOptions{DryRun: status || dryRun})
 			if err != nil {
 				return fmt.Errorf("migrate: %w", err)
 			}

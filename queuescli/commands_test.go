@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/queuesgo/queues/driver"
+
 	"github.com/queuesgo/queues"
 	"github.com/queuesgo/queues/queuescli"
 )
@@ -18,7 +20,7 @@ func TestCommandsInProcess(t *testing.T) {
 	db := "sqlite:" + filepath.Join(t.TempDir(), "app.db")
 	var wrapped atomic.Int32
 	opts := queuescli.Options{
-		Config: func(ctx context.Context, b queues.Backend) (queues.Config, error) {
+		Config: func(ctx context.Context, b driver.Backend) (queues.Config, error) {
 			return queues.Config{
 				Middleware: []queues.Middleware{func(next queues.Handler) queues.Handler {
 					return func(ctx context.Context, rec *queues.Record) (any, error) {

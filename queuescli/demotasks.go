@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/queuesgo/queues/queuestype"
+
 	"github.com/queuesgo/queues"
 )
 
@@ -89,10 +91,10 @@ func RegisterDemoTasks(r *queues.Registry) error {
 }
 
 func interruptions(md map[string]any) int {
-	if f, ok := md[queues.MetaInterruptions].(float64); ok {
+	if f, ok := md[queuestype.MetaInterruptions].(float64); ok {
 		return int(f)
 	}
-	if i, ok := md[queues.MetaInterruptions].(int); ok {
+	if i, ok := md[queuestype.MetaInterruptions].(int); ok {
 		return i
 	}
 	return 0

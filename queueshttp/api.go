@@ -13,6 +13,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/queuesgo/queues/driver"
+	"github.com/queuesgo/queues/queuestype"
+
 	"github.com/google/uuid"
 	"github.com/queuesgo/queues"
 )
@@ -265,7 +268,7 @@ type QueueStatistics struct {
 }
 
 func (a *api) queueStats(w http.ResponseWriter, r *http.Request) {
-	in, ok := a.svc.Backend().(queues.Inspector)
+	in, ok := a.svc.Backend().(driver.Inspector)
 	if !ok {
 		writeError(w, http.StatusNotImplemented, "unsupported", "this queue backend cannot report per-queue statistics")
 		return
@@ -595,10 +598,10 @@ func (a *api) rerun(w http.ResponseWriter, r *http.Request) {
 // systemMetadataKeys are the metadata keys the system owns (SPEC §2.3); keys
 // starting with "_" are reserved as well.
 var systemMetadataKeys = map[string]bool{
-	queues.MetaDescription: true, queues.MetaLogLevel: true, queues.MetaLogSuccess: true,
-	queues.MetaRequeueOnStale: true, queues.MetaRequeueOnShutdown: true, queues.MetaRetryBackoff: true,
-	queues.MetaTimeout: true, "schedule": true, queues.MetaUniqueBy: true, queues.MetaUniqueVersion: true,
-	queues.MetaUniqueUntil: true, queues.MetaInterruptions: true, queues.MetaProgressDetail: true,
+	queuestype.MetaDescription: true, queuestype.MetaLogLevel: true, queuestype.MetaLogSuccess: true,
+	queuestype.MetaRequeueOnStale: true, queuestype.MetaRequeueOnShutdown: true, queuestype.MetaRetryBackoff: true,
+	queuestype.MetaTimeout: true, "schedule": true, queuestype.MetaUniqueBy: true, queuestype.MetaUniqueVersion: true,
+	queuestype.MetaUniqueUntil: true, queuestype.MetaInterruptions: true, queuestype.MetaProgressDetail: true,
 }
 
 // UserMetadata returns a copy of md without the keys the system owns (SPEC
@@ -606,7 +609,7 @@ var systemMetadataKeys = map[string]bool{
 // without reserved keys starting with "_". It returns nil when nothing is left.
 func UserMetadata(md map[string]any) map[string]any {
 	var out map[string]any
-	for k, v := range queues.CloneMetadata(md) {
+	for k, v := range queuestype.CloneMetadata(md) {
 		if systemMetadataKeys[k] || strings.HasPrefix(k, "_") {
 			continue
 		}

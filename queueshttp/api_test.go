@@ -13,6 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/queuesgo/queues/driver"
+	"github.com/queuesgo/queues/queuestype"
+
 	"github.com/google/uuid"
 	"github.com/queuesgo/queues"
 	"github.com/queuesgo/queues/backend/memory"
@@ -403,7 +406,7 @@ func TestRerun(t *testing.T) {
 	if fresh.Metadata["source"] != "ui" || fresh.Metadata["tenant"] != 42.0 {
 		t.Errorf("rerun lost user metadata: %v", fresh.Metadata)
 	}
-	for _, k := range []string{queues.MetaDescription, queues.MetaTimeout} {
+	for _, k := range []string{queuestype.MetaDescription, queuestype.MetaTimeout} {
 		if _, ok := old.Metadata[k]; !ok {
 			t.Fatalf("the original should carry %s: %v", k, old.Metadata)
 		}
@@ -658,7 +661,7 @@ func TestBackendErrorsAreNotEchoed(t *testing.T) {
 }
 
 // plainBackend hides every optional interface, Inspector included.
-type plainBackend struct{ queues.Backend }
+type plainBackend struct{ driver.Backend }
 
 func TestWithoutInspector(t *testing.T) {
 	f := newFixture(t, fixtureConfig{backend: plainBackend{memory.New(memory.Options{})}})

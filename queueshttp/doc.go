@@ -69,7 +69,7 @@
 //	                      rerun of a record this process can no longer enqueue
 //	413 request_too_large the body exceeds MaxRequestBytes
 //	500 internal          a backend failure; the cause is logged, never sent
-//	501 unsupported       the backend does not implement queues.Inspector
+//	501 unsupported       the backend does not implement driver.Inspector
 //
 // # Security
 //

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/queuesgo/queues/driver"
+
 	"github.com/google/uuid"
 	"github.com/queuesgo/queues"
 	"github.com/queuesgo/queues/backend/memory"
@@ -37,7 +39,7 @@ type echoResult struct {
 type fixture struct {
 	t       *testing.T
 	svc     *queues.Service
-	backend queues.Backend
+	backend driver.Backend
 	srv     *httptest.Server
 	started chan uuid.UUID // test.block sends its record ID when it starts
 	release chan struct{}  // closing it lets test.block return
@@ -46,7 +48,7 @@ type fixture struct {
 
 type fixtureConfig struct {
 	opts    queueshttp.Options
-	backend queues.Backend // nil → memory.New
+	backend driver.Backend // nil → memory.New
 	inApp   bool
 }
 

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/queuesgo/queues/driver"
+
 	"github.com/google/uuid"
 	"github.com/queuesgo/queues"
 	"github.com/queuesgo/queues/backend/memory"
@@ -19,7 +21,7 @@ import (
 )
 
 // serveFixture builds an in-app service (not started: Serve starts it).
-func serveFixture(t *testing.T, backend queues.Backend, placement queues.Placement) (*fixture, *queues.Service) {
+func serveFixture(t *testing.T, backend driver.Backend, placement queues.Placement) (*fixture, *queues.Service) {
 	t.Helper()
 	f := &fixture{t: t, started: make(chan uuid.UUID, 16), release: make(chan struct{})}
 	t.Cleanup(f.releaseAll)

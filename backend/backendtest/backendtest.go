@@ -6,7 +6,7 @@
 //
 //	func TestContract(t *testing.T) {
 //		backendtest.Run(t, backendtest.Factory{
-//			New: func(t *testing.T) queues.Backend {
+//			New: func(t *testing.T) driver.Backend {
 //				b := memory.New(memory.Options{})
 //				if err := b.Open(t.Context()); err != nil {
 //					t.Fatal(err)
@@ -39,7 +39,7 @@ package backendtest
 import (
 	"testing"
 
-	"github.com/queuesgo/queues"
+	"github.com/queuesgo/queues/driver"
 )
 
 // Factory creates the backends the suite runs against.
@@ -47,7 +47,7 @@ type Factory struct {
 	// New returns a fresh, opened, empty backend for one test (fresh
 	// schema/prefix). Register cleanup with t.Cleanup. It is called from
 	// parallel subtests, so it must be safe for concurrent use.
-	New func(t *testing.T) queues.Backend
+	New func(t *testing.T) driver.Backend
 }
 
 // group is one named set of cases.

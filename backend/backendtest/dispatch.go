@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/queuesgo/queues/driver"
+
 	"github.com/google/uuid"
 	"github.com/queuesgo/queues"
 )
@@ -36,7 +38,7 @@ func testDispatch(t *testing.T, f Factory) {
 
 // SPEC §20.8: after SetExecutionRef, ListRunningExternal returns the record
 // with its ref; an unrelated local record stays pending.
-func setRefListsRunningExternal(t *testing.T, b queues.Backend) {
+func setRefListsRunningExternal(t *testing.T, b driver.Backend) {
 	recs := enqueue(t, b, item("ext.cloud", execution("cloudrun", "")), item("ext.local"))
 	ref := newRef("cloudrun")
 	set := setRef(t, b, recs[0].ID, ref)
@@ -61,7 +63,7 @@ func setRefListsRunningExternal(t *testing.T, b queues.Backend) {
 
 // SPEC §20.9: ListRunningExternal includes pending/scheduled records holding
 // a ref and excludes ones without (and terminal ones); limit=1 → exactly 1; limit=0 → empty.
-func listRunningExternalFilterAndLimit(t *testing.T, b queues.Backend) {
+func listRunningExternalFilterAndLimit(t *testing.T, b driver.Backend) {
 	recs := enqueue(t, b,
 		item("lre.pending", execution("cloudrun", "")),
 		item("lre.scheduled", execution("cloudrun", ""), scheduledAt(at(time.Hour))),
@@ -101,12 +103,12 @@ func externalOrder(a, b *queues.Record) int {
 
 // SPEC §20.10, §6.1: ListRunningExternal orders by coalesce(started_at,
 // created_at), id; equal-age records are ordered by ID under a limit.
-func listRunningExternalOrder(t *testing.T, b queues.Backend) {
+func listRunningExternalOrder(t *testing.T, b driver.Backend) {
 	// One Enqueue call (one backend timestamp on most stores) with IDs in
 	// descending order, so equal-age records must come back by ascending ID.
 	ids := []uuid.UUID{uuid.New(), uuid.New(), uuid.New(), uuid.New()}
 	slices.SortFunc(ids, func(a, b uuid.UUID) int { return compareUUID(b, a) })
-	var items []queues.EnqueueParams
+	var items []driver.EnqueueParams
 	for i, id := range ids {
 		items = append(items, item("order."+string(rune('a'+i)), execution("cloudrun", ""), withID(id)))
 	}
@@ -132,13 +134,13 @@ func listRunningExternalOrder(t *testing.T, b queues.Backend) {
 
 // SPEC §20.13: ReserveDispatch with the wrong expected generation →
 // ErrFenceLost; with the correct one → reserved.
-func reserveDispatchGenerationFence(t *testing.T, b queues.Backend) {
+func reserveDispatchGenerationFence(t *testing.T, b driver.Backend) {
 	recs := enqueue(t, b, item("rd.fenced", execution("subprocess", "")), item("rd.unfenced", execution("subprocess", "")))
 	m := newMarker(time.Now().Add(15 * time.Minute))
-	_, err := b.ReserveDispatch(t.Context(), queues.ReserveDispatchParams{ID: recs[0].ID, Marker: m, ExpectedRetryCount: ptr(1)})
+	_, err := b.ReserveDispatch(t.Context(), driver.ReserveDispatchParams{ID: recs[0].ID, Marker: m, ExpectedRetryCount: ptr(1)})
 	wantFenceLost(t, "ReserveDispatch(wrong generation)", err)
 	wantString(t, "execution_ref after a lost reservation", get(t, b, recs[0].ID).ExecutionRef, "")
-	got, err := b.ReserveDispatch(t.Context(), queues.ReserveDispatchParams{ID: recs[0].ID, Marker: m, ExpectedRetryCount: ptr(0)})
+	got, err := b.ReserveDispatch(t.Context(), driver.ReserveDispatchParams{ID: recs[0].ID, Marker: m, ExpectedRetryCount: ptr(0)})
 	wantNoErr(t, "ReserveDispatch(right generation)", err)
 	wantString(t, "execution_ref", got.ExecutionRef, m)
 	wantStatus(t, "reserved record", got, queues.StatusPending)
@@ -147,21 +149,21 @@ func reserveDispatchGenerationFence(t *testing.T, b queues.Backend) {
 }
 
 // SPEC §20.14: ClaimByID with the wrong generation or wrong ref claims nothing.
-func claimByIDFences(t *testing.T, b queues.Backend) {
+func claimByIDFences(t *testing.T, b driver.Backend) {
 	rec := enqueueOne(t, b, item("byid.ref", execution("rabbitmq", "")))
 	ref := "rabbitmq:0:1700000000000:" + uuid.NewString()
 	setRef(t, b, rec.ID, ref)
-	res, err := b.ClaimByID(t.Context(), queues.ClaimByIDParams{ID: rec.ID, WorkerID: workerA, ExpectedRetryCount: ptr(1)})
+	res, err := b.ClaimByID(t.Context(), driver.ClaimByIDParams{ID: rec.ID, WorkerID: workerA, ExpectedRetryCount: ptr(1)})
 	wantNothingClaimed(t, "ClaimByID(wrong generation)", res, err)
-	res, err = b.ClaimByID(t.Context(), queues.ClaimByIDParams{ID: rec.ID, WorkerID: workerA, ExpectedRef: ptr("rabbitmq:0:1:other")})
+	res, err = b.ClaimByID(t.Context(), driver.ClaimByIDParams{ID: rec.ID, WorkerID: workerA, ExpectedRef: ptr("rabbitmq:0:1:other")})
 	wantNothingClaimed(t, "ClaimByID(wrong ref)", res, err)
-	res, err = b.ClaimByID(t.Context(), queues.ClaimByIDParams{ID: rec.ID, WorkerID: workerA, ExpectedRetryCount: ptr(0), ExpectedRef: ptr("rabbitmq:0:1:other")})
+	res, err = b.ClaimByID(t.Context(), driver.ClaimByIDParams{ID: rec.ID, WorkerID: workerA, ExpectedRetryCount: ptr(0), ExpectedRef: ptr("rabbitmq:0:1:other")})
 	wantNothingClaimed(t, "ClaimByID(right generation, wrong ref)", res, err)
 	got := get(t, b, rec.ID)
 	wantStatus(t, "record after fenced claims", got, queues.StatusPending)
 	wantString(t, "worker_id after fenced claims", got.WorkerID, "")
 
-	res, err = b.ClaimByID(t.Context(), queues.ClaimByIDParams{ID: rec.ID, WorkerID: workerB, ExpectedRetryCount: ptr(0), ExpectedRef: ptr(ref)})
+	res, err = b.ClaimByID(t.Context(), driver.ClaimByIDParams{ID: rec.ID, WorkerID: workerB, ExpectedRetryCount: ptr(0), ExpectedRef: ptr(ref)})
 	wantNoErr(t, "ClaimByID(right generation and ref)", err)
 	wantIDs(t, "claimed", res.Claimed, rec.ID)
 	wantString(t, "worker_id", res.Claimed[0].WorkerID, workerB)
@@ -170,7 +172,7 @@ func claimByIDFences(t *testing.T, b queues.Backend) {
 
 // SPEC §20.15: ClearExecutionRef/ReplaceExecutionRef need both generation and
 // current ref; replace then clear succeed.
-func clearAndReplaceRefFences(t *testing.T, b queues.Backend) {
+func clearAndReplaceRefFences(t *testing.T, b driver.Backend) {
 	rec := enqueueOne(t, b, item("ref.swap", execution("nats", "")))
 	r1, r2 := newRef("nats"), newRef("nats")
 	setRef(t, b, rec.ID, r1)
@@ -200,7 +202,7 @@ func clearAndReplaceRefFences(t *testing.T, b queues.Backend) {
 
 // SPEC §20.16, §6.1 (ReserveDispatch guard): reserving an expired, reserved,
 // referenced, not-yet-due, running or terminal record → ErrFenceLost.
-func reserveDispatchRejects(t *testing.T, b queues.Backend) {
+func reserveDispatchRejects(t *testing.T, b driver.Backend) {
 	recs := enqueue(t, b,
 		item("rr.expired", execution("subprocess", ""), expiresAt(at(-time.Minute))),
 		item("rr.reserved", execution("subprocess", "")),
@@ -215,25 +217,25 @@ func reserveDispatchRejects(t *testing.T, b queues.Backend) {
 	ref := newRef("subprocess")
 	setRef(t, b, recs[2].ID, ref)
 	claimByID(t, b, recs[4].ID, workerA)
-	_, err := b.Cancel(t.Context(), queues.CancelParams{ID: recs[5].ID})
+	_, err := b.Cancel(t.Context(), driver.CancelParams{ID: recs[5].ID})
 	wantNoErr(t, "Cancel", err)
 
 	for i, r := range recs {
-		_, err := b.ReserveDispatch(t.Context(), queues.ReserveDispatchParams{ID: r.ID, Marker: newMarker(lease)})
+		_, err := b.ReserveDispatch(t.Context(), driver.ReserveDispatchParams{ID: r.ID, Marker: newMarker(lease)})
 		wantFenceLost(t, "ReserveDispatch("+r.TaskName+")", err)
 		got := get(t, b, r.ID)
 		want := map[int]string{1: m1, 2: ref}[i]
 		wantString(t, r.TaskName+" execution_ref", got.ExecutionRef, want)
 	}
 	wantStatus(t, "expired record (not swept)", get(t, b, recs[0].ID), queues.StatusPending)
-	_, err = b.ReserveDispatch(t.Context(), queues.ReserveDispatchParams{ID: uuid.New(), Marker: newMarker(lease)})
+	_, err = b.ReserveDispatch(t.Context(), driver.ReserveDispatchParams{ID: uuid.New(), Marker: newMarker(lease)})
 	wantFenceLostOrNotFound(t, "ReserveDispatch(missing)", err)
 }
 
 // SPEC §20.17: the expiry sweep ignores reserved records; release with a
 // wrong ref → ErrFenceLost; with the owner's ref → cleared (and the overdue
 // record is then swept).
-func expirySweepIgnoresReserved(t *testing.T, b queues.Backend) {
+func expirySweepIgnoresReserved(t *testing.T, b driver.Backend) {
 	deadline := at(shortDeadline)
 	recs := enqueue(t, b,
 		item("sweep.reserved", execution("subprocess", ""), expiresAt(deadline)),
@@ -250,10 +252,10 @@ func expirySweepIgnoresReserved(t *testing.T, b queues.Backend) {
 	wantStatus(t, "reserved record after the sweep", got, queues.StatusPending)
 	wantString(t, "reserved record marker", got.ExecutionRef, m)
 
-	_, err = b.ReleaseDispatch(t.Context(), queues.ReleaseDispatchParams{ID: recs[0].ID, Marker: newMarker(time.Now().Add(time.Minute))})
+	_, err = b.ReleaseDispatch(t.Context(), driver.ReleaseDispatchParams{ID: recs[0].ID, Marker: newMarker(time.Now().Add(time.Minute))})
 	wantFenceLost(t, "ReleaseDispatch(wrong marker)", err)
 	wantString(t, "marker after a lost release", get(t, b, recs[0].ID).ExecutionRef, m)
-	rel, err := b.ReleaseDispatch(t.Context(), queues.ReleaseDispatchParams{ID: recs[0].ID, Marker: m})
+	rel, err := b.ReleaseDispatch(t.Context(), driver.ReleaseDispatchParams{ID: recs[0].ID, Marker: m})
 	wantNoErr(t, "ReleaseDispatch", err)
 	wantString(t, "execution_ref after release", rel.ExecutionRef, "")
 	wantString(t, "execution_backend after a plain release", rel.ExecutionBackend, "subprocess")
@@ -267,17 +269,17 @@ func expirySweepIgnoresReserved(t *testing.T, b queues.Backend) {
 
 // SPEC §20.18, §6.3: a reservation-marked record is neither claimed (ClaimMany,
 // ClaimByID) nor listed pending.
-func reservedRecordNotClaimed(t *testing.T, b queues.Backend) {
+func reservedRecordNotClaimed(t *testing.T, b driver.Backend) {
 	recs := enqueue(t, b, item("marked", execution("subprocess", ""), priority(10)), item("plain", execution("subprocess", "")))
 	m := newMarker(time.Now().Add(15 * time.Minute))
 	reserve(t, b, recs[0].ID, m)
 	if containsID(listPending(t, b), recs[0].ID) {
 		t.Fatal("ListPending lists a reservation-marked record")
 	}
-	res := claimMany(t, b, queues.ClaimParams{Limit: 10, WorkerID: workerA, ExpireOverdue: true})
+	res := claimMany(t, b, driver.ClaimParams{Limit: 10, WorkerID: workerA, ExpireOverdue: true})
 	wantIDs(t, "ClaimMany", res.Claimed, recs[1].ID)
 	wantInt(t, "expired by ClaimMany", len(res.Expired), 0)
-	byID, err := b.ClaimByID(t.Context(), queues.ClaimByIDParams{ID: recs[0].ID, WorkerID: workerA})
+	byID, err := b.ClaimByID(t.Context(), driver.ClaimByIDParams{ID: recs[0].ID, WorkerID: workerA})
 	wantNothingClaimed(t, "ClaimByID(marked)", byID, err)
 	got := get(t, b, recs[0].ID)
 	wantStatus(t, "marked record", got, queues.StatusPending)
@@ -286,32 +288,32 @@ func reservedRecordNotClaimed(t *testing.T, b queues.Backend) {
 
 // SPEC §20.19: Finalize with a superseded reservation → ErrFenceLost; with the
 // current one → ref replaced.
-func finalizeSuperseded(t *testing.T, b queues.Backend) {
+func finalizeSuperseded(t *testing.T, b driver.Backend) {
 	rec := enqueueOne(t, b, item("fin", execution("subprocess", "")))
 	lease := time.Now().Add(15 * time.Minute)
 	m1, m2 := newMarker(lease), newMarker(lease)
 	reserve(t, b, rec.ID, m1)
-	_, err := b.ReleaseDispatch(t.Context(), queues.ReleaseDispatchParams{ID: rec.ID, Marker: m1})
+	_, err := b.ReleaseDispatch(t.Context(), driver.ReleaseDispatchParams{ID: rec.ID, Marker: m1})
 	wantNoErr(t, "ReleaseDispatch", err)
 	reserve(t, b, rec.ID, m2)
 
 	ref := "subprocess:host-1:4242:1700000000000"
-	_, err = b.FinalizeDispatch(t.Context(), queues.FinalizeDispatchParams{ID: rec.ID, Marker: m1, Ref: ref})
+	_, err = b.FinalizeDispatch(t.Context(), driver.FinalizeDispatchParams{ID: rec.ID, Marker: m1, Ref: ref})
 	wantFenceLost(t, "FinalizeDispatch(superseded marker)", err)
 	wantString(t, "ref after a lost finalize", get(t, b, rec.ID).ExecutionRef, m2)
-	got, err := b.FinalizeDispatch(t.Context(), queues.FinalizeDispatchParams{ID: rec.ID, Marker: m2, Ref: ref})
+	got, err := b.FinalizeDispatch(t.Context(), driver.FinalizeDispatchParams{ID: rec.ID, Marker: m2, Ref: ref})
 	wantNoErr(t, "FinalizeDispatch(current marker)", err)
 	wantString(t, "finalized ref", got.ExecutionRef, ref)
 	wantStatus(t, "finalized record", got, queues.StatusPending)
 	wantStored(t, b, "finalized record", got)
-	_, err = b.FinalizeDispatch(t.Context(), queues.FinalizeDispatchParams{ID: rec.ID, Marker: m2, Ref: "subprocess:other"})
+	_, err = b.FinalizeDispatch(t.Context(), driver.FinalizeDispatchParams{ID: rec.ID, Marker: m2, Ref: "subprocess:other"})
 	wantFenceLost(t, "second FinalizeDispatch", err)
 	wantString(t, "ref after a repeated finalize", get(t, b, rec.ID).ExecutionRef, ref)
 }
 
 // SPEC §20.20, §20.18: a reserved record whose deadlines pass (its marker lease
 // and its expires_at) is neither claimed nor expired; ref and status are kept.
-func reservedPastDeadlineKept(t *testing.T, b queues.Backend) {
+func reservedPastDeadlineKept(t *testing.T, b driver.Backend) {
 	deadline := at(shortDeadline)
 	recs := enqueue(t, b,
 		item("late.reserved", execution("subprocess", ""), expiresAt(deadline), priority(10)),
@@ -321,7 +323,7 @@ func reservedPastDeadlineKept(t *testing.T, b queues.Backend) {
 	reserve(t, b, recs[0].ID, m)
 	waitOverdue(t, b, deadline, recs[1].ID)
 
-	res := claimMany(t, b, queues.ClaimParams{Limit: 10, WorkerID: workerA, ExecutionBackend: "subprocess", ExpireOverdue: true})
+	res := claimMany(t, b, driver.ClaimParams{Limit: 10, WorkerID: workerA, ExecutionBackend: "subprocess", ExpireOverdue: true})
 	if containsID(res.Claimed, recs[0].ID) || containsID(res.Expired, recs[0].ID) {
 		t.Fatalf("ClaimMany(ExpireOverdue) touched the reserved record: claimed %v expired %v", idsOf(res.Claimed), idsOf(res.Expired))
 	}
@@ -329,7 +331,7 @@ func reservedPastDeadlineKept(t *testing.T, b queues.Backend) {
 	expired, err := b.ExpireOverdue(t.Context(), 100)
 	wantNoErr(t, "ExpireOverdue", err)
 	wantInt(t, "expired by the sweep", len(expired), 0)
-	byID, err := b.ClaimByID(t.Context(), queues.ClaimByIDParams{ID: recs[0].ID, WorkerID: workerA})
+	byID, err := b.ClaimByID(t.Context(), driver.ClaimByIDParams{ID: recs[0].ID, WorkerID: workerA})
 	wantNothingClaimed(t, "ClaimByID(reserved overdue)", byID, err)
 	got := get(t, b, recs[0].ID)
 	wantStatus(t, "reserved overdue record", got, queues.StatusPending)
@@ -338,7 +340,7 @@ func reservedPastDeadlineKept(t *testing.T, b queues.Backend) {
 
 // SPEC §20.21, §3.1 (claim guard exception): a record with a finalized ref is
 // claimable by ID after its expires_at, and the sweep leaves it alone.
-func finalizedRefClaimableAfterExpiry(t *testing.T, b queues.Backend) {
+func finalizedRefClaimableAfterExpiry(t *testing.T, b driver.Backend) {
 	deadline := at(shortDeadline)
 	recs := enqueue(t, b,
 		item("fin.late", execution("cloudrun", ""), expiresAt(deadline)),
@@ -347,14 +349,14 @@ func finalizedRefClaimableAfterExpiry(t *testing.T, b queues.Backend) {
 	m := newMarker(time.Now().Add(15 * time.Minute))
 	reserve(t, b, recs[0].ID, m)
 	ref := newRef("cloudrun")
-	_, err := b.FinalizeDispatch(t.Context(), queues.FinalizeDispatchParams{ID: recs[0].ID, Marker: m, Ref: ref})
+	_, err := b.FinalizeDispatch(t.Context(), driver.FinalizeDispatchParams{ID: recs[0].ID, Marker: m, Ref: ref})
 	wantNoErr(t, "FinalizeDispatch", err)
 	waitOverdue(t, b, deadline, recs[1].ID)
 
 	expired, err := b.ExpireOverdue(t.Context(), 100)
 	wantNoErr(t, "ExpireOverdue", err)
 	wantIDs(t, "expired by the sweep", expired, recs[1].ID)
-	res, err := b.ClaimByID(t.Context(), queues.ClaimByIDParams{ID: recs[0].ID, WorkerID: workerB, ExpectedRef: ptr(ref)})
+	res, err := b.ClaimByID(t.Context(), driver.ClaimByIDParams{ID: recs[0].ID, WorkerID: workerB, ExpectedRef: ptr(ref)})
 	wantNoErr(t, "ClaimByID(finalized, overdue)", err)
 	wantIDs(t, "claimed", res.Claimed, recs[0].ID)
 	wantInt(t, "expired by the claim", len(res.Expired), 0)
@@ -363,14 +365,14 @@ func finalizedRefClaimableAfterExpiry(t *testing.T, b queues.Backend) {
 }
 
 // SPEC §20.22: FinalizeDispatch after the record was cancelled → ErrFenceLost; it stays cancelled.
-func finalizeAfterCancel(t *testing.T, b queues.Backend) {
+func finalizeAfterCancel(t *testing.T, b driver.Backend) {
 	rec := enqueueOne(t, b, item("fin.cancel", execution("subprocess", "")))
 	m := newMarker(time.Now().Add(15 * time.Minute))
 	reserve(t, b, rec.ID, m)
-	c, err := b.Cancel(t.Context(), queues.CancelParams{ID: rec.ID})
+	c, err := b.Cancel(t.Context(), driver.CancelParams{ID: rec.ID})
 	wantNoErr(t, "Cancel(reserved)", err)
 	wantStatus(t, "cancelled", c, queues.StatusCancelled)
-	_, err = b.FinalizeDispatch(t.Context(), queues.FinalizeDispatchParams{ID: rec.ID, Marker: m, Ref: newRef("subprocess")})
+	_, err = b.FinalizeDispatch(t.Context(), driver.FinalizeDispatchParams{ID: rec.ID, Marker: m, Ref: newRef("subprocess")})
 	wantFenceLost(t, "FinalizeDispatch(cancelled)", err)
 	got := get(t, b, rec.ID)
 	wantStatus(t, "record after finalize", got, queues.StatusCancelled)
@@ -382,22 +384,22 @@ func finalizeAfterCancel(t *testing.T, b queues.Backend) {
 // SPEC §20.23, §3.1 (Fail with ExpectedRef): Fail(ExpectedRef) on a pending
 // record holding that ref requeues it with the ref cleared (budget
 // permitting) or fails it; a wrong ref or generation → ErrFenceLost.
-func failExpectedRef(t *testing.T, b queues.Backend) {
+func failExpectedRef(t *testing.T, b driver.Backend) {
 	rec := enqueueOne(t, b, item("ext.fail", execution("rabbitmq", ""), retries(1)))
 	ref1 := newRef("rabbitmq")
 	setRef(t, b, rec.ID, ref1)
-	_, err := b.Fail(t.Context(), queues.FailParams{ID: rec.ID, Error: "x", Retry: true, ExpectedRetryCount: 0, ExpectedRef: ptr(newRef("rabbitmq"))})
+	_, err := b.Fail(t.Context(), driver.FailParams{ID: rec.ID, Error: "x", Retry: true, ExpectedRetryCount: 0, ExpectedRef: ptr(newRef("rabbitmq"))})
 	wantFenceLost(t, "Fail(wrong ref)", err)
-	_, err = b.Fail(t.Context(), queues.FailParams{ID: rec.ID, Error: "x", Retry: true, ExpectedRetryCount: 1, ExpectedRef: ptr(ref1)})
+	_, err = b.Fail(t.Context(), driver.FailParams{ID: rec.ID, Error: "x", Retry: true, ExpectedRetryCount: 1, ExpectedRef: ptr(ref1)})
 	wantFenceLost(t, "Fail(wrong generation)", err)
-	_, err = b.Fail(t.Context(), queues.FailParams{ID: rec.ID, Error: "x", Retry: true, ExpectedRetryCount: 0})
+	_, err = b.Fail(t.Context(), driver.FailParams{ID: rec.ID, Error: "x", Retry: true, ExpectedRetryCount: 0})
 	wantFenceLost(t, "Fail(pending, no ExpectedRef)", err)
 	got := get(t, b, rec.ID)
 	wantInt(t, "retry_count after lost fails", got.RetryCount, 0)
 	wantString(t, "ref after lost fails", got.ExecutionRef, ref1)
 
 	msg1 := "external execution " + ref1 + " not found"
-	got, err = b.Fail(t.Context(), queues.FailParams{ID: rec.ID, Error: msg1, Retry: true, ExpectedRetryCount: 0, ExpectedRef: ptr(ref1)})
+	got, err = b.Fail(t.Context(), driver.FailParams{ID: rec.ID, Error: msg1, Retry: true, ExpectedRetryCount: 0, ExpectedRef: ptr(ref1)})
 	wantNoErr(t, "Fail(right ref)", err)
 	wantStatus(t, "requeued record", got, queues.StatusPending)
 	wantInt(t, "retry_count", got.RetryCount, 1)
@@ -408,7 +410,7 @@ func failExpectedRef(t *testing.T, b queues.Backend) {
 	ref2 := newRef("rabbitmq")
 	setRef(t, b, rec.ID, ref2)
 	msg2 := "external execution " + ref2 + " failed"
-	got, err = b.Fail(t.Context(), queues.FailParams{ID: rec.ID, Error: msg2, Retry: true, ExpectedRetryCount: 1, ExpectedRef: ptr(ref2)})
+	got, err = b.Fail(t.Context(), driver.FailParams{ID: rec.ID, Error: msg2, Retry: true, ExpectedRetryCount: 1, ExpectedRef: ptr(ref2)})
 	wantNoErr(t, "Fail(right ref, no budget)", err)
 	wantStatus(t, "failed record", got, queues.StatusFailed)
 	wantString(t, "error", got.Error, msg2)
@@ -419,12 +421,12 @@ func failExpectedRef(t *testing.T, b queues.Backend) {
 }
 
 // SPEC §3.1 (Fail with ExpectedRef on a running record holding the ref).
-func failExpectedRefOnRunning(t *testing.T, b queues.Backend) {
+func failExpectedRefOnRunning(t *testing.T, b driver.Backend) {
 	rec := enqueueOne(t, b, item("ext.run.fail", execution("cloudrun", ""), retries(2)))
 	ref := newRef("cloudrun")
 	setRef(t, b, rec.ID, ref)
 	run := claimByID(t, b, rec.ID, workerA)
-	got, err := b.Fail(t.Context(), queues.FailParams{ID: run.ID, Error: "died", Retry: true, ExpectedRetryCount: 0, ExpectedRef: ptr(ref)})
+	got, err := b.Fail(t.Context(), driver.FailParams{ID: run.ID, Error: "died", Retry: true, ExpectedRetryCount: 0, ExpectedRef: ptr(ref)})
 	wantNoErr(t, "Fail(running, right ref)", err)
 	wantStatus(t, "requeued record", got, queues.StatusPending)
 	wantInt(t, "retry_count", got.RetryCount, 1)
@@ -434,23 +436,23 @@ func failExpectedRefOnRunning(t *testing.T, b queues.Backend) {
 
 // SPEC §6.1 (ReleaseDispatch may re-route), §13.3 (fallback): releasing with an
 // execution backend re-routes the record and clears the marker.
-func releaseDispatchReroutes(t *testing.T, b queues.Backend) {
+func releaseDispatchReroutes(t *testing.T, b driver.Backend) {
 	rec := enqueueOne(t, b, item("fallback", execution("cloudrun", "gpu")))
 	m := newMarker(time.Now().Add(15 * time.Minute))
 	reserve(t, b, rec.ID, m)
-	got, err := b.ReleaseDispatch(t.Context(), queues.ReleaseDispatchParams{ID: rec.ID, Marker: m, ExecutionBackend: "local", ExecutionProfile: "cpu"})
+	got, err := b.ReleaseDispatch(t.Context(), driver.ReleaseDispatchParams{ID: rec.ID, Marker: m, ExecutionBackend: "local", ExecutionProfile: "cpu"})
 	wantNoErr(t, "ReleaseDispatch(re-route)", err)
 	wantString(t, "execution_backend", got.ExecutionBackend, "local")
 	wantString(t, "execution_profile", got.ExecutionProfile, "cpu")
 	wantString(t, "execution_ref", got.ExecutionRef, "")
 	wantStored(t, b, "re-routed record", got)
-	res := claimMany(t, b, queues.ClaimParams{Limit: 5, ExecutionBackend: "local", WorkerID: workerA})
+	res := claimMany(t, b, driver.ClaimParams{Limit: 5, ExecutionBackend: "local", WorkerID: workerA})
 	wantIDs(t, "local claim after re-route", res.Claimed, rec.ID)
 }
 
 // SPEC §6.1 (SetExecutionBackend): re-routes a pending/scheduled record and
 // clears its ref; running or terminal → ErrFenceLost.
-func setExecutionBackendReroutes(t *testing.T, b queues.Backend) {
+func setExecutionBackendReroutes(t *testing.T, b driver.Backend) {
 	recs := enqueue(t, b,
 		item("sb.pending", execution("cloudrun", "gpu")),
 		item("sb.running", execution("cloudrun", "gpu")),
@@ -476,7 +478,7 @@ func setExecutionBackendReroutes(t *testing.T, b queues.Backend) {
 
 // SPEC §6.1 (SetExecutionRef on a non-terminal record): a terminal record →
 // ErrFenceLost and its ref is unchanged; a missing one is not found or fenced.
-func setExecutionRefTerminal(t *testing.T, b queues.Backend) {
+func setExecutionRefTerminal(t *testing.T, b driver.Backend) {
 	done := completed(t, b, item("ref.done", execution("cloudrun", "")))
 	_, err := b.SetExecutionRef(t.Context(), done.ID, newRef("cloudrun"))
 	wantFenceLost(t, "SetExecutionRef(completed)", err)

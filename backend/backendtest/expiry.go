@@ -4,6 +4,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/queuesgo/queues/driver"
+
 	"github.com/queuesgo/queues"
 )
 
@@ -22,7 +24,7 @@ func testExpiry(t *testing.T, f Factory) {
 }
 
 // wantExpired checks the §3.1 expired row on a stored record.
-func wantExpired(t *testing.T, b queues.Backend, what string, rec *queues.Record, before, after time.Time) *queues.Record {
+func wantExpired(t *testing.T, b driver.Backend, what string, rec *queues.Record, before, after time.Time) *queues.Record {
 	t.Helper()
 	got := get(t, b, rec.ID)
 	wantStatus(t, what, got, queues.StatusExpired)
@@ -35,10 +37,10 @@ func wantExpired(t *testing.T, b queues.Backend, what string, rec *queues.Record
 
 // SPEC §20.55: claiming an overdue record by ID claims nothing and stores it
 // expired; it is not listed pending; a live one remains.
-func claimByIDExpiresOverdue(t *testing.T, b queues.Backend) {
+func claimByIDExpiresOverdue(t *testing.T, b driver.Backend) {
 	recs := enqueue(t, b, item("over", expiresAt(at(-time.Minute))), item("live", expiresAt(at(time.Hour))))
 	before := time.Now()
-	res, err := b.ClaimByID(t.Context(), queues.ClaimByIDParams{ID: recs[0].ID, WorkerID: workerA})
+	res, err := b.ClaimByID(t.Context(), driver.ClaimByIDParams{ID: recs[0].ID, WorkerID: workerA})
 	after := time.Now()
 	wantNoErr(t, "ClaimByID(overdue)", err)
 	wantInt(t, "claimed", len(res.Claimed), 0)
@@ -48,13 +50,13 @@ func claimByIDExpiresOverdue(t *testing.T, b queues.Backend) {
 	pending := listPending(t, b)
 	wantIDs(t, "ListPending", pending, recs[1].ID)
 	wantStatus(t, "live record", get(t, b, recs[1].ID), queues.StatusPending)
-	again, err := b.ClaimByID(t.Context(), queues.ClaimByIDParams{ID: recs[0].ID, WorkerID: workerA})
+	again, err := b.ClaimByID(t.Context(), driver.ClaimByIDParams{ID: recs[0].ID, WorkerID: workerA})
 	wantNothingClaimed(t, "second ClaimByID(expired)", again, err)
 }
 
 // SPEC §20.56: ExpireOverdue expires all overdue records; statistics count
 // them; cleanup deletes them.
-func expireOverdue(t *testing.T, b queues.Backend) {
+func expireOverdue(t *testing.T, b driver.Backend) {
 	recs := enqueue(t, b,
 		item("over.1", expiresAt(at(-3*time.Minute))),
 		item("live", expiresAt(at(time.Hour))),
@@ -86,7 +88,7 @@ func expireOverdue(t *testing.T, b queues.Backend) {
 }
 
 // SPEC §5.10: the sweep is bounded and takes the oldest deadline first.
-func expireOverdueBounded(t *testing.T, b queues.Backend) {
+func expireOverdueBounded(t *testing.T, b driver.Backend) {
 	recs := enqueue(t, b,
 		item("over.mid", expiresAt(at(-2*time.Minute))),
 		item("over.oldest", expiresAt(at(-3*time.Minute))),
@@ -103,7 +105,7 @@ func expireOverdueBounded(t *testing.T, b queues.Backend) {
 }
 
 // SPEC §5.10: the sweep leaves live, running and ref-holding records alone.
-func expireOverdueSkips(t *testing.T, b queues.Backend) {
+func expireOverdueSkips(t *testing.T, b driver.Backend) {
 	recs := enqueue(t, b,
 		item("over.ref", expiresAt(at(-time.Minute)), execution("cloudrun", "")),
 		item("live.future", expiresAt(at(time.Hour)), scheduledAt(at(30*time.Minute))),
@@ -121,10 +123,10 @@ func expireOverdueSkips(t *testing.T, b queues.Backend) {
 
 // SPEC §20.57: ClaimMany(limit=1, ExpireOverdue) returns the live record as
 // claimed and the overdue one as expired.
-func claimManyExpireOverdue(t *testing.T, b queues.Backend) {
+func claimManyExpireOverdue(t *testing.T, b driver.Backend) {
 	recs := enqueue(t, b, item("over", priority(10), expiresAt(at(-time.Minute))), item("live"))
 	before := time.Now()
-	res := claimMany(t, b, queues.ClaimParams{Limit: 1, WorkerID: workerA, ExpireOverdue: true})
+	res := claimMany(t, b, driver.ClaimParams{Limit: 1, WorkerID: workerA, ExpireOverdue: true})
 	after := time.Now()
 	wantIDs(t, "claimed", res.Claimed, recs[1].ID)
 	wantIDs(t, "expired", res.Expired, recs[0].ID)
@@ -135,9 +137,9 @@ func claimManyExpireOverdue(t *testing.T, b queues.Backend) {
 }
 
 // SPEC §6.3: without ExpireOverdue, an overdue record is not claimed and not expired.
-func claimManyWithoutExpire(t *testing.T, b queues.Backend) {
+func claimManyWithoutExpire(t *testing.T, b driver.Backend) {
 	recs := enqueue(t, b, item("over", priority(10), expiresAt(at(-time.Minute))), item("live"))
-	res := claimMany(t, b, queues.ClaimParams{Limit: 5, WorkerID: workerA})
+	res := claimMany(t, b, driver.ClaimParams{Limit: 5, WorkerID: workerA})
 	wantIDs(t, "claimed", res.Claimed, recs[1].ID)
 	wantInt(t, "expired", len(res.Expired), 0)
 	wantStatus(t, "overdue record", get(t, b, recs[0].ID), queues.StatusPending)
@@ -145,7 +147,7 @@ func claimManyWithoutExpire(t *testing.T, b queues.Backend) {
 
 // SPEC §20.58, §11.3: a retried record keeps its first expires_at; after the
 // deadline the retry's claim fails and the record becomes expired.
-func retryKeepsDeadline(t *testing.T, b queues.Backend) {
+func retryKeepsDeadline(t *testing.T, b driver.Backend) {
 	deadline := at(shortDeadline)
 	rec := enqueueOne(t, b, item("retry.deadline", retries(3), expiresAt(deadline)))
 	run := claimByID(t, b, rec.ID, workerA)
@@ -154,10 +156,10 @@ func retryKeepsDeadline(t *testing.T, b queues.Backend) {
 	wantNear(t, "expires_at after retry", retried.ExpiresAt, deadline, storeTolerance)
 	waitOverdue(t, b, deadline, rec.ID)
 
-	none := claimMany(t, b, queues.ClaimParams{Limit: 5, WorkerID: workerB})
+	none := claimMany(t, b, driver.ClaimParams{Limit: 5, WorkerID: workerB})
 	wantInt(t, "claimed after the deadline", len(none.Claimed), 0)
 	before := time.Now()
-	res, err := b.ClaimByID(t.Context(), queues.ClaimByIDParams{ID: rec.ID, WorkerID: workerB})
+	res, err := b.ClaimByID(t.Context(), driver.ClaimByIDParams{ID: rec.ID, WorkerID: workerB})
 	after := time.Now()
 	wantNoErr(t, "ClaimByID after the deadline", err)
 	wantInt(t, "claimed", len(res.Claimed), 0)
@@ -169,10 +171,10 @@ func retryKeepsDeadline(t *testing.T, b queues.Backend) {
 }
 
 // SPEC §20.59: a record with a future deadline can be claimed and completed.
-func futureDeadlineClaimable(t *testing.T, b queues.Backend) {
+func futureDeadlineClaimable(t *testing.T, b driver.Backend) {
 	deadline := at(time.Hour)
 	rec := enqueueOne(t, b, item("deadline.future", expiresAt(deadline)))
-	res := claimMany(t, b, queues.ClaimParams{Limit: 5, WorkerID: workerA, ExpireOverdue: true})
+	res := claimMany(t, b, driver.ClaimParams{Limit: 5, WorkerID: workerA, ExpireOverdue: true})
 	wantIDs(t, "claimed", res.Claimed, rec.ID)
 	wantInt(t, "expired", len(res.Expired), 0)
 	done := complete(t, b, res.Claimed[0])

@@ -7,6 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/queuesgo/queues/driver"
+	"github.com/queuesgo/queues/queuestype"
+
 	"github.com/google/uuid"
 	"github.com/queuesgo/queues"
 )
@@ -33,10 +36,10 @@ func testHeartbeats(t *testing.T, f Factory) {
 }
 
 // SPEC §20.27, §5.12: NullHeartbeats clears heartbeat_at of the fenced running record only.
-func nullHeartbeatsClears(t *testing.T, b queues.Backend) {
+func nullHeartbeatsClears(t *testing.T, b driver.Backend) {
 	a := running(t, b, item("null.a"))
 	other := running(t, b, item("null.other"))
-	wantNoErr(t, "NullHeartbeats", b.NullHeartbeats(t.Context(), []queues.Fence{{ID: a.ID, RetryCount: 0}}))
+	wantNoErr(t, "NullHeartbeats", b.NullHeartbeats(t.Context(), []queuestype.Fence{{ID: a.ID, RetryCount: 0}}))
 	got := get(t, b, a.ID)
 	wantStatus(t, "nulled record", got, queues.StatusRunning)
 	wantZeroTime(t, "heartbeat_at", got.HeartbeatAt)
@@ -48,7 +51,7 @@ func nullHeartbeatsClears(t *testing.T, b queues.Backend) {
 
 // SPEC §20.30, §5.9: with everything stale, a retryable record (one earlier
 // failure) → pending, retry_count 2, priority kept, previous error kept.
-func staleRequeuesRetryable(t *testing.T, b queues.Backend) {
+func staleRequeuesRetryable(t *testing.T, b driver.Backend) {
 	first := running(t, b, item("stale.retryable", retries(3), priority(4)))
 	failRetry(t, b, first, "first failure")
 	run := claimByID(t, b, first.ID, workerB)
@@ -73,10 +76,10 @@ func staleRequeuesRetryable(t *testing.T, b queues.Backend) {
 // SPEC §20.31, §5.9: a record with no retries → failed; a record with
 // requeue_on_stale=false → failed and handler_needed; totals requeued 1,
 // failed 2, handler_needed 1.
-func staleFailurePolicy(t *testing.T, b queues.Backend) {
+func staleFailurePolicy(t *testing.T, b driver.Backend) {
 	retryable := running(t, b, item("stale.retry", retries(1)))
 	noRetries := running(t, b, item("stale.noretries"))
-	noRequeue := running(t, b, item("stale.norequeue", retries(3), metadata(map[string]any{queues.MetaRequeueOnStale: false})))
+	noRequeue := running(t, b, item("stale.norequeue", retries(3), metadata(map[string]any{queuestype.MetaRequeueOnStale: false})))
 	before := time.Now()
 	res := recoverAll(t, b, 100)
 	after := time.Now()
@@ -86,10 +89,10 @@ func staleFailurePolicy(t *testing.T, b queues.Backend) {
 	wantInt(t, "skipped", res.Skipped, 0)
 	for _, r := range res.Failed {
 		wantStatus(t, "returned failed record", r, queues.StatusFailed)
-		wantString(t, "returned failed error", r.Error, queues.StaleError)
+		wantString(t, "returned failed error", r.Error, driver.StaleError)
 		got := get(t, b, r.ID)
 		wantStatus(t, "stale failed", got, queues.StatusFailed)
-		wantString(t, "error", got.Error, queues.StaleError)
+		wantString(t, "error", got.Error, driver.StaleError)
 		wantBetween(t, "completed_at", got.CompletedAt, before, after)
 		wantZeroTime(t, "heartbeat_at", got.HeartbeatAt)
 		wantString(t, "worker_id kept on the terminal write", got.WorkerID, workerA)
@@ -100,18 +103,18 @@ func staleFailurePolicy(t *testing.T, b queues.Backend) {
 }
 
 // SPEC §3.1 (stale requeue row): error kept, or "Task heartbeat stale" if empty.
-func staleErrorWhenEmpty(t *testing.T, b queues.Backend) {
+func staleErrorWhenEmpty(t *testing.T, b driver.Backend) {
 	run := running(t, b, item("stale.noerror", retries(1)))
 	recoverAll(t, b, 10)
 	got := get(t, b, run.ID)
 	wantStatus(t, "requeued", got, queues.StatusPending)
-	wantString(t, "error", got.Error, queues.StaleError)
+	wantString(t, "error", got.Error, driver.StaleError)
 }
 
 // SPEC §20.32: TouchHeartbeats with no touches → empty result.
-func touchNothing(t *testing.T, b queues.Backend) {
+func touchNothing(t *testing.T, b driver.Backend) {
 	running(t, b, item("touch.none"))
-	for _, touches := range [][]queues.HeartbeatTouch{nil, {}} {
+	for _, touches := range [][]driver.HeartbeatTouch{nil, {}} {
 		res, err := b.TouchHeartbeats(t.Context(), touches)
 		wantNoErr(t, "TouchHeartbeats(empty)", err)
 		if len(res.Touched) != 0 || len(res.Missed) != 0 {
@@ -122,13 +125,13 @@ func touchNothing(t *testing.T, b queues.Backend) {
 
 // SPEC §20.33, §8.3: a touch batch with a stale and a current generation for
 // the same ID reports it both touched and missed; the patch merges into metadata.
-func touchMixedGenerations(t *testing.T, b queues.Backend) {
+func touchMixedGenerations(t *testing.T, b driver.Backend) {
 	first := running(t, b, item("touch.mixed", retries(2), metadata(map[string]any{"existing": "kept"})))
 	failRetry(t, b, first, "boom")
 	run := claimByID(t, b, first.ID, workerB)
-	res, err := b.TouchHeartbeats(t.Context(), []queues.HeartbeatTouch{
-		{ID: run.ID, ExpectedRetryCount: ptr(0), MetadataPatch: map[string]any{queues.MetaProgressDetail: "stale generation"}},
-		{ID: run.ID, ExpectedRetryCount: ptr(1), MetadataPatch: map[string]any{queues.MetaProgressDetail: "row 5"}},
+	res, err := b.TouchHeartbeats(t.Context(), []driver.HeartbeatTouch{
+		{ID: run.ID, ExpectedRetryCount: ptr(0), MetadataPatch: map[string]any{queuestype.MetaProgressDetail: "stale generation"}},
+		{ID: run.ID, ExpectedRetryCount: ptr(1), MetadataPatch: map[string]any{queuestype.MetaProgressDetail: "row 5"}},
 	})
 	wantNoErr(t, "TouchHeartbeats", err)
 	wantIDSet(t, "touched", res.Touched, run.ID)
@@ -142,13 +145,13 @@ func touchMixedGenerations(t *testing.T, b queues.Backend) {
 
 // SPEC §2.4 (a nil ExpectedRetryCount is unfenced), §5.5: a touch refreshes
 // heartbeat_at of a running record; touches of non-running or missing records miss.
-func touchUnfencedAndNonRunning(t *testing.T, b queues.Backend) {
+func touchUnfencedAndNonRunning(t *testing.T, b driver.Backend) {
 	run := running(t, b, item("touch.run"))
 	pending := enqueueOne(t, b, item("touch.pending"))
 	done := completed(t, b, item("touch.done"))
 	missing := uuid.New()
 	before := time.Now()
-	res, err := b.TouchHeartbeats(t.Context(), []queues.HeartbeatTouch{
+	res, err := b.TouchHeartbeats(t.Context(), []driver.HeartbeatTouch{
 		{ID: run.ID},
 		{ID: pending.ID},
 		{ID: done.ID, ExpectedRetryCount: ptr(0)},
@@ -168,34 +171,34 @@ func touchUnfencedAndNonRunning(t *testing.T, b queues.Backend) {
 // SPEC §20.34, §3.2: after a stale requeue and re-claim, the old generation's
 // complete/fail/cancel → ErrFenceLost, and its NullHeartbeats does not clear
 // the new heartbeat.
-func staleOldGenerationFenced(t *testing.T, b queues.Backend) {
+func staleOldGenerationFenced(t *testing.T, b driver.Backend) {
 	old := running(t, b, item("stale.old", retries(2)))
 	wantInt(t, "requeued", recoverAll(t, b, 10).Requeued, 1)
 	cur := claimByID(t, b, old.ID, workerB)
 	wantInt(t, "new generation", cur.RetryCount, 1)
 
-	_, err := b.Complete(t.Context(), queues.CompleteParams{ID: old.ID, ExpectedRetryCount: 0, Result: json.RawMessage(`1`)})
+	_, err := b.Complete(t.Context(), driver.CompleteParams{ID: old.ID, ExpectedRetryCount: 0, Result: json.RawMessage(`1`)})
 	wantFenceLost(t, "Complete(old generation)", err)
-	_, err = b.Fail(t.Context(), queues.FailParams{ID: old.ID, Error: "late", Retry: true, ExpectedRetryCount: 0})
+	_, err = b.Fail(t.Context(), driver.FailParams{ID: old.ID, Error: "late", Retry: true, ExpectedRetryCount: 0})
 	wantFenceLost(t, "Fail(old generation)", err)
-	_, err = b.Cancel(t.Context(), queues.CancelParams{ID: old.ID, IncludeRunning: true, ExpectedRetryCount: ptr(0)})
+	_, err = b.Cancel(t.Context(), driver.CancelParams{ID: old.ID, IncludeRunning: true, ExpectedRetryCount: ptr(0)})
 	wantFenceLost(t, "Cancel(old generation)", err)
-	if err := b.NullHeartbeats(t.Context(), []queues.Fence{{ID: old.ID, RetryCount: 0}}); err != nil && !errors.Is(err, queues.ErrFenceLost) {
+	if err := b.NullHeartbeats(t.Context(), []queuestype.Fence{{ID: old.ID, RetryCount: 0}}); err != nil && !errors.Is(err, queues.ErrFenceLost) {
 		t.Fatalf("NullHeartbeats(old generation): %v", err)
 	}
 	got := get(t, b, old.ID)
 	wantStatus(t, "record", got, queues.StatusRunning)
 	wantString(t, "worker_id", got.WorkerID, workerB)
 	wantNear(t, "heartbeat_at of the new generation", got.HeartbeatAt, cur.HeartbeatAt, 0)
-	wantString(t, "error", got.Error, queues.StaleError)
+	wantString(t, "error", got.Error, driver.StaleError)
 
-	wantNoErr(t, "NullHeartbeats(current generation)", b.NullHeartbeats(t.Context(), []queues.Fence{{ID: old.ID, RetryCount: 1}}))
+	wantNoErr(t, "NullHeartbeats(current generation)", b.NullHeartbeats(t.Context(), []queuestype.Fence{{ID: old.ID, RetryCount: 1}}))
 	wantZeroTime(t, "heartbeat_at after the current null", get(t, b, old.ID).HeartbeatAt)
 	complete(t, b, cur)
 }
 
 // SPEC §20.35: bounded recovery: 4 stale, limit 2 → 2, 2, 0; each requeued once.
-func staleBounded(t *testing.T, b queues.Backend) {
+func staleBounded(t *testing.T, b driver.Backend) {
 	var recs []*queues.Record
 	for range 4 {
 		recs = append(recs, running(t, b, item("stale.bounded", retries(1))))
@@ -213,9 +216,9 @@ func staleBounded(t *testing.T, b queues.Backend) {
 }
 
 // SPEC §20.36, §5.9: a nil priority policy keeps priority 9; a ceiling of 3 lowers it to 3.
-func stalePriorityPolicy(t *testing.T, b queues.Backend) {
+func stalePriorityPolicy(t *testing.T, b driver.Backend) {
 	kept := running(t, b, item("stale.prio.kept", retries(1), priority(9)))
-	res, err := b.RecoverStale(t.Context(), queues.StaleParams{StaleAfter: -1, Limit: 10})
+	res, err := b.RecoverStale(t.Context(), driver.StaleParams{StaleAfter: -1, Limit: 10})
 	wantNoErr(t, "RecoverStale(nil policy)", err)
 	wantInt(t, "requeued", res.Requeued, 1)
 	wantInt(t, "priority with nil policy", get(t, b, kept.ID).Priority, 9)
@@ -223,7 +226,7 @@ func stalePriorityPolicy(t *testing.T, b queues.Backend) {
 	ceiling := func(old int) int { return min(old, 3) }
 	high := running(t, b, item("stale.prio.high", retries(1), priority(9)))
 	low := running(t, b, item("stale.prio.low", retries(1), priority(-2)))
-	res, err = b.RecoverStale(t.Context(), queues.StaleParams{StaleAfter: -1, Limit: 10, Priority: ceiling})
+	res, err = b.RecoverStale(t.Context(), driver.StaleParams{StaleAfter: -1, Limit: 10, Priority: ceiling})
 	wantNoErr(t, "RecoverStale(ceiling 3)", err)
 	wantInt(t, "requeued", res.Requeued, 2)
 	wantInt(t, "priority under ceiling 3", get(t, b, high.ID).Priority, 3)
@@ -233,12 +236,12 @@ func stalePriorityPolicy(t *testing.T, b queues.Backend) {
 
 // SPEC §20.37, §5.9: a stale requeue with a retry_backoff uses attempts
 // consumed for the delay (status scheduled).
-func staleBackoffDelay(t *testing.T, b queues.Backend) {
+func staleBackoffDelay(t *testing.T, b driver.Backend) {
 	first := running(t, b, item("stale.backoff", retries(3), metadata(backoffMetadata(600, 2))))
 	failRetry(t, b, first, "first failure")
 	run := claimByID(t, b, first.ID, workerA)
 	wantInt(t, "attempts consumed", run.AttemptsConsumed(), 1)
-	_, _, delay := queues.StaleRequeueDecision(run)
+	_, _, delay := driver.StaleRequeueDecision(run)
 	if delay != 20*time.Minute {
 		t.Fatalf("StaleRequeueDecision delay = %s, want 20m (10m × 2^1)", delay)
 	}
@@ -250,17 +253,17 @@ func staleBackoffDelay(t *testing.T, b queues.Backend) {
 	wantStatus(t, "requeued with backoff", got, queues.StatusScheduled)
 	wantBetween(t, "scheduled_at", got.ScheduledAt, before.Add(delay), after.Add(delay))
 	wantInt(t, "retry_count", got.RetryCount, 2)
-	claimed := claimMany(t, b, queues.ClaimParams{Limit: 5, WorkerID: workerB})
+	claimed := claimMany(t, b, driver.ClaimParams{Limit: 5, WorkerID: workerB})
 	wantInt(t, "claimed before the backoff", len(claimed.Claimed), 0)
 }
 
 // SPEC §5.9 (candidates: heartbeat_at null or older than StaleAfter): a fresh
 // heartbeat is not stale; a nulled one is stale at once.
-func staleAfterSparesFresh(t *testing.T, b queues.Backend) {
+func staleAfterSparesFresh(t *testing.T, b driver.Backend) {
 	fresh := running(t, b, item("stale.fresh", retries(1)))
 	nulled := running(t, b, item("stale.nulled", retries(1)))
-	wantNoErr(t, "NullHeartbeats", b.NullHeartbeats(t.Context(), []queues.Fence{{ID: nulled.ID, RetryCount: 0}}))
-	res, err := b.RecoverStale(t.Context(), queues.StaleParams{StaleAfter: time.Hour, Limit: 10})
+	wantNoErr(t, "NullHeartbeats", b.NullHeartbeats(t.Context(), []queuestype.Fence{{ID: nulled.ID, RetryCount: 0}}))
+	res, err := b.RecoverStale(t.Context(), driver.StaleParams{StaleAfter: time.Hour, Limit: 10})
 	wantNoErr(t, "RecoverStale(1h)", err)
 	wantInt(t, "requeued", res.Requeued, 1)
 	wantStatus(t, "fresh record", get(t, b, fresh.ID), queues.StatusRunning)
@@ -287,7 +290,7 @@ func staleOrder(a, b *queues.Record) int {
 // coalesces to created_at) then id. The nulled record is also the oldest
 // created, so both readings agree; the other two are claimed in the reverse
 // of their creation order, so heartbeat order differs from creation order.
-func staleOrderNullFirst(t *testing.T, b queues.Backend) {
+func staleOrderNullFirst(t *testing.T, b driver.Backend) {
 	nulled := enqueueOne(t, b, item("stale.order.nulled", retries(1)))
 	late := enqueueOne(t, b, item("stale.order.late", retries(1)))
 	early := enqueueOne(t, b, item("stale.order.early", retries(1)))
@@ -296,7 +299,7 @@ func staleOrderNullFirst(t *testing.T, b queues.Backend) {
 		claimByID(t, b, late.ID, workerA),
 		claimByID(t, b, nulled.ID, workerA),
 	}
-	wantNoErr(t, "NullHeartbeats", b.NullHeartbeats(t.Context(), []queues.Fence{{ID: nulled.ID, RetryCount: 0}}))
+	wantNoErr(t, "NullHeartbeats", b.NullHeartbeats(t.Context(), []queuestype.Fence{{ID: nulled.ID, RetryCount: 0}}))
 	want := sortedIDs(storedAll(t, b, recs), staleOrder)
 	if want[0] != nulled.ID {
 		t.Fatalf("set-up: the nulled record is not first in stale order (created_at %s)", nulled.CreatedAt)
@@ -312,7 +315,7 @@ func staleOrderNullFirst(t *testing.T, b queues.Backend) {
 }
 
 // SPEC §5.9: only running records are candidates.
-func staleIgnoresNonRunning(t *testing.T, b queues.Backend) {
+func staleIgnoresNonRunning(t *testing.T, b driver.Backend) {
 	recs := enqueue(t, b, item("stale.pending", retries(1)), item("stale.scheduled", retries(1), scheduledAt(at(time.Hour))))
 	done := completed(t, b, item("stale.done", retries(1)))
 	res := recoverAll(t, b, 10)

@@ -13,6 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/queuesgo/queues/driver"
+	"github.com/queuesgo/queues/queuestype"
+
 	"github.com/google/uuid"
 	"github.com/queuesgo/queues"
 )
@@ -44,7 +47,7 @@ const (
 // testCase is one backend-level case. run gets a fresh backend from the factory.
 type testCase struct {
 	name string
-	run  func(t *testing.T, b queues.Backend)
+	run  func(t *testing.T, b driver.Backend)
 }
 
 // runCases runs each case as a parallel subtest with its own backend.
@@ -71,11 +74,11 @@ func runCases(t *testing.T, f Factory, cases []testCase) {
 // Building records
 
 // opt modifies an EnqueueParams.
-type opt func(*queues.EnqueueParams)
+type opt func(*driver.EnqueueParams)
 
 // item returns the parameters of a due, local record of task in the default queue.
-func item(task string, opts ...opt) queues.EnqueueParams {
-	p := queues.EnqueueParams{
+func item(task string, opts ...opt) driver.EnqueueParams {
+	p := driver.EnqueueParams{
 		TaskName:         task,
 		Args:             json.RawMessage(`{}`),
 		Queue:            queues.DefaultQueue,
@@ -87,24 +90,24 @@ func item(task string, opts ...opt) queues.EnqueueParams {
 	return p
 }
 
-func priority(n int) opt      { return func(p *queues.EnqueueParams) { p.Priority = n } }
-func inQueue(q string) opt    { return func(p *queues.EnqueueParams) { p.Queue = q } }
-func retries(n int) opt       { return func(p *queues.EnqueueParams) { p.MaxRetries = n } }
-func withID(id uuid.UUID) opt { return func(p *queues.EnqueueParams) { p.ID = id } }
-func key(k string) opt        { return func(p *queues.EnqueueParams) { p.Key = k } }
-func argsJSON(s string) opt   { return func(p *queues.EnqueueParams) { p.Args = json.RawMessage(s) } }
+func priority(n int) opt      { return func(p *driver.EnqueueParams) { p.Priority = n } }
+func inQueue(q string) opt    { return func(p *driver.EnqueueParams) { p.Queue = q } }
+func retries(n int) opt       { return func(p *driver.EnqueueParams) { p.MaxRetries = n } }
+func withID(id uuid.UUID) opt { return func(p *driver.EnqueueParams) { p.ID = id } }
+func key(k string) opt        { return func(p *driver.EnqueueParams) { p.Key = k } }
+func argsJSON(s string) opt   { return func(p *driver.EnqueueParams) { p.Args = json.RawMessage(s) } }
 func scheduledAt(t time.Time) opt {
-	return func(p *queues.EnqueueParams) { p.ScheduledAt = t }
+	return func(p *driver.EnqueueParams) { p.ScheduledAt = t }
 }
-func expiresAt(t time.Time) opt { return func(p *queues.EnqueueParams) { p.ExpiresAt = t } }
+func expiresAt(t time.Time) opt { return func(p *driver.EnqueueParams) { p.ExpiresAt = t } }
 func foreverKey(k string) opt {
-	return func(p *queues.EnqueueParams) { p.Key, p.Forever = k, true }
+	return func(p *driver.EnqueueParams) { p.Key, p.Forever = k, true }
 }
 func execution(backend, profile string) opt {
-	return func(p *queues.EnqueueParams) { p.ExecutionBackend, p.ExecutionProfile = backend, profile }
+	return func(p *driver.EnqueueParams) { p.ExecutionBackend, p.ExecutionProfile = backend, profile }
 }
 func metadata(m map[string]any) opt {
-	return func(p *queues.EnqueueParams) { p.Metadata = m }
+	return func(p *driver.EnqueueParams) { p.Metadata = m }
 }
 
 // at returns now+d in UTC truncated to milliseconds, so every backend stores it exactly.
@@ -115,7 +118,7 @@ func newKey(mode string) string { return "q:u:v1:" + mode + ":" + uuid.NewString
 
 // newMarker returns a dispatch reservation marker (SPEC §13.3) with the given lease deadline.
 func newMarker(deadline time.Time) string {
-	return fmt.Sprintf("%s%d:%s", queues.DispatchMarkerPrefix, deadline.Unix(), uuid.NewString())
+	return fmt.Sprintf("%s%d:%s", driver.DispatchMarkerPrefix, deadline.Unix(), uuid.NewString())
 }
 
 // newRef returns a provider execution ref (never a reservation marker).
@@ -123,7 +126,7 @@ func newRef(backend string) string { return backend + ":exec-" + uuid.NewString(
 
 // backoffMetadata is the persisted retry_backoff of SPEC §2.3 (seconds as numbers).
 func backoffMetadata(initial, multiplier float64) map[string]any {
-	return map[string]any{queues.MetaRetryBackoff: map[string]any{
+	return map[string]any{queuestype.MetaRetryBackoff: map[string]any{
 		"initial_delay": initial, "multiplier": multiplier, "max_delay": nil,
 	}}
 }
@@ -132,7 +135,7 @@ func backoffMetadata(initial, multiplier float64) map[string]any {
 // Calling the backend
 
 // enqueue inserts items in one call and requires a new record for each.
-func enqueue(t *testing.T, b queues.Backend, items ...queues.EnqueueParams) []*queues.Record {
+func enqueue(t *testing.T, b driver.Backend, items ...driver.EnqueueParams) []*queues.Record {
 	t.Helper()
 	outs, err := b.Enqueue(t.Context(), items)
 	if err != nil {
@@ -155,13 +158,13 @@ func enqueue(t *testing.T, b queues.Backend, items ...queues.EnqueueParams) []*q
 }
 
 // enqueueOne inserts one record.
-func enqueueOne(t *testing.T, b queues.Backend, p queues.EnqueueParams) *queues.Record {
+func enqueueOne(t *testing.T, b driver.Backend, p driver.EnqueueParams) *queues.Record {
 	t.Helper()
 	return enqueue(t, b, p)[0]
 }
 
 // enqueueOutcomes inserts items in one call and returns the raw outcomes.
-func enqueueOutcomes(t *testing.T, b queues.Backend, items ...queues.EnqueueParams) []queues.EnqueueOutcome {
+func enqueueOutcomes(t *testing.T, b driver.Backend, items ...driver.EnqueueParams) []driver.EnqueueOutcome {
 	t.Helper()
 	outs, err := b.Enqueue(t.Context(), items)
 	if err != nil {
@@ -173,7 +176,7 @@ func enqueueOutcomes(t *testing.T, b queues.Backend, items ...queues.EnqueuePara
 	return outs
 }
 
-func describeOutcome(o queues.EnqueueOutcome) string {
+func describeOutcome(o driver.EnqueueOutcome) string {
 	var parts []string
 	if o.Record != nil {
 		parts = append(parts, fmt.Sprintf("record %s (%s)", o.Record.ID, o.Record.TaskName))
@@ -193,7 +196,7 @@ func describeOutcome(o queues.EnqueueOutcome) string {
 }
 
 // resolvedID is the record ID an outcome points at: the record, or the forever owner.
-func resolvedID(o queues.EnqueueOutcome) uuid.UUID {
+func resolvedID(o driver.EnqueueOutcome) uuid.UUID {
 	if o.Record != nil {
 		return o.Record.ID
 	}
@@ -204,7 +207,7 @@ func resolvedID(o queues.EnqueueOutcome) uuid.UUID {
 }
 
 // get returns the stored record.
-func get(t *testing.T, b queues.Backend, id uuid.UUID) *queues.Record {
+func get(t *testing.T, b driver.Backend, id uuid.UUID) *queues.Record {
 	t.Helper()
 	rec, err := b.GetTask(t.Context(), id)
 	if err != nil {
@@ -217,7 +220,7 @@ func get(t *testing.T, b queues.Backend, id uuid.UUID) *queues.Record {
 }
 
 // wantGone requires that the record no longer exists.
-func wantGone(t *testing.T, b queues.Backend, id uuid.UUID) {
+func wantGone(t *testing.T, b driver.Backend, id uuid.UUID) {
 	t.Helper()
 	rec, err := b.GetTask(t.Context(), id)
 	if !errors.Is(err, queues.ErrTaskNotFound) {
@@ -226,7 +229,7 @@ func wantGone(t *testing.T, b queues.Backend, id uuid.UUID) {
 }
 
 // claimMany calls ClaimMany and fails the test on error.
-func claimMany(t *testing.T, b queues.Backend, p queues.ClaimParams) queues.ClaimResult {
+func claimMany(t *testing.T, b driver.Backend, p driver.ClaimParams) driver.ClaimResult {
 	t.Helper()
 	res, err := b.ClaimMany(t.Context(), p)
 	if err != nil {
@@ -236,9 +239,9 @@ func claimMany(t *testing.T, b queues.Backend, p queues.ClaimParams) queues.Clai
 }
 
 // claimByID claims the record by ID and requires that exactly it was claimed.
-func claimByID(t *testing.T, b queues.Backend, id uuid.UUID, worker string) *queues.Record {
+func claimByID(t *testing.T, b driver.Backend, id uuid.UUID, worker string) *queues.Record {
 	t.Helper()
-	res, err := b.ClaimByID(t.Context(), queues.ClaimByIDParams{ID: id, WorkerID: worker})
+	res, err := b.ClaimByID(t.Context(), driver.ClaimByIDParams{ID: id, WorkerID: worker})
 	if err != nil {
 		t.Fatalf("ClaimByID(%s): %v", id, err)
 	}
@@ -254,15 +257,15 @@ func claimByID(t *testing.T, b queues.Backend, id uuid.UUID, worker string) *que
 }
 
 // running enqueues p and claims it by ID for workerA.
-func running(t *testing.T, b queues.Backend, p queues.EnqueueParams) *queues.Record {
+func running(t *testing.T, b driver.Backend, p driver.EnqueueParams) *queues.Record {
 	t.Helper()
 	return claimByID(t, b, enqueueOne(t, b, p).ID, workerA)
 }
 
 // complete settles a running record as completed.
-func complete(t *testing.T, b queues.Backend, rec *queues.Record) *queues.Record {
+func complete(t *testing.T, b driver.Backend, rec *queues.Record) *queues.Record {
 	t.Helper()
-	got, err := b.Complete(t.Context(), queues.CompleteParams{ID: rec.ID, ExpectedRetryCount: rec.RetryCount, Result: json.RawMessage(`{"ok":true}`)})
+	got, err := b.Complete(t.Context(), driver.CompleteParams{ID: rec.ID, ExpectedRetryCount: rec.RetryCount, Result: json.RawMessage(`{"ok":true}`)})
 	if err != nil {
 		t.Fatalf("Complete(%s, gen %d): %v", rec.ID, rec.RetryCount, err)
 	}
@@ -271,15 +274,15 @@ func complete(t *testing.T, b queues.Backend, rec *queues.Record) *queues.Record
 }
 
 // completed enqueues p, claims it and completes it.
-func completed(t *testing.T, b queues.Backend, p queues.EnqueueParams) *queues.Record {
+func completed(t *testing.T, b driver.Backend, p driver.EnqueueParams) *queues.Record {
 	t.Helper()
 	return complete(t, b, running(t, b, p))
 }
 
 // failRetry fails a running record with Retry=true and no delay.
-func failRetry(t *testing.T, b queues.Backend, rec *queues.Record, msg string) *queues.Record {
+func failRetry(t *testing.T, b driver.Backend, rec *queues.Record, msg string) *queues.Record {
 	t.Helper()
-	got, err := b.Fail(t.Context(), queues.FailParams{ID: rec.ID, Error: msg, Retry: true, ExpectedRetryCount: rec.RetryCount})
+	got, err := b.Fail(t.Context(), driver.FailParams{ID: rec.ID, Error: msg, Retry: true, ExpectedRetryCount: rec.RetryCount})
 	if err != nil {
 		t.Fatalf("Fail(%s, gen %d, retry): %v", rec.ID, rec.RetryCount, err)
 	}
@@ -287,9 +290,9 @@ func failRetry(t *testing.T, b queues.Backend, rec *queues.Record, msg string) *
 }
 
 // recoverAll runs RecoverStale with every running record stale.
-func recoverAll(t *testing.T, b queues.Backend, limit int) queues.StaleRecovery {
+func recoverAll(t *testing.T, b driver.Backend, limit int) driver.StaleRecovery {
 	t.Helper()
-	res, err := b.RecoverStale(t.Context(), queues.StaleParams{StaleAfter: -1, Limit: limit})
+	res, err := b.RecoverStale(t.Context(), driver.StaleParams{StaleAfter: -1, Limit: limit})
 	if err != nil {
 		t.Fatalf("RecoverStale: %v", err)
 	}
@@ -297,7 +300,7 @@ func recoverAll(t *testing.T, b queues.Backend, limit int) queues.StaleRecovery 
 }
 
 // setRef stores an execution ref on a non-terminal record.
-func setRef(t *testing.T, b queues.Backend, id uuid.UUID, ref string) *queues.Record {
+func setRef(t *testing.T, b driver.Backend, id uuid.UUID, ref string) *queues.Record {
 	t.Helper()
 	rec, err := b.SetExecutionRef(t.Context(), id, ref)
 	if err != nil {
@@ -310,9 +313,9 @@ func setRef(t *testing.T, b queues.Backend, id uuid.UUID, ref string) *queues.Re
 }
 
 // reserve reserves a record for dispatch with marker.
-func reserve(t *testing.T, b queues.Backend, id uuid.UUID, marker string) *queues.Record {
+func reserve(t *testing.T, b driver.Backend, id uuid.UUID, marker string) *queues.Record {
 	t.Helper()
-	rec, err := b.ReserveDispatch(t.Context(), queues.ReserveDispatchParams{ID: id, Marker: marker})
+	rec, err := b.ReserveDispatch(t.Context(), driver.ReserveDispatchParams{ID: id, Marker: marker})
 	if err != nil {
 		t.Fatalf("ReserveDispatch(%s): %v", id, err)
 	}
@@ -323,9 +326,9 @@ func reserve(t *testing.T, b queues.Backend, id uuid.UUID, marker string) *queue
 }
 
 // listPending lists pending records (no filter).
-func listPending(t *testing.T, b queues.Backend) []*queues.Record {
+func listPending(t *testing.T, b driver.Backend) []*queues.Record {
 	t.Helper()
-	recs, err := b.ListPending(t.Context(), queues.ListPendingParams{Limit: 1000})
+	recs, err := b.ListPending(t.Context(), driver.ListPendingParams{Limit: 1000})
 	if err != nil {
 		t.Fatalf("ListPending: %v", err)
 	}
@@ -333,7 +336,7 @@ func listPending(t *testing.T, b queues.Backend) []*queues.Record {
 }
 
 // stats returns Statistics for queue ("" = all).
-func stats(t *testing.T, b queues.Backend, queue string) queues.Statistics {
+func stats(t *testing.T, b driver.Backend, queue string) queues.Statistics {
 	t.Helper()
 	st, err := b.Statistics(t.Context(), queue)
 	if err != nil {
@@ -345,7 +348,7 @@ func stats(t *testing.T, b queues.Backend, queue string) queues.Statistics {
 // waitOverdue waits until deadline has passed on the test clock and the
 // backend's clock: the probe (an unreserved pending record whose expires_at
 // is deadline) has left ListPending.
-func waitOverdue(t *testing.T, b queues.Backend, deadline time.Time, probe uuid.UUID) {
+func waitOverdue(t *testing.T, b driver.Backend, deadline time.Time, probe uuid.UUID) {
 	t.Helper()
 	eventually(t, "probe record to become overdue", func() bool {
 		if time.Now().Before(deadline) {
@@ -422,7 +425,7 @@ func expectClosed(t *testing.T, ch <-chan struct{}, what string) {
 
 // require returns b as the optional interface T, or skips the case when the
 // backend does not implement it.
-func require[T any](t *testing.T, b queues.Backend) T {
+func require[T any](t *testing.T, b driver.Backend) T {
 	t.Helper()
 	v, ok := b.(T)
 	if !ok {
@@ -432,7 +435,7 @@ func require[T any](t *testing.T, b queues.Backend) T {
 }
 
 // subscribe subscribes to wakeups until the case ends (or cancel is called).
-func subscribe(t *testing.T, w queues.Waker) (<-chan struct{}, context.CancelFunc) {
+func subscribe(t *testing.T, w driver.Waker) (<-chan struct{}, context.CancelFunc) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
 	t.Cleanup(cancel)
@@ -473,7 +476,7 @@ func wantFenceLostOrNotFound(t *testing.T, what string, err error) {
 
 // wantNothingClaimed accepts an empty ClaimByID result (or ErrFenceLost) and
 // requires that nothing was claimed or expired.
-func wantNothingClaimed(t *testing.T, what string, res queues.ClaimResult, err error) {
+func wantNothingClaimed(t *testing.T, what string, res driver.ClaimResult, err error) {
 	t.Helper()
 	if err != nil && !errors.Is(err, queues.ErrFenceLost) {
 		t.Fatalf("%s: err = %v, want nothing claimed", what, err)
@@ -673,7 +676,7 @@ func wantSameRecord(t *testing.T, what string, got, want *queues.Record) {
 }
 
 // wantStored requires that the returned record equals the stored one.
-func wantStored(t *testing.T, b queues.Backend, what string, rec *queues.Record) {
+func wantStored(t *testing.T, b driver.Backend, what string, rec *queues.Record) {
 	t.Helper()
 	wantSameRecord(t, what+" (returned vs GetTask)", rec, get(t, b, rec.ID))
 }
@@ -740,7 +743,7 @@ func sortedIDs(recs []*queues.Record, less func(a, b *queues.Record) int) []uuid
 }
 
 // storedAll re-reads records.
-func storedAll(t *testing.T, b queues.Backend, recs []*queues.Record) []*queues.Record {
+func storedAll(t *testing.T, b driver.Backend, recs []*queues.Record) []*queues.Record {
 	t.Helper()
 	out := make([]*queues.Record, len(recs))
 	for i, r := range recs {

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/queuesgo/queues/driver"
+
 	"github.com/google/uuid"
 	"github.com/queuesgo/queues"
 )
@@ -28,8 +30,8 @@ func testHints(t *testing.T, f Factory) {
 // SPEC §20.40: a subscriber receives a hint after an enqueue of a due record;
 // a following short wait gets none; a future-scheduled enqueue sends none;
 // claims and settles send none.
-func wakeupOnDueEnqueue(t *testing.T, b queues.Backend) {
-	ch, _ := subscribe(t, require[queues.Waker](t, b))
+func wakeupOnDueEnqueue(t *testing.T, b driver.Backend) {
+	ch, _ := subscribe(t, require[driver.Waker](t, b))
 	enqueueOne(t, b, item("wake.future", scheduledAt(at(time.Hour))))
 	expectNoHint(t, ch, "future-scheduled enqueue")
 	rec := enqueueOne(t, b, item("wake.due"))
@@ -41,9 +43,9 @@ func wakeupOnDueEnqueue(t *testing.T, b queues.Backend) {
 
 // SPEC §20.54, §6.2 (a bulk write sends one hint): an Enqueue call of many due
 // records sends one hint.
-func wakeupOncePerBatch(t *testing.T, b queues.Backend) {
-	ch, _ := subscribe(t, require[queues.Waker](t, b))
-	var items []queues.EnqueueParams
+func wakeupOncePerBatch(t *testing.T, b driver.Backend) {
+	ch, _ := subscribe(t, require[driver.Waker](t, b))
+	var items []driver.EnqueueParams
 	for range 10 {
 		items = append(items, item("wake.batch"))
 	}
@@ -55,8 +57,8 @@ func wakeupOncePerBatch(t *testing.T, b queues.Backend) {
 // SPEC §6.2: hints fire for records that become pending and due: a retry
 // without delay, an interrupt, a stale requeue, ClearExecutionRef and
 // SetExecutionBackend; a delayed retry sends none.
-func wakeupOnRequeues(t *testing.T, b queues.Backend) {
-	w := require[queues.Waker](t, b)
+func wakeupOnRequeues(t *testing.T, b driver.Backend) {
+	w := require[driver.Waker](t, b)
 	delayed := running(t, b, item("wake.delayed", retries(1)))
 	retried := running(t, b, item("wake.retried", retries(1)))
 	interrupted := running(t, b, item("wake.interrupted", retries(1)))
@@ -68,12 +70,12 @@ func wakeupOnRequeues(t *testing.T, b queues.Backend) {
 	setRef(t, b, rerouted.ID, newRef("cloudrun"))
 	ch, _ := subscribe(t, w)
 
-	_, err := b.Fail(t.Context(), queues.FailParams{ID: delayed.ID, Error: "later", Retry: true, RetryDelay: time.Hour})
+	_, err := b.Fail(t.Context(), driver.FailParams{ID: delayed.ID, Error: "later", Retry: true, RetryDelay: time.Hour})
 	wantNoErr(t, "Fail(delayed retry)", err)
 	expectNoHint(t, ch, "delayed retry")
 	failRetry(t, b, retried, "now")
 	expectHint(t, ch, "immediate retry")
-	_, err = b.Interrupt(t.Context(), queues.InterruptParams{ID: interrupted.ID, WorkerID: workerA})
+	_, err = b.Interrupt(t.Context(), driver.InterruptParams{ID: interrupted.ID, WorkerID: workerA})
 	wantNoErr(t, "Interrupt", err)
 	expectHint(t, ch, "interrupt")
 	wantInt(t, "stale requeued", recoverAll(t, b, 10).Requeued, 1)
@@ -88,8 +90,8 @@ func wakeupOnRequeues(t *testing.T, b queues.Backend) {
 }
 
 // SPEC §6.2 (Waker): the channel is closed when ctx ends.
-func wakeupChannelCloses(t *testing.T, b queues.Backend) {
-	ch, cancel := subscribe(t, require[queues.Waker](t, b))
+func wakeupChannelCloses(t *testing.T, b driver.Backend) {
+	ch, cancel := subscribe(t, require[driver.Waker](t, b))
 	enqueueOne(t, b, item("wake.close"))
 	cancel()
 	expectClosed(t, ch, "Wakeups")
@@ -97,8 +99,8 @@ func wakeupChannelCloses(t *testing.T, b queues.Backend) {
 
 // SPEC §5.11, §6.2 (WorkerController): a control hint reaches only the named
 // worker; the channels close when ctx ends.
-func workerControlTargetsWorker(t *testing.T, b queues.Backend) {
-	wc := require[queues.WorkerController](t, b)
+func workerControlTargetsWorker(t *testing.T, b driver.Backend) {
+	wc := require[driver.WorkerController](t, b)
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	// Unique IDs, in case the control transport is shared beyond this backend.
@@ -122,8 +124,8 @@ func workerControlTargetsWorker(t *testing.T, b queues.Backend) {
 
 // SPEC §5.4, §6.2 (DueTimer): NextDue reports the earliest future
 // scheduled_at among pending/scheduled records (Redis ignores the queue filter).
-func dueTimerNextDue(t *testing.T, b queues.Backend) {
-	dt := require[queues.DueTimer](t, b)
+func dueTimerNextDue(t *testing.T, b driver.Backend) {
+	dt := require[driver.DueTimer](t, b)
 	next := func(queues []string) (time.Time, bool) {
 		t.Helper()
 		tm, ok, err := dt.NextDue(t.Context(), queues)
@@ -142,7 +144,7 @@ func dueTimerNextDue(t *testing.T, b queues.Backend) {
 	enqueueOne(t, b, item("due.later", inQueue("a"), scheduledAt(later)))
 	enqueueOne(t, b, item("due.soon", inQueue("b"), scheduledAt(soon)))
 	c := enqueueOne(t, b, item("due.cancelled", inQueue("a"), scheduledAt(cancelledAt)))
-	_, err := b.Cancel(t.Context(), queues.CancelParams{ID: c.ID})
+	_, err := b.Cancel(t.Context(), driver.CancelParams{ID: c.ID})
 	wantNoErr(t, "Cancel", err)
 
 	tm, ok := next(nil)
@@ -165,8 +167,8 @@ func dueTimerNextDue(t *testing.T, b queues.Backend) {
 
 // SPEC §4.9, §6.2 (CompletionWaiter): WaitForCompletion returns after the
 // record reaches a terminal state (complete, cancel, terminal fail).
-func completionWaiterWakes(t *testing.T, b queues.Backend) {
-	cw := require[queues.CompletionWaiter](t, b)
+func completionWaiterWakes(t *testing.T, b driver.Backend) {
+	cw := require[driver.CompletionWaiter](t, b)
 	settles := []struct {
 		name   string
 		setup  func() *queues.Record
@@ -176,12 +178,12 @@ func completionWaiterWakes(t *testing.T, b queues.Backend) {
 			func(rec *queues.Record) { complete(t, b, rec) }},
 		{"cancel", func() *queues.Record { return enqueueOne(t, b, item("wait.cancel")) },
 			func(rec *queues.Record) {
-				_, err := b.Cancel(t.Context(), queues.CancelParams{ID: rec.ID})
+				_, err := b.Cancel(t.Context(), driver.CancelParams{ID: rec.ID})
 				wantNoErr(t, "Cancel", err)
 			}},
 		{"fail", func() *queues.Record { return running(t, b, item("wait.fail")) },
 			func(rec *queues.Record) {
-				_, err := b.Fail(t.Context(), queues.FailParams{ID: rec.ID, Error: "x", ExpectedRetryCount: 0})
+				_, err := b.Fail(t.Context(), driver.FailParams{ID: rec.ID, Error: "x", ExpectedRetryCount: 0})
 				wantNoErr(t, "Fail", err)
 			}},
 	}
@@ -223,8 +225,8 @@ func completionWaiterWakes(t *testing.T, b queues.Backend) {
 
 // SPEC §6.2 (CompletionWaiter: blocks until a terminal announcement or ctx
 // ends): without a terminal transition it returns the ctx error.
-func completionWaiterHonoursCtx(t *testing.T, b queues.Backend) {
-	cw := require[queues.CompletionWaiter](t, b)
+func completionWaiterHonoursCtx(t *testing.T, b driver.Backend) {
+	cw := require[driver.CompletionWaiter](t, b)
 	rec := running(t, b, item("wait.timeout"))
 	other := running(t, b, item("wait.other"))
 	done := make(chan error, 1)

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/queuesgo/queues/driver"
+
 	"github.com/google/uuid"
 	"github.com/queuesgo/queues"
 )
@@ -28,7 +30,7 @@ func testIdentity(t *testing.T, f Factory) {
 }
 
 // reserveKey reserves key for id and requires the win.
-func reserveKey(t *testing.T, b queues.Backend, key string, id uuid.UUID, task string) {
+func reserveKey(t *testing.T, b driver.Backend, key string, id uuid.UUID, task string) {
 	t.Helper()
 	owner, err := b.ReserveIdentity(t.Context(), queues.Reservation{Key: key, TaskID: id, TaskName: task})
 	wantNoErr(t, "ReserveIdentity", err)
@@ -37,7 +39,7 @@ func reserveKey(t *testing.T, b queues.Backend, key string, id uuid.UUID, task s
 	}
 }
 
-func identity(t *testing.T, b queues.Backend, key string) *queues.Reservation {
+func identity(t *testing.T, b driver.Backend, key string) *queues.Reservation {
 	t.Helper()
 	r, err := b.GetIdentity(t.Context(), key)
 	wantNoErr(t, "GetIdentity", err)
@@ -46,7 +48,7 @@ func identity(t *testing.T, b queues.Backend, key string) *queues.Reservation {
 
 // SPEC §20.48: reserve wins once; GetIdentity returns the owner (key, task ID,
 // task name, UTC created_at); a conflicting reserve returns the first owner.
-func reserveIdentityOnce(t *testing.T, b queues.Backend) {
+func reserveIdentityOnce(t *testing.T, b driver.Backend) {
 	key := newKey("task")
 	id1, id2 := uuid.New(), uuid.New()
 	before := time.Now()
@@ -80,7 +82,7 @@ func reserveIdentityOnce(t *testing.T, b queues.Backend) {
 
 // SPEC §20.49: reset with a wrong expected owner → false; right owner → true;
 // unconditional reset of a missing key → false; a fresh reservation then succeeds.
-func resetIdentity(t *testing.T, b queues.Backend) {
+func resetIdentity(t *testing.T, b driver.Backend) {
 	key := newKey("arguments")
 	id1, id3 := uuid.New(), uuid.New()
 	reserveKey(t, b, key, id1, "task.one")
@@ -110,7 +112,7 @@ func resetIdentity(t *testing.T, b queues.Backend) {
 
 // SPEC §20.50, §10.3: a reservation survives its record completing and being
 // deleted by terminal cleanup, and keeps blocking forever enqueues.
-func reservationSurvivesCleanup(t *testing.T, b queues.Backend) {
+func reservationSurvivesCleanup(t *testing.T, b driver.Backend) {
 	key := newKey("task")
 	rec := enqueueOne(t, b, item("forever.task", foreverKey(key)))
 	complete(t, b, claimByID(t, b, rec.ID, workerA))
@@ -130,7 +132,7 @@ func reservationSurvivesCleanup(t *testing.T, b queues.Backend) {
 }
 
 // SPEC §20.51: 8 concurrent reservers → exactly one winner; all losers see the winner.
-func concurrentReservers(t *testing.T, b queues.Backend) {
+func concurrentReservers(t *testing.T, b driver.Backend) {
 	const n = 8
 	key := newKey("task")
 	ids := make([]uuid.UUID, n)
@@ -176,7 +178,7 @@ func concurrentReservers(t *testing.T, b queues.Backend) {
 
 // SPEC §20.52 (backend level), §10.3: a second enqueue with the key returns
 // the active record (Existing); a terminal record frees the key.
-func keyedEnqueueTerminal(t *testing.T, b queues.Backend) {
+func keyedEnqueueTerminal(t *testing.T, b driver.Backend) {
 	k := newKey("task")
 	a := enqueueOne(t, b, item("keyed", key(k)))
 	wantString(t, "key", a.Key, k)
@@ -200,7 +202,7 @@ func keyedEnqueueTerminal(t *testing.T, b queues.Backend) {
 	}
 	wantStatus(t, "completed record", get(t, b, a.ID), queues.StatusCompleted)
 
-	_, err = b.Cancel(t.Context(), queues.CancelParams{ID: bRec.ID})
+	_, err = b.Cancel(t.Context(), driver.CancelParams{ID: bRec.ID})
 	wantNoErr(t, "Cancel", err)
 	c := enqueueOne(t, b, item("keyed", key(k)))
 	if c.ID == bRec.ID || c.ID == a.ID {
@@ -213,7 +215,7 @@ func keyedEnqueueTerminal(t *testing.T, b queues.Backend) {
 }
 
 // SPEC §10.3: scheduled and running records hold their key too.
-func keyHeldByScheduledAndRunning(t *testing.T, b queues.Backend) {
+func keyHeldByScheduledAndRunning(t *testing.T, b driver.Backend) {
 	ks, kr := newKey("task"), newKey("task")
 	sched := enqueueOne(t, b, item("keyed.sched", key(ks), scheduledAt(at(time.Hour))))
 	run := running(t, b, item("keyed.run", key(kr)))
@@ -230,7 +232,7 @@ func keyHeldByScheduledAndRunning(t *testing.T, b queues.Backend) {
 
 // SPEC §10.3, §6.1 (Enqueue): a forever item reserves its key in the same
 // step; later forever enqueues resolve to the owner while it is active too.
-func foreverEnqueueReserves(t *testing.T, b queues.Backend) {
+func foreverEnqueueReserves(t *testing.T, b driver.Backend) {
 	k := newKey("arguments")
 	before := time.Now()
 	rec := enqueueOne(t, b, item("forever.once", foreverKey(k)))
@@ -251,7 +253,7 @@ func foreverEnqueueReserves(t *testing.T, b queues.Backend) {
 // SPEC §4.6 step 9, §10.3: a forever key held by an active non-forever record
 // → per-item ErrIdentityConflict and no reservation left behind; once the
 // holder is terminal the forever enqueue succeeds.
-func foreverConflict(t *testing.T, b queues.Backend) {
+func foreverConflict(t *testing.T, b driver.Backend) {
 	k := newKey("task")
 	holder := enqueueOne(t, b, item("plain.holder", key(k)))
 	out := enqueueOutcomes(t, b, item("forever.want", foreverKey(k)))[0]
@@ -277,7 +279,7 @@ func foreverConflict(t *testing.T, b queues.Backend) {
 // key with a reservation returns the owner, a forever key held by an active
 // non-forever record is a per-item ErrIdentityConflict, outcomes come back in
 // input order, and a Waker gets exactly one hint.
-func batchKeyedEnqueue(t *testing.T, b queues.Backend) {
+func batchKeyedEnqueue(t *testing.T, b driver.Backend) {
 	k1, k2, k3, k4, k5 := newKey("task"), newKey("task"), newKey("task"), newKey("task"), newKey("task")
 	active := enqueueOne(t, b, item("pre.active", key(k3)))
 	plain := enqueueOne(t, b, item("pre.plain", key(k5)))
@@ -285,10 +287,10 @@ func batchKeyedEnqueue(t *testing.T, b queues.Backend) {
 	reserveKey(t, b, k4, oldOwner, "pre.reserved")
 
 	var hints <-chan struct{}
-	if w, ok := b.(queues.Waker); ok {
+	if w, ok := b.(driver.Waker); ok {
 		hints, _ = subscribe(t, w)
 	}
-	items := []queues.EnqueueParams{
+	items := []driver.EnqueueParams{
 		item("batch.0", key(k1)),        // new
 		item("batch.1", foreverKey(k2)), // new + reservation
 		item("batch.2", key(k1)),        // duplicate of item 0

@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/queuesgo/queues/driver"
+
 	"github.com/google/uuid"
 	"github.com/queuesgo/queues"
 )
@@ -20,7 +22,7 @@ func testInspector(t *testing.T, f Factory) {
 }
 
 // listAll pages through ListTasks with f.Limit and returns every item and the page sizes.
-func listAll(t *testing.T, in queues.Inspector, f queues.TaskFilter) ([]*queues.Record, []int) {
+func listAll(t *testing.T, in driver.Inspector, f queues.TaskFilter) ([]*queues.Record, []int) {
 	t.Helper()
 	var all []*queues.Record
 	var sizes []int
@@ -57,8 +59,8 @@ func wantNewestCreatedFirst(t *testing.T, what string, recs []*queues.Record) {
 
 // SPEC §6.2 (Inspector.ListTasks: keyset cursor, newest first; NextCursor zero
 // on the last page): paging returns every record exactly once.
-func inspectorPaging(t *testing.T, b queues.Backend) {
-	in := require[queues.Inspector](t, b)
+func inspectorPaging(t *testing.T, b driver.Backend) {
+	in := require[driver.Inspector](t, b)
 	var ids []uuid.UUID
 	for i := range 11 {
 		ids = append(ids, enqueueOne(t, b, item(fmt.Sprintf("page.%d", i))).ID)
@@ -75,8 +77,8 @@ func inspectorPaging(t *testing.T, b queues.Backend) {
 }
 
 // SPEC §6.2 (Inspector.ListTasks filters status/queue/task).
-func inspectorFilters(t *testing.T, b queues.Backend) {
-	in := require[queues.Inspector](t, b)
+func inspectorFilters(t *testing.T, b driver.Backend) {
+	in := require[driver.Inspector](t, b)
 	var q1a, q2b []uuid.UUID
 	for i := range 4 {
 		q1a = append(q1a, enqueueOne(t, b, item("list.a", inQueue("q1"))).ID)
@@ -104,9 +106,9 @@ func inspectorFilters(t *testing.T, b queues.Backend) {
 }
 
 // SPEC §6.2 (TaskFilter.Limit 0 → 50).
-func inspectorDefaultLimit(t *testing.T, b queues.Backend) {
-	in := require[queues.Inspector](t, b)
-	items := make([]queues.EnqueueParams, 55)
+func inspectorDefaultLimit(t *testing.T, b driver.Backend) {
+	in := require[driver.Inspector](t, b)
+	items := make([]driver.EnqueueParams, 55)
 	for i := range items {
 		items[i] = item("limit.default")
 	}
@@ -133,8 +135,8 @@ func inspectorDefaultLimit(t *testing.T, b queues.Backend) {
 }
 
 // SPEC §6.2 (Inspector.QueueStatistics): per-queue status counts.
-func inspectorQueueStatistics(t *testing.T, b queues.Backend) {
-	in := require[queues.Inspector](t, b)
+func inspectorQueueStatistics(t *testing.T, b driver.Backend) {
+	in := require[driver.Inspector](t, b)
 	populateStatuses(t, b, "a")
 	enqueue(t, b, item("qs.b", inQueue("b")), item("qs.b", inQueue("b"), scheduledAt(at(time.Hour))))
 	got, err := in.QueueStatistics(t.Context())

@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/queuesgo/queues/driver"
+
 	"github.com/google/uuid"
 	"github.com/queuesgo/queues"
 )
@@ -44,7 +46,7 @@ func wantNewestFirst(t *testing.T, what string, recs []*queues.Record) {
 
 // SPEC §20.27: statistics count completed and running; ListCompletedByTask
 // lists completed records newest first.
-func statisticsAndCompletedList(t *testing.T, b queues.Backend) {
+func statisticsAndCompletedList(t *testing.T, b driver.Backend) {
 	c1 := completed(t, b, item("report"))
 	c2 := completed(t, b, item("report"))
 	run := running(t, b, item("report"))
@@ -71,7 +73,7 @@ func statisticsAndCompletedList(t *testing.T, b queues.Backend) {
 }
 
 // populateStatuses creates one record of each of the seven statuses in queue q.
-func populateStatuses(t *testing.T, b queues.Backend, q string) map[queues.Status]*queues.Record {
+func populateStatuses(t *testing.T, b driver.Backend, q string) map[queues.Status]*queues.Record {
 	t.Helper()
 	out := map[queues.Status]*queues.Record{}
 	out[queues.StatusPending] = enqueueOne(t, b, item("stat.pending", inQueue(q)))
@@ -79,11 +81,11 @@ func populateStatuses(t *testing.T, b queues.Backend, q string) map[queues.Statu
 	out[queues.StatusRunning] = running(t, b, item("stat.running", inQueue(q)))
 	out[queues.StatusCompleted] = completed(t, b, item("stat.completed", inQueue(q)))
 	failed := running(t, b, item("stat.failed", inQueue(q)))
-	rec, err := b.Fail(t.Context(), queues.FailParams{ID: failed.ID, Error: "x", ExpectedRetryCount: 0})
+	rec, err := b.Fail(t.Context(), driver.FailParams{ID: failed.ID, Error: "x", ExpectedRetryCount: 0})
 	wantNoErr(t, "Fail", err)
 	out[queues.StatusFailed] = rec
 	cancelled := enqueueOne(t, b, item("stat.cancelled", inQueue(q)))
-	rec, err = b.Cancel(t.Context(), queues.CancelParams{ID: cancelled.ID})
+	rec, err = b.Cancel(t.Context(), driver.CancelParams{ID: cancelled.ID})
 	wantNoErr(t, "Cancel", err)
 	out[queues.StatusCancelled] = rec
 	expired := enqueueOne(t, b, item("stat.expired", inQueue(q), expiresAt(at(-time.Minute))))
@@ -98,7 +100,7 @@ func populateStatuses(t *testing.T, b queues.Backend, q string) map[queues.Statu
 }
 
 // SPEC §2.4 (Statistics), §6.1: Statistics counts each status per queue; "" means all queues.
-func statisticsPerStatusAndQueue(t *testing.T, b queues.Backend) {
+func statisticsPerStatusAndQueue(t *testing.T, b driver.Backend) {
 	populateStatuses(t, b, "a")
 	enqueue(t, b, item("stat.b", inQueue("b")), item("stat.b", inQueue("b")))
 	one := queues.Statistics{Pending: 1, Scheduled: 1, Running: 1, Completed: 1, Failed: 1, Cancelled: 1, Expired: 1, Total: 7}
@@ -120,7 +122,7 @@ func statisticsPerStatusAndQueue(t *testing.T, b queues.Backend) {
 }
 
 // SPEC §6.1 (ListCompletedByTask: newest first; limit 0 means 10), §12.6 (since).
-func listCompletedByTaskLimitSince(t *testing.T, b queues.Backend) {
+func listCompletedByTaskLimitSince(t *testing.T, b driver.Backend) {
 	start := time.Now()
 	var done []*queues.Record
 	for range 12 {
@@ -128,7 +130,7 @@ func listCompletedByTaskLimitSince(t *testing.T, b queues.Backend) {
 	}
 	completed(t, b, item("other"))
 	failed := running(t, b, item("canary"))
-	_, err := b.Fail(t.Context(), queues.FailParams{ID: failed.ID, Error: "x", ExpectedRetryCount: 0})
+	_, err := b.Fail(t.Context(), driver.FailParams{ID: failed.ID, Error: "x", ExpectedRetryCount: 0})
 	wantNoErr(t, "Fail", err)
 	want := sortedIDs(storedAll(t, b, done), newestFirst)
 
@@ -160,7 +162,7 @@ func listCompletedByTaskLimitSince(t *testing.T, b queues.Backend) {
 
 // SPEC §20.28, §3.1 (CleanupTerminal row): CleanupTerminal(before) deletes only
 // terminal records completed before before; running ones survive.
-func cleanupTerminalOnly(t *testing.T, b queues.Backend) {
+func cleanupTerminalOnly(t *testing.T, b driver.Backend) {
 	recs := populateStatuses(t, b, "cleanup")
 	n, err := b.CleanupTerminal(t.Context(), time.Now().Add(-time.Hour), 100)
 	wantNoErr(t, "CleanupTerminal(an hour ago)", err)
@@ -182,7 +184,7 @@ func cleanupTerminalOnly(t *testing.T, b queues.Backend) {
 }
 
 // SPEC §20.29: bounded cleanup: 5 completed, limit 2 → 2, 2, 1, 0; statistics then show 0 completed.
-func cleanupBounded(t *testing.T, b queues.Backend) {
+func cleanupBounded(t *testing.T, b driver.Backend) {
 	var recs []*queues.Record
 	for range 5 {
 		recs = append(recs, completed(t, b, item("cleanup.bounded")))
@@ -204,7 +206,7 @@ func cleanupBounded(t *testing.T, b queues.Backend) {
 }
 
 // SPEC §6.1 (CleanupTerminal: oldest completed_at then id first).
-func cleanupOldestFirst(t *testing.T, b queues.Backend) {
+func cleanupOldestFirst(t *testing.T, b driver.Backend) {
 	var recs []*queues.Record
 	for i := range 3 {
 		recs = append(recs, completed(t, b, item(fmt.Sprintf("cleanup.order.%d", i))))
@@ -224,10 +226,10 @@ func cleanupOldestFirst(t *testing.T, b queues.Backend) {
 
 // SPEC §20.38: Maintenance is advertised; a live lock denies another token; a
 // wrong token cannot release; the owner releases; re-acquire works.
-func maintenanceLock(t *testing.T, b queues.Backend) {
-	l := require[queues.Locker](t, b)
+func maintenanceLock(t *testing.T, b driver.Backend) {
+	l := require[driver.Locker](t, b)
 	if !b.Capabilities().Maintenance {
-		t.Fatal("backend implements queues.Locker but Capabilities().Maintenance is false")
+		t.Fatal("backend implements driver.Locker but Capabilities().Maintenance is false")
 	}
 	ctx := t.Context()
 	name := "queue-maintenance-" + uuid.NewString()[:8]
@@ -260,8 +262,8 @@ func maintenanceLock(t *testing.T, b queues.Backend) {
 }
 
 // SPEC §20.39: an expired lock (50 ms TTL) can be taken by a new token; the old token then cannot release it.
-func maintenanceLockExpires(t *testing.T, b queues.Backend) {
-	l := require[queues.Locker](t, b)
+func maintenanceLockExpires(t *testing.T, b driver.Backend) {
+	l := require[driver.Locker](t, b)
 	ctx := t.Context()
 	name := "queue-maintenance-" + uuid.NewString()[:8]
 	tokA, tokB := uuid.NewString(), uuid.NewString()

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/queuesgo/queues/driver"
+
 	"github.com/google/uuid"
 	"github.com/queuesgo/queues"
 )
@@ -33,7 +35,7 @@ func testRecords(t *testing.T, f Factory) {
 }
 
 // SPEC §6.1: Open is idempotent; Name is the backend's short name.
-func openIsIdempotent(t *testing.T, b queues.Backend) {
+func openIsIdempotent(t *testing.T, b driver.Backend) {
 	if b.Name() == "" {
 		t.Fatal("Name() is empty")
 	}
@@ -44,19 +46,19 @@ func openIsIdempotent(t *testing.T, b queues.Backend) {
 }
 
 // SPEC §6.2: advertised capabilities are backed by the matching interface.
-func capabilitiesMatchInterfaces(t *testing.T, b queues.Backend) {
+func capabilitiesMatchInterfaces(t *testing.T, b driver.Backend) {
 	c := b.Capabilities()
-	if _, ok := b.(queues.Waker); c.WakeupTransport != "" && !ok {
-		t.Errorf("WakeupTransport %q advertised but queues.Waker not implemented", c.WakeupTransport)
+	if _, ok := b.(driver.Waker); c.WakeupTransport != "" && !ok {
+		t.Errorf("WakeupTransport %q advertised but driver.Waker not implemented", c.WakeupTransport)
 	}
-	if _, ok := b.(queues.WorkerController); c.ControlTransport != "" && !ok {
-		t.Errorf("ControlTransport %q advertised but queues.WorkerController not implemented", c.ControlTransport)
+	if _, ok := b.(driver.WorkerController); c.ControlTransport != "" && !ok {
+		t.Errorf("ControlTransport %q advertised but driver.WorkerController not implemented", c.ControlTransport)
 	}
-	if _, ok := b.(queues.CompletionWaiter); c.CompletionEvents && !ok {
-		t.Error("CompletionEvents advertised but queues.CompletionWaiter not implemented")
+	if _, ok := b.(driver.CompletionWaiter); c.CompletionEvents && !ok {
+		t.Error("CompletionEvents advertised but driver.CompletionWaiter not implemented")
 	}
-	if _, ok := b.(queues.Locker); c.Maintenance && !ok {
-		t.Error("Maintenance advertised but queues.Locker not implemented")
+	if _, ok := b.(driver.Locker); c.Maintenance && !ok {
+		t.Error("Maintenance advertised but driver.Locker not implemented")
 	}
 	if c.WakeupsDurable {
 		t.Error("WakeupsDurable is true; hints are lossy on every backend (SPEC §6.2)")
@@ -65,7 +67,7 @@ func capabilitiesMatchInterfaces(t *testing.T, b queues.Backend) {
 
 // SPEC §2.1, §3.1 (Enqueue row): every field given to Enqueue is persisted and
 // the backend stamps id, status, created_at and queued_at; nullable fields start null.
-func enqueuePersistsFields(t *testing.T, b queues.Backend) {
+func enqueuePersistsFields(t *testing.T, b driver.Backend) {
 	p := item("email.send",
 		argsJSON(`{"to":"a@example.com","n":3,"tags":["x","y"]}`),
 		inQueue("mail"), priority(7), retries(4), execution("local", "small"),
@@ -106,7 +108,7 @@ func enqueuePersistsFields(t *testing.T, b queues.Backend) {
 }
 
 // SPEC §1.6 (record IDs), §2.1: the backend generates UUIDv7 IDs, distinct per record.
-func enqueueGeneratesUUIDv7(t *testing.T, b queues.Backend) {
+func enqueueGeneratesUUIDv7(t *testing.T, b driver.Backend) {
 	recs := enqueue(t, b, item("ids.a"), item("ids.b"), item("ids.c"))
 	seen := map[uuid.UUID]bool{}
 	for _, r := range recs {
@@ -121,7 +123,7 @@ func enqueueGeneratesUUIDv7(t *testing.T, b queues.Backend) {
 }
 
 // SPEC §2.1, §4.5: any UUID a caller supplies is accepted and kept.
-func enqueueKeepsCallerID(t *testing.T, b queues.Backend) {
+func enqueueKeepsCallerID(t *testing.T, b driver.Backend) {
 	id := uuid.New() // version 4, not what the backend would generate
 	rec := enqueueOne(t, b, item("ids.caller", withID(id)))
 	if rec.ID != id {
@@ -133,7 +135,7 @@ func enqueueKeepsCallerID(t *testing.T, b queues.Backend) {
 
 // SPEC §2.2: Enqueue writes scheduled when scheduled_at > now, else pending;
 // the given scheduled_at and expires_at are kept.
-func enqueueStatusFromScheduledAt(t *testing.T, b queues.Backend) {
+func enqueueStatusFromScheduledAt(t *testing.T, b driver.Backend) {
 	future, past, deadline := at(time.Hour), at(-time.Minute), at(2*time.Hour)
 	recs := enqueue(t, b,
 		item("sched.future", scheduledAt(future), expiresAt(deadline)),
@@ -152,8 +154,8 @@ func enqueueStatusFromScheduledAt(t *testing.T, b queues.Backend) {
 }
 
 // SPEC §6.1 (Enqueue): 1..n records in one call, outcomes in input order.
-func enqueueBatchInputOrder(t *testing.T, b queues.Backend) {
-	var items []queues.EnqueueParams
+func enqueueBatchInputOrder(t *testing.T, b driver.Backend) {
+	var items []driver.EnqueueParams
 	for i, name := range []string{"batch.e", "batch.a", "batch.d", "batch.b", "batch.c"} {
 		items = append(items, item(name, priority(i*3-5)))
 	}
@@ -168,7 +170,7 @@ func enqueueBatchInputOrder(t *testing.T, b queues.Backend) {
 }
 
 // SPEC conventions (all times UTC): every timestamp a backend returns is in UTC.
-func timestampsAreUTC(t *testing.T, b queues.Backend) {
+func timestampsAreUTC(t *testing.T, b driver.Backend) {
 	check := func(what string, tm time.Time) {
 		t.Helper()
 		if !tm.IsZero() && tm.Location() != time.UTC {
@@ -196,7 +198,7 @@ func timestampsAreUTC(t *testing.T, b queues.Backend) {
 }
 
 // SPEC §6.1: GetTask on a missing ID → ErrTaskNotFound.
-func getTaskMissing(t *testing.T, b queues.Backend) {
+func getTaskMissing(t *testing.T, b driver.Backend) {
 	enqueueOne(t, b, item("present"))
 	rec, err := b.GetTask(t.Context(), uuid.New())
 	if !errors.Is(err, queues.ErrTaskNotFound) {
@@ -205,7 +207,7 @@ func getTaskMissing(t *testing.T, b queues.Backend) {
 }
 
 // SPEC §6.1: GetTasks returns the records that exist, omitting missing IDs.
-func getTasksOmitsMissing(t *testing.T, b queues.Backend) {
+func getTasksOmitsMissing(t *testing.T, b driver.Backend) {
 	recs := enqueue(t, b, item("many.a"), item("many.b"), item("many.c"))
 	got, err := b.GetTasks(t.Context(), []uuid.UUID{recs[2].ID, uuid.New(), recs[0].ID, uuid.New()})
 	wantNoErr(t, "GetTasks", err)
@@ -222,7 +224,7 @@ func getTasksOmitsMissing(t *testing.T, b queues.Backend) {
 }
 
 // SPEC §6.1, §10.3: GetTaskByKey returns the active record holding the key, else ErrTaskNotFound.
-func getTaskByKey(t *testing.T, b queues.Backend) {
+func getTaskByKey(t *testing.T, b driver.Backend) {
 	k := newKey("task")
 	rec := enqueueOne(t, b, item("keyed", key(k)))
 	enqueueOne(t, b, item("unkeyed"))
@@ -238,7 +240,7 @@ func getTaskByKey(t *testing.T, b queues.Backend) {
 
 // SPEC §6.1 (implied by compare-and-set storage): records returned by the
 // backend and params given to it are not aliased with stored state.
-func returnedRecordsAreCopies(t *testing.T, b queues.Backend) {
+func returnedRecordsAreCopies(t *testing.T, b driver.Backend) {
 	md := map[string]any{"tenant": "t1", "nested": map[string]any{"a": "b"}}
 	args := json.RawMessage(`{"n":1}`)
 	p := item("copies", metadata(md))
@@ -268,7 +270,7 @@ func returnedRecordsAreCopies(t *testing.T, b queues.Backend) {
 
 // SPEC §2.5: a backend-returned record marshals to exactly the §2.1 keys,
 // nulls kept, times RFC 3339 UTC, and decodes back to the same values.
-func recordJSONRoundTrip(t *testing.T, b queues.Backend) {
+func recordJSONRoundTrip(t *testing.T, b driver.Backend) {
 	wantKeys := []string{"id", "task_name", "args", "queue", "execution_backend", "execution_profile",
 		"execution_ref", "worker_id", "status", "priority", "max_retries", "retry_count", "scheduled_at",
 		"expires_at", "created_at", "queued_at", "started_at", "completed_at", "heartbeat_at", "result",
@@ -281,7 +283,7 @@ func recordJSONRoundTrip(t *testing.T, b queues.Backend) {
 		execution("cloudrun", "gpu"), metadata(map[string]any{"description": "d", "n": 1})))
 	setRef(t, b, pending.ID, newRef("cloudrun"))
 	run := claimByID(t, b, pending.ID, workerA)
-	done, err := b.Complete(t.Context(), queues.CompleteParams{ID: run.ID, ExpectedRetryCount: 0, Result: json.RawMessage(`{"sent":true,"count":2}`)})
+	done, err := b.Complete(t.Context(), driver.CompleteParams{ID: run.ID, ExpectedRetryCount: 0, Result: json.RawMessage(`{"sent":true,"count":2}`)})
 	wantNoErr(t, "Complete", err)
 
 	for _, c := range []struct {

@@ -13,6 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/queuesgo/queues/driver"
+	"github.com/queuesgo/queues/queuestype"
+
 	"github.com/google/uuid"
 	"github.com/queuesgo/queues"
 	"github.com/queuesgo/queues/events"
@@ -45,7 +48,7 @@ func RunService(t *testing.T, f Factory) {
 // svcEnv is one service on a fresh backend, with an event sink.
 type svcEnv struct {
 	t    *testing.T
-	b    queues.Backend
+	b    driver.Backend
 	svc  *queues.Service
 	reg  *queues.Registry
 	sink *events.MemorySink
@@ -60,7 +63,7 @@ func newSvc(t *testing.T, f Factory, register func(r *queues.Registry), opts ...
 	return newSvcOn(t, f.New(t), register, opts...)
 }
 
-func newSvcOn(t *testing.T, b queues.Backend, register func(r *queues.Registry), opts ...svcOption) *svcEnv {
+func newSvcOn(t *testing.T, b driver.Backend, register func(r *queues.Registry), opts ...svcOption) *svcEnv {
 	t.Helper()
 	reg := queues.NewRegistry()
 	if register != nil {
@@ -569,7 +572,7 @@ func testSvcOverrides(t *testing.T, f Factory) {
 		if st.Failed != 1 {
 			t.Fatalf("statistics %+v, want one failed record", st)
 		}
-		if in, ok := env.b.(queues.Inspector); ok {
+		if in, ok := env.b.(driver.Inspector); ok {
 			page, _ := in.ListTasks(context.Background(), queues.TaskFilter{Status: queues.StatusFailed})
 			if len(page.Items) != 1 || page.Items[0].Error != "inline execution interrupted: context canceled" || page.Items[0].RetryCount != 0 {
 				t.Fatalf("interrupted record %+v", page.Items)
@@ -856,7 +859,7 @@ func testSvcOutcomes(t *testing.T, f Factory) {
 	t.Run("UnknownTaskFailsTerminally", func(t *testing.T) {
 		t.Parallel()
 		env := newSvc(t, f, nil)
-		outs, err := env.b.Enqueue(context.Background(), []queues.EnqueueParams{{TaskName: "ghost.task", Args: json.RawMessage(`{}`), MaxRetries: 5, ExecutionBackend: "local"}})
+		outs, err := env.b.Enqueue(context.Background(), []driver.EnqueueParams{{TaskName: "ghost.task", Args: json.RawMessage(`{}`), MaxRetries: 5, ExecutionBackend: "local"}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -929,7 +932,7 @@ func testSvcOutcomes(t *testing.T, f Factory) {
 		if code, _ := env.svc.ConsumeOne(ctx, uuid.New(), queues.ConsumeOptions{}); code != queues.ExitMissingRecord {
 			t.Fatalf("missing: %d", code)
 		}
-		outs, err := env.b.Enqueue(ctx, []queues.EnqueueParams{{TaskName: "not.in.this.binary", Args: json.RawMessage(`{}`), MaxRetries: 3}})
+		outs, err := env.b.Enqueue(ctx, []driver.EnqueueParams{{TaskName: "not.in.this.binary", Args: json.RawMessage(`{}`), MaxRetries: 3}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -1034,7 +1037,7 @@ func testSvcOutcomes(t *testing.T, f Factory) {
 		re, _ := tEmpty.Enqueue(ctx, env.svc, noArgs{})
 		rt, _ := tTyped.Enqueue(ctx, env.svc, struct{ N int }{21})
 		// Bypass enqueue validation to store arguments that do not decode.
-		outs, err := env.b.Enqueue(ctx, []queues.EnqueueParams{{TaskName: "o.typed", Args: json.RawMessage(`{"N":"x"}`), MaxRetries: 3, ExecutionBackend: "local"}})
+		outs, err := env.b.Enqueue(ctx, []driver.EnqueueParams{{TaskName: "o.typed", Args: json.RawMessage(`{"N":"x"}`), MaxRetries: 3, ExecutionBackend: "local"}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -1198,7 +1201,7 @@ func testSvcCancellation(t *testing.T, f Factory) {
 		if rec, _ := env.svc.GetTask(ctx, other.ID); rec.Status != queues.StatusPending && rec.Status != queues.StatusRunning {
 			t.Fatalf("non-matching record %s", rec.Status)
 		}
-		if _, ok := env.b.(queues.WorkerController); ok {
+		if _, ok := env.b.(driver.WorkerController); ok {
 			// The control hint reaches the worker long before its 30s durable poll.
 			if !svcEventually(5*time.Second, func() bool { return w.InFlight() == 0 || onlyOther(w) }) {
 				t.Fatal("running attempt was not cancelled through the control hint")
@@ -1210,7 +1213,7 @@ func testSvcCancellation(t *testing.T, f Factory) {
 	t.Run("ControlHintReachesWorker", func(t *testing.T) {
 		t.Parallel()
 		b := f.New(t)
-		if _, ok := b.(queues.WorkerController); !ok {
+		if _, ok := b.(driver.WorkerController); !ok {
 			t.Skip("backend has no WorkerController")
 		}
 		cause := make(chan error, 1)
@@ -1301,7 +1304,7 @@ func testSvcCancellation(t *testing.T, f Factory) {
 func onlyOther(w *queues.Worker) bool { return w.InFlight() <= 1 }
 
 // plain hides every optional interface of a backend (no hints, no locks).
-type plain struct{ queues.Backend }
+type plain struct{ driver.Backend }
 
 func testSvcShutdown(t *testing.T, f Factory) {
 	// §20.64 RequeueOnShutdown with a 50ms drain: escalation, pending, task.interrupted.
@@ -1566,10 +1569,10 @@ func testSvcRecovery(t *testing.T, f Factory) {
 				queues.TaskOptions{OnStaleFailure: func(ctx context.Context, rec *queues.Record) { hooked <- rec.ID }})
 		})
 		res, _ := task.Enqueue(context.Background(), env.svc, noArgs{})
-		if cr, err := env.b.ClaimMany(context.Background(), queues.ClaimParams{Limit: 1, WorkerID: "gone"}); err != nil || len(cr.Claimed) != 1 {
+		if cr, err := env.b.ClaimMany(context.Background(), driver.ClaimParams{Limit: 1, WorkerID: "gone"}); err != nil || len(cr.Claimed) != 1 {
 			t.Fatalf("claim: %v", err)
 		}
-		if err := env.b.NullHeartbeats(context.Background(), []queues.Fence{{ID: res.ID}}); err != nil {
+		if err := env.b.NullHeartbeats(context.Background(), []queuestype.Fence{{ID: res.ID}}); err != nil {
 			t.Fatal(err)
 		}
 		sr, err := env.svc.RecoverStale(context.Background(), queues.StaleOptions{StaleAfter: time.Hour})
@@ -1604,10 +1607,10 @@ func testSvcRecovery(t *testing.T, f Factory) {
 // recovery would. A heartbeat written between RecoverStale's read and its
 // fenced write rightly makes a record fresh again and skips it, so it
 // retries until a record is requeued (for up to 10 s).
-func takeClaimAway(b queues.Backend) error {
+func takeClaimAway(b driver.Backend) error {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		r, err := b.RecoverStale(context.Background(), queues.StaleParams{StaleAfter: -1, Limit: 10})
+		r, err := b.RecoverStale(context.Background(), driver.StaleParams{StaleAfter: -1, Limit: 10})
 		if err == nil && r.Requeued > 0 {
 			return nil
 		}

@@ -5,6 +5,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/queuesgo/queues/driver"
+	"github.com/queuesgo/queues/queuestype"
+
 	"github.com/google/uuid"
 	"github.com/queuesgo/queues"
 )
@@ -38,13 +41,13 @@ func testSettling(t *testing.T, f Factory) {
 
 // SPEC §3.1 (Complete row): Complete sets completed_at and result, clears
 // heartbeat_at and a previous attempt's error, keeps worker_id.
-func completeSettles(t *testing.T, b queues.Backend) {
+func completeSettles(t *testing.T, b driver.Backend) {
 	first := running(t, b, item("complete.me", retries(2)))
 	retried := failRetry(t, b, first, "first attempt failed")
 	run := claimByID(t, b, retried.ID, workerB)
 	wantString(t, "error carried into the retry", run.Error, "first attempt failed")
 	before := time.Now()
-	got, err := b.Complete(t.Context(), queues.CompleteParams{ID: run.ID, ExpectedRetryCount: 1, Result: json.RawMessage(`{"rows":42,"ok":true}`)})
+	got, err := b.Complete(t.Context(), driver.CompleteParams{ID: run.ID, ExpectedRetryCount: 1, Result: json.RawMessage(`{"rows":42,"ok":true}`)})
 	after := time.Now()
 	wantNoErr(t, "Complete", err)
 	wantStatus(t, "completed", got, queues.StatusCompleted)
@@ -61,15 +64,15 @@ func completeSettles(t *testing.T, b queues.Backend) {
 // CompleteParams.Claimed lets a backend build the returned record from the
 // claimed one: it must still equal the stored record, including metadata a
 // heartbeat patched and the worker while the record ran.
-func completeWithClaimed(t *testing.T, b queues.Backend) {
+func completeWithClaimed(t *testing.T, b driver.Backend) {
 	run := running(t, b, item("complete.claimed", retries(1)))
 	gen := run.RetryCount
-	hb, err := b.TouchHeartbeats(t.Context(), []queues.HeartbeatTouch{{ID: run.ID, ExpectedRetryCount: &gen,
+	hb, err := b.TouchHeartbeats(t.Context(), []driver.HeartbeatTouch{{ID: run.ID, ExpectedRetryCount: &gen,
 		MetadataPatch: map[string]any{"progress": 0.5}}})
 	wantNoErr(t, "TouchHeartbeats", err)
 	wantInt(t, "touched", len(hb.Touched), 1)
 	claimed := run.Clone()
-	got, err := b.Complete(t.Context(), queues.CompleteParams{ID: run.ID, ExpectedRetryCount: gen,
+	got, err := b.Complete(t.Context(), driver.CompleteParams{ID: run.ID, ExpectedRetryCount: gen,
 		Result: json.RawMessage(`{"n":1}`), Claimed: run})
 	wantNoErr(t, "Complete", err)
 	wantStatus(t, "completed", got, queues.StatusCompleted)
@@ -80,15 +83,15 @@ func completeWithClaimed(t *testing.T, b queues.Backend) {
 	wantStored(t, b, "completed record", got)
 	wantSameRecord(t, "Claimed left unmodified", run, claimed)
 
-	_, err = b.Complete(t.Context(), queues.CompleteParams{ID: run.ID, ExpectedRetryCount: gen, Claimed: run})
+	_, err = b.Complete(t.Context(), driver.CompleteParams{ID: run.ID, ExpectedRetryCount: gen, Claimed: run})
 	wantFenceLost(t, "second Complete with Claimed", err)
 }
 
 // CompleteParams.NoRecord may drop the returned record, never the write or
 // its fence.
-func completeNoRecord(t *testing.T, b queues.Backend) {
+func completeNoRecord(t *testing.T, b driver.Backend) {
 	run := running(t, b, item("complete.bare"))
-	got, err := b.Complete(t.Context(), queues.CompleteParams{ID: run.ID, ExpectedRetryCount: run.RetryCount,
+	got, err := b.Complete(t.Context(), driver.CompleteParams{ID: run.ID, ExpectedRetryCount: run.RetryCount,
 		Result: json.RawMessage(`{"bare":true}`), Claimed: run, NoRecord: true})
 	wantNoErr(t, "Complete(NoRecord)", err)
 	if got != nil {
@@ -99,38 +102,38 @@ func completeNoRecord(t *testing.T, b queues.Backend) {
 	wantJSON(t, "stored result", stored.Result, json.RawMessage(`{"bare":true}`))
 	wantZeroTime(t, "heartbeat_at", stored.HeartbeatAt)
 
-	_, err = b.Complete(t.Context(), queues.CompleteParams{ID: run.ID, ExpectedRetryCount: run.RetryCount, NoRecord: true})
+	_, err = b.Complete(t.Context(), driver.CompleteParams{ID: run.ID, ExpectedRetryCount: run.RetryCount, NoRecord: true})
 	wantFenceLost(t, "second Complete(NoRecord)", err)
-	_, err = b.Complete(t.Context(), queues.CompleteParams{ID: uuid.New(), NoRecord: true})
+	_, err = b.Complete(t.Context(), driver.CompleteParams{ID: uuid.New(), NoRecord: true})
 	wantFenceLostOrNotFound(t, "Complete(NoRecord, missing)", err)
 }
 
 // SPEC §3.2: Complete is fenced on status=running and the generation.
-func completeFences(t *testing.T, b queues.Backend) {
+func completeFences(t *testing.T, b driver.Backend) {
 	pending := enqueueOne(t, b, item("complete.pending"))
-	_, err := b.Complete(t.Context(), queues.CompleteParams{ID: pending.ID, ExpectedRetryCount: 0, Result: json.RawMessage(`1`)})
+	_, err := b.Complete(t.Context(), driver.CompleteParams{ID: pending.ID, ExpectedRetryCount: 0, Result: json.RawMessage(`1`)})
 	wantFenceLost(t, "Complete(pending)", err)
 	wantStatus(t, "pending record", get(t, b, pending.ID), queues.StatusPending)
 
 	run := running(t, b, item("complete.run"))
-	_, err = b.Complete(t.Context(), queues.CompleteParams{ID: run.ID, ExpectedRetryCount: 1, Result: json.RawMessage(`1`)})
+	_, err = b.Complete(t.Context(), driver.CompleteParams{ID: run.ID, ExpectedRetryCount: 1, Result: json.RawMessage(`1`)})
 	wantFenceLost(t, "Complete(wrong generation)", err)
 	wantStatus(t, "running record", get(t, b, run.ID), queues.StatusRunning)
 	complete(t, b, run)
-	_, err = b.Complete(t.Context(), queues.CompleteParams{ID: run.ID, ExpectedRetryCount: 0, Result: json.RawMessage(`2`)})
+	_, err = b.Complete(t.Context(), driver.CompleteParams{ID: run.ID, ExpectedRetryCount: 0, Result: json.RawMessage(`2`)})
 	wantFenceLost(t, "second Complete", err)
 	wantJSON(t, "result after a lost complete", get(t, b, run.ID).Result, json.RawMessage(`{"ok":true}`))
 
-	_, err = b.Complete(t.Context(), queues.CompleteParams{ID: uuid.New(), ExpectedRetryCount: 0})
+	_, err = b.Complete(t.Context(), driver.CompleteParams{ID: uuid.New(), ExpectedRetryCount: 0})
 	wantFenceLostOrNotFound(t, "Complete(missing)", err)
 }
 
 // SPEC §3.1 (Fail(Retry) row): a retry without delay → pending, retry_count+1,
 // scheduled_at null, queued_at refreshed, owner fields cleared, error kept.
-func failRetryRequeues(t *testing.T, b queues.Backend) {
+func failRetryRequeues(t *testing.T, b driver.Backend) {
 	run := running(t, b, item("fail.retry", retries(2), priority(4)))
 	before := time.Now()
-	got, err := b.Fail(t.Context(), queues.FailParams{ID: run.ID, Error: "boom", Retry: true, ExpectedRetryCount: 0})
+	got, err := b.Fail(t.Context(), driver.FailParams{ID: run.ID, Error: "boom", Retry: true, ExpectedRetryCount: 0})
 	after := time.Now()
 	wantNoErr(t, "Fail(retry)", err)
 	wantStatus(t, "retried", got, queues.StatusPending)
@@ -146,18 +149,18 @@ func failRetryRequeues(t *testing.T, b queues.Backend) {
 	wantInt(t, "priority", got.Priority, 4)
 	wantNear(t, "created_at kept", got.CreatedAt, run.CreatedAt, 0)
 	wantStored(t, b, "retried record", got)
-	again := claimMany(t, b, queues.ClaimParams{Limit: 1, WorkerID: workerB})
+	again := claimMany(t, b, driver.ClaimParams{Limit: 1, WorkerID: workerB})
 	wantIDs(t, "claim after retry", again.Claimed, run.ID)
 	wantInt(t, "claimed generation", again.Claimed[0].RetryCount, 1)
 }
 
 // SPEC §3.1, §6.1 (RetryDelay): a retry with a delay → scheduled, scheduled_at
 // = backend now + delay; it is not claimable before then.
-func failRetryDelaySchedules(t *testing.T, b queues.Backend) {
+func failRetryDelaySchedules(t *testing.T, b driver.Backend) {
 	run := running(t, b, item("fail.delay", retries(1)))
 	const delay = 10 * time.Minute
 	before := time.Now()
-	got, err := b.Fail(t.Context(), queues.FailParams{ID: run.ID, Error: "later", Retry: true, ExpectedRetryCount: 0, RetryDelay: delay})
+	got, err := b.Fail(t.Context(), driver.FailParams{ID: run.ID, Error: "later", Retry: true, ExpectedRetryCount: 0, RetryDelay: delay})
 	after := time.Now()
 	wantNoErr(t, "Fail(retry, delay)", err)
 	wantStatus(t, "delayed retry", got, queues.StatusScheduled)
@@ -165,20 +168,20 @@ func failRetryDelaySchedules(t *testing.T, b queues.Backend) {
 	wantInt(t, "retry_count", got.RetryCount, 1)
 	wantString(t, "worker_id", got.WorkerID, "")
 	wantStored(t, b, "delayed retry", got)
-	res := claimMany(t, b, queues.ClaimParams{Limit: 5, WorkerID: workerA, ExpireOverdue: true})
+	res := claimMany(t, b, driver.ClaimParams{Limit: 5, WorkerID: workerA, ExpireOverdue: true})
 	wantInt(t, "claimed before the delay", len(res.Claimed), 0)
 	if containsID(listPending(t, b), run.ID) {
 		t.Fatal("ListPending lists a delayed retry")
 	}
-	byID, err := b.ClaimByID(t.Context(), queues.ClaimByIDParams{ID: run.ID, WorkerID: workerA})
+	byID, err := b.ClaimByID(t.Context(), driver.ClaimByIDParams{ID: run.ID, WorkerID: workerA})
 	wantNothingClaimed(t, "ClaimByID(delayed retry)", byID, err)
 }
 
 // SPEC §3.1 (Fail without budget), §2.1 (worker_id kept on terminal writes).
-func failWithoutBudget(t *testing.T, b queues.Backend) {
+func failWithoutBudget(t *testing.T, b driver.Backend) {
 	run := running(t, b, item("fail.final"))
 	before := time.Now()
-	got, err := b.Fail(t.Context(), queues.FailParams{ID: run.ID, Error: "fatal", Retry: true, ExpectedRetryCount: 0, RetryDelay: time.Hour})
+	got, err := b.Fail(t.Context(), driver.FailParams{ID: run.ID, Error: "fatal", Retry: true, ExpectedRetryCount: 0, RetryDelay: time.Hour})
 	after := time.Now()
 	wantNoErr(t, "Fail(no budget)", err)
 	wantStatus(t, "failed", got, queues.StatusFailed)
@@ -191,9 +194,9 @@ func failWithoutBudget(t *testing.T, b queues.Backend) {
 }
 
 // SPEC §3.1: Fail with Retry=false fails terminally whatever budget remains.
-func failRetryFalse(t *testing.T, b queues.Backend) {
+func failRetryFalse(t *testing.T, b driver.Backend) {
 	run := running(t, b, item("fail.nonretryable", retries(5)))
-	got, err := b.Fail(t.Context(), queues.FailParams{ID: run.ID, Error: "decode arguments: bad", Retry: false, ExpectedRetryCount: 0})
+	got, err := b.Fail(t.Context(), driver.FailParams{ID: run.ID, Error: "decode arguments: bad", Retry: false, ExpectedRetryCount: 0})
 	wantNoErr(t, "Fail(Retry=false)", err)
 	wantStatus(t, "failed", got, queues.StatusFailed)
 	wantInt(t, "retry_count", got.RetryCount, 0)
@@ -201,29 +204,29 @@ func failRetryFalse(t *testing.T, b queues.Backend) {
 }
 
 // SPEC §3.2: Fail is fenced on status=running and the generation.
-func failFences(t *testing.T, b queues.Backend) {
+func failFences(t *testing.T, b driver.Backend) {
 	pending := enqueueOne(t, b, item("fail.pending", retries(1)))
-	_, err := b.Fail(t.Context(), queues.FailParams{ID: pending.ID, Error: "x", Retry: true, ExpectedRetryCount: 0})
+	_, err := b.Fail(t.Context(), driver.FailParams{ID: pending.ID, Error: "x", Retry: true, ExpectedRetryCount: 0})
 	wantFenceLost(t, "Fail(pending)", err)
 	wantInt(t, "retry_count after a lost fail", get(t, b, pending.ID).RetryCount, 0)
 
 	run := running(t, b, item("fail.run", retries(1)))
-	_, err = b.Fail(t.Context(), queues.FailParams{ID: run.ID, Error: "x", Retry: true, ExpectedRetryCount: 3})
+	_, err = b.Fail(t.Context(), driver.FailParams{ID: run.ID, Error: "x", Retry: true, ExpectedRetryCount: 3})
 	wantFenceLost(t, "Fail(wrong generation)", err)
 	got := get(t, b, run.ID)
 	wantStatus(t, "record after a lost fail", got, queues.StatusRunning)
 	wantString(t, "error after a lost fail", got.Error, "")
 	complete(t, b, run)
-	_, err = b.Fail(t.Context(), queues.FailParams{ID: run.ID, Error: "late", Retry: false, ExpectedRetryCount: 0})
+	_, err = b.Fail(t.Context(), driver.FailParams{ID: run.ID, Error: "late", Retry: false, ExpectedRetryCount: 0})
 	wantFenceLost(t, "Fail(completed)", err)
 	wantStatus(t, "completed record", get(t, b, run.ID), queues.StatusCompleted)
-	_, err = b.Fail(t.Context(), queues.FailParams{ID: uuid.New(), Error: "x", ExpectedRetryCount: 0})
+	_, err = b.Fail(t.Context(), driver.FailParams{ID: uuid.New(), Error: "x", ExpectedRetryCount: 0})
 	wantFenceLostOrNotFound(t, "Fail(missing)", err)
 }
 
 // SPEC §20.24, §3.2: a retry (Fail with budget) and a stale requeue clear
 // worker_id and execution_ref; a terminal Fail/Complete keeps worker_id.
-func requeueClearsOwner(t *testing.T, b queues.Backend) {
+func requeueClearsOwner(t *testing.T, b driver.Backend) {
 	withRef := func(name string, n int) *queues.Record {
 		rec := enqueueOne(t, b, item(name, execution("cloudrun", ""), retries(n)))
 		setRef(t, b, rec.ID, newRef("cloudrun"))
@@ -248,7 +251,7 @@ func requeueClearsOwner(t *testing.T, b queues.Backend) {
 	wantZeroTime(t, "started_at after stale requeue", got.StartedAt)
 
 	final := withRef("owner.final", 0)
-	failed, err := b.Fail(t.Context(), queues.FailParams{ID: final.ID, Error: "fatal", Retry: true, ExpectedRetryCount: 0})
+	failed, err := b.Fail(t.Context(), driver.FailParams{ID: final.ID, Error: "fatal", Retry: true, ExpectedRetryCount: 0})
 	wantNoErr(t, "Fail(terminal)", err)
 	wantStatus(t, "failed", failed, queues.StatusFailed)
 	wantString(t, "worker_id after terminal fail", failed.WorkerID, workerA)
@@ -259,17 +262,17 @@ func requeueClearsOwner(t *testing.T, b queues.Backend) {
 
 // SPEC §20.25 (backend level), §3.1: Cancel(IncludeRunning, wrong generation)
 // → ErrFenceLost, still running; right → cancelled; repeat → ErrFenceLost.
-func cancelRunningFences(t *testing.T, b queues.Backend) {
+func cancelRunningFences(t *testing.T, b driver.Backend) {
 	run := running(t, b, item("cancel.running", retries(3)))
-	_, err := b.Cancel(t.Context(), queues.CancelParams{ID: run.ID, IncludeRunning: true, ExpectedRetryCount: ptr(1)})
+	_, err := b.Cancel(t.Context(), driver.CancelParams{ID: run.ID, IncludeRunning: true, ExpectedRetryCount: ptr(1)})
 	wantFenceLost(t, "Cancel(running, wrong generation)", err)
 	wantStatus(t, "record after a lost cancel", get(t, b, run.ID), queues.StatusRunning)
-	_, err = b.Cancel(t.Context(), queues.CancelParams{ID: run.ID})
+	_, err = b.Cancel(t.Context(), driver.CancelParams{ID: run.ID})
 	wantFenceLost(t, "Cancel(running, without IncludeRunning)", err)
 	wantStatus(t, "record after a lost cancel", get(t, b, run.ID), queues.StatusRunning)
 
 	before := time.Now()
-	got, err := b.Cancel(t.Context(), queues.CancelParams{ID: run.ID, IncludeRunning: true, ExpectedRetryCount: ptr(0)})
+	got, err := b.Cancel(t.Context(), driver.CancelParams{ID: run.ID, IncludeRunning: true, ExpectedRetryCount: ptr(0)})
 	after := time.Now()
 	wantNoErr(t, "Cancel(running, right generation)", err)
 	wantStatus(t, "cancelled", got, queues.StatusCancelled)
@@ -278,47 +281,47 @@ func cancelRunningFences(t *testing.T, b queues.Backend) {
 	wantZeroTime(t, "heartbeat_at", got.HeartbeatAt)
 	wantStored(t, b, "cancelled record", got)
 
-	_, err = b.Cancel(t.Context(), queues.CancelParams{ID: run.ID, IncludeRunning: true})
+	_, err = b.Cancel(t.Context(), driver.CancelParams{ID: run.ID, IncludeRunning: true})
 	wantFenceLost(t, "repeated Cancel", err)
-	_, err = b.Complete(t.Context(), queues.CompleteParams{ID: run.ID, ExpectedRetryCount: 0, Result: json.RawMessage(`1`)})
+	_, err = b.Complete(t.Context(), driver.CompleteParams{ID: run.ID, ExpectedRetryCount: 0, Result: json.RawMessage(`1`)})
 	wantFenceLost(t, "Complete after cancel", err)
-	_, err = b.Fail(t.Context(), queues.FailParams{ID: run.ID, Error: "x", Retry: true, ExpectedRetryCount: 0})
+	_, err = b.Fail(t.Context(), driver.FailParams{ID: run.ID, Error: "x", Retry: true, ExpectedRetryCount: 0})
 	wantFenceLost(t, "Fail after cancel", err)
 	wantStatus(t, "record after late settles", get(t, b, run.ID), queues.StatusCancelled)
 }
 
 // SPEC §3.1 (Cancel row): pending and scheduled records cancel, with an
 // optional generation fence; terminal or missing records do not.
-func cancelPendingAndScheduled(t *testing.T, b queues.Backend) {
+func cancelPendingAndScheduled(t *testing.T, b driver.Backend) {
 	recs := enqueue(t, b, item("cancel.pending"), item("cancel.scheduled", scheduledAt(at(time.Hour))))
-	_, err := b.Cancel(t.Context(), queues.CancelParams{ID: recs[0].ID, ExpectedRetryCount: ptr(2)})
+	_, err := b.Cancel(t.Context(), driver.CancelParams{ID: recs[0].ID, ExpectedRetryCount: ptr(2)})
 	wantFenceLost(t, "Cancel(pending, wrong generation)", err)
 	wantStatus(t, "record after a lost cancel", get(t, b, recs[0].ID), queues.StatusPending)
 	before := time.Now()
-	got, err := b.Cancel(t.Context(), queues.CancelParams{ID: recs[0].ID, ExpectedRetryCount: ptr(0)})
+	got, err := b.Cancel(t.Context(), driver.CancelParams{ID: recs[0].ID, ExpectedRetryCount: ptr(0)})
 	after := time.Now()
 	wantNoErr(t, "Cancel(pending)", err)
 	wantStatus(t, "cancelled pending", got, queues.StatusCancelled)
 	wantBetween(t, "completed_at", got.CompletedAt, before, after)
 	wantStored(t, b, "cancelled pending", got)
-	sched, err := b.Cancel(t.Context(), queues.CancelParams{ID: recs[1].ID})
+	sched, err := b.Cancel(t.Context(), driver.CancelParams{ID: recs[1].ID})
 	wantNoErr(t, "Cancel(scheduled)", err)
 	wantStatus(t, "cancelled scheduled", sched, queues.StatusCancelled)
-	_, err = b.Cancel(t.Context(), queues.CancelParams{ID: recs[1].ID})
+	_, err = b.Cancel(t.Context(), driver.CancelParams{ID: recs[1].ID})
 	wantFenceLost(t, "Cancel(cancelled)", err)
 
 	done := completed(t, b, item("cancel.done"))
-	_, err = b.Cancel(t.Context(), queues.CancelParams{ID: done.ID, IncludeRunning: true})
+	_, err = b.Cancel(t.Context(), driver.CancelParams{ID: done.ID, IncludeRunning: true})
 	wantFenceLost(t, "Cancel(completed)", err)
 	wantStatus(t, "completed record", get(t, b, done.ID), queues.StatusCompleted)
-	_, err = b.Cancel(t.Context(), queues.CancelParams{ID: uuid.New()})
+	_, err = b.Cancel(t.Context(), driver.CancelParams{ID: uuid.New()})
 	wantFenceLostOrNotFound(t, "Cancel(missing)", err)
 }
 
 // SPEC §20.26 (backend level), §4.14: CancelMatching matches task name + args
 // subset + metadata subset; without IncludeRunning it skips running records;
 // with it cancels them; non-matching records stay; records holding a ref are skipped.
-func cancelMatching(t *testing.T, b queues.Backend) {
+func cancelMatching(t *testing.T, b driver.Backend) {
 	args := argsJSON(`{"to":"a@example.com","lang":"en"}`)
 	md := metadata(map[string]any{"tenant": "t1", "source": "api"})
 	recs := enqueue(t, b,
@@ -369,7 +372,7 @@ func cancelMatching(t *testing.T, b queues.Backend) {
 }
 
 // SPEC §4.14 (CancelFilter): Queue and TaskName filters alone.
-func cancelMatchingQueueAndTask(t *testing.T, b queues.Backend) {
+func cancelMatchingQueueAndTask(t *testing.T, b driver.Backend) {
 	recs := enqueue(t, b,
 		item("report", inQueue("a")), item("report", inQueue("b")), item("other", inQueue("a")), item("report", inQueue("a")),
 	)
@@ -383,7 +386,7 @@ func cancelMatchingQueueAndTask(t *testing.T, b queues.Backend) {
 }
 
 // SPEC §4.14: args/metadata filters match by top-level key equality of JSON values.
-func cancelMatchingValueEquality(t *testing.T, b queues.Backend) {
+func cancelMatchingValueEquality(t *testing.T, b driver.Backend) {
 	rec := enqueueOne(t, b, item("values", argsJSON(`{"n":1,"flag":true,"obj":{"a":1,"b":2},"list":[1,2]}`),
 		metadata(map[string]any{"count": 3, "tags": []any{"x"}})))
 	for _, c := range []struct {
@@ -418,7 +421,7 @@ func cancelMatchingValueEquality(t *testing.T, b queues.Backend) {
 // generation → ErrFenceLost; right → pending, retry_count+1, interruptions=1;
 // the old generation can no longer complete; priority kept;
 // scheduled/started/heartbeat/completed/ref/worker cleared; claimable again.
-func interruptFencesAndEffects(t *testing.T, b queues.Backend) {
+func interruptFencesAndEffects(t *testing.T, b driver.Backend) {
 	rec := enqueueOne(t, b, item("interrupt.me", priority(7), retries(0), scheduledAt(at(-time.Minute)),
 		metadata(map[string]any{"keep": "me"})))
 	setRef(t, b, rec.ID, newRef("local"))
@@ -427,16 +430,16 @@ func interruptFencesAndEffects(t *testing.T, b queues.Backend) {
 		t.Fatalf("set-up: running record lacks scheduled_at or ref: %+v", run)
 	}
 
-	_, err := b.Interrupt(t.Context(), queues.InterruptParams{ID: rec.ID, ExpectedRetryCount: 0, WorkerID: workerB})
+	_, err := b.Interrupt(t.Context(), driver.InterruptParams{ID: rec.ID, ExpectedRetryCount: 0, WorkerID: workerB})
 	wantFenceLost(t, "Interrupt(wrong owner)", err)
-	_, err = b.Interrupt(t.Context(), queues.InterruptParams{ID: rec.ID, ExpectedRetryCount: 1, WorkerID: workerA})
+	_, err = b.Interrupt(t.Context(), driver.InterruptParams{ID: rec.ID, ExpectedRetryCount: 1, WorkerID: workerA})
 	wantFenceLost(t, "Interrupt(wrong generation)", err)
 	still := get(t, b, rec.ID)
 	wantStatus(t, "record after lost interrupts", still, queues.StatusRunning)
 	wantInt(t, "retry_count after lost interrupts", still.RetryCount, 0)
 
 	before := time.Now()
-	got, err := b.Interrupt(t.Context(), queues.InterruptParams{ID: rec.ID, ExpectedRetryCount: 0, WorkerID: workerA})
+	got, err := b.Interrupt(t.Context(), driver.InterruptParams{ID: rec.ID, ExpectedRetryCount: 0, WorkerID: workerA})
 	after := time.Now()
 	wantNoErr(t, "Interrupt", err)
 	wantStatus(t, "interrupted", got, queues.StatusPending)
@@ -457,25 +460,25 @@ func interruptFencesAndEffects(t *testing.T, b queues.Backend) {
 	}
 	wantStored(t, b, "interrupted record", got)
 
-	_, err = b.Complete(t.Context(), queues.CompleteParams{ID: rec.ID, ExpectedRetryCount: 0, Result: json.RawMessage(`1`)})
+	_, err = b.Complete(t.Context(), driver.CompleteParams{ID: rec.ID, ExpectedRetryCount: 0, Result: json.RawMessage(`1`)})
 	wantFenceLost(t, "Complete(old generation)", err)
-	_, err = b.Interrupt(t.Context(), queues.InterruptParams{ID: rec.ID, ExpectedRetryCount: 0, WorkerID: workerA})
+	_, err = b.Interrupt(t.Context(), driver.InterruptParams{ID: rec.ID, ExpectedRetryCount: 0, WorkerID: workerA})
 	wantFenceLost(t, "repeated Interrupt", err)
-	_, err = b.Interrupt(t.Context(), queues.InterruptParams{ID: rec.ID, ExpectedRetryCount: 1, WorkerID: ""})
+	_, err = b.Interrupt(t.Context(), driver.InterruptParams{ID: rec.ID, ExpectedRetryCount: 1, WorkerID: ""})
 	wantFenceLost(t, "Interrupt(pending)", err)
 
-	res := claimMany(t, b, queues.ClaimParams{Limit: 1, WorkerID: workerB})
+	res := claimMany(t, b, driver.ClaimParams{Limit: 1, WorkerID: workerB})
 	wantIDs(t, "claim after interrupt", res.Claimed, rec.ID)
 	wantInt(t, "claimed generation", res.Claimed[0].RetryCount, 1)
 	complete(t, b, res.Claimed[0])
 }
 
 // SPEC §3.1, §5.12: every interruption adds one to metadata.interruptions.
-func interruptionsAccumulate(t *testing.T, b queues.Backend) {
+func interruptionsAccumulate(t *testing.T, b driver.Backend) {
 	rec := enqueueOne(t, b, item("interrupt.twice", metadata(map[string]any{"tenant": "t1"})))
 	for i := 1; i <= 2; i++ {
 		run := claimByID(t, b, rec.ID, workerA)
-		got, err := b.Interrupt(t.Context(), queues.InterruptParams{ID: rec.ID, ExpectedRetryCount: run.RetryCount, WorkerID: workerA})
+		got, err := b.Interrupt(t.Context(), driver.InterruptParams{ID: rec.ID, ExpectedRetryCount: run.RetryCount, WorkerID: workerA})
 		wantNoErr(t, "Interrupt", err)
 		wantInt(t, "retry_count", got.RetryCount, i)
 		wantInt(t, "interruptions", got.Interruptions(), i)
@@ -486,10 +489,10 @@ func interruptionsAccumulate(t *testing.T, b queues.Backend) {
 
 // interruptedThenClaimed returns the running second generation of a record
 // whose first attempt was interrupted.
-func interruptedThenClaimed(t *testing.T, b queues.Backend, p queues.EnqueueParams) *queues.Record {
+func interruptedThenClaimed(t *testing.T, b driver.Backend, p driver.EnqueueParams) *queues.Record {
 	t.Helper()
 	run := running(t, b, p)
-	_, err := b.Interrupt(t.Context(), queues.InterruptParams{ID: run.ID, ExpectedRetryCount: 0, WorkerID: workerA})
+	_, err := b.Interrupt(t.Context(), driver.InterruptParams{ID: run.ID, ExpectedRetryCount: 0, WorkerID: workerA})
 	wantNoErr(t, "Interrupt", err)
 	again := claimByID(t, b, run.ID, workerB)
 	wantInt(t, "generation after interrupt", again.RetryCount, 1)
@@ -499,7 +502,7 @@ func interruptedThenClaimed(t *testing.T, b queues.Backend, p queues.EnqueuePara
 
 // SPEC §20.65, §3.3: an interruption spends no budget: after Interrupt, stale
 // recovery with max_retries=1 still requeues.
-func interruptionSpendsNoStaleBudget(t *testing.T, b queues.Backend) {
+func interruptionSpendsNoStaleBudget(t *testing.T, b driver.Backend) {
 	run := interruptedThenClaimed(t, b, item("interrupt.stale", retries(1)))
 	res := recoverAll(t, b, 10)
 	wantInt(t, "requeued", res.Requeued, 1)
@@ -516,7 +519,7 @@ func interruptionSpendsNoStaleBudget(t *testing.T, b queues.Backend) {
 }
 
 // SPEC §20.65, §3.3: after an interruption, Fail with Retry still retries.
-func interruptionSpendsNoFailBudget(t *testing.T, b queues.Backend) {
+func interruptionSpendsNoFailBudget(t *testing.T, b driver.Backend) {
 	run := interruptedThenClaimed(t, b, item("interrupt.fail", retries(1)))
 	got := failRetry(t, b, run, "boom")
 	wantStatus(t, "retried after interrupt", got, queues.StatusPending)
@@ -529,12 +532,12 @@ func interruptionSpendsNoFailBudget(t *testing.T, b queues.Backend) {
 
 // SPEC §20.65, §1.6 (retry delay), §3.3: the delay after an interruption is
 // the delay for attempts consumed (not retry_count), for stale recovery and for Fail.
-func interruptionBackoff(t *testing.T, b queues.Backend) {
+func interruptionBackoff(t *testing.T, b driver.Backend) {
 	md := backoffMetadata(600, 2) // 10 min × 2^n
 	p := item("interrupt.backoff", retries(3), metadata(md))
 
 	stale := interruptedThenClaimed(t, b, p)
-	requeue, handler, delay := queues.StaleRequeueDecision(stale)
+	requeue, handler, delay := driver.StaleRequeueDecision(stale)
 	if !requeue || handler || delay != 10*time.Minute {
 		t.Fatalf("StaleRequeueDecision(backend record) = %v, %v, %s; want requeue after 10m (metadata %v)", requeue, handler, delay, stale.Metadata)
 	}
@@ -547,12 +550,12 @@ func interruptionBackoff(t *testing.T, b queues.Backend) {
 	wantBetween(t, "scheduled_at (Delay(attempts consumed = 0))", got.ScheduledAt, before.Add(delay), after.Add(delay))
 
 	failing := interruptedThenClaimed(t, b, p)
-	d := queues.BackoffFromMetadata(failing.Metadata).Delay(failing.AttemptsConsumed())
+	d := queuestype.BackoffFromMetadata(failing.Metadata).Delay(failing.AttemptsConsumed())
 	if d != 10*time.Minute {
 		t.Fatalf("BackoffFromMetadata(backend record).Delay(attempts consumed) = %s, want 10m", d)
 	}
 	before = time.Now()
-	got, err := b.Fail(t.Context(), queues.FailParams{ID: failing.ID, Error: "boom", Retry: true, ExpectedRetryCount: 1, RetryDelay: d})
+	got, err := b.Fail(t.Context(), driver.FailParams{ID: failing.ID, Error: "boom", Retry: true, ExpectedRetryCount: 1, RetryDelay: d})
 	after = time.Now()
 	wantNoErr(t, "Fail(retry, delay)", err)
 	wantStatus(t, "retry with backoff", got, queues.StatusScheduled)

@@ -11,7 +11,7 @@
 //	                       URL is pgx's, so ?search_path=… picks the schema
 //	redis://…, rediss://…, valkey://…  Redis or Valkey (package backend/redis)
 //
-// Every error matches queues.ErrConfig (queues.ErrUnsupported for a
+// Every error matches queuestype.ErrConfig (queuestype.ErrUnsupported for a
 // recognised scheme whose backend is not built in), and no error repeats
 // the full DSN, which may hold credentials.
 package dsn
@@ -23,7 +23,9 @@ import (
 	"net/url"
 	"strings"
 
-	"github.com/queuesgo/queues"
+	"github.com/queuesgo/queues/driver"
+	"github.com/queuesgo/queues/queuestype"
+
 	"github.com/queuesgo/queues/backend/memory"
 	"github.com/queuesgo/queues/backend/postgres"
 	"github.com/queuesgo/queues/backend/redis"
@@ -49,8 +51,8 @@ type DSN struct {
 }
 
 // Error is a DSN that cannot be used. Its text names the scheme and the
-// problem, never the full DSN. It matches queues.ErrConfig, or
-// queues.ErrUnsupported for a recognised scheme whose backend is not built.
+// problem, never the full DSN. It matches queuestype.ErrConfig, or
+// queuestype.ErrUnsupported for a recognised scheme whose backend is not built.
 type Error struct {
 	Scheme  string
 	Problem string
@@ -66,9 +68,9 @@ func (e *Error) Error() string {
 	return fmt.Sprintf("backend dsn (scheme %q): %s", e.Scheme, e.Problem)
 }
 
-// Is matches queues.ErrConfig, and queues.ErrUnsupported for unsupported schemes.
+// Is matches queuestype.ErrConfig, and queuestype.ErrUnsupported for unsupported schemes.
 func (e *Error) Is(target error) bool {
-	return target == queues.ErrConfig || (e.Unsupported && target == queues.ErrUnsupported)
+	return target == queuestype.ErrConfig || (e.Unsupported && target == queuestype.ErrUnsupported)
 }
 
 // Parse parses s without opening anything.
@@ -216,7 +218,7 @@ func Redact(s string) string {
 type Options struct {
 	// SkipMigrate leaves the schema alone when the backend connects (SQLite
 	// applies its embedded migrations on Open otherwise); apply them with
-	// queues.Migrator.
+	// driver.Migrator.
 	SkipMigrate bool
 	// Namespace is the configured namespace, for backends that derive names from it.
 	Namespace string
@@ -224,12 +226,12 @@ type Options struct {
 
 // Open parses s and returns the backend it names, not yet connected:
 // queues.Service.Start (or the backend's own Open) connects it.
-func Open(ctx context.Context, s string) (queues.Backend, error) {
+func Open(ctx context.Context, s string) (driver.Backend, error) {
 	return OpenWith(ctx, s, Options{})
 }
 
 // OpenWith is Open with options.
-func OpenWith(ctx context.Context, s string, o Options) (queues.Backend, error) {
+func OpenWith(ctx context.Context, s string, o Options) (driver.Backend, error) {
 	d, err := Parse(s)
 	if err != nil {
 		return nil, err
@@ -238,12 +240,12 @@ func OpenWith(ctx context.Context, s string, o Options) (queues.Backend, error) 
 }
 
 // Open returns the backend d names, not yet connected.
-func (d DSN) Open(ctx context.Context) (queues.Backend, error) {
+func (d DSN) Open(ctx context.Context) (driver.Backend, error) {
 	return d.OpenWith(ctx, Options{})
 }
 
 // OpenWith returns the backend d names, not yet connected, tuned by o.
-func (d DSN) OpenWith(ctx context.Context, o Options) (queues.Backend, error) {
+func (d DSN) OpenWith(ctx context.Context, o Options) (driver.Backend, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}

@@ -5,7 +5,8 @@ import (
 	"context"
 	"time"
 
-	"github.com/queuesgo/queues"
+	"github.com/queuesgo/queues/driver"
+	"github.com/queuesgo/queues/queuestype"
 )
 
 // maxClaimExpire bounds how many overdue records one ClaimMany expires.
@@ -14,7 +15,7 @@ const maxClaimExpire = 1000
 // claimEntry moves e to running for worker at now.
 func (b *Backend) claimEntry(e *entry, worker string, now time.Time) {
 	r := &e.rec
-	r.Status = queues.StatusRunning
+	r.Status = queuestype.StatusRunning
 	r.WorkerID = worker
 	r.StartedAt = now
 	r.HeartbeatAt = now
@@ -24,7 +25,7 @@ func (b *Backend) claimEntry(e *entry, worker string, now time.Time) {
 // expireEntry moves a pending/scheduled e to expired at now.
 func (b *Backend) expireEntry(e *entry, now time.Time) {
 	r := &e.rec
-	r.Status = queues.StatusExpired
+	r.Status = queuestype.StatusExpired
 	r.CompletedAt = now
 	r.HeartbeatAt = time.Time{}
 	b.sync(e, now)
@@ -36,8 +37,8 @@ func (b *Backend) expireEntry(e *entry, now time.Time) {
 // running with worker_id, started_at and heartbeat_at set in the same step.
 // With p.ExpireOverdue, overdue unreferenced records of the selected queues
 // are expired and returned in Expired. Limit ≤ 0 returns an empty result.
-func (b *Backend) ClaimMany(ctx context.Context, p queues.ClaimParams) (queues.ClaimResult, error) {
-	var res queues.ClaimResult
+func (b *Backend) ClaimMany(ctx context.Context, p driver.ClaimParams) (driver.ClaimResult, error) {
+	var res driver.ClaimResult
 	if err := ctx.Err(); err != nil {
 		return res, err
 	}
@@ -122,9 +123,9 @@ func dropCapped(parts []*partition, limits map[string]int, taken map[string]int)
 // no execution_ref is expired instead and returned in Expired; a record
 // holding a finalized ref is claimable after its deadline. A record that
 // cannot be claimed yields an empty result; a missing ID yields
-// queues.ErrTaskNotFound.
-func (b *Backend) ClaimByID(ctx context.Context, p queues.ClaimByIDParams) (queues.ClaimResult, error) {
-	var res queues.ClaimResult
+// queuestype.ErrTaskNotFound.
+func (b *Backend) ClaimByID(ctx context.Context, p driver.ClaimByIDParams) (driver.ClaimResult, error) {
+	var res driver.ClaimResult
 	if err := ctx.Err(); err != nil {
 		return res, err
 	}
@@ -136,7 +137,7 @@ func (b *Backend) ClaimByID(ctx context.Context, p queues.ClaimByIDParams) (queu
 	}
 	now := b.now()
 	r := &e.rec
-	if !isOpen(r.Status) || queues.IsDispatchMarker(r.ExecutionRef) {
+	if !isOpen(r.Status) || driver.IsDispatchMarker(r.ExecutionRef) {
 		return res, nil
 	}
 	if p.ExpectedRetryCount != nil && *p.ExpectedRetryCount != r.RetryCount {
@@ -161,7 +162,7 @@ func (b *Backend) ClaimByID(ctx context.Context, p queues.ClaimByIDParams) (queu
 // ListPending lists due, unexpired, not reservation-marked pending/scheduled
 // records in claim order, with the queue and execution-backend filters.
 // Limit ≤ 0 means 100. It changes nothing.
-func (b *Backend) ListPending(ctx context.Context, p queues.ListPendingParams) ([]*queues.Record, error) {
+func (b *Backend) ListPending(ctx context.Context, p driver.ListPendingParams) ([]*queuestype.Record, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -183,7 +184,7 @@ func (b *Backend) ListPending(ctx context.Context, p queues.ListPendingParams) (
 		}
 	}
 	heap.Init(&fr)
-	out := make([]*queues.Record, 0, min(limit, 64))
+	out := make([]*queuestype.Record, 0, min(limit, 64))
 	for fr.Len() > 0 && len(out) < limit {
 		c := heap.Pop(&fr).(cursor)
 		e := c.h.items[c.i]

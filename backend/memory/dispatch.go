@@ -4,15 +4,17 @@ import (
 	"context"
 	"slices"
 
+	"github.com/queuesgo/queues/driver"
+	"github.com/queuesgo/queues/queuestype"
+
 	"github.com/google/uuid"
-	"github.com/queuesgo/queues"
 )
 
 // write runs fn on the stored record under the mutex. fn returns whether its
 // guard held and whether workers should be woken; a guard that does not hold
-// yields an error matching queues.ErrFenceLost, a missing ID one that also
-// matches queues.ErrTaskNotFound.
-func (b *Backend) write(ctx context.Context, op string, id uuid.UUID, fn func(e *entry) (ok, wake bool)) (*queues.Record, error) {
+// yields an error matching queuestype.ErrFenceLost, a missing ID one that also
+// matches queuestype.ErrTaskNotFound.
+func (b *Backend) write(ctx context.Context, op string, id uuid.UUID, fn func(e *entry) (ok, wake bool)) (*queuestype.Record, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -36,7 +38,7 @@ func (b *Backend) write(ctx context.Context, op string, id uuid.UUID, fn func(e 
 }
 
 // isDueOpen reports whether r is pending/scheduled and due at the backend's now.
-func (b *Backend) isDueOpen(r *queues.Record) bool {
+func (b *Backend) isDueOpen(r *queuestype.Record) bool {
 	return isOpen(r.Status) && r.IsDue(b.now())
 }
 
@@ -44,7 +46,7 @@ func (b *Backend) isDueOpen(r *queues.Record) bool {
 // that is due, unexpired and holds no ref, fenced on the optional generation.
 // A reservation-marked record is neither claimed nor expired until released
 // or finalized.
-func (b *Backend) ReserveDispatch(ctx context.Context, p queues.ReserveDispatchParams) (*queues.Record, error) {
+func (b *Backend) ReserveDispatch(ctx context.Context, p driver.ReserveDispatchParams) (*queuestype.Record, error) {
 	return b.write(ctx, "reserve dispatch", p.ID, func(e *entry) (bool, bool) {
 		r := &e.rec
 		now := b.now()
@@ -61,7 +63,7 @@ func (b *Backend) ReserveDispatch(ctx context.Context, p queues.ReserveDispatchP
 // ReleaseDispatch clears execution_ref when it equals p.Marker. A non-empty
 // p.ExecutionBackend re-routes the record to that backend and profile. Workers
 // are woken when the record is claimable again.
-func (b *Backend) ReleaseDispatch(ctx context.Context, p queues.ReleaseDispatchParams) (*queues.Record, error) {
+func (b *Backend) ReleaseDispatch(ctx context.Context, p driver.ReleaseDispatchParams) (*queuestype.Record, error) {
 	return b.write(ctx, "release dispatch", p.ID, func(e *entry) (bool, bool) {
 		r := &e.rec
 		if r.ExecutionRef == "" || r.ExecutionRef != p.Marker {
@@ -79,7 +81,7 @@ func (b *Backend) ReleaseDispatch(ctx context.Context, p queues.ReleaseDispatchP
 
 // FinalizeDispatch replaces the reservation marker p.Marker with the
 // provider's p.Ref while the record is still pending or scheduled.
-func (b *Backend) FinalizeDispatch(ctx context.Context, p queues.FinalizeDispatchParams) (*queues.Record, error) {
+func (b *Backend) FinalizeDispatch(ctx context.Context, p driver.FinalizeDispatchParams) (*queuestype.Record, error) {
 	return b.write(ctx, "finalize dispatch", p.ID, func(e *entry) (bool, bool) {
 		r := &e.rec
 		if !isOpen(r.Status) || r.ExecutionRef == "" || r.ExecutionRef != p.Marker {
@@ -92,7 +94,7 @@ func (b *Backend) FinalizeDispatch(ctx context.Context, p queues.FinalizeDispatc
 }
 
 // SetExecutionRef stores ref on a non-terminal record, whatever it held before.
-func (b *Backend) SetExecutionRef(ctx context.Context, id uuid.UUID, ref string) (*queues.Record, error) {
+func (b *Backend) SetExecutionRef(ctx context.Context, id uuid.UUID, ref string) (*queuestype.Record, error) {
 	return b.write(ctx, "set execution ref", id, func(e *entry) (bool, bool) {
 		if e.rec.IsTerminal() {
 			return false, false
@@ -105,7 +107,7 @@ func (b *Backend) SetExecutionRef(ctx context.Context, id uuid.UUID, ref string)
 
 // ClearExecutionRef clears execution_ref on a pending/scheduled record of
 // generation gen that holds ref, and wakes workers when it is due.
-func (b *Backend) ClearExecutionRef(ctx context.Context, id uuid.UUID, gen int, ref string) (*queues.Record, error) {
+func (b *Backend) ClearExecutionRef(ctx context.Context, id uuid.UUID, gen int, ref string) (*queuestype.Record, error) {
 	return b.write(ctx, "clear execution ref", id, func(e *entry) (bool, bool) {
 		r := &e.rec
 		if !isOpen(r.Status) || r.RetryCount != gen || r.ExecutionRef != ref {
@@ -119,7 +121,7 @@ func (b *Backend) ClearExecutionRef(ctx context.Context, id uuid.UUID, gen int, 
 
 // ReplaceExecutionRef swaps ref for newRef on a non-terminal record of
 // generation gen that holds ref.
-func (b *Backend) ReplaceExecutionRef(ctx context.Context, id uuid.UUID, gen int, ref, newRef string) (*queues.Record, error) {
+func (b *Backend) ReplaceExecutionRef(ctx context.Context, id uuid.UUID, gen int, ref, newRef string) (*queuestype.Record, error) {
 	return b.write(ctx, "replace execution ref", id, func(e *entry) (bool, bool) {
 		r := &e.rec
 		if r.IsTerminal() || r.RetryCount != gen || r.ExecutionRef != ref {
@@ -133,7 +135,7 @@ func (b *Backend) ReplaceExecutionRef(ctx context.Context, id uuid.UUID, gen int
 
 // SetExecutionBackend re-routes a pending/scheduled record to backend and
 // profile, clears its execution_ref, and wakes workers when it is due.
-func (b *Backend) SetExecutionBackend(ctx context.Context, id uuid.UUID, backend, profile string) (*queues.Record, error) {
+func (b *Backend) SetExecutionBackend(ctx context.Context, id uuid.UUID, backend, profile string) (*queuestype.Record, error) {
 	return b.write(ctx, "set execution backend", id, func(e *entry) (bool, bool) {
 		r := &e.rec
 		if !isOpen(r.Status) {
@@ -150,12 +152,12 @@ func (b *Backend) SetExecutionBackend(ctx context.Context, id uuid.UUID, backend
 // ListRunningExternal lists up to limit non-terminal records holding an
 // execution_ref, ordered by coalesce(started_at, created_at), then id.
 // limit ≤ 0 returns nothing.
-func (b *Backend) ListRunningExternal(ctx context.Context, limit int) ([]*queues.Record, error) {
+func (b *Backend) ListRunningExternal(ctx context.Context, limit int) ([]*queuestype.Record, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	if limit <= 0 {
-		return []*queues.Record{}, nil
+		return []*queuestype.Record{}, nil
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -173,7 +175,7 @@ func (b *Backend) ListRunningExternal(ctx context.Context, limit int) ([]*queues
 	if len(list) > limit {
 		list = list[:limit]
 	}
-	out := make([]*queues.Record, len(list))
+	out := make([]*queuestype.Record, len(list))
 	for i, e := range list {
 		out[i] = e.clone()
 	}

@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/queuesgo/queues/driver"
+	"github.com/queuesgo/queues/queuestype"
+
 	"github.com/google/uuid"
-	"github.com/queuesgo/queues"
 )
 
 // enqueuePlan is the decision for one Enqueue item, made before anything is written.
@@ -15,7 +17,7 @@ type enqueuePlan struct {
 	staged   int    // index of an earlier item of this call whose insert holds the key, else -1
 	clear    *entry // terminal record whose key the insert takes over
 	reserve  bool   // create a forever reservation with the insert
-	owner    *queues.Reservation
+	owner    *queuestype.Reservation
 	err      error
 }
 
@@ -27,27 +29,27 @@ type enqueuePlan struct {
 // record's key is cleared). A forever item whose key is reserved returns the
 // owner reservation (Record nil, Existing set); one whose key is held by an
 // active non-forever record gets a per-item error matching
-// queues.ErrIdentityConflict; otherwise the insert and its reservation happen
+// queuestype.ErrIdentityConflict; otherwise the insert and its reservation happen
 // together. Items repeating a key of an earlier item of the same call resolve
 // to that item's outcome. A record ID that already exists fails the whole
 // call and writes nothing, as does a priority outside
-// queues.MinPriority..queues.MaxPriority (an error matching queues.ErrConfig).
+// queuestype.MinPriority..queuestype.MaxPriority (an error matching queuestype.ErrConfig).
 // One wakeup hint is sent when any new record is due.
-func (b *Backend) Enqueue(ctx context.Context, items []queues.EnqueueParams) ([]queues.EnqueueOutcome, error) {
+func (b *Backend) Enqueue(ctx context.Context, items []driver.EnqueueParams) ([]driver.EnqueueOutcome, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	if len(items) == 0 {
-		return []queues.EnqueueOutcome{}, nil
+		return []driver.EnqueueOutcome{}, nil
 	}
 	// Build the candidate records outside the lock.
 	cands := make([]*entry, len(items))
 	for i := range items {
 		p := &items[i]
-		if p.Priority < queues.MinPriority || p.Priority > queues.MaxPriority {
-			return nil, &queues.ConfigError{
+		if p.Priority < queuestype.MinPriority || p.Priority > queuestype.MaxPriority {
+			return nil, &queuestype.ConfigError{
 				Field:   fmt.Sprintf("items[%d].Priority", i),
-				Problem: fmt.Sprintf("%d is outside %d..%d", p.Priority, queues.MinPriority, queues.MaxPriority),
+				Problem: fmt.Sprintf("%d is outside %d..%d", p.Priority, queuestype.MinPriority, queuestype.MaxPriority),
 			}
 		}
 		id := p.ID
@@ -58,7 +60,7 @@ func (b *Backend) Enqueue(ctx context.Context, items []queues.EnqueueParams) ([]
 			}
 		}
 		e := newEntry()
-		e.rec = queues.Record{
+		e.rec = queuestype.Record{
 			ID:               id,
 			TaskName:         p.TaskName,
 			Args:             append([]byte(nil), p.Args...),
@@ -70,13 +72,13 @@ func (b *Backend) Enqueue(ctx context.Context, items []queues.EnqueueParams) ([]
 			ScheduledAt:      utc(p.ScheduledAt),
 			ExpiresAt:        utc(p.ExpiresAt),
 			Key:              p.Key,
-			Metadata:         queues.NormalizeMetadata(p.Metadata),
+			Metadata:         queuestype.NormalizeMetadata(p.Metadata),
 		}
 		if p.Args == nil {
 			e.rec.Args = nil
 		}
 		if e.rec.Queue == "" {
-			e.rec.Queue = queues.DefaultQueue
+			e.rec.Queue = queuestype.DefaultQueue
 		}
 		if e.rec.ExecutionBackend == "" {
 			e.rec.ExecutionBackend = "local"
@@ -86,19 +88,19 @@ func (b *Backend) Enqueue(ctx context.Context, items []queues.EnqueueParams) ([]
 	}
 
 	plans := make([]enqueuePlan, len(items))
-	outcomes := make([]queues.EnqueueOutcome, len(items))
+	outcomes := make([]driver.EnqueueOutcome, len(items))
 	wake := false
 
 	b.mu.Lock()
 	now := b.now()
 	var (
 		stagedKeys map[string]int
-		stagedRes  map[string]*queues.Reservation
+		stagedRes  map[string]*queuestype.Reservation
 		stagedIDs  map[uuid.UUID]struct{}
 	)
 	if len(items) > 1 {
 		stagedKeys = make(map[string]int)
-		stagedRes = make(map[string]*queues.Reservation)
+		stagedRes = make(map[string]*queuestype.Reservation)
 		stagedIDs = make(map[uuid.UUID]struct{}, len(items))
 	}
 	for i, e := range cands {
@@ -117,7 +119,7 @@ func (b *Backend) Enqueue(ctx context.Context, items []queues.EnqueueParams) ([]
 				}
 				if _, ok := stagedKeys[key]; ok {
 					// An earlier item of this call (not forever) inserts the key.
-					pl.err = fmt.Errorf("%w: key %q", queues.ErrIdentityConflict, key)
+					pl.err = fmt.Errorf("%w: key %q", queuestype.ErrIdentityConflict, key)
 					continue
 				}
 				if h := b.byKey[key]; h != nil && !h.rec.IsTerminal() {
@@ -126,7 +128,7 @@ func (b *Backend) Enqueue(ctx context.Context, items []queues.EnqueueParams) ([]
 						// active: the active record keeps the key.
 						pl.existing = h
 					} else {
-						pl.err = fmt.Errorf("%w: key %q is held by task %s", queues.ErrIdentityConflict, key, h.rec.ID)
+						pl.err = fmt.Errorf("%w: key %q is held by task %s", queuestype.ErrIdentityConflict, key, h.rec.ID)
 					}
 					continue
 				}
@@ -162,7 +164,7 @@ func (b *Backend) Enqueue(ctx context.Context, items []queues.EnqueueParams) ([]
 		if key != "" && stagedKeys != nil {
 			stagedKeys[key] = i
 			if pl.reserve {
-				stagedRes[key] = &queues.Reservation{Key: key, TaskID: id, TaskName: e.rec.TaskName, CreatedAt: now}
+				stagedRes[key] = &queuestype.Reservation{Key: key, TaskID: id, TaskName: e.rec.TaskName, CreatedAt: now}
 			}
 		}
 	}
@@ -180,9 +182,9 @@ func (b *Backend) Enqueue(ctx context.Context, items []queues.EnqueueParams) ([]
 		}
 		r.CreatedAt, r.QueuedAt = now, now
 		if r.ScheduledAt.After(now) {
-			r.Status = queues.StatusScheduled
+			r.Status = queuestype.StatusScheduled
 		} else {
-			r.Status = queues.StatusPending
+			r.Status = queuestype.StatusPending
 			wake = true
 		}
 		b.records[r.ID] = e
@@ -190,7 +192,7 @@ func (b *Backend) Enqueue(ctx context.Context, items []queues.EnqueueParams) ([]
 			b.byKey[r.Key] = e
 		}
 		if pl.reserve {
-			b.reservations[r.Key] = queues.Reservation{Key: r.Key, TaskID: r.ID, TaskName: r.TaskName, CreatedAt: now}
+			b.reservations[r.Key] = queuestype.Reservation{Key: r.Key, TaskID: r.ID, TaskName: r.TaskName, CreatedAt: now}
 		}
 		b.sync(e, now)
 	}
@@ -226,6 +228,6 @@ func isForeverRecord(e *entry) bool {
 	if e.forever {
 		return true
 	}
-	s, _ := e.rec.Metadata[queues.MetaUniqueUntil].(string)
-	return s == string(queues.UniqueUntilForever)
+	s, _ := e.rec.Metadata[queuestype.MetaUniqueUntil].(string)
+	return s == queuestype.UniqueForever
 }

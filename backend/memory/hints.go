@@ -6,8 +6,9 @@ import (
 	"slices"
 	"time"
 
+	"github.com/queuesgo/queues/queuestype"
+
 	"github.com/google/uuid"
-	"github.com/queuesgo/queues"
 )
 
 // WaitForCompletion blocks until the record is terminal (or deleted), and
@@ -44,10 +45,10 @@ func (b *Backend) AcquireLock(ctx context.Context, name, token string, ttl time.
 		return false, err
 	}
 	if ttl <= 0 {
-		return false, fmt.Errorf("%w: lock ttl must be positive, got %s", queues.ErrConfig, ttl)
+		return false, fmt.Errorf("%w: lock ttl must be positive, got %s", queuestype.ErrConfig, ttl)
 	}
 	if token == "" {
-		return false, fmt.Errorf("%w: lock token must not be empty", queues.ErrConfig)
+		return false, fmt.Errorf("%w: lock token must not be empty", queuestype.ErrConfig)
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()

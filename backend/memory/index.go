@@ -4,8 +4,9 @@ import (
 	"bytes"
 	"time"
 
+	"github.com/queuesgo/queues/queuestype"
+
 	"github.com/google/uuid"
-	"github.com/queuesgo/queues"
 )
 
 // Index kinds. An entry records its position in each kind of heap it belongs to.
@@ -20,7 +21,7 @@ const (
 // entry is the stored form of one record plus its index bookkeeping. Every
 // field is guarded by Backend.mu.
 type entry struct {
-	rec     queues.Record
+	rec     queuestype.Record
 	forever bool // inserted by a forever-identity enqueue
 
 	part *partition    // partition whose heaps hold the entry
@@ -28,7 +29,7 @@ type entry struct {
 
 	// What the statistics and membership sets currently count for this entry.
 	cQueue   string
-	cStatus  queues.Status
+	cStatus  queuestype.Status
 	inRun    bool
 	inRefSet bool
 
@@ -82,7 +83,7 @@ func (p *partition) heap(kind int) *entryHeap {
 func compareID(a, b uuid.UUID) int { return bytes.Compare(a[:], b[:]) }
 
 // claimLess is the claim order: priority DESC, queued_at, created_at, id.
-func claimLess(a, b *queues.Record) bool {
+func claimLess(a, b *queuestype.Record) bool {
 	if a.Priority != b.Priority {
 		return a.Priority > b.Priority
 	}
@@ -96,7 +97,7 @@ func claimLess(a, b *queues.Record) bool {
 }
 
 // timeIDLess orders by a time, then created_at, then id.
-func timeIDLess(ta, tb time.Time, a, b *queues.Record) bool {
+func timeIDLess(ta, tb time.Time, a, b *queuestype.Record) bool {
 	if c := ta.Compare(tb); c != 0 {
 		return c < 0
 	}

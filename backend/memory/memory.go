@@ -9,7 +9,7 @@
 //
 // Every write is a compare-and-set under the mutex, following the transition
 // table of the specification (§3.1): a guard that does not hold changes
-// nothing and returns an error matching queues.ErrFenceLost. Records returned
+// nothing and returns an error matching queuestype.ErrFenceLost. Records returned
 // by any method are deep copies; callers may keep and modify them.
 //
 // Claims do not scan the store: due records are kept in heaps in claim order,
@@ -25,8 +25,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/queuesgo/queues/driver"
+	"github.com/queuesgo/queues/queuestype"
+
 	"github.com/google/uuid"
-	"github.com/queuesgo/queues"
 	"github.com/queuesgo/queues/internal/hub"
 )
 
@@ -38,22 +40,22 @@ type Options struct {
 }
 
 // Backend is the in-process queue backend. Create it with New; it is safe for
-// concurrent use. It implements queues.Backend and the optional interfaces
-// queues.Waker, queues.WorkerController, queues.DueTimer,
-// queues.CompletionWaiter, queues.Locker and queues.Inspector.
+// concurrent use. It implements driver.Backend and the optional interfaces
+// driver.Waker, driver.WorkerController, driver.DueTimer,
+// driver.CompletionWaiter, driver.Locker and driver.Inspector.
 type Backend struct {
 	nowFn func() time.Time
 
 	mu           sync.Mutex
 	records      map[uuid.UUID]*entry
 	byKey        map[string]*entry // record holding each identity key
-	reservations map[string]queues.Reservation
+	reservations map[string]queuestype.Reservation
 	parts        map[partKey]*partition
 	partList     []*partition // every partition, for iteration without map order
 	terminal     entryHeap    // terminal records by completed_at, id
 	running      map[uuid.UUID]*entry
 	withRef      map[uuid.UUID]*entry // non-terminal records holding an execution_ref
-	stats        map[string]*queues.Statistics
+	stats        map[string]*queuestype.Statistics
 	locks        map[string]lock
 	scratch      []*partition
 
@@ -68,13 +70,13 @@ type lock struct {
 
 // Compile-time checks of the implemented interfaces.
 var (
-	_ queues.Backend          = (*Backend)(nil)
-	_ queues.Waker            = (*Backend)(nil)
-	_ queues.WorkerController = (*Backend)(nil)
-	_ queues.DueTimer         = (*Backend)(nil)
-	_ queues.CompletionWaiter = (*Backend)(nil)
-	_ queues.Locker           = (*Backend)(nil)
-	_ queues.Inspector        = (*Backend)(nil)
+	_ driver.Backend          = (*Backend)(nil)
+	_ driver.Waker            = (*Backend)(nil)
+	_ driver.WorkerController = (*Backend)(nil)
+	_ driver.DueTimer         = (*Backend)(nil)
+	_ driver.CompletionWaiter = (*Backend)(nil)
+	_ driver.Locker           = (*Backend)(nil)
+	_ driver.Inspector        = (*Backend)(nil)
 )
 
 // New returns an empty memory backend.
@@ -87,12 +89,12 @@ func New(opts Options) *Backend {
 		nowFn:        now,
 		records:      make(map[uuid.UUID]*entry),
 		byKey:        make(map[string]*entry),
-		reservations: make(map[string]queues.Reservation),
+		reservations: make(map[string]queuestype.Reservation),
 		parts:        make(map[partKey]*partition),
 		terminal:     entryHeap{kind: kTerminal},
 		running:      make(map[uuid.UUID]*entry),
 		withRef:      make(map[uuid.UUID]*entry),
-		stats:        make(map[string]*queues.Statistics),
+		stats:        make(map[string]*queuestype.Statistics),
 		locks:        make(map[string]lock),
 	}
 }
@@ -113,8 +115,8 @@ func (b *Backend) Close(ctx context.Context) error {
 
 // Capabilities reports in-process wakeups, control hints and completion
 // events, maintenance locks, and that records are local to this process.
-func (b *Backend) Capabilities() queues.Capabilities {
-	return queues.Capabilities{
+func (b *Backend) Capabilities() driver.Capabilities {
+	return driver.Capabilities{
 		WakeupTransport:  "memory",
 		ControlTransport: "memory",
 		CompletionEvents: true,
@@ -134,23 +136,25 @@ func utc(t time.Time) time.Time {
 	return t.UTC()
 }
 
-// fenceLost returns an error matching queues.ErrFenceLost.
+// fenceLost returns an error matching queuestype.ErrFenceLost.
 func fenceLost(op string, id uuid.UUID) error {
-	return fmt.Errorf("%w: %s %s", queues.ErrFenceLost, op, id)
+	return fmt.Errorf("%w: %s %s", queuestype.ErrFenceLost, op, id)
 }
 
-// notFound returns an error matching queues.ErrTaskNotFound.
+// notFound returns an error matching queuestype.ErrTaskNotFound.
 func notFound(id uuid.UUID) error {
-	return fmt.Errorf("%w: %s", queues.ErrTaskNotFound, id)
+	return fmt.Errorf("%w: %s", queuestype.ErrTaskNotFound, id)
 }
 
 // missingForWrite is returned by a guarded write on an ID that does not exist:
 // the guard did not hold (ErrFenceLost) because there is no record (ErrTaskNotFound).
 func missingForWrite(op string, id uuid.UUID) error {
-	return fmt.Errorf("%w: %s %s: %w", queues.ErrFenceLost, op, id, queues.ErrTaskNotFound)
+	return fmt.Errorf("%w: %s %s: %w", queuestype.ErrFenceLost, op, id, queuestype.ErrTaskNotFound)
 }
 
-func isOpen(s queues.Status) bool { return s == queues.StatusPending || s == queues.StatusScheduled }
+func isOpen(s queuestype.Status) bool {
+	return s == queuestype.StatusPending || s == queuestype.StatusScheduled
+}
 
 // partFor returns (creating it if needed) the partition of backend and queue.
 func (b *Backend) partFor(backend, queue string) *partition {
@@ -175,13 +179,13 @@ func (b *Backend) sync(e *entry, now time.Time) {
 		}
 		st := b.stats[r.Queue]
 		if st == nil {
-			st = &queues.Statistics{}
+			st = &queuestype.Statistics{}
 			b.stats[r.Queue] = st
 		}
 		st.Add(r.Status, 1)
 		e.cQueue, e.cStatus = r.Queue, r.Status
 	}
-	if run := r.Status == queues.StatusRunning; run != e.inRun {
+	if run := r.Status == queuestype.StatusRunning; run != e.inRun {
 		if run {
 			b.running[r.ID] = e
 		} else {
@@ -218,7 +222,7 @@ func (b *Backend) reindex(e *entry, now time.Time) {
 	r := &e.rec
 	var want [kTerminal]bool
 	if isOpen(r.Status) {
-		if !queues.IsDispatchMarker(r.ExecutionRef) {
+		if !driver.IsDispatchMarker(r.ExecutionRef) {
 			switch {
 			case r.ScheduledAt.After(now):
 				want[kFuture] = true
@@ -300,7 +304,7 @@ func contains(list []string, s string) bool {
 }
 
 // clone returns a caller-owned copy of e's record.
-func (e *entry) clone() *queues.Record { return e.rec.Clone() }
+func (e *entry) clone() *queuestype.Record { return e.rec.Clone() }
 
 // jsonEqual compares two JSON-compatible values by their JSON encoding.
 func jsonEqual(a, b any) bool {

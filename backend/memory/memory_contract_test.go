@@ -4,7 +4,8 @@ import (
 	"context"
 	"testing"
 
-	"github.com/queuesgo/queues"
+	"github.com/queuesgo/queues/driver"
+
 	"github.com/queuesgo/queues/backend/backendtest"
 	"github.com/queuesgo/queues/backend/memory"
 )
@@ -13,7 +14,7 @@ import (
 // memory backend.
 func TestContract(t *testing.T) {
 	backendtest.Run(t, backendtest.Factory{
-		New: func(t *testing.T) queues.Backend {
+		New: func(t *testing.T) driver.Backend {
 			b := memory.New(memory.Options{})
 			if err := b.Open(t.Context()); err != nil {
 				t.Fatalf("Open: %v", err)

@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/queuesgo/queues/driver"
+	"github.com/queuesgo/queues/queuestype"
+
 	"github.com/google/uuid"
 	"github.com/queuesgo/queues"
 )
@@ -37,7 +40,7 @@ func (c *fakeClock) Add(d time.Duration) {
 	c.mu.Unlock()
 }
 
-func enqueue(t testing.TB, b *Backend, items ...queues.EnqueueParams) []*queues.Record {
+func enqueue(t testing.TB, b *Backend, items ...driver.EnqueueParams) []*queues.Record {
 	t.Helper()
 	outs, err := b.Enqueue(context.Background(), items)
 	if err != nil {
@@ -53,7 +56,7 @@ func enqueue(t testing.TB, b *Backend, items ...queues.EnqueueParams) []*queues.
 	return recs
 }
 
-func claim(t testing.TB, b *Backend, p queues.ClaimParams) queues.ClaimResult {
+func claim(t testing.TB, b *Backend, p driver.ClaimParams) driver.ClaimResult {
 	t.Helper()
 	if p.WorkerID == "" {
 		p.WorkerID = "w1"
@@ -78,17 +81,17 @@ func TestClaimOrderMixedPrioritiesAndPromotion(t *testing.T) {
 	b := New(Options{Now: clk.Now})
 	now := clk.Now()
 	enqueue(t, b,
-		queues.EnqueueParams{TaskName: "p1", Priority: 1},
-		queues.EnqueueParams{TaskName: "p10", Priority: 10},
-		queues.EnqueueParams{TaskName: "later-p20", Priority: 20, ScheduledAt: now.Add(time.Minute)},
-		queues.EnqueueParams{TaskName: "p5", Priority: 5},
+		driver.EnqueueParams{TaskName: "p1", Priority: 1},
+		driver.EnqueueParams{TaskName: "p10", Priority: 10},
+		driver.EnqueueParams{TaskName: "later-p20", Priority: 20, ScheduledAt: now.Add(time.Minute)},
+		driver.EnqueueParams{TaskName: "p5", Priority: 5},
 	)
 	clk.Add(time.Second)
 	enqueue(t, b,
-		queues.EnqueueParams{TaskName: "p10-second", Priority: 10},
-		queues.EnqueueParams{TaskName: "later-p5", Priority: 5, ScheduledAt: now.Add(2 * time.Minute)},
+		driver.EnqueueParams{TaskName: "p10-second", Priority: 10},
+		driver.EnqueueParams{TaskName: "later-p5", Priority: 5, ScheduledAt: now.Add(2 * time.Minute)},
 	)
-	res := claim(t, b, queues.ClaimParams{Limit: 2})
+	res := claim(t, b, driver.ClaimParams{Limit: 2})
 	if got := names(res.Claimed); !slices.Equal(got, []string{"p10", "p10-second"}) {
 		t.Fatalf("first claim = %v", got)
 	}
@@ -102,7 +105,7 @@ func TestClaimOrderMixedPrioritiesAndPromotion(t *testing.T) {
 		t.Fatalf("NextDue = %v %v", n, ok)
 	}
 	clk.Add(2 * time.Minute)
-	res = claim(t, b, queues.ClaimParams{Limit: 10})
+	res = claim(t, b, driver.ClaimParams{Limit: 10})
 	// later-p20 was queued at the start but is the highest priority; later-p5
 	// ties with p5 on priority and queued_at: created_at decides.
 	want := []string{"later-p20", "p5", "later-p5", "p1"}
@@ -121,9 +124,9 @@ func TestEqualPriorityFIFOAndIDTieBreak(t *testing.T) {
 	// Same priority, same queued_at and created_at: id order.
 	ids := []uuid.UUID{uuid.MustParse("00000000-0000-7000-8000-000000000003"), uuid.MustParse("00000000-0000-7000-8000-000000000001"), uuid.MustParse("00000000-0000-7000-8000-000000000002")}
 	for _, id := range ids {
-		enqueue(t, b, queues.EnqueueParams{ID: id, TaskName: id.String()[35:]})
+		enqueue(t, b, driver.EnqueueParams{ID: id, TaskName: id.String()[35:]})
 	}
-	res := claim(t, b, queues.ClaimParams{Limit: 3})
+	res := claim(t, b, driver.ClaimParams{Limit: 3})
 	if got := names(res.Claimed); !slices.Equal(got, []string{"1", "2", "3"}) {
 		t.Fatalf("claim = %v", got)
 	}
@@ -132,11 +135,11 @@ func TestEqualPriorityFIFOAndIDTieBreak(t *testing.T) {
 func TestPerQueueCaps(t *testing.T) {
 	b := New(Options{})
 	for i := range 4 {
-		enqueue(t, b, queues.EnqueueParams{TaskName: fmt.Sprint("a", i), Queue: "a", Priority: 10})
-		enqueue(t, b, queues.EnqueueParams{TaskName: fmt.Sprint("b", i), Queue: "b"})
-		enqueue(t, b, queues.EnqueueParams{TaskName: fmt.Sprint("c", i), Queue: "c"})
+		enqueue(t, b, driver.EnqueueParams{TaskName: fmt.Sprint("a", i), Queue: "a", Priority: 10})
+		enqueue(t, b, driver.EnqueueParams{TaskName: fmt.Sprint("b", i), Queue: "b"})
+		enqueue(t, b, driver.EnqueueParams{TaskName: fmt.Sprint("c", i), Queue: "c"})
 	}
-	res := claim(t, b, queues.ClaimParams{Limit: 5, QueueLimits: map[string]int{"a": 1, "b": 0}})
+	res := claim(t, b, driver.ClaimParams{Limit: 5, QueueLimits: map[string]int{"a": 1, "b": 0}})
 	perQueue := map[string]int{}
 	for _, r := range res.Claimed {
 		perQueue[r.Queue]++
@@ -148,7 +151,7 @@ func TestPerQueueCaps(t *testing.T) {
 		t.Fatalf("the capped high-priority queue should come first: %v", names(res.Claimed))
 	}
 	// Queue filter plus cap.
-	res = claim(t, b, queues.ClaimParams{Limit: 5, Queues: []string{"a", "b"}, QueueLimits: map[string]int{"a": 2}})
+	res = claim(t, b, driver.ClaimParams{Limit: 5, Queues: []string{"a", "b"}, QueueLimits: map[string]int{"a": 2}})
 	perQueue = map[string]int{}
 	for _, r := range res.Claimed {
 		perQueue[r.Queue]++
@@ -163,36 +166,36 @@ func TestCancelledRecordLeavesIndex(t *testing.T) {
 	b := New(Options{})
 	ctx := context.Background()
 	recs := enqueue(t, b,
-		queues.EnqueueParams{TaskName: "x", Priority: 3},
-		queues.EnqueueParams{TaskName: "y", Priority: 2},
-		queues.EnqueueParams{TaskName: "z", Priority: 1},
+		driver.EnqueueParams{TaskName: "x", Priority: 3},
+		driver.EnqueueParams{TaskName: "y", Priority: 2},
+		driver.EnqueueParams{TaskName: "z", Priority: 1},
 	)
-	if _, err := b.Cancel(ctx, queues.CancelParams{ID: recs[0].ID}); err != nil {
+	if _, err := b.Cancel(ctx, driver.CancelParams{ID: recs[0].ID}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.Cancel(ctx, queues.CancelParams{ID: recs[0].ID}); !errors.Is(err, queues.ErrFenceLost) {
+	if _, err := b.Cancel(ctx, driver.CancelParams{ID: recs[0].ID}); !errors.Is(err, queues.ErrFenceLost) {
 		t.Fatalf("second cancel: %v", err)
 	}
 	checkInvariants(t, b)
 	if n := b.partFor("local", "default").ready.Len(); n != 2 {
 		t.Fatalf("ready heap holds %d entries, want 2", n)
 	}
-	lp, _ := b.ListPending(ctx, queues.ListPendingParams{})
+	lp, _ := b.ListPending(ctx, driver.ListPendingParams{})
 	if got := names(lp); !slices.Equal(got, []string{"y", "z"}) {
 		t.Fatalf("ListPending = %v", got)
 	}
-	res := claim(t, b, queues.ClaimParams{Limit: 5})
+	res := claim(t, b, driver.ClaimParams{Limit: 5})
 	if got := names(res.Claimed); !slices.Equal(got, []string{"y", "z"}) {
 		t.Fatalf("claim = %v", got)
 	}
 	// CancelMatching removes from the index as well.
-	enqueue(t, b, queues.EnqueueParams{TaskName: "m", Args: json.RawMessage(`{"n":1,"s":"x"}`)},
-		queues.EnqueueParams{TaskName: "m", Args: json.RawMessage(`{"n":2}`)})
+	enqueue(t, b, driver.EnqueueParams{TaskName: "m", Args: json.RawMessage(`{"n":1,"s":"x"}`)},
+		driver.EnqueueParams{TaskName: "m", Args: json.RawMessage(`{"n":2}`)})
 	got, err := b.CancelMatching(ctx, queues.CancelFilter{TaskName: "m", Args: map[string]any{"n": 1}})
 	if err != nil || len(got) != 1 {
 		t.Fatalf("CancelMatching = %v, %v", got, err)
 	}
-	res = claim(t, b, queues.ClaimParams{Limit: 5})
+	res = claim(t, b, driver.ClaimParams{Limit: 5})
 	if len(res.Claimed) != 1 || string(res.Claimed[0].Args) != `{"n":2}` {
 		t.Fatalf("claim after CancelMatching = %v", res.Claimed)
 	}
@@ -205,12 +208,12 @@ func TestExpiredRecordsInIndex(t *testing.T) {
 	ctx := context.Background()
 	now := clk.Now()
 	enqueue(t, b,
-		queues.EnqueueParams{TaskName: "overdue", Priority: 5, ExpiresAt: now.Add(time.Second)},
-		queues.EnqueueParams{TaskName: "live", ExpiresAt: now.Add(time.Hour)},
+		driver.EnqueueParams{TaskName: "overdue", Priority: 5, ExpiresAt: now.Add(time.Second)},
+		driver.EnqueueParams{TaskName: "live", ExpiresAt: now.Add(time.Hour)},
 	)
 	clk.Add(2 * time.Second)
 	// Without ExpireOverdue the overdue record is skipped, not claimed, not expired.
-	res := claim(t, b, queues.ClaimParams{Limit: 1})
+	res := claim(t, b, driver.ClaimParams{Limit: 1})
 	if got := names(res.Claimed); !slices.Equal(got, []string{"live"}) || len(res.Expired) != 0 {
 		t.Fatalf("claim = %v expired %v", got, res.Expired)
 	}
@@ -221,12 +224,12 @@ func TestExpiredRecordsInIndex(t *testing.T) {
 	}
 	// Claim-time expiry, including a record that is not due yet.
 	enqueue(t, b,
-		queues.EnqueueParams{TaskName: "overdue2", ExpiresAt: clk.Now().Add(time.Second)},
-		queues.EnqueueParams{TaskName: "future-overdue", ScheduledAt: clk.Now().Add(time.Hour), ExpiresAt: clk.Now().Add(time.Second)},
-		queues.EnqueueParams{TaskName: "live2", Priority: -5},
+		driver.EnqueueParams{TaskName: "overdue2", ExpiresAt: clk.Now().Add(time.Second)},
+		driver.EnqueueParams{TaskName: "future-overdue", ScheduledAt: clk.Now().Add(time.Hour), ExpiresAt: clk.Now().Add(time.Second)},
+		driver.EnqueueParams{TaskName: "live2", Priority: -5},
 	)
 	clk.Add(2 * time.Second)
-	res = claim(t, b, queues.ClaimParams{Limit: 1, ExpireOverdue: true})
+	res = claim(t, b, driver.ClaimParams{Limit: 1, ExpireOverdue: true})
 	if got := names(res.Claimed); !slices.Equal(got, []string{"live2"}) || len(res.Expired) != 2 {
 		t.Fatalf("claim = %v expired %v", got, names(res.Expired))
 	}
@@ -246,7 +249,7 @@ func TestRetryRequeueOrderAndWakeups(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	recs := enqueue(t, b, queues.EnqueueParams{TaskName: "a", MaxRetries: 2}, queues.EnqueueParams{TaskName: "b"})
+	recs := enqueue(t, b, driver.EnqueueParams{TaskName: "a", MaxRetries: 2}, driver.EnqueueParams{TaskName: "b"})
 	select {
 	case <-wk:
 	default:
@@ -257,12 +260,12 @@ func TestRetryRequeueOrderAndWakeups(t *testing.T) {
 		t.Fatal("two hints for one enqueue call")
 	default:
 	}
-	res := claim(t, b, queues.ClaimParams{Limit: 1})
+	res := claim(t, b, driver.ClaimParams{Limit: 1})
 	if res.Claimed[0].ID != recs[0].ID {
 		t.Fatal("wrong record claimed")
 	}
 	clk.Add(time.Second)
-	r, err := b.Fail(ctx, queues.FailParams{ID: recs[0].ID, Error: "boom", Retry: true, ExpectedRetryCount: 0})
+	r, err := b.Fail(ctx, driver.FailParams{ID: recs[0].ID, Error: "boom", Retry: true, ExpectedRetryCount: 0})
 	if err != nil || r.Status != queues.StatusPending || r.RetryCount != 1 || r.WorkerID != "" || !r.QueuedAt.Equal(clk.Now()) {
 		t.Fatalf("fail = %+v, %v", r, err)
 	}
@@ -272,12 +275,12 @@ func TestRetryRequeueOrderAndWakeups(t *testing.T) {
 		t.Fatal("no hint after retry")
 	}
 	// The retry was queued later than b, so b comes first.
-	res = claim(t, b, queues.ClaimParams{Limit: 2})
+	res = claim(t, b, driver.ClaimParams{Limit: 2})
 	if got := names(res.Claimed); !slices.Equal(got, []string{"b", "a"}) {
 		t.Fatalf("claim = %v", got)
 	}
 	// Delayed retry: scheduled, no hint, promoted later.
-	r, err = b.Fail(ctx, queues.FailParams{ID: recs[0].ID, Error: "boom", Retry: true, ExpectedRetryCount: 1, RetryDelay: time.Minute})
+	r, err = b.Fail(ctx, driver.FailParams{ID: recs[0].ID, Error: "boom", Retry: true, ExpectedRetryCount: 1, RetryDelay: time.Minute})
 	if err != nil || r.Status != queues.StatusScheduled || !r.ScheduledAt.Equal(clk.Now().Add(time.Minute)) {
 		t.Fatalf("delayed fail = %+v, %v", r, err)
 	}
@@ -286,15 +289,15 @@ func TestRetryRequeueOrderAndWakeups(t *testing.T) {
 		t.Fatal("hint for a delayed retry")
 	default:
 	}
-	if res := claim(t, b, queues.ClaimParams{Limit: 2}); len(res.Claimed) != 0 {
+	if res := claim(t, b, driver.ClaimParams{Limit: 2}); len(res.Claimed) != 0 {
 		t.Fatal("claimed a delayed retry early")
 	}
 	clk.Add(time.Minute)
-	if res := claim(t, b, queues.ClaimParams{Limit: 2}); len(res.Claimed) != 1 || res.Claimed[0].RetryCount != 2 {
+	if res := claim(t, b, driver.ClaimParams{Limit: 2}); len(res.Claimed) != 1 || res.Claimed[0].RetryCount != 2 {
 		t.Fatalf("claim after delay = %v", res.Claimed)
 	}
 	// Budget spent: terminal.
-	r, err = b.Fail(ctx, queues.FailParams{ID: recs[0].ID, Error: "last", Retry: true, ExpectedRetryCount: 2})
+	r, err = b.Fail(ctx, driver.FailParams{ID: recs[0].ID, Error: "last", Retry: true, ExpectedRetryCount: 2})
 	if err != nil || r.Status != queues.StatusFailed || r.WorkerID != "w1" || r.CompletedAt.IsZero() {
 		t.Fatalf("terminal fail = %+v, %v", r, err)
 	}
@@ -313,24 +316,24 @@ func TestInterruptAndStaleRecovery(t *testing.T) {
 	b := New(Options{Now: clk.Now})
 	ctx := context.Background()
 	recs := enqueue(t, b,
-		queues.EnqueueParams{TaskName: "a", Priority: 9, MaxRetries: 1},
-		queues.EnqueueParams{TaskName: "b", MaxRetries: 0},
-		queues.EnqueueParams{TaskName: "c", MaxRetries: 3, Metadata: map[string]any{queues.MetaRequeueOnStale: false}},
+		driver.EnqueueParams{TaskName: "a", Priority: 9, MaxRetries: 1},
+		driver.EnqueueParams{TaskName: "b", MaxRetries: 0},
+		driver.EnqueueParams{TaskName: "c", MaxRetries: 3, Metadata: map[string]any{queuestype.MetaRequeueOnStale: false}},
 	)
-	claim(t, b, queues.ClaimParams{Limit: 3})
-	if _, err := b.Interrupt(ctx, queues.InterruptParams{ID: recs[0].ID, WorkerID: "other"}); !errors.Is(err, queues.ErrFenceLost) {
+	claim(t, b, driver.ClaimParams{Limit: 3})
+	if _, err := b.Interrupt(ctx, driver.InterruptParams{ID: recs[0].ID, WorkerID: "other"}); !errors.Is(err, queues.ErrFenceLost) {
 		t.Fatalf("interrupt wrong owner: %v", err)
 	}
-	r, err := b.Interrupt(ctx, queues.InterruptParams{ID: recs[0].ID, WorkerID: "w1"})
+	r, err := b.Interrupt(ctx, driver.InterruptParams{ID: recs[0].ID, WorkerID: "w1"})
 	if err != nil || r.Status != queues.StatusPending || r.RetryCount != 1 || r.Interruptions() != 1 || r.Priority != 9 {
 		t.Fatalf("interrupt = %+v, %v", r, err)
 	}
-	if _, err := b.Complete(ctx, queues.CompleteParams{ID: recs[0].ID, ExpectedRetryCount: 0}); !errors.Is(err, queues.ErrFenceLost) {
+	if _, err := b.Complete(ctx, driver.CompleteParams{ID: recs[0].ID, ExpectedRetryCount: 0}); !errors.Is(err, queues.ErrFenceLost) {
 		t.Fatalf("old generation complete: %v", err)
 	}
-	claim(t, b, queues.ClaimParams{Limit: 3})
+	claim(t, b, driver.ClaimParams{Limit: 3})
 	clk.Add(time.Minute)
-	res, err := b.RecoverStale(ctx, queues.StaleParams{StaleAfter: 30 * time.Second, Priority: func(p int) int { return min(p, 3) }})
+	res, err := b.RecoverStale(ctx, driver.StaleParams{StaleAfter: 30 * time.Second, Priority: func(p int) int { return min(p, 3) }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -338,7 +341,7 @@ func TestInterruptAndStaleRecovery(t *testing.T) {
 		t.Fatalf("recover = %+v", res)
 	}
 	r, _ = b.GetTask(ctx, recs[0].ID)
-	if r.Status != queues.StatusPending || r.RetryCount != 2 || r.Priority != 3 || r.Error != queues.StaleError {
+	if r.Status != queues.StatusPending || r.RetryCount != 2 || r.Priority != 3 || r.Error != driver.StaleError {
 		t.Fatalf("requeued = %+v", r)
 	}
 	checkInvariants(t, b)
@@ -347,7 +350,7 @@ func TestInterruptAndStaleRecovery(t *testing.T) {
 func TestReturnedRecordsAreCopies(t *testing.T) {
 	b := New(Options{})
 	ctx := context.Background()
-	recs := enqueue(t, b, queues.EnqueueParams{TaskName: "a", Args: json.RawMessage(`{"x":1}`), Metadata: map[string]any{"k": "v", "n": 2}})
+	recs := enqueue(t, b, driver.EnqueueParams{TaskName: "a", Args: json.RawMessage(`{"x":1}`), Metadata: map[string]any{"k": "v", "n": 2}})
 	recs[0].Metadata["k"] = "changed"
 	recs[0].Args[2] = 'y'
 	got, _ := b.GetTask(ctx, recs[0].ID)
@@ -362,7 +365,7 @@ func TestReturnedRecordsAreCopies(t *testing.T) {
 func TestDedupAndForeverWithinOneCall(t *testing.T) {
 	b := New(Options{})
 	ctx := context.Background()
-	outs, err := b.Enqueue(ctx, []queues.EnqueueParams{
+	outs, err := b.Enqueue(ctx, []driver.EnqueueParams{
 		{TaskName: "t", Key: "k1"},
 		{TaskName: "t", Key: "k1"},
 		{TaskName: "f", Key: "k2", Forever: true},
@@ -382,7 +385,7 @@ func TestDedupAndForeverWithinOneCall(t *testing.T) {
 		t.Fatalf("forever over an active non-forever key: %+v", outs[4])
 	}
 	// An existing ID fails the whole call and writes nothing.
-	_, err = b.Enqueue(ctx, []queues.EnqueueParams{{TaskName: "new"}, {ID: outs[0].Record.ID, TaskName: "dup"}})
+	_, err = b.Enqueue(ctx, []driver.EnqueueParams{{TaskName: "new"}, {ID: outs[0].Record.ID, TaskName: "dup"}})
 	if err == nil {
 		t.Fatal("duplicate ID accepted")
 	}
@@ -390,11 +393,11 @@ func TestDedupAndForeverWithinOneCall(t *testing.T) {
 		t.Fatalf("partial write: %+v", st)
 	}
 	// A terminal holder gives its key up.
-	claim(t, b, queues.ClaimParams{Limit: 10})
-	if _, err := b.Complete(ctx, queues.CompleteParams{ID: outs[0].Record.ID}); err != nil {
+	claim(t, b, driver.ClaimParams{Limit: 10})
+	if _, err := b.Complete(ctx, driver.CompleteParams{ID: outs[0].Record.ID}); err != nil {
 		t.Fatal(err)
 	}
-	again := enqueue(t, b, queues.EnqueueParams{TaskName: "t", Key: "k1"})
+	again := enqueue(t, b, driver.EnqueueParams{TaskName: "t", Key: "k1"})
 	if again[0].ID == outs[0].Record.ID {
 		t.Fatal("terminal record still holds the key")
 	}
@@ -411,11 +414,11 @@ func TestDedupAndForeverWithinOneCall(t *testing.T) {
 func TestWaitForCompletion(t *testing.T) {
 	b := New(Options{})
 	ctx := context.Background()
-	recs := enqueue(t, b, queues.EnqueueParams{TaskName: "a"})
+	recs := enqueue(t, b, driver.EnqueueParams{TaskName: "a"})
 	done := make(chan error, 1)
 	go func() { done <- b.WaitForCompletion(ctx, recs[0].ID) }()
-	claim(t, b, queues.ClaimParams{Limit: 1})
-	if _, err := b.Complete(ctx, queues.CompleteParams{ID: recs[0].ID}); err != nil {
+	claim(t, b, driver.ClaimParams{Limit: 1})
+	if _, err := b.Complete(ctx, driver.CompleteParams{ID: recs[0].ID}); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -429,7 +432,7 @@ func TestWaitForCompletion(t *testing.T) {
 	if err := b.WaitForCompletion(ctx, uuid.New()); err != nil {
 		t.Fatalf("missing record: %v", err)
 	}
-	recs = enqueue(t, b, queues.EnqueueParams{TaskName: "b"})
+	recs = enqueue(t, b, driver.EnqueueParams{TaskName: "b"})
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Millisecond)
 	defer cancel()
 	if err := b.WaitForCompletion(cctx, recs[0].ID); !errors.Is(err, context.DeadlineExceeded) {
@@ -443,7 +446,7 @@ func TestListTasksPaging(t *testing.T) {
 	ctx := context.Background()
 	var all []uuid.UUID
 	for range 7 {
-		r := enqueue(t, b, queues.EnqueueParams{TaskName: "a"})
+		r := enqueue(t, b, driver.EnqueueParams{TaskName: "a"})
 		all = append(all, r[0].ID)
 		clk.Add(time.Millisecond)
 	}
@@ -502,9 +505,9 @@ func runModel(t *testing.T, seed uint64) {
 		now := clk.Now()
 		switch op := rng.IntN(12); op {
 		case 0, 1, 2:
-			items := make([]queues.EnqueueParams, 1+rng.IntN(4))
+			items := make([]driver.EnqueueParams, 1+rng.IntN(4))
 			for i := range items {
-				p := queues.EnqueueParams{
+				p := driver.EnqueueParams{
 					TaskName:         fmt.Sprint("t", step, "-", i),
 					Queue:            queueNames[rng.IntN(3)],
 					ExecutionBackend: backends[rng.IntN(2)],
@@ -525,7 +528,7 @@ func runModel(t *testing.T, seed uint64) {
 		case 3:
 			clk.Add(time.Duration(rng.IntN(3)) * sec)
 		case 4, 5:
-			p := queues.ClaimParams{Limit: rng.IntN(6), WorkerID: "w", ExpireOverdue: rng.IntN(2) == 0}
+			p := driver.ClaimParams{Limit: rng.IntN(6), WorkerID: "w", ExpireOverdue: rng.IntN(2) == 0}
 			if rng.IntN(2) == 0 {
 				p.Queues = []string{queueNames[rng.IntN(3)], queueNames[rng.IntN(3)]}
 			}
@@ -550,17 +553,17 @@ func runModel(t *testing.T, seed uint64) {
 			}
 		case 6:
 			if e := pick(); e != nil {
-				_, _ = b.Cancel(ctx, queues.CancelParams{ID: e.rec.ID, IncludeRunning: rng.IntN(2) == 0})
+				_, _ = b.Cancel(ctx, driver.CancelParams{ID: e.rec.ID, IncludeRunning: rng.IntN(2) == 0})
 			}
 		case 7:
 			if e := pick(); e != nil && e.rec.Status == queues.StatusRunning {
 				if rng.IntN(2) == 0 {
-					_, err := b.Complete(ctx, queues.CompleteParams{ID: e.rec.ID, ExpectedRetryCount: e.rec.RetryCount})
+					_, err := b.Complete(ctx, driver.CompleteParams{ID: e.rec.ID, ExpectedRetryCount: e.rec.RetryCount})
 					if err != nil {
 						t.Fatal(err)
 					}
 				} else {
-					_, err := b.Fail(ctx, queues.FailParams{ID: e.rec.ID, Error: "x", Retry: true, ExpectedRetryCount: e.rec.RetryCount,
+					_, err := b.Fail(ctx, driver.FailParams{ID: e.rec.ID, Error: "x", Retry: true, ExpectedRetryCount: e.rec.RetryCount,
 						RetryDelay: time.Duration(rng.IntN(3)) * sec})
 					if err != nil {
 						t.Fatal(err)
@@ -571,9 +574,9 @@ func runModel(t *testing.T, seed uint64) {
 			if e := pick(); e != nil {
 				switch rng.IntN(4) {
 				case 0:
-					_, _ = b.ReserveDispatch(ctx, queues.ReserveDispatchParams{ID: e.rec.ID, Marker: queues.DispatchMarkerPrefix + "m"})
+					_, _ = b.ReserveDispatch(ctx, driver.ReserveDispatchParams{ID: e.rec.ID, Marker: driver.DispatchMarkerPrefix + "m"})
 				case 1:
-					_, _ = b.ReleaseDispatch(ctx, queues.ReleaseDispatchParams{ID: e.rec.ID, Marker: queues.DispatchMarkerPrefix + "m", ExecutionBackend: backends[rng.IntN(2)]})
+					_, _ = b.ReleaseDispatch(ctx, driver.ReleaseDispatchParams{ID: e.rec.ID, Marker: driver.DispatchMarkerPrefix + "m", ExecutionBackend: backends[rng.IntN(2)]})
 				case 2:
 					_, _ = b.SetExecutionRef(ctx, e.rec.ID, "ref")
 				case 3:
@@ -594,7 +597,7 @@ func runModel(t *testing.T, seed uint64) {
 				t.Fatalf("step %d expire: got %v want %v", step, ids(got), want)
 			}
 		case 10:
-			if _, err := b.RecoverStale(ctx, queues.StaleParams{StaleAfter: -1, Limit: 2}); err != nil {
+			if _, err := b.RecoverStale(ctx, driver.StaleParams{StaleAfter: -1, Limit: 2}); err != nil {
 				t.Fatal(err)
 			}
 		case 11:
@@ -602,11 +605,11 @@ func runModel(t *testing.T, seed uint64) {
 		}
 		checkInvariants(t, b)
 		// ListPending must equal the brute-force due list.
-		p := queues.ListPendingParams{Limit: 1000}
+		p := driver.ListPendingParams{Limit: 1000}
 		if rng.IntN(2) == 0 {
 			p.Queues = []string{queueNames[rng.IntN(3)]}
 		}
-		want, _ := modelClaim(b, queues.ClaimParams{Limit: 1000, Queues: p.Queues}, clk.Now())
+		want, _ := modelClaim(b, driver.ClaimParams{Limit: 1000, Queues: p.Queues}, clk.Now())
 		got, _ := b.ListPending(ctx, p)
 		if !slices.Equal(ids(got), want) {
 			t.Fatalf("step %d ListPending:\n got  %v\n want %v", step, ids(got), want)
@@ -623,7 +626,7 @@ func ids(recs []*queues.Record) []uuid.UUID {
 }
 
 // modelClaim computes by brute force what ClaimMany(p) at now should return.
-func modelClaim(b *Backend, p queues.ClaimParams, now time.Time) (claimed, expired []uuid.UUID) {
+func modelClaim(b *Backend, p driver.ClaimParams, now time.Time) (claimed, expired []uuid.UUID) {
 	var due []*queues.Record
 	for _, e := range b.records {
 		r := &e.rec
@@ -642,7 +645,7 @@ func modelClaim(b *Backend, p queues.ClaimParams, now time.Time) (claimed, expir
 			}
 			continue
 		}
-		if !r.IsDue(now) || queues.IsDispatchMarker(r.ExecutionRef) {
+		if !r.IsDue(now) || driver.IsDispatchMarker(r.ExecutionRef) {
 			continue
 		}
 		due = append(due, r)
@@ -727,7 +730,7 @@ func checkInvariants(t testing.TB, b *Backend) {
 		}
 		stats[r.Queue].Add(r.Status, 1)
 		open := isOpen(r.Status)
-		marker := queues.IsDispatchMarker(r.ExecutionRef)
+		marker := driver.IsDispatchMarker(r.ExecutionRef)
 		inReady, inFuture, inExpiry := e.idx[kReady] >= 0, e.idx[kFuture] >= 0, e.idx[kExpiry] >= 0
 		if (inReady || inFuture) && (!open || marker) {
 			t.Fatalf("%s (%s, ref %q) is in the ready/future index", id, r.Status, r.ExecutionRef)
@@ -780,9 +783,9 @@ func TestConcurrentClaimersNeverShare(t *testing.T) {
 	b := New(Options{})
 	ctx := context.Background()
 	const n = 2000
-	items := make([]queues.EnqueueParams, n)
+	items := make([]driver.EnqueueParams, n)
 	for i := range items {
-		items[i] = queues.EnqueueParams{TaskName: "t", Priority: i % 7}
+		items[i] = driver.EnqueueParams{TaskName: "t", Priority: i % 7}
 	}
 	if _, err := b.Enqueue(ctx, items); err != nil {
 		t.Fatal(err)
@@ -796,7 +799,7 @@ func TestConcurrentClaimersNeverShare(t *testing.T) {
 			defer wg.Done()
 			worker := fmt.Sprint("w", w)
 			for {
-				res, err := b.ClaimMany(ctx, queues.ClaimParams{Limit: 7, WorkerID: worker})
+				res, err := b.ClaimMany(ctx, driver.ClaimParams{Limit: 7, WorkerID: worker})
 				if err != nil {
 					t.Error(err)
 					return
@@ -814,7 +817,7 @@ func TestConcurrentClaimersNeverShare(t *testing.T) {
 					if r.WorkerID != worker {
 						t.Errorf("worker_id %q, want %q", r.WorkerID, worker)
 					}
-					if _, err := b.Complete(ctx, queues.CompleteParams{ID: r.ID}); err != nil {
+					if _, err := b.Complete(ctx, driver.CompleteParams{ID: r.ID}); err != nil {
 						t.Error(err)
 					}
 				}
@@ -834,9 +837,9 @@ func BenchmarkClaimComplete(b *testing.B) {
 	be := New(Options{})
 	ctx := context.Background()
 	const batch = 1000
-	items := make([]queues.EnqueueParams, 0, batch)
+	items := make([]driver.EnqueueParams, 0, batch)
 	for i := 0; i < b.N; i++ {
-		items = append(items, queues.EnqueueParams{TaskName: "noop", Args: json.RawMessage(`{}`), Priority: i % 3,
+		items = append(items, driver.EnqueueParams{TaskName: "noop", Args: json.RawMessage(`{}`), Priority: i % 3,
 			Metadata: map[string]any{"unique_by": "task"}})
 		if len(items) == batch || i == b.N-1 {
 			if _, err := be.Enqueue(ctx, items); err != nil {
@@ -849,7 +852,7 @@ func BenchmarkClaimComplete(b *testing.B) {
 	b.ResetTimer()
 	done := 0
 	for done < b.N {
-		res, err := be.ClaimMany(ctx, queues.ClaimParams{Limit: 50, WorkerID: "w", ExpireOverdue: true,
+		res, err := be.ClaimMany(ctx, driver.ClaimParams{Limit: 50, WorkerID: "w", ExpireOverdue: true,
 			QueueLimits: map[string]int{"default": 50}})
 		if err != nil {
 			b.Fatal(err)
@@ -858,7 +861,7 @@ func BenchmarkClaimComplete(b *testing.B) {
 			b.Fatalf("ran dry after %d", done)
 		}
 		for _, r := range res.Claimed {
-			if _, err := be.Complete(ctx, queues.CompleteParams{ID: r.ID, ExpectedRetryCount: r.RetryCount, Result: json.RawMessage(`null`)}); err != nil {
+			if _, err := be.Complete(ctx, driver.CompleteParams{ID: r.ID, ExpectedRetryCount: r.RetryCount, Result: json.RawMessage(`null`)}); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -871,7 +874,7 @@ func BenchmarkEnqueue(b *testing.B) {
 	be := New(Options{})
 	ctx := context.Background()
 	b.ReportAllocs()
-	items := []queues.EnqueueParams{{TaskName: "noop", Args: json.RawMessage(`{"n":1}`), Metadata: map[string]any{"description": "x"}}}
+	items := []driver.EnqueueParams{{TaskName: "noop", Args: json.RawMessage(`{"n":1}`), Metadata: map[string]any{"description": "x"}}}
 	for b.Loop() {
 		if _, err := be.Enqueue(ctx, items); err != nil {
 			b.Fatal(err)
@@ -891,9 +894,9 @@ func BenchmarkEndToEndParallel(b *testing.B) {
 	produced.Add(1)
 	go func() {
 		defer produced.Done()
-		items := make([]queues.EnqueueParams, 0, 100)
+		items := make([]driver.EnqueueParams, 0, 100)
 		for i := 0; i < b.N; i++ {
-			items = append(items, queues.EnqueueParams{TaskName: "noop", Args: json.RawMessage(`{}`)})
+			items = append(items, driver.EnqueueParams{TaskName: "noop", Args: json.RawMessage(`{}`)})
 			if len(items) == cap(items) || i == b.N-1 {
 				if _, err := be.Enqueue(ctx, items); err != nil {
 					b.Error(err)
@@ -918,13 +921,13 @@ func BenchmarkEndToEndParallel(b *testing.B) {
 				if finished {
 					return
 				}
-				res, err := be.ClaimMany(ctx, queues.ClaimParams{Limit: 1, WorkerID: worker, ExpireOverdue: true})
+				res, err := be.ClaimMany(ctx, driver.ClaimParams{Limit: 1, WorkerID: worker, ExpireOverdue: true})
 				if err != nil {
 					b.Error(err)
 					return
 				}
 				for _, r := range res.Claimed {
-					if _, err := be.Complete(ctx, queues.CompleteParams{ID: r.ID, ExpectedRetryCount: r.RetryCount}); err != nil {
+					if _, err := be.Complete(ctx, driver.CompleteParams{ID: r.ID, ExpectedRetryCount: r.RetryCount}); err != nil {
 						b.Error(err)
 					}
 				}

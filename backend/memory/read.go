@@ -5,12 +5,14 @@ import (
 	"slices"
 	"time"
 
+	"github.com/queuesgo/queues/driver"
+	"github.com/queuesgo/queues/queuestype"
+
 	"github.com/google/uuid"
-	"github.com/queuesgo/queues"
 )
 
-// GetTask returns a copy of the record, or an error matching queues.ErrTaskNotFound.
-func (b *Backend) GetTask(ctx context.Context, id uuid.UUID) (*queues.Record, error) {
+// GetTask returns a copy of the record, or an error matching queuestype.ErrTaskNotFound.
+func (b *Backend) GetTask(ctx context.Context, id uuid.UUID) (*queuestype.Record, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -25,13 +27,13 @@ func (b *Backend) GetTask(ctx context.Context, id uuid.UUID) (*queues.Record, er
 
 // GetTasks returns copies of the records that exist, in the order of ids;
 // missing IDs are omitted.
-func (b *Backend) GetTasks(ctx context.Context, ids []uuid.UUID) ([]*queues.Record, error) {
+func (b *Backend) GetTasks(ctx context.Context, ids []uuid.UUID) ([]*queuestype.Record, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	out := make([]*queues.Record, 0, len(ids))
+	out := make([]*queuestype.Record, 0, len(ids))
 	for _, id := range ids {
 		if e := b.records[id]; e != nil {
 			out = append(out, e.clone())
@@ -41,8 +43,8 @@ func (b *Backend) GetTasks(ctx context.Context, ids []uuid.UUID) ([]*queues.Reco
 }
 
 // GetTaskByKey returns the record holding the identity key, or an error
-// matching queues.ErrTaskNotFound.
-func (b *Backend) GetTaskByKey(ctx context.Context, key string) (*queues.Record, error) {
+// matching queuestype.ErrTaskNotFound.
+func (b *Backend) GetTaskByKey(ctx context.Context, key string) (*queuestype.Record, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -50,16 +52,16 @@ func (b *Backend) GetTaskByKey(ctx context.Context, key string) (*queues.Record,
 	defer b.mu.Unlock()
 	e := b.byKey[key]
 	if e == nil || key == "" {
-		return nil, queues.ErrTaskNotFound
+		return nil, queuestype.ErrTaskNotFound
 	}
 	return e.clone(), nil
 }
 
 // Statistics counts records per status in queue, or in every queue when
 // queue is "". It reads maintained counters and does not scan.
-func (b *Backend) Statistics(ctx context.Context, queue string) (queues.Statistics, error) {
+func (b *Backend) Statistics(ctx context.Context, queue string) (queuestype.Statistics, error) {
 	if err := ctx.Err(); err != nil {
-		return queues.Statistics{}, err
+		return queuestype.Statistics{}, err
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -67,9 +69,9 @@ func (b *Backend) Statistics(ctx context.Context, queue string) (queues.Statisti
 		if st := b.stats[queue]; st != nil {
 			return *st, nil
 		}
-		return queues.Statistics{}, nil
+		return queuestype.Statistics{}, nil
 	}
-	var total queues.Statistics
+	var total queuestype.Statistics
 	for _, st := range b.stats {
 		total.Merge(*st)
 	}
@@ -77,13 +79,13 @@ func (b *Backend) Statistics(ctx context.Context, queue string) (queues.Statisti
 }
 
 // QueueStatistics returns the statistics of every queue that holds records.
-func (b *Backend) QueueStatistics(ctx context.Context) (map[string]queues.Statistics, error) {
+func (b *Backend) QueueStatistics(ctx context.Context) (map[string]queuestype.Statistics, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	out := make(map[string]queues.Statistics, len(b.stats))
+	out := make(map[string]queuestype.Statistics, len(b.stats))
 	for q, st := range b.stats {
 		if st.Total > 0 {
 			out[q] = *st
@@ -95,7 +97,7 @@ func (b *Backend) QueueStatistics(ctx context.Context) (map[string]queues.Statis
 // ListCompletedByTask lists up to limit (0 means 10) completed records of
 // task, newest completed_at first (then id descending), restricted to
 // completed_at ≥ since when since is set.
-func (b *Backend) ListCompletedByTask(ctx context.Context, task string, since time.Time, limit int) ([]*queues.Record, error) {
+func (b *Backend) ListCompletedByTask(ctx context.Context, task string, since time.Time, limit int) ([]*queuestype.Record, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -107,7 +109,7 @@ func (b *Backend) ListCompletedByTask(ctx context.Context, task string, since ti
 	var list []*entry
 	for _, e := range b.records {
 		r := &e.rec
-		if r.Status != queues.StatusCompleted || r.TaskName != task {
+		if r.Status != queuestype.StatusCompleted || r.TaskName != task {
 			continue
 		}
 		if !since.IsZero() && r.CompletedAt.Before(since) {
@@ -124,7 +126,7 @@ func (b *Backend) ListCompletedByTask(ctx context.Context, task string, since ti
 	if len(list) > limit {
 		list = list[:limit]
 	}
-	out := make([]*queues.Record, len(list))
+	out := make([]*queuestype.Record, len(list))
 	for i, e := range list {
 		out[i] = e.clone()
 	}
@@ -144,8 +146,8 @@ func newestFirst(xc time.Time, xid uuid.UUID, yc time.Time, yid uuid.UUID) int {
 // status, queue and task name. f.Cursor is the ID of the last record of the
 // previous page; the page holds the records after it. Limit 0 means 50.
 // NextCursor is set when more records remain.
-func (b *Backend) ListTasks(ctx context.Context, f queues.TaskFilter) (queues.TaskPage, error) {
-	var page queues.TaskPage
+func (b *Backend) ListTasks(ctx context.Context, f driver.TaskFilter) (driver.TaskPage, error) {
+	var page driver.TaskPage
 	if err := ctx.Err(); err != nil {
 		return page, err
 	}
@@ -168,7 +170,7 @@ func (b *Backend) ListTasks(ctx context.Context, f queues.TaskFilter) (queues.Ta
 			sec, nsec := f.Cursor.Time().UnixTime()
 			curAt = time.Unix(sec, nsec).UTC()
 		} else {
-			return queues.TaskPage{Items: []*queues.Record{}}, nil
+			return driver.TaskPage{Items: []*queuestype.Record{}}, nil
 		}
 	}
 	for _, e := range b.records {
@@ -189,7 +191,7 @@ func (b *Backend) ListTasks(ctx context.Context, f queues.TaskFilter) (queues.Ta
 	if more {
 		matches = matches[:limit]
 	}
-	page.Items = make([]*queues.Record, len(matches))
+	page.Items = make([]*queuestype.Record, len(matches))
 	for i, e := range matches {
 		page.Items[i] = e.clone()
 	}
@@ -201,7 +203,7 @@ func (b *Backend) ListTasks(ctx context.Context, f queues.TaskFilter) (queues.Ta
 
 // ReserveIdentity reserves r.Key for r.TaskID. It returns nil when the caller
 // won, else a copy of the existing owner. A zero CreatedAt is stamped with now.
-func (b *Backend) ReserveIdentity(ctx context.Context, r queues.Reservation) (*queues.Reservation, error) {
+func (b *Backend) ReserveIdentity(ctx context.Context, r queuestype.Reservation) (*queuestype.Reservation, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -220,7 +222,7 @@ func (b *Backend) ReserveIdentity(ctx context.Context, r queues.Reservation) (*q
 }
 
 // GetIdentity returns a copy of the reservation for key, or nil, nil.
-func (b *Backend) GetIdentity(ctx context.Context, key string) (*queues.Reservation, error) {
+func (b *Backend) GetIdentity(ctx context.Context, key string) (*queuestype.Reservation, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}

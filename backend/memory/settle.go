@@ -6,7 +6,8 @@ import (
 	"slices"
 	"time"
 
-	"github.com/queuesgo/queues"
+	"github.com/queuesgo/queues/driver"
+	"github.com/queuesgo/queues/queuestype"
 )
 
 // requeueEntry starts a new, unowned generation of e: retry_count+1,
@@ -24,10 +25,10 @@ func (b *Backend) requeueEntry(e *entry, delay time.Duration, now time.Time) boo
 	r.ExecutionRef = ""
 	due := delay <= 0
 	if due {
-		r.Status = queues.StatusPending
+		r.Status = queuestype.StatusPending
 		r.ScheduledAt = time.Time{}
 	} else {
-		r.Status = queues.StatusScheduled
+		r.Status = queuestype.StatusScheduled
 		r.ScheduledAt = now.Add(delay)
 	}
 	b.sync(e, now)
@@ -36,7 +37,7 @@ func (b *Backend) requeueEntry(e *entry, delay time.Duration, now time.Time) boo
 
 // finishEntry makes e terminal with status s at now (heartbeat cleared,
 // worker_id kept).
-func (b *Backend) finishEntry(e *entry, s queues.Status, now time.Time) {
+func (b *Backend) finishEntry(e *entry, s queuestype.Status, now time.Time) {
 	r := &e.rec
 	r.Status = s
 	r.CompletedAt = now
@@ -46,8 +47,8 @@ func (b *Backend) finishEntry(e *entry, s queues.Status, now time.Time) {
 
 // Complete settles the running generation p.ExpectedRetryCount as completed
 // with p.Result; the error is cleared and worker_id kept. Any other state
-// returns an error matching queues.ErrFenceLost.
-func (b *Backend) Complete(ctx context.Context, p queues.CompleteParams) (*queues.Record, error) {
+// returns an error matching queuestype.ErrFenceLost.
+func (b *Backend) Complete(ctx context.Context, p driver.CompleteParams) (*queuestype.Record, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -62,22 +63,22 @@ func (b *Backend) Complete(ctx context.Context, p queues.CompleteParams) (*queue
 		return nil, missingForWrite("complete", p.ID)
 	}
 	r := &e.rec
-	if r.Status != queues.StatusRunning || r.RetryCount != p.ExpectedRetryCount {
+	if r.Status != queuestype.StatusRunning || r.RetryCount != p.ExpectedRetryCount {
 		return nil, fenceLost("complete", p.ID)
 	}
 	r.Result = result
 	r.Error = ""
-	b.finishEntry(e, queues.StatusCompleted, b.now())
+	b.finishEntry(e, queuestype.StatusCompleted, b.now())
 	return e.clone(), nil
 }
 
 // Fail records a failed attempt. The guard is status running with generation
 // p.ExpectedRetryCount; with p.ExpectedRef it is instead execution_ref equal to
 // *p.ExpectedRef, that generation, and status pending, scheduled or running.
-// With p.Retry and budget left (queues.RetryAllowed) the record is requeued
+// With p.Retry and budget left (driver.RetryAllowed) the record is requeued
 // (scheduled after p.RetryDelay when positive, else pending, waking workers);
 // otherwise it fails terminally. The error text is stored either way.
-func (b *Backend) Fail(ctx context.Context, p queues.FailParams) (*queues.Record, error) {
+func (b *Backend) Fail(ctx context.Context, p driver.FailParams) (*queuestype.Record, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -90,9 +91,9 @@ func (b *Backend) Fail(ctx context.Context, p queues.FailParams) (*queues.Record
 	r := &e.rec
 	ok := r.RetryCount == p.ExpectedRetryCount
 	if p.ExpectedRef == nil {
-		ok = ok && r.Status == queues.StatusRunning
+		ok = ok && r.Status == queuestype.StatusRunning
 	} else {
-		ok = ok && r.ExecutionRef == *p.ExpectedRef && (isOpen(r.Status) || r.Status == queues.StatusRunning)
+		ok = ok && r.ExecutionRef == *p.ExpectedRef && (isOpen(r.Status) || r.Status == queuestype.StatusRunning)
 	}
 	if !ok {
 		b.mu.Unlock()
@@ -101,10 +102,10 @@ func (b *Backend) Fail(ctx context.Context, p queues.FailParams) (*queues.Record
 	now := b.now()
 	r.Error = p.Error
 	wake := false
-	if p.Retry && queues.RetryAllowed(r) {
+	if p.Retry && driver.RetryAllowed(r) {
 		wake = b.requeueEntry(e, p.RetryDelay, now)
 	} else {
-		b.finishEntry(e, queues.StatusFailed, now)
+		b.finishEntry(e, queuestype.StatusFailed, now)
 	}
 	out := e.clone()
 	b.mu.Unlock()
@@ -117,8 +118,8 @@ func (b *Backend) Fail(ctx context.Context, p queues.FailParams) (*queues.Record
 // Cancel cancels a pending or scheduled record, or a running one when
 // p.IncludeRunning, fenced on the optional generation. worker_id is kept so
 // control hints can reach the owner. Any other state returns an error
-// matching queues.ErrFenceLost.
-func (b *Backend) Cancel(ctx context.Context, p queues.CancelParams) (*queues.Record, error) {
+// matching queuestype.ErrFenceLost.
+func (b *Backend) Cancel(ctx context.Context, p driver.CancelParams) (*queuestype.Record, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -129,11 +130,11 @@ func (b *Backend) Cancel(ctx context.Context, p queues.CancelParams) (*queues.Re
 		return nil, missingForWrite("cancel", p.ID)
 	}
 	r := &e.rec
-	if !(isOpen(r.Status) || (p.IncludeRunning && r.Status == queues.StatusRunning)) ||
+	if !(isOpen(r.Status) || (p.IncludeRunning && r.Status == queuestype.StatusRunning)) ||
 		(p.ExpectedRetryCount != nil && *p.ExpectedRetryCount != r.RetryCount) {
 		return nil, fenceLost("cancel", p.ID)
 	}
-	b.finishEntry(e, queues.StatusCancelled, b.now())
+	b.finishEntry(e, queuestype.StatusCancelled, b.now())
 	return e.clone(), nil
 }
 
@@ -142,18 +143,18 @@ func (b *Backend) Cancel(ctx context.Context, p queues.CancelParams) (*queues.Re
 // TaskName and Queue match by equality when set; Args and Metadata match when
 // each of their top-level keys is present in the record with an equal JSON
 // value. The cancelled records are returned in claim order.
-func (b *Backend) CancelMatching(ctx context.Context, f queues.CancelFilter) ([]*queues.Record, error) {
+func (b *Backend) CancelMatching(ctx context.Context, f driver.CancelFilter) ([]*queuestype.Record, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	argsFilter := queues.NormalizeMetadata(f.Args)
-	metaFilter := queues.NormalizeMetadata(f.Metadata)
+	argsFilter := queuestype.NormalizeMetadata(f.Args)
+	metaFilter := queuestype.NormalizeMetadata(f.Metadata)
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	var hits []*entry
 	for _, e := range b.records {
 		r := &e.rec
-		if !(isOpen(r.Status) || (f.IncludeRunning && r.Status == queues.StatusRunning)) || r.ExecutionRef != "" {
+		if !(isOpen(r.Status) || (f.IncludeRunning && r.Status == queuestype.StatusRunning)) || r.ExecutionRef != "" {
 			continue
 		}
 		if (f.TaskName != "" && r.TaskName != f.TaskName) || (f.Queue != "" && r.Queue != f.Queue) {
@@ -177,9 +178,9 @@ func (b *Backend) CancelMatching(ctx context.Context, f queues.CancelFilter) ([]
 		return 1
 	})
 	now := b.now()
-	out := make([]*queues.Record, 0, len(hits))
+	out := make([]*queuestype.Record, 0, len(hits))
 	for _, e := range hits {
-		b.finishEntry(e, queues.StatusCancelled, now)
+		b.finishEntry(e, queuestype.StatusCancelled, now)
 		out = append(out, e.clone())
 	}
 	return out, nil
@@ -201,8 +202,8 @@ func subsetMatch(filter, m map[string]any) bool {
 // metadata.interruptions+1, queued_at=now, scheduled_at, started_at,
 // heartbeat_at, completed_at, execution_ref and worker_id cleared, priority
 // kept. Workers are woken. Any other state returns an error matching
-// queues.ErrFenceLost.
-func (b *Backend) Interrupt(ctx context.Context, p queues.InterruptParams) (*queues.Record, error) {
+// queuestype.ErrFenceLost.
+func (b *Backend) Interrupt(ctx context.Context, p driver.InterruptParams) (*queuestype.Record, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -213,14 +214,14 @@ func (b *Backend) Interrupt(ctx context.Context, p queues.InterruptParams) (*que
 		return nil, missingForWrite("interrupt", p.ID)
 	}
 	r := &e.rec
-	if r.Status != queues.StatusRunning || r.RetryCount != p.ExpectedRetryCount || r.WorkerID != p.WorkerID {
+	if r.Status != queuestype.StatusRunning || r.RetryCount != p.ExpectedRetryCount || r.WorkerID != p.WorkerID {
 		b.mu.Unlock()
 		return nil, fenceLost("interrupt", p.ID)
 	}
 	if r.Metadata == nil {
 		r.Metadata = map[string]any{}
 	}
-	r.Metadata[queues.MetaInterruptions] = float64(r.Interruptions() + 1)
+	r.Metadata[queuestype.MetaInterruptions] = float64(r.Interruptions() + 1)
 	b.requeueEntry(e, 0, b.now())
 	out := e.clone()
 	b.mu.Unlock()
@@ -232,8 +233,8 @@ func (b *Backend) Interrupt(ctx context.Context, p queues.InterruptParams) (*que
 // generation matches (a nil ExpectedRetryCount is unfenced) and merges the
 // touch's MetadataPatch into its metadata. Each touch's ID is reported in
 // Touched or Missed; an ID touched twice may appear in both.
-func (b *Backend) TouchHeartbeats(ctx context.Context, touches []queues.HeartbeatTouch) (queues.HeartbeatResult, error) {
-	var res queues.HeartbeatResult
+func (b *Backend) TouchHeartbeats(ctx context.Context, touches []driver.HeartbeatTouch) (driver.HeartbeatResult, error) {
+	var res driver.HeartbeatResult
 	if err := ctx.Err(); err != nil {
 		return res, err
 	}
@@ -243,7 +244,7 @@ func (b *Backend) TouchHeartbeats(ctx context.Context, touches []queues.Heartbea
 	patches := make([]map[string]any, len(touches))
 	for i, t := range touches {
 		if len(t.MetadataPatch) > 0 {
-			patches[i] = queues.NormalizeMetadata(t.MetadataPatch)
+			patches[i] = queuestype.NormalizeMetadata(t.MetadataPatch)
 		}
 	}
 	b.mu.Lock()
@@ -251,7 +252,7 @@ func (b *Backend) TouchHeartbeats(ctx context.Context, touches []queues.Heartbea
 	now := b.now()
 	for i, t := range touches {
 		e := b.records[t.ID]
-		if e == nil || e.rec.Status != queues.StatusRunning ||
+		if e == nil || e.rec.Status != queuestype.StatusRunning ||
 			(t.ExpectedRetryCount != nil && *t.ExpectedRetryCount != e.rec.RetryCount) {
 			res.Missed = append(res.Missed, t.ID)
 			continue
@@ -273,14 +274,14 @@ func (b *Backend) TouchHeartbeats(ctx context.Context, touches []queues.Heartbea
 // NullHeartbeats clears heartbeat_at of each fenced running record whose
 // generation matches, so stale recovery takes it at once. Other records are
 // left alone.
-func (b *Backend) NullHeartbeats(ctx context.Context, fences []queues.Fence) error {
+func (b *Backend) NullHeartbeats(ctx context.Context, fences []queuestype.Fence) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for _, f := range fences {
-		if e := b.records[f.ID]; e != nil && e.rec.Status == queues.StatusRunning && e.rec.RetryCount == f.RetryCount {
+		if e := b.records[f.ID]; e != nil && e.rec.Status == queuestype.StatusRunning && e.rec.RetryCount == f.RetryCount {
 			e.rec.HeartbeatAt = time.Time{}
 		}
 	}
@@ -289,13 +290,13 @@ func (b *Backend) NullHeartbeats(ctx context.Context, fences []queues.Fence) err
 
 // RecoverStale handles up to p.Limit (≤ 0 means 100) running records whose
 // heartbeat is missing or older than now−p.StaleAfter (negative: every
-// running record), oldest heartbeat first. queues.StaleRequeueDecision picks
+// running record), oldest heartbeat first. driver.StaleRequeueDecision picks
 // per record: requeue (a new generation like a retry, with the error kept or
-// queues.StaleError, and priority mapped through p.Priority) or fail with
-// queues.StaleError (also listed in HandlerNeeded when requeue_on_stale is
+// driver.StaleError, and priority mapped through p.Priority) or fail with
+// driver.StaleError (also listed in HandlerNeeded when requeue_on_stale is
 // false). Skipped is always 0: the whole sweep is one atomic step.
-func (b *Backend) RecoverStale(ctx context.Context, p queues.StaleParams) (queues.StaleRecovery, error) {
-	var res queues.StaleRecovery
+func (b *Backend) RecoverStale(ctx context.Context, p driver.StaleParams) (driver.StaleRecovery, error) {
+	var res driver.StaleRecovery
 	if err := ctx.Err(); err != nil {
 		return res, err
 	}
@@ -326,10 +327,10 @@ func (b *Backend) RecoverStale(ctx context.Context, p queues.StaleParams) (queue
 	wake := false
 	for _, e := range cands {
 		r := &e.rec
-		requeue, handlerNeeded, delay := queues.StaleRequeueDecision(r)
+		requeue, handlerNeeded, delay := driver.StaleRequeueDecision(r)
 		if requeue {
 			if r.Error == "" {
-				r.Error = queues.StaleError
+				r.Error = driver.StaleError
 			}
 			if p.Priority != nil {
 				r.Priority = p.Priority(r.Priority)
@@ -340,8 +341,8 @@ func (b *Backend) RecoverStale(ctx context.Context, p queues.StaleParams) (queue
 			res.Requeued++
 			continue
 		}
-		r.Error = queues.StaleError
-		b.finishEntry(e, queues.StatusFailed, now)
+		r.Error = driver.StaleError
+		b.finishEntry(e, queuestype.StatusFailed, now)
 		res.Failed = append(res.Failed, e.clone())
 		if handlerNeeded {
 			res.HandlerNeeded = append(res.HandlerNeeded, r.ID)
@@ -364,7 +365,7 @@ func coalesce(a, b time.Time) time.Time {
 // ExpireOverdue expires up to limit (≤ 0 means 100) pending/scheduled records
 // holding no execution_ref whose expires_at ≤ now, ordered by expires_at,
 // created_at, and returns them.
-func (b *Backend) ExpireOverdue(ctx context.Context, limit int) ([]*queues.Record, error) {
+func (b *Backend) ExpireOverdue(ctx context.Context, limit int) ([]*queuestype.Record, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -374,7 +375,7 @@ func (b *Backend) ExpireOverdue(ctx context.Context, limit int) ([]*queues.Recor
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	now := b.now()
-	var out []*queues.Record
+	var out []*queuestype.Record
 	for len(out) < limit {
 		var best *entry
 		for _, pt := range b.partList {

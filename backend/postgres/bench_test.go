@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/queuesgo/queues/driver"
+
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/queuesgo/queues"
 	"github.com/queuesgo/queues/backend/postgres"
@@ -85,7 +87,7 @@ func runBench(tb testing.TB, cfg benchConfig) benchReport {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	if _, err := be.Migrate(ctx, queues.MigrateOptions{}); err != nil {
+	if _, err := be.Migrate(ctx, driver.MigrateOptions{}); err != nil {
 		tb.Fatal(err)
 	}
 

@@ -7,9 +7,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/queuesgo/queues/driver"
+	"github.com/queuesgo/queues/queuestype"
+
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
-	"github.com/queuesgo/queues"
 )
 
 // maxClaimExpire bounds how many overdue records one ClaimMany expires.
@@ -30,7 +32,7 @@ func (a *sqlArgs) add(v any) string {
 // every queue walk the (execution_backend, priority DESC, …) index. Rows
 // locked by a probe but cut by the outer LIMIT are released at commit.
 // ok is false when nothing can be claimed (every queue capped at 0).
-func (b *Backend) claimSelect(p queues.ClaimParams, a *sqlArgs) (sel string, ok bool) {
+func (b *Backend) claimSelect(p driver.ClaimParams, a *sqlArgs) (sel string, ok bool) {
 	t := b.n.task
 	limit := a.add(p.Limit)
 	ebPred := ""
@@ -119,8 +121,8 @@ LIMIT ` + limit, true
 // transaction and round trip, expires up to 1000 overdue unreserved records
 // of the selected queues and returns them in Expired. Limit ≤ 0 returns an
 // empty result.
-func (b *Backend) ClaimMany(ctx context.Context, p queues.ClaimParams) (queues.ClaimResult, error) {
-	var res queues.ClaimResult
+func (b *Backend) ClaimMany(ctx context.Context, p driver.ClaimParams) (driver.ClaimResult, error) {
+	var res driver.ClaimResult
 	if err := ctx.Err(); err != nil {
 		return res, err
 	}
@@ -152,9 +154,9 @@ RETURNING ` + cols("t"), args: a, each: appendRecords(&res.Claimed)})
 	// that yields its order (see claimSweepSQL and claimSelect).
 	stmts = append([]pinnedStmt{{sql: sortOff, each: ignoreRows}}, stmts...)
 	if err := queryPinnedAll(ctx, b.pool, stmts...); err != nil {
-		return queues.ClaimResult{}, b.wrap("claim", err)
+		return driver.ClaimResult{}, b.wrap("claim", err)
 	}
-	slices.SortFunc(res.Claimed, func(x, y *queues.Record) int {
+	slices.SortFunc(res.Claimed, func(x, y *queuestype.Record) int {
 		if claimLess(x, y) {
 			return -1
 		}
@@ -172,7 +174,7 @@ RETURNING ` + cols("t"), args: a, each: appendRecords(&res.Claimed)})
 // table without deadlines), the planner otherwise reads the claim index
 // over every open record and sorts (measured: 59 ms per claim with 100,000
 // pending records, against well under 1 ms).
-func (b *Backend) claimSweepSQL(p queues.ClaimParams, a *sqlArgs) string {
+func (b *Backend) claimSweepSQL(p driver.ClaimParams, a *sqlArgs) string {
 	filter := ""
 	if p.ExecutionBackend != "" {
 		filter += " AND x.execution_backend = " + a.add(p.ExecutionBackend)
@@ -198,8 +200,8 @@ const sortOff = `SELECT set_config('enable_sort', 'off', true)`
 func ignoreRows(pgx.Rows) error { return nil }
 
 // sortExpired orders expired records by expires_at, created_at, id.
-func sortExpired(recs []*queues.Record) {
-	slices.SortFunc(recs, func(x, y *queues.Record) int {
+func sortExpired(recs []*queuestype.Record) {
+	slices.SortFunc(recs, func(x, y *queuestype.Record) int {
 		if c := x.ExpiresAt.Compare(y.ExpiresAt); c != 0 {
 			return c
 		}
@@ -216,9 +218,9 @@ func sortExpired(recs []*queues.Record) {
 // means no ref). When that claim matches nothing, an overdue unreferenced
 // record is expired by a second, equally fenced statement and returned in
 // Expired. A record that cannot be claimed yields an empty
-// result; a missing ID yields queues.ErrTaskNotFound.
-func (b *Backend) ClaimByID(ctx context.Context, p queues.ClaimByIDParams) (queues.ClaimResult, error) {
-	var res queues.ClaimResult
+// result; a missing ID yields queuestype.ErrTaskNotFound.
+func (b *Backend) ClaimByID(ctx context.Context, p driver.ClaimByIDParams) (driver.ClaimResult, error) {
+	var res driver.ClaimResult
 	if err := ctx.Err(); err != nil {
 		return res, err
 	}
@@ -259,7 +261,7 @@ func (b *Backend) ClaimByID(ctx context.Context, p queues.ClaimByIDParams) (queu
 // ListPending lists due, unexpired, not reservation-marked pending/scheduled
 // records in claim order, with the queue and execution-backend filters.
 // Limit ≤ 0 means 100. It changes nothing.
-func (b *Backend) ListPending(ctx context.Context, p queues.ListPendingParams) ([]*queues.Record, error) {
+func (b *Backend) ListPending(ctx context.Context, p driver.ListPendingParams) ([]*queuestype.Record, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -281,7 +283,7 @@ func (b *Backend) ListPending(ctx context.Context, p queues.ListPendingParams) (
 		return nil, b.wrap("list pending", err)
 	}
 	if recs == nil {
-		recs = []*queues.Record{}
+		recs = []*queuestype.Record{}
 	}
 	return recs, nil
 }

@@ -3,7 +3,8 @@ package postgres_test
 import (
 	"testing"
 
-	"github.com/queuesgo/queues"
+	"github.com/queuesgo/queues/driver"
+
 	"github.com/queuesgo/queues/backend/backendtest"
 )
 
@@ -13,6 +14,6 @@ import (
 func TestContract(t *testing.T) {
 	testPool(t)
 	backendtest.Run(t, backendtest.Factory{
-		New: func(t *testing.T) queues.Backend { return fresh(t) },
+		New: func(t *testing.T) driver.Backend { return fresh(t) },
 	})
 }

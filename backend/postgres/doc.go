@@ -3,7 +3,7 @@
 //
 //	b, err := postgres.New(pool, postgres.Options{Schema: "jobs", Namespace: "queues"})
 //	// or, owning the pool (closed by Close): postgres.Connect(ctx, "postgres://…", opts)
-//	_, err = b.Migrate(ctx, queues.MigrateOptions{}) // explicit, once per deploy
+//	_, err = b.Migrate(ctx, driver.MigrateOptions{}) // explicit, once per deploy
 //	svc, err := queues.New(queues.Config{Backend: b, Registry: reg})
 //
 // # Migrations
@@ -88,10 +88,10 @@
 // records take their row locks in one order (no deadlock), and the
 // primary-key lookups of time-ordered IDs stay close together. Each caller
 // gets its
-// own record or an error matching queues.ErrFenceLost (plus
-// queues.ErrTaskNotFound for a missing record). An ID repeated in one flush
+// own record or an error matching queuestype.ErrFenceLost (plus
+// queuestype.ErrTaskNotFound for a missing record). An ID repeated in one flush
 // goes into a following statement. NullHeartbeats is one unnest statement;
-// RecoverStale selects candidates, applies queues.StaleRequeueDecision in Go
+// RecoverStale selects candidates, applies driver.StaleRequeueDecision in Go
 // and writes every decision in one unnest statement fenced on the
 // generation and on the heartbeat still being stale when the row is written.
 // Enqueue of unkeyed items is one INSERT … SELECT FROM unnest(…) statement
@@ -134,7 +134,7 @@
 //
 // # Transactional enqueue
 //
-// EnqueueTx (queues.TxEnqueuer) runs the same enqueue inside the caller's
+// EnqueueTx (driver.TxEnqueuer) runs the same enqueue inside the caller's
 // pgx.Tx: records, forever reservations and the NOTIFY become visible only
 // if the caller commits, and a rollback leaves nothing. The service's
 // Task.EnqueueTx and Service.EnqueueManyTx use it.

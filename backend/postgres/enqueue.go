@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/queuesgo/queues/driver"
+	"github.com/queuesgo/queues/queuestype"
+
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
-	"github.com/queuesgo/queues"
 )
 
 // maxKeyedAttempts bounds the retries of a keyed enqueue that lost a race
@@ -38,7 +40,7 @@ type insertRows struct {
 	resNames []string
 }
 
-func (r *insertRows) add(p *queues.EnqueueParams, forever bool) {
+func (r *insertRows) add(p *driver.EnqueueParams, forever bool) {
 	r.ids = append(r.ids, [16]byte(p.ID))
 	r.names = append(r.names, p.TaskName)
 	if p.Args == nil {
@@ -80,46 +82,46 @@ func (r *insertRows) argsList() []any {
 // A keyed item whose key is held by an active record returns it (Existing);
 // a forever item whose key is reserved returns the owner; a forever item
 // whose key is held by an active non-forever record gets a per-item error
-// matching queues.ErrIdentityConflict; items repeating a key of an earlier
+// matching queuestype.ErrIdentityConflict; items repeating a key of an earlier
 // item of the same call resolve to that item. A priority outside
-// queues.MinPriority..queues.MaxPriority fails the call with an error
-// matching queues.ErrConfig; an ID that already exists fails the call; either
+// queuestype.MinPriority..queuestype.MaxPriority fails the call with an error
+// matching queuestype.ErrConfig; an ID that already exists fails the call; either
 // writes nothing.
-func (b *Backend) Enqueue(ctx context.Context, items []queues.EnqueueParams) ([]queues.EnqueueOutcome, error) {
+func (b *Backend) Enqueue(ctx context.Context, items []driver.EnqueueParams) ([]driver.EnqueueOutcome, error) {
 	return b.enqueue(ctx, nil, items)
 }
 
 // EnqueueTx is Enqueue inside the caller's transaction, which must be a
 // pgx.Tx (for example from pool.Begin) on this backend's database; anything
-// else returns an error matching queues.ErrConfig. The records, any forever
+// else returns an error matching queuestype.ErrConfig. The records, any forever
 // reservations and the wakeup NOTIFY become visible only when the caller
 // commits; a rollback leaves nothing. The keyed path runs inside a
 // savepoint of tx so a lost race can be retried without aborting the
 // caller's transaction. Keyed items need READ COMMITTED (the default).
-func (b *Backend) EnqueueTx(ctx context.Context, tx any, items []queues.EnqueueParams) ([]queues.EnqueueOutcome, error) {
+func (b *Backend) EnqueueTx(ctx context.Context, tx any, items []driver.EnqueueParams) ([]driver.EnqueueOutcome, error) {
 	ptx, ok := tx.(pgx.Tx)
 	if !ok || ptx == nil {
-		return nil, &queues.ConfigError{Field: "tx", Problem: fmt.Sprintf("the postgres backend needs a pgx.Tx, got %T", tx)}
+		return nil, &queuestype.ConfigError{Field: "tx", Problem: fmt.Sprintf("the postgres backend needs a pgx.Tx, got %T", tx)}
 	}
 	return b.enqueue(ctx, ptx, items)
 }
 
-func (b *Backend) enqueue(ctx context.Context, tx pgx.Tx, items []queues.EnqueueParams) ([]queues.EnqueueOutcome, error) {
+func (b *Backend) enqueue(ctx context.Context, tx pgx.Tx, items []driver.EnqueueParams) ([]driver.EnqueueOutcome, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	if len(items) == 0 {
-		return []queues.EnqueueOutcome{}, nil
+		return []driver.EnqueueOutcome{}, nil
 	}
-	ps := make([]queues.EnqueueParams, len(items))
+	ps := make([]driver.EnqueueParams, len(items))
 	metas := make([][]byte, len(items))
 	keyed := false
 	for i := range items {
 		p := items[i]
-		if p.Priority < queues.MinPriority || p.Priority > queues.MaxPriority {
-			return nil, &queues.ConfigError{
+		if p.Priority < queuestype.MinPriority || p.Priority > queuestype.MaxPriority {
+			return nil, &queuestype.ConfigError{
 				Field:   fmt.Sprintf("items[%d].Priority", i),
-				Problem: fmt.Sprintf("%d is outside %d..%d", p.Priority, queues.MinPriority, queues.MaxPriority),
+				Problem: fmt.Sprintf("%d is outside %d..%d", p.Priority, queuestype.MinPriority, queuestype.MaxPriority),
 			}
 		}
 		if p.ID == uuid.Nil {
@@ -130,7 +132,7 @@ func (b *Backend) enqueue(ctx context.Context, tx pgx.Tx, items []queues.Enqueue
 			p.ID = id
 		}
 		if p.Queue == "" {
-			p.Queue = queues.DefaultQueue
+			p.Queue = queuestype.DefaultQueue
 		}
 		if p.ExecutionBackend == "" {
 			p.ExecutionBackend = "local"
@@ -192,7 +194,7 @@ func retryable(err error) bool {
 }
 
 // enqueuePlain inserts unkeyed items in one statement.
-func (b *Backend) enqueuePlain(ctx context.Context, tx pgx.Tx, ps []queues.EnqueueParams, metas [][]byte) ([]queues.EnqueueOutcome, error) {
+func (b *Backend) enqueuePlain(ctx context.Context, tx pgx.Tx, ps []driver.EnqueueParams, metas [][]byte) ([]driver.EnqueueOutcome, error) {
 	var rows insertRows
 	rows.metas = metas
 	wake := false
@@ -223,11 +225,11 @@ func (b *Backend) enqueuePlain(ctx context.Context, tx pgx.Tx, ps []queues.Enque
 	if err != nil {
 		return nil, b.wrap("enqueue", err)
 	}
-	byID := make(map[uuid.UUID]*queues.Record, len(recs))
+	byID := make(map[uuid.UUID]*queuestype.Record, len(recs))
 	for _, r := range recs {
 		byID[r.ID] = r
 	}
-	outs := make([]queues.EnqueueOutcome, len(ps))
+	outs := make([]driver.EnqueueOutcome, len(ps))
 	for i := range ps {
 		r := byID[ps[i].ID]
 		if r == nil {
@@ -242,15 +244,15 @@ func (b *Backend) enqueuePlain(ctx context.Context, tx pgx.Tx, ps []queues.Enque
 type keyPlan struct {
 	insert   bool
 	reserve  bool
-	existing *queues.Record
+	existing *queuestype.Record
 	staged   int // earlier item whose insert holds the key, else -1
-	owner    *queues.Reservation
+	owner    *queuestype.Reservation
 	ownerOf  int // earlier forever item that reserves the key, else -1
 	err      error
 }
 
 // enqueueKeyed runs the keyed path inside tx. retry reports a lost race.
-func (b *Backend) enqueueKeyed(ctx context.Context, tx pgx.Tx, ps []queues.EnqueueParams, metas [][]byte) ([]queues.EnqueueOutcome, bool, error) {
+func (b *Backend) enqueueKeyed(ctx context.Context, tx pgx.Tx, ps []driver.EnqueueParams, metas [][]byte) ([]driver.EnqueueOutcome, bool, error) {
 	var keys, foreverKeys []string
 	seen := map[string]bool{}
 	seenF := map[string]bool{}
@@ -276,17 +278,17 @@ func (b *Backend) enqueueKeyed(ctx context.Context, tx pgx.Tx, ps []queues.Enque
 	}
 	br := tx.SendBatch(ctx, batch)
 	_, err := br.Exec()
-	var holders []*queues.Record
+	var holders []*queuestype.Record
 	if err == nil {
 		holders, err = collectRecords(br.Query())
 	}
-	reserved := map[string]*queues.Reservation{}
+	reserved := map[string]*queuestype.Reservation{}
 	if err == nil && len(foreverKeys) > 0 {
 		var rows pgx.Rows
 		rows, err = br.Query()
 		if err == nil {
 			for rows.Next() {
-				var r queues.Reservation
+				var r queuestype.Reservation
 				if err = rows.Scan(&r.Key, &r.TaskID, &r.TaskName, &r.CreatedAt); err != nil {
 					break
 				}
@@ -305,7 +307,7 @@ func (b *Backend) enqueueKeyed(ctx context.Context, tx pgx.Tx, ps []queues.Enque
 	if err != nil {
 		return nil, false, err
 	}
-	holder := make(map[string]*queues.Record, len(holders))
+	holder := make(map[string]*queuestype.Record, len(holders))
 	for _, h := range holders {
 		holder[h.Key] = h
 	}
@@ -330,14 +332,14 @@ func (b *Backend) enqueueKeyed(ctx context.Context, tx pgx.Tx, ps []queues.Enque
 					continue
 				}
 				if _, ok := stagedKeys[key]; ok {
-					pl.err = fmt.Errorf("%w: key %q", queues.ErrIdentityConflict, key)
+					pl.err = fmt.Errorf("%w: key %q", queuestype.ErrIdentityConflict, key)
 					continue
 				}
 				if h := holder[key]; h != nil {
 					if isForeverRecord(h) {
 						pl.existing = h
 					} else {
-						pl.err = fmt.Errorf("%w: key %q is held by task %s", queues.ErrIdentityConflict, key, h.ID)
+						pl.err = fmt.Errorf("%w: key %q is held by task %s", queuestype.ErrIdentityConflict, key, h.ID)
 					}
 					continue
 				}
@@ -362,7 +364,7 @@ func (b *Backend) enqueueKeyed(ctx context.Context, tx pgx.Tx, ps []queues.Enque
 		rows.metas = append(rows.metas, metas[i])
 	}
 
-	inserted := map[uuid.UUID]*queues.Record{}
+	inserted := map[uuid.UUID]*queuestype.Record{}
 	wake := false
 	if len(rows.ids) > 0 {
 		args := append(rows.argsList(), rows.resKeys, rows.resIDs, rows.resNames)
@@ -372,7 +374,7 @@ func (b *Backend) enqueueKeyed(ctx context.Context, tx pgx.Tx, ps []queues.Enque
 		}
 		for _, r := range recs {
 			inserted[r.ID] = r
-			if r.Status == queues.StatusPending {
+			if r.Status == queuestype.StatusPending {
 				wake = true
 			}
 		}
@@ -385,7 +387,7 @@ func (b *Backend) enqueueKeyed(ctx context.Context, tx pgx.Tx, ps []queues.Enque
 			return nil, false, err
 		}
 	}
-	outs := make([]queues.EnqueueOutcome, len(ps))
+	outs := make([]driver.EnqueueOutcome, len(ps))
 	for i := range ps {
 		pl := &plans[i]
 		out := &outs[i]
@@ -400,7 +402,7 @@ func (b *Backend) enqueueKeyed(ctx context.Context, tx pgx.Tx, ps []queues.Enque
 			out.Existing = true
 		case pl.ownerOf >= 0:
 			r := inserted[ps[pl.ownerOf].ID]
-			out.Owner = &queues.Reservation{Key: r.Key, TaskID: r.ID, TaskName: r.TaskName, CreatedAt: r.CreatedAt}
+			out.Owner = &queuestype.Reservation{Key: r.Key, TaskID: r.ID, TaskName: r.TaskName, CreatedAt: r.CreatedAt}
 			out.Existing = true
 		case pl.owner != nil:
 			o := *pl.owner
@@ -414,7 +416,7 @@ func (b *Backend) enqueueKeyed(ctx context.Context, tx pgx.Tx, ps []queues.Enque
 }
 
 // isForeverRecord reports whether r holds a forever identity.
-func isForeverRecord(r *queues.Record) bool {
-	s, _ := r.Metadata[queues.MetaUniqueUntil].(string)
-	return s == string(queues.UniqueUntilForever)
+func isForeverRecord(r *queuestype.Record) bool {
+	s, _ := r.Metadata[queuestype.MetaUniqueUntil].(string)
+	return s == queuestype.UniqueForever
 }

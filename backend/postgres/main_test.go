@@ -11,9 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/queuesgo/queues/driver"
+
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/queuesgo/queues"
 	"github.com/queuesgo/queues/backend/postgres"
 )
 
@@ -127,7 +128,7 @@ func newBackend(t testing.TB, opts postgres.Options) *postgres.Backend {
 		t.Fatalf("postgres.New: %v", err)
 	}
 	ctx := context.Background()
-	if _, err := b.Migrate(ctx, queues.MigrateOptions{}); err != nil {
+	if _, err := b.Migrate(ctx, driver.MigrateOptions{}); err != nil {
 		t.Fatalf("Migrate: %v", err)
 	}
 	if err := b.Open(ctx); err != nil {

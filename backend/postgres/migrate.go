@@ -5,14 +5,15 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	migfiles "github.com/queuesgo/queues/internal/migrations"
 	"slices"
 	"strings"
 	"text/template"
 
+	"github.com/queuesgo/queues/driver"
+	migfiles "github.com/queuesgo/queues/internal/migrations"
+
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/queuesgo/queues"
 )
 
 // migrationFiles holds the versioned schema migrations, applied in file-name
@@ -117,8 +118,8 @@ func (b *Backend) ledgerErr(err error) error {
 // works before Open and never starts listeners. A schema holding versions
 // this build does not know is refused with an error matching
 // ErrSchemaTooNew.
-func (b *Backend) Migrate(ctx context.Context, opts queues.MigrateOptions) (queues.MigrateReport, error) {
-	rep := queues.MigrateReport{Applied: []string{}, AppliedNow: []string{}, Pending: []string{}}
+func (b *Backend) Migrate(ctx context.Context, opts driver.MigrateOptions) (driver.MigrateReport, error) {
+	rep := driver.MigrateReport{Applied: []string{}, AppliedNow: []string{}, Pending: []string{}}
 	if err := ctx.Err(); err != nil {
 		return rep, err
 	}

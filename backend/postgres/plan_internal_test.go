@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/queuesgo/queues/driver"
+
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -25,9 +27,9 @@ func TestSettlePlansIgnoreStaleStatistics(t *testing.T) {
 	b, pool := planBackend(t)
 	ctx := t.Context()
 	const n = 2000
-	items := make([]queues.EnqueueParams, n)
+	items := make([]driver.EnqueueParams, n)
 	for i := range items {
-		items[i] = queues.EnqueueParams{TaskName: "plan", Args: json.RawMessage(`{}`), Queue: queues.DefaultQueue, ExecutionBackend: "local"}
+		items[i] = driver.EnqueueParams{TaskName: "plan", Args: json.RawMessage(`{}`), Queue: queues.DefaultQueue, ExecutionBackend: "local"}
 	}
 	// Statistics of a table where every record completed and none had a
 	// deadline, then a new backlog of the same size.
@@ -47,14 +49,14 @@ func TestSettlePlansIgnoreStaleStatistics(t *testing.T) {
 	// gives it, reads the expiry index (no record has a deadline), not
 	// every pending record.
 	var a sqlArgs
-	sweep := b.claimSweepSQL(queues.ClaimParams{Limit: 10, WorkerID: "w", ExecutionBackend: "local", Queues: []string{queues.DefaultQueue}}, &a)
+	sweep := b.claimSweepSQL(driver.ClaimParams{Limit: 10, WorkerID: "w", ExecutionBackend: "local", Queues: []string{queues.DefaultQueue}}, &a)
 	if plan := explainRolledBack(t, pool, sortOff, sweep, a...); !strings.Contains(plan, "_expiry") || strings.Contains(plan, "Rows Removed by Filter") {
 		t.Errorf("the claim's expiry sweep does not read the expiry index:\n%s", plan)
 	}
 	if plan := explainRolledBack(t, pool, sortOff, b.q.expire, 100); !strings.Contains(plan, "_expiry") || strings.Contains(plan, "Rows Removed by Filter") {
 		t.Errorf("ExpireOverdue does not read the expiry index:\n%s", plan)
 	}
-	res, err := b.ClaimMany(ctx, queues.ClaimParams{Limit: n, WorkerID: "w", ExecutionBackend: "local"})
+	res, err := b.ClaimMany(ctx, driver.ClaimParams{Limit: n, WorkerID: "w", ExecutionBackend: "local"})
 	if err != nil || len(res.Claimed) != n {
 		t.Fatalf("claimed %d of %d: %v", len(res.Claimed), n, err)
 	}
@@ -125,10 +127,10 @@ func explainRolledBack(t *testing.T, pool *pgxpool.Pool, before, sql string, arg
 func TestClaimPlanIgnoresStaleStatistics(t *testing.T) {
 	b, pool := planBackend(t)
 	ctx := t.Context()
-	batch := func(queue string, n int) []queues.EnqueueParams {
-		items := make([]queues.EnqueueParams, n)
+	batch := func(queue string, n int) []driver.EnqueueParams {
+		items := make([]driver.EnqueueParams, n)
 		for i := range items {
-			items[i] = queues.EnqueueParams{TaskName: "plan", Args: json.RawMessage(`{}`), Queue: queue, ExecutionBackend: "local"}
+			items[i] = driver.EnqueueParams{TaskName: "plan", Args: json.RawMessage(`{}`), Queue: queue, ExecutionBackend: "local"}
 		}
 		return items
 	}
@@ -147,7 +149,7 @@ func TestClaimPlanIgnoresStaleStatistics(t *testing.T) {
 	if _, err := b.Enqueue(ctx, batch("fresh", 10)); err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range []queues.ClaimParams{
+	for _, p := range []driver.ClaimParams{
 		{Limit: 10, WorkerID: "w", ExecutionBackend: "local", Queues: []string{"fresh"}},
 		{Limit: 10, WorkerID: "w", ExecutionBackend: "local", Queues: []string{"fresh"}, QueueLimits: map[string]int{"fresh": 5}},
 		{Limit: 10, WorkerID: "w", ExecutionBackend: "local", Queues: []string{"fresh", "other"}},
@@ -164,7 +166,7 @@ func TestClaimPlanIgnoresStaleStatistics(t *testing.T) {
 	}
 	// A claim over every queue reads the all-queues index in order.
 	var a sqlArgs
-	sel, _ := b.claimSelect(queues.ClaimParams{Limit: 10, WorkerID: "w", ExecutionBackend: "local"}, &a)
+	sel, _ := b.claimSelect(driver.ClaimParams{Limit: 10, WorkerID: "w", ExecutionBackend: "local"}, &a)
 	if plan := explainRolledBack(t, pool, sortOff, "SELECT count(*) FROM ("+sel+") c", a...); !strings.Contains(plan, "_claim_all") || strings.Contains(plan, "Sort") {
 		t.Errorf("a claim over every queue does not read the all-queues index in order:\n%s", plan)
 	}
@@ -185,7 +187,7 @@ func planBackend(t *testing.T) (*Backend, *pgxpool.Pool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.Migrate(t.Context(), queues.MigrateOptions{}); err != nil {
+	if _, err := b.Migrate(t.Context(), driver.MigrateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	return b, pool

@@ -9,11 +9,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/queuesgo/queues/driver"
+	"github.com/queuesgo/queues/queuestype"
+
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/queuesgo/queues"
 )
 
 // DefaultExactStatisticsLimit is the default of Options.ExactStatisticsLimit.
@@ -77,9 +79,9 @@ var ErrSchemaTooNew = errors.New("postgres: queue schema is newer than this buil
 // Backend is the PostgreSQL queue backend on pgx/v5. Create it with New or
 // Connect; it is safe for concurrent use by many goroutines and processes.
 //
-// It implements queues.Backend and the optional interfaces queues.Waker,
-// queues.WorkerController, queues.DueTimer, queues.Locker,
-// queues.Inspector, queues.Migrator and queues.TxEnqueuer.
+// It implements driver.Backend and the optional interfaces driver.Waker,
+// driver.WorkerController, driver.DueTimer, driver.Locker,
+// driver.Inspector, driver.Migrator and driver.TxEnqueuer.
 type Backend struct {
 	pool     *pgxpool.Pool
 	hbPool   *pgxpool.Pool
@@ -99,44 +101,44 @@ type Backend struct {
 	closed bool
 	lis    *listener
 
-	completer *batcher[completeOp, *queues.Record]
-	failer    *batcher[failOp, *queues.Record]
+	completer *batcher[completeOp, *queuestype.Record]
+	failer    *batcher[failOp, *queuestype.Record]
 	toucher   *batcher[touchOp, bool]
 }
 
 // Compile-time checks of the implemented interfaces.
 var (
-	_ queues.Backend          = (*Backend)(nil)
-	_ queues.Waker            = (*Backend)(nil)
-	_ queues.WorkerController = (*Backend)(nil)
-	_ queues.DueTimer         = (*Backend)(nil)
-	_ queues.Locker           = (*Backend)(nil)
-	_ queues.Inspector        = (*Backend)(nil)
-	_ queues.Migrator         = (*Backend)(nil)
-	_ queues.TxEnqueuer       = (*Backend)(nil)
+	_ driver.Backend          = (*Backend)(nil)
+	_ driver.Waker            = (*Backend)(nil)
+	_ driver.WorkerController = (*Backend)(nil)
+	_ driver.DueTimer         = (*Backend)(nil)
+	_ driver.Locker           = (*Backend)(nil)
+	_ driver.Inspector        = (*Backend)(nil)
+	_ driver.Migrator         = (*Backend)(nil)
+	_ driver.TxEnqueuer       = (*Backend)(nil)
 )
 
 // New returns a backend on the caller's pool. Nothing is queried yet: Open
 // checks that the schema is migrated. The backend never closes pool (nor
 // Options.HeartbeatPool). An invalid option returns an error matching
-// queues.ErrConfig.
+// queuestype.ErrConfig.
 func New(pool *pgxpool.Pool, opts Options) (*Backend, error) {
 	if pool == nil {
-		return nil, &queues.ConfigError{Field: "postgres pool", Problem: "is nil"}
+		return nil, &queuestype.ConfigError{Field: "postgres pool", Problem: "is nil"}
 	}
 	if opts.Namespace == "" {
-		opts.Namespace = queues.DefaultNamespace
+		opts.Namespace = queuestype.DefaultNamespace
 	}
 	if !namespacePattern.MatchString(opts.Namespace) || len(opts.Namespace) > maxNamespaceLen {
-		return nil, &queues.ConfigError{Field: "postgres.Options.Namespace",
+		return nil, &queuestype.ConfigError{Field: "postgres.Options.Namespace",
 			Problem: fmt.Sprintf("%q must match %s and be at most %d bytes", opts.Namespace, namespacePattern, maxNamespaceLen)}
 	}
 	if !prefixPattern.MatchString(opts.TablePrefix) || len(opts.TablePrefix) > 50 {
-		return nil, &queues.ConfigError{Field: "postgres.Options.TablePrefix",
+		return nil, &queuestype.ConfigError{Field: "postgres.Options.TablePrefix",
 			Problem: fmt.Sprintf("%q must match %s and be at most 50 bytes", opts.TablePrefix, prefixPattern)}
 	}
 	if len(opts.Schema) > 63 {
-		return nil, &queues.ConfigError{Field: "postgres.Options.Schema", Problem: "longer than 63 bytes"}
+		return nil, &queuestype.ConfigError{Field: "postgres.Options.Schema", Problem: "longer than 63 bytes"}
 	}
 	logger := opts.Logger
 	if logger == nil {
@@ -177,7 +179,7 @@ func New(pool *pgxpool.Pool, opts Options) (*Backend, error) {
 func Connect(ctx context.Context, url string, opts Options) (*Backend, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
-		return nil, &queues.ConfigError{Field: "postgres url", Problem: "cannot parse the connection string"}
+		return nil, &queuestype.ConfigError{Field: "postgres url", Problem: "cannot parse the connection string"}
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
@@ -230,8 +232,8 @@ func (b *Backend) TaskTable() string { return b.n.task }
 
 // Capabilities reports LISTEN/NOTIFY wakeups and control hints (unless
 // Options.Wakeups is false) and maintenance locks.
-func (b *Backend) Capabilities() queues.Capabilities {
-	c := queues.Capabilities{Maintenance: true}
+func (b *Backend) Capabilities() driver.Capabilities {
+	c := driver.Capabilities{Maintenance: true}
 	if b.hints {
 		c.WakeupTransport = "postgres-notify"
 		c.ControlTransport = "postgres-notify"
@@ -310,21 +312,21 @@ func (b *Backend) Close(ctx context.Context) error {
 	return nil
 }
 
-// fenceLost returns an error matching queues.ErrFenceLost.
+// fenceLost returns an error matching queuestype.ErrFenceLost.
 func fenceLost(op string, id uuid.UUID) error {
-	return fmt.Errorf("%w: %s %s", queues.ErrFenceLost, op, id)
+	return fmt.Errorf("%w: %s %s", queuestype.ErrFenceLost, op, id)
 }
 
-// notFound returns an error matching queues.ErrTaskNotFound.
+// notFound returns an error matching queuestype.ErrTaskNotFound.
 func notFound(id uuid.UUID) error {
-	return fmt.Errorf("%w: %s", queues.ErrTaskNotFound, id)
+	return fmt.Errorf("%w: %s", queuestype.ErrTaskNotFound, id)
 }
 
 // missingForWrite is returned by a guarded write on an ID that does not
 // exist: the guard did not hold (ErrFenceLost) because there is no record
 // (ErrTaskNotFound).
 func missingForWrite(op string, id uuid.UUID) error {
-	return fmt.Errorf("%w: %s %s: %w", queues.ErrFenceLost, op, id, queues.ErrTaskNotFound)
+	return fmt.Errorf("%w: %s %s: %w", queuestype.ErrFenceLost, op, id, queuestype.ErrTaskNotFound)
 }
 
 // wrap annotates a database error; a missing relation means the schema is
@@ -442,15 +444,15 @@ func queryPinnedAll(ctx context.Context, run txRunner, stmts ...pinnedStmt) erro
 }
 
 // recordsPinned is queryPinned collecting records.
-func recordsPinned(ctx context.Context, run txRunner, sql string, args ...any) ([]*queues.Record, error) {
-	var out []*queues.Record
+func recordsPinned(ctx context.Context, run txRunner, sql string, args ...any) ([]*queuestype.Record, error) {
+	var out []*queuestype.Record
 	err := queryPinned(ctx, run, sql, args, appendRecords(&out))
 	return out, err
 }
 
 // appendRecords returns a row callback that scans each row as a record
 // and appends it to *dst.
-func appendRecords(dst *[]*queues.Record) func(pgx.Rows) error {
+func appendRecords(dst *[]*queuestype.Record) func(pgx.Rows) error {
 	return func(rows pgx.Rows) error {
 		r, err := scanRecord(rows)
 		if err == nil {

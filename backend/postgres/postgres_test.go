@@ -13,6 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/queuesgo/queues/driver"
+	"github.com/queuesgo/queues/queuestype"
+
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -20,8 +23,8 @@ import (
 	"github.com/queuesgo/queues/backend/postgres"
 )
 
-func item(task string) queues.EnqueueParams {
-	return queues.EnqueueParams{TaskName: task, Args: json.RawMessage(`{}`), Queue: queues.DefaultQueue, ExecutionBackend: "local"}
+func item(task string) driver.EnqueueParams {
+	return driver.EnqueueParams{TaskName: task, Args: json.RawMessage(`{}`), Queue: queues.DefaultQueue, ExecutionBackend: "local"}
 }
 
 func waitUntil(t testing.TB, d time.Duration, what string, cond func() bool) {
@@ -71,10 +74,10 @@ func TestMigrateExplicit(t *testing.T) {
 	if !errors.Is(err, postgres.ErrNotMigrated) || !strings.Contains(err.Error(), "queues migrate") {
 		t.Fatalf("Open on an empty schema = %v; want ErrNotMigrated naming `queues migrate`", err)
 	}
-	if _, err := b.Enqueue(ctx, []queues.EnqueueParams{item("x")}); !errors.Is(err, postgres.ErrNotMigrated) {
+	if _, err := b.Enqueue(ctx, []driver.EnqueueParams{item("x")}); !errors.Is(err, postgres.ErrNotMigrated) {
 		t.Fatalf("Enqueue on an unmigrated schema = %v; want ErrNotMigrated", err)
 	}
-	dry, err := b.Migrate(ctx, queues.MigrateOptions{DryRun: true})
+	dry, err := b.Migrate(ctx, driver.MigrateOptions{DryRun: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,21 +88,21 @@ func TestMigrateExplicit(t *testing.T) {
 	if err := pool.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, b.TaskTable()).Scan(&exists); err != nil || exists {
 		t.Fatalf("dry run created the task table (exists=%v, err=%v)", exists, err)
 	}
-	rep, err := b.Migrate(ctx, queues.MigrateOptions{})
+	rep, err := b.Migrate(ctx, driver.MigrateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !slices.Equal(rep.AppliedNow, postgres.Versions()) || !slices.Equal(rep.Applied, postgres.Versions()) {
 		t.Fatalf("migrate = %+v", rep)
 	}
-	again, err := b.Migrate(ctx, queues.MigrateOptions{})
+	again, err := b.Migrate(ctx, driver.MigrateOptions{})
 	if err != nil || len(again.AppliedNow) != 0 || !slices.Equal(again.Applied, postgres.Versions()) {
 		t.Fatalf("second migrate = %+v, %v; want nothing applied", again, err)
 	}
 	if err := b.Open(ctx); err != nil {
 		t.Fatalf("Open after Migrate: %v", err)
 	}
-	if _, err := b.Enqueue(ctx, []queues.EnqueueParams{item("x")}); err != nil {
+	if _, err := b.Enqueue(ctx, []driver.EnqueueParams{item("x")}); err != nil {
 		t.Fatal(err)
 	}
 	// A version this build does not know is refused.
@@ -110,7 +113,7 @@ func TestMigrateExplicit(t *testing.T) {
 	if err := b2.Open(ctx); !errors.Is(err, postgres.ErrSchemaTooNew) {
 		t.Fatalf("Open on a newer schema = %v; want ErrSchemaTooNew", err)
 	}
-	if _, err := b2.Migrate(ctx, queues.MigrateOptions{}); !errors.Is(err, postgres.ErrSchemaTooNew) {
+	if _, err := b2.Migrate(ctx, driver.MigrateOptions{}); !errors.Is(err, postgres.ErrSchemaTooNew) {
 		t.Fatalf("Migrate on a newer schema = %v; want ErrSchemaTooNew", err)
 	}
 }
@@ -132,7 +135,7 @@ func TestMigrateConcurrent(t *testing.T) {
 				errs <- err
 				return
 			}
-			rep, err := b.Migrate(context.Background(), queues.MigrateOptions{})
+			rep, err := b.Migrate(context.Background(), driver.MigrateOptions{})
 			if err != nil {
 				errs <- err
 				return
@@ -165,10 +168,10 @@ func TestSchemaAndPrefix(t *testing.T) {
 		t.Fatalf("task table %s", ba.TaskTable())
 	}
 	ctx := t.Context()
-	if _, err := ba.Enqueue(ctx, []queues.EnqueueParams{item("a.1"), item("a.2")}); err != nil {
+	if _, err := ba.Enqueue(ctx, []driver.EnqueueParams{item("a.1"), item("a.2")}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := bb.Enqueue(ctx, []queues.EnqueueParams{item("b.1")}); err != nil {
+	if _, err := bb.Enqueue(ctx, []driver.EnqueueParams{item("b.1")}); err != nil {
 		t.Fatal(err)
 	}
 	sa, _ := ba.Statistics(ctx, "")
@@ -206,7 +209,7 @@ func TestEnqueueTx(t *testing.T) {
 	key := "q:u:v1:task:" + uuid.NewString()
 	forever := item("tx.forever")
 	forever.Key, forever.Forever = key, true
-	outs, err := b.EnqueueTx(ctx, tx, []queues.EnqueueParams{item("tx.rolled"), forever})
+	outs, err := b.EnqueueTx(ctx, tx, []driver.EnqueueParams{item("tx.rolled"), forever})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -231,7 +234,7 @@ func TestEnqueueTx(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	one, err := b.EnqueueTx(ctx, tx, []queues.EnqueueParams{item("tx.one")})
+	one, err := b.EnqueueTx(ctx, tx, []driver.EnqueueParams{item("tx.one")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -247,7 +250,7 @@ func TestEnqueueTx(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bulk := []queues.EnqueueParams{item("tx.b1"), item("tx.b2"), forever}
+	bulk := []driver.EnqueueParams{item("tx.b1"), item("tx.b2"), forever}
 	many, err := b.EnqueueTx(ctx, tx, bulk)
 	if err != nil {
 		t.Fatal(err)
@@ -267,7 +270,7 @@ func TestEnqueueTx(t *testing.T) {
 	}
 
 	// Anything but a pgx.Tx is a configuration error.
-	if _, err := b.EnqueueTx(ctx, "not a tx", []queues.EnqueueParams{item("x")}); !errors.Is(err, queues.ErrConfig) {
+	if _, err := b.EnqueueTx(ctx, "not a tx", []driver.EnqueueParams{item("x")}); !errors.Is(err, queues.ErrConfig) {
 		t.Fatalf("EnqueueTx(string) = %v; want ErrConfig", err)
 	}
 }
@@ -420,18 +423,18 @@ func TestHeartbeatPool(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.Migrate(ctx, queues.MigrateOptions{}); err != nil {
+	if _, err := b.Migrate(ctx, driver.MigrateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if err := b.Open(ctx); err != nil {
 		t.Fatal(err)
 	}
 	defer b.Close(context.Background())
-	outs, err := b.Enqueue(ctx, []queues.EnqueueParams{item("hb")})
+	outs, err := b.Enqueue(ctx, []driver.EnqueueParams{item("hb")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := b.ClaimByID(ctx, queues.ClaimByIDParams{ID: outs[0].Record.ID, WorkerID: "w"})
+	res, err := b.ClaimByID(ctx, driver.ClaimByIDParams{ID: outs[0].Record.ID, WorkerID: "w"})
 	if err != nil || len(res.Claimed) != 1 {
 		t.Fatalf("claim = %+v, %v", res, err)
 	}
@@ -452,12 +455,12 @@ func TestHeartbeatPool(t *testing.T) {
 	}()
 	short, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	hr, err := b.TouchHeartbeats(short, []queues.HeartbeatTouch{{ID: res.Claimed[0].ID, ExpectedRetryCount: &gen,
-		MetadataPatch: map[string]any{queues.MetaProgressDetail: "busy"}}})
+	hr, err := b.TouchHeartbeats(short, []driver.HeartbeatTouch{{ID: res.Claimed[0].ID, ExpectedRetryCount: &gen,
+		MetadataPatch: map[string]any{queuestype.MetaProgressDetail: "busy"}}})
 	if err != nil || len(hr.Touched) != 1 {
 		t.Fatalf("TouchHeartbeats with the main pool saturated = %+v, %v", hr, err)
 	}
-	if err := b.NullHeartbeats(short, []queues.Fence{{ID: res.Claimed[0].ID, RetryCount: 0}}); err != nil {
+	if err := b.NullHeartbeats(short, []queuestype.Fence{{ID: res.Claimed[0].ID, RetryCount: 0}}); err != nil {
 		t.Fatalf("NullHeartbeats with the main pool saturated: %v", err)
 	}
 	// The main pool really is saturated.
@@ -471,7 +474,7 @@ func TestHeartbeatPool(t *testing.T) {
 	}
 	held = nil
 	got, err := b.GetTask(ctx, res.Claimed[0].ID)
-	if err != nil || !got.HeartbeatAt.IsZero() || got.Metadata[queues.MetaProgressDetail] != "busy" {
+	if err != nil || !got.HeartbeatAt.IsZero() || got.Metadata[queuestype.MetaProgressDetail] != "busy" {
 		t.Fatalf("record after heartbeat-pool writes = %+v, %v", got, err)
 	}
 }
@@ -484,19 +487,19 @@ func TestStatisticsLargeTable(t *testing.T) {
 	opts.ExactStatisticsLimit = 1
 	b := newBackend(t, opts)
 	ctx := t.Context()
-	items := make([]queues.EnqueueParams, 300)
+	items := make([]driver.EnqueueParams, 300)
 	for i := range items {
 		items[i] = item("stats")
 	}
 	if _, err := b.Enqueue(ctx, items); err != nil {
 		t.Fatal(err)
 	}
-	res, err := b.ClaimMany(ctx, queues.ClaimParams{Limit: 250, WorkerID: "w", ExecutionBackend: "local"})
+	res, err := b.ClaimMany(ctx, driver.ClaimParams{Limit: 250, WorkerID: "w", ExecutionBackend: "local"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, r := range res.Claimed[:200] {
-		if _, err := b.Complete(ctx, queues.CompleteParams{ID: r.ID, ExpectedRetryCount: 0}); err != nil {
+		if _, err := b.Complete(ctx, driver.CompleteParams{ID: r.ID, ExpectedRetryCount: 0}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -532,7 +535,7 @@ func TestWakeupsOff(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.Enqueue(t.Context(), []queues.EnqueueParams{item("quiet")}); err != nil {
+	if _, err := b.Enqueue(t.Context(), []driver.EnqueueParams{item("quiet")}); err != nil {
 		t.Fatal(err)
 	}
 	expectNoHint(t, ch, "enqueue with wakeups off")
@@ -559,7 +562,7 @@ func TestConnect(t *testing.T) {
 	if err := b.Open(ctx); !errors.Is(err, postgres.ErrNotMigrated) {
 		t.Fatalf("Open before migrate = %v", err)
 	}
-	if _, err := b.Migrate(ctx, queues.MigrateOptions{}); err != nil {
+	if _, err := b.Migrate(ctx, driver.MigrateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if err := b.Open(ctx); err != nil {
@@ -580,7 +583,7 @@ func TestConnect(t *testing.T) {
 func TestVacuumClearsDeadClaimEntries(t *testing.T) {
 	b := fresh(t)
 	ctx := t.Context()
-	items := make([]queues.EnqueueParams, 5000)
+	items := make([]driver.EnqueueParams, 5000)
 	for i := range items {
 		items[i] = item("vac")
 	}
@@ -588,7 +591,7 @@ func TestVacuumClearsDeadClaimEntries(t *testing.T) {
 		t.Fatal(err)
 	}
 	for claimed := 0; claimed < len(items); {
-		res, err := b.ClaimMany(ctx, queues.ClaimParams{Limit: 1000, WorkerID: "w", ExecutionBackend: "local"})
+		res, err := b.ClaimMany(ctx, driver.ClaimParams{Limit: 1000, WorkerID: "w", ExecutionBackend: "local"})
 		if err != nil {
 			t.Fatal(err)
 		}

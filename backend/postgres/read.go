@@ -7,14 +7,16 @@ import (
 	"strings"
 	"time"
 
+	"github.com/queuesgo/queues/driver"
+	"github.com/queuesgo/queues/queuestype"
+
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
-	"github.com/queuesgo/queues"
 )
 
-// GetTask returns the record, or an error matching queues.ErrTaskNotFound.
-func (b *Backend) GetTask(ctx context.Context, id uuid.UUID) (*queues.Record, error) {
+// GetTask returns the record, or an error matching queuestype.ErrTaskNotFound.
+func (b *Backend) GetTask(ctx context.Context, id uuid.UUID) (*queuestype.Record, error) {
 	rec, err := collectOne(b.pool.Query(ctx, b.q.getTask, id))
 	if err != nil {
 		return nil, b.wrap("get task", err)
@@ -27,9 +29,9 @@ func (b *Backend) GetTask(ctx context.Context, id uuid.UUID) (*queues.Record, er
 
 // GetTasks returns the records that exist, in the order of ids; missing IDs
 // are omitted.
-func (b *Backend) GetTasks(ctx context.Context, ids []uuid.UUID) ([]*queues.Record, error) {
+func (b *Backend) GetTasks(ctx context.Context, ids []uuid.UUID) ([]*queuestype.Record, error) {
 	if len(ids) == 0 {
-		return []*queues.Record{}, ctx.Err()
+		return []*queuestype.Record{}, ctx.Err()
 	}
 	raw := make([][16]byte, len(ids))
 	for i, id := range ids {
@@ -39,11 +41,11 @@ func (b *Backend) GetTasks(ctx context.Context, ids []uuid.UUID) ([]*queues.Reco
 	if err != nil {
 		return nil, b.wrap("get tasks", err)
 	}
-	byID := make(map[uuid.UUID]*queues.Record, len(recs))
+	byID := make(map[uuid.UUID]*queuestype.Record, len(recs))
 	for _, r := range recs {
 		byID[r.ID] = r
 	}
-	out := make([]*queues.Record, 0, len(recs))
+	out := make([]*queuestype.Record, 0, len(recs))
 	for _, id := range ids {
 		if r := byID[id]; r != nil {
 			out = append(out, r)
@@ -54,17 +56,17 @@ func (b *Backend) GetTasks(ctx context.Context, ids []uuid.UUID) ([]*queues.Reco
 }
 
 // GetTaskByKey returns the record holding the identity key, or an error
-// matching queues.ErrTaskNotFound.
-func (b *Backend) GetTaskByKey(ctx context.Context, key string) (*queues.Record, error) {
+// matching queuestype.ErrTaskNotFound.
+func (b *Backend) GetTaskByKey(ctx context.Context, key string) (*queuestype.Record, error) {
 	if key == "" {
-		return nil, queues.ErrTaskNotFound
+		return nil, queuestype.ErrTaskNotFound
 	}
 	rec, err := collectOne(b.pool.Query(ctx, b.q.getByKey, key))
 	if err != nil {
 		return nil, b.wrap("get task by key", err)
 	}
 	if rec == nil {
-		return nil, fmt.Errorf("%w: key %q", queues.ErrTaskNotFound, key)
+		return nil, fmt.Errorf("%w: key %q", queuestype.ErrTaskNotFound, key)
 	}
 	return rec, nil
 }
@@ -99,8 +101,8 @@ func (b *Backend) large(ctx context.Context) (bool, error) {
 // partial index (both hold only active records, however long the history),
 // while completed, failed, cancelled and expired are the planner's row
 // estimates (EXPLAIN of the per-status count; they track ANALYZE statistics).
-func (b *Backend) Statistics(ctx context.Context, queue string) (queues.Statistics, error) {
-	var st queues.Statistics
+func (b *Backend) Statistics(ctx context.Context, queue string) (queuestype.Statistics, error) {
+	var st queuestype.Statistics
 	if err := ctx.Err(); err != nil {
 		return st, err
 	}
@@ -117,7 +119,7 @@ func (b *Backend) Statistics(ctx context.Context, queue string) (queues.Statisti
 		if err != nil {
 			return st, b.wrap("statistics", err)
 		}
-		err = addCounts(rows, func(_ string, s queues.Status, n int) { st.Add(s, n) }, false)
+		err = addCounts(rows, func(_ string, s queuestype.Status, n int) { st.Add(s, n) }, false)
 		return st, b.wrap("statistics", err)
 	}
 	per, err := b.largeCounts(ctx, []string{queue})
@@ -128,7 +130,7 @@ func (b *Backend) Statistics(ctx context.Context, queue string) (queues.Statisti
 }
 
 // addCounts reads (status, count) or (queue, status, count) rows.
-func addCounts(rows pgx.Rows, add func(queue string, s queues.Status, n int), withQueue bool) error {
+func addCounts(rows pgx.Rows, add func(queue string, s queuestype.Status, n int), withQueue bool) error {
 	defer rows.Close()
 	for rows.Next() {
 		var q, s string
@@ -142,7 +144,7 @@ func addCounts(rows pgx.Rows, add func(queue string, s queues.Status, n int), wi
 		if err != nil {
 			return err
 		}
-		add(q, queues.Status(s), int(n))
+		add(q, queuestype.Status(s), int(n))
 	}
 	return rows.Err()
 }
@@ -150,8 +152,8 @@ func addCounts(rows pgx.Rows, add func(queue string, s queues.Status, n int), wi
 // largeCounts computes statistics on a large table for each queue of qs
 // ("" = all queues): exact active counts through the partial indexes,
 // estimated terminal counts.
-func (b *Backend) largeCounts(ctx context.Context, qs []string) (map[string]queues.Statistics, error) {
-	out := make(map[string]queues.Statistics, len(qs))
+func (b *Backend) largeCounts(ctx context.Context, qs []string) (map[string]queuestype.Statistics, error) {
+	out := make(map[string]queuestype.Statistics, len(qs))
 	t := b.n.task
 	batch := &pgx.Batch{}
 	for _, q := range qs {
@@ -173,17 +175,17 @@ func (b *Backend) largeCounts(ctx context.Context, qs []string) (map[string]queu
 	br := b.pool.SendBatch(ctx, batch)
 	defer br.Close()
 	for _, q := range qs {
-		var st queues.Statistics
+		var st queuestype.Statistics
 		for range 2 {
 			rows, err := br.Query()
 			if err != nil {
 				return nil, b.wrap("statistics", err)
 			}
-			if err := addCounts(rows, func(_ string, s queues.Status, n int) { st.Add(s, n) }, false); err != nil {
+			if err := addCounts(rows, func(_ string, s queuestype.Status, n int) { st.Add(s, n) }, false); err != nil {
 				return nil, b.wrap("statistics", err)
 			}
 		}
-		for _, s := range []queues.Status{queues.StatusCompleted, queues.StatusFailed, queues.StatusCancelled, queues.StatusExpired} {
+		for _, s := range []queuestype.Status{queuestype.StatusCompleted, queuestype.StatusFailed, queuestype.StatusCancelled, queuestype.StatusExpired} {
 			var plan []map[string]map[string]any
 			if err := br.QueryRow().Scan(&plan); err != nil {
 				return nil, b.wrap("statistics estimate", err)
@@ -210,7 +212,7 @@ func quoteLiteral(s string) string {
 // exact while the table is small; on a large table (see Statistics) the
 // queues are those holding active records or listed in the planner's
 // most-common values of the queue column, with estimated terminal counts.
-func (b *Backend) QueueStatistics(ctx context.Context) (map[string]queues.Statistics, error) {
+func (b *Backend) QueueStatistics(ctx context.Context) (map[string]queuestype.Statistics, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -219,12 +221,12 @@ func (b *Backend) QueueStatistics(ctx context.Context) (map[string]queues.Statis
 		return nil, err
 	}
 	if !big {
-		out := map[string]queues.Statistics{}
+		out := map[string]queuestype.Statistics{}
 		rows, err := b.pool.Query(ctx, `SELECT queue, status, count(*) FROM `+b.n.task+` GROUP BY queue, status`)
 		if err != nil {
 			return nil, b.wrap("queue statistics", err)
 		}
-		err = addCounts(rows, func(q string, s queues.Status, n int) {
+		err = addCounts(rows, func(q string, s queuestype.Status, n int) {
 			st := out[q]
 			st.Add(s, n)
 			out[q] = st
@@ -256,7 +258,7 @@ WHERE schemaname = coalesce(nullif($1, ''), current_schema()) AND tablename = $2
 // ListCompletedByTask lists up to limit (0 means 10) completed records of
 // task, newest completed_at first (then id descending), restricted to
 // completed_at ≥ since when since is set.
-func (b *Backend) ListCompletedByTask(ctx context.Context, task string, since time.Time, limit int) ([]*queues.Record, error) {
+func (b *Backend) ListCompletedByTask(ctx context.Context, task string, since time.Time, limit int) ([]*queuestype.Record, error) {
 	if limit <= 0 {
 		limit = 10
 	}
@@ -265,7 +267,7 @@ func (b *Backend) ListCompletedByTask(ctx context.Context, task string, since ti
 		return nil, b.wrap("list completed", err)
 	}
 	if recs == nil {
-		recs = []*queues.Record{}
+		recs = []*queuestype.Record{}
 	}
 	return recs, nil
 }
@@ -275,8 +277,8 @@ func (b *Backend) ListCompletedByTask(ctx context.Context, task string, since ti
 // of the last record of the previous page (a deleted UUIDv7 cursor still
 // positions by its timestamp). Limit 0 means 50. NextCursor is set when more
 // records remain.
-func (b *Backend) ListTasks(ctx context.Context, f queues.TaskFilter) (queues.TaskPage, error) {
-	page := queues.TaskPage{Items: []*queues.Record{}}
+func (b *Backend) ListTasks(ctx context.Context, f driver.TaskFilter) (driver.TaskPage, error) {
+	page := driver.TaskPage{Items: []*queuestype.Record{}}
 	if err := ctx.Err(); err != nil {
 		return page, err
 	}
@@ -333,7 +335,7 @@ func (b *Backend) ListTasks(ctx context.Context, f queues.TaskFilter) (queues.Ta
 // ReserveIdentity reserves r.Key for r.TaskID. It returns nil when the
 // caller won, else the existing owner. A zero CreatedAt is stamped with the
 // database's now().
-func (b *Backend) ReserveIdentity(ctx context.Context, r queues.Reservation) (*queues.Reservation, error) {
+func (b *Backend) ReserveIdentity(ctx context.Context, r queuestype.Reservation) (*queuestype.Reservation, error) {
 	for attempt := 0; attempt < 10; attempt++ {
 		var key string
 		err := b.pool.QueryRow(ctx, b.q.reserveID, r.Key, r.TaskID, r.TaskName, ts(r.CreatedAt)).Scan(&key)
@@ -356,8 +358,8 @@ func (b *Backend) ReserveIdentity(ctx context.Context, r queues.Reservation) (*q
 }
 
 // GetIdentity returns the reservation for key, or nil, nil.
-func (b *Backend) GetIdentity(ctx context.Context, key string) (*queues.Reservation, error) {
-	var r queues.Reservation
+func (b *Backend) GetIdentity(ctx context.Context, key string) (*queuestype.Reservation, error) {
+	var r queuestype.Reservation
 	err := b.pool.QueryRow(ctx, b.q.getID, key).Scan(&r.Key, &r.TaskID, &r.TaskName, &r.CreatedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil
@@ -389,10 +391,10 @@ func (b *Backend) ResetIdentity(ctx context.Context, key string, expectedTaskID 
 // means not acquired.
 func (b *Backend) AcquireLock(ctx context.Context, name, token string, ttl time.Duration) (bool, error) {
 	if ttl <= 0 {
-		return false, fmt.Errorf("%w: lock ttl must be positive, got %s", queues.ErrConfig, ttl)
+		return false, fmt.Errorf("%w: lock ttl must be positive, got %s", queuestype.ErrConfig, ttl)
 	}
 	if token == "" {
-		return false, fmt.Errorf("%w: lock token must not be empty", queues.ErrConfig)
+		return false, fmt.Errorf("%w: lock token must not be empty", queuestype.ErrConfig)
 	}
 	var got string
 	err := b.pool.QueryRow(ctx, b.q.lockAcquire, name, token, ttl.Microseconds()).Scan(&got)

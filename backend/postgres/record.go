@@ -8,10 +8,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/queuesgo/queues/queuestype"
+
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
-	"github.com/queuesgo/queues"
 )
 
 // recordColumns is the column list every record read selects, in scan order.
@@ -40,14 +41,14 @@ type scanner interface{ Scan(dest ...any) error }
 // scanRecord reads one record (the recordColumns). Rows from a query decode
 // the raw wire values directly (see decodeRaw); a single pgx.Row goes
 // through pgx's scanner.
-func scanRecord(row scanner) (*queues.Record, error) {
+func scanRecord(row scanner) (*queuestype.Record, error) {
 	if rows, ok := row.(pgx.Rows); ok {
 		if r, ok, err := decodeRaw(rows); ok {
 			return r, err
 		}
 	}
 	var (
-		r                                   queues.Record
+		r                                   queuestype.Record
 		args, result, meta                  []byte
 		profile, ref, worker, errText, key  pgtype.Text
 		status                              string
@@ -71,7 +72,7 @@ func scanRecord(row scanner) (*queues.Record, error) {
 	r.ExecutionProfile = profile.String
 	r.ExecutionRef = ref.String
 	r.WorkerID = worker.String
-	r.Status = queues.Status(status)
+	r.Status = queuestype.Status(status)
 	r.Priority, r.MaxRetries, r.RetryCount = int(prio), int(maxRetries), int(retryCount)
 	r.ScheduledAt = tsTime(sched)
 	r.ExpiresAt = tsTime(expires)
@@ -98,7 +99,7 @@ var pgEpoch = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
 // paths decode thousands of records per second). ok is false when a column
 // did not arrive in the expected binary format; the caller then scans
 // normally.
-func decodeRaw(rows pgx.Rows) (*queues.Record, bool, error) {
+func decodeRaw(rows pgx.Rows) (*queuestype.Record, bool, error) {
 	fds := rows.FieldDescriptions()
 	v := rows.RawValues()
 	if len(v) != len(recordColumns) {
@@ -115,7 +116,7 @@ func decodeRaw(rows pgx.Rows) (*queues.Record, bool, error) {
 			}
 		}
 	}
-	var r queues.Record
+	var r queuestype.Record
 	if len(v[0]) != 16 {
 		return nil, false, nil
 	}
@@ -165,7 +166,7 @@ func decodeRaw(rows pgx.Rows) (*queues.Record, bool, error) {
 	r.ExecutionProfile = name(v[5])
 	r.ExecutionRef = str(v[6])
 	r.WorkerID = name(v[7])
-	r.Status = queues.Status(name(v[8]))
+	r.Status = queuestype.Status(name(v[8]))
 	var ok1, ok2, ok3 bool
 	r.Priority, ok1 = i4(v[9])
 	r.MaxRetries, ok2 = i4(v[10])
@@ -202,12 +203,12 @@ func decodeRaw(rows pgx.Rows) (*queues.Record, bool, error) {
 }
 
 // collectRecords reads every row of rows as a record.
-func collectRecords(rows pgx.Rows, err error) ([]*queues.Record, error) {
+func collectRecords(rows pgx.Rows, err error) ([]*queuestype.Record, error) {
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var out []*queues.Record
+	var out []*queuestype.Record
 	for rows.Next() {
 		r, err := scanRecord(rows)
 		if err != nil {
@@ -219,7 +220,7 @@ func collectRecords(rows pgx.Rows, err error) ([]*queues.Record, error) {
 }
 
 // collectOne reads at most one record; nil when there is no row.
-func collectOne(rows pgx.Rows, err error) (*queues.Record, error) {
+func collectOne(rows pgx.Rows, err error) (*queuestype.Record, error) {
 	recs, err := collectRecords(rows, err)
 	if err != nil || len(recs) == 0 {
 		return nil, err
@@ -246,7 +247,7 @@ func ts(t time.Time) pgtype.Timestamptz {
 func text(s string) pgtype.Text { return pgtype.Text{String: s, Valid: s != ""} }
 
 // claimLess is the claim order: priority DESC, queued_at, created_at, id.
-func claimLess(a, b *queues.Record) bool {
+func claimLess(a, b *queuestype.Record) bool {
 	if a.Priority != b.Priority {
 		return a.Priority > b.Priority
 	}
@@ -301,7 +302,7 @@ func decodeMetadata(raw []byte) (map[string]any, error) {
 		cached, ok := metaCache.m[string(raw)]
 		metaCache.Unlock()
 		if ok {
-			return queues.CloneMetadata(cached), nil
+			return queuestype.CloneMetadata(cached), nil
 		}
 	}
 	var m map[string]any
@@ -316,7 +317,7 @@ func decodeMetadata(raw []byte) (map[string]any, error) {
 		if metaCache.m == nil || len(metaCache.m) >= metaCacheMax {
 			metaCache.m = make(map[string]map[string]any, metaCacheMax)
 		}
-		metaCache.m[string(raw)] = queues.CloneMetadata(m)
+		metaCache.m[string(raw)] = queuestype.CloneMetadata(m)
 		metaCache.Unlock()
 	}
 	return m, nil

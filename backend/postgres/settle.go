@@ -9,18 +9,20 @@ import (
 	"strings"
 	"time"
 
+	"github.com/queuesgo/queues/driver"
+	"github.com/queuesgo/queues/queuestype"
+
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
-	"github.com/queuesgo/queues"
 )
 
 type completeOp struct {
 	id      uuid.UUID
 	gen     int
 	result  []byte
-	claimed *queues.Record // optional (CompleteParams.Claimed)
-	bare    bool           // CompleteParams.NoRecord
+	claimed *queuestype.Record // optional (CompleteParams.Claimed)
+	bare    bool               // CompleteParams.NoRecord
 }
 
 type failOp struct {
@@ -43,9 +45,9 @@ type touchOp struct {
 // kept). Concurrent calls are coalesced into one
 // UPDATE … FROM unnest(ids, generations, results) statement, each row still
 // fenced on status=running and its own generation; a caller whose fence did
-// not hold gets an error matching queues.ErrFenceLost (and
-// queues.ErrTaskNotFound when the record does not exist).
-func (b *Backend) Complete(ctx context.Context, p queues.CompleteParams) (*queues.Record, error) {
+// not hold gets an error matching queuestype.ErrFenceLost (and
+// queuestype.ErrTaskNotFound when the record does not exist).
+func (b *Backend) Complete(ctx context.Context, p driver.CompleteParams) (*queuestype.Record, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -60,7 +62,7 @@ func (b *Backend) Complete(ctx context.Context, p queues.CompleteParams) (*queue
 	return r, err
 }
 
-func (b *Backend) flushComplete(ctx context.Context, ops []*op[completeOp, *queues.Record]) {
+func (b *Backend) flushComplete(ctx context.Context, ops []*op[completeOp, *queuestype.Record]) {
 	for _, round := range rounds(ops, func(c completeOp) uuid.UUID { return c.id }) {
 		ids := make([][16]byte, len(round))
 		gens := make([]int32, len(round))
@@ -71,7 +73,7 @@ func (b *Backend) flushComplete(ctx context.Context, ops []*op[completeOp, *queu
 			slim = slim && o.in.claimed != nil && o.in.claimed.ID == o.in.id
 			bare = bare && o.in.bare
 		}
-		var recs []*queues.Record
+		var recs []*queuestype.Record
 		var err error
 		switch {
 		case bare:
@@ -81,7 +83,7 @@ func (b *Backend) flushComplete(ctx context.Context, ops []*op[completeOp, *queu
 				if err := rows.Scan(&id); err != nil {
 					return err
 				}
-				recs = append(recs, &queues.Record{ID: id})
+				recs = append(recs, &queuestype.Record{ID: id})
 				return nil
 			})
 		case slim:
@@ -97,12 +99,12 @@ func (b *Backend) flushComplete(ctx context.Context, ops []*op[completeOp, *queu
 // are not known from the claimed records (completed_at, and worker_id,
 // execution_ref and metadata, which may have changed while the record ran);
 // the rest of each returned record is its claimed record.
-func (b *Backend) completeSlim(ctx context.Context, round []*op[completeOp, *queues.Record], ids [][16]byte, gens []int32, results [][]byte) ([]*queues.Record, error) {
-	byID := make(map[uuid.UUID]*op[completeOp, *queues.Record], len(round))
+func (b *Backend) completeSlim(ctx context.Context, round []*op[completeOp, *queuestype.Record], ids [][16]byte, gens []int32, results [][]byte) ([]*queuestype.Record, error) {
+	byID := make(map[uuid.UUID]*op[completeOp, *queuestype.Record], len(round))
 	for _, o := range round {
 		byID[o.in.id] = o
 	}
-	out := make([]*queues.Record, 0, len(round))
+	out := make([]*queuestype.Record, 0, len(round))
 	err := queryPinned(ctx, b.pool, b.q.completeSlim, []any{ids, gens, results}, func(rows pgx.Rows) error {
 		var id uuid.UUID
 		var completedAt pgtype.Timestamptz
@@ -121,7 +123,7 @@ func (b *Backend) completeSlim(ctx context.Context, round []*op[completeOp, *que
 		}
 		r := *o.in.claimed
 		r.Args = bytes.Clone(r.Args)
-		r.Status = queues.StatusCompleted
+		r.Status = queuestype.StatusCompleted
 		r.CompletedAt = tsTime(completedAt)
 		r.HeartbeatAt = time.Time{}
 		r.Result = nil
@@ -140,7 +142,7 @@ func (b *Backend) completeSlim(ctx context.Context, round []*op[completeOp, *que
 
 // settleResults hands each op of a coalesced write its record, or the error
 // for a fence that did not hold (one existence query for all of them).
-func settleResults[I any](b *Backend, ctx context.Context, op string, round []*op[I, *queues.Record], recs []*queues.Record, err error, id func(I) uuid.UUID) {
+func settleResults[I any](b *Backend, ctx context.Context, op string, round []*op[I, *queuestype.Record], recs []*queuestype.Record, err error, id func(I) uuid.UUID) {
 	if err != nil {
 		err = b.wrap(op, err)
 		for _, o := range round {
@@ -148,7 +150,7 @@ func settleResults[I any](b *Backend, ctx context.Context, op string, round []*o
 		}
 		return
 	}
-	byID := make(map[uuid.UUID]*queues.Record, len(recs))
+	byID := make(map[uuid.UUID]*queuestype.Record, len(recs))
 	for _, r := range recs {
 		byID[r.ID] = r
 	}
@@ -195,7 +197,7 @@ func settleResults[I any](b *Backend, ctx context.Context, op string, round []*o
 }
 
 // settleResults is the method form used by the flushers.
-func (b *Backend) settleResults(ctx context.Context, op string, round []*op[completeOp, *queues.Record], recs []*queues.Record, err error, id func(completeOp) uuid.UUID) {
+func (b *Backend) settleResults(ctx context.Context, op string, round []*op[completeOp, *queuestype.Record], recs []*queuestype.Record, err error, id func(completeOp) uuid.UUID) {
 	settleResults(b, ctx, op, round, recs, err, id)
 }
 
@@ -207,7 +209,7 @@ func (b *Backend) settleResults(ctx context.Context, op string, round []*op[comp
 // max_retries) the record is requeued — scheduled at now()+p.RetryDelay when
 // positive, else pending (a wakeup hint) — otherwise it fails terminally.
 // Concurrent calls are coalesced into one statement like Complete.
-func (b *Backend) Fail(ctx context.Context, p queues.FailParams) (*queues.Record, error) {
+func (b *Backend) Fail(ctx context.Context, p driver.FailParams) (*queuestype.Record, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -218,7 +220,7 @@ func (b *Backend) Fail(ctx context.Context, p queues.FailParams) (*queues.Record
 	return b.failer.do(ctx, o)
 }
 
-func (b *Backend) flushFail(ctx context.Context, ops []*op[failOp, *queues.Record]) {
+func (b *Backend) flushFail(ctx context.Context, ops []*op[failOp, *queuestype.Record]) {
 	wake := false
 	for _, round := range rounds(ops, func(f failOp) uuid.UUID { return f.id }) {
 		n := len(round)
@@ -231,7 +233,7 @@ func (b *Backend) flushFail(ctx context.Context, ops []*op[failOp, *queues.Recor
 		recs, err := recordsPinned(ctx, b.pool, b.q.fail, ids, gens, errs, retry, refs, delays)
 		settleResults(b, ctx, "fail", round, recs, err, func(f failOp) uuid.UUID { return f.id })
 		for _, r := range recs {
-			if r.Status == queues.StatusPending {
+			if r.Status == queuestype.StatusPending {
 				wake = true
 			}
 		}
@@ -244,8 +246,8 @@ func (b *Backend) flushFail(ctx context.Context, ops []*op[failOp, *queues.Recor
 // Cancel cancels a pending or scheduled record, or a running one when
 // p.IncludeRunning, fenced on the optional generation. worker_id is kept so
 // control hints can reach the owner. Any other state returns an error
-// matching queues.ErrFenceLost.
-func (b *Backend) Cancel(ctx context.Context, p queues.CancelParams) (*queues.Record, error) {
+// matching queuestype.ErrFenceLost.
+func (b *Backend) Cancel(ctx context.Context, p driver.CancelParams) (*queuestype.Record, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -269,7 +271,7 @@ func (b *Backend) Cancel(ctx context.Context, p queues.CancelParams) (*queues.Re
 // Metadata match when each of their top-level keys is present with an equal
 // JSON value (jsonb equality). The cancelled records are returned in claim
 // order.
-func (b *Backend) CancelMatching(ctx context.Context, f queues.CancelFilter) ([]*queues.Record, error) {
+func (b *Backend) CancelMatching(ctx context.Context, f driver.CancelFilter) ([]*queuestype.Record, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -298,7 +300,7 @@ func (b *Backend) CancelMatching(ctx context.Context, f queues.CancelFilter) ([]
 		for _, k := range keys {
 			v, err := json.Marshal(m.filter[k])
 			if err != nil {
-				return nil, &queues.ConfigError{Field: "CancelFilter." + m.col, Problem: "value of " + k + " is not JSON: " + err.Error()}
+				return nil, &queuestype.ConfigError{Field: "CancelFilter." + m.col, Problem: "value of " + k + " is not JSON: " + err.Error()}
 			}
 			where = append(where, "jsonb_typeof(x."+m.col+") = 'object' AND (x."+m.col+" -> "+a.add(k)+"::text) = "+a.add(string(v))+"::jsonb")
 		}
@@ -311,14 +313,14 @@ RETURNING ` + cols("t")
 	if err != nil {
 		return nil, b.wrap("cancel matching", err)
 	}
-	slices.SortFunc(recs, func(x, y *queues.Record) int {
+	slices.SortFunc(recs, func(x, y *queuestype.Record) int {
 		if claimLess(x, y) {
 			return -1
 		}
 		return 1
 	})
 	if recs == nil {
-		recs = []*queues.Record{}
+		recs = []*queuestype.Record{}
 	}
 	return recs, nil
 }
@@ -328,8 +330,8 @@ RETURNING ` + cols("t")
 // metadata.interruptions+1, queued_at=now(), scheduled_at, started_at,
 // heartbeat_at, completed_at, execution_ref and worker_id cleared, priority
 // kept; workers are woken. Any other state returns an error matching
-// queues.ErrFenceLost.
-func (b *Backend) Interrupt(ctx context.Context, p queues.InterruptParams) (*queues.Record, error) {
+// queuestype.ErrFenceLost.
+func (b *Backend) Interrupt(ctx context.Context, p driver.InterruptParams) (*queuestype.Record, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -351,8 +353,8 @@ func (b *Backend) Interrupt(ctx context.Context, p queues.InterruptParams) (*que
 // coalesced into one UPDATE … FROM unnest(…) statement. Each touch's ID is
 // reported in Touched or Missed; an ID touched with two generations appears
 // in both.
-func (b *Backend) TouchHeartbeats(ctx context.Context, touches []queues.HeartbeatTouch) (queues.HeartbeatResult, error) {
-	var res queues.HeartbeatResult
+func (b *Backend) TouchHeartbeats(ctx context.Context, touches []driver.HeartbeatTouch) (driver.HeartbeatResult, error) {
+	var res driver.HeartbeatResult
 	if err := ctx.Err(); err != nil {
 		return res, err
 	}
@@ -368,7 +370,7 @@ func (b *Backend) TouchHeartbeats(ctx context.Context, touches []queues.Heartbea
 		if len(t.MetadataPatch) > 0 {
 			p, err := json.Marshal(t.MetadataPatch)
 			if err != nil {
-				return res, &queues.ConfigError{Field: "HeartbeatTouch.MetadataPatch", Problem: err.Error()}
+				return res, &queuestype.ConfigError{Field: "HeartbeatTouch.MetadataPatch", Problem: err.Error()}
 			}
 			ins[i].patch = p
 		}
@@ -379,7 +381,7 @@ func (b *Backend) TouchHeartbeats(ctx context.Context, touches []queues.Heartbea
 	}
 	for _, o := range ops {
 		if o.err != nil {
-			return queues.HeartbeatResult{}, o.err
+			return driver.HeartbeatResult{}, o.err
 		}
 		if o.out {
 			res.Touched = append(res.Touched, o.in.id)
@@ -419,7 +421,7 @@ func (b *Backend) flushTouch(ctx context.Context, ops []*op[touchOp, bool]) {
 // NullHeartbeats clears heartbeat_at of each fenced running record whose
 // generation matches, so stale recovery takes it at once; one statement,
 // through the heartbeat pool when set. Other records are left alone.
-func (b *Backend) NullHeartbeats(ctx context.Context, fences []queues.Fence) error {
+func (b *Backend) NullHeartbeats(ctx context.Context, fences []queuestype.Fence) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -428,7 +430,7 @@ func (b *Backend) NullHeartbeats(ctx context.Context, fences []queues.Fence) err
 	}
 	// In ID order, like the batched writes (see rounds).
 	fences = slices.Clone(fences)
-	slices.SortFunc(fences, func(x, y queues.Fence) int { return bytes.Compare(x.ID[:], y.ID[:]) })
+	slices.SortFunc(fences, func(x, y queuestype.Fence) int { return bytes.Compare(x.ID[:], y.ID[:]) })
 	ids, gens := make([][16]byte, len(fences)), make([]int32, len(fences))
 	for i, f := range fences {
 		ids[i], gens[i] = [16]byte(f.ID), int32(f.RetryCount)
@@ -443,13 +445,13 @@ func (b *Backend) NullHeartbeats(ctx context.Context, fences []queues.Fence) err
 // the candidates, then one unnest-driven UPDATE of every decision fenced on
 // status running, the generation and a heartbeat that is still stale when
 // the row is written (a touch committing meanwhile is waited for and
-// re-checked, so a freshly touched record is skipped, never requeued). queues.StaleRequeueDecision picks per record: requeue (a new
-// generation like a retry, error kept or queues.StaleError, priority
-// mapped through p.Priority) or fail with queues.StaleError (also listed in
+// re-checked, so a freshly touched record is skipped, never requeued). driver.StaleRequeueDecision picks per record: requeue (a new
+// generation like a retry, error kept or driver.StaleError, priority
+// mapped through p.Priority) or fail with driver.StaleError (also listed in
 // HandlerNeeded when requeue_on_stale is false). Records whose fence no
 // longer held are counted in Skipped.
-func (b *Backend) RecoverStale(ctx context.Context, p queues.StaleParams) (queues.StaleRecovery, error) {
-	var res queues.StaleRecovery
+func (b *Backend) RecoverStale(ctx context.Context, p driver.StaleParams) (driver.StaleRecovery, error) {
+	var res driver.StaleRecovery
 	if err := ctx.Err(); err != nil {
 		return res, err
 	}
@@ -457,7 +459,7 @@ func (b *Backend) RecoverStale(ctx context.Context, p queues.StaleParams) (queue
 	if limit <= 0 {
 		limit = 100
 	}
-	var cands []*queues.Record
+	var cands []*queuestype.Record
 	var err error
 	if p.StaleAfter < 0 {
 		cands, err = collectRecords(b.pool.Query(ctx, b.q.staleAll, limit))
@@ -476,18 +478,18 @@ func (b *Backend) RecoverStale(ctx context.Context, p queues.StaleParams) (queue
 	handler := map[uuid.UUID]bool{}
 	for i, r := range cands {
 		ids[i], gens[i] = r.ID, int32(r.RetryCount)
-		rq, hn, delay := queues.StaleRequeueDecision(r)
+		rq, hn, delay := driver.StaleRequeueDecision(r)
 		requeue[i], delays[i], prios[i] = rq, delay.Microseconds(), int32(r.Priority)
 		if rq {
 			errs[i] = r.Error
 			if errs[i] == "" {
-				errs[i] = queues.StaleError
+				errs[i] = driver.StaleError
 			}
 			if p.Priority != nil {
 				prios[i] = int32(p.Priority(r.Priority))
 			}
 		} else {
-			errs[i] = queues.StaleError
+			errs[i] = driver.StaleError
 			if hn {
 				handler[r.ID] = true
 			}
@@ -501,20 +503,20 @@ func (b *Backend) RecoverStale(ctx context.Context, p queues.StaleParams) (queue
 	wake := false
 	for _, r := range recs {
 		switch r.Status {
-		case queues.StatusFailed:
+		case queuestype.StatusFailed:
 			res.Failed = append(res.Failed, r)
 			if handler[r.ID] {
 				res.HandlerNeeded = append(res.HandlerNeeded, r.ID)
 			}
 		default:
 			res.Requeued++
-			if r.Status == queues.StatusPending {
+			if r.Status == queuestype.StatusPending {
 				wake = true
 			}
 		}
 	}
 	res.Skipped = n - len(recs)
-	slices.SortFunc(res.Failed, func(x, y *queues.Record) int {
+	slices.SortFunc(res.Failed, func(x, y *queuestype.Record) int {
 		return slices.Index(ids, x.ID) - slices.Index(ids, y.ID)
 	})
 	if wake {
@@ -526,14 +528,14 @@ func (b *Backend) RecoverStale(ctx context.Context, p queues.StaleParams) (queue
 // ExpireOverdue expires up to limit (≤ 0 means 100) pending/scheduled
 // records holding no execution_ref whose expires_at ≤ now(), ordered by
 // expires_at, created_at, and returns them.
-func (b *Backend) ExpireOverdue(ctx context.Context, limit int) ([]*queues.Record, error) {
+func (b *Backend) ExpireOverdue(ctx context.Context, limit int) ([]*queuestype.Record, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	if limit <= 0 {
 		limit = 100
 	}
-	var recs []*queues.Record
+	var recs []*queuestype.Record
 	err := queryPinnedAll(ctx, b.pool, pinnedStmt{sql: sortOff, each: ignoreRows},
 		pinnedStmt{sql: b.q.expire, args: []any{limit}, each: appendRecords(&recs)})
 	if err != nil {

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/queuesgo/queues/driver"
+
 	"github.com/queuesgo/queues"
 )
 
@@ -157,11 +159,11 @@ func BenchmarkEndToEnd(b *testing.B) {
 func BenchmarkClaimComplete(b *testing.B) {
 	be := newTestBackend(b, Options{})
 	ctx := context.Background()
-	items := make([]queues.EnqueueParams, 0, 1000)
+	items := make([]driver.EnqueueParams, 0, 1000)
 	for start := 0; start < b.N; start += 1000 {
 		items = items[:0]
 		for i := start; i < min(start+1000, b.N); i++ {
-			items = append(items, queues.EnqueueParams{TaskName: "noop", Args: json.RawMessage(`{"I":1}`), Queue: queues.DefaultQueue, ExecutionBackend: "local"})
+			items = append(items, driver.EnqueueParams{TaskName: "noop", Args: json.RawMessage(`{"I":1}`), Queue: queues.DefaultQueue, ExecutionBackend: "local"})
 		}
 		if _, err := be.Enqueue(ctx, items); err != nil {
 			b.Fatal(err)
@@ -175,7 +177,7 @@ func BenchmarkClaimComplete(b *testing.B) {
 	var claimServer, completeServer float64 // server CPU seconds in each phase
 	for done < b.N {
 		c0 := takeCPU(b)
-		res, err := be.ClaimMany(ctx, queues.ClaimParams{Limit: 100, WorkerID: "bench", ExecutionBackend: "local", ExpireOverdue: true})
+		res, err := be.ClaimMany(ctx, driver.ClaimParams{Limit: 100, WorkerID: "bench", ExecutionBackend: "local", ExpireOverdue: true})
 		c1 := takeCPU(b)
 		claimServer += c1.server - c0.server
 		if err != nil {
@@ -188,7 +190,7 @@ func BenchmarkClaimComplete(b *testing.B) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				if _, err := be.Complete(ctx, queues.CompleteParams{ID: rec.ID, ExpectedRetryCount: rec.RetryCount, Result: result, Claimed: rec}); err != nil {
+				if _, err := be.Complete(ctx, driver.CompleteParams{ID: rec.ID, ExpectedRetryCount: rec.RetryCount, Result: result, Claimed: rec}); err != nil {
 					b.Error(err)
 				}
 			}()
@@ -211,7 +213,7 @@ func BenchmarkEnqueue(b *testing.B) {
 	b.SetParallelism(4)
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
-		item := []queues.EnqueueParams{{TaskName: "noop", Args: args, Queue: queues.DefaultQueue, ExecutionBackend: "local"}}
+		item := []driver.EnqueueParams{{TaskName: "noop", Args: args, Queue: queues.DefaultQueue, ExecutionBackend: "local"}}
 		for pb.Next() {
 			if _, err := be.Enqueue(ctx, item); err != nil {
 				b.Error(err)

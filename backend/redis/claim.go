@@ -8,8 +8,10 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/queuesgo/queues/driver"
+	"github.com/queuesgo/queues/queuestype"
+
 	"github.com/google/uuid"
-	"github.com/queuesgo/queues"
 	goredis "github.com/redis/go-redis/v9"
 )
 
@@ -21,8 +23,8 @@ import (
 // unreserved records of those partitions (at most 1000), returned in
 // Expired. Each claimed record becomes running with worker_id, started_at
 // and heartbeat_at set. Limit ≤ 0 returns an empty result.
-func (b *Backend) ClaimMany(ctx context.Context, p queues.ClaimParams) (queues.ClaimResult, error) {
-	var res queues.ClaimResult
+func (b *Backend) ClaimMany(ctx context.Context, p driver.ClaimParams) (driver.ClaimResult, error) {
+	var res driver.ClaimResult
 	if err := ctx.Err(); err != nil {
 		return res, err
 	}
@@ -103,7 +105,7 @@ func (b *Backend) ClaimMany(ctx context.Context, p queues.ClaimParams) (queues.C
 // ListPending lists due, unexpired, not reservation-marked pending/scheduled
 // records in claim order, with the queue and execution-backend filters.
 // Limit ≤ 0 means 100. Due scheduled records are promoted on the way.
-func (b *Backend) ListPending(ctx context.Context, p queues.ListPendingParams) ([]*queues.Record, error) {
+func (b *Backend) ListPending(ctx context.Context, p driver.ListPendingParams) ([]*queuestype.Record, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -151,7 +153,7 @@ func (b *Backend) NextDue(ctx context.Context, queueNames []string) (time.Time, 
 // ExpireOverdue expires up to limit (≤ 0 means 100) pending/scheduled records
 // holding no execution_ref whose expires_at ≤ Redis time, oldest deadline
 // (then created_at, id) first, and returns them.
-func (b *Backend) ExpireOverdue(ctx context.Context, limit int) ([]*queues.Record, error) {
+func (b *Backend) ExpireOverdue(ctx context.Context, limit int) ([]*queuestype.Record, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -192,13 +194,13 @@ func (b *Backend) CleanupTerminal(ctx context.Context, before time.Time, limit i
 // JSON value. Candidates are read from the status indexes in chunks and
 // matched here; each cancel is then fenced on status and the ref. The
 // cancelled records are returned in claim order.
-func (b *Backend) CancelMatching(ctx context.Context, f queues.CancelFilter) ([]*queues.Record, error) {
+func (b *Backend) CancelMatching(ctx context.Context, f driver.CancelFilter) ([]*queuestype.Record, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	statuses := []queues.Status{queues.StatusPending, queues.StatusScheduled}
+	statuses := []queuestype.Status{queuestype.StatusPending, queuestype.StatusScheduled}
 	if f.IncludeRunning {
-		statuses = append(statuses, queues.StatusRunning)
+		statuses = append(statuses, queuestype.StatusRunning)
 	}
 	qs := []string{f.Queue}
 	if f.Queue == "" {
@@ -239,13 +241,13 @@ func (b *Backend) CancelMatching(ctx context.Context, f queues.CancelFilter) ([]
 	}
 	slices.SortFunc(out, claimLess)
 	if out == nil {
-		out = []*queues.Record{}
+		out = []*queuestype.Record{}
 	}
 	return out, nil
 }
 
 // matches applies the args and metadata subset filters.
-func matches(r *queues.Record, f queues.CancelFilter) bool {
+func matches(r *queuestype.Record, f driver.CancelFilter) bool {
 	if len(f.Metadata) > 0 && !subsetMatch(f.Metadata, r.Metadata) {
 		return false
 	}

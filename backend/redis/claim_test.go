@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/queuesgo/queues"
+	"github.com/queuesgo/queues/driver"
 )
 
 // The running index of a queue holds only in-flight records, so it is
@@ -16,16 +16,16 @@ import (
 func TestClaimKeepsRunningIndexASkiplist(t *testing.T) {
 	b := newTestBackend(t, Options{})
 	ctx := t.Context()
-	items := make([]queues.EnqueueParams, 5)
+	items := make([]driver.EnqueueParams, 5)
 	for i := range items {
-		items[i] = queues.EnqueueParams{TaskName: "noop", Args: json.RawMessage(`{}`), Queue: "q1", ExecutionBackend: "local"}
+		items[i] = driver.EnqueueParams{TaskName: "noop", Args: json.RawMessage(`{}`), Queue: "q1", ExecutionBackend: "local"}
 	}
 	if _, err := b.Enqueue(ctx, items); err != nil {
 		t.Fatal(err)
 	}
 	key := b.prefix + ":idx:running:q1"
 	for round, limit := range []int{3, 2} {
-		res, err := b.ClaimMany(ctx, queues.ClaimParams{Limit: limit, WorkerID: "w", ExecutionBackend: "local"})
+		res, err := b.ClaimMany(ctx, driver.ClaimParams{Limit: limit, WorkerID: "w", ExecutionBackend: "local"})
 		if err != nil {
 			t.Fatal(err)
 		}

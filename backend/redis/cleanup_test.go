@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/queuesgo/queues/driver"
+
 	"github.com/queuesgo/queues"
 	goredis "github.com/redis/go-redis/v9"
 )
@@ -19,7 +21,7 @@ func TestCleanupCompletedIndexes(t *testing.T) {
 	ctx := t.Context()
 	enq := func(task string) *queues.Record {
 		t.Helper()
-		out, err := b.Enqueue(ctx, []queues.EnqueueParams{{TaskName: task, Args: json.RawMessage(`{}`), Queue: "q", ExecutionBackend: "local"}})
+		out, err := b.Enqueue(ctx, []driver.EnqueueParams{{TaskName: task, Args: json.RawMessage(`{}`), Queue: "q", ExecutionBackend: "local"}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -27,11 +29,11 @@ func TestCleanupCompletedIndexes(t *testing.T) {
 	}
 	complete := func(rec *queues.Record, claimed bool) {
 		t.Helper()
-		res, err := b.ClaimByID(ctx, queues.ClaimByIDParams{ID: rec.ID, WorkerID: "w"})
+		res, err := b.ClaimByID(ctx, driver.ClaimByIDParams{ID: rec.ID, WorkerID: "w"})
 		if err != nil || len(res.Claimed) != 1 {
 			t.Fatalf("ClaimByID: %v %+v", err, res)
 		}
-		p := queues.CompleteParams{ID: rec.ID, ExpectedRetryCount: 0}
+		p := driver.CompleteParams{ID: rec.ID, ExpectedRetryCount: 0}
 		if claimed {
 			p.Claimed = res.Claimed[0] // the hot path (luaComplete)
 		}
@@ -44,10 +46,10 @@ func TestCleanupCompletedIndexes(t *testing.T) {
 	complete(ops, false)
 	complete(old, true)
 	failed := enq("a")
-	if _, err := b.ClaimByID(ctx, queues.ClaimByIDParams{ID: failed.ID, WorkerID: "w"}); err != nil {
+	if _, err := b.ClaimByID(ctx, driver.ClaimByIDParams{ID: failed.ID, WorkerID: "w"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.Fail(ctx, queues.FailParams{ID: failed.ID, Error: "boom"}); err != nil {
+	if _, err := b.Fail(ctx, driver.FailParams{ID: failed.ID, Error: "boom"}); err != nil {
 		t.Fatal(err)
 	}
 	// What a layout-1 build wrote for old: a <p>:terminal entry as well.

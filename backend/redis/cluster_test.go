@@ -11,7 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/queuesgo/queues"
+	"github.com/queuesgo/queues/driver"
+
 	"github.com/queuesgo/queues/backend/backendtest"
 	goredis "github.com/redis/go-redis/v9"
 )
@@ -89,7 +90,7 @@ func TestClusterContract(t *testing.T) {
 		t.Fatalf("cluster ping: %v", err)
 	}
 	backendtest.Run(t, backendtest.Factory{
-		New: func(t *testing.T) queues.Backend {
+		New: func(t *testing.T) driver.Backend {
 			b, err := New(client, Options{Prefix: randName("p"), Namespace: randName("ns")})
 			if err != nil {
 				t.Fatal(err)

@@ -8,8 +8,10 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/queuesgo/queues/driver"
+	"github.com/queuesgo/queues/queuestype"
+
 	"github.com/google/uuid"
-	"github.com/queuesgo/queues"
 )
 
 // completeReq is one Complete call on the hot path (luaComplete).
@@ -76,12 +78,12 @@ func (c *completer) sendCompletes(reqs []*completeReq) {
 // Complete settles the running generation p.ExpectedRetryCount as completed
 // with p.Result; completed_at is set, heartbeat_at and the error cleared and
 // worker_id kept, and the ID is announced on the completions channel. Any
-// other state returns an error matching queues.ErrFenceLost. With
+// other state returns an error matching queuestype.ErrFenceLost. With
 // p.NoRecord it returns no record; with the claimed record in p.Claimed it
 // returns that record updated with what the write changed; otherwise it
 // reads the record back.
-func (b *Backend) Complete(ctx context.Context, p queues.CompleteParams) (*queues.Record, error) {
-	var cached *queues.Record
+func (b *Backend) Complete(ctx context.Context, p driver.CompleteParams) (*queuestype.Record, error) {
+	var cached *queuestype.Record
 	if !p.NoRecord && p.Claimed != nil && p.Claimed.ID == p.ID {
 		cached = p.Claimed.Clone()
 	}
@@ -99,7 +101,7 @@ func (b *Backend) Complete(ctx context.Context, p queues.CompleteParams) (*queue
 		return nil, err
 	}
 	rec := cached
-	rec.Status = queues.StatusCompleted
+	rec.Status = queuestype.StatusCompleted
 	rec.Error = ""
 	rec.HeartbeatAt = time.Time{}
 	rec.Result = nil

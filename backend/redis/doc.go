@@ -11,9 +11,9 @@
 // so worker clock skew cannot reorder or mis-expire records. Writes are
 // compare-and-set exactly as SPEC §3.1: settling writes are fenced on status
 // and retry_count (the generation), a guard that does not hold changes
-// nothing and returns an error matching queues.ErrFenceLost (also
-// queues.ErrTaskNotFound for a missing ID), and a priority outside
-// −1000..1000 fails the enqueue with queues.ErrConfig. The backend passes
+// nothing and returns an error matching queuestype.ErrFenceLost (also
+// queuestype.ErrTaskNotFound for a missing ID), and a priority outside
+// −1000..1000 fails the enqueue with queuestype.ErrConfig. The backend passes
 // the shared contract suite (backend/backendtest) unchanged.
 //
 // # Keys
@@ -95,7 +95,7 @@
 // which cancel running attempts within milliseconds), and completion
 // announcements on "<p>:completions" (the IDs that turned terminal in one
 // script call, comma-separated), which make queues.TaskResult.Wait return
-// as soon as the record is terminal (queues.CompletionWaiter). <ns> is
+// as soon as the record is terminal (driver.CompletionWaiter). <ns> is
 // Options.Namespace (default "queues", SPEC §19). The subscription starts
 // on first use. When it breaks (server restart, CLIENT KILL, network), every
 // Wakeups and WorkerControl channel handed out is closed and completion

@@ -7,8 +7,10 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/queuesgo/queues/driver"
+	"github.com/queuesgo/queues/queuestype"
+
 	"github.com/google/uuid"
-	"github.com/queuesgo/queues"
 )
 
 // Enqueue inserts the items atomically in one script call and returns one
@@ -18,32 +20,32 @@ import (
 // with Existing set; a key held by a terminal record is taken over. A
 // forever item whose key is reserved returns the owner reservation (Record
 // nil, Existing set); one whose key is held by an active non-forever record
-// gets a per-item error matching queues.ErrIdentityConflict; otherwise the
+// gets a per-item error matching queuestype.ErrIdentityConflict; otherwise the
 // insert and its reservation happen together. Items repeating a key of an
 // earlier item of the same call resolve to that item's outcome. A record ID
 // that already exists fails the whole call and writes nothing, as does a
-// priority outside queues.MinPriority..queues.MaxPriority (an error matching
-// queues.ErrConfig). One wakeup is published when any new record is due.
+// priority outside queuestype.MinPriority..queuestype.MaxPriority (an error matching
+// queuestype.ErrConfig). One wakeup is published when any new record is due.
 //
 // The whole call is one Lua script, so a very large batch blocks the server
 // while it runs (about 5 µs per item); callers enqueue in batches of a few
 // thousand.
-func (b *Backend) Enqueue(ctx context.Context, items []queues.EnqueueParams) ([]queues.EnqueueOutcome, error) {
+func (b *Backend) Enqueue(ctx context.Context, items []driver.EnqueueParams) ([]driver.EnqueueOutcome, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	if len(items) == 0 {
-		return []queues.EnqueueOutcome{}, nil
+		return []driver.EnqueueOutcome{}, nil
 	}
-	recs := make([]*queues.Record, len(items))
+	recs := make([]*queuestype.Record, len(items))
 	args := make([]any, 0, 1+len(items)*13)
 	args = append(args, len(items))
 	for i := range items {
 		p := &items[i]
-		if p.Priority < queues.MinPriority || p.Priority > queues.MaxPriority {
-			return nil, &queues.ConfigError{
+		if p.Priority < queuestype.MinPriority || p.Priority > queuestype.MaxPriority {
+			return nil, &queuestype.ConfigError{
 				Field:   fmt.Sprintf("items[%d].Priority", i),
-				Problem: fmt.Sprintf("%d is outside %d..%d", p.Priority, queues.MinPriority, queues.MaxPriority),
+				Problem: fmt.Sprintf("%d is outside %d..%d", p.Priority, queuestype.MinPriority, queuestype.MaxPriority),
 			}
 		}
 		id := p.ID
@@ -53,7 +55,7 @@ func (b *Backend) Enqueue(ctx context.Context, items []queues.EnqueueParams) ([]
 				return nil, fmt.Errorf("redis: generate task id: %w", err)
 			}
 		}
-		r := &queues.Record{
+		r := &queuestype.Record{
 			ID:               id,
 			TaskName:         p.TaskName,
 			Queue:            p.Queue,
@@ -68,7 +70,7 @@ func (b *Backend) Enqueue(ctx context.Context, items []queues.EnqueueParams) ([]
 			r.Args = append(json.RawMessage(nil), p.Args...)
 		}
 		if r.Queue == "" {
-			r.Queue = queues.DefaultQueue
+			r.Queue = queuestype.DefaultQueue
 		}
 		if r.ExecutionBackend == "" {
 			r.ExecutionBackend = "local"
@@ -108,7 +110,7 @@ func (b *Backend) Enqueue(ctx context.Context, items []queues.EnqueueParams) ([]
 	if len(outs) != len(items) {
 		return nil, fmt.Errorf("redis: enqueue returned %d outcomes for %d items", len(outs), len(items))
 	}
-	result := make([]queues.EnqueueOutcome, len(items))
+	result := make([]driver.EnqueueOutcome, len(items))
 	for i, o := range outs {
 		rep, err := parseReply(o)
 		if err != nil {
@@ -120,9 +122,9 @@ func (b *Backend) Enqueue(ctx context.Context, items []queues.EnqueueParams) ([]
 			r := recs[i]
 			r.CreatedAt, r.QueuedAt = now, now
 			if r.ScheduledAt.After(now) {
-				r.Status = queues.StatusScheduled
+				r.Status = queuestype.StatusScheduled
 			} else {
-				r.Status = queues.StatusPending
+				r.Status = queuestype.StatusPending
 			}
 			out.Record = r
 		case "S":
@@ -149,9 +151,9 @@ func (b *Backend) Enqueue(ctx context.Context, items []queues.EnqueueParams) ([]
 		default:
 			holder, _ := rep.rec.(string)
 			if holder == "" {
-				out.Err = fmt.Errorf("%w: key %q", queues.ErrIdentityConflict, items[i].Key)
+				out.Err = fmt.Errorf("%w: key %q", queuestype.ErrIdentityConflict, items[i].Key)
 			} else {
-				out.Err = fmt.Errorf("%w: key %q is held by task %s", queues.ErrIdentityConflict, items[i].Key, holder)
+				out.Err = fmt.Errorf("%w: key %q is held by task %s", queuestype.ErrIdentityConflict, items[i].Key, holder)
 			}
 		}
 	}

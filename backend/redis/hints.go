@@ -12,8 +12,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/queuesgo/queues/queuestype"
+
 	"github.com/google/uuid"
-	"github.com/queuesgo/queues"
 	goredis "github.com/redis/go-redis/v9"
 )
 
@@ -415,7 +416,7 @@ func (b *Backend) WaitForCompletion(ctx context.Context, id uuid.UUID) error {
 			return ctx.Err()
 		}
 		return fmt.Errorf("redis: wait for completion: %w", err)
-	case queues.Status(st).IsTerminal():
+	case queuestype.Status(st).IsTerminal():
 		return nil
 	}
 	select {

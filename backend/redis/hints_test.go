@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/queuesgo/queues/driver"
+
 	"github.com/queuesgo/queues"
 )
 
@@ -114,12 +116,12 @@ func TestCompletionWaiterCrossProcess(t *testing.T) {
 	waiter := newTestBackend(t, Options{})
 	other := newTestBackend(t, Options{Prefix: strings.Trim(waiter.prefix, "{}"), Namespace: waiter.namespace})
 	ctx := context.Background()
-	outs, err := waiter.Enqueue(ctx, []queues.EnqueueParams{{TaskName: "w", Args: json.RawMessage(`{}`)}})
+	outs, err := waiter.Enqueue(ctx, []driver.EnqueueParams{{TaskName: "w", Args: json.RawMessage(`{}`)}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	id := outs[0].Record.ID
-	res, err := other.ClaimByID(ctx, queues.ClaimByIDParams{ID: id, WorkerID: "other"})
+	res, err := other.ClaimByID(ctx, driver.ClaimByIDParams{ID: id, WorkerID: "other"})
 	if err != nil || len(res.Claimed) != 1 {
 		t.Fatalf("ClaimByID: %v %v", res, err)
 	}
@@ -139,7 +141,7 @@ func TestCompletionWaiterCrossProcess(t *testing.T) {
 	default:
 	}
 	t0 := time.Now()
-	if _, err := other.Complete(ctx, queues.CompleteParams{ID: id, ExpectedRetryCount: 0, Result: json.RawMessage(`1`)}); err != nil {
+	if _, err := other.Complete(ctx, driver.CompleteParams{ID: id, ExpectedRetryCount: 0, Result: json.RawMessage(`1`)}); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -192,7 +194,7 @@ func TestWakeupAcrossBackends(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.Enqueue(ctx, []queues.EnqueueParams{{TaskName: "x"}}); err != nil {
+	if _, err := a.Enqueue(ctx, []driver.EnqueueParams{{TaskName: "x"}}); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -215,27 +217,27 @@ func TestScriptReloadAfterFlush(t *testing.T) {
 		}
 	}
 	flush()
-	outs, err := b.Enqueue(ctx, []queues.EnqueueParams{{TaskName: "a"}, {TaskName: "b"}, {TaskName: "c"}})
+	outs, err := b.Enqueue(ctx, []driver.EnqueueParams{{TaskName: "a"}, {TaskName: "b"}, {TaskName: "c"}})
 	if err != nil {
 		t.Fatalf("Enqueue after SCRIPT FLUSH: %v", err)
 	}
 	flush()
-	res, err := b.ClaimMany(ctx, queues.ClaimParams{Limit: 3, WorkerID: "w"})
+	res, err := b.ClaimMany(ctx, driver.ClaimParams{Limit: 3, WorkerID: "w"})
 	if err != nil || len(res.Claimed) != 3 {
 		t.Fatalf("ClaimMany after SCRIPT FLUSH: %d claimed, %v", len(res.Claimed), err)
 	}
 	flush()
-	if _, err := b.Complete(ctx, queues.CompleteParams{ID: outs[0].Record.ID, ExpectedRetryCount: 0}); err != nil {
+	if _, err := b.Complete(ctx, driver.CompleteParams{ID: outs[0].Record.ID, ExpectedRetryCount: 0}); err != nil {
 		t.Fatalf("Complete after SCRIPT FLUSH: %v", err)
 	}
 	flush()
 	// A write whose record is read back in the same MULTI (EVALSHA + HMGET).
-	failed, err := b.Fail(ctx, queues.FailParams{ID: outs[2].Record.ID, Error: "boom", ExpectedRetryCount: 0})
+	failed, err := b.Fail(ctx, driver.FailParams{ID: outs[2].Record.ID, Error: "boom", ExpectedRetryCount: 0})
 	if err != nil || failed.Status != queues.StatusFailed || failed.Error != "boom" {
 		t.Fatalf("Fail after SCRIPT FLUSH: %+v, %v", failed, err)
 	}
 	flush()
-	hb, err := b.TouchHeartbeats(ctx, []queues.HeartbeatTouch{{ID: outs[1].Record.ID}})
+	hb, err := b.TouchHeartbeats(ctx, []driver.HeartbeatTouch{{ID: outs[1].Record.ID}})
 	if err != nil || len(hb.Touched) != 1 {
 		t.Fatalf("TouchHeartbeats after SCRIPT FLUSH: %+v, %v", hb, err)
 	}
@@ -279,7 +281,7 @@ func TestLockRefreshAndOptions(t *testing.T) {
 		t.Fatalf("Connect(valkey://): %v", err)
 	}
 	defer v.Close(ctx)
-	rep, err := v.Migrate(ctx, queues.MigrateOptions{DryRun: true})
+	rep, err := v.Migrate(ctx, driver.MigrateOptions{DryRun: true})
 	if err != nil || len(rep.Applied) != 1 || len(rep.Pending) != 0 {
 		t.Fatalf("Migrate(dry run) on an opened prefix = %+v, %v", rep, err)
 	}
@@ -288,11 +290,11 @@ func TestLockRefreshAndOptions(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = deletePrefix(context.Background(), admin, fresh.prefix) })
-	rep, err = fresh.Migrate(ctx, queues.MigrateOptions{DryRun: true})
+	rep, err = fresh.Migrate(ctx, driver.MigrateOptions{DryRun: true})
 	if err != nil || len(rep.Pending) != 1 || len(rep.AppliedNow) != 0 {
 		t.Fatalf("Migrate(dry run) on a fresh prefix = %+v, %v", rep, err)
 	}
-	rep, err = fresh.Migrate(ctx, queues.MigrateOptions{})
+	rep, err = fresh.Migrate(ctx, driver.MigrateOptions{})
 	if err != nil || len(rep.AppliedNow) != 1 {
 		t.Fatalf("Migrate on a fresh prefix = %+v, %v", rep, err)
 	}

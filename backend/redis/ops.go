@@ -9,8 +9,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/queuesgo/queues/driver"
+	"github.com/queuesgo/queues/queuestype"
+
 	"github.com/google/uuid"
-	"github.com/queuesgo/queues"
 	goredis "github.com/redis/go-redis/v9"
 )
 
@@ -277,7 +279,7 @@ func (o *opBuilder) req() *opReq { return &opReq{args: o.args, ops: o.ops} }
 
 // record returns the record of op i of a finished request: the inline
 // reply, or the fields read after the script.
-func (b *Backend) record(r *opReq, i int, rep reply) (*queues.Record, error) {
+func (b *Backend) record(r *opReq, i int, rep reply) (*queuestype.Record, error) {
 	if rep.rec != nil {
 		return decodeRecord(rep.rec)
 	}
@@ -309,7 +311,7 @@ func parseReply(v any) (reply, error) {
 
 // one runs a single op and decodes its record, mapping F → ErrFenceLost and
 // M → not found.
-func (b *Backend) one(ctx context.Context, name, op string, id uuid.UUID, a ...any) (*queues.Record, error) {
+func (b *Backend) one(ctx context.Context, name, op string, id uuid.UUID, a ...any) (*queuestype.Record, error) {
 	var ob opBuilder
 	ob.addRec(op, id, a...)
 	req := ob.req()
@@ -367,7 +369,7 @@ func replyCode(v any) string {
 // running. With p.Retry and budget left the record is requeued (scheduled at
 // Redis time + p.RetryDelay when positive, else pending, waking workers);
 // otherwise it fails terminally.
-func (b *Backend) Fail(ctx context.Context, p queues.FailParams) (*queues.Record, error) {
+func (b *Backend) Fail(ctx context.Context, p driver.FailParams) (*queuestype.Record, error) {
 	hasRef, ref := optStr(p.ExpectedRef)
 	return b.one(ctx, "fail", "fail", p.ID, strconv.Itoa(p.ExpectedRetryCount), p.Error, flag(p.Retry),
 		strconv.FormatInt(p.RetryDelay.Microseconds(), 10), hasRef, ref)
@@ -375,7 +377,7 @@ func (b *Backend) Fail(ctx context.Context, p queues.FailParams) (*queues.Record
 
 // Cancel cancels a pending or scheduled record, or a running one when
 // p.IncludeRunning, fenced on the optional generation; worker_id is kept.
-func (b *Backend) Cancel(ctx context.Context, p queues.CancelParams) (*queues.Record, error) {
+func (b *Backend) Cancel(ctx context.Context, p driver.CancelParams) (*queuestype.Record, error) {
 	hasGen, gen := optInt(p.ExpectedRetryCount)
 	return b.one(ctx, "cancel", "cancel", p.ID, flag(p.IncludeRunning), hasGen, gen)
 }
@@ -383,15 +385,15 @@ func (b *Backend) Cancel(ctx context.Context, p queues.CancelParams) (*queues.Re
 // Interrupt requeues the running generation p.ExpectedRetryCount owned by
 // p.WorkerID after a shutdown without spending budget
 // (metadata.interruptions+1) and wakes workers.
-func (b *Backend) Interrupt(ctx context.Context, p queues.InterruptParams) (*queues.Record, error) {
+func (b *Backend) Interrupt(ctx context.Context, p driver.InterruptParams) (*queuestype.Record, error) {
 	return b.one(ctx, "interrupt", "interrupt", p.ID, strconv.Itoa(p.ExpectedRetryCount), p.WorkerID)
 }
 
 // TouchHeartbeats sets heartbeat_at to Redis time on each touched running
 // record whose generation matches (nil ExpectedRetryCount is unfenced) and
 // merges its MetadataPatch, in one script call with the other writes in flight.
-func (b *Backend) TouchHeartbeats(ctx context.Context, touches []queues.HeartbeatTouch) (queues.HeartbeatResult, error) {
-	var res queues.HeartbeatResult
+func (b *Backend) TouchHeartbeats(ctx context.Context, touches []driver.HeartbeatTouch) (driver.HeartbeatResult, error) {
+	var res driver.HeartbeatResult
 	if err := ctx.Err(); err != nil {
 		return res, err
 	}
@@ -429,7 +431,7 @@ func (b *Backend) TouchHeartbeats(ctx context.Context, touches []queues.Heartbea
 
 // NullHeartbeats clears heartbeat_at of each fenced running record whose
 // generation matches, so stale recovery takes it at once.
-func (b *Backend) NullHeartbeats(ctx context.Context, fences []queues.Fence) error {
+func (b *Backend) NullHeartbeats(ctx context.Context, fences []queuestype.Fence) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -448,9 +450,9 @@ func (b *Backend) NullHeartbeats(ctx context.Context, fences []queues.Fence) err
 // reservation-marked, due, and match the optional generation and ref fences
 // (ExpectedRef "" means no ref). An overdue record without execution_ref is
 // expired instead and returned in Expired; one holding a finalized ref is
-// claimable after its deadline. A missing ID yields queues.ErrTaskNotFound.
-func (b *Backend) ClaimByID(ctx context.Context, p queues.ClaimByIDParams) (queues.ClaimResult, error) {
-	var res queues.ClaimResult
+// claimable after its deadline. A missing ID yields queuestype.ErrTaskNotFound.
+func (b *Backend) ClaimByID(ctx context.Context, p driver.ClaimByIDParams) (driver.ClaimResult, error) {
+	var res driver.ClaimResult
 	hasGen, gen := optInt(p.ExpectedRetryCount)
 	hasRef, ref := optStr(p.ExpectedRef)
 	var ob opBuilder
@@ -484,56 +486,56 @@ func (b *Backend) ClaimByID(ctx context.Context, p queues.ClaimByIDParams) (queu
 // ReserveDispatch sets execution_ref to p.Marker on a pending/scheduled
 // record that is due, unexpired and holds no ref, fenced on the optional
 // generation.
-func (b *Backend) ReserveDispatch(ctx context.Context, p queues.ReserveDispatchParams) (*queues.Record, error) {
+func (b *Backend) ReserveDispatch(ctx context.Context, p driver.ReserveDispatchParams) (*queuestype.Record, error) {
 	hasGen, gen := optInt(p.ExpectedRetryCount)
 	return b.one(ctx, "reserve dispatch", "reserve", p.ID, p.Marker, hasGen, gen)
 }
 
 // ReleaseDispatch clears execution_ref when it equals p.Marker; a non-empty
 // p.ExecutionBackend re-routes the record. Workers are woken when it is due.
-func (b *Backend) ReleaseDispatch(ctx context.Context, p queues.ReleaseDispatchParams) (*queues.Record, error) {
+func (b *Backend) ReleaseDispatch(ctx context.Context, p driver.ReleaseDispatchParams) (*queuestype.Record, error) {
 	return b.one(ctx, "release dispatch", "release", p.ID, p.Marker, p.ExecutionBackend, p.ExecutionProfile)
 }
 
 // FinalizeDispatch replaces the marker p.Marker with p.Ref while the record
 // is pending or scheduled.
-func (b *Backend) FinalizeDispatch(ctx context.Context, p queues.FinalizeDispatchParams) (*queues.Record, error) {
+func (b *Backend) FinalizeDispatch(ctx context.Context, p driver.FinalizeDispatchParams) (*queuestype.Record, error) {
 	return b.one(ctx, "finalize dispatch", "finalize", p.ID, p.Marker, p.Ref)
 }
 
 // SetExecutionRef stores ref on a non-terminal record, whatever it held before.
-func (b *Backend) SetExecutionRef(ctx context.Context, id uuid.UUID, ref string) (*queues.Record, error) {
+func (b *Backend) SetExecutionRef(ctx context.Context, id uuid.UUID, ref string) (*queuestype.Record, error) {
 	return b.one(ctx, "set execution ref", "setref", id, ref)
 }
 
 // ClearExecutionRef clears ref on a pending/scheduled record of generation
 // gen that holds it, and wakes workers when the record is due.
-func (b *Backend) ClearExecutionRef(ctx context.Context, id uuid.UUID, gen int, ref string) (*queues.Record, error) {
+func (b *Backend) ClearExecutionRef(ctx context.Context, id uuid.UUID, gen int, ref string) (*queuestype.Record, error) {
 	return b.one(ctx, "clear execution ref", "clearref", id, strconv.Itoa(gen), ref)
 }
 
 // ReplaceExecutionRef swaps ref for newRef on a non-terminal record of
 // generation gen that holds ref.
-func (b *Backend) ReplaceExecutionRef(ctx context.Context, id uuid.UUID, gen int, ref, newRef string) (*queues.Record, error) {
+func (b *Backend) ReplaceExecutionRef(ctx context.Context, id uuid.UUID, gen int, ref, newRef string) (*queuestype.Record, error) {
 	return b.one(ctx, "replace execution ref", "replaceref", id, strconv.Itoa(gen), ref, newRef)
 }
 
 // SetExecutionBackend re-routes a pending/scheduled record to backend and
 // profile, clears its execution_ref and wakes workers when it is due.
-func (b *Backend) SetExecutionBackend(ctx context.Context, id uuid.UUID, backend, profile string) (*queues.Record, error) {
+func (b *Backend) SetExecutionBackend(ctx context.Context, id uuid.UUID, backend, profile string) (*queuestype.Record, error) {
 	return b.one(ctx, "set execution backend", "setbackend", id, backend, profile)
 }
 
 // RecoverStale handles up to p.Limit (≤ 0 means 100) running records whose
 // heartbeat is missing or older than Redis time − p.StaleAfter (negative:
 // every running record), oldest heartbeat first (coalesced with created_at).
-// queues.StaleRequeueDecision picks per record: requeue (a new generation
-// with the error kept or queues.StaleError and priority mapped through
-// p.Priority) or fail with queues.StaleError. Candidates are read, decided
+// driver.StaleRequeueDecision picks per record: requeue (a new generation
+// with the error kept or driver.StaleError and priority mapped through
+// p.Priority) or fail with driver.StaleError. Candidates are read, decided
 // here, and written fenced on status, generation and the heartbeat that was
 // read; a record that changed in between is counted in Skipped.
-func (b *Backend) RecoverStale(ctx context.Context, p queues.StaleParams) (queues.StaleRecovery, error) {
-	var res queues.StaleRecovery
+func (b *Backend) RecoverStale(ctx context.Context, p driver.StaleParams) (driver.StaleRecovery, error) {
+	var res driver.StaleRecovery
 	if err := ctx.Err(); err != nil {
 		return res, err
 	}
@@ -556,7 +558,7 @@ func (b *Backend) RecoverStale(ctx context.Context, p queues.StaleParams) (queue
 	var ob opBuilder
 	handler := make([]bool, len(cands))
 	for i, r := range cands {
-		requeue, handlerNeeded, delay := queues.StaleRequeueDecision(r)
+		requeue, handlerNeeded, delay := driver.StaleRequeueDecision(r)
 		handler[i] = handlerNeeded
 		action, prio := "X", r.Priority
 		if requeue {
@@ -574,9 +576,9 @@ func (b *Backend) RecoverStale(ctx context.Context, p queues.StaleParams) (queue
 		return res, err
 	}
 	applied := 0
-	err = b.eachApplied(req, replies, func(i int, rec *queues.Record) {
+	err = b.eachApplied(req, replies, func(i int, rec *queuestype.Record) {
 		applied++
-		if rec.Status == queues.StatusFailed {
+		if rec.Status == queuestype.StatusFailed {
 			res.Failed = append(res.Failed, rec)
 			if handler[i] {
 				res.HandlerNeeded = append(res.HandlerNeeded, rec.ID)
@@ -592,8 +594,8 @@ func (b *Backend) RecoverStale(ctx context.Context, p queues.StaleParams) (queue
 // cancelOps cancels the given records (cancel-matching fence: open, or
 // running with includeRunning, and no execution ref) and returns those it
 // cancelled.
-func (b *Backend) cancelOps(ctx context.Context, ids []uuid.UUID, includeRunning bool) ([]*queues.Record, error) {
-	var out []*queues.Record
+func (b *Backend) cancelOps(ctx context.Context, ids []uuid.UUID, includeRunning bool) ([]*queuestype.Record, error) {
+	var out []*queuestype.Record
 	for start := 0; start < len(ids); start += 500 {
 		var ob opBuilder
 		for _, id := range ids[start:min(start+500, len(ids))] {
@@ -604,7 +606,7 @@ func (b *Backend) cancelOps(ctx context.Context, ids []uuid.UUID, includeRunning
 		if err != nil {
 			return out, err
 		}
-		err = b.eachApplied(req, replies, func(_ int, rec *queues.Record) { out = append(out, rec) })
+		err = b.eachApplied(req, replies, func(_ int, rec *queuestype.Record) { out = append(out, rec) })
 		if err != nil {
 			return out, err
 		}
@@ -614,7 +616,7 @@ func (b *Backend) cancelOps(ctx context.Context, ids []uuid.UUID, includeRunning
 
 // eachApplied calls fn, in order, for every op of req whose fence held
 // (reply K), with its record; other ops are passed over.
-func (b *Backend) eachApplied(req *opReq, replies []any, fn func(i int, rec *queues.Record)) error {
+func (b *Backend) eachApplied(req *opReq, replies []any, fn func(i int, rec *queuestype.Record)) error {
 	for i, v := range replies {
 		rep, err := parseReply(v)
 		if err != nil {

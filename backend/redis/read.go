@@ -7,8 +7,10 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/queuesgo/queues/driver"
+	"github.com/queuesgo/queues/queuestype"
+
 	"github.com/google/uuid"
-	"github.com/queuesgo/queues"
 	goredis "github.com/redis/go-redis/v9"
 )
 
@@ -23,7 +25,7 @@ func (b *Backend) hmgetRecord(ctx context.Context, p goredis.Pipeliner, id strin
 
 // recordFrom decodes an HMGET reply; nil when the record does not exist.
 // A record with metadata overlay fields is read again whole.
-func (b *Backend) recordFrom(ctx context.Context, id string, vals []any) (*queues.Record, error) {
+func (b *Backend) recordFrom(ctx context.Context, id string, vals []any) (*queuestype.Record, error) {
 	if len(vals) == 0 || vals[0] == nil {
 		return nil, nil
 	}
@@ -42,8 +44,8 @@ func (b *Backend) recordFrom(ctx context.Context, id string, vals []any) (*queue
 
 // readRecords reads records in one pipelined round trip; missing IDs are
 // nil entries.
-func (b *Backend) readRecords(ctx context.Context, ids []string) ([]*queues.Record, error) {
-	out := make([]*queues.Record, len(ids))
+func (b *Backend) readRecords(ctx context.Context, ids []string) ([]*queuestype.Record, error) {
+	out := make([]*queuestype.Record, len(ids))
 	if len(ids) == 0 {
 		return out, nil
 	}
@@ -65,8 +67,8 @@ func (b *Backend) readRecords(ctx context.Context, ids []string) ([]*queues.Reco
 	return out, nil
 }
 
-// GetTask returns the record, or an error matching queues.ErrTaskNotFound.
-func (b *Backend) GetTask(ctx context.Context, id uuid.UUID) (*queues.Record, error) {
+// GetTask returns the record, or an error matching queuestype.ErrTaskNotFound.
+func (b *Backend) GetTask(ctx context.Context, id uuid.UUID) (*queuestype.Record, error) {
 	m, err := b.client.HGetAll(ctx, b.taskKey(id)).Result()
 	if err != nil {
 		return nil, fmt.Errorf("redis: get task: %w", err)
@@ -79,7 +81,7 @@ func (b *Backend) GetTask(ctx context.Context, id uuid.UUID) (*queues.Record, er
 
 // GetTasks returns the records that exist, in the order of ids (one
 // pipelined round trip); missing IDs are omitted.
-func (b *Backend) GetTasks(ctx context.Context, ids []uuid.UUID) ([]*queues.Record, error) {
+func (b *Backend) GetTasks(ctx context.Context, ids []uuid.UUID) ([]*queuestype.Record, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -91,7 +93,7 @@ func (b *Backend) GetTasks(ctx context.Context, ids []uuid.UUID) ([]*queues.Reco
 	if err != nil {
 		return nil, fmt.Errorf("redis: get tasks: %w", err)
 	}
-	out := make([]*queues.Record, 0, len(ids))
+	out := make([]*queuestype.Record, 0, len(ids))
 	for _, r := range recs {
 		if r != nil {
 			out = append(out, r)
@@ -102,10 +104,10 @@ func (b *Backend) GetTasks(ctx context.Context, ids []uuid.UUID) ([]*queues.Reco
 
 // GetTaskByKey returns the record holding the identity key (the last record
 // inserted with it, until a new record takes the key over), or an error
-// matching queues.ErrTaskNotFound.
-func (b *Backend) GetTaskByKey(ctx context.Context, key string) (*queues.Record, error) {
+// matching queuestype.ErrTaskNotFound.
+func (b *Backend) GetTaskByKey(ctx context.Context, key string) (*queuestype.Record, error) {
 	if key == "" {
-		return nil, queues.ErrTaskNotFound
+		return nil, queuestype.ErrTaskNotFound
 	}
 	v, err := b.run(ctx, scriptRecords, "key", key).Result()
 	if err != nil {
@@ -116,26 +118,26 @@ func (b *Backend) GetTaskByKey(ctx context.Context, key string) (*queues.Record,
 		return nil, err
 	}
 	if len(recs) == 0 {
-		return nil, fmt.Errorf("%w: key %q", queues.ErrTaskNotFound, key)
+		return nil, fmt.Errorf("%w: key %q", queuestype.ErrTaskNotFound, key)
 	}
 	return recs[0], nil
 }
 
 // stats runs the statistics script for queue ("" = every queue).
-func (b *Backend) stats(ctx context.Context, queue string) (map[string]queues.Statistics, error) {
+func (b *Backend) stats(ctx context.Context, queue string) (map[string]queuestype.Statistics, error) {
 	v, err := b.run(ctx, scriptStats, queue).Slice()
 	if err != nil {
 		return nil, fmt.Errorf("redis: statistics: %w", err)
 	}
-	out := make(map[string]queues.Statistics, len(v))
+	out := make(map[string]queuestype.Statistics, len(v))
 	for _, row := range v {
 		a, _ := row.([]any)
-		if len(a) != 1+len(queues.AllStatuses) {
+		if len(a) != 1+len(queuestype.AllStatuses) {
 			return nil, fmt.Errorf("redis: statistics row of %d values", len(a))
 		}
 		q, _ := a[0].(string)
-		var st queues.Statistics
-		for i, s := range queues.AllStatuses {
+		var st queuestype.Statistics
+		for i, s := range queuestype.AllStatuses {
 			n, _ := a[i+1].(int64)
 			st.Add(s, int(n))
 		}
@@ -146,12 +148,12 @@ func (b *Backend) stats(ctx context.Context, queue string) (map[string]queues.St
 
 // Statistics counts records per status in queue, or in every queue when
 // queue is "" (ZCARD of the status indexes; no scan).
-func (b *Backend) Statistics(ctx context.Context, queue string) (queues.Statistics, error) {
+func (b *Backend) Statistics(ctx context.Context, queue string) (queuestype.Statistics, error) {
 	m, err := b.stats(ctx, queue)
 	if err != nil {
-		return queues.Statistics{}, err
+		return queuestype.Statistics{}, err
 	}
-	var total queues.Statistics
+	var total queuestype.Statistics
 	for _, st := range m {
 		total.Merge(st)
 	}
@@ -159,7 +161,7 @@ func (b *Backend) Statistics(ctx context.Context, queue string) (queues.Statisti
 }
 
 // QueueStatistics returns the statistics of every queue that holds records.
-func (b *Backend) QueueStatistics(ctx context.Context) (map[string]queues.Statistics, error) {
+func (b *Backend) QueueStatistics(ctx context.Context) (map[string]queuestype.Statistics, error) {
 	m, err := b.stats(ctx, "")
 	if err != nil {
 		return nil, err
@@ -175,7 +177,7 @@ func (b *Backend) QueueStatistics(ctx context.Context) (map[string]queues.Statis
 // ListCompletedByTask lists up to limit (0 means 10) completed records of
 // task, newest completed_at first (then id descending), restricted to
 // completed_at ≥ since when since is set.
-func (b *Backend) ListCompletedByTask(ctx context.Context, task string, since time.Time, limit int) ([]*queues.Record, error) {
+func (b *Backend) ListCompletedByTask(ctx context.Context, task string, since time.Time, limit int) ([]*queuestype.Record, error) {
 	if limit <= 0 {
 		limit = 10
 	}
@@ -189,9 +191,9 @@ func (b *Backend) ListCompletedByTask(ctx context.Context, task string, since ti
 // ListRunningExternal lists up to limit non-terminal records holding an
 // execution_ref, ordered by coalesce(started_at, created_at), then id.
 // limit ≤ 0 returns nothing.
-func (b *Backend) ListRunningExternal(ctx context.Context, limit int) ([]*queues.Record, error) {
+func (b *Backend) ListRunningExternal(ctx context.Context, limit int) ([]*queuestype.Record, error) {
 	if limit <= 0 {
-		return []*queues.Record{}, ctx.Err()
+		return []*queuestype.Record{}, ctx.Err()
 	}
 	v, err := b.run(ctx, scriptRecords, "external", limit).Result()
 	if err != nil {
@@ -205,8 +207,8 @@ func (b *Backend) ListRunningExternal(ctx context.Context, limit int) ([]*queues
 // the previous page. Limit 0 means 50. NextCursor is set when more remain.
 // Status and queue filters read one index each; the task-name filter is
 // applied while walking them.
-func (b *Backend) ListTasks(ctx context.Context, f queues.TaskFilter) (queues.TaskPage, error) {
-	var page queues.TaskPage
+func (b *Backend) ListTasks(ctx context.Context, f driver.TaskFilter) (driver.TaskPage, error) {
+	var page driver.TaskPage
 	limit := f.Limit
 	if limit <= 0 {
 		limit = 50
@@ -238,7 +240,7 @@ func (b *Backend) ListTasks(ctx context.Context, f queues.TaskFilter) (queues.Ta
 // ReserveIdentity reserves r.Key for r.TaskID. It returns nil when the
 // caller won, else the existing owner. A zero CreatedAt is stamped with
 // Redis time.
-func (b *Backend) ReserveIdentity(ctx context.Context, r queues.Reservation) (*queues.Reservation, error) {
+func (b *Backend) ReserveIdentity(ctx context.Context, r queuestype.Reservation) (*queuestype.Reservation, error) {
 	v, err := b.run(ctx, scriptIdentity, "reserve", r.Key, r.TaskID.String(), r.TaskName, micros(r.CreatedAt)).Text()
 	if err != nil {
 		if isNil(err) {
@@ -250,7 +252,7 @@ func (b *Backend) ReserveIdentity(ctx context.Context, r queues.Reservation) (*q
 }
 
 // GetIdentity returns the reservation for key, or nil, nil.
-func (b *Backend) GetIdentity(ctx context.Context, key string) (*queues.Reservation, error) {
+func (b *Backend) GetIdentity(ctx context.Context, key string) (*queuestype.Reservation, error) {
 	v, err := b.client.HGet(ctx, b.prefix+":reservations", key).Result()
 	if err != nil {
 		if isNil(err) {
@@ -280,10 +282,10 @@ func (b *Backend) ResetIdentity(ctx context.Context, key string, expectedTaskID 
 // already held by token (which refreshes the expiry). ttl must be positive.
 func (b *Backend) AcquireLock(ctx context.Context, name, token string, ttl time.Duration) (bool, error) {
 	if ttl <= 0 {
-		return false, fmt.Errorf("%w: lock ttl must be positive, got %s", queues.ErrConfig, ttl)
+		return false, fmt.Errorf("%w: lock ttl must be positive, got %s", queuestype.ErrConfig, ttl)
 	}
 	if token == "" {
-		return false, fmt.Errorf("%w: lock token must not be empty", queues.ErrConfig)
+		return false, fmt.Errorf("%w: lock token must not be empty", queuestype.ErrConfig)
 	}
 	ms := max(ttl.Milliseconds(), 1)
 	n, err := b.run(ctx, scriptLock, "acquire", name, token, strconv.FormatInt(ms, 10)).Int()

@@ -9,8 +9,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/queuesgo/queues/queuestype"
+
 	"github.com/google/uuid"
-	"github.com/queuesgo/queues"
 )
 
 // micros encodes a time as integer microseconds ("" for the zero time).
@@ -79,12 +80,12 @@ var recordFields = []string{"id", "task_name", "args", "queue", "execution_backe
 
 // decodeRecord builds a record from a script reply (recordFields values,
 // then overlay pairs).
-func decodeRecord(v any) (*queues.Record, error) {
+func decodeRecord(v any) (*queuestype.Record, error) {
 	a, ok := v.([]any)
 	if !ok || len(a) < len(recordFields) {
 		return nil, fmt.Errorf("redis: record reply is %T", v)
 	}
-	r := &queues.Record{}
+	r := &queuestype.Record{}
 	for i, k := range recordFields {
 		s, _ := a[i].(string)
 		if err := setField(r, k, s); err != nil {
@@ -126,7 +127,7 @@ func decodeMetaCached(s string) (map[string]any, error) {
 	c, ok := metaCache.m[s]
 	metaCache.Unlock()
 	if ok {
-		return queues.CloneMetadata(c), nil
+		return queuestype.CloneMetadata(c), nil
 	}
 	var m map[string]any
 	if err := json.Unmarshal([]byte(s), &m); err != nil {
@@ -136,15 +137,15 @@ func decodeMetaCached(s string) (map[string]any, error) {
 	if len(metaCache.m) >= metaCacheMax {
 		clear(metaCache.m)
 	}
-	metaCache.m[s] = queues.CloneMetadata(m)
+	metaCache.m[s] = queuestype.CloneMetadata(m)
 	metaCache.Unlock()
 	return m, nil
 }
 
 // decodeFields builds a record from an HGETALL reply; metadata overlay
 // fields ("m:<key>") apply after the base metadata.
-func decodeFields(m map[string]string) (*queues.Record, error) {
-	r := &queues.Record{}
+func decodeFields(m map[string]string) (*queuestype.Record, error) {
+	r := &queuestype.Record{}
 	overlays := false
 	for k, v := range m {
 		if strings.HasPrefix(k, "m:") {
@@ -173,7 +174,7 @@ func decodeFields(m map[string]string) (*queues.Record, error) {
 	return r, nil
 }
 
-func setField(r *queues.Record, k, s string) error {
+func setField(r *queuestype.Record, k, s string) error {
 	if s == "" {
 		// A script reply appends changed fields after the stored ones; ""
 		// marks a field that became null.
@@ -199,7 +200,7 @@ func setField(r *queues.Record, k, s string) error {
 	case "worker_id":
 		r.WorkerID = s
 	case "status":
-		r.Status = queues.Status(s)
+		r.Status = queuestype.Status(s)
 	case "priority":
 		r.Priority, err = strconv.Atoi(s)
 	case "max_retries":
@@ -255,7 +256,7 @@ func setField(r *queues.Record, k, s string) error {
 	return err
 }
 
-func clearField(r *queues.Record, k string) {
+func clearField(r *queuestype.Record, k string) {
 	switch k {
 	case "args":
 		r.Args = nil
@@ -289,15 +290,15 @@ func clearField(r *queues.Record, k string) {
 }
 
 // decodeRecords decodes a list of flat records.
-func decodeRecords(v any) ([]*queues.Record, error) {
+func decodeRecords(v any) ([]*queuestype.Record, error) {
 	a, ok := v.([]any)
 	if !ok {
 		if v == nil {
-			return []*queues.Record{}, nil
+			return []*queuestype.Record{}, nil
 		}
 		return nil, fmt.Errorf("redis: records reply is %T", v)
 	}
-	out := make([]*queues.Record, 0, len(a))
+	out := make([]*queuestype.Record, 0, len(a))
 	for _, x := range a {
 		r, err := decodeRecord(x)
 		if err != nil {
@@ -316,35 +317,37 @@ type reservationJSON struct {
 	CreatedUS int64     `json:"created_us"`
 }
 
-func decodeReservation(s string) (*queues.Reservation, error) {
+func decodeReservation(s string) (*queuestype.Reservation, error) {
 	var j reservationJSON
 	if err := json.Unmarshal([]byte(s), &j); err != nil {
 		return nil, fmt.Errorf("redis: reservation: %w", err)
 	}
-	return &queues.Reservation{Key: j.Key, TaskID: j.TaskID, TaskName: j.TaskName, CreatedAt: time.UnixMicro(j.CreatedUS).UTC()}, nil
+	return &queuestype.Reservation{Key: j.Key, TaskID: j.TaskID, TaskName: j.TaskName, CreatedAt: time.UnixMicro(j.CreatedUS).UTC()}, nil
 }
 
-// fenceLost returns an error matching queues.ErrFenceLost.
+// fenceLost returns an error matching queuestype.ErrFenceLost.
 func fenceLost(op string, id uuid.UUID) error {
-	return fmt.Errorf("%w: %s %s", queues.ErrFenceLost, op, id)
+	return fmt.Errorf("%w: %s %s", queuestype.ErrFenceLost, op, id)
 }
 
-// notFound returns an error matching queues.ErrTaskNotFound.
+// notFound returns an error matching queuestype.ErrTaskNotFound.
 func notFound(id uuid.UUID) error {
-	return fmt.Errorf("%w: %s", queues.ErrTaskNotFound, id)
+	return fmt.Errorf("%w: %s", queuestype.ErrTaskNotFound, id)
 }
 
 // missingForWrite is returned by a guarded write on an ID that does not
-// exist: it matches both queues.ErrFenceLost and queues.ErrTaskNotFound.
+// exist: it matches both queuestype.ErrFenceLost and queuestype.ErrTaskNotFound.
 func missingForWrite(op string, id uuid.UUID) error {
-	return fmt.Errorf("%w: %s %s: %w", queues.ErrFenceLost, op, id, queues.ErrTaskNotFound)
+	return fmt.Errorf("%w: %s %s: %w", queuestype.ErrFenceLost, op, id, queuestype.ErrTaskNotFound)
 }
 
 // isOpen reports pending or scheduled.
-func isOpen(s queues.Status) bool { return s == queues.StatusPending || s == queues.StatusScheduled }
+func isOpen(s queuestype.Status) bool {
+	return s == queuestype.StatusPending || s == queuestype.StatusScheduled
+}
 
 // claimLess is the claim order: priority DESC, queued_at, created_at, id.
-func claimLess(a, b *queues.Record) int {
+func claimLess(a, b *queuestype.Record) int {
 	if a.Priority != b.Priority {
 		if a.Priority > b.Priority {
 			return -1

@@ -10,7 +10,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/queuesgo/queues"
+	"github.com/queuesgo/queues/driver"
+	"github.com/queuesgo/queues/queuestype"
+
 	goredis "github.com/redis/go-redis/v9"
 )
 
@@ -28,17 +30,17 @@ type Options struct {
 	Prefix string
 	// Namespace roots the pub/sub channel names (SPEC §19): wakeups on
 	// "<ns>:worker_wakeups", control hints on "<ns>:worker_control". Empty
-	// means queues.DefaultNamespace ("queues").
+	// means queuestype.DefaultNamespace ("queues").
 	Namespace string
 	// Wakeups enables wakeup hints on enqueue and requeue; nil means on.
 	Wakeups *bool
 }
 
 // Backend is the Redis / Valkey queue backend. Create it with New or
-// Connect; it is safe for concurrent use. It implements queues.Backend and
-// the optional interfaces queues.Waker, queues.WorkerController,
-// queues.DueTimer, queues.CompletionWaiter, queues.Locker, queues.Inspector
-// and queues.Migrator.
+// Connect; it is safe for concurrent use. It implements driver.Backend and
+// the optional interfaces driver.Waker, driver.WorkerController,
+// driver.DueTimer, driver.CompletionWaiter, driver.Locker, driver.Inspector
+// and driver.Migrator.
 type Backend struct {
 	client goredis.UniversalClient
 	owned  bool
@@ -62,14 +64,14 @@ type Backend struct {
 
 // Compile-time checks of the implemented interfaces.
 var (
-	_ queues.Backend          = (*Backend)(nil)
-	_ queues.Waker            = (*Backend)(nil)
-	_ queues.WorkerController = (*Backend)(nil)
-	_ queues.DueTimer         = (*Backend)(nil)
-	_ queues.CompletionWaiter = (*Backend)(nil)
-	_ queues.Locker           = (*Backend)(nil)
-	_ queues.Inspector        = (*Backend)(nil)
-	_ queues.Migrator         = (*Backend)(nil)
+	_ driver.Backend          = (*Backend)(nil)
+	_ driver.Waker            = (*Backend)(nil)
+	_ driver.WorkerController = (*Backend)(nil)
+	_ driver.DueTimer         = (*Backend)(nil)
+	_ driver.CompletionWaiter = (*Backend)(nil)
+	_ driver.Locker           = (*Backend)(nil)
+	_ driver.Inspector        = (*Backend)(nil)
+	_ driver.Migrator         = (*Backend)(nil)
 )
 
 // New returns a backend on client (a *redis.Client, *redis.ClusterClient or
@@ -77,18 +79,18 @@ var (
 // never closes it. Call Open (queues.Service.Start does) before use.
 func New(client goredis.UniversalClient, opts Options) (*Backend, error) {
 	if client == nil {
-		return nil, &queues.ConfigError{Field: "redis client", Problem: "is nil"}
+		return nil, &queuestype.ConfigError{Field: "redis client", Problem: "is nil"}
 	}
 	name := opts.Prefix
 	if name == "" {
 		name = DefaultPrefix
 	}
 	if strings.ContainsAny(name, "{}") {
-		return nil, &queues.ConfigError{Field: "redis.Options.Prefix", Problem: fmt.Sprintf("%q must not contain '{' or '}'", name)}
+		return nil, &queuestype.ConfigError{Field: "redis.Options.Prefix", Problem: fmt.Sprintf("%q must not contain '{' or '}'", name)}
 	}
 	ns := opts.Namespace
 	if ns == "" {
-		ns = queues.DefaultNamespace
+		ns = queuestype.DefaultNamespace
 	}
 	b := &Backend{
 		client:    client,
@@ -126,7 +128,7 @@ func Connect(ctx context.Context, rawURL string, opts Options) (*Backend, error)
 		if errors.As(err, &ue) {
 			err = ue.Err // never repeat the URL: it may hold credentials
 		}
-		return nil, &queues.ConfigError{Field: "redis url", Problem: err.Error()}
+		return nil, &queuestype.ConfigError{Field: "redis url", Problem: err.Error()}
 	}
 	client := goredis.NewClient(o)
 	b, err := New(client, opts)
@@ -201,11 +203,11 @@ func (b *Backend) Close(ctx context.Context) error {
 // Capabilities reports pub/sub wakeups, control hints and completion
 // announcements ("redis-pubsub", or "valkey-pubsub" on Valkey), and
 // maintenance locks.
-func (b *Backend) Capabilities() queues.Capabilities {
+func (b *Backend) Capabilities() driver.Capabilities {
 	b.mu.Lock()
 	transport := b.transport
 	b.mu.Unlock()
-	c := queues.Capabilities{
+	c := driver.Capabilities{
 		ControlTransport: transport,
 		CompletionEvents: true,
 		Maintenance:      true,
@@ -244,19 +246,19 @@ func (b *Backend) ensureVersion(ctx context.Context, write bool) (before string,
 // Migrate writes the key-layout version of an empty or current prefix
 // ("0001_redis_key_layout"); Redis has no other schema. DryRun reports it as
 // pending without writing.
-func (b *Backend) Migrate(ctx context.Context, opts queues.MigrateOptions) (queues.MigrateReport, error) {
+func (b *Backend) Migrate(ctx context.Context, opts driver.MigrateOptions) (driver.MigrateReport, error) {
 	const version = "0001_redis_key_layout"
 	before, err := b.ensureVersion(ctx, !opts.DryRun)
 	if err != nil {
-		return queues.MigrateReport{}, err
+		return driver.MigrateReport{}, err
 	}
 	switch {
 	case before != "":
-		return queues.MigrateReport{Applied: []string{version}}, nil
+		return driver.MigrateReport{Applied: []string{version}}, nil
 	case opts.DryRun:
-		return queues.MigrateReport{Pending: []string{version}}, nil
+		return driver.MigrateReport{Pending: []string{version}}, nil
 	default:
-		return queues.MigrateReport{Applied: []string{version}, AppliedNow: []string{version}}, nil
+		return driver.MigrateReport{Applied: []string{version}, AppliedNow: []string{version}}, nil
 	}
 }
 

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/queuesgo/queues/driver"
+
 	"github.com/queuesgo/queues"
 	"github.com/queuesgo/queues/backend/backendtest"
 	goredis "github.com/redis/go-redis/v9"
@@ -115,7 +117,7 @@ func newTestBackend(t testing.TB, opts Options) *Backend {
 func TestContract(t *testing.T) {
 	requireServer(t)
 	backendtest.Run(t, backendtest.Factory{
-		New: func(t *testing.T) queues.Backend { return newTestBackend(t, Options{}) },
+		New: func(t *testing.T) driver.Backend { return newTestBackend(t, Options{}) },
 	})
 }
 
@@ -128,13 +130,13 @@ func TestContract(t *testing.T) {
 func TestContractHotPathComplete(t *testing.T) {
 	requireServer(t)
 	backendtest.RunBackend(t, backendtest.Factory{
-		New: func(t *testing.T) queues.Backend { return hotPathComplete{newTestBackend(t, Options{})} },
+		New: func(t *testing.T) driver.Backend { return hotPathComplete{newTestBackend(t, Options{})} },
 	})
 }
 
 type hotPathComplete struct{ *Backend }
 
-func (h hotPathComplete) Complete(ctx context.Context, p queues.CompleteParams) (*queues.Record, error) {
+func (h hotPathComplete) Complete(ctx context.Context, p driver.CompleteParams) (*queues.Record, error) {
 	if p.Claimed == nil && !p.NoRecord {
 		rec, err := h.GetTask(ctx, p.ID)
 		switch {

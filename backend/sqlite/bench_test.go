@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/queuesgo/queues/driver"
+
 	"github.com/queuesgo/queues"
 	"github.com/queuesgo/queues/backend/sqlite"
 )
@@ -174,7 +176,7 @@ func BenchmarkClaimComplete(b *testing.B) {
 	done := 0
 	var wg sync.WaitGroup
 	for done < b.N {
-		res, err := be.ClaimMany(ctx, queues.ClaimParams{Limit: 100, WorkerID: "bench", ExecutionBackend: "local", ExpireOverdue: true})
+		res, err := be.ClaimMany(ctx, driver.ClaimParams{Limit: 100, WorkerID: "bench", ExecutionBackend: "local", ExpireOverdue: true})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -183,7 +185,7 @@ func BenchmarkClaimComplete(b *testing.B) {
 		}
 		for _, rec := range res.Claimed {
 			wg.Go(func() {
-				if _, err := be.Complete(ctx, queues.CompleteParams{ID: rec.ID, ExpectedRetryCount: rec.RetryCount, Result: result}); err != nil {
+				if _, err := be.Complete(ctx, driver.CompleteParams{ID: rec.ID, ExpectedRetryCount: rec.RetryCount, Result: result}); err != nil {
 					b.Error(err)
 				}
 			})
@@ -198,11 +200,11 @@ func BenchmarkClaimComplete(b *testing.B) {
 func enqueueN(tb testing.TB, be *sqlite.Backend, n int) {
 	tb.Helper()
 	ctx := context.Background()
-	items := make([]queues.EnqueueParams, 0, 1000)
+	items := make([]driver.EnqueueParams, 0, 1000)
 	for start := 0; start < n; start += 1000 {
 		items = items[:0]
 		for i := start; i < min(start+1000, n); i++ {
-			items = append(items, queues.EnqueueParams{TaskName: "noop", Args: json.RawMessage(`{"I":1}`), Queue: queues.DefaultQueue, ExecutionBackend: "local"})
+			items = append(items, driver.EnqueueParams{TaskName: "noop", Args: json.RawMessage(`{"I":1}`), Queue: queues.DefaultQueue, ExecutionBackend: "local"})
 		}
 		if _, err := be.Enqueue(ctx, items); err != nil {
 			tb.Fatal(err)
@@ -219,7 +221,7 @@ func BenchmarkEnqueue(b *testing.B) {
 	b.SetParallelism(4)
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
-		item := []queues.EnqueueParams{{TaskName: "noop", Args: args, Queue: queues.DefaultQueue, ExecutionBackend: "local"}}
+		item := []driver.EnqueueParams{{TaskName: "noop", Args: args, Queue: queues.DefaultQueue, ExecutionBackend: "local"}}
 		for pb.Next() {
 			if _, err := be.Enqueue(ctx, item); err != nil {
 				b.Error(err)
@@ -234,9 +236,9 @@ func BenchmarkEnqueue(b *testing.B) {
 func BenchmarkEnqueueMany(b *testing.B) {
 	be := openTemp(b, sqlite.Options{})
 	ctx := context.Background()
-	items := make([]queues.EnqueueParams, 1000)
+	items := make([]driver.EnqueueParams, 1000)
 	for i := range items {
-		items[i] = queues.EnqueueParams{TaskName: "noop", Args: json.RawMessage(`{"I":1}`), Queue: queues.DefaultQueue, ExecutionBackend: "local"}
+		items[i] = driver.EnqueueParams{TaskName: "noop", Args: json.RawMessage(`{"I":1}`), Queue: queues.DefaultQueue, ExecutionBackend: "local"}
 	}
 	for b.Loop() {
 		if _, err := be.Enqueue(ctx, items); err != nil {

@@ -10,7 +10,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/queuesgo/queues"
+	"github.com/queuesgo/queues/driver"
+	"github.com/queuesgo/queues/queuestype"
 )
 
 // maxClaimExpire bounds how many overdue records one ClaimMany expires.
@@ -177,8 +178,8 @@ func queueFilterJSON(qs []string) string {
 // With p.ExpireOverdue, overdue unreferenced records of the selected queues
 // are expired first (up to 1000) and returned in Expired. Limit ≤ 0 returns
 // an empty result.
-func (b *Backend) ClaimMany(ctx context.Context, p queues.ClaimParams) (queues.ClaimResult, error) {
-	var res queues.ClaimResult
+func (b *Backend) ClaimMany(ctx context.Context, p driver.ClaimParams) (driver.ClaimResult, error) {
+	var res driver.ClaimResult
 	if err := ctx.Err(); err != nil {
 		return res, err
 	}
@@ -269,7 +270,7 @@ func (b *Backend) ClaimMany(ctx context.Context, p queues.ClaimParams) (queues.C
 			}
 			for i := range claimed {
 				c := &claimed[i]
-				c.Status = string(queues.StatusRunning)
+				c.Status = string(queuestype.StatusRunning)
 				c.Worker = sql.NullString{String: p.WorkerID, Valid: p.WorkerID != ""}
 				c.StartedAt = sql.NullInt64{Int64: now, Valid: true}
 				c.HeartbeatAt = c.StartedAt
@@ -335,9 +336,9 @@ WHERE id = ? AND ` + sqlOpen + ` AND execution_ref IS NULL RETURNING ` + recordC
 // no execution_ref is expired instead and returned in Expired; a record
 // holding a finalized ref is claimable after its deadline. A record that
 // cannot be claimed yields an empty result; a missing ID yields
-// queues.ErrTaskNotFound.
-func (b *Backend) ClaimByID(ctx context.Context, p queues.ClaimByIDParams) (queues.ClaimResult, error) {
-	var res queues.ClaimResult
+// queuestype.ErrTaskNotFound.
+func (b *Backend) ClaimByID(ctx context.Context, p driver.ClaimByIDParams) (driver.ClaimResult, error) {
+	var res driver.ClaimResult
 	if err := ctx.Err(); err != nil {
 		return res, err
 	}
@@ -403,9 +404,9 @@ func (b *Backend) ClaimByID(ctx context.Context, p queues.ClaimByIDParams) (queu
 			return res, err
 		}
 		if claimed {
-			res.Claimed = []*queues.Record{rec}
+			res.Claimed = []*queuestype.Record{rec}
 		} else {
-			res.Expired = []*queues.Record{rec}
+			res.Expired = []*queuestype.Record{rec}
 		}
 	}
 	return res, nil
@@ -414,7 +415,7 @@ func (b *Backend) ClaimByID(ctx context.Context, p queues.ClaimByIDParams) (queu
 // ExpireOverdue expires up to limit (≤ 0 means 100) pending/scheduled records
 // holding no execution_ref whose expires_at ≤ now, ordered by expires_at,
 // created_at, id, and returns them.
-func (b *Backend) ExpireOverdue(ctx context.Context, limit int) ([]*queues.Record, error) {
+func (b *Backend) ExpireOverdue(ctx context.Context, limit int) ([]*queuestype.Record, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -444,7 +445,7 @@ RETURNING ` + recordColumns
 // ListPending lists due, unexpired, not reservation-marked pending/scheduled
 // records in claim order, with the queue and execution-backend filters.
 // Limit ≤ 0 means 100. It reads through the reader pool and changes nothing.
-func (b *Backend) ListPending(ctx context.Context, p queues.ListPendingParams) ([]*queues.Record, error) {
+func (b *Backend) ListPending(ctx context.Context, p driver.ListPendingParams) ([]*queuestype.Record, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -471,7 +472,7 @@ func (b *Backend) ListPending(ctx context.Context, p queues.ListPendingParams) (
 	ps.add(micros(b.now()))
 	sel := claimSelect(&ps, claimParts(limit, names, nil), p.ExecutionBackend, limit)
 	if sel == "" {
-		return []*queues.Record{}, nil
+		return []*queuestype.Record{}, nil
 	}
 	recs, err := b.readRaw(ctx, "SELECT "+recordColumns+" FROM queue_task WHERE rowid IN ("+sel+")", ps.args...)
 	if err != nil {

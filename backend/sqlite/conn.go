@@ -3,7 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"database/sql/driver"
+	sqldriver "database/sql/driver"
 	"errors"
 	"fmt"
 	"io"
@@ -16,18 +16,18 @@ import (
 // driver values without reflection. (Measured: about a tenth of the
 // writer's time per job went to database/sql.)
 type dconn struct {
-	c     driver.Conn
-	stmts map[string]driver.Stmt
-	nv    []driver.NamedValue
-	dest  []driver.Value
+	c     sqldriver.Conn
+	stmts map[string]sqldriver.Stmt
+	nv    []sqldriver.NamedValue
+	dest  []sqldriver.Value
 }
 
 // maxStmts bounds the statement cache: dynamic statements (per-queue claims,
 // IN lists) must not grow it forever.
 const maxStmts = 512
 
-func newDconn(c driver.Conn) *dconn {
-	return &dconn{c: c, stmts: make(map[string]driver.Stmt)}
+func newDconn(c sqldriver.Conn) *dconn {
+	return &dconn{c: c, stmts: make(map[string]sqldriver.Stmt)}
 }
 
 // close finalizes the cached statements.
@@ -39,15 +39,15 @@ func (d *dconn) close() {
 }
 
 // stmt returns the prepared statement for query, preparing it on first use.
-func (d *dconn) stmt(query string) (driver.Stmt, error) {
+func (d *dconn) stmt(query string) (sqldriver.Stmt, error) {
 	if s := d.stmts[query]; s != nil {
 		return s, nil
 	}
 	var (
-		s   driver.Stmt
+		s   sqldriver.Stmt
 		err error
 	)
-	if pc, ok := d.c.(driver.ConnPrepareContext); ok {
+	if pc, ok := d.c.(sqldriver.ConnPrepareContext); ok {
 		s, err = pc.PrepareContext(context.Background(), query)
 	} else {
 		s, err = d.c.Prepare(query)
@@ -69,28 +69,28 @@ func (d *dconn) stmt(query string) (driver.Stmt, error) {
 }
 
 // args converts arguments into the reusable named-value buffer.
-func (d *dconn) args(args []any) ([]driver.NamedValue, error) {
+func (d *dconn) args(args []any) ([]sqldriver.NamedValue, error) {
 	nv := d.nv[:0]
 	for i, a := range args {
 		v, err := driverValue(a)
 		if err != nil {
 			return nil, fmt.Errorf("sqlite: argument %d: %w", i+1, err)
 		}
-		nv = append(nv, driver.NamedValue{Ordinal: i + 1, Value: v})
+		nv = append(nv, sqldriver.NamedValue{Ordinal: i + 1, Value: v})
 	}
 	d.nv = nv
 	return nv, nil
 }
 
 // driverValue converts the argument types the backend uses.
-func driverValue(a any) (driver.Value, error) {
+func driverValue(a any) (sqldriver.Value, error) {
 	switch v := a.(type) {
 	case nil, int64, string, bool, float64, []byte:
 		return v, nil
 	case int:
 		return int64(v), nil
 	}
-	return driver.DefaultParameterConverter.ConvertValue(a)
+	return sqldriver.DefaultParameterConverter.ConvertValue(a)
 }
 
 // exec runs a cached statement and returns the number of rows it changed.
@@ -103,8 +103,8 @@ func (d *dconn) exec(query string, args ...any) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	var res driver.Result
-	if se, ok := s.(driver.StmtExecContext); ok {
+	var res sqldriver.Result
+	if se, ok := s.(sqldriver.StmtExecContext); ok {
 		res, err = se.ExecContext(context.Background(), nv)
 	} else {
 		res, err = s.Exec(namedToValues(nv)) //nolint:staticcheck // fallback for drivers without StmtExecContext
@@ -117,7 +117,7 @@ func (d *dconn) exec(query string, args ...any) (int64, error) {
 
 // script runs SQL text that may hold several statements (DDL), uncached.
 func (d *dconn) script(query string, args ...any) error {
-	ec, ok := d.c.(driver.ExecerContext)
+	ec, ok := d.c.(sqldriver.ExecerContext)
 	if !ok {
 		return errors.New("sqlite: driver connection cannot execute scripts")
 	}
@@ -132,7 +132,7 @@ func (d *dconn) script(query string, args ...any) error {
 // query runs a cached statement and calls row for each result row. The row
 // slice is reused: row must copy what it keeps (strings are immutable and
 // may be kept).
-func (d *dconn) query(query string, args []any, row func(v []driver.Value) error) error {
+func (d *dconn) query(query string, args []any, row func(v []sqldriver.Value) error) error {
 	s, err := d.stmt(query)
 	if err != nil {
 		return err
@@ -141,8 +141,8 @@ func (d *dconn) query(query string, args []any, row func(v []driver.Value) error
 	if err != nil {
 		return err
 	}
-	var rows driver.Rows
-	if sq, ok := s.(driver.StmtQueryContext); ok {
+	var rows sqldriver.Rows
+	if sq, ok := s.(sqldriver.StmtQueryContext); ok {
 		rows, err = sq.QueryContext(context.Background(), nv)
 	} else {
 		rows, err = s.Query(namedToValues(nv)) //nolint:staticcheck // fallback for drivers without StmtQueryContext
@@ -152,7 +152,7 @@ func (d *dconn) query(query string, args []any, row func(v []driver.Value) error
 	}
 	n := len(rows.Columns())
 	if cap(d.dest) < n {
-		d.dest = make([]driver.Value, n)
+		d.dest = make([]sqldriver.Value, n)
 	}
 	dest := d.dest[:n]
 	for {
@@ -171,8 +171,8 @@ func (d *dconn) query(query string, args []any, row func(v []driver.Value) error
 	}
 }
 
-func namedToValues(nv []driver.NamedValue) []driver.Value {
-	out := make([]driver.Value, len(nv))
+func namedToValues(nv []sqldriver.NamedValue) []sqldriver.Value {
+	out := make([]sqldriver.Value, len(nv))
 	for i := range nv {
 		out[i] = nv[i].Value
 	}
@@ -182,7 +182,7 @@ func namedToValues(nv []driver.NamedValue) []driver.Value {
 // Decoding driver values. SQLite hands back int64, float64, string, []byte
 // or nil for the column types this schema uses.
 
-func valString(v driver.Value) (string, error) {
+func valString(v sqldriver.Value) (string, error) {
 	switch x := v.(type) {
 	case string:
 		return x, nil
@@ -196,7 +196,7 @@ func valString(v driver.Value) (string, error) {
 	return "", fmt.Errorf("unexpected %T", v)
 }
 
-func valNullString(v driver.Value) (sql.NullString, error) {
+func valNullString(v sqldriver.Value) (sql.NullString, error) {
 	if v == nil {
 		return sql.NullString{}, nil
 	}
@@ -204,7 +204,7 @@ func valNullString(v driver.Value) (sql.NullString, error) {
 	return sql.NullString{String: s, Valid: err == nil}, err
 }
 
-func valInt(v driver.Value) (int64, error) {
+func valInt(v sqldriver.Value) (int64, error) {
 	switch x := v.(type) {
 	case int64:
 		return x, nil
@@ -216,7 +216,7 @@ func valInt(v driver.Value) (int64, error) {
 	return 0, fmt.Errorf("unexpected %T", v)
 }
 
-func valNullInt(v driver.Value) (sql.NullInt64, error) {
+func valNullInt(v sqldriver.Value) (sql.NullInt64, error) {
 	if v == nil {
 		return sql.NullInt64{}, nil
 	}
@@ -225,7 +225,7 @@ func valNullInt(v driver.Value) (sql.NullInt64, error) {
 }
 
 // assign stores a driver value into one of the destination types queryRow uses.
-func assign(dest any, v driver.Value) error {
+func assign(dest any, v sqldriver.Value) error {
 	var err error
 	switch d := dest.(type) {
 	case *string:
@@ -247,7 +247,7 @@ func assign(dest any, v driver.Value) error {
 }
 
 // fromValues decodes one record row (recordColumns).
-func (r *rawRec) fromValues(v []driver.Value) error {
+func (r *rawRec) fromValues(v []sqldriver.Value) error {
 	if len(v) != 24 {
 		return fmt.Errorf("sqlite: record row has %d columns, want 24", len(v))
 	}

@@ -5,7 +5,8 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/queuesgo/queues"
+	"github.com/queuesgo/queues/driver"
+
 	"github.com/queuesgo/queues/backend/backendtest"
 	"github.com/queuesgo/queues/backend/sqlite"
 )
@@ -28,6 +29,6 @@ func openTemp(t testing.TB, opts sqlite.Options) *sqlite.Backend {
 // and service groups, with a fresh database file per case.
 func TestContract(t *testing.T) {
 	backendtest.Run(t, backendtest.Factory{
-		New: func(t *testing.T) queues.Backend { return openTemp(t, sqlite.Options{}) },
+		New: func(t *testing.T) driver.Backend { return openTemp(t, sqlite.Options{}) },
 	})
 }

@@ -3,18 +3,20 @@ package sqlite
 import (
 	"context"
 
+	"github.com/queuesgo/queues/driver"
+	"github.com/queuesgo/queues/queuestype"
+
 	"github.com/google/uuid"
-	"github.com/queuesgo/queues"
 )
 
 // dueOpenAt reports whether a returned record is pending/scheduled and due at now.
-func dueOpenAt(r *queues.Record, now int64) bool {
+func dueOpenAt(r *queuestype.Record, now int64) bool {
 	return isOpen(string(r.Status)) && (r.ScheduledAt.IsZero() || r.ScheduledAt.UnixMicro() <= now)
 }
 
 // refWrite runs a single fenced execution-ref write and wakes workers when
 // wakeIfDue and the record is claimable now.
-func (b *Backend) refWrite(ctx context.Context, op string, id uuid.UUID, wakeIfDue bool, query string, args func(now int64) []any) (*queues.Record, error) {
+func (b *Backend) refWrite(ctx context.Context, op string, id uuid.UUID, wakeIfDue bool, query string, args func(now int64) []any) (*queuestype.Record, error) {
 	var at int64
 	rec, err := b.settleOne(ctx, op, id, query, func(now int64) []any {
 		at = now
@@ -30,7 +32,7 @@ func (b *Backend) refWrite(ctx context.Context, op string, id uuid.UUID, wakeIfD
 // that is due, unexpired and holds no ref, fenced on the optional generation.
 // A reservation-marked record is neither claimed nor expired until released
 // or finalized.
-func (b *Backend) ReserveDispatch(ctx context.Context, p queues.ReserveDispatchParams) (*queues.Record, error) {
+func (b *Backend) ReserveDispatch(ctx context.Context, p driver.ReserveDispatchParams) (*queuestype.Record, error) {
 	idText, marker := p.ID.String(), nullStr(p.Marker)
 	var gen any
 	if p.ExpectedRetryCount != nil {
@@ -45,7 +47,7 @@ AND execution_ref IS NULL AND (?4 IS NULL OR retry_count = ?4) RETURNING `+recor
 // ReleaseDispatch clears execution_ref when it equals p.Marker. A non-empty
 // p.ExecutionBackend re-routes the record to that backend and profile. Workers
 // are woken when the record is claimable again.
-func (b *Backend) ReleaseDispatch(ctx context.Context, p queues.ReleaseDispatchParams) (*queues.Record, error) {
+func (b *Backend) ReleaseDispatch(ctx context.Context, p driver.ReleaseDispatchParams) (*queuestype.Record, error) {
 	idText := p.ID.String()
 	return b.refWrite(ctx, "release dispatch", p.ID, true, `UPDATE OR FAIL queue_task SET execution_ref = NULL,
 execution_backend = CASE WHEN ?2 <> '' THEN ?2 ELSE execution_backend END,
@@ -58,7 +60,7 @@ WHERE id = ?4 AND execution_ref IS NOT NULL AND execution_ref = CAST(?5 AS TEXT)
 
 // FinalizeDispatch replaces the reservation marker p.Marker with the
 // provider's p.Ref while the record is still pending or scheduled.
-func (b *Backend) FinalizeDispatch(ctx context.Context, p queues.FinalizeDispatchParams) (*queues.Record, error) {
+func (b *Backend) FinalizeDispatch(ctx context.Context, p driver.FinalizeDispatchParams) (*queuestype.Record, error) {
 	idText := p.ID.String()
 	return b.refWrite(ctx, "finalize dispatch", p.ID, false, `UPDATE OR FAIL queue_task SET execution_ref = ?2
 WHERE id = ?3 AND `+sqlOpen+` AND execution_ref IS NOT NULL AND execution_ref = CAST(?4 AS TEXT) RETURNING `+recordColumns,
@@ -66,7 +68,7 @@ WHERE id = ?3 AND `+sqlOpen+` AND execution_ref IS NOT NULL AND execution_ref = 
 }
 
 // SetExecutionRef stores ref on a non-terminal record, whatever it held before.
-func (b *Backend) SetExecutionRef(ctx context.Context, id uuid.UUID, ref string) (*queues.Record, error) {
+func (b *Backend) SetExecutionRef(ctx context.Context, id uuid.UUID, ref string) (*queuestype.Record, error) {
 	idText := id.String()
 	return b.refWrite(ctx, "set execution ref", id, false, `UPDATE OR FAIL queue_task SET execution_ref = ?2
 WHERE id = ?3 AND `+sqlNotTerminal+` RETURNING `+recordColumns,
@@ -75,7 +77,7 @@ WHERE id = ?3 AND `+sqlNotTerminal+` RETURNING `+recordColumns,
 
 // ClearExecutionRef clears execution_ref on a pending/scheduled record of
 // generation gen that holds ref, and wakes workers when it is due.
-func (b *Backend) ClearExecutionRef(ctx context.Context, id uuid.UUID, gen int, ref string) (*queues.Record, error) {
+func (b *Backend) ClearExecutionRef(ctx context.Context, id uuid.UUID, gen int, ref string) (*queuestype.Record, error) {
 	idText := id.String()
 	return b.refWrite(ctx, "clear execution ref", id, true, `UPDATE OR FAIL queue_task SET execution_ref = NULL
 WHERE id = ?2 AND `+sqlOpen+` AND retry_count = ?3 AND execution_ref IS ?4 RETURNING `+recordColumns,
@@ -84,7 +86,7 @@ WHERE id = ?2 AND `+sqlOpen+` AND retry_count = ?3 AND execution_ref IS ?4 RETUR
 
 // ReplaceExecutionRef swaps ref for newRef on a non-terminal record of
 // generation gen that holds ref.
-func (b *Backend) ReplaceExecutionRef(ctx context.Context, id uuid.UUID, gen int, ref, newRef string) (*queues.Record, error) {
+func (b *Backend) ReplaceExecutionRef(ctx context.Context, id uuid.UUID, gen int, ref, newRef string) (*queuestype.Record, error) {
 	idText := id.String()
 	return b.refWrite(ctx, "replace execution ref", id, false, `UPDATE OR FAIL queue_task SET execution_ref = ?2
 WHERE id = ?3 AND `+sqlNotTerminal+` AND retry_count = ?4 AND execution_ref IS ?5 RETURNING `+recordColumns,
@@ -93,7 +95,7 @@ WHERE id = ?3 AND `+sqlNotTerminal+` AND retry_count = ?4 AND execution_ref IS ?
 
 // SetExecutionBackend re-routes a pending/scheduled record to backend and
 // profile, clears its execution_ref, and wakes workers when it is due.
-func (b *Backend) SetExecutionBackend(ctx context.Context, id uuid.UUID, backend, profile string) (*queues.Record, error) {
+func (b *Backend) SetExecutionBackend(ctx context.Context, id uuid.UUID, backend, profile string) (*queuestype.Record, error) {
 	idText := id.String()
 	return b.refWrite(ctx, "set execution backend", id, true, `UPDATE OR FAIL queue_task SET execution_backend = ?2,
 execution_profile = ?3, execution_ref = NULL WHERE id = ?4 AND `+sqlOpen+` RETURNING `+recordColumns,

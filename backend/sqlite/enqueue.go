@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/queuesgo/queues/driver"
+	"github.com/queuesgo/queues/queuestype"
+
 	"github.com/google/uuid"
-	"github.com/queuesgo/queues"
 )
 
 const sqlInsertTask = `INSERT INTO queue_task (` + taskColumns + `)
@@ -37,10 +39,10 @@ type candidate struct {
 // enqueueResult is the decision for one item, made inside the transaction.
 type enqueueResult struct {
 	inserted bool
-	status   queues.Status
+	status   queuestype.Status
 	staged   int     // index of an earlier item of this call whose insert holds the key, else -1
 	existing *rawRec // stored active record holding the key
-	owner    *queues.Reservation
+	owner    *queuestype.Reservation
 	err      error
 }
 
@@ -52,18 +54,18 @@ type enqueueResult struct {
 // record's key is cleared). A forever item whose key is reserved returns the
 // owner reservation (Record nil, Existing set); one whose key is held by an
 // active non-forever record gets a per-item error matching
-// queues.ErrIdentityConflict; otherwise the insert and its reservation happen
+// queuestype.ErrIdentityConflict; otherwise the insert and its reservation happen
 // together. Items repeating a key of an earlier item of the same call
 // resolve to that item's outcome. A record ID that already exists fails the
 // whole call and writes nothing, as does a priority outside
-// queues.MinPriority..queues.MaxPriority (an error matching queues.ErrConfig).
+// queuestype.MinPriority..queuestype.MaxPriority (an error matching queuestype.ErrConfig).
 // One wakeup hint is sent when any new record is due.
-func (b *Backend) Enqueue(ctx context.Context, items []queues.EnqueueParams) ([]queues.EnqueueOutcome, error) {
+func (b *Backend) Enqueue(ctx context.Context, items []driver.EnqueueParams) ([]driver.EnqueueOutcome, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	if len(items) == 0 {
-		return []queues.EnqueueOutcome{}, nil
+		return []driver.EnqueueOutcome{}, nil
 	}
 	w, _, err := b.handles()
 	if err != nil {
@@ -72,10 +74,10 @@ func (b *Backend) Enqueue(ctx context.Context, items []queues.EnqueueParams) ([]
 	cands := make([]candidate, len(items))
 	for i := range items {
 		p := &items[i]
-		if p.Priority < queues.MinPriority || p.Priority > queues.MaxPriority {
-			return nil, &queues.ConfigError{
+		if p.Priority < queuestype.MinPriority || p.Priority > queuestype.MaxPriority {
+			return nil, &queuestype.ConfigError{
 				Field:   fmt.Sprintf("items[%d].Priority", i),
-				Problem: fmt.Sprintf("%d is outside %d..%d", p.Priority, queues.MinPriority, queues.MaxPriority),
+				Problem: fmt.Sprintf("%d is outside %d..%d", p.Priority, queuestype.MinPriority, queuestype.MaxPriority),
 			}
 		}
 		c := &cands[i]
@@ -93,11 +95,11 @@ func (b *Backend) Enqueue(ctx context.Context, items []queues.EnqueueParams) ([]
 		}
 		c.queue = p.Queue
 		if c.queue == "" {
-			c.queue = queues.DefaultQueue
+			c.queue = queuestype.DefaultQueue
 		}
 		c.backend = p.ExecutionBackend
 		if c.backend == "" {
-			c.backend = queues.ExecutionLocal
+			c.backend = queuestype.ExecutionLocal
 		}
 		c.profile = p.ExecutionProfile
 		c.priority, c.maxRetries = p.Priority, p.MaxRetries
@@ -105,7 +107,7 @@ func (b *Backend) Enqueue(ctx context.Context, items []queues.EnqueueParams) ([]
 		c.expiresAt = truncUTC(p.ExpiresAt)
 		c.key = p.Key
 		c.forever = p.Forever && p.Key != ""
-		c.metadata = queues.NormalizeMetadata(p.Metadata)
+		c.metadata = queuestype.NormalizeMetadata(p.Metadata)
 		if c.metaText, err = encodeMetadata(c.metadata); err != nil {
 			return nil, fmt.Errorf("sqlite: enqueue item %d: %w", i, err)
 		}
@@ -121,7 +123,7 @@ func (b *Backend) Enqueue(ctx context.Context, items []queues.EnqueueParams) ([]
 		return nil, err
 	}
 
-	outcomes := make([]queues.EnqueueOutcome, len(cands))
+	outcomes := make([]driver.EnqueueOutcome, len(cands))
 	wake := false
 	for i := range results {
 		res := &results[i]
@@ -129,7 +131,7 @@ func (b *Backend) Enqueue(ctx context.Context, items []queues.EnqueueParams) ([]
 		switch {
 		case res.inserted:
 			out.Record = cands[i].record(res.status, now)
-			if res.status == queues.StatusPending {
+			if res.status == queuestype.StatusPending {
 				wake = true
 			}
 		case res.staged >= 0:
@@ -158,11 +160,11 @@ func (b *Backend) Enqueue(ctx context.Context, items []queues.EnqueueParams) ([]
 func enqueueTx(tx *wtx, cands []candidate, results []enqueueResult, now time.Time) error {
 	var (
 		stagedKeys map[string]int
-		stagedRes  map[string]*queues.Reservation
+		stagedRes  map[string]*queuestype.Reservation
 	)
 	if len(cands) > 1 {
 		stagedKeys = make(map[string]int)
-		stagedRes = make(map[string]*queues.Reservation)
+		stagedRes = make(map[string]*queuestype.Reservation)
 	}
 	nowMicros := micros(now)
 	for i := range cands {
@@ -186,7 +188,7 @@ func enqueueTx(tx *wtx, cands []candidate, results []enqueueResult, now time.Tim
 					continue
 				}
 				if _, ok := stagedKeys[c.key]; ok {
-					res.err = fmt.Errorf("%w: key %q", queues.ErrIdentityConflict, c.key)
+					res.err = fmt.Errorf("%w: key %q", queuestype.ErrIdentityConflict, c.key)
 					continue
 				}
 			} else if j, ok := stagedKeys[c.key]; ok {
@@ -200,7 +202,7 @@ func enqueueTx(tx *wtx, cands []candidate, results []enqueueResult, now time.Tim
 			if found && !holder.CompletedAt.Valid {
 				// An active record holds the key.
 				if c.forever && !holderIsForever(&holder) {
-					res.err = fmt.Errorf("%w: key %q is held by task %s", queues.ErrIdentityConflict, c.key, holder.ID)
+					res.err = fmt.Errorf("%w: key %q is held by task %s", queuestype.ErrIdentityConflict, c.key, holder.ID)
 					continue
 				}
 				h := holder
@@ -215,9 +217,9 @@ func enqueueTx(tx *wtx, cands []candidate, results []enqueueResult, now time.Tim
 			}
 			reserve = c.forever
 		}
-		status := queues.StatusPending
+		status := queuestype.StatusPending
 		if c.scheduledAt.After(now) {
-			status = queues.StatusScheduled
+			status = queuestype.StatusScheduled
 		}
 		_, err := tx.exec(sqlInsertTask,
 			c.idText, c.taskName, c.argsText, c.queue, c.backend, nullStr(c.profile),
@@ -235,7 +237,7 @@ func enqueueTx(tx *wtx, cands []candidate, results []enqueueResult, now time.Tim
 				return err
 			}
 			if stagedRes != nil {
-				stagedRes[c.key] = &queues.Reservation{Key: c.key, TaskID: c.id, TaskName: c.taskName, CreatedAt: now}
+				stagedRes[c.key] = &queuestype.Reservation{Key: c.key, TaskID: c.id, TaskName: c.taskName, CreatedAt: now}
 			}
 		}
 		if c.key != "" && stagedKeys != nil {
@@ -254,13 +256,13 @@ func holderIsForever(r *rawRec) bool {
 	if err != nil {
 		return false
 	}
-	s, _ := md[queues.MetaUniqueUntil].(string)
-	return s == string(queues.UniqueUntilForever)
+	s, _ := md[queuestype.MetaUniqueUntil].(string)
+	return s == queuestype.UniqueForever
 }
 
 // record builds the stored form of a candidate inserted at now with status.
-func (c *candidate) record(status queues.Status, now time.Time) *queues.Record {
-	rec := &queues.Record{
+func (c *candidate) record(status queuestype.Status, now time.Time) *queuestype.Record {
+	rec := &queuestype.Record{
 		ID:               c.id,
 		TaskName:         c.taskName,
 		Args:             append(json.RawMessage(nil), c.args...),
@@ -275,7 +277,7 @@ func (c *candidate) record(status queues.Status, now time.Time) *queues.Record {
 		CreatedAt:        now,
 		QueuedAt:         now,
 		Key:              c.key,
-		Metadata:         queues.CloneMetadata(c.metadata),
+		Metadata:         queuestype.CloneMetadata(c.metadata),
 	}
 	if c.args == nil {
 		rec.Args = nil
@@ -299,7 +301,7 @@ func isConstraint(err error) bool {
 }
 
 // getReservation reads the reservation of key inside the transaction.
-func getReservation(tx *wtx, key string) (*queues.Reservation, error) {
+func getReservation(tx *wtx, key string) (*queuestype.Reservation, error) {
 	var (
 		taskID, taskName string
 		created          int64
@@ -313,5 +315,5 @@ func getReservation(tx *wtx, key string) (*queues.Reservation, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: reservation %q task id: %w", key, err)
 	}
-	return &queues.Reservation{Key: key, TaskID: id, TaskName: taskName, CreatedAt: fromMicros(created)}, nil
+	return &queuestype.Reservation{Key: key, TaskID: id, TaskName: taskName, CreatedAt: fromMicros(created)}, nil
 }

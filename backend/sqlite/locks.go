@@ -5,13 +5,14 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/queuesgo/queues/queuestype"
+
 	"github.com/google/uuid"
-	"github.com/queuesgo/queues"
 )
 
 // ReserveIdentity reserves r.Key for r.TaskID. It returns nil when the caller
 // won, else the existing owner. A zero CreatedAt is stamped with now.
-func (b *Backend) ReserveIdentity(ctx context.Context, r queues.Reservation) (*queues.Reservation, error) {
+func (b *Backend) ReserveIdentity(ctx context.Context, r queuestype.Reservation) (*queuestype.Reservation, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -19,7 +20,7 @@ func (b *Backend) ReserveIdentity(ctx context.Context, r queues.Reservation) (*q
 	if err != nil {
 		return nil, err
 	}
-	var owner *queues.Reservation
+	var owner *queuestype.Reservation
 	err = w.do(ctx, false, func(tx *wtx) error {
 		created := r.CreatedAt
 		if created.IsZero() {
@@ -69,10 +70,10 @@ func (b *Backend) AcquireLock(ctx context.Context, name, token string, ttl time.
 		return false, err
 	}
 	if ttl <= 0 {
-		return false, fmt.Errorf("%w: lock ttl must be positive, got %s", queues.ErrConfig, ttl)
+		return false, fmt.Errorf("%w: lock ttl must be positive, got %s", queuestype.ErrConfig, ttl)
 	}
 	if token == "" {
-		return false, fmt.Errorf("%w: lock token must not be empty", queues.ErrConfig)
+		return false, fmt.Errorf("%w: lock token must not be empty", queuestype.ErrConfig)
 	}
 	w, _, err := b.handles()
 	if err != nil {

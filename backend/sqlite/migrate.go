@@ -2,16 +2,16 @@ package sqlite
 
 import (
 	"context"
-	"database/sql/driver"
+	sqldriver "database/sql/driver"
 	"embed"
 	"errors"
 	"fmt"
-	migfiles "github.com/queuesgo/queues/internal/migrations"
 	"slices"
 	"strings"
 	"time"
 
-	"github.com/queuesgo/queues"
+	"github.com/queuesgo/queues/driver"
+	migfiles "github.com/queuesgo/queues/internal/migrations"
 )
 
 // migrationFiles holds the versioned schema migrations, applied in file-name
@@ -67,12 +67,12 @@ func checkKnown(applied []string) ([]migration, error) {
 func appliedOn(d *dconn) ([]string, error) {
 	exists := false
 	err := d.query(`SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'queue_migration'`, nil,
-		func([]driver.Value) error { exists = true; return nil })
+		func([]sqldriver.Value) error { exists = true; return nil })
 	if err != nil || !exists {
 		return nil, err
 	}
 	var out []string
-	err = d.query(`SELECT version FROM queue_migration ORDER BY version`, nil, func(v []driver.Value) error {
+	err = d.query(`SELECT version FROM queue_migration ORDER BY version`, nil, func(v []sqldriver.Value) error {
 		s, err := valString(v[0])
 		out = append(out, s)
 		return err
@@ -99,8 +99,8 @@ func (w *writer) appliedVersions(ctx context.Context) ([]string, error) {
 // migrate applies the pending embedded migrations, each in its own
 // BEGIN IMMEDIATE transaction together with its queue_migration row. A
 // migration another process applied meanwhile is skipped.
-func (w *writer) migrate(ctx context.Context, dryRun bool) (queues.MigrateReport, error) {
-	var rep queues.MigrateReport
+func (w *writer) migrate(ctx context.Context, dryRun bool) (driver.MigrateReport, error) {
+	var rep driver.MigrateReport
 	err := w.doExclusive(ctx, func(d *dconn) error {
 		var applied []string
 		if err := retryBusy(ctx, func() error {
@@ -192,14 +192,14 @@ func applyMigration(ctx context.Context, d *dconn, m migration, now time.Time) (
 // reports them. It connects when the backend is not open yet. A file that
 // holds a version this build does not know is refused with an error matching
 // ErrSchemaTooNew.
-func (b *Backend) Migrate(ctx context.Context, opts queues.MigrateOptions) (queues.MigrateReport, error) {
+func (b *Backend) Migrate(ctx context.Context, opts driver.MigrateOptions) (driver.MigrateReport, error) {
 	if err := ctx.Err(); err != nil {
-		return queues.MigrateReport{}, err
+		return driver.MigrateReport{}, err
 	}
 	b.mu.Lock()
 	if err := b.connect(ctx); err != nil {
 		b.mu.Unlock()
-		return queues.MigrateReport{}, err
+		return driver.MigrateReport{}, err
 	}
 	w := b.w
 	b.mu.Unlock()

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/queuesgo/queues/driver"
+
 	"github.com/google/uuid"
 	"github.com/queuesgo/queues"
 	"github.com/queuesgo/queues/backend/sqlite"
@@ -55,7 +57,7 @@ func runHelper(role string) error {
 	defer b.Close(ctx)
 	switch role {
 	case "enqueue-one":
-		_, err := b.Enqueue(ctx, []queues.EnqueueParams{{TaskName: "from.other.process", Args: json.RawMessage(`{}`),
+		_, err := b.Enqueue(ctx, []driver.EnqueueParams{{TaskName: "from.other.process", Args: json.RawMessage(`{}`),
 			Queue: queues.DefaultQueue, ExecutionBackend: "local"}})
 		return err
 	case "claim":
@@ -81,7 +83,7 @@ func runHelper(role string) error {
 func claimAndComplete(ctx context.Context, b *sqlite.Backend, worker string, total int, claimed func(uuid.UUID)) error {
 	deadline := time.Now().Add(2 * time.Minute)
 	for time.Now().Before(deadline) {
-		res, err := b.ClaimMany(ctx, queues.ClaimParams{Limit: 50, WorkerID: worker, ExecutionBackend: "local", ExpireOverdue: true})
+		res, err := b.ClaimMany(ctx, driver.ClaimParams{Limit: 50, WorkerID: worker, ExecutionBackend: "local", ExpireOverdue: true})
 		if err != nil {
 			return fmt.Errorf("claim: %w", err)
 		}
@@ -104,7 +106,7 @@ func claimAndComplete(ctx context.Context, b *sqlite.Backend, worker string, tot
 			}
 			claimed(rec.ID)
 			wg.Go(func() {
-				if _, err := b.Complete(ctx, queues.CompleteParams{ID: rec.ID, ExpectedRetryCount: rec.RetryCount, Result: json.RawMessage(`{"by":"` + worker + `"}`)}); err != nil {
+				if _, err := b.Complete(ctx, driver.CompleteParams{ID: rec.ID, ExpectedRetryCount: rec.RetryCount, Result: json.RawMessage(`{"by":"` + worker + `"}`)}); err != nil {
 					errs <- fmt.Errorf("complete %s: %w", rec.ID, err)
 				}
 			})
@@ -183,9 +185,9 @@ func TestTwoProcesses(t *testing.T) {
 		if i == 50 {
 			close(startClaimer)
 		}
-		items := make([]queues.EnqueueParams, 100)
+		items := make([]driver.EnqueueParams, 100)
 		for j := range items {
-			items[j] = queues.EnqueueParams{TaskName: "shared", Args: json.RawMessage(fmt.Sprintf(`{"n":%d}`, i*100+j)),
+			items[j] = driver.EnqueueParams{TaskName: "shared", Args: json.RawMessage(fmt.Sprintf(`{"n":%d}`, i*100+j)),
 				Queue: queues.DefaultQueue, ExecutionBackend: "local"}
 		}
 		outs, err := b.Enqueue(ctx, items)
@@ -201,7 +203,7 @@ func TestTwoProcesses(t *testing.T) {
 	for g := range 5 {
 		wg.Go(func() {
 			for k := range 100 {
-				outs, err := b.Enqueue(ctx, []queues.EnqueueParams{{TaskName: "shared",
+				outs, err := b.Enqueue(ctx, []driver.EnqueueParams{{TaskName: "shared",
 					Args: json.RawMessage(fmt.Sprintf(`{"g":%d,"k":%d}`, g, k)), Queue: queues.DefaultQueue, ExecutionBackend: "local"}})
 				mu.Lock()
 				if err != nil && enqErr == nil {
@@ -297,12 +299,12 @@ func TestCrossProcessWakeup(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Own writes that make nothing claimable send no hint, polled or not.
-	own, err := b.Enqueue(ctx, []queues.EnqueueParams{{TaskName: "own", Args: json.RawMessage(`{}`),
+	own, err := b.Enqueue(ctx, []driver.EnqueueParams{{TaskName: "own", Args: json.RawMessage(`{}`),
 		Queue: queues.DefaultQueue, ExecutionBackend: "local", ScheduledAt: time.Now().Add(time.Hour)}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.Cancel(ctx, queues.CancelParams{ID: own[0].Record.ID}); err != nil {
+	if _, err := b.Cancel(ctx, driver.CancelParams{ID: own[0].Record.ID}); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -319,7 +321,7 @@ func TestCrossProcessWakeup(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("no hint within 5s after another process enqueued")
 	}
-	res, err := b.ClaimMany(ctx, queues.ClaimParams{Limit: 10, WorkerID: "w", ExecutionBackend: "local"})
+	res, err := b.ClaimMany(ctx, driver.ClaimParams{Limit: 10, WorkerID: "w", ExecutionBackend: "local"})
 	if err != nil {
 		t.Fatal(err)
 	}

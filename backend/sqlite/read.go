@@ -9,8 +9,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/queuesgo/queues/driver"
+	"github.com/queuesgo/queues/queuestype"
+
 	"github.com/google/uuid"
-	"github.com/queuesgo/queues"
 )
 
 // readStmt returns the reader pool's prepared statement for query.
@@ -73,7 +75,7 @@ func (b *Backend) readRaw(ctx context.Context, query string, args ...any) ([]raw
 }
 
 // readRecords runs a record query on the reader pool and decodes the rows.
-func (b *Backend) readRecords(ctx context.Context, query string, args ...any) ([]*queues.Record, error) {
+func (b *Backend) readRecords(ctx context.Context, query string, args ...any) ([]*queuestype.Record, error) {
 	rows, err := b.readRaw(ctx, query, args...)
 	if err != nil {
 		return nil, err
@@ -134,8 +136,8 @@ func (b *Backend) readRows(ctx context.Context, query string, args []any, scan f
 	return nil
 }
 
-// GetTask returns the record, or an error matching queues.ErrTaskNotFound.
-func (b *Backend) GetTask(ctx context.Context, id uuid.UUID) (*queues.Record, error) {
+// GetTask returns the record, or an error matching queuestype.ErrTaskNotFound.
+func (b *Backend) GetTask(ctx context.Context, id uuid.UUID) (*queuestype.Record, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -151,12 +153,12 @@ func (b *Backend) GetTask(ctx context.Context, id uuid.UUID) (*queues.Record, er
 
 // GetTasks returns the records that exist, in the order of ids; missing IDs
 // are omitted.
-func (b *Backend) GetTasks(ctx context.Context, ids []uuid.UUID) ([]*queues.Record, error) {
+func (b *Backend) GetTasks(ctx context.Context, ids []uuid.UUID) ([]*queuestype.Record, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	if len(ids) == 0 {
-		return []*queues.Record{}, nil
+		return []*queuestype.Record{}, nil
 	}
 	text := make([]string, len(ids))
 	for i, id := range ids {
@@ -171,7 +173,7 @@ func (b *Backend) GetTasks(ctx context.Context, ids []uuid.UUID) ([]*queues.Reco
 	for i := range rows {
 		byID[rows[i].ID] = &rows[i]
 	}
-	out := make([]*queues.Record, 0, len(rows))
+	out := make([]*queuestype.Record, 0, len(rows))
 	for _, id := range text {
 		if r := byID[id]; r != nil {
 			rec, err := r.record()
@@ -185,20 +187,20 @@ func (b *Backend) GetTasks(ctx context.Context, ids []uuid.UUID) ([]*queues.Reco
 }
 
 // GetTaskByKey returns the record holding the identity key, or an error
-// matching queues.ErrTaskNotFound.
-func (b *Backend) GetTaskByKey(ctx context.Context, key string) (*queues.Record, error) {
+// matching queuestype.ErrTaskNotFound.
+func (b *Backend) GetTaskByKey(ctx context.Context, key string) (*queuestype.Record, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	if key == "" {
-		return nil, queues.ErrTaskNotFound
+		return nil, queuestype.ErrTaskNotFound
 	}
 	rows, err := b.readRaw(ctx, `SELECT `+recordColumns+` FROM queue_task WHERE task_key = ?`, key)
 	if err != nil {
 		return nil, err
 	}
 	if len(rows) == 0 {
-		return nil, fmt.Errorf("%w: key %q", queues.ErrTaskNotFound, key)
+		return nil, fmt.Errorf("%w: key %q", queuestype.ErrTaskNotFound, key)
 	}
 	return rows[0].record()
 }
@@ -206,8 +208,8 @@ func (b *Backend) GetTaskByKey(ctx context.Context, key string) (*queues.Record,
 // Statistics counts records per status in queue, or in every queue when
 // queue is "". It scans the table (one covering pass), so it costs time
 // proportional to the number of stored records.
-func (b *Backend) Statistics(ctx context.Context, queue string) (queues.Statistics, error) {
-	var st queues.Statistics
+func (b *Backend) Statistics(ctx context.Context, queue string) (queuestype.Statistics, error) {
+	var st queuestype.Statistics
 	if err := ctx.Err(); err != nil {
 		return st, err
 	}
@@ -223,18 +225,18 @@ func (b *Backend) Statistics(ctx context.Context, queue string) (queues.Statisti
 		if err := rows.Scan(&status, &n); err != nil {
 			return err
 		}
-		st.Add(queues.Status(status), n)
+		st.Add(queuestype.Status(status), n)
 		return nil
 	})
 	return st, err
 }
 
 // QueueStatistics returns the statistics of every queue that holds records.
-func (b *Backend) QueueStatistics(ctx context.Context) (map[string]queues.Statistics, error) {
+func (b *Backend) QueueStatistics(ctx context.Context) (map[string]queuestype.Statistics, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	out := map[string]queues.Statistics{}
+	out := map[string]queuestype.Statistics{}
 	err := b.readRows(ctx, `SELECT queue, status, count(*) FROM queue_task GROUP BY queue, status`, nil, func(rows *sql.Rows) error {
 		var queue, status string
 		var n int
@@ -242,7 +244,7 @@ func (b *Backend) QueueStatistics(ctx context.Context) (map[string]queues.Statis
 			return err
 		}
 		st := out[queue]
-		st.Add(queues.Status(status), n)
+		st.Add(queuestype.Status(status), n)
 		out[queue] = st
 		return nil
 	})
@@ -265,7 +267,7 @@ func ceilMicros(t time.Time) int64 {
 // ListCompletedByTask lists up to limit (0 means 10) completed records of
 // task, newest completed_at first (then id descending), restricted to
 // completed_at ≥ since when since is set.
-func (b *Backend) ListCompletedByTask(ctx context.Context, task string, since time.Time, limit int) ([]*queues.Record, error) {
+func (b *Backend) ListCompletedByTask(ctx context.Context, task string, since time.Time, limit int) ([]*queuestype.Record, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -287,12 +289,12 @@ func (b *Backend) ListCompletedByTask(ctx context.Context, task string, since ti
 // ListRunningExternal lists up to limit non-terminal records holding an
 // execution_ref, ordered by coalesce(started_at, created_at), then id.
 // limit ≤ 0 returns nothing.
-func (b *Backend) ListRunningExternal(ctx context.Context, limit int) ([]*queues.Record, error) {
+func (b *Backend) ListRunningExternal(ctx context.Context, limit int) ([]*queuestype.Record, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	if limit <= 0 {
-		return []*queues.Record{}, nil
+		return []*queuestype.Record{}, nil
 	}
 	return b.readRecords(ctx, `SELECT `+recordColumns+` FROM queue_task
 WHERE execution_ref IS NOT NULL AND `+sqlNotTerminal+`
@@ -304,8 +306,8 @@ ORDER BY coalesce(started_at, created_at), id LIMIT CAST(? AS INTEGER)`, limit)
 // previous page; the page holds the records after it (a deleted cursor record
 // is placed by its UUIDv7 time). Limit 0 means 50. NextCursor is set when
 // more records remain.
-func (b *Backend) ListTasks(ctx context.Context, f queues.TaskFilter) (queues.TaskPage, error) {
-	var page queues.TaskPage
+func (b *Backend) ListTasks(ctx context.Context, f driver.TaskFilter) (driver.TaskPage, error) {
+	var page driver.TaskPage
 	if err := ctx.Err(); err != nil {
 		return page, err
 	}
@@ -332,7 +334,7 @@ func (b *Backend) ListTasks(ctx context.Context, f queues.TaskFilter) (queues.Ta
 		}
 		if !found {
 			if f.Cursor.Version() != 7 {
-				return queues.TaskPage{Items: []*queues.Record{}}, nil
+				return driver.TaskPage{Items: []*queuestype.Record{}}, nil
 			}
 			sec, nsec := f.Cursor.Time().UnixTime()
 			at = time.Unix(sec, nsec).UnixMicro()
@@ -357,7 +359,7 @@ func (b *Backend) ListTasks(ctx context.Context, f queues.TaskFilter) (queues.Ta
 }
 
 // GetIdentity returns the reservation for key, or nil, nil.
-func (b *Backend) GetIdentity(ctx context.Context, key string) (*queues.Reservation, error) {
+func (b *Backend) GetIdentity(ctx context.Context, key string) (*queuestype.Reservation, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -374,5 +376,5 @@ func (b *Backend) GetIdentity(ctx context.Context, key string) (*queues.Reservat
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: reservation %q task id: %w", key, err)
 	}
-	return &queues.Reservation{Key: key, TaskID: id, TaskName: taskName, CreatedAt: fromMicros(created)}, nil
+	return &queuestype.Reservation{Key: key, TaskID: id, TaskName: taskName, CreatedAt: fromMicros(created)}, nil
 }

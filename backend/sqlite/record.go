@@ -8,8 +8,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/queuesgo/queues/driver"
+	"github.com/queuesgo/queues/queuestype"
+
 	"github.com/google/uuid"
-	"github.com/queuesgo/queues"
 )
 
 // taskColumns lists the columns of queue_task.
@@ -44,7 +46,7 @@ const (
 )
 
 func init() {
-	if len(queues.DispatchMarkerPrefix) != 23 {
+	if len(driver.DispatchMarkerPrefix) != 23 {
 		panic("sqlite: DispatchMarkerPrefix changed; update sqlUnreserved")
 	}
 }
@@ -96,12 +98,12 @@ func scanRecords(rows *sql.Rows, out []rawRec) ([]rawRec, error) {
 }
 
 // record decodes a row into a caller-owned record.
-func (r *rawRec) record() (*queues.Record, error) {
+func (r *rawRec) record() (*queuestype.Record, error) {
 	id, err := uuid.Parse(r.ID)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: task id %q: %w", r.ID, err)
 	}
-	rec := &queues.Record{
+	rec := &queuestype.Record{
 		ID:               id,
 		TaskName:         r.TaskName,
 		Queue:            r.Queue,
@@ -109,7 +111,7 @@ func (r *rawRec) record() (*queues.Record, error) {
 		ExecutionProfile: r.Profile.String,
 		ExecutionRef:     r.Ref.String,
 		WorkerID:         r.Worker.String,
-		Status:           queues.Status(r.Status),
+		Status:           queuestype.Status(r.Status),
 		Priority:         int(r.Priority),
 		MaxRetries:       int(r.MaxRetries),
 		RetryCount:       int(r.RetryCount),
@@ -137,8 +139,8 @@ func (r *rawRec) record() (*queues.Record, error) {
 }
 
 // decodeAll decodes rows.
-func decodeAll(rows []rawRec) ([]*queues.Record, error) {
-	out := make([]*queues.Record, len(rows))
+func decodeAll(rows []rawRec) ([]*queuestype.Record, error) {
+	out := make([]*queuestype.Record, len(rows))
 	for i := range rows {
 		rec, err := rows[i].record()
 		if err != nil {
@@ -174,7 +176,7 @@ func decodeMetadata(s string) (map[string]any, error) {
 		m, ok := metadataCache.m[s]
 		metadataCache.Unlock()
 		if ok {
-			return queues.CloneMetadata(m), nil
+			return queuestype.CloneMetadata(m), nil
 		}
 	}
 	m := map[string]any{}
@@ -185,7 +187,7 @@ func decodeMetadata(s string) (map[string]any, error) {
 		m = map[string]any{}
 	}
 	if cacheable {
-		c := queues.CloneMetadata(m)
+		c := queuestype.CloneMetadata(m)
 		metadataCache.Lock()
 		if metadataCache.m == nil || len(metadataCache.m) >= metadataCacheEntries {
 			metadataCache.m = make(map[string]map[string]any, 64)
@@ -268,11 +270,11 @@ func claimLess(a, b *rawRec) bool {
 
 // isOpen reports pending or scheduled.
 func isOpen(s string) bool {
-	return s == string(queues.StatusPending) || s == string(queues.StatusScheduled)
+	return s == string(queuestype.StatusPending) || s == string(queuestype.StatusScheduled)
 }
 
 // reserved reports whether the stored ref is a dispatch-reservation marker.
-func (r *rawRec) reserved() bool { return r.Ref.Valid && queues.IsDispatchMarker(r.Ref.String) }
+func (r *rawRec) reserved() bool { return r.Ref.Valid && driver.IsDispatchMarker(r.Ref.String) }
 
 // dueAt reports whether the record's due time has come at now (µs).
 func (r *rawRec) dueAt(now int64) bool { return !r.ScheduledAt.Valid || r.ScheduledAt.Int64 <= now }

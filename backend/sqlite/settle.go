@@ -8,8 +8,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/queuesgo/queues/driver"
+	"github.com/queuesgo/queues/queuestype"
+
 	"github.com/google/uuid"
-	"github.com/queuesgo/queues"
 )
 
 const (
@@ -41,7 +43,7 @@ WHERE id = ?2 AND status = 'running' AND retry_count = ?3 AND worker_id IS ?4 RE
 // settleOne runs a single fenced write that returns the record; a write that
 // matched nothing yields ErrFenceLost (also matching ErrTaskNotFound when
 // the ID does not exist).
-func (b *Backend) settleOne(ctx context.Context, op string, id uuid.UUID, query string, args func(now int64) []any) (*queues.Record, error) {
+func (b *Backend) settleOne(ctx context.Context, op string, id uuid.UUID, query string, args func(now int64) []any) (*queuestype.Record, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -88,8 +90,8 @@ WHERE rowid = ?1 AND id = ?2 AND status = 'running' AND retry_count = ?3 AND exe
 
 // Complete settles the running generation p.ExpectedRetryCount as completed
 // with p.Result; the error is cleared and worker_id kept. Any other state
-// returns an error matching queues.ErrFenceLost.
-func (b *Backend) Complete(ctx context.Context, p queues.CompleteParams) (*queues.Record, error) {
+// returns an error matching queuestype.ErrFenceLost.
+func (b *Backend) Complete(ctx context.Context, p driver.CompleteParams) (*queuestype.Record, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -115,7 +117,7 @@ func (b *Backend) Complete(ctx context.Context, p queues.CompleteParams) (*queue
 				}
 				if n == 1 {
 					out, ok = *c, true
-					out.Status = string(queues.StatusCompleted)
+					out.Status = string(queuestype.StatusCompleted)
 					out.CompletedAt = sql.NullInt64{Int64: now, Valid: true}
 					out.HeartbeatAt = sql.NullInt64{}
 					out.Result = sql.NullString{}
@@ -151,8 +153,8 @@ func (b *Backend) Complete(ctx context.Context, p queues.CompleteParams) (*queue
 // Cancel cancels a pending or scheduled record, or a running one when
 // p.IncludeRunning, fenced on the optional generation. worker_id is kept so
 // control hints can reach the owner. Any other state returns an error
-// matching queues.ErrFenceLost.
-func (b *Backend) Cancel(ctx context.Context, p queues.CancelParams) (*queues.Record, error) {
+// matching queuestype.ErrFenceLost.
+func (b *Backend) Cancel(ctx context.Context, p driver.CancelParams) (*queuestype.Record, error) {
 	idText := p.ID.String()
 	var gen any
 	if p.ExpectedRetryCount != nil {
@@ -168,8 +170,8 @@ func (b *Backend) Cancel(ctx context.Context, p queues.CancelParams) (*queues.Re
 // metadata.interruptions+1, queued_at=now, scheduled_at, started_at,
 // heartbeat_at, completed_at, execution_ref and worker_id cleared, priority
 // kept. Workers are woken. Any other state returns an error matching
-// queues.ErrFenceLost.
-func (b *Backend) Interrupt(ctx context.Context, p queues.InterruptParams) (*queues.Record, error) {
+// queuestype.ErrFenceLost.
+func (b *Backend) Interrupt(ctx context.Context, p driver.InterruptParams) (*queuestype.Record, error) {
 	idText, worker := p.ID.String(), nullStr(p.WorkerID)
 	rec, err := b.settleOne(ctx, "interrupt", p.ID, sqlInterrupt, func(now int64) []any {
 		return []any{now, idText, p.ExpectedRetryCount, worker}
@@ -183,10 +185,10 @@ func (b *Backend) Interrupt(ctx context.Context, p queues.InterruptParams) (*que
 // Fail records a failed attempt. The guard is status running with generation
 // p.ExpectedRetryCount; with p.ExpectedRef it is instead execution_ref equal to
 // *p.ExpectedRef, that generation, and status pending, scheduled or running.
-// With p.Retry and budget left (queues.RetryAllowed) the record is requeued
+// With p.Retry and budget left (driver.RetryAllowed) the record is requeued
 // (scheduled after p.RetryDelay when positive, else pending, waking workers);
 // otherwise it fails terminally. The error text is stored either way.
-func (b *Backend) Fail(ctx context.Context, p queues.FailParams) (*queues.Record, error) {
+func (b *Backend) Fail(ctx context.Context, p driver.FailParams) (*queuestype.Record, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -213,9 +215,9 @@ func (b *Backend) Fail(ctx context.Context, p queues.FailParams) (*queues.Record
 		}
 		guard := r.RetryCount == int64(p.ExpectedRetryCount)
 		if p.ExpectedRef == nil {
-			guard = guard && r.Status == string(queues.StatusRunning)
+			guard = guard && r.Status == string(queuestype.StatusRunning)
 		} else {
-			guard = guard && r.Ref.String == *p.ExpectedRef && (isOpen(r.Status) || r.Status == string(queues.StatusRunning))
+			guard = guard && r.Ref.String == *p.ExpectedRef && (isOpen(r.Status) || r.Status == string(queuestype.StatusRunning))
 		}
 		if !guard {
 			lost = true
@@ -228,12 +230,12 @@ func (b *Backend) Fail(ctx context.Context, p queues.FailParams) (*queues.Record
 		now := b.now()
 		var q string
 		var args []any
-		if p.Retry && queues.RetryAllowed(rec) {
+		if p.Retry && driver.RetryAllowed(rec) {
 			status, sched := requeueTarget(now, p.RetryDelay)
-			wake = status == queues.StatusPending
+			wake = status == queuestype.StatusPending
 			q, args = sqlRequeue, []any{string(status), p.Error, r.Priority, micros(now), sched, idText, r.Status, r.RetryCount}
 		} else {
-			q, args = sqlFinish, []any{string(queues.StatusFailed), p.Error, micros(now), idText, r.Status, r.RetryCount}
+			q, args = sqlFinish, []any{string(queuestype.StatusFailed), p.Error, micros(now), idText, r.Status, r.RetryCount}
 		}
 		out, ok, err = tx.record(q, args...)
 		if err == nil && !ok {
@@ -257,11 +259,11 @@ func (b *Backend) Fail(ctx context.Context, p queues.FailParams) (*queues.Record
 }
 
 // requeueTarget is the status and scheduled_at of a requeue at now after delay.
-func requeueTarget(now time.Time, delay time.Duration) (queues.Status, any) {
+func requeueTarget(now time.Time, delay time.Duration) (queuestype.Status, any) {
 	if delay > 0 {
-		return queues.StatusScheduled, micros(now.Add(delay))
+		return queuestype.StatusScheduled, micros(now.Add(delay))
 	}
-	return queues.StatusPending, nil
+	return queuestype.StatusPending, nil
 }
 
 // CancelMatching cancels every pending/scheduled record (and running, with
@@ -269,7 +271,7 @@ func requeueTarget(now time.Time, delay time.Duration) (queues.Status, any) {
 // TaskName and Queue match by equality when set; Args and Metadata match when
 // each of their top-level keys is present in the record with an equal JSON
 // value. The cancelled records are returned in claim order.
-func (b *Backend) CancelMatching(ctx context.Context, f queues.CancelFilter) ([]*queues.Record, error) {
+func (b *Backend) CancelMatching(ctx context.Context, f driver.CancelFilter) ([]*queuestype.Record, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -277,8 +279,8 @@ func (b *Backend) CancelMatching(ctx context.Context, f queues.CancelFilter) ([]
 	if err != nil {
 		return nil, err
 	}
-	argsFilter := queues.NormalizeMetadata(f.Args)
-	metaFilter := queues.NormalizeMetadata(f.Metadata)
+	argsFilter := queuestype.NormalizeMetadata(f.Args)
+	metaFilter := queuestype.NormalizeMetadata(f.Metadata)
 	var ps params
 	q := `SELECT ` + recordColumns + ` FROM queue_task WHERE (` + sqlOpen + ` OR (` + ps.add(f.IncludeRunning) +
 		` AND status = 'running')) AND execution_ref IS NULL`
@@ -311,7 +313,7 @@ func (b *Backend) CancelMatching(ctx context.Context, f queues.CancelFilter) ([]
 		for i := range hits {
 			h := &hits[i]
 			tx.forget(h.ID)
-			r, ok, err := tx.record(sqlFinish, string(queues.StatusCancelled), h.Error, now, h.ID, h.Status, h.RetryCount)
+			r, ok, err := tx.record(sqlFinish, string(queuestype.StatusCancelled), h.Error, now, h.ID, h.Status, h.RetryCount)
 			if err != nil {
 				return err
 			}
@@ -360,8 +362,8 @@ func subsetMatch(filter, m map[string]any) bool {
 // touch's MetadataPatch into its metadata (top-level keys replaced). Each
 // touch's ID is reported in Touched or Missed; an ID touched twice may appear
 // in both. All touches of a call are written in one transaction.
-func (b *Backend) TouchHeartbeats(ctx context.Context, touches []queues.HeartbeatTouch) (queues.HeartbeatResult, error) {
-	var res queues.HeartbeatResult
+func (b *Backend) TouchHeartbeats(ctx context.Context, touches []driver.HeartbeatTouch) (driver.HeartbeatResult, error) {
+	var res driver.HeartbeatResult
 	if err := ctx.Err(); err != nil {
 		return res, err
 	}
@@ -391,7 +393,7 @@ func (b *Backend) TouchHeartbeats(ctx context.Context, touches []queues.Heartbea
 		ps.add(nil)
 		set := "heartbeat_at = ?1"
 		if len(t.MetadataPatch) > 0 {
-			pr.patch = queues.NormalizeMetadata(t.MetadataPatch)
+			pr.patch = queuestype.NormalizeMetadata(t.MetadataPatch)
 			keys := make([]string, 0, len(pr.patch))
 			for k := range pr.patch {
 				keys = append(keys, k)
@@ -481,7 +483,7 @@ func touchMerged(tx *wtx, id string, gen any, patch map[string]any, now int64) (
 // NullHeartbeats clears heartbeat_at of each fenced running record whose
 // generation matches, so stale recovery takes it at once. Other records are
 // left alone.
-func (b *Backend) NullHeartbeats(ctx context.Context, fences []queues.Fence) error {
+func (b *Backend) NullHeartbeats(ctx context.Context, fences []queuestype.Fence) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -506,13 +508,13 @@ func (b *Backend) NullHeartbeats(ctx context.Context, fences []queues.Fence) err
 // RecoverStale handles up to p.Limit (≤ 0 means 100) running records whose
 // heartbeat is missing or older than now−p.StaleAfter (negative: every
 // running record), oldest coalesce(heartbeat_at, created_at) first, in one
-// transaction. queues.StaleRequeueDecision picks per record: requeue (a new
-// generation like a retry, with the error kept or queues.StaleError, and
-// priority mapped through p.Priority) or fail with queues.StaleError (also
+// transaction. driver.StaleRequeueDecision picks per record: requeue (a new
+// generation like a retry, with the error kept or driver.StaleError, and
+// priority mapped through p.Priority) or fail with driver.StaleError (also
 // listed in HandlerNeeded when requeue_on_stale is false). Skipped is always
 // 0: the whole sweep is one atomic step.
-func (b *Backend) RecoverStale(ctx context.Context, p queues.StaleParams) (queues.StaleRecovery, error) {
-	var res queues.StaleRecovery
+func (b *Backend) RecoverStale(ctx context.Context, p driver.StaleParams) (driver.StaleRecovery, error) {
+	var res driver.StaleRecovery
 	if err := ctx.Err(); err != nil {
 		return res, err
 	}
@@ -547,11 +549,11 @@ ORDER BY coalesce(heartbeat_at, created_at), id LIMIT CAST(?3 AS INTEGER)`
 			if err != nil {
 				return err
 			}
-			requeue, handler, delay := queues.StaleRequeueDecision(rec)
+			requeue, handler, delay := driver.StaleRequeueDecision(rec)
 			if requeue {
 				errText := rec.Error
 				if errText == "" {
-					errText = queues.StaleError
+					errText = driver.StaleError
 				}
 				prio := rec.Priority
 				if p.Priority != nil {
@@ -564,11 +566,11 @@ ORDER BY coalesce(heartbeat_at, created_at), id LIMIT CAST(?3 AS INTEGER)`
 				}
 				if ok {
 					requeued++
-					wake = wake || status == queues.StatusPending
+					wake = wake || status == queuestype.StatusPending
 				}
 				continue
 			}
-			r, ok, err := tx.record(sqlFinish, string(queues.StatusFailed), queues.StaleError, micros(now), c.ID, c.Status, c.RetryCount)
+			r, ok, err := tx.record(sqlFinish, string(queuestype.StatusFailed), driver.StaleError, micros(now), c.ID, c.Status, c.RetryCount)
 			if err != nil {
 				return err
 			}

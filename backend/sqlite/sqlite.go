@@ -14,8 +14,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/queuesgo/queues/driver"
+	"github.com/queuesgo/queues/queuestype"
+
 	"github.com/google/uuid"
-	"github.com/queuesgo/queues"
 	"github.com/queuesgo/queues/internal/hub"
 
 	_ "modernc.org/sqlite" // registers the pure-Go "sqlite" database/sql driver
@@ -70,9 +72,9 @@ var namespacePattern = regexp.MustCompile(`^[a-z][a-z0-9]*(?:_[a-z0-9]+)*$`)
 // Backend is the durable, embedded SQLite queue backend. Create it with Open;
 // it is safe for concurrent use, and several processes may share one file.
 //
-// It implements queues.Backend and the optional interfaces queues.Waker,
-// queues.WorkerController, queues.DueTimer, queues.Locker, queues.Inspector
-// and queues.Migrator.
+// It implements driver.Backend and the optional interfaces driver.Waker,
+// driver.WorkerController, driver.DueTimer, driver.Locker, driver.Inspector
+// and driver.Migrator.
 type Backend struct {
 	path  string
 	opts  Options
@@ -97,13 +99,13 @@ type Backend struct {
 
 // Compile-time checks of the implemented interfaces.
 var (
-	_ queues.Backend          = (*Backend)(nil)
-	_ queues.Waker            = (*Backend)(nil)
-	_ queues.WorkerController = (*Backend)(nil)
-	_ queues.DueTimer         = (*Backend)(nil)
-	_ queues.Locker           = (*Backend)(nil)
-	_ queues.Inspector        = (*Backend)(nil)
-	_ queues.Migrator         = (*Backend)(nil)
+	_ driver.Backend          = (*Backend)(nil)
+	_ driver.Waker            = (*Backend)(nil)
+	_ driver.WorkerController = (*Backend)(nil)
+	_ driver.DueTimer         = (*Backend)(nil)
+	_ driver.Locker           = (*Backend)(nil)
+	_ driver.Inspector        = (*Backend)(nil)
+	_ driver.Migrator         = (*Backend)(nil)
 )
 
 // errNotOpen is returned by calls made before Open or after Close.
@@ -116,13 +118,13 @@ var errNotOpen = errors.New("sqlite: backend is not open (call Open)")
 // path is a plain file path (created on Open; its directory must exist). An
 // empty path, an in-memory database (":memory:", "file::memory:"), a URI with
 // query options, a directory, a missing parent directory or an invalid
-// option returns an error matching queues.ErrConfig.
+// option returns an error matching queuestype.ErrConfig.
 func Open(path string, opts Options) (*Backend, error) {
 	if err := validatePath(path); err != nil {
 		return nil, err
 	}
 	if opts.BusyTimeout < 0 {
-		return nil, &queues.ConfigError{Field: "sqlite.Options.BusyTimeout", Problem: fmt.Sprintf("must not be negative, got %s", opts.BusyTimeout)}
+		return nil, &queuestype.ConfigError{Field: "sqlite.Options.BusyTimeout", Problem: fmt.Sprintf("must not be negative, got %s", opts.BusyTimeout)}
 	}
 	if opts.BusyTimeout == 0 {
 		opts.BusyTimeout = DefaultBusyTimeout
@@ -131,15 +133,15 @@ func Open(path string, opts Options) (*Backend, error) {
 		opts.PollInterval = DefaultPollInterval
 	}
 	if opts.Readers < 0 {
-		return nil, &queues.ConfigError{Field: "sqlite.Options.Readers", Problem: fmt.Sprintf("must not be negative, got %d", opts.Readers)}
+		return nil, &queuestype.ConfigError{Field: "sqlite.Options.Readers", Problem: fmt.Sprintf("must not be negative, got %d", opts.Readers)}
 	}
 	if opts.Readers == 0 {
 		opts.Readers = DefaultReaders
 	}
 	if opts.Namespace == "" {
-		opts.Namespace = queues.DefaultNamespace
+		opts.Namespace = queuestype.DefaultNamespace
 	} else if !namespacePattern.MatchString(opts.Namespace) {
-		return nil, &queues.ConfigError{Field: "sqlite.Options.Namespace", Problem: fmt.Sprintf("%q must match %s", opts.Namespace, namespacePattern)}
+		return nil, &queuestype.ConfigError{Field: "sqlite.Options.Namespace", Problem: fmt.Sprintf("%q must match %s", opts.Namespace, namespacePattern)}
 	}
 	now := opts.Now
 	if now == nil {
@@ -154,7 +156,7 @@ func Open(path string, opts Options) (*Backend, error) {
 
 func validatePath(path string) error {
 	bad := func(problem string) error {
-		return &queues.ConfigError{Field: "sqlite path", Problem: problem}
+		return &queuestype.ConfigError{Field: "sqlite path", Problem: problem}
 	}
 	p := strings.TrimSpace(path)
 	switch {
@@ -186,8 +188,8 @@ func (b *Backend) Path() string { return b.path }
 // Capabilities reports SQLite change-poll wakeups, in-process worker-control
 // hints, maintenance locks, and that records are shared by every process
 // that opens the file.
-func (b *Backend) Capabilities() queues.Capabilities {
-	return queues.Capabilities{
+func (b *Backend) Capabilities() driver.Capabilities {
+	return driver.Capabilities{
 		WakeupTransport:  "sqlite-poll",
 		ControlTransport: "memory",
 		Maintenance:      true,
@@ -368,19 +370,19 @@ func (b *Backend) handles() (*writer, *sql.DB, error) {
 // now reads the backend clock in UTC, truncated to the stored precision.
 func (b *Backend) now() time.Time { return b.nowFn().UTC().Truncate(time.Microsecond) }
 
-// fenceLost returns an error matching queues.ErrFenceLost.
+// fenceLost returns an error matching queuestype.ErrFenceLost.
 func fenceLost(op string, id uuid.UUID) error {
-	return fmt.Errorf("%w: %s %s", queues.ErrFenceLost, op, id)
+	return fmt.Errorf("%w: %s %s", queuestype.ErrFenceLost, op, id)
 }
 
-// notFound returns an error matching queues.ErrTaskNotFound.
+// notFound returns an error matching queuestype.ErrTaskNotFound.
 func notFound(id uuid.UUID) error {
-	return fmt.Errorf("%w: %s", queues.ErrTaskNotFound, id)
+	return fmt.Errorf("%w: %s", queuestype.ErrTaskNotFound, id)
 }
 
 // missingForWrite is returned by a guarded write on an ID that does not
 // exist: the guard did not hold (ErrFenceLost) because there is no record
 // (ErrTaskNotFound).
 func missingForWrite(op string, id uuid.UUID) error {
-	return fmt.Errorf("%w: %s %s: %w", queues.ErrFenceLost, op, id, queues.ErrTaskNotFound)
+	return fmt.Errorf("%w: %s %s: %w", queuestype.ErrFenceLost, op, id, queuestype.ErrTaskNotFound)
 }

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/queuesgo/queues/driver"
+
 	"github.com/google/uuid"
 	"github.com/queuesgo/queues"
 	"github.com/queuesgo/queues/backend/sqlite"
@@ -56,7 +58,7 @@ func TestOpenValidates(t *testing.T) {
 
 func TestCapabilities(t *testing.T) {
 	b := openTemp(t, sqlite.Options{})
-	want := queues.Capabilities{WakeupTransport: "sqlite-poll", ControlTransport: "memory", Maintenance: true}
+	want := driver.Capabilities{WakeupTransport: "sqlite-poll", ControlTransport: "memory", Maintenance: true}
 	if got := b.Capabilities(); got != want {
 		t.Fatalf("Capabilities = %+v, want %+v", got, want)
 	}
@@ -71,7 +73,7 @@ func TestUseBeforeOpenAndAfterClose(t *testing.T) {
 	if _, err := b.GetTask(ctx, uuid.New()); err == nil || errors.Is(err, queues.ErrTaskNotFound) {
 		t.Fatalf("GetTask before Open = %v, want a not-open error", err)
 	}
-	if _, err := b.Enqueue(ctx, []queues.EnqueueParams{{TaskName: "x"}}); err == nil {
+	if _, err := b.Enqueue(ctx, []driver.EnqueueParams{{TaskName: "x"}}); err == nil {
 		t.Fatal("Enqueue before Open succeeded")
 	}
 	if b.DB() != nil {
@@ -83,7 +85,7 @@ func TestUseBeforeOpenAndAfterClose(t *testing.T) {
 	if err := b.Open(ctx); err != nil {
 		t.Fatalf("second Open: %v", err)
 	}
-	out, err := b.Enqueue(ctx, []queues.EnqueueParams{{TaskName: "kept", Args: json.RawMessage(`{}`)}})
+	out, err := b.Enqueue(ctx, []driver.EnqueueParams{{TaskName: "kept", Args: json.RawMessage(`{}`)}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,10 +117,10 @@ func TestCancelledContext(t *testing.T) {
 	b := openTemp(t, sqlite.Options{})
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := b.Enqueue(ctx, []queues.EnqueueParams{{TaskName: "x"}}); !errors.Is(err, context.Canceled) {
+	if _, err := b.Enqueue(ctx, []driver.EnqueueParams{{TaskName: "x"}}); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Enqueue with a cancelled ctx = %v", err)
 	}
-	if _, err := b.ClaimMany(ctx, queues.ClaimParams{Limit: 1}); !errors.Is(err, context.Canceled) {
+	if _, err := b.ClaimMany(ctx, driver.ClaimParams{Limit: 1}); !errors.Is(err, context.Canceled) {
 		t.Fatalf("ClaimMany with a cancelled ctx = %v", err)
 	}
 }
@@ -167,14 +169,14 @@ func TestMigrateFreshFile(t *testing.T) {
 	}
 
 	// Running it again is a no-op.
-	rep, err := b.Migrate(ctx, queues.MigrateOptions{})
+	rep, err := b.Migrate(ctx, driver.MigrateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !slices.Equal(rep.Applied, all) || len(rep.AppliedNow) != 0 || len(rep.Pending) != 0 {
 		t.Fatalf("second Migrate = %+v, want everything applied, nothing now", rep)
 	}
-	dry, err := b.Migrate(ctx, queues.MigrateOptions{DryRun: true})
+	dry, err := b.Migrate(ctx, driver.MigrateOptions{DryRun: true})
 	if err != nil || !slices.Equal(dry.Applied, all) || len(dry.Pending) != 0 {
 		t.Fatalf("DryRun on a migrated file = %+v, %v", dry, err)
 	}
@@ -189,7 +191,7 @@ func TestMigrateDryRunAndSkip(t *testing.T) {
 	}
 	defer b.Close(ctx)
 	// Migrate works before Open (the CLI's "migrate --dry-run").
-	dry, err := b.Migrate(ctx, queues.MigrateOptions{DryRun: true})
+	dry, err := b.Migrate(ctx, driver.MigrateOptions{DryRun: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,14 +204,14 @@ func TestMigrateDryRunAndSkip(t *testing.T) {
 	if tables := queueStrings(t, b, `SELECT name FROM sqlite_master WHERE type = 'table'`); len(tables) != 0 {
 		t.Fatalf("DryRun/SkipMigrate created tables: %v", tables)
 	}
-	rep, err := b.Migrate(ctx, queues.MigrateOptions{})
+	rep, err := b.Migrate(ctx, driver.MigrateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !slices.Equal(rep.AppliedNow, sqlite.Versions()) || !slices.Equal(rep.Applied, sqlite.Versions()) || len(rep.Pending) != 0 {
 		t.Fatalf("Migrate = %+v", rep)
 	}
-	if _, err := b.Enqueue(ctx, []queues.EnqueueParams{{TaskName: "after.migrate", Args: json.RawMessage(`{}`)}}); err != nil {
+	if _, err := b.Enqueue(ctx, []driver.EnqueueParams{{TaskName: "after.migrate", Args: json.RawMessage(`{}`)}}); err != nil {
 		t.Fatalf("Enqueue after Migrate: %v", err)
 	}
 }
@@ -240,7 +242,7 @@ func TestMigrateRefusesNewerSchema(t *testing.T) {
 			t.Fatalf("Open (SkipMigrate %v) of a newer schema = %v, want ErrSchemaTooNew", skip, err)
 		}
 		t.Logf("refused: %v", err)
-		if _, err := nb.Migrate(ctx, queues.MigrateOptions{DryRun: true}); !errors.Is(err, sqlite.ErrSchemaTooNew) {
+		if _, err := nb.Migrate(ctx, driver.MigrateOptions{DryRun: true}); !errors.Is(err, sqlite.ErrSchemaTooNew) {
 			t.Fatalf("Migrate(DryRun) of a newer schema = %v, want ErrSchemaTooNew", err)
 		}
 		_ = nb.Close(ctx)
@@ -253,10 +255,10 @@ func TestMigrateRefusesNewerSchema(t *testing.T) {
 func TestClaimAcrossQueues(t *testing.T) {
 	ctx := context.Background()
 	b := openTemp(t, sqlite.Options{})
-	var items []queues.EnqueueParams
+	var items []driver.EnqueueParams
 	for q := range 70 { // more than the per-range limit of one claim
 		for i := range 3 {
-			items = append(items, queues.EnqueueParams{TaskName: "q", Args: json.RawMessage(`{}`),
+			items = append(items, driver.EnqueueParams{TaskName: "q", Args: json.RawMessage(`{}`),
 				Queue: "q" + string(rune('A'+q%26)) + string(rune('a'+q/26)), ExecutionBackend: "local", Priority: i})
 		}
 	}
@@ -264,7 +266,7 @@ func TestClaimAcrossQueues(t *testing.T) {
 		t.Fatal(err)
 	}
 	seen := map[uuid.UUID]bool{}
-	claim := func(p queues.ClaimParams) []*queues.Record {
+	claim := func(p driver.ClaimParams) []*queues.Record {
 		t.Helper()
 		res, err := b.ClaimMany(ctx, p)
 		if err != nil {
@@ -282,7 +284,7 @@ func TestClaimAcrossQueues(t *testing.T) {
 		return res.Claimed
 	}
 	// 70 queues (beyond one range per queue): every priority-2 record first.
-	first := claim(queues.ClaimParams{Limit: 70, ExecutionBackend: "local", WorkerID: "w"})
+	first := claim(driver.ClaimParams{Limit: 70, ExecutionBackend: "local", WorkerID: "w"})
 	if len(first) != 70 {
 		t.Fatalf("claimed %d, want 70", len(first))
 	}
@@ -292,13 +294,13 @@ func TestClaimAcrossQueues(t *testing.T) {
 		}
 	}
 	// Any backend, with a cap on one queue.
-	capped := claim(queues.ClaimParams{Limit: 100, WorkerID: "w", QueueLimits: map[string]int{"qAa": 0}})
+	capped := claim(driver.ClaimParams{Limit: 100, WorkerID: "w", QueueLimits: map[string]int{"qAa": 0}})
 	for _, r := range capped {
 		if r.Queue == "qAa" {
 			t.Fatal("claimed from a queue capped at 0")
 		}
 	}
-	rest := claim(queues.ClaimParams{Limit: 1000, ExecutionBackend: "local", WorkerID: "w"})
+	rest := claim(driver.ClaimParams{Limit: 1000, ExecutionBackend: "local", WorkerID: "w"})
 	if len(seen) != len(items) {
 		t.Fatalf("claimed %d of %d records (last claims %d, %d)", len(seen), len(items), len(capped), len(rest))
 	}
@@ -310,13 +312,13 @@ func TestClaimAcrossQueues(t *testing.T) {
 func TestCompleteSeesOutsideChanges(t *testing.T) {
 	ctx := context.Background()
 	b := openTemp(t, sqlite.Options{})
-	if _, err := b.Enqueue(ctx, []queues.EnqueueParams{
+	if _, err := b.Enqueue(ctx, []driver.EnqueueParams{
 		{TaskName: "a", Args: json.RawMessage(`{}`), ExecutionBackend: "local"},
 		{TaskName: "b", Args: json.RawMessage(`{}`), ExecutionBackend: "local"},
 	}); err != nil {
 		t.Fatal(err)
 	}
-	res, err := b.ClaimMany(ctx, queues.ClaimParams{Limit: 2, WorkerID: "w", ExecutionBackend: "local"})
+	res, err := b.ClaimMany(ctx, driver.ClaimParams{Limit: 2, WorkerID: "w", ExecutionBackend: "local"})
 	if err != nil || len(res.Claimed) != 2 {
 		t.Fatalf("claim = %v, %v", res.Claimed, err)
 	}
@@ -329,7 +331,7 @@ func TestCompleteSeesOutsideChanges(t *testing.T) {
 		wantMeta string
 		wantRef  string
 	}{{changed, `{"outside":true}`, "ref-1"}, {untouched, `{}`, ""}} {
-		done, err := b.Complete(ctx, queues.CompleteParams{ID: c.rec.ID, ExpectedRetryCount: 0, Result: json.RawMessage(`{"r":1}`)})
+		done, err := b.Complete(ctx, driver.CompleteParams{ID: c.rec.ID, ExpectedRetryCount: 0, Result: json.RawMessage(`{"r":1}`)})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -3,7 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"database/sql/driver"
+	sqldriver "database/sql/driver"
 	"errors"
 	"fmt"
 	"runtime"
@@ -217,7 +217,7 @@ func finish(r *request, err error) {
 func (w *writer) run() {
 	defer close(w.done)
 	err := w.conn.Raw(func(dc any) error {
-		c, ok := dc.(driver.Conn)
+		c, ok := dc.(sqldriver.Conn)
 		if !ok {
 			return fmt.Errorf("sqlite: driver connection %T", dc)
 		}
@@ -354,7 +354,7 @@ const writerCheckpointEvery = time.Second
 // and the file stops growing.
 func (w *writer) checkpoint() {
 	w.lastCkpt, w.dirty = time.Now(), false
-	_ = w.d.query("PRAGMA wal_checkpoint(PASSIVE)", nil, func([]driver.Value) error { return nil })
+	_ = w.d.query("PRAGMA wal_checkpoint(PASSIVE)", nil, func([]sqldriver.Value) error { return nil })
 }
 
 // runGroup runs requests inside one BEGIN IMMEDIATE transaction and commits once.
@@ -491,7 +491,7 @@ func (w *writer) rollback() {
 func (w *writer) poll() {
 	w.lastPoll = time.Now()
 	var v int64
-	err := w.d.query("PRAGMA data_version", nil, func(row []driver.Value) error {
+	err := w.d.query("PRAGMA data_version", nil, func(row []sqldriver.Value) error {
 		var err error
 		v, err = valInt(row[0])
 		return err
@@ -554,7 +554,7 @@ func (t *wtx) exec(query string, args ...any) (int64, error) {
 // records runs a query that yields record rows (recordColumns) and appends
 // them to out.
 func (t *wtx) records(out []rawRec, query string, args ...any) ([]rawRec, error) {
-	err := t.w.d.query(query, args, func(v []driver.Value) error {
+	err := t.w.d.query(query, args, func(v []sqldriver.Value) error {
 		var r rawRec
 		if err := r.fromValues(v); err != nil {
 			return err
@@ -571,7 +571,7 @@ func (t *wtx) records(out []rawRec, query string, args ...any) ([]rawRec, error)
 // strings runs a query returning one text column.
 func (t *wtx) strings(query string, args ...any) ([]string, error) {
 	var out []string
-	err := t.w.d.query(query, args, func(v []driver.Value) error {
+	err := t.w.d.query(query, args, func(v []sqldriver.Value) error {
 		s, err := valString(v[0])
 		out = append(out, s)
 		return err
@@ -598,7 +598,7 @@ func (t *wtx) record(query string, args ...any) (rawRec, bool, error) {
 // matched.
 func (t *wtx) queryRow(query string, args []any, dest ...any) (bool, error) {
 	found := false
-	err := t.w.d.query(query, args, func(v []driver.Value) error {
+	err := t.w.d.query(query, args, func(v []sqldriver.Value) error {
 		if found {
 			return nil
 		}

@@ -9,8 +9,9 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/queuesgo/queues/driver"
+
 	"github.com/google/uuid"
-	"github.com/queuesgo/queues"
 )
 
 // TestGroupIsolation queues, into one group transaction, writes that fail in
@@ -46,7 +47,7 @@ func TestGroupIsolation(t *testing.T) {
 		run     func() error
 	}
 	insert := func(id uuid.UUID) error {
-		_, err := b.Enqueue(ctx, []queues.EnqueueParams{{ID: id, TaskName: "g", Args: json.RawMessage(`{}`)}})
+		_, err := b.Enqueue(ctx, []driver.EnqueueParams{{ID: id, TaskName: "g", Args: json.RawMessage(`{}`)}})
 		return err
 	}
 	goodIDs := []uuid.UUID{uuid.New(), uuid.New(), uuid.New()}

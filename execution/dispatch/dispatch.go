@@ -42,12 +42,14 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/queuesgo/queues/driver"
+
 	"github.com/google/uuid"
 	"github.com/queuesgo/queues"
 )
 
 // MarkerPrefix starts every reservation marker.
-const MarkerPrefix = queues.DispatchMarkerPrefix
+const MarkerPrefix = driver.DispatchMarkerPrefix
 
 // DefaultLease is how long a reservation marker holds a record.
 const DefaultLease = queues.DispatchMarkerLease
@@ -67,7 +69,7 @@ func NewMarker(now time.Time, lease time.Duration) string {
 }
 
 // IsMarker reports whether ref is a reservation marker.
-func IsMarker(ref string) bool { return queues.IsDispatchMarker(ref) }
+func IsMarker(ref string) bool { return driver.IsDispatchMarker(ref) }
 
 // MarkerDeadline returns the deadline of a reservation marker; ok is false
 // when ref is not a well-formed marker.
@@ -120,7 +122,7 @@ func RunJob(ctx context.Context, s *queues.Service, rec *queues.Record, backendN
 	}
 	marker := NewMarker(time.Now(), o.Lease)
 	gen := rec.RetryCount
-	reserved, err := b.ReserveDispatch(ctx, queues.ReserveDispatchParams{ID: rec.ID, Marker: marker, ExpectedRetryCount: &gen})
+	reserved, err := b.ReserveDispatch(ctx, driver.ReserveDispatchParams{ID: rec.ID, Marker: marker, ExpectedRetryCount: &gen})
 	if err != nil {
 		if errors.Is(err, queues.ErrFenceLost) || errors.Is(err, queues.ErrTaskNotFound) {
 			return queues.DispatchOutcome{Status: queues.DispatchStatusSkipped}, nil
@@ -132,7 +134,7 @@ func RunJob(ctx context.Context, s *queues.Service, rec *queues.Record, backendN
 			&queues.DispatchError{TaskID: rec.ID, Err: fmt.Errorf("reserve: %w", err)}
 	}
 	release := func(backend, profile string) error {
-		_, err := b.ReleaseDispatch(context.WithoutCancel(ctx), queues.ReleaseDispatchParams{
+		_, err := b.ReleaseDispatch(context.WithoutCancel(ctx), driver.ReleaseDispatchParams{
 			ID: rec.ID, Marker: marker, ExecutionBackend: backend, ExecutionProfile: profile})
 		if err != nil {
 			log.Warn("Queue dispatch reservation release failed; reconciliation releases it after its lease",
@@ -170,7 +172,7 @@ func RunJob(ctx context.Context, s *queues.Service, rec *queues.Record, backendN
 			&queues.DispatchError{TaskID: rec.ID, Err: fmt.Errorf("launch: %w", lerr)}
 	}
 
-	_, ferr := b.FinalizeDispatch(context.WithoutCancel(ctx), queues.FinalizeDispatchParams{ID: rec.ID, Marker: marker, Ref: ref})
+	_, ferr := b.FinalizeDispatch(context.WithoutCancel(ctx), driver.FinalizeDispatchParams{ID: rec.ID, Marker: marker, Ref: ref})
 	if ferr != nil {
 		if errors.Is(ferr, queues.ErrFenceLost) || errors.Is(ferr, queues.ErrTaskNotFound) {
 			log.Warn("Queue dispatch lost its reservation; cancelling the orphan execution", "task_id", rec.ID,

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/queuesgo/queues/driver"
+
 	"github.com/google/uuid"
 	"github.com/queuesgo/queues"
 	"github.com/queuesgo/queues/backend/sqlite"
@@ -46,7 +48,7 @@ type e2eTasks struct {
 }
 
 // openStore opens the SQLite file shared by the dispatcher and its children.
-func openStore(ctx context.Context, path string) (queues.Backend, error) {
+func openStore(ctx context.Context, path string) (driver.Backend, error) {
 	b, err := sqlite.Open(path, sqlite.Options{})
 	if err != nil {
 		return nil, err

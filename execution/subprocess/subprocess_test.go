@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/queuesgo/queues/driver"
+
 	"github.com/google/uuid"
 	"github.com/queuesgo/queues"
 	"github.com/queuesgo/queues/backend/memory"
@@ -157,7 +159,7 @@ func (e *holdEnv) dispatch(rec *queues.Record) *queues.Record {
 // claim claims rec by ID, as the child's ConsumeOne would.
 func (e *holdEnv) claim(rec *queues.Record) *queues.Record {
 	e.t.Helper()
-	res, err := e.b.ClaimByID(e.t.Context(), queues.ClaimByIDParams{ID: rec.ID, WorkerID: "child"})
+	res, err := e.b.ClaimByID(e.t.Context(), driver.ClaimByIDParams{ID: rec.ID, WorkerID: "child"})
 	if err != nil || len(res.Claimed) != 1 {
 		e.t.Fatalf("ClaimByID = %+v, %v", res, err)
 	}
@@ -310,7 +312,7 @@ func TestExitCodesReconcileAtOnce(t *testing.T) {
 	// A child that settled its own record (terminal) needs nothing.
 	rec = e.dispatch(e.enqueue())
 	claimed := e.claim(rec)
-	if _, err := e.b.Complete(t.Context(), queues.CompleteParams{ID: rec.ID, Result: json.RawMessage(`"own"`), ExpectedRetryCount: claimed.RetryCount}); err != nil {
+	if _, err := e.b.Complete(t.Context(), driver.CompleteParams{ID: rec.ID, Result: json.RawMessage(`"own"`), ExpectedRetryCount: claimed.RetryCount}); err != nil {
 		t.Fatal(err)
 	}
 	e.exit(rec, 0)

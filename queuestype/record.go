@@ -1,4 +1,4 @@
-package queues
+package queuestype
 
 import (
 	"encoding/json"

@@ -1,4 +1,4 @@
-package queues
+package driver
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/queuesgo/queues/queuestype"
 )
 
 // DispatchMarkerPrefix starts an execution_ref that reserves a record for an
@@ -40,17 +41,17 @@ type Backend interface {
 	// matching ErrConfig and writes nothing.
 	Enqueue(ctx context.Context, items []EnqueueParams) ([]EnqueueOutcome, error)
 	// GetTask returns the record or ErrTaskNotFound.
-	GetTask(ctx context.Context, id uuid.UUID) (*Record, error)
+	GetTask(ctx context.Context, id uuid.UUID) (*queuestype.Record, error)
 	// GetTasks returns the records that exist, omitting missing IDs.
-	GetTasks(ctx context.Context, ids []uuid.UUID) ([]*Record, error)
+	GetTasks(ctx context.Context, ids []uuid.UUID) ([]*queuestype.Record, error)
 	// GetTaskByKey returns the record holding key or ErrTaskNotFound.
-	GetTaskByKey(ctx context.Context, key string) (*Record, error)
+	GetTaskByKey(ctx context.Context, key string) (*queuestype.Record, error)
 	// ListPending lists due, unexpired, unreserved records in claim order.
-	ListPending(ctx context.Context, p ListPendingParams) ([]*Record, error)
+	ListPending(ctx context.Context, p ListPendingParams) ([]*queuestype.Record, error)
 	// Statistics counts records per status; queue "" means all queues.
-	Statistics(ctx context.Context, queue string) (Statistics, error)
+	Statistics(ctx context.Context, queue string) (queuestype.Statistics, error)
 	// ListCompletedByTask lists completed records of a task, newest first; limit 0 means 10.
-	ListCompletedByTask(ctx context.Context, task string, since time.Time, limit int) ([]*Record, error)
+	ListCompletedByTask(ctx context.Context, task string, since time.Time, limit int) ([]*queuestype.Record, error)
 
 	// ClaimMany claims up to p.Limit due records in claim order, setting
 	// status=running, worker_id, started_at and heartbeat_at in one write.
@@ -60,52 +61,52 @@ type Backend interface {
 	ClaimByID(ctx context.Context, p ClaimByIDParams) (ClaimResult, error)
 
 	// Complete settles a running generation as completed.
-	Complete(ctx context.Context, p CompleteParams) (*Record, error)
+	Complete(ctx context.Context, p CompleteParams) (*queuestype.Record, error)
 	// Fail records an error; with Retry and budget left it requeues, else it fails terminally.
-	Fail(ctx context.Context, p FailParams) (*Record, error)
+	Fail(ctx context.Context, p FailParams) (*queuestype.Record, error)
 	// Cancel cancels a pending/scheduled record, or a running one with IncludeRunning.
-	Cancel(ctx context.Context, p CancelParams) (*Record, error)
+	Cancel(ctx context.Context, p CancelParams) (*queuestype.Record, error)
 	// CancelMatching cancels every matching record that holds no execution ref.
-	CancelMatching(ctx context.Context, f CancelFilter) ([]*Record, error)
+	CancelMatching(ctx context.Context, f CancelFilter) ([]*queuestype.Record, error)
 	// Interrupt requeues a running generation after a shutdown, without spending budget.
-	Interrupt(ctx context.Context, p InterruptParams) (*Record, error)
+	Interrupt(ctx context.Context, p InterruptParams) (*queuestype.Record, error)
 
 	// TouchHeartbeats refreshes heartbeat_at for each fenced running record.
 	TouchHeartbeats(ctx context.Context, touches []HeartbeatTouch) (HeartbeatResult, error)
 	// NullHeartbeats clears heartbeat_at for the fenced running records, so
 	// stale recovery takes them at once.
-	NullHeartbeats(ctx context.Context, fences []Fence) error
+	NullHeartbeats(ctx context.Context, fences []queuestype.Fence) error
 	// RecoverStale requeues or fails running records with stale heartbeats, bounded by p.Limit.
 	RecoverStale(ctx context.Context, p StaleParams) (StaleRecovery, error)
 	// ExpireOverdue expires up to limit overdue unreserved pending/scheduled records.
-	ExpireOverdue(ctx context.Context, limit int) ([]*Record, error)
+	ExpireOverdue(ctx context.Context, limit int) ([]*queuestype.Record, error)
 
 	// ReserveDispatch marks a due, unexpired, unreferenced pending/scheduled record for dispatch.
-	ReserveDispatch(ctx context.Context, p ReserveDispatchParams) (*Record, error)
+	ReserveDispatch(ctx context.Context, p ReserveDispatchParams) (*queuestype.Record, error)
 	// ReleaseDispatch clears a reservation marker (compare-and-clear), optionally re-routing the record.
-	ReleaseDispatch(ctx context.Context, p ReleaseDispatchParams) (*Record, error)
+	ReleaseDispatch(ctx context.Context, p ReleaseDispatchParams) (*queuestype.Record, error)
 	// FinalizeDispatch replaces the marker with the provider's ref while the record is pending/scheduled.
-	FinalizeDispatch(ctx context.Context, p FinalizeDispatchParams) (*Record, error)
+	FinalizeDispatch(ctx context.Context, p FinalizeDispatchParams) (*queuestype.Record, error)
 	// SetExecutionRef stores an execution ref unconditionally on a non-terminal record.
-	SetExecutionRef(ctx context.Context, id uuid.UUID, ref string) (*Record, error)
+	SetExecutionRef(ctx context.Context, id uuid.UUID, ref string) (*queuestype.Record, error)
 	// ClearExecutionRef clears ref on a pending/scheduled record of generation gen and wakes dispatchers.
-	ClearExecutionRef(ctx context.Context, id uuid.UUID, gen int, ref string) (*Record, error)
+	ClearExecutionRef(ctx context.Context, id uuid.UUID, gen int, ref string) (*queuestype.Record, error)
 	// ReplaceExecutionRef swaps ref for newRef, fenced on generation and current ref.
-	ReplaceExecutionRef(ctx context.Context, id uuid.UUID, gen int, ref, newRef string) (*Record, error)
+	ReplaceExecutionRef(ctx context.Context, id uuid.UUID, gen int, ref, newRef string) (*queuestype.Record, error)
 	// SetExecutionBackend re-routes a pending/scheduled record and clears its ref.
-	SetExecutionBackend(ctx context.Context, id uuid.UUID, backend, profile string) (*Record, error)
+	SetExecutionBackend(ctx context.Context, id uuid.UUID, backend, profile string) (*queuestype.Record, error)
 	// ListRunningExternal lists non-terminal records holding a ref, ordered by
 	// coalesce(started_at, created_at), id; limit 0 returns nothing.
-	ListRunningExternal(ctx context.Context, limit int) ([]*Record, error)
+	ListRunningExternal(ctx context.Context, limit int) ([]*queuestype.Record, error)
 
 	// CleanupTerminal deletes up to limit terminal records completed before
 	// before, oldest first. Reservations are never deleted.
 	CleanupTerminal(ctx context.Context, before time.Time, limit int) (int, error)
 
 	// ReserveIdentity reserves a forever key; nil means the caller won, else the existing owner.
-	ReserveIdentity(ctx context.Context, r Reservation) (*Reservation, error)
+	ReserveIdentity(ctx context.Context, r queuestype.Reservation) (*queuestype.Reservation, error)
 	// GetIdentity returns the reservation for key, or nil, nil.
-	GetIdentity(ctx context.Context, key string) (*Reservation, error)
+	GetIdentity(ctx context.Context, key string) (*queuestype.Reservation, error)
 	// ResetIdentity deletes a reservation; a non-zero expectedTaskID must match the owner.
 	ResetIdentity(ctx context.Context, key string, expectedTaskID uuid.UUID) (bool, error)
 }
@@ -131,11 +132,11 @@ type EnqueueParams struct {
 // EnqueueOutcome is the result for one EnqueueParams item.
 type EnqueueOutcome struct {
 	// Record is the new record, or the existing active record holding the key.
-	Record *Record
+	Record *queuestype.Record
 	// Existing is true when Record was already there (deduplicated).
 	Existing bool
 	// Owner is set when a forever reservation already owns the key; Record is nil then.
-	Owner *Reservation
+	Owner *queuestype.Reservation
 	// Err is a per-item failure such as ErrIdentityConflict.
 	Err error
 }
@@ -167,8 +168,8 @@ type ClaimByIDParams struct {
 
 // ClaimResult holds claimed records (claim order) and records the claim expired.
 type ClaimResult struct {
-	Claimed []*Record
-	Expired []*Record
+	Claimed []*queuestype.Record
+	Expired []*queuestype.Record
 }
 
 // CompleteParams settles a running generation as completed.
@@ -182,7 +183,7 @@ type CompleteParams struct {
 	// worker_id, execution_ref, metadata) instead of reading every column
 	// back; the result must equal what GetTask returns afterwards. Backends
 	// must not modify it.
-	Claimed *Record
+	Claimed *queuestype.Record
 	// NoRecord says the caller does not need the settled record: a backend
 	// may then return a nil record on success (fence and not-found errors
 	// are reported as always).
@@ -250,7 +251,7 @@ type StaleParams struct {
 // StaleRecovery reports what RecoverStale did.
 type StaleRecovery struct {
 	Requeued      int
-	Failed        []*Record
+	Failed        []*queuestype.Record
 	Skipped       int
 	HandlerNeeded []uuid.UUID
 }
@@ -321,7 +322,7 @@ type Locker interface {
 // TaskFilter selects records for Inspector.ListTasks. Cursor is the ID of the
 // last record of the previous page.
 type TaskFilter struct {
-	Status   Status
+	Status   queuestype.Status
 	Queue    string
 	TaskName string
 	Limit    int // 0 → 50
@@ -330,32 +331,32 @@ type TaskFilter struct {
 
 // TaskPage is one page of ListTasks, newest first. NextCursor is zero on the last page.
 type TaskPage struct {
-	Items      []*Record
+	Items      []*queuestype.Record
 	NextCursor uuid.UUID
 }
 
 // Inspector lists records for dashboards and operators.
 type Inspector interface {
 	ListTasks(ctx context.Context, f TaskFilter) (TaskPage, error)
-	QueueStatistics(ctx context.Context) (map[string]Statistics, error)
+	QueueStatistics(ctx context.Context) (map[string]queuestype.Statistics, error)
 }
 
 // StaleRequeueDecision computes whether a stale running record should be
 // requeued and with which delay, from its own fields. Backends call it so every
 // store applies one rule (SPEC §5.9).
-func StaleRequeueDecision(r *Record) (requeue bool, handlerNeeded bool, delay time.Duration) {
+func StaleRequeueDecision(r *queuestype.Record) (requeue bool, handlerNeeded bool, delay time.Duration) {
 	requeueOnStale := true
-	if v, ok := metaBool(r.Metadata, MetaRequeueOnStale); ok {
+	if v, ok := r.Metadata[queuestype.MetaRequeueOnStale].(bool); ok {
 		requeueOnStale = v
 	}
 	if requeueOnStale && r.AttemptsConsumed() < r.MaxRetries {
-		return true, false, BackoffFromMetadata(r.Metadata).Delay(r.AttemptsConsumed())
+		return true, false, queuestype.BackoffFromMetadata(r.Metadata).Delay(r.AttemptsConsumed())
 	}
 	return false, !requeueOnStale, 0
 }
 
 // RetryAllowed reports whether a failed attempt of r may be retried (budget left).
-func RetryAllowed(r *Record) bool { return r.AttemptsConsumed() < r.MaxRetries }
+func RetryAllowed(r *queuestype.Record) bool { return r.AttemptsConsumed() < r.MaxRetries }
 
 // StaleError is the error text stored on records failed or requeued by stale recovery.
 const StaleError = "Task heartbeat stale"
@@ -379,4 +380,44 @@ type MigrateReport struct {
 // Migrator applies a backend's embedded, versioned schema migrations.
 type Migrator interface {
 	Migrate(ctx context.Context, opts MigrateOptions) (MigrateReport, error)
+}
+
+// TxEnqueuer is implemented by backends that can insert records inside a
+// caller's transaction: the records (and any forever reservation and wakeup
+// NOTIFY) become visible only when the caller commits.
+type TxEnqueuer interface {
+	EnqueueTx(ctx context.Context, tx any, items []EnqueueParams) ([]EnqueueOutcome, error)
+}
+
+// MatchesFilter reports whether rec matches f's task name, queue, and
+// top-level args/metadata subsets (status is not considered).
+func MatchesFilter(rec *queuestype.Record, f CancelFilter) bool {
+	if f.TaskName != "" && rec.TaskName != f.TaskName {
+		return false
+	}
+	if f.Queue != "" && rec.Queue != f.Queue {
+		return false
+	}
+	if len(f.Args) > 0 {
+		var args map[string]any
+		if json.Unmarshal(rec.Args, &args) != nil || !subsetEqual(f.Args, args) {
+			return false
+		}
+	}
+	return subsetEqual(f.Metadata, rec.Metadata)
+}
+
+func subsetEqual(want, have map[string]any) bool {
+	for k, v := range want {
+		hv, ok := have[k]
+		if !ok {
+			return false
+		}
+		a, err1 := json.Marshal(v)
+		b, err2 := json.Marshal(hv)
+		if err1 != nil || err2 != nil || string(a) != string(b) {
+			return false
+		}
+	}
+	return true
 }
