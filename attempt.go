@@ -367,7 +367,7 @@ func (s *Service) settleShutdown(ctx context.Context, a *attempt, abandoned bool
 		}
 		return
 	}
-	if a.rec.Interruptions() >= env.maxInterruptions {
+	if a.rec.Interruptions >= env.maxInterruptions {
 		const msg = "Interrupted during shutdown"
 		rec, err := s.backend.Fail(ctx, driver.FailParams{ID: a.rec.ID, Error: msg, Retry: true, ExpectedRetryCount: a.rec.RetryCount})
 		if err != nil {

@@ -360,10 +360,10 @@ func (s *Service) reconcileExternal(ctx context.Context, limit int, workerID str
 		}
 	}
 	budget := limit - res.Repair.Examined
-	if budget <= 0 {
+	if budget <= 0 || s.dispatch == nil {
 		return res, errors.Join(errs...)
 	}
-	recs, err := s.backend.ListRunningExternal(ctx, budget)
+	recs, err := s.dispatch.ListRunningExternal(ctx, budget)
 	if err != nil {
 		return res, errors.Join(append(errs, fmt.Errorf("list external executions: %w", err))...)
 	}
@@ -499,7 +499,7 @@ func (s *Service) releaseStaleMarker(ctx context.Context, rec *Record, now time.
 	if ok && now.Before(deadline) {
 		return false
 	}
-	_, err := s.backend.ReleaseDispatch(ctx, driver.ReleaseDispatchParams{ID: rec.ID, Marker: rec.ExecutionRef})
+	_, err := s.dispatch.ReleaseDispatch(ctx, driver.ReleaseDispatchParams{ID: rec.ID, Marker: rec.ExecutionRef})
 	if err != nil {
 		if !errors.Is(err, ErrFenceLost) {
 			s.logger.Warn("Queue dispatch reservation release failed", "task_id", rec.ID, "error", err)

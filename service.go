@@ -21,6 +21,7 @@ import (
 type Service struct {
 	cfg      Config
 	backend  driver.Backend
+	dispatch driver.Dispatcher // nil when the store has no external execution
 	registry *Registry
 	logger   *slog.Logger
 	pub      *publisher
@@ -43,6 +44,10 @@ func New(cfg Config) (*Service, error) {
 	}
 	s := &Service{cfg: cfg, backend: cfg.Backend, registry: cfg.Registry, logger: cfg.Logger,
 		executors: map[string]ExternalExecution{}}
+	s.dispatch, _ = cfg.Backend.(driver.Dispatcher)
+	if len(cfg.Executors) > 0 && s.dispatch == nil {
+		return nil, configErr("Executors", "the %s backend does not support external execution", cfg.Backend.Name())
+	}
 	for _, e := range cfg.Executors {
 		ex := e.(ExternalExecution) // checked by withDefaults
 		s.executors[ex.Name()] = ex
@@ -524,7 +529,10 @@ func (s *Service) CancelMatching(ctx context.Context, f CancelFilter) (CancelSum
 
 // countExternalMatches counts records the bulk cancel skipped because they hold an execution ref.
 func (s *Service) countExternalMatches(ctx context.Context, f CancelFilter) int {
-	recs, err := s.backend.ListRunningExternal(ctx, 10000)
+	if s.dispatch == nil {
+		return 0
+	}
+	recs, err := s.dispatch.ListRunningExternal(ctx, 10000)
 	if err != nil {
 		return 0
 	}

@@ -60,6 +60,20 @@ type Backend interface {
 	// generation and execution ref. An overdue record is expired instead.
 	ClaimByID(ctx context.Context, p ClaimByIDParams) (ClaimResult, error)
 
+	// Settle applies transitions the engine decided, each fenced on its
+	// record's generation (and the extra fences the transition names), and
+	// returns one result per transition in input order. A transition whose
+	// fence does not hold changes nothing and reports ErrFenceLost in its
+	// result; the call's error is for the call as a whole (the store was
+	// unreachable, the context ended), in which case some transitions may
+	// have been applied and the caller reads the records to find out.
+	Settle(ctx context.Context, ts []Transition) ([]SettleResult, error)
+	// ListStale lists up to limit running records whose heartbeat is null
+	// or older than staleAfter by the store's clock, null heartbeats first
+	// then oldest heartbeat first; staleAfter < 0 lists every running
+	// record. Records holding a dispatch reservation are not listed.
+	ListStale(ctx context.Context, staleAfter time.Duration, limit int) ([]*queuestype.Record, error)
+
 	// Complete settles a running generation as completed.
 	Complete(ctx context.Context, p CompleteParams) (*queuestype.Record, error)
 	// Fail records an error; with Retry and budget left it requeues, else it fails terminally.
@@ -81,6 +95,25 @@ type Backend interface {
 	// ExpireOverdue expires up to limit overdue unreserved pending/scheduled records.
 	ExpireOverdue(ctx context.Context, limit int) ([]*queuestype.Record, error)
 
+	// CleanupTerminal deletes up to limit terminal records completed before
+	// before, oldest first. Reservations are never deleted.
+	CleanupTerminal(ctx context.Context, before time.Time, limit int) (int, error)
+
+	// ReserveIdentity reserves a forever key; nil means the caller won, else the existing owner.
+	ReserveIdentity(ctx context.Context, r queuestype.Reservation) (*queuestype.Reservation, error)
+	// GetIdentity returns the reservation for key, or nil, nil.
+	GetIdentity(ctx context.Context, key string) (*queuestype.Reservation, error)
+	// ResetIdentity deletes a reservation; a non-zero expectedTaskID must match the owner.
+	ResetIdentity(ctx context.Context, key string, expectedTaskID uuid.UUID) (bool, error)
+}
+
+// Dispatcher is the optional capability of a store that supports external
+// execution: records handed to a transport (a subprocess, a broker, a cloud
+// job) are reserved while the hand-off is in flight, then carry the
+// transport's execution ref until the remote side claims them by ID. A
+// store without it serves only in-process execution; configuring an
+// external execution backend on it is an error.
+type Dispatcher interface {
 	// ReserveDispatch marks a due, unexpired, unreferenced pending/scheduled record for dispatch.
 	ReserveDispatch(ctx context.Context, p ReserveDispatchParams) (*queuestype.Record, error)
 	// ReleaseDispatch clears a reservation marker (compare-and-clear), optionally re-routing the record.
@@ -98,17 +131,6 @@ type Backend interface {
 	// ListRunningExternal lists non-terminal records holding a ref, ordered by
 	// coalesce(started_at, created_at), id; limit 0 returns nothing.
 	ListRunningExternal(ctx context.Context, limit int) ([]*queuestype.Record, error)
-
-	// CleanupTerminal deletes up to limit terminal records completed before
-	// before, oldest first. Reservations are never deleted.
-	CleanupTerminal(ctx context.Context, before time.Time, limit int) (int, error)
-
-	// ReserveIdentity reserves a forever key; nil means the caller won, else the existing owner.
-	ReserveIdentity(ctx context.Context, r queuestype.Reservation) (*queuestype.Reservation, error)
-	// GetIdentity returns the reservation for key, or nil, nil.
-	GetIdentity(ctx context.Context, key string) (*queuestype.Reservation, error)
-	// ResetIdentity deletes a reservation; a non-zero expectedTaskID must match the owner.
-	ResetIdentity(ctx context.Context, key string, expectedTaskID uuid.UUID) (bool, error)
 }
 
 // EnqueueParams is one record to insert. The backend stamps created_at and
@@ -127,6 +149,8 @@ type EnqueueParams struct {
 	ExecutionBackend string
 	ExecutionProfile string
 	Metadata         map[string]any
+	// Policy is stored as the record's typed policy, opaque to the store.
+	Policy queuestype.Policy
 }
 
 // EnqueueOutcome is the result for one EnqueueParams item.
@@ -188,6 +212,68 @@ type CompleteParams struct {
 	// may then return a nil record on success (fence and not-found errors
 	// are reported as always).
 	NoRecord bool
+}
+
+// Transition is one fenced write of a claimed record's outcome. The engine
+// decides it; the store applies it and interprets nothing else.
+//
+// The write applies only while the record holds Generation (retry_count)
+// and is running, or, with ExpectedRef set, is running or pending/scheduled
+// holding exactly that execution ref (an external execution). WorkerID and
+// StaleAfter add fences. The store stamps every time from its own clock.
+type Transition struct {
+	ID         uuid.UUID
+	Generation int
+	// To is the status the record takes:
+	//   - StatusCompleted: result = Result, completed_at = now, error and
+	//     heartbeat_at cleared, worker_id kept.
+	//   - StatusFailed: error = Error, completed_at = now, heartbeat_at
+	//     cleared, worker_id kept.
+	//   - StatusCancelled: error = Error (may be empty), completed_at = now,
+	//     heartbeat_at cleared.
+	//   - StatusPending (a retry, a stale requeue or a shutdown
+	//     interruption): retry_count+1, error = Error, worker_id,
+	//     execution_ref, started_at and heartbeat_at cleared, queued_at =
+	//     now; due at now+Delay, so status scheduled when Delay > 0 and
+	//     pending otherwise; interruptions+1 when Interrupted; priority =
+	//     *Priority when set.
+	To     queuestype.Status
+	Result json.RawMessage
+	Error  string
+	// Delay is how long a retry waits (StatusPending only).
+	Delay time.Duration
+	// Interrupted counts the retry as a shutdown interruption (StatusPending only).
+	Interrupted bool
+	// Priority, when set, replaces the record's priority (StatusPending only).
+	Priority *int
+	// WorkerID, when set, must equal the record's worker_id.
+	WorkerID string
+	// ExpectedRef, when set, must equal the record's execution_ref, and the
+	// record may then also be pending or scheduled.
+	ExpectedRef *string
+	// StaleAfter, when non-zero, requires the record's heartbeat to still be
+	// stale at the write: null or older than now-StaleAfter (any heartbeat
+	// when negative). Stale recovery sets it, so a heartbeat landing
+	// between ListStale and Settle keeps the live attempt's record.
+	StaleAfter time.Duration
+	// Claimed, when set, is the record as this attempt claimed it; a store
+	// may build the returned record from it and the columns the write
+	// changed (or that may have changed while the record ran: worker_id,
+	// execution_ref, metadata) instead of reading every column back. It
+	// must not be modified.
+	Claimed *queuestype.Record
+	// NoRecord says the caller does not need the settled record: the store
+	// may leave SettleResult.Record nil on success.
+	NoRecord bool
+}
+
+// SettleResult is the outcome of one Transition.
+type SettleResult struct {
+	// Record is the record after the write (nil on error, or with NoRecord).
+	Record *queuestype.Record
+	// Err is ErrFenceLost when the fence did not hold (ErrTaskNotFound when
+	// the record does not exist), or a per-item error the store refused.
+	Err error
 }
 
 // FailParams records a failed attempt. With ExpectedRef the record may also be

@@ -73,6 +73,12 @@ type Record struct {
 	Error       string
 	Key         string
 	Metadata    map[string]any
+	// Policy is the task policy fixed at enqueue (timeout, backoff, stale
+	// and shutdown behaviour, logging, correlation); only the engine reads it.
+	Policy Policy
+	// Interruptions counts shutdown interruptions: generations that ended
+	// without spending retry budget.
+	Interruptions int
 }
 
 // IsTerminal reports whether the record is completed, failed, cancelled or expired.
@@ -88,13 +94,10 @@ func (r *Record) IsExpired(now time.Time) bool {
 	return !r.ExpiresAt.IsZero() && !r.ExpiresAt.After(now)
 }
 
-// Interruptions returns metadata.interruptions (a non-number reads as 0).
-func (r *Record) Interruptions() int { return metaInt(r.Metadata, MetaInterruptions) }
-
 // AttemptsConsumed is retry_count minus shutdown interruptions: the number of
 // attempts that spent retry budget before the current one.
 func (r *Record) AttemptsConsumed() int {
-	n := r.RetryCount - r.Interruptions()
+	n := r.RetryCount - r.Interruptions
 	if n < 0 {
 		return 0
 	}
@@ -113,6 +116,10 @@ func (r *Record) Clone() *Record {
 	c.Args = cloneBytes(r.Args)
 	c.Result = cloneBytes(r.Result)
 	c.Metadata = CloneMetadata(r.Metadata)
+	if p := r.Policy.RequeueOnShutdown; p != nil {
+		v := *p
+		c.Policy.RequeueOnShutdown = &v
+	}
 	return &c
 }
 
@@ -290,6 +297,8 @@ type recordJSON struct {
 	Error            *string         `json:"error"`
 	Key              *string         `json:"key"`
 	Metadata         map[string]any  `json:"metadata"`
+	Policy           Policy          `json:"policy"`
+	Interruptions    int             `json:"interruptions"`
 }
 
 func strPtr(s string) *string {
@@ -344,6 +353,7 @@ func (r Record) MarshalJSON() ([]byte, error) {
 		CreatedAt: r.CreatedAt.UTC(), QueuedAt: r.QueuedAt.UTC(), StartedAt: timePtr(r.StartedAt),
 		CompletedAt: timePtr(r.CompletedAt), HeartbeatAt: timePtr(r.HeartbeatAt),
 		Result: rawOrNull(r.Result), Error: strPtr(r.Error), Key: strPtr(r.Key), Metadata: md,
+		Policy: r.Policy, Interruptions: r.Interruptions,
 	})
 }
 
@@ -362,6 +372,7 @@ func (r *Record) UnmarshalJSON(b []byte) error {
 		CreatedAt: j.CreatedAt.UTC(), QueuedAt: j.QueuedAt.UTC(), StartedAt: derefTime(j.StartedAt),
 		CompletedAt: derefTime(j.CompletedAt), HeartbeatAt: derefTime(j.HeartbeatAt),
 		Result: nullToNil(j.Result), Error: derefStr(j.Error), Key: derefStr(j.Key), Metadata: j.Metadata,
+		Policy: j.Policy, Interruptions: j.Interruptions,
 	}
 	return nil
 }

@@ -44,7 +44,7 @@ func setRefListsRunningExternal(t *testing.T, b driver.Backend) {
 	set := setRef(t, b, recs[0].ID, ref)
 	wantStatus(t, "record after SetExecutionRef", set, queues.StatusPending)
 	wantStored(t, b, "record after SetExecutionRef", set)
-	list, err := b.ListRunningExternal(t.Context(), 10)
+	list, err := disp(t, b).ListRunningExternal(t.Context(), 10)
 	wantNoErr(t, "ListRunningExternal", err)
 	wantIDs(t, "ListRunningExternal", list, recs[0].ID)
 	wantString(t, "listed execution_ref", list[0].ExecutionRef, ref)
@@ -55,7 +55,7 @@ func setRefListsRunningExternal(t *testing.T, b driver.Backend) {
 	// The remote side claims it by ID; it stays listed while running.
 	run := claimByID(t, b, recs[0].ID, workerA)
 	wantString(t, "execution_ref after the claim", run.ExecutionRef, ref)
-	list, err = b.ListRunningExternal(t.Context(), 10)
+	list, err = disp(t, b).ListRunningExternal(t.Context(), 10)
 	wantNoErr(t, "ListRunningExternal", err)
 	wantIDs(t, "ListRunningExternal after the claim", list, recs[0].ID)
 	wantStatus(t, "listed record", list[0], queues.StatusRunning)
@@ -75,13 +75,13 @@ func listRunningExternalFilterAndLimit(t *testing.T, b driver.Backend) {
 	setRef(t, b, recs[3].ID, newRef("cloudrun"))
 	complete(t, b, claimByID(t, b, recs[3].ID, workerA))
 
-	list, err := b.ListRunningExternal(t.Context(), 10)
+	list, err := disp(t, b).ListRunningExternal(t.Context(), 10)
 	wantNoErr(t, "ListRunningExternal(10)", err)
 	wantIDSet(t, "ListRunningExternal(10)", idsOf(list), recs[0].ID, recs[1].ID)
-	one, err := b.ListRunningExternal(t.Context(), 1)
+	one, err := disp(t, b).ListRunningExternal(t.Context(), 1)
 	wantNoErr(t, "ListRunningExternal(1)", err)
 	wantInt(t, "ListRunningExternal(1) length", len(one), 1)
-	zero, err := b.ListRunningExternal(t.Context(), 0)
+	zero, err := disp(t, b).ListRunningExternal(t.Context(), 0)
 	wantNoErr(t, "ListRunningExternal(0)", err)
 	wantInt(t, "ListRunningExternal(0) length", len(zero), 0)
 }
@@ -117,17 +117,17 @@ func listRunningExternalOrder(t *testing.T, b driver.Backend) {
 		setRef(t, b, r.ID, newRef("cloudrun"))
 	}
 	want := sortedIDs(storedAll(t, b, recs), externalOrder)
-	two, err := b.ListRunningExternal(t.Context(), 2)
+	two, err := disp(t, b).ListRunningExternal(t.Context(), 2)
 	wantNoErr(t, "ListRunningExternal(2)", err)
 	wantIDs(t, "ListRunningExternal(2)", two, want[:2]...)
-	all, err := b.ListRunningExternal(t.Context(), 10)
+	all, err := disp(t, b).ListRunningExternal(t.Context(), 10)
 	wantNoErr(t, "ListRunningExternal(10)", err)
 	wantIDs(t, "ListRunningExternal(10)", all, want...)
 
 	// Claiming the first one moves it to its started_at, after the others' created_at.
 	claimByID(t, b, want[0], workerA)
 	want = sortedIDs(storedAll(t, b, recs), externalOrder)
-	all, err = b.ListRunningExternal(t.Context(), 10)
+	all, err = disp(t, b).ListRunningExternal(t.Context(), 10)
 	wantNoErr(t, "ListRunningExternal after a claim", err)
 	wantIDs(t, "ListRunningExternal after a claim", all, want...)
 }
@@ -137,10 +137,10 @@ func listRunningExternalOrder(t *testing.T, b driver.Backend) {
 func reserveDispatchGenerationFence(t *testing.T, b driver.Backend) {
 	recs := enqueue(t, b, item("rd.fenced", execution("subprocess", "")), item("rd.unfenced", execution("subprocess", "")))
 	m := newMarker(time.Now().Add(15 * time.Minute))
-	_, err := b.ReserveDispatch(t.Context(), driver.ReserveDispatchParams{ID: recs[0].ID, Marker: m, ExpectedRetryCount: ptr(1)})
+	_, err := disp(t, b).ReserveDispatch(t.Context(), driver.ReserveDispatchParams{ID: recs[0].ID, Marker: m, ExpectedRetryCount: ptr(1)})
 	wantFenceLost(t, "ReserveDispatch(wrong generation)", err)
 	wantString(t, "execution_ref after a lost reservation", get(t, b, recs[0].ID).ExecutionRef, "")
-	got, err := b.ReserveDispatch(t.Context(), driver.ReserveDispatchParams{ID: recs[0].ID, Marker: m, ExpectedRetryCount: ptr(0)})
+	got, err := disp(t, b).ReserveDispatch(t.Context(), driver.ReserveDispatchParams{ID: recs[0].ID, Marker: m, ExpectedRetryCount: ptr(0)})
 	wantNoErr(t, "ReserveDispatch(right generation)", err)
 	wantString(t, "execution_ref", got.ExecutionRef, m)
 	wantStatus(t, "reserved record", got, queues.StatusPending)
@@ -176,27 +176,27 @@ func clearAndReplaceRefFences(t *testing.T, b driver.Backend) {
 	rec := enqueueOne(t, b, item("ref.swap", execution("nats", "")))
 	r1, r2 := newRef("nats"), newRef("nats")
 	setRef(t, b, rec.ID, r1)
-	_, err := b.ReplaceExecutionRef(t.Context(), rec.ID, 1, r1, r2)
+	_, err := disp(t, b).ReplaceExecutionRef(t.Context(), rec.ID, 1, r1, r2)
 	wantFenceLost(t, "ReplaceExecutionRef(wrong generation)", err)
-	_, err = b.ReplaceExecutionRef(t.Context(), rec.ID, 0, r2, r2)
+	_, err = disp(t, b).ReplaceExecutionRef(t.Context(), rec.ID, 0, r2, r2)
 	wantFenceLost(t, "ReplaceExecutionRef(wrong ref)", err)
 	wantString(t, "ref after lost replaces", get(t, b, rec.ID).ExecutionRef, r1)
-	got, err := b.ReplaceExecutionRef(t.Context(), rec.ID, 0, r1, r2)
+	got, err := disp(t, b).ReplaceExecutionRef(t.Context(), rec.ID, 0, r1, r2)
 	wantNoErr(t, "ReplaceExecutionRef", err)
 	wantString(t, "replaced ref", got.ExecutionRef, r2)
 	wantStored(t, b, "record after replace", got)
 
-	_, err = b.ClearExecutionRef(t.Context(), rec.ID, 0, r1)
+	_, err = disp(t, b).ClearExecutionRef(t.Context(), rec.ID, 0, r1)
 	wantFenceLost(t, "ClearExecutionRef(superseded ref)", err)
-	_, err = b.ClearExecutionRef(t.Context(), rec.ID, 1, r2)
+	_, err = disp(t, b).ClearExecutionRef(t.Context(), rec.ID, 1, r2)
 	wantFenceLost(t, "ClearExecutionRef(wrong generation)", err)
 	wantString(t, "ref after lost clears", get(t, b, rec.ID).ExecutionRef, r2)
-	got, err = b.ClearExecutionRef(t.Context(), rec.ID, 0, r2)
+	got, err = disp(t, b).ClearExecutionRef(t.Context(), rec.ID, 0, r2)
 	wantNoErr(t, "ClearExecutionRef", err)
 	wantString(t, "cleared ref", got.ExecutionRef, "")
 	wantStatus(t, "record after clear", got, queues.StatusPending)
 	wantStored(t, b, "record after clear", got)
-	_, err = b.ClearExecutionRef(t.Context(), rec.ID, 0, r2)
+	_, err = disp(t, b).ClearExecutionRef(t.Context(), rec.ID, 0, r2)
 	wantFenceLost(t, "second ClearExecutionRef", err)
 }
 
@@ -221,14 +221,14 @@ func reserveDispatchRejects(t *testing.T, b driver.Backend) {
 	wantNoErr(t, "Cancel", err)
 
 	for i, r := range recs {
-		_, err := b.ReserveDispatch(t.Context(), driver.ReserveDispatchParams{ID: r.ID, Marker: newMarker(lease)})
+		_, err := disp(t, b).ReserveDispatch(t.Context(), driver.ReserveDispatchParams{ID: r.ID, Marker: newMarker(lease)})
 		wantFenceLost(t, "ReserveDispatch("+r.TaskName+")", err)
 		got := get(t, b, r.ID)
 		want := map[int]string{1: m1, 2: ref}[i]
 		wantString(t, r.TaskName+" execution_ref", got.ExecutionRef, want)
 	}
 	wantStatus(t, "expired record (not swept)", get(t, b, recs[0].ID), queues.StatusPending)
-	_, err = b.ReserveDispatch(t.Context(), driver.ReserveDispatchParams{ID: uuid.New(), Marker: newMarker(lease)})
+	_, err = disp(t, b).ReserveDispatch(t.Context(), driver.ReserveDispatchParams{ID: uuid.New(), Marker: newMarker(lease)})
 	wantFenceLostOrNotFound(t, "ReserveDispatch(missing)", err)
 }
 
@@ -252,10 +252,10 @@ func expirySweepIgnoresReserved(t *testing.T, b driver.Backend) {
 	wantStatus(t, "reserved record after the sweep", got, queues.StatusPending)
 	wantString(t, "reserved record marker", got.ExecutionRef, m)
 
-	_, err = b.ReleaseDispatch(t.Context(), driver.ReleaseDispatchParams{ID: recs[0].ID, Marker: newMarker(time.Now().Add(time.Minute))})
+	_, err = disp(t, b).ReleaseDispatch(t.Context(), driver.ReleaseDispatchParams{ID: recs[0].ID, Marker: newMarker(time.Now().Add(time.Minute))})
 	wantFenceLost(t, "ReleaseDispatch(wrong marker)", err)
 	wantString(t, "marker after a lost release", get(t, b, recs[0].ID).ExecutionRef, m)
-	rel, err := b.ReleaseDispatch(t.Context(), driver.ReleaseDispatchParams{ID: recs[0].ID, Marker: m})
+	rel, err := disp(t, b).ReleaseDispatch(t.Context(), driver.ReleaseDispatchParams{ID: recs[0].ID, Marker: m})
 	wantNoErr(t, "ReleaseDispatch", err)
 	wantString(t, "execution_ref after release", rel.ExecutionRef, "")
 	wantString(t, "execution_backend after a plain release", rel.ExecutionBackend, "subprocess")
@@ -293,20 +293,20 @@ func finalizeSuperseded(t *testing.T, b driver.Backend) {
 	lease := time.Now().Add(15 * time.Minute)
 	m1, m2 := newMarker(lease), newMarker(lease)
 	reserve(t, b, rec.ID, m1)
-	_, err := b.ReleaseDispatch(t.Context(), driver.ReleaseDispatchParams{ID: rec.ID, Marker: m1})
+	_, err := disp(t, b).ReleaseDispatch(t.Context(), driver.ReleaseDispatchParams{ID: rec.ID, Marker: m1})
 	wantNoErr(t, "ReleaseDispatch", err)
 	reserve(t, b, rec.ID, m2)
 
 	ref := "subprocess:host-1:4242:1700000000000"
-	_, err = b.FinalizeDispatch(t.Context(), driver.FinalizeDispatchParams{ID: rec.ID, Marker: m1, Ref: ref})
+	_, err = disp(t, b).FinalizeDispatch(t.Context(), driver.FinalizeDispatchParams{ID: rec.ID, Marker: m1, Ref: ref})
 	wantFenceLost(t, "FinalizeDispatch(superseded marker)", err)
 	wantString(t, "ref after a lost finalize", get(t, b, rec.ID).ExecutionRef, m2)
-	got, err := b.FinalizeDispatch(t.Context(), driver.FinalizeDispatchParams{ID: rec.ID, Marker: m2, Ref: ref})
+	got, err := disp(t, b).FinalizeDispatch(t.Context(), driver.FinalizeDispatchParams{ID: rec.ID, Marker: m2, Ref: ref})
 	wantNoErr(t, "FinalizeDispatch(current marker)", err)
 	wantString(t, "finalized ref", got.ExecutionRef, ref)
 	wantStatus(t, "finalized record", got, queues.StatusPending)
 	wantStored(t, b, "finalized record", got)
-	_, err = b.FinalizeDispatch(t.Context(), driver.FinalizeDispatchParams{ID: rec.ID, Marker: m2, Ref: "subprocess:other"})
+	_, err = disp(t, b).FinalizeDispatch(t.Context(), driver.FinalizeDispatchParams{ID: rec.ID, Marker: m2, Ref: "subprocess:other"})
 	wantFenceLost(t, "second FinalizeDispatch", err)
 	wantString(t, "ref after a repeated finalize", get(t, b, rec.ID).ExecutionRef, ref)
 }
@@ -349,7 +349,7 @@ func finalizedRefClaimableAfterExpiry(t *testing.T, b driver.Backend) {
 	m := newMarker(time.Now().Add(15 * time.Minute))
 	reserve(t, b, recs[0].ID, m)
 	ref := newRef("cloudrun")
-	_, err := b.FinalizeDispatch(t.Context(), driver.FinalizeDispatchParams{ID: recs[0].ID, Marker: m, Ref: ref})
+	_, err := disp(t, b).FinalizeDispatch(t.Context(), driver.FinalizeDispatchParams{ID: recs[0].ID, Marker: m, Ref: ref})
 	wantNoErr(t, "FinalizeDispatch", err)
 	waitOverdue(t, b, deadline, recs[1].ID)
 
@@ -372,7 +372,7 @@ func finalizeAfterCancel(t *testing.T, b driver.Backend) {
 	c, err := b.Cancel(t.Context(), driver.CancelParams{ID: rec.ID})
 	wantNoErr(t, "Cancel(reserved)", err)
 	wantStatus(t, "cancelled", c, queues.StatusCancelled)
-	_, err = b.FinalizeDispatch(t.Context(), driver.FinalizeDispatchParams{ID: rec.ID, Marker: m, Ref: newRef("subprocess")})
+	_, err = disp(t, b).FinalizeDispatch(t.Context(), driver.FinalizeDispatchParams{ID: rec.ID, Marker: m, Ref: newRef("subprocess")})
 	wantFenceLost(t, "FinalizeDispatch(cancelled)", err)
 	got := get(t, b, rec.ID)
 	wantStatus(t, "record after finalize", got, queues.StatusCancelled)
@@ -440,7 +440,7 @@ func releaseDispatchReroutes(t *testing.T, b driver.Backend) {
 	rec := enqueueOne(t, b, item("fallback", execution("cloudrun", "gpu")))
 	m := newMarker(time.Now().Add(15 * time.Minute))
 	reserve(t, b, rec.ID, m)
-	got, err := b.ReleaseDispatch(t.Context(), driver.ReleaseDispatchParams{ID: rec.ID, Marker: m, ExecutionBackend: "local", ExecutionProfile: "cpu"})
+	got, err := disp(t, b).ReleaseDispatch(t.Context(), driver.ReleaseDispatchParams{ID: rec.ID, Marker: m, ExecutionBackend: "local", ExecutionProfile: "cpu"})
 	wantNoErr(t, "ReleaseDispatch(re-route)", err)
 	wantString(t, "execution_backend", got.ExecutionBackend, "local")
 	wantString(t, "execution_profile", got.ExecutionProfile, "cpu")
@@ -459,7 +459,7 @@ func setExecutionBackendReroutes(t *testing.T, b driver.Backend) {
 		item("sb.done", execution("cloudrun", "gpu")),
 	)
 	setRef(t, b, recs[0].ID, newRef("cloudrun"))
-	got, err := b.SetExecutionBackend(t.Context(), recs[0].ID, "nats", "small")
+	got, err := disp(t, b).SetExecutionBackend(t.Context(), recs[0].ID, "nats", "small")
 	wantNoErr(t, "SetExecutionBackend(pending)", err)
 	wantString(t, "execution_backend", got.ExecutionBackend, "nats")
 	wantString(t, "execution_profile", got.ExecutionProfile, "small")
@@ -468,11 +468,11 @@ func setExecutionBackendReroutes(t *testing.T, b driver.Backend) {
 	wantStored(t, b, "re-routed record", got)
 
 	claimByID(t, b, recs[1].ID, workerA)
-	_, err = b.SetExecutionBackend(t.Context(), recs[1].ID, "nats", "")
+	_, err = disp(t, b).SetExecutionBackend(t.Context(), recs[1].ID, "nats", "")
 	wantFenceLost(t, "SetExecutionBackend(running)", err)
 	wantString(t, "running record backend", get(t, b, recs[1].ID).ExecutionBackend, "cloudrun")
 	complete(t, b, claimByID(t, b, recs[2].ID, workerA))
-	_, err = b.SetExecutionBackend(t.Context(), recs[2].ID, "nats", "")
+	_, err = disp(t, b).SetExecutionBackend(t.Context(), recs[2].ID, "nats", "")
 	wantFenceLost(t, "SetExecutionBackend(completed)", err)
 }
 
@@ -480,10 +480,10 @@ func setExecutionBackendReroutes(t *testing.T, b driver.Backend) {
 // ErrFenceLost and its ref is unchanged; a missing one is not found or fenced.
 func setExecutionRefTerminal(t *testing.T, b driver.Backend) {
 	done := completed(t, b, item("ref.done", execution("cloudrun", "")))
-	_, err := b.SetExecutionRef(t.Context(), done.ID, newRef("cloudrun"))
+	_, err := disp(t, b).SetExecutionRef(t.Context(), done.ID, newRef("cloudrun"))
 	wantFenceLost(t, "SetExecutionRef(completed)", err)
 	wantString(t, "completed record ref", get(t, b, done.ID).ExecutionRef, "")
-	_, err = b.SetExecutionRef(t.Context(), uuid.New(), newRef("cloudrun"))
+	_, err = disp(t, b).SetExecutionRef(t.Context(), uuid.New(), newRef("cloudrun"))
 	wantFenceLostOrNotFound(t, "SetExecutionRef(missing)", err)
 	// Running and scheduled records accept a ref.
 	run := running(t, b, item("ref.running", execution("cloudrun", "")))

@@ -302,7 +302,7 @@ func recoverAll(t *testing.T, b driver.Backend, limit int) driver.StaleRecovery 
 // setRef stores an execution ref on a non-terminal record.
 func setRef(t *testing.T, b driver.Backend, id uuid.UUID, ref string) *queues.Record {
 	t.Helper()
-	rec, err := b.SetExecutionRef(t.Context(), id, ref)
+	rec, err := disp(t, b).SetExecutionRef(t.Context(), id, ref)
 	if err != nil {
 		t.Fatalf("SetExecutionRef(%s): %v", id, err)
 	}
@@ -315,7 +315,7 @@ func setRef(t *testing.T, b driver.Backend, id uuid.UUID, ref string) *queues.Re
 // reserve reserves a record for dispatch with marker.
 func reserve(t *testing.T, b driver.Backend, id uuid.UUID, marker string) *queues.Record {
 	t.Helper()
-	rec, err := b.ReserveDispatch(t.Context(), driver.ReserveDispatchParams{ID: id, Marker: marker})
+	rec, err := disp(t, b).ReserveDispatch(t.Context(), driver.ReserveDispatchParams{ID: id, Marker: marker})
 	if err != nil {
 		t.Fatalf("ReserveDispatch(%s): %v", id, err)
 	}
@@ -753,3 +753,13 @@ func storedAll(t *testing.T, b driver.Backend, recs []*queues.Record) []*queues.
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// disp returns b's external-dispatch capability; every store in this module has it.
+func disp(t *testing.T, b driver.Backend) driver.Dispatcher {
+	t.Helper()
+	d, ok := b.(driver.Dispatcher)
+	if !ok {
+		t.Fatalf("%s does not implement driver.Dispatcher", b.Name())
+	}
+	return d
+}

@@ -81,10 +81,10 @@ func wakeupOnRequeues(t *testing.T, b driver.Backend) {
 	wantInt(t, "stale requeued", recoverAll(t, b, 10).Requeued, 1)
 	wantStatus(t, "stale record", get(t, b, stale.ID), queues.StatusPending)
 	expectHint(t, ch, "stale requeue")
-	_, err = b.ClearExecutionRef(t.Context(), cleared.ID, 0, ref)
+	_, err = disp(t, b).ClearExecutionRef(t.Context(), cleared.ID, 0, ref)
 	wantNoErr(t, "ClearExecutionRef", err)
 	expectHint(t, ch, "ClearExecutionRef")
-	_, err = b.SetExecutionBackend(t.Context(), rerouted.ID, "local", "")
+	_, err = disp(t, b).SetExecutionBackend(t.Context(), rerouted.ID, "local", "")
 	wantNoErr(t, "SetExecutionBackend", err)
 	expectHint(t, ch, "SetExecutionBackend")
 }

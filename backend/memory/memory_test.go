@@ -325,7 +325,7 @@ func TestInterruptAndStaleRecovery(t *testing.T) {
 		t.Fatalf("interrupt wrong owner: %v", err)
 	}
 	r, err := b.Interrupt(ctx, driver.InterruptParams{ID: recs[0].ID, WorkerID: "w1"})
-	if err != nil || r.Status != queues.StatusPending || r.RetryCount != 1 || r.Interruptions() != 1 || r.Priority != 9 {
+	if err != nil || r.Status != queues.StatusPending || r.RetryCount != 1 || r.Interruptions != 1 || r.Priority != 9 {
 		t.Fatalf("interrupt = %+v, %v", r, err)
 	}
 	if _, err := b.Complete(ctx, driver.CompleteParams{ID: recs[0].ID, ExpectedRetryCount: 0}); !errors.Is(err, queues.ErrFenceLost) {

@@ -221,7 +221,7 @@ func (b *Backend) Interrupt(ctx context.Context, p driver.InterruptParams) (*que
 	if r.Metadata == nil {
 		r.Metadata = map[string]any{}
 	}
-	r.Metadata[queuestype.MetaInterruptions] = float64(r.Interruptions() + 1)
+	r.Interruptions++
 	b.requeueEntry(e, 0, b.now())
 	out := e.clone()
 	b.mu.Unlock()

@@ -115,7 +115,11 @@ func RunJob(ctx context.Context, s *queues.Service, rec *queues.Record, backendN
 	if len(opts) > 0 {
 		o = opts[0]
 	}
-	b := s.Backend()
+	b, ok := s.Backend().(driver.Dispatcher)
+	if !ok {
+		return queues.DispatchOutcome{Status: queues.DispatchStatusError},
+			fmt.Errorf("%w: the %s backend does not support external execution", queues.ErrUnsupported, s.Backend().Name())
+	}
 	log := s.Logger()
 	if err := ctx.Err(); err != nil {
 		return queues.DispatchOutcome{Status: queues.DispatchStatusCancelled}, err
