@@ -25,6 +25,8 @@ type attemptEnv struct {
 	// beforeSettle runs before any settle write (the worker unregisters the
 	// attempt from heartbeats so a late touch cannot undo a null heartbeat).
 	beforeSettle func(a *attempt)
+	// settle is what the runner does about a settle write being retried.
+	settle settleHooks
 }
 
 // newAttempt builds the attempt for a claimed record; its ctx derives from parent.
@@ -49,6 +51,7 @@ type outcome struct {
 // ignored cancellation.
 func (s *Service) runAttempt(a *attempt, env attemptEnv) {
 	defer a.cancel(nil)
+	a.hooks = env.settle
 	rec := a.rec
 	e := s.registry.lookup(rec.TaskName)
 	if e == nil || !e.hasFunc {
@@ -217,9 +220,21 @@ func (s *Service) complete(ctx context.Context, a *attempt, value any) {
 	}
 	// Only a completed event needs the settled record; without events the
 	// backend may skip returning it.
-	done, err := s.backend.Complete(ctx, driver.CompleteParams{ID: a.rec.ID, Result: result, ExpectedRetryCount: a.rec.RetryCount,
-		Claimed: a.rec, NoRecord: !s.pub.enabled})
+	done, err := s.writeSettle(a, settleWrite{phase: "complete",
+		write: func(ctx context.Context) (*Record, error) {
+			return s.backend.Complete(ctx, driver.CompleteParams{ID: a.rec.ID, Result: result, ExpectedRetryCount: a.rec.RetryCount,
+				Claimed: a.rec, NoRecord: !s.pub.enabled})
+		},
+		landed: landedCompleted(a.rec)})
 	if err != nil {
+		var refused *refusedError
+		if errors.As(err, &refused) {
+			// The result is the problem, not the store: retrying cannot
+			// store it. The record keeps a plain message, not the store's.
+			s.logger.Error("Queue task result refused by the store", "task_id", a.rec.ID, "task_name", a.rec.TaskName, "error", err)
+			s.fail(ctx, a, NonRetryable(errors.New(resultRefusedText)), false)
+			return
+		}
 		s.settleError(ctx, a, "complete", err)
 		return
 	}
@@ -248,7 +263,11 @@ func slogLevel(md map[string]any) slog.Level {
 
 func (s *Service) cancelSelf(ctx context.Context, a *attempt, reason string) {
 	gen := a.rec.RetryCount
-	rec, err := s.backend.Cancel(ctx, driver.CancelParams{ID: a.rec.ID, IncludeRunning: true, ExpectedRetryCount: &gen})
+	rec, err := s.writeSettle(a, settleWrite{phase: "cancel",
+		write: func(ctx context.Context) (*Record, error) {
+			return s.backend.Cancel(ctx, driver.CancelParams{ID: a.rec.ID, IncludeRunning: true, ExpectedRetryCount: &gen})
+		},
+		landed: landedCancelled(a.rec)})
 	if err != nil {
 		s.settleError(ctx, a, "cancel", err)
 		return
@@ -282,12 +301,37 @@ func (s *Service) fail(ctx context.Context, a *attempt, err error, retry bool) {
 		// computed delay is reported, not waited.
 		stored = 0
 	}
-	rec, ferr := s.backend.Fail(ctx, driver.FailParams{ID: a.rec.ID, Error: msg, Retry: retry, ExpectedRetryCount: a.rec.RetryCount, RetryDelay: stored})
+	rec, msg, ferr := s.writeFail(a, "fail", msg, retry, stored)
 	if ferr != nil {
 		s.settleError(ctx, a, "fail", ferr)
 		return
 	}
 	s.publishFailed(ctx, a, rec, msg, delay)
+}
+
+// writeFail writes a failed attempt (writeSettle) and returns the record and
+// the error text it stored: when the store refuses msg, a storable form of
+// it, then a fixed text, is written instead.
+func (s *Service) writeFail(a *attempt, phase, msg string, retry bool, delay time.Duration) (*Record, string, error) {
+	for refusals := 0; ; refusals++ {
+		text := msg
+		rec, err := s.writeSettle(a, settleWrite{phase: phase,
+			write: func(ctx context.Context) (*Record, error) {
+				return s.backend.Fail(ctx, driver.FailParams{ID: a.rec.ID, Error: text, Retry: retry,
+					ExpectedRetryCount: a.rec.RetryCount, RetryDelay: delay})
+			},
+			landed: landedFailed(a.rec, text, retry)})
+		var refused *refusedError
+		if err == nil || !errors.As(err, &refused) || msg == errorRefusedText {
+			return rec, msg, err
+		}
+		s.logger.Error("Queue task error text refused by the store", "task_id", a.rec.ID, "task_name", a.rec.TaskName, "error", err)
+		if next := storableText(msg); refusals == 0 && next != msg {
+			msg = next
+		} else {
+			msg = errorRefusedText
+		}
+	}
 }
 
 func (s *Service) publishFailed(ctx context.Context, a *attempt, rec *Record, msg string, delay time.Duration) {
@@ -297,14 +341,17 @@ func (s *Service) publishFailed(ctx context.Context, a *attempt, rec *Record, ms
 // publishFailedRecord publishes task.failed and logs "Queue task failed" for
 // rec, the record after a Fail write on prev (the failed generation).
 func (s *Service) publishFailedRecord(ctx context.Context, prev, rec *Record, workerID, msg string, delay time.Duration, seq *int) {
-	willRetry := rec.Status == StatusPending || rec.Status == StatusScheduled
+	// A retry is a new generation (which another worker may have claimed
+	// already when a lost reply made this a read-back record).
+	willRetry := rec.RetryCount > prev.RetryCount || rec.Status == StatusPending || rec.Status == StatusScheduled
 	payload := statusPayload(rec)
 	payload["will_retry"] = willRetry
 	if willRetry {
 		payload["retry_delay"] = delay.Seconds()
 		payload["retry_at"] = formatTime(rec.ScheduledAt)
 	}
-	s.lifecycle(ctx, events.TypeFailed, rec, workerID, msg, payload, seq)
+	// The event is about the attempt that ended, not the retry's.
+	s.lifecycleAttempt(ctx, events.TypeFailed, rec, prev.RetryCount+1, workerID, msg, payload, seq)
 	level := slog.LevelError
 	if willRetry {
 		level = slog.LevelWarn
@@ -313,12 +360,16 @@ func (s *Service) publishFailedRecord(ctx context.Context, prev, rec *Record, wo
 		"worker_id", workerID, "attempt", prev.RetryCount+1, "will_retry", willRetry, "error", msg)
 }
 
-// settleError handles a settle write that did not apply: a lost fence means
-// another attempt owns the record now (publish task.claim_lost, change
-// nothing); anything else is a backend failure left to stale recovery.
+// settleError handles a settle write that did not land: a lost fence
+// means another attempt owns the record now (publish task.claim_lost,
+// change nothing); an abandoned write was logged by the retry loop and is
+// left to stale recovery, as is data the store refused.
 func (s *Service) settleError(ctx context.Context, a *attempt, phase string, err error) {
-	if errors.Is(err, ErrFenceLost) {
+	if isFenceAnswer(err) {
 		s.claimLost(ctx, a, phase)
+		return
+	}
+	if errors.Is(err, errSettleAbandoned) {
 		return
 	}
 	s.logger.Error("Queue task settle write failed", "task_id", a.rec.ID, "phase", phase, "error", err)
@@ -348,7 +399,7 @@ func (s *Service) settleShutdown(ctx context.Context, a *attempt, abandoned bool
 		if a.callerErr != nil {
 			msg = "inline execution interrupted: " + a.callerErr.Error()
 		}
-		rec, err := s.backend.Fail(ctx, driver.FailParams{ID: a.rec.ID, Error: msg, Retry: false, ExpectedRetryCount: a.rec.RetryCount})
+		rec, msg, err := s.writeFail(a, "fail", msg, false, 0)
 		if err != nil {
 			s.settleError(ctx, a, "fail", err)
 			return
@@ -363,13 +414,13 @@ func (s *Service) settleShutdown(ctx context.Context, a *attempt, abandoned bool
 	if !requeue || abandoned {
 		// Stale recovery takes a null heartbeat at once.
 		if err := s.backend.NullHeartbeats(ctx, []queuestype.Fence{a.fence()}); err != nil {
+			s.noteStoreError()
 			s.logger.Error("Queue heartbeat clear after shutdown failed", "task_id", a.rec.ID, "error", err)
 		}
 		return
 	}
 	if a.rec.Interruptions >= env.maxInterruptions {
-		const msg = "Interrupted during shutdown"
-		rec, err := s.backend.Fail(ctx, driver.FailParams{ID: a.rec.ID, Error: msg, Retry: true, ExpectedRetryCount: a.rec.RetryCount})
+		rec, msg, err := s.writeFail(a, "fail", "Interrupted during shutdown", true, 0)
 		if err != nil {
 			s.settleError(ctx, a, "fail", err)
 			return
@@ -378,18 +429,18 @@ func (s *Service) settleShutdown(ctx context.Context, a *attempt, abandoned bool
 		s.publishFailed(ctx, a, rec, msg, 0)
 		return
 	}
-	rec, err := s.backend.Interrupt(ctx, driver.InterruptParams{ID: a.rec.ID, ExpectedRetryCount: a.rec.RetryCount, WorkerID: a.workerID})
+	rec, err := s.writeSettle(a, settleWrite{phase: "interrupt",
+		write: func(ctx context.Context) (*Record, error) {
+			return s.backend.Interrupt(ctx, driver.InterruptParams{ID: a.rec.ID, ExpectedRetryCount: a.rec.RetryCount, WorkerID: a.workerID})
+		},
+		landed: landedInterrupted(a.rec)})
 	if err != nil {
-		if errors.Is(err, ErrFenceLost) {
-			s.claimLost(ctx, a, "interrupt")
-			return
-		}
-		s.logger.Error("Queue task interrupt failed", "task_id", a.rec.ID, "error", err)
+		s.settleError(ctx, a, "interrupt", err)
 		return
 	}
 	payload := statusPayload(rec)
 	payload["reason"] = "shutdown"
-	s.lifecycle(ctx, events.TypeInterrupted, rec, a.workerID, "", payload, a.nextSeq())
+	s.lifecycleAttempt(ctx, events.TypeInterrupted, rec, a.rec.RetryCount+1, a.workerID, "", payload, a.nextSeq())
 	s.logger.Info("Queue task interrupted", "task_id", rec.ID, "task_name", rec.TaskName, "worker_id", a.workerID)
 }
 
@@ -399,7 +450,9 @@ func (s *Service) settleShutdown(ctx context.Context, a *attempt, abandoned bool
 // is cancelled with ErrShutdown, the record fails terminally and the ctx
 // error is returned.
 func (s *Service) runImmediate(ctx context.Context, rec *Record) (*Record, error) {
-	env := attemptEnv{workerID: s.cfg.Worker.ID, finalCancel: s.cfg.Worker.FinalCancelTimeout, maxInterruptions: s.cfg.Worker.MaxInterruptions}
+	// A settle write is retried until it lands or the caller's ctx ends.
+	env := attemptEnv{workerID: s.cfg.Worker.ID, finalCancel: s.cfg.Worker.FinalCancelTimeout, maxInterruptions: s.cfg.Worker.MaxInterruptions,
+		settle: settleHooks{abort: ctx}}
 	for {
 		gen := rec.RetryCount
 		res, err := s.backend.ClaimByID(ctx, driver.ClaimByIDParams{ID: rec.ID, WorkerID: env.workerID, ExpectedRetryCount: &gen})

@@ -142,8 +142,13 @@ type WorkerConfig struct {
 	KeepRunningOnClaimLoss bool
 	// CancellationPollInterval is the durable check for cancelled running records: 0 → 1s.
 	CancellationPollInterval time.Duration
-	// StaleAfter enables stale recovery: running records whose heartbeat is
-	// older are requeued or failed. 0 = off.
+	// StaleAfter is crash recovery: running records whose heartbeat is
+	// older are requeued or failed (one worker of the fleet sweeps, every
+	// StaleCheckInterval). 0 → 4 × HeartbeatInterval (2m with the default
+	// interval); negative = off. Without it, the records of a worker that
+	// crashed or was killed stay running forever. The sweep recovers
+	// nothing until the store has answered this process for one
+	// StaleAfter, so a store outage does not make live attempts stale.
 	StaleAfter time.Duration
 	// StaleCheckInterval is the stale recovery cadence: 0 → 60s.
 	StaleCheckInterval time.Duration
@@ -181,6 +186,11 @@ const (
 	DefaultFinalCancelTimeout       = 5 * time.Second
 	DefaultMaxInterruptions         = 3
 )
+
+// staleAfterHeartbeats is the default StaleAfter in heartbeat intervals: a
+// live worker misses three heartbeats (and then some jitter) before its
+// records count as stale.
+const staleAfterHeartbeats = 4
 
 // withDefaults validates c and returns it with defaults filled in.
 func (c WorkerConfig) withDefaults() (WorkerConfig, error) {
@@ -243,7 +253,6 @@ func (c WorkerConfig) withDefaults() (WorkerConfig, error) {
 	positiveDur("Worker.PollInterval", &c.PollInterval, DefaultPollInterval)
 	positiveDur("Worker.HeartbeatInterval", &c.HeartbeatInterval, DefaultHeartbeatInterval)
 	positiveDur("Worker.CancellationPollInterval", &c.CancellationPollInterval, DefaultCancellationPollInterval)
-	positiveDur("Worker.StaleAfter", &c.StaleAfter, 0)
 	positiveDur("Worker.StaleCheckInterval", &c.StaleCheckInterval, DefaultStaleCheckInterval)
 	positiveDur("Worker.ReconcileInterval", &c.ReconcileInterval, DefaultReconcileInterval)
 	positiveDur("Worker.GracefulShutdownTimeout", &c.GracefulShutdownTimeout, DefaultGracefulShutdownTimeout)
@@ -264,6 +273,9 @@ func (c WorkerConfig) withDefaults() (WorkerConfig, error) {
 		c.PollBackoffMultiplier = DefaultPollBackoffMultiplier
 	case c.PollBackoffMultiplier < 1 || math.IsNaN(c.PollBackoffMultiplier) || math.IsInf(c.PollBackoffMultiplier, 0):
 		return c, configErr("Worker.PollBackoffMultiplier", "must be at least 1")
+	}
+	if c.StaleAfter == 0 {
+		c.StaleAfter = staleAfterHeartbeats * c.HeartbeatInterval
 	}
 	if c.ExpiryCheckInterval == 0 {
 		c.ExpiryCheckInterval = DefaultExpiryCheckInterval

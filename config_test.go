@@ -27,7 +27,6 @@ func TestConfigValidation(t *testing.T) {
 		"backoff below poll":   {Backend: b, Worker: WorkerConfig{PollInterval: time.Second, PollBackoffMax: time.Millisecond}},
 		"multiplier below 1":   {Backend: b, Worker: WorkerConfig{PollBackoffMultiplier: 0.5}},
 		"jitter above 1":       {Backend: b, Worker: WorkerConfig{PollJitter: 1.5}},
-		"negative stale":       {Backend: b, Worker: WorkerConfig{StaleAfter: -time.Second}},
 		"empty queue name":     {Backend: b, Worker: WorkerConfig{Queues: []string{""}}},
 		"bad placement":        {Backend: b, Worker: WorkerConfig{Placement: "sideways"}},
 		"negative identity":    {Backend: b, MaxArgumentIdentityBytes: -1},
@@ -50,6 +49,38 @@ func TestConfigValidation(t *testing.T) {
 	s, _ = New(Config{Backend: b, Worker: WorkerConfig{PollJitter: -1, HeartbeatJitterFraction: -1}})
 	if s.cfg.Worker.PollJitter != 0 || s.cfg.Worker.HeartbeatJitterFraction != 0 {
 		t.Errorf("negative jitter must mean none: %+v", s.cfg.Worker)
+	}
+}
+
+// Crash recovery is on by default: StaleAfter 0 means four heartbeat
+// intervals, a negative value turns it off.
+func TestWorkerStaleAfterDefault(t *testing.T) {
+	cases := []struct {
+		name string
+		in   WorkerConfig
+		want time.Duration
+	}{
+		{"default heartbeat", WorkerConfig{}, 4 * DefaultHeartbeatInterval},
+		{"own heartbeat", WorkerConfig{HeartbeatInterval: 5 * time.Second}, 20 * time.Second},
+		{"explicit", WorkerConfig{StaleAfter: 3 * time.Minute}, 3 * time.Minute},
+		{"off", WorkerConfig{StaleAfter: -1}, -1},
+	}
+	for _, c := range cases {
+		got, err := c.in.withDefaults()
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if got.StaleAfter != c.want {
+			t.Errorf("%s: StaleAfter %s, want %s", c.name, got.StaleAfter, c.want)
+		}
+	}
+	// The in-app worker of a service gets the same default.
+	s, err := New(Config{Backend: nopBackend{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.cfg.Worker.StaleAfter != 2*time.Minute {
+		t.Errorf("service worker StaleAfter %s, want 2m", s.cfg.Worker.StaleAfter)
 	}
 }
 

@@ -91,6 +91,20 @@ func (s *Service) ConsumeOne(ctx context.Context, id uuid.UUID, opts ConsumeOpti
 		close(hbStop)
 		<-hbDone
 	}
+	// While a settle write is retried, the record keeps its heartbeat; the
+	// retry loop, not a missed touch, decides whether the claim is lost.
+	var keepStop, keepDone chan struct{}
+	env.settle.retrying = func(a *attempt) {
+		keepStop, keepDone = make(chan struct{}), make(chan struct{})
+		go func() {
+			defer close(keepDone)
+			s.keepBeating(a, interval, keepStop)
+		}()
+	}
+	env.settle.ended = func(*attempt, bool) {
+		close(keepStop)
+		<-keepDone
+	}
 	s.runAttempt(a, env)
 	// Whatever happened, leave no heartbeat behind for this generation.
 	_ = s.backend.NullHeartbeats(context.WithoutCancel(ctx), []queuestype.Fence{a.fence()})
@@ -179,6 +193,8 @@ func (s *Service) oneShotHeartbeats(a *attempt, interval time.Duration, stop <-c
 		}
 		res, err := s.backend.TouchHeartbeats(context.Background(), []driver.HeartbeatTouch{touch})
 		if err != nil {
+			// Not a miss: the store did not answer; the next tick tries again.
+			s.noteStoreError()
 			s.logger.Warn("Queue heartbeat failed", "task_id", a.rec.ID, "error", err)
 			continue
 		}
@@ -194,11 +210,29 @@ func (s *Service) oneShotHeartbeats(a *attempt, interval time.Duration, stop <-c
 	}
 }
 
+// keepBeating touches the attempt's record every interval until stop
+// closes, whatever the answer: the attempt's settle write is being retried.
+func (s *Service) keepBeating(a *attempt, interval time.Duration, stop <-chan struct{}) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	gen := a.rec.RetryCount
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		if _, err := s.backend.TouchHeartbeats(context.Background(), []driver.HeartbeatTouch{{ID: a.rec.ID, ExpectedRetryCount: &gen}}); err != nil {
+			s.noteStoreError()
+		}
+	}
+}
+
 // failUnknownErr fails the attempt's record as an unknown task and reports the write error.
 func (s *Service) failUnknownErr(a *attempt) error {
 	ctx := context.WithoutCancel(a.ctx)
 	msg := (&UnknownTaskError{Name: a.rec.TaskName}).Error()
-	rec, err := s.backend.Fail(ctx, driver.FailParams{ID: a.rec.ID, Error: msg, Retry: false, ExpectedRetryCount: a.rec.RetryCount})
+	rec, msg, err := s.writeFail(a, "unknown_task", msg, false, 0)
 	if err != nil {
 		s.settleError(ctx, a, "unknown_task", err)
 		return err

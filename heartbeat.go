@@ -4,6 +4,7 @@ import (
 	"context"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -21,11 +22,23 @@ type heartbeater struct {
 	stop    chan struct{}
 	done    chan struct{}
 	started bool
+
+	// tickMu serializes ticks: the timer's, and the worker loop's catch-up
+	// tick after a store error.
+	tickMu sync.Mutex
+	// failures counts consecutive ticks the store did not answer (tickMu).
+	failures int
+	// okAt is when a touch last succeeded, in Unix nanoseconds.
+	okAt atomic.Int64
 }
 
 type hbEntry struct {
 	a      *attempt
 	misses int
+	// settling marks an attempt whose settle write is being retried: its
+	// record is kept alive, and a missed touch is not counted (the write
+	// may have landed; the retry loop reads the record to find out).
+	settling bool
 }
 
 func newHeartbeater(w *Worker) *heartbeater {
@@ -49,6 +62,13 @@ func (h *heartbeater) register(a *attempt) {
 	h.mu.Unlock()
 }
 
+// registerSettling heartbeats a's record again while its settle write is retried.
+func (h *heartbeater) registerSettling(a *attempt) {
+	h.mu.Lock()
+	h.entries[a.rec.ID] = &hbEntry{a: a, settling: true}
+	h.mu.Unlock()
+}
+
 func (h *heartbeater) unregister(a *attempt) {
 	h.mu.Lock()
 	if e, ok := h.entries[a.rec.ID]; ok && e.a == a {
@@ -69,13 +89,36 @@ func (h *heartbeater) run() {
 	for {
 		select {
 		case <-h.stop:
-			h.tick()
+			_ = h.tick()
 			return
 		case <-t.C:
-			h.tick()
-			t.Reset(h.interval())
+			next := h.interval()
+			if err := h.tick(); err != nil {
+				// The store did not answer: try again soon (backing off),
+				// so heartbeats resume as soon as it is back.
+				h.tickMu.Lock()
+				next = min(next, backoffDelay(h.failures))
+				h.tickMu.Unlock()
+			}
+			t.Reset(next)
 		}
 	}
+}
+
+// catchUp writes the heartbeats now when a store call failed since the last
+// touch that succeeded: a worker coming back from an outage heartbeats its
+// running records before it claims more. It returns the touch's error.
+func (h *heartbeater) catchUp() error {
+	if errAt := h.w.svc.storeErrAt.Load(); errAt == 0 || errAt < h.okAt.Load() {
+		return nil
+	}
+	h.mu.Lock()
+	n := len(h.entries)
+	h.mu.Unlock()
+	if n == 0 {
+		return nil
+	}
+	return h.tick()
 }
 
 // close stops the ticker after one final tick and forgets every attempt.
@@ -97,11 +140,15 @@ func (h *heartbeater) close() {
 	h.mu.Unlock()
 }
 
-func (h *heartbeater) tick() {
+// tick writes one bulk heartbeat. A store error is returned, not counted
+// as a miss: the claim may be intact, and the next tick tries again.
+func (h *heartbeater) tick() error {
+	h.tickMu.Lock()
+	defer h.tickMu.Unlock()
 	h.mu.Lock()
 	if len(h.entries) == 0 {
 		h.mu.Unlock()
-		return
+		return nil
 	}
 	touches := make([]driver.HeartbeatTouch, 0, len(h.entries))
 	sentBeats := make(map[uuid.UUID]*string, len(h.entries))
@@ -117,12 +164,23 @@ func (h *heartbeater) tick() {
 	h.mu.Unlock()
 
 	ctx := context.Background()
-	res, err := h.w.svc.backend.TouchHeartbeats(ctx, touches)
+	tctx, cancel := context.WithTimeout(ctx, max(h.w.cfg.HeartbeatInterval, 5*time.Second))
+	started := time.Now()
+	res, err := h.w.svc.backend.TouchHeartbeats(tctx, touches)
+	cancel()
 	if err != nil {
-		// A backend failure is not a miss: the claim may be intact.
-		h.w.svc.logger.Warn("Queue heartbeat failed", "worker_id", h.w.cfg.ID, "error", err)
-		return
+		h.w.svc.noteStoreError()
+		h.failures++
+		if h.failures == 1 || h.failures%settleLogEvery == 0 {
+			h.w.svc.logger.Warn("Queue heartbeat failed", "worker_id", h.w.cfg.ID, "failures", h.failures, "error", err)
+		}
+		return err
 	}
+	if h.failures > 0 {
+		h.w.svc.logger.Info("Queue heartbeat recovered", "worker_id", h.w.cfg.ID, "failures", h.failures)
+		h.failures = 0
+	}
+	h.okAt.Store(started.UnixNano())
 	touched := make(map[uuid.UUID]bool, len(res.Touched))
 	for _, id := range res.Touched {
 		touched[id] = true
@@ -131,7 +189,7 @@ func (h *heartbeater) tick() {
 	h.mu.Lock()
 	for _, id := range res.Missed {
 		e, ok := h.entries[id]
-		if !ok || touched[id] {
+		if !ok || touched[id] || e.settling {
 			continue
 		}
 		e.misses++
@@ -155,4 +213,5 @@ func (h *heartbeater) tick() {
 			a.cancel(ErrClaimLost)
 		}
 	}
+	return nil
 }

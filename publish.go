@@ -126,7 +126,18 @@ func (s *Service) lifecycle(ctx context.Context, typ string, rec *Record, worker
 	if !s.pub.enabled {
 		return
 	}
+	s.lifecycleAttempt(ctx, typ, rec, rec.RetryCount+1, workerID, message, payload, seq)
+}
+
+// lifecycleAttempt is lifecycle for an event about attempt number attempt
+// of rec: an attempt that ended with a retry is reported with its own
+// number, not the number of the generation the record moved to.
+func (s *Service) lifecycleAttempt(ctx context.Context, typ string, rec *Record, attempt int, workerID, message string, payload map[string]any, seq *int) {
+	if !s.pub.enabled {
+		return
+	}
 	ev := recordEvent(typ, rec, workerID)
+	ev.Attempt = &attempt
 	ev.Message = message
 	ev.Payload = payload
 	ev.Sequence = seq

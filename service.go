@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -29,6 +30,10 @@ type Service struct {
 	// keeps Config.Executors order for Open (and reverse for Close).
 	executors map[string]ExternalExecution
 	execOrder []ExternalExecution
+
+	// storeErrAt is when a store call of the engine (a settle write, a
+	// heartbeat, a claim) last failed, in Unix nanoseconds; 0 = never.
+	storeErrAt atomic.Int64
 
 	mu      sync.Mutex
 	started bool

@@ -49,6 +49,8 @@ type attempt struct {
 	// It is idempotent, and never runs for an abandoned body, which keeps
 	// its slot.
 	bodyReturned func()
+	// hooks are what the runner does about a settle write being retried.
+	hooks settleHooks
 }
 
 type attemptKey struct{}

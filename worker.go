@@ -40,6 +40,12 @@ type Worker struct {
 	// bodies holds one token per running task body when Prefetch > 0, so
 	// at most MaxConcurrency bodies run while more records are claimed.
 	bodies chan struct{}
+	// settleCtx ends when the shutdown ladder stops waiting for settle
+	// writes being retried (abortSettles); unwritten lists the records
+	// whose write was abandoned then (guarded by mu).
+	settleCtx    context.Context
+	abortSettles context.CancelFunc
+	unwritten    []uuid.UUID
 
 	mu       sync.Mutex
 	inFlight map[queuestype.Fence]*attempt // attempts whose task body has not returned
@@ -94,10 +100,23 @@ func (s *Service) NewWorker(cfg WorkerConfig) (*Worker, error) {
 		stopCh:   make(chan struct{}), forceCh: make(chan struct{}),
 		runDone: make(chan struct{}), ready: make(chan struct{}),
 	}
+	w.settleCtx, w.abortSettles = context.WithCancel(context.Background())
 	w.env = attemptEnv{
 		workerID: cfg.ID, finalCancel: cfg.FinalCancelTimeout,
 		requeueOnShutdown: cfg.RequeueOnShutdown, maxInterruptions: cfg.MaxInterruptions,
 		beforeSettle: func(a *attempt) { w.hb.unregister(a) },
+		settle: settleHooks{
+			abort:    w.settleCtx,
+			retrying: func(a *attempt) { w.hb.registerSettling(a) },
+			ended: func(a *attempt, written bool) {
+				w.hb.unregister(a)
+				if !written {
+					w.mu.Lock()
+					w.unwritten = append(w.unwritten, a.rec.ID)
+					w.mu.Unlock()
+				}
+			},
+		},
 	}
 	w.hb = newHeartbeater(w)
 	w.exec = s.executors[w.execBackend]
@@ -198,6 +217,7 @@ func (w *Worker) loop(ctx context.Context, h *hintSubs) {
 		w.awaitBatchRoom()
 		n, err := w.cycle(ctx)
 		if err != nil {
+			w.svc.noteStoreError()
 			w.svc.logger.Error("Queue worker loop error", "worker_id", w.cfg.ID, "error", err)
 			wait = w.cfg.PollInterval
 			w.sleep(min(max(w.cfg.PollInterval, 10*time.Millisecond), time.Second))
@@ -253,8 +273,13 @@ func (w *Worker) awaitBatchRoom() {
 	}
 }
 
-// cycle runs the due periodic duties, then one poll.
+// cycle runs the due periodic duties, then one poll. After a store error
+// it first writes the heartbeats of the running records: a store that
+// answers again gets them before any claim or sweep.
 func (w *Worker) cycle(ctx context.Context) (int, error) {
+	if err := w.hb.catchUp(); err != nil {
+		return 0, fmt.Errorf("heartbeat: %w", err)
+	}
 	now := time.Now()
 	if w.cfg.ExpiryCheckInterval > 0 && !now.Before(w.nextExpiry) {
 		w.nextExpiry = now.Add(w.cfg.ExpiryCheckInterval)
@@ -266,7 +291,13 @@ func (w *Worker) cycle(ctx context.Context) (int, error) {
 	}
 	if w.cfg.StaleAfter > 0 && !now.Before(w.nextStale) {
 		w.nextStale = now.Add(w.cfg.StaleCheckInterval)
-		if w.acquireFleetLock(ctx, "stale_recovery", w.cfg.StaleCheckInterval) {
+		// While this process could not reach the store, neither could the
+		// workers whose heartbeats look old now: an outage is not a crash.
+		// Recover nothing until the store has answered for one StaleAfter,
+		// so live workers have heartbeated again.
+		if quietFrom := w.svc.lastStoreError().Add(w.cfg.StaleAfter); now.Before(quietFrom) {
+			w.nextStale = quietFrom
+		} else if w.acquireFleetLock(ctx, "stale_recovery", w.cfg.StaleCheckInterval) {
 			if _, err := w.svc.recoverStale(ctx, StaleOptions{StaleAfter: w.cfg.StaleAfter, Limit: w.cfg.BatchSize * 10}, w.cfg.ID); err != nil {
 				return 0, fmt.Errorf("stale recovery: %w", err)
 			}
@@ -295,6 +326,7 @@ func (w *Worker) acquireFleetLock(ctx context.Context, name string, interval tim
 	_, _ = crand.Read(b[:])
 	got, err := l.AcquireLock(ctx, w.svc.cfg.Namespace+":"+name, hex.EncodeToString(b[:]), max(interval, time.Second))
 	if err != nil {
+		w.svc.noteStoreError()
 		w.svc.logger.Warn("Queue fleet lock failed", "lock", name, "error", err)
 		return false
 	}
@@ -763,6 +795,7 @@ func (w *Worker) drain(force bool) StopResult {
 	ctx, cancel := context.WithTimeout(context.Background(), w.cfg.FinalCancelTimeout+5*time.Second)
 	defer cancel()
 	_ = waitGroup(ctx, &w.pending)
+	w.abandonSettles()
 	var survivors []string
 	for _, a := range remaining {
 		select {
@@ -775,6 +808,31 @@ func (w *Worker) drain(force bool) StopResult {
 		w.svc.logger.Error("Queue worker stopped with attempts still running", "worker_id", w.cfg.ID, "task_ids", survivors)
 	}
 	return StopResult{Escalated: true}
+}
+
+// abandonSettles stops the settle writes still being retried when the
+// shutdown ladder can wait no longer, and logs how many records it could
+// not write (they stay running until stale recovery takes them).
+func (w *Worker) abandonSettles() {
+	w.abortSettles()
+	// The retry loops return at once; a try in flight ends with its context.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_ = waitGroup(ctx, &w.pending)
+	w.mu.Lock()
+	ids := w.unwritten
+	w.unwritten = nil
+	w.mu.Unlock()
+	if len(ids) == 0 {
+		return
+	}
+	const shown = 20
+	list := make([]string, 0, min(len(ids), shown))
+	for _, id := range ids[:min(len(ids), shown)] {
+		list = append(list, id.String())
+	}
+	w.svc.logger.Error("Queue worker stopped with settle writes it could not write; stale recovery will take the records",
+		"worker_id", w.cfg.ID, "unwritten", len(ids), "task_ids", list)
 }
 
 // cancelInFlight cancels whatever attempt is still in flight when the

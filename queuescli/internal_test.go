@@ -1,10 +1,13 @@
 package queuescli
 
 import (
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/queuesgo/queues"
+	"github.com/queuesgo/queues/backend/memory"
+	"github.com/spf13/cobra"
 )
 
 func TestSanitize(t *testing.T) {
@@ -86,5 +89,67 @@ func TestDSNPassword(t *testing.T) {
 		if got := dsnPassword(in); got != want {
 			t.Errorf("dsnPassword(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// `run` defaults: --max-concurrency 10 unless the flag or the app's
+// configuration says otherwise; --stale-after unset or 0 keeps the
+// library's default (crash recovery on), a negative value or "off" turns it
+// off.
+func TestRunFlagDefaults(t *testing.T) {
+	cases := []struct {
+		args        []string
+		app         queues.WorkerConfig
+		concurrency int
+		stale       time.Duration
+		effective   time.Duration // StaleAfter once the library fills defaults in
+	}{
+		{nil, queues.WorkerConfig{}, 10, 0, 2 * time.Minute},
+		{[]string{"--max-concurrency", "3"}, queues.WorkerConfig{}, 3, 0, 2 * time.Minute},
+		{nil, queues.WorkerConfig{MaxConcurrency: 4}, 4, 0, 2 * time.Minute},
+		{[]string{"--max-concurrency", "2"}, queues.WorkerConfig{MaxConcurrency: 4}, 2, 0, 2 * time.Minute},
+		{[]string{"--stale-after", "0"}, queues.WorkerConfig{}, 10, 0, 2 * time.Minute},
+		{[]string{"--stale-after", "5m"}, queues.WorkerConfig{}, 10, 5 * time.Minute, 5 * time.Minute},
+		{[]string{"--stale-after", "off"}, queues.WorkerConfig{}, 10, -1, -1},
+		{[]string{"--stale-after", "OFF"}, queues.WorkerConfig{StaleAfter: time.Hour}, 10, -1, -1},
+		{[]string{"--stale-after=-1s"}, queues.WorkerConfig{}, 10, -1, -1},
+		{[]string{"--stale-after", "-1m"}, queues.WorkerConfig{}, 10, -1, -1},
+		{[]string{"--heartbeat-interval", "5s"}, queues.WorkerConfig{}, 10, 0, 20 * time.Second},
+		{nil, queues.WorkerConfig{StaleAfter: time.Hour}, 10, time.Hour, time.Hour},
+	}
+	for _, c := range cases {
+		var f runFlags
+		cmd := &cobra.Command{Use: "run"}
+		registerRunFlags(cmd, &f)
+		if err := cmd.ParseFlags(c.args); err != nil {
+			t.Fatalf("%v: %v", c.args, err)
+		}
+		w := c.app
+		if err := applyRunFlags(cmd, f, &w); err != nil {
+			t.Fatalf("%v: %v", c.args, err)
+		}
+		if err := checkStale(w); err != nil {
+			t.Fatalf("%v: %v", c.args, err)
+		}
+		if w.MaxConcurrency != c.concurrency || w.StaleAfter != c.stale {
+			t.Errorf("%v on %+v: max concurrency %d stale after %s, want %d and %s", c.args, c.app, w.MaxConcurrency, w.StaleAfter, c.concurrency, c.stale)
+		}
+		svc, err := queues.New(queues.Config{Backend: memory.New(memory.Options{}), Worker: w})
+		if err != nil {
+			t.Fatal(err)
+		}
+		wk, err := svc.NewWorker(w)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := wk.Config().StaleAfter; got != c.effective {
+			t.Errorf("%v: effective StaleAfter %s, want %s", c.args, got, c.effective)
+		}
+	}
+	var f runFlags
+	cmd := &cobra.Command{Use: "run"}
+	registerRunFlags(cmd, &f)
+	if err := cmd.ParseFlags([]string{"--stale-after", "soon"}); err == nil || !strings.Contains(err.Error(), `"off"`) {
+		t.Errorf("--stale-after soon: %v", err)
 	}
 }

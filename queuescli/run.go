@@ -25,6 +25,52 @@ const (
 // DefaultHardExitTimeout is how long `run` waits after a second signal before it exits anyway.
 const DefaultHardExitTimeout = 10 * time.Second
 
+// defaultRunMaxConcurrency is the --max-concurrency of `run` when neither
+// the flag nor the app's configuration sets one: ten attempts at once suit
+// tasks that mostly wait (HTTP calls, queries); one per core suits
+// CPU-bound ones.
+const defaultRunMaxConcurrency = 10
+
+// staleAfterFlag is --stale-after: a duration, or "off".
+type staleAfterFlag struct {
+	d   time.Duration
+	off bool
+}
+
+func (f *staleAfterFlag) String() string {
+	switch {
+	case f.off:
+		return "off"
+	case f.d == 0:
+		return "0" // unset: the help text gives the default
+	}
+	return f.d.String()
+}
+
+func (f *staleAfterFlag) Set(s string) error {
+	if strings.EqualFold(strings.TrimSpace(s), "off") {
+		f.d, f.off = 0, true
+		return nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return errors.New(`use a duration such as 5m, or "off"`)
+	}
+	f.d, f.off = d, d < 0
+	return nil
+}
+
+func (f *staleAfterFlag) Type() string { return "duration" }
+
+// value is the WorkerConfig.StaleAfter the flag asks for: 0 for the
+// default, negative for off.
+func (f *staleAfterFlag) value() time.Duration {
+	if f.off {
+		return -1
+	}
+	return f.d
+}
+
 type runFlags struct {
 	queues             []string
 	maxConcurrency     int
@@ -33,7 +79,7 @@ type runFlags struct {
 	workerID           string
 	pollInterval       time.Duration
 	heartbeatInterval  time.Duration
-	staleAfter         time.Duration
+	staleAfter         staleAfterFlag
 	staleCheckInterval time.Duration
 	drainTimeout       time.Duration
 	hardExitTimeout    time.Duration
@@ -63,22 +109,27 @@ Durations use Go syntax: 500ms, 2s, 1m30s.`,
 			return c.run(cmd, f)
 		},
 	}
+	registerRunFlags(cmd, &f)
+	return cmd
+}
+
+// registerRunFlags defines the flags of `run` on cmd, bound to f.
+func registerRunFlags(cmd *cobra.Command, f *runFlags) {
 	fl := cmd.Flags()
 	fl.StringArrayVar(&f.queues, "queue", nil, "queue to work (repeatable; default: all queues)")
-	fl.IntVar(&f.maxConcurrency, "max-concurrency", 0, "most attempts running at once in this process (default 1)")
+	fl.IntVar(&f.maxConcurrency, "max-concurrency", 0, fmt.Sprintf("most attempts running at once in this process (default %d, or the app's configuration; suits tasks that wait on I/O, lower it for CPU-bound tasks)", defaultRunMaxConcurrency))
 	fl.IntVar(&f.batchSize, "batch-size", 0, "most records claimed per poll (default 10)")
 	fl.IntVar(&f.prefetch, "prefetch", 0, "claimed records held beyond --max-concurrency, waiting for a slot (throughput for short tasks; default 0)")
 	fl.StringVar(&f.workerID, "worker-id", "", "worker identity stored on claimed records (default worker-<pid>)")
 	fl.DurationVar(&f.pollInterval, "poll-interval", 0, "base wait between empty polls (default 100ms)")
 	fl.DurationVar(&f.heartbeatInterval, "heartbeat-interval", 0, "time between heartbeat writes for running records (default 30s)")
-	fl.DurationVar(&f.staleAfter, "stale-after", 0, "recover running records whose heartbeat is older than this (must exceed twice --heartbeat-interval; default off)")
+	fl.Var(&f.staleAfter, "stale-after", "crash recovery: requeue or fail running records whose heartbeat is older than this (must exceed twice --heartbeat-interval; 0 or unset = 4 × the heartbeat interval, 2m by default; a negative value or off = off)")
 	fl.DurationVar(&f.staleCheckInterval, "stale-check-interval", 0, "how often to look for stale records (default 60s)")
 	fl.DurationVar(&f.drainTimeout, "drain-timeout", 0, "how long the first signal waits for running attempts before cancelling them (default 30s)")
 	fl.DurationVar(&f.hardExitTimeout, "hard-exit-timeout", DefaultHardExitTimeout, "after a second signal, exit anyway after this long (negative = never)")
 	fl.BoolVar(&f.requeueOnShutdown, "requeue-on-shutdown", false, "requeue attempts cancelled by shutdown at once instead of leaving them to stale recovery")
 	fl.StringVar(&f.executionBackend, "execution-backend", "", `"local" runs tasks in this process; "subprocess" dispatches each record to "<this binary> run-task --task-id <id>" (default: the app's configuration, else local)`)
 	fl.IntVar(&f.maxProcesses, "max-processes", 0, "with --execution-backend subprocess: most child processes at once (default: number of CPUs; raise --max-concurrency to match)")
-	return cmd
 }
 
 // subprocessExecutor configures the subprocess transport so that children run
@@ -113,6 +164,8 @@ func applyRunFlags(cmd *cobra.Command, f runFlags, w *queues.WorkerConfig) error
 			return fmt.Errorf("--max-concurrency must be at least 1 (got %d)", f.maxConcurrency)
 		}
 		w.MaxConcurrency = f.maxConcurrency
+	} else if w.MaxConcurrency == 0 {
+		w.MaxConcurrency = defaultRunMaxConcurrency
 	}
 	if changed("prefetch") {
 		if f.prefetch < 0 {
@@ -150,10 +203,8 @@ func applyRunFlags(cmd *cobra.Command, f runFlags, w *queues.WorkerConfig) error
 		return err
 	}
 	if changed("stale-after") {
-		if f.staleAfter < 0 {
-			return fmt.Errorf("--stale-after must not be negative (got %s; 0 = off)", f.staleAfter)
-		}
-		w.StaleAfter = f.staleAfter
+		// 0 keeps the default (4 × the heartbeat interval); off is negative.
+		w.StaleAfter = f.staleAfter.value()
 	}
 	if changed("drain-timeout") {
 		switch {
