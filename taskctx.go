@@ -51,6 +51,10 @@ type attempt struct {
 	bodyReturned func()
 	// hooks are what the runner does about a settle write being retried.
 	hooks settleHooks
+	// settledCh, when set (worker attempts), closes once the record is
+	// settled; retryingSettle is true while its settle write is retried.
+	settledCh      chan struct{}
+	retryingSettle atomic.Bool
 }
 
 type attemptKey struct{}

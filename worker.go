@@ -107,9 +107,13 @@ func (s *Service) NewWorker(cfg WorkerConfig) (*Worker, error) {
 		beforeSettle: func(a *attempt) { w.hb.unregister(a) },
 		settle: settleHooks{
 			abort:    w.settleCtx,
-			retrying: func(a *attempt) { w.hb.registerSettling(a) },
+			retrying: func(a *attempt) {
+				a.retryingSettle.Store(true)
+				w.hb.registerSettling(a)
+			},
 			ended: func(a *attempt, written bool) {
 				w.hb.unregister(a)
+				a.retryingSettle.Store(false)
 				if !written {
 					w.mu.Lock()
 					w.unwritten = append(w.unwritten, a.rec.ID)
@@ -484,7 +488,11 @@ func (w *Worker) launch(rec *Record) {
 	w.hb.register(a)
 	w.pending.Add(1)
 	w.slots.Add(1)
-	a.settled = sync.OnceFunc(w.pending.Done)
+	a.settledCh = make(chan struct{})
+	a.settled = sync.OnceFunc(func() {
+		close(a.settledCh)
+		w.pending.Done()
+	})
 	w.goRun(func() {
 		if w.bodies != nil {
 			// A prefetched record waits for a body slot; if its ctx ends
@@ -641,6 +649,7 @@ func (w *Worker) reconcileCancellations(ctx context.Context, force bool) {
 	}
 	recs, err := w.svc.backend.GetTasks(ctx, fenceIDs(ids))
 	if err != nil {
+		w.svc.noteStoreError()
 		w.svc.logger.Warn("Queue cancellation check failed", "worker_id", w.cfg.ID, "error", err)
 		return
 	}
@@ -787,14 +796,25 @@ func (w *Worker) drain(force bool) StopResult {
 	if len(remaining) == 0 {
 		return StopResult{}
 	}
+	// Attempts already retrying their settle write had the drain timeout
+	// to land it: they are not waited for again.
+	var cancelled []*attempt
 	for _, a := range remaining {
+		if !a.retryingSettle.Load() {
+			cancelled = append(cancelled, a)
+		}
 		a.cancel(ErrShutdown)
 	}
 	// Each attempt settles within FinalCancelTimeout of its cancellation (an
 	// attempt that ignores it is abandoned then); allow time for the write.
 	ctx, cancel := context.WithTimeout(context.Background(), w.cfg.FinalCancelTimeout+5*time.Second)
 	defer cancel()
-	_ = waitGroup(ctx, &w.pending)
+	for _, a := range cancelled {
+		select {
+		case <-a.settledCh:
+		case <-ctx.Done():
+		}
+	}
 	w.abandonSettles()
 	var survivors []string
 	for _, a := range remaining {
