@@ -106,7 +106,7 @@ func (s *Service) NewWorker(cfg WorkerConfig) (*Worker, error) {
 		requeueOnShutdown: cfg.RequeueOnShutdown, maxInterruptions: cfg.MaxInterruptions,
 		beforeSettle: func(a *attempt) { w.hb.unregister(a) },
 		settle: settleHooks{
-			abort:    w.settleCtx,
+			abort: w.settleCtx,
 			retrying: func(a *attempt) {
 				a.retryingSettle.Store(true)
 				w.hb.registerSettling(a)
