@@ -208,25 +208,32 @@ func landedCancelled(claimed *Record) func(*Record) bool {
 }
 
 // landedFailed: failed terminally in the claimed generation holding msg,
-// or (retry) requeued into the next generation holding msg without an
-// interruption (a stale requeue stores its own error text).
+// or (retry) requeued past the claimed generation. Only this attempt's
+// retry, its own interruption or stale recovery start a new generation of
+// a running record; the next attempt may already have run and replaced the
+// error text by the time the record is read, so a record past the claimed
+// generation counts as this write's unless it shows stale recovery's
+// requeue or an interruption of that generation.
 func landedFailed(claimed *Record, msg string, retry bool) func(*Record) bool {
 	gen, interruptions := claimed.RetryCount, claimed.Interruptions
 	return func(cur *Record) bool {
-		if cur.Error != msg {
+		switch {
+		case cur.RetryCount == gen:
+			return cur.Status == StatusFailed && cur.Error == msg
+		case !retry:
 			return false
+		case cur.RetryCount == gen+1:
+			return cur.Interruptions == interruptions && (cur.Error != driver.StaleError || msg == driver.StaleError)
 		}
-		if cur.Status == StatusFailed && cur.RetryCount == gen {
-			return true
-		}
-		return retry && cur.RetryCount == gen+1 && cur.Interruptions == interruptions
+		return cur.RetryCount > gen+1
 	}
 }
 
-// landedInterrupted: requeued into the next generation by an interruption.
+// landedInterrupted: requeued past the claimed generation by an
+// interruption (the next attempt may have run already).
 func landedInterrupted(claimed *Record) func(*Record) bool {
 	gen, interruptions := claimed.RetryCount, claimed.Interruptions
-	return func(cur *Record) bool { return cur.RetryCount == gen+1 && cur.Interruptions == interruptions+1 }
+	return func(cur *Record) bool { return cur.RetryCount > gen && cur.Interruptions > interruptions }
 }
 
 // Texts stored when the store refuses what an attempt produced. They never
