@@ -17,6 +17,7 @@ func RunService(t *testing.T, f Factory) {
 		{"Cancellation", testSvcCancellation},
 		{"Shutdown", testSvcShutdown},
 		{"Recovery", testSvcRecovery},
+		{"Attempts", testSvcAttempts},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {
