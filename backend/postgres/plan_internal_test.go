@@ -67,6 +67,11 @@ func TestSettlePlansIgnoreStaleStatistics(t *testing.T) {
 	delays := make([]int64, n)
 	prios := make([]int32, n)
 	errs := make([]string, n)
+	workers := make([]*string, n)
+	tos := make([]string, n)
+	for i := range tos {
+		tos[i] = "failed"
+	}
 	for i, r := range res.Claimed {
 		ids[i] = uuid.UUID(r.ID)
 		gens[i] = int32(r.RetryCount)
@@ -77,7 +82,8 @@ func TestSettlePlansIgnoreStaleStatistics(t *testing.T) {
 		sql  string
 		args []any
 	}{
-		{"complete", b.q.completeBare, []any{ids, gens, results}},
+		{"complete", b.q.completeBare, []any{ids, gens, results, workers}},
+		{"settle", b.q.settle, []any{ids, gens, tos, results, workers, delays, bools, make([]*int32, n), workers, workers, delays}},
 		{"touch", b.q.touch, []any{ids, gens, make([]json.RawMessage, n)}},
 		{"nullBeats", b.q.nullBeats, []any{ids, gens}},
 		{"staleUpdate", b.q.staleUpdate, []any{ids, gens, bools, delays, prios, errs, int64(0), true}},

@@ -23,6 +23,7 @@ type completeOp struct {
 	result  []byte
 	claimed *queuestype.Record // optional (CompleteParams.Claimed)
 	bare    bool               // CompleteParams.NoRecord
+	worker  pgtype.Text        // optional worker_id fence (Transition.WorkerID)
 }
 
 type failOp struct {
@@ -67,9 +68,10 @@ func (b *Backend) flushComplete(ctx context.Context, ops []*op[completeOp, *queu
 		ids := make([][16]byte, len(round))
 		gens := make([]int32, len(round))
 		results := make([][]byte, len(round))
+		workers := make([]pgtype.Text, len(round))
 		slim, bare := true, true
 		for i, o := range round {
-			ids[i], gens[i], results[i] = [16]byte(o.in.id), int32(o.in.gen), o.in.result
+			ids[i], gens[i], results[i], workers[i] = [16]byte(o.in.id), int32(o.in.gen), o.in.result, o.in.worker
 			slim = slim && o.in.claimed != nil && o.in.claimed.ID == o.in.id
 			bare = bare && o.in.bare
 		}
@@ -78,7 +80,7 @@ func (b *Backend) flushComplete(ctx context.Context, ops []*op[completeOp, *queu
 		switch {
 		case bare:
 			// Nobody wants the records: only which rows the fence let through.
-			err = queryPinned(ctx, b.pool, b.q.completeBare, []any{ids, gens, results}, func(rows pgx.Rows) error {
+			err = queryPinned(ctx, b.pool, b.q.completeBare, []any{ids, gens, results, workers}, func(rows pgx.Rows) error {
 				var id uuid.UUID
 				if err := rows.Scan(&id); err != nil {
 					return err
@@ -87,9 +89,9 @@ func (b *Backend) flushComplete(ctx context.Context, ops []*op[completeOp, *queu
 				return nil
 			})
 		case slim:
-			recs, err = b.completeSlim(ctx, round, ids, gens, results)
+			recs, err = b.completeSlim(ctx, round, ids, gens, results, workers)
 		default:
-			recs, err = recordsPinned(ctx, b.pool, b.q.complete, ids, gens, results)
+			recs, err = recordsPinned(ctx, b.pool, b.q.complete, ids, gens, results, workers)
 		}
 		b.settleResults(ctx, "complete", round, recs, err, func(c completeOp) uuid.UUID { return c.id })
 	}
@@ -99,13 +101,13 @@ func (b *Backend) flushComplete(ctx context.Context, ops []*op[completeOp, *queu
 // are not known from the claimed records (completed_at, and worker_id,
 // execution_ref and metadata, which may have changed while the record ran);
 // the rest of each returned record is its claimed record.
-func (b *Backend) completeSlim(ctx context.Context, round []*op[completeOp, *queuestype.Record], ids [][16]byte, gens []int32, results [][]byte) ([]*queuestype.Record, error) {
+func (b *Backend) completeSlim(ctx context.Context, round []*op[completeOp, *queuestype.Record], ids [][16]byte, gens []int32, results [][]byte, workers []pgtype.Text) ([]*queuestype.Record, error) {
 	byID := make(map[uuid.UUID]*op[completeOp, *queuestype.Record], len(round))
 	for _, o := range round {
 		byID[o.in.id] = o
 	}
 	out := make([]*queuestype.Record, 0, len(round))
-	err := queryPinned(ctx, b.pool, b.q.completeSlim, []any{ids, gens, results}, func(rows pgx.Rows) error {
+	err := queryPinned(ctx, b.pool, b.q.completeSlim, []any{ids, gens, results, workers}, func(rows pgx.Rows) error {
 		var id uuid.UUID
 		var completedAt pgtype.Timestamptz
 		var workerID, ref pgtype.Text
@@ -123,6 +125,7 @@ func (b *Backend) completeSlim(ctx context.Context, round []*op[completeOp, *que
 		}
 		r := *o.in.claimed
 		r.Args = bytes.Clone(r.Args)
+		r.Policy = clonePolicy(r.Policy)
 		r.Status = queuestype.StatusCompleted
 		r.CompletedAt = tsTime(completedAt)
 		r.HeartbeatAt = time.Time{}
@@ -205,7 +208,7 @@ func (b *Backend) settleResults(ctx context.Context, op string, round []*op[comp
 // generation p.ExpectedRetryCount; with p.ExpectedRef it is instead
 // execution_ref equal to *p.ExpectedRef, that generation, and status
 // pending, scheduled or running. With p.Retry and budget left (attempts
-// consumed, computed in SQL from retry_count − metadata.interruptions, below
+// consumed, computed in SQL from retry_count − interruptions, below
 // max_retries) the record is requeued — scheduled at now()+p.RetryDelay when
 // positive, else pending (a wakeup hint) — otherwise it fails terminally.
 // Concurrent calls are coalesced into one statement like Complete.
@@ -327,7 +330,7 @@ RETURNING ` + cols("t")
 
 // Interrupt requeues the running generation p.ExpectedRetryCount owned by
 // p.WorkerID after a shutdown: status pending, retry_count+1,
-// metadata.interruptions+1, queued_at=now(), scheduled_at, started_at,
+// interruptions+1, queued_at=now(), scheduled_at, started_at,
 // heartbeat_at, completed_at, execution_ref and worker_id cleared, priority
 // kept; workers are woken. Any other state returns an error matching
 // queuestype.ErrFenceLost.
