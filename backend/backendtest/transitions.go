@@ -416,7 +416,7 @@ func policyRoundTrip(t *testing.T, b driver.Backend) {
 		Description:       "sends the email",
 		CorrelationID:     "req-42",
 		UniqueBy:          "arguments",
-		UniqueVersion:     1,
+		UniqueVersion:     "v1",
 		UniqueUntil:       "terminal",
 	}
 	p := item("policy.rt", retries(1), key(newKey("arguments")), metadata(map[string]any{"tenant": "t1"}))
