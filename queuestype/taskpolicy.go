@@ -2,6 +2,7 @@ package queuestype
 
 import (
 	"encoding/json"
+	"strings"
 	"time"
 )
 
@@ -152,3 +153,19 @@ func PolicyFromMetadata(md map[string]any) Policy {
 var LegacyMetadataKeys = []string{MetaTimeout, MetaRetryBackoff, MetaRequeueOnStale, MetaRequeueOnShutdown,
 	MetaLogLevel, MetaLogSuccess, MetaDescription, MetaCorrelationID, MetaUniqueBy, MetaUniqueVersion,
 	MetaUniqueUntil, MetaInterruptions}
+
+// IsReservedMetadataKey reports whether key belongs to the system and is
+// refused in a caller's metadata: every policy and counter key an earlier
+// schema kept there, the keys the engine writes itself (progress_detail,
+// schedule), and any key starting with "_".
+func IsReservedMetadataKey(key string) bool {
+	if strings.HasPrefix(key, "_") || key == MetaProgressDetail || key == "schedule" {
+		return true
+	}
+	for _, k := range LegacyMetadataKeys {
+		if k == key {
+			return true
+		}
+	}
+	return false
+}
