@@ -75,7 +75,7 @@ func TestMigratePolicyFromLegacyMetadata(t *testing.T) {
 	yes, no := true, false
 	full := `{"timeout": 1.5, "retry_backoff": {"initial_delay": 2, "multiplier": 1.5, "max_delay": 60},
 		"requeue_on_stale": false, "requeue_on_shutdown": true, "log_level": "debug", "log_success": true,
-		"description": "sends mail", "_correlation_id": "req-7", "unique_by": "arguments", "unique_version": 1,
+		"description": "sends mail", "_correlation_id": "req-7", "unique_by": "arguments", "unique_version": "v1",
 		"unique_until": "forever", "interruptions": 2, "tenant": "t1", "nested": {"a": [1, "x", null]}}`
 	fullPolicy := queuestype.Policy{
 		Timeout:           1500 * time.Millisecond,
@@ -83,7 +83,7 @@ func TestMigratePolicyFromLegacyMetadata(t *testing.T) {
 		NoStaleRequeue:    true,
 		RequeueOnShutdown: &yes,
 		LogLevel:          "debug", LogSuccess: true, Description: "sends mail", CorrelationID: "req-7",
-		UniqueBy: "arguments", UniqueVersion: 1, UniqueUntil: queuestype.UniqueForever,
+		UniqueBy: "arguments", UniqueVersion: "v1", UniqueUntil: queuestype.UniqueForever,
 	}
 	userOnly := map[string]any{"tenant": "t1", "nested": map[string]any{"a": []any{1.0, "x", nil}}}
 	cases := []legacyRecord{}
@@ -98,11 +98,11 @@ func TestMigratePolicyFromLegacyMetadata(t *testing.T) {
 			wantPolicy: queuestype.Policy{RetryBackoff: queuestype.RetryBackoff{InitialDelay: 250 * time.Millisecond, Multiplier: 1}, RequeueOnShutdown: &no, UniqueUntil: "terminal"},
 			wantInterruptions: 1, wantMetadata: map[string]any{"k": 1.0}},
 		legacyRecord{status: queuestype.StatusRunning,
-			metadata:   `{"timeout": "abc", "retry_backoff": "fast", "requeue_on_stale": "no", "requeue_on_shutdown": 1, "log_level": 3, "description": "", "unique_version": 2.7, "interruptions": "two", "progress_detail": {"step": 1}}`,
-			wantPolicy: queuestype.Policy{UniqueVersion: 2}, wantInterruptions: 0, wantMetadata: map[string]any{"progress_detail": map[string]any{"step": 1.0}}},
+			metadata:   `{"timeout": "abc", "retry_backoff": "fast", "requeue_on_stale": "no", "requeue_on_shutdown": 1, "log_level": 3, "description": "", "unique_version": 2, "interruptions": "two", "progress_detail": {"step": 1}}`,
+			wantPolicy: queuestype.Policy{}, wantInterruptions: 0, wantMetadata: map[string]any{"progress_detail": map[string]any{"step": 1.0}}},
 		legacyRecord{status: queuestype.StatusScheduled,
-			metadata:   `{"timeout": -1, "retry_backoff": {"initial_delay": -2, "multiplier": 0.5, "max_delay": 0}, "_correlation_id": "c", "unique_version": -3.5}`,
-			wantPolicy: queuestype.Policy{CorrelationID: "c", UniqueVersion: -3}, wantMetadata: map[string]any{}},
+			metadata:   `{"timeout": -1, "retry_backoff": {"initial_delay": -2, "multiplier": 0.5, "max_delay": 0}, "_correlation_id": "c", "unique_version": ""}`,
+			wantPolicy: queuestype.Policy{CorrelationID: "c"}, wantMetadata: map[string]any{}},
 		legacyRecord{status: queuestype.StatusRunning,
 			metadata:   `{"retry_backoff": {"multiplier": 3}, "timeout": 0.000001, "interruptions": 3}`,
 			wantPolicy: queuestype.Policy{Timeout: time.Microsecond, RetryBackoff: queuestype.RetryBackoff{Multiplier: 3}}, wantInterruptions: 3, wantMetadata: map[string]any{}},

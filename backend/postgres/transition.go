@@ -249,7 +249,7 @@ func (b *Backend) flushSettle(ctx context.Context, ops []*op[settleOp, *queuesty
 	}
 }
 
-// ListStale lists up to limit (≤ 0 means 100) running records whose
+// ListStale lists up to limit (≤ 0 lists nothing) running records whose
 // heartbeat is null or older than now()−staleAfter by the database clock
 // (staleAfter < 0: every running record): null heartbeats first (oldest
 // created_at first), then oldest heartbeat first, ties by id. Records
@@ -262,7 +262,7 @@ func (b *Backend) ListStale(ctx context.Context, staleAfter time.Duration, limit
 		return nil, err
 	}
 	if limit <= 0 {
-		limit = 100
+		return []*queuestype.Record{}, nil
 	}
 	us := int64(-1)
 	if staleAfter >= 0 {

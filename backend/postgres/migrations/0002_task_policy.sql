@@ -44,10 +44,7 @@ UPDATE {{table "queue_task"}} t SET
         'description', CASE WHEN jsonb_typeof(l.m->'description') = 'string' THEN nullif(l.m->'description', '""') END,
         'correlation_id', CASE WHEN jsonb_typeof(l.m->'_correlation_id') = 'string' THEN nullif(l.m->'_correlation_id', '""') END,
         'unique_by', CASE WHEN jsonb_typeof(l.m->'unique_by') = 'string' THEN nullif(l.m->'unique_by', '""') END,
-        -- An integer: a fractional version is cut toward zero.
-        'unique_version', CASE WHEN jsonb_typeof(l.m->'unique_version') = 'number'
-                AND abs((l.m->>'unique_version')::numeric) < 9e18
-            THEN nullif(to_jsonb(trunc((l.m->>'unique_version')::numeric)), '0'::jsonb) END,
+        'unique_version', CASE WHEN jsonb_typeof(l.m->'unique_version') = 'string' THEN nullif(l.m->'unique_version', '""') END,
         'unique_until', CASE WHEN jsonb_typeof(l.m->'unique_until') = 'string' THEN nullif(l.m->'unique_until', '""') END)),
     interruptions = CASE WHEN jsonb_typeof(l.m->'interruptions') = 'number'
             AND abs((l.m->>'interruptions')::numeric) < 2147483648
