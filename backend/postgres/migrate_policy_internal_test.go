@@ -94,8 +94,8 @@ func TestMigratePolicyFromLegacyMetadata(t *testing.T) {
 	// The forms an earlier engine wrote, and malformed values it ignored.
 	cases = append(cases,
 		legacyRecord{status: queuestype.StatusPending,
-			metadata:   `{"retry_backoff": {"initial_delay": 0.25, "multiplier": 1, "max_delay": null}, "requeue_on_stale": true, "requeue_on_shutdown": false, "log_success": false, "unique_until": "terminal", "interruptions": 1.9, "k": 1}`,
-			wantPolicy: queuestype.Policy{RetryBackoff: queuestype.RetryBackoff{InitialDelay: 250 * time.Millisecond, Multiplier: 1}, RequeueOnShutdown: &no, UniqueUntil: "terminal"},
+			metadata:          `{"retry_backoff": {"initial_delay": 0.25, "multiplier": 1, "max_delay": null}, "requeue_on_stale": true, "requeue_on_shutdown": false, "log_success": false, "unique_until": "terminal", "interruptions": 1.9, "k": 1}`,
+			wantPolicy:        queuestype.Policy{RetryBackoff: queuestype.RetryBackoff{InitialDelay: 250 * time.Millisecond, Multiplier: 1}, RequeueOnShutdown: &no, UniqueUntil: "terminal"},
 			wantInterruptions: 1, wantMetadata: map[string]any{"k": 1.0}},
 		legacyRecord{status: queuestype.StatusRunning,
 			metadata:   `{"timeout": "abc", "retry_backoff": "fast", "requeue_on_stale": "no", "requeue_on_shutdown": 1, "log_level": 3, "description": "", "unique_version": 2, "interruptions": "two", "progress_detail": {"step": 1}}`,

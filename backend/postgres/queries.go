@@ -121,6 +121,7 @@ type queries struct {
 	cancel       string
 	interrupt    string
 	settle       string
+	lockIDs      string
 	staleList    string
 	staleSelect  string
 	staleAll     string
@@ -226,6 +227,9 @@ RETURNING {tcols}`),
 WHERE t.id = $1 AND t.status = 'running' AND t.retry_count = $2 AND coalesce(t.worker_id, '') = $3
 RETURNING {tcols}`),
 		settle: q(settleSQL),
+		// Locks the records of the ids, one primary-key lookup each, in
+		// array order (see rewriteLost).
+		lockIDs: q(`SELECT (SELECT 1 FROM {t} x WHERE x.id = v.id FOR UPDATE) FROM unnest($1::uuid[]) AS v(id)`),
 		// Running records without a heartbeat (their own small index), then
 		// those with a stale one (the heartbeat index, in its order); the
 		// caller merges the two and keeps the first $2. A negative $1 takes

@@ -65,13 +65,9 @@ func (b *Backend) Complete(ctx context.Context, p driver.CompleteParams) (*queue
 
 func (b *Backend) flushComplete(ctx context.Context, ops []*op[completeOp, *queuestype.Record]) {
 	for _, round := range rounds(ops, func(c completeOp) uuid.UUID { return c.id }) {
-		ids := make([][16]byte, len(round))
-		gens := make([]int32, len(round))
-		results := make([][]byte, len(round))
-		workers := make([]pgtype.Text, len(round))
+		ids, gens, results, workers := completeArgs(round)
 		slim, bare := true, true
-		for i, o := range round {
-			ids[i], gens[i], results[i], workers[i] = [16]byte(o.in.id), int32(o.in.gen), o.in.result, o.in.worker
+		for _, o := range round {
 			slim = slim && o.in.claimed != nil && o.in.claimed.ID == o.in.id
 			bare = bare && o.in.bare
 		}
@@ -93,8 +89,64 @@ func (b *Backend) flushComplete(ctx context.Context, ops []*op[completeOp, *queu
 		default:
 			recs, err = recordsPinned(ctx, b.pool, b.q.complete, ids, gens, results, workers)
 		}
+		if err == nil {
+			recs, err = rewriteLost(b, ctx, round, recs, func(c completeOp) uuid.UUID { return c.id },
+				func(lost []*op[completeOp, *queuestype.Record]) (string, []any) {
+					ids, gens, results, workers := completeArgs(lost)
+					return b.q.complete, []any{ids, gens, results, workers}
+				})
+		}
 		b.settleResults(ctx, "complete", round, recs, err, func(c completeOp) uuid.UUID { return c.id })
 	}
+}
+
+// completeArgs is the unnest arrays of the complete statements for ops.
+func completeArgs(ops []*op[completeOp, *queuestype.Record]) (ids [][16]byte, gens []int32, results [][]byte, workers []pgtype.Text) {
+	ids, gens = make([][16]byte, len(ops)), make([]int32, len(ops))
+	results, workers = make([][]byte, len(ops)), make([]pgtype.Text, len(ops))
+	for i, o := range ops {
+		ids[i], gens[i], results[i], workers[i] = [16]byte(o.in.id), int32(o.in.gen), o.in.result, o.in.worker
+	}
+	return ids, gens, results, workers
+}
+
+// rewriteLost completes a coalesced write done through byID for the ops of
+// round it did not write (recs holds the records it wrote). The write looks
+// each record up and locks it in a subquery, then updates the row version
+// the lock returned, by ctid. When another transaction updated the record
+// after the statement took its snapshot and before the lock was granted —
+// a heartbeat touch, typically — the lock returns the new version, which
+// the statement's snapshot cannot see: the update skips the record as if
+// its fence had not held, although it may well hold. So the ops left out
+// are written again by the same statement, sent in one round trip after a
+// statement that locks their records (in ID order, like every batched
+// write): the rewrite's snapshot then sees every committed change to them,
+// and nothing can change them before it, so what it leaves out really lost
+// its fence. It costs nothing while every op lands.
+func rewriteLost[I any](b *Backend, ctx context.Context, round []*op[I, *queuestype.Record], recs []*queuestype.Record,
+	id func(I) uuid.UUID, stmt func(lost []*op[I, *queuestype.Record]) (string, []any)) ([]*queuestype.Record, error) {
+	if len(recs) == len(round) {
+		return recs, nil
+	}
+	wrote := make(map[uuid.UUID]bool, len(recs))
+	for _, r := range recs {
+		wrote[r.ID] = true
+	}
+	var lost []*op[I, *queuestype.Record]
+	var ids [][16]byte
+	for _, o := range round {
+		if k := id(o.in); !wrote[k] {
+			lost = append(lost, o)
+			ids = append(ids, [16]byte(k))
+		}
+	}
+	if len(lost) == 0 {
+		return recs, nil
+	}
+	sql, args := stmt(lost)
+	err := queryPinnedAll(ctx, b.pool, pinnedStmt{sql: b.q.lockIDs, args: []any{ids}, each: ignoreRows},
+		pinnedStmt{sql: sql, args: args, each: appendRecords(&recs)})
+	return recs, err
 }
 
 // completeSlim is the complete statement returning only the columns that

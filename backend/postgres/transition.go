@@ -224,19 +224,11 @@ func storableText(s string) string {
 func (b *Backend) flushSettle(ctx context.Context, ops []*op[settleOp, *queuestype.Record]) {
 	wake := false
 	for _, round := range rounds(ops, func(s settleOp) uuid.UUID { return s.id }) {
-		n := len(round)
-		ids, gens, tos := make([][16]byte, n), make([]int32, n), make([]string, n)
-		results, errs, delays := make([][]byte, n), make([]pgtype.Text, n), make([]int64, n)
-		intr, prios, workers := make([]bool, n), make([]pgtype.Int4, n), make([]pgtype.Text, n)
-		refs, stales := make([]pgtype.Text, n), make([]int64, n)
-		for i, o := range round {
-			s := &o.in
-			ids[i], gens[i], tos[i] = [16]byte(s.id), int32(s.gen), s.to
-			results[i], errs[i], delays[i] = s.result, s.err, s.delay
-			intr[i], prios[i], workers[i] = s.interrupted, s.priority, s.worker
-			refs[i], stales[i] = s.ref, s.stale
+		recs, err := recordsPinned(ctx, b.pool, b.q.settle, settleArgs(round)...)
+		if err == nil {
+			recs, err = rewriteLost(b, ctx, round, recs, func(s settleOp) uuid.UUID { return s.id },
+				func(lost []*op[settleOp, *queuestype.Record]) (string, []any) { return b.q.settle, settleArgs(lost) })
 		}
-		recs, err := recordsPinned(ctx, b.pool, b.q.settle, ids, gens, tos, results, errs, delays, intr, prios, workers, refs, stales)
 		settleResults(b, ctx, "settle", round, recs, err, func(s settleOp) uuid.UUID { return s.id })
 		for _, r := range recs {
 			if r.Status == queuestype.StatusPending {
@@ -247,6 +239,23 @@ func (b *Backend) flushSettle(ctx context.Context, ops []*op[settleOp, *queuesty
 	if wake {
 		b.notify(ctx)
 	}
+}
+
+// settleArgs is the unnest arrays of the settle statement for ops.
+func settleArgs(ops []*op[settleOp, *queuestype.Record]) []any {
+	n := len(ops)
+	ids, gens, tos := make([][16]byte, n), make([]int32, n), make([]string, n)
+	results, errs, delays := make([][]byte, n), make([]pgtype.Text, n), make([]int64, n)
+	intr, prios, workers := make([]bool, n), make([]pgtype.Int4, n), make([]pgtype.Text, n)
+	refs, stales := make([]pgtype.Text, n), make([]int64, n)
+	for i, o := range ops {
+		s := &o.in
+		ids[i], gens[i], tos[i] = [16]byte(s.id), int32(s.gen), s.to
+		results[i], errs[i], delays[i] = s.result, s.err, s.delay
+		intr[i], prios[i], workers[i] = s.interrupted, s.priority, s.worker
+		refs[i], stales[i] = s.ref, s.stale
+	}
+	return []any{ids, gens, tos, results, errs, delays, intr, prios, workers, refs, stales}
 }
 
 // ListStale lists up to limit (≤ 0 lists nothing) running records whose
