@@ -93,6 +93,14 @@ func TestSettlePlansIgnoreStaleStatistics(t *testing.T) {
 			t.Errorf("%s joins through the running records, not the primary key:\n%s", st.name, plan)
 		}
 	}
+	// ListStale reads running records without a heartbeat from their own
+	// index and the others from the heartbeat index, both in order.
+	for _, us := range []int64{-1, time.Hour.Microseconds()} {
+		plan := explainRolledBack(t, pool, "", b.q.staleList, us, 100)
+		if !strings.Contains(plan, "_stale_null") || !strings.Contains(plan, "_heartbeat") || strings.Contains(plan, "Sort") {
+			t.Errorf("ListStale(%dµs) does not read the stale indexes in order:\n%s", us, plan)
+		}
+	}
 }
 
 // explainRolledBack returns EXPLAIN ANALYZE of sql, run behind the claim and
