@@ -13,7 +13,6 @@ import (
 	"github.com/queuesgo/queues/events"
 	"github.com/queuesgo/queues/execution"
 	"github.com/queuesgo/queues/execution/dispatch"
-	"github.com/queuesgo/queues/queuestype"
 )
 
 // host is the execution.Host the service hands to its transports.
@@ -109,7 +108,7 @@ func (s *Service) applyProbe(ctx context.Context, rec *Record, p execution.Probe
 			what = "not found"
 		}
 		msg := fmt.Sprintf("external execution %s %s", ref, what)
-		delay := queuestype.BackoffFromMetadata(rec.Metadata).Delay(rec.AttemptsConsumed())
+		delay := rec.Policy.RetryBackoff.Delay(rec.AttemptsConsumed())
 		out, err = s.backend.Fail(ctx, driver.FailParams{ID: rec.ID, Error: msg, Retry: true, ExpectedRetryCount: gen,
 			ExpectedRef: &ref, RetryDelay: delay})
 		if err == nil {
