@@ -318,7 +318,7 @@ func TestInterruptAndStaleRecovery(t *testing.T) {
 	recs := enqueue(t, b,
 		driver.EnqueueParams{TaskName: "a", Priority: 9, MaxRetries: 1},
 		driver.EnqueueParams{TaskName: "b", MaxRetries: 0},
-		driver.EnqueueParams{TaskName: "c", MaxRetries: 3, Metadata: map[string]any{queuestype.MetaRequeueOnStale: false}},
+		driver.EnqueueParams{TaskName: "c", MaxRetries: 3, Policy: queuestype.Policy{NoStaleRequeue: true}},
 	)
 	claim(t, b, driver.ClaimParams{Limit: 3})
 	if _, err := b.Interrupt(ctx, driver.InterruptParams{ID: recs[0].ID, WorkerID: "other"}); !errors.Is(err, queues.ErrFenceLost) {

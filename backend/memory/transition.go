@@ -132,7 +132,7 @@ func settleFenceHolds(r *queuestype.Record, t *driver.Transition, now time.Time)
 	return true
 }
 
-// ListStale lists up to limit (≤ 0 means 100) running records whose
+// ListStale lists up to limit (≤ 0 lists nothing) running records whose
 // heartbeat is null or older than now−staleAfter (every running record when
 // staleAfter < 0): null heartbeats first, by created_at then id, then the
 // oldest heartbeat first, then id. Records holding a dispatch reservation
@@ -143,7 +143,7 @@ func (b *Backend) ListStale(ctx context.Context, staleAfter time.Duration, limit
 		return nil, err
 	}
 	if limit <= 0 {
-		limit = 100
+		return []*queuestype.Record{}, nil
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()

@@ -141,11 +141,13 @@ func TestSettleMirrorsOldMethods(t *testing.T) {
 				}
 				return b.GetTask(context.Background(), id)
 			},
-			tr: driver.Transition{To: queuestype.StatusPending, Error: driver.StaleError, Priority: &prio, StaleAfter: 30 * time.Second},
+			// The record's backoff (1s initial, see below) with no attempt consumed.
+			tr: driver.Transition{To: queuestype.StatusPending, Error: driver.StaleError, Priority: &prio, StaleAfter: 30 * time.Second,
+				Delay: time.Second},
 		},
 		{
 			name: "stale failure",
-			item: driver.EnqueueParams{MaxRetries: 3, Metadata: map[string]any{queuestype.MetaRequeueOnStale: false}},
+			item: driver.EnqueueParams{MaxRetries: 3, Policy: queuestype.Policy{NoStaleRequeue: true}},
 			old: func(b *Backend, id uuid.UUID) (*queuestype.Record, error) {
 				res, err := b.RecoverStale(context.Background(), driver.StaleParams{StaleAfter: 30 * time.Second})
 				if err != nil || len(res.Failed) != 1 {
@@ -164,7 +166,8 @@ func TestSettleMirrorsOldMethods(t *testing.T) {
 			defer cancel()
 			item := c.item
 			item.ID, item.TaskName = uuid.New(), "mirror"
-			item.Policy = queuestype.Policy{Description: "d", RetryBackoff: queuestype.RetryBackoff{InitialDelay: time.Second}}
+			item.Policy.Description = "d"
+			item.Policy.RetryBackoff = queuestype.RetryBackoff{InitialDelay: time.Second}
 			var wakes [2]<-chan struct{}
 			for i, b := range []*Backend{bOld, bNew} {
 				enqueue(t, b, item)
@@ -647,8 +650,8 @@ func TestSettleConcurrentWithHeartbeatsAndStaleSweep(t *testing.T) {
 }
 
 // TestListStale checks selection, order (null heartbeats first by
-// created_at, then oldest heartbeat, ties by id), the limit, the negative
-// threshold, and that dispatch-reserved and non-running records are left out.
+// created_at, then oldest heartbeat, ties by id), the limit (0 lists
+// nothing), the negative threshold, and that dispatch-reserved and non-running records are left out.
 func TestListStale(t *testing.T) {
 	clk := newClock()
 	b := New(Options{Now: clk.Now})
@@ -693,12 +696,15 @@ func TestListStale(t *testing.T) {
 	oldIDs := []uuid.UUID{old1.ID, old2.ID}
 	slices.SortFunc(oldIDs, compareID)
 	want := append([]uuid.UUID{nullA.ID, nullB.ID, older.ID}, oldIDs...)
-	got, err := b.ListStale(ctx, 30*time.Second, 0)
+	got, err := b.ListStale(ctx, 30*time.Second, 100)
 	if err != nil || !slices.Equal(ids(got), want) {
 		t.Fatalf("ListStale(30s) = %v, %v\n want %v", names(got), err, want)
 	}
 	if got, _ := b.ListStale(ctx, 30*time.Second, 2); !slices.Equal(ids(got), want[:2]) {
 		t.Fatalf("ListStale(limit 2) = %v", names(got))
+	}
+	if got, err := b.ListStale(ctx, -1, 0); err != nil || got == nil || len(got) != 0 {
+		t.Fatalf("ListStale(limit 0) = %v, %v; want an empty list", got, err)
 	}
 	all, _ := b.ListStale(ctx, -1, 100)
 	if len(all) != 7 || slices.ContainsFunc(all, func(r *queuestype.Record) bool { return r.ID == marked.ID }) {
@@ -737,7 +743,7 @@ func TestPolicyAndInterruptionsEveryStatusAndReadPath(t *testing.T) {
 		Description:       "d",
 		CorrelationID:     "c-1",
 		UniqueBy:          "task",
-		UniqueVersion:     1,
+		UniqueVersion:     "v1",
 		UniqueUntil:       "terminal",
 	}
 	wantPol, err := queuestype.DecodePolicy(queuestype.EncodePolicy(pol))
