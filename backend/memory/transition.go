@@ -46,7 +46,12 @@ func (b *Backend) Settle(ctx context.Context, ts []driver.Transition) ([]driver.
 	}
 	// Copy the results outside the lock: the stored record must not share
 	// the caller's bytes.
-	results := make([]json.RawMessage, len(ts))
+	var small [8]json.RawMessage // no allocation for the common small call
+	results := small[:0]
+	if len(ts) > len(small) {
+		results = make([]json.RawMessage, 0, len(ts))
+	}
+	results = results[:len(ts)]
 	for i := range ts {
 		if t := &ts[i]; t.To == queuestype.StatusCompleted && t.Result != nil {
 			results[i] = append(json.RawMessage(nil), t.Result...)

@@ -922,3 +922,63 @@ func TestForeverKeyReadsPolicy(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// BenchmarkClaimSettle is BenchmarkClaimComplete with the completions
+// applied through Settle: one call per record (as Complete), or one call
+// for the whole claimed batch, with or without the returned records.
+func BenchmarkClaimSettle(b *testing.B) {
+	for _, c := range []struct {
+		name     string
+		batch    bool
+		noRecord bool
+	}{{"PerRecord", false, false}, {"PerRecordNoRecord", false, true}, {"Batch", true, false}, {"BatchNoRecord", true, true}} {
+		b.Run(c.name, func(b *testing.B) {
+			be := New(Options{})
+			ctx := context.Background()
+			const chunk = 1000
+			items := make([]driver.EnqueueParams, 0, chunk)
+			for i := 0; i < b.N; i++ {
+				items = append(items, driver.EnqueueParams{TaskName: "noop", Args: json.RawMessage(`{}`), Priority: i % 3,
+					Metadata: map[string]any{"unique_by": "task"}})
+				if len(items) == chunk || i == b.N-1 {
+					if _, err := be.Enqueue(ctx, items); err != nil {
+						b.Fatal(err)
+					}
+					items = items[:0]
+				}
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			ts := make([]driver.Transition, 0, 50)
+			done := 0
+			for done < b.N {
+				res, err := be.ClaimMany(ctx, driver.ClaimParams{Limit: 50, WorkerID: "w", ExpireOverdue: true,
+					QueueLimits: map[string]int{"default": 50}})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if len(res.Claimed) == 0 {
+					b.Fatalf("ran dry after %d", done)
+				}
+				ts = ts[:0]
+				for _, r := range res.Claimed {
+					ts = append(ts, driver.Transition{ID: r.ID, Generation: r.RetryCount, To: queuestype.StatusCompleted,
+						Result: json.RawMessage(`null`), Claimed: r, NoRecord: c.noRecord})
+					if !c.batch {
+						out, err := be.Settle(ctx, ts)
+						if err != nil || out[0].Err != nil {
+							b.Fatal(err, out)
+						}
+						ts = ts[:0]
+					}
+				}
+				if c.batch {
+					if _, err := be.Settle(ctx, ts); err != nil {
+						b.Fatal(err)
+					}
+				}
+				done += len(res.Claimed)
+			}
+		})
+	}
+}
