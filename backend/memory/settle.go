@@ -301,8 +301,8 @@ func (b *Backend) NullHeartbeats(ctx context.Context, fences []queuestype.Fence)
 // running record), oldest heartbeat first. driver.StaleRequeueDecision picks
 // per record: requeue (a new generation like a retry, with the error kept or
 // driver.StaleError, and priority mapped through p.Priority) or fail with
-// driver.StaleError (also listed in HandlerNeeded when requeue_on_stale is
-// false). Skipped is always 0: the whole sweep is one atomic step.
+// driver.StaleError (also listed in HandlerNeeded when the record's policy
+// says NoStaleRequeue). Skipped is always 0: the whole sweep is one atomic step.
 func (b *Backend) RecoverStale(ctx context.Context, p driver.StaleParams) (driver.StaleRecovery, error) {
 	var res driver.StaleRecovery
 	if err := ctx.Err(); err != nil {
