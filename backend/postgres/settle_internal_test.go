@@ -562,3 +562,45 @@ func planBackendB(b *testing.B) (*Backend, *pgxpool.Pool) {
 	}
 	return be, pool
 }
+
+// A record named twice in one call gets its transitions in input order,
+// whichever statements carry them: the first applies, the second finds
+// the record changed.
+func TestSettleRepeatedRecordInInputOrder(t *testing.T) {
+	b, _, _ := settleBackend(t)
+	ctx := t.Context()
+	recs := runningRecords(t, b, 20, "w")
+	retry := func(r *queuestype.Record) driver.Transition {
+		return driver.Transition{ID: r.ID, Generation: r.RetryCount, To: queuestype.StatusPending, Error: "again"}
+	}
+	done := func(r *queuestype.Record) driver.Transition {
+		return driver.Transition{ID: r.ID, Generation: r.RetryCount, To: queuestype.StatusCompleted, Result: json.RawMessage(`1`)}
+	}
+	var ts []driver.Transition
+	var want []queuestype.Status
+	for i, r := range recs {
+		if i%2 == 0 {
+			ts = append(ts, retry(r), done(r))
+			want = append(want, queuestype.StatusPending)
+		} else {
+			ts = append(ts, done(r), retry(r))
+			want = append(want, queuestype.StatusCompleted)
+		}
+	}
+	res, err := b.Settle(ctx, ts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range recs {
+		first, second := res[2*i], res[2*i+1]
+		if first.Err != nil || first.Record == nil || first.Record.Status != want[i] {
+			t.Fatalf("record %d: first transition %+v; want %s", i, first, want[i])
+		}
+		if !errors.Is(second.Err, queuestype.ErrFenceLost) {
+			t.Fatalf("record %d: second transition %+v; want ErrFenceLost", i, second)
+		}
+		if got, _ := b.GetTask(ctx, r.ID); got.Status != want[i] {
+			t.Fatalf("record %d: stored status %s; want %s", i, got.Status, want[i])
+		}
+	}
+}

@@ -65,116 +65,136 @@ func (b *Backend) Settle(ctx context.Context, ts []driver.Transition) ([]driver.
 		return nil, err
 	}
 	out := make([]driver.SettleResult, len(ts))
-	var (
-		completes    []completeOp
-		completeIdx  []int
-		settles      []settleOp
-		settleIdx    []int
-		wantRecordOf = make([]bool, len(ts))
-	)
+	// A record named more than once gets its transitions applied in input
+	// order: the n-th transition of each record goes in wave n, and the
+	// waves run one after the other (a call naming each record once is one
+	// wave).
+	var waves []settleWave
+	seen := make(map[uuid.UUID]int, len(ts))
 	for i := range ts {
 		t := &ts[i]
-		wantRecordOf[i] = !t.NoRecord
 		if err := checkTransition(i, t); err != nil {
 			out[i].Err = err
 			continue
 		}
-		var worker pgtype.Text
-		if t.WorkerID != "" {
-			worker = pgtype.Text{String: t.WorkerID, Valid: true}
+		w := seen[t.ID]
+		seen[t.ID] = w + 1
+		if w == len(waves) {
+			waves = append(waves, settleWave{})
 		}
-		var result []byte
-		if t.Result != nil {
-			result = []byte(t.Result)
-		}
-		if t.To == queuestype.StatusCompleted && t.ExpectedRef == nil && t.StaleAfter == 0 {
-			completes = append(completes, completeOp{id: t.ID, gen: t.Generation, result: result,
-				claimed: t.Claimed, bare: t.NoRecord, worker: worker})
-			completeIdx = append(completeIdx, i)
-			continue
-		}
-		o := settleOp{id: t.ID, gen: t.Generation, to: string(t.To), worker: worker}
-		switch t.To {
-		case queuestype.StatusCompleted:
-			o.result = result
-		case queuestype.StatusPending:
-			o.delay = positiveMicros(t.Delay)
-			o.interrupted = t.Interrupted
-			if t.Priority != nil {
-				o.priority = pgtype.Int4{Int32: int32(*t.Priority), Valid: true}
-			}
-		}
-		if t.To != queuestype.StatusCompleted && t.Error != "" {
-			o.err = pgtype.Text{String: storableText(t.Error), Valid: true}
-		}
-		if t.ExpectedRef != nil {
-			o.ref = pgtype.Text{String: *t.ExpectedRef, Valid: true}
-		}
-		switch {
-		case t.StaleAfter < 0:
-			o.stale = -1
-		case t.StaleAfter > 0:
-			o.stale = positiveMicros(t.StaleAfter)
-		}
-		settles = append(settles, o)
-		settleIdx = append(settleIdx, i)
+		waves[w].add(i, t)
 	}
+	for w := range waves {
+		if err := b.settleWave(ctx, &waves[w], ts, out); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
 
+// settleWave is transitions of one Settle call naming each record once:
+// completions for the complete statement, the rest for the settle
+// statement; idx maps each back to its input position.
+type settleWave struct {
+	completes   []completeOp
+	completeIdx []int
+	settles     []settleOp
+	settleIdx   []int
+}
+
+func (w *settleWave) add(i int, t *driver.Transition) {
+	var worker pgtype.Text
+	if t.WorkerID != "" {
+		worker = pgtype.Text{String: t.WorkerID, Valid: true}
+	}
+	var result []byte
+	if t.Result != nil {
+		result = []byte(t.Result)
+	}
+	if t.To == queuestype.StatusCompleted && t.ExpectedRef == nil && t.StaleAfter == 0 {
+		w.completes = append(w.completes, completeOp{id: t.ID, gen: t.Generation, result: result,
+			claimed: t.Claimed, bare: t.NoRecord, worker: worker})
+		w.completeIdx = append(w.completeIdx, i)
+		return
+	}
+	o := settleOp{id: t.ID, gen: t.Generation, to: string(t.To), worker: worker}
+	switch t.To {
+	case queuestype.StatusCompleted:
+		o.result = result
+	case queuestype.StatusPending:
+		o.delay = positiveMicros(t.Delay)
+		o.interrupted = t.Interrupted
+		if t.Priority != nil {
+			o.priority = pgtype.Int4{Int32: int32(*t.Priority), Valid: true}
+		}
+	}
+	if t.To != queuestype.StatusCompleted && t.Error != "" {
+		o.err = pgtype.Text{String: storableText(t.Error), Valid: true}
+	}
+	if t.ExpectedRef != nil {
+		o.ref = pgtype.Text{String: *t.ExpectedRef, Valid: true}
+	}
+	switch {
+	case t.StaleAfter < 0:
+		o.stale = -1
+	case t.StaleAfter > 0:
+		o.stale = positiveMicros(t.StaleAfter)
+	}
+	w.settles = append(w.settles, o)
+	w.settleIdx = append(w.settleIdx, i)
+}
+
+// settleWave writes one wave, its two statements sent at once, and fills
+// the results of its transitions. The error is the call's: a fence that
+// did not hold is a result, anything else fails the call.
+func (b *Backend) settleWave(ctx context.Context, w *settleWave, ts []driver.Transition, out []driver.SettleResult) error {
 	var (
 		cops       []*op[completeOp, *queuestype.Record]
 		sops       []*op[settleOp, *queuestype.Record]
 		cerr, serr error
 	)
-	if len(settles) > 0 {
-		if len(completes) > 0 {
-			var wg sync.WaitGroup
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				sops, serr = b.settler.doAll(ctx, settles)
-			}()
-			cops, cerr = b.completer.doAll(ctx, completes)
-			wg.Wait()
-		} else {
-			sops, serr = b.settler.doAll(ctx, settles)
-		}
-	} else if len(completes) > 0 {
-		cops, cerr = b.completer.doAll(ctx, completes)
+	switch {
+	case len(w.settles) > 0 && len(w.completes) > 0:
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sops, serr = b.settler.doAll(ctx, w.settles)
+		}()
+		cops, cerr = b.completer.doAll(ctx, w.completes)
+		wg.Wait()
+	case len(w.settles) > 0:
+		sops, serr = b.settler.doAll(ctx, w.settles)
+	case len(w.completes) > 0:
+		cops, cerr = b.completer.doAll(ctx, w.completes)
 	}
-	var callErr error
-	setCallErr := func(err error) {
-		if callErr == nil {
-			callErr = err
-		}
+	if cerr != nil {
+		return cerr
 	}
-	setCallErr(cerr)
-	setCallErr(serr)
+	if serr != nil {
+		return serr
+	}
+	set := func(i int, rec *queuestype.Record, err error) error {
+		if err != nil && !errors.Is(err, queuestype.ErrFenceLost) {
+			return err
+		}
+		out[i].Err = err
+		if err == nil && !ts[i].NoRecord {
+			out[i].Record = rec
+		}
+		return nil
+	}
 	for k, o := range cops {
-		i := completeIdx[k]
-		if o.err != nil && !errors.Is(o.err, queuestype.ErrFenceLost) {
-			setCallErr(o.err)
-			continue
-		}
-		out[i].Err = o.err
-		if o.err == nil && wantRecordOf[i] {
-			out[i].Record = o.out
+		if err := set(w.completeIdx[k], o.out, o.err); err != nil {
+			return err
 		}
 	}
 	for k, o := range sops {
-		i := settleIdx[k]
-		if o.err != nil && !errors.Is(o.err, queuestype.ErrFenceLost) {
-			setCallErr(o.err)
-			continue
-		}
-		out[i].Err = o.err
-		if o.err == nil && wantRecordOf[i] {
-			out[i].Record = o.out
+		if err := set(w.settleIdx[k], o.out, o.err); err != nil {
+			return err
 		}
 	}
-	if callErr != nil {
-		return nil, callErr
-	}
-	return out, nil
+	return nil
 }
 
 // checkTransition refuses, before anything is sent, a transition the
