@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/queuesgo/queues/driver"
@@ -28,6 +29,8 @@ type completeReq struct {
 type completer struct {
 	b *Backend
 	coalescer[*completeReq]
+	// sent counts the completions sent to luaComplete (tests read it).
+	sent atomic.Int64
 }
 
 func newCompleter(b *Backend) *completer {
@@ -57,6 +60,7 @@ func (c *completer) sendCompletes(reqs []*completeReq) {
 	// The write is not tied to one caller's ctx: it serves them all.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	c.sent.Add(int64(len(live)))
 	res, err := scriptComplete.Run(ctx, b.client, b.keys, args...).Slice()
 	if err == nil && len(res) != 1+len(live) {
 		err = fmt.Errorf("redis: complete script returned %d replies for %d records", len(res)-1, len(live))

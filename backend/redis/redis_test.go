@@ -150,3 +150,28 @@ func (h hotPathComplete) Complete(ctx context.Context, p driver.CompleteParams) 
 	}
 	return h.Backend.Complete(ctx, p)
 }
+
+// Settle sends every completion through the hot path the same way: one
+// without Claimed gets the record read first (or NoRecord when it is
+// missing), unless its fences (ExpectedRef, StaleAfter) need the general
+// script anyway.
+func (h hotPathComplete) Settle(ctx context.Context, ts []driver.Transition) ([]driver.SettleResult, error) {
+	ts = append([]driver.Transition(nil), ts...)
+	noRecord := make([]bool, len(ts))
+	for i := range ts {
+		t := &ts[i]
+		if t.To != queues.StatusCompleted || t.Claimed != nil || t.NoRecord || t.ExpectedRef != nil || t.StaleAfter != 0 {
+			continue
+		}
+		rec, err := h.GetTask(ctx, t.ID)
+		switch {
+		case errors.Is(err, queues.ErrTaskNotFound):
+			t.NoRecord, noRecord[i] = true, true
+		case err != nil:
+			return nil, err
+		default:
+			t.Claimed = rec
+		}
+	}
+	return h.Backend.Settle(ctx, ts)
+}
