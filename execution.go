@@ -13,7 +13,6 @@ import (
 	"github.com/google/uuid"
 	"github.com/queuesgo/queues/driver"
 	"github.com/queuesgo/queues/events"
-	"github.com/queuesgo/queues/queuestype"
 )
 
 // ExecutionBackend is where tasks run (SPEC §13). "local" and "immediate" are
@@ -303,7 +302,7 @@ func (s *Service) ApplyProbe(ctx context.Context, rec *Record, p Probe) (*Record
 			what = "not found"
 		}
 		msg := fmt.Sprintf("external execution %s %s", ref, what)
-		delay := queuestype.BackoffFromMetadata(rec.Metadata).Delay(rec.AttemptsConsumed())
+		delay := rec.Policy.RetryBackoff.Delay(rec.AttemptsConsumed())
 		out, err = s.backend.Fail(ctx, driver.FailParams{ID: rec.ID, Error: msg, Retry: true, ExpectedRetryCount: gen,
 			ExpectedRef: &ref, RetryDelay: delay})
 		if err == nil {
