@@ -93,11 +93,11 @@ func buildLayout1(t *testing.T, c goredis.UniversalClient, b *Backend) []*legacy
 		userMeta: map[string]any{"tenant": "t1", "nested": map[string]any{"a": []any{1.0, "x"}}}})
 
 	// scheduled: identity policy keys; a large integer user value keeps its digits.
-	schedMeta := map[string]any{"requeue_on_shutdown": true, "unique_by": "arguments", "unique_version": 2.0,
+	schedMeta := map[string]any{"requeue_on_shutdown": true, "unique_by": "arguments", "unique_version": "v2",
 		"unique_until": "terminal", "big": json.Number("12345678901234567890")}
 	r = enq(driver.EnqueueParams{Metadata: schedMeta, Key: "k-sched", ScheduledAt: time.Now().Add(time.Hour)})
 	cases = append(cases, &legacyCase{name: "scheduled", id: r.ID, status: queuestype.StatusScheduled,
-		merged:   map[string]any{"requeue_on_shutdown": true, "unique_by": "arguments", "unique_version": 2.0, "unique_until": "terminal", "big": 12345678901234567890.0},
+		merged:   map[string]any{"requeue_on_shutdown": true, "unique_by": "arguments", "unique_version": "v2", "unique_until": "terminal", "big": 12345678901234567890.0},
 		userMeta: map[string]any{"big": 12345678901234567890.0}})
 
 	// running: interrupted once (counted in the m:interruptions overlay),
@@ -153,7 +153,7 @@ func buildLayout1(t *testing.T, c goredis.UniversalClient, b *Backend) []*legacy
 		userMeta: map[string]any{"who": "ops"}})
 
 	// expired
-	expMeta := map[string]any{"log_level": "error", "unique_by": "task", "unique_version": 1.0}
+	expMeta := map[string]any{"log_level": "error", "unique_by": "task", "unique_version": "v1"}
 	r = enq(driver.EnqueueParams{Metadata: expMeta, ExpiresAt: time.Now().Add(-time.Second)})
 	if got, err := b.ExpireOverdue(ctx, 10); err != nil || len(got) != 1 || got[0].ID != r.ID {
 		t.Fatalf("ExpireOverdue: %v %+v", err, got)

@@ -176,7 +176,7 @@ func TestSettleStaleFence(t *testing.T) {
 	}
 	// Every running record is stale with a negative StaleAfter; with an
 	// hour none but the null heartbeat is.
-	all, err := b.ListStale(ctx, -1, 0)
+	all, err := b.ListStale(ctx, -1, 10)
 	if err != nil || len(all) != 3 || all[0].ID != recs[0].ID {
 		t.Fatalf("ListStale(-1) = %d records, %v; want 3, the null heartbeat first", len(all), err)
 	}
@@ -186,6 +186,9 @@ func TestSettleStaleFence(t *testing.T) {
 	}
 	if lim, err := b.ListStale(ctx, -1, 2); err != nil || len(lim) != 2 {
 		t.Fatalf("ListStale(-1, 2) = %d, %v", len(lim), err)
+	}
+	if none, err := b.ListStale(ctx, -1, 0); err != nil || len(none) != 0 {
+		t.Fatalf("ListStale(-1, 0) = %d, %v; want nothing", len(none), err)
 	}
 	res, err := b.Settle(ctx, []driver.Transition{
 		{ID: recs[1].ID, To: queuestype.StatusFailed, Error: driver.StaleError, StaleAfter: time.Hour},

@@ -169,7 +169,7 @@ func delayMicros(d time.Duration) int64 {
 	return int64((d + time.Microsecond - 1) / time.Microsecond)
 }
 
-// ListStale lists up to limit (≤ 0 means 100) running records whose
+// ListStale lists up to limit (≤ 0 lists nothing) running records whose
 // heartbeat is null or older than Redis time − staleAfter (every running
 // record when staleAfter < 0): null heartbeats first, by created_at then
 // id, then the oldest heartbeat first, then id. Records holding a dispatch
@@ -180,7 +180,7 @@ func (b *Backend) ListStale(ctx context.Context, staleAfter time.Duration, limit
 		return nil, err
 	}
 	if limit <= 0 {
-		limit = 100
+		return []*queuestype.Record{}, nil
 	}
 	staleUS := staleAfter.Microseconds()
 	if staleAfter < 0 {
