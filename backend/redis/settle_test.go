@@ -261,3 +261,24 @@ func TestSettleExternalPending(t *testing.T) {
 		}
 	}
 }
+
+// TestSettleRepeatedRecord checks transitions naming one record twice in a
+// call apply in input order even when the first could take the hot path:
+// the first lands, the second finds the generation settled.
+func TestSettleRepeatedRecord(t *testing.T) {
+	b := newTestBackend(t, Options{})
+	ctx := context.Background()
+	for round := 0; round < 20; round++ {
+		r := enqueueClaim(t, b, fmt.Sprintf("repeat-%d", round), 1, "w1")[0]
+		res, err := b.Settle(ctx, []driver.Transition{
+			{ID: r.ID, To: queuestype.StatusCompleted, Claimed: r, Result: json.RawMessage(`1`)},
+			{ID: r.ID, To: queuestype.StatusPending, Error: "late"},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res[0].Err != nil || res[0].Record.Status != queuestype.StatusCompleted || !errors.Is(res[1].Err, queuestype.ErrFenceLost) {
+			t.Fatalf("round %d: %+v / %v", round, res[0], res[1].Err)
+		}
+	}
+}

@@ -9,6 +9,8 @@ import (
 
 	"github.com/queuesgo/queues/driver"
 	"github.com/queuesgo/queues/queuestype"
+
+	"github.com/google/uuid"
 )
 
 var _ driver.Dispatcher = (*Backend)(nil)
@@ -40,8 +42,10 @@ var _ driver.Dispatcher = (*Backend)(nil)
 // record or NoRecord take Complete's hot path: they are coalesced, with
 // every concurrent Complete, into calls of the lean complete script. The
 // other transitions of the call go together into one call of the ops
-// script; the two run side by side. Each script is atomic on the server, so
-// a Settle cannot deadlock with concurrent heartbeat writes.
+// script; the two run side by side, and a record named more than once in a
+// call goes to the ops script every time, so its transitions apply in input
+// order. Each script is atomic on the server and takes no lock, so a Settle
+// cannot deadlock with concurrent heartbeat writes.
 func (b *Backend) Settle(ctx context.Context, ts []driver.Transition) ([]driver.SettleResult, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -56,6 +60,22 @@ func (b *Backend) Settle(ctx context.Context, ts []driver.Transition) ([]driver.
 		ob     opBuilder
 		opIdx  []int
 	)
+	// The two scripts run side by side, so a record named twice in one
+	// call goes to the ops script every time, which applies its
+	// transitions in input order.
+	var repeated map[uuid.UUID]bool
+	if len(ts) > 1 {
+		seen := make(map[uuid.UUID]bool, len(ts))
+		for i := range ts {
+			if seen[ts[i].ID] {
+				if repeated == nil {
+					repeated = map[uuid.UUID]bool{}
+				}
+				repeated[ts[i].ID] = true
+			}
+			seen[ts[i].ID] = true
+		}
+	}
 	for i := range ts {
 		t := &ts[i]
 		switch t.To {
@@ -66,14 +86,18 @@ func (b *Backend) Settle(ctx context.Context, ts []driver.Transition) ([]driver.
 		}
 		gen := strconv.Itoa(t.Generation)
 		if t.To == queuestype.StatusCompleted && t.ExpectedRef == nil && t.StaleAfter == 0 {
-			if t.NoRecord || (t.Claimed != nil && t.Claimed.ID == t.ID) {
+			if (t.NoRecord || (t.Claimed != nil && t.Claimed.ID == t.ID)) && !repeated[t.ID] {
 				// A nil and an empty result are both stored as "" (null).
 				hot = append(hot, &completeReq{id: t.ID.String(), gen: gen, result: string(t.Result), worker: t.WorkerID})
 				hotIdx = append(hotIdx, i)
 				continue
 			}
 			if t.WorkerID == "" {
-				ob.addRec("complete", t.ID, gen, flag(t.Result != nil), string(t.Result), "0")
+				if t.NoRecord {
+					ob.add("complete", t.ID, gen, flag(t.Result != nil), string(t.Result), "0")
+				} else {
+					ob.addRec("complete", t.ID, gen, flag(t.Result != nil), string(t.Result), "0")
+				}
 				opIdx = append(opIdx, i)
 				continue
 			}
