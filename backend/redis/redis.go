@@ -30,7 +30,7 @@ type Options struct {
 	// of one prefix share one hash tag and live in one cluster slot. Empty
 	// means DefaultPrefix ("queues"). It must not contain '{' or '}'.
 	Prefix string
-	// Namespace roots the pub/sub channel names (SPEC §19): wakeups on
+	// Namespace roots the pub/sub channel names: wakeups on
 	// "<ns>:worker_wakeups", control hints on "<ns>:worker_control". Empty
 	// means queuestype.DefaultNamespace ("queues").
 	Namespace string

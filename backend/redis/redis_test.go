@@ -112,7 +112,7 @@ func newTestBackend(t testing.TB, opts Options) *Backend {
 	return b
 }
 
-// TestContract runs the shared backend contract suite (SPEC §20), backend
+// TestContract runs the shared backend contract suite (backendtest), backend
 // and service groups, against the live server, one prefix per case.
 func TestContract(t *testing.T) {
 	requireServer(t)
