@@ -282,3 +282,51 @@ func TestSettleRepeatedRecord(t *testing.T) {
 		}
 	}
 }
+
+// TestSettleHints checks what Settle publishes: the IDs that turned
+// terminal on the completions channel (both scripts), and a wakeup when a
+// requeued record is due now.
+func TestSettleHints(t *testing.T) {
+	b := newTestBackend(t, Options{})
+	ctx := context.Background()
+	sub := admin.Subscribe(ctx, b.doneCh, b.wakeCh)
+	defer sub.Close()
+	if _, err := sub.Receive(ctx); err != nil { // the first subscription confirmation
+		t.Fatal(err)
+	}
+	if _, err := sub.Receive(ctx); err != nil {
+		t.Fatal(err)
+	}
+	msgs := sub.Channel()
+	next := func(what string) string {
+		t.Helper()
+		select {
+		case m := <-msgs:
+			return m.Channel + " " + m.Payload
+		case <-time.After(5 * time.Second):
+			t.Fatalf("no message for %s", what)
+		}
+		return ""
+	}
+	recs := enqueueClaim(t, b, "hints", 4, "w1")
+	next("the enqueue wakeup")
+	cases := []struct {
+		name string
+		tr   driver.Transition
+		want string
+	}{
+		{"hot completion", driver.Transition{ID: recs[0].ID, To: queuestype.StatusCompleted, Claimed: recs[0]}, b.doneCh + " " + recs[0].ID.String()},
+		{"failure", driver.Transition{ID: recs[1].ID, To: queuestype.StatusFailed, Error: "x"}, b.doneCh + " " + recs[1].ID.String()},
+		{"due retry", driver.Transition{ID: recs[2].ID, To: queuestype.StatusPending}, b.wakeCh + ` {"event":"task_available"}`},
+		{"cancellation", driver.Transition{ID: recs[3].ID, To: queuestype.StatusCancelled, WorkerID: "w1"}, b.doneCh + " " + recs[3].ID.String()},
+	}
+	for _, c := range cases {
+		res, err := b.Settle(ctx, []driver.Transition{c.tr})
+		if err != nil || res[0].Err != nil {
+			t.Fatalf("%s: %v %v", c.name, err, res[0].Err)
+		}
+		if got := next(c.name); got != c.want {
+			t.Fatalf("%s published %q, want %q", c.name, got, c.want)
+		}
+	}
+}
