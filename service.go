@@ -12,6 +12,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/queuesgo/queues/driver"
 	"github.com/queuesgo/queues/events"
+	"github.com/queuesgo/queues/execution"
 	"github.com/queuesgo/queues/queuestype"
 )
 
@@ -27,8 +28,9 @@ type Service struct {
 	pub      *publisher
 	// executors are the configured external transports by name; execOrder
 	// keeps Config.Executors order for Open (and reverse for Close).
-	executors map[string]ExternalExecution
-	execOrder []ExternalExecution
+	executors map[string]execution.Transport
+	execOrder []execution.Transport
+	host      *host // what the transports see of the service
 
 	mu      sync.Mutex
 	started bool
@@ -43,13 +45,13 @@ func New(cfg Config) (*Service, error) {
 		return nil, err
 	}
 	s := &Service{cfg: cfg, backend: cfg.Backend, registry: cfg.Registry, logger: cfg.Logger,
-		executors: map[string]ExternalExecution{}}
+		executors: map[string]execution.Transport{}}
+	s.host = &host{s: s}
 	s.dispatch, _ = cfg.Backend.(driver.Dispatcher)
 	if len(cfg.Executors) > 0 && s.dispatch == nil {
 		return nil, configErr("Executors", "the %s backend does not support external execution", cfg.Backend.Name())
 	}
-	for _, e := range cfg.Executors {
-		ex := e.(ExternalExecution) // checked by withDefaults
+	for _, ex := range cfg.Executors {
 		s.executors[ex.Name()] = ex
 		s.execOrder = append(s.execOrder, ex)
 	}
@@ -107,7 +109,7 @@ func (s *Service) Start(ctx context.Context) error {
 }
 
 // closeExecutors closes execs in reverse order and returns their errors.
-func (s *Service) closeExecutors(ctx context.Context, execs []ExternalExecution) []error {
+func (s *Service) closeExecutors(ctx context.Context, execs []execution.Transport) []error {
 	var errs []error
 	for i := len(execs) - 1; i >= 0; i-- {
 		if err := execs[i].Close(ctx); err != nil {
@@ -440,8 +442,8 @@ type CancelOptions struct {
 // the durable transition; repeats return false and publish nothing.
 //
 // When the record holds a provider execution ref (an external execution was
-// dispatched), its execution backend is asked to stop it first (SPEC §5.11):
-// a CancelRetryable answer publishes a task.event warning with phase
+// dispatched), its execution backend is asked to stop it first: an
+// execution.CancelRetryable answer publishes a task.event warning with phase
 // "<backend>.cancel_failed" and returns false with the record untouched; any
 // other answer lets the durable cancel proceed. When that execution backend
 // is not configured in this process, the cancel proceeds without asking
