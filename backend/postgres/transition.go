@@ -53,7 +53,10 @@ type settleOp struct {
 // locked in ID order like every batched write). Transitions of concurrent
 // callers share statements, and the transitions of one call go out
 // together: a call of any size costs one statement of each kind it uses,
-// both sent at once. A requeued record that is due at once wakes workers.
+// both sent at once (up to 1,000 completions and 500 other transitions per
+// statement). A record named more than once is written in input order, its
+// later transitions in statements of their own. A requeued record that is
+// due at once wakes workers.
 //
 // A transition the store cannot write (an unknown target status, a result
 // that is not JSON PostgreSQL accepts) gets an error matching
