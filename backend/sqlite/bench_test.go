@@ -168,10 +168,38 @@ func endToEnd(b *testing.B, total int, cfg queues.WorkerConfig) {
 // BenchmarkClaimComplete measures the backend alone: ClaimMany(100), then 100
 // concurrent Complete calls (group-committed), over pre-enqueued records.
 func BenchmarkClaimComplete(b *testing.B) {
+	result := json.RawMessage(`{}`)
+	benchClaimSettle(b, func(ctx context.Context, be *sqlite.Backend, rec *queues.Record) error {
+		_, err := be.Complete(ctx, driver.CompleteParams{ID: rec.ID, ExpectedRetryCount: rec.RetryCount, Result: result})
+		return err
+	})
+}
+
+// BenchmarkClaimSettle is BenchmarkClaimComplete with each completion made
+// by a one-transition Settle call (with the claimed record, and with
+// NoRecord: the caller does not want the record back).
+func BenchmarkClaimSettle(b *testing.B) {
+	result := json.RawMessage(`{}`)
+	for _, noRecord := range []bool{false, true} {
+		b.Run("NoRecord="+strconv.FormatBool(noRecord), func(b *testing.B) {
+			benchClaimSettle(b, func(ctx context.Context, be *sqlite.Backend, rec *queues.Record) error {
+				res, err := be.Settle(ctx, []driver.Transition{{ID: rec.ID, Generation: rec.RetryCount, To: queues.StatusCompleted,
+					Result: result, Claimed: rec, NoRecord: noRecord}})
+				if err == nil {
+					err = res[0].Err
+				}
+				return err
+			})
+		})
+	}
+}
+
+// benchClaimSettle claims 100 records at a time and completes each with
+// complete from its own goroutine (the writer group-commits them).
+func benchClaimSettle(b *testing.B, complete func(ctx context.Context, be *sqlite.Backend, rec *queues.Record) error) {
 	be := openTemp(b, sqlite.Options{})
 	ctx := context.Background()
 	enqueueN(b, be, b.N)
-	result := json.RawMessage(`{}`)
 	b.ResetTimer()
 	done := 0
 	var wg sync.WaitGroup
@@ -185,7 +213,7 @@ func BenchmarkClaimComplete(b *testing.B) {
 		}
 		for _, rec := range res.Claimed {
 			wg.Go(func() {
-				if _, err := be.Complete(ctx, driver.CompleteParams{ID: rec.ID, ExpectedRetryCount: rec.RetryCount, Result: result}); err != nil {
+				if err := complete(ctx, be, rec); err != nil {
 					b.Error(err)
 				}
 			})

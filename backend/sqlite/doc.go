@@ -30,7 +30,11 @@
 // Open applies pending migrations unless Options.SkipMigrate and refuses a
 // file migrated by a newer build (ErrSchemaTooNew). Nothing else issues DDL.
 // Terminal records are exactly those with completed_at set, which lets two
-// partial indexes avoid status lists (see the migration's notes).
+// partial indexes avoid status lists (see the migration's notes). The task
+// policy is one opaque JSON column (policy, written at enqueue with
+// queuestype.EncodePolicy, never interpreted here) and shutdown
+// interruptions an integer column; migration 0002_task_policy moved both out
+// of the metadata, where an earlier schema kept them.
 //
 // # Concurrency: one writer, group commit
 //
@@ -96,6 +100,18 @@
 // guarded on the two columns a running record can still change
 // (execution_ref, metadata), so the rebuilt record is exactly the stored
 // one; without a cached claim it falls back to UPDATE … RETURNING.
+//
+// Settle applies the transitions the engine decided (completed, failed,
+// cancelled, or pending as a retry, stale requeue or interruption) as one
+// writer request: one transaction, records in ID order, one fenced UPDATE
+// per transition, whose WHERE clause holds every fence (generation and
+// status or execution ref, worker, still-stale heartbeat by the store's
+// clock), so a fence that does not hold changes nothing and only that
+// transition reports ErrFenceLost. A completion of a record this process
+// claimed takes Complete's path above. The store decides nothing: budgets,
+// backoff and stale policy are the engine's. ListStale reads running
+// records from an index ordered null heartbeats first, then oldest
+// heartbeat, so a stale sweep is one range scan.
 //
 // # Hints
 //

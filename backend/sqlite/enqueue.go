@@ -115,9 +115,13 @@ func (b *Backend) Enqueue(ctx context.Context, items []driver.EnqueueParams) ([]
 		}
 		// The returned record carries the policy as reads decode it from
 		// the stored text (durations are kept as seconds).
-		c.policyText = queuestype.EncodePolicy(p.Policy)
-		if c.policy, err = decodePolicy(c.policyText); err != nil {
-			return nil, fmt.Errorf("sqlite: enqueue item %d: policy: %w", i, err)
+		if p.Policy.IsZero() {
+			c.policyText = "{}"
+		} else {
+			c.policyText = queuestype.EncodePolicy(p.Policy)
+			if c.policy, err = decodePolicy(c.policyText); err != nil {
+				return nil, fmt.Errorf("sqlite: enqueue item %d: policy: %w", i, err)
+			}
 		}
 	}
 
