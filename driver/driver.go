@@ -431,12 +431,9 @@ type Inspector interface {
 // requeued and with which delay, from its own fields. Backends call it so every
 // store applies one rule (SPEC §5.9).
 func StaleRequeueDecision(r *queuestype.Record) (requeue bool, handlerNeeded bool, delay time.Duration) {
-	requeueOnStale := true
-	if v, ok := r.Metadata[queuestype.MetaRequeueOnStale].(bool); ok {
-		requeueOnStale = v
-	}
+	requeueOnStale := !r.Policy.NoStaleRequeue
 	if requeueOnStale && r.AttemptsConsumed() < r.MaxRetries {
-		return true, false, queuestype.BackoffFromMetadata(r.Metadata).Delay(r.AttemptsConsumed())
+		return true, false, r.Policy.RetryBackoff.Delay(r.AttemptsConsumed())
 	}
 	return false, !requeueOnStale, 0
 }
