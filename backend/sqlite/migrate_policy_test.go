@@ -28,21 +28,22 @@ var legacyMetadata = []string{
 	// Every policy key, well-formed.
 	`{"timeout":30,"retry_backoff":{"initial_delay":1.5,"multiplier":2,"max_delay":60},"requeue_on_stale":false,` +
 		`"requeue_on_shutdown":true,"log_level":"debug","log_success":true,"description":"nightly report",` +
-		`"_correlation_id":"corr-1","unique_by":"arguments","unique_version":1,"unique_until":"forever","interruptions":2,` +
+		`"_correlation_id":"corr-1","unique_by":"arguments","unique_version":"v1","unique_until":"forever","interruptions":2,` +
 		`"user":"alice","nested":{"a":[1,2,{"b":null}]}}`,
 	// Edge values: a float that needs 17 digits, a multiplier below 1 and
 	// a negative cap (both dropped), requeue_on_stale true (the default),
 	// requeue_on_shutdown false (kept: it overrides the worker),
-	// log_success false, a fractional version and count (truncated).
+	// log_success false, a numeric version (the version is a string such
+	// as "v1", so it is dropped), a fractional count (truncated).
 	`{"timeout":0.30000000000000004,"retry_backoff":{"multiplier":0.5,"max_delay":-1},"requeue_on_stale":true,` +
 		`"requeue_on_shutdown":false,"log_success":false,"unique_version":2.7,"interruptions":1.9,"progress_detail":"half"}`,
 	// Wrong types: every key is dropped from the policy, and still removed
 	// from metadata.
 	`{"timeout":"30","retry_backoff":5,"requeue_on_stale":"false","requeue_on_shutdown":"yes","log_level":3,` +
-		`"log_success":"true","description":null,"_correlation_id":7,"unique_by":["task"],"unique_version":"1",` +
+		`"log_success":"true","description":null,"_correlation_id":7,"unique_by":["task"],"unique_version":1,` +
 		`"unique_until":null,"interruptions":"2","timeout_hint":"kept: not a policy key"}`,
 	// Tiny and huge durations, a backoff with its delay only.
-	`{"timeout":1e-12,"retry_backoff":{"initial_delay":0.001},"interruptions":0,"unique_until":"terminal","unique_by":"task"}`,
+	`{"timeout":1e-12,"retry_backoff":{"initial_delay":0.001},"interruptions":0,"unique_until":"terminal","unique_by":"task","unique_version":""}`,
 	`{"timeout":1e+300,"retry_backoff":{"initial_delay":3,"multiplier":1,"max_delay":1e+300},"description":"quote \" and \\ and ünïcode"}`,
 	// Only the counter.
 	`{"interruptions":3,"progress":0.5}`,

@@ -251,7 +251,7 @@ func prepareSettle(i int, t *driver.Transition) settleStep {
 	return s
 }
 
-// ListStale lists up to limit (≤ 0 means 100) running records whose
+// ListStale lists up to limit (≤ 0 lists nothing) running records whose
 // heartbeat is missing or older than now−staleAfter by the store's clock
 // (staleAfter < 0: every running record), missing heartbeats first, then
 // oldest heartbeat first, then by ID. Records holding a dispatch reservation
@@ -261,7 +261,7 @@ func (b *Backend) ListStale(ctx context.Context, staleAfter time.Duration, limit
 		return nil, err
 	}
 	if limit <= 0 {
-		limit = 100
+		return []*queuestype.Record{}, nil
 	}
 	cut := int64(math.MaxInt64) // every heartbeat is older
 	if staleAfter >= 0 {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"reflect"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -31,7 +32,7 @@ func (c *fakeClock) advance(d time.Duration) { c.us.Add(d.Microseconds()) }
 func testPolicy() queuestype.Policy {
 	yes := true
 	return queuestype.Policy{Timeout: 2500 * time.Millisecond, RetryBackoff: queuestype.RetryBackoff{InitialDelay: time.Second, Multiplier: 2, MaxDelay: time.Minute},
-		RequeueOnShutdown: &yes, LogLevel: "debug", Description: "settle test", CorrelationID: "c-1", UniqueBy: "task", UniqueVersion: 1}
+		RequeueOnShutdown: &yes, LogLevel: "debug", Description: "settle test", CorrelationID: "c-1", UniqueBy: "task", UniqueVersion: "v1"}
 }
 
 // enqueueClaim enqueues n records carrying testPolicy and claims them all for worker.
@@ -301,15 +302,17 @@ func TestListStale(t *testing.T) {
 	}
 	want := func(what string, got []uuid.UUID, want ...uuid.UUID) {
 		t.Helper()
-		if !reflect.DeepEqual(got, want) {
+		if !slices.Equal(got, want) {
 			t.Fatalf("%s = %v, want %v", what, got, want)
 		}
 	}
-	want("stale after 15s", list(15*time.Second, 0), nulls[0], nulls[1], recs[3].ID, recs[1].ID)
-	want("stale after 20s", list(20*time.Second, 0), nulls[0], nulls[1], recs[3].ID)
-	want("every running record", list(-1, 0), nulls[0], nulls[1], recs[3].ID, recs[1].ID, recs[2].ID)
+	want("stale after 15s", list(15*time.Second, 10), nulls[0], nulls[1], recs[3].ID, recs[1].ID)
+	want("stale after 20s", list(20*time.Second, 10), nulls[0], nulls[1], recs[3].ID)
+	want("every running record", list(-1, 10), nulls[0], nulls[1], recs[3].ID, recs[1].ID, recs[2].ID)
 	want("limit 3", list(-1, 3), nulls[0], nulls[1], recs[3].ID)
 	want("stale after 1h", list(time.Hour, 10), nulls[0], nulls[1])
+	want("limit 0", list(-1, 0))
+	want("negative limit", list(-1, -1))
 
 	// An interrupted, reclaimed record lists its count.
 	if _, err := b.Settle(ctx, []driver.Transition{{ID: recs[3].ID, To: queuestype.StatusPending, Interrupted: true}}); err != nil {

@@ -44,8 +44,7 @@ UPDATE queue_task SET
         'description', CASE WHEN json_type(metadata, '$.description') = 'text' THEN metadata ->> '$.description' END,
         'correlation_id', CASE WHEN json_type(metadata, '$._correlation_id') = 'text' THEN metadata ->> '$._correlation_id' END,
         'unique_by', CASE WHEN json_type(metadata, '$.unique_by') = 'text' THEN metadata ->> '$.unique_by' END,
-        'unique_version', CASE WHEN json_type(metadata, '$.unique_version') IN ('integer', 'real')
-                               THEN CAST(json_extract(metadata, '$.unique_version') AS INTEGER) END,
+        'unique_version', CASE WHEN json_type(metadata, '$.unique_version') = 'text' THEN metadata ->> '$.unique_version' END,
         'unique_until', CASE WHEN json_type(metadata, '$.unique_until') = 'text' THEN metadata ->> '$.unique_until' END)),
     interruptions = CASE WHEN json_type(metadata, '$.interruptions') IN ('integer', 'real')
                          THEN CAST(json_extract(metadata, '$.interruptions') AS INTEGER) ELSE 0 END,
