@@ -194,6 +194,41 @@ func BenchmarkClaimSettle(b *testing.B) {
 	}
 }
 
+// BenchmarkClaimSettleBatch completes each claimed batch of 100 with one
+// Settle call of 100 transitions.
+func BenchmarkClaimSettleBatch(b *testing.B) {
+	be := openTemp(b, sqlite.Options{})
+	ctx := context.Background()
+	enqueueN(b, be, b.N)
+	result := json.RawMessage(`{}`)
+	b.ResetTimer()
+	done := 0
+	for done < b.N {
+		res, err := be.ClaimMany(ctx, driver.ClaimParams{Limit: 100, WorkerID: "bench", ExecutionBackend: "local", ExpireOverdue: true})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(res.Claimed) == 0 {
+			b.Fatalf("claimed nothing after %d of %d", done, b.N)
+		}
+		ts := make([]driver.Transition, len(res.Claimed))
+		for i, rec := range res.Claimed {
+			ts[i] = driver.Transition{ID: rec.ID, Generation: rec.RetryCount, To: queues.StatusCompleted, Result: result, Claimed: rec, NoRecord: true}
+		}
+		out, err := be.Settle(ctx, ts)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, r := range out {
+			if r.Err != nil {
+				b.Fatal(r.Err)
+			}
+		}
+		done += len(res.Claimed)
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "jobs/s")
+}
+
 // benchClaimSettle claims 100 records at a time and completes each with
 // complete from its own goroutine (the writer group-commits them).
 func benchClaimSettle(b *testing.B, complete func(ctx context.Context, be *sqlite.Backend, rec *queues.Record) error) {

@@ -339,3 +339,33 @@ func TestListStale(t *testing.T) {
 		t.Fatalf("the reclaimed record is not listed: %v", got)
 	}
 }
+
+// TestSettleCompletesFromClaim pins that a completion of a record this
+// process claimed takes Complete's write by rowid and rebuilds the record
+// from the claim instead of reading it back. To tell the paths apart, the
+// test changes a column behind the backend's back that no store write
+// changes while a record runs (priority): the claim-built record still
+// shows the claimed value, while a completion that must read the row (a
+// stale fence is not in the claim cache) shows the stored one.
+func TestSettleCompletesFromClaim(t *testing.T) {
+	ctx := context.Background()
+	b := openTemp(t, sqlite.Options{})
+	recs := enqueueClaim(t, b, 2, "w")
+	for _, r := range recs {
+		if _, err := b.DB().ExecContext(ctx, `UPDATE queue_task SET priority = 5 WHERE id = ?`, r.ID.String()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res, err := b.Settle(ctx, []driver.Transition{
+		{ID: recs[0].ID, To: queuestype.StatusCompleted, WorkerID: "w"},
+		{ID: recs[1].ID, To: queuestype.StatusCompleted, StaleAfter: -1},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []int{0, 5} {
+		if r := res[i]; r.Err != nil || r.Record.Status != queuestype.StatusCompleted || r.Record.Priority != want {
+			t.Fatalf("completion %d = %+v (err %v), want completed with priority %d", i, r.Record, r.Err, want)
+		}
+	}
+}
