@@ -229,7 +229,8 @@ type Transition struct {
 	//     heartbeat_at cleared, worker_id kept.
 	//   - StatusFailed: error = Error, completed_at = now, heartbeat_at
 	//     cleared, worker_id kept.
-	//   - StatusCancelled: error = Error (may be empty), completed_at = now,
+	//   - StatusCancelled: error = Error when not empty (an empty Error keeps
+	//     the record's error, as Cancel does), completed_at = now,
 	//     heartbeat_at cleared.
 	//   - StatusPending (a retry, a stale requeue or a shutdown
 	//     interruption): retry_count+1, error = Error, worker_id,

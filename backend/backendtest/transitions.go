@@ -230,6 +230,17 @@ func settleCancelled(t *testing.T, b driver.Backend) {
 	wantStored(t, b, "cancelled record", got)
 	lost := settleOne(t, b, driver.Transition{ID: run.ID, Generation: 0, To: queuestype.StatusCompleted})
 	wantSettleLost(t, "complete after cancel", lost)
+
+	// An empty Error keeps the error an earlier attempt left; a non-empty one replaces it.
+	first := running(t, b, item("settle.cancel.keep", retries(2)))
+	settled(t, b, driver.Transition{ID: first.ID, Generation: 0, To: queuestype.StatusPending, Error: "first attempt"})
+	second := claimByID(t, b, first.ID, workerA)
+	kept := settled(t, b, driver.Transition{ID: second.ID, Generation: 1, To: queuestype.StatusCancelled})
+	wantString(t, "error kept by an empty cancel", kept.Error, "first attempt")
+	third := running(t, b, item("settle.cancel.reason"))
+	reason := settled(t, b, driver.Transition{ID: third.ID, Generation: 0, To: queuestype.StatusCancelled, Error: "stopped by the task"})
+	wantString(t, "cancel reason", reason.Error, "stopped by the task")
+	wantStored(t, b, "cancelled with a reason", reason)
 }
 
 // Every transition is fenced on status running and the generation.

@@ -97,7 +97,9 @@ func (b *Backend) settleLocked(t *driver.Transition, result json.RawMessage, now
 		r.Error = t.Error
 		b.finishEntry(e, queuestype.StatusFailed, now)
 	case queuestype.StatusCancelled:
-		r.Error = t.Error
+		if t.Error != "" {
+			r.Error = t.Error
+		}
 		b.finishEntry(e, queuestype.StatusCancelled, now)
 	case queuestype.StatusPending:
 		r.Error = t.Error

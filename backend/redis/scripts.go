@@ -780,8 +780,11 @@ OPS.settle = function(id, a, inline)
     if a[7] == '1' then set(r, ch, 'result', nz(a[8])) else set(r, ch, 'result', nil) end
     set(r, ch, 'error', nil)
     finish(r, ch, 'completed')
-  elseif to == 'failed' or to == 'cancelled' then
+  elseif to == 'failed' then
     set(r, ch, 'error', nz(a[9]))
+    finish(r, ch, to)
+  elseif to == 'cancelled' then
+    if nz(a[9]) then set(r, ch, 'error', a[9]) end
     finish(r, ch, to)
   else
     set(r, ch, 'error', nz(a[9]))
