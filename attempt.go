@@ -33,7 +33,7 @@ type attemptEnv struct {
 func (s *Service) newAttempt(parent context.Context, rec *Record, workerID string) *attempt {
 	a := &attempt{svc: s, rec: rec, workerID: workerID, bodyDone: make(chan struct{})}
 	ctx := context.WithValue(parent, attemptKey{}, a)
-	if cid, ok := rec.Metadata[queuestype.MetaCorrelationID].(string); ok && cid != "" {
+	if cid := rec.Policy.CorrelationID; cid != "" {
 		ctx = WithCorrelationID(ctx, cid)
 	}
 	a.ctx, a.cancel = context.WithCancelCause(ctx)
@@ -73,8 +73,8 @@ func (s *Service) runAttempt(a *attempt, env attemptEnv) {
 		return
 	}
 	timeout := e.opts.Timeout
-	if v, ok := metaFloat(rec.Metadata, queuestype.MetaTimeout); ok && v > 0 {
-		timeout = secondsToDuration(v)
+	if rec.Policy.Timeout > 0 {
+		timeout = rec.Policy.Timeout
 	}
 	runCtx, cancelTimeout := a.ctx, context.CancelFunc(func() {})
 	if timeout > 0 {
@@ -242,15 +242,15 @@ func (s *Service) complete(ctx context.Context, a *attempt, value any) {
 		s.lifecycle(ctx, events.TypeCompleted, done, a.workerID, "", statusPayload(done), a.nextSeq())
 	}
 	// Logging options are fixed at enqueue: the claimed record has them.
-	if logSuccess, _ := metaBool(a.rec.Metadata, queuestype.MetaLogSuccess); logSuccess {
-		level := slogLevel(a.rec.Metadata)
+	if a.rec.Policy.LogSuccess {
+		level := slogLevel(a.rec.Policy.LogLevel)
 		s.logger.Log(ctx, level, "Queue task completed", "task_id", a.rec.ID, "task_name", a.rec.TaskName,
 			"queue", a.rec.Queue, "worker_id", a.workerID, "attempt", a.rec.RetryCount+1)
 	}
 }
 
-func slogLevel(md map[string]any) slog.Level {
-	switch md[queuestype.MetaLogLevel] {
+func slogLevel(level string) slog.Level {
+	switch level {
 	case "debug":
 		return slog.LevelDebug
 	case "warning":
@@ -293,7 +293,7 @@ func (s *Service) fail(ctx context.Context, a *attempt, err error, retry bool) {
 	msg := s.errorText(err, a.rec)
 	var delay time.Duration
 	if retry {
-		delay = queuestype.BackoffFromMetadata(a.rec.Metadata).Delay(a.rec.AttemptsConsumed())
+		delay = a.rec.Policy.RetryBackoff.Delay(a.rec.AttemptsConsumed())
 	}
 	stored := delay
 	if a.inline {
@@ -408,8 +408,8 @@ func (s *Service) settleShutdown(ctx context.Context, a *attempt, abandoned bool
 		return
 	}
 	requeue := env.requeueOnShutdown
-	if v, ok := metaBool(a.rec.Metadata, queuestype.MetaRequeueOnShutdown); ok {
-		requeue = v
+	if v := a.rec.Policy.RequeueOnShutdown; v != nil {
+		requeue = *v
 	}
 	if !requeue || abandoned {
 		// Stale recovery takes a null heartbeat at once.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/queuesgo/queues/driver"
 	"github.com/queuesgo/queues/events"
+	"github.com/queuesgo/queues/execution"
 )
 
 // Built-in execution backends.
@@ -48,11 +49,11 @@ type Config struct {
 	// workers then dispatch records to that transport instead of running them.
 	ExecutionBackend string
 	// Executors are the external execution transports (subprocess, rabbitmq,
-	// nats, cloudrun, ...) by Name. "local" and "immediate" are built in. Each
-	// must implement ExternalExecution and have a unique name. Start opens
+	// nats, cloudrun, ...) by Name; see package execution. "local" and
+	// "immediate" are built in. Each must have a unique name. Start opens
 	// them after the backend; Close closes them before it. Configure them in
 	// every process that dispatches, reconciles or cancels their records.
-	Executors []ExecutionBackend
+	Executors []execution.Transport
 	// Middleware wraps every attempt, outermost first.
 	Middleware []Middleware
 	// ErrorSanitizer turns an attempt's error into the stored text; nil → err.Error().
@@ -168,23 +169,23 @@ type WorkerConfig struct {
 	MaxInterruptions int
 }
 
-// Worker defaults.
+// Worker defaults (WorkerConfig's field docs give them).
 const (
-	DefaultBatchSize                = 10
-	DefaultPollInterval             = 100 * time.Millisecond
-	DefaultPollBackoffMax           = 30 * time.Second
-	DefaultPollBackoffMultiplier    = 2.0
-	DefaultPollJitter               = 0.15
-	DefaultHeartbeatInterval        = 30 * time.Second
-	DefaultHeartbeatJitterFraction  = 0.1
-	DefaultHeartbeatMissThreshold   = 2
-	DefaultCancellationPollInterval = time.Second
-	DefaultStaleCheckInterval       = 60 * time.Second
-	DefaultExpiryCheckInterval      = 60 * time.Second
-	DefaultReconcileInterval        = 30 * time.Second
-	DefaultGracefulShutdownTimeout  = 30 * time.Second
-	DefaultFinalCancelTimeout       = 5 * time.Second
-	DefaultMaxInterruptions         = 3
+	defaultBatchSize                = 10
+	defaultPollInterval             = 100 * time.Millisecond
+	defaultPollBackoffMax           = 30 * time.Second
+	defaultPollBackoffMultiplier    = 2.0
+	defaultPollJitter               = 0.15
+	defaultHeartbeatInterval        = 30 * time.Second
+	defaultHeartbeatJitterFraction  = 0.1
+	defaultHeartbeatMissThreshold   = 2
+	defaultCancellationPollInterval = time.Second
+	defaultStaleCheckInterval       = 60 * time.Second
+	defaultExpiryCheckInterval      = 60 * time.Second
+	defaultReconcileInterval        = 30 * time.Second
+	defaultGracefulShutdownTimeout  = 30 * time.Second
+	defaultFinalCancelTimeout       = 5 * time.Second
+	defaultMaxInterruptions         = 3
 )
 
 // staleAfterHeartbeats is the default StaleAfter in heartbeat intervals: a
@@ -243,34 +244,34 @@ func (c WorkerConfig) withDefaults() (WorkerConfig, error) {
 			*v = 0
 		}
 	}
-	positiveInt("Worker.BatchSize", &c.BatchSize, DefaultBatchSize)
+	positiveInt("Worker.BatchSize", &c.BatchSize, defaultBatchSize)
 	positiveInt("Worker.MaxConcurrency", &c.MaxConcurrency, 1)
 	if err == nil && c.Prefetch < 0 {
 		err = configErr("Worker.Prefetch", "must not be negative")
 	}
-	positiveInt("Worker.HeartbeatMissThreshold", &c.HeartbeatMissThreshold, DefaultHeartbeatMissThreshold)
-	positiveInt("Worker.MaxInterruptions", &c.MaxInterruptions, DefaultMaxInterruptions)
-	positiveDur("Worker.PollInterval", &c.PollInterval, DefaultPollInterval)
-	positiveDur("Worker.HeartbeatInterval", &c.HeartbeatInterval, DefaultHeartbeatInterval)
-	positiveDur("Worker.CancellationPollInterval", &c.CancellationPollInterval, DefaultCancellationPollInterval)
-	positiveDur("Worker.StaleCheckInterval", &c.StaleCheckInterval, DefaultStaleCheckInterval)
-	positiveDur("Worker.ReconcileInterval", &c.ReconcileInterval, DefaultReconcileInterval)
-	positiveDur("Worker.GracefulShutdownTimeout", &c.GracefulShutdownTimeout, DefaultGracefulShutdownTimeout)
-	positiveDur("Worker.FinalCancelTimeout", &c.FinalCancelTimeout, DefaultFinalCancelTimeout)
-	fraction("Worker.PollJitter", &c.PollJitter, DefaultPollJitter)
-	fraction("Worker.HeartbeatJitterFraction", &c.HeartbeatJitterFraction, DefaultHeartbeatJitterFraction)
+	positiveInt("Worker.HeartbeatMissThreshold", &c.HeartbeatMissThreshold, defaultHeartbeatMissThreshold)
+	positiveInt("Worker.MaxInterruptions", &c.MaxInterruptions, defaultMaxInterruptions)
+	positiveDur("Worker.PollInterval", &c.PollInterval, defaultPollInterval)
+	positiveDur("Worker.HeartbeatInterval", &c.HeartbeatInterval, defaultHeartbeatInterval)
+	positiveDur("Worker.CancellationPollInterval", &c.CancellationPollInterval, defaultCancellationPollInterval)
+	positiveDur("Worker.StaleCheckInterval", &c.StaleCheckInterval, defaultStaleCheckInterval)
+	positiveDur("Worker.ReconcileInterval", &c.ReconcileInterval, defaultReconcileInterval)
+	positiveDur("Worker.GracefulShutdownTimeout", &c.GracefulShutdownTimeout, defaultGracefulShutdownTimeout)
+	positiveDur("Worker.FinalCancelTimeout", &c.FinalCancelTimeout, defaultFinalCancelTimeout)
+	fraction("Worker.PollJitter", &c.PollJitter, defaultPollJitter)
+	fraction("Worker.HeartbeatJitterFraction", &c.HeartbeatJitterFraction, defaultHeartbeatJitterFraction)
 	if err != nil {
 		return c, err
 	}
 	switch {
 	case c.PollBackoffMax == 0:
-		c.PollBackoffMax = max(DefaultPollBackoffMax, c.PollInterval)
+		c.PollBackoffMax = max(defaultPollBackoffMax, c.PollInterval)
 	case c.PollBackoffMax > 0 && c.PollBackoffMax < c.PollInterval:
 		return c, configErr("Worker.PollBackoffMax", "must be at least PollInterval (negative = fixed interval)")
 	}
 	switch {
 	case c.PollBackoffMultiplier == 0:
-		c.PollBackoffMultiplier = DefaultPollBackoffMultiplier
+		c.PollBackoffMultiplier = defaultPollBackoffMultiplier
 	case c.PollBackoffMultiplier < 1 || math.IsNaN(c.PollBackoffMultiplier) || math.IsInf(c.PollBackoffMultiplier, 0):
 		return c, configErr("Worker.PollBackoffMultiplier", "must be at least 1")
 	}
@@ -278,7 +279,7 @@ func (c WorkerConfig) withDefaults() (WorkerConfig, error) {
 		c.StaleAfter = staleAfterHeartbeats * c.HeartbeatInterval
 	}
 	if c.ExpiryCheckInterval == 0 {
-		c.ExpiryCheckInterval = DefaultExpiryCheckInterval
+		c.ExpiryCheckInterval = defaultExpiryCheckInterval
 	}
 	for q, n := range c.QueueConcurrency {
 		if n <= 0 {
@@ -302,12 +303,12 @@ func contains[T comparable](xs []T, x T) bool {
 
 var namespacePattern = regexp.MustCompile(`^[a-z][a-z0-9]*(?:_[a-z0-9]+)*$`)
 
-// DefaultNamespace roots names when Config.Namespace is empty.
-const DefaultNamespace = queuestype.DefaultNamespace
+// defaultNamespace roots names when Config.Namespace is empty.
+const defaultNamespace = queuestype.DefaultNamespace
 
 func (c Config) withDefaults() (Config, error) {
 	if c.Namespace == "" {
-		c.Namespace = DefaultNamespace
+		c.Namespace = defaultNamespace
 	} else if !namespacePattern.MatchString(c.Namespace) {
 		return c, configErr("Namespace", "%q must match %s", c.Namespace, namespacePattern)
 	}
@@ -330,9 +331,6 @@ func (c Config) withDefaults() (Config, error) {
 			return c, configErr("Executors", "%q is built in and cannot be configured", name)
 		case names[name]:
 			return c, configErr("Executors", "duplicate execution backend %q", name)
-		}
-		if _, ok := e.(ExternalExecution); !ok {
-			return c, configErr("Executors", "%q does not implement queues.ExternalExecution", name)
 		}
 		names[name] = true
 	}

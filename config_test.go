@@ -60,7 +60,7 @@ func TestWorkerStaleAfterDefault(t *testing.T) {
 		in   WorkerConfig
 		want time.Duration
 	}{
-		{"default heartbeat", WorkerConfig{}, 4 * DefaultHeartbeatInterval},
+		{"default heartbeat", WorkerConfig{}, 4 * defaultHeartbeatInterval},
 		{"own heartbeat", WorkerConfig{HeartbeatInterval: 5 * time.Second}, 20 * time.Second},
 		{"explicit", WorkerConfig{StaleAfter: 3 * time.Minute}, 3 * time.Minute},
 		{"off", WorkerConfig{StaleAfter: -1}, -1},

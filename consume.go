@@ -9,52 +9,19 @@ import (
 	"github.com/google/uuid"
 	"github.com/queuesgo/queues/driver"
 	"github.com/queuesgo/queues/events"
+	"github.com/queuesgo/queues/execution"
 	"github.com/queuesgo/queues/queuestype"
 )
 
-// ExitCode is the process exit code of a one-shot consumer (`queues
-// run-task`, SPEC §13.4).
-type ExitCode int
-
-// Exit codes of ConsumeOne and `run-task`.
-const (
-	ExitSuccess       ExitCode = 0 // the record completed
-	ExitFailure       ExitCode = 1 // the attempt failed (terminally or with a retry scheduled)
-	ExitMissingTaskID ExitCode = 2 // no task ID was given
-	ExitInvalidTaskID ExitCode = 3 // the task ID is not a UUID
-	ExitMissingRecord ExitCode = 4 // no record has that ID
-	ExitUnknownTask   ExitCode = 5 // the record's task is not registered in this binary
-	ExitClaimLost     ExitCode = 6 // the record could not be claimed, expired, or the claim was lost
-	ExitCancelled     ExitCode = 7 // the record was cancelled
-	ExitConfigError   ExitCode = 8 // configuration or backend failure before claiming
-)
-
-// ConsumeOptions controls ConsumeOne. Zero values take the service's worker configuration.
-type ConsumeOptions struct {
-	// WorkerID is persisted as the record's worker_id: "" → Config.Worker.ID.
-	WorkerID string
-	// ExpectedRetryCount and ExpectedRef fence the claim (broker deliveries carry them).
-	ExpectedRetryCount *int
-	ExpectedRef        *string
-	// HeartbeatInterval is the fixed interval of the one-shot heartbeat loop: 0 → Config.Worker.HeartbeatInterval.
-	HeartbeatInterval time.Duration
-	// MarkerWait bounds how long a claim is retried while the dispatcher has
-	// not finalized its reservation yet: 0 → 10s.
-	MarkerWait time.Duration
-}
-
-// ConsumeOne claims the record id by ID and runs it once in this process: the
-// entry point of external executions, which receive only the task ID (SPEC
-// §13.4). It returns the exit code the process should end with; the error
-// explains codes other than ExitSuccess when there is more to say. If ctx ends
-// mid-attempt, the attempt is cancelled with ErrShutdown.
-func (s *Service) ConsumeOne(ctx context.Context, id uuid.UUID, opts ConsumeOptions) (ExitCode, error) {
+// consumeOne implements execution.Host.ConsumeOne: it claims the record id
+// by ID and runs it once in this process.
+func (s *Service) consumeOne(ctx context.Context, id uuid.UUID, opts execution.ConsumeOptions) (execution.ExitCode, error) {
 	workerID := firstNonZero(opts.WorkerID, s.cfg.Worker.ID)
 	if _, err := s.backend.GetTask(ctx, id); err != nil {
 		if errors.Is(err, ErrTaskNotFound) {
-			return ExitMissingRecord, fmt.Errorf("task %s: %w", id, ErrTaskNotFound)
+			return execution.ExitMissingRecord, fmt.Errorf("task %s: %w", id, ErrTaskNotFound)
 		}
-		return ExitConfigError, fmt.Errorf("read task %s: %w", id, err)
+		return execution.ExitConfigError, fmt.Errorf("read task %s: %w", id, err)
 	}
 	rec, code, err := s.claimForConsume(ctx, id, workerID, opts)
 	if rec == nil {
@@ -72,11 +39,11 @@ func (s *Service) ConsumeOne(ctx context.Context, id uuid.UUID, opts ConsumeOpti
 		close(a.bodyDone)
 		if err := s.failUnknownErr(a); err != nil {
 			if errors.Is(err, ErrFenceLost) {
-				return ExitClaimLost, err
+				return execution.ExitClaimLost, err
 			}
-			return ExitFailure, err
+			return execution.ExitFailure, err
 		}
-		return ExitUnknownTask, &UnknownTaskError{Name: rec.TaskName}
+		return execution.ExitUnknownTask, &UnknownTaskError{Name: rec.TaskName}
 	}
 
 	interval := firstNonZero(opts.HeartbeatInterval, s.cfg.Worker.HeartbeatInterval)
@@ -109,54 +76,54 @@ func (s *Service) ConsumeOne(ctx context.Context, id uuid.UUID, opts ConsumeOpti
 	// Whatever happened, leave no heartbeat behind for this generation.
 	_ = s.backend.NullHeartbeats(context.WithoutCancel(ctx), []queuestype.Fence{a.fence()})
 	if lost {
-		return ExitClaimLost, ErrClaimLost
+		return execution.ExitClaimLost, ErrClaimLost
 	}
 	final, err := s.backend.GetTask(context.WithoutCancel(ctx), id)
 	if err != nil {
-		return ExitFailure, err
+		return execution.ExitFailure, err
 	}
 	switch final.Status {
 	case StatusCompleted:
-		return ExitSuccess, nil
+		return execution.ExitSuccess, nil
 	case StatusCancelled:
-		return ExitCancelled, ErrCancelled
+		return execution.ExitCancelled, ErrCancelled
 	}
 	if ctx.Err() != nil {
-		return ExitFailure, fmt.Errorf("attempt interrupted: %w", ctx.Err())
+		return execution.ExitFailure, fmt.Errorf("attempt interrupted: %w", ctx.Err())
 	}
 	if final.Error != "" {
-		return ExitFailure, errors.New(final.Error)
+		return execution.ExitFailure, errors.New(final.Error)
 	}
-	return ExitFailure, fmt.Errorf("task ended %s", final.Status)
+	return execution.ExitFailure, fmt.Errorf("task ended %s", final.Status)
 }
 
 // claimForConsume claims id, retrying while a dispatch marker is still on the
 // record. A nil record comes with the exit code to return.
-func (s *Service) claimForConsume(ctx context.Context, id uuid.UUID, workerID string, opts ConsumeOptions) (*Record, ExitCode, error) {
+func (s *Service) claimForConsume(ctx context.Context, id uuid.UUID, workerID string, opts execution.ConsumeOptions) (*Record, execution.ExitCode, error) {
 	deadline := time.Now().Add(firstNonZero(opts.MarkerWait, 10*time.Second))
 	for {
 		res, err := s.backend.ClaimByID(ctx, driver.ClaimByIDParams{ID: id, WorkerID: workerID,
 			ExpectedRetryCount: opts.ExpectedRetryCount, ExpectedRef: opts.ExpectedRef})
 		if err != nil && !errors.Is(err, ErrFenceLost) {
-			return nil, ExitConfigError, fmt.Errorf("claim task %s: %w", id, err)
+			return nil, execution.ExitConfigError, fmt.Errorf("claim task %s: %w", id, err)
 		}
 		if len(res.Expired) > 0 {
 			s.publishExpired(ctx, res.Expired, workerID)
-			return nil, ExitClaimLost, fmt.Errorf("task %s expired before execution", id)
+			return nil, execution.ExitClaimLost, fmt.Errorf("task %s expired before execution", id)
 		}
 		if len(res.Claimed) > 0 {
-			return res.Claimed[0], ExitSuccess, nil
+			return res.Claimed[0], execution.ExitSuccess, nil
 		}
 		cur, err := s.backend.GetTask(ctx, id)
 		if err != nil {
-			return nil, ExitMissingRecord, err
+			return nil, execution.ExitMissingRecord, err
 		}
 		if driver.IsDispatchMarker(cur.ExecutionRef) && !cur.IsTerminal() && time.Now().Before(deadline) {
 			t := time.NewTimer(200 * time.Millisecond)
 			select {
 			case <-ctx.Done():
 				t.Stop()
-				return nil, ExitClaimLost, ctx.Err()
+				return nil, execution.ExitClaimLost, ctx.Err()
 			case <-t.C:
 			}
 			continue
@@ -169,7 +136,7 @@ func (s *Service) claimForConsume(ctx context.Context, id uuid.UUID, workerID st
 		payload := map[string]any{"phase": "claim", "expected_retry_count": expected,
 			"current_status": string(cur.Status), "current_retry_count": cur.RetryCount}
 		s.lifecycle(ctx, events.TypeClaimLost, a.rec, workerID, "Queue task ownership lost", payload, nil)
-		return nil, ExitClaimLost, fmt.Errorf("task %s is %s and could not be claimed", id, cur.Status)
+		return nil, execution.ExitClaimLost, fmt.Errorf("task %s is %s and could not be claimed", id, cur.Status)
 	}
 }
 

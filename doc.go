@@ -14,9 +14,10 @@
 //     suite in backend/backendtest). Every state change is a compare-and-set.
 //   - Where tasks run: the execution backend. "local" runs attempts as
 //     goroutines inside a Worker; "immediate" runs them inline inside Enqueue,
-//     for tests and scripts; external transports (ExternalExecution, e.g.
+//     for tests and scripts; external transports (package execution, e.g.
 //     execution/subprocess) are configured in Config.Executors and carry only
-//     the task ID to a process that claims the record by ID (ConsumeOne).
+//     the task ID to a process that claims the record by ID
+//     (execution.Host.ConsumeOne).
 //   - How workers are woken: hints (Waker, WorkerController) that are lossy and
 //     only cut latency. Every poll re-reads durable state, so a lost hint costs
 //     latency, never correctness.
@@ -42,15 +43,16 @@
 //
 // When Config.ExecutionBackend names one of Config.Executors, the service's
 // workers are dispatchers: they list due records of that backend and hand
-// each to the transport (ExternalExecution.Dispatch), which starts an
+// each to the transport (execution.Transport.Dispatch), which starts an
 // execution that receives only the record's ID and claims it with
-// Service.ConsumeOne. The record stays the single source of truth: it holds
-// the execution's handle in execution_ref, every write stays fenced on the
-// generation, and a periodic reconcile (Service.ReconcileExternal, every
-// WorkerConfig.ReconcileInterval under a fleet lock) probes executions that
-// ended without settling their record and retries, completes or cancels it.
-// Service.Cancel asks the transport to stop a dispatched execution before it
-// cancels the record. Package execution/dispatch holds the shared protocol.
+// execution.Host.ConsumeOne. The record stays the single source of truth:
+// it holds the execution's handle in execution_ref, every write stays fenced
+// on the generation, and a periodic reconcile (execution.Host.Reconcile,
+// every WorkerConfig.ReconcileInterval under a fleet lock) probes executions
+// that ended without settling their record and retries, completes or cancels
+// it. Service.Cancel asks the transport to stop a dispatched execution before
+// it cancels the record. Package execution/dispatch holds the shared
+// protocol.
 //
 // # Events
 //

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/queuesgo/queues/queuestype"
 )
 
@@ -45,8 +44,6 @@ var (
 	ErrNoTaskContext = errors.New("queues: no task attempt in context")
 	// ErrEscalated reports that a worker stop needed cancellation or was forced.
 	ErrEscalated = errors.New("queues: worker stop escalated")
-	// ErrDispatch reports a failed external dispatch; see *DispatchError.
-	ErrDispatch = errors.New("queues: external dispatch failed")
 	// ErrClosed reports use of a service that is not started or already closed.
 	ErrClosed = queuestype.ErrClosed
 )
@@ -134,29 +131,3 @@ func Cancelled(reason string) error {
 	}
 	return &cancelledError{reason: reason}
 }
-
-// DispatchError reports a failed external dispatch of TaskID. It matches
-// ErrDispatch and unwraps to Err.
-type DispatchError struct {
-	TaskID uuid.UUID
-	// Committed is true when the record's dispatch state is durable and may
-	// already have reached the transport (an ambiguous outcome): do not
-	// dispatch it again by hand, reconciliation and repair will settle it.
-	// False means the dispatch definitely did not happen.
-	Committed bool
-	Err       error
-}
-
-func (e *DispatchError) Error() string {
-	state := "not committed"
-	if e.Committed {
-		state = "committed"
-	}
-	return fmt.Sprintf("queues: dispatch of task %s failed (%s): %v", e.TaskID, state, e.Err)
-}
-
-// Unwrap returns the underlying error.
-func (e *DispatchError) Unwrap() error { return e.Err }
-
-// Is makes errors.Is(err, ErrDispatch) true.
-func (e *DispatchError) Is(target error) bool { return target == ErrDispatch }

@@ -18,12 +18,13 @@ import (
 	"github.com/queuesgo/queues"
 	"github.com/queuesgo/queues/backend/memory"
 	"github.com/queuesgo/queues/events"
+	"github.com/queuesgo/queues/execution"
 	"github.com/queuesgo/queues/execution/dispatch"
 )
 
 // fakeExec is an in-process job-style transport: Dispatch goes through
 // dispatch.RunJob, and in consume mode each "execution" is a goroutine that
-// runs Service.ConsumeOne on the record ID (the ID-only protocol), then
+// runs Host.ConsumeOne on the record ID (the ID-only protocol), then
 // reconciles the record as soon as it exits, like the subprocess transport.
 type fakeExec struct {
 	name    string
@@ -33,10 +34,10 @@ type fakeExec struct {
 	mu          sync.Mutex
 	launchErr   error
 	fallback    string
-	probes      map[string]queues.Probe
+	probes      map[string]execution.Probe
 	probeErrs   map[string]error
-	exits       map[string]queues.ExitCode
-	cancelRes   queues.CancelResult
+	exits       map[string]execution.ExitCode
+	cancelRes   execution.CancelResult
 	cancelCalls []uuid.UUID
 	launched    []string
 	orphans     []string
@@ -51,8 +52,8 @@ type fakeExec struct {
 }
 
 func newFake(name string) *fakeExec {
-	return &fakeExec{name: name, probes: map[string]queues.Probe{}, probeErrs: map[string]error{},
-		exits: map[string]queues.ExitCode{}, cancelRes: queues.CancelResult{Status: queues.CancelAccepted}}
+	return &fakeExec{name: name, probes: map[string]execution.Probe{}, probeErrs: map[string]error{},
+		exits: map[string]execution.ExitCode{}, cancelRes: execution.CancelResult{Status: execution.CancelAccepted}}
 }
 
 func (f *fakeExec) Name() string { return f.name }
@@ -86,17 +87,17 @@ func (f *fakeExec) MaxInFlight() int {
 	return f.max
 }
 
-func (f *fakeExec) Dispatch(ctx context.Context, s *queues.Service, rec *queues.Record) (queues.DispatchOutcome, error) {
+func (f *fakeExec) Dispatch(ctx context.Context, h execution.Host, rec *queues.Record) (execution.DispatchOutcome, error) {
 	f.mu.Lock()
 	if f.max > 0 && f.live >= f.max {
 		f.mu.Unlock()
-		return queues.DispatchOutcome{Status: queues.DispatchStatusSkipped}, nil
+		return execution.DispatchOutcome{Status: execution.DispatchStatusSkipped}, nil
 	}
 	launchErr, fallback := f.launchErr, f.fallback
 	f.mu.Unlock()
 	settled := make(chan struct{})
 	defer close(settled)
-	return dispatch.RunJob(ctx, s, rec, f.name, func(context.Context) (string, error) {
+	return dispatch.RunJob(ctx, h, rec, f.name, func(context.Context) (string, error) {
 		if launchErr != nil {
 			return "", launchErr
 		}
@@ -112,13 +113,13 @@ func (f *fakeExec) Dispatch(ctx context.Context, s *queues.Service, rec *queues.
 		f.wg.Add(1)
 		go func() {
 			defer f.wg.Done()
-			code, _ := s.ConsumeOne(context.Background(), rec.ID, queues.ConsumeOptions{WorkerID: "child-" + ref})
+			code, _ := h.ConsumeOne(context.Background(), rec.ID, execution.ConsumeOptions{WorkerID: "child-" + ref})
 			f.mu.Lock()
 			f.exits[ref] = code
 			f.live--
 			f.mu.Unlock()
 			<-settled
-			if _, err := s.ReconcileExternalTask(context.Background(), rec.ID); err != nil {
+			if _, err := h.ReconcileTask(context.Background(), rec.ID); err != nil {
 				panic(err)
 			}
 		}()
@@ -130,37 +131,37 @@ func (f *fakeExec) Dispatch(ctx context.Context, s *queues.Service, rec *queues.
 	}, dispatch.JobOptions{FallbackBackend: fallback})
 }
 
-func (f *fakeExec) Reconcile(ctx context.Context, s *queues.Service, rec *queues.Record) (*queues.Record, error) {
-	return dispatch.Reconcile(ctx, s, rec, func(_ context.Context, ref string) (queues.Probe, error) {
+func (f *fakeExec) Reconcile(ctx context.Context, h execution.Host, rec *queues.Record) (*queues.Record, error) {
+	return dispatch.Reconcile(ctx, h, rec, func(_ context.Context, ref string) (execution.Probe, error) {
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		if err := f.probeErrs[ref]; err != nil {
-			return queues.Probe{}, err
+			return execution.Probe{}, err
 		}
 		if p, ok := f.probes[ref]; ok {
 			return p, nil
 		}
 		if code, ok := f.exits[ref]; ok {
 			switch code {
-			case queues.ExitSuccess:
-				return queues.Probe{Status: queues.ProbeSucceeded}, nil
-			case queues.ExitCancelled:
-				return queues.Probe{Status: queues.ProbeCancelled}, nil
+			case execution.ExitSuccess:
+				return execution.Probe{Status: execution.ProbeSucceeded}, nil
+			case execution.ExitCancelled:
+				return execution.Probe{Status: execution.ProbeCancelled}, nil
 			}
-			return queues.Probe{Status: queues.ProbeFailed}, nil
+			return execution.Probe{Status: execution.ProbeFailed}, nil
 		}
-		return queues.Probe{Status: queues.ProbeRunning}, nil
+		return execution.Probe{Status: execution.ProbeRunning}, nil
 	})
 }
 
-func (f *fakeExec) Repair(_ context.Context, _ *queues.Service, limit int) (queues.RepairResult, error) {
+func (f *fakeExec) Repair(_ context.Context, _ execution.Host, limit int) (execution.RepairResult, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.repairs = append(f.repairs, limit)
-	return queues.RepairResult{Examined: min(f.repairSeen, limit)}, f.repairErr
+	return execution.RepairResult{Examined: min(f.repairSeen, limit)}, f.repairErr
 }
 
-func (f *fakeExec) CancelExecution(_ context.Context, rec *queues.Record) queues.CancelResult {
+func (f *fakeExec) CancelExecution(_ context.Context, rec *queues.Record) execution.CancelResult {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.cancelCalls = append(f.cancelCalls, rec.ID)
@@ -208,7 +209,7 @@ func newExtEnv(t *testing.T, dispatcher bool, mutate ...func(*queues.Config)) *e
 		return empty{}, errors.New("boom")
 	}, queues.TaskOptions{ExecutionBackend: "fake", Retries: 2})
 	cfg := queues.Config{Backend: e.b, Registry: reg, Logger: slog.New(slog.DiscardHandler),
-		Executors: []queues.ExecutionBackend{e.fake}, Events: &queues.EventsConfig{Sinks: []events.Sink{e.sink}}}
+		Executors: []execution.Transport{e.fake}, Events: &queues.EventsConfig{Sinks: []events.Sink{e.sink}}}
 	if dispatcher {
 		cfg.ExecutionBackend = "fake"
 	}
@@ -298,13 +299,12 @@ func TestExecutorsConfig(t *testing.T) {
 		ok   bool
 	}{
 		{"unknown backend", queues.Config{ExecutionBackend: "subprocess"}, false},
-		{"configured backend", queues.Config{ExecutionBackend: "fake", Executors: []queues.ExecutionBackend{newFake("fake")}}, true},
-		{"executors only", queues.Config{Executors: []queues.ExecutionBackend{newFake("a"), newFake("b")}}, true},
-		{"duplicate", queues.Config{Executors: []queues.ExecutionBackend{newFake("a"), newFake("a")}}, false},
-		{"builtin name", queues.Config{Executors: []queues.ExecutionBackend{newFake("local")}}, false},
-		{"empty name", queues.Config{Executors: []queues.ExecutionBackend{newFake("")}}, false},
-		{"nil", queues.Config{Executors: []queues.ExecutionBackend{nil}}, false},
-		{"not external", queues.Config{Executors: []queues.ExecutionBackend{nameOnly("x")}}, false},
+		{"configured backend", queues.Config{ExecutionBackend: "fake", Executors: []execution.Transport{newFake("fake")}}, true},
+		{"executors only", queues.Config{Executors: []execution.Transport{newFake("a"), newFake("b")}}, true},
+		{"duplicate", queues.Config{Executors: []execution.Transport{newFake("a"), newFake("a")}}, false},
+		{"builtin name", queues.Config{Executors: []execution.Transport{newFake("local")}}, false},
+		{"empty name", queues.Config{Executors: []execution.Transport{newFake("")}}, false},
+		{"nil", queues.Config{Executors: []execution.Transport{nil}}, false},
 		{"negative reconcile interval", queues.Config{Worker: queues.WorkerConfig{ReconcileInterval: -1}}, false},
 	}
 	for _, c := range cases {
@@ -316,8 +316,10 @@ func TestExecutorsConfig(t *testing.T) {
 		if !c.ok && !errors.Is(err, queues.ErrConfig) {
 			t.Errorf("%s: err = %v, want ErrConfig", c.name, err)
 		}
-		if c.ok && c.cfg.ExecutionBackend == "fake" && (svc.Executor("fake") == nil || svc.ExecutionBackend() != "fake") {
-			t.Errorf("%s: executor not registered", c.name)
+		if c.ok && c.cfg.ExecutionBackend == "fake" {
+			if w, err := svc.NewWorker(queues.WorkerConfig{}); err != nil || !w.Dispatcher() {
+				t.Errorf("%s: executor not registered: %v", c.name, err)
+			}
 		}
 	}
 	svc, _ := queues.New(queues.Config{Backend: b})
@@ -326,10 +328,6 @@ func TestExecutorsConfig(t *testing.T) {
 		t.Fatalf("defaults: %v %v %v", w.Config().ReconcileInterval, w.Dispatcher(), err)
 	}
 }
-
-type nameOnly string
-
-func (n nameOnly) Name() string { return string(n) }
 
 // logBackend records Open/Close of the queue backend in a shared log.
 type logBackend struct {
@@ -352,7 +350,7 @@ func TestExecutorsLifecycle(t *testing.T) {
 	a, b := newFake("a"), newFake("b")
 	a.log, b.log = &log, &log
 	svc, err := queues.New(queues.Config{Backend: logBackend{memory.New(memory.Options{}), &log},
-		Executors: []queues.ExecutionBackend{a, b}, Logger: slog.New(slog.DiscardHandler)})
+		Executors: []execution.Transport{a, b}, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -371,7 +369,7 @@ func TestExecutorsLifecycle(t *testing.T) {
 	log = nil
 	b.openErr = errors.New("no broker")
 	svc, _ = queues.New(queues.Config{Backend: logBackend{memory.New(memory.Options{}), &log},
-		Executors: []queues.ExecutionBackend{a, b}, Logger: slog.New(slog.DiscardHandler)})
+		Executors: []execution.Transport{a, b}, Logger: slog.New(slog.DiscardHandler)})
 	if err := svc.Start(t.Context()); err == nil || !strings.Contains(err.Error(), "no broker") {
 		t.Fatalf("Start = %v", err)
 	}
@@ -541,19 +539,19 @@ func TestReconcileProbeResults(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.fake.set(func(f *fakeExec) {
-		f.probes["fake:ok"] = queues.Probe{Status: queues.ProbeSucceeded}
-		f.probes["fake:failed"] = queues.Probe{Status: queues.ProbeFailed, Detail: "exit status 1"}
-		f.probes["fake:failed-final"] = queues.Probe{Status: queues.ProbeFailed}
-		f.probes["fake:gone"] = queues.Probe{Status: queues.ProbeNotFound}
-		f.probes["fake:cancelled"] = queues.Probe{Status: queues.ProbeCancelled}
+		f.probes["fake:ok"] = execution.Probe{Status: execution.ProbeSucceeded}
+		f.probes["fake:failed"] = execution.Probe{Status: execution.ProbeFailed, Detail: "exit status 1"}
+		f.probes["fake:failed-final"] = execution.Probe{Status: execution.ProbeFailed}
+		f.probes["fake:gone"] = execution.Probe{Status: execution.ProbeNotFound}
+		f.probes["fake:cancelled"] = execution.Probe{Status: execution.ProbeCancelled}
 		f.probeErrs["fake:err"] = errors.New("provider unavailable")
 		f.repairSeen = 1
 	})
-	res, err := e.svc.ReconcileExternal(ctx, 50)
+	res, err := e.svc.ExecutionHost().Reconcile(ctx, 50)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := queues.ReconcileResult{Repair: queues.RepairResult{Examined: 1}, Examined: 8, Running: 2, Completed: 1,
+	want := execution.ReconcileResult{Repair: execution.RepairResult{Examined: 1}, Examined: 8, Running: 2, Completed: 1,
 		Retried: 2, Failed: 1, Cancelled: 1, Errors: 1, Skipped: 1}
 	if res != want {
 		t.Fatalf("result\n got %+v\nwant %+v", res, want)
@@ -607,7 +605,7 @@ func TestReconcileProbeResults(t *testing.T) {
 	}
 
 	// The budget bounds the pass: repair examined 1, so limit 2 lists 1 record.
-	res, err = e.svc.ReconcileExternal(ctx, 2)
+	res, err = e.svc.ExecutionHost().Reconcile(ctx, 2)
 	if err != nil || res.Examined != 1 || res.Repair.Examined != 1 {
 		t.Fatalf("bounded pass %+v, %v", res, err)
 	}
@@ -644,7 +642,7 @@ func TestReconcileReleasesStaleMarkers(t *testing.T) {
 	if r := e.get(t, expiring.ID); r.Status != queues.StatusPending {
 		t.Fatalf("reserved record %s", r.Status)
 	}
-	res, err := e.svc.ReconcileExternal(ctx, 10)
+	res, err := e.svc.ExecutionHost().Reconcile(ctx, 10)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -672,7 +670,7 @@ func TestCancelAsksProvider(t *testing.T) {
 	// retryable blocks the durable cancel.
 	rec := e.enqueueWithRef(t, "fake:1", true)
 	e.fake.set(func(f *fakeExec) {
-		f.cancelRes = queues.CancelResult{Status: queues.CancelRetryable, Detail: "quota exceeded"}
+		f.cancelRes = execution.CancelResult{Status: execution.CancelRetryable, Detail: "quota exceeded"}
 	})
 	ok, err := e.svc.Cancel(ctx, rec.ID, queues.CancelOptions{IncludeRunning: true})
 	if ok || err != nil {
@@ -691,8 +689,8 @@ func TestCancelAsksProvider(t *testing.T) {
 	}
 
 	// accepted, already_cancelled and unsupported proceed.
-	for i, st := range []queues.CancelStatus{queues.CancelAccepted, queues.CancelAlreadyCancelled, queues.CancelUnsupported} {
-		e.fake.set(func(f *fakeExec) { f.cancelRes = queues.CancelResult{Status: st} })
+	for i, st := range []execution.CancelStatus{execution.CancelAccepted, execution.CancelAlreadyCancelled, execution.CancelUnsupported} {
+		e.fake.set(func(f *fakeExec) { f.cancelRes = execution.CancelResult{Status: st} })
 		rec := e.enqueueWithRef(t, fmt.Sprintf("fake:p%d", i), i == 0)
 		ok, err := e.svc.Cancel(ctx, rec.ID, queues.CancelOptions{IncludeRunning: true})
 		if !ok || err != nil {
@@ -730,7 +728,7 @@ func TestCancelAsksProvider(t *testing.T) {
 func TestDispatcherPeriodicReconcile(t *testing.T) {
 	e := newExtEnv(t, true)
 	rec := e.enqueueWithRef(t, "fake:lost", true, queues.EnqueueOptions{Retries: queues.Ptr(1)})
-	e.fake.set(func(f *fakeExec) { f.probes["fake:lost"] = queues.Probe{Status: queues.ProbeNotFound} })
+	e.fake.set(func(f *fakeExec) { f.probes["fake:lost"] = execution.Probe{Status: execution.ProbeNotFound} })
 	runWorker(t, e.svc, queues.WorkerConfig{PollInterval: 10 * time.Millisecond, ReconcileInterval: 20 * time.Millisecond})
 	waitFor(t, 5*time.Second, "re-dispatch", func() bool {
 		r := e.get(t, rec.ID)
@@ -738,15 +736,15 @@ func TestDispatcherPeriodicReconcile(t *testing.T) {
 	})
 }
 
-func TestReconcileExternalTask(t *testing.T) {
+func TestReconcileTask(t *testing.T) {
 	e := newExtEnv(t, false)
 	rec := e.enqueueWithRef(t, "fake:x", true)
 	e.fake.set(func(f *fakeExec) {
-		f.probes["fake:x"] = queues.Probe{Status: queues.ProbeSucceeded, Result: json.RawMessage(`"remote"`)}
+		f.probes["fake:x"] = execution.Probe{Status: execution.ProbeSucceeded, Result: json.RawMessage(`"remote"`)}
 	})
-	r, err := e.svc.ReconcileExternalTask(t.Context(), rec.ID)
+	r, err := e.svc.ExecutionHost().ReconcileTask(t.Context(), rec.ID)
 	if err != nil || r.Status != queues.StatusCompleted || string(r.Result) != `"remote"` {
-		t.Fatalf("ReconcileExternalTask = %+v, %v", r, err)
+		t.Fatalf("ReconcileTask = %+v, %v", r, err)
 	}
 	// Unknown backend → ErrConfig.
 	other := e.enqueueWithRef(t, "zzz:1", false)
@@ -756,7 +754,7 @@ func TestReconcileExternalTask(t *testing.T) {
 	if _, err := e.b.SetExecutionRef(t.Context(), other.ID, "zzz:1"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.svc.ReconcileExternalTask(t.Context(), other.ID); !errors.Is(err, queues.ErrConfig) {
+	if _, err := e.svc.ExecutionHost().ReconcileTask(t.Context(), other.ID); !errors.Is(err, queues.ErrConfig) {
 		t.Fatalf("unknown backend: %v", err)
 	}
 }
@@ -767,11 +765,11 @@ func TestReconcileRepairErrorContinues(t *testing.T) {
 	rec := e.enqueueWithRef(t, "fake:x", true)
 	e.fake.set(func(f *fakeExec) {
 		f.repairErr = errors.New("broker down")
-		f.probes["fake:x"] = queues.Probe{Status: queues.ProbeSucceeded}
+		f.probes["fake:x"] = execution.Probe{Status: execution.ProbeSucceeded}
 	})
-	res, err := e.svc.ReconcileExternal(t.Context(), 10)
+	res, err := e.svc.ExecutionHost().Reconcile(t.Context(), 10)
 	if err == nil || !strings.Contains(err.Error(), "broker down") || res.Completed != 1 {
-		t.Fatalf("ReconcileExternal = %+v, %v", res, err)
+		t.Fatalf("Reconcile = %+v, %v", res, err)
 	}
 	if r := e.get(t, rec.ID); r.Status != queues.StatusCompleted {
 		t.Fatalf("status %s", r.Status)
@@ -782,7 +780,7 @@ func TestReconcileRepairErrorContinues(t *testing.T) {
 func TestDispatcherReconcileFleetLock(t *testing.T) {
 	e := newExtEnv(t, true)
 	rec := e.enqueueWithRef(t, "fake:lost", true)
-	e.fake.set(func(f *fakeExec) { f.probes["fake:lost"] = queues.Probe{Status: queues.ProbeNotFound} })
+	e.fake.set(func(f *fakeExec) { f.probes["fake:lost"] = execution.Probe{Status: execution.ProbeNotFound} })
 	if ok, err := e.b.AcquireLock(t.Context(), "queues:external_reconcile", "someone-else", time.Minute); !ok || err != nil {
 		t.Fatalf("AcquireLock = %v, %v", ok, err)
 	}

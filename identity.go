@@ -16,7 +16,8 @@ const (
 type identity struct {
 	key     string
 	forever bool
-	meta    map[string]any
+	by      string // UniqueBy of a derived key
+	until   string // UniqueForever for a forever key
 }
 
 // resolveIdentity applies the precedence option Key → task Key → UniqueBy task
@@ -35,7 +36,7 @@ func (s *Service) resolveIdentity(e *taskEntry, optKey string, decoded any) (ide
 			return id, err
 		}
 		id.key = identityPrefix + identityVersion + ":task:" + sum
-		id.meta = map[string]any{queuestype.MetaUniqueBy: string(UniqueByTask)}
+		id.by = string(UniqueByTask)
 	case e.opts.UniqueBy == UniqueByArguments:
 		args := e.identity(decoded)
 		if limit := s.cfg.MaxArgumentIdentityBytes; limit > 0 {
@@ -52,19 +53,13 @@ func (s *Service) resolveIdentity(e *taskEntry, optKey string, decoded any) (ide
 			return id, err
 		}
 		id.key = identityPrefix + identityVersion + ":arguments:" + sum
-		id.meta = map[string]any{queuestype.MetaUniqueBy: string(UniqueByArguments)}
+		id.by = string(UniqueByArguments)
 	default:
 		return id, nil
 	}
-	if id.meta == nil {
-		id.meta = map[string]any{}
-	}
-	if e.opts.UniqueBy != UniqueByNone || forever {
-		id.meta[queuestype.MetaUniqueVersion] = identityVersion
-	}
 	if forever {
 		id.forever = true
-		id.meta[queuestype.MetaUniqueUntil] = string(UniqueUntilForever)
+		id.until = queuestype.UniqueForever
 	}
 	return id, nil
 }

@@ -49,8 +49,6 @@ func ExponentialBackoff(initial, max time.Duration) RetryBackoff {
 	return RetryBackoff{InitialDelay: initial, Multiplier: 2, MaxDelay: max}
 }
 
-func secondsToDuration(s float64) time.Duration { return queuestype.SecondsToDuration(s) }
-
 // TaskOptions are a task's defaults, given at registration. Every field's zero
 // value means "use the default".
 type TaskOptions struct {
@@ -237,8 +235,8 @@ func (o *EnqueueOptions) validate() error {
 		return configErr("LogLevel", "unknown level %q", o.LogLevel)
 	}
 	for k := range o.Metadata {
-		if len(k) > 0 && k[0] == '_' {
-			return configErr("Metadata", "key %q is reserved (keys starting with _ belong to the system)", k)
+		if queuestype.IsReservedMetadataKey(k) {
+			return configErr("Metadata", "key %q is reserved for the system (task policy is set through TaskOptions and EnqueueOptions; keys starting with _ are reserved too)", k)
 		}
 	}
 	return nil

@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/queuesgo/queues/driver"
 	"github.com/queuesgo/queues/events"
+	"github.com/queuesgo/queues/execution"
 	"github.com/queuesgo/queues/queuestype"
 )
 
@@ -28,8 +29,9 @@ type Service struct {
 	pub      *publisher
 	// executors are the configured external transports by name; execOrder
 	// keeps Config.Executors order for Open (and reverse for Close).
-	executors map[string]ExternalExecution
-	execOrder []ExternalExecution
+	executors map[string]execution.Transport
+	execOrder []execution.Transport
+	host      *host // what the transports see of the service
 
 	// storeErrAt is when a store call of the engine (a settle write, a
 	// heartbeat, a claim) last failed, in Unix nanoseconds; 0 = never.
@@ -48,13 +50,13 @@ func New(cfg Config) (*Service, error) {
 		return nil, err
 	}
 	s := &Service{cfg: cfg, backend: cfg.Backend, registry: cfg.Registry, logger: cfg.Logger,
-		executors: map[string]ExternalExecution{}}
+		executors: map[string]execution.Transport{}}
+	s.host = &host{s: s}
 	s.dispatch, _ = cfg.Backend.(driver.Dispatcher)
 	if len(cfg.Executors) > 0 && s.dispatch == nil {
 		return nil, configErr("Executors", "the %s backend does not support external execution", cfg.Backend.Name())
 	}
-	for _, e := range cfg.Executors {
-		ex := e.(ExternalExecution) // checked by withDefaults
+	for _, ex := range cfg.Executors {
 		s.executors[ex.Name()] = ex
 		s.execOrder = append(s.execOrder, ex)
 	}
@@ -112,7 +114,7 @@ func (s *Service) Start(ctx context.Context) error {
 }
 
 // closeExecutors closes execs in reverse order and returns their errors.
-func (s *Service) closeExecutors(ctx context.Context, execs []ExternalExecution) []error {
+func (s *Service) closeExecutors(ctx context.Context, execs []execution.Transport) []error {
 	var errs []error
 	for i := len(execs) - 1; i >= 0; i-- {
 		if err := execs[i].Close(ctx); err != nil {
@@ -294,9 +296,9 @@ func (s *Service) prepare(ctx context.Context, e *taskEntry, typed any, raw json
 	if execBackend == ExecutionImmediate && scheduledAt.After(now) {
 		return prepared{}, configErr("ScheduledAt", "the immediate execution backend cannot run a record due in the future")
 	}
-	md := s.buildMetadata(e, o, id)
-	if cid, ok := ctx.Value(correlationKey{}).(string); ok && cid != "" {
-		md[queuestype.MetaCorrelationID] = cid
+	md := queuestype.CloneMetadata(o.Metadata)
+	if md == nil {
+		md = map[string]any{}
 	}
 	priority := e.opts.Priority
 	if o.Priority != nil {
@@ -311,61 +313,43 @@ func (s *Service) prepare(ctx context.Context, e *taskEntry, typed any, raw json
 		Priority: priority, MaxRetries: retries, ScheduledAt: scheduledAt, ExpiresAt: expiresAt,
 		Key: id.key, Forever: id.forever, ExecutionBackend: execBackend,
 		ExecutionProfile: firstNonZero(o.ExecutionProfile, e.opts.ExecutionProfile), Metadata: md,
+		Policy: s.buildPolicy(ctx, e, o, id),
 	}}, nil
 }
 
-// buildMetadata layers user metadata, task defaults, option overrides, the
-// config log_success default, then identity metadata (SPEC §4.6 step 6).
-func (s *Service) buildMetadata(e *taskEntry, o EnqueueOptions, id identity) map[string]any {
-	md := queuestype.CloneMetadata(o.Metadata)
-	if md == nil {
-		md = map[string]any{}
-	}
+// buildPolicy layers the task's defaults, the enqueue options, the config
+// log_success default, the identity and the caller's correlation ID into the
+// record's typed policy.
+func (s *Service) buildPolicy(ctx context.Context, e *taskEntry, o EnqueueOptions, id identity) queuestype.Policy {
 	t := e.opts
-	if t.Description != "" {
-		md[queuestype.MetaDescription] = t.Description
+	p := queuestype.Policy{
+		Description: firstNonZero(o.Description, t.Description), LogLevel: firstNonZero(o.LogLevel, t.LogLevel),
+		LogSuccess: s.cfg.LogSuccess, NoStaleRequeue: t.NoStaleRequeue, RequeueOnShutdown: t.RequeueOnShutdown,
+		RetryBackoff: t.RetryBackoff, UniqueBy: id.by, UniqueUntil: id.until,
 	}
-	if t.LogLevel != "" {
-		md[queuestype.MetaLogLevel] = t.LogLevel
+	if id.by != "" || id.until != "" {
+		p.UniqueVersion = identityVersion
 	}
 	if t.LogSuccess != nil {
-		md[queuestype.MetaLogSuccess] = *t.LogSuccess
-	}
-	if t.NoStaleRequeue {
-		md[queuestype.MetaRequeueOnStale] = false
-	}
-	if t.RequeueOnShutdown != nil {
-		md[queuestype.MetaRequeueOnShutdown] = *t.RequeueOnShutdown
-	}
-	if !t.RetryBackoff.IsZero() {
-		md[queuestype.MetaRetryBackoff] = t.RetryBackoff.Metadata()
-	}
-	if o.Description != "" {
-		md[queuestype.MetaDescription] = o.Description
-	}
-	if o.LogLevel != "" {
-		md[queuestype.MetaLogLevel] = o.LogLevel
+		p.LogSuccess = *t.LogSuccess
 	}
 	if o.LogSuccess != nil {
-		md[queuestype.MetaLogSuccess] = *o.LogSuccess
+		p.LogSuccess = *o.LogSuccess
 	}
 	if o.RequeueOnStale != nil {
-		if *o.RequeueOnStale {
-			delete(md, queuestype.MetaRequeueOnStale)
-		} else {
-			md[queuestype.MetaRequeueOnStale] = false
-		}
+		p.NoStaleRequeue = !*o.RequeueOnStale
 	}
 	if o.Timeout > 0 {
-		md[queuestype.MetaTimeout] = o.Timeout.Seconds()
+		p.Timeout = o.Timeout
 	}
-	if _, ok := md[queuestype.MetaLogSuccess]; !ok {
-		md[queuestype.MetaLogSuccess] = s.cfg.LogSuccess
+	if cid, ok := ctx.Value(correlationKey{}).(string); ok {
+		p.CorrelationID = cid
 	}
-	for k, v := range id.meta {
-		md[k] = v
+	if p.RequeueOnShutdown != nil {
+		v := *p.RequeueOnShutdown
+		p.RequeueOnShutdown = &v
 	}
-	return md
+	return p
 }
 
 func firstNonZero[T comparable](vs ...T) T {
@@ -463,8 +447,8 @@ type CancelOptions struct {
 // the durable transition; repeats return false and publish nothing.
 //
 // When the record holds a provider execution ref (an external execution was
-// dispatched), its execution backend is asked to stop it first (SPEC §5.11):
-// a CancelRetryable answer publishes a task.event warning with phase
+// dispatched), its execution backend is asked to stop it first: an
+// execution.CancelRetryable answer publishes a task.event warning with phase
 // "<backend>.cancel_failed" and returns false with the record untouched; any
 // other answer lets the durable cancel proceed. When that execution backend
 // is not configured in this process, the cancel proceeds without asking
@@ -617,10 +601,7 @@ func (s *Service) recoverStale(ctx context.Context, opts StaleOptions, workerID 
 	}
 	for _, f := range rec.Failed {
 		res.FailedTaskIDs = append(res.FailedTaskIDs, f.ID)
-		requeueOnStale := true
-		if v, ok := metaBool(f.Metadata, queuestype.MetaRequeueOnStale); ok {
-			requeueOnStale = v
-		}
+		requeueOnStale := !f.Policy.NoStaleRequeue
 		payload := statusPayload(f)
 		payload["max_retries"] = f.MaxRetries
 		payload["requeue_on_stale"] = requeueOnStale

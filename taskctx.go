@@ -20,7 +20,10 @@ type TaskInfo struct {
 	Attempt          int // RetryCount + 1
 	RetryCount       int
 	MaxRetries       int
-	Metadata         map[string]any
+	// Interruptions counts earlier generations that ended in a worker
+	// shutdown rather than a failure (they spent no retry budget).
+	Interruptions int
+	Metadata      map[string]any
 }
 
 // attempt is one claimed generation of a record being executed.
@@ -82,7 +85,7 @@ func TaskInfoFromContext(ctx context.Context) (TaskInfo, bool) {
 	r := a.rec
 	return TaskInfo{ID: r.ID, Name: r.TaskName, Queue: r.Queue, WorkerID: a.workerID,
 		ExecutionBackend: r.ExecutionBackend, ExecutionProfile: r.ExecutionProfile,
-		Attempt: r.RetryCount + 1, RetryCount: r.RetryCount, MaxRetries: r.MaxRetries,
+		Attempt: r.RetryCount + 1, RetryCount: r.RetryCount, MaxRetries: r.MaxRetries, Interruptions: r.Interruptions,
 		Metadata: queuestype.CloneMetadata(r.Metadata)}, true
 }
 

@@ -36,22 +36,3 @@ type TaskPage = driver.TaskPage
 
 // CancelFilter selects records for Service.CancelMatching.
 type CancelFilter = driver.CancelFilter
-
-// metaBool reads a boolean metadata key; ok is false when absent or not a bool.
-func metaBool(m map[string]any, key string) (value, ok bool) {
-	b, ok := m[key].(bool)
-	return b, ok
-}
-
-// metaFloat reads a numeric metadata key.
-func metaFloat(m map[string]any, key string) (float64, bool) {
-	switch v := m[key].(type) {
-	case float64:
-		return v, true
-	case int:
-		return float64(v), true
-	case int64:
-		return float64(v), true
-	}
-	return 0, false
-}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/queuesgo/queues/driver"
+	"github.com/queuesgo/queues/execution"
 	"github.com/queuesgo/queues/queuestype"
 )
 
@@ -26,7 +27,7 @@ type Worker struct {
 	execBackend string
 	// exec is the external transport when this worker is a dispatcher (the
 	// service's execution backend is external), else nil.
-	exec ExternalExecution
+	exec execution.Transport
 	env  attemptEnv
 	hb   *heartbeater
 
@@ -400,9 +401,9 @@ func (w *Worker) dispatchOnce(ctx context.Context) (int, error) {
 		if ctx.Err() != nil || w.stopping() {
 			break
 		}
-		out, err := w.exec.Dispatch(ctx, w.svc, rec)
+		out, err := w.exec.Dispatch(ctx, w.svc.host, rec)
 		switch {
-		case out.Status == DispatchStatusDispatched:
+		case out.Status == execution.DispatchStatusDispatched:
 			n++
 			w.svc.logger.Debug("Queue task dispatched", "worker_id", w.cfg.ID, "task_id", rec.ID, "task_name", rec.TaskName,
 				"execution_backend", w.execBackend, "execution_ref", out.Ref)
@@ -410,7 +411,7 @@ func (w *Worker) dispatchOnce(ctx context.Context) (int, error) {
 			w.svc.logger.Warn("Queue task dispatch failed", "worker_id", w.cfg.ID, "task_id", rec.ID, "task_name", rec.TaskName,
 				"execution_backend", w.execBackend, "dispatch_status", string(out.Status), "error", err)
 		}
-		if out.Status == DispatchStatusSkipped && w.dispatchCapacity() <= 0 {
+		if out.Status == execution.DispatchStatusSkipped && w.dispatchCapacity() <= 0 {
 			w.atCapacity.Store(true)
 			break
 		}
@@ -430,7 +431,7 @@ const maxDispatchScan = 1000
 // maxDispatchScan records were read.
 func (w *Worker) listDispatchable(ctx context.Context, limit int) ([]*Record, error) {
 	window := limit
-	if f, ok := w.exec.(InFlighter); ok {
+	if f, ok := w.exec.(execution.InFlighter); ok {
 		window += f.InFlight() // launched executions that have not claimed yet
 	}
 	window = min(window, max(maxDispatchScan, limit))
@@ -461,13 +462,13 @@ func (w *Worker) listDispatchable(ctx context.Context, limit int) ([]*Record, er
 // executions (InFlighter) and by the transport's own limit (CapacityLimiter).
 func (w *Worker) dispatchCapacity() int {
 	inFlight := w.InFlight()
-	if f, ok := w.exec.(InFlighter); ok {
+	if f, ok := w.exec.(execution.InFlighter); ok {
 		inFlight += f.InFlight()
 	}
 	available := min(w.cfg.BatchSize, w.cfg.MaxConcurrency-inFlight)
-	if l, ok := w.exec.(CapacityLimiter); ok {
+	if l, ok := w.exec.(execution.CapacityLimiter); ok {
 		transport := 0
-		if f, ok := w.exec.(InFlighter); ok {
+		if f, ok := w.exec.(execution.InFlighter); ok {
 			transport = f.InFlight()
 		}
 		available = min(available, l.MaxInFlight()-transport)

@@ -229,7 +229,8 @@ type Transition struct {
 	//     heartbeat_at cleared, worker_id kept.
 	//   - StatusFailed: error = Error, completed_at = now, heartbeat_at
 	//     cleared, worker_id kept.
-	//   - StatusCancelled: error = Error (may be empty), completed_at = now,
+	//   - StatusCancelled: error = Error when not empty (an empty Error keeps
+	//     the record's error, as Cancel does), completed_at = now,
 	//     heartbeat_at cleared.
 	//   - StatusPending (a retry, a stale requeue or a shutdown
 	//     interruption): retry_count+1, error = Error, worker_id,
@@ -431,12 +432,9 @@ type Inspector interface {
 // requeued and with which delay, from its own fields. Backends call it so every
 // store applies one rule (SPEC §5.9).
 func StaleRequeueDecision(r *queuestype.Record) (requeue bool, handlerNeeded bool, delay time.Duration) {
-	requeueOnStale := true
-	if v, ok := r.Metadata[queuestype.MetaRequeueOnStale].(bool); ok {
-		requeueOnStale = v
-	}
+	requeueOnStale := !r.Policy.NoStaleRequeue
 	if requeueOnStale && r.AttemptsConsumed() < r.MaxRetries {
-		return true, false, queuestype.BackoffFromMetadata(r.Metadata).Delay(r.AttemptsConsumed())
+		return true, false, r.Policy.RetryBackoff.Delay(r.AttemptsConsumed())
 	}
 	return false, !requeueOnStale, 0
 }

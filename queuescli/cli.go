@@ -37,6 +37,7 @@ import (
 
 	"github.com/queuesgo/queues"
 	"github.com/queuesgo/queues/backend/dsn"
+	"github.com/queuesgo/queues/execution"
 	"github.com/spf13/cobra"
 )
 
@@ -168,7 +169,7 @@ func New(opts Options) *cobra.Command {
 // error code, else 1.
 func flagErrorCode(cmd *cobra.Command) int {
 	if cmd.Name() == "run-task" {
-		return int(queues.ExitConfigError)
+		return int(execution.ExitConfigError)
 	}
 	return 1
 }

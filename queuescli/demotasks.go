@@ -9,8 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/queuesgo/queues/queuestype"
-
 	"github.com/queuesgo/queues"
 )
 
@@ -73,7 +71,7 @@ func RegisterDemoTasks(r *queues.Registry) error {
 	_, err3 := queues.Register(r, DemoFail, func(ctx context.Context, a DemoFailArgs) (map[string]int, error) {
 		trace(ctx)
 		info, _ := queues.TaskInfoFromContext(ctx)
-		failures := info.RetryCount - interruptions(info.Metadata)
+		failures := info.RetryCount - info.Interruptions
 		if failures < a.Times {
 			return nil, fmt.Errorf("planned failure %d of %d", failures+1, a.Times)
 		}
@@ -88,16 +86,6 @@ func RegisterDemoTasks(r *queues.Registry) error {
 		return a, nil
 	}, queues.TaskOptions{Description: "returns its arguments"})
 	return errors.Join(err1, err2, err3, err4)
-}
-
-func interruptions(md map[string]any) int {
-	if f, ok := md[queuestype.MetaInterruptions].(float64); ok {
-		return int(f)
-	}
-	if i, ok := md[queuestype.MetaInterruptions].(int); ok {
-		return i
-	}
-	return 0
 }
 
 var traceMu sync.Mutex

@@ -227,7 +227,7 @@ func checkStale(w queues.WorkerConfig) error {
 	if w.StaleAfter > 0 {
 		hb := w.HeartbeatInterval
 		if hb <= 0 {
-			hb = queues.DefaultHeartbeatInterval
+			hb = defaultHeartbeatInterval
 		}
 		if w.StaleAfter <= 2*hb {
 			return fmt.Errorf("--stale-after %s must be more than twice the heartbeat interval %s (a live worker's records would be recovered); raise --stale-after or lower --heartbeat-interval", w.StaleAfter, hb)

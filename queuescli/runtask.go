@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/queuesgo/queues"
+	"github.com/queuesgo/queues/execution"
 	"github.com/spf13/cobra"
 )
 
@@ -40,7 +40,7 @@ expired; 7 cancelled; 8 configuration or backend failure.`,
 }
 
 func (c *cli) runTask(cmd *cobra.Command, taskID, workerID string, heartbeat time.Duration) error {
-	code := func(e queues.ExitCode, format string, args ...any) error {
+	code := func(e execution.ExitCode, format string, args ...any) error {
 		return exitErr(int(e), format, args...)
 	}
 	if !cmd.Flags().Changed("task-id") {
@@ -48,21 +48,21 @@ func (c *cli) runTask(cmd *cobra.Command, taskID, workerID string, heartbeat tim
 	}
 	taskID = strings.TrimSpace(taskID)
 	if taskID == "" {
-		return code(queues.ExitMissingTaskID, "missing task ID: give --task-id or %s", EnvTaskID)
+		return code(execution.ExitMissingTaskID, "missing task ID: give --task-id or %s", EnvTaskID)
 	}
 	id, err := uuid.Parse(taskID)
 	if err != nil {
-		return code(queues.ExitInvalidTaskID, "invalid task ID %q: not a UUID", truncate(taskID, 64))
+		return code(execution.ExitInvalidTaskID, "invalid task ID %q: not a UUID", truncate(taskID, 64))
 	}
 	if cmd.Flags().Changed("heartbeat-interval") && heartbeat <= 0 {
-		return code(queues.ExitConfigError, "--heartbeat-interval must be a positive duration such as 500ms or 2s")
+		return code(execution.ExitConfigError, "--heartbeat-interval must be a positive duration such as 500ms or 2s")
 	}
 	if cmd.Flags().Changed("worker-id") && strings.TrimSpace(workerID) == "" {
-		return code(queues.ExitConfigError, "--worker-id must not be empty")
+		return code(execution.ExitConfigError, "--worker-id must not be empty")
 	}
 	svc, _, err := c.newService(cmd, ServiceOptions{RequireSharedBackend: true})
 	if err != nil {
-		return code(queues.ExitConfigError, "%w", err)
+		return code(execution.ExitConfigError, "%w", err)
 	}
 	defer closeService(cmd, svc)
 
@@ -91,19 +91,19 @@ func (c *cli) runTask(cmd *cobra.Command, taskID, workerID string, heartbeat tim
 		}
 	}()
 
-	ec, err := svc.ConsumeOne(ctx, id, queues.ConsumeOptions{WorkerID: workerID, HeartbeatInterval: heartbeat})
-	if ec == queues.ExitSuccess {
+	ec, err := svc.ExecutionHost().ConsumeOne(ctx, id, execution.ConsumeOptions{WorkerID: workerID, HeartbeatInterval: heartbeat})
+	if ec == execution.ExitSuccess {
 		return nil
 	}
 	if err == nil {
 		err = fmt.Errorf("task %s ended with exit code %d", id, ec)
 	}
 	switch ec {
-	case queues.ExitUnknownTask:
+	case execution.ExitUnknownTask:
 		err = fmt.Errorf("%w (not registered in this binary)", err)
-	case queues.ExitCancelled:
+	case execution.ExitCancelled:
 		err = fmt.Errorf("task %s was cancelled", id)
-	case queues.ExitFailure:
+	case execution.ExitFailure:
 		if !errors.Is(err, context.Canceled) {
 			err = fmt.Errorf("task %s failed: %w", id, err)
 		}

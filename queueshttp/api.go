@@ -595,22 +595,14 @@ func (a *api) rerun(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, status, RerunResponse{ID: res.ID, Deduplicated: res.Deduplicated})
 }
 
-// systemMetadataKeys are the metadata keys the system owns (SPEC §2.3); keys
-// starting with "_" are reserved as well.
-var systemMetadataKeys = map[string]bool{
-	queuestype.MetaDescription: true, queuestype.MetaLogLevel: true, queuestype.MetaLogSuccess: true,
-	queuestype.MetaRequeueOnStale: true, queuestype.MetaRequeueOnShutdown: true, queuestype.MetaRetryBackoff: true,
-	queuestype.MetaTimeout: true, "schedule": true, queuestype.MetaUniqueBy: true, queuestype.MetaUniqueVersion: true,
-	queuestype.MetaUniqueUntil: true, queuestype.MetaInterruptions: true, queuestype.MetaProgressDetail: true,
-}
-
-// UserMetadata returns a copy of md without the keys the system owns (SPEC
-// §2.3: description, log_level, timeout, unique_by, interruptions, ...) and
-// without reserved keys starting with "_". It returns nil when nothing is left.
+// UserMetadata returns a copy of md without the keys the system owns
+// (queuestype.IsReservedMetadataKey: progress_detail, keys starting with
+// "_", and the policy keys records of an earlier schema kept there). It
+// returns nil when nothing is left.
 func UserMetadata(md map[string]any) map[string]any {
 	var out map[string]any
 	for k, v := range queuestype.CloneMetadata(md) {
-		if systemMetadataKeys[k] || strings.HasPrefix(k, "_") {
+		if queuestype.IsReservedMetadataKey(k) {
 			continue
 		}
 		if out == nil {

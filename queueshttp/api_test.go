@@ -406,11 +406,11 @@ func TestRerun(t *testing.T) {
 	if fresh.Metadata["source"] != "ui" || fresh.Metadata["tenant"] != 42.0 {
 		t.Errorf("rerun lost user metadata: %v", fresh.Metadata)
 	}
-	for _, k := range []string{queuestype.MetaDescription, queuestype.MetaTimeout} {
-		if _, ok := old.Metadata[k]; !ok {
-			t.Fatalf("the original should carry %s: %v", k, old.Metadata)
-		}
-		if _, ok := fresh.Metadata[k]; ok {
+	if old.Policy.Description == "" || old.Policy.Timeout <= 0 {
+		t.Fatalf("the original should carry a description and a timeout in its policy: %+v", old.Policy)
+	}
+	for k := range fresh.Metadata {
+		if queuestype.IsReservedMetadataKey(k) {
 			t.Errorf("rerun copied system key %s: %v", k, fresh.Metadata)
 		}
 	}

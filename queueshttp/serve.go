@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"time"
 
 	"github.com/queuesgo/queues"
 )
@@ -14,7 +15,7 @@ import (
 // Serve starts svc (backend, in-app worker), then runs srv.ListenAndServe
 // until ctx ends or the server fails. It then shuts srv down, waiting for
 // in-flight requests at most the in-app worker's GracefulShutdownTimeout
-// (queues.DefaultGracefulShutdownTimeout without an in-app worker) before
+// (its default, 30s, without an in-app worker) before
 // closing the remaining connections, and finally closes svc, which drains the
 // in-app worker through its shutdown ladder.
 //
@@ -36,6 +37,12 @@ func ServeListener(ctx context.Context, svc *queues.Service, srv *http.Server, l
 	return serve(ctx, svc, srv, ln)
 }
 
+// defaultGracefulShutdownTimeout is a worker's GracefulShutdownTimeout when
+// its WorkerConfig leaves it zero (the field's doc gives it; package queues
+// keeps the value unexported). TestDefaultGracefulShutdownTimeout checks the
+// two agree.
+const defaultGracefulShutdownTimeout = 30 * time.Second
+
 func serve(ctx context.Context, svc *queues.Service, srv *http.Server, ln net.Listener) error {
 	if svc == nil || srv == nil {
 		if ln != nil {
@@ -49,7 +56,7 @@ func serve(ctx context.Context, svc *queues.Service, srv *http.Server, ln net.Li
 		}
 		return fmt.Errorf("queueshttp: start queues service: %w", err)
 	}
-	grace := queues.DefaultGracefulShutdownTimeout
+	grace := defaultGracefulShutdownTimeout
 	if w := svc.InAppWorker(); w != nil {
 		grace = w.Config().GracefulShutdownTimeout
 	}

@@ -2,6 +2,7 @@ package queuestype
 
 import (
 	"encoding/json"
+	"strings"
 	"time"
 )
 
@@ -30,10 +31,10 @@ type Policy struct {
 	// CorrelationID ties the record to the request that enqueued it.
 	CorrelationID string
 	// UniqueBy, UniqueVersion and UniqueUntil describe how the record's key
-	// was derived ("task" or "arguments", the key format version) and how
-	// long it holds it ("terminal" or UniqueForever).
+	// was derived ("task" or "arguments", the key format version such as
+	// "v1") and how long it holds it ("terminal" or UniqueForever).
 	UniqueBy      string
-	UniqueVersion int
+	UniqueVersion string
 	UniqueUntil   string
 }
 
@@ -41,7 +42,7 @@ type Policy struct {
 func (p Policy) IsZero() bool {
 	return p.Timeout == 0 && p.RetryBackoff == (RetryBackoff{}) && !p.NoStaleRequeue && p.RequeueOnShutdown == nil &&
 		p.LogLevel == "" && !p.LogSuccess && p.Description == "" && p.CorrelationID == "" &&
-		p.UniqueBy == "" && p.UniqueVersion == 0 && p.UniqueUntil == ""
+		p.UniqueBy == "" && p.UniqueVersion == "" && p.UniqueUntil == ""
 }
 
 // Forever reports whether the record's key outlives it (UniqueUntil forever).
@@ -50,17 +51,17 @@ func (p Policy) Forever() bool { return p.UniqueUntil == UniqueForever }
 // policyJSON is the stored and wire form: durations in seconds, unset
 // fields left out.
 type policyJSON struct {
-	Timeout           float64         `json:"timeout,omitempty"`
-	RetryBackoff      *backoffJSON    `json:"retry_backoff,omitempty"`
-	NoStaleRequeue    bool            `json:"no_stale_requeue,omitempty"`
-	RequeueOnShutdown *bool           `json:"requeue_on_shutdown,omitempty"`
-	LogLevel          string          `json:"log_level,omitempty"`
-	LogSuccess        bool            `json:"log_success,omitempty"`
-	Description       string          `json:"description,omitempty"`
-	CorrelationID     string          `json:"correlation_id,omitempty"`
-	UniqueBy          string          `json:"unique_by,omitempty"`
-	UniqueVersion     int             `json:"unique_version,omitempty"`
-	UniqueUntil       string          `json:"unique_until,omitempty"`
+	Timeout           float64      `json:"timeout,omitempty"`
+	RetryBackoff      *backoffJSON `json:"retry_backoff,omitempty"`
+	NoStaleRequeue    bool         `json:"no_stale_requeue,omitempty"`
+	RequeueOnShutdown *bool        `json:"requeue_on_shutdown,omitempty"`
+	LogLevel          string       `json:"log_level,omitempty"`
+	LogSuccess        bool         `json:"log_success,omitempty"`
+	Description       string       `json:"description,omitempty"`
+	CorrelationID     string       `json:"correlation_id,omitempty"`
+	UniqueBy          string       `json:"unique_by,omitempty"`
+	UniqueVersion     string       `json:"unique_version,omitempty"`
+	UniqueUntil       string       `json:"unique_until,omitempty"`
 }
 
 type backoffJSON struct {
@@ -141,7 +142,7 @@ func PolicyFromMetadata(md map[string]any) Policy {
 	p.Description, _ = md[MetaDescription].(string)
 	p.CorrelationID, _ = md[MetaCorrelationID].(string)
 	p.UniqueBy, _ = md[MetaUniqueBy].(string)
-	p.UniqueVersion = metaInt(md, MetaUniqueVersion)
+	p.UniqueVersion, _ = md[MetaUniqueVersion].(string)
 	p.UniqueUntil, _ = md[MetaUniqueUntil].(string)
 	return p
 }
@@ -152,3 +153,19 @@ func PolicyFromMetadata(md map[string]any) Policy {
 var LegacyMetadataKeys = []string{MetaTimeout, MetaRetryBackoff, MetaRequeueOnStale, MetaRequeueOnShutdown,
 	MetaLogLevel, MetaLogSuccess, MetaDescription, MetaCorrelationID, MetaUniqueBy, MetaUniqueVersion,
 	MetaUniqueUntil, MetaInterruptions}
+
+// IsReservedMetadataKey reports whether key belongs to the system and is
+// refused in a caller's metadata: every policy and counter key an earlier
+// schema kept there, the keys the engine writes itself (progress_detail,
+// schedule), and any key starting with "_".
+func IsReservedMetadataKey(key string) bool {
+	if strings.HasPrefix(key, "_") || key == MetaProgressDetail || key == "schedule" {
+		return true
+	}
+	for _, k := range LegacyMetadataKeys {
+		if k == key {
+			return true
+		}
+	}
+	return false
+}

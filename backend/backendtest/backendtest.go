@@ -86,6 +86,7 @@ func RunBackend(t *testing.T, f Factory) {
 		{"Claiming", testClaiming},
 		{"Dispatch", testDispatch},
 		{"Settling", testSettling},
+		{"Transitions", testTransitions},
 		{"Heartbeats", testHeartbeats},
 		{"Operations", testOperations},
 		{"Identity", testIdentity},

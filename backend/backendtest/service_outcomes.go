@@ -14,6 +14,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/queuesgo/queues"
 	"github.com/queuesgo/queues/events"
+	qexec "github.com/queuesgo/queues/execution"
 )
 
 func testSvcOutcomes(t *testing.T, f Factory) {
@@ -67,39 +68,39 @@ func testSvcOutcomes(t *testing.T, f Factory) {
 		})
 		ctx := context.Background()
 		r1, _ := ok.Enqueue(ctx, env.svc, noArgs{})
-		if code, err := env.svc.ConsumeOne(ctx, r1.ID, queues.ConsumeOptions{WorkerID: "job-1"}); code != queues.ExitSuccess || err != nil {
+		if code, err := env.svc.ExecutionHost().ConsumeOne(ctx, r1.ID, qexec.ConsumeOptions{WorkerID: "job-1"}); code != qexec.ExitSuccess || err != nil {
 			t.Fatalf("success: %d %v", code, err)
 		}
 		if rec, _ := env.svc.GetTask(ctx, r1.ID); rec.Status != queues.StatusCompleted || rec.WorkerID != "job-1" || !rec.HeartbeatAt.IsZero() {
 			t.Fatalf("completed record %+v", rec)
 		}
-		if code, _ := env.svc.ConsumeOne(ctx, r1.ID, queues.ConsumeOptions{}); code != queues.ExitClaimLost {
+		if code, _ := env.svc.ExecutionHost().ConsumeOne(ctx, r1.ID, qexec.ConsumeOptions{}); code != qexec.ExitClaimLost {
 			t.Fatalf("re-consuming a completed record: %d", code)
 		}
 		r2, _ := bad.Enqueue(ctx, env.svc, noArgs{})
-		if code, _ := env.svc.ConsumeOne(ctx, r2.ID, queues.ConsumeOptions{}); code != queues.ExitFailure {
+		if code, _ := env.svc.ExecutionHost().ConsumeOne(ctx, r2.ID, qexec.ConsumeOptions{}); code != qexec.ExitFailure {
 			t.Fatalf("failure: %d", code)
 		}
 		if rec, _ := env.svc.GetTask(ctx, r2.ID); rec.Status != queues.StatusPending || rec.RetryCount != 1 {
 			t.Fatalf("a failed attempt with budget must be requeued: %+v", rec)
 		}
 		wrong := 7
-		if code, _ := env.svc.ConsumeOne(ctx, r2.ID, queues.ConsumeOptions{ExpectedRetryCount: &wrong}); code != queues.ExitClaimLost {
+		if code, _ := env.svc.ExecutionHost().ConsumeOne(ctx, r2.ID, qexec.ConsumeOptions{ExpectedRetryCount: &wrong}); code != qexec.ExitClaimLost {
 			t.Fatalf("wrong generation: %d", code)
 		}
 		r3, _ := self.Enqueue(ctx, env.svc, noArgs{})
-		if code, _ := env.svc.ConsumeOne(ctx, r3.ID, queues.ConsumeOptions{}); code != queues.ExitCancelled {
+		if code, _ := env.svc.ExecutionHost().ConsumeOne(ctx, r3.ID, qexec.ConsumeOptions{}); code != qexec.ExitCancelled {
 			t.Fatalf("cancelled: %d", code)
 		}
-		if code, _ := env.svc.ConsumeOne(ctx, uuid.New(), queues.ConsumeOptions{}); code != queues.ExitMissingRecord {
+		if code, _ := env.svc.ExecutionHost().ConsumeOne(ctx, uuid.New(), qexec.ConsumeOptions{}); code != qexec.ExitMissingRecord {
 			t.Fatalf("missing: %d", code)
 		}
 		outs, err := env.b.Enqueue(ctx, []driver.EnqueueParams{{TaskName: "not.in.this.binary", Args: json.RawMessage(`{}`), MaxRetries: 3}})
 		if err != nil {
 			t.Fatal(err)
 		}
-		code, err := env.svc.ConsumeOne(ctx, outs[0].Record.ID, queues.ConsumeOptions{})
-		if code != queues.ExitUnknownTask || !errors.Is(err, queues.ErrUnknownTask) {
+		code, err := env.svc.ExecutionHost().ConsumeOne(ctx, outs[0].Record.ID, qexec.ConsumeOptions{})
+		if code != qexec.ExitUnknownTask || !errors.Is(err, queues.ErrUnknownTask) {
 			t.Fatalf("unknown: %d %v", code, err)
 		}
 		if rec, _ := env.svc.GetTask(ctx, outs[0].Record.ID); rec.Status != queues.StatusFailed || !strings.Contains(rec.Error, "not.in.this.binary") {
@@ -107,7 +108,7 @@ func testSvcOutcomes(t *testing.T, f Factory) {
 		}
 		exp, _ := ok.Enqueue(ctx, env.svc, noArgs{}, queues.EnqueueOptions{ExpiresIn: 30 * time.Millisecond, RunAfter: time.Millisecond})
 		svcEventually(5*time.Second, func() bool { return time.Now().After(exp.Record().ExpiresAt.Add(10 * time.Millisecond)) })
-		if code, _ := env.svc.ConsumeOne(ctx, exp.ID, queues.ConsumeOptions{}); code != queues.ExitClaimLost {
+		if code, _ := env.svc.ExecutionHost().ConsumeOne(ctx, exp.ID, qexec.ConsumeOptions{}); code != qexec.ExitClaimLost {
 			t.Fatalf("expired: %d", code)
 		}
 		if rec, _ := env.svc.GetTask(ctx, exp.ID); rec.Status != queues.StatusExpired {
@@ -136,8 +137,8 @@ func testSvcOutcomes(t *testing.T, f Factory) {
 		}()
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		code, err := env.svc.ConsumeOne(ctx, res.ID, queues.ConsumeOptions{HeartbeatInterval: 20 * time.Millisecond})
-		if code != queues.ExitClaimLost || !errors.Is(err, queues.ErrClaimLost) {
+		code, err := env.svc.ExecutionHost().ConsumeOne(ctx, res.ID, qexec.ConsumeOptions{HeartbeatInterval: 20 * time.Millisecond})
+		if code != qexec.ExitClaimLost || !errors.Is(err, queues.ErrClaimLost) {
 			t.Fatalf("code %d err %v", code, err)
 		}
 		env.waitEvents(res.ID, func(ts []string) bool { return hasType(ts, events.TypeClaimLost) })

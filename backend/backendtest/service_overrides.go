@@ -35,8 +35,11 @@ func testSvcOverrides(t *testing.T, f Factory) {
 		if rec.ExecutionBackend != "cloudrun" || rec.ExecutionProfile != "large" || rec.Status != queues.StatusScheduled {
 			t.Fatalf("record %+v", rec)
 		}
-		if rec.Metadata["description"] != "nightly" || rec.Metadata["log_level"] != "debug" || rec.Metadata["log_success"] != true {
-			t.Fatalf("metadata %v", rec.Metadata)
+		if rec.Policy.Description != "nightly" || rec.Policy.LogLevel != "debug" || !rec.Policy.LogSuccess {
+			t.Fatalf("policy %+v", rec.Policy)
+		}
+		if len(rec.Metadata) != 0 {
+			t.Fatalf("policy leaked into metadata: %v", rec.Metadata)
 		}
 		if d := rec.ScheduledAt.Sub(before); d < 5*time.Minute-2*time.Second || d > 5*time.Minute+5*time.Second {
 			t.Fatalf("scheduled_at %v is %v after enqueue", rec.ScheduledAt, d)
@@ -155,8 +158,8 @@ func testSvcOverrides(t *testing.T, f Factory) {
 			t.Fatal(err)
 		}
 		rec := res.Record()
-		if rec.Queue != "mail" || rec.Priority != 3 || rec.MaxRetries != 2 || rec.Metadata["description"] != "task desc" ||
-			rec.Metadata["requeue_on_stale"] != false || rec.Metadata["retry_backoff"] == nil || rec.ExpiresAt.IsZero() {
+		if rec.Queue != "mail" || rec.Priority != 3 || rec.MaxRetries != 2 || rec.Policy.Description != "task desc" ||
+			!rec.Policy.NoStaleRequeue || rec.Policy.RetryBackoff != queues.ExponentialBackoff(time.Second, time.Minute) || rec.ExpiresAt.IsZero() {
 			t.Fatalf("task defaults not applied: %+v", rec)
 		}
 		res, err = task.Enqueue(context.Background(), env.svc, noArgs{}, queues.EnqueueOptions{Queue: "urgent",
@@ -169,11 +172,14 @@ func testSvcOverrides(t *testing.T, f Factory) {
 		if rec.Queue != "urgent" || rec.Priority != -5 || rec.MaxRetries != 0 || rec.Metadata["tenant"] != "t1" {
 			t.Fatalf("options not applied: %+v", rec)
 		}
-		if v, _ := rec.Metadata["timeout"].(float64); v != 1.5 {
-			t.Fatalf("metadata.timeout = %v, want 1.5", rec.Metadata["timeout"])
+		if rec.Policy.Timeout != 1500*time.Millisecond {
+			t.Fatalf("policy timeout = %v, want 1.5s", rec.Policy.Timeout)
 		}
-		if _, ok := rec.Metadata["requeue_on_stale"]; ok {
-			t.Fatalf("RequeueOnStale=true must override the task default: %v", rec.Metadata)
+		if rec.Policy.NoStaleRequeue {
+			t.Fatalf("RequeueOnStale=true must override the task default: %+v", rec.Policy)
+		}
+		if len(rec.Metadata) != 1 {
+			t.Fatalf("metadata %v, want only the caller's tenant", rec.Metadata)
 		}
 	})
 

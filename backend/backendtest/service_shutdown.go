@@ -38,7 +38,7 @@ func testSvcShutdown(t *testing.T, f Factory) {
 		}
 		rec, _ := env.svc.GetTask(context.Background(), res.ID)
 		if rec.Status != queues.StatusPending || !rec.StartedAt.IsZero() || !rec.HeartbeatAt.IsZero() || rec.WorkerID != "" ||
-			rec.RetryCount != 1 || rec.Priority != 7 || rec.QueuedAt.Before(claimed.QueuedAt) || rec.Metadata["interruptions"] == nil {
+			rec.RetryCount != 1 || rec.Priority != 7 || rec.QueuedAt.Before(claimed.QueuedAt) || rec.Interruptions != 1 {
 			t.Fatalf("after interrupt %+v", rec)
 		}
 		env.waitEvents(res.ID, func(ts []string) bool { return hasType(ts, events.TypeInterrupted) })

@@ -72,7 +72,7 @@ func testSvcUniqueness(t *testing.T, f Factory) {
 		}
 		rec := a.Record()
 		if !strings.HasPrefix(rec.Key, "q:u:v1:arguments:") || len(rec.Key) != len("q:u:v1:arguments:")+64 ||
-			rec.Metadata["unique_by"] != "arguments" || rec.Metadata["unique_version"] != "v1" {
+			rec.Policy.UniqueBy != "arguments" || rec.Policy.UniqueVersion != "v1" {
 			t.Fatalf("key %q metadata %v", rec.Key, rec.Metadata)
 		}
 		c, _ := task.Enqueue(ctx, env.svc, userArgs{User: "ann", Page: 2})
@@ -107,7 +107,7 @@ func testSvcUniqueness(t *testing.T, f Factory) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !strings.HasPrefix(a.Record().Key, "q:u:v1:task:") || a.Record().Metadata["unique_until"] != "forever" {
+		if !strings.HasPrefix(a.Record().Key, "q:u:v1:task:") || !a.Record().Policy.Forever() {
 			t.Fatalf("record %+v", a.Record())
 		}
 		env.worker(queues.WorkerConfig{})

@@ -73,6 +73,7 @@ func (b *Backend) Enqueue(ctx context.Context, items []driver.EnqueueParams) ([]
 			ExpiresAt:        utc(p.ExpiresAt),
 			Key:              p.Key,
 			Metadata:         queuestype.NormalizeMetadata(p.Metadata),
+			Policy:           storedPolicy(p.Policy),
 		}
 		if p.Args == nil {
 			e.rec.Args = nil
@@ -223,11 +224,33 @@ func (b *Backend) Enqueue(ctx context.Context, items []driver.EnqueueParams) ([]
 	return outcomes, nil
 }
 
-// isForeverRecord reports whether e was inserted with a forever identity.
+// isForeverRecord reports whether e was inserted with a forever identity
+// (the Forever flag, or a policy whose key is held forever).
 func isForeverRecord(e *entry) bool {
-	if e.forever {
-		return true
+	return e.forever || e.rec.Policy.Forever()
+}
+
+// storedPolicy is the policy as the store keeps it: what its stored JSON
+// form (queuestype.EncodePolicy) decodes to, so a record reads back the same
+// policy from this store as from the stores that keep the JSON, and shares
+// no pointer with the caller's value.
+func storedPolicy(p queuestype.Policy) queuestype.Policy {
+	if p.IsZero() {
+		return queuestype.Policy{}
 	}
-	s, _ := e.rec.Metadata[queuestype.MetaUniqueUntil].(string)
-	return s == queuestype.UniqueForever
+	raw, err := p.MarshalJSON()
+	var out queuestype.Policy
+	if err == nil {
+		err = out.UnmarshalJSON(raw)
+	}
+	if err != nil {
+		// A value JSON cannot hold (a NaN or infinite multiplier, which
+		// configuration validation rejects): keep a private copy as given.
+		out = p
+		if v := p.RequeueOnShutdown; v != nil {
+			c := *v
+			out.RequeueOnShutdown = &c
+		}
+	}
+	return out
 }

@@ -7,10 +7,11 @@
 // other processes (Capabilities.ProcessLocal is true), so external execution
 // backends and `run-task` consumers cannot use it.
 //
-// Every write is a compare-and-set under the mutex, following the transition
-// table of the specification (§3.1): a guard that does not hold changes
-// nothing and returns an error matching queuestype.ErrFenceLost. Records returned
-// by any method are deep copies; callers may keep and modify them.
+// Every write is a compare-and-set under the mutex, allowed only from the
+// statuses the method names (a claim from pending or scheduled, a settle
+// from running, and so on): a guard that does not hold changes nothing and
+// returns an error matching queuestype.ErrFenceLost. Records returned by any
+// method are deep copies; callers may keep and modify them.
 //
 // Claims do not scan the store: due records are kept in heaps in claim order,
 // partitioned per (execution backend, queue), and records scheduled for later

@@ -10,8 +10,8 @@ import (
 	"github.com/queuesgo/queues/backend/memory"
 )
 
-// TestContract runs the shared backend contract suite (SPEC §20) against the
-// memory backend.
+// TestContract runs the shared store contract suite (backend/backendtest)
+// against the memory backend.
 func TestContract(t *testing.T) {
 	backendtest.Run(t, backendtest.Factory{
 		New: func(t *testing.T) driver.Backend {

@@ -318,7 +318,7 @@ func TestInterruptAndStaleRecovery(t *testing.T) {
 	recs := enqueue(t, b,
 		driver.EnqueueParams{TaskName: "a", Priority: 9, MaxRetries: 1},
 		driver.EnqueueParams{TaskName: "b", MaxRetries: 0},
-		driver.EnqueueParams{TaskName: "c", MaxRetries: 3, Metadata: map[string]any{queuestype.MetaRequeueOnStale: false}},
+		driver.EnqueueParams{TaskName: "c", MaxRetries: 3, Policy: queuestype.Policy{NoStaleRequeue: true}},
 	)
 	claim(t, b, driver.ClaimParams{Limit: 3})
 	if _, err := b.Interrupt(ctx, driver.InterruptParams{ID: recs[0].ID, WorkerID: "other"}); !errors.Is(err, queues.ErrFenceLost) {
@@ -503,7 +503,7 @@ func runModel(t *testing.T, seed uint64) {
 	}
 	for step := 0; step < 400; step++ {
 		now := clk.Now()
-		switch op := rng.IntN(12); op {
+		switch op := rng.IntN(14); op {
 		case 0, 1, 2:
 			items := make([]driver.EnqueueParams, 1+rng.IntN(4))
 			for i := range items {
@@ -602,6 +602,47 @@ func runModel(t *testing.T, seed uint64) {
 			}
 		case 11:
 			_, _ = b.CleanupTerminal(ctx, now, 3)
+		case 12:
+			// A batch of transitions on random records, most of them
+			// running (some fences lose on purpose).
+			targets := []queues.Status{queues.StatusCompleted, queues.StatusFailed, queues.StatusCancelled, queues.StatusPending}
+			ts := make([]driver.Transition, 1+rng.IntN(5))
+			for i := range ts {
+				tr := driver.Transition{To: targets[rng.IntN(len(targets))], Delay: time.Duration(rng.IntN(3)) * sec,
+					Interrupted: rng.IntN(2) == 0, StaleAfter: time.Duration(rng.IntN(3)-1) * sec}
+				if e := pick(); e != nil {
+					tr.ID, tr.Generation = e.rec.ID, e.rec.RetryCount
+					if e.rec.ExecutionRef != "" && rng.IntN(2) == 0 {
+						ref := e.rec.ExecutionRef
+						tr.ExpectedRef = &ref
+					}
+				}
+				if rng.IntN(4) == 0 {
+					p := rng.IntN(3) - 1
+					tr.Priority = &p
+				}
+				ts[i] = tr
+			}
+			res, err := b.Settle(ctx, ts)
+			if err != nil || len(res) != len(ts) {
+				t.Fatalf("step %d Settle: %d results, %v", step, len(res), err)
+			}
+		case 13:
+			staleAfter := time.Duration(rng.IntN(4)-1) * sec
+			limit := 1 + rng.IntN(4)
+			var want []*queues.Record
+			for _, e := range b.running {
+				hb := e.rec.HeartbeatAt
+				if !driver.IsDispatchMarker(e.rec.ExecutionRef) && (staleAfter < 0 || hb.IsZero() || hb.Before(now.Add(-staleAfter))) {
+					want = append(want, &e.rec)
+				}
+			}
+			slices.SortFunc(want, staleOrder)
+			want = want[:min(limit, len(want))]
+			got, err := b.ListStale(ctx, staleAfter, limit)
+			if err != nil || !slices.Equal(ids(got), ids(want)) {
+				t.Fatalf("step %d ListStale(%s, %d) = %v, %v; want %v", step, staleAfter, limit, ids(got), err, ids(want))
+			}
 		}
 		checkInvariants(t, b)
 		// ListPending must equal the brute-force due list.

@@ -45,9 +45,19 @@ func (b *Backend) finishEntry(e *entry, s queuestype.Status, now time.Time) {
 	b.sync(e, now)
 }
 
+// completeEntry makes e completed at now with result (which the store then
+// owns): error and heartbeat cleared, worker_id kept. Complete and Settle
+// share it.
+func (b *Backend) completeEntry(e *entry, result json.RawMessage, now time.Time) {
+	e.rec.Result = result
+	e.rec.Error = ""
+	b.finishEntry(e, queuestype.StatusCompleted, now)
+}
+
 // Complete settles the running generation p.ExpectedRetryCount as completed
 // with p.Result; the error is cleared and worker_id kept. Any other state
-// returns an error matching queuestype.ErrFenceLost.
+// returns an error matching queuestype.ErrFenceLost. With p.NoRecord the
+// record is not copied out and nil is returned on success.
 func (b *Backend) Complete(ctx context.Context, p driver.CompleteParams) (*queuestype.Record, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -66,9 +76,10 @@ func (b *Backend) Complete(ctx context.Context, p driver.CompleteParams) (*queue
 	if r.Status != queuestype.StatusRunning || r.RetryCount != p.ExpectedRetryCount {
 		return nil, fenceLost("complete", p.ID)
 	}
-	r.Result = result
-	r.Error = ""
-	b.finishEntry(e, queuestype.StatusCompleted, b.now())
+	b.completeEntry(e, result, b.now())
+	if p.NoRecord {
+		return nil, nil
+	}
 	return e.clone(), nil
 }
 
@@ -199,7 +210,7 @@ func subsetMatch(filter, m map[string]any) bool {
 
 // Interrupt requeues the running generation p.ExpectedRetryCount owned by
 // p.WorkerID after a shutdown: status pending, retry_count+1,
-// metadata.interruptions+1, queued_at=now, scheduled_at, started_at,
+// interruptions+1, queued_at=now, scheduled_at, started_at,
 // heartbeat_at, completed_at, execution_ref and worker_id cleared, priority
 // kept. Workers are woken. Any other state returns an error matching
 // queuestype.ErrFenceLost.
@@ -217,9 +228,6 @@ func (b *Backend) Interrupt(ctx context.Context, p driver.InterruptParams) (*que
 	if r.Status != queuestype.StatusRunning || r.RetryCount != p.ExpectedRetryCount || r.WorkerID != p.WorkerID {
 		b.mu.Unlock()
 		return nil, fenceLost("interrupt", p.ID)
-	}
-	if r.Metadata == nil {
-		r.Metadata = map[string]any{}
 	}
 	r.Interruptions++
 	b.requeueEntry(e, 0, b.now())
@@ -293,8 +301,8 @@ func (b *Backend) NullHeartbeats(ctx context.Context, fences []queuestype.Fence)
 // running record), oldest heartbeat first. driver.StaleRequeueDecision picks
 // per record: requeue (a new generation like a retry, with the error kept or
 // driver.StaleError, and priority mapped through p.Priority) or fail with
-// driver.StaleError (also listed in HandlerNeeded when requeue_on_stale is
-// false). Skipped is always 0: the whole sweep is one atomic step.
+// driver.StaleError (also listed in HandlerNeeded when the record's policy
+// says NoStaleRequeue). Skipped is always 0: the whole sweep is one atomic step.
 func (b *Backend) RecoverStale(ctx context.Context, p driver.StaleParams) (driver.StaleRecovery, error) {
 	var res driver.StaleRecovery
 	if err := ctx.Err(); err != nil {

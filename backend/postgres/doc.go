@@ -22,7 +22,12 @@
 // themselves can take the rendered SQL from MigrationSQL. Migration
 // 0001_create_queue_tasks creates the task table and its indexes, identity
 // reservations (forever keys), maintenance locks and the event-history table
-// (schema only).
+// (schema only). Migration 0002_task_policy adds the policy column (the
+// record's typed task policy, one JSON value the engine writes at enqueue
+// and the store never reads) and the interruptions counter, moves the
+// policy keys and metadata.interruptions that earlier builds kept in each
+// record's metadata into them (records of every status), and adds a small
+// index of running records without a heartbeat for ListStale.
 //
 // # Schema and table prefix
 //
@@ -68,9 +73,25 @@
 // WORK and LATENCY phases, and so does the River harness).
 // Timestamps always come from the database clock (now()).
 //
+// # Settling
+//
+// The engine decides every outcome (retry or fail, backoff, stale requeue,
+// interruption budget) and Settle writes it: one fenced transition per
+// record (completed, failed, cancelled, or pending again as a retry, a
+// stale requeue or a shutdown interruption). Completions fenced only on the
+// generation (and the worker) share Complete's coalesced statement and its
+// Claimed and NoRecord shortcuts; every other transition goes through one
+// coalesced settle statement that carries the target status and the
+// transition's fences (worker, execution ref, heartbeat still stale) per
+// row. ListStale lists the candidates of stale recovery: running records
+// without a heartbeat first, then those whose heartbeat is older than the
+// threshold by the database clock, from two ordered index scans. The
+// engine's stale writes carry Transition.StaleAfter, so a heartbeat that
+// lands in between keeps the record with its live attempt.
+//
 // # Batched writes
 //
-// Complete, Fail and TouchHeartbeats go through small write coalescers
+// Complete, Fail, Settle and TouchHeartbeats go through small write coalescers
 // (group commit): a caller that finds a flush slot free flushes at once,
 // inline, so an idle backend adds no latency; callers arriving while flushes
 // run queue up and leave together in the next one. A flush is one
@@ -86,8 +107,14 @@
 // 4% of throughput when statistics are fresh). Every flush writes its
 // records in ID order, so a heartbeat write and a completion that share
 // records take their row locks in one order (no deadlock), and the
-// primary-key lookups of time-ordered IDs stay close together. Each caller
-// gets its
+// primary-key lookups of time-ordered IDs stay close together. The lock
+// returns the record's newest version, which the statement's snapshot does
+// not see when another transaction (a heartbeat touch) updated the record
+// after the statement began; such a record is left out as if its fence had
+// failed. Complete and Settle therefore write the ops a flush left out once
+// more, in the same round trip as a statement that first locks their
+// records: that write sees every committed change, so what it leaves out
+// really lost its fence (no cost while every op lands). Each caller gets its
 // own record or an error matching queuestype.ErrFenceLost (plus
 // queuestype.ErrTaskNotFound for a missing record). An ID repeated in one flush
 // goes into a following statement. NullHeartbeats is one unnest statement;
@@ -109,8 +136,10 @@
 // # Hints
 //
 // Enqueues of due records (one NOTIFY per call, however many records),
-// retries and requeues without delay, interruptions, ClearExecutionRef,
-// SetExecutionBackend and ReleaseDispatch send NOTIFY <ns>_tasks (payload
+// retries, stale requeues and interruptions due at once (one NOTIFY per
+// Fail, Settle or RecoverStale flush that requeued such a record),
+// ClearExecutionRef, SetExecutionBackend and ReleaseDispatch send NOTIFY
+// <ns>_tasks (payload
 // {"event":"task_available"}); NotifyWorkerControl sends NOTIFY
 // <ns>_worker_control with {"event":"worker_control","worker_id":"…"} (the
 // running-cancellation hint). Channel names derive from Options.Namespace as

@@ -34,6 +34,7 @@ type insertRows struct {
 	keys    []pgtype.Text
 	metas   [][]byte
 	forever []bool
+	pols    [][]byte
 	// reservation arrays (keyed path)
 	resKeys  []string
 	resIDs   [][16]byte
@@ -57,6 +58,7 @@ func (r *insertRows) add(p *driver.EnqueueParams, forever bool) {
 	r.exp = append(r.exp, ts(p.ExpiresAt))
 	r.keys = append(r.keys, text(p.Key))
 	r.forever = append(r.forever, forever)
+	r.pols = append(r.pols, policyJSON(p.Policy))
 	if forever {
 		r.resKeys = append(r.resKeys, p.Key)
 		r.resIDs = append(r.resIDs, [16]byte(p.ID))
@@ -65,7 +67,7 @@ func (r *insertRows) add(p *driver.EnqueueParams, forever bool) {
 }
 
 func (r *insertRows) argsList() []any {
-	return []any{r.ids, r.names, r.args, r.queues, r.ebs, r.eps, r.prios, r.maxr, r.sched, r.exp, r.keys, r.metas, r.forever}
+	return []any{r.ids, r.names, r.args, r.queues, r.ebs, r.eps, r.prios, r.maxr, r.sched, r.exp, r.keys, r.metas, r.forever, r.pols}
 }
 
 // Enqueue inserts the items atomically and returns one outcome per item in
@@ -415,8 +417,6 @@ func (b *Backend) enqueueKeyed(ctx context.Context, tx pgx.Tx, ps []driver.Enque
 	return outs, false, nil
 }
 
-// isForeverRecord reports whether r holds a forever identity.
-func isForeverRecord(r *queuestype.Record) bool {
-	s, _ := r.Metadata[queuestype.MetaUniqueUntil].(string)
-	return s == queuestype.UniqueForever
-}
+// isForeverRecord reports whether r holds a forever identity (its policy
+// says the key outlives it).
+func isForeverRecord(r *queuestype.Record) bool { return r.Policy.Forever() }

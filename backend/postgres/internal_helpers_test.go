@@ -11,7 +11,7 @@ import (
 
 // internalPool opens a small pool for the package-internal tests, skipping
 // (or failing with QUEUES_REQUIRE_SERVICES=1) when the server is unreachable.
-func internalPool(t *testing.T) *pgxpool.Pool {
+func internalPool(t testing.TB) *pgxpool.Pool {
 	t.Helper()
 	url := os.Getenv("QUEUES_TEST_POSTGRES_URL")
 	if url == "" {

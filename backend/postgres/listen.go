@@ -308,9 +308,9 @@ func inert(ctx context.Context) <-chan struct{} {
 // Wakeups returns a lossy, coalescing (buffer 1) hint channel fed by
 // LISTEN <ns>_tasks on the backend's dedicated listener connection (opened
 // by the first subscription, not from the pool). Hints are sent by
-// enqueues of due records (one per call), retries and requeues without
-// delay, interruptions, ClearExecutionRef, SetExecutionBackend and
-// ReleaseDispatch. The channel is closed when ctx ends, the backend is
+// enqueues of due records (one per call), retries, stale requeues and
+// interruptions without delay (Settle included), ClearExecutionRef,
+// SetExecutionBackend and ReleaseDispatch. The channel is closed when ctx ends, the backend is
 // closed, or the listener connection breaks (the worker resubscribes and
 // polls meanwhile; the listener reconnects by itself and sends every
 // subscriber a hint when it does). With Options.Wakeups false the channel

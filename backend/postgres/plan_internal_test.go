@@ -67,6 +67,11 @@ func TestSettlePlansIgnoreStaleStatistics(t *testing.T) {
 	delays := make([]int64, n)
 	prios := make([]int32, n)
 	errs := make([]string, n)
+	workers := make([]*string, n)
+	tos := make([]string, n)
+	for i := range tos {
+		tos[i] = "failed"
+	}
 	for i, r := range res.Claimed {
 		ids[i] = uuid.UUID(r.ID)
 		gens[i] = int32(r.RetryCount)
@@ -77,7 +82,8 @@ func TestSettlePlansIgnoreStaleStatistics(t *testing.T) {
 		sql  string
 		args []any
 	}{
-		{"complete", b.q.completeBare, []any{ids, gens, results}},
+		{"complete", b.q.completeBare, []any{ids, gens, results, workers}},
+		{"settle", b.q.settle, []any{ids, gens, tos, results, workers, delays, bools, make([]*int32, n), workers, workers, delays}},
 		{"touch", b.q.touch, []any{ids, gens, make([]json.RawMessage, n)}},
 		{"nullBeats", b.q.nullBeats, []any{ids, gens}},
 		{"staleUpdate", b.q.staleUpdate, []any{ids, gens, bools, delays, prios, errs, int64(0), true}},
@@ -85,6 +91,14 @@ func TestSettlePlansIgnoreStaleStatistics(t *testing.T) {
 		plan := explainRolledBack(t, pool, "", st.sql, st.args...)
 		if strings.Contains(plan, "Rows Removed by Join Filter") || strings.Contains(plan, "queue_task_heartbeat") {
 			t.Errorf("%s joins through the running records, not the primary key:\n%s", st.name, plan)
+		}
+	}
+	// ListStale reads running records without a heartbeat from their own
+	// index and the others from the heartbeat index, both in order.
+	for _, us := range []int64{-1, time.Hour.Microseconds()} {
+		plan := explainRolledBack(t, pool, "", b.q.staleList, us, 100)
+		if !strings.Contains(plan, "_stale_null") || !strings.Contains(plan, "_heartbeat") || strings.Contains(plan, "Sort") {
+			t.Errorf("ListStale(%dµs) does not read the stale indexes in order:\n%s", us, plan)
 		}
 	}
 }

@@ -103,6 +103,7 @@ type Backend struct {
 
 	completer *batcher[completeOp, *queuestype.Record]
 	failer    *batcher[failOp, *queuestype.Record]
+	settler   *batcher[settleOp, *queuestype.Record]
 	toucher   *batcher[touchOp, bool]
 }
 
@@ -166,6 +167,7 @@ func New(pool *pgxpool.Pool, opts Options) (*Backend, error) {
 	b.q = buildQueries(b.n)
 	b.completer = newBatcher(2, 1000, b.flushComplete)
 	b.failer = newBatcher(2, 500, b.flushFail)
+	b.settler = newBatcher(2, 500, b.flushSettle)
 	b.toucher = newBatcher(1, 1000, b.flushTouch)
 	return b, nil
 }
@@ -305,6 +307,7 @@ func (b *Backend) Close(ctx context.Context) error {
 	}
 	b.completer.wait()
 	b.failer.wait()
+	b.settler.wait()
 	b.toucher.wait()
 	for _, p := range b.ownPools {
 		p.Close()

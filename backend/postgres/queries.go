@@ -18,16 +18,52 @@ func due(x string) string {
 		` AND (` + x + `.execution_ref IS NULL OR NOT starts_with(` + x + `.execution_ref, '__queues_dispatching__:'))`
 }
 
-// interruptions renders metadata.interruptions as an int (a non-number reads as 0).
-func interruptions(x string) string {
-	return `(CASE WHEN jsonb_typeof(` + x + `.metadata->'interruptions') = 'number' THEN trunc((` + x + `.metadata->>'interruptions')::numeric)::int ELSE 0 END)`
+// notMarked is the predicate "x holds no dispatch reservation".
+func notMarked(x string) string {
+	return `(` + x + `.execution_ref IS NULL OR NOT starts_with(` + x + `.execution_ref, '__queues_dispatching__:'))`
 }
 
-// completeSQL settles each (id, generation, result) of the unnest arrays as
-// completed, fenced on status=running and its own generation; the three
-// Complete statements differ only in what they return.
+// completeSQL settles each (id, generation, result, worker) of the unnest
+// arrays as completed, fenced on status=running, its own generation and,
+// when the worker is not null, the record's worker_id; the three Complete
+// statements differ only in what they return.
 var completeSQL = `UPDATE {t} t SET status = 'completed', completed_at = now(), heartbeat_at = NULL, result = v.result, error = NULL
-` + byID(`unnest($1::uuid[], $2::int[], $3::jsonb[]) AS v(id, gen, result)`, `x.retry_count = v.gen`)
+` + byID(`unnest($1::uuid[], $2::int[], $3::jsonb[], $4::text[]) AS v(id, gen, result, worker)`,
+	`x.retry_count = v.gen AND (v.worker IS NULL OR coalesce(x.worker_id, '') = v.worker)`)
+
+// settleSQL applies the transitions of Settle that the complete statement
+// does not take, one row of the unnest arrays each: the record's status
+// after the write (completed, failed, cancelled or pending; pending means
+// scheduled when the delay is positive), the result, the error text (null
+// keeps the error of a cancelled record), the retry delay, whether the
+// retry is an interruption, the new priority (null keeps it), and the
+// fences: generation; running, or with a ref the ref and any active status;
+// the worker when not null; and with a positive stale_us a heartbeat still
+// null or older than that many microseconds (negative: any heartbeat).
+var settleSQL = `UPDATE {t} t SET
+    status = CASE WHEN v.tgt <> 'pending' THEN v.tgt WHEN v.delay_us > 0 THEN 'scheduled' ELSE 'pending' END,
+    result = CASE WHEN v.tgt = 'completed' THEN v.result ELSE t.result END,
+    error = CASE WHEN v.tgt = 'completed' THEN NULL WHEN v.tgt = 'cancelled' THEN coalesce(v.err, t.error) ELSE v.err END,
+    completed_at = CASE WHEN v.tgt = 'pending' THEN NULL ELSE now() END,
+    heartbeat_at = NULL,
+    retry_count = CASE WHEN v.tgt = 'pending' THEN t.retry_count + 1 ELSE t.retry_count END,
+    queued_at = CASE WHEN v.tgt = 'pending' THEN now() ELSE t.queued_at END,
+    scheduled_at = CASE WHEN v.tgt <> 'pending' THEN t.scheduled_at
+        WHEN v.delay_us > 0 THEN now() + v.delay_us * interval '1 microsecond' END,
+    started_at = CASE WHEN v.tgt = 'pending' THEN NULL ELSE t.started_at END,
+    worker_id = CASE WHEN v.tgt = 'pending' THEN NULL ELSE t.worker_id END,
+    execution_ref = CASE WHEN v.tgt = 'pending' THEN NULL ELSE t.execution_ref END,
+    interruptions = CASE WHEN v.tgt = 'pending' AND v.interrupted THEN t.interruptions + 1 ELSE t.interruptions END,
+    priority = CASE WHEN v.tgt = 'pending' THEN coalesce(v.priority, t.priority) ELSE t.priority END
+` + byIDFenced(`unnest($1::uuid[], $2::int[], $3::text[], $4::jsonb[], $5::text[], $6::bigint[], $7::bool[], $8::int[],
+        $9::text[], $10::text[], $11::bigint[])
+    AS v(id, gen, tgt, result, err, delay_us, interrupted, priority, worker, ref, stale_us)`,
+	`x.retry_count = v.gen
+        AND (CASE WHEN v.ref IS NULL THEN (x.status || '') = 'running'
+             ELSE coalesce(x.execution_ref, '') = v.ref AND (x.status || '') IN ('pending', 'scheduled', 'running') END)
+        AND (v.worker IS NULL OR coalesce(x.worker_id, '') = v.worker)
+        AND (v.stale_us <= 0 OR x.heartbeat_at IS NULL OR x.heartbeat_at < now() - v.stale_us * interval '1 microsecond')`) +
+	`RETURNING {tcols}`
 
 // byID is the FROM and WHERE of a statement that updates the running
 // records named by the rows v of from, each fenced by the running status
@@ -44,8 +80,14 @@ var completeSQL = `UPDATE {t} t SET status = 'completed', completed_at = now(), 
 // and update, and a record changed before the lock is re-checked against
 // the fence.
 func byID(from, fence string) string {
+	return byIDFenced(from, `(x.status || '') = 'running' AND `+fence)
+}
+
+// byIDFenced is byID with the whole fence, status included, given by the
+// caller (written, like byID's, so that no partial index predicate matches).
+func byIDFenced(from, fence string) string {
 	return `FROM (SELECT v.*, (SELECT x.ctid FROM {t} x
-        WHERE x.id = v.id AND (x.status || '') = 'running' AND ` + fence + ` FOR UPDATE) AS tid
+        WHERE x.id = v.id AND ` + fence + ` FOR UPDATE) AS tid
     FROM ` + from + ` OFFSET 0) v
 WHERE t.ctid = v.tid
 `
@@ -78,6 +120,9 @@ type queries struct {
 	nullBeats    string
 	cancel       string
 	interrupt    string
+	settle       string
+	lockIDs      string
+	staleList    string
 	staleSelect  string
 	staleAll     string
 	staleUpdate  string
@@ -100,16 +145,16 @@ func buildQueries(n names) queries {
 	tall := cols("t")
 	r := strings.NewReplacer("{t}", t, "{cols}", all, "{tcols}", tall, "{res}", n.reservation, "{maint}", n.maintenance,
 		"{open}", openStatuses, "{terminal}", terminalStatuses, "{active}", activeStatuses,
-		"{due}", due("t"), "{xdue}", due("x"), "{intr}", interruptions("t"))
+		"{due}", due("t"), "{xdue}", due("x"))
 	q := func(s string) string { return r.Replace(s) }
 	insertCols := `id, task_name, args, queue, execution_backend, execution_profile, status, priority, max_retries,
-    retry_count, scheduled_at, expires_at, created_at, queued_at, task_key, metadata`
+    retry_count, scheduled_at, expires_at, created_at, queued_at, task_key, metadata, policy`
 	insertSelect := `SELECT u.id, u.task_name, u.args, u.queue, u.eb, u.ep,
     CASE WHEN u.scheduled_at > now() THEN 'scheduled' ELSE 'pending' END,
-    u.priority, u.max_retries, 0, u.scheduled_at, u.expires_at, now(), now(), u.task_key, u.metadata
+    u.priority, u.max_retries, 0, u.scheduled_at, u.expires_at, now(), now(), u.task_key, u.metadata, u.policy
 FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::text[], $5::text[], $6::text[], $7::int[], $8::int[],
-    $9::timestamptz[], $10::timestamptz[], $11::text[], $12::jsonb[], $13::bool[])
-    WITH ORDINALITY AS u(id, task_name, args, queue, eb, ep, priority, max_retries, scheduled_at, expires_at, task_key, metadata, forever, ord)`
+    $9::timestamptz[], $10::timestamptz[], $11::text[], $12::jsonb[], $13::bool[], $14::jsonb[])
+    WITH ORDINALITY AS u(id, task_name, args, queue, eb, ep, priority, max_retries, scheduled_at, expires_at, task_key, metadata, forever, policy, ord)`
 	return queries{
 		exists: q(`SELECT EXISTS (SELECT 1 FROM {t} WHERE id = $1)`),
 		notify: `SELECT pg_notify($1, $2)`,
@@ -119,7 +164,7 @@ ORDER BY u.ord
 RETURNING {cols}`),
 		insertKeyed: q(`WITH res AS (
     INSERT INTO {res} (identity_key, task_id, task_name, created_at)
-    SELECT r.key, r.id, r.name, now() FROM unnest($14::text[], $15::uuid[], $16::text[]) AS r(key, id, name)
+    SELECT r.key, r.id, r.name, now() FROM unnest($15::text[], $16::uuid[], $17::text[]) AS r(key, id, name)
     ON CONFLICT (identity_key) DO NOTHING
     RETURNING identity_key
 )
@@ -151,17 +196,17 @@ RETURNING {tcols}`),
 		completeBare: q(completeSQL + `RETURNING t.id`),
 		fail: q(`UPDATE {t} t SET
     error = v.err,
-    status = CASE WHEN v.retry AND greatest(t.retry_count - {intr}, 0) < t.max_retries
+    status = CASE WHEN v.retry AND greatest(t.retry_count - t.interruptions, 0) < t.max_retries
         THEN (CASE WHEN v.delay_us > 0 THEN 'scheduled' ELSE 'pending' END) ELSE 'failed' END,
-    retry_count = CASE WHEN v.retry AND greatest(t.retry_count - {intr}, 0) < t.max_retries THEN t.retry_count + 1 ELSE t.retry_count END,
-    queued_at = CASE WHEN v.retry AND greatest(t.retry_count - {intr}, 0) < t.max_retries THEN now() ELSE t.queued_at END,
-    scheduled_at = CASE WHEN v.retry AND greatest(t.retry_count - {intr}, 0) < t.max_retries
+    retry_count = CASE WHEN v.retry AND greatest(t.retry_count - t.interruptions, 0) < t.max_retries THEN t.retry_count + 1 ELSE t.retry_count END,
+    queued_at = CASE WHEN v.retry AND greatest(t.retry_count - t.interruptions, 0) < t.max_retries THEN now() ELSE t.queued_at END,
+    scheduled_at = CASE WHEN v.retry AND greatest(t.retry_count - t.interruptions, 0) < t.max_retries
         THEN (CASE WHEN v.delay_us > 0 THEN now() + v.delay_us * interval '1 microsecond' END) ELSE t.scheduled_at END,
-    started_at = CASE WHEN v.retry AND greatest(t.retry_count - {intr}, 0) < t.max_retries THEN NULL ELSE t.started_at END,
+    started_at = CASE WHEN v.retry AND greatest(t.retry_count - t.interruptions, 0) < t.max_retries THEN NULL ELSE t.started_at END,
     heartbeat_at = NULL,
-    completed_at = CASE WHEN v.retry AND greatest(t.retry_count - {intr}, 0) < t.max_retries THEN NULL ELSE now() END,
-    worker_id = CASE WHEN v.retry AND greatest(t.retry_count - {intr}, 0) < t.max_retries THEN NULL ELSE t.worker_id END,
-    execution_ref = CASE WHEN v.retry AND greatest(t.retry_count - {intr}, 0) < t.max_retries THEN NULL ELSE t.execution_ref END
+    completed_at = CASE WHEN v.retry AND greatest(t.retry_count - t.interruptions, 0) < t.max_retries THEN NULL ELSE now() END,
+    worker_id = CASE WHEN v.retry AND greatest(t.retry_count - t.interruptions, 0) < t.max_retries THEN NULL ELSE t.worker_id END,
+    execution_ref = CASE WHEN v.retry AND greatest(t.retry_count - t.interruptions, 0) < t.max_retries THEN NULL ELSE t.execution_ref END
 FROM unnest($1::uuid[], $2::int[], $3::text[], $4::bool[], $5::text[], $6::bigint[]) AS v(id, gen, err, retry, ref, delay_us)
 WHERE t.id = v.id AND t.retry_count = v.gen
   AND (CASE WHEN v.ref IS NULL THEN t.status = 'running'
@@ -178,9 +223,28 @@ WHERE t.id = $1 AND (t.status IN {open} OR ($2 AND t.status = 'running')) AND ($
 RETURNING {tcols}`),
 		interrupt: q(`UPDATE {t} t SET status = 'pending', retry_count = t.retry_count + 1, queued_at = now(),
     scheduled_at = NULL, started_at = NULL, heartbeat_at = NULL, completed_at = NULL, execution_ref = NULL, worker_id = NULL,
-    metadata = jsonb_set(t.metadata, '{interruptions}', to_jsonb({intr} + 1))
+    interruptions = t.interruptions + 1
 WHERE t.id = $1 AND t.status = 'running' AND t.retry_count = $2 AND coalesce(t.worker_id, '') = $3
 RETURNING {tcols}`),
+		settle: q(settleSQL),
+		// Locks the records of the ids, one primary-key lookup each, in
+		// array order (see rewriteLost).
+		lockIDs: q(`SELECT (SELECT 1 FROM {t} x WHERE x.id = v.id FOR UPDATE) FROM unnest($1::uuid[]) AS v(id)`),
+		// Running records without a heartbeat (their own small index), then
+		// those with a stale one (the heartbeat index, in its order); the
+		// caller merges the two and keeps the first $2. A negative $1 takes
+		// every heartbeat.
+		staleList: q(`(SELECT {cols} FROM {t} s
+    WHERE status = 'running' AND heartbeat_at IS NULL AND ` + notMarked("s") + `
+    ORDER BY created_at, id
+    LIMIT $2)
+UNION ALL
+(SELECT {cols} FROM {t} s
+    WHERE status = 'running' AND heartbeat_at IS NOT NULL AND ` + notMarked("s") + `
+      AND coalesce(heartbeat_at, created_at) < (CASE WHEN $1::bigint < 0 THEN 'infinity'::timestamptz
+          ELSE now() - $1::bigint * interval '1 microsecond' END)
+    ORDER BY coalesce(heartbeat_at, created_at), id
+    LIMIT $2)`),
 		staleSelect: q(`SELECT {cols} FROM {t}
 WHERE status = 'running' AND (heartbeat_at IS NULL OR heartbeat_at < now() - $1 * interval '1 microsecond')
 ORDER BY coalesce(heartbeat_at, created_at), id

@@ -20,7 +20,7 @@ var recordColumns = []string{
 	"id", "task_name", "args", "queue", "execution_backend", "execution_profile", "execution_ref",
 	"worker_id", "status", "priority", "max_retries", "retry_count", "scheduled_at", "expires_at",
 	"created_at", "queued_at", "started_at", "completed_at", "heartbeat_at", "result", "error",
-	"task_key", "metadata",
+	"task_key", "metadata", "policy", "interruptions",
 }
 
 // cols renders the record columns, each qualified with alias when given.
@@ -49,17 +49,17 @@ func scanRecord(row scanner) (*queuestype.Record, error) {
 	}
 	var (
 		r                                   queuestype.Record
-		args, result, meta                  []byte
+		args, result, meta, policy          []byte
 		profile, ref, worker, errText, key  pgtype.Text
 		status                              string
-		prio, maxRetries, retryCount        int32
+		prio, maxRetries, retryCount, intr  int32
 		sched, expires, started, done, beat pgtype.Timestamptz
 		created, queued                     time.Time
 	)
 	dest := []any{(*[16]byte)(&r.ID), &r.TaskName, &args, &r.Queue, &r.ExecutionBackend, &profile, &ref,
 		&worker, &status, &prio, &maxRetries, &retryCount, &sched, &expires,
 		&created, &queued, &started, &done, &beat, &result, &errText,
-		&key, &meta}
+		&key, &meta, &policy, &intr}
 	if err := row.Scan(dest...); err != nil {
 		return nil, err
 	}
@@ -88,6 +88,10 @@ func scanRecord(row scanner) (*queuestype.Record, error) {
 		return nil, fmt.Errorf("decode metadata of %s: %w", r.ID, err)
 	}
 	r.Metadata = m
+	if r.Policy, err = decodePolicy(policy); err != nil {
+		return nil, fmt.Errorf("decode policy of %s: %w", r.ID, err)
+	}
+	r.Interruptions = int(intr)
 	return &r, nil
 }
 
@@ -167,11 +171,12 @@ func decodeRaw(rows pgx.Rows) (*queuestype.Record, bool, error) {
 	r.ExecutionRef = str(v[6])
 	r.WorkerID = name(v[7])
 	r.Status = queuestype.Status(name(v[8]))
-	var ok1, ok2, ok3 bool
+	var ok1, ok2, ok3, ok4 bool
 	r.Priority, ok1 = i4(v[9])
 	r.MaxRetries, ok2 = i4(v[10])
 	r.RetryCount, ok3 = i4(v[11])
-	if !ok1 || !ok2 || !ok3 {
+	r.Interruptions, ok4 = i4(v[24])
+	if !ok1 || !ok2 || !ok3 || !ok4 {
 		return nil, false, nil
 	}
 	for i, dst := range []*time.Time{&r.ScheduledAt, &r.ExpiresAt, &r.CreatedAt, &r.QueuedAt, &r.StartedAt, &r.CompletedAt, &r.HeartbeatAt} {
@@ -199,6 +204,13 @@ func decodeRaw(rows pgx.Rows) (*queuestype.Record, bool, error) {
 		return nil, true, fmt.Errorf("decode metadata of %s: %w", r.ID, err)
 	}
 	r.Metadata = m
+	pol, ok := js(23, v[23])
+	if !ok {
+		return nil, false, nil
+	}
+	if r.Policy, err = decodePolicy(pol); err != nil {
+		return nil, true, fmt.Errorf("decode policy of %s: %w", r.ID, err)
+	}
 	return &r, true, nil
 }
 
@@ -321,6 +333,58 @@ func decodeMetadata(raw []byte) (map[string]any, error) {
 		metaCache.Unlock()
 	}
 	return m, nil
+}
+
+// policyCache remembers decoded policies by their JSON text: every record
+// of a task carries the same policy, so most reads find it here.
+var policyCache struct {
+	sync.Mutex
+	m map[string]queuestype.Policy
+}
+
+const policyCacheMax = 512
+
+// decodePolicy decodes the stored policy; the returned value shares no
+// memory with the cache or with other records.
+func decodePolicy(raw []byte) (queuestype.Policy, error) {
+	if len(raw) == 0 || string(raw) == "{}" || string(raw) == "null" {
+		return queuestype.Policy{}, nil
+	}
+	policyCache.Lock()
+	p, ok := policyCache.m[string(raw)]
+	policyCache.Unlock()
+	if !ok {
+		var err error
+		if p, err = queuestype.DecodePolicy(string(raw)); err != nil {
+			return queuestype.Policy{}, err
+		}
+		if len(raw) <= 1024 {
+			policyCache.Lock()
+			if policyCache.m == nil || len(policyCache.m) >= policyCacheMax {
+				policyCache.m = make(map[string]queuestype.Policy, policyCacheMax)
+			}
+			policyCache.m[string(raw)] = clonePolicy(p)
+			policyCache.Unlock()
+		}
+	}
+	return clonePolicy(p), nil
+}
+
+// clonePolicy returns p with its own copy of the one pointer field.
+func clonePolicy(p queuestype.Policy) queuestype.Policy {
+	if v := p.RequeueOnShutdown; v != nil {
+		c := *v
+		p.RequeueOnShutdown = &c
+	}
+	return p
+}
+
+// policyJSON is the stored text of p ("{}" for the zero policy).
+func policyJSON(p queuestype.Policy) []byte {
+	if p.IsZero() {
+		return []byte("{}")
+	}
+	return []byte(queuestype.EncodePolicy(p))
 }
 
 // internMax bounds the intern table; past it, names are allocated per row.

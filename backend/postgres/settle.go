@@ -23,6 +23,7 @@ type completeOp struct {
 	result  []byte
 	claimed *queuestype.Record // optional (CompleteParams.Claimed)
 	bare    bool               // CompleteParams.NoRecord
+	worker  pgtype.Text        // optional worker_id fence (Transition.WorkerID)
 }
 
 type failOp struct {
@@ -64,12 +65,9 @@ func (b *Backend) Complete(ctx context.Context, p driver.CompleteParams) (*queue
 
 func (b *Backend) flushComplete(ctx context.Context, ops []*op[completeOp, *queuestype.Record]) {
 	for _, round := range rounds(ops, func(c completeOp) uuid.UUID { return c.id }) {
-		ids := make([][16]byte, len(round))
-		gens := make([]int32, len(round))
-		results := make([][]byte, len(round))
+		ids, gens, results, workers := completeArgs(round)
 		slim, bare := true, true
-		for i, o := range round {
-			ids[i], gens[i], results[i] = [16]byte(o.in.id), int32(o.in.gen), o.in.result
+		for _, o := range round {
 			slim = slim && o.in.claimed != nil && o.in.claimed.ID == o.in.id
 			bare = bare && o.in.bare
 		}
@@ -78,7 +76,7 @@ func (b *Backend) flushComplete(ctx context.Context, ops []*op[completeOp, *queu
 		switch {
 		case bare:
 			// Nobody wants the records: only which rows the fence let through.
-			err = queryPinned(ctx, b.pool, b.q.completeBare, []any{ids, gens, results}, func(rows pgx.Rows) error {
+			err = queryPinned(ctx, b.pool, b.q.completeBare, []any{ids, gens, results, workers}, func(rows pgx.Rows) error {
 				var id uuid.UUID
 				if err := rows.Scan(&id); err != nil {
 					return err
@@ -87,25 +85,81 @@ func (b *Backend) flushComplete(ctx context.Context, ops []*op[completeOp, *queu
 				return nil
 			})
 		case slim:
-			recs, err = b.completeSlim(ctx, round, ids, gens, results)
+			recs, err = b.completeSlim(ctx, round, ids, gens, results, workers)
 		default:
-			recs, err = recordsPinned(ctx, b.pool, b.q.complete, ids, gens, results)
+			recs, err = recordsPinned(ctx, b.pool, b.q.complete, ids, gens, results, workers)
+		}
+		if err == nil {
+			recs, err = rewriteLost(b, ctx, round, recs, func(c completeOp) uuid.UUID { return c.id },
+				func(lost []*op[completeOp, *queuestype.Record]) (string, []any) {
+					ids, gens, results, workers := completeArgs(lost)
+					return b.q.complete, []any{ids, gens, results, workers}
+				})
 		}
 		b.settleResults(ctx, "complete", round, recs, err, func(c completeOp) uuid.UUID { return c.id })
 	}
+}
+
+// completeArgs is the unnest arrays of the complete statements for ops.
+func completeArgs(ops []*op[completeOp, *queuestype.Record]) (ids [][16]byte, gens []int32, results [][]byte, workers []pgtype.Text) {
+	ids, gens = make([][16]byte, len(ops)), make([]int32, len(ops))
+	results, workers = make([][]byte, len(ops)), make([]pgtype.Text, len(ops))
+	for i, o := range ops {
+		ids[i], gens[i], results[i], workers[i] = [16]byte(o.in.id), int32(o.in.gen), o.in.result, o.in.worker
+	}
+	return ids, gens, results, workers
+}
+
+// rewriteLost completes a coalesced write done through byID for the ops of
+// round it did not write (recs holds the records it wrote). The write looks
+// each record up and locks it in a subquery, then updates the row version
+// the lock returned, by ctid. When another transaction updated the record
+// after the statement took its snapshot and before the lock was granted —
+// a heartbeat touch, typically — the lock returns the new version, which
+// the statement's snapshot cannot see: the update skips the record as if
+// its fence had not held, although it may well hold. So the ops left out
+// are written again by the same statement, sent in one round trip after a
+// statement that locks their records (in ID order, like every batched
+// write): the rewrite's snapshot then sees every committed change to them,
+// and nothing can change them before it, so what it leaves out really lost
+// its fence. It costs nothing while every op lands.
+func rewriteLost[I any](b *Backend, ctx context.Context, round []*op[I, *queuestype.Record], recs []*queuestype.Record,
+	id func(I) uuid.UUID, stmt func(lost []*op[I, *queuestype.Record]) (string, []any)) ([]*queuestype.Record, error) {
+	if len(recs) == len(round) {
+		return recs, nil
+	}
+	wrote := make(map[uuid.UUID]bool, len(recs))
+	for _, r := range recs {
+		wrote[r.ID] = true
+	}
+	var lost []*op[I, *queuestype.Record]
+	var ids [][16]byte
+	for _, o := range round {
+		if k := id(o.in); !wrote[k] {
+			lost = append(lost, o)
+			ids = append(ids, [16]byte(k))
+		}
+	}
+	if len(lost) == 0 {
+		return recs, nil
+	}
+	sql, args := stmt(lost)
+	err := queryPinnedAll(ctx, b.pool, pinnedStmt{sql: b.q.lockIDs, args: []any{ids}, each: ignoreRows},
+		pinnedStmt{sql: sql, args: args, each: appendRecords(&recs)})
+	return recs, err
 }
 
 // completeSlim is the complete statement returning only the columns that
 // are not known from the claimed records (completed_at, and worker_id,
 // execution_ref and metadata, which may have changed while the record ran);
 // the rest of each returned record is its claimed record.
-func (b *Backend) completeSlim(ctx context.Context, round []*op[completeOp, *queuestype.Record], ids [][16]byte, gens []int32, results [][]byte) ([]*queuestype.Record, error) {
+func (b *Backend) completeSlim(ctx context.Context, round []*op[completeOp, *queuestype.Record], ids [][16]byte, gens []int32, results [][]byte, workers []pgtype.Text) ([]*queuestype.Record, error) {
 	byID := make(map[uuid.UUID]*op[completeOp, *queuestype.Record], len(round))
 	for _, o := range round {
 		byID[o.in.id] = o
 	}
 	out := make([]*queuestype.Record, 0, len(round))
-	err := queryPinned(ctx, b.pool, b.q.completeSlim, []any{ids, gens, results}, func(rows pgx.Rows) error {
+	err := queryPinned(ctx, b.pool, b.q.completeSlim, []any{ids, gens, results, workers}, func(rows pgx.Rows) error {
 		var id uuid.UUID
 		var completedAt pgtype.Timestamptz
 		var workerID, ref pgtype.Text
@@ -123,6 +177,7 @@ func (b *Backend) completeSlim(ctx context.Context, round []*op[completeOp, *que
 		}
 		r := *o.in.claimed
 		r.Args = bytes.Clone(r.Args)
+		r.Policy = clonePolicy(r.Policy)
 		r.Status = queuestype.StatusCompleted
 		r.CompletedAt = tsTime(completedAt)
 		r.HeartbeatAt = time.Time{}
@@ -205,7 +260,7 @@ func (b *Backend) settleResults(ctx context.Context, op string, round []*op[comp
 // generation p.ExpectedRetryCount; with p.ExpectedRef it is instead
 // execution_ref equal to *p.ExpectedRef, that generation, and status
 // pending, scheduled or running. With p.Retry and budget left (attempts
-// consumed, computed in SQL from retry_count − metadata.interruptions, below
+// consumed, computed in SQL from retry_count − interruptions, below
 // max_retries) the record is requeued — scheduled at now()+p.RetryDelay when
 // positive, else pending (a wakeup hint) — otherwise it fails terminally.
 // Concurrent calls are coalesced into one statement like Complete.
@@ -327,7 +382,7 @@ RETURNING ` + cols("t")
 
 // Interrupt requeues the running generation p.ExpectedRetryCount owned by
 // p.WorkerID after a shutdown: status pending, retry_count+1,
-// metadata.interruptions+1, queued_at=now(), scheduled_at, started_at,
+// interruptions+1, queued_at=now(), scheduled_at, started_at,
 // heartbeat_at, completed_at, execution_ref and worker_id cleared, priority
 // kept; workers are woken. Any other state returns an error matching
 // queuestype.ErrFenceLost.

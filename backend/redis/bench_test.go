@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/queuesgo/queues/driver"
+	"github.com/queuesgo/queues/queuestype"
 
 	"github.com/queuesgo/queues"
 )
@@ -203,6 +204,74 @@ func BenchmarkClaimComplete(b *testing.B) {
 	reportCPU(b, cpu0, b.N, "")
 	b.ReportMetric(claimServer*1e6/float64(b.N), "claim-server-cpu-us/job")
 	b.ReportMetric(completeServer*1e6/float64(b.N), "complete-server-cpu-us/job")
+}
+
+// BenchmarkClaimSettle is BenchmarkClaimComplete with the completions
+// written by Settle, over records that carry a task policy: "each" settles
+// every record with its own concurrent call (coalesced like Complete),
+// "batch" settles the 100 claimed records in one call.
+func BenchmarkClaimSettle(b *testing.B) {
+	for _, mode := range []string{"each", "batch"} {
+		b.Run(mode, func(b *testing.B) {
+			be := newTestBackend(b, Options{})
+			ctx := context.Background()
+			pol := queuestype.Policy{Timeout: time.Minute, RetryBackoff: queuestype.RetryBackoff{InitialDelay: time.Second, Multiplier: 2}}
+			items := make([]driver.EnqueueParams, 0, 1000)
+			for start := 0; start < b.N; start += 1000 {
+				items = items[:0]
+				for i := start; i < min(start+1000, b.N); i++ {
+					items = append(items, driver.EnqueueParams{TaskName: "noop", Args: json.RawMessage(`{"I":1}`), Queue: queues.DefaultQueue,
+						ExecutionBackend: "local", Policy: pol})
+				}
+				if _, err := be.Enqueue(ctx, items); err != nil {
+					b.Fatal(err)
+				}
+			}
+			result := json.RawMessage(`{}`)
+			cpu0 := takeCPU(b)
+			b.ResetTimer()
+			done := 0
+			var wg sync.WaitGroup
+			for done < b.N {
+				res, err := be.ClaimMany(ctx, driver.ClaimParams{Limit: 100, WorkerID: "bench", ExecutionBackend: "local", ExpireOverdue: true})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if len(res.Claimed) == 0 {
+					b.Fatalf("claimed nothing after %d of %d", done, b.N)
+				}
+				ts := make([]driver.Transition, len(res.Claimed))
+				for i, rec := range res.Claimed {
+					ts[i] = driver.Transition{ID: rec.ID, Generation: rec.RetryCount, To: queues.StatusCompleted, Result: result, Claimed: rec}
+				}
+				check := func(rs []driver.SettleResult, err error) {
+					if err != nil {
+						b.Error(err)
+					}
+					for _, r := range rs {
+						if r.Err != nil {
+							b.Error(r.Err)
+						}
+					}
+				}
+				if mode == "batch" {
+					check(be.Settle(ctx, ts))
+				} else {
+					for i := range ts {
+						wg.Add(1)
+						go func() {
+							defer wg.Done()
+							check(be.Settle(ctx, ts[i:i+1]))
+						}()
+					}
+					wg.Wait()
+				}
+				done += len(res.Claimed)
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "jobs/s")
+			reportCPU(b, cpu0, b.N, "")
+		})
+	}
 }
 
 // BenchmarkEnqueue measures single-record Enqueue calls from 8 goroutines.

@@ -2,10 +2,10 @@ package redis
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/queuesgo/queues/driver"
@@ -20,6 +20,7 @@ type completeReq struct {
 	id     string
 	gen    string
 	result string
+	worker string // "" = not fenced on the worker
 	now    string // the script's completed_at
 	rep    any    // this record's reply
 }
@@ -28,11 +29,13 @@ type completeReq struct {
 type completer struct {
 	b *Backend
 	coalescer[*completeReq]
+	// sent counts the completions sent to luaComplete (tests read it).
+	sent atomic.Int64
 }
 
 func newCompleter(b *Backend) *completer {
 	c := &completer{b: b}
-	c.weight = func(*completeReq) int { return 3 }
+	c.weight = func(*completeReq) int { return 4 }
 	c.send = c.sendCompletes
 	return c
 }
@@ -49,14 +52,15 @@ func (c *completer) sendCompletes(reqs []*completeReq) {
 		return
 	}
 	b := c.b
-	args := make([]any, 0, 3+3*len(live))
+	args := make([]any, 0, 3+4*len(live))
 	args = append(args, b.prefix, b.wakeCh, b.doneCh)
 	for _, r := range live {
-		args = append(args, r.id, r.gen, r.result)
+		args = append(args, r.id, r.gen, r.result, r.worker)
 	}
 	// The write is not tied to one caller's ctx: it serves them all.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	c.sent.Add(int64(len(live)))
 	res, err := scriptComplete.Run(ctx, b.client, b.keys, args...).Slice()
 	if err == nil && len(res) != 1+len(live) {
 		err = fmt.Errorf("redis: complete script returned %d replies for %d records", len(res)-1, len(live))
@@ -100,26 +104,7 @@ func (b *Backend) Complete(ctx context.Context, p driver.CompleteParams) (*queue
 	if err != nil || p.NoRecord {
 		return nil, err
 	}
-	rec := cached
-	rec.Status = queuestype.StatusCompleted
-	rec.Error = ""
-	rec.HeartbeatAt = time.Time{}
-	rec.Result = nil
-	if len(p.Result) > 0 {
-		rec.Result = append(json.RawMessage(nil), p.Result...)
-	}
-	if err := setField(rec, "completed_at", r.now); err != nil {
-		return nil, err
-	}
-	rec.ExecutionRef = ref
-	for i := 0; i+1 < len(overlays); i += 2 {
-		k, _ := overlays[i].(string)
-		v, _ := overlays[i+1].(string)
-		if err := setField(rec, k, v); err != nil {
-			return nil, err
-		}
-	}
-	return rec, nil
+	return completedFrom(cached, p.Result, r.now, ref, overlays)
 }
 
 // completeReply decodes one record's luaComplete reply into its

@@ -1,4 +1,4 @@
-// Package redis is the Redis / Valkey queue backend (SPEC §9), built on
+// Package redis is the Redis / Valkey queue backend, built on
 // github.com/redis/go-redis/v9.
 //
 //	client := goredis.NewClient(&goredis.Options{Addr: "127.0.0.1:6379"})
@@ -9,11 +9,12 @@
 // Every record state change is one Lua script call, atomic on the server,
 // with every timestamp taken from the server's TIME (stored as microseconds),
 // so worker clock skew cannot reorder or mis-expire records. Writes are
-// compare-and-set exactly as SPEC §3.1: settling writes are fenced on status
-// and retry_count (the generation), a guard that does not hold changes
-// nothing and returns an error matching queuestype.ErrFenceLost (also
-// queuestype.ErrTaskNotFound for a missing ID), and a priority outside
-// −1000..1000 fails the enqueue with queuestype.ErrConfig. The backend passes
+// compare-and-set, as the store contract requires: settling writes are
+// fenced on status and retry_count (the generation), a guard that does not
+// hold changes nothing and returns an error matching
+// queuestype.ErrFenceLost (also queuestype.ErrTaskNotFound for a missing
+// ID), and a priority outside −1000..1000 fails the enqueue with
+// queuestype.ErrConfig. The backend passes
 // the shared contract suite (backend/backendtest) unchanged.
 //
 // # Keys
@@ -24,8 +25,10 @@
 //
 //	<p>:task:<id>                 hash: the record, one field per non-null column (times in µs; a
 //	                              stored "" also means null), metadata as one JSON field plus
-//	                              "m:<key>" overlay fields written by heartbeats and interruptions,
-//	                              ix (placement), forever and mo (overlays present)
+//	                              "m:<key>" overlay fields written by heartbeats, policy (the
+//	                              task policy's JSON, absent when zero), interruptions (the
+//	                              shutdown-interruption counter, absent when 0), ix (placement),
+//	                              forever and mo (overlays present)
 //	<p>:ready:<pt>                zset: claimable records of one partition, score −priority,
 //	                              member <queued_at µs, 16 digits><created_at µs, 16 digits><id>,
 //	                              so rank order is exactly priority DESC, queued_at, created_at, id
@@ -36,7 +39,7 @@
 //	                              <created_at><id> (ListTasks pages newest first by keyset; ZCARD
 //	                              gives Statistics without a scan)
 //	<p>:terminal                  zset: failed, cancelled and expired records by completed_at
-//	                              (and completed ones written by a layout-1 build before this one)
+//	                              (and completed ones written by builds older than <p>:done)
 //	<p>:done:<task name>          zset: completed records of a task by completed_at; bounded
 //	                              cleanup merges <p>:terminal with these, so a completion costs
 //	                              one terminal-index insert, not two
@@ -47,7 +50,16 @@
 //	<p>:keys                      hash: identity key → record ID
 //	<p>:reservations              hash: forever key → JSON reservation (never deleted by maintenance)
 //	<p>:lock:<name>               string: maintenance lock token (SET NX PX; compare-and-delete release)
-//	<p>:version                   string: key-layout version "1" (Open and Migrate write it)
+//	<p>:version                   string: key-layout version "2" (Open and Migrate write it; "1>2"
+//	                              while a layout-1 prefix is being migrated)
+//
+// Layout 1 kept a record's task policy (timeout, retry_backoff,
+// requeue_on_stale, requeue_on_shutdown, log_level, log_success,
+// description, _correlation_id, unique_by, unique_version, unique_until) and
+// its interruptions counter in its metadata. Open and Migrate move them,
+// record by record, into the policy and interruptions fields and remove
+// them from the metadata ("0002_redis_typed_policy"; see Migrate). The
+// scripts never interpret the policy: only the engine reads it.
 //
 // A partition <pt> is "<len(backend)>:<execution backend>:<queue>": ready,
 // scheduled and expiry sets are kept per (execution backend, queue), so a
@@ -60,20 +72,26 @@
 // a NOSCRIPT reply (a restarted or flushed server) reloads the script and
 // retries. The claim script promotes due scheduled records of the selected
 // partitions into their ready sets (flipping scheduled → pending, which
-// SPEC §2.2 allows), expires overdue unreserved records (returned in
-// ClaimResult.Expired), then claims up to the batch size in claim order,
+// the life cycle allows for a due record), expires overdue unreserved
+// records (returned in ClaimResult.Expired), then claims up to the batch size in claim order,
 // honouring per-queue caps: one call per batch, returning IDs; the records
 // are then read with native HGETALLs in one pipelined round trip (reading a
 // record field by field in Lua and converting it costs the server about
 // three times as much, and the server's one thread bounds throughput).
-// Fail, Cancel,
+// Settle applies the transitions the engine decided (completed, failed,
+// cancelled, or pending as a retry, stale requeue or interruption), each
+// fenced on its generation and the fences it names; it decides nothing
+// itself. ListStale lists stale running records for the engine to decide
+// on. Settle, Fail, Cancel,
 // Interrupt, heartbeat touches and nulls, the dispatch fences, ClaimByID and
 // a Complete without the claimed record go through a batcher: concurrent
 // calls are coalesced into one ops-script call (each op under its own
 // fence, with its own result), so a worker with 100 attempts finishing
 // together makes a handful of round trips, while an isolated call still
-// costs one. Complete with the claimed record (the worker's) is coalesced
-// the same way into calls of a lean script of its own (see Performance).
+// costs one. Complete with the claimed record (the worker's), and a
+// Settle completion with the claimed record or NoRecord fenced only on
+// generation and worker, are coalesced the same way into calls of a lean
+// script of its own (see Performance).
 // Index updates inside a script are grouped per key (one ZADD/ZREM per key
 // per call). EnqueueMany is one script call
 // (keyed dedup, forever reservations and the ID check included); keep
@@ -89,14 +107,15 @@
 // One subscription connection per Backend (client name "queues-sub-…",
 // visible in CLIENT LIST) carries three channels: wakeups on
 // "<ns>:worker_wakeups" (published by the enqueue script once per call when
-// any new record is due, and by retries, interruptions, stale requeues,
+// any new record is due, and by retries, interruptions, stale requeues
+// (Settle's and the older methods'),
 // ClearExecutionRef, SetExecutionBackend and ReleaseDispatch), worker-control
 // hints on "<ns>:worker_control" ({"event":"worker_control","worker_id":…},
 // which cancel running attempts within milliseconds), and completion
 // announcements on "<p>:completions" (the IDs that turned terminal in one
 // script call, comma-separated), which make queues.TaskResult.Wait return
 // as soon as the record is terminal (driver.CompletionWaiter). <ns> is
-// Options.Namespace (default "queues", SPEC §19). The subscription starts
+// Options.Namespace (default "queues", shared by every store). The subscription starts
 // on first use. When it breaks (server restart, CLIENT KILL, network), every
 // Wakeups and WorkerControl channel handed out is closed and completion
 // waiters return, so workers resubscribe and re-read durable state; the

@@ -38,7 +38,7 @@ func (b *Backend) Enqueue(ctx context.Context, items []driver.EnqueueParams) ([]
 		return []driver.EnqueueOutcome{}, nil
 	}
 	recs := make([]*queuestype.Record, len(items))
-	args := make([]any, 0, 1+len(items)*13)
+	args := make([]any, 0, 1+len(items)*14)
 	args = append(args, len(items))
 	for i := range items {
 		p := &items[i]
@@ -87,9 +87,15 @@ func (b *Backend) Enqueue(ctx context.Context, items []driver.EnqueueParams) ([]
 			return nil, err
 		}
 		r.Metadata = md
+		// The record carries the policy as a reader decodes it from the
+		// stored text, so what Enqueue returns equals what GetTask reads.
+		pol := encodePolicy(p.Policy)
+		if r.Policy, err = decodePolicyCached(pol); err != nil {
+			return nil, fmt.Errorf("redis: encode policy: %w", err)
+		}
 		recs[i] = r
 		args = append(args, id.String(), r.TaskName, string(r.Args), r.Queue, r.ExecutionBackend, r.ExecutionProfile,
-			strconv.Itoa(r.Priority), strconv.Itoa(r.MaxRetries), sched, exp, r.Key, flag(p.Forever && p.Key != ""), meta)
+			strconv.Itoa(r.Priority), strconv.Itoa(r.MaxRetries), sched, exp, r.Key, flag(p.Forever && p.Key != ""), meta, pol)
 	}
 	v, err := b.run(ctx, scriptEnqueue, args...).Slice()
 	if err != nil {

@@ -55,6 +55,38 @@ func submit[R any](ctx context.Context, co *coalescer[R], c *call, r R) error {
 	}
 }
 
+// submitAll queues the requests rs on co in one step, so they leave in as
+// few batches as their weight allows, and returns a function that waits for
+// every answer (the first error, in order), or for ctx: the writes may
+// still be applied after ctx ends.
+func submitAll[R interface{ base() *call }](ctx context.Context, co *coalescer[R], rs []R) func() error {
+	for _, r := range rs {
+		c := r.base()
+		c.ctx = ctx
+		c.done = make(chan struct{})
+	}
+	co.addAll(rs)
+	return func() error {
+		var first error
+		for _, r := range rs {
+			c := r.base()
+			select {
+			case <-c.done:
+				if c.err != nil && first == nil {
+					first = c.err
+				}
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		return first
+	}
+}
+
+// base returns the call itself, so generic code reaches the call embedded
+// in a request.
+func (c *call) base() *call { return c }
+
 // ended answers a request whose ctx ended before it was sent with that
 // error, and reports whether it did.
 func (c *call) ended() bool {
@@ -103,6 +135,18 @@ type coalescer[R any] struct {
 func (c *coalescer[R]) add(r R) {
 	c.mu.Lock()
 	c.queue = append(c.queue, r)
+	if c.active < maxFlushers {
+		c.active++
+		go c.flush()
+	}
+	c.mu.Unlock()
+}
+
+// addAll queues rs together and starts a flusher when fewer than
+// maxFlushers run.
+func (c *coalescer[R]) addAll(rs []R) {
+	c.mu.Lock()
+	c.queue = append(c.queue, rs...)
 	if c.active < maxFlushers {
 		c.active++
 		go c.flush()
@@ -384,7 +428,7 @@ func (b *Backend) Cancel(ctx context.Context, p driver.CancelParams) (*queuestyp
 
 // Interrupt requeues the running generation p.ExpectedRetryCount owned by
 // p.WorkerID after a shutdown without spending budget
-// (metadata.interruptions+1) and wakes workers.
+// (its interruptions counter +1) and wakes workers.
 func (b *Backend) Interrupt(ctx context.Context, p driver.InterruptParams) (*queuestype.Record, error) {
 	return b.one(ctx, "interrupt", "interrupt", p.ID, strconv.Itoa(p.ExpectedRetryCount), p.WorkerID)
 }
@@ -547,7 +591,7 @@ func (b *Backend) RecoverStale(ctx context.Context, p driver.StaleParams) (drive
 	if p.StaleAfter < 0 {
 		staleUS = -1
 	}
-	v, err := b.run(ctx, scriptStale, strconv.FormatInt(staleUS, 10), limit).Result()
+	v, err := b.run(ctx, scriptStale, strconv.FormatInt(staleUS, 10), limit, "recover").Result()
 	if err != nil {
 		return res, fmt.Errorf("redis: stale candidates: %w", err)
 	}

@@ -76,7 +76,8 @@ func encodeMeta(m map[string]any) (string, map[string]any, error) {
 // ("m:<key>", json) may follow.
 var recordFields = []string{"id", "task_name", "args", "queue", "execution_backend", "execution_profile", "execution_ref",
 	"worker_id", "status", "priority", "max_retries", "retry_count", "scheduled_at", "expires_at", "created_at",
-	"queued_at", "started_at", "completed_at", "heartbeat_at", "result", "error", "key", "metadata", "ix", "forever", "mo"}
+	"queued_at", "started_at", "completed_at", "heartbeat_at", "result", "error", "key", "metadata", "policy", "interruptions",
+	"ix", "forever", "mo"}
 
 // decodeRecord builds a record from a script reply (recordFields values,
 // then overlay pairs).
@@ -140,6 +141,50 @@ func decodeMetaCached(s string) (map[string]any, error) {
 	metaCache.m[s] = queuestype.CloneMetadata(m)
 	metaCache.Unlock()
 	return m, nil
+}
+
+// policyCache keeps decoded policies by their JSON text: the records of one
+// task share it, and claims decode a policy per record.
+var policyCache = struct {
+	sync.Mutex
+	m map[string]queuestype.Policy
+}{m: map[string]queuestype.Policy{}}
+
+const policyCacheMax = 1024
+
+// decodePolicyCached decodes a stored policy; the result shares nothing
+// with the cache.
+func decodePolicyCached(s string) (queuestype.Policy, error) {
+	policyCache.Lock()
+	p, ok := policyCache.m[s]
+	policyCache.Unlock()
+	if !ok {
+		var err error
+		if p, err = queuestype.DecodePolicy(s); err != nil {
+			return queuestype.Policy{}, err
+		}
+		if len(s) <= 1024 {
+			policyCache.Lock()
+			if len(policyCache.m) >= policyCacheMax {
+				clear(policyCache.m)
+			}
+			policyCache.m[s] = p
+			policyCache.Unlock()
+		}
+	}
+	if v := p.RequeueOnShutdown; v != nil {
+		c := *v
+		p.RequeueOnShutdown = &c
+	}
+	return p, nil
+}
+
+// encodePolicy is the stored text of p: "" (no field) for the zero policy.
+func encodePolicy(p queuestype.Policy) string {
+	if p.IsZero() {
+		return ""
+	}
+	return queuestype.EncodePolicy(p)
 }
 
 // decodeFields builds a record from an HGETALL reply; metadata overlay
@@ -227,6 +272,10 @@ func setField(r *queuestype.Record, k, s string) error {
 		r.Error = s
 	case "key":
 		r.Key = s
+	case "policy":
+		r.Policy, err = decodePolicyCached(s)
+	case "interruptions":
+		r.Interruptions, err = strconv.Atoi(s)
 	case "metadata":
 		m, err := decodeMetaCached(s)
 		if err != nil {
@@ -282,6 +331,10 @@ func clearField(r *queuestype.Record, k string) {
 		r.Error = ""
 	case "key":
 		r.Key = ""
+	case "policy":
+		r.Policy = queuestype.Policy{}
+	case "interruptions":
+		r.Interruptions = 0
 	default:
 		if mk, ok := strings.CutPrefix(k, "m:"); ok {
 			delete(r.Metadata, mk)

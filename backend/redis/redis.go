@@ -19,8 +19,10 @@ import (
 // DefaultPrefix is the key prefix used when Options.Prefix is empty.
 const DefaultPrefix = "queues"
 
-// LayoutVersion is the key-layout version written to <p>:version.
-const LayoutVersion = "1"
+// LayoutVersion is the key-layout version written to <p>:version. Layout
+// "1" kept a record's task policy and interruption counter in its metadata;
+// layout "2" keeps them in fields of their own (see Migrate).
+const LayoutVersion = "2"
 
 // Options configure a Redis backend. The zero value is ready to use.
 type Options struct {
@@ -28,7 +30,7 @@ type Options struct {
 	// of one prefix share one hash tag and live in one cluster slot. Empty
 	// means DefaultPrefix ("queues"). It must not contain '{' or '}'.
 	Prefix string
-	// Namespace roots the pub/sub channel names (SPEC §19): wakeups on
+	// Namespace roots the pub/sub channel names: wakeups on
 	// "<ns>:worker_wakeups", control hints on "<ns>:worker_control". Empty
 	// means queuestype.DefaultNamespace ("queues").
 	Namespace string
@@ -149,9 +151,10 @@ func (b *Backend) Prefix() string { return b.prefix }
 // Name returns "redis" (also on Valkey; see Capabilities for the transport).
 func (b *Backend) Name() string { return "redis" }
 
-// Open checks the connection, detects Valkey, writes or checks the
-// key-layout version and loads the scripts. It is idempotent, and reopens a
-// closed backend whose client is still open.
+// Open checks the connection, detects Valkey, loads the scripts and writes
+// or checks the key-layout version: an empty prefix gets the current
+// layout, and a prefix of layout 1 is migrated first, as Migrate does. It
+// is idempotent, and reopens a closed backend whose client is still open.
 func (b *Backend) Open(ctx context.Context) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -164,13 +167,13 @@ func (b *Backend) Open(ctx context.Context) error {
 	if info, err := b.client.Info(ctx, "server").Result(); err == nil && isValkey(info) {
 		b.transport = "valkey-pubsub"
 	}
-	if _, err := b.ensureVersion(ctx, true); err != nil {
-		return err
-	}
 	for _, s := range allScripts {
 		if err := s.Load(ctx, b.client).Err(); err != nil {
 			return fmt.Errorf("redis: load scripts: %w", err)
 		}
+	}
+	if _, err := b.migrate(ctx, false); err != nil {
+		return err
 	}
 	b.hub.reopen()
 	b.closed = false
@@ -224,42 +227,6 @@ func (b *Backend) run(ctx context.Context, s *goredis.Script, args ...any) *gore
 	full = append(full, b.prefix, b.wakeCh, b.doneCh)
 	full = append(full, args...)
 	return s.Run(ctx, b.client, b.keys, full...)
-}
-
-// ensureVersion reads the layout version and writes it when absent and
-// write is set. It fails when the prefix holds another layout.
-func (b *Backend) ensureVersion(ctx context.Context, write bool) (before string, err error) {
-	flag := "0"
-	if write {
-		flag = "1"
-	}
-	res, err := b.run(ctx, scriptVersion, flag, LayoutVersion).StringSlice()
-	if err != nil {
-		return "", fmt.Errorf("redis: layout version: %w", err)
-	}
-	if res[1] != "" && res[1] != LayoutVersion {
-		return res[0], fmt.Errorf("redis: prefix %s holds key layout version %q; this build knows %q", b.prefix, res[1], LayoutVersion)
-	}
-	return res[0], nil
-}
-
-// Migrate writes the key-layout version of an empty or current prefix
-// ("0001_redis_key_layout"); Redis has no other schema. DryRun reports it as
-// pending without writing.
-func (b *Backend) Migrate(ctx context.Context, opts driver.MigrateOptions) (driver.MigrateReport, error) {
-	const version = "0001_redis_key_layout"
-	before, err := b.ensureVersion(ctx, !opts.DryRun)
-	if err != nil {
-		return driver.MigrateReport{}, err
-	}
-	switch {
-	case before != "":
-		return driver.MigrateReport{Applied: []string{version}}, nil
-	case opts.DryRun:
-		return driver.MigrateReport{Pending: []string{version}}, nil
-	default:
-		return driver.MigrateReport{Applied: []string{version}, AppliedNow: []string{version}}, nil
-	}
 }
 
 // ServerCPU reports the CPU time the Redis server has used since it started

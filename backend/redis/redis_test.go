@@ -112,7 +112,7 @@ func newTestBackend(t testing.TB, opts Options) *Backend {
 	return b
 }
 
-// TestContract runs the shared backend contract suite (SPEC §20), backend
+// TestContract runs the shared backend contract suite (backendtest), backend
 // and service groups, against the live server, one prefix per case.
 func TestContract(t *testing.T) {
 	requireServer(t)
@@ -127,6 +127,7 @@ func TestContract(t *testing.T) {
 // for a missing record goes as NoRecord. The suite's own Complete calls
 // mostly pass neither, so without this the statistics, listing, cleanup
 // and external-index cases would only see luaOps write completed records.
+// Completions given to Settle are sent the same way.
 func TestContractHotPathComplete(t *testing.T) {
 	requireServer(t)
 	backendtest.RunBackend(t, backendtest.Factory{
@@ -149,4 +150,28 @@ func (h hotPathComplete) Complete(ctx context.Context, p driver.CompleteParams) 
 		}
 	}
 	return h.Backend.Complete(ctx, p)
+}
+
+// Settle sends every completion through the hot path the same way: one
+// without Claimed gets the record read first (or NoRecord when it is
+// missing), unless its fences (ExpectedRef, StaleAfter) need the general
+// script anyway.
+func (h hotPathComplete) Settle(ctx context.Context, ts []driver.Transition) ([]driver.SettleResult, error) {
+	ts = append([]driver.Transition(nil), ts...)
+	for i := range ts {
+		t := &ts[i]
+		if t.To != queues.StatusCompleted || t.Claimed != nil || t.NoRecord || t.ExpectedRef != nil || t.StaleAfter != 0 {
+			continue
+		}
+		rec, err := h.GetTask(ctx, t.ID)
+		switch {
+		case errors.Is(err, queues.ErrTaskNotFound):
+			t.NoRecord = true
+		case err != nil:
+			return nil, err
+		default:
+			t.Claimed = rec
+		}
+	}
+	return h.Backend.Settle(ctx, ts)
 }

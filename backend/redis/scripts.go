@@ -11,9 +11,13 @@ import goredis "github.com/redis/go-redis/v9"
 //	ARGV[4…] = the script's own arguments (index A)
 //
 // Record hashes hold every non-null field as a string; times are integer
-// microseconds since the Unix epoch; metadata keys are stored one per hash
-// field as "m:<key>" holding the JSON value. Internal fields: ix (placement:
-// "r" ready, "f" future/scheduled set, absent = neither) and forever ("1").
+// microseconds since the Unix epoch; metadata is one JSON field, and
+// metadata keys written later (heartbeat patches) are overlay fields
+// "m:<key>" holding the JSON value. policy holds the task policy's JSON
+// (absent = the zero policy) and interruptions the shutdown-interruption
+// counter (absent = 0); the scripts never interpret the policy. Internal
+// fields: ix (placement: "r" ready, "f" future/scheduled set, absent =
+// neither), forever ("1") and mo (overlay fields present).
 const luaLib = `
 local P = ARGV[1]
 local WAKECH = ARGV[2]
@@ -122,7 +126,8 @@ end
 -- null), followed by (key, json) pairs of metadata overlay fields "m:<key>".
 local FIELDS = {'id', 'task_name', 'args', 'queue', 'execution_backend', 'execution_profile', 'execution_ref',
   'worker_id', 'status', 'priority', 'max_retries', 'retry_count', 'scheduled_at', 'expires_at', 'created_at',
-  'queued_at', 'started_at', 'completed_at', 'heartbeat_at', 'result', 'error', 'key', 'metadata', 'ix', 'forever', 'mo'}
+  'queued_at', 'started_at', 'completed_at', 'heartbeat_at', 'result', 'error', 'key', 'metadata', 'policy', 'interruptions',
+  'ix', 'forever', 'mo'}
 local NF = #FIELDS
 local function flat(r)
   local a = {}
@@ -287,17 +292,10 @@ local function claim(r, ch, worker)
   set(r, ch, 'started_at', n)
   set(r, ch, 'heartbeat_at', n)
 end
+-- interruptions is the record's shutdown-interruption counter (the
+-- interruptions field; absent = 0).
 local function interruptions(r)
-  local i
-  if r['m:interruptions'] ~= nil then
-    i = num(r['m:interruptions'])
-  elseif r.metadata ~= nil then
-    local ok, m = pcall(cjson.decode, r.metadata)
-    if ok and type(m) == 'table' and type(m.interruptions) == 'number' then i = m.interruptions end
-  end
-  if i == nil then return 0 end
-  if i >= 0 then return math.floor(i) end
-  return math.ceil(i)
+  return num(r.interruptions) or 0
 end
 local function consumed(r)
   local n = tonumber(r.retry_count) - interruptions(r)
@@ -377,8 +375,8 @@ end
 
 // luaEnqueue inserts items atomically (two passes: plan, then write).
 // ARGV[A] = n; per item: id, task, args, queue, backend, profile, priority,
-// max_retries, scheduled_us, expires_us, key, forever, metadata JSON. ""
-// means null. Returns {now, outcomes}: per item {'N'}
+// max_retries, scheduled_us, expires_us, key, forever, metadata JSON, policy
+// JSON. "" means null. Returns {now, outcomes}: per item {'N'}
 // new, {'S', j} same as item j, {'E', fields} existing, {'O', reservation},
 // {'C', holder} identity conflict.
 const luaEnqueue = luaLib + `
@@ -388,8 +386,8 @@ local j = A + 1
 for k = 1, n do
   local it = {id = ARGV[j], task = ARGV[j + 1], args = ARGV[j + 2], queue = ARGV[j + 3], backend = ARGV[j + 4],
     profile = ARGV[j + 5], priority = ARGV[j + 6], maxr = ARGV[j + 7], sched = ARGV[j + 8], exp = ARGV[j + 9],
-    key = ARGV[j + 10], forever = ARGV[j + 11] == '1', meta = ARGV[j + 12]}
-  j = j + 13
+    key = ARGV[j + 10], forever = ARGV[j + 11] == '1', meta = ARGV[j + 12], policy = ARGV[j + 13]}
+  j = j + 14
   items[k] = it
 end
 local t = now()
@@ -404,7 +402,7 @@ for k, it in ipairs(items) do
     local holder = redis.call('HGET', P .. ':keys', key)
     local hs = nil
     if holder then
-      hs = redis.call('HMGET', tkey(holder), 'status', 'forever', 'metadata')
+      hs = redis.call('HMGET', tkey(holder), 'status', 'forever', 'policy')
       if not hs[1] then holder = nil end
     end
     local active = holder and not isterm(hs[1])
@@ -415,8 +413,11 @@ for k, it in ipairs(items) do
       elseif stagedKeys[key] then
         pl.conflict = ''; skip = true
       elseif active then
+        -- A record inserted as forever says so in its forever field; one
+        -- whose key became forever otherwise (a record of an earlier
+        -- layout, migrated) says so in its policy.
         local fv = hs[2] == '1'
-        if not fv and hs[3] then
+        if not fv and hs[3] and hs[3] ~= '' then
           local ok, m = pcall(cjson.decode, hs[3])
           fv = ok and type(m) == 'table' and m.unique_until == 'forever'
         end
@@ -474,6 +475,7 @@ for k, it in ipairs(items) do
       if it.forever then app(hs, 'forever', '1') end
     end
     if it.meta ~= '' then app(hs, 'metadata', it.meta) end
+    if it.policy ~= '' then app(hs, 'policy', it.policy) end
     redis.call('HSET', tkey(it.id), unpack(hs))
     local pt = registerpt(it.backend, it.queue)
     local cid = ts16 .. it.id
@@ -747,11 +749,52 @@ OPS.interrupt = function(id, a) -- gen, worker
   local r, old, ch = start(id)
   if r == nil then return {'M'} end
   if r.status ~= 'running' or r.retry_count ~= a[1] or (r.worker_id or '') ~= a[2] then return {'F'} end
-  set(r, ch, 'm:interruptions', fmt(interruptions(r) + 1))
-  set(r, ch, 'mo', '1')
+  set(r, ch, 'interruptions', fmt(interruptions(r) + 1))
   requeue(r, ch, 0)
   commit(r, ch, old)
   return {'K', flat(r)}
+end
+-- settle applies a transition the engine decided. Args: gen, to, hasRef,
+-- ref, worker ("" = any), staleAfter_us ("" = not fenced, negative = any
+-- heartbeat), hasResult, result, error, delay_us, interrupted, hasPriority,
+-- priority. The fence: generation gen and status running, or with hasRef
+-- the ref and status running, pending or scheduled; the worker when given;
+-- a heartbeat that is null or older than now − staleAfter when given.
+OPS.settle = function(id, a, inline)
+  local r, old, ch = start(id)
+  if r == nil then return {'M'} end
+  if r.retry_count ~= a[1] then return {'F'} end
+  if a[3] == '1' then
+    if (r.execution_ref or '') ~= a[4] or not (isopen(r.status) or r.status == 'running') then return {'F'} end
+  elseif r.status ~= 'running' then
+    return {'F'}
+  end
+  if a[5] ~= '' and (r.worker_id or '') ~= a[5] then return {'F'} end
+  if a[6] ~= '' then
+    local sa = tonumber(a[6])
+    local hb = num(r.heartbeat_at)
+    if sa >= 0 and hb ~= nil and hb >= now() - sa then return {'F'} end
+  end
+  local to = a[2]
+  if to == 'completed' then
+    if a[7] == '1' then set(r, ch, 'result', nz(a[8])) else set(r, ch, 'result', nil) end
+    set(r, ch, 'error', nil)
+    finish(r, ch, 'completed')
+  elseif to == 'failed' then
+    set(r, ch, 'error', nz(a[9]))
+    finish(r, ch, to)
+  elseif to == 'cancelled' then
+    if nz(a[9]) then set(r, ch, 'error', a[9]) end
+    finish(r, ch, to)
+  else
+    set(r, ch, 'error', nz(a[9]))
+    if a[11] == '1' then set(r, ch, 'interruptions', fmt(interruptions(r) + 1)) end
+    if a[12] == '1' then set(r, ch, 'priority', a[13]) end
+    requeue(r, ch, tonumber(a[10]))
+  end
+  commit(r, ch, old)
+  if inline then return {'K', flat(r)} end
+  return {'K'}
 end
 OPS.touch = function(id, a) -- hasGen, gen, (key, json)…
   local k = tkey(id)
@@ -987,32 +1030,45 @@ flush()
 return out
 `
 
-// luaStale returns up to limit stale running records, ordered by
-// coalesce(heartbeat_at, created_at), id. ARGV[A…]: staleAfter_us (negative =
-// every running record), limit.
+// luaStale returns up to limit stale running records. ARGV[A…]:
+// staleAfter_us (negative = every running record), limit, order. Order
+// "list" (ListStale) puts null heartbeats first (by created_at, then id),
+// then the oldest heartbeat first (then id), and leaves out records holding
+// a dispatch reservation marker; otherwise (RecoverStale) records are
+// ordered by coalesce(heartbeat_at, created_at), id.
 const luaStale = luaLib + `
 local sa = tonumber(ARGV[A])
 local limit = tonumber(ARGV[A + 1])
+local list = ARGV[A + 2] == 'list'
 local cut = nil
 if sa >= 0 then cut = now() - sa end
 local cands = {}
 for _, q in ipairs(redis.call('SMEMBERS', P .. ':queues')) do
   for _, m in ipairs(redis.call('ZRANGE', P .. ':idx:running:' .. q, 0, -1)) do
     local id = string.sub(m, 17)
-    local f = redis.call('HMGET', tkey(id), 'heartbeat_at', 'created_at', 'status')
-    if f[3] == 'running' then
-      local hb = f[1] and tonumber(f[1])
-      if cut == nil or not hb or hb < cut then cands[#cands + 1] = {tonumber(f[1] or f[2]), id} end
+    local f = redis.call('HMGET', tkey(id), 'heartbeat_at', 'created_at', 'status', 'execution_ref')
+    if f[3] == 'running' and not (list and ismarker(f[4] or nil)) then
+      local hb = nz(f[1] or nil)
+      hb = hb and tonumber(hb)
+      if cut == nil or not hb or hb < cut then
+        if list then
+          -- Null heartbeats sort first: group 0 by created_at, group 1 by heartbeat.
+          if hb then cands[#cands + 1] = {1, hb, id} else cands[#cands + 1] = {0, tonumber(f[2]), id} end
+        else
+          cands[#cands + 1] = {0, hb or tonumber(f[2]), id}
+        end
+      end
     end
   end
 end
 table.sort(cands, function(x, y)
   if x[1] ~= y[1] then return x[1] < y[1] end
-  return bless(x[2], y[2])
+  if x[2] ~= y[2] then return x[2] < y[2] end
+  return bless(x[3], y[3])
 end)
 local out = {}
 for i = 1, math.min(limit, #cands) do
-  local r = load(cands[i][2])
+  local r = load(cands[i][3])
   if r ~= nil then out[#out + 1] = flat(r) end
 end
 return out
@@ -1213,39 +1269,129 @@ end
 return 0
 `
 
-// luaVersion reads the layout version and, with ARGV[A] = "1", writes it
-// when absent. Returns {version before, version after}.
+// luaVersion reads and writes the layout version. ARGV[A…]: "read";
+// "init", version (written when absent); or "cas", from, to (written when
+// the version is from). Returns {version before, version after}.
 const luaVersion = luaLib + `
 local k = P .. ':version'
 local v = redis.call('GET', k)
-if not v and ARGV[A] == '1' then
+local mode = ARGV[A]
+if mode == 'init' and not v then
   redis.call('SET', k, ARGV[A + 1])
   return {'', ARGV[A + 1]}
 end
+if mode == 'cas' and v == ARGV[A + 1] then
+  redis.call('SET', k, ARGV[A + 2])
+  return {v, ARGV[A + 2]}
+end
 return {v or '', v or ''}
+`
+
+// luaMigrate serves the layout 1 → 2 migration (migrate.go), which decides
+// each record's new fields in Go.
+//
+// ARGV[A…] = "scan", cursor, pattern, count: one SCAN step over the
+// record keys; returns {next cursor, {id, {field, value, …}}…}.
+//
+// ARGV[A…] = "apply", n, then per record: id, the metadata field as read
+// ("" = absent), the number of overlay fields as read and their (field,
+// value) pairs, the new metadata ("" = none), policy JSON ("" = none),
+// interruptions ("" = none), the number of fields to delete and their
+// names. A record is rewritten only while it is exactly as read (metadata
+// and overlay fields) and has no policy field yet. Returns one code per
+// record: 'A' applied, 'C' changed since it was read, 'S' already has a
+// policy, 'G' gone.
+const luaMigrate = luaLib + `
+if ARGV[A] == 'scan' then
+  local r = redis.call('SCAN', ARGV[A + 1], 'MATCH', ARGV[A + 2], 'COUNT', tonumber(ARGV[A + 3]))
+  local out = {}
+  local pre = #P + 7
+  for _, k in ipairs(r[2]) do
+    local a = redis.call('HGETALL', k)
+    if #a > 0 then out[#out + 1] = {string.sub(k, pre), a} end
+  end
+  return {r[1], out}
+end
+local n = tonumber(ARGV[A + 1])
+local j = A + 2
+local res = {}
+for x = 1, n do
+  local id, em, nov = ARGV[j], ARGV[j + 1], tonumber(ARGV[j + 2])
+  j = j + 3
+  local ov = {}
+  for _ = 1, nov do
+    ov[ARGV[j]] = ARGV[j + 1]
+    j = j + 2
+  end
+  local nm, pol, intr, nd = ARGV[j], ARGV[j + 1], ARGV[j + 2], tonumber(ARGV[j + 3])
+  j = j + 4
+  local dels = {}
+  for _ = 1, nd do
+    dels[#dels + 1] = ARGV[j]
+    j = j + 1
+  end
+  local k = tkey(id)
+  local a = redis.call('HGETALL', k)
+  if #a == 0 then
+    res[x] = 'G'
+  else
+    local cur, cov, same, haspol = '', 0, true, false
+    for i = 1, #a, 2 do
+      local f, v = a[i], a[i + 1]
+      if f == 'metadata' then
+        cur = v
+      elseif f == 'policy' then
+        haspol = true
+      elseif string.byte(f, 1) == 109 and string.byte(f, 2) == 58 then
+        cov = cov + 1
+        if ov[f] ~= v then same = false end
+      end
+    end
+    if haspol then
+      res[x] = 'S'
+    elseif not same or cov ~= nov or cur ~= em then
+      res[x] = 'C'
+    else
+      local hs = {}
+      if nm ~= '' then hs[#hs + 1] = 'metadata'; hs[#hs + 1] = nm else dels[#dels + 1] = 'metadata' end
+      if pol ~= '' then hs[#hs + 1] = 'policy'; hs[#hs + 1] = pol end
+      if intr ~= '' then hs[#hs + 1] = 'interruptions'; hs[#hs + 1] = intr end
+      if #hs > 0 then redis.call('HSET', k, unpack(hs)) end
+      if #dels > 0 then redis.call('HDEL', k, unpack(dels)) end
+      res[x] = 'A'
+    end
+  end
+end
+return res
 `
 
 // luaComplete is the hot-path Complete, kept apart from luaOps so a batch
 // of completions runs no general machinery: no luaLib prelude, no per-op
 // dispatch, no record tables, and index writes appended straight to one
 // ZREM and one ZADD per key. ARGV[1] = <p>, ARGV[3] = completions channel,
-// then per record (id, generation, result; "" = null). Returns {now,
-// reply…} with one reply per record: 'M' missing, 'F' fence lost, or
-// 'K' .. execution_ref when applied; a record with metadata overlay fields
-// replies {'K' .. ref, key, json, …} instead.
+// then per record (id, generation, result, worker; "" = null, and a worker
+// "" is not fenced). Returns {now, reply…} with one reply per record: 'M'
+// missing, 'F' fence lost, or 'K' .. execution_ref when applied; a record
+// with metadata overlay fields replies {'K' .. ref, key, json, …} instead.
 const luaComplete = luaIndexLists + `
 local P, DONECH = ARGV[1], ARGV[3]
 local t = redis.call('TIME')
 local n = string.format('%d', tonumber(t[1]) * 1000000 + tonumber(t[2]))
 local res, done, tasks = {n}, {}, {}
 local lastq, runrem, compadd, lasttask, doneadd
-for i = 4, #ARGV, 3 do
+for i = 4, #ARGV, 4 do
   local id = ARGV[i]
   local k = P .. ':task:' .. id
-  local f = redis.call('HMGET', k, 'status', 'retry_count', 'queue', 'created_at', 'task_name', 'execution_ref', 'mo')
+  local w = ARGV[i + 3]
+  local f
+  if w == '' then
+    f = redis.call('HMGET', k, 'status', 'retry_count', 'queue', 'created_at', 'task_name', 'execution_ref', 'mo')
+  else
+    f = redis.call('HMGET', k, 'status', 'retry_count', 'queue', 'created_at', 'task_name', 'execution_ref', 'mo', 'worker_id')
+  end
   if not f[1] then
     res[#res + 1] = 'M'
-  elseif f[1] ~= 'running' or f[2] ~= ARGV[i + 1] then
+  elseif f[1] ~= 'running' or f[2] ~= ARGV[i + 1] or (w ~= '' and f[8] ~= w) then
     res[#res + 1] = 'F'
   else
     if f[3] ~= lastq then
@@ -1309,10 +1455,11 @@ var (
 	scriptIdentity    = goredis.NewScript(luaIdentity)
 	scriptLock        = goredis.NewScript(luaLock)
 	scriptVersion     = goredis.NewScript(luaVersion)
+	scriptMigrate     = goredis.NewScript(luaMigrate)
 
 	allScripts = []*goredis.Script{
 		scriptEnqueue, scriptClaim, scriptOps, scriptComplete, scriptListPending, scriptNextDue, scriptExpire,
 		scriptStale, scriptCleanup, scriptStats, scriptListTasks, scriptScan, scriptRecords,
-		scriptIdentity, scriptLock, scriptVersion,
+		scriptIdentity, scriptLock, scriptVersion, scriptMigrate,
 	}
 )

@@ -168,10 +168,73 @@ func endToEnd(b *testing.B, total int, cfg queues.WorkerConfig) {
 // BenchmarkClaimComplete measures the backend alone: ClaimMany(100), then 100
 // concurrent Complete calls (group-committed), over pre-enqueued records.
 func BenchmarkClaimComplete(b *testing.B) {
+	result := json.RawMessage(`{}`)
+	benchClaimSettle(b, func(ctx context.Context, be *sqlite.Backend, rec *queues.Record) error {
+		_, err := be.Complete(ctx, driver.CompleteParams{ID: rec.ID, ExpectedRetryCount: rec.RetryCount, Result: result})
+		return err
+	})
+}
+
+// BenchmarkClaimSettle is BenchmarkClaimComplete with each completion made
+// by a one-transition Settle call (with the claimed record, and with
+// NoRecord: the caller does not want the record back).
+func BenchmarkClaimSettle(b *testing.B) {
+	result := json.RawMessage(`{}`)
+	for _, noRecord := range []bool{false, true} {
+		b.Run("NoRecord="+strconv.FormatBool(noRecord), func(b *testing.B) {
+			benchClaimSettle(b, func(ctx context.Context, be *sqlite.Backend, rec *queues.Record) error {
+				res, err := be.Settle(ctx, []driver.Transition{{ID: rec.ID, Generation: rec.RetryCount, To: queues.StatusCompleted,
+					Result: result, Claimed: rec, NoRecord: noRecord}})
+				if err == nil {
+					err = res[0].Err
+				}
+				return err
+			})
+		})
+	}
+}
+
+// BenchmarkClaimSettleBatch completes each claimed batch of 100 with one
+// Settle call of 100 transitions.
+func BenchmarkClaimSettleBatch(b *testing.B) {
 	be := openTemp(b, sqlite.Options{})
 	ctx := context.Background()
 	enqueueN(b, be, b.N)
 	result := json.RawMessage(`{}`)
+	b.ResetTimer()
+	done := 0
+	for done < b.N {
+		res, err := be.ClaimMany(ctx, driver.ClaimParams{Limit: 100, WorkerID: "bench", ExecutionBackend: "local", ExpireOverdue: true})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(res.Claimed) == 0 {
+			b.Fatalf("claimed nothing after %d of %d", done, b.N)
+		}
+		ts := make([]driver.Transition, len(res.Claimed))
+		for i, rec := range res.Claimed {
+			ts[i] = driver.Transition{ID: rec.ID, Generation: rec.RetryCount, To: queues.StatusCompleted, Result: result, Claimed: rec, NoRecord: true}
+		}
+		out, err := be.Settle(ctx, ts)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, r := range out {
+			if r.Err != nil {
+				b.Fatal(r.Err)
+			}
+		}
+		done += len(res.Claimed)
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "jobs/s")
+}
+
+// benchClaimSettle claims 100 records at a time and completes each with
+// complete from its own goroutine (the writer group-commits them).
+func benchClaimSettle(b *testing.B, complete func(ctx context.Context, be *sqlite.Backend, rec *queues.Record) error) {
+	be := openTemp(b, sqlite.Options{})
+	ctx := context.Background()
+	enqueueN(b, be, b.N)
 	b.ResetTimer()
 	done := 0
 	var wg sync.WaitGroup
@@ -185,7 +248,7 @@ func BenchmarkClaimComplete(b *testing.B) {
 		}
 		for _, rec := range res.Claimed {
 			wg.Go(func() {
-				if _, err := be.Complete(ctx, driver.CompleteParams{ID: rec.ID, ExpectedRetryCount: rec.RetryCount, Result: result}); err != nil {
+				if err := complete(ctx, be, rec); err != nil {
 					b.Error(err)
 				}
 			})

@@ -14,7 +14,7 @@ import (
 )
 
 const sqlInsertTask = `INSERT INTO queue_task (` + taskColumns + `)
-VALUES (?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?, ?, 0, ?, ?, ?, ?, NULL, NULL, NULL, NULL, NULL, ?, ?)`
+VALUES (?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?, ?, 0, ?, ?, ?, ?, NULL, NULL, NULL, NULL, NULL, ?, ?, ?, 0)`
 
 // candidate is one Enqueue item prepared outside the writer.
 type candidate struct {
@@ -34,6 +34,8 @@ type candidate struct {
 	forever     bool
 	metadata    map[string]any
 	metaText    string
+	policy      queuestype.Policy
+	policyText  string
 }
 
 // enqueueResult is the decision for one item, made inside the transaction.
@@ -110,6 +112,16 @@ func (b *Backend) Enqueue(ctx context.Context, items []driver.EnqueueParams) ([]
 		c.metadata = queuestype.NormalizeMetadata(p.Metadata)
 		if c.metaText, err = encodeMetadata(c.metadata); err != nil {
 			return nil, fmt.Errorf("sqlite: enqueue item %d: %w", i, err)
+		}
+		// The returned record carries the policy as reads decode it from
+		// the stored text (durations are kept as seconds).
+		if p.Policy.IsZero() {
+			c.policyText = "{}"
+		} else {
+			c.policyText = queuestype.EncodePolicy(p.Policy)
+			if c.policy, err = decodePolicy(c.policyText); err != nil {
+				return nil, fmt.Errorf("sqlite: enqueue item %d: policy: %w", i, err)
+			}
 		}
 	}
 
@@ -224,7 +236,7 @@ func enqueueTx(tx *wtx, cands []candidate, results []enqueueResult, now time.Tim
 		_, err := tx.exec(sqlInsertTask,
 			c.idText, c.taskName, c.argsText, c.queue, c.backend, nullStr(c.profile),
 			string(status), c.priority, c.maxRetries, nullMicros(c.scheduledAt), nullMicros(c.expiresAt),
-			nowMicros, nowMicros, nullStr(c.key), c.metaText)
+			nowMicros, nowMicros, nullStr(c.key), c.metaText, c.policyText)
 		if err != nil {
 			if isConstraint(err) {
 				return fmt.Errorf("sqlite: enqueue item %d: task %s already exists: %w", i, c.id, err)
@@ -249,15 +261,11 @@ func enqueueTx(tx *wtx, cands []candidate, results []enqueueResult, now time.Tim
 }
 
 // holderIsForever reports whether an active record holding a key was
-// enqueued with a forever identity (its metadata says unique_until=forever):
+// enqueued with a forever identity (its policy says unique_until=forever):
 // after its reservation was reset, it keeps the key for forever enqueues.
 func holderIsForever(r *rawRec) bool {
-	md, err := decodeMetadata(r.Metadata)
-	if err != nil {
-		return false
-	}
-	s, _ := md[queuestype.MetaUniqueUntil].(string)
-	return s == queuestype.UniqueForever
+	p, err := decodePolicy(r.Policy)
+	return err == nil && p.Forever()
 }
 
 // record builds the stored form of a candidate inserted at now with status.
@@ -278,6 +286,7 @@ func (c *candidate) record(status queuestype.Status, now time.Time) *queuestype.
 		QueuedAt:         now,
 		Key:              c.key,
 		Metadata:         queuestype.CloneMetadata(c.metadata),
+		Policy:           clonePolicy(c.policy),
 	}
 	if c.args == nil {
 		rec.Args = nil

@@ -13,7 +13,8 @@ func (b *Backend) hasWakeSubscribers() bool { return b.wakes.Has("") }
 // Wakeups returns a new hint channel (buffer 1, coalescing) that receives a
 // value whenever a record becomes claimable now through this backend (an
 // enqueue of a due record, one hint per call; a retry or stale requeue
-// without delay; an interruption; ClearExecutionRef, SetExecutionBackend and
+// without delay; an interruption; a Settle call that requeued a record
+// without delay (one hint per call); ClearExecutionRef, SetExecutionBackend and
 // ReleaseDispatch), and whenever another process committed to the file
 // (PRAGMA data_version changed, polled every Options.PollInterval while
 // someone subscribes). The channel is closed when ctx ends or the backend is

@@ -45,8 +45,12 @@ func TestQueryPlans(t *testing.T) {
 			[]string{"INDEX queue_task_expiry"}},
 		{"next due", "SELECT scheduled_at FROM queue_task WHERE " + sqlOpen + " AND scheduled_at IS NOT NULL AND scheduled_at > " + sqlNow +
 			" AND " + sqlUnreserved + " ORDER BY scheduled_at LIMIT 1", []any{1}, []string{"INDEX queue_task_due (scheduled_at>?)"}},
-		{"stale candidates", `SELECT id FROM queue_task WHERE status = 'running' AND (?1 OR heartbeat_at IS NULL OR heartbeat_at < CAST(?2 AS INTEGER))
-ORDER BY coalesce(heartbeat_at, created_at), id LIMIT 10`, []any{false, 1}, []string{"INDEX queue_task_heartbeat"}},
+		{"list stale", sqlListStale, []any{1, 10}, []string{"INDEX queue_task_stale (<expr><?)"}},
+		{"settle completed", sqlSettleCompleted, []any{"x", 0, nil, nil, nil, 1, nil}, []string{"sqlite_autoindex_queue_task_1 (id=?)"}},
+		{"settle failed", sqlSettleFailed, []any{"x", 0, "r", "w", 1, 1, "e"}, []string{"sqlite_autoindex_queue_task_1 (id=?)"}},
+		{"settle cancelled", sqlSettleCancelled, []any{"x", 0, nil, nil, nil, 1, nil}, []string{"sqlite_autoindex_queue_task_1 (id=?)"}},
+		{"settle pending", sqlSettlePending, []any{"x", 0, nil, nil, nil, 1, "pending", nil, nil, nil, 0},
+			[]string{"sqlite_autoindex_queue_task_1 (id=?)"}},
 		{"cleanup", `SELECT id FROM queue_task WHERE ` + sqlTerminal + ` AND completed_at < CAST(?1 AS INTEGER) ORDER BY completed_at, id LIMIT 10`,
 			[]any{1}, []string{"INDEX queue_task_terminal"}},
 		{"running external", `SELECT id FROM queue_task WHERE execution_ref IS NOT NULL AND ` + sqlNotTerminal +

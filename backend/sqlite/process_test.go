@@ -170,6 +170,21 @@ func TestTwoProcesses(t *testing.T) {
 	startClaimer := make(chan struct{})
 	go func() {
 		<-startClaimer
+		// SQLite's write lock is not fair: this process's writer, committing
+		// back to back, can keep the other process from ever taking it, and
+		// then this process claims everything. Start claiming here only once
+		// the other process has claimed a record (or after a deadline, which
+		// fails the test below).
+		for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+			var n int
+			if err := b.DB().QueryRowContext(ctx, `SELECT count(*) FROM queue_task WHERE worker_id = 'child'`).Scan(&n); err != nil {
+				claimerErr <- err
+				return
+			}
+			if n > 0 {
+				break
+			}
+		}
 		claimerErr <- claimAndComplete(ctx, b, "parent", total, func(id uuid.UUID) {
 			mu.Lock()
 			defer mu.Unlock()

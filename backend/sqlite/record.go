@@ -17,7 +17,7 @@ import (
 // taskColumns lists the columns of queue_task.
 const taskColumns = `id, task_name, args, queue, execution_backend, execution_profile, execution_ref, worker_id,
 status, priority, max_retries, retry_count, scheduled_at, expires_at, created_at, queued_at, started_at,
-completed_at, heartbeat_at, result, error, task_key, metadata`
+completed_at, heartbeat_at, result, error, task_key, metadata, policy, interruptions`
 
 // recordColumns is the column list every record query selects or returns, in
 // rawRec field order: the columns and the rowid (a claimed record's rowid
@@ -78,7 +78,10 @@ type rawRec struct {
 	Error       sql.NullString
 	Key         sql.NullString
 	Metadata    string
-	RowID       int64
+	Policy      string // the policy JSON, opaque to the store
+	// Interruptions counts shutdown interruptions.
+	Interruptions int64
+	RowID         int64
 }
 
 // scanRecords appends every row of rows (recordColumns) to out and closes rows.
@@ -87,7 +90,8 @@ func scanRecords(rows *sql.Rows, out []rawRec) ([]rawRec, error) {
 	var r rawRec
 	dest := []any{&r.ID, &r.TaskName, &r.Args, &r.Queue, &r.Backend, &r.Profile, &r.Ref, &r.Worker,
 		&r.Status, &r.Priority, &r.MaxRetries, &r.RetryCount, &r.ScheduledAt, &r.ExpiresAt, &r.CreatedAt,
-		&r.QueuedAt, &r.StartedAt, &r.CompletedAt, &r.HeartbeatAt, &r.Result, &r.Error, &r.Key, &r.Metadata, &r.RowID}
+		&r.QueuedAt, &r.StartedAt, &r.CompletedAt, &r.HeartbeatAt, &r.Result, &r.Error, &r.Key, &r.Metadata,
+		&r.Policy, &r.Interruptions, &r.RowID}
 	for rows.Next() {
 		if err := rows.Scan(dest...); err != nil {
 			return out, err
@@ -124,6 +128,7 @@ func (r *rawRec) record() (*queuestype.Record, error) {
 		HeartbeatAt:      fromMicrosNull(r.HeartbeatAt),
 		Error:            r.Error.String,
 		Key:              r.Key.String,
+		Interruptions:    int(r.Interruptions),
 	}
 	if r.Args.Valid {
 		rec.Args = json.RawMessage(r.Args.String)
@@ -134,6 +139,10 @@ func (r *rawRec) record() (*queuestype.Record, error) {
 	rec.Metadata, err = decodeMetadata(r.Metadata)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: task %s metadata: %w", r.ID, err)
+	}
+	rec.Policy, err = decodePolicy(r.Policy)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: task %s policy: %w", r.ID, err)
 	}
 	return rec, nil
 }
@@ -196,6 +205,51 @@ func decodeMetadata(s string) (map[string]any, error) {
 		metadataCache.Unlock()
 	}
 	return m, nil
+}
+
+// policyCache remembers decoded policies by their text: a workload's
+// records carry the policies of a few tasks.
+var policyCache struct {
+	sync.Mutex
+	m map[string]queuestype.Policy
+}
+
+// decodePolicy decodes the policy column into a caller-owned policy.
+func decodePolicy(s string) (queuestype.Policy, error) {
+	if s == "" || s == "{}" {
+		return queuestype.Policy{}, nil
+	}
+	cacheable := len(s) <= metadataCacheMaxLen
+	if cacheable {
+		policyCache.Lock()
+		p, ok := policyCache.m[s]
+		policyCache.Unlock()
+		if ok {
+			return clonePolicy(p), nil
+		}
+	}
+	p, err := queuestype.DecodePolicy(s)
+	if err != nil {
+		return queuestype.Policy{}, err
+	}
+	if cacheable {
+		policyCache.Lock()
+		if policyCache.m == nil || len(policyCache.m) >= metadataCacheEntries {
+			policyCache.m = make(map[string]queuestype.Policy, 16)
+		}
+		policyCache.m[s] = clonePolicy(p)
+		policyCache.Unlock()
+	}
+	return p, nil
+}
+
+// clonePolicy copies p so that the copy shares no pointer with it.
+func clonePolicy(p queuestype.Policy) queuestype.Policy {
+	if v := p.RequeueOnShutdown; v != nil {
+		c := *v
+		p.RequeueOnShutdown = &c
+	}
+	return p
 }
 
 // encodeMetadata encodes a metadata object ("{}" for nil or empty).

@@ -33,9 +33,7 @@ WHERE id = ?4 AND status = CAST(?5 AS TEXT) AND retry_count = ?6 RETURNING ` + r
 WHERE id = ?2 AND (` + sqlOpen + ` OR (?3 AND status = 'running')) AND (?4 IS NULL OR retry_count = ?4)
 RETURNING ` + recordColumns
 
-	sqlInterrupt = `UPDATE OR FAIL queue_task SET status = 'pending', retry_count = retry_count + 1,
-metadata = json_set(metadata, '$.interruptions', coalesce(CASE WHEN json_type(metadata, '$.interruptions') IN ('integer', 'real')
-  THEN CAST(json_extract(metadata, '$.interruptions') AS INTEGER) END, 0) + 1),
+	sqlInterrupt = `UPDATE OR FAIL queue_task SET status = 'pending', retry_count = retry_count + 1, interruptions = interruptions + 1,
 queued_at = ?1, scheduled_at = NULL, started_at = NULL, heartbeat_at = NULL, completed_at = NULL, execution_ref = NULL, worker_id = NULL
 WHERE id = ?2 AND status = 'running' AND retry_count = ?3 AND worker_id IS ?4 RETURNING ` + recordColumns
 )
@@ -88,6 +86,38 @@ func (b *Backend) settleOne(ctx context.Context, op string, id uuid.UUID, query 
 const sqlCompleteKnown = `UPDATE OR FAIL queue_task SET status = 'completed', completed_at = ?6, heartbeat_at = NULL, result = ?7, error = NULL
 WHERE rowid = ?1 AND id = ?2 AND status = 'running' AND retry_count = ?3 AND execution_ref IS ?4 AND metadata = ?5`
 
+// completeKnown completes a record this process claimed, at generation gen,
+// at now (µs) with result (a string or nil): the write goes by rowid and the
+// record is rebuilt from the claim instead of being read back
+// (sqlCompleteKnown). A non-empty worker must be the claim's worker_id (it
+// cannot change while the generation runs). done is false when there is no
+// matching cached claim or the guarded write matched nothing; the caller
+// then writes through its own statement, which decides the fence.
+func completeKnown(tx *wtx, idText string, gen int64, worker string, result any, now int64) (out rawRec, done bool, err error) {
+	c, found := tx.w.claimed[idText]
+	if !found {
+		return out, false, nil
+	}
+	delete(tx.w.claimed, idText)
+	if c.RetryCount != gen || (worker != "" && c.Worker.String != worker) {
+		return out, false, nil
+	}
+	n, err := tx.exec(sqlCompleteKnown, c.RowID, idText, gen, c.Ref, c.Metadata, now, result)
+	if err != nil || n != 1 {
+		return out, false, err
+	}
+	out = *c
+	out.Status = string(queuestype.StatusCompleted)
+	out.CompletedAt = sql.NullInt64{Int64: now, Valid: true}
+	out.HeartbeatAt = sql.NullInt64{}
+	out.Result = sql.NullString{}
+	if r, isStr := result.(string); isStr {
+		out.Result = sql.NullString{String: r, Valid: true}
+	}
+	out.Error = sql.NullString{}
+	return out, true, nil
+}
+
 // Complete settles the running generation p.ExpectedRetryCount as completed
 // with p.Result; the error is cleared and worker_id kept. Any other state
 // returns an error matching queuestype.ErrFenceLost.
@@ -108,28 +138,10 @@ func (b *Backend) Complete(ctx context.Context, p driver.CompleteParams) (*queue
 	)
 	err = w.do(ctx, false, func(tx *wtx) error {
 		now := micros(b.now())
-		if c, found := tx.w.claimed[idText]; found {
-			delete(tx.w.claimed, idText)
-			if c.RetryCount == gen {
-				n, err := tx.exec(sqlCompleteKnown, c.RowID, idText, gen, c.Ref, c.Metadata, now, result)
-				if err != nil {
-					return err
-				}
-				if n == 1 {
-					out, ok = *c, true
-					out.Status = string(queuestype.StatusCompleted)
-					out.CompletedAt = sql.NullInt64{Int64: now, Valid: true}
-					out.HeartbeatAt = sql.NullInt64{}
-					out.Result = sql.NullString{}
-					if r, isStr := result.(string); isStr {
-						out.Result = sql.NullString{String: r, Valid: true}
-					}
-					out.Error = sql.NullString{}
-					return nil
-				}
-			}
-		}
 		var err error
+		if out, ok, err = completeKnown(tx, idText, gen, "", result, now); err != nil || ok {
+			return err
+		}
 		out, ok, err = tx.record(sqlComplete, now, result, idText, gen)
 		if err != nil || ok {
 			return err
@@ -167,7 +179,7 @@ func (b *Backend) Cancel(ctx context.Context, p driver.CancelParams) (*queuestyp
 
 // Interrupt requeues the running generation p.ExpectedRetryCount owned by
 // p.WorkerID after a shutdown: status pending, retry_count+1,
-// metadata.interruptions+1, queued_at=now, scheduled_at, started_at,
+// interruptions+1, queued_at=now, scheduled_at, started_at,
 // heartbeat_at, completed_at, execution_ref and worker_id cleared, priority
 // kept. Workers are woken. Any other state returns an error matching
 // queuestype.ErrFenceLost.

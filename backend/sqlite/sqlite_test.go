@@ -161,7 +161,7 @@ func TestMigrateFreshFile(t *testing.T) {
 		}
 	}
 	indexes := queueStrings(t, b, `SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'queue_task' AND sql IS NOT NULL ORDER BY name`)
-	for _, want := range []string{"queue_task_claim", "queue_task_heartbeat", "queue_task_expiry", "queue_task_terminal",
+	for _, want := range []string{"queue_task_claim", "queue_task_stale", "queue_task_expiry", "queue_task_terminal",
 		"queue_task_completed_by_task", "queue_task_external", "queue_task_key"} {
 		if !slices.Contains(indexes, want) {
 			t.Errorf("index %s missing (have %v)", want, indexes)

@@ -1,7 +1,7 @@
 // Package dispatch holds the protocol shared by external execution
-// transports (SPEC §13.3): reservation markers, the reserve → launch →
-// finalize flow of job-style transports (subprocess, Cloud Run), and the
-// application of probe results during reconciliation.
+// transports: reservation markers, the reserve → launch → finalize flow of
+// job-style transports (subprocess, Cloud Run), and the application of probe
+// results during reconciliation.
 //
 // # Job style
 //
@@ -14,7 +14,7 @@
 //     (fenced on the record's generation; a reserved record is neither
 //     claimed, expired nor reserved again);
 //  2. launches the execution, which receives only the task ID and claims the
-//     record by ID (queues.Service.ConsumeOne retries its claim while the
+//     record by ID (execution.Host.ConsumeOne retries its claim while the
 //     marker is still there);
 //  3. finalizes: replaces the marker with the execution ref while the record
 //     is still pending or scheduled.
@@ -30,7 +30,7 @@
 // # Reconciliation
 //
 // Reconcile probes an execution through a transport-specific function and
-// applies the result with queues.Service.ApplyProbe: succeeded → complete,
+// applies the result with execution.Host.ApplyProbe: succeeded → complete,
 // cancelled → cancel, failed or not found → retry (or fail without budget),
 // running or a probe error → nothing.
 package dispatch
@@ -40,19 +40,21 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
-	"github.com/queuesgo/queues/driver"
-
 	"github.com/google/uuid"
-	"github.com/queuesgo/queues"
+	"github.com/queuesgo/queues/driver"
+	"github.com/queuesgo/queues/execution"
+	"github.com/queuesgo/queues/queuestype"
 )
 
 // MarkerPrefix starts every reservation marker.
 const MarkerPrefix = driver.DispatchMarkerPrefix
 
-// DefaultLease is how long a reservation marker holds a record.
-const DefaultLease = queues.DispatchMarkerLease
+// DefaultLease is how long a reservation marker holds a record before
+// reconciliation releases it.
+const DefaultLease = 15 * time.Minute
 
 // NewMarker returns a fresh reservation marker whose deadline is now + lease
 // (lease ≤ 0 → DefaultLease), rounded up to the next second.
@@ -71,10 +73,23 @@ func NewMarker(now time.Time, lease time.Duration) string {
 // IsMarker reports whether ref is a reservation marker.
 func IsMarker(ref string) bool { return driver.IsDispatchMarker(ref) }
 
-// MarkerDeadline returns the deadline of a reservation marker; ok is false
-// when ref is not a well-formed marker.
+// MarkerDeadline returns the deadline encoded in a reservation marker
+// "__queues_dispatching__:<unix-deadline>:<uuid4>"; ok is false when ref is
+// not a well-formed marker.
 func MarkerDeadline(ref string) (deadline time.Time, ok bool) {
-	return queues.DispatchMarkerDeadline(ref)
+	rest, found := strings.CutPrefix(ref, MarkerPrefix)
+	if !found {
+		return time.Time{}, false
+	}
+	secs, _, found := strings.Cut(rest, ":")
+	if !found {
+		return time.Time{}, false
+	}
+	n, err := strconv.ParseInt(secs, 10, 64)
+	if err != nil {
+		return time.Time{}, false
+	}
+	return time.Unix(n, 0).UTC(), true
 }
 
 // JobOptions tune RunJob.
@@ -88,8 +103,8 @@ type JobOptions struct {
 	Lease time.Duration
 }
 
-// RunJob runs the job-style dispatch of rec (SPEC §13.3): reserve with a
-// marker, launch, finalize with the ref launch returns.
+// RunJob runs the job-style dispatch of rec: reserve with a marker, launch,
+// finalize with the ref launch returns.
 //
 //   - The reservation is not obtained (the record changed, or another
 //     dispatcher holds it) → skipped, nil error.
@@ -99,43 +114,43 @@ type JobOptions struct {
 //     "<backendName>.dispatch_fallback" {error, fallback_execution_backend}
 //     is published and the reservation released: re-routed to
 //     opts.FallbackBackend when set (fallback, nil error), else error with a
-//     *queues.DispatchError.
+//     *execution.DispatchError.
 //   - Finalize loses its fence → cancelOrphan(ref) stops the launched
-//     execution; ownership_lost with a *queues.DispatchError.
-//   - Finalize fails otherwise → error with a *queues.DispatchError whose
+//     execution; ownership_lost with a *execution.DispatchError.
+//   - Finalize fails otherwise → error with a *execution.DispatchError whose
 //     Committed is true: the execution is running and the marker may or may
 //     not have been replaced; reconciliation settles it either way.
 //
 // launch gets ctx and must not tie the execution's lifetime to it.
 // cancelOrphan may be nil.
-func RunJob(ctx context.Context, s *queues.Service, rec *queues.Record, backendName string,
+func RunJob(ctx context.Context, h execution.Host, rec *execution.Record, backendName string,
 	launch func(ctx context.Context) (ref string, err error), cancelOrphan func(ref string),
-	opts ...JobOptions) (queues.DispatchOutcome, error) {
+	opts ...JobOptions) (execution.DispatchOutcome, error) {
 	var o JobOptions
 	if len(opts) > 0 {
 		o = opts[0]
 	}
-	b, ok := s.Backend().(driver.Dispatcher)
+	b, ok := h.Backend().(driver.Dispatcher)
 	if !ok {
-		return queues.DispatchOutcome{Status: queues.DispatchStatusError},
-			fmt.Errorf("%w: the %s backend does not support external execution", queues.ErrUnsupported, s.Backend().Name())
+		return execution.DispatchOutcome{Status: execution.DispatchStatusError},
+			fmt.Errorf("%w: the %s backend does not support external execution", queuestype.ErrUnsupported, h.Backend().Name())
 	}
-	log := s.Logger()
+	log := h.Logger()
 	if err := ctx.Err(); err != nil {
-		return queues.DispatchOutcome{Status: queues.DispatchStatusCancelled}, err
+		return execution.DispatchOutcome{Status: execution.DispatchStatusCancelled}, err
 	}
 	marker := NewMarker(time.Now(), o.Lease)
 	gen := rec.RetryCount
 	reserved, err := b.ReserveDispatch(ctx, driver.ReserveDispatchParams{ID: rec.ID, Marker: marker, ExpectedRetryCount: &gen})
 	if err != nil {
-		if errors.Is(err, queues.ErrFenceLost) || errors.Is(err, queues.ErrTaskNotFound) {
-			return queues.DispatchOutcome{Status: queues.DispatchStatusSkipped}, nil
+		if errors.Is(err, queuestype.ErrFenceLost) || errors.Is(err, queuestype.ErrTaskNotFound) {
+			return execution.DispatchOutcome{Status: execution.DispatchStatusSkipped}, nil
 		}
 		if ctx.Err() != nil {
-			return queues.DispatchOutcome{Status: queues.DispatchStatusCancelled}, ctx.Err()
+			return execution.DispatchOutcome{Status: execution.DispatchStatusCancelled}, ctx.Err()
 		}
-		return queues.DispatchOutcome{Status: queues.DispatchStatusError},
-			&queues.DispatchError{TaskID: rec.ID, Err: fmt.Errorf("reserve: %w", err)}
+		return execution.DispatchOutcome{Status: execution.DispatchStatusError},
+			&execution.DispatchError{TaskID: rec.ID, Err: fmt.Errorf("reserve: %w", err)}
 	}
 	release := func(backend, profile string) error {
 		_, err := b.ReleaseDispatch(context.WithoutCancel(ctx), driver.ReleaseDispatchParams{
@@ -148,58 +163,58 @@ func RunJob(ctx context.Context, s *queues.Service, rec *queues.Record, backendN
 	}
 	if err := ctx.Err(); err != nil {
 		_ = release("", "")
-		return queues.DispatchOutcome{Status: queues.DispatchStatusCancelled}, err
+		return execution.DispatchOutcome{Status: execution.DispatchStatusCancelled}, err
 	}
 
 	ref, lerr := launch(ctx)
 	if lerr != nil {
 		if ctx.Err() != nil {
 			_ = release("", "")
-			return queues.DispatchOutcome{Status: queues.DispatchStatusCancelled}, ctx.Err()
+			return execution.DispatchOutcome{Status: execution.DispatchStatusCancelled}, ctx.Err()
 		}
 		var fallback any
 		if o.FallbackBackend != "" {
 			fallback = o.FallbackBackend
 		}
-		s.PublishExecutionWarning(ctx, reserved, backendName+".dispatch_fallback", "Remote execution dispatch failed",
+		h.PublishWarning(ctx, reserved, backendName+".dispatch_fallback", "Remote execution dispatch failed",
 			map[string]any{"error": lerr.Error(), "fallback_execution_backend": fallback})
 		if o.FallbackBackend != "" {
 			if err := release(o.FallbackBackend, o.FallbackProfile); err == nil {
 				log.Warn("Queue task dispatch failed; re-routed to the fallback execution backend", "task_id", rec.ID,
 					"execution_backend", backendName, "fallback_execution_backend", o.FallbackBackend, "error", lerr)
-				return queues.DispatchOutcome{Status: queues.DispatchStatusFallback, FallbackBackend: o.FallbackBackend}, nil
+				return execution.DispatchOutcome{Status: execution.DispatchStatusFallback, FallbackBackend: o.FallbackBackend}, nil
 			}
 		} else {
 			_ = release("", "")
 		}
-		return queues.DispatchOutcome{Status: queues.DispatchStatusError},
-			&queues.DispatchError{TaskID: rec.ID, Err: fmt.Errorf("launch: %w", lerr)}
+		return execution.DispatchOutcome{Status: execution.DispatchStatusError},
+			&execution.DispatchError{TaskID: rec.ID, Err: fmt.Errorf("launch: %w", lerr)}
 	}
 
 	_, ferr := b.FinalizeDispatch(context.WithoutCancel(ctx), driver.FinalizeDispatchParams{ID: rec.ID, Marker: marker, Ref: ref})
 	if ferr != nil {
-		if errors.Is(ferr, queues.ErrFenceLost) || errors.Is(ferr, queues.ErrTaskNotFound) {
+		if errors.Is(ferr, queuestype.ErrFenceLost) || errors.Is(ferr, queuestype.ErrTaskNotFound) {
 			log.Warn("Queue dispatch lost its reservation; cancelling the orphan execution", "task_id", rec.ID,
 				"execution_backend", backendName, "execution_ref", ref)
 			if cancelOrphan != nil {
 				cancelOrphan(ref)
 			}
-			return queues.DispatchOutcome{Status: queues.DispatchStatusOwnershipLost, Ref: ref},
-				&queues.DispatchError{TaskID: rec.ID, Err: fmt.Errorf("finalize: %w", ferr)}
+			return execution.DispatchOutcome{Status: execution.DispatchStatusOwnershipLost, Ref: ref},
+				&execution.DispatchError{TaskID: rec.ID, Err: fmt.Errorf("finalize: %w", ferr)}
 		}
-		return queues.DispatchOutcome{Status: queues.DispatchStatusError, Ref: ref},
-			&queues.DispatchError{TaskID: rec.ID, Committed: true, Err: fmt.Errorf("finalize: %w", ferr)}
+		return execution.DispatchOutcome{Status: execution.DispatchStatusError, Ref: ref},
+			&execution.DispatchError{TaskID: rec.ID, Committed: true, Err: fmt.Errorf("finalize: %w", ferr)}
 	}
-	return queues.DispatchOutcome{Status: queues.DispatchStatusDispatched, Ref: ref}, nil
+	return execution.DispatchOutcome{Status: execution.DispatchStatusDispatched, Ref: ref}, nil
 }
 
 // Reconcile probes the execution rec holds with probe and applies the result
-// through s.ApplyProbe. Records that are terminal, hold no ref or hold a
+// through h.ApplyProbe. Records that are terminal, hold no ref or hold a
 // reservation marker are returned unchanged without probing (the service
 // releases expired markers itself). A probe error is returned with rec
 // unchanged: the caller treats the execution as running.
-func Reconcile(ctx context.Context, s *queues.Service, rec *queues.Record,
-	probe func(ctx context.Context, ref string) (queues.Probe, error)) (*queues.Record, error) {
+func Reconcile(ctx context.Context, h execution.Host, rec *execution.Record,
+	probe func(ctx context.Context, ref string) (execution.Probe, error)) (*execution.Record, error) {
 	if rec.IsTerminal() || rec.ExecutionRef == "" || IsMarker(rec.ExecutionRef) {
 		return rec, nil
 	}
@@ -207,5 +222,5 @@ func Reconcile(ctx context.Context, s *queues.Service, rec *queues.Record,
 	if err != nil {
 		return rec, err
 	}
-	return s.ApplyProbe(ctx, rec, p)
+	return h.ApplyProbe(ctx, rec, p)
 }

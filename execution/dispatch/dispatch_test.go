@@ -11,6 +11,7 @@ import (
 	"github.com/queuesgo/queues"
 	"github.com/queuesgo/queues/backend/memory"
 	"github.com/queuesgo/queues/events"
+	"github.com/queuesgo/queues/execution"
 	"github.com/queuesgo/queues/execution/dispatch"
 )
 
@@ -104,11 +105,11 @@ func TestRunJobDispatched(t *testing.T) {
 	e := newEnv(t)
 	rec := e.enqueue(t)
 	var sawMarker string
-	out, err := dispatch.RunJob(t.Context(), e.svc, rec, "job", func(ctx context.Context) (string, error) {
+	out, err := dispatch.RunJob(t.Context(), e.svc.ExecutionHost(), rec, "job", func(ctx context.Context) (string, error) {
 		sawMarker = e.get(t, rec).ExecutionRef
 		return "job:1", nil
 	}, func(string) { t.Error("orphan cancelled") })
-	if err != nil || out.Status != queues.DispatchStatusDispatched || out.Ref != "job:1" {
+	if err != nil || out.Status != execution.DispatchStatusDispatched || out.Ref != "job:1" {
 		t.Fatalf("RunJob = %+v, %v", out, err)
 	}
 	if !dispatch.IsMarker(sawMarker) {
@@ -119,11 +120,11 @@ func TestRunJobDispatched(t *testing.T) {
 		t.Fatalf("after finalize: ref %q status %s", got.ExecutionRef, got.Status)
 	}
 	// A second dispatch of the same generation is skipped without launching.
-	out, err = dispatch.RunJob(t.Context(), e.svc, rec, "job", func(context.Context) (string, error) {
+	out, err = dispatch.RunJob(t.Context(), e.svc.ExecutionHost(), rec, "job", func(context.Context) (string, error) {
 		t.Error("launched twice")
 		return "", nil
 	}, nil)
-	if err != nil || out.Status != queues.DispatchStatusSkipped {
+	if err != nil || out.Status != execution.DispatchStatusSkipped {
 		t.Fatalf("second RunJob = %+v, %v", out, err)
 	}
 }
@@ -131,13 +132,13 @@ func TestRunJobDispatched(t *testing.T) {
 func TestRunJobLaunchFailure(t *testing.T) {
 	e := newEnv(t)
 	rec := e.enqueue(t)
-	out, err := dispatch.RunJob(t.Context(), e.svc, rec, "job", func(context.Context) (string, error) {
+	out, err := dispatch.RunJob(t.Context(), e.svc.ExecutionHost(), rec, "job", func(context.Context) (string, error) {
 		return "", errors.New("no capacity")
 	}, nil)
-	if out.Status != queues.DispatchStatusError || !errors.Is(err, queues.ErrDispatch) {
+	if out.Status != execution.DispatchStatusError || !errors.Is(err, execution.ErrDispatch) {
 		t.Fatalf("RunJob = %+v, %v", out, err)
 	}
-	var de *queues.DispatchError
+	var de *execution.DispatchError
 	if !errors.As(err, &de) || de.Committed || de.TaskID != rec.ID || !strings.Contains(err.Error(), "no capacity") {
 		t.Fatalf("error %#v", err)
 	}
@@ -155,10 +156,10 @@ func TestRunJobLaunchFailure(t *testing.T) {
 func TestRunJobFallback(t *testing.T) {
 	e := newEnv(t)
 	rec := e.enqueue(t)
-	out, err := dispatch.RunJob(t.Context(), e.svc, rec, "job", func(context.Context) (string, error) {
+	out, err := dispatch.RunJob(t.Context(), e.svc.ExecutionHost(), rec, "job", func(context.Context) (string, error) {
 		return "", errors.New("binary missing")
 	}, nil, dispatch.JobOptions{FallbackBackend: queues.ExecutionLocal, FallbackProfile: "small"})
-	if err != nil || out.Status != queues.DispatchStatusFallback || out.FallbackBackend != "local" {
+	if err != nil || out.Status != execution.DispatchStatusFallback || out.FallbackBackend != "local" {
 		t.Fatalf("RunJob = %+v, %v", out, err)
 	}
 	got := e.get(t, rec)
@@ -175,14 +176,14 @@ func TestRunJobOwnershipLost(t *testing.T) {
 	e := newEnv(t)
 	rec := e.enqueue(t)
 	var orphans []string
-	out, err := dispatch.RunJob(t.Context(), e.svc, rec, "job", func(ctx context.Context) (string, error) {
+	out, err := dispatch.RunJob(t.Context(), e.svc.ExecutionHost(), rec, "job", func(ctx context.Context) (string, error) {
 		// The record is cancelled while the launch is in flight.
 		if ok, err := e.svc.Cancel(ctx, rec.ID, queues.CancelOptions{}); !ok || err != nil {
 			t.Errorf("Cancel = %v, %v", ok, err)
 		}
 		return "job:orphan", nil
 	}, func(ref string) { orphans = append(orphans, ref) })
-	if out.Status != queues.DispatchStatusOwnershipLost || out.Ref != "job:orphan" || !errors.Is(err, queues.ErrDispatch) {
+	if out.Status != execution.DispatchStatusOwnershipLost || out.Ref != "job:orphan" || !errors.Is(err, execution.ErrDispatch) {
 		t.Fatalf("RunJob = %+v, %v", out, err)
 	}
 	if len(orphans) != 1 || orphans[0] != "job:orphan" {
@@ -197,11 +198,11 @@ func TestRunJobCancelledContext(t *testing.T) {
 	e := newEnv(t)
 	rec := e.enqueue(t)
 	ctx, cancel := context.WithCancel(t.Context())
-	out, err := dispatch.RunJob(ctx, e.svc, rec, "job", func(ctx context.Context) (string, error) {
+	out, err := dispatch.RunJob(ctx, e.svc.ExecutionHost(), rec, "job", func(ctx context.Context) (string, error) {
 		cancel()
 		return "", ctx.Err()
 	}, nil)
-	if out.Status != queues.DispatchStatusCancelled || !errors.Is(err, context.Canceled) {
+	if out.Status != execution.DispatchStatusCancelled || !errors.Is(err, context.Canceled) {
 		t.Fatalf("RunJob = %+v, %v", out, err)
 	}
 	if got := e.get(t, rec); got.ExecutionRef != "" {
@@ -211,11 +212,11 @@ func TestRunJobCancelledContext(t *testing.T) {
 		t.Fatalf("a cancelled dispatch published %d fallback warnings", len(ws))
 	}
 	// Already-cancelled ctx: nothing is reserved.
-	out, err = dispatch.RunJob(ctx, e.svc, rec, "job", func(context.Context) (string, error) {
+	out, err = dispatch.RunJob(ctx, e.svc.ExecutionHost(), rec, "job", func(context.Context) (string, error) {
 		t.Error("launched")
 		return "", nil
 	}, nil)
-	if out.Status != queues.DispatchStatusCancelled || err == nil {
+	if out.Status != execution.DispatchStatusCancelled || err == nil {
 		t.Fatalf("RunJob = %+v, %v", out, err)
 	}
 }
@@ -223,31 +224,31 @@ func TestRunJobCancelledContext(t *testing.T) {
 func TestReconcileHelper(t *testing.T) {
 	e := newEnv(t)
 	rec := e.enqueue(t)
-	if _, err := dispatch.RunJob(t.Context(), e.svc, rec, "job", func(context.Context) (string, error) { return "job:9", nil }, nil); err != nil {
+	if _, err := dispatch.RunJob(t.Context(), e.svc.ExecutionHost(), rec, "job", func(context.Context) (string, error) { return "job:9", nil }, nil); err != nil {
 		t.Fatal(err)
 	}
 	rec = e.get(t, rec)
 	// A probe error leaves the record as it is.
-	got, err := dispatch.Reconcile(t.Context(), e.svc, rec, func(context.Context, string) (queues.Probe, error) {
-		return queues.Probe{}, errors.New("provider down")
+	got, err := dispatch.Reconcile(t.Context(), e.svc.ExecutionHost(), rec, func(context.Context, string) (execution.Probe, error) {
+		return execution.Probe{}, errors.New("provider down")
 	})
 	if err == nil || got.ExecutionRef != "job:9" {
 		t.Fatalf("Reconcile = %+v, %v", got, err)
 	}
 	// Not found: the execution never claimed the record; with no budget it fails.
-	got, err = dispatch.Reconcile(t.Context(), e.svc, rec, func(_ context.Context, ref string) (queues.Probe, error) {
+	got, err = dispatch.Reconcile(t.Context(), e.svc.ExecutionHost(), rec, func(_ context.Context, ref string) (execution.Probe, error) {
 		if ref != "job:9" {
 			t.Errorf("probed %q", ref)
 		}
-		return queues.Probe{Status: queues.ProbeNotFound}, nil
+		return execution.Probe{Status: execution.ProbeNotFound}, nil
 	})
 	if err != nil || got.Status != queues.StatusFailed || got.Error != "external execution job:9 not found" {
 		t.Fatalf("Reconcile = %+v, %v", got, err)
 	}
 	// Terminal records are not probed.
-	if _, err := dispatch.Reconcile(t.Context(), e.svc, got, func(context.Context, string) (queues.Probe, error) {
+	if _, err := dispatch.Reconcile(t.Context(), e.svc.ExecutionHost(), got, func(context.Context, string) (execution.Probe, error) {
 		t.Error("probed a terminal record")
-		return queues.Probe{}, nil
+		return execution.Probe{}, nil
 	}); err != nil {
 		t.Fatal(err)
 	}

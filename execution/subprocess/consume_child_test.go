@@ -17,6 +17,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/queuesgo/queues"
 	"github.com/queuesgo/queues/backend/sqlite"
+	"github.com/queuesgo/queues/execution"
 )
 
 // e2eRegistry registers the tasks of the end-to-end tests; the parent (for
@@ -67,22 +68,22 @@ func consumeChild(id string) int {
 	defer stop()
 	taskID, err := uuid.Parse(id)
 	if err != nil {
-		return int(queues.ExitInvalidTaskID)
+		return int(execution.ExitInvalidTaskID)
 	}
 	b, err := openStore(context.Background(), os.Getenv("SP_DB"))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "child: open store:", err)
-		return int(queues.ExitConfigError)
+		return int(execution.ExitConfigError)
 	}
 	reg, _ := e2eRegistry()
 	svc, err := queues.New(queues.Config{Backend: b, Registry: reg, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
-		return int(queues.ExitConfigError)
+		return int(execution.ExitConfigError)
 	}
 	if err := svc.Start(context.Background()); err != nil {
-		return int(queues.ExitConfigError)
+		return int(execution.ExitConfigError)
 	}
 	defer func() { _ = svc.Close(context.Background()) }()
-	code, _ := svc.ConsumeOne(ctx, taskID, queues.ConsumeOptions{HeartbeatInterval: 500 * time.Millisecond})
+	code, _ := svc.ExecutionHost().ConsumeOne(ctx, taskID, execution.ConsumeOptions{HeartbeatInterval: 500 * time.Millisecond})
 	return int(code)
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/queuesgo/queues"
+	"github.com/queuesgo/queues/execution"
 	"github.com/queuesgo/queues/execution/subprocess"
 )
 
@@ -36,7 +37,7 @@ func newE2E(t *testing.T) *e2eEnv {
 	ex := subprocess.New(subprocess.Options{Binary: testBinary(t), MaxProcesses: 4,
 		Env: []string{"SP_TEST_CHILD=consume", "SP_DB=" + path, childGORACE()}})
 	svc, err := queues.New(queues.Config{Backend: b, Registry: reg, ExecutionBackend: subprocess.Name,
-		Executors: []queues.ExecutionBackend{ex}, Logger: slog.New(slog.DiscardHandler)})
+		Executors: []execution.Transport{ex}, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}

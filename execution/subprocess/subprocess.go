@@ -1,7 +1,7 @@
-// Package subprocess is the process-per-task external execution backend
-// (SPEC §13.5): a dispatcher launches `<binary> run-task --task-id <uuid>`
-// for every due record, and the child claims the record by ID and runs it
-// with queues.Service.ConsumeOne.
+// Package subprocess is the process-per-task external execution backend: a
+// dispatcher launches `<binary> run-task --task-id <uuid>` for every due
+// record, and the child claims the record by ID and runs it with
+// execution.Host.ConsumeOne.
 //
 // # Setup
 //
@@ -15,7 +15,7 @@
 //		Backend:          sqliteBackend,          // shared by every process
 //		Registry:         reg,
 //		ExecutionBackend: "subprocess",           // this service's workers dispatch
-//		Executors:        []queues.ExecutionBackend{exec},
+//		Executors:        []execution.Transport{exec},
 //	})
 //	w, err := svc.NewWorker(queues.WorkerConfig{MaxConcurrency: 4})
 //	err = w.Run(ctx)
@@ -79,8 +79,9 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/queuesgo/queues"
+	"github.com/queuesgo/queues/execution"
 	"github.com/queuesgo/queues/execution/dispatch"
+	"github.com/queuesgo/queues/queuestype"
 )
 
 // Name is the execution backend name records carry.
@@ -116,8 +117,9 @@ type Options struct {
 }
 
 // Executor launches one child process per task. Create it with New and put
-// it in queues.Config.Executors. It implements queues.ExternalExecution,
-// queues.InFlighter and queues.CapacityLimiter and is safe for concurrent use.
+// it in queues.Config.Executors. It implements execution.Transport,
+// execution.InFlighter and execution.CapacityLimiter and is safe for
+// concurrent use.
 type Executor struct {
 	opts    Options
 	optsErr error
@@ -140,7 +142,7 @@ type child struct {
 	id   uuid.UUID
 	pid  int
 	cmd  *exec.Cmd
-	svc  *queues.Service
+	host execution.Host
 	exit chan struct{} // closed when the process has exited
 	code int           // exit code; -1 when killed by a signal (valid after exit)
 	desc string        // "exit status 1", "signal: killed" (valid after exit)
@@ -159,9 +161,9 @@ const cancelGrace = 2 * time.Second
 
 // Compile-time checks.
 var (
-	_ queues.ExternalExecution = (*Executor)(nil)
-	_ queues.InFlighter        = (*Executor)(nil)
-	_ queues.CapacityLimiter   = (*Executor)(nil)
+	_ execution.Transport       = (*Executor)(nil)
+	_ execution.InFlighter      = (*Executor)(nil)
+	_ execution.CapacityLimiter = (*Executor)(nil)
 )
 
 // New returns an executor with opts. Invalid options are reported by Open
@@ -172,7 +174,7 @@ func New(opts Options) *Executor {
 	if e.binary == "" {
 		bin, err := os.Executable()
 		if err != nil {
-			e.optsErr = &queues.ConfigError{Field: "subprocess.Binary", Problem: "cannot find this program's binary: " + err.Error()}
+			e.optsErr = &queuestype.ConfigError{Field: "subprocess.Binary", Problem: "cannot find this program's binary: " + err.Error()}
 		}
 		e.binary = bin
 	}
@@ -182,14 +184,14 @@ func New(opts Options) *Executor {
 	}
 	switch {
 	case opts.MaxProcesses < 0:
-		e.optsErr = &queues.ConfigError{Field: "subprocess.MaxProcesses", Problem: "must not be negative"}
+		e.optsErr = &queuestype.ConfigError{Field: "subprocess.MaxProcesses", Problem: "must not be negative"}
 	case opts.MaxProcesses == 0:
 		e.max = runtime.NumCPU()
 	default:
 		e.max = opts.MaxProcesses
 	}
 	if opts.ReconcileTimeout < 0 {
-		e.optsErr = &queues.ConfigError{Field: "subprocess.ReconcileTimeout", Problem: "must not be negative"}
+		e.optsErr = &queuestype.ConfigError{Field: "subprocess.ReconcileTimeout", Problem: "must not be negative"}
 	}
 	if e.opts.ReconcileTimeout == 0 {
 		e.opts.ReconcileTimeout = 30 * time.Second
@@ -217,14 +219,14 @@ func (e *Executor) Open(ctx context.Context) error {
 	if !strings.ContainsRune(bin, filepath.Separator) && !strings.ContainsRune(bin, '/') {
 		p, err := exec.LookPath(bin)
 		if err != nil {
-			return &queues.ConfigError{Field: "subprocess.Binary", Problem: err.Error()}
+			return &queuestype.ConfigError{Field: "subprocess.Binary", Problem: err.Error()}
 		}
 		bin = p
 	}
 	if st, err := os.Stat(bin); err != nil {
-		return &queues.ConfigError{Field: "subprocess.Binary", Problem: err.Error()}
+		return &queuestype.ConfigError{Field: "subprocess.Binary", Problem: err.Error()}
 	} else if st.IsDir() {
-		return &queues.ConfigError{Field: "subprocess.Binary", Problem: bin + " is a directory"}
+		return &queuestype.ConfigError{Field: "subprocess.Binary", Problem: bin + " is a directory"}
 	}
 	host, err := os.Hostname()
 	if err != nil || host == "" {
@@ -282,24 +284,24 @@ func (e *Executor) Host() string {
 // Dispatch launches a child for rec through the job-style protocol of
 // package dispatch. At MaxProcesses live children it returns skipped without
 // touching the record.
-func (e *Executor) Dispatch(ctx context.Context, s *queues.Service, rec *queues.Record) (queues.DispatchOutcome, error) {
+func (e *Executor) Dispatch(ctx context.Context, h execution.Host, rec *execution.Record) (execution.DispatchOutcome, error) {
 	e.mu.Lock()
 	switch {
 	case !e.opened || e.closed:
 		e.mu.Unlock()
-		return queues.DispatchOutcome{Status: queues.DispatchStatusSkipped}, fmt.Errorf("subprocess executor: %w", queues.ErrClosed)
+		return execution.DispatchOutcome{Status: execution.DispatchStatusSkipped}, fmt.Errorf("subprocess executor: %w", queuestype.ErrClosed)
 	case e.live >= e.max:
 		e.mu.Unlock()
-		return queues.DispatchOutcome{Status: queues.DispatchStatusSkipped}, nil
+		return execution.DispatchOutcome{Status: execution.DispatchStatusSkipped}, nil
 	}
 	e.live++ // the slot is held from here; released below if nothing runs
 	e.mu.Unlock()
 
 	var c *child
-	out, err := dispatch.RunJob(ctx, s, rec, Name,
+	out, err := dispatch.RunJob(ctx, h, rec, Name,
 		func(context.Context) (string, error) {
 			var err error
-			c, err = e.start(s, rec)
+			c, err = e.start(h, rec)
 			if err != nil {
 				return "", err
 			}
@@ -317,14 +319,14 @@ func (e *Executor) Dispatch(ctx context.Context, s *queues.Service, rec *queues.
 		e.mu.Unlock()
 		return out, err
 	}
-	var de *queues.DispatchError
-	c.finalized = out.Status == queues.DispatchStatusDispatched || (errors.As(err, &de) && de.Committed)
+	var de *execution.DispatchError
+	c.finalized = out.Status == execution.DispatchStatusDispatched || (errors.As(err, &de) && de.Committed)
 	close(c.settled)
 	return out, err
 }
 
 // start launches the child for rec and begins waiting on it.
-func (e *Executor) start(s *queues.Service, rec *queues.Record) (*child, error) {
+func (e *Executor) start(h execution.Host, rec *execution.Record) (*child, error) {
 	id := rec.ID.String()
 	args := make([]string, 0, len(e.args)+2)
 	args = append(args, e.args...)
@@ -344,7 +346,7 @@ func (e *Executor) start(s *queues.Service, rec *queues.Record) (*child, error) 
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	c := &child{id: rec.ID, pid: cmd.Process.Pid, cmd: cmd, svc: s, exit: make(chan struct{}), settled: make(chan struct{})}
+	c := &child{id: rec.ID, pid: cmd.Process.Pid, cmd: cmd, host: h, exit: make(chan struct{}), settled: make(chan struct{})}
 	e.mu.Lock()
 	c.ref = formatRef(e.host, c.pid, time.Now().UnixMilli())
 	e.children[c.ref] = c
@@ -382,9 +384,9 @@ func (e *Executor) watch(c *child) {
 		e.forget(c)
 		return
 	}
-	if _, err := c.svc.ReconcileExternalTask(ctx, c.id); err != nil {
+	if _, err := c.host.ReconcileTask(ctx, c.id); err != nil {
 		// Keep the exit status: the periodic reconcile applies it later.
-		c.svc.Logger().Warn("Queue subprocess exit reconcile failed", "task_id", c.id, "execution_ref", c.ref,
+		c.host.Logger().Warn("Queue subprocess exit reconcile failed", "task_id", c.id, "execution_ref", c.ref,
 			"exit", desc, "error", err)
 		return
 	}
@@ -397,7 +399,7 @@ func (e *Executor) watch(c *child) {
 func (e *Executor) awaitCancel(ctx context.Context, c *child) bool {
 	deadline := time.Now().Add(cancelGrace)
 	for {
-		r, err := c.svc.GetTask(ctx, c.id)
+		r, err := c.host.GetTask(ctx, c.id)
 		if err == nil && (r.IsTerminal() || r.ExecutionRef != c.ref) {
 			return true
 		}
@@ -417,8 +419,8 @@ func (e *Executor) forget(c *child) {
 }
 
 // Reconcile probes the child rec.ExecutionRef names and applies the result.
-func (e *Executor) Reconcile(ctx context.Context, s *queues.Service, rec *queues.Record) (*queues.Record, error) {
-	out, err := dispatch.Reconcile(ctx, s, rec, func(ctx context.Context, ref string) (queues.Probe, error) {
+func (e *Executor) Reconcile(ctx context.Context, h execution.Host, rec *execution.Record) (*execution.Record, error) {
+	out, err := dispatch.Reconcile(ctx, h, rec, func(ctx context.Context, ref string) (execution.Probe, error) {
 		return e.probe(ref, rec.ID)
 	})
 	if err == nil {
@@ -438,12 +440,12 @@ func (e *Executor) Reconcile(ctx context.Context, s *queues.Service, rec *queues
 
 // Repair has nothing to do for a job-style transport: a record is either
 // reserved (reconciliation releases expired markers) or holds a child's ref.
-func (e *Executor) Repair(ctx context.Context, s *queues.Service, limit int) (queues.RepairResult, error) {
-	return queues.RepairResult{}, nil
+func (e *Executor) Repair(ctx context.Context, h execution.Host, limit int) (execution.RepairResult, error) {
+	return execution.RepairResult{}, nil
 }
 
 // probe reports the state of the child ref names, launched for task id.
-func (e *Executor) probe(ref string, id uuid.UUID) (queues.Probe, error) {
+func (e *Executor) probe(ref string, id uuid.UUID) (execution.Probe, error) {
 	e.mu.Lock()
 	c := e.children[ref]
 	host := e.host
@@ -452,33 +454,33 @@ func (e *Executor) probe(ref string, id uuid.UUID) (queues.Probe, error) {
 		select {
 		case <-c.exit:
 		default:
-			return queues.Probe{Status: queues.ProbeRunning}, nil
+			return execution.Probe{Status: execution.ProbeRunning}, nil
 		}
 		switch c.code {
-		case int(queues.ExitSuccess):
-			return queues.Probe{Status: queues.ProbeSucceeded, Detail: c.desc}, nil
-		case int(queues.ExitCancelled):
-			return queues.Probe{Status: queues.ProbeCancelled, Detail: c.desc}, nil
+		case int(execution.ExitSuccess):
+			return execution.Probe{Status: execution.ProbeSucceeded, Detail: c.desc}, nil
+		case int(execution.ExitCancelled):
+			return execution.Probe{Status: execution.ProbeCancelled, Detail: c.desc}, nil
 		default:
-			return queues.Probe{Status: queues.ProbeFailed, Detail: c.desc}, nil
+			return execution.Probe{Status: execution.ProbeFailed, Detail: c.desc}, nil
 		}
 	}
 	r, err := parseRef(ref)
 	if err != nil {
-		return queues.Probe{}, err
+		return execution.Probe{}, err
 	}
 	if r.host != host {
-		return queues.Probe{}, fmt.Errorf("subprocess ref %s belongs to host %q; its own dispatcher reconciles it", ref, r.host)
+		return execution.Probe{}, fmt.Errorf("subprocess ref %s belongs to host %q; its own dispatcher reconciles it", ref, r.host)
 	}
 	r.taskID = id.String()
 	running, err := processMatches(r)
 	if err != nil {
-		return queues.Probe{}, err
+		return execution.Probe{}, err
 	}
 	if running {
-		return queues.Probe{Status: queues.ProbeRunning, Detail: "untracked process alive"}, nil
+		return execution.Probe{Status: execution.ProbeRunning, Detail: "untracked process alive"}, nil
 	}
-	return queues.Probe{Status: queues.ProbeNotFound, Detail: "no such process"}, nil
+	return execution.Probe{Status: execution.ProbeNotFound, Detail: "no such process"}, nil
 }
 
 // processMatches reports whether a live process on this host is the child r
@@ -495,7 +497,7 @@ func processMatches(r ref) (bool, error) {
 }
 
 // CancelExecution sends SIGTERM to the child rec holds.
-func (e *Executor) CancelExecution(ctx context.Context, rec *queues.Record) queues.CancelResult {
+func (e *Executor) CancelExecution(ctx context.Context, rec *execution.Record) execution.CancelResult {
 	e.mu.Lock()
 	c := e.children[rec.ExecutionRef]
 	host := e.host
@@ -503,43 +505,43 @@ func (e *Executor) CancelExecution(ctx context.Context, rec *queues.Record) queu
 	if c != nil {
 		select {
 		case <-c.exit:
-			return queues.CancelResult{Status: queues.CancelAlreadyCancelled, Detail: "process already exited: " + c.desc}
+			return execution.CancelResult{Status: execution.CancelAlreadyCancelled, Detail: "process already exited: " + c.desc}
 		default:
 		}
 		c.cancelRequested.Store(true)
 		err := signalTerm(c.cmd.Process)
 		switch {
 		case err == nil:
-			return queues.CancelResult{Status: queues.CancelAccepted, Detail: "SIGTERM sent to pid " + strconv.Itoa(c.pid)}
+			return execution.CancelResult{Status: execution.CancelAccepted, Detail: "SIGTERM sent to pid " + strconv.Itoa(c.pid)}
 		case errors.Is(err, os.ErrProcessDone):
-			return queues.CancelResult{Status: queues.CancelAlreadyCancelled, Detail: "no such process"}
+			return execution.CancelResult{Status: execution.CancelAlreadyCancelled, Detail: "no such process"}
 		default:
-			return queues.CancelResult{Status: queues.CancelRetryable, Detail: err.Error()}
+			return execution.CancelResult{Status: execution.CancelRetryable, Detail: err.Error()}
 		}
 	}
 	r, err := parseRef(rec.ExecutionRef)
 	if err != nil {
-		return queues.CancelResult{Status: queues.CancelUnsupported, Detail: err.Error()}
+		return execution.CancelResult{Status: execution.CancelUnsupported, Detail: err.Error()}
 	}
 	if r.host != host {
-		return queues.CancelResult{Status: queues.CancelUnsupported,
+		return execution.CancelResult{Status: execution.CancelUnsupported,
 			Detail: fmt.Sprintf("the process runs on host %q; it stops at its next heartbeat", r.host)}
 	}
 	r.taskID = rec.ID.String()
 	running, err := processMatches(r)
 	if err != nil {
-		return queues.CancelResult{Status: queues.CancelRetryable, Detail: err.Error()}
+		return execution.CancelResult{Status: execution.CancelRetryable, Detail: err.Error()}
 	}
 	if !running {
-		return queues.CancelResult{Status: queues.CancelAlreadyCancelled, Detail: "no such process"}
+		return execution.CancelResult{Status: execution.CancelAlreadyCancelled, Detail: "no such process"}
 	}
 	switch err := terminatePID(r.pid); {
 	case err == nil:
-		return queues.CancelResult{Status: queues.CancelAccepted, Detail: "SIGTERM sent to pid " + strconv.Itoa(r.pid)}
+		return execution.CancelResult{Status: execution.CancelAccepted, Detail: "SIGTERM sent to pid " + strconv.Itoa(r.pid)}
 	case errors.Is(err, errNoProcess):
-		return queues.CancelResult{Status: queues.CancelAlreadyCancelled, Detail: "no such process"}
+		return execution.CancelResult{Status: execution.CancelAlreadyCancelled, Detail: "no such process"}
 	default:
-		return queues.CancelResult{Status: queues.CancelRetryable, Detail: err.Error()}
+		return execution.CancelResult{Status: execution.CancelRetryable, Detail: err.Error()}
 	}
 }
 

@@ -23,6 +23,7 @@ import (
 	"github.com/queuesgo/queues"
 	"github.com/queuesgo/queues/backend/memory"
 	"github.com/queuesgo/queues/events"
+	"github.com/queuesgo/queues/execution"
 	"github.com/queuesgo/queues/execution/subprocess"
 )
 
@@ -80,7 +81,7 @@ func (e *holdEnv) service(exec *subprocess.Executor, mutate ...func(*queues.Conf
 	if e.task == nil {
 		e.task = task
 	}
-	cfg := queues.Config{Backend: e.b, Registry: reg, Executors: []queues.ExecutionBackend{exec},
+	cfg := queues.Config{Backend: e.b, Registry: reg, Executors: []execution.Transport{exec},
 		Logger: slog.New(slog.DiscardHandler), Events: &queues.EventsConfig{Sinks: []events.Sink{e.sink}}}
 	for _, m := range mutate {
 		m(&cfg)
@@ -144,8 +145,8 @@ func (e *holdEnv) get(id uuid.UUID) *queues.Record {
 // dispatch launches a child for rec and waits until it runs.
 func (e *holdEnv) dispatch(rec *queues.Record) *queues.Record {
 	e.t.Helper()
-	out, err := e.exec.Dispatch(e.t.Context(), e.svc, rec)
-	if err != nil || out.Status != queues.DispatchStatusDispatched {
+	out, err := e.exec.Dispatch(e.t.Context(), e.svc.ExecutionHost(), rec)
+	if err != nil || out.Status != execution.DispatchStatusDispatched {
 		e.t.Fatalf("Dispatch = %+v, %v", out, err)
 	}
 	e.waitFile(out.Ref, ".started")
@@ -254,7 +255,7 @@ func TestOpenValidates(t *testing.T) {
 	}
 	// Service.Start reports it and rolls back.
 	svc, err := queues.New(queues.Config{Backend: memory.New(memory.Options{}),
-		Executors: []queues.ExecutionBackend{subprocess.New(subprocess.Options{Binary: filepath.Join(dir, "nope")})}})
+		Executors: []execution.Transport{subprocess.New(subprocess.Options{Binary: filepath.Join(dir, "nope")})}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -367,7 +368,7 @@ func TestCancelSendsSIGTERM(t *testing.T) {
 		t.Fatalf("status %s", r.Status)
 	}
 	// The process is gone: already_cancelled.
-	if res := e.exec.CancelExecution(t.Context(), e.get(rec.ID)); res.Status != queues.CancelAlreadyCancelled {
+	if res := e.exec.CancelExecution(t.Context(), e.get(rec.ID)); res.Status != execution.CancelAlreadyCancelled {
 		t.Fatalf("CancelExecution after exit = %+v", res)
 	}
 
@@ -375,7 +376,7 @@ func TestCancelSendsSIGTERM(t *testing.T) {
 	// grace left for the canceller, the exit (7) is reconciled as cancelled.
 	rec = e.dispatch(e.enqueue())
 	e.claim(rec)
-	if res := e.exec.CancelExecution(t.Context(), rec); res.Status != queues.CancelAccepted {
+	if res := e.exec.CancelExecution(t.Context(), rec); res.Status != execution.CancelAccepted {
 		t.Fatalf("CancelExecution = %+v", res)
 	}
 	e.waitRecord(rec.ID, "cancelled by the exit reconcile", func(r *queues.Record) bool { return r.Status == queues.StatusCancelled })
@@ -401,7 +402,7 @@ func TestUntrackedRefs(t *testing.T) {
 	if err := syscall.Kill(deadPID, syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
-	if r, err := svc2.ReconcileExternalTask(t.Context(), dead.ID); err != nil || r.Status != queues.StatusRunning {
+	if r, err := svc2.ExecutionHost().ReconcileTask(t.Context(), dead.ID); err != nil || r.Status != queues.StatusRunning {
 		t.Fatalf("live untracked child: %+v, %v", r, err)
 	}
 	// Killed, its own dispatcher (which waits on it) retries the record at once.
@@ -416,10 +417,10 @@ func TestUntrackedRefs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res := restarted.CancelExecution(t.Context(), orphan); res.Status != queues.CancelAlreadyCancelled {
+	if res := restarted.CancelExecution(t.Context(), orphan); res.Status != execution.CancelAlreadyCancelled {
 		t.Fatalf("cancel dead untracked = %+v", res)
 	}
-	r, err := svc2.ReconcileExternalTask(t.Context(), orphan.ID)
+	r, err := svc2.ExecutionHost().ReconcileTask(t.Context(), orphan.ID)
 	if err != nil || r.Status != queues.StatusFailed || r.Error != "external execution "+dead.ExecutionRef+" not found" {
 		t.Fatalf("dead untracked ref: %+v, %v", r, err)
 	}
@@ -434,7 +435,7 @@ func TestUntrackedRefs(t *testing.T) {
 		if _, err := e.b.SetExecutionRef(t.Context(), impostor.ID, ref); err != nil {
 			t.Fatal(err)
 		}
-		r, err := svc2.ReconcileExternalTask(t.Context(), impostor.ID)
+		r, err := svc2.ExecutionHost().ReconcileTask(t.Context(), impostor.ID)
 		if err != nil || r.Status != queues.StatusFailed || r.Error != "external execution "+ref+" not found" {
 			t.Fatalf("impostor: %+v, %v", r, err)
 		}
@@ -444,7 +445,7 @@ func TestUntrackedRefs(t *testing.T) {
 			t.Fatal(err)
 		}
 		// Never signal a process that is not the child.
-		if res := restarted.CancelExecution(t.Context(), e.get(imp2.ID)); res.Status != queues.CancelAlreadyCancelled {
+		if res := restarted.CancelExecution(t.Context(), e.get(imp2.ID)); res.Status != execution.CancelAlreadyCancelled {
 			t.Fatalf("cancel impostor = %+v", res)
 		}
 		if _, err := e.svc.Cancel(t.Context(), imp2.ID, queues.CancelOptions{IncludeRunning: true}); err != nil {
@@ -458,19 +459,19 @@ func TestUntrackedRefs(t *testing.T) {
 	if _, err := e.b.SetExecutionRef(t.Context(), foreign.ID, "subprocess:elsewhere:1:1"); err != nil {
 		t.Fatal(err)
 	}
-	res, err := svc2.ReconcileExternal(t.Context(), 10)
+	res, err := svc2.ExecutionHost().Reconcile(t.Context(), 10)
 	if err != nil || res.Errors != 1 || res.Running != 2 || res.Examined != 2 {
-		t.Fatalf("ReconcileExternal = %+v, %v", res, err)
+		t.Fatalf("Reconcile = %+v, %v", res, err)
 	}
 	if r := e.get(foreign.ID); r.Status != queues.StatusRunning {
 		t.Fatalf("foreign ref touched: %s", r.Status)
 	}
-	if res := restarted.CancelExecution(t.Context(), e.get(foreign.ID)); res.Status != queues.CancelUnsupported {
+	if res := restarted.CancelExecution(t.Context(), e.get(foreign.ID)); res.Status != execution.CancelUnsupported {
 		t.Fatalf("cancel foreign = %+v", res)
 	}
 
 	// The restarted executor cancels the live untracked child with SIGTERM.
-	if res := restarted.CancelExecution(t.Context(), e.get(alive.ID)); res.Status != queues.CancelAccepted {
+	if res := restarted.CancelExecution(t.Context(), e.get(alive.ID)); res.Status != execution.CancelAccepted {
 		t.Fatalf("cancel untracked = %+v", res)
 	}
 	e.waitFile(alive.ExecutionRef, ".term")
@@ -516,8 +517,8 @@ func TestLaunchFailure(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec := e.enqueue()
-	out, err := e.exec.Dispatch(t.Context(), e.svc, rec)
-	if err != nil || out.Status != queues.DispatchStatusFallback {
+	out, err := e.exec.Dispatch(t.Context(), e.svc.ExecutionHost(), rec)
+	if err != nil || out.Status != execution.DispatchStatusFallback {
 		t.Fatalf("Dispatch = %+v, %v", out, err)
 	}
 	if r := e.get(rec.ID); r.ExecutionBackend != queues.ExecutionLocal || r.ExecutionRef != "" {
@@ -537,8 +538,8 @@ func TestLaunchFailure(t *testing.T) {
 	}
 	// Closed executors dispatch nothing.
 	_ = e.exec.Close(t.Context())
-	out, err = e.exec.Dispatch(t.Context(), e.svc, e.enqueue())
-	if out.Status != queues.DispatchStatusSkipped || !errors.Is(err, queues.ErrClosed) {
+	out, err = e.exec.Dispatch(t.Context(), e.svc.ExecutionHost(), e.enqueue())
+	if out.Status != execution.DispatchStatusSkipped || !errors.Is(err, queues.ErrClosed) {
 		t.Fatalf("Dispatch after Close = %+v, %v", out, err)
 	}
 }
