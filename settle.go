@@ -3,6 +3,7 @@ package queues
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"strings"
@@ -234,6 +235,37 @@ func landedFailed(claimed *Record, msg string, retry bool) func(*Record) bool {
 func landedInterrupted(claimed *Record) func(*Record) bool {
 	gen, interruptions := claimed.RetryCount, claimed.Interruptions
 	return func(cur *Record) bool { return cur.RetryCount > gen && cur.Interruptions > interruptions }
+}
+
+// settleTransition is the write of one decided transition through
+// Backend.Settle, in the form settleWrite takes.
+func (s *Service) settleTransition(t driver.Transition) func(ctx context.Context) (*Record, error) {
+	return func(ctx context.Context) (*Record, error) {
+		res, err := s.backend.Settle(ctx, []driver.Transition{t})
+		if err != nil {
+			return nil, err
+		}
+		if len(res) != 1 {
+			return nil, fmt.Errorf("settle: the %s store returned %d results for 1 transition", s.backend.Name(), len(res))
+		}
+		return res[0].Record, res[0].Err
+	}
+}
+
+// landedTransition is the landed predicate of transition t of the claimed
+// generation.
+func landedTransition(claimed *Record, t driver.Transition) func(*Record) bool {
+	switch {
+	case t.To == StatusCompleted:
+		return landedCompleted(claimed)
+	case t.To == StatusCancelled:
+		return landedCancelled(claimed)
+	case t.To == StatusFailed:
+		return landedFailed(claimed, t.Error, false)
+	case t.Interrupted:
+		return landedInterrupted(claimed)
+	}
+	return landedFailed(claimed, t.Error, true) // a retry
 }
 
 // Texts stored when the store refuses what an attempt produced. They never
