@@ -44,11 +44,17 @@ func TestWriteSettleWrapsSettle(t *testing.T) {
 			return driver.Transition{ID: rec.ID, Generation: rec.RetryCount, To: StatusCompleted, Result: json.RawMessage(`1`)}
 		}, func(rec *Record) bool { return rec.Status == StatusCompleted && rec.RetryCount == 0 }},
 		{"retry", func(rec *Record) driver.Transition { tr, _ := decideFailure(rec, "boom", true); return tr },
-			func(rec *Record) bool { return rec.Status == StatusPending && rec.RetryCount == 1 && rec.Error == "boom" }},
+			func(rec *Record) bool {
+				return rec.Status == StatusPending && rec.RetryCount == 1 && rec.Error == "boom"
+			}},
 		{"failed", func(rec *Record) driver.Transition { tr, _ := decideFailure(rec, "boom", false); return tr },
-			func(rec *Record) bool { return rec.Status == StatusFailed && rec.RetryCount == 0 && rec.Error == "boom" }},
+			func(rec *Record) bool {
+				return rec.Status == StatusFailed && rec.RetryCount == 0 && rec.Error == "boom"
+			}},
 		{"interrupted", func(rec *Record) driver.Transition { tr, _ := decideInterrupt(rec, "w", 3); return tr },
-			func(rec *Record) bool { return rec.Status == StatusPending && rec.RetryCount == 1 && rec.Interruptions == 1 }},
+			func(rec *Record) bool {
+				return rec.Status == StatusPending && rec.RetryCount == 1 && rec.Interruptions == 1
+			}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			store := &lostSettleReply{Backend: memory.New(memory.Options{})}
