@@ -221,10 +221,8 @@ func (s *Service) complete(ctx context.Context, a *attempt, value any) {
 	// Only a completed event needs the settled record; without events the
 	// backend may skip returning it.
 	done, err := s.writeSettle(a, settleWrite{phase: "complete",
-		write: func(ctx context.Context) (*Record, error) {
-			return s.backend.Complete(ctx, driver.CompleteParams{ID: a.rec.ID, Result: result, ExpectedRetryCount: a.rec.RetryCount,
-				Claimed: a.rec, NoRecord: !s.pub.enabled})
-		},
+		write: s.settleTransition(driver.Transition{ID: a.rec.ID, Generation: a.rec.RetryCount, To: StatusCompleted,
+			Result: result, Claimed: a.rec, NoRecord: !s.pub.enabled}),
 		landed: landedCompleted(a.rec)})
 	if err != nil {
 		var refused *refusedError
@@ -262,11 +260,8 @@ func slogLevel(level string) slog.Level {
 }
 
 func (s *Service) cancelSelf(ctx context.Context, a *attempt, reason string) {
-	gen := a.rec.RetryCount
 	rec, err := s.writeSettle(a, settleWrite{phase: "cancel",
-		write: func(ctx context.Context) (*Record, error) {
-			return s.backend.Cancel(ctx, driver.CancelParams{ID: a.rec.ID, IncludeRunning: true, ExpectedRetryCount: &gen})
-		},
+		write:  s.settleTransition(driver.Transition{ID: a.rec.ID, Generation: a.rec.RetryCount, To: StatusCancelled}),
 		landed: landedCancelled(a.rec)})
 	if err != nil {
 		s.settleError(ctx, a, "cancel", err)
@@ -290,18 +285,13 @@ func (s *Service) errorText(err error, rec *Record) string {
 }
 
 func (s *Service) fail(ctx context.Context, a *attempt, err error, retry bool) {
-	msg := s.errorText(err, a.rec)
-	var delay time.Duration
-	if retry {
-		delay = a.rec.Policy.RetryBackoff.Delay(a.rec.AttemptsConsumed())
-	}
-	stored := delay
+	tr, delay := decideFailure(a.rec, s.errorText(err, a.rec), retry)
 	if a.inline {
 		// Inline (immediate) execution runs the next attempt at once: the
 		// computed delay is reported, not waited.
-		stored = 0
+		tr.Delay = 0
 	}
-	rec, msg, ferr := s.writeFail(a, "fail", msg, retry, stored)
+	rec, msg, ferr := s.writeFail(a, "fail", tr)
 	if ferr != nil {
 		s.settleError(ctx, a, "fail", ferr)
 		return
@@ -309,27 +299,22 @@ func (s *Service) fail(ctx context.Context, a *attempt, err error, retry bool) {
 	s.publishFailed(ctx, a, rec, msg, delay)
 }
 
-// writeFail writes a failed attempt (writeSettle) and returns the record and
-// the error text it stored: when the store refuses msg, a storable form of
+// writeFail writes tr, the decided outcome of a failed attempt (a retry or
+// a terminal failure), through writeSettle, and returns the record and the
+// error text it stored: when the store refuses the text, a storable form of
 // it, then a fixed text, is written instead.
-func (s *Service) writeFail(a *attempt, phase, msg string, retry bool, delay time.Duration) (*Record, string, error) {
+func (s *Service) writeFail(a *attempt, phase string, tr driver.Transition) (*Record, string, error) {
 	for refusals := 0; ; refusals++ {
-		text := msg
-		rec, err := s.writeSettle(a, settleWrite{phase: phase,
-			write: func(ctx context.Context) (*Record, error) {
-				return s.backend.Fail(ctx, driver.FailParams{ID: a.rec.ID, Error: text, Retry: retry,
-					ExpectedRetryCount: a.rec.RetryCount, RetryDelay: delay})
-			},
-			landed: landedFailed(a.rec, text, retry)})
+		rec, err := s.writeSettle(a, settleWrite{phase: phase, write: s.settleTransition(tr), landed: landedTransition(a.rec, tr)})
 		var refused *refusedError
-		if err == nil || !errors.As(err, &refused) || msg == errorRefusedText {
-			return rec, msg, err
+		if err == nil || !errors.As(err, &refused) || tr.Error == errorRefusedText {
+			return rec, tr.Error, err
 		}
 		s.logger.Error("Queue task error text refused by the store", "task_id", a.rec.ID, "task_name", a.rec.TaskName, "error", err)
-		if next := storableText(msg); refusals == 0 && next != msg {
-			msg = next
+		if next := storableText(tr.Error); refusals == 0 && next != tr.Error {
+			tr.Error = next
 		} else {
-			msg = errorRefusedText
+			tr.Error = errorRefusedText
 		}
 	}
 }
@@ -391,7 +376,7 @@ func (s *Service) claimLost(ctx context.Context, a *attempt, phase string) {
 
 func (s *Service) failUnknown(a *attempt) { _ = s.failUnknownErr(a) }
 
-// settleShutdown handles an attempt the shutdown ladder cancelled (SPEC §5.12).
+// settleShutdown handles an attempt the shutdown ladder cancelled.
 func (s *Service) settleShutdown(ctx context.Context, a *attempt, abandoned bool, env attemptEnv) {
 	if a.inline {
 		// Nothing else would ever run an immediate record: fail it terminally.
@@ -399,7 +384,8 @@ func (s *Service) settleShutdown(ctx context.Context, a *attempt, abandoned bool
 		if a.callerErr != nil {
 			msg = "inline execution interrupted: " + a.callerErr.Error()
 		}
-		rec, msg, err := s.writeFail(a, "fail", msg, false, 0)
+		tr, _ := decideFailure(a.rec, msg, false)
+		rec, msg, err := s.writeFail(a, "fail", tr)
 		if err != nil {
 			s.settleError(ctx, a, "fail", err)
 			return
@@ -419,8 +405,9 @@ func (s *Service) settleShutdown(ctx context.Context, a *attempt, abandoned bool
 		}
 		return
 	}
-	if a.rec.Interruptions >= env.maxInterruptions {
-		rec, msg, err := s.writeFail(a, "fail", "Interrupted during shutdown", true, 0)
+	tr, exhausted := decideInterrupt(a.rec, a.workerID, env.maxInterruptions)
+	if exhausted {
+		rec, msg, err := s.writeFail(a, "fail", tr)
 		if err != nil {
 			s.settleError(ctx, a, "fail", err)
 			return
@@ -429,11 +416,10 @@ func (s *Service) settleShutdown(ctx context.Context, a *attempt, abandoned bool
 		s.publishFailed(ctx, a, rec, msg, 0)
 		return
 	}
-	rec, err := s.writeSettle(a, settleWrite{phase: "interrupt",
-		write: func(ctx context.Context) (*Record, error) {
-			return s.backend.Interrupt(ctx, driver.InterruptParams{ID: a.rec.ID, ExpectedRetryCount: a.rec.RetryCount, WorkerID: a.workerID})
-		},
-		landed: landedInterrupted(a.rec)})
+	// An interruption is no failure: the record keeps the error an earlier
+	// attempt left.
+	tr.Error = a.rec.Error
+	rec, err := s.writeSettle(a, settleWrite{phase: "interrupt", write: s.settleTransition(tr), landed: landedInterrupted(a.rec)})
 	if err != nil {
 		s.settleError(ctx, a, "interrupt", err)
 		return

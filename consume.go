@@ -198,8 +198,8 @@ func (s *Service) keepBeating(a *attempt, interval time.Duration, stop <-chan st
 // failUnknownErr fails the attempt's record as an unknown task and reports the write error.
 func (s *Service) failUnknownErr(a *attempt) error {
 	ctx := context.WithoutCancel(a.ctx)
-	msg := (&UnknownTaskError{Name: a.rec.TaskName}).Error()
-	rec, msg, err := s.writeFail(a, "unknown_task", msg, false, 0)
+	tr, _ := decideFailure(a.rec, (&UnknownTaskError{Name: a.rec.TaskName}).Error(), false)
+	rec, msg, err := s.writeFail(a, "unknown_task", tr)
 	if err != nil {
 		s.settleError(ctx, a, "unknown_task", err)
 		return err

@@ -91,7 +91,7 @@ func (s *Service) applyProbe(ctx context.Context, rec *Record, p execution.Probe
 		if len(result) == 0 {
 			result, _ = json.Marshal(map[string]any{"execution_ref": ref, "status": "succeeded"})
 		}
-		out, err = s.backend.Complete(ctx, driver.CompleteParams{ID: rec.ID, Result: result, ExpectedRetryCount: gen})
+		out, err = s.settleTransition(driver.Transition{ID: rec.ID, Generation: gen, To: StatusCompleted, Result: result})(ctx)
 		if err == nil {
 			s.lifecycle(ctx, events.TypeCompleted, out, rec.WorkerID, "", statusPayload(out), nil)
 			s.logger.Info("Queue task completed by external reconcile", "task_id", out.ID, "task_name", out.TaskName,
@@ -108,9 +108,9 @@ func (s *Service) applyProbe(ctx context.Context, rec *Record, p execution.Probe
 			what = "not found"
 		}
 		msg := fmt.Sprintf("external execution %s %s", ref, what)
-		delay := rec.Policy.RetryBackoff.Delay(rec.AttemptsConsumed())
-		out, err = s.backend.Fail(ctx, driver.FailParams{ID: rec.ID, Error: msg, Retry: true, ExpectedRetryCount: gen,
-			ExpectedRef: &ref, RetryDelay: delay})
+		tr, delay := decideFailure(rec, msg, true)
+		tr.ExpectedRef = &ref
+		out, err = s.settleTransition(tr)(ctx)
 		if err == nil {
 			s.publishFailedRecord(ctx, rec, out, rec.WorkerID, msg, delay, nil)
 			s.logger.Debug("Queue external execution probe", "task_id", rec.ID, "execution_ref", ref, "detail", p.Detail)

@@ -589,17 +589,43 @@ func (s *Service) recoverStale(ctx context.Context, opts StaleOptions, workerID 
 	if limit <= 0 {
 		limit = 100
 	}
-	rec, err := s.backend.RecoverStale(ctx, driver.StaleParams{StaleAfter: opts.StaleAfter, Limit: limit, Priority: s.cfg.StaleRequeuePriority})
+	cands, err := s.backend.ListStale(ctx, opts.StaleAfter, limit)
 	if err != nil {
 		return StaleRecoveryResult{}, err
 	}
-	res := StaleRecoveryResult{Requeued: rec.Requeued, Failed: len(rec.Failed), Skipped: rec.Skipped,
-		HandlerNeeded: len(rec.HandlerNeeded), HandlerNeededTaskIDs: rec.HandlerNeeded}
+	var res StaleRecoveryResult
 	handlerNeeded := map[uuid.UUID]bool{}
-	for _, id := range rec.HandlerNeeded {
-		handlerNeeded[id] = true
+	ts := make([]driver.Transition, len(cands))
+	for i, c := range cands {
+		var handler bool
+		ts[i], handler = decideStale(c, opts.StaleAfter, s.cfg.StaleRequeuePriority)
+		handlerNeeded[c.ID] = handler
 	}
-	for _, f := range rec.Failed {
+	var failed []*Record
+	if len(ts) > 0 {
+		results, err := s.backend.Settle(ctx, ts)
+		if err != nil {
+			return StaleRecoveryResult{}, err
+		}
+		for i, r := range results {
+			switch {
+			case r.Err != nil:
+				// A heartbeat landed, or another sweeper or the attempt
+				// itself settled the record first.
+				res.Skipped++
+			case ts[i].To == StatusPending:
+				res.Requeued++
+			default:
+				res.Failed++
+				failed = append(failed, r.Record)
+				if handlerNeeded[r.Record.ID] {
+					res.HandlerNeeded++
+					res.HandlerNeededTaskIDs = append(res.HandlerNeededTaskIDs, r.Record.ID)
+				}
+			}
+		}
+	}
+	for _, f := range failed {
 		res.FailedTaskIDs = append(res.FailedTaskIDs, f.ID)
 		requeueOnStale := !f.Policy.NoStaleRequeue
 		payload := statusPayload(f)

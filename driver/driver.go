@@ -74,24 +74,16 @@ type Backend interface {
 	// record. Records holding a dispatch reservation are not listed.
 	ListStale(ctx context.Context, staleAfter time.Duration, limit int) ([]*queuestype.Record, error)
 
-	// Complete settles a running generation as completed.
-	Complete(ctx context.Context, p CompleteParams) (*queuestype.Record, error)
-	// Fail records an error; with Retry and budget left it requeues, else it fails terminally.
-	Fail(ctx context.Context, p FailParams) (*queuestype.Record, error)
 	// Cancel cancels a pending/scheduled record, or a running one with IncludeRunning.
 	Cancel(ctx context.Context, p CancelParams) (*queuestype.Record, error)
 	// CancelMatching cancels every matching record that holds no execution ref.
 	CancelMatching(ctx context.Context, f CancelFilter) ([]*queuestype.Record, error)
-	// Interrupt requeues a running generation after a shutdown, without spending budget.
-	Interrupt(ctx context.Context, p InterruptParams) (*queuestype.Record, error)
 
 	// TouchHeartbeats refreshes heartbeat_at for each fenced running record.
 	TouchHeartbeats(ctx context.Context, touches []HeartbeatTouch) (HeartbeatResult, error)
 	// NullHeartbeats clears heartbeat_at for the fenced running records, so
 	// stale recovery takes them at once.
 	NullHeartbeats(ctx context.Context, fences []queuestype.Fence) error
-	// RecoverStale requeues or fails running records with stale heartbeats, bounded by p.Limit.
-	RecoverStale(ctx context.Context, p StaleParams) (StaleRecovery, error)
 	// ExpireOverdue expires up to limit overdue unreserved pending/scheduled records.
 	ExpireOverdue(ctx context.Context, limit int) ([]*queuestype.Record, error)
 
