@@ -248,7 +248,7 @@ const (
 	MetaCorrelationID     = "_correlation_id"
 )
 
-// recordJSON is the wire form of a Record (SPEC §2.5): exactly these keys, nulls kept.
+// recordJSON is the wire form of a Record: exactly these keys, nulls kept.
 type recordJSON struct {
 	ID               uuid.UUID       `json:"id"`
 	TaskName         string          `json:"task_name"`
@@ -313,7 +313,7 @@ func rawOrNull(b json.RawMessage) json.RawMessage {
 	return b
 }
 
-// MarshalJSON encodes the record with exactly the SPEC §2.5 keys; nulls are kept
+// MarshalJSON encodes the record with exactly its documented keys; nulls are kept
 // and times are RFC 3339 UTC.
 func (r Record) MarshalJSON() ([]byte, error) {
 	md := r.Metadata
@@ -333,7 +333,7 @@ func (r Record) MarshalJSON() ([]byte, error) {
 	})
 }
 
-// UnmarshalJSON decodes the SPEC §2.5 form.
+// UnmarshalJSON decodes the form MarshalJSON writes.
 func (r *Record) UnmarshalJSON(b []byte) error {
 	var j recordJSON
 	if err := json.Unmarshal(b, &j); err != nil {
