@@ -116,7 +116,7 @@ func buildLayout1(t *testing.T, c goredis.UniversalClient, b *Backend) []*legacy
 	run := claim(r.ID)
 	settle(driver.Transition{ID: r.ID, Generation: run.RetryCount, To: queuestype.StatusPending, Interrupted: true, WorkerID: "w1"})
 	toLayout1(t, c, b, r.ID)
-	run = claim(r.ID)
+	claim(r.ID)
 	if _, err := b.TouchHeartbeats(ctx, []driver.HeartbeatTouch{{ID: r.ID, MetadataPatch: map[string]any{"progress": 0.5, "log_level": "debug"}}}); err != nil {
 		t.Fatal(err)
 	}

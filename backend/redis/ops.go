@@ -398,15 +398,6 @@ func optStr(p *string) (string, string) {
 	return "1", *p
 }
 
-// replyCode is the status code of one op reply ("" when malformed).
-func replyCode(v any) string {
-	if a, ok := v.([]any); ok && len(a) > 0 {
-		code, _ := a[0].(string)
-		return code
-	}
-	return ""
-}
-
 // Cancel cancels a pending or scheduled record, or a running one when
 // p.IncludeRunning, fenced on the optional generation; worker_id is kept.
 func (b *Backend) Cancel(ctx context.Context, p driver.CancelParams) (*queuestype.Record, error) {
