@@ -213,32 +213,6 @@ func normalizeValue(v any) any {
 	return out
 }
 
-// metaInt reads an integer-valued metadata key; anything that is not a number reads as 0.
-func metaInt(m map[string]any, key string) int {
-	switch v := m[key].(type) {
-	case int:
-		return v
-	case int64:
-		return int(v)
-	case float64:
-		return int(v)
-	case json.Number:
-		if i, err := v.Int64(); err == nil {
-			return int(i)
-		}
-		if f, err := v.Float64(); err == nil {
-			return int(f)
-		}
-	}
-	return 0
-}
-
-// metaBool reads a boolean metadata key; ok is false when absent or not a bool.
-func metaBool(m map[string]any, key string) (value, ok bool) {
-	b, ok := m[key].(bool)
-	return b, ok
-}
-
 // metaFloat reads a numeric metadata key.
 func metaFloat(m map[string]any, key string) (float64, bool) {
 	switch v := m[key].(type) {
@@ -255,7 +229,9 @@ func metaFloat(m map[string]any, key string) (float64, bool) {
 	return 0, false
 }
 
-// System metadata keys (SPEC §2.3).
+// Metadata keys the system owns. Earlier schemas kept the task policy and
+// the interruption counter under these keys; migrations move them into
+// Policy and Interruptions, and enqueue refuses them in a caller's metadata.
 const (
 	MetaDescription       = "description"
 	MetaLogLevel          = "log_level"
