@@ -102,7 +102,6 @@ type Backend struct {
 	lis    *listener
 
 	completer *batcher[completeOp, *queuestype.Record]
-	failer    *batcher[failOp, *queuestype.Record]
 	settler   *batcher[settleOp, *queuestype.Record]
 	toucher   *batcher[touchOp, bool]
 }
@@ -166,7 +165,6 @@ func New(pool *pgxpool.Pool, opts Options) (*Backend, error) {
 	}
 	b.q = buildQueries(b.n)
 	b.completer = newBatcher(2, 1000, b.flushComplete)
-	b.failer = newBatcher(2, 500, b.flushFail)
 	b.settler = newBatcher(2, 500, b.flushSettle)
 	b.toucher = newBatcher(1, 1000, b.flushTouch)
 	return b, nil
@@ -306,7 +304,6 @@ func (b *Backend) Close(ctx context.Context) error {
 		lis.stop()
 	}
 	b.completer.wait()
-	b.failer.wait()
 	b.settler.wait()
 	b.toucher.wait()
 	for _, p := range b.ownPools {
