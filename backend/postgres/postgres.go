@@ -34,11 +34,12 @@ type Options struct {
 	// "app_" gives app_queue_task). Lower-case letters, digits and "_".
 	TablePrefix string
 	// Namespace is the configured namespace root ("" means "queues"). It
-	// names the notification channels <ns>_tasks and <ns>_worker_control
-	// (SPEC §19); SQL table names do not derive from it.
+	// names the notification channels <ns>_tasks and <ns>_worker_control;
+	// SQL table names do not derive from it.
 	Namespace string
 	// HeartbeatPool, when set, carries heartbeat touches and heartbeat nulls
-	// so that a saturated main pool cannot starve them (SPEC §8.6). It is a
+	// so that a saturated main pool cannot starve them (which would end in
+	// stale recovery of healthy work). It is a
 	// small pool on the same database; the backend never closes it.
 	HeartbeatPool *pgxpool.Pool
 	// Wakeups switches LISTEN/NOTIFY hints (task wakeups and worker-control
