@@ -145,10 +145,14 @@
 //	with QUEUES_BENCH_CONCURRENCY=50, i.e. 50/50: 28,500–28,700 jobs/s, 12.5 writes/commit)
 //
 //	go test -run '^$' -bench 'ClaimComplete|ClaimSettle|Enqueue|IdleLatency' -benchtime 2s ./backend/sqlite/
-//	BenchmarkClaimComplete-2   42,200 jobs/s  (ClaimMany(100) + 100 concurrent Completes)
-//	BenchmarkClaimSettle-2     as ClaimComplete, with one-transition Settle calls instead:
-//	                           within its run-to-run noise (1 allocation more per job
-//	                           with NoRecord, 5 without)
+//	BenchmarkClaimComplete-2   42,200 jobs/s  (ClaimMany(100) + 100 concurrent completions,
+//	                           measured when each was a call of the since removed
+//	                           Complete method; as one-transition Settle calls they
+//	                           cost 5 allocations (~520 B) more per job, time within
+//	                           the run-to-run noise)
+//	BenchmarkClaimSettle-2     as ClaimComplete, with the claimed record in each
+//	                           transition: the same with NoRecord=false, 4 allocations
+//	                           fewer per job with NoRecord
 //	BenchmarkClaimSettleBatch-2  ~57,000 jobs/s  (ClaimMany(100) + one Settle of 100 completions)
 //	BenchmarkEnqueue-2         31,600 jobs/s  (single-record Enqueue from 8 goroutines)
 //	BenchmarkEnqueueMany-2     98,000 jobs/s  (Enqueue of 1000 records per call)
