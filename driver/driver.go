@@ -11,7 +11,7 @@ import (
 )
 
 // DispatchMarkerPrefix starts an execution_ref that reserves a record for an
-// external dispatch in progress (SPEC §13.3). Marked records are neither
+// external dispatch in progress. Marked records are neither
 // claimed nor expired.
 const DispatchMarkerPrefix = "__queues_dispatching__:"
 
@@ -422,7 +422,7 @@ type Inspector interface {
 
 // StaleRequeueDecision computes whether a stale running record should be
 // requeued and with which delay, from its own fields. Backends call it so every
-// store applies one rule (SPEC §5.9).
+// store applies one rule.
 func StaleRequeueDecision(r *queuestype.Record) (requeue bool, handlerNeeded bool, delay time.Duration) {
 	requeueOnStale := !r.Policy.NoStaleRequeue
 	if requeueOnStale && r.AttemptsConsumed() < r.MaxRetries {
