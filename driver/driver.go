@@ -409,14 +409,18 @@ func MatchesFilter(rec *queuestype.Record, f CancelFilter) bool {
 	}
 	if len(f.Args) > 0 {
 		var args map[string]any
-		if json.Unmarshal(rec.Args, &args) != nil || !subsetEqual(f.Args, args) {
+		if json.Unmarshal(rec.Args, &args) != nil || !SubsetMatch(f.Args, args) {
 			return false
 		}
 	}
-	return subsetEqual(f.Metadata, rec.Metadata)
+	return SubsetMatch(f.Metadata, rec.Metadata)
 }
 
-func subsetEqual(want, have map[string]any) bool {
+// SubsetMatch reports whether every top-level key of want is in have with
+// an equal JSON encoding (an empty want matches anything). It is the args
+// and metadata match of MatchesFilter, for stores that hold those fields in
+// their own form.
+func SubsetMatch(want, have map[string]any) bool {
 	for k, v := range want {
 		hv, ok := have[k]
 		if !ok {

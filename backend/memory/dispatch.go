@@ -5,6 +5,7 @@ import (
 	"slices"
 
 	"github.com/queuesgo/queues/driver"
+	"github.com/queuesgo/queues/driver/storekit"
 	"github.com/queuesgo/queues/queuestype"
 
 	"github.com/google/uuid"
@@ -22,12 +23,12 @@ func (b *Backend) write(ctx context.Context, op string, id uuid.UUID, fn func(e 
 	e := b.records[id]
 	if e == nil {
 		b.mu.Unlock()
-		return nil, missingForWrite(op, id)
+		return nil, storekit.MissingForWrite(op, id)
 	}
 	ok, wake := fn(e)
 	if !ok {
 		b.mu.Unlock()
-		return nil, fenceLost(op, id)
+		return nil, storekit.FenceLost(op, id)
 	}
 	out := e.clone()
 	b.mu.Unlock()

@@ -3,38 +3,28 @@ package memory
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/queuesgo/queues/driver"
+	"github.com/queuesgo/queues/driver/storekit"
 	"github.com/queuesgo/queues/queuestype"
 
 	"github.com/google/uuid"
 )
 
-// enqueuePlan is the decision for one Enqueue item, made before anything is written.
-type enqueuePlan struct {
-	insert   bool   // insert the item's candidate entry
-	existing *entry // stored active record holding the key
-	staged   int    // index of an earlier item of this call whose insert holds the key, else -1
-	clear    *entry // terminal record whose key the insert takes over
-	reserve  bool   // create a forever reservation with the insert
-	owner    *queuestype.Reservation
-	err      error
-}
+// enqueuePlan is the decision for one Enqueue item, made before anything is
+// written. Its Holder is the stored record the key resolves to.
+type enqueuePlan = storekit.Decision[*entry]
 
-// Enqueue inserts the items atomically and returns one outcome per item in
-// input order.
-//
-// A keyed item whose key is held by an active record returns that record with
-// Existing set; a key held by a terminal record is taken over (the terminal
-// record's key is cleared). A forever item whose key is reserved returns the
-// owner reservation (Record nil, Existing set); one whose key is held by an
-// active non-forever record gets a per-item error matching
-// queuestype.ErrIdentityConflict; otherwise the insert and its reservation happen
-// together. Items repeating a key of an earlier item of the same call resolve
-// to that item's outcome. A record ID that already exists fails the whole
-// call and writes nothing, as does a priority outside
-// queuestype.MinPriority..queuestype.MaxPriority (an error matching queuestype.ErrConfig).
-// One wakeup hint is sent when any new record is due.
+// Enqueue inserts the items atomically: every item is decided under one hold
+// of the mutex, then written, and one outcome per item is returned in input
+// order. Keys, forever reservations and repeated keys within the call
+// resolve as storekit.KeyFolder describes; a terminal holder's key is
+// cleared as the new record takes it over. A record ID that already exists,
+// or appears twice in the call, fails the whole call and writes nothing, as
+// does a priority outside queuestype.MinPriority..queuestype.MaxPriority (an
+// error matching queuestype.ErrConfig). One wakeup hint is sent when any new
+// record is due.
 func (b *Backend) Enqueue(ctx context.Context, items []driver.EnqueueParams) ([]driver.EnqueueOutcome, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -45,140 +35,102 @@ func (b *Backend) Enqueue(ctx context.Context, items []driver.EnqueueParams) ([]
 	// Build the candidate records outside the lock.
 	cands := make([]*entry, len(items))
 	for i := range items {
-		p := &items[i]
-		if p.Priority < queuestype.MinPriority || p.Priority > queuestype.MaxPriority {
-			return nil, &queuestype.ConfigError{
-				Field:   fmt.Sprintf("items[%d].Priority", i),
-				Problem: fmt.Sprintf("%d is outside %d..%d", p.Priority, queuestype.MinPriority, queuestype.MaxPriority),
-			}
+		p, err := storekit.PrepareItem(i, items[i])
+		if err != nil {
+			return nil, err
 		}
-		id := p.ID
-		if id == uuid.Nil {
-			var err error
-			if id, err = uuid.NewV7(); err != nil {
-				return nil, fmt.Errorf("memory: generate task id: %w", err)
-			}
-		}
-		e := newEntry()
-		e.rec = queuestype.Record{
-			ID:               id,
-			TaskName:         p.TaskName,
-			Args:             append([]byte(nil), p.Args...),
-			Queue:            p.Queue,
-			ExecutionBackend: p.ExecutionBackend,
-			ExecutionProfile: p.ExecutionProfile,
-			Priority:         p.Priority,
-			MaxRetries:       p.MaxRetries,
-			ScheduledAt:      utc(p.ScheduledAt),
-			ExpiresAt:        utc(p.ExpiresAt),
-			Key:              p.Key,
-			Metadata:         queuestype.NormalizeMetadata(p.Metadata),
-			Policy:           storedPolicy(p.Policy),
-		}
-		if p.Args == nil {
-			e.rec.Args = nil
-		}
-		if e.rec.Queue == "" {
-			e.rec.Queue = queuestype.DefaultQueue
-		}
-		if e.rec.ExecutionBackend == "" {
-			e.rec.ExecutionBackend = "local"
-		}
-		e.forever = p.Forever && p.Key != ""
-		cands[i] = e
+		cands[i] = newCandidate(&p)
 	}
-
-	plans := make([]enqueuePlan, len(items))
-	outcomes := make([]driver.EnqueueOutcome, len(items))
-	wake := false
 
 	b.mu.Lock()
 	now := b.now()
-	var (
-		stagedKeys map[string]int
-		stagedRes  map[string]*queuestype.Reservation
-		stagedIDs  map[uuid.UUID]struct{}
-	)
-	if len(items) > 1 {
-		stagedKeys = make(map[string]int)
-		stagedRes = make(map[string]*queuestype.Reservation)
-		stagedIDs = make(map[uuid.UUID]struct{}, len(items))
+	plans, err := b.planEnqueue(cands)
+	if err != nil {
+		b.mu.Unlock()
+		return nil, err
 	}
-	for i, e := range cands {
-		pl := &plans[i]
-		pl.staged = -1
-		key := e.rec.Key
-		if key != "" {
-			if e.forever {
-				if res := stagedRes[key]; res != nil {
-					pl.owner = res
-					continue
-				}
-				if res, ok := b.reservations[key]; ok {
-					pl.owner = &res
-					continue
-				}
-				if _, ok := stagedKeys[key]; ok {
-					// An earlier item of this call (not forever) inserts the key.
-					pl.err = fmt.Errorf("%w: key %q", queuestype.ErrIdentityConflict, key)
-					continue
-				}
-				if h := b.byKey[key]; h != nil && !h.rec.IsTerminal() {
-					if isForeverRecord(h) {
-						// The reservation was reset while its record is still
-						// active: the active record keeps the key.
-						pl.existing = h
-					} else {
-						pl.err = fmt.Errorf("%w: key %q is held by task %s", queuestype.ErrIdentityConflict, key, h.rec.ID)
-					}
-					continue
-				}
-				pl.reserve = true
-			} else {
-				if j, ok := stagedKeys[key]; ok {
-					pl.staged = j
-					continue
-				}
-				if h := b.byKey[key]; h != nil && !h.rec.IsTerminal() {
-					pl.existing = h
-					continue
-				}
-			}
-			if h := b.byKey[key]; h != nil {
-				pl.clear = h // terminal holder
-			}
-		}
-		// Insert.
-		id := e.rec.ID
-		if _, ok := b.records[id]; ok {
-			b.mu.Unlock()
-			return nil, fmt.Errorf("memory: enqueue item %d: task %s already exists", i, id)
-		}
-		if stagedIDs != nil {
-			if _, ok := stagedIDs[id]; ok {
-				b.mu.Unlock()
-				return nil, fmt.Errorf("memory: enqueue item %d: duplicate task id %s in one call", i, id)
-			}
-			stagedIDs[id] = struct{}{}
-		}
-		pl.insert = true
-		if key != "" && stagedKeys != nil {
-			stagedKeys[key] = i
-			if pl.reserve {
-				stagedRes[key] = &queuestype.Reservation{Key: key, TaskID: id, TaskName: e.rec.TaskName, CreatedAt: now}
-			}
-		}
+	wake := b.commitEnqueue(cands, plans, now)
+	outcomes, _ := storekit.KeyOutcomes(plans,
+		func(j int) *queuestype.Record { return cands[j].clone() },
+		func(h *entry) (*queuestype.Record, error) { return h.clone(), nil })
+	b.mu.Unlock()
+	if wake {
+		b.wake()
 	}
+	return outcomes, nil
+}
 
-	// Commit: nothing below can fail.
+// newCandidate builds the entry a prepared item inserts (stamps and status
+// are set when it is committed).
+func newCandidate(p *driver.EnqueueParams) *entry {
+	e := newEntry()
+	e.rec = queuestype.Record{
+		ID:               p.ID,
+		TaskName:         p.TaskName,
+		Args:             append([]byte(nil), p.Args...),
+		Queue:            p.Queue,
+		ExecutionBackend: p.ExecutionBackend,
+		ExecutionProfile: p.ExecutionProfile,
+		Priority:         p.Priority,
+		MaxRetries:       p.MaxRetries,
+		ScheduledAt:      p.ScheduledAt,
+		ExpiresAt:        p.ExpiresAt,
+		Key:              p.Key,
+		Metadata:         queuestype.NormalizeMetadata(p.Metadata),
+		Policy:           storedPolicy(p.Policy),
+	}
+	e.forever = p.Forever
+	return e
+}
+
+// planEnqueue decides every candidate against the stored keys and
+// reservations. Call it with the mutex held; it changes nothing.
+func (b *Backend) planEnqueue(cands []*entry) ([]enqueuePlan, error) {
+	folder := storekit.NewKeyFolder(b.storedReservation, b.keyHolder)
+	plans := make([]enqueuePlan, len(cands))
+	var ids map[uuid.UUID]struct{} // IDs inserted by this call
+	if len(cands) > 1 {
+		ids = make(map[uuid.UUID]struct{}, len(cands))
+	}
+	for i, e := range cands {
+		plans[i], _ = folder.Decide(i, e.rec.Key, e.forever) // lookups never fail
+		if plans[i].Action != storekit.Insert {
+			continue
+		}
+		if err := b.checkNewID(i, e.rec.ID, ids); err != nil {
+			return nil, err
+		}
+	}
+	return plans, nil
+}
+
+// checkNewID refuses the ID of item i when a record has it or an earlier
+// insert of the call (seen, nil for a one-item call) takes it.
+func (b *Backend) checkNewID(i int, id uuid.UUID, seen map[uuid.UUID]struct{}) error {
+	if _, ok := b.records[id]; ok {
+		return fmt.Errorf("memory: enqueue item %d: task %s already exists", i, id)
+	}
+	if seen == nil {
+		return nil
+	}
+	if _, ok := seen[id]; ok {
+		return fmt.Errorf("memory: enqueue item %d: duplicate task id %s in one call", i, id)
+	}
+	seen[id] = struct{}{}
+	return nil
+}
+
+// commitEnqueue writes the planned inserts at now and reports whether any
+// new record is due. Nothing in it can fail. Call it with the mutex held.
+func (b *Backend) commitEnqueue(cands []*entry, plans []enqueuePlan, now time.Time) (wake bool) {
 	for i, e := range cands {
 		pl := &plans[i]
-		if !pl.insert {
+		if pl.Action != storekit.Insert {
 			continue
 		}
 		r := &e.rec
-		if pl.clear != nil && b.byKey[r.Key] == pl.clear {
-			pl.clear.rec.Key = ""
+		if pl.TakeOver && b.byKey[r.Key] == pl.Holder {
+			pl.Holder.rec.Key = ""
 			delete(b.byKey, r.Key)
 		}
 		r.CreatedAt, r.QueuedAt = now, now
@@ -192,36 +144,29 @@ func (b *Backend) Enqueue(ctx context.Context, items []driver.EnqueueParams) ([]
 		if r.Key != "" {
 			b.byKey[r.Key] = e
 		}
-		if pl.reserve {
+		if pl.Reserve {
 			b.reservations[r.Key] = queuestype.Reservation{Key: r.Key, TaskID: r.ID, TaskName: r.TaskName, CreatedAt: now}
 		}
 		b.sync(e, now)
 	}
-	for i := range plans {
-		pl := &plans[i]
-		out := &outcomes[i]
-		switch {
-		case pl.insert:
-			out.Record = cands[i].clone()
-		case pl.staged >= 0:
-			out.Record = cands[pl.staged].clone()
-			out.Existing = true
-		case pl.existing != nil:
-			out.Record = pl.existing.clone()
-			out.Existing = true
-		case pl.owner != nil:
-			o := *pl.owner
-			out.Owner = &o
-			out.Existing = true
-		default:
-			out.Err = pl.err
-		}
+	return wake
+}
+
+// storedReservation returns a copy of the reservation of key, or nil.
+func (b *Backend) storedReservation(key string) (*queuestype.Reservation, error) {
+	if res, ok := b.reservations[key]; ok {
+		return &res, nil
 	}
-	b.mu.Unlock()
-	if wake {
-		b.wake()
+	return nil, nil
+}
+
+// keyHolder returns the record holding key.
+func (b *Backend) keyHolder(key string) (storekit.Holder[*entry], bool, error) {
+	h := b.byKey[key]
+	if h == nil {
+		return storekit.Holder[*entry]{}, false, nil
 	}
-	return outcomes, nil
+	return storekit.Holder[*entry]{Rec: h, ID: h.rec.ID, Active: !h.rec.IsTerminal(), Forever: isForeverRecord(h)}, true, nil
 }
 
 // isForeverRecord reports whether e was inserted with a forever identity

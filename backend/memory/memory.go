@@ -29,7 +29,6 @@ package memory
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"sync"
 	"time"
 
@@ -142,22 +141,6 @@ func utc(t time.Time) time.Time {
 		return time.Time{}
 	}
 	return t.UTC()
-}
-
-// fenceLost returns an error matching queuestype.ErrFenceLost.
-func fenceLost(op string, id uuid.UUID) error {
-	return fmt.Errorf("%w: %s %s", queuestype.ErrFenceLost, op, id)
-}
-
-// notFound returns an error matching queuestype.ErrTaskNotFound.
-func notFound(id uuid.UUID) error {
-	return fmt.Errorf("%w: %s", queuestype.ErrTaskNotFound, id)
-}
-
-// missingForWrite is returned by a guarded write on an ID that does not exist:
-// the guard did not hold (ErrFenceLost) because there is no record (ErrTaskNotFound).
-func missingForWrite(op string, id uuid.UUID) error {
-	return fmt.Errorf("%w: %s %s: %w", queuestype.ErrFenceLost, op, id, queuestype.ErrTaskNotFound)
 }
 
 func isOpen(s queuestype.Status) bool {

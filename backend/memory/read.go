@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/queuesgo/queues/driver"
+	"github.com/queuesgo/queues/driver/storekit"
 	"github.com/queuesgo/queues/queuestype"
 
 	"github.com/google/uuid"
@@ -20,7 +21,7 @@ func (b *Backend) GetTask(ctx context.Context, id uuid.UUID) (*queuestype.Record
 	defer b.mu.Unlock()
 	e := b.records[id]
 	if e == nil {
-		return nil, notFound(id)
+		return nil, storekit.NotFound(id)
 	}
 	return e.clone(), nil
 }

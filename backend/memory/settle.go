@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/queuesgo/queues/driver"
+	"github.com/queuesgo/queues/driver/storekit"
 	"github.com/queuesgo/queues/queuestype"
 )
 
@@ -66,12 +67,12 @@ func (b *Backend) Cancel(ctx context.Context, p driver.CancelParams) (*queuestyp
 	defer b.mu.Unlock()
 	e := b.records[p.ID]
 	if e == nil {
-		return nil, missingForWrite("cancel", p.ID)
+		return nil, storekit.MissingForWrite("cancel", p.ID)
 	}
 	r := &e.rec
 	if !(isOpen(r.Status) || (p.IncludeRunning && r.Status == queuestype.StatusRunning)) ||
 		(p.ExpectedRetryCount != nil && *p.ExpectedRetryCount != r.RetryCount) {
-		return nil, fenceLost("cancel", p.ID)
+		return nil, storekit.FenceLost("cancel", p.ID)
 	}
 	b.finishEntry(e, queuestype.StatusCancelled, b.now())
 	return e.clone(), nil

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/queuesgo/queues/driver"
+	"github.com/queuesgo/queues/driver/storekit"
 	"github.com/queuesgo/queues/queuestype"
 )
 
@@ -93,10 +94,10 @@ func (b *Backend) settleLocked(t *driver.Transition, result json.RawMessage, now
 	}
 	e := b.records[t.ID]
 	if e == nil {
-		return nil, false, missingForWrite("settle", t.ID)
+		return nil, false, storekit.MissingForWrite("settle", t.ID)
 	}
 	if !settleFenceHolds(&e.rec, t, now) {
-		return nil, false, fenceLost("settle", t.ID)
+		return nil, false, storekit.FenceLost("settle", t.ID)
 	}
 	r := &e.rec
 	due := false

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/queuesgo/queues/driver"
+	"github.com/queuesgo/queues/driver/storekit"
 	"github.com/queuesgo/queues/queuestype"
 
 	"github.com/google/uuid"
@@ -313,23 +314,6 @@ func (b *Backend) Close(ctx context.Context) error {
 	return nil
 }
 
-// fenceLost returns an error matching queuestype.ErrFenceLost.
-func fenceLost(op string, id uuid.UUID) error {
-	return fmt.Errorf("%w: %s %s", queuestype.ErrFenceLost, op, id)
-}
-
-// notFound returns an error matching queuestype.ErrTaskNotFound.
-func notFound(id uuid.UUID) error {
-	return fmt.Errorf("%w: %s", queuestype.ErrTaskNotFound, id)
-}
-
-// missingForWrite is returned by a guarded write on an ID that does not
-// exist: the guard did not hold (ErrFenceLost) because there is no record
-// (ErrTaskNotFound).
-func missingForWrite(op string, id uuid.UUID) error {
-	return fmt.Errorf("%w: %s %s: %w", queuestype.ErrFenceLost, op, id, queuestype.ErrTaskNotFound)
-}
-
 // wrap annotates a database error; a missing relation means the schema is
 // not migrated.
 func (b *Backend) wrap(op string, err error) error {
@@ -358,9 +342,9 @@ func (b *Backend) guardFailed(ctx context.Context, op string, id uuid.UUID) erro
 		return err
 	}
 	if !ok {
-		return missingForWrite(op, id)
+		return storekit.MissingForWrite(op, id)
 	}
-	return fenceLost(op, id)
+	return storekit.FenceLost(op, id)
 }
 
 // notify sends a wakeup hint (outside any transaction).

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/queuesgo/queues/driver"
+	"github.com/queuesgo/queues/driver/storekit"
 	"github.com/queuesgo/queues/queuestype"
 
 	"github.com/google/uuid"
@@ -22,7 +23,7 @@ func (b *Backend) GetTask(ctx context.Context, id uuid.UUID) (*queuestype.Record
 		return nil, b.wrap("get task", err)
 	}
 	if rec == nil {
-		return nil, notFound(id)
+		return nil, storekit.NotFound(id)
 	}
 	return rec, nil
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/queuesgo/queues/driver"
+	"github.com/queuesgo/queues/driver/storekit"
 	"github.com/queuesgo/queues/queuestype"
 
 	"github.com/google/uuid"
@@ -223,11 +224,11 @@ func settleResults[I any](b *Backend, ctx context.Context, op string, round []*o
 		k := id(o.in)
 		switch {
 		case qerr != nil:
-			o.err = fenceLost(op, k)
+			o.err = storekit.FenceLost(op, k)
 		case present[k]:
-			o.err = fenceLost(op, k)
+			o.err = storekit.FenceLost(op, k)
 		default:
-			o.err = missingForWrite(op, k)
+			o.err = storekit.MissingForWrite(op, k)
 		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/queuesgo/queues/driver/storekit"
 )
 
 // completeReq is one hot-path completion of Settle (luaComplete).
@@ -80,9 +81,9 @@ func completeReply(v any, id uuid.UUID) (ref string, overlays []any, err error) 
 	}
 	switch {
 	case code == "M":
-		return "", nil, missingForWrite("complete", id)
+		return "", nil, storekit.MissingForWrite("complete", id)
 	case code == "F":
-		return "", nil, fenceLost("complete", id)
+		return "", nil, storekit.FenceLost("complete", id)
 	case len(code) > 0 && code[0] == 'K':
 		return code[1:], overlays, nil
 	}

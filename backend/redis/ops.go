@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/queuesgo/queues/driver"
+	"github.com/queuesgo/queues/driver/storekit"
 	"github.com/queuesgo/queues/queuestype"
 
 	"github.com/google/uuid"
@@ -371,9 +372,9 @@ func (b *Backend) one(ctx context.Context, name, op string, id uuid.UUID, a ...a
 	case "K":
 		return b.record(req, 0, rep)
 	case "M":
-		return nil, missingForWrite(name, id)
+		return nil, storekit.MissingForWrite(name, id)
 	default:
-		return nil, fenceLost(name, id)
+		return nil, storekit.FenceLost(name, id)
 	}
 }
 
@@ -494,7 +495,7 @@ func (b *Backend) ClaimByID(ctx context.Context, p driver.ClaimByIDParams) (driv
 			res.Expired = append(res.Expired, rec)
 		}
 	case "M":
-		return res, notFound(p.ID)
+		return res, storekit.NotFound(p.ID)
 	}
 	return res, nil
 }

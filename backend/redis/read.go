@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/queuesgo/queues/driver"
+	"github.com/queuesgo/queues/driver/storekit"
 	"github.com/queuesgo/queues/queuestype"
 
 	"github.com/google/uuid"
@@ -74,7 +75,7 @@ func (b *Backend) GetTask(ctx context.Context, id uuid.UUID) (*queuestype.Record
 		return nil, fmt.Errorf("redis: get task: %w", err)
 	}
 	if len(m) == 0 {
-		return nil, notFound(id)
+		return nil, storekit.NotFound(id)
 	}
 	return decodeFields(m)
 }

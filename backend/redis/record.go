@@ -378,22 +378,6 @@ func decodeReservation(s string) (*queuestype.Reservation, error) {
 	return &queuestype.Reservation{Key: j.Key, TaskID: j.TaskID, TaskName: j.TaskName, CreatedAt: time.UnixMicro(j.CreatedUS).UTC()}, nil
 }
 
-// fenceLost returns an error matching queuestype.ErrFenceLost.
-func fenceLost(op string, id uuid.UUID) error {
-	return fmt.Errorf("%w: %s %s", queuestype.ErrFenceLost, op, id)
-}
-
-// notFound returns an error matching queuestype.ErrTaskNotFound.
-func notFound(id uuid.UUID) error {
-	return fmt.Errorf("%w: %s", queuestype.ErrTaskNotFound, id)
-}
-
-// missingForWrite is returned by a guarded write on an ID that does not
-// exist: it matches both queuestype.ErrFenceLost and queuestype.ErrTaskNotFound.
-func missingForWrite(op string, id uuid.UUID) error {
-	return fmt.Errorf("%w: %s %s: %w", queuestype.ErrFenceLost, op, id, queuestype.ErrTaskNotFound)
-}
-
 // claimLess is the claim order: priority DESC, queued_at, created_at, id.
 func claimLess(a, b *queuestype.Record) int {
 	if a.Priority != b.Priority {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/queuesgo/queues/driver"
+	"github.com/queuesgo/queues/driver/storekit"
 	"github.com/queuesgo/queues/queuestype"
 
 	"github.com/google/uuid"
@@ -168,9 +169,9 @@ func (b *Backend) Settle(ctx context.Context, ts []driver.Transition) ([]driver.
 				out[i].Record = rec
 			}
 		case "M":
-			out[i].Err = missingForWrite("settle", t.ID)
+			out[i].Err = storekit.MissingForWrite("settle", t.ID)
 		default:
-			out[i].Err = fenceLost("settle", t.ID)
+			out[i].Err = storekit.FenceLost("settle", t.ID)
 		}
 	}
 	return out, nil

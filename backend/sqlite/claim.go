@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/queuesgo/queues/driver"
+	"github.com/queuesgo/queues/driver/storekit"
 	"github.com/queuesgo/queues/queuestype"
 )
 
@@ -396,7 +397,7 @@ func (b *Backend) ClaimByID(ctx context.Context, p driver.ClaimByIDParams) (driv
 		return res, err
 	}
 	if missing {
-		return res, notFound(p.ID)
+		return res, storekit.NotFound(p.ID)
 	}
 	if claimed || expired {
 		rec, err := out.record()

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/queuesgo/queues/driver"
+	"github.com/queuesgo/queues/driver/storekit"
 	"github.com/queuesgo/queues/queuestype"
 
 	"github.com/google/uuid"
@@ -146,7 +147,7 @@ func (b *Backend) GetTask(ctx context.Context, id uuid.UUID) (*queuestype.Record
 		return nil, err
 	}
 	if len(rows) == 0 {
-		return nil, notFound(id)
+		return nil, storekit.NotFound(id)
 	}
 	return rows[0].record()
 }

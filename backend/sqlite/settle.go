@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/queuesgo/queues/driver"
+	"github.com/queuesgo/queues/driver/storekit"
 	"github.com/queuesgo/queues/queuestype"
 
 	"github.com/google/uuid"
@@ -59,9 +60,9 @@ func (b *Backend) settleOne(ctx context.Context, op string, id uuid.UUID, query 
 	}
 	if !ok {
 		if missing {
-			return nil, missingForWrite(op, id)
+			return nil, storekit.MissingForWrite(op, id)
 		}
-		return nil, fenceLost(op, id)
+		return nil, storekit.FenceLost(op, id)
 	}
 	return out.record()
 }

@@ -17,7 +17,6 @@ import (
 	"github.com/queuesgo/queues/driver"
 	"github.com/queuesgo/queues/queuestype"
 
-	"github.com/google/uuid"
 	"github.com/queuesgo/queues/internal/hub"
 
 	_ "modernc.org/sqlite" // registers the pure-Go "sqlite" database/sql driver
@@ -369,20 +368,3 @@ func (b *Backend) handles() (*writer, *sql.DB, error) {
 
 // now reads the backend clock in UTC, truncated to the stored precision.
 func (b *Backend) now() time.Time { return b.nowFn().UTC().Truncate(time.Microsecond) }
-
-// fenceLost returns an error matching queuestype.ErrFenceLost.
-func fenceLost(op string, id uuid.UUID) error {
-	return fmt.Errorf("%w: %s %s", queuestype.ErrFenceLost, op, id)
-}
-
-// notFound returns an error matching queuestype.ErrTaskNotFound.
-func notFound(id uuid.UUID) error {
-	return fmt.Errorf("%w: %s", queuestype.ErrTaskNotFound, id)
-}
-
-// missingForWrite is returned by a guarded write on an ID that does not
-// exist: the guard did not hold (ErrFenceLost) because there is no record
-// (ErrTaskNotFound).
-func missingForWrite(op string, id uuid.UUID) error {
-	return fmt.Errorf("%w: %s %s: %w", queuestype.ErrFenceLost, op, id, queuestype.ErrTaskNotFound)
-}

@@ -1,0 +1,270 @@
+package storekit
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/queuesgo/queues/driver"
+	"github.com/queuesgo/queues/queuestype"
+)
+
+// PrepareItem validates item i of an Enqueue call and returns a copy of it
+// with the defaults every store applies: a new UUIDv7 when ID is zero,
+// queuestype.DefaultQueue for an empty Queue, queuestype.ExecutionLocal for
+// an empty ExecutionBackend, ScheduledAt and ExpiresAt in UTC (a zero time
+// stays zero), and Forever only together with a Key. Args and Metadata are
+// shared with the caller's item, not copied.
+//
+// A Priority outside queuestype.MinPriority..queuestype.MaxPriority returns
+// a *queuestype.ConfigError naming items[i].Priority: the store fails the
+// whole call and writes nothing.
+func PrepareItem(i int, p driver.EnqueueParams) (driver.EnqueueParams, error) {
+	if p.Priority < queuestype.MinPriority || p.Priority > queuestype.MaxPriority {
+		return p, &queuestype.ConfigError{
+			Field:   fmt.Sprintf("items[%d].Priority", i),
+			Problem: fmt.Sprintf("%d is outside %d..%d", p.Priority, queuestype.MinPriority, queuestype.MaxPriority),
+		}
+	}
+	if p.ID == uuid.Nil {
+		id, err := uuid.NewV7()
+		if err != nil {
+			return p, fmt.Errorf("queues: generate task id: %w", err)
+		}
+		p.ID = id
+	}
+	if p.Queue == "" {
+		p.Queue = queuestype.DefaultQueue
+	}
+	if p.ExecutionBackend == "" {
+		p.ExecutionBackend = queuestype.ExecutionLocal
+	}
+	p.ScheduledAt, p.ExpiresAt = UTC(p.ScheduledAt), UTC(p.ExpiresAt)
+	p.Forever = p.Forever && p.Key != ""
+	return p, nil
+}
+
+// UTC returns t in UTC without its monotonic clock reading; the zero time
+// stays the zero time.
+func UTC(t time.Time) time.Time {
+	if t.IsZero() {
+		return time.Time{}
+	}
+	return t.UTC()
+}
+
+// Holder is the stored record that holds an identity key, as a store reports
+// it to a KeyFolder. Rec is the store's own handle on the record.
+type Holder[H any] struct {
+	Rec H
+	ID  uuid.UUID
+	// Active is true while the record is not terminal. A terminal holder
+	// gives its key up to a new record.
+	Active bool
+	// Forever is true when the record was enqueued with a forever identity:
+	// once its reservation is reset, it still keeps its key against forever
+	// items while active.
+	Forever bool
+}
+
+// KeyAction is how one Enqueue item resolves.
+type KeyAction int
+
+// Key actions.
+const (
+	// Insert the item as a new record.
+	Insert KeyAction = iota
+	// Staged: an earlier item of the call (Decision.Of) inserts the key; the
+	// item returns that item's record with Existing set.
+	Staged
+	// Existing: an active stored record (Decision.Holder) holds the key; the
+	// item returns it with Existing set.
+	Existing
+	// Owner: a forever reservation holds the key, stored (Decision.Owner)
+	// or created by an earlier item of the call (Decision.Of); the item
+	// returns the reservation with Record nil and Existing set.
+	Owner
+	// Conflict: the item fails on its own with Decision.Err, which matches
+	// queuestype.ErrIdentityConflict.
+	Conflict
+)
+
+// Decision is a KeyFolder's resolution of one Enqueue item.
+type Decision[H any] struct {
+	Action KeyAction
+	// Reserve (Insert) says the insert creates a forever reservation of the
+	// key in the same atomic step.
+	Reserve bool
+	// TakeOver (Insert) says a terminal record, Holder, holds the key; the
+	// store clears that record's key as the new record takes it.
+	TakeOver bool
+	// Holder is the active holder (Existing) or the terminal one (Insert
+	// with TakeOver).
+	Holder H
+	// Of is the earlier item of the call (Staged, or Owner of a reservation
+	// created in this call); -1 otherwise.
+	Of int
+	// Owner is the stored reservation (Owner), nil when Of names the item
+	// that creates it.
+	Owner *queuestype.Reservation
+	// Err is the per-item error (Conflict).
+	Err error
+}
+
+// KeyFolder resolves the items of one Enqueue call, in input order, against
+// the store's identity keys and forever reservations and against the
+// earlier items of the same call:
+//
+//   - an item without a key is inserted;
+//   - a keyed item whose key an earlier item of the call inserts resolves
+//     to that item (Staged); else it returns the active stored record
+//     holding the key (Existing); else it is inserted, taking the key over
+//     from a terminal holder if there is one;
+//   - a forever item (driver.EnqueueParams.Forever with a key) whose key is
+//     reserved, by a stored reservation or an earlier forever item of the
+//     call, returns the owner (Owner); one whose key an earlier non-forever
+//     item inserts, or an active non-forever record holds, fails with an
+//     error matching queuestype.ErrIdentityConflict (Conflict); one whose
+//     key an active forever record holds after its reservation was reset
+//     returns that record (Existing); otherwise it is inserted with a
+//     reservation (Reserve).
+//
+// A store that decides with one read of its state (under a lock or inside a
+// transaction) creates one KeyFolder per call and calls Decide for every
+// item, then writes the inserts; KeyOutcomes turns the decisions into the
+// call's outcomes. The zero KeyFolder is not usable; create it with
+// NewKeyFolder.
+type KeyFolder[H any] struct {
+	reservation func(key string) (*queuestype.Reservation, error)
+	holder      func(key string) (Holder[H], bool, error)
+	staged      map[string]int // key → earlier item whose insert holds it
+	reserved    map[string]int // key → earlier forever item that reserves it
+}
+
+// NewKeyFolder returns a KeyFolder for one Enqueue call. reservation returns
+// the stored forever reservation of a key (nil when there is none); holder
+// returns the stored record holding a key (false when none does). The
+// folder calls them only for keys the earlier items of the call do not
+// decide, reservation only for forever items.
+func NewKeyFolder[H any](
+	reservation func(key string) (*queuestype.Reservation, error),
+	holder func(key string) (Holder[H], bool, error),
+) KeyFolder[H] {
+	return KeyFolder[H]{reservation: reservation, holder: holder}
+}
+
+// Decide resolves item i of the call, with its key and whether it is a
+// forever item (see PrepareItem: forever only with a key). Items must be
+// decided in input order. An error is the store's lookup error; the call
+// fails with it.
+func (f *KeyFolder[H]) Decide(i int, key string, forever bool) (Decision[H], error) {
+	d := Decision[H]{Of: -1}
+	if key == "" {
+		return d, nil
+	}
+	if forever {
+		if done, err := f.decideReserved(&d, key); done || err != nil {
+			return d, err
+		}
+	} else if j, ok := f.staged[key]; ok {
+		d.Action, d.Of = Staged, j
+		return d, nil
+	}
+	h, found, err := f.holder(key)
+	if err != nil {
+		return d, err
+	}
+	switch {
+	case found && h.Active && forever && !h.Forever:
+		d.Action, d.Err = Conflict, KeyHeld(key, h.ID.String())
+		return d, nil
+	case found && h.Active:
+		d.Action, d.Holder = Existing, h.Rec
+		return d, nil
+	case found:
+		d.TakeOver, d.Holder = true, h.Rec
+	}
+	d.Reserve = forever
+	f.stage(i, key, d.Reserve)
+	return d, nil
+}
+
+// decideReserved resolves a forever item against the reservations of the
+// call and of the store and the keys earlier items insert. done is false
+// when the key's holder decides.
+func (f *KeyFolder[H]) decideReserved(d *Decision[H], key string) (done bool, err error) {
+	if j, ok := f.reserved[key]; ok {
+		d.Action, d.Of = Owner, j
+		return true, nil
+	}
+	res, err := f.reservation(key)
+	if err != nil {
+		return true, err
+	}
+	if res != nil {
+		d.Action, d.Owner = Owner, res
+		return true, nil
+	}
+	if _, ok := f.staged[key]; ok {
+		// An earlier item of this call (not forever) inserts the key.
+		d.Action, d.Err = Conflict, KeyConflict(key)
+		return true, nil
+	}
+	return false, nil
+}
+
+// stage records that item i inserts key (and reserves it when reserve).
+func (f *KeyFolder[H]) stage(i int, key string, reserve bool) {
+	if f.staged == nil {
+		f.staged = make(map[string]int)
+	}
+	f.staged[key] = i
+	if reserve {
+		if f.reserved == nil {
+			f.reserved = make(map[string]int)
+		}
+		f.reserved[key] = i
+	}
+}
+
+// KeyOutcomes builds the outcomes of an Enqueue call from its decisions,
+// once the inserts are written. inserted(j) returns the record item j
+// inserted, as the caller receives it; existing(h) returns a caller-owned
+// copy of an active holder's record. An item resolved to an earlier one gets
+// a clone of that item's record, and an item resolved to a reservation
+// created in this call gets a reservation built from the record that
+// created it.
+func KeyOutcomes[H any](ds []Decision[H], inserted func(j int) *queuestype.Record,
+	existing func(h H) (*queuestype.Record, error)) ([]driver.EnqueueOutcome, error) {
+	outs := make([]driver.EnqueueOutcome, len(ds))
+	for i := range ds {
+		d, out := &ds[i], &outs[i]
+		switch d.Action {
+		case Insert:
+			out.Record = inserted(i)
+		case Staged:
+			out.Record, out.Existing = inserted(d.Of).Clone(), true
+		case Existing:
+			rec, err := existing(d.Holder)
+			if err != nil {
+				return nil, err
+			}
+			out.Record, out.Existing = rec, true
+		case Owner:
+			out.Owner, out.Existing = ownerOf(d, inserted), true
+		default:
+			out.Err = d.Err
+		}
+	}
+	return outs, nil
+}
+
+// ownerOf returns a caller-owned copy of the reservation an Owner decision names.
+func ownerOf[H any](d *Decision[H], inserted func(j int) *queuestype.Record) *queuestype.Reservation {
+	if d.Owner != nil {
+		o := *d.Owner
+		return &o
+	}
+	r := inserted(d.Of)
+	return &queuestype.Reservation{Key: r.Key, TaskID: r.ID, TaskName: r.TaskName, CreatedAt: r.CreatedAt}
+}
