@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/queuesgo/queues/driver"
+	"github.com/queuesgo/queues/driver/storekit"
 	"github.com/queuesgo/queues/queuestype"
 
 	"github.com/google/uuid"
@@ -115,78 +116,71 @@ func (b *Backend) enqueue(ctx context.Context, tx pgx.Tx, items []driver.Enqueue
 	if len(items) == 0 {
 		return []driver.EnqueueOutcome{}, nil
 	}
-	ps := make([]driver.EnqueueParams, len(items))
-	metas := make([][]byte, len(items))
-	keyed := false
-	for i := range items {
-		p := items[i]
-		if p.Priority < queuestype.MinPriority || p.Priority > queuestype.MaxPriority {
-			return nil, &queuestype.ConfigError{
-				Field:   fmt.Sprintf("items[%d].Priority", i),
-				Problem: fmt.Sprintf("%d is outside %d..%d", p.Priority, queuestype.MinPriority, queuestype.MaxPriority),
-			}
-		}
-		if p.ID == uuid.Nil {
-			id, err := uuid.NewV7()
-			if err != nil {
-				return nil, fmt.Errorf("postgres: generate task id: %w", err)
-			}
-			p.ID = id
-		}
-		if p.Queue == "" {
-			p.Queue = queuestype.DefaultQueue
-		}
-		if p.ExecutionBackend == "" {
-			p.ExecutionBackend = "local"
-		}
-		p.ScheduledAt, p.ExpiresAt = utc(p.ScheduledAt), utc(p.ExpiresAt)
-		m, err := metadataJSON(p.Metadata)
-		if err != nil {
-			return nil, fmt.Errorf("postgres: enqueue item %d: encode metadata: %w", i, err)
-		}
-		metas[i] = m
-		if p.Key != "" {
-			keyed = true
-		}
-		ps[i] = p
+	ps, metas, keyed, err := prepareItems(items)
+	if err != nil {
+		return nil, err
 	}
 	if !keyed {
 		return b.enqueuePlain(ctx, tx, ps, metas)
 	}
 	var lastErr error
 	for attempt := 0; attempt < maxKeyedAttempts; attempt++ {
-		var sub pgx.Tx
-		var err error
-		if tx != nil {
-			sub, err = tx.Begin(ctx) // a savepoint
-		} else {
-			sub, err = b.pool.Begin(ctx)
-		}
-		if err != nil {
-			return nil, b.wrap("enqueue", err)
-		}
-		outs, retry, err := b.enqueueKeyed(ctx, sub, ps, metas)
-		if err != nil || retry {
-			_ = sub.Rollback(context.WithoutCancel(ctx))
-			if err != nil && !retryable(err) {
+		outs, again, err := b.keyedAttempt(ctx, tx, ps, metas)
+		if !again {
+			if err != nil {
 				return nil, b.wrap("enqueue", err)
 			}
-			lastErr = err
-			continue
+			return outs, nil
 		}
-		if err := sub.Commit(ctx); err != nil {
-			if retryable(err) {
-				lastErr = err
-				continue
-			}
-			return nil, b.wrap("enqueue", err)
-		}
-		return outs, nil
+		lastErr = err
 	}
 	if lastErr == nil {
 		lastErr = errors.New("identity keys kept changing under concurrent writers")
 	}
 	return nil, b.wrap("enqueue", lastErr)
+}
+
+// prepareItems validates the items and applies the defaults
+// (storekit.PrepareItem), encodes their metadata, and reports whether any
+// item is keyed.
+func prepareItems(items []driver.EnqueueParams) (ps []driver.EnqueueParams, metas [][]byte, keyed bool, err error) {
+	ps = make([]driver.EnqueueParams, len(items))
+	metas = make([][]byte, len(items))
+	for i := range items {
+		if ps[i], err = storekit.PrepareItem(i, items[i]); err != nil {
+			return nil, nil, false, err
+		}
+		if metas[i], err = metadataJSON(ps[i].Metadata); err != nil {
+			return nil, nil, false, fmt.Errorf("postgres: enqueue item %d: encode metadata: %w", i, err)
+		}
+		keyed = keyed || ps[i].Key != ""
+	}
+	return ps, metas, keyed, nil
+}
+
+// keyedAttempt runs the keyed path once, in a transaction of its own (a
+// savepoint of tx when tx is set). again reports that the attempt changed
+// nothing and may be retried: it lost a race for a key (err nil) or failed
+// with a deadlock or serialization failure (err). Otherwise err is final.
+func (b *Backend) keyedAttempt(ctx context.Context, tx pgx.Tx, ps []driver.EnqueueParams, metas [][]byte) (outs []driver.EnqueueOutcome, again bool, err error) {
+	var sub pgx.Tx
+	if tx != nil {
+		sub, err = tx.Begin(ctx) // a savepoint
+	} else {
+		sub, err = b.pool.Begin(ctx)
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	outs, lost, err := b.enqueueKeyed(ctx, sub, ps, metas)
+	if err != nil || lost {
+		_ = sub.Rollback(context.WithoutCancel(ctx))
+		return nil, err == nil || retryable(err), err
+	}
+	if err := sub.Commit(ctx); err != nil {
+		return nil, retryable(err), err
+	}
+	return outs, false, nil
 }
 
 // retryable reports deadlocks and serialization failures.
@@ -242,20 +236,82 @@ func (b *Backend) enqueuePlain(ctx context.Context, tx pgx.Tx, ps []driver.Enque
 	return outs, nil
 }
 
-// keyPlan is the decision for one keyed-path item.
-type keyPlan struct {
-	insert   bool
-	reserve  bool
-	existing *queuestype.Record
-	staged   int // earlier item whose insert holds the key, else -1
-	owner    *queuestype.Reservation
-	ownerOf  int // earlier forever item that reserves the key, else -1
-	err      error
+// keyPlan is the decision for one keyed-path item. Its Holder is the active
+// record holding the key.
+type keyPlan = storekit.Decision[*queuestype.Record]
+
+// enqueueKeyed runs the keyed path inside tx. lost reports a lost race: a
+// concurrent writer took a key between the read and the insert.
+func (b *Backend) enqueueKeyed(ctx context.Context, tx pgx.Tx, ps []driver.EnqueueParams, metas [][]byte) (outs []driver.EnqueueOutcome, lost bool, err error) {
+	holder, reserved, err := b.readKeys(ctx, tx, ps)
+	if err != nil {
+		return nil, false, err
+	}
+	folder := storekit.NewKeyFolder(
+		func(key string) (*queuestype.Reservation, error) { return reserved[key], nil },
+		func(key string) (storekit.Holder[*queuestype.Record], bool, error) {
+			h := holder[key]
+			if h == nil {
+				return storekit.Holder[*queuestype.Record]{}, false, nil
+			}
+			return storekit.Holder[*queuestype.Record]{Rec: h, ID: h.ID, Active: true, Forever: isForeverRecord(h)}, true, nil
+		})
+	plans := make([]keyPlan, len(ps))
+	var rows insertRows
+	for i := range ps {
+		plans[i], _ = folder.Decide(i, ps[i].Key, ps[i].Forever) // the lookups read maps
+		if plans[i].Action == storekit.Insert {
+			rows.add(&ps[i], plans[i].Reserve)
+			rows.metas = append(rows.metas, metas[i])
+		}
+	}
+	inserted, lost, err := b.insertKeyed(ctx, tx, &rows)
+	if err != nil || lost {
+		return nil, lost, err
+	}
+	outs, err = storekit.KeyOutcomes(plans,
+		func(j int) *queuestype.Record { return inserted[ps[j].ID] },
+		func(h *queuestype.Record) (*queuestype.Record, error) { return h.Clone(), nil })
+	return outs, false, err
 }
 
-// enqueueKeyed runs the keyed path inside tx. retry reports a lost race.
-func (b *Backend) enqueueKeyed(ctx context.Context, tx pgx.Tx, ps []driver.EnqueueParams, metas [][]byte) ([]driver.EnqueueOutcome, bool, error) {
-	var keys, foreverKeys []string
+// readKeys releases the keys of the items that terminal records hold, then
+// reads the active records holding them and the forever reservations of the
+// forever items' keys, all in one round trip.
+func (b *Backend) readKeys(ctx context.Context, tx pgx.Tx, ps []driver.EnqueueParams) (
+	holder map[string]*queuestype.Record, reserved map[string]*queuestype.Reservation, err error) {
+	keys, foreverKeys := itemKeys(ps)
+	batch := &pgx.Batch{}
+	batch.Queue(b.q.releaseKeys, keys)
+	batch.Queue(b.q.holders, keys)
+	if len(foreverKeys) > 0 {
+		batch.Queue(b.q.reservations, foreverKeys)
+	}
+	br := tx.SendBatch(ctx, batch)
+	_, err = br.Exec()
+	var holders []*queuestype.Record
+	if err == nil {
+		holders, err = collectRecords(br.Query())
+	}
+	reserved = map[string]*queuestype.Reservation{}
+	if err == nil && len(foreverKeys) > 0 {
+		err = scanReservations(br, reserved)
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	holder = make(map[string]*queuestype.Record, len(holders))
+	for _, h := range holders {
+		holder[h.Key] = h
+	}
+	return holder, reserved, nil
+}
+
+// itemKeys lists the distinct keys of the items, and those of the forever items.
+func itemKeys(ps []driver.EnqueueParams) (keys, foreverKeys []string) {
 	seen := map[string]bool{}
 	seenF := map[string]bool{}
 	for i := range ps {
@@ -272,149 +328,58 @@ func (b *Backend) enqueueKeyed(ctx context.Context, tx pgx.Tx, ps []driver.Enque
 			foreverKeys = append(foreverKeys, k)
 		}
 	}
-	batch := &pgx.Batch{}
-	batch.Queue(b.q.releaseKeys, keys)
-	batch.Queue(b.q.holders, keys)
-	if len(foreverKeys) > 0 {
-		batch.Queue(b.q.reservations, foreverKeys)
+	return keys, foreverKeys
+}
+
+// scanReservations reads the next result of br, reservation rows, into into.
+func scanReservations(br pgx.BatchResults, into map[string]*queuestype.Reservation) error {
+	rows, err := br.Query()
+	if err != nil {
+		return err
 	}
-	br := tx.SendBatch(ctx, batch)
-	_, err := br.Exec()
-	var holders []*queuestype.Record
-	if err == nil {
-		holders, err = collectRecords(br.Query())
-	}
-	reserved := map[string]*queuestype.Reservation{}
-	if err == nil && len(foreverKeys) > 0 {
-		var rows pgx.Rows
-		rows, err = br.Query()
-		if err == nil {
-			for rows.Next() {
-				var r queuestype.Reservation
-				if err = rows.Scan(&r.Key, &r.TaskID, &r.TaskName, &r.CreatedAt); err != nil {
-					break
-				}
-				r.CreatedAt = r.CreatedAt.UTC()
-				reserved[r.Key] = &r
-			}
-			rows.Close()
-			if err == nil {
-				err = rows.Err()
-			}
+	for rows.Next() {
+		var r queuestype.Reservation
+		if err = rows.Scan(&r.Key, &r.TaskID, &r.TaskName, &r.CreatedAt); err != nil {
+			break
 		}
+		r.CreatedAt = r.CreatedAt.UTC()
+		into[r.Key] = &r
 	}
-	if cerr := br.Close(); err == nil {
-		err = cerr
+	rows.Close()
+	if err == nil {
+		err = rows.Err()
 	}
+	return err
+}
+
+// insertKeyed inserts the planned records and reservations in one statement
+// (ON CONFLICT DO NOTHING on both) and sends the wakeup hint when a new
+// record is due. lost reports that a concurrent writer took a key: fewer
+// records came back than were planned.
+func (b *Backend) insertKeyed(ctx context.Context, tx pgx.Tx, rows *insertRows) (inserted map[uuid.UUID]*queuestype.Record, lost bool, err error) {
+	inserted = map[uuid.UUID]*queuestype.Record{}
+	if len(rows.ids) == 0 {
+		return inserted, false, nil
+	}
+	wake := false
+	args := append(rows.argsList(), rows.resKeys, rows.resIDs, rows.resNames)
+	recs, err := collectRecords(tx.Query(ctx, b.q.insertKeyed, args...))
 	if err != nil {
 		return nil, false, err
 	}
-	holder := make(map[string]*queuestype.Record, len(holders))
-	for _, h := range holders {
-		holder[h.Key] = h
+	for _, r := range recs {
+		inserted[r.ID] = r
+		wake = wake || r.Status == queuestype.StatusPending
 	}
-
-	plans := make([]keyPlan, len(ps))
-	stagedKeys := map[string]int{}
-	stagedRes := map[string]int{}
-	var rows insertRows
-	for i := range ps {
-		p := &ps[i]
-		pl := &plans[i]
-		pl.staged, pl.ownerOf = -1, -1
-		key := p.Key
-		if key != "" {
-			if p.Forever {
-				if j, ok := stagedRes[key]; ok {
-					pl.ownerOf = j
-					continue
-				}
-				if res := reserved[key]; res != nil {
-					pl.owner = res
-					continue
-				}
-				if _, ok := stagedKeys[key]; ok {
-					pl.err = fmt.Errorf("%w: key %q", queuestype.ErrIdentityConflict, key)
-					continue
-				}
-				if h := holder[key]; h != nil {
-					if isForeverRecord(h) {
-						pl.existing = h
-					} else {
-						pl.err = fmt.Errorf("%w: key %q is held by task %s", queuestype.ErrIdentityConflict, key, h.ID)
-					}
-					continue
-				}
-				pl.reserve = true
-			} else {
-				if j, ok := stagedKeys[key]; ok {
-					pl.staged = j
-					continue
-				}
-				if h := holder[key]; h != nil {
-					pl.existing = h
-					continue
-				}
-			}
-			stagedKeys[key] = i
-			if pl.reserve {
-				stagedRes[key] = i
-			}
-		}
-		pl.insert = true
-		rows.add(p, pl.reserve)
-		rows.metas = append(rows.metas, metas[i])
-	}
-
-	inserted := map[uuid.UUID]*queuestype.Record{}
-	wake := false
-	if len(rows.ids) > 0 {
-		args := append(rows.argsList(), rows.resKeys, rows.resIDs, rows.resNames)
-		recs, err := collectRecords(tx.Query(ctx, b.q.insertKeyed, args...))
-		if err != nil {
-			return nil, false, err
-		}
-		for _, r := range recs {
-			inserted[r.ID] = r
-			if r.Status == queuestype.StatusPending {
-				wake = true
-			}
-		}
-		if len(recs) != len(rows.ids) {
-			return nil, true, nil // a concurrent writer took a key: retry
-		}
+	if len(recs) != len(rows.ids) {
+		return nil, true, nil // a concurrent writer took a key: retry
 	}
 	if wake && b.hints {
 		if _, err := tx.Exec(ctx, b.q.notify, b.chTasks, wakePayload); err != nil {
 			return nil, false, err
 		}
 	}
-	outs := make([]driver.EnqueueOutcome, len(ps))
-	for i := range ps {
-		pl := &plans[i]
-		out := &outs[i]
-		switch {
-		case pl.insert:
-			out.Record = inserted[ps[i].ID]
-		case pl.staged >= 0:
-			out.Record = inserted[ps[pl.staged].ID].Clone()
-			out.Existing = true
-		case pl.existing != nil:
-			out.Record = pl.existing.Clone()
-			out.Existing = true
-		case pl.ownerOf >= 0:
-			r := inserted[ps[pl.ownerOf].ID]
-			out.Owner = &queuestype.Reservation{Key: r.Key, TaskID: r.ID, TaskName: r.TaskName, CreatedAt: r.CreatedAt}
-			out.Existing = true
-		case pl.owner != nil:
-			o := *pl.owner
-			out.Owner = &o
-			out.Existing = true
-		default:
-			out.Err = pl.err
-		}
-	}
-	return outs, false, nil
+	return inserted, false, nil
 }
 
 // isForeverRecord reports whether r holds a forever identity (its policy

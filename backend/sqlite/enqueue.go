@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/queuesgo/queues/driver"
+	"github.com/queuesgo/queues/driver/storekit"
 	"github.com/queuesgo/queues/queuestype"
 
 	"github.com/google/uuid"
@@ -38,30 +39,17 @@ type candidate struct {
 	policyText  string
 }
 
-// enqueueResult is the decision for one item, made inside the transaction.
-type enqueueResult struct {
-	inserted bool
-	status   queuestype.Status
-	staged   int     // index of an earlier item of this call whose insert holds the key, else -1
-	existing *rawRec // stored active record holding the key
-	owner    *queuestype.Reservation
-	err      error
-}
+// enqueuePlan is the decision for one item, made inside the transaction.
+// Its Holder is the stored record the key resolves to.
+type enqueuePlan = storekit.Decision[*rawRec]
 
 // Enqueue inserts the items atomically, in one transaction, and returns one
-// outcome per item in input order.
-//
-// A keyed item whose key is held by an active record returns that record with
-// Existing set; a key held by a terminal record is taken over (the terminal
-// record's key is cleared). A forever item whose key is reserved returns the
-// owner reservation (Record nil, Existing set); one whose key is held by an
-// active non-forever record gets a per-item error matching
-// queuestype.ErrIdentityConflict; otherwise the insert and its reservation happen
-// together. Items repeating a key of an earlier item of the same call
-// resolve to that item's outcome. A record ID that already exists fails the
-// whole call and writes nothing, as does a priority outside
-// queuestype.MinPriority..queuestype.MaxPriority (an error matching queuestype.ErrConfig).
-// One wakeup hint is sent when any new record is due.
+// outcome per item in input order. Keys, forever reservations and repeated
+// keys within the call resolve as storekit.KeyFolder describes; a terminal
+// holder's key is cleared as the new record takes it over. A record ID that
+// already exists fails the whole call and writes nothing, as does a priority
+// outside queuestype.MinPriority..queuestype.MaxPriority (an error matching
+// queuestype.ErrConfig). One wakeup hint is sent when any new record is due.
 func (b *Backend) Enqueue(ctx context.Context, items []driver.EnqueueParams) ([]driver.EnqueueOutcome, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -73,191 +61,146 @@ func (b *Backend) Enqueue(ctx context.Context, items []driver.EnqueueParams) ([]
 	if err != nil {
 		return nil, err
 	}
-	cands := make([]candidate, len(items))
-	for i := range items {
-		p := &items[i]
-		if p.Priority < queuestype.MinPriority || p.Priority > queuestype.MaxPriority {
-			return nil, &queuestype.ConfigError{
-				Field:   fmt.Sprintf("items[%d].Priority", i),
-				Problem: fmt.Sprintf("%d is outside %d..%d", p.Priority, queuestype.MinPriority, queuestype.MaxPriority),
-			}
-		}
-		c := &cands[i]
-		c.id = p.ID
-		if c.id == uuid.Nil {
-			if c.id, err = uuid.NewV7(); err != nil {
-				return nil, fmt.Errorf("sqlite: generate task id: %w", err)
-			}
-		}
-		c.idText = c.id.String()
-		c.taskName = p.TaskName
-		if p.Args != nil {
-			c.args = append(json.RawMessage(nil), p.Args...)
-			c.argsText = string(p.Args)
-		}
-		c.queue = p.Queue
-		if c.queue == "" {
-			c.queue = queuestype.DefaultQueue
-		}
-		c.backend = p.ExecutionBackend
-		if c.backend == "" {
-			c.backend = queuestype.ExecutionLocal
-		}
-		c.profile = p.ExecutionProfile
-		c.priority, c.maxRetries = p.Priority, p.MaxRetries
-		c.scheduledAt = truncUTC(p.ScheduledAt)
-		c.expiresAt = truncUTC(p.ExpiresAt)
-		c.key = p.Key
-		c.forever = p.Forever && p.Key != ""
-		c.metadata = queuestype.NormalizeMetadata(p.Metadata)
-		if c.metaText, err = encodeMetadata(c.metadata); err != nil {
-			return nil, fmt.Errorf("sqlite: enqueue item %d: %w", i, err)
-		}
-		// The returned record carries the policy as reads decode it from
-		// the stored text (durations are kept as seconds).
-		if p.Policy.IsZero() {
-			c.policyText = "{}"
-		} else {
-			c.policyText = queuestype.EncodePolicy(p.Policy)
-			if c.policy, err = decodePolicy(c.policyText); err != nil {
-				return nil, fmt.Errorf("sqlite: enqueue item %d: policy: %w", i, err)
-			}
-		}
+	cands, err := newCandidates(items)
+	if err != nil {
+		return nil, err
 	}
-
-	results := make([]enqueueResult, len(cands))
+	plans := make([]enqueuePlan, len(cands))
 	var now time.Time
 	err = w.do(ctx, true, func(tx *wtx) error {
 		now = b.now()
-		return enqueueTx(tx, cands, results, now)
+		return enqueueTx(tx, cands, plans, now)
 	})
 	if err != nil {
 		return nil, err
 	}
-
-	outcomes := make([]driver.EnqueueOutcome, len(cands))
-	wake := false
-	for i := range results {
-		res := &results[i]
-		out := &outcomes[i]
-		switch {
-		case res.inserted:
-			out.Record = cands[i].record(res.status, now)
-			if res.status == queuestype.StatusPending {
-				wake = true
-			}
-		case res.staged >= 0:
-			out.Record = cands[res.staged].record(results[res.staged].status, now)
-			out.Existing = true
-		case res.existing != nil:
-			if out.Record, err = res.existing.record(); err != nil {
-				return nil, err
-			}
-			out.Existing = true
-		case res.owner != nil:
-			out.Owner = res.owner
-			out.Existing = true
-		default:
-			out.Err = res.err
-		}
+	outcomes, err := enqueueOutcomes(cands, plans, now)
+	if err != nil {
+		return nil, err
 	}
-	if wake {
-		b.wake()
+	for i := range plans {
+		if plans[i].Action == storekit.Insert && !cands[i].scheduledAt.After(now) {
+			b.wake()
+			break
+		}
 	}
 	return outcomes, nil
 }
 
-// enqueueTx runs inside the writer transaction (in a savepoint): it decides
-// every item against the stored keys and reservations, then writes.
-func enqueueTx(tx *wtx, cands []candidate, results []enqueueResult, now time.Time) error {
-	var (
-		stagedKeys map[string]int
-		stagedRes  map[string]*queuestype.Reservation
-	)
-	if len(cands) > 1 {
-		stagedKeys = make(map[string]int)
-		stagedRes = make(map[string]*queuestype.Reservation)
-	}
-	nowMicros := micros(now)
-	for i := range cands {
-		c := &cands[i]
-		res := &results[i]
-		*res = enqueueResult{staged: -1}
-		reserve := false
-		if c.key != "" {
-			if c.forever {
-				if r := stagedRes[c.key]; r != nil {
-					o := *r
-					res.owner = &o
-					continue
-				}
-				owner, err := getReservation(tx, c.key)
-				if err != nil {
-					return err
-				}
-				if owner != nil {
-					res.owner = owner
-					continue
-				}
-				if _, ok := stagedKeys[c.key]; ok {
-					res.err = fmt.Errorf("%w: key %q", queuestype.ErrIdentityConflict, c.key)
-					continue
-				}
-			} else if j, ok := stagedKeys[c.key]; ok {
-				res.staged = j
-				continue
-			}
-			holder, found, err := tx.record(`SELECT `+recordColumns+` FROM queue_task WHERE task_key = ?`, c.key)
-			if err != nil {
-				return err
-			}
-			if found && !holder.CompletedAt.Valid {
-				// An active record holds the key.
-				if c.forever && !holderIsForever(&holder) {
-					res.err = fmt.Errorf("%w: key %q is held by task %s", queuestype.ErrIdentityConflict, c.key, holder.ID)
-					continue
-				}
-				h := holder
-				res.existing = &h
-				continue
-			}
-			if found {
-				// A terminal record holds the key: the new record takes it over.
-				if _, err := tx.exec(`UPDATE queue_task SET task_key = NULL WHERE id = ?`, holder.ID); err != nil {
-					return err
-				}
-			}
-			reserve = c.forever
-		}
-		status := queuestype.StatusPending
-		if c.scheduledAt.After(now) {
-			status = queuestype.StatusScheduled
-		}
-		_, err := tx.exec(sqlInsertTask,
-			c.idText, c.taskName, c.argsText, c.queue, c.backend, nullStr(c.profile),
-			string(status), c.priority, c.maxRetries, nullMicros(c.scheduledAt), nullMicros(c.expiresAt),
-			nowMicros, nowMicros, nullStr(c.key), c.metaText, c.policyText)
+// newCandidates validates and prepares the items outside the writer.
+func newCandidates(items []driver.EnqueueParams) ([]candidate, error) {
+	cands := make([]candidate, len(items))
+	for i := range items {
+		p, err := storekit.PrepareItem(i, items[i])
 		if err != nil {
-			if isConstraint(err) {
-				return fmt.Errorf("sqlite: enqueue item %d: task %s already exists: %w", i, c.id, err)
-			}
-			return err
+			return nil, err
 		}
-		if reserve {
-			if _, err := tx.exec(`INSERT INTO queue_task_reservation (identity_key, task_id, task_name, created_at) VALUES (?, ?, ?, ?)`,
-				c.key, c.idText, c.taskName, nowMicros); err != nil {
-				return err
-			}
-			if stagedRes != nil {
-				stagedRes[c.key] = &queuestype.Reservation{Key: c.key, TaskID: c.id, TaskName: c.taskName, CreatedAt: now}
-			}
+		if err := cands[i].prepare(&p); err != nil {
+			return nil, fmt.Errorf("sqlite: enqueue item %d: %w", i, err)
 		}
-		if c.key != "" && stagedKeys != nil {
-			stagedKeys[c.key] = i
+	}
+	return cands, nil
+}
+
+// prepare fills c from a prepared item, encoding its stored texts.
+func (c *candidate) prepare(p *driver.EnqueueParams) error {
+	*c = candidate{
+		id: p.ID, idText: p.ID.String(), taskName: p.TaskName,
+		queue: p.Queue, backend: p.ExecutionBackend, profile: p.ExecutionProfile,
+		priority: p.Priority, maxRetries: p.MaxRetries,
+		scheduledAt: truncUTC(p.ScheduledAt), expiresAt: truncUTC(p.ExpiresAt),
+		key: p.Key, forever: p.Forever,
+		metadata: queuestype.NormalizeMetadata(p.Metadata),
+	}
+	if p.Args != nil {
+		c.args = append(json.RawMessage(nil), p.Args...)
+		c.argsText = string(p.Args)
+	}
+	var err error
+	if c.metaText, err = encodeMetadata(c.metadata); err != nil {
+		return err
+	}
+	// The returned record carries the policy as reads decode it from the
+	// stored text (durations are kept as seconds).
+	c.policyText = "{}"
+	if !p.Policy.IsZero() {
+		c.policyText = queuestype.EncodePolicy(p.Policy)
+		if c.policy, err = decodePolicy(c.policyText); err != nil {
+			return fmt.Errorf("policy: %w", err)
 		}
-		res.inserted, res.status = true, status
 	}
 	return nil
+}
+
+// enqueueOutcomes builds the call's outcomes once the transaction committed at now.
+func enqueueOutcomes(cands []candidate, plans []enqueuePlan, now time.Time) ([]driver.EnqueueOutcome, error) {
+	return storekit.KeyOutcomes(plans,
+		func(j int) *queuestype.Record { return cands[j].record(now) },
+		func(h *rawRec) (*queuestype.Record, error) { return h.record() })
+}
+
+// enqueueTx runs inside the writer transaction (in a savepoint): it decides
+// every item against the stored keys and reservations and writes each
+// insert as it is decided.
+func enqueueTx(tx *wtx, cands []candidate, plans []enqueuePlan, now time.Time) error {
+	folder := storekit.NewKeyFolder(
+		func(key string) (*queuestype.Reservation, error) { return getReservation(tx, key) },
+		func(key string) (storekit.Holder[*rawRec], bool, error) { return keyHolder(tx, key) })
+	for i := range cands {
+		c := &cands[i]
+		pl, err := folder.Decide(i, c.key, c.forever)
+		if err != nil {
+			return err
+		}
+		plans[i] = pl
+		if pl.Action == storekit.Insert {
+			if err := insertCandidate(tx, i, c, &pl, now); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// insertCandidate writes the insert of item i at now: it releases a
+// terminal holder's key, inserts the record and, when planned, its
+// reservation.
+func insertCandidate(tx *wtx, i int, c *candidate, pl *enqueuePlan, now time.Time) error {
+	if pl.TakeOver {
+		if _, err := tx.exec(`UPDATE queue_task SET task_key = NULL WHERE id = ?`, pl.Holder.ID); err != nil {
+			return err
+		}
+	}
+	nowMicros := micros(now)
+	_, err := tx.exec(sqlInsertTask,
+		c.idText, c.taskName, c.argsText, c.queue, c.backend, nullStr(c.profile),
+		string(c.status(now)), c.priority, c.maxRetries, nullMicros(c.scheduledAt), nullMicros(c.expiresAt),
+		nowMicros, nowMicros, nullStr(c.key), c.metaText, c.policyText)
+	if err != nil {
+		if isConstraint(err) {
+			return fmt.Errorf("sqlite: enqueue item %d: task %s already exists: %w", i, c.id, err)
+		}
+		return err
+	}
+	if pl.Reserve {
+		_, err = tx.exec(`INSERT INTO queue_task_reservation (identity_key, task_id, task_name, created_at) VALUES (?, ?, ?, ?)`,
+			c.key, c.idText, c.taskName, nowMicros)
+	}
+	return err
+}
+
+// keyHolder reads the record holding key inside the transaction.
+func keyHolder(tx *wtx, key string) (storekit.Holder[*rawRec], bool, error) {
+	h, found, err := tx.record(`SELECT `+recordColumns+` FROM queue_task WHERE task_key = ?`, key)
+	if err != nil || !found {
+		return storekit.Holder[*rawRec]{}, false, err
+	}
+	id, err := uuid.Parse(h.ID)
+	if err != nil {
+		return storekit.Holder[*rawRec]{}, false, fmt.Errorf("sqlite: record %q holding key %q: %w", h.ID, key, err)
+	}
+	active := !h.CompletedAt.Valid
+	return storekit.Holder[*rawRec]{Rec: &h, ID: id, Active: active, Forever: active && holderIsForever(&h)}, true, nil
 }
 
 // holderIsForever reports whether an active record holding a key was
@@ -268,8 +211,16 @@ func holderIsForever(r *rawRec) bool {
 	return err == nil && p.Forever()
 }
 
-// record builds the stored form of a candidate inserted at now with status.
-func (c *candidate) record(status queuestype.Status, now time.Time) *queuestype.Record {
+// status is the status of a candidate inserted at now.
+func (c *candidate) status(now time.Time) queuestype.Status {
+	if c.scheduledAt.After(now) {
+		return queuestype.StatusScheduled
+	}
+	return queuestype.StatusPending
+}
+
+// record builds the stored form of a candidate inserted at now.
+func (c *candidate) record(now time.Time) *queuestype.Record {
 	rec := &queuestype.Record{
 		ID:               c.id,
 		TaskName:         c.taskName,
@@ -277,7 +228,7 @@ func (c *candidate) record(status queuestype.Status, now time.Time) *queuestype.
 		Queue:            c.queue,
 		ExecutionBackend: c.backend,
 		ExecutionProfile: c.profile,
-		Status:           status,
+		Status:           c.status(now),
 		Priority:         c.priority,
 		MaxRetries:       c.maxRetries,
 		ScheduledAt:      c.scheduledAt,
