@@ -6,25 +6,21 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/queuesgo/queues/driver"
+	"github.com/queuesgo/queues/driver/storekit"
 	"github.com/queuesgo/queues/queuestype"
-
-	"github.com/google/uuid"
 )
 
 // Enqueue inserts the items atomically in one script call and returns one
 // outcome per item in input order.
 //
-// A keyed item whose key is held by an active record returns that record
-// with Existing set; a key held by a terminal record is taken over. A
-// forever item whose key is reserved returns the owner reservation (Record
-// nil, Existing set); one whose key is held by an active non-forever record
-// gets a per-item error matching queuestype.ErrIdentityConflict; otherwise the
-// insert and its reservation happen together. Items repeating a key of an
-// earlier item of the same call resolve to that item's outcome. A record ID
-// that already exists fails the whole call and writes nothing, as does a
-// priority outside queuestype.MinPriority..queuestype.MaxPriority (an error matching
+// The script resolves keys, forever reservations and repeated keys within
+// the call as storekit.KeyFolder describes (a terminal holder's key is
+// taken over). A record ID that already exists fails the whole call and
+// writes nothing, as does a priority outside
+// queuestype.MinPriority..queuestype.MaxPriority (an error matching
 // queuestype.ErrConfig). One wakeup is published when any new record is due.
 //
 // The whole call is one Lua script, so a very large batch blocks the server
@@ -37,65 +33,9 @@ func (b *Backend) Enqueue(ctx context.Context, items []driver.EnqueueParams) ([]
 	if len(items) == 0 {
 		return []driver.EnqueueOutcome{}, nil
 	}
-	recs := make([]*queuestype.Record, len(items))
-	args := make([]any, 0, 1+len(items)*14)
-	args = append(args, len(items))
-	for i := range items {
-		p := &items[i]
-		if p.Priority < queuestype.MinPriority || p.Priority > queuestype.MaxPriority {
-			return nil, &queuestype.ConfigError{
-				Field:   fmt.Sprintf("items[%d].Priority", i),
-				Problem: fmt.Sprintf("%d is outside %d..%d", p.Priority, queuestype.MinPriority, queuestype.MaxPriority),
-			}
-		}
-		id := p.ID
-		if id == uuid.Nil {
-			var err error
-			if id, err = uuid.NewV7(); err != nil {
-				return nil, fmt.Errorf("redis: generate task id: %w", err)
-			}
-		}
-		r := &queuestype.Record{
-			ID:               id,
-			TaskName:         p.TaskName,
-			Queue:            p.Queue,
-			ExecutionBackend: p.ExecutionBackend,
-			ExecutionProfile: p.ExecutionProfile,
-			Priority:         p.Priority,
-			MaxRetries:       p.MaxRetries,
-			Key:              p.Key,
-			Metadata:         map[string]any{},
-		}
-		if len(p.Args) > 0 {
-			r.Args = append(json.RawMessage(nil), p.Args...)
-		}
-		if r.Queue == "" {
-			r.Queue = queuestype.DefaultQueue
-		}
-		if r.ExecutionBackend == "" {
-			r.ExecutionBackend = "local"
-		}
-		sched, exp := micros(p.ScheduledAt), micros(p.ExpiresAt)
-		if sched != "" {
-			r.ScheduledAt, _ = fromMicros(sched)
-		}
-		if exp != "" {
-			r.ExpiresAt, _ = fromMicros(exp)
-		}
-		meta, md, err := encodeMeta(p.Metadata)
-		if err != nil {
-			return nil, err
-		}
-		r.Metadata = md
-		// The record carries the policy as a reader decodes it from the
-		// stored text, so what Enqueue returns equals what GetTask reads.
-		pol := encodePolicy(p.Policy)
-		if r.Policy, err = decodePolicyCached(pol); err != nil {
-			return nil, fmt.Errorf("redis: encode policy: %w", err)
-		}
-		recs[i] = r
-		args = append(args, id.String(), r.TaskName, string(r.Args), r.Queue, r.ExecutionBackend, r.ExecutionProfile,
-			strconv.Itoa(r.Priority), strconv.Itoa(r.MaxRetries), sched, exp, r.Key, flag(p.Forever && p.Key != ""), meta, pol)
+	recs, args, err := enqueueArgs(items)
+	if err != nil {
+		return nil, err
 	}
 	v, err := b.run(ctx, scriptEnqueue, args...).Slice()
 	if err != nil {
@@ -104,64 +44,141 @@ func (b *Backend) Enqueue(ctx context.Context, items []driver.EnqueueParams) ([]
 		}
 		return nil, fmt.Errorf("redis: enqueue: %w", err)
 	}
+	now, replies, err := splitEnqueueReply(v, len(items))
+	if err != nil {
+		return nil, err
+	}
+	plans := make([]storekit.Decision[*queuestype.Record], len(items))
+	for i, o := range replies {
+		if plans[i], err = enqueueDecision(i, o, items[i].Key); err != nil {
+			return nil, err
+		}
+		if plans[i].Action == storekit.Insert {
+			stampInserted(recs[i], now)
+		}
+	}
+	return storekit.KeyOutcomes(plans,
+		func(j int) *queuestype.Record { return recs[j] },
+		func(h *queuestype.Record) (*queuestype.Record, error) { return h, nil })
+}
+
+// enqueueArgs validates and prepares the items (storekit.PrepareItem) and
+// returns the record each would insert, before the script stamps it, and
+// the script's arguments: the item count, then 14 fields per item.
+func enqueueArgs(items []driver.EnqueueParams) ([]*queuestype.Record, []any, error) {
+	recs := make([]*queuestype.Record, len(items))
+	args := make([]any, 0, 1+len(items)*14)
+	args = append(args, len(items))
+	for i := range items {
+		p, err := storekit.PrepareItem(i, items[i])
+		if err != nil {
+			return nil, nil, err
+		}
+		if recs[i], args, err = appendItem(args, &p); err != nil {
+			return nil, nil, err
+		}
+	}
+	return recs, args, nil
+}
+
+// appendItem appends the script fields of a prepared item to args and
+// returns the record it would insert.
+func appendItem(args []any, p *driver.EnqueueParams) (*queuestype.Record, []any, error) {
+	r := &queuestype.Record{
+		ID:               p.ID,
+		TaskName:         p.TaskName,
+		Queue:            p.Queue,
+		ExecutionBackend: p.ExecutionBackend,
+		ExecutionProfile: p.ExecutionProfile,
+		Priority:         p.Priority,
+		MaxRetries:       p.MaxRetries,
+		Key:              p.Key,
+	}
+	if len(p.Args) > 0 {
+		r.Args = append(json.RawMessage(nil), p.Args...)
+	}
+	sched, exp := micros(p.ScheduledAt), micros(p.ExpiresAt)
+	if sched != "" {
+		r.ScheduledAt, _ = fromMicros(sched)
+	}
+	if exp != "" {
+		r.ExpiresAt, _ = fromMicros(exp)
+	}
+	meta, md, err := encodeMeta(p.Metadata)
+	if err != nil {
+		return nil, args, err
+	}
+	r.Metadata = md
+	// The record carries the policy as a reader decodes it from the
+	// stored text, so what Enqueue returns equals what GetTask reads.
+	pol := encodePolicy(p.Policy)
+	if r.Policy, err = decodePolicyCached(pol); err != nil {
+		return nil, args, fmt.Errorf("redis: encode policy: %w", err)
+	}
+	args = append(args, p.ID.String(), r.TaskName, string(r.Args), r.Queue, r.ExecutionBackend, r.ExecutionProfile,
+		strconv.Itoa(r.Priority), strconv.Itoa(r.MaxRetries), sched, exp, r.Key, flag(p.Forever), meta, pol)
+	return r, args, nil
+}
+
+// splitEnqueueReply splits the script's reply into the time of the call and
+// one reply per item.
+func splitEnqueueReply(v []any, n int) (time.Time, []any, error) {
 	if len(v) != 2 {
-		return nil, fmt.Errorf("redis: enqueue reply has %d parts", len(v))
+		return time.Time{}, nil, fmt.Errorf("redis: enqueue reply has %d parts", len(v))
 	}
 	nowStr, _ := v[0].(string)
 	now, err := fromMicros(nowStr)
 	if err != nil {
-		return nil, fmt.Errorf("redis: enqueue time: %w", err)
+		return time.Time{}, nil, fmt.Errorf("redis: enqueue time: %w", err)
 	}
 	outs, _ := v[1].([]any)
-	if len(outs) != len(items) {
-		return nil, fmt.Errorf("redis: enqueue returned %d outcomes for %d items", len(outs), len(items))
+	if len(outs) != n {
+		return time.Time{}, nil, fmt.Errorf("redis: enqueue returned %d outcomes for %d items", len(outs), n)
 	}
-	result := make([]driver.EnqueueOutcome, len(items))
-	for i, o := range outs {
-		rep, err := parseReply(o)
-		if err != nil {
-			return nil, err
+	return now, outs, nil
+}
+
+// enqueueDecision decodes the script's decision for item i (keyed by key):
+// N inserted, S the same as an earlier item, E an existing record, O a
+// reservation's owner, anything else an identity conflict with the holder
+// the reply names (none: an earlier item of the call).
+func enqueueDecision(i int, o any, key string) (storekit.Decision[*queuestype.Record], error) {
+	d := storekit.Decision[*queuestype.Record]{Of: -1}
+	rep, err := parseReply(o)
+	if err != nil {
+		return d, err
+	}
+	s, _ := rep.rec.(string)
+	switch rep.code {
+	case "N":
+		d.Action = storekit.Insert
+	case "S":
+		j, err := strconv.Atoi(s)
+		if err != nil || j < 1 || j > i {
+			return d, fmt.Errorf("redis: enqueue staged reference %q", s)
 		}
-		out := &result[i]
-		switch rep.code {
-		case "N":
-			r := recs[i]
-			r.CreatedAt, r.QueuedAt = now, now
-			if r.ScheduledAt.After(now) {
-				r.Status = queuestype.StatusScheduled
-			} else {
-				r.Status = queuestype.StatusPending
-			}
-			out.Record = r
-		case "S":
-			s, _ := rep.rec.(string)
-			j, err := strconv.Atoi(s)
-			if err != nil || j < 1 || j > i {
-				return nil, fmt.Errorf("redis: enqueue staged reference %q", s)
-			}
-			out.Record = result[j-1].Record.Clone()
-			out.Existing = true
-		case "E":
-			rec, err := decodeRecord(rep.rec)
-			if err != nil {
-				return nil, err
-			}
-			out.Record, out.Existing = rec, true
-		case "O":
-			s, _ := rep.rec.(string)
-			res, err := decodeReservation(s)
-			if err != nil {
-				return nil, err
-			}
-			out.Owner, out.Existing = res, true
-		default:
-			holder, _ := rep.rec.(string)
-			if holder == "" {
-				out.Err = fmt.Errorf("%w: key %q", queuestype.ErrIdentityConflict, items[i].Key)
-			} else {
-				out.Err = fmt.Errorf("%w: key %q is held by task %s", queuestype.ErrIdentityConflict, items[i].Key, holder)
-			}
+		d.Action, d.Of = storekit.Staged, j-1
+	case "E":
+		d.Action = storekit.Existing
+		d.Holder, err = decodeRecord(rep.rec)
+	case "O":
+		d.Action = storekit.Owner
+		d.Owner, err = decodeReservation(s)
+	default:
+		d.Action, d.Err = storekit.Conflict, storekit.KeyConflict(key)
+		if s != "" {
+			d.Err = storekit.KeyHeld(key, s)
 		}
 	}
-	return result, nil
+	return d, err
+}
+
+// stampInserted sets what the script stamped on a record it inserted at now.
+func stampInserted(r *queuestype.Record, now time.Time) {
+	r.CreatedAt, r.QueuedAt = now, now
+	if r.ScheduledAt.After(now) {
+		r.Status = queuestype.StatusScheduled
+	} else {
+		r.Status = queuestype.StatusPending
+	}
 }
