@@ -208,7 +208,7 @@ func (h *heartbeater) tick() error {
 	}
 	h.mu.Unlock()
 	for _, a := range lost {
-		h.w.svc.claimLost(ctx, a, "heartbeat")
+		a.claimLost(ctx, "heartbeat")
 		if !h.w.cfg.KeepRunningOnClaimLoss {
 			a.cancel(ErrClaimLost)
 		}

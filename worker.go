@@ -497,7 +497,7 @@ func (w *Worker) launch(rec *Record) {
 	w.goRun(func() {
 		if w.bodies != nil {
 			// A prefetched record waits for a body slot; if its ctx ends
-			// first (cancelled, shutdown), runAttempt settles it unrun.
+			// first (cancelled, shutdown), run settles it unrun.
 			select {
 			case w.bodies <- struct{}{}:
 				// The slot is freed as soon as the body returns: the settle
@@ -508,12 +508,12 @@ func (w *Worker) launch(rec *Record) {
 				a.unstarted = true
 			}
 		}
-		w.svc.runAttempt(a, w.env)
+		a.run(w.env)
 		if a.bodyReturned != nil {
 			<-a.bodyDone // an abandoned body keeps its slot until it returns
 			a.bodyReturned()
 		}
-		a.settled() // runAttempt's early returns (unknown task, ended before start)
+		a.settled() // run's early returns (unknown task, ended before start)
 		<-a.bodyDone
 		w.mu.Lock()
 		delete(w.inFlight, a.fence())
