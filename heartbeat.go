@@ -13,7 +13,7 @@ import (
 )
 
 // heartbeater keeps the worker's running records alive with one bulk,
-// generation-fenced write per tick, and detects lost claims (SPEC §5.5).
+// generation-fenced write per tick, and detects lost claims.
 type heartbeater struct {
 	w       *Worker
 	mu      sync.Mutex
