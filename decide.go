@@ -11,7 +11,8 @@ import (
 // the record as it was claimed; stores only apply the fenced transition.
 // Nothing below reads the store or the clock.
 
-// staleErrorText is the error stored on records stale recovery requeues or fails.
+// staleErrorText is the error stored on records stale recovery fails, and on
+// records it requeues that hold no error yet.
 const staleErrorText = driver.StaleError
 
 // decideFailure is the transition for an attempt that failed with errText:
@@ -41,6 +42,9 @@ func decideStale(rec *Record, staleAfter time.Duration, priority func(int) int) 
 	}
 	if rec.AttemptsConsumed() < rec.MaxRetries {
 		tr.To, tr.Delay = queuestype.StatusPending, rec.Policy.RetryBackoff.Delay(rec.AttemptsConsumed())
+		if rec.Error != "" {
+			tr.Error = rec.Error // a requeue keeps the last attempt's error
+		}
 		if priority != nil {
 			p := priority(rec.Priority)
 			tr.Priority = &p

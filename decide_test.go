@@ -47,7 +47,11 @@ func TestDecideStale(t *testing.T) {
 		tr.Priority == nil || *tr.Priority != 100 || tr.Error != staleErrorText {
 		t.Errorf("interrupted record with budget: %+v handler=%v", tr, handler)
 	}
+	rec.Error = "first failure"
 	tr, _ = decideStale(rec, time.Hour, nil)
+	if tr.Error != "first failure" {
+		t.Errorf("a stale requeue replaced the last error with %q", tr.Error)
+	}
 	if tr.Priority != nil {
 		t.Errorf("no priority mapping: priority %v, want unchanged", *tr.Priority)
 	}
@@ -55,8 +59,8 @@ func TestDecideStale(t *testing.T) {
 	if tr, handler := decideStale(noRequeue, time.Hour, nil); tr.To != StatusFailed || !handler {
 		t.Errorf("NoStaleRequeue: to %s handler=%v, want failed with the handler", tr.To, handler)
 	}
-	spent := &Record{ID: uuid.New(), MaxRetries: 0}
-	if tr, handler := decideStale(spent, -1, nil); tr.To != StatusFailed || handler || tr.StaleAfter != -1 {
+	spent := &Record{ID: uuid.New(), MaxRetries: 0, Error: "earlier"}
+	if tr, handler := decideStale(spent, -1, nil); tr.To != StatusFailed || handler || tr.StaleAfter != -1 || tr.Error != staleErrorText {
 		t.Errorf("no budget: %+v handler=%v, want failed without the handler", tr, handler)
 	}
 }

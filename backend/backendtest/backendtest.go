@@ -27,7 +27,7 @@
 // The suite never controls the backend's clock (PostgreSQL and Redis use their
 // own). Overdue records are created with an ExpiresAt in the past, future ones
 // with a ScheduledAt an hour ahead, "everything is stale" is
-// StaleParams{StaleAfter: -1}, and times are compared with a tolerance that
+// ListStale(-1) (and a transition with StaleAfter -1), and times are compared with a tolerance that
 // allows for microsecond storage and a few seconds of clock skew between the
 // test process and the store. Waits poll a condition with a deadline.
 //

@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/queuesgo/queues/queuestype"
+
 	"github.com/queuesgo/queues/driver"
 
 	"github.com/google/uuid"
@@ -381,26 +383,26 @@ func finalizeAfterCancel(t *testing.T, b driver.Backend) {
 	}
 }
 
-// SPEC §20.23, §3.1 (Fail with ExpectedRef): Fail(ExpectedRef) on a pending
-// record holding that ref requeues it with the ref cleared (budget
-// permitting) or fails it; a wrong ref or generation → ErrFenceLost.
+// A transition with ExpectedRef on a pending record holding that ref
+// requeues it with the ref cleared, or fails it; a wrong ref or generation,
+// or no ExpectedRef on a pending record, → ErrFenceLost.
 func failExpectedRef(t *testing.T, b driver.Backend) {
 	rec := enqueueOne(t, b, item("ext.fail", execution("rabbitmq", ""), retries(1)))
 	ref1 := newRef("rabbitmq")
 	setRef(t, b, rec.ID, ref1)
-	_, err := b.Fail(t.Context(), driver.FailParams{ID: rec.ID, Error: "x", Retry: true, ExpectedRetryCount: 0, ExpectedRef: ptr(newRef("rabbitmq"))})
-	wantFenceLost(t, "Fail(wrong ref)", err)
-	_, err = b.Fail(t.Context(), driver.FailParams{ID: rec.ID, Error: "x", Retry: true, ExpectedRetryCount: 1, ExpectedRef: ptr(ref1)})
-	wantFenceLost(t, "Fail(wrong generation)", err)
-	_, err = b.Fail(t.Context(), driver.FailParams{ID: rec.ID, Error: "x", Retry: true, ExpectedRetryCount: 0})
-	wantFenceLost(t, "Fail(pending, no ExpectedRef)", err)
+	_, err := settleCall(t, b, driver.Transition{ID: rec.ID, Error: "x", To: queuestype.StatusPending, Generation: 0, ExpectedRef: ptr(newRef("rabbitmq"))})
+	wantFenceLost(t, "Settle(wrong ref)", err)
+	_, err = settleCall(t, b, driver.Transition{ID: rec.ID, Error: "x", To: queuestype.StatusPending, Generation: 1, ExpectedRef: ptr(ref1)})
+	wantFenceLost(t, "Settle(wrong generation)", err)
+	_, err = settleCall(t, b, driver.Transition{ID: rec.ID, Error: "x", To: queuestype.StatusPending, Generation: 0})
+	wantFenceLost(t, "Settle(pending, no ExpectedRef)", err)
 	got := get(t, b, rec.ID)
 	wantInt(t, "retry_count after lost fails", got.RetryCount, 0)
 	wantString(t, "ref after lost fails", got.ExecutionRef, ref1)
 
 	msg1 := "external execution " + ref1 + " not found"
-	got, err = b.Fail(t.Context(), driver.FailParams{ID: rec.ID, Error: msg1, Retry: true, ExpectedRetryCount: 0, ExpectedRef: ptr(ref1)})
-	wantNoErr(t, "Fail(right ref)", err)
+	got, err = settleCall(t, b, driver.Transition{ID: rec.ID, Error: msg1, To: queuestype.StatusPending, Generation: 0, ExpectedRef: ptr(ref1)})
+	wantNoErr(t, "Settle(retry, right ref)", err)
 	wantStatus(t, "requeued record", got, queues.StatusPending)
 	wantInt(t, "retry_count", got.RetryCount, 1)
 	wantString(t, "execution_ref", got.ExecutionRef, "")
@@ -410,8 +412,8 @@ func failExpectedRef(t *testing.T, b driver.Backend) {
 	ref2 := newRef("rabbitmq")
 	setRef(t, b, rec.ID, ref2)
 	msg2 := "external execution " + ref2 + " failed"
-	got, err = b.Fail(t.Context(), driver.FailParams{ID: rec.ID, Error: msg2, Retry: true, ExpectedRetryCount: 1, ExpectedRef: ptr(ref2)})
-	wantNoErr(t, "Fail(right ref, no budget)", err)
+	got, err = settleCall(t, b, driver.Transition{ID: rec.ID, Error: msg2, To: queuestype.StatusFailed, Generation: 1, ExpectedRef: ptr(ref2)})
+	wantNoErr(t, "Settle(failed, right ref)", err)
 	wantStatus(t, "failed record", got, queues.StatusFailed)
 	wantString(t, "error", got.Error, msg2)
 	if got.CompletedAt.IsZero() {
@@ -420,14 +422,14 @@ func failExpectedRef(t *testing.T, b driver.Backend) {
 	wantStored(t, b, "failed record", got)
 }
 
-// SPEC §3.1 (Fail with ExpectedRef on a running record holding the ref).
+// A transition with ExpectedRef also settles a running record holding the ref.
 func failExpectedRefOnRunning(t *testing.T, b driver.Backend) {
 	rec := enqueueOne(t, b, item("ext.run.fail", execution("cloudrun", ""), retries(2)))
 	ref := newRef("cloudrun")
 	setRef(t, b, rec.ID, ref)
 	run := claimByID(t, b, rec.ID, workerA)
-	got, err := b.Fail(t.Context(), driver.FailParams{ID: run.ID, Error: "died", Retry: true, ExpectedRetryCount: 0, ExpectedRef: ptr(ref)})
-	wantNoErr(t, "Fail(running, right ref)", err)
+	got, err := settleCall(t, b, driver.Transition{ID: run.ID, Error: "died", To: queuestype.StatusPending, Generation: 0, ExpectedRef: ptr(ref)})
+	wantNoErr(t, "Settle(running, right ref)", err)
 	wantStatus(t, "requeued record", got, queues.StatusPending)
 	wantInt(t, "retry_count", got.RetryCount, 1)
 	wantString(t, "execution_ref", got.ExecutionRef, "")

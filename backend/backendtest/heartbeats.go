@@ -79,7 +79,7 @@ func staleRequeuesRetryable(t *testing.T, b driver.Backend) {
 func staleFailurePolicy(t *testing.T, b driver.Backend) {
 	retryable := running(t, b, item("stale.retry", retries(1)))
 	noRetries := running(t, b, item("stale.noretries"))
-	noRequeue := running(t, b, item("stale.norequeue", retries(3), metadata(map[string]any{queuestype.MetaRequeueOnStale: false})))
+	noRequeue := running(t, b, item("stale.norequeue", retries(3), noStaleRequeue()))
 	before := time.Now()
 	res := recoverAll(t, b, 100)
 	after := time.Now()
@@ -177,10 +177,10 @@ func staleOldGenerationFenced(t *testing.T, b driver.Backend) {
 	cur := claimByID(t, b, old.ID, workerB)
 	wantInt(t, "new generation", cur.RetryCount, 1)
 
-	_, err := b.Complete(t.Context(), driver.CompleteParams{ID: old.ID, ExpectedRetryCount: 0, Result: json.RawMessage(`1`)})
-	wantFenceLost(t, "Complete(old generation)", err)
-	_, err = b.Fail(t.Context(), driver.FailParams{ID: old.ID, Error: "late", Retry: true, ExpectedRetryCount: 0})
-	wantFenceLost(t, "Fail(old generation)", err)
+	_, err := settleCall(t, b, driver.Transition{ID: old.ID, Generation: 0, To: queuestype.StatusCompleted, Result: json.RawMessage(`1`)})
+	wantFenceLost(t, "Settle(completed, old generation)", err)
+	_, err = settleCall(t, b, driver.Transition{ID: old.ID, Generation: 0, To: queuestype.StatusPending, Error: "late"})
+	wantFenceLost(t, "Settle(retry, old generation)", err)
 	_, err = b.Cancel(t.Context(), driver.CancelParams{ID: old.ID, IncludeRunning: true, ExpectedRetryCount: ptr(0)})
 	wantFenceLost(t, "Cancel(old generation)", err)
 	if err := b.NullHeartbeats(t.Context(), []queuestype.Fence{{ID: old.ID, RetryCount: 0}}); err != nil && !errors.Is(err, queues.ErrFenceLost) {
@@ -218,16 +218,14 @@ func staleBounded(t *testing.T, b driver.Backend) {
 // SPEC §20.36, §5.9: a nil priority policy keeps priority 9; a ceiling of 3 lowers it to 3.
 func stalePriorityPolicy(t *testing.T, b driver.Backend) {
 	kept := running(t, b, item("stale.prio.kept", retries(1), priority(9)))
-	res, err := b.RecoverStale(t.Context(), driver.StaleParams{StaleAfter: -1, Limit: 10})
-	wantNoErr(t, "RecoverStale(nil policy)", err)
+	res := recoverAllMapped(t, b, 10, nil)
 	wantInt(t, "requeued", res.Requeued, 1)
 	wantInt(t, "priority with nil policy", get(t, b, kept.ID).Priority, 9)
 
 	ceiling := func(old int) int { return min(old, 3) }
 	high := running(t, b, item("stale.prio.high", retries(1), priority(9)))
 	low := running(t, b, item("stale.prio.low", retries(1), priority(-2)))
-	res, err = b.RecoverStale(t.Context(), driver.StaleParams{StaleAfter: -1, Limit: 10, Priority: ceiling})
-	wantNoErr(t, "RecoverStale(ceiling 3)", err)
+	res = recoverAllMapped(t, b, 10, ceiling)
 	wantInt(t, "requeued", res.Requeued, 2)
 	wantInt(t, "priority under ceiling 3", get(t, b, high.ID).Priority, 3)
 	wantInt(t, "low priority under ceiling 3", get(t, b, low.ID).Priority, -2)
@@ -237,13 +235,13 @@ func stalePriorityPolicy(t *testing.T, b driver.Backend) {
 // SPEC §20.37, §5.9: a stale requeue with a retry_backoff uses attempts
 // consumed for the delay (status scheduled).
 func staleBackoffDelay(t *testing.T, b driver.Backend) {
-	first := running(t, b, item("stale.backoff", retries(3), metadata(backoffMetadata(600, 2))))
+	first := running(t, b, item("stale.backoff", retries(3), backoff(10*time.Minute, 2)))
 	failRetry(t, b, first, "first failure")
 	run := claimByID(t, b, first.ID, workerA)
 	wantInt(t, "attempts consumed", run.AttemptsConsumed(), 1)
-	_, _, delay := driver.StaleRequeueDecision(run)
+	delay := run.Policy.RetryBackoff.Delay(run.AttemptsConsumed())
 	if delay != 20*time.Minute {
-		t.Fatalf("StaleRequeueDecision delay = %s, want 20m (10m × 2^1)", delay)
+		t.Fatalf("backoff of the claimed record after one consumed attempt = %s, want 20m (10m × 2^1)", delay)
 	}
 	before := time.Now()
 	res := recoverAll(t, b, 10)
@@ -263,8 +261,7 @@ func staleAfterSparesFresh(t *testing.T, b driver.Backend) {
 	fresh := running(t, b, item("stale.fresh", retries(1)))
 	nulled := running(t, b, item("stale.nulled", retries(1)))
 	wantNoErr(t, "NullHeartbeats", b.NullHeartbeats(t.Context(), []queuestype.Fence{{ID: nulled.ID, RetryCount: 0}}))
-	res, err := b.RecoverStale(t.Context(), driver.StaleParams{StaleAfter: time.Hour, Limit: 10})
-	wantNoErr(t, "RecoverStale(1h)", err)
+	res := recoverStale(t, b, time.Hour, 10, nil)
 	wantInt(t, "requeued", res.Requeued, 1)
 	wantStatus(t, "fresh record", get(t, b, fresh.ID), queues.StatusRunning)
 	wantStatus(t, "nulled record", get(t, b, nulled.ID), queues.StatusPending)

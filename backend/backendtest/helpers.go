@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"reflect"
 	"slices"
 	"strings"
@@ -124,12 +125,15 @@ func newMarker(deadline time.Time) string {
 // newRef returns a provider execution ref (never a reservation marker).
 func newRef(backend string) string { return backend + ":exec-" + uuid.NewString() }
 
-// backoffMetadata is the persisted retry_backoff of SPEC §2.3 (seconds as numbers).
-func backoffMetadata(initial, multiplier float64) map[string]any {
-	return map[string]any{queuestype.MetaRetryBackoff: map[string]any{
-		"initial_delay": initial, "multiplier": multiplier, "max_delay": nil,
-	}}
+// backoff gives the record a retry backoff policy of initial × multiplier^n.
+func backoff(initial time.Duration, multiplier float64) opt {
+	return func(p *driver.EnqueueParams) {
+		p.Policy.RetryBackoff = queuestype.RetryBackoff{InitialDelay: initial, Multiplier: multiplier}
+	}
 }
+
+// noStaleRequeue gives the record the policy that stale recovery fails it.
+func noStaleRequeue() opt { return func(p *driver.EnqueueParams) { p.Policy.NoStaleRequeue = true } }
 
 // ---------------------------------------------------------------------------
 // Calling the backend
@@ -265,10 +269,8 @@ func running(t *testing.T, b driver.Backend, p driver.EnqueueParams) *queues.Rec
 // complete settles a running record as completed.
 func complete(t *testing.T, b driver.Backend, rec *queues.Record) *queues.Record {
 	t.Helper()
-	got, err := b.Complete(t.Context(), driver.CompleteParams{ID: rec.ID, ExpectedRetryCount: rec.RetryCount, Result: json.RawMessage(`{"ok":true}`)})
-	if err != nil {
-		t.Fatalf("Complete(%s, gen %d): %v", rec.ID, rec.RetryCount, err)
-	}
+	got := settled(t, b, driver.Transition{ID: rec.ID, Generation: rec.RetryCount, To: queuestype.StatusCompleted,
+		Result: json.RawMessage(`{"ok":true}`)})
 	wantStatus(t, "completed record", got, queues.StatusCompleted)
 	return got
 }
@@ -279,24 +281,75 @@ func completed(t *testing.T, b driver.Backend, p driver.EnqueueParams) *queues.R
 	return complete(t, b, running(t, b, p))
 }
 
-// failRetry fails a running record with Retry=true and no delay.
+// failRetry requeues a running record for a retry due now, holding msg.
 func failRetry(t *testing.T, b driver.Backend, rec *queues.Record, msg string) *queues.Record {
 	t.Helper()
-	got, err := b.Fail(t.Context(), driver.FailParams{ID: rec.ID, Error: msg, Retry: true, ExpectedRetryCount: rec.RetryCount})
-	if err != nil {
-		t.Fatalf("Fail(%s, gen %d, retry): %v", rec.ID, rec.RetryCount, err)
-	}
-	return got
+	return settled(t, b, driver.Transition{ID: rec.ID, Generation: rec.RetryCount, To: queuestype.StatusPending, Error: msg})
 }
 
-// recoverAll runs RecoverStale with every running record stale.
-func recoverAll(t *testing.T, b driver.Backend, limit int) driver.StaleRecovery {
+// settleCall applies one transition and returns it in the shape of a single
+// write: the record, or the transition's (or the call's) error.
+func settleCall(t *testing.T, b driver.Backend, tr driver.Transition) (*queues.Record, error) {
 	t.Helper()
-	res, err := b.RecoverStale(t.Context(), driver.StaleParams{StaleAfter: -1, Limit: limit})
+	res, err := b.Settle(t.Context(), []driver.Transition{tr})
+	if err != nil {
+		return nil, err
+	}
+	if len(res) != 1 {
+		t.Fatalf("Settle(%s → %s): %d results, want 1", tr.ID, tr.To, len(res))
+	}
+	return res[0].Record, res[0].Err
+}
+
+// staleResult is what one stale-recovery pass of the engine did, with the
+// failed records read back.
+type staleResult struct {
+	Requeued, Skipped int
+	Failed            []*queues.Record
+	HandlerNeeded     []uuid.UUID
+}
+
+// recoverStale runs one stale-recovery pass of the engine (a queues.Service
+// over b: ListStale, the engine's decision per record, Settle) over records
+// whose heartbeat is older than staleAfter, with an optional priority
+// mapping for requeued records.
+func recoverStale(t *testing.T, b driver.Backend, staleAfter time.Duration, limit int, priority func(int) int) staleResult {
+	t.Helper()
+	svc, err := queues.New(queues.Config{Backend: b, Registry: queues.NewRegistry(), StaleRequeuePriority: priority,
+		Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatalf("queues.New: %v", err)
+	}
+	res, err := svc.RecoverStale(t.Context(), queues.StaleOptions{StaleAfter: staleAfter, Limit: limit})
 	if err != nil {
 		t.Fatalf("RecoverStale: %v", err)
 	}
-	return res
+	out := staleResult{Requeued: res.Requeued, Skipped: res.Skipped, HandlerNeeded: res.HandlerNeededTaskIDs}
+	for _, id := range res.FailedTaskIDs {
+		out.Failed = append(out.Failed, get(t, b, id))
+	}
+	return out
+}
+
+// recoverAll runs one stale-recovery pass with every running record stale:
+// it waits until the clock is past every running record's heartbeat, then
+// recovers with a one-millisecond StaleAfter.
+func recoverAll(t *testing.T, b driver.Backend, limit int) staleResult {
+	t.Helper()
+	return recoverAllMapped(t, b, limit, nil)
+}
+
+// recoverAllMapped is recoverAll with a priority mapping for requeued records.
+func recoverAllMapped(t *testing.T, b driver.Backend, limit int, priority func(int) int) staleResult {
+	t.Helper()
+	running, err := b.ListStale(t.Context(), -1, 10000)
+	if err != nil {
+		t.Fatalf("ListStale: %v", err)
+	}
+	for _, r := range running {
+		waitClockPast(r.HeartbeatAt)
+	}
+	return recoverStale(t, b, time.Millisecond, limit, priority)
 }
 
 // setRef stores an execution ref on a non-terminal record.

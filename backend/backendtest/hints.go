@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/queuesgo/queues/queuestype"
+
 	"github.com/queuesgo/queues/driver"
 
 	"github.com/google/uuid"
@@ -70,13 +72,13 @@ func wakeupOnRequeues(t *testing.T, b driver.Backend) {
 	setRef(t, b, rerouted.ID, newRef("cloudrun"))
 	ch, _ := subscribe(t, w)
 
-	_, err := b.Fail(t.Context(), driver.FailParams{ID: delayed.ID, Error: "later", Retry: true, RetryDelay: time.Hour})
-	wantNoErr(t, "Fail(delayed retry)", err)
+	_, err := settleCall(t, b, driver.Transition{ID: delayed.ID, To: queuestype.StatusPending, Error: "later", Delay: time.Hour})
+	wantNoErr(t, "Settle(delayed retry)", err)
 	expectNoHint(t, ch, "delayed retry")
 	failRetry(t, b, retried, "now")
 	expectHint(t, ch, "immediate retry")
-	_, err = b.Interrupt(t.Context(), driver.InterruptParams{ID: interrupted.ID, WorkerID: workerA})
-	wantNoErr(t, "Interrupt", err)
+	_, err = interrupt(t, b, interrupted.ID, 0, workerA)
+	wantNoErr(t, "Settle(interrupted)", err)
 	expectHint(t, ch, "interrupt")
 	wantInt(t, "stale requeued", recoverAll(t, b, 10).Requeued, 1)
 	wantStatus(t, "stale record", get(t, b, stale.ID), queues.StatusPending)
@@ -183,8 +185,8 @@ func completionWaiterWakes(t *testing.T, b driver.Backend) {
 			}},
 		{"fail", func() *queues.Record { return running(t, b, item("wait.fail")) },
 			func(rec *queues.Record) {
-				_, err := b.Fail(t.Context(), driver.FailParams{ID: rec.ID, Error: "x", ExpectedRetryCount: 0})
-				wantNoErr(t, "Fail", err)
+				_, err := settleCall(t, b, driver.Transition{ID: rec.ID, To: queuestype.StatusFailed, Error: "x"})
+				wantNoErr(t, "Settle(failed)", err)
 			}},
 	}
 	for _, s := range settles {

@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/queuesgo/queues/queuestype"
+
 	"github.com/queuesgo/queues/driver"
 
 	"github.com/google/uuid"
@@ -81,7 +83,7 @@ func populateStatuses(t *testing.T, b driver.Backend, q string) map[queues.Statu
 	out[queues.StatusRunning] = running(t, b, item("stat.running", inQueue(q)))
 	out[queues.StatusCompleted] = completed(t, b, item("stat.completed", inQueue(q)))
 	failed := running(t, b, item("stat.failed", inQueue(q)))
-	rec, err := b.Fail(t.Context(), driver.FailParams{ID: failed.ID, Error: "x", ExpectedRetryCount: 0})
+	rec, err := settleCall(t, b, driver.Transition{ID: failed.ID, To: queuestype.StatusFailed, Error: "x"})
 	wantNoErr(t, "Fail", err)
 	out[queues.StatusFailed] = rec
 	cancelled := enqueueOne(t, b, item("stat.cancelled", inQueue(q)))
@@ -130,7 +132,7 @@ func listCompletedByTaskLimitSince(t *testing.T, b driver.Backend) {
 	}
 	completed(t, b, item("other"))
 	failed := running(t, b, item("canary"))
-	_, err := b.Fail(t.Context(), driver.FailParams{ID: failed.ID, Error: "x", ExpectedRetryCount: 0})
+	_, err := settleCall(t, b, driver.Transition{ID: failed.ID, To: queuestype.StatusFailed, Error: "x"})
 	wantNoErr(t, "Fail", err)
 	want := sortedIDs(storedAll(t, b, done), newestFirst)
 

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/queuesgo/queues/queuestype"
+
 	"github.com/queuesgo/queues/driver"
 
 	"github.com/google/uuid"
@@ -283,7 +285,7 @@ func recordJSONRoundTrip(t *testing.T, b driver.Backend) {
 		execution("cloudrun", "gpu"), metadata(map[string]any{"description": "d", "n": 1})))
 	setRef(t, b, pending.ID, newRef("cloudrun"))
 	run := claimByID(t, b, pending.ID, workerA)
-	done, err := b.Complete(t.Context(), driver.CompleteParams{ID: run.ID, ExpectedRetryCount: 0, Result: json.RawMessage(`{"sent":true,"count":2}`)})
+	done, err := settleCall(t, b, driver.Transition{ID: run.ID, To: queuestype.StatusCompleted, Result: json.RawMessage(`{"sent":true,"count":2}`)})
 	wantNoErr(t, "Complete", err)
 
 	for _, c := range []struct {

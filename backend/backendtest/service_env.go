@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/queuesgo/queues/queuestype"
+
 	"github.com/queuesgo/queues/driver"
 
 	"github.com/google/uuid"
@@ -187,19 +189,42 @@ type noArgs struct{}
 type none struct{}
 
 // takeClaimAway requeues the running records as another process's stale
-// recovery would. A heartbeat written between RecoverStale's read and its
-// fenced write rightly makes a record fresh again and skips it, so it
-// retries until a record is requeued (for up to 10 s).
+// recovery would (a new generation, owner cleared), whatever their
+// heartbeat. It retries until a record is requeued (for up to 10 s).
 func takeClaimAway(b driver.Backend) error {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		r, err := b.RecoverStale(context.Background(), driver.StaleParams{StaleAfter: -1, Limit: 10})
-		if err == nil && r.Requeued > 0 {
+		n, err := requeueRunning(b)
+		if err == nil && n > 0 {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("RecoverStale never took the claim away (last error: %v)", err)
+			return fmt.Errorf("stale requeue never took the claim away (last error: %v)", err)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// requeueRunning lists up to 10 running records and requeues each with a
+// stale-recovery transition that accepts any heartbeat; it returns how many
+// were requeued.
+func requeueRunning(b driver.Backend) (int, error) {
+	ctx := context.Background()
+	recs, err := b.ListStale(ctx, -1, 10)
+	if err != nil || len(recs) == 0 {
+		return 0, err
+	}
+	ts := make([]driver.Transition, len(recs))
+	for i, r := range recs {
+		ts[i] = driver.Transition{ID: r.ID, Generation: r.RetryCount, To: queuestype.StatusPending,
+			Error: driver.StaleError, StaleAfter: -1}
+	}
+	res, err := b.Settle(ctx, ts)
+	n := 0
+	for _, r := range res {
+		if r.Err == nil {
+			n++
+		}
+	}
+	return n, err
 }

@@ -12,19 +12,13 @@ import (
 	"github.com/queuesgo/queues"
 )
 
-// testSettling covers Complete, Fail, Cancel, CancelMatching and Interrupt
-// (SPEC §20.24–26, §20.63, §20.65, §3.1–3.3).
+// testSettling covers cancellation (Cancel, CancelMatching), how requeues and
+// terminal writes treat the record's owner, and shutdown interruptions
+// applied as transitions. The plain transitions and their fences are in the
+// Transitions group; the decisions (budget, backoff) are the engine's and
+// are tested beside it.
 func testSettling(t *testing.T, f Factory) {
 	runCases(t, f, []testCase{
-		{"CompleteSettles", completeSettles},
-		{"CompleteFences", completeFences},
-		{"CompleteWithClaimedMatchesStored", completeWithClaimed},
-		{"CompleteNoRecordStillFenced", completeNoRecord},
-		{"FailRetryRequeues", failRetryRequeues},
-		{"FailRetryDelaySchedules", failRetryDelaySchedules},
-		{"FailWithoutBudgetKeepsWorker", failWithoutBudget},
-		{"FailRetryFalseFailsWithBudget", failRetryFalse},
-		{"FailFences", failFences},
 		{"RequeueClearsOwnerTerminalKeepsIt", requeueClearsOwner},
 		{"CancelRunningFences", cancelRunningFences},
 		{"CancelPendingAndScheduled", cancelPendingAndScheduled},
@@ -34,194 +28,8 @@ func testSettling(t *testing.T, f Factory) {
 		{"InterruptFencesAndEffects", interruptFencesAndEffects},
 		{"InterruptionsAccumulate", interruptionsAccumulate},
 		{"InterruptionSpendsNoStaleBudget", interruptionSpendsNoStaleBudget},
-		{"InterruptionSpendsNoFailBudget", interruptionSpendsNoFailBudget},
 		{"InterruptionBackoffUsesAttemptsConsumed", interruptionBackoff},
 	})
-}
-
-// SPEC §3.1 (Complete row): Complete sets completed_at and result, clears
-// heartbeat_at and a previous attempt's error, keeps worker_id.
-func completeSettles(t *testing.T, b driver.Backend) {
-	first := running(t, b, item("complete.me", retries(2)))
-	retried := failRetry(t, b, first, "first attempt failed")
-	run := claimByID(t, b, retried.ID, workerB)
-	wantString(t, "error carried into the retry", run.Error, "first attempt failed")
-	before := time.Now()
-	got, err := b.Complete(t.Context(), driver.CompleteParams{ID: run.ID, ExpectedRetryCount: 1, Result: json.RawMessage(`{"rows":42,"ok":true}`)})
-	after := time.Now()
-	wantNoErr(t, "Complete", err)
-	wantStatus(t, "completed", got, queues.StatusCompleted)
-	wantJSON(t, "result", got.Result, json.RawMessage(`{"ok":true,"rows":42}`))
-	wantString(t, "error", got.Error, "")
-	wantString(t, "worker_id", got.WorkerID, workerB)
-	wantBetween(t, "completed_at", got.CompletedAt, before, after)
-	wantZeroTime(t, "heartbeat_at", got.HeartbeatAt)
-	wantNear(t, "started_at kept", got.StartedAt, run.StartedAt, 0)
-	wantInt(t, "retry_count", got.RetryCount, 1)
-	wantStored(t, b, "completed record", got)
-}
-
-// CompleteParams.Claimed lets a backend build the returned record from the
-// claimed one: it must still equal the stored record, including metadata a
-// heartbeat patched and the worker while the record ran.
-func completeWithClaimed(t *testing.T, b driver.Backend) {
-	run := running(t, b, item("complete.claimed", retries(1)))
-	gen := run.RetryCount
-	hb, err := b.TouchHeartbeats(t.Context(), []driver.HeartbeatTouch{{ID: run.ID, ExpectedRetryCount: &gen,
-		MetadataPatch: map[string]any{"progress": 0.5}}})
-	wantNoErr(t, "TouchHeartbeats", err)
-	wantInt(t, "touched", len(hb.Touched), 1)
-	claimed := run.Clone()
-	got, err := b.Complete(t.Context(), driver.CompleteParams{ID: run.ID, ExpectedRetryCount: gen,
-		Result: json.RawMessage(`{"n":1}`), Claimed: run})
-	wantNoErr(t, "Complete", err)
-	wantStatus(t, "completed", got, queues.StatusCompleted)
-	wantJSON(t, "result", got.Result, json.RawMessage(`{"n":1}`))
-	if got.Metadata["progress"] != 0.5 {
-		t.Errorf("metadata patched while running: got %v, want progress 0.5", got.Metadata)
-	}
-	wantStored(t, b, "completed record", got)
-	wantSameRecord(t, "Claimed left unmodified", run, claimed)
-
-	_, err = b.Complete(t.Context(), driver.CompleteParams{ID: run.ID, ExpectedRetryCount: gen, Claimed: run})
-	wantFenceLost(t, "second Complete with Claimed", err)
-}
-
-// CompleteParams.NoRecord may drop the returned record, never the write or
-// its fence.
-func completeNoRecord(t *testing.T, b driver.Backend) {
-	run := running(t, b, item("complete.bare"))
-	got, err := b.Complete(t.Context(), driver.CompleteParams{ID: run.ID, ExpectedRetryCount: run.RetryCount,
-		Result: json.RawMessage(`{"bare":true}`), Claimed: run, NoRecord: true})
-	wantNoErr(t, "Complete(NoRecord)", err)
-	if got != nil {
-		wantStored(t, b, "returned record", got)
-	}
-	stored := get(t, b, run.ID)
-	wantStatus(t, "stored", stored, queues.StatusCompleted)
-	wantJSON(t, "stored result", stored.Result, json.RawMessage(`{"bare":true}`))
-	wantZeroTime(t, "heartbeat_at", stored.HeartbeatAt)
-
-	_, err = b.Complete(t.Context(), driver.CompleteParams{ID: run.ID, ExpectedRetryCount: run.RetryCount, NoRecord: true})
-	wantFenceLost(t, "second Complete(NoRecord)", err)
-	_, err = b.Complete(t.Context(), driver.CompleteParams{ID: uuid.New(), NoRecord: true})
-	wantFenceLostOrNotFound(t, "Complete(NoRecord, missing)", err)
-}
-
-// SPEC §3.2: Complete is fenced on status=running and the generation.
-func completeFences(t *testing.T, b driver.Backend) {
-	pending := enqueueOne(t, b, item("complete.pending"))
-	_, err := b.Complete(t.Context(), driver.CompleteParams{ID: pending.ID, ExpectedRetryCount: 0, Result: json.RawMessage(`1`)})
-	wantFenceLost(t, "Complete(pending)", err)
-	wantStatus(t, "pending record", get(t, b, pending.ID), queues.StatusPending)
-
-	run := running(t, b, item("complete.run"))
-	_, err = b.Complete(t.Context(), driver.CompleteParams{ID: run.ID, ExpectedRetryCount: 1, Result: json.RawMessage(`1`)})
-	wantFenceLost(t, "Complete(wrong generation)", err)
-	wantStatus(t, "running record", get(t, b, run.ID), queues.StatusRunning)
-	complete(t, b, run)
-	_, err = b.Complete(t.Context(), driver.CompleteParams{ID: run.ID, ExpectedRetryCount: 0, Result: json.RawMessage(`2`)})
-	wantFenceLost(t, "second Complete", err)
-	wantJSON(t, "result after a lost complete", get(t, b, run.ID).Result, json.RawMessage(`{"ok":true}`))
-
-	_, err = b.Complete(t.Context(), driver.CompleteParams{ID: uuid.New(), ExpectedRetryCount: 0})
-	wantFenceLostOrNotFound(t, "Complete(missing)", err)
-}
-
-// SPEC §3.1 (Fail(Retry) row): a retry without delay → pending, retry_count+1,
-// scheduled_at null, queued_at refreshed, owner fields cleared, error kept.
-func failRetryRequeues(t *testing.T, b driver.Backend) {
-	run := running(t, b, item("fail.retry", retries(2), priority(4)))
-	before := time.Now()
-	got, err := b.Fail(t.Context(), driver.FailParams{ID: run.ID, Error: "boom", Retry: true, ExpectedRetryCount: 0})
-	after := time.Now()
-	wantNoErr(t, "Fail(retry)", err)
-	wantStatus(t, "retried", got, queues.StatusPending)
-	wantInt(t, "retry_count", got.RetryCount, 1)
-	wantString(t, "error", got.Error, "boom")
-	wantZeroTime(t, "scheduled_at", got.ScheduledAt)
-	wantBetween(t, "queued_at", got.QueuedAt, before, after)
-	wantNotBefore(t, "queued_at", got.QueuedAt, run.QueuedAt)
-	wantZeroTime(t, "started_at", got.StartedAt)
-	wantZeroTime(t, "heartbeat_at", got.HeartbeatAt)
-	wantZeroTime(t, "completed_at", got.CompletedAt)
-	wantString(t, "worker_id", got.WorkerID, "")
-	wantInt(t, "priority", got.Priority, 4)
-	wantNear(t, "created_at kept", got.CreatedAt, run.CreatedAt, 0)
-	wantStored(t, b, "retried record", got)
-	again := claimMany(t, b, driver.ClaimParams{Limit: 1, WorkerID: workerB})
-	wantIDs(t, "claim after retry", again.Claimed, run.ID)
-	wantInt(t, "claimed generation", again.Claimed[0].RetryCount, 1)
-}
-
-// SPEC §3.1, §6.1 (RetryDelay): a retry with a delay → scheduled, scheduled_at
-// = backend now + delay; it is not claimable before then.
-func failRetryDelaySchedules(t *testing.T, b driver.Backend) {
-	run := running(t, b, item("fail.delay", retries(1)))
-	const delay = 10 * time.Minute
-	before := time.Now()
-	got, err := b.Fail(t.Context(), driver.FailParams{ID: run.ID, Error: "later", Retry: true, ExpectedRetryCount: 0, RetryDelay: delay})
-	after := time.Now()
-	wantNoErr(t, "Fail(retry, delay)", err)
-	wantStatus(t, "delayed retry", got, queues.StatusScheduled)
-	wantBetween(t, "scheduled_at", got.ScheduledAt, before.Add(delay), after.Add(delay))
-	wantInt(t, "retry_count", got.RetryCount, 1)
-	wantString(t, "worker_id", got.WorkerID, "")
-	wantStored(t, b, "delayed retry", got)
-	res := claimMany(t, b, driver.ClaimParams{Limit: 5, WorkerID: workerA, ExpireOverdue: true})
-	wantInt(t, "claimed before the delay", len(res.Claimed), 0)
-	if containsID(listPending(t, b), run.ID) {
-		t.Fatal("ListPending lists a delayed retry")
-	}
-	byID, err := b.ClaimByID(t.Context(), driver.ClaimByIDParams{ID: run.ID, WorkerID: workerA})
-	wantNothingClaimed(t, "ClaimByID(delayed retry)", byID, err)
-}
-
-// SPEC §3.1 (Fail without budget), §2.1 (worker_id kept on terminal writes).
-func failWithoutBudget(t *testing.T, b driver.Backend) {
-	run := running(t, b, item("fail.final"))
-	before := time.Now()
-	got, err := b.Fail(t.Context(), driver.FailParams{ID: run.ID, Error: "fatal", Retry: true, ExpectedRetryCount: 0, RetryDelay: time.Hour})
-	after := time.Now()
-	wantNoErr(t, "Fail(no budget)", err)
-	wantStatus(t, "failed", got, queues.StatusFailed)
-	wantString(t, "error", got.Error, "fatal")
-	wantString(t, "worker_id", got.WorkerID, workerA)
-	wantBetween(t, "completed_at", got.CompletedAt, before, after)
-	wantZeroTime(t, "heartbeat_at", got.HeartbeatAt)
-	wantInt(t, "retry_count", got.RetryCount, 0)
-	wantStored(t, b, "failed record", got)
-}
-
-// SPEC §3.1: Fail with Retry=false fails terminally whatever budget remains.
-func failRetryFalse(t *testing.T, b driver.Backend) {
-	run := running(t, b, item("fail.nonretryable", retries(5)))
-	got, err := b.Fail(t.Context(), driver.FailParams{ID: run.ID, Error: "decode arguments: bad", Retry: false, ExpectedRetryCount: 0})
-	wantNoErr(t, "Fail(Retry=false)", err)
-	wantStatus(t, "failed", got, queues.StatusFailed)
-	wantInt(t, "retry_count", got.RetryCount, 0)
-	wantString(t, "error", got.Error, "decode arguments: bad")
-}
-
-// SPEC §3.2: Fail is fenced on status=running and the generation.
-func failFences(t *testing.T, b driver.Backend) {
-	pending := enqueueOne(t, b, item("fail.pending", retries(1)))
-	_, err := b.Fail(t.Context(), driver.FailParams{ID: pending.ID, Error: "x", Retry: true, ExpectedRetryCount: 0})
-	wantFenceLost(t, "Fail(pending)", err)
-	wantInt(t, "retry_count after a lost fail", get(t, b, pending.ID).RetryCount, 0)
-
-	run := running(t, b, item("fail.run", retries(1)))
-	_, err = b.Fail(t.Context(), driver.FailParams{ID: run.ID, Error: "x", Retry: true, ExpectedRetryCount: 3})
-	wantFenceLost(t, "Fail(wrong generation)", err)
-	got := get(t, b, run.ID)
-	wantStatus(t, "record after a lost fail", got, queues.StatusRunning)
-	wantString(t, "error after a lost fail", got.Error, "")
-	complete(t, b, run)
-	_, err = b.Fail(t.Context(), driver.FailParams{ID: run.ID, Error: "late", Retry: false, ExpectedRetryCount: 0})
-	wantFenceLost(t, "Fail(completed)", err)
-	wantStatus(t, "completed record", get(t, b, run.ID), queues.StatusCompleted)
-	_, err = b.Fail(t.Context(), driver.FailParams{ID: uuid.New(), Error: "x", ExpectedRetryCount: 0})
-	wantFenceLostOrNotFound(t, "Fail(missing)", err)
 }
 
 // SPEC §20.24, §3.2: a retry (Fail with budget) and a stale requeue clear
@@ -251,8 +59,8 @@ func requeueClearsOwner(t *testing.T, b driver.Backend) {
 	wantZeroTime(t, "started_at after stale requeue", got.StartedAt)
 
 	final := withRef("owner.final", 0)
-	failed, err := b.Fail(t.Context(), driver.FailParams{ID: final.ID, Error: "fatal", Retry: true, ExpectedRetryCount: 0})
-	wantNoErr(t, "Fail(terminal)", err)
+	failed, err := settleCall(t, b, driver.Transition{ID: final.ID, Generation: 0, To: queuestype.StatusFailed, Error: "fatal"})
+	wantNoErr(t, "Settle(failed)", err)
 	wantStatus(t, "failed", failed, queues.StatusFailed)
 	wantString(t, "worker_id after terminal fail", failed.WorkerID, workerA)
 
@@ -283,10 +91,10 @@ func cancelRunningFences(t *testing.T, b driver.Backend) {
 
 	_, err = b.Cancel(t.Context(), driver.CancelParams{ID: run.ID, IncludeRunning: true})
 	wantFenceLost(t, "repeated Cancel", err)
-	_, err = b.Complete(t.Context(), driver.CompleteParams{ID: run.ID, ExpectedRetryCount: 0, Result: json.RawMessage(`1`)})
-	wantFenceLost(t, "Complete after cancel", err)
-	_, err = b.Fail(t.Context(), driver.FailParams{ID: run.ID, Error: "x", Retry: true, ExpectedRetryCount: 0})
-	wantFenceLost(t, "Fail after cancel", err)
+	_, err = settleCall(t, b, driver.Transition{ID: run.ID, Generation: 0, To: queuestype.StatusCompleted, Result: json.RawMessage(`1`)})
+	wantFenceLost(t, "Settle(completed) after cancel", err)
+	_, err = settleCall(t, b, driver.Transition{ID: run.ID, Generation: 0, To: queuestype.StatusPending, Error: "x"})
+	wantFenceLost(t, "Settle(retry) after cancel", err)
 	wantStatus(t, "record after late settles", get(t, b, run.ID), queues.StatusCancelled)
 }
 
@@ -430,16 +238,16 @@ func interruptFencesAndEffects(t *testing.T, b driver.Backend) {
 		t.Fatalf("set-up: running record lacks scheduled_at or ref: %+v", run)
 	}
 
-	_, err := b.Interrupt(t.Context(), driver.InterruptParams{ID: rec.ID, ExpectedRetryCount: 0, WorkerID: workerB})
+	_, err := interrupt(t, b, rec.ID, 0, workerB)
 	wantFenceLost(t, "Interrupt(wrong owner)", err)
-	_, err = b.Interrupt(t.Context(), driver.InterruptParams{ID: rec.ID, ExpectedRetryCount: 1, WorkerID: workerA})
+	_, err = interrupt(t, b, rec.ID, 1, workerA)
 	wantFenceLost(t, "Interrupt(wrong generation)", err)
 	still := get(t, b, rec.ID)
 	wantStatus(t, "record after lost interrupts", still, queues.StatusRunning)
 	wantInt(t, "retry_count after lost interrupts", still.RetryCount, 0)
 
 	before := time.Now()
-	got, err := b.Interrupt(t.Context(), driver.InterruptParams{ID: rec.ID, ExpectedRetryCount: 0, WorkerID: workerA})
+	got, err := interrupt(t, b, rec.ID, 0, workerA)
 	after := time.Now()
 	wantNoErr(t, "Interrupt", err)
 	wantStatus(t, "interrupted", got, queues.StatusPending)
@@ -460,11 +268,11 @@ func interruptFencesAndEffects(t *testing.T, b driver.Backend) {
 	}
 	wantStored(t, b, "interrupted record", got)
 
-	_, err = b.Complete(t.Context(), driver.CompleteParams{ID: rec.ID, ExpectedRetryCount: 0, Result: json.RawMessage(`1`)})
-	wantFenceLost(t, "Complete(old generation)", err)
-	_, err = b.Interrupt(t.Context(), driver.InterruptParams{ID: rec.ID, ExpectedRetryCount: 0, WorkerID: workerA})
+	_, err = settleCall(t, b, driver.Transition{ID: rec.ID, Generation: 0, To: queuestype.StatusCompleted, Result: json.RawMessage(`1`)})
+	wantFenceLost(t, "Settle(completed, old generation)", err)
+	_, err = interrupt(t, b, rec.ID, 0, workerA)
 	wantFenceLost(t, "repeated Interrupt", err)
-	_, err = b.Interrupt(t.Context(), driver.InterruptParams{ID: rec.ID, ExpectedRetryCount: 1, WorkerID: ""})
+	_, err = interrupt(t, b, rec.ID, 1, "")
 	wantFenceLost(t, "Interrupt(pending)", err)
 
 	res := claimMany(t, b, driver.ClaimParams{Limit: 1, WorkerID: workerB})
@@ -473,12 +281,12 @@ func interruptFencesAndEffects(t *testing.T, b driver.Backend) {
 	complete(t, b, res.Claimed[0])
 }
 
-// SPEC §3.1, §5.12: every interruption adds one to metadata.interruptions.
+// Every interruption adds one to the interruptions counter.
 func interruptionsAccumulate(t *testing.T, b driver.Backend) {
 	rec := enqueueOne(t, b, item("interrupt.twice", metadata(map[string]any{"tenant": "t1"})))
 	for i := 1; i <= 2; i++ {
 		run := claimByID(t, b, rec.ID, workerA)
-		got, err := b.Interrupt(t.Context(), driver.InterruptParams{ID: rec.ID, ExpectedRetryCount: run.RetryCount, WorkerID: workerA})
+		got, err := interrupt(t, b, rec.ID, run.RetryCount, workerA)
 		wantNoErr(t, "Interrupt", err)
 		wantInt(t, "retry_count", got.RetryCount, i)
 		wantInt(t, "interruptions", got.Interruptions, i)
@@ -492,7 +300,7 @@ func interruptionsAccumulate(t *testing.T, b driver.Backend) {
 func interruptedThenClaimed(t *testing.T, b driver.Backend, p driver.EnqueueParams) *queues.Record {
 	t.Helper()
 	run := running(t, b, p)
-	_, err := b.Interrupt(t.Context(), driver.InterruptParams{ID: run.ID, ExpectedRetryCount: 0, WorkerID: workerA})
+	_, err := interrupt(t, b, run.ID, 0, workerA)
 	wantNoErr(t, "Interrupt", err)
 	again := claimByID(t, b, run.ID, workerB)
 	wantInt(t, "generation after interrupt", again.RetryCount, 1)
@@ -518,28 +326,16 @@ func interruptionSpendsNoStaleBudget(t *testing.T, b driver.Backend) {
 	wantIDs(t, "failed with budget spent", res.Failed, run.ID)
 }
 
-// SPEC §20.65, §3.3: after an interruption, Fail with Retry still retries.
-func interruptionSpendsNoFailBudget(t *testing.T, b driver.Backend) {
-	run := interruptedThenClaimed(t, b, item("interrupt.fail", retries(1)))
-	got := failRetry(t, b, run, "boom")
-	wantStatus(t, "retried after interrupt", got, queues.StatusPending)
-	wantInt(t, "retry_count", got.RetryCount, 2)
-	wantInt(t, "interruptions kept", got.Interruptions, 1)
-	again := claimByID(t, b, run.ID, workerA)
-	got = failRetry(t, b, again, "boom again")
-	wantStatus(t, "failed with budget spent", got, queues.StatusFailed)
-}
-
-// SPEC §20.65, §1.6 (retry delay), §3.3: the delay after an interruption is
-// the delay for attempts consumed (not retry_count), for stale recovery and for Fail.
+// The delay of a stale requeue after an interruption is the backoff of the
+// attempts consumed (not of retry_count): the engine decides it from the
+// record the store returns, so the counter must round-trip.
 func interruptionBackoff(t *testing.T, b driver.Backend) {
-	md := backoffMetadata(600, 2) // 10 min × 2^n
-	p := item("interrupt.backoff", retries(3), metadata(md))
+	p := item("interrupt.backoff", retries(3), backoff(10*time.Minute, 2))
 
 	stale := interruptedThenClaimed(t, b, p)
-	requeue, handler, delay := driver.StaleRequeueDecision(stale)
-	if !requeue || handler || delay != 10*time.Minute {
-		t.Fatalf("StaleRequeueDecision(backend record) = %v, %v, %s; want requeue after 10m (metadata %v)", requeue, handler, delay, stale.Metadata)
+	delay := stale.Policy.RetryBackoff.Delay(stale.AttemptsConsumed())
+	if delay != 10*time.Minute {
+		t.Fatalf("backoff of the claimed record after an interruption = %s, want 10m (policy %+v)", delay, stale.Policy)
 	}
 	before := time.Now()
 	res := recoverAll(t, b, 10)
@@ -548,16 +344,10 @@ func interruptionBackoff(t *testing.T, b driver.Backend) {
 	got := get(t, b, stale.ID)
 	wantStatus(t, "stale requeue with backoff", got, queues.StatusScheduled)
 	wantBetween(t, "scheduled_at (Delay(attempts consumed = 0))", got.ScheduledAt, before.Add(delay), after.Add(delay))
+}
 
-	failing := interruptedThenClaimed(t, b, p)
-	d := queuestype.BackoffFromMetadata(failing.Metadata).Delay(failing.AttemptsConsumed())
-	if d != 10*time.Minute {
-		t.Fatalf("BackoffFromMetadata(backend record).Delay(attempts consumed) = %s, want 10m", d)
-	}
-	before = time.Now()
-	got, err := b.Fail(t.Context(), driver.FailParams{ID: failing.ID, Error: "boom", Retry: true, ExpectedRetryCount: 1, RetryDelay: d})
-	after = time.Now()
-	wantNoErr(t, "Fail(retry, delay)", err)
-	wantStatus(t, "retry with backoff", got, queues.StatusScheduled)
-	wantBetween(t, "scheduled_at", got.ScheduledAt, before.Add(d), after.Add(d))
+// interrupt applies a shutdown interruption of generation gen owned by worker.
+func interrupt(t *testing.T, b driver.Backend, id uuid.UUID, gen int, worker string) (*queues.Record, error) {
+	t.Helper()
+	return settleCall(t, b, driver.Transition{ID: id, Generation: gen, To: queuestype.StatusPending, Interrupted: true, WorkerID: worker})
 }

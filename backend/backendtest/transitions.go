@@ -167,6 +167,8 @@ func settleRetryDelay(t *testing.T, b driver.Backend) {
 	if containsID(listPending(t, b), run.ID) {
 		t.Fatal("ListPending lists a delayed retry")
 	}
+	byID, err := b.ClaimByID(t.Context(), driver.ClaimByIDParams{ID: run.ID, WorkerID: workerA})
+	wantNothingClaimed(t, "ClaimByID(delayed retry)", byID, err)
 }
 
 // The store does not check the retry budget: the engine decided.
@@ -262,6 +264,13 @@ func settleFences(t *testing.T, b driver.Backend) {
 	got = get(t, b, run.ID)
 	wantStatus(t, "running after lost settles", got, queuestype.StatusRunning)
 	wantString(t, "error after lost settles", got.Error, "")
+
+	done := complete(t, b, run)
+	for _, to := range []queuestype.Status{queuestype.StatusCompleted, queuestype.StatusFailed, queuestype.StatusPending, queuestype.StatusCancelled} {
+		r := settleOne(t, b, driver.Transition{ID: run.ID, Generation: 0, To: to, Error: "late", Result: json.RawMessage(`2`)})
+		wantSettleLost(t, "Settle(completed record → "+string(to)+")", r)
+	}
+	wantSameRecord(t, "completed record after late settles", get(t, b, run.ID), done)
 
 	r := settleOne(t, b, driver.Transition{ID: uuid.New(), Generation: 0, To: queuestype.StatusFailed, Error: "x"})
 	wantSettleLost(t, "Settle(missing)", r)
