@@ -59,7 +59,7 @@ type settleWrite struct {
 	// phase names the write in logs and in task.claim_lost.
 	phase string
 	// write applies the outcome; it is called again after a failure. A
-	// call through Backend.Settle fits as well as Complete or Fail.
+	// call through Backend.Settle fits.
 	write func(ctx context.Context) (*Record, error)
 	// landed reports whether cur, the record read after a retry hit a lost
 	// fence, already holds this write's outcome: an earlier try landed and
