@@ -11,7 +11,7 @@ import (
 )
 
 // DispatchMarkerPrefix starts an execution_ref that reserves a record for an
-// external dispatch in progress (SPEC §13.3). Marked records are neither
+// external dispatch in progress. Marked records are neither
 // claimed nor expired.
 const DispatchMarkerPrefix = "__queues_dispatching__:"
 
@@ -188,24 +188,6 @@ type ClaimResult struct {
 	Expired []*queuestype.Record
 }
 
-// CompleteParams settles a running generation as completed.
-type CompleteParams struct {
-	ID                 uuid.UUID
-	Result             json.RawMessage
-	ExpectedRetryCount int
-	// Claimed, when set, is the record as this attempt claimed it. A
-	// backend may build the record it returns from Claimed and the columns
-	// the write changed (or that may have changed while the record ran:
-	// worker_id, execution_ref, metadata) instead of reading every column
-	// back; the result must equal what GetTask returns afterwards. Backends
-	// must not modify it.
-	Claimed *queuestype.Record
-	// NoRecord says the caller does not need the settled record: a backend
-	// may then return a nil record on success (fence and not-found errors
-	// are reported as always).
-	NoRecord bool
-}
-
 // Transition is one fenced write of a claimed record's outcome. The engine
 // decides it; the store applies it and interprets nothing else.
 //
@@ -269,17 +251,6 @@ type SettleResult struct {
 	Err error
 }
 
-// FailParams records a failed attempt. With ExpectedRef the record may also be
-// pending/scheduled holding that ref (an external run that failed).
-type FailParams struct {
-	ID                 uuid.UUID
-	Error              string
-	Retry              bool
-	ExpectedRetryCount int
-	ExpectedRef        *string
-	RetryDelay         time.Duration
-}
-
 // CancelParams cancels one record.
 type CancelParams struct {
 	ID                 uuid.UUID
@@ -297,13 +268,6 @@ type CancelFilter struct {
 	IncludeRunning bool
 }
 
-// InterruptParams requeues a running generation owned by WorkerID after a shutdown.
-type InterruptParams struct {
-	ID                 uuid.UUID
-	ExpectedRetryCount int
-	WorkerID           string
-}
-
 // HeartbeatTouch refreshes one running record. A nil ExpectedRetryCount is unfenced.
 type HeartbeatTouch struct {
 	ID                 uuid.UUID
@@ -315,24 +279,6 @@ type HeartbeatTouch struct {
 type HeartbeatResult struct {
 	Touched []uuid.UUID
 	Missed  []uuid.UUID
-}
-
-// StaleParams controls RecoverStale.
-type StaleParams struct {
-	// StaleAfter is the heartbeat age that makes a running record stale;
-	// negative means every running record is stale.
-	StaleAfter time.Duration
-	Limit      int
-	// Priority maps the old priority of a requeued record; nil keeps it.
-	Priority func(old int) int
-}
-
-// StaleRecovery reports what RecoverStale did.
-type StaleRecovery struct {
-	Requeued      int
-	Failed        []*queuestype.Record
-	Skipped       int
-	HandlerNeeded []uuid.UUID
 }
 
 // ReserveDispatchParams reserves a record for external dispatch with Marker.
@@ -420,21 +366,8 @@ type Inspector interface {
 	QueueStatistics(ctx context.Context) (map[string]queuestype.Statistics, error)
 }
 
-// StaleRequeueDecision computes whether a stale running record should be
-// requeued and with which delay, from its own fields. Backends call it so every
-// store applies one rule (SPEC §5.9).
-func StaleRequeueDecision(r *queuestype.Record) (requeue bool, handlerNeeded bool, delay time.Duration) {
-	requeueOnStale := !r.Policy.NoStaleRequeue
-	if requeueOnStale && r.AttemptsConsumed() < r.MaxRetries {
-		return true, false, r.Policy.RetryBackoff.Delay(r.AttemptsConsumed())
-	}
-	return false, !requeueOnStale, 0
-}
-
-// RetryAllowed reports whether a failed attempt of r may be retried (budget left).
-func RetryAllowed(r *queuestype.Record) bool { return r.AttemptsConsumed() < r.MaxRetries }
-
-// StaleError is the error text stored on records failed or requeued by stale recovery.
+// StaleError is the error text stored on records stale recovery fails, and
+// on records it requeues that hold no error yet.
 const StaleError = "Task heartbeat stale"
 
 // MigrateOptions controls Migrator.Migrate.

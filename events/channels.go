@@ -10,7 +10,7 @@ import (
 const DefaultNamespace = "queues"
 
 // IsFlushFirst reports whether events of this type flush buffered events of
-// the same key and are delivered immediately (SPEC §14.5): task.completed,
+// the same key and are delivered immediately: task.completed,
 // task.failed, task.cancelled, task.interrupted, task.claim_lost and
 // task.stale_failed. task.expired is not flush-first.
 func IsFlushFirst(eventType string) bool {
@@ -28,7 +28,7 @@ func IsLifecycle(eventType string) bool {
 	return eventType == TypeStarted || IsFlushFirst(eventType)
 }
 
-// NormalizeChannelPart normalizes one name part of a channel (SPEC §14.3):
+// NormalizeChannelPart normalizes one name part of a channel:
 // NFKD decomposition, non-ASCII characters dropped, ASCII lowercased, every
 // run of characters outside [a-z0-9_.-] (plus ':' when allowColon, as for
 // custom keys) replaced by a single '_', then leading and trailing '_'
@@ -117,7 +117,7 @@ type ChannelOptions struct {
 	Extra []string
 }
 
-// Channels returns the channels an event is published on (SPEC §14.3), in
+// Channels returns the channels an event is published on, in
 // this order and without duplicates:
 //
 //  1. the task channel when TaskID is set (unless SkipTaskChannel);

@@ -14,7 +14,7 @@ type Message struct {
 	Data    []byte
 }
 
-// Broker delivers messages live to subscribers (SPEC §14.6). Implementations:
+// Broker delivers messages live to subscribers. Implementations:
 // MemoryBroker (in-process), PostgreSQL and Redis.
 type Broker interface {
 	// Publish delivers msgs to the current subscribers of their channels.

@@ -173,7 +173,7 @@ func (w *wireWriter) floatp(name string, v *float64) {
 	w.value(*v)
 }
 
-// MarshalJSON encodes the envelope in the wire format of SPEC §14.1: the keys
+// MarshalJSON encodes the envelope in its wire format: the keys
 // type, scope, id, scopeKey, taskId, taskName, queue, workerId,
 // executionBackend, executionProfile, attempt, sequence, level, message,
 // progressCurrent, progressTotal, progressPercent, actor, entity, payload,

@@ -1,4 +1,4 @@
-// Package queuescli builds the `queues` command tree (SPEC §17) so an
+// Package queuescli builds the `queues` command tree so an
 // application can mount it into its own binary, where its tasks, middleware
 // and execution backends are registered:
 //
@@ -47,7 +47,7 @@ const DefaultDSN = "sqlite:queues.db"
 // Environment variables read by the command tree.
 const (
 	EnvBackend   = "QUEUES_BACKEND"   // the backend DSN
-	EnvDSN       = "QUEUES_DSN"       // alias of QUEUES_BACKEND (the SPEC's name)
+	EnvDSN       = "QUEUES_DSN"       // alias of QUEUES_BACKEND
 	EnvNamespace = "QUEUES_NAMESPACE" // the namespace
 	EnvTaskID    = "QUEUES_TASK_ID"   // run-task's record ID
 )

@@ -182,7 +182,7 @@ func (c *cli) statusCmd() *cobra.Command {
 	return cmd
 }
 
-// writeStatus prints the counts table of SPEC §17.5.
+// writeStatus prints the counts table of `queues status`.
 func writeStatus(w io.Writer, st queues.Statistics) error {
 	rows := []struct {
 		name string

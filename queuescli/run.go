@@ -15,7 +15,7 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// Exit codes of `run` (SPEC §5.13).
+// Exit codes of `run`.
 const (
 	ExitRunClean     = 0 // the worker drained cleanly
 	ExitRunCrashed   = 1 // the worker failed to start or crashed

@@ -213,32 +213,6 @@ func normalizeValue(v any) any {
 	return out
 }
 
-// metaInt reads an integer-valued metadata key; anything that is not a number reads as 0.
-func metaInt(m map[string]any, key string) int {
-	switch v := m[key].(type) {
-	case int:
-		return v
-	case int64:
-		return int(v)
-	case float64:
-		return int(v)
-	case json.Number:
-		if i, err := v.Int64(); err == nil {
-			return int(i)
-		}
-		if f, err := v.Float64(); err == nil {
-			return int(f)
-		}
-	}
-	return 0
-}
-
-// metaBool reads a boolean metadata key; ok is false when absent or not a bool.
-func metaBool(m map[string]any, key string) (value, ok bool) {
-	b, ok := m[key].(bool)
-	return b, ok
-}
-
 // metaFloat reads a numeric metadata key.
 func metaFloat(m map[string]any, key string) (float64, bool) {
 	switch v := m[key].(type) {
@@ -255,7 +229,9 @@ func metaFloat(m map[string]any, key string) (float64, bool) {
 	return 0, false
 }
 
-// System metadata keys (SPEC §2.3).
+// Metadata keys the system owns. Earlier schemas kept the task policy and
+// the interruption counter under these keys; migrations move them into
+// Policy and Interruptions, and enqueue refuses them in a caller's metadata.
 const (
 	MetaDescription       = "description"
 	MetaLogLevel          = "log_level"
@@ -272,7 +248,7 @@ const (
 	MetaCorrelationID     = "_correlation_id"
 )
 
-// recordJSON is the wire form of a Record (SPEC §2.5): exactly these keys, nulls kept.
+// recordJSON is the wire form of a Record: exactly these keys, nulls kept.
 type recordJSON struct {
 	ID               uuid.UUID       `json:"id"`
 	TaskName         string          `json:"task_name"`
@@ -337,7 +313,7 @@ func rawOrNull(b json.RawMessage) json.RawMessage {
 	return b
 }
 
-// MarshalJSON encodes the record with exactly the SPEC §2.5 keys; nulls are kept
+// MarshalJSON encodes the record with exactly its documented keys; nulls are kept
 // and times are RFC 3339 UTC.
 func (r Record) MarshalJSON() ([]byte, error) {
 	md := r.Metadata
@@ -357,7 +333,7 @@ func (r Record) MarshalJSON() ([]byte, error) {
 	})
 }
 
-// UnmarshalJSON decodes the SPEC §2.5 form.
+// UnmarshalJSON decodes the form MarshalJSON writes.
 func (r *Record) UnmarshalJSON(b []byte) error {
 	var j recordJSON
 	if err := json.Unmarshal(b, &j); err != nil {

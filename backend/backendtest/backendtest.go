@@ -1,4 +1,4 @@
-// Package backendtest is the shared contract suite (SPEC §20) that every queue
+// Package backendtest is the shared contract suite that every queue
 // backend — memory, SQLite, PostgreSQL, Redis — must pass unchanged.
 //
 // A backend package runs it from one of its own _test.go files with a Factory
@@ -57,7 +57,7 @@ type group struct {
 }
 
 // suites lists everything Run executes, one line per group. Service-level
-// groups (SPEC §20 cases that go through a queues.Service) are added here.
+// groups (cases that go through a queues.Service) are added here.
 var suites = []group{
 	{"Backend", RunBackend},
 	{"Service", RunService},

@@ -14,8 +14,8 @@ import (
 	"github.com/queuesgo/queues"
 )
 
-// testClaiming covers ClaimMany, ClaimByID and ListPending (SPEC §20.1–7,
-// §20.11–12, §3.1, §6.3).
+// testClaiming covers ClaimMany, ClaimByID and ListPending: claim order,
+// filters, per-queue caps, exactly-once claims and the claim guard.
 func testClaiming(t *testing.T, f Factory) {
 	runCases(t, f, []testCase{
 		{"LimitOneClaimsHighestPriority", claimHighestPriority},
@@ -39,7 +39,7 @@ func testClaiming(t *testing.T, f Factory) {
 	})
 }
 
-// SPEC §20.1: ClaimMany(limit=1) returns the highest-priority due record,
+// ClaimMany(limit=1) returns the highest-priority due record,
 // running, with started_at, heartbeat_at and worker_id set by that one call.
 func claimHighestPriority(t *testing.T, b driver.Backend) {
 	recs := enqueue(t, b, item("prio.low", priority(1)), item("prio.high", priority(10)), item("prio.mid", priority(5)))
@@ -66,7 +66,7 @@ func claimHighestPriority(t *testing.T, b driver.Backend) {
 	}
 }
 
-// SPEC §20.2: following claims return the rest in priority order (10, 5, 1);
+// Following claims return the rest in priority order (10, 5, 1);
 // short batches are normal.
 func claimRestInPriorityOrder(t *testing.T, b driver.Backend) {
 	recs := enqueue(t, b, item("prio.one", priority(1)), item("prio.ten", priority(10)), item("prio.five", priority(5)))
@@ -82,7 +82,7 @@ func claimRestInPriorityOrder(t *testing.T, b driver.Backend) {
 	wantInt(t, "third claim", len(none.Claimed), 0)
 }
 
-// SPEC §20.3: the queue filter is honoured.
+// The queue filter is honoured.
 func claimQueueFilter(t *testing.T, b driver.Backend) {
 	recs := enqueue(t, b,
 		item("q.alpha1", inQueue("alpha"), priority(5)),
@@ -99,7 +99,7 @@ func claimQueueFilter(t *testing.T, b driver.Backend) {
 	wantStatus(t, "gamma record", get(t, b, recs[3].ID), queues.StatusPending)
 }
 
-// SPEC §20.3: the execution-backend filter is honoured; a cloudrun record is
+// The execution-backend filter is honoured; a cloudrun record is
 // claimable only with that filter.
 func claimExecutionBackendFilter(t *testing.T, b driver.Backend) {
 	recs := enqueue(t, b, item("eb.cloud", execution("cloudrun", "gpu"), priority(10)), item("eb.local"))
@@ -113,7 +113,7 @@ func claimExecutionBackendFilter(t *testing.T, b driver.Backend) {
 	wantString(t, "claimed execution_profile", cloud.Claimed[0].ExecutionProfile, "gpu")
 }
 
-// SPEC §20.4: future-scheduled records are never claimed and stay scheduled.
+// Future-scheduled records are never claimed and stay scheduled.
 func claimSkipsFutureScheduled(t *testing.T, b driver.Backend) {
 	future := at(time.Hour)
 	recs := enqueue(t, b, item("sched.future", scheduledAt(future), priority(100)), item("sched.due"))
@@ -130,7 +130,7 @@ func claimSkipsFutureScheduled(t *testing.T, b driver.Backend) {
 	}
 }
 
-// SPEC §20.5: an empty store claims nothing; Limit=0 claims nothing.
+// An empty store claims nothing; Limit=0 claims nothing.
 func claimEmpty(t *testing.T, b driver.Backend) {
 	res := claimMany(t, b, driver.ClaimParams{Limit: 10, WorkerID: workerA, ExpireOverdue: true})
 	if len(res.Claimed) != 0 || len(res.Expired) != 0 {
@@ -142,7 +142,7 @@ func claimEmpty(t *testing.T, b driver.Backend) {
 	wantStatus(t, "record after a Limit 0 claim", get(t, b, rec.ID), queues.StatusPending)
 }
 
-// SPEC §20.6, §3.4: n concurrent ClaimMany callers never claim the same
+// N concurrent ClaimMany callers never claim the same
 // record; each record is claimed exactly once, with the claimer's worker_id.
 func concurrentClaimers(n int) func(t *testing.T, b driver.Backend) {
 	return func(t *testing.T, b driver.Backend) {
@@ -211,7 +211,7 @@ func concurrentClaimers(n int) func(t *testing.T, b driver.Backend) {
 	}
 }
 
-// SPEC §20.7: ListPending and claims respect the execution-backend filter;
+// ListPending and claims respect the execution-backend filter;
 // the profile is persisted; execution_ref starts null.
 func listPendingExecutionBackendFilter(t *testing.T, b driver.Backend) {
 	recs := enqueue(t, b, item("lp.local"), item("lp.cloud", execution("cloudrun", "gpu-large")))
@@ -231,7 +231,7 @@ func listPendingExecutionBackendFilter(t *testing.T, b driver.Backend) {
 	wantStatus(t, "local record", get(t, b, recs[0].ID), queues.StatusPending)
 }
 
-// SPEC §6.3: ListPending lists due, unexpired, unreserved pending/scheduled
+// ListPending lists due, unexpired, unreserved pending/scheduled
 // records in claim order, honouring queue filter and limit.
 func listPendingOrderAndFilters(t *testing.T, b driver.Backend) {
 	recs := enqueue(t, b,
@@ -275,7 +275,7 @@ func countQueue(recs []*queues.Record, q string) int {
 	return n
 }
 
-// SPEC §20.11, §5.3: with caps {a:1}, a claim of 5 returns at most 1 record of a.
+// With caps {a:1}, a claim of 5 returns at most 1 record of a.
 func queueCapSingle(t *testing.T, b driver.Backend) {
 	enqueue(t, b,
 		item("cap.a1", inQueue("a"), priority(10)), item("cap.a2", inQueue("a"), priority(10)), item("cap.a3", inQueue("a"), priority(10)),
@@ -290,7 +290,7 @@ func queueCapSingle(t *testing.T, b driver.Backend) {
 	wantInt(t, "records claimed in the next capped claim", len(again.Claimed), 1)
 }
 
-// SPEC §5.3, §8.2 (per-queue caps): caps apply per queue; uncapped queues fill the rest.
+// Caps apply per queue; uncapped queues fill the rest.
 func queueCapsMultiple(t *testing.T, b driver.Backend) {
 	var items []driver.EnqueueParams
 	for _, q := range []string{"a", "b", "c"} {
@@ -307,7 +307,7 @@ func queueCapsMultiple(t *testing.T, b driver.Backend) {
 	wantInt(t, "claim with Limit 1 under large caps", len(limited.Claimed), 1)
 }
 
-// SPEC §5.2 (queue_limits = max(0, cap − inFlight)): a cap of 0 claims nothing from that queue.
+// Per-queue limits (max(0, cap − in flight)): a cap of 0 claims nothing from that queue.
 func queueCapZero(t *testing.T, b driver.Backend) {
 	recs := enqueue(t, b, item("zero.a", inQueue("a"), priority(10)), item("zero.b", inQueue("b")))
 	res := claimMany(t, b, driver.ClaimParams{Limit: 5, QueueLimits: map[string]int{"a": 0}, WorkerID: workerA})
@@ -315,7 +315,7 @@ func queueCapZero(t *testing.T, b driver.Backend) {
 	wantStatus(t, "capped record", get(t, b, recs[0].ID), queues.StatusPending)
 }
 
-// SPEC §20.12, §1.6 (priority): a priority outside −1000..1000 → ErrConfig and nothing is written.
+// A priority outside −1000..1000 → ErrConfig and nothing is written.
 func priorityOutOfRange(t *testing.T, b driver.Backend) {
 	for _, p := range []int{queues.MaxPriority + 1, queues.MinPriority - 1} {
 		_, err := b.Enqueue(t.Context(), []driver.EnqueueParams{item("prio.ok"), item("prio.bad", priority(p))})
@@ -331,7 +331,7 @@ func priorityOutOfRange(t *testing.T, b driver.Backend) {
 	wantIDs(t, "claim order at the bounds", res.Claimed, recs[0].ID, recs[1].ID)
 }
 
-// SPEC §20.12, §6.3: equal priority claims FIFO by queued_at (then created_at, id).
+// Equal priority claims FIFO by queued_at (then created_at, id).
 func equalPriorityFIFO(t *testing.T, b driver.Backend) {
 	// IDs descend while enqueue order ascends, so an ID-only order would be reversed.
 	ids := []uuid.UUID{uuid.New(), uuid.New(), uuid.New(), uuid.New()}
@@ -355,7 +355,7 @@ func equalPriorityFIFO(t *testing.T, b driver.Backend) {
 	}
 }
 
-// SPEC §2.1 (queued_at refreshed on every retry), §6.3: a retried record
+// A retried record
 // queues behind records that waited since before the retry.
 func retryQueuesBehind(t *testing.T, b driver.Backend) {
 	first := running(t, b, item("behind.retried", retries(3)))
@@ -370,7 +370,7 @@ func retryQueuesBehind(t *testing.T, b driver.Backend) {
 	}
 }
 
-// SPEC §3.1 (claim row): ClaimByID sets status, worker_id, started_at and heartbeat_at.
+// ClaimByID sets status, worker_id, started_at and heartbeat_at.
 func claimByIDSetsOwner(t *testing.T, b driver.Backend) {
 	recs := enqueue(t, b, item("byid.target"), item("byid.other", priority(50)))
 	before := time.Now()
@@ -387,7 +387,7 @@ func claimByIDSetsOwner(t *testing.T, b driver.Backend) {
 	wantStatus(t, "other record", get(t, b, recs[1].ID), queues.StatusPending)
 }
 
-// SPEC §3.1 (claim guard): ClaimByID claims only due pending/scheduled records.
+// ClaimByID claims only due pending/scheduled records.
 func claimByIDOnlyDuePending(t *testing.T, b driver.Backend) {
 	recs := enqueue(t, b, item("byid.future", scheduledAt(at(time.Hour))), item("byid.running"), item("byid.done"))
 	res, err := b.ClaimByID(t.Context(), driver.ClaimByIDParams{ID: recs[0].ID, WorkerID: workerA})

@@ -13,8 +13,7 @@ import (
 	"github.com/queuesgo/queues"
 )
 
-// testDispatch covers execution refs and the external dispatch fences
-// (SPEC §20.8–10, §20.13–23, §3.1, §13.3).
+// testDispatch covers execution refs and the external dispatch fences.
 func testDispatch(t *testing.T, f Factory) {
 	runCases(t, f, []testCase{
 		{"SetExecutionRefListsRunningExternal", setRefListsRunningExternal},
@@ -38,7 +37,7 @@ func testDispatch(t *testing.T, f Factory) {
 	})
 }
 
-// SPEC §20.8: after SetExecutionRef, ListRunningExternal returns the record
+// After SetExecutionRef, ListRunningExternal returns the record
 // with its ref; an unrelated local record stays pending.
 func setRefListsRunningExternal(t *testing.T, b driver.Backend) {
 	recs := enqueue(t, b, item("ext.cloud", execution("cloudrun", "")), item("ext.local"))
@@ -63,7 +62,7 @@ func setRefListsRunningExternal(t *testing.T, b driver.Backend) {
 	wantStatus(t, "listed record", list[0], queues.StatusRunning)
 }
 
-// SPEC §20.9: ListRunningExternal includes pending/scheduled records holding
+// ListRunningExternal includes pending/scheduled records holding
 // a ref and excludes ones without (and terminal ones); limit=1 → exactly 1; limit=0 → empty.
 func listRunningExternalFilterAndLimit(t *testing.T, b driver.Backend) {
 	recs := enqueue(t, b,
@@ -103,7 +102,7 @@ func externalOrder(a, b *queues.Record) int {
 	return compareUUID(a.ID, b.ID)
 }
 
-// SPEC §20.10, §6.1: ListRunningExternal orders by coalesce(started_at,
+// ListRunningExternal orders by coalesce(started_at,
 // created_at), id; equal-age records are ordered by ID under a limit.
 func listRunningExternalOrder(t *testing.T, b driver.Backend) {
 	// One Enqueue call (one backend timestamp on most stores) with IDs in
@@ -134,7 +133,7 @@ func listRunningExternalOrder(t *testing.T, b driver.Backend) {
 	wantIDs(t, "ListRunningExternal after a claim", all, want...)
 }
 
-// SPEC §20.13: ReserveDispatch with the wrong expected generation →
+// ReserveDispatch with the wrong expected generation →
 // ErrFenceLost; with the correct one → reserved.
 func reserveDispatchGenerationFence(t *testing.T, b driver.Backend) {
 	recs := enqueue(t, b, item("rd.fenced", execution("subprocess", "")), item("rd.unfenced", execution("subprocess", "")))
@@ -150,7 +149,7 @@ func reserveDispatchGenerationFence(t *testing.T, b driver.Backend) {
 	reserve(t, b, recs[1].ID, newMarker(time.Now().Add(15*time.Minute))) // no generation fence
 }
 
-// SPEC §20.14: ClaimByID with the wrong generation or wrong ref claims nothing.
+// ClaimByID with the wrong generation or wrong ref claims nothing.
 func claimByIDFences(t *testing.T, b driver.Backend) {
 	rec := enqueueOne(t, b, item("byid.ref", execution("rabbitmq", "")))
 	ref := "rabbitmq:0:1700000000000:" + uuid.NewString()
@@ -172,7 +171,7 @@ func claimByIDFences(t *testing.T, b driver.Backend) {
 	wantString(t, "execution_ref kept by the claim", res.Claimed[0].ExecutionRef, ref)
 }
 
-// SPEC §20.15: ClearExecutionRef/ReplaceExecutionRef need both generation and
+// ClearExecutionRef/ReplaceExecutionRef need both generation and
 // current ref; replace then clear succeed.
 func clearAndReplaceRefFences(t *testing.T, b driver.Backend) {
 	rec := enqueueOne(t, b, item("ref.swap", execution("nats", "")))
@@ -202,7 +201,7 @@ func clearAndReplaceRefFences(t *testing.T, b driver.Backend) {
 	wantFenceLost(t, "second ClearExecutionRef", err)
 }
 
-// SPEC §20.16, §6.1 (ReserveDispatch guard): reserving an expired, reserved,
+// Reserving an expired, reserved,
 // referenced, not-yet-due, running or terminal record → ErrFenceLost.
 func reserveDispatchRejects(t *testing.T, b driver.Backend) {
 	recs := enqueue(t, b,
@@ -234,7 +233,7 @@ func reserveDispatchRejects(t *testing.T, b driver.Backend) {
 	wantFenceLostOrNotFound(t, "ReserveDispatch(missing)", err)
 }
 
-// SPEC §20.17: the expiry sweep ignores reserved records; release with a
+// The expiry sweep ignores reserved records; release with a
 // wrong ref → ErrFenceLost; with the owner's ref → cleared (and the overdue
 // record is then swept).
 func expirySweepIgnoresReserved(t *testing.T, b driver.Backend) {
@@ -269,7 +268,7 @@ func expirySweepIgnoresReserved(t *testing.T, b driver.Backend) {
 	wantIDs(t, "expired after release", expired, recs[0].ID)
 }
 
-// SPEC §20.18, §6.3: a reservation-marked record is neither claimed (ClaimMany,
+// A reservation-marked record is neither claimed (ClaimMany,
 // ClaimByID) nor listed pending.
 func reservedRecordNotClaimed(t *testing.T, b driver.Backend) {
 	recs := enqueue(t, b, item("marked", execution("subprocess", ""), priority(10)), item("plain", execution("subprocess", "")))
@@ -288,7 +287,7 @@ func reservedRecordNotClaimed(t *testing.T, b driver.Backend) {
 	wantString(t, "marked record ref", got.ExecutionRef, m)
 }
 
-// SPEC §20.19: Finalize with a superseded reservation → ErrFenceLost; with the
+// Finalize with a superseded reservation → ErrFenceLost; with the
 // current one → ref replaced.
 func finalizeSuperseded(t *testing.T, b driver.Backend) {
 	rec := enqueueOne(t, b, item("fin", execution("subprocess", "")))
@@ -313,7 +312,7 @@ func finalizeSuperseded(t *testing.T, b driver.Backend) {
 	wantString(t, "ref after a repeated finalize", get(t, b, rec.ID).ExecutionRef, ref)
 }
 
-// SPEC §20.20, §20.18: a reserved record whose deadlines pass (its marker lease
+// A reserved record whose deadlines pass (its marker lease
 // and its expires_at) is neither claimed nor expired; ref and status are kept.
 func reservedPastDeadlineKept(t *testing.T, b driver.Backend) {
 	deadline := at(shortDeadline)
@@ -340,7 +339,7 @@ func reservedPastDeadlineKept(t *testing.T, b driver.Backend) {
 	wantString(t, "reserved overdue marker", got.ExecutionRef, m)
 }
 
-// SPEC §20.21, §3.1 (claim guard exception): a record with a finalized ref is
+// A record with a finalized ref is
 // claimable by ID after its expires_at, and the sweep leaves it alone.
 func finalizedRefClaimableAfterExpiry(t *testing.T, b driver.Backend) {
 	deadline := at(shortDeadline)
@@ -366,7 +365,7 @@ func finalizedRefClaimableAfterExpiry(t *testing.T, b driver.Backend) {
 	wantString(t, "execution_ref", res.Claimed[0].ExecutionRef, ref)
 }
 
-// SPEC §20.22: FinalizeDispatch after the record was cancelled → ErrFenceLost; it stays cancelled.
+// FinalizeDispatch after the record was cancelled → ErrFenceLost; it stays cancelled.
 func finalizeAfterCancel(t *testing.T, b driver.Backend) {
 	rec := enqueueOne(t, b, item("fin.cancel", execution("subprocess", "")))
 	m := newMarker(time.Now().Add(15 * time.Minute))
@@ -436,7 +435,7 @@ func failExpectedRefOnRunning(t *testing.T, b driver.Backend) {
 	wantString(t, "worker_id", got.WorkerID, "")
 }
 
-// SPEC §6.1 (ReleaseDispatch may re-route), §13.3 (fallback): releasing with an
+// Releasing with an
 // execution backend re-routes the record and clears the marker.
 func releaseDispatchReroutes(t *testing.T, b driver.Backend) {
 	rec := enqueueOne(t, b, item("fallback", execution("cloudrun", "gpu")))
@@ -452,7 +451,7 @@ func releaseDispatchReroutes(t *testing.T, b driver.Backend) {
 	wantIDs(t, "local claim after re-route", res.Claimed, rec.ID)
 }
 
-// SPEC §6.1 (SetExecutionBackend): re-routes a pending/scheduled record and
+// Re-routes a pending/scheduled record and
 // clears its ref; running or terminal → ErrFenceLost.
 func setExecutionBackendReroutes(t *testing.T, b driver.Backend) {
 	recs := enqueue(t, b,
@@ -478,7 +477,7 @@ func setExecutionBackendReroutes(t *testing.T, b driver.Backend) {
 	wantFenceLost(t, "SetExecutionBackend(completed)", err)
 }
 
-// SPEC §6.1 (SetExecutionRef on a non-terminal record): a terminal record →
+// A terminal record →
 // ErrFenceLost and its ref is unchanged; a missing one is not found or fenced.
 func setExecutionRefTerminal(t *testing.T, b driver.Backend) {
 	done := completed(t, b, item("ref.done", execution("cloudrun", "")))

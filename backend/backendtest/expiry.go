@@ -9,7 +9,7 @@ import (
 	"github.com/queuesgo/queues"
 )
 
-// testExpiry covers the not-started deadline (SPEC §20.55–59, §5.10, §11.3).
+// testExpiry covers the not-started deadline.
 func testExpiry(t *testing.T, f Factory) {
 	runCases(t, f, []testCase{
 		{"ClaimByIDExpiresOverdue", claimByIDExpiresOverdue},
@@ -23,7 +23,7 @@ func testExpiry(t *testing.T, f Factory) {
 	})
 }
 
-// wantExpired checks the §3.1 expired row on a stored record.
+// wantExpired checks what an expiry writes on a stored record.
 func wantExpired(t *testing.T, b driver.Backend, what string, rec *queues.Record, before, after time.Time) *queues.Record {
 	t.Helper()
 	got := get(t, b, rec.ID)
@@ -35,7 +35,7 @@ func wantExpired(t *testing.T, b driver.Backend, what string, rec *queues.Record
 	return got
 }
 
-// SPEC §20.55: claiming an overdue record by ID claims nothing and stores it
+// Claiming an overdue record by ID claims nothing and stores it
 // expired; it is not listed pending; a live one remains.
 func claimByIDExpiresOverdue(t *testing.T, b driver.Backend) {
 	recs := enqueue(t, b, item("over", expiresAt(at(-time.Minute))), item("live", expiresAt(at(time.Hour))))
@@ -54,7 +54,7 @@ func claimByIDExpiresOverdue(t *testing.T, b driver.Backend) {
 	wantNothingClaimed(t, "second ClaimByID(expired)", again, err)
 }
 
-// SPEC §20.56: ExpireOverdue expires all overdue records; statistics count
+// ExpireOverdue expires all overdue records; statistics count
 // them; cleanup deletes them.
 func expireOverdue(t *testing.T, b driver.Backend) {
 	recs := enqueue(t, b,
@@ -87,7 +87,7 @@ func expireOverdue(t *testing.T, b driver.Backend) {
 	}
 }
 
-// SPEC §5.10: the sweep is bounded and takes the oldest deadline first.
+// The sweep is bounded and takes the oldest deadline first.
 func expireOverdueBounded(t *testing.T, b driver.Backend) {
 	recs := enqueue(t, b,
 		item("over.mid", expiresAt(at(-2*time.Minute))),
@@ -104,7 +104,7 @@ func expireOverdueBounded(t *testing.T, b driver.Backend) {
 	wantInt(t, "expired after all were swept", len(got), 0)
 }
 
-// SPEC §5.10: the sweep leaves live, running and ref-holding records alone.
+// The sweep leaves live, running and ref-holding records alone.
 func expireOverdueSkips(t *testing.T, b driver.Backend) {
 	recs := enqueue(t, b,
 		item("over.ref", expiresAt(at(-time.Minute)), execution("cloudrun", "")),
@@ -121,7 +121,7 @@ func expireOverdueSkips(t *testing.T, b driver.Backend) {
 	wantStatus(t, "running record", get(t, b, recs[2].ID), queues.StatusRunning)
 }
 
-// SPEC §20.57: ClaimMany(limit=1, ExpireOverdue) returns the live record as
+// ClaimMany(limit=1, ExpireOverdue) returns the live record as
 // claimed and the overdue one as expired.
 func claimManyExpireOverdue(t *testing.T, b driver.Backend) {
 	recs := enqueue(t, b, item("over", priority(10), expiresAt(at(-time.Minute))), item("live"))
@@ -136,7 +136,7 @@ func claimManyExpireOverdue(t *testing.T, b driver.Backend) {
 	wantStored(t, b, "claimed record", res.Claimed[0])
 }
 
-// SPEC §6.3: without ExpireOverdue, an overdue record is not claimed and not expired.
+// Without ExpireOverdue, an overdue record is not claimed and not expired.
 func claimManyWithoutExpire(t *testing.T, b driver.Backend) {
 	recs := enqueue(t, b, item("over", priority(10), expiresAt(at(-time.Minute))), item("live"))
 	res := claimMany(t, b, driver.ClaimParams{Limit: 5, WorkerID: workerA})
@@ -145,7 +145,7 @@ func claimManyWithoutExpire(t *testing.T, b driver.Backend) {
 	wantStatus(t, "overdue record", get(t, b, recs[0].ID), queues.StatusPending)
 }
 
-// SPEC §20.58, §11.3: a retried record keeps its first expires_at; after the
+// A retried record keeps its first expires_at; after the
 // deadline the retry's claim fails and the record becomes expired.
 func retryKeepsDeadline(t *testing.T, b driver.Backend) {
 	deadline := at(shortDeadline)
@@ -170,7 +170,7 @@ func retryKeepsDeadline(t *testing.T, b driver.Backend) {
 	wantNear(t, "expires_at", got.ExpiresAt, deadline, storeTolerance)
 }
 
-// SPEC §20.59: a record with a future deadline can be claimed and completed.
+// A record with a future deadline can be claimed and completed.
 func futureDeadlineClaimable(t *testing.T, b driver.Backend) {
 	deadline := at(time.Hour)
 	rec := enqueueOne(t, b, item("deadline.future", expiresAt(deadline)))

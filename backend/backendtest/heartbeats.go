@@ -14,8 +14,8 @@ import (
 	"github.com/queuesgo/queues"
 )
 
-// testHeartbeats covers TouchHeartbeats, NullHeartbeats and RecoverStale
-// (SPEC §20.27, §20.30–37, §5.5, §5.9).
+// testHeartbeats covers TouchHeartbeats, NullHeartbeats and stale recovery
+// (the engine's pass over ListStale and Settle).
 func testHeartbeats(t *testing.T, f Factory) {
 	runCases(t, f, []testCase{
 		{"NullHeartbeatsClears", nullHeartbeatsClears},
@@ -35,7 +35,7 @@ func testHeartbeats(t *testing.T, f Factory) {
 	})
 }
 
-// SPEC §20.27, §5.12: NullHeartbeats clears heartbeat_at of the fenced running record only.
+// NullHeartbeats clears heartbeat_at of the fenced running record only.
 func nullHeartbeatsClears(t *testing.T, b driver.Backend) {
 	a := running(t, b, item("null.a"))
 	other := running(t, b, item("null.other"))
@@ -49,7 +49,7 @@ func nullHeartbeatsClears(t *testing.T, b driver.Backend) {
 	wantNoErr(t, "NullHeartbeats(nothing)", b.NullHeartbeats(t.Context(), nil))
 }
 
-// SPEC §20.30, §5.9: with everything stale, a retryable record (one earlier
+// With everything stale, a retryable record (one earlier
 // failure) → pending, retry_count 2, priority kept, previous error kept.
 func staleRequeuesRetryable(t *testing.T, b driver.Backend) {
 	first := running(t, b, item("stale.retryable", retries(3), priority(4)))
@@ -73,7 +73,7 @@ func staleRequeuesRetryable(t *testing.T, b driver.Backend) {
 	wantBetween(t, "queued_at", got.QueuedAt, before, after)
 }
 
-// SPEC §20.31, §5.9: a record with no retries → failed; a record with
+// A record with no retries → failed; a record with
 // requeue_on_stale=false → failed and handler_needed; totals requeued 1,
 // failed 2, handler_needed 1.
 func staleFailurePolicy(t *testing.T, b driver.Backend) {
@@ -102,7 +102,7 @@ func staleFailurePolicy(t *testing.T, b driver.Backend) {
 	wantInt(t, "retryable retry_count", got.RetryCount, 1)
 }
 
-// SPEC §3.1 (stale requeue row): error kept, or "Task heartbeat stale" if empty.
+// Error kept, or "Task heartbeat stale" if empty.
 func staleErrorWhenEmpty(t *testing.T, b driver.Backend) {
 	run := running(t, b, item("stale.noerror", retries(1)))
 	recoverAll(t, b, 10)
@@ -111,7 +111,7 @@ func staleErrorWhenEmpty(t *testing.T, b driver.Backend) {
 	wantString(t, "error", got.Error, driver.StaleError)
 }
 
-// SPEC §20.32: TouchHeartbeats with no touches → empty result.
+// TouchHeartbeats with no touches → empty result.
 func touchNothing(t *testing.T, b driver.Backend) {
 	running(t, b, item("touch.none"))
 	for _, touches := range [][]driver.HeartbeatTouch{nil, {}} {
@@ -123,7 +123,7 @@ func touchNothing(t *testing.T, b driver.Backend) {
 	}
 }
 
-// SPEC §20.33, §8.3: a touch batch with a stale and a current generation for
+// A touch batch with a stale and a current generation for
 // the same ID reports it both touched and missed; the patch merges into metadata.
 func touchMixedGenerations(t *testing.T, b driver.Backend) {
 	first := running(t, b, item("touch.mixed", retries(2), metadata(map[string]any{"existing": "kept"})))
@@ -143,7 +143,7 @@ func touchMixedGenerations(t *testing.T, b driver.Backend) {
 	wantInt(t, "retry_count", got.RetryCount, 1)
 }
 
-// SPEC §2.4 (a nil ExpectedRetryCount is unfenced), §5.5: a touch refreshes
+// A touch refreshes
 // heartbeat_at of a running record; touches of non-running or missing records miss.
 func touchUnfencedAndNonRunning(t *testing.T, b driver.Backend) {
 	run := running(t, b, item("touch.run"))
@@ -168,7 +168,7 @@ func touchUnfencedAndNonRunning(t *testing.T, b driver.Backend) {
 	wantZeroTime(t, "completed heartbeat_at", get(t, b, done.ID).HeartbeatAt)
 }
 
-// SPEC §20.34, §3.2: after a stale requeue and re-claim, the old generation's
+// After a stale requeue and re-claim, the old generation's
 // complete/fail/cancel → ErrFenceLost, and its NullHeartbeats does not clear
 // the new heartbeat.
 func staleOldGenerationFenced(t *testing.T, b driver.Backend) {
@@ -197,7 +197,7 @@ func staleOldGenerationFenced(t *testing.T, b driver.Backend) {
 	complete(t, b, cur)
 }
 
-// SPEC §20.35: bounded recovery: 4 stale, limit 2 → 2, 2, 0; each requeued once.
+// Bounded recovery: 4 stale, limit 2 → 2, 2, 0; each requeued once.
 func staleBounded(t *testing.T, b driver.Backend) {
 	var recs []*queues.Record
 	for range 4 {
@@ -215,7 +215,7 @@ func staleBounded(t *testing.T, b driver.Backend) {
 	}
 }
 
-// SPEC §20.36, §5.9: a nil priority policy keeps priority 9; a ceiling of 3 lowers it to 3.
+// A nil priority policy keeps priority 9; a ceiling of 3 lowers it to 3.
 func stalePriorityPolicy(t *testing.T, b driver.Backend) {
 	kept := running(t, b, item("stale.prio.kept", retries(1), priority(9)))
 	res := recoverAllMapped(t, b, 10, nil)
@@ -232,7 +232,7 @@ func stalePriorityPolicy(t *testing.T, b driver.Backend) {
 	wantInt(t, "earlier record's priority", get(t, b, kept.ID).Priority, 9)
 }
 
-// SPEC §20.37, §5.9: a stale requeue with a retry_backoff uses attempts
+// A stale requeue with a retry_backoff uses attempts
 // consumed for the delay (status scheduled).
 func staleBackoffDelay(t *testing.T, b driver.Backend) {
 	first := running(t, b, item("stale.backoff", retries(3), backoff(10*time.Minute, 2)))
@@ -255,7 +255,7 @@ func staleBackoffDelay(t *testing.T, b driver.Backend) {
 	wantInt(t, "claimed before the backoff", len(claimed.Claimed), 0)
 }
 
-// SPEC §5.9 (candidates: heartbeat_at null or older than StaleAfter): a fresh
+// A fresh
 // heartbeat is not stale; a nulled one is stale at once.
 func staleAfterSparesFresh(t *testing.T, b driver.Backend) {
 	fresh := running(t, b, item("stale.fresh", retries(1)))
@@ -267,7 +267,7 @@ func staleAfterSparesFresh(t *testing.T, b driver.Backend) {
 	wantStatus(t, "nulled record", get(t, b, nulled.ID), queues.StatusPending)
 }
 
-// staleOrder is the §5.9 candidate order: oldest heartbeat first, a null
+// staleOrder is the stale candidate order: oldest heartbeat first, a null
 // heartbeat counting as the record's created_at (as SQL coalesces it), then id.
 func staleOrder(a, b *queues.Record) int {
 	ta, tb := a.HeartbeatAt, b.HeartbeatAt
@@ -283,7 +283,7 @@ func staleOrder(a, b *queues.Record) int {
 	return compareUUID(a.ID, b.ID)
 }
 
-// SPEC §5.9: candidates are ordered by oldest heartbeat (null first; SQL
+// Candidates are ordered by oldest heartbeat (null first; SQL
 // coalesces to created_at) then id. The nulled record is also the oldest
 // created, so both readings agree; the other two are claimed in the reverse
 // of their creation order, so heartbeat order differs from creation order.
@@ -311,7 +311,7 @@ func staleOrderNullFirst(t *testing.T, b driver.Backend) {
 	}
 }
 
-// SPEC §5.9: only running records are candidates.
+// Only running records are candidates.
 func staleIgnoresNonRunning(t *testing.T, b driver.Backend) {
 	recs := enqueue(t, b, item("stale.pending", retries(1)), item("stale.scheduled", retries(1), scheduledAt(at(time.Hour))))
 	done := completed(t, b, item("stale.done", retries(1)))

@@ -114,10 +114,10 @@ func metadata(m map[string]any) opt {
 // at returns now+d in UTC truncated to milliseconds, so every backend stores it exactly.
 func at(d time.Duration) time.Time { return time.Now().Add(d).UTC().Truncate(time.Millisecond) }
 
-// newKey returns a unique identity key in the SPEC §10.2 shape.
+// newKey returns a unique identity key in the documented key format ("q:u:v1:<mode>:<hash>").
 func newKey(mode string) string { return "q:u:v1:" + mode + ":" + uuid.NewString() }
 
-// newMarker returns a dispatch reservation marker (SPEC §13.3) with the given lease deadline.
+// newMarker returns a dispatch reservation marker with the given lease deadline.
 func newMarker(deadline time.Time) string {
 	return fmt.Sprintf("%s%d:%s", driver.DispatchMarkerPrefix, deadline.Unix(), uuid.NewString())
 }
@@ -773,7 +773,7 @@ func wantIDSet(t *testing.T, what string, got []uuid.UUID, want ...uuid.UUID) {
 
 func compareUUID(a, b uuid.UUID) int { return bytes.Compare(a[:], b[:]) }
 
-// claimOrder compares records in SPEC §6.3 claim order:
+// claimOrder compares records in claim order:
 // priority DESC, queued_at, created_at, id.
 func claimOrder(a, b *queues.Record) int {
 	if c := cmp.Compare(b.Priority, a.Priority); c != 0 {

@@ -15,7 +15,7 @@ import (
 )
 
 // testHints covers the optional hint capabilities: Waker, WorkerController,
-// DueTimer and CompletionWaiter (SPEC §20.40, §20.54, §6.2, §5.4, §5.11, §4.9).
+// DueTimer and CompletionWaiter.
 func testHints(t *testing.T, f Factory) {
 	runCases(t, f, []testCase{
 		{"WakeupOnDueEnqueueOnly", wakeupOnDueEnqueue},
@@ -29,7 +29,7 @@ func testHints(t *testing.T, f Factory) {
 	})
 }
 
-// SPEC §20.40: a subscriber receives a hint after an enqueue of a due record;
+// A subscriber receives a hint after an enqueue of a due record;
 // a following short wait gets none; a future-scheduled enqueue sends none;
 // claims and settles send none.
 func wakeupOnDueEnqueue(t *testing.T, b driver.Backend) {
@@ -43,7 +43,7 @@ func wakeupOnDueEnqueue(t *testing.T, b driver.Backend) {
 	expectNoHint(t, ch, "claim and complete")
 }
 
-// SPEC §20.54, §6.2 (a bulk write sends one hint): an Enqueue call of many due
+// An Enqueue call of many due
 // records sends one hint.
 func wakeupOncePerBatch(t *testing.T, b driver.Backend) {
 	ch, _ := subscribe(t, require[driver.Waker](t, b))
@@ -56,7 +56,7 @@ func wakeupOncePerBatch(t *testing.T, b driver.Backend) {
 	expectNoHint(t, ch, "after the batch hint")
 }
 
-// SPEC §6.2: hints fire for records that become pending and due: a retry
+// Hints fire for records that become pending and due: a retry
 // without delay, an interrupt, a stale requeue, ClearExecutionRef and
 // SetExecutionBackend; a delayed retry sends none.
 func wakeupOnRequeues(t *testing.T, b driver.Backend) {
@@ -91,7 +91,7 @@ func wakeupOnRequeues(t *testing.T, b driver.Backend) {
 	expectHint(t, ch, "SetExecutionBackend")
 }
 
-// SPEC §6.2 (Waker): the channel is closed when ctx ends.
+// The channel is closed when ctx ends.
 func wakeupChannelCloses(t *testing.T, b driver.Backend) {
 	ch, cancel := subscribe(t, require[driver.Waker](t, b))
 	enqueueOne(t, b, item("wake.close"))
@@ -99,7 +99,7 @@ func wakeupChannelCloses(t *testing.T, b driver.Backend) {
 	expectClosed(t, ch, "Wakeups")
 }
 
-// SPEC §5.11, §6.2 (WorkerController): a control hint reaches only the named
+// A control hint reaches only the named
 // worker; the channels close when ctx ends.
 func workerControlTargetsWorker(t *testing.T, b driver.Backend) {
 	wc := require[driver.WorkerController](t, b)
@@ -124,7 +124,7 @@ func workerControlTargetsWorker(t *testing.T, b driver.Backend) {
 	expectClosed(t, chB, "WorkerControl(b)")
 }
 
-// SPEC §5.4, §6.2 (DueTimer): NextDue reports the earliest future
+// NextDue reports the earliest future
 // scheduled_at among pending/scheduled records (Redis ignores the queue filter).
 func dueTimerNextDue(t *testing.T, b driver.Backend) {
 	dt := require[driver.DueTimer](t, b)
@@ -167,7 +167,7 @@ func dueTimerNextDue(t *testing.T, b driver.Backend) {
 	}
 }
 
-// SPEC §4.9, §6.2 (CompletionWaiter): WaitForCompletion returns after the
+// WaitForCompletion returns after the
 // record reaches a terminal state (complete, cancel, terminal fail).
 func completionWaiterWakes(t *testing.T, b driver.Backend) {
 	cw := require[driver.CompletionWaiter](t, b)
@@ -225,8 +225,8 @@ func completionWaiterWakes(t *testing.T, b driver.Backend) {
 	}
 }
 
-// SPEC §6.2 (CompletionWaiter: blocks until a terminal announcement or ctx
-// ends): without a terminal transition it returns the ctx error.
+// CompletionWaiter blocks until a terminal announcement or ctx ends:
+// without a terminal transition it returns the ctx error.
 func completionWaiterHonoursCtx(t *testing.T, b driver.Backend) {
 	cw := require[driver.CompletionWaiter](t, b)
 	rec := running(t, b, item("wait.timeout"))

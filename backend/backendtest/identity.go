@@ -13,8 +13,7 @@ import (
 	"github.com/queuesgo/queues"
 )
 
-// testIdentity covers forever reservations and keyed enqueue (SPEC §20.48–52,
-// §20.54, §10.3).
+// testIdentity covers forever reservations and keyed enqueue.
 func testIdentity(t *testing.T, f Factory) {
 	runCases(t, f, []testCase{
 		{"ReserveIdentityOnce", reserveIdentityOnce},
@@ -46,7 +45,7 @@ func identity(t *testing.T, b driver.Backend, key string) *queues.Reservation {
 	return r
 }
 
-// SPEC §20.48: reserve wins once; GetIdentity returns the owner (key, task ID,
+// Reserve wins once; GetIdentity returns the owner (key, task ID,
 // task name, UTC created_at); a conflicting reserve returns the first owner.
 func reserveIdentityOnce(t *testing.T, b driver.Backend) {
 	key := newKey("task")
@@ -80,7 +79,7 @@ func reserveIdentityOnce(t *testing.T, b driver.Backend) {
 	}
 }
 
-// SPEC §20.49: reset with a wrong expected owner → false; right owner → true;
+// Reset with a wrong expected owner → false; right owner → true;
 // unconditional reset of a missing key → false; a fresh reservation then succeeds.
 func resetIdentity(t *testing.T, b driver.Backend) {
 	key := newKey("arguments")
@@ -110,7 +109,7 @@ func resetIdentity(t *testing.T, b driver.Backend) {
 	}
 }
 
-// SPEC §20.50, §10.3: a reservation survives its record completing and being
+// A reservation survives its record completing and being
 // deleted by terminal cleanup, and keeps blocking forever enqueues.
 func reservationSurvivesCleanup(t *testing.T, b driver.Backend) {
 	key := newKey("task")
@@ -131,7 +130,7 @@ func reservationSurvivesCleanup(t *testing.T, b driver.Backend) {
 	wantInt(t, "records after the blocked enqueue", stats(t, b, "").Total, 0)
 }
 
-// SPEC §20.51: 8 concurrent reservers → exactly one winner; all losers see the winner.
+// 8 concurrent reservers → exactly one winner; all losers see the winner.
 func concurrentReservers(t *testing.T, b driver.Backend) {
 	const n = 8
 	key := newKey("task")
@@ -176,7 +175,7 @@ func concurrentReservers(t *testing.T, b driver.Backend) {
 	}
 }
 
-// SPEC §20.52 (backend level), §10.3: a second enqueue with the key returns
+// A second enqueue with the key returns
 // the active record (Existing); a terminal record frees the key.
 func keyedEnqueueTerminal(t *testing.T, b driver.Backend) {
 	k := newKey("task")
@@ -214,7 +213,7 @@ func keyedEnqueueTerminal(t *testing.T, b driver.Backend) {
 	}
 }
 
-// SPEC §10.3: scheduled and running records hold their key too.
+// Scheduled and running records hold their key too.
 func keyHeldByScheduledAndRunning(t *testing.T, b driver.Backend) {
 	ks, kr := newKey("task"), newKey("task")
 	sched := enqueueOne(t, b, item("keyed.sched", key(ks), scheduledAt(at(time.Hour))))
@@ -230,7 +229,7 @@ func keyHeldByScheduledAndRunning(t *testing.T, b driver.Backend) {
 	wantInt(t, "records", stats(t, b, "").Total, 2)
 }
 
-// SPEC §10.3, §6.1 (Enqueue): a forever item reserves its key in the same
+// A forever item reserves its key in the same
 // step; later forever enqueues resolve to the owner while it is active too.
 func foreverEnqueueReserves(t *testing.T, b driver.Backend) {
 	k := newKey("arguments")
@@ -250,7 +249,7 @@ func foreverEnqueueReserves(t *testing.T, b driver.Backend) {
 	wantInt(t, "records", stats(t, b, "").Total, 1)
 }
 
-// SPEC §4.6 step 9, §10.3: a forever key held by an active non-forever record
+// A forever key held by an active non-forever record
 // → per-item ErrIdentityConflict and no reservation left behind; once the
 // holder is terminal the forever enqueue succeeds.
 func foreverConflict(t *testing.T, b driver.Backend) {
@@ -273,7 +272,7 @@ func foreverConflict(t *testing.T, b driver.Backend) {
 	}
 }
 
-// SPEC §20.54 (backend level), §4.7, §8.4: one Enqueue call with keys:
+// One Enqueue call with keys:
 // duplicates inside the batch resolve to the first item's record, duplicates
 // of active records return them, forever keys reserve atomically, a forever
 // key with a reservation returns the owner, a forever key held by an active

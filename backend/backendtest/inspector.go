@@ -11,7 +11,7 @@ import (
 	"github.com/queuesgo/queues"
 )
 
-// testInspector covers the optional Inspector (SPEC §6.2, §16.3).
+// testInspector covers the optional Inspector.
 func testInspector(t *testing.T, f Factory) {
 	runCases(t, f, []testCase{
 		{"ListTasksPaging", inspectorPaging},
@@ -57,8 +57,8 @@ func wantNewestCreatedFirst(t *testing.T, what string, recs []*queues.Record) {
 	}
 }
 
-// SPEC §6.2 (Inspector.ListTasks: keyset cursor, newest first; NextCursor zero
-// on the last page): paging returns every record exactly once.
+// Inspector.ListTasks pages by keyset cursor, newest first, with a zero
+// NextCursor on the last page: paging returns every record exactly once.
 func inspectorPaging(t *testing.T, b driver.Backend) {
 	in := require[driver.Inspector](t, b)
 	var ids []uuid.UUID
@@ -76,7 +76,6 @@ func inspectorPaging(t *testing.T, b driver.Backend) {
 	}
 }
 
-// SPEC §6.2 (Inspector.ListTasks filters status/queue/task).
 func inspectorFilters(t *testing.T, b driver.Backend) {
 	in := require[driver.Inspector](t, b)
 	var q1a, q2b []uuid.UUID
@@ -105,7 +104,6 @@ func inspectorFilters(t *testing.T, b driver.Backend) {
 	check("no match", queues.TaskFilter{TaskName: "list.c"})
 }
 
-// SPEC §6.2 (TaskFilter.Limit 0 → 50).
 func inspectorDefaultLimit(t *testing.T, b driver.Backend) {
 	in := require[driver.Inspector](t, b)
 	items := make([]driver.EnqueueParams, 55)
@@ -134,7 +132,7 @@ func inspectorDefaultLimit(t *testing.T, b driver.Backend) {
 	}
 }
 
-// SPEC §6.2 (Inspector.QueueStatistics): per-queue status counts.
+// Per-queue status counts.
 func inspectorQueueStatistics(t *testing.T, b driver.Backend) {
 	in := require[driver.Inspector](t, b)
 	populateStatuses(t, b, "a")

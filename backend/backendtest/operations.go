@@ -14,7 +14,7 @@ import (
 )
 
 // testOperations covers Statistics, ListCompletedByTask, CleanupTerminal and
-// the maintenance lock (SPEC §20.27–29, §20.38–39).
+// the maintenance lock.
 func testOperations(t *testing.T, f Factory) {
 	runCases(t, f, []testCase{
 		{"StatisticsAndCompletedList", statisticsAndCompletedList},
@@ -46,7 +46,7 @@ func wantNewestFirst(t *testing.T, what string, recs []*queues.Record) {
 	}
 }
 
-// SPEC §20.27: statistics count completed and running; ListCompletedByTask
+// Statistics count completed and running; ListCompletedByTask
 // lists completed records newest first.
 func statisticsAndCompletedList(t *testing.T, b driver.Backend) {
 	c1 := completed(t, b, item("report"))
@@ -101,7 +101,7 @@ func populateStatuses(t *testing.T, b driver.Backend, q string) map[queues.Statu
 	return out
 }
 
-// SPEC §2.4 (Statistics), §6.1: Statistics counts each status per queue; "" means all queues.
+// Statistics counts each status per queue; "" means all queues.
 func statisticsPerStatusAndQueue(t *testing.T, b driver.Backend) {
 	populateStatuses(t, b, "a")
 	enqueue(t, b, item("stat.b", inQueue("b")), item("stat.b", inQueue("b")))
@@ -123,7 +123,6 @@ func statisticsPerStatusAndQueue(t *testing.T, b driver.Backend) {
 	}
 }
 
-// SPEC §6.1 (ListCompletedByTask: newest first; limit 0 means 10), §12.6 (since).
 func listCompletedByTaskLimitSince(t *testing.T, b driver.Backend) {
 	start := time.Now()
 	var done []*queues.Record
@@ -162,7 +161,7 @@ func listCompletedByTaskLimitSince(t *testing.T, b driver.Backend) {
 	wantInt(t, "completed of a missing task", len(none), 0)
 }
 
-// SPEC §20.28, §3.1 (CleanupTerminal row): CleanupTerminal(before) deletes only
+// CleanupTerminal(before) deletes only
 // terminal records completed before before; running ones survive.
 func cleanupTerminalOnly(t *testing.T, b driver.Backend) {
 	recs := populateStatuses(t, b, "cleanup")
@@ -185,7 +184,7 @@ func cleanupTerminalOnly(t *testing.T, b driver.Backend) {
 	}
 }
 
-// SPEC §20.29: bounded cleanup: 5 completed, limit 2 → 2, 2, 1, 0; statistics then show 0 completed.
+// Bounded cleanup: 5 completed, limit 2 → 2, 2, 1, 0; statistics then show 0 completed.
 func cleanupBounded(t *testing.T, b driver.Backend) {
 	var recs []*queues.Record
 	for range 5 {
@@ -207,7 +206,6 @@ func cleanupBounded(t *testing.T, b driver.Backend) {
 	}
 }
 
-// SPEC §6.1 (CleanupTerminal: oldest completed_at then id first).
 func cleanupOldestFirst(t *testing.T, b driver.Backend) {
 	var recs []*queues.Record
 	for i := range 3 {
@@ -226,7 +224,7 @@ func cleanupOldestFirst(t *testing.T, b driver.Backend) {
 	}
 }
 
-// SPEC §20.38: Maintenance is advertised; a live lock denies another token; a
+// Maintenance is advertised; a live lock denies another token; a
 // wrong token cannot release; the owner releases; re-acquire works.
 func maintenanceLock(t *testing.T, b driver.Backend) {
 	l := require[driver.Locker](t, b)
@@ -263,7 +261,7 @@ func maintenanceLock(t *testing.T, b driver.Backend) {
 	release("never-held-"+uuid.NewString()[:8], tokA, false)
 }
 
-// SPEC §20.39: an expired lock (50 ms TTL) can be taken by a new token; the old token then cannot release it.
+// An expired lock (50 ms TTL) can be taken by a new token; the old token then cannot release it.
 func maintenanceLockExpires(t *testing.T, b driver.Backend) {
 	l := require[driver.Locker](t, b)
 	ctx := t.Context()

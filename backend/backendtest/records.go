@@ -16,8 +16,8 @@ import (
 	"github.com/queuesgo/queues"
 )
 
-// testRecords covers Enqueue and the read methods: the record model (SPEC
-// §2), GetTask/GetTasks/GetTaskByKey (§6.1) and the JSON form (§2.5).
+// testRecords covers Enqueue and the read methods: the record model,
+// GetTask/GetTasks/GetTaskByKey and the JSON form.
 func testRecords(t *testing.T, f Factory) {
 	runCases(t, f, []testCase{
 		{"OpenIsIdempotentAndNamed", openIsIdempotent},
@@ -36,7 +36,7 @@ func testRecords(t *testing.T, f Factory) {
 	})
 }
 
-// SPEC §6.1: Open is idempotent; Name is the backend's short name.
+// Open is idempotent; Name is the backend's short name.
 func openIsIdempotent(t *testing.T, b driver.Backend) {
 	if b.Name() == "" {
 		t.Fatal("Name() is empty")
@@ -47,7 +47,7 @@ func openIsIdempotent(t *testing.T, b driver.Backend) {
 	get(t, b, rec.ID) // still usable, nothing lost
 }
 
-// SPEC §6.2: advertised capabilities are backed by the matching interface.
+// Advertised capabilities are backed by the matching interface.
 func capabilitiesMatchInterfaces(t *testing.T, b driver.Backend) {
 	c := b.Capabilities()
 	if _, ok := b.(driver.Waker); c.WakeupTransport != "" && !ok {
@@ -63,11 +63,11 @@ func capabilitiesMatchInterfaces(t *testing.T, b driver.Backend) {
 		t.Error("Maintenance advertised but driver.Locker not implemented")
 	}
 	if c.WakeupsDurable {
-		t.Error("WakeupsDurable is true; hints are lossy on every backend (SPEC §6.2)")
+		t.Error("WakeupsDurable is true; hints are lossy on every backend")
 	}
 }
 
-// SPEC §2.1, §3.1 (Enqueue row): every field given to Enqueue is persisted and
+// Every field given to Enqueue is persisted and
 // the backend stamps id, status, created_at and queued_at; nullable fields start null.
 func enqueuePersistsFields(t *testing.T, b driver.Backend) {
 	p := item("email.send",
@@ -109,7 +109,7 @@ func enqueuePersistsFields(t *testing.T, b driver.Backend) {
 	wantStored(t, b, "enqueued record", rec)
 }
 
-// SPEC §1.6 (record IDs), §2.1: the backend generates UUIDv7 IDs, distinct per record.
+// The backend generates UUIDv7 IDs, distinct per record.
 func enqueueGeneratesUUIDv7(t *testing.T, b driver.Backend) {
 	recs := enqueue(t, b, item("ids.a"), item("ids.b"), item("ids.c"))
 	seen := map[uuid.UUID]bool{}
@@ -124,7 +124,7 @@ func enqueueGeneratesUUIDv7(t *testing.T, b driver.Backend) {
 	}
 }
 
-// SPEC §2.1, §4.5: any UUID a caller supplies is accepted and kept.
+// Any UUID a caller supplies is accepted and kept.
 func enqueueKeepsCallerID(t *testing.T, b driver.Backend) {
 	id := uuid.New() // version 4, not what the backend would generate
 	rec := enqueueOne(t, b, item("ids.caller", withID(id)))
@@ -135,7 +135,7 @@ func enqueueKeepsCallerID(t *testing.T, b driver.Backend) {
 	wantString(t, "stored task_name", got.TaskName, "ids.caller")
 }
 
-// SPEC §2.2: Enqueue writes scheduled when scheduled_at > now, else pending;
+// Enqueue writes scheduled when scheduled_at > now, else pending;
 // the given scheduled_at and expires_at are kept.
 func enqueueStatusFromScheduledAt(t *testing.T, b driver.Backend) {
 	future, past, deadline := at(time.Hour), at(-time.Minute), at(2*time.Hour)
@@ -155,7 +155,7 @@ func enqueueStatusFromScheduledAt(t *testing.T, b driver.Backend) {
 	}
 }
 
-// SPEC §6.1 (Enqueue): 1..n records in one call, outcomes in input order.
+// 1..n records in one call, outcomes in input order.
 func enqueueBatchInputOrder(t *testing.T, b driver.Backend) {
 	var items []driver.EnqueueParams
 	for i, name := range []string{"batch.e", "batch.a", "batch.d", "batch.b", "batch.c"} {
@@ -171,7 +171,7 @@ func enqueueBatchInputOrder(t *testing.T, b driver.Backend) {
 	wantInt(t, "statistics total", stats(t, b, "").Total, len(items))
 }
 
-// SPEC conventions (all times UTC): every timestamp a backend returns is in UTC.
+// All times are UTC: every timestamp a backend returns is in UTC.
 func timestampsAreUTC(t *testing.T, b driver.Backend) {
 	check := func(what string, tm time.Time) {
 		t.Helper()
@@ -199,7 +199,7 @@ func timestampsAreUTC(t *testing.T, b driver.Backend) {
 	}
 }
 
-// SPEC §6.1: GetTask on a missing ID → ErrTaskNotFound.
+// GetTask on a missing ID → ErrTaskNotFound.
 func getTaskMissing(t *testing.T, b driver.Backend) {
 	enqueueOne(t, b, item("present"))
 	rec, err := b.GetTask(t.Context(), uuid.New())
@@ -208,7 +208,7 @@ func getTaskMissing(t *testing.T, b driver.Backend) {
 	}
 }
 
-// SPEC §6.1: GetTasks returns the records that exist, omitting missing IDs.
+// GetTasks returns the records that exist, omitting missing IDs.
 func getTasksOmitsMissing(t *testing.T, b driver.Backend) {
 	recs := enqueue(t, b, item("many.a"), item("many.b"), item("many.c"))
 	got, err := b.GetTasks(t.Context(), []uuid.UUID{recs[2].ID, uuid.New(), recs[0].ID, uuid.New()})
@@ -225,7 +225,7 @@ func getTasksOmitsMissing(t *testing.T, b driver.Backend) {
 	wantInt(t, "GetTasks(nil) length", len(empty), 0)
 }
 
-// SPEC §6.1, §10.3: GetTaskByKey returns the active record holding the key, else ErrTaskNotFound.
+// GetTaskByKey returns the active record holding the key, else ErrTaskNotFound.
 func getTaskByKey(t *testing.T, b driver.Backend) {
 	k := newKey("task")
 	rec := enqueueOne(t, b, item("keyed", key(k)))
@@ -240,7 +240,7 @@ func getTaskByKey(t *testing.T, b driver.Backend) {
 	}
 }
 
-// SPEC §6.1 (implied by compare-and-set storage): records returned by the
+// Records returned by the
 // backend and params given to it are not aliased with stored state.
 func returnedRecordsAreCopies(t *testing.T, b driver.Backend) {
 	md := map[string]any{"tenant": "t1", "nested": map[string]any{"a": "b"}}
@@ -270,7 +270,7 @@ func returnedRecordsAreCopies(t *testing.T, b driver.Backend) {
 	wantJSON(t, "stored metadata after mutating a read", again.Metadata, map[string]any{"tenant": "t1", "nested": map[string]any{"a": "b"}})
 }
 
-// SPEC §2.5: a backend-returned record marshals to exactly the §2.1 keys,
+// A backend-returned record marshals to exactly the record keys,
 // nulls kept, times RFC 3339 UTC, and decodes back to the same values.
 func recordJSONRoundTrip(t *testing.T, b driver.Backend) {
 	wantKeys := []string{"id", "task_name", "args", "queue", "execution_backend", "execution_profile",

@@ -32,7 +32,7 @@ func testSettling(t *testing.T, f Factory) {
 	})
 }
 
-// SPEC §20.24, §3.2: a retry (Fail with budget) and a stale requeue clear
+// A retry (Fail with budget) and a stale requeue clear
 // worker_id and execution_ref; a terminal Fail/Complete keeps worker_id.
 func requeueClearsOwner(t *testing.T, b driver.Backend) {
 	withRef := func(name string, n int) *queues.Record {
@@ -68,7 +68,7 @@ func requeueClearsOwner(t *testing.T, b driver.Backend) {
 	wantString(t, "worker_id after complete", done.WorkerID, workerA)
 }
 
-// SPEC §20.25 (backend level), §3.1: Cancel(IncludeRunning, wrong generation)
+// Cancel(IncludeRunning, wrong generation)
 // → ErrFenceLost, still running; right → cancelled; repeat → ErrFenceLost.
 func cancelRunningFences(t *testing.T, b driver.Backend) {
 	run := running(t, b, item("cancel.running", retries(3)))
@@ -98,7 +98,7 @@ func cancelRunningFences(t *testing.T, b driver.Backend) {
 	wantStatus(t, "record after late settles", get(t, b, run.ID), queues.StatusCancelled)
 }
 
-// SPEC §3.1 (Cancel row): pending and scheduled records cancel, with an
+// Pending and scheduled records cancel, with an
 // optional generation fence; terminal or missing records do not.
 func cancelPendingAndScheduled(t *testing.T, b driver.Backend) {
 	recs := enqueue(t, b, item("cancel.pending"), item("cancel.scheduled", scheduledAt(at(time.Hour))))
@@ -126,7 +126,7 @@ func cancelPendingAndScheduled(t *testing.T, b driver.Backend) {
 	wantFenceLostOrNotFound(t, "Cancel(missing)", err)
 }
 
-// SPEC §20.26 (backend level), §4.14: CancelMatching matches task name + args
+// CancelMatching matches task name + args
 // subset + metadata subset; without IncludeRunning it skips running records;
 // with it cancels them; non-matching records stay; records holding a ref are skipped.
 func cancelMatching(t *testing.T, b driver.Backend) {
@@ -179,7 +179,7 @@ func cancelMatching(t *testing.T, b driver.Backend) {
 	wantInt(t, "cancelled by a repeat", len(got), 0)
 }
 
-// SPEC §4.14 (CancelFilter): Queue and TaskName filters alone.
+// Queue and TaskName filters alone.
 func cancelMatchingQueueAndTask(t *testing.T, b driver.Backend) {
 	recs := enqueue(t, b,
 		item("report", inQueue("a")), item("report", inQueue("b")), item("other", inQueue("a")), item("report", inQueue("a")),
@@ -193,7 +193,7 @@ func cancelMatchingQueueAndTask(t *testing.T, b driver.Backend) {
 	wantStatus(t, "queue b record", get(t, b, recs[1].ID), queues.StatusPending)
 }
 
-// SPEC §4.14: args/metadata filters match by top-level key equality of JSON values.
+// Args/metadata filters match by top-level key equality of JSON values.
 func cancelMatchingValueEquality(t *testing.T, b driver.Backend) {
 	rec := enqueueOne(t, b, item("values", argsJSON(`{"n":1,"flag":true,"obj":{"a":1,"b":2},"list":[1,2]}`),
 		metadata(map[string]any{"count": 3, "tags": []any{"x"}})))
@@ -225,7 +225,7 @@ func cancelMatchingValueEquality(t *testing.T, b driver.Backend) {
 	wantIDs(t, "cancelled by equal values", got, rec.ID)
 }
 
-// SPEC §20.63, §3.1 (Interrupt row): Interrupt with a wrong owner or a wrong
+// Interrupt with a wrong owner or a wrong
 // generation → ErrFenceLost; right → pending, retry_count+1, interruptions=1;
 // the old generation can no longer complete; priority kept;
 // scheduled/started/heartbeat/completed/ref/worker cleared; claimable again.
@@ -308,7 +308,7 @@ func interruptedThenClaimed(t *testing.T, b driver.Backend, p driver.EnqueuePara
 	return again
 }
 
-// SPEC §20.65, §3.3: an interruption spends no budget: after Interrupt, stale
+// An interruption spends no budget: after Interrupt, stale
 // recovery with max_retries=1 still requeues.
 func interruptionSpendsNoStaleBudget(t *testing.T, b driver.Backend) {
 	run := interruptedThenClaimed(t, b, item("interrupt.stale", retries(1)))

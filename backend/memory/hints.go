@@ -81,9 +81,9 @@ func (b *Backend) wake() { b.wakes.Notify("") }
 
 // Wakeups returns a new hint channel (buffer 1, coalescing) that receives a
 // value whenever a record becomes claimable now: an enqueue of a due record
-// (one hint per call), a retry or stale requeue without delay, an
-// interruption, a Settle call that requeued a record due now (one hint per
-// call), ClearExecutionRef, SetExecutionBackend and ReleaseDispatch.
+// (one hint per call), a Settle call that requeued a record due now (a
+// retry or stale requeue without delay, or a shutdown interruption; one
+// hint per call), ClearExecutionRef, SetExecutionBackend and ReleaseDispatch.
 // The channel is closed when ctx ends or the backend is closed.
 func (b *Backend) Wakeups(ctx context.Context) (<-chan struct{}, error) {
 	return b.wakes.Subscribe(ctx, "")

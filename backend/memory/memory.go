@@ -13,6 +13,13 @@
 // returns an error matching queuestype.ErrFenceLost. Records returned by any
 // method are deep copies; callers may keep and modify them.
 //
+// The store holds no task policy. The outcome of a claimed record (completed,
+// retried, failed, cancelled, interrupted by a shutdown) is written by Settle
+// as a transition the caller already decided, retry delay and priority
+// included; stale recovery is ListStale, which only lists candidates,
+// followed by Settle with a StaleAfter fence. The record's retry budget,
+// backoff and stale-requeue policy are stored and returned, never read.
+//
 // Claims do not scan the store: due records are kept in heaps in claim order,
 // partitioned per (execution backend, queue), and records scheduled for later
 // wait in per-partition heaps ordered by due time until a claim, ListPending

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"reflect"
 	"slices"
 	"sync"
 	"testing"
@@ -265,9 +266,11 @@ func TestRetryRequeueOrderAndWakeups(t *testing.T) {
 		t.Fatal("wrong record claimed")
 	}
 	clk.Add(time.Second)
-	r, err := b.Fail(ctx, driver.FailParams{ID: recs[0].ID, Error: "boom", Retry: true, ExpectedRetryCount: 0})
-	if err != nil || r.Status != queues.StatusPending || r.RetryCount != 1 || r.WorkerID != "" || !r.QueuedAt.Equal(clk.Now()) {
-		t.Fatalf("fail = %+v, %v", r, err)
+	sr := settleOne(t, b, driver.Transition{ID: recs[0].ID, Generation: 0, To: queues.StatusPending, Error: "boom"})
+	r, err := sr.Record, sr.Err
+	if err != nil || r.Status != queues.StatusPending || r.RetryCount != 1 || r.WorkerID != "" || !r.QueuedAt.Equal(clk.Now()) ||
+		r.Error != "boom" {
+		t.Fatalf("retry = %+v, %v", r, err)
 	}
 	select {
 	case <-wk:
@@ -280,9 +283,10 @@ func TestRetryRequeueOrderAndWakeups(t *testing.T) {
 		t.Fatalf("claim = %v", got)
 	}
 	// Delayed retry: scheduled, no hint, promoted later.
-	r, err = b.Fail(ctx, driver.FailParams{ID: recs[0].ID, Error: "boom", Retry: true, ExpectedRetryCount: 1, RetryDelay: time.Minute})
+	sr = settleOne(t, b, driver.Transition{ID: recs[0].ID, Generation: 1, To: queues.StatusPending, Error: "boom", Delay: time.Minute})
+	r, err = sr.Record, sr.Err
 	if err != nil || r.Status != queues.StatusScheduled || !r.ScheduledAt.Equal(clk.Now().Add(time.Minute)) {
-		t.Fatalf("delayed fail = %+v, %v", r, err)
+		t.Fatalf("delayed retry = %+v, %v", r, err)
 	}
 	select {
 	case <-wk:
@@ -296,10 +300,18 @@ func TestRetryRequeueOrderAndWakeups(t *testing.T) {
 	if res := claim(t, b, driver.ClaimParams{Limit: 2}); len(res.Claimed) != 1 || res.Claimed[0].RetryCount != 2 {
 		t.Fatalf("claim after delay = %v", res.Claimed)
 	}
-	// Budget spent: terminal.
-	r, err = b.Fail(ctx, driver.FailParams{ID: recs[0].ID, Error: "last", Retry: true, ExpectedRetryCount: 2})
-	if err != nil || r.Status != queues.StatusFailed || r.WorkerID != "w1" || r.CompletedAt.IsZero() {
+	// A terminal failure (the engine's call once the budget is spent) ends
+	// the record: no hint, worker_id kept, completed_at stamped.
+	sr = settleOne(t, b, driver.Transition{ID: recs[0].ID, Generation: 2, To: queues.StatusFailed, Error: "last"})
+	r, err = sr.Record, sr.Err
+	if err != nil || r.Status != queues.StatusFailed || r.WorkerID != "w1" || !r.CompletedAt.Equal(clk.Now()) ||
+		r.Error != "last" || r.RetryCount != 2 || !r.HeartbeatAt.IsZero() {
 		t.Fatalf("terminal fail = %+v, %v", r, err)
+	}
+	select {
+	case <-wk:
+		t.Fatal("hint for a terminal failure")
+	default:
 	}
 	cancel()
 	if _, ok := <-wk; ok {
@@ -311,38 +323,114 @@ func TestRetryRequeueOrderAndWakeups(t *testing.T) {
 	checkInvariants(t, b)
 }
 
+// TestInterruptAndStaleRecovery drives a shutdown interruption and a stale
+// sweep through Settle. Which stale record is requeued and which fails (the
+// retry budget, the record's stale-requeue policy, the priority mapping) is
+// the engine's decision, tested in the root package; here the store must
+// apply exactly the transitions it is given, fenced on owner, generation and
+// heartbeat age.
 func TestInterruptAndStaleRecovery(t *testing.T) {
 	clk := newClock()
 	b := New(Options{Now: clk.Now})
-	ctx := context.Background()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	recs := enqueue(t, b,
 		driver.EnqueueParams{TaskName: "a", Priority: 9, MaxRetries: 1},
 		driver.EnqueueParams{TaskName: "b", MaxRetries: 0},
 		driver.EnqueueParams{TaskName: "c", MaxRetries: 3, Policy: queuestype.Policy{NoStaleRequeue: true}},
 	)
 	claim(t, b, driver.ClaimParams{Limit: 3})
-	if _, err := b.Interrupt(ctx, driver.InterruptParams{ID: recs[0].ID, WorkerID: "other"}); !errors.Is(err, queues.ErrFenceLost) {
-		t.Fatalf("interrupt wrong owner: %v", err)
-	}
-	r, err := b.Interrupt(ctx, driver.InterruptParams{ID: recs[0].ID, WorkerID: "w1"})
-	if err != nil || r.Status != queues.StatusPending || r.RetryCount != 1 || r.Interruptions != 1 || r.Priority != 9 {
-		t.Fatalf("interrupt = %+v, %v", r, err)
-	}
-	if _, err := b.Complete(ctx, driver.CompleteParams{ID: recs[0].ID, ExpectedRetryCount: 0}); !errors.Is(err, queues.ErrFenceLost) {
-		t.Fatalf("old generation complete: %v", err)
-	}
-	claim(t, b, driver.ClaimParams{Limit: 3})
-	clk.Add(time.Minute)
-	res, err := b.RecoverStale(ctx, driver.StaleParams{StaleAfter: 30 * time.Second, Priority: func(p int) int { return min(p, 3) }})
+	wk, err := b.Wakeups(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Requeued != 1 || len(res.Failed) != 2 || len(res.HandlerNeeded) != 1 || res.HandlerNeeded[0] != recs[2].ID {
-		t.Fatalf("recover = %+v", res)
+	interrupt := driver.Transition{ID: recs[0].ID, To: queues.StatusPending, Interrupted: true, WorkerID: "other"}
+	if res := settleOne(t, b, interrupt); !errors.Is(res.Err, queues.ErrFenceLost) {
+		t.Fatalf("interrupt wrong owner: %+v", res)
 	}
-	r, _ = b.GetTask(ctx, recs[0].ID)
-	if r.Status != queues.StatusPending || r.RetryCount != 2 || r.Priority != 3 || r.Error != driver.StaleError {
-		t.Fatalf("requeued = %+v", r)
+	if r := getTask(t, b, recs[0].ID); r.Status != queues.StatusRunning || r.RetryCount != 0 || r.Interruptions != 0 {
+		t.Fatalf("a refused interruption wrote: %+v", r)
+	}
+	if hinted(wk) {
+		t.Fatal("hint for a refused interruption")
+	}
+	interrupt.WorkerID = "w1"
+	res := settleOne(t, b, interrupt)
+	r := res.Record
+	if res.Err != nil || r.Status != queues.StatusPending || r.RetryCount != 1 || r.Interruptions != 1 || r.Priority != 9 ||
+		r.WorkerID != "" || !r.StartedAt.IsZero() || !r.HeartbeatAt.IsZero() || !r.QueuedAt.Equal(clk.Now()) {
+		t.Fatalf("interrupt = %+v, %v", r, res.Err)
+	}
+	if !hinted(wk) {
+		t.Fatal("no hint after an interruption")
+	}
+	if res := settleOne(t, b, driver.Transition{ID: recs[0].ID, Generation: 0, To: queues.StatusCompleted}); !errors.Is(res.Err, queues.ErrFenceLost) {
+		t.Fatalf("old generation complete: %+v", res)
+	}
+	claim(t, b, driver.ClaimParams{Limit: 3})
+	clk.Add(time.Minute)
+	stale, err := b.ListStale(ctx, 30*time.Second, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := ids(stale)
+	slices.SortFunc(got, compareID)
+	want := ids(recs)
+	slices.SortFunc(want, compareID)
+	if !slices.Equal(got, want) {
+		t.Fatalf("ListStale = %v, want every claimed record", names(stale))
+	}
+	// The engine's decisions for this sweep: a has budget left (an
+	// interruption consumes none) and is requeued at a priority capped at
+	// 3; b has no budget and c's policy forbids a stale requeue, so both fail.
+	capped := 3
+	decided := map[uuid.UUID]driver.Transition{
+		recs[0].ID: {To: queues.StatusPending, Error: driver.StaleError, Priority: &capped},
+		recs[1].ID: {To: queues.StatusFailed, Error: driver.StaleError},
+		recs[2].ID: {To: queues.StatusFailed, Error: driver.StaleError},
+	}
+	ts := make([]driver.Transition, len(stale))
+	for i, r := range stale {
+		tr := decided[r.ID]
+		tr.ID, tr.Generation, tr.StaleAfter = r.ID, r.RetryCount, 30*time.Second
+		ts[i] = tr
+	}
+	hinted(wk)
+	out, err := b.Settle(ctx, ts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := clk.Now()
+	for i, sr := range out {
+		r := sr.Record
+		if sr.Err != nil || r.ID != ts[i].ID {
+			t.Fatalf("stale settle %d = %+v", i, sr)
+		}
+		switch r.ID {
+		case recs[0].ID:
+			if r.Status != queues.StatusPending || r.RetryCount != 2 || r.Priority != 3 || r.Error != driver.StaleError ||
+				r.Interruptions != 1 || r.WorkerID != "" || !r.QueuedAt.Equal(now) {
+				t.Fatalf("requeued = %+v", r)
+			}
+		default:
+			if r.Status != queues.StatusFailed || r.RetryCount != 0 || r.Error != driver.StaleError || r.WorkerID != "w1" ||
+				!r.CompletedAt.Equal(now) || !r.HeartbeatAt.IsZero() {
+				t.Fatalf("failed = %+v", r)
+			}
+		}
+		if g := getTask(t, b, r.ID); !reflect.DeepEqual(g, r) {
+			t.Fatalf("returned %+v, stored %+v", r, g)
+		}
+	}
+	if !hinted(wk) {
+		t.Fatal("no hint after a due stale requeue")
+	}
+	if left, err := b.ListStale(ctx, 30*time.Second, 100); err != nil || len(left) != 0 {
+		t.Fatalf("ListStale after the sweep = %v, %v", names(left), err)
+	}
+	st, _ := b.Statistics(ctx, "")
+	if st.Pending != 1 || st.Failed != 2 || st.Running != 0 || st.Total != 3 {
+		t.Fatalf("stats = %+v", st)
 	}
 	checkInvariants(t, b)
 }
@@ -394,8 +482,8 @@ func TestDedupAndForeverWithinOneCall(t *testing.T) {
 	}
 	// A terminal holder gives its key up.
 	claim(t, b, driver.ClaimParams{Limit: 10})
-	if _, err := b.Complete(ctx, driver.CompleteParams{ID: outs[0].Record.ID}); err != nil {
-		t.Fatal(err)
+	if res := settleOne(t, b, driver.Transition{ID: outs[0].Record.ID, To: queues.StatusCompleted}); res.Err != nil {
+		t.Fatal(res.Err)
 	}
 	again := enqueue(t, b, driver.EnqueueParams{TaskName: "t", Key: "k1"})
 	if again[0].ID == outs[0].Record.ID {
@@ -418,8 +506,8 @@ func TestWaitForCompletion(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- b.WaitForCompletion(ctx, recs[0].ID) }()
 	claim(t, b, driver.ClaimParams{Limit: 1})
-	if _, err := b.Complete(ctx, driver.CompleteParams{ID: recs[0].ID}); err != nil {
-		t.Fatal(err)
+	if res := settleOne(t, b, driver.Transition{ID: recs[0].ID, To: queues.StatusCompleted}); res.Err != nil {
+		t.Fatal(res.Err)
 	}
 	select {
 	case err := <-done:
@@ -556,18 +644,19 @@ func runModel(t *testing.T, seed uint64) {
 				_, _ = b.Cancel(ctx, driver.CancelParams{ID: e.rec.ID, IncludeRunning: rng.IntN(2) == 0})
 			}
 		case 7:
+			// One outcome for a running record, decided here: complete,
+			// retry after 0-2s, or fail for good.
 			if e := pick(); e != nil && e.rec.Status == queues.StatusRunning {
-				if rng.IntN(2) == 0 {
-					_, err := b.Complete(ctx, driver.CompleteParams{ID: e.rec.ID, ExpectedRetryCount: e.rec.RetryCount})
-					if err != nil {
-						t.Fatal(err)
-					}
-				} else {
-					_, err := b.Fail(ctx, driver.FailParams{ID: e.rec.ID, Error: "x", Retry: true, ExpectedRetryCount: e.rec.RetryCount,
-						RetryDelay: time.Duration(rng.IntN(3)) * sec})
-					if err != nil {
-						t.Fatal(err)
-					}
+				tr := driver.Transition{ID: e.rec.ID, Generation: e.rec.RetryCount, To: queues.StatusCompleted}
+				switch rng.IntN(3) {
+				case 1:
+					tr.To, tr.Error, tr.Delay = queues.StatusPending, "x", time.Duration(rng.IntN(3))*sec
+				case 2:
+					tr.To, tr.Error = queues.StatusFailed, "x"
+				}
+				res, err := b.Settle(ctx, []driver.Transition{tr})
+				if err != nil || res[0].Err != nil {
+					t.Fatalf("step %d Settle(%s): %v, %v", step, tr.To, err, res[0].Err)
 				}
 			}
 		case 8:
@@ -597,8 +686,29 @@ func runModel(t *testing.T, seed uint64) {
 				t.Fatalf("step %d expire: got %v want %v", step, ids(got), want)
 			}
 		case 10:
-			if _, err := b.RecoverStale(ctx, driver.StaleParams{StaleAfter: -1, Limit: 2}); err != nil {
+			// A stale sweep treating every running record as stale: list
+			// two, then requeue or fail each (decided here), fenced on
+			// the listed heartbeat age.
+			stale, err := b.ListStale(ctx, -1, 2)
+			if err != nil {
 				t.Fatal(err)
+			}
+			ts := make([]driver.Transition, len(stale))
+			for i, r := range stale {
+				ts[i] = driver.Transition{ID: r.ID, Generation: r.RetryCount, To: queues.StatusPending, Error: driver.StaleError,
+					Delay: time.Duration(rng.IntN(2)) * sec, StaleAfter: -1}
+				if rng.IntN(3) == 0 {
+					ts[i].To = queues.StatusFailed
+				}
+			}
+			res, err := b.Settle(ctx, ts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, r := range res {
+				if r.Err != nil {
+					t.Fatalf("step %d stale Settle %+v: %v", step, ts[i], r.Err)
+				}
 			}
 		case 11:
 			_, _ = b.CleanupTerminal(ctx, now, 3)
@@ -858,8 +968,9 @@ func TestConcurrentClaimersNeverShare(t *testing.T) {
 					if r.WorkerID != worker {
 						t.Errorf("worker_id %q, want %q", r.WorkerID, worker)
 					}
-					if _, err := b.Complete(ctx, driver.CompleteParams{ID: r.ID}); err != nil {
-						t.Error(err)
+					res, err := b.Settle(ctx, []driver.Transition{{ID: r.ID, To: queues.StatusCompleted}})
+					if err != nil || res[0].Err != nil {
+						t.Error(err, res)
 					}
 				}
 			}
@@ -873,7 +984,9 @@ func TestConcurrentClaimersNeverShare(t *testing.T) {
 }
 
 // BenchmarkClaimComplete measures the worker's hot path: claim batches of 50
-// and complete each record, against a store that starts with b.N due records.
+// and complete each record with its own Settle call (one completed
+// transition, the record returned), against a store that starts with b.N
+// due records. BenchmarkClaimSettle covers batched and record-less settles.
 func BenchmarkClaimComplete(b *testing.B) {
 	be := New(Options{})
 	ctx := context.Background()
@@ -891,6 +1004,10 @@ func BenchmarkClaimComplete(b *testing.B) {
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
+	ts := make([]driver.Transition, 1)
+	// Built once: Settle's transitions escape, so a literal in the loop
+	// would cost the benchmark a heap allocation per call outside the store.
+	null := json.RawMessage(`null`)
 	done := 0
 	for done < b.N {
 		res, err := be.ClaimMany(ctx, driver.ClaimParams{Limit: 50, WorkerID: "w", ExpireOverdue: true,
@@ -902,8 +1019,10 @@ func BenchmarkClaimComplete(b *testing.B) {
 			b.Fatalf("ran dry after %d", done)
 		}
 		for _, r := range res.Claimed {
-			if _, err := be.Complete(ctx, driver.CompleteParams{ID: r.ID, ExpectedRetryCount: r.RetryCount, Result: json.RawMessage(`null`)}); err != nil {
-				b.Fatal(err)
+			ts[0] = driver.Transition{ID: r.ID, Generation: r.RetryCount, To: queues.StatusCompleted, Result: null}
+			out, err := be.Settle(ctx, ts)
+			if err != nil || out[0].Err != nil {
+				b.Fatal(err, out)
 			}
 		}
 		done += len(res.Claimed)
@@ -968,8 +1087,9 @@ func BenchmarkEndToEndParallel(b *testing.B) {
 					return
 				}
 				for _, r := range res.Claimed {
-					if _, err := be.Complete(ctx, driver.CompleteParams{ID: r.ID, ExpectedRetryCount: r.RetryCount}); err != nil {
-						b.Error(err)
+					out, err := be.Settle(ctx, []driver.Transition{{ID: r.ID, Generation: r.RetryCount, To: queues.StatusCompleted}})
+					if err != nil || out[0].Err != nil {
+						b.Error(err, out)
 					}
 				}
 				mu.Lock()

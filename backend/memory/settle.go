@@ -46,84 +46,12 @@ func (b *Backend) finishEntry(e *entry, s queuestype.Status, now time.Time) {
 }
 
 // completeEntry makes e completed at now with result (which the store then
-// owns): error and heartbeat cleared, worker_id kept. Complete and Settle
-// share it.
+// owns): error and heartbeat cleared, worker_id kept. It is the write of
+// Settle's completed transitions.
 func (b *Backend) completeEntry(e *entry, result json.RawMessage, now time.Time) {
 	e.rec.Result = result
 	e.rec.Error = ""
 	b.finishEntry(e, queuestype.StatusCompleted, now)
-}
-
-// Complete settles the running generation p.ExpectedRetryCount as completed
-// with p.Result; the error is cleared and worker_id kept. Any other state
-// returns an error matching queuestype.ErrFenceLost. With p.NoRecord the
-// record is not copied out and nil is returned on success.
-func (b *Backend) Complete(ctx context.Context, p driver.CompleteParams) (*queuestype.Record, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	result := append(json.RawMessage(nil), p.Result...)
-	if p.Result == nil {
-		result = nil
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	e := b.records[p.ID]
-	if e == nil {
-		return nil, missingForWrite("complete", p.ID)
-	}
-	r := &e.rec
-	if r.Status != queuestype.StatusRunning || r.RetryCount != p.ExpectedRetryCount {
-		return nil, fenceLost("complete", p.ID)
-	}
-	b.completeEntry(e, result, b.now())
-	if p.NoRecord {
-		return nil, nil
-	}
-	return e.clone(), nil
-}
-
-// Fail records a failed attempt. The guard is status running with generation
-// p.ExpectedRetryCount; with p.ExpectedRef it is instead execution_ref equal to
-// *p.ExpectedRef, that generation, and status pending, scheduled or running.
-// With p.Retry and budget left (driver.RetryAllowed) the record is requeued
-// (scheduled after p.RetryDelay when positive, else pending, waking workers);
-// otherwise it fails terminally. The error text is stored either way.
-func (b *Backend) Fail(ctx context.Context, p driver.FailParams) (*queuestype.Record, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	b.mu.Lock()
-	e := b.records[p.ID]
-	if e == nil {
-		b.mu.Unlock()
-		return nil, missingForWrite("fail", p.ID)
-	}
-	r := &e.rec
-	ok := r.RetryCount == p.ExpectedRetryCount
-	if p.ExpectedRef == nil {
-		ok = ok && r.Status == queuestype.StatusRunning
-	} else {
-		ok = ok && r.ExecutionRef == *p.ExpectedRef && (isOpen(r.Status) || r.Status == queuestype.StatusRunning)
-	}
-	if !ok {
-		b.mu.Unlock()
-		return nil, fenceLost("fail", p.ID)
-	}
-	now := b.now()
-	r.Error = p.Error
-	wake := false
-	if p.Retry && driver.RetryAllowed(r) {
-		wake = b.requeueEntry(e, p.RetryDelay, now)
-	} else {
-		b.finishEntry(e, queuestype.StatusFailed, now)
-	}
-	out := e.clone()
-	b.mu.Unlock()
-	if wake {
-		b.wake()
-	}
-	return out, nil
 }
 
 // Cancel cancels a pending or scheduled record, or a running one when
@@ -208,35 +136,6 @@ func subsetMatch(filter, m map[string]any) bool {
 	return true
 }
 
-// Interrupt requeues the running generation p.ExpectedRetryCount owned by
-// p.WorkerID after a shutdown: status pending, retry_count+1,
-// interruptions+1, queued_at=now, scheduled_at, started_at,
-// heartbeat_at, completed_at, execution_ref and worker_id cleared, priority
-// kept. Workers are woken. Any other state returns an error matching
-// queuestype.ErrFenceLost.
-func (b *Backend) Interrupt(ctx context.Context, p driver.InterruptParams) (*queuestype.Record, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	b.mu.Lock()
-	e := b.records[p.ID]
-	if e == nil {
-		b.mu.Unlock()
-		return nil, missingForWrite("interrupt", p.ID)
-	}
-	r := &e.rec
-	if r.Status != queuestype.StatusRunning || r.RetryCount != p.ExpectedRetryCount || r.WorkerID != p.WorkerID {
-		b.mu.Unlock()
-		return nil, fenceLost("interrupt", p.ID)
-	}
-	r.Interruptions++
-	b.requeueEntry(e, 0, b.now())
-	out := e.clone()
-	b.mu.Unlock()
-	b.wake()
-	return out, nil
-}
-
 // TouchHeartbeats sets heartbeat_at=now on each touched running record whose
 // generation matches (a nil ExpectedRetryCount is unfenced) and merges the
 // touch's MetadataPatch into its metadata. Each touch's ID is reported in
@@ -296,73 +195,7 @@ func (b *Backend) NullHeartbeats(ctx context.Context, fences []queuestype.Fence)
 	return nil
 }
 
-// RecoverStale handles up to p.Limit (≤ 0 means 100) running records whose
-// heartbeat is missing or older than now−p.StaleAfter (negative: every
-// running record), oldest heartbeat first. driver.StaleRequeueDecision picks
-// per record: requeue (a new generation like a retry, with the error kept or
-// driver.StaleError, and priority mapped through p.Priority) or fail with
-// driver.StaleError (also listed in HandlerNeeded when the record's policy
-// says NoStaleRequeue). Skipped is always 0: the whole sweep is one atomic step.
-func (b *Backend) RecoverStale(ctx context.Context, p driver.StaleParams) (driver.StaleRecovery, error) {
-	var res driver.StaleRecovery
-	if err := ctx.Err(); err != nil {
-		return res, err
-	}
-	limit := p.Limit
-	if limit <= 0 {
-		limit = 100
-	}
-	b.mu.Lock()
-	now := b.now()
-	cutoff := now.Add(-p.StaleAfter)
-	var cands []*entry
-	for _, e := range b.running {
-		hb := e.rec.HeartbeatAt
-		if p.StaleAfter < 0 || hb.IsZero() || hb.Before(cutoff) {
-			cands = append(cands, e)
-		}
-	}
-	slices.SortFunc(cands, func(x, y *entry) int {
-		tx, ty := coalesce(x.rec.HeartbeatAt, x.rec.CreatedAt), coalesce(y.rec.HeartbeatAt, y.rec.CreatedAt)
-		if c := tx.Compare(ty); c != 0 {
-			return c
-		}
-		return compareID(x.rec.ID, y.rec.ID)
-	})
-	if len(cands) > limit {
-		cands = cands[:limit]
-	}
-	wake := false
-	for _, e := range cands {
-		r := &e.rec
-		requeue, handlerNeeded, delay := driver.StaleRequeueDecision(r)
-		if requeue {
-			if r.Error == "" {
-				r.Error = driver.StaleError
-			}
-			if p.Priority != nil {
-				r.Priority = p.Priority(r.Priority)
-			}
-			if b.requeueEntry(e, delay, now) {
-				wake = true
-			}
-			res.Requeued++
-			continue
-		}
-		r.Error = driver.StaleError
-		b.finishEntry(e, queuestype.StatusFailed, now)
-		res.Failed = append(res.Failed, e.clone())
-		if handlerNeeded {
-			res.HandlerNeeded = append(res.HandlerNeeded, r.ID)
-		}
-	}
-	b.mu.Unlock()
-	if wake {
-		b.wake()
-	}
-	return res, nil
-}
-
+// coalesce returns a, or b when a is zero.
 func coalesce(a, b time.Time) time.Time {
 	if a.IsZero() {
 		return b

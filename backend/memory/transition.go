@@ -18,9 +18,9 @@ var _ driver.Dispatcher = (*Backend)(nil)
 // write lands between two of its transitions. Each transition is fenced on
 // its own; one whose fence does not hold changes nothing and reports an
 // error matching queuestype.ErrFenceLost in its result (also matching
-// queuestype.ErrTaskNotFound when the record does not exist, as Complete
-// does). A To other than completed, failed, cancelled or pending is refused
-// with an error matching queuestype.ErrConfig in its result.
+// queuestype.ErrTaskNotFound when the record does not exist). A To other
+// than completed, failed, cancelled or pending is refused with an error
+// matching queuestype.ErrConfig in its result.
 //
 // The fence: the record holds generation t.Generation and is running, or,
 // with t.ExpectedRef, holds exactly that execution_ref and is running,
@@ -28,12 +28,22 @@ var _ driver.Dispatcher = (*Backend)(nil)
 // t.StaleAfter > 0 its heartbeat is null or older than now−t.StaleAfter,
 // and with t.StaleAfter < 0 any heartbeat passes.
 //
-// The writes are those of the old methods: completed is Complete's write,
-// failed the terminal write of Fail, cancelled Cancel's write (worker_id
-// kept) with error = t.Error, and pending the requeue of Fail, Interrupt and
-// stale recovery (retry_count+1, error = t.Error, interruptions+1 when
-// t.Interrupted, priority = *t.Priority when set, scheduled at now+t.Delay
-// when positive). Times come from the backend clock, read once per call.
+// The store decides nothing: whether an outcome is a retry, a terminal
+// failure or a stale requeue, and how long a retry waits, is the caller's
+// decision carried by the transition. The writes:
+//   - completed: result = t.Result, error cleared, completed_at = now,
+//     heartbeat_at cleared, worker_id kept;
+//   - failed: error = t.Error, completed_at = now, heartbeat_at cleared,
+//     worker_id kept;
+//   - cancelled: Cancel's write (worker_id kept), with error = t.Error when
+//     not empty;
+//   - pending (a retry, a stale requeue or a shutdown interruption): a new
+//     unowned generation, retry_count+1, error = t.Error, worker_id,
+//     execution_ref, started_at and heartbeat_at cleared, queued_at = now,
+//     interruptions+1 when t.Interrupted, priority = *t.Priority when set,
+//     scheduled at now+t.Delay when positive and pending otherwise.
+//
+// Times come from the backend clock, read once per call.
 // A record that becomes terminal wakes its WaitForCompletion callers; one
 // wakeup hint is sent after the call when any requeued record is due.
 func (b *Backend) Settle(ctx context.Context, ts []driver.Transition) ([]driver.SettleResult, error) {

@@ -58,49 +58,78 @@ func claimID(t *testing.T, b *Backend, id uuid.UUID, worker string) *queuestype.
 	return res.Claimed[0]
 }
 
-// TestSettleMirrorsOldMethods runs each old settling method on one store and
-// the transition the engine would decide for the same outcome on a second
-// store holding the same record at the same clock, and requires the two
-// records, the returned records and the wakeup hints to be identical.
-func TestSettleMirrorsOldMethods(t *testing.T) {
+// TestSettleOutcomeWrites settles each outcome the engine decides (a
+// completion, a terminal failure, a retry at once and after a delay, the
+// failure of an external run, a shutdown interruption, a cancellation, a
+// stale requeue and a stale failure) and requires the returned and stored
+// record to equal, field by field, the record before the write with exactly
+// that outcome's changes, plus the right wakeup hint and statistics. The
+// stale outcomes start from ListStale, as the engine's sweep does.
+func TestSettleOutcomeWrites(t *testing.T) {
 	ref := "ext-1"
 	prio := 2
+	// terminal is the write of a completed, failed or cancelled transition.
+	terminal := func(s queuestype.Status) func(r *queuestype.Record, now time.Time) {
+		return func(r *queuestype.Record, now time.Time) {
+			r.Status, r.CompletedAt, r.HeartbeatAt = s, now, time.Time{}
+		}
+	}
+	// requeued is the write of a pending transition: a new, unowned generation.
+	requeued := func(delay time.Duration) func(r *queuestype.Record, now time.Time) {
+		return func(r *queuestype.Record, now time.Time) {
+			r.RetryCount++
+			r.QueuedAt = now
+			r.StartedAt, r.HeartbeatAt, r.CompletedAt = time.Time{}, time.Time{}, time.Time{}
+			r.WorkerID, r.ExecutionRef = "", ""
+			r.Status, r.ScheduledAt = queuestype.StatusPending, time.Time{}
+			if delay > 0 {
+				r.Status, r.ScheduledAt = queuestype.StatusScheduled, now.Add(delay)
+			}
+		}
+	}
 	cases := []struct {
 		name  string
 		item  driver.EnqueueParams
 		setup func(t *testing.T, b *Backend, id uuid.UUID) // brings the record to the state the outcome is for
-		old   func(b *Backend, id uuid.UUID) (*queuestype.Record, error)
-		tr    driver.Transition // ID filled in
+		stale bool                                         // the record is found by ListStale first
+		tr    driver.Transition                            // ID and Generation filled in
+		want  func(r *queuestype.Record, now time.Time)    // the write, applied to the record before it
+		wake  bool
 	}{
 		{
 			name: "complete",
-			old: func(b *Backend, id uuid.UUID) (*queuestype.Record, error) {
-				return b.Complete(context.Background(), driver.CompleteParams{ID: id, Result: json.RawMessage(`{"n":1}`)})
+			tr:   driver.Transition{To: queuestype.StatusCompleted, Result: json.RawMessage(`{"n":1}`)},
+			want: func(r *queuestype.Record, now time.Time) {
+				terminal(queuestype.StatusCompleted)(r, now)
+				r.Result, r.Error = json.RawMessage(`{"n":1}`), ""
 			},
-			tr: driver.Transition{To: queuestype.StatusCompleted, Result: json.RawMessage(`{"n":1}`)},
 		},
 		{
 			name: "fail terminally",
-			old: func(b *Backend, id uuid.UUID) (*queuestype.Record, error) {
-				return b.Fail(context.Background(), driver.FailParams{ID: id, Error: "boom"})
+			tr:   driver.Transition{To: queuestype.StatusFailed, Error: "boom"},
+			want: func(r *queuestype.Record, now time.Time) {
+				terminal(queuestype.StatusFailed)(r, now)
+				r.Error = "boom"
 			},
-			tr: driver.Transition{To: queuestype.StatusFailed, Error: "boom"},
 		},
 		{
 			name: "retry at once",
 			item: driver.EnqueueParams{MaxRetries: 2},
-			old: func(b *Backend, id uuid.UUID) (*queuestype.Record, error) {
-				return b.Fail(context.Background(), driver.FailParams{ID: id, Error: "boom", Retry: true})
+			tr:   driver.Transition{To: queuestype.StatusPending, Error: "boom"},
+			want: func(r *queuestype.Record, now time.Time) {
+				requeued(0)(r, now)
+				r.Error = "boom"
 			},
-			tr: driver.Transition{To: queuestype.StatusPending, Error: "boom"},
+			wake: true,
 		},
 		{
 			name: "retry after a delay",
 			item: driver.EnqueueParams{MaxRetries: 2},
-			old: func(b *Backend, id uuid.UUID) (*queuestype.Record, error) {
-				return b.Fail(context.Background(), driver.FailParams{ID: id, Error: "boom", Retry: true, RetryDelay: 5 * time.Second})
+			tr:   driver.Transition{To: queuestype.StatusPending, Error: "boom", Delay: 5 * time.Second},
+			want: func(r *queuestype.Record, now time.Time) {
+				requeued(5*time.Second)(r, now)
+				r.Error = "boom"
 			},
-			tr: driver.Transition{To: queuestype.StatusPending, Error: "boom", Delay: 5 * time.Second},
 		},
 		{
 			name: "external run failed while pending",
@@ -110,112 +139,114 @@ func TestSettleMirrorsOldMethods(t *testing.T) {
 					t.Fatal(err)
 				}
 			},
-			old: func(b *Backend, id uuid.UUID) (*queuestype.Record, error) {
-				return b.Fail(context.Background(), driver.FailParams{ID: id, Error: "remote", Retry: true, ExpectedRef: &ref})
-			},
 			tr: driver.Transition{To: queuestype.StatusPending, Error: "remote", ExpectedRef: &ref},
+			want: func(r *queuestype.Record, now time.Time) {
+				requeued(0)(r, now)
+				r.Error = "remote"
+			},
+			wake: true,
 		},
 		{
 			name: "shutdown interruption",
 			item: driver.EnqueueParams{Priority: 7},
-			old: func(b *Backend, id uuid.UUID) (*queuestype.Record, error) {
-				return b.Interrupt(context.Background(), driver.InterruptParams{ID: id, WorkerID: "w1"})
+			tr:   driver.Transition{To: queuestype.StatusPending, Interrupted: true, WorkerID: "w1"},
+			want: func(r *queuestype.Record, now time.Time) {
+				requeued(0)(r, now)
+				r.Interruptions++ // priority 7 kept
 			},
-			tr: driver.Transition{To: queuestype.StatusPending, Interrupted: true, WorkerID: "w1"},
+			wake: true,
 		},
 		{
 			name: "cancel running",
-			old: func(b *Backend, id uuid.UUID) (*queuestype.Record, error) {
-				return b.Cancel(context.Background(), driver.CancelParams{ID: id, IncludeRunning: true})
-			},
-			tr: driver.Transition{To: queuestype.StatusCancelled},
+			tr:   driver.Transition{To: queuestype.StatusCancelled},
+			want: terminal(queuestype.StatusCancelled), // worker_id and error kept
 		},
 		{
-			name: "stale requeue",
-			item: driver.EnqueueParams{MaxRetries: 1, Priority: 9},
-			old: func(b *Backend, id uuid.UUID) (*queuestype.Record, error) {
-				res, err := b.RecoverStale(context.Background(), driver.StaleParams{StaleAfter: 30 * time.Second,
-					Priority: func(int) int { return prio }})
-				if err != nil || res.Requeued != 1 {
-					return nil, errors.New("stale record not requeued")
-				}
-				return b.GetTask(context.Background(), id)
-			},
+			name:  "stale requeue",
+			item:  driver.EnqueueParams{MaxRetries: 1, Priority: 9},
+			stale: true,
 			// The record's backoff (1s initial, see below) with no attempt consumed.
 			tr: driver.Transition{To: queuestype.StatusPending, Error: driver.StaleError, Priority: &prio, StaleAfter: 30 * time.Second,
 				Delay: time.Second},
+			want: func(r *queuestype.Record, now time.Time) {
+				requeued(time.Second)(r, now)
+				r.Error, r.Priority = driver.StaleError, prio
+			},
 		},
 		{
-			name: "stale failure",
-			item: driver.EnqueueParams{MaxRetries: 3, Policy: queuestype.Policy{NoStaleRequeue: true}},
-			old: func(b *Backend, id uuid.UUID) (*queuestype.Record, error) {
-				res, err := b.RecoverStale(context.Background(), driver.StaleParams{StaleAfter: 30 * time.Second})
-				if err != nil || len(res.Failed) != 1 {
-					return nil, errors.New("stale record not failed")
-				}
-				return res.Failed[0], nil
+			name:  "stale failure",
+			item:  driver.EnqueueParams{MaxRetries: 3, Policy: queuestype.Policy{NoStaleRequeue: true}},
+			stale: true,
+			tr:    driver.Transition{To: queuestype.StatusFailed, Error: driver.StaleError, StaleAfter: 30 * time.Second},
+			want: func(r *queuestype.Record, now time.Time) {
+				terminal(queuestype.StatusFailed)(r, now)
+				r.Error = driver.StaleError
 			},
-			tr: driver.Transition{To: queuestype.StatusFailed, Error: driver.StaleError, StaleAfter: 30 * time.Second},
 		},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			clk := newClock()
-			bOld, bNew := New(Options{Now: clk.Now}), New(Options{Now: clk.Now})
+			b := New(Options{Now: clk.Now})
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			item := c.item
-			item.ID, item.TaskName = uuid.New(), "mirror"
+			item.ID, item.TaskName = uuid.New(), "outcome"
 			item.Policy.Description = "d"
 			item.Policy.RetryBackoff = queuestype.RetryBackoff{InitialDelay: time.Second}
-			var wakes [2]<-chan struct{}
-			for i, b := range []*Backend{bOld, bNew} {
-				enqueue(t, b, item)
-				if c.setup != nil {
-					c.setup(t, b, item.ID)
-				} else {
-					claimID(t, b, item.ID, "w1")
-				}
-				var err error
-				if wakes[i], err = b.Wakeups(ctx); err != nil {
-					t.Fatal(err)
-				}
+			enqueue(t, b, item)
+			if c.setup != nil {
+				c.setup(t, b, item.ID)
+			} else {
+				claimID(t, b, item.ID, "w1")
+			}
+			wake, err := b.Wakeups(ctx)
+			if err != nil {
+				t.Fatal(err)
 			}
 			clk.Add(time.Minute)
-			before := getTask(t, bNew, item.ID)
-			got, err := c.old(bOld, item.ID)
-			if err != nil {
-				t.Fatalf("old method: %v", err)
+			now := clk.Now()
+			before := getTask(t, b, item.ID)
+			if c.stale {
+				listed, err := b.ListStale(ctx, 30*time.Second, 10)
+				if err != nil || len(listed) != 1 || !reflect.DeepEqual(listed[0], before) {
+					t.Fatalf("ListStale = %v, %v; want the record as stored", listed, err)
+				}
 			}
 			tr := c.tr
 			tr.ID, tr.Generation = item.ID, before.RetryCount
-			res := settleOne(t, bNew, tr)
+			res := settleOne(t, b, tr)
 			if res.Err != nil {
 				t.Fatalf("Settle: %v", res.Err)
 			}
-			if !reflect.DeepEqual(res.Record, got) {
-				t.Fatalf("returned records differ:\n old    %+v\n settle %+v", got, res.Record)
+			want := before.Clone()
+			c.want(want, now)
+			if !reflect.DeepEqual(res.Record, want) {
+				t.Fatalf("returned record:\n got  %+v\n want %+v", res.Record, want)
 			}
-			if a, b := getTask(t, bOld, item.ID), getTask(t, bNew, item.ID); !reflect.DeepEqual(a, b) {
-				t.Fatalf("stored records differ:\n old    %+v\n settle %+v", a, b)
+			if got := getTask(t, b, item.ID); !reflect.DeepEqual(got, want) {
+				t.Fatalf("stored record:\n got  %+v\n want %+v", got, want)
 			}
-			if a, b := hinted(wakes[0]), hinted(wakes[1]); a != b {
-				t.Fatalf("wakeup hint: old method %v, Settle %v", a, b)
+			if got := hinted(wake); got != c.wake {
+				t.Fatalf("wakeup hint %v, want %v", got, c.wake)
 			}
-			sa, _ := bOld.Statistics(ctx, "")
-			sb, _ := bNew.Statistics(ctx, "")
-			if sa != sb {
-				t.Fatalf("statistics differ: old %+v, settle %+v", sa, sb)
+			var wantStats queuestype.Statistics
+			wantStats.Add(want.Status, 1)
+			if st, _ := b.Statistics(ctx, ""); st != wantStats {
+				t.Fatalf("statistics %+v, want %+v", st, wantStats)
 			}
-			checkInvariants(t, bOld)
-			checkInvariants(t, bNew)
+			// A second transition for the settled generation loses.
+			if again := settleOne(t, b, tr); !errors.Is(again.Err, queuestype.ErrFenceLost) {
+				t.Fatalf("replayed transition: %+v", again)
+			}
+			checkInvariants(t, b)
 		})
 	}
 }
 
-// TestSettleWrites checks each target status field by field, including what
-// the old methods cannot express (a cancellation with error text, a
-// priority and an interruption on one requeue).
+// TestSettleWrites checks each target status field by field, including the
+// combinations no single engine outcome produces (a cancellation with error
+// text, a priority and an interruption on one delayed requeue).
 func TestSettleWrites(t *testing.T) {
 	clk := newClock()
 	b := New(Options{Now: clk.Now})
@@ -796,8 +827,8 @@ func TestPolicyAndInterruptionsEveryStatusAndReadPath(t *testing.T) {
 	}
 	id := func(s queuestype.Status) uuid.UUID { return byStatus[s] }
 
-	// Every record that will run is interrupted once by Interrupt and once
-	// by Settle, then claimed again, so each carries 2 interruptions.
+	// Every record that will run is interrupted twice by Settle (generations
+	// 0 and 1), then claimed again, so each carries 2 interruptions.
 	for _, s := range []queuestype.Status{queuestype.StatusPending, queuestype.StatusRunning, queuestype.StatusCompleted,
 		queuestype.StatusFailed, queuestype.StatusCancelled} {
 		res, err := b.ClaimByID(ctx, driver.ClaimByIDParams{ID: id(s), WorkerID: "w1"})
@@ -805,14 +836,14 @@ func TestPolicyAndInterruptionsEveryStatusAndReadPath(t *testing.T) {
 			t.Fatal(res, err)
 		}
 		check("ClaimByID", res.Claimed...)
-		r, err := b.Interrupt(ctx, driver.InterruptParams{ID: id(s), WorkerID: "w1", ExpectedRetryCount: 0})
-		if err != nil {
-			t.Fatal(err)
+		sr := settleOne(t, b, driver.Transition{ID: id(s), Generation: 0, To: queuestype.StatusPending, Interrupted: true, WorkerID: "w1"})
+		if sr.Err != nil {
+			t.Fatal(sr.Err)
 		}
 		wantInt[id(s)] = 1
-		check("Interrupt", r)
+		check("Settle(interrupted, generation 0)", sr.Record)
 		claimID(t, b, id(s), "w1")
-		sr := settleOne(t, b, driver.Transition{ID: id(s), Generation: 1, To: queuestype.StatusPending, Interrupted: true, WorkerID: "w1"})
+		sr = settleOne(t, b, driver.Transition{ID: id(s), Generation: 1, To: queuestype.StatusPending, Interrupted: true, WorkerID: "w1"})
 		if sr.Err != nil {
 			t.Fatal(sr.Err)
 		}
@@ -835,7 +866,7 @@ func TestPolicyAndInterruptionsEveryStatusAndReadPath(t *testing.T) {
 	check("Settle(retry)", sr.Record)
 	check("ListStale", must(b.ListStale(ctx, -1, 100))...)
 	check("Settle(completed)", settleOne(t, b, driver.Transition{ID: id(queuestype.StatusCompleted), Generation: 2, To: queuestype.StatusCompleted}).Record)
-	check("Fail", must(b.Fail(ctx, driver.FailParams{ID: id(queuestype.StatusFailed), ExpectedRetryCount: 2, Error: "x"})))
+	check("Settle(failed)", settleOne(t, b, driver.Transition{ID: id(queuestype.StatusFailed), Generation: 2, To: queuestype.StatusFailed, Error: "x"}).Record)
 	check("Cancel", must(b.Cancel(ctx, driver.CancelParams{ID: id(queuestype.StatusCancelled), IncludeRunning: true})))
 	clk.Add(2 * time.Second)
 	check("ExpireOverdue", must(b.ExpireOverdue(ctx, 10))...)
@@ -923,9 +954,10 @@ func TestForeverKeyReadsPolicy(t *testing.T) {
 	}
 }
 
-// BenchmarkClaimSettle is BenchmarkClaimComplete with the completions
-// applied through Settle: one call per record (as Complete), or one call
-// for the whole claimed batch, with or without the returned records.
+// BenchmarkClaimSettle is BenchmarkClaimComplete's claim/complete loop in
+// four shapes: one Settle call per record or one for the whole claimed
+// batch, with or without the returned records (PerRecord is the shape
+// BenchmarkClaimComplete measures, with Claimed set).
 func BenchmarkClaimSettle(b *testing.B) {
 	for _, c := range []struct {
 		name     string

@@ -46,33 +46,6 @@ func newBatcher[I, O any](maxRunning, maxBatch int, flush func(ctx context.Conte
 	return bt
 }
 
-// do submits one write and waits for its outcome. If ctx ends before the
-// write was taken into a flush, it is withdrawn and ctx.Err() returned.
-func (bt *batcher[I, O]) do(ctx context.Context, in I) (O, error) {
-	o := &op[I, O]{in: in, done: make(chan struct{})}
-	bt.submit(o)
-	select {
-	case <-o.done:
-		return o.out, o.err
-	case <-ctx.Done():
-		bt.mu.Lock()
-		if !o.taken {
-			for i, x := range bt.queue {
-				if x == o {
-					bt.queue = append(bt.queue[:i], bt.queue[i+1:]...)
-					break
-				}
-			}
-			bt.mu.Unlock()
-			var zero O
-			return zero, ctx.Err()
-		}
-		bt.mu.Unlock()
-		<-o.done
-		return o.out, o.err
-	}
-}
-
 // doAll submits several writes at once (they may share a flush) and waits
 // for all of them.
 func (bt *batcher[I, O]) doAll(ctx context.Context, ins []I) ([]*op[I, O], error) {
@@ -109,13 +82,6 @@ func (bt *batcher[I, O]) doAll(ctx context.Context, ins []I) ([]*op[I, O], error
 		}
 	}
 	return ops, nil
-}
-
-func (bt *batcher[I, O]) submit(o *op[I, O]) {
-	bt.mu.Lock()
-	bt.queue = append(bt.queue, o)
-	bt.mu.Unlock()
-	bt.kick(o)
 }
 
 // kick starts an inline flush loop when a flush slot is free.

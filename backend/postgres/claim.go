@@ -212,7 +212,7 @@ func sortExpired(recs []*queuestype.Record) {
 	})
 }
 
-// ClaimByID claims one record by ID (SPEC §8.2): pending or scheduled, due,
+// ClaimByID claims one record by ID: pending or scheduled, due,
 // not reservation-marked, not expired unless it holds a finalized ref, and
 // matching the optional generation and execution-ref fences (ExpectedRef ""
 // means no ref). When that claim matches nothing, an overdue unreferenced

@@ -8,8 +8,8 @@ import (
 	"github.com/queuesgo/queues/backend/backendtest"
 )
 
-// TestContract runs the shared backend contract suite (SPEC §20), backend
-// and service groups, each case on its own schema and notification
+// TestContract runs the shared backend contract suite (backend/backendtest),
+// backend and service groups, each case on its own schema and notification
 // namespace, against the live server.
 func TestContract(t *testing.T) {
 	testPool(t)

@@ -1,4 +1,4 @@
-// Package postgres is the PostgreSQL queue backend (SPEC §8) on
+// Package postgres is the PostgreSQL queue backend (a driver.Backend) on
 // jackc/pgx/v5 and pgxpool.
 //
 //	b, err := postgres.New(pool, postgres.Options{Schema: "jobs", Namespace: "queues"})
@@ -78,9 +78,11 @@
 // The engine decides every outcome (retry or fail, backoff, stale requeue,
 // interruption budget) and Settle writes it: one fenced transition per
 // record (completed, failed, cancelled, or pending again as a retry, a
-// stale requeue or a shutdown interruption). Completions fenced only on the
-// generation (and the worker) share Complete's coalesced statement and its
-// Claimed and NoRecord shortcuts; every other transition goes through one
+// stale requeue or a shutdown interruption). The store reads neither the
+// retry budget nor the task policy: it applies the transition it is given
+// or reports that the fence did not hold. Completions fenced only on the
+// generation (and the worker) share the coalesced complete statement and
+// its Claimed and NoRecord shortcuts; every other transition goes through one
 // coalesced settle statement that carries the target status and the
 // transition's fences (worker, execution ref, heartbeat still stale) per
 // row. ListStale lists the candidates of stale recovery: running records
@@ -91,38 +93,39 @@
 //
 // # Batched writes
 //
-// Complete, Fail, Settle and TouchHeartbeats go through small write coalescers
-// (group commit): a caller that finds a flush slot free flushes at once,
-// inline, so an idle backend adds no latency; callers arriving while flushes
-// run queue up and leave together in the next one. A flush is one
-// UPDATE … FROM unnest(ids, generations, …) statement in which every row is
-// still fenced on its own generation (status=running AND retry_count=gen;
-// Fail with ExpectedRef fences on the ref instead). Complete, the heartbeat
-// writes and stale recovery find each row's record by primary key in a
-// subquery of its own (SELECT ctid … FOR UPDATE) and update by ctid, so the
-// plan cannot depend on statistics: as a plain join, an ANALYZE taken while
-// nothing ran made the planner scan every running record once per array
-// element (a 2,000-record completion took 1.5 s; TestSettlePlansIgnoreStaleStatistics
-// checks the plans), at the price of a row lock before each update (about
-// 4% of throughput when statistics are fresh). Every flush writes its
-// records in ID order, so a heartbeat write and a completion that share
-// records take their row locks in one order (no deadlock), and the
-// primary-key lookups of time-ordered IDs stay close together. The lock
-// returns the record's newest version, which the statement's snapshot does
-// not see when another transaction (a heartbeat touch) updated the record
-// after the statement began; such a record is left out as if its fence had
-// failed. Complete and Settle therefore write the ops a flush left out once
-// more, in the same round trip as a statement that first locks their
-// records: that write sees every committed change, so what it leaves out
-// really lost its fence (no cost while every op lands). Each caller gets its
-// own record or an error matching queuestype.ErrFenceLost (plus
-// queuestype.ErrTaskNotFound for a missing record). An ID repeated in one flush
-// goes into a following statement. NullHeartbeats is one unnest statement;
-// RecoverStale selects candidates, applies driver.StaleRequeueDecision in Go
-// and writes every decision in one unnest statement fenced on the
-// generation and on the heartbeat still being stale when the row is written.
-// Enqueue of unkeyed items is one INSERT … SELECT FROM unnest(…) statement
-// pipelined with its pg_notify: one round trip for any batch size.
+// Settle and TouchHeartbeats go through small write coalescers (group
+// commit): a caller that finds a flush slot free flushes at once, inline, so
+// an idle backend adds no latency; callers arriving while flushes run queue
+// up and leave together in the next one. A flush is one UPDATE … FROM
+// unnest(ids, generations, …) statement in which every row is still fenced
+// on its own generation (status=running AND retry_count=gen; a transition
+// with ExpectedRef fences on the ref instead). The complete and settle
+// statements and the heartbeat writes find each row's record by primary key
+// in a subquery of its own (SELECT ctid … FOR UPDATE) and update by ctid, so
+// the plan cannot depend on statistics: as a plain join, an ANALYZE taken
+// while nothing ran made the planner scan every running record once per
+// array element (a 2,000-record completion took 1.5 s;
+// TestSettlePlansIgnoreStaleStatistics checks the plans), at the price of a
+// row lock before each update (about 4% of throughput when statistics are
+// fresh). Every flush writes its records in ID order, so a heartbeat write
+// and a completion that share records take their row locks in one order (no
+// deadlock), and the primary-key lookups of time-ordered IDs stay close
+// together. The lock returns the record's newest version, which the
+// statement's snapshot does not see when another transaction (a heartbeat
+// touch) updated the record after the statement began; such a record is left
+// out as if its fence had failed. The complete and settle statements
+// therefore write the ops a flush left out once more, in the same round trip
+// as a statement that first locks their records: that write sees every
+// committed change, so what it leaves out really lost its fence (no cost
+// while every op lands). Each caller gets its own record or an error
+// matching queuestype.ErrFenceLost (plus queuestype.ErrTaskNotFound for a
+// missing record). An ID repeated in one flush goes into a following
+// statement. NullHeartbeats is one unnest statement. Stale recovery is
+// ListStale, which only reads, then the engine's Settle of each record it
+// decided, fenced on the generation and on the heartbeat still being stale
+// when the row is written (Transition.StaleAfter). Enqueue of unkeyed items
+// is one INSERT … SELECT FROM unnest(…) statement pipelined with its
+// pg_notify: one round trip for any batch size.
 //
 // # Keyed enqueue
 //
@@ -137,22 +140,21 @@
 //
 // Enqueues of due records (one NOTIFY per call, however many records),
 // retries, stale requeues and interruptions due at once (one NOTIFY per
-// Fail, Settle or RecoverStale flush that requeued such a record),
-// ClearExecutionRef, SetExecutionBackend and ReleaseDispatch send NOTIFY
-// <ns>_tasks (payload
+// settle flush that requeued such a record), ClearExecutionRef,
+// SetExecutionBackend and ReleaseDispatch send NOTIFY <ns>_tasks (payload
 // {"event":"task_available"}); NotifyWorkerControl sends NOTIFY
 // <ns>_worker_control with {"event":"worker_control","worker_id":"…"} (the
-// running-cancellation hint). Channel names derive from Options.Namespace as
-// SPEC §19 says. Each backend opens one dedicated listener connection (not
-// from the pool; application_name queues-listener:<ns>) at the first
-// Wakeups or WorkerControl subscription and fans notifications out in
-// process. When that connection breaks, the backend logs "Queue listener
-// connection lost; workers fall back to polling until it reconnects",
-// closes every subscription channel (the worker resubscribes and keeps
-// polling durably), reconnects with backoff by itself, and on reconnect
-// sends every subscriber a hint, since notifications were lost meanwhile.
-// A lost listener therefore costs latency, never correctness.
-// Options.Wakeups = queues.Ptr(false) turns hints off entirely.
+// running-cancellation hint); <ns> is Options.Namespace. Each backend opens
+// one dedicated listener connection (not from the pool; application_name
+// queues-listener:<ns>) at the first Wakeups or WorkerControl subscription
+// and fans notifications out in process. When that connection breaks, the
+// backend logs "Queue listener connection lost; workers fall back to polling
+// until it reconnects", closes every subscription channel (the worker
+// resubscribes and keeps polling durably), reconnects with backoff by
+// itself, and on reconnect sends every subscriber a hint, since
+// notifications were lost meanwhile. A lost listener therefore costs
+// latency, never correctness. Options.Wakeups = queues.Ptr(false) turns
+// hints off entirely.
 //
 // # Heartbeat pool
 //
@@ -216,15 +218,16 @@
 //
 // Where the PostgreSQL time goes (perf over the work phase): about a third
 // is index maintenance — claim and settle writes cannot be HOT updates
-// (status is in the partial-index predicates), so every record version
-// takes a primary-key entry plus its heartbeat (claim) or terminal and
+// (status is in the partial-index predicates), so every record version takes
+// a primary-key entry plus its heartbeat (claim) or terminal and
 // completed-by-task (complete) entries — then heap updates, the claim's
-// index scan and row locks, and WAL. The claim joins the locked rows back
-// by ctid (no second primary-key walk); Complete, given the claimed record
-// (CompleteParams.Claimed), returns only completed_at, worker_id,
-// execution_ref and metadata, and with CompleteParams.NoRecord (the worker
-// when no events are configured) only the ids the fence let through. Per batch, one claim and one settle statement
-// carry hundreds of records, so round trips and parse/plan are a few
-// percent. In this process the remaining cost is the runtime (goroutines
-// per attempt, GC) and decoding rows; see the package queues worker.
+// index scan and row locks, and WAL. The claim joins the locked rows back by
+// ctid (no second primary-key walk); a completion given the claimed record
+// (Transition.Claimed) returns only completed_at, worker_id, execution_ref
+// and metadata, and with Transition.NoRecord (the worker when no events are
+// configured) only the ids the fence let through. Per batch, one claim and
+// one settle statement carry hundreds of records, so round trips and
+// parse/plan are a few percent. In this process the remaining cost is the
+// runtime (goroutines per attempt, GC) and decoding rows; see the package
+// queues worker.
 package postgres

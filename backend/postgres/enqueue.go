@@ -71,7 +71,7 @@ func (r *insertRows) argsList() []any {
 }
 
 // Enqueue inserts the items atomically and returns one outcome per item in
-// input order (SPEC §4.7, §8.4).
+// input order.
 //
 // Items without identity keys go out as one INSERT … SELECT FROM unnest(…)
 // statement pipelined with the wakeup pg_notify: one round trip, one

@@ -20,7 +20,8 @@ const (
 	firstConnectWait = 10 * time.Second
 )
 
-// controlMessage is the worker-control payload (SPEC §5.11).
+// controlMessage is the payload of a worker-control NOTIFY: event
+// "worker_control" and the ID of the worker to wake.
 type controlMessage struct {
 	Event    string `json:"event"`
 	WorkerID string `json:"worker_id"`

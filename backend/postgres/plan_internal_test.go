@@ -68,9 +68,12 @@ func TestSettlePlansIgnoreStaleStatistics(t *testing.T) {
 	prios := make([]int32, n)
 	errs := make([]string, n)
 	workers := make([]*string, n)
-	tos := make([]string, n)
+	tos, requeues := make([]string, n), make([]string, n)
+	stales, staleAll := make([]int64, n), make([]int64, n)
 	for i := range tos {
-		tos[i] = "failed"
+		tos[i], requeues[i] = "failed", "pending"
+		errs[i] = driver.StaleError
+		stales[i], staleAll[i] = time.Hour.Microseconds(), -1
 	}
 	for i, r := range res.Claimed {
 		ids[i] = uuid.UUID(r.ID)
@@ -86,7 +89,10 @@ func TestSettlePlansIgnoreStaleStatistics(t *testing.T) {
 		{"settle", b.q.settle, []any{ids, gens, tos, results, workers, delays, bools, make([]*int32, n), workers, workers, delays}},
 		{"touch", b.q.touch, []any{ids, gens, make([]json.RawMessage, n)}},
 		{"nullBeats", b.q.nullBeats, []any{ids, gens}},
-		{"staleUpdate", b.q.staleUpdate, []any{ids, gens, bools, delays, prios, errs, int64(0), true}},
+		// The writes of stale recovery: requeues fenced on the heartbeat
+		// still being stale (older than an hour, or any heartbeat).
+		{"settle stale", b.q.settle, []any{ids, gens, requeues, results, errs, delays, bools, prios, workers, workers, stales}},
+		{"settle stale any", b.q.settle, []any{ids, gens, requeues, results, errs, delays, bools, prios, workers, workers, staleAll}},
 	} {
 		plan := explainRolledBack(t, pool, "", st.sql, st.args...)
 		if strings.Contains(plan, "Rows Removed by Join Filter") || strings.Contains(plan, "queue_task_heartbeat") {

@@ -34,11 +34,12 @@ type Options struct {
 	// "app_" gives app_queue_task). Lower-case letters, digits and "_".
 	TablePrefix string
 	// Namespace is the configured namespace root ("" means "queues"). It
-	// names the notification channels <ns>_tasks and <ns>_worker_control
-	// (SPEC §19); SQL table names do not derive from it.
+	// names the notification channels <ns>_tasks and <ns>_worker_control;
+	// SQL table names do not derive from it.
 	Namespace string
 	// HeartbeatPool, when set, carries heartbeat touches and heartbeat nulls
-	// so that a saturated main pool cannot starve them (SPEC §8.6). It is a
+	// so that a saturated main pool cannot starve them (which would end in
+	// stale recovery of healthy work). It is a
 	// small pool on the same database; the backend never closes it.
 	HeartbeatPool *pgxpool.Pool
 	// Wakeups switches LISTEN/NOTIFY hints (task wakeups and worker-control
@@ -102,7 +103,6 @@ type Backend struct {
 	lis    *listener
 
 	completer *batcher[completeOp, *queuestype.Record]
-	failer    *batcher[failOp, *queuestype.Record]
 	settler   *batcher[settleOp, *queuestype.Record]
 	toucher   *batcher[touchOp, bool]
 }
@@ -166,7 +166,6 @@ func New(pool *pgxpool.Pool, opts Options) (*Backend, error) {
 	}
 	b.q = buildQueries(b.n)
 	b.completer = newBatcher(2, 1000, b.flushComplete)
-	b.failer = newBatcher(2, 500, b.flushFail)
 	b.settler = newBatcher(2, 500, b.flushSettle)
 	b.toucher = newBatcher(1, 1000, b.flushTouch)
 	return b, nil
@@ -306,7 +305,6 @@ func (b *Backend) Close(ctx context.Context) error {
 		lis.stop()
 	}
 	b.completer.wait()
-	b.failer.wait()
 	b.settler.wait()
 	b.toucher.wait()
 	for _, p := range b.ownPools {

@@ -499,8 +499,12 @@ func TestStatisticsLargeTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, r := range res.Claimed[:200] {
-		if _, err := b.Complete(ctx, driver.CompleteParams{ID: r.ID, ExpectedRetryCount: 0}); err != nil {
+		out, err := b.Settle(ctx, []driver.Transition{{ID: r.ID, Generation: 0, To: queuestype.StatusCompleted}})
+		if err != nil {
 			t.Fatal(err)
+		}
+		if out[0].Err != nil {
+			t.Fatal(out[0].Err)
 		}
 	}
 	mustExec(t, "ANALYZE "+b.TaskTable())

@@ -2,7 +2,7 @@ package postgres
 
 import "strings"
 
-// wakePayload and the worker-control payload shape (SPEC §8.5).
+// wakePayload is the payload of the wakeup NOTIFY on the tasks channel.
 const wakePayload = `{"event":"task_available"}`
 
 const (
@@ -11,7 +11,8 @@ const (
 	activeStatuses   = `('pending', 'scheduled', 'running')`
 )
 
-// due renders the due predicate (SPEC §6.3) for table alias x.
+// due renders the due predicate for table alias x: pending or scheduled,
+// scheduled_at reached, not expired, and holding no dispatch reservation.
 func due(x string) string {
 	return x + `.status IN ('pending', 'scheduled') AND (` + x + `.scheduled_at IS NULL OR ` + x + `.scheduled_at <= now())` +
 		` AND (` + x + `.expires_at IS NULL OR ` + x + `.expires_at > now())` +
@@ -25,8 +26,9 @@ func notMarked(x string) string {
 
 // completeSQL settles each (id, generation, result, worker) of the unnest
 // arrays as completed, fenced on status=running, its own generation and,
-// when the worker is not null, the record's worker_id; the three Complete
-// statements differ only in what they return.
+// when the worker is not null, the record's worker_id; the three complete
+// statements (complete, completeSlim, completeBare) differ only in what
+// they return.
 var completeSQL = `UPDATE {t} t SET status = 'completed', completed_at = now(), heartbeat_at = NULL, result = v.result, error = NULL
 ` + byID(`unnest($1::uuid[], $2::int[], $3::jsonb[], $4::text[]) AS v(id, gen, result, worker)`,
 	`x.retry_count = v.gen AND (v.worker IS NULL OR coalesce(x.worker_id, '') = v.worker)`)
@@ -115,17 +117,12 @@ type queries struct {
 	complete     string
 	completeSlim string
 	completeBare string
-	fail         string
 	touch        string
 	nullBeats    string
 	cancel       string
-	interrupt    string
 	settle       string
 	lockIDs      string
 	staleList    string
-	staleSelect  string
-	staleAll     string
-	staleUpdate  string
 	expire       string
 	cleanup      string
 	listExternal string
@@ -194,24 +191,6 @@ RETURNING {tcols}`),
 		complete:     q(completeSQL + `RETURNING {tcols}`),
 		completeSlim: q(completeSQL + `RETURNING t.id, t.completed_at, t.worker_id, t.execution_ref, t.metadata`),
 		completeBare: q(completeSQL + `RETURNING t.id`),
-		fail: q(`UPDATE {t} t SET
-    error = v.err,
-    status = CASE WHEN v.retry AND greatest(t.retry_count - t.interruptions, 0) < t.max_retries
-        THEN (CASE WHEN v.delay_us > 0 THEN 'scheduled' ELSE 'pending' END) ELSE 'failed' END,
-    retry_count = CASE WHEN v.retry AND greatest(t.retry_count - t.interruptions, 0) < t.max_retries THEN t.retry_count + 1 ELSE t.retry_count END,
-    queued_at = CASE WHEN v.retry AND greatest(t.retry_count - t.interruptions, 0) < t.max_retries THEN now() ELSE t.queued_at END,
-    scheduled_at = CASE WHEN v.retry AND greatest(t.retry_count - t.interruptions, 0) < t.max_retries
-        THEN (CASE WHEN v.delay_us > 0 THEN now() + v.delay_us * interval '1 microsecond' END) ELSE t.scheduled_at END,
-    started_at = CASE WHEN v.retry AND greatest(t.retry_count - t.interruptions, 0) < t.max_retries THEN NULL ELSE t.started_at END,
-    heartbeat_at = NULL,
-    completed_at = CASE WHEN v.retry AND greatest(t.retry_count - t.interruptions, 0) < t.max_retries THEN NULL ELSE now() END,
-    worker_id = CASE WHEN v.retry AND greatest(t.retry_count - t.interruptions, 0) < t.max_retries THEN NULL ELSE t.worker_id END,
-    execution_ref = CASE WHEN v.retry AND greatest(t.retry_count - t.interruptions, 0) < t.max_retries THEN NULL ELSE t.execution_ref END
-FROM unnest($1::uuid[], $2::int[], $3::text[], $4::bool[], $5::text[], $6::bigint[]) AS v(id, gen, err, retry, ref, delay_us)
-WHERE t.id = v.id AND t.retry_count = v.gen
-  AND (CASE WHEN v.ref IS NULL THEN t.status = 'running'
-       ELSE t.execution_ref = v.ref AND t.status IN {active} END)
-RETURNING {tcols}`),
 		touch: q(`UPDATE {t} t SET heartbeat_at = now(),
     metadata = CASE WHEN v.patch IS NULL THEN t.metadata ELSE t.metadata || v.patch END
 ` + byID(`unnest($1::uuid[], $2::int[], $3::jsonb[]) WITH ORDINALITY AS v(id, gen, patch, ord)`,
@@ -220,11 +199,6 @@ RETURNING {tcols}`),
 ` + byID(`unnest($1::uuid[], $2::int[]) AS v(id, gen)`, `x.retry_count = v.gen AND x.heartbeat_at IS NOT NULL`)),
 		cancel: q(`UPDATE {t} t SET status = 'cancelled', completed_at = now(), heartbeat_at = NULL
 WHERE t.id = $1 AND (t.status IN {open} OR ($2 AND t.status = 'running')) AND ($3::int IS NULL OR t.retry_count = $3)
-RETURNING {tcols}`),
-		interrupt: q(`UPDATE {t} t SET status = 'pending', retry_count = t.retry_count + 1, queued_at = now(),
-    scheduled_at = NULL, started_at = NULL, heartbeat_at = NULL, completed_at = NULL, execution_ref = NULL, worker_id = NULL,
-    interruptions = t.interruptions + 1
-WHERE t.id = $1 AND t.status = 'running' AND t.retry_count = $2 AND coalesce(t.worker_id, '') = $3
 RETURNING {tcols}`),
 		settle: q(settleSQL),
 		// Locks the records of the ids, one primary-key lookup each, in
@@ -245,29 +219,6 @@ UNION ALL
           ELSE now() - $1::bigint * interval '1 microsecond' END)
     ORDER BY coalesce(heartbeat_at, created_at), id
     LIMIT $2)`),
-		staleSelect: q(`SELECT {cols} FROM {t}
-WHERE status = 'running' AND (heartbeat_at IS NULL OR heartbeat_at < now() - $1 * interval '1 microsecond')
-ORDER BY coalesce(heartbeat_at, created_at), id
-LIMIT $2`),
-		staleAll: q(`SELECT {cols} FROM {t}
-WHERE status = 'running'
-ORDER BY coalesce(heartbeat_at, created_at), id
-LIMIT $1`),
-		staleUpdate: q(`UPDATE {t} t SET
-    status = CASE WHEN v.requeue THEN (CASE WHEN v.delay_us > 0 THEN 'scheduled' ELSE 'pending' END) ELSE 'failed' END,
-    retry_count = CASE WHEN v.requeue THEN t.retry_count + 1 ELSE t.retry_count END,
-    queued_at = CASE WHEN v.requeue THEN now() ELSE t.queued_at END,
-    scheduled_at = CASE WHEN v.requeue THEN (CASE WHEN v.delay_us > 0 THEN now() + v.delay_us * interval '1 microsecond' END) ELSE t.scheduled_at END,
-    started_at = CASE WHEN v.requeue THEN NULL ELSE t.started_at END,
-    heartbeat_at = NULL,
-    completed_at = CASE WHEN v.requeue THEN NULL ELSE now() END,
-    worker_id = CASE WHEN v.requeue THEN NULL ELSE t.worker_id END,
-    execution_ref = CASE WHEN v.requeue THEN NULL ELSE t.execution_ref END,
-    priority = v.priority,
-    error = v.err
-` + byID(`unnest($1::uuid[], $2::int[], $3::bool[], $4::bigint[], $5::int[], $6::text[])
-    AS v(id, gen, requeue, delay_us, priority, err)`,
-			`x.retry_count = v.gen AND ($8::bool OR x.heartbeat_at IS NULL OR x.heartbeat_at < now() - $7::bigint * interval '1 microsecond')`) + `RETURNING {tcols}`),
 		expire: q(`UPDATE {t} t SET status = 'expired', completed_at = now(), heartbeat_at = NULL
 WHERE t.id IN (
     SELECT x.id FROM {t} x

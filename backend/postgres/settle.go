@@ -17,22 +17,16 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 )
 
+// completeOp is one completion of Settle for the coalesced complete
+// statement (see completeSQL): a completed transition fenced only on the
+// generation and, optionally, the worker.
 type completeOp struct {
 	id      uuid.UUID
 	gen     int
 	result  []byte
-	claimed *queuestype.Record // optional (CompleteParams.Claimed)
-	bare    bool               // CompleteParams.NoRecord
+	claimed *queuestype.Record // optional (Transition.Claimed)
+	bare    bool               // Transition.NoRecord
 	worker  pgtype.Text        // optional worker_id fence (Transition.WorkerID)
-}
-
-type failOp struct {
-	id    uuid.UUID
-	gen   int
-	err   string
-	retry bool
-	ref   pgtype.Text
-	delay int64 // microseconds
 }
 
 type touchOp struct {
@@ -41,28 +35,15 @@ type touchOp struct {
 	patch []byte
 }
 
-// Complete settles the running generation p.ExpectedRetryCount as
-// completed with p.Result (error cleared, heartbeat cleared, worker_id
-// kept). Concurrent calls are coalesced into one
-// UPDATE … FROM unnest(ids, generations, results) statement, each row still
-// fenced on status=running and its own generation; a caller whose fence did
-// not hold gets an error matching queuestype.ErrFenceLost (and
-// queuestype.ErrTaskNotFound when the record does not exist).
-func (b *Backend) Complete(ctx context.Context, p driver.CompleteParams) (*queuestype.Record, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	var res []byte
-	if p.Result != nil {
-		res = []byte(p.Result)
-	}
-	r, err := b.completer.do(ctx, completeOp{id: p.ID, gen: p.ExpectedRetryCount, result: res, claimed: p.Claimed, bare: p.NoRecord})
-	if p.NoRecord {
-		r = nil // the placeholder that matched the write
-	}
-	return r, err
-}
-
+// flushComplete writes one coalesced batch of completions: one
+// UPDATE … FROM unnest(ids, generations, results, workers) statement per
+// round (a round holds each record once, in ID order), each row still
+// fenced on status running and its own generation. The statement returns
+// only the ids when no op wants its record, only the columns the claimed
+// records do not know when every op carries its claimed record, and whole
+// records otherwise. An op whose fence did not hold gets an error matching
+// queuestype.ErrFenceLost (and queuestype.ErrTaskNotFound when the record
+// does not exist).
 func (b *Backend) flushComplete(ctx context.Context, ops []*op[completeOp, *queuestype.Record]) {
 	for _, round := range rounds(ops, func(c completeOp) uuid.UUID { return c.id }) {
 		ids, gens, results, workers := completeArgs(round)
@@ -256,48 +237,6 @@ func (b *Backend) settleResults(ctx context.Context, op string, round []*op[comp
 	settleResults(b, ctx, op, round, recs, err, id)
 }
 
-// Fail records a failed attempt. The guard is status running with
-// generation p.ExpectedRetryCount; with p.ExpectedRef it is instead
-// execution_ref equal to *p.ExpectedRef, that generation, and status
-// pending, scheduled or running. With p.Retry and budget left (attempts
-// consumed, computed in SQL from retry_count − interruptions, below
-// max_retries) the record is requeued — scheduled at now()+p.RetryDelay when
-// positive, else pending (a wakeup hint) — otherwise it fails terminally.
-// Concurrent calls are coalesced into one statement like Complete.
-func (b *Backend) Fail(ctx context.Context, p driver.FailParams) (*queuestype.Record, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	o := failOp{id: p.ID, gen: p.ExpectedRetryCount, err: p.Error, retry: p.Retry, delay: p.RetryDelay.Microseconds()}
-	if p.ExpectedRef != nil {
-		o.ref = pgtype.Text{String: *p.ExpectedRef, Valid: true}
-	}
-	return b.failer.do(ctx, o)
-}
-
-func (b *Backend) flushFail(ctx context.Context, ops []*op[failOp, *queuestype.Record]) {
-	wake := false
-	for _, round := range rounds(ops, func(f failOp) uuid.UUID { return f.id }) {
-		n := len(round)
-		ids, gens := make([][16]byte, n), make([]int32, n)
-		errs, retry := make([]string, n), make([]bool, n)
-		refs, delays := make([]pgtype.Text, n), make([]int64, n)
-		for i, o := range round {
-			ids[i], gens[i], errs[i], retry[i], refs[i], delays[i] = [16]byte(o.in.id), int32(o.in.gen), o.in.err, o.in.retry, o.in.ref, o.in.delay
-		}
-		recs, err := recordsPinned(ctx, b.pool, b.q.fail, ids, gens, errs, retry, refs, delays)
-		settleResults(b, ctx, "fail", round, recs, err, func(f failOp) uuid.UUID { return f.id })
-		for _, r := range recs {
-			if r.Status == queuestype.StatusPending {
-				wake = true
-			}
-		}
-	}
-	if wake {
-		b.notify(ctx)
-	}
-}
-
 // Cancel cancels a pending or scheduled record, or a running one when
 // p.IncludeRunning, fenced on the optional generation. worker_id is kept so
 // control hints can reach the owner. Any other state returns an error
@@ -378,27 +317,6 @@ RETURNING ` + cols("t")
 		recs = []*queuestype.Record{}
 	}
 	return recs, nil
-}
-
-// Interrupt requeues the running generation p.ExpectedRetryCount owned by
-// p.WorkerID after a shutdown: status pending, retry_count+1,
-// interruptions+1, queued_at=now(), scheduled_at, started_at,
-// heartbeat_at, completed_at, execution_ref and worker_id cleared, priority
-// kept; workers are woken. Any other state returns an error matching
-// queuestype.ErrFenceLost.
-func (b *Backend) Interrupt(ctx context.Context, p driver.InterruptParams) (*queuestype.Record, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	rec, err := collectOne(b.pool.Query(ctx, b.q.interrupt, p.ID, p.ExpectedRetryCount, p.WorkerID))
-	if err != nil {
-		return nil, b.wrap("interrupt", err)
-	}
-	if rec == nil {
-		return nil, b.guardFailed(ctx, "interrupt", p.ID)
-	}
-	b.notify(ctx)
-	return rec, nil
 }
 
 // TouchHeartbeats sets heartbeat_at=now() on each touched running record
@@ -492,92 +410,6 @@ func (b *Backend) NullHeartbeats(ctx context.Context, fences []queuestype.Fence)
 	}
 	_, err := b.hbPool.Exec(ctx, b.q.nullBeats, ids, gens)
 	return b.wrap("null heartbeats", err)
-}
-
-// RecoverStale handles up to p.Limit (≤ 0 means 100) running records whose
-// heartbeat is missing or older than now()−p.StaleAfter (negative: every
-// running record), oldest heartbeat first, in two round trips: a select of
-// the candidates, then one unnest-driven UPDATE of every decision fenced on
-// status running, the generation and a heartbeat that is still stale when
-// the row is written (a touch committing meanwhile is waited for and
-// re-checked, so a freshly touched record is skipped, never requeued). driver.StaleRequeueDecision picks per record: requeue (a new
-// generation like a retry, error kept or driver.StaleError, priority
-// mapped through p.Priority) or fail with driver.StaleError (also listed in
-// HandlerNeeded when requeue_on_stale is false). Records whose fence no
-// longer held are counted in Skipped.
-func (b *Backend) RecoverStale(ctx context.Context, p driver.StaleParams) (driver.StaleRecovery, error) {
-	var res driver.StaleRecovery
-	if err := ctx.Err(); err != nil {
-		return res, err
-	}
-	limit := p.Limit
-	if limit <= 0 {
-		limit = 100
-	}
-	var cands []*queuestype.Record
-	var err error
-	if p.StaleAfter < 0 {
-		cands, err = collectRecords(b.pool.Query(ctx, b.q.staleAll, limit))
-	} else {
-		cands, err = collectRecords(b.pool.Query(ctx, b.q.staleSelect, p.StaleAfter.Microseconds(), limit))
-	}
-	if err != nil {
-		return res, b.wrap("recover stale", err)
-	}
-	if len(cands) == 0 {
-		return res, nil
-	}
-	n := len(cands)
-	ids, gens := make([]uuid.UUID, n), make([]int32, n)
-	requeue, delays, prios, errs := make([]bool, n), make([]int64, n), make([]int32, n), make([]string, n)
-	handler := map[uuid.UUID]bool{}
-	for i, r := range cands {
-		ids[i], gens[i] = r.ID, int32(r.RetryCount)
-		rq, hn, delay := driver.StaleRequeueDecision(r)
-		requeue[i], delays[i], prios[i] = rq, delay.Microseconds(), int32(r.Priority)
-		if rq {
-			errs[i] = r.Error
-			if errs[i] == "" {
-				errs[i] = driver.StaleError
-			}
-			if p.Priority != nil {
-				prios[i] = int32(p.Priority(r.Priority))
-			}
-		} else {
-			errs[i] = driver.StaleError
-			if hn {
-				handler[r.ID] = true
-			}
-		}
-	}
-	recs, err := collectRecords(b.pool.Query(ctx, b.q.staleUpdate, ids, gens, requeue, delays, prios, errs,
-		max(p.StaleAfter, 0).Microseconds(), p.StaleAfter < 0))
-	if err != nil {
-		return res, b.wrap("recover stale", err)
-	}
-	wake := false
-	for _, r := range recs {
-		switch r.Status {
-		case queuestype.StatusFailed:
-			res.Failed = append(res.Failed, r)
-			if handler[r.ID] {
-				res.HandlerNeeded = append(res.HandlerNeeded, r.ID)
-			}
-		default:
-			res.Requeued++
-			if r.Status == queuestype.StatusPending {
-				wake = true
-			}
-		}
-	}
-	res.Skipped = n - len(recs)
-	slices.SortFunc(res.Failed, func(x, y *queuestype.Record) int {
-		return slices.Index(ids, x.ID) - slices.Index(ids, y.ID)
-	})
-	if wake {
-		b.notify(ctx)
-	}
-	return res, nil
 }
 
 // ExpireOverdue expires up to limit (≤ 0 means 100) pending/scheduled

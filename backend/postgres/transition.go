@@ -47,8 +47,8 @@ type settleOp struct {
 // (plus queuestype.ErrTaskNotFound for a missing record) in its result.
 //
 // Completions fenced only on the generation (and the worker) go through the
-// coalesced complete statement of Complete, with its Claimed and NoRecord
-// shortcuts; every other transition goes through one coalesced settle
+// coalesced complete statement (see flushComplete), with its Claimed and
+// NoRecord shortcuts; every other transition goes through one coalesced settle
 // statement (UPDATE … FROM unnest(…), one row per transition, records
 // locked in ID order like every batched write). Transitions of concurrent
 // callers share statements, and the transitions of one call go out

@@ -156,7 +156,9 @@ func BenchmarkEndToEnd(b *testing.B) {
 }
 
 // BenchmarkClaimComplete measures the backend alone: ClaimMany(100) then 100
-// concurrent Complete calls (coalesced by the batcher), over pre-enqueued records.
+// concurrent Settle calls of one completed transition each, carrying the
+// claimed record as the worker does (coalesced into luaComplete calls), over
+// pre-enqueued records.
 func BenchmarkClaimComplete(b *testing.B) {
 	be := newTestBackend(b, Options{})
 	ctx := context.Background()
@@ -191,8 +193,11 @@ func BenchmarkClaimComplete(b *testing.B) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				if _, err := be.Complete(ctx, driver.CompleteParams{ID: rec.ID, ExpectedRetryCount: rec.RetryCount, Result: result, Claimed: rec}); err != nil {
+				rs, err := be.Settle(ctx, []driver.Transition{{ID: rec.ID, Generation: rec.RetryCount, To: queues.StatusCompleted, Result: result, Claimed: rec}})
+				if err != nil {
 					b.Error(err)
+				} else if rs[0].Err != nil {
+					b.Error(rs[0].Err)
 				}
 			}()
 		}
@@ -206,10 +211,10 @@ func BenchmarkClaimComplete(b *testing.B) {
 	b.ReportMetric(completeServer*1e6/float64(b.N), "complete-server-cpu-us/job")
 }
 
-// BenchmarkClaimSettle is BenchmarkClaimComplete with the completions
-// written by Settle, over records that carry a task policy: "each" settles
-// every record with its own concurrent call (coalesced like Complete),
-// "batch" settles the 100 claimed records in one call.
+// BenchmarkClaimSettle is BenchmarkClaimComplete over records that carry a
+// task policy: "each" settles every record with its own concurrent call
+// (BenchmarkClaimComplete's shape), "batch" settles the 100 claimed records
+// in one call.
 func BenchmarkClaimSettle(b *testing.B) {
 	for _, mode := range []string{"each", "batch"} {
 		b.Run(mode, func(b *testing.B) {

@@ -33,12 +33,17 @@ func TestCleanupCompletedIndexes(t *testing.T) {
 		if err != nil || len(res.Claimed) != 1 {
 			t.Fatalf("ClaimByID: %v %+v", err, res)
 		}
-		p := driver.CompleteParams{ID: rec.ID, ExpectedRetryCount: 0}
+		tr := driver.Transition{ID: rec.ID, Generation: 0, To: queues.StatusCompleted}
 		if claimed {
-			p.Claimed = res.Claimed[0] // the hot path (luaComplete)
+			tr.Claimed = res.Claimed[0] // the hot path (luaComplete)
 		}
-		if _, err := b.Complete(ctx, p); err != nil {
-			t.Fatal(err)
+		sent := b.completes.sent.Load()
+		rs, err := b.Settle(ctx, []driver.Transition{tr})
+		if err != nil || rs[0].Err != nil {
+			t.Fatalf("Settle completed: %v %v", err, rs)
+		}
+		if hot := b.completes.sent.Load() != sent; hot != claimed {
+			t.Fatalf("completion went through luaComplete: %v, want %v", hot, claimed)
 		}
 	}
 	hot, ops, old := enq("a"), enq("b"), enq("c")
@@ -49,8 +54,8 @@ func TestCleanupCompletedIndexes(t *testing.T) {
 	if _, err := b.ClaimByID(ctx, driver.ClaimByIDParams{ID: failed.ID, WorkerID: "w"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.Fail(ctx, driver.FailParams{ID: failed.ID, Error: "boom"}); err != nil {
-		t.Fatal(err)
+	if rs, err := b.Settle(ctx, []driver.Transition{{ID: failed.ID, To: queues.StatusFailed, Error: "boom"}}); err != nil || rs[0].Err != nil {
+		t.Fatalf("Settle failed: %v %v", err, rs)
 	}
 	// What a layout-1 build wrote for old: a <p>:terminal entry as well.
 	stored, err := b.GetTask(ctx, old.ID)

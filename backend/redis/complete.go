@@ -4,17 +4,13 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strconv"
 	"sync/atomic"
 	"time"
-
-	"github.com/queuesgo/queues/driver"
-	"github.com/queuesgo/queues/queuestype"
 
 	"github.com/google/uuid"
 )
 
-// completeReq is one Complete call on the hot path (luaComplete).
+// completeReq is one hot-path completion of Settle (luaComplete).
 type completeReq struct {
 	call
 	id     string
@@ -25,7 +21,8 @@ type completeReq struct {
 	rep    any    // this record's reply
 }
 
-// completer coalesces concurrent Complete calls into luaComplete calls.
+// completer coalesces the hot-path completions of concurrent Settle calls
+// into luaComplete calls.
 type completer struct {
 	b *Backend
 	coalescer[*completeReq]
@@ -38,12 +35,6 @@ func newCompleter(b *Backend) *completer {
 	c.weight = func(*completeReq) int { return 4 }
 	c.send = c.sendCompletes
 	return c
-}
-
-// do queues one completion and waits for its reply, or for ctx (the
-// completion may still be applied after ctx ends).
-func (c *completer) do(ctx context.Context, r *completeReq) error {
-	return submit(ctx, &c.coalescer, &r.call, r)
 }
 
 func (c *completer) sendCompletes(reqs []*completeReq) {
@@ -77,34 +68,6 @@ func (c *completer) sendCompletes(reqs []*completeReq) {
 		r.now, r.rep = now, res[1+i]
 		r.finish(nil)
 	}
-}
-
-// Complete settles the running generation p.ExpectedRetryCount as completed
-// with p.Result; completed_at is set, heartbeat_at and the error cleared and
-// worker_id kept, and the ID is announced on the completions channel. Any
-// other state returns an error matching queuestype.ErrFenceLost. With
-// p.NoRecord it returns no record; with the claimed record in p.Claimed it
-// returns that record updated with what the write changed; otherwise it
-// reads the record back.
-func (b *Backend) Complete(ctx context.Context, p driver.CompleteParams) (*queuestype.Record, error) {
-	var cached *queuestype.Record
-	if !p.NoRecord && p.Claimed != nil && p.Claimed.ID == p.ID {
-		cached = p.Claimed.Clone()
-	}
-	gen := strconv.Itoa(p.ExpectedRetryCount)
-	if !p.NoRecord && cached == nil {
-		return b.one(ctx, "complete", "complete", p.ID, gen, flag(p.Result != nil), string(p.Result), "0")
-	}
-	// A nil and an empty result are both stored as "" (null).
-	r := &completeReq{id: p.ID.String(), gen: gen, result: string(p.Result)}
-	if err := b.completes.do(ctx, r); err != nil {
-		return nil, err
-	}
-	ref, overlays, err := completeReply(r.rep, p.ID)
-	if err != nil || p.NoRecord {
-		return nil, err
-	}
-	return completedFrom(cached, p.Result, r.now, ref, overlays)
 }
 
 // completeReply decodes one record's luaComplete reply into its

@@ -73,43 +73,48 @@
 // retries. The claim script promotes due scheduled records of the selected
 // partitions into their ready sets (flipping scheduled → pending, which
 // the life cycle allows for a due record), expires overdue unreserved
-// records (returned in ClaimResult.Expired), then claims up to the batch size in claim order,
-// honouring per-queue caps: one call per batch, returning IDs; the records
-// are then read with native HGETALLs in one pipelined round trip (reading a
-// record field by field in Lua and converting it costs the server about
-// three times as much, and the server's one thread bounds throughput).
-// Settle applies the transitions the engine decided (completed, failed,
-// cancelled, or pending as a retry, stale requeue or interruption), each
-// fenced on its generation and the fences it names; it decides nothing
-// itself. ListStale lists stale running records for the engine to decide
-// on. Settle, Fail, Cancel,
-// Interrupt, heartbeat touches and nulls, the dispatch fences, ClaimByID and
-// a Complete without the claimed record go through a batcher: concurrent
-// calls are coalesced into one ops-script call (each op under its own
-// fence, with its own result), so a worker with 100 attempts finishing
-// together makes a handful of round trips, while an isolated call still
-// costs one. Complete with the claimed record (the worker's), and a
-// Settle completion with the claimed record or NoRecord fenced only on
-// generation and worker, are coalesced the same way into calls of a lean
-// script of its own (see Performance).
-// Index updates inside a script are grouped per key (one ZADD/ZREM per key
-// per call). EnqueueMany is one script call
-// (keyed dedup, forever reservations and the ID check included); keep
-// batches to a few thousand items, since a script blocks the server while it
-// runs. Given the claimed record (CompleteParams.Claimed, which the worker
-// always passes), Complete returns the settled record built from it plus
-// the few fields that may have changed since (the script reports them), so
-// the hot path never reads a whole record twice;
-// other writes that return a record read it with HMGET in the same MULTI.
+// records (returned in ClaimResult.Expired), then claims up to the batch
+// size in claim order, honouring per-queue caps: one call per batch,
+// returning IDs; the records are then read with native HGETALLs in one
+// pipelined round trip (reading a record field by field in Lua and
+// converting it costs the server about three times as much, and the
+// server's one thread bounds throughput).
+//
+// Every outcome of a claimed record is written by Settle: the engine
+// decides it (completed, failed, cancelled, or pending as a retry, a stale
+// requeue or a shutdown interruption, with its delay, error and priority)
+// and the store applies it fenced on the generation and the fences the
+// transition names. The scripts decide nothing: they do not read the retry
+// budget, the backoff or any other part of the task policy. ListStale
+// lists stale running records and changes nothing; the engine decides each
+// one's fate and settles it fenced on the heartbeat still being stale.
+//
+// Settle's transitions, Cancel, heartbeat touches and nulls, the dispatch
+// fences and ClaimByID go through a batcher: concurrent calls are coalesced
+// into one ops-script call (each op under its own fence, with its own
+// result), so a worker with 100 attempts finishing together makes a
+// handful of round trips, while an isolated call still costs one. A
+// completion fenced only on its generation (and worker) that carries the
+// claimed record (Transition.Claimed, which the worker always passes) or
+// NoRecord is coalesced the same way, with those of every concurrent
+// Settle, into calls of a lean script of its own (see Performance), and
+// Settle returns the settled record built from the claimed one plus the few
+// fields that may have changed since (the script reports them), so the hot
+// path never reads a whole record twice; other writes that return a record
+// read it with HMGET in the same MULTI. Index updates inside a script are
+// grouped per key (one ZADD/ZREM per key per call). EnqueueMany is one
+// script call (keyed dedup, forever reservations and the ID check
+// included); keep batches to a few thousand items, since a script blocks
+// the server while it runs.
 //
 // # Hints
 //
 // One subscription connection per Backend (client name "queues-sub-…",
 // visible in CLIENT LIST) carries three channels: wakeups on
 // "<ns>:worker_wakeups" (published by the enqueue script once per call when
-// any new record is due, and by retries, interruptions, stale requeues
-// (Settle's and the older methods'),
-// ClearExecutionRef, SetExecutionBackend and ReleaseDispatch), worker-control
+// any new record is due, by Settle when it requeues a record due at once
+// (a retry, an interruption or a stale requeue), and by ClearExecutionRef,
+// SetExecutionBackend and ReleaseDispatch), worker-control
 // hints on "<ns>:worker_control" ({"event":"worker_control","worker_id":…},
 // which cancel running attempts within milliseconds), and completion
 // announcements on "<p>:completions" (the IDs that turned terminal in one
@@ -178,9 +183,11 @@
 // with 58–61 + 78–81 µs per job), so compare within a set.
 //
 // Where the time goes. BenchmarkClaimComplete (ClaimMany of 100, then 100
-// concurrent Completes) puts the server's side at 39–44 µs per job: claim
-// 19–22 (the claim script plus the HGETALL read), complete 19–21. Before
-// Complete got its own script, the claim its append-only index writes and
+// concurrent completions, each its own Settle call) puts the server's side
+// at 39–44 µs per job: claim 19–22 (the claim script plus the HGETALL
+// read), complete 19–21. (These figures were taken when the completions
+// were calls of a Complete method, since removed, which sent the same
+// script the same batches.) Before the completion got its own script, the claim its append-only index writes and
 // the running index its skiplist (below), the same benchmark measured 27–29
 // and 31–33. In the WORK phase, INFO commandstats attributes about half of
 // the script time to the commands — two HMGETs and two HSETs on the record hash (a listpack: every
@@ -208,8 +215,8 @@
 // skiplist (below). Getting further means a new key layout, for instance
 // status counters instead of the completed status index.
 //
-// The hot paths: Complete (with the claimed record at hand, which the
-// worker always passes) runs luaComplete, a script of its own without the
+// The hot paths: a Settle completion with the claimed record at hand (which
+// the worker always passes) runs luaComplete, a script of its own without the
 // shared prelude or per-op dispatch, whose index writes go straight to one
 // ZREM and one ZADD per key; the claim's common path appends its index
 // writes the same way. A queue's running index holds only in-flight

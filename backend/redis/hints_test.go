@@ -141,8 +141,8 @@ func TestCompletionWaiterCrossProcess(t *testing.T) {
 	default:
 	}
 	t0 := time.Now()
-	if _, err := other.Complete(ctx, driver.CompleteParams{ID: id, ExpectedRetryCount: 0, Result: json.RawMessage(`1`)}); err != nil {
-		t.Fatal(err)
+	if rs, err := other.Settle(ctx, []driver.Transition{{ID: id, To: queues.StatusCompleted, Result: json.RawMessage(`1`)}}); err != nil || rs[0].Err != nil {
+		t.Fatalf("Settle completed: %v %v", err, rs)
 	}
 	select {
 	case t1 := <-done:
@@ -217,24 +217,40 @@ func TestScriptReloadAfterFlush(t *testing.T) {
 		}
 	}
 	flush()
-	outs, err := b.Enqueue(ctx, []driver.EnqueueParams{{TaskName: "a"}, {TaskName: "b"}, {TaskName: "c"}})
+	outs, err := b.Enqueue(ctx, []driver.EnqueueParams{{TaskName: "a"}, {TaskName: "b"}, {TaskName: "c"}, {TaskName: "d"}})
 	if err != nil {
 		t.Fatalf("Enqueue after SCRIPT FLUSH: %v", err)
 	}
 	flush()
-	res, err := b.ClaimMany(ctx, driver.ClaimParams{Limit: 3, WorkerID: "w"})
-	if err != nil || len(res.Claimed) != 3 {
+	res, err := b.ClaimMany(ctx, driver.ClaimParams{Limit: 4, WorkerID: "w"})
+	if err != nil || len(res.Claimed) != 4 {
 		t.Fatalf("ClaimMany after SCRIPT FLUSH: %d claimed, %v", len(res.Claimed), err)
 	}
 	flush()
-	if _, err := b.Complete(ctx, driver.CompleteParams{ID: outs[0].Record.ID, ExpectedRetryCount: 0}); err != nil {
-		t.Fatalf("Complete after SCRIPT FLUSH: %v", err)
+	// A completion whose record is read back in the same MULTI (EVALSHA +
+	// HMGET): no claimed record at hand.
+	if rs, err := b.Settle(ctx, []driver.Transition{{ID: outs[0].Record.ID, To: queues.StatusCompleted}}); err != nil || rs[0].Err != nil ||
+		rs[0].Record.Status != queues.StatusCompleted {
+		t.Fatalf("Settle completed after SCRIPT FLUSH: %v %+v", err, rs)
 	}
 	flush()
-	// A write whose record is read back in the same MULTI (EVALSHA + HMGET).
-	failed, err := b.Fail(ctx, driver.FailParams{ID: outs[2].Record.ID, Error: "boom", ExpectedRetryCount: 0})
-	if err != nil || failed.Status != queues.StatusFailed || failed.Error != "boom" {
-		t.Fatalf("Fail after SCRIPT FLUSH: %+v, %v", failed, err)
+	// The hot-path completion (luaComplete), with the claimed record.
+	var claimed *queues.Record
+	for _, r := range res.Claimed {
+		if r.ID == outs[3].Record.ID {
+			claimed = r
+		}
+	}
+	sent := b.completes.sent.Load()
+	if rs, err := b.Settle(ctx, []driver.Transition{{ID: claimed.ID, To: queues.StatusCompleted, Claimed: claimed}}); err != nil || rs[0].Err != nil ||
+		rs[0].Record.Status != queues.StatusCompleted || b.completes.sent.Load() != sent+1 {
+		t.Fatalf("hot-path Settle completed after SCRIPT FLUSH: %v %+v", err, rs)
+	}
+	flush()
+	// A transition through the ops script's settle op, read back in the same MULTI.
+	rs, err := b.Settle(ctx, []driver.Transition{{ID: outs[2].Record.ID, To: queues.StatusFailed, Error: "boom"}})
+	if err != nil || rs[0].Err != nil || rs[0].Record.Status != queues.StatusFailed || rs[0].Record.Error != "boom" {
+		t.Fatalf("Settle failed after SCRIPT FLUSH: %v %+v", err, rs)
 	}
 	flush()
 	hb, err := b.TouchHeartbeats(ctx, []driver.HeartbeatTouch{{ID: outs[1].Record.ID}})
@@ -246,7 +262,7 @@ func TestScriptReloadAfterFlush(t *testing.T) {
 		t.Fatalf("Statistics after SCRIPT FLUSH: %v", err)
 	}
 	st, err := b.Statistics(ctx, "")
-	if err != nil || st.Running != 1 || st.Completed != 1 || st.Failed != 1 {
+	if err != nil || st.Running != 1 || st.Completed != 2 || st.Failed != 1 {
 		t.Fatalf("Statistics = %+v, %v", st, err)
 	}
 }

@@ -80,6 +80,14 @@ func buildLayout1(t *testing.T, c goredis.UniversalClient, b *Backend) []*legacy
 		}
 		return res.Claimed[0]
 	}
+	settle := func(tr driver.Transition) *queuestype.Record {
+		t.Helper()
+		rs, err := b.Settle(ctx, []driver.Transition{tr})
+		if err != nil || rs[0].Err != nil {
+			t.Fatalf("Settle %s as %s: %v %+v", tr.ID, tr.To, err, rs)
+		}
+		return rs[0].Record
+	}
 	var cases []*legacyCase
 
 	// pending: every policy key in the base metadata, next to user keys.
@@ -106,11 +114,9 @@ func buildLayout1(t *testing.T, c goredis.UniversalClient, b *Backend) []*legacy
 	runMeta := map[string]any{"log_level": "info", "timeout": 5.0, "keep": "me"}
 	r = enq(driver.EnqueueParams{Metadata: runMeta})
 	run := claim(r.ID)
-	if _, err := b.Interrupt(ctx, driver.InterruptParams{ID: r.ID, ExpectedRetryCount: run.RetryCount, WorkerID: "w1"}); err != nil {
-		t.Fatalf("Interrupt: %v", err)
-	}
+	settle(driver.Transition{ID: r.ID, Generation: run.RetryCount, To: queuestype.StatusPending, Interrupted: true, WorkerID: "w1"})
 	toLayout1(t, c, b, r.ID)
-	run = claim(r.ID)
+	claim(r.ID)
 	if _, err := b.TouchHeartbeats(ctx, []driver.HeartbeatTouch{{ID: r.ID, MetadataPatch: map[string]any{"progress": 0.5, "log_level": "debug"}}}); err != nil {
 		t.Fatal(err)
 	}
@@ -126,9 +132,7 @@ func buildLayout1(t *testing.T, c goredis.UniversalClient, b *Backend) []*legacy
 	if _, err := b.TouchHeartbeats(ctx, []driver.HeartbeatTouch{{ID: r.ID, MetadataPatch: map[string]any{"_correlation_id": "c-9"}}}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.Complete(ctx, driver.CompleteParams{ID: r.ID, ExpectedRetryCount: run.RetryCount, Claimed: run, Result: json.RawMessage(`{"ok":true}`)}); err != nil {
-		t.Fatal(err)
-	}
+	settle(driver.Transition{ID: r.ID, Generation: run.RetryCount, To: queuestype.StatusCompleted, Claimed: run, Result: json.RawMessage(`{"ok":true}`)})
 	cases = append(cases, &legacyCase{name: "completed", id: r.ID, status: queuestype.StatusCompleted,
 		merged:        map[string]any{"interruptions": 2.0, "log_success": false, "description": "d", "_correlation_id": "c-9"},
 		interruptions: 2, userMeta: map[string]any{}})
@@ -137,9 +141,7 @@ func buildLayout1(t *testing.T, c goredis.UniversalClient, b *Backend) []*legacy
 	failMeta := map[string]any{"timeout": 1.5, "retry_backoff": map[string]any{"initial_delay": 0.25}, "x": 1.0}
 	r = enq(driver.EnqueueParams{Metadata: failMeta})
 	run = claim(r.ID)
-	if _, err := b.Fail(ctx, driver.FailParams{ID: r.ID, ExpectedRetryCount: run.RetryCount, Error: "boom"}); err != nil {
-		t.Fatal(err)
-	}
+	settle(driver.Transition{ID: r.ID, Generation: run.RetryCount, To: queuestype.StatusFailed, Error: "boom"})
 	cases = append(cases, &legacyCase{name: "failed", id: r.ID, status: queuestype.StatusFailed, merged: failMeta,
 		userMeta: map[string]any{"x": 1.0}})
 
@@ -341,9 +343,12 @@ func testMigrateLayout1(t *testing.T, c goredis.UniversalClient) {
 	}
 	// The running record's counter goes on from the migrated value.
 	run := byName["running"]
-	got, err := b.Interrupt(ctx, driver.InterruptParams{ID: run.id, ExpectedRetryCount: 1, WorkerID: "w1"})
-	if err != nil || got.Interruptions != 2 || got.RetryCount != 2 || got.AttemptsConsumed() != 0 {
-		t.Fatalf("Interrupt after migration = %+v, %v; want interruptions 2, retry_count 2", got, err)
+	rs, err := b.Settle(ctx, []driver.Transition{{ID: run.id, Generation: 1, To: queuestype.StatusPending, Interrupted: true, WorkerID: "w1"}})
+	if err != nil || rs[0].Err != nil {
+		t.Fatalf("interruption after migration: %v %+v", err, rs)
+	}
+	if got := rs[0].Record; got.Interruptions != 2 || got.RetryCount != 2 || got.AttemptsConsumed() != 0 || got.Status != queuestype.StatusPending {
+		t.Fatalf("interruption after migration = %+v; want pending, interruptions 2, retry_count 2", got)
 	}
 	// The forever key is known from the policy: a forever enqueue of the
 	// same key returns the record instead of an identity conflict.

@@ -16,10 +16,10 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 )
 
-// Single-record writes (complete, fail, cancel, heartbeats, dispatch fences,
-// claim by ID, …) go through a batcher: concurrent calls are coalesced into
-// one call of the ops script, which applies each op under its own fence and
-// returns one reply per op. While a batch is in flight new ops queue up and
+// Single-record writes (settled transitions, cancel, heartbeats, dispatch
+// fences, claim by ID, …) go through a batcher: concurrent calls are
+// coalesced into one call of the ops script, which applies each op under its
+// own fence and returns one reply per op. While a batch is in flight new ops queue up and
 // leave together in the next one, so throughput grows with load while an
 // isolated call still costs one round trip.
 
@@ -398,39 +398,11 @@ func optStr(p *string) (string, string) {
 	return "1", *p
 }
 
-// replyCode is the status code of one op reply ("" when malformed).
-func replyCode(v any) string {
-	if a, ok := v.([]any); ok && len(a) > 0 {
-		code, _ := a[0].(string)
-		return code
-	}
-	return ""
-}
-
-// Fail records a failed attempt. The guard is status running with generation
-// p.ExpectedRetryCount; with p.ExpectedRef it is instead execution_ref equal
-// to *p.ExpectedRef, that generation, and status pending, scheduled or
-// running. With p.Retry and budget left the record is requeued (scheduled at
-// Redis time + p.RetryDelay when positive, else pending, waking workers);
-// otherwise it fails terminally.
-func (b *Backend) Fail(ctx context.Context, p driver.FailParams) (*queuestype.Record, error) {
-	hasRef, ref := optStr(p.ExpectedRef)
-	return b.one(ctx, "fail", "fail", p.ID, strconv.Itoa(p.ExpectedRetryCount), p.Error, flag(p.Retry),
-		strconv.FormatInt(p.RetryDelay.Microseconds(), 10), hasRef, ref)
-}
-
 // Cancel cancels a pending or scheduled record, or a running one when
 // p.IncludeRunning, fenced on the optional generation; worker_id is kept.
 func (b *Backend) Cancel(ctx context.Context, p driver.CancelParams) (*queuestype.Record, error) {
 	hasGen, gen := optInt(p.ExpectedRetryCount)
 	return b.one(ctx, "cancel", "cancel", p.ID, flag(p.IncludeRunning), hasGen, gen)
-}
-
-// Interrupt requeues the running generation p.ExpectedRetryCount owned by
-// p.WorkerID after a shutdown without spending budget
-// (its interruptions counter +1) and wakes workers.
-func (b *Backend) Interrupt(ctx context.Context, p driver.InterruptParams) (*queuestype.Record, error) {
-	return b.one(ctx, "interrupt", "interrupt", p.ID, strconv.Itoa(p.ExpectedRetryCount), p.WorkerID)
 }
 
 // TouchHeartbeats sets heartbeat_at to Redis time on each touched running
@@ -570,71 +542,6 @@ func (b *Backend) SetExecutionBackend(ctx context.Context, id uuid.UUID, backend
 	return b.one(ctx, "set execution backend", "setbackend", id, backend, profile)
 }
 
-// RecoverStale handles up to p.Limit (≤ 0 means 100) running records whose
-// heartbeat is missing or older than Redis time − p.StaleAfter (negative:
-// every running record), oldest heartbeat first (coalesced with created_at).
-// driver.StaleRequeueDecision picks per record: requeue (a new generation
-// with the error kept or driver.StaleError and priority mapped through
-// p.Priority) or fail with driver.StaleError. Candidates are read, decided
-// here, and written fenced on status, generation and the heartbeat that was
-// read; a record that changed in between is counted in Skipped.
-func (b *Backend) RecoverStale(ctx context.Context, p driver.StaleParams) (driver.StaleRecovery, error) {
-	var res driver.StaleRecovery
-	if err := ctx.Err(); err != nil {
-		return res, err
-	}
-	limit := p.Limit
-	if limit <= 0 {
-		limit = 100
-	}
-	staleUS := p.StaleAfter.Microseconds()
-	if p.StaleAfter < 0 {
-		staleUS = -1
-	}
-	v, err := b.run(ctx, scriptStale, strconv.FormatInt(staleUS, 10), limit, "recover").Result()
-	if err != nil {
-		return res, fmt.Errorf("redis: stale candidates: %w", err)
-	}
-	cands, err := decodeRecords(v)
-	if err != nil || len(cands) == 0 {
-		return res, err
-	}
-	var ob opBuilder
-	handler := make([]bool, len(cands))
-	for i, r := range cands {
-		requeue, handlerNeeded, delay := driver.StaleRequeueDecision(r)
-		handler[i] = handlerNeeded
-		action, prio := "X", r.Priority
-		if requeue {
-			action = "R"
-			if p.Priority != nil {
-				prio = p.Priority(r.Priority)
-			}
-		}
-		ob.addRec("stale", r.ID, strconv.Itoa(r.RetryCount), micros(r.HeartbeatAt), action,
-			strconv.FormatInt(delay.Microseconds(), 10), strconv.Itoa(prio))
-	}
-	req := ob.req()
-	replies, err := b.batch.do(ctx, req)
-	if err != nil {
-		return res, err
-	}
-	applied := 0
-	err = b.eachApplied(req, replies, func(i int, rec *queuestype.Record) {
-		applied++
-		if rec.Status == queuestype.StatusFailed {
-			res.Failed = append(res.Failed, rec)
-			if handler[i] {
-				res.HandlerNeeded = append(res.HandlerNeeded, rec.ID)
-			}
-		} else {
-			res.Requeued++
-		}
-	})
-	res.Skipped += len(replies) - applied
-	return res, err
-}
-
 // cancelOps cancels the given records (cancel-matching fence: open, or
 // running with includeRunning, and no execution ref) and returns those it
 // cancelled.
@@ -650,7 +557,7 @@ func (b *Backend) cancelOps(ctx context.Context, ids []uuid.UUID, includeRunning
 		if err != nil {
 			return out, err
 		}
-		err = b.eachApplied(req, replies, func(_ int, rec *queuestype.Record) { out = append(out, rec) })
+		err = b.eachApplied(req, replies, func(rec *queuestype.Record) { out = append(out, rec) })
 		if err != nil {
 			return out, err
 		}
@@ -660,7 +567,7 @@ func (b *Backend) cancelOps(ctx context.Context, ids []uuid.UUID, includeRunning
 
 // eachApplied calls fn, in order, for every op of req whose fence held
 // (reply K), with its record; other ops are passed over.
-func (b *Backend) eachApplied(req *opReq, replies []any, fn func(i int, rec *queuestype.Record)) error {
+func (b *Backend) eachApplied(req *opReq, replies []any, fn func(rec *queuestype.Record)) error {
 	for i, v := range replies {
 		rep, err := parseReply(v)
 		if err != nil {
@@ -673,7 +580,7 @@ func (b *Backend) eachApplied(req *opReq, replies []any, fn func(i int, rec *que
 		if err != nil {
 			return err
 		}
-		fn(i, rec)
+		fn(rec)
 	}
 	return nil
 }

@@ -394,11 +394,6 @@ func missingForWrite(op string, id uuid.UUID) error {
 	return fmt.Errorf("%w: %s %s: %w", queuestype.ErrFenceLost, op, id, queuestype.ErrTaskNotFound)
 }
 
-// isOpen reports pending or scheduled.
-func isOpen(s queuestype.Status) bool {
-	return s == queuestype.StatusPending || s == queuestype.StatusScheduled
-}
-
 // claimLess is the claim order: priority DESC, queued_at, created_at, id.
 func claimLess(a, b *queuestype.Record) int {
 	if a.Priority != b.Priority {

@@ -122,12 +122,12 @@ func TestContract(t *testing.T) {
 }
 
 // TestContractHotPathComplete runs the backend groups of the contract suite
-// with every Complete sent through the hot path (luaComplete): a call
-// without Claimed first reads the record and passes it as Claimed, and one
-// for a missing record goes as NoRecord. The suite's own Complete calls
-// mostly pass neither, so without this the statistics, listing, cleanup
-// and external-index cases would only see luaOps write completed records.
-// Completions given to Settle are sent the same way.
+// with every completion given to Settle sent through the hot path
+// (luaComplete) when its fences allow it: a transition without Claimed
+// first reads the record and passes it as Claimed, and one for a missing
+// record goes as NoRecord. The suite's own completions mostly carry
+// neither, so without this the statistics, listing, cleanup and
+// external-index cases would only see luaOps write completed records.
 func TestContractHotPathComplete(t *testing.T) {
 	requireServer(t)
 	backendtest.RunBackend(t, backendtest.Factory{
@@ -135,27 +135,12 @@ func TestContractHotPathComplete(t *testing.T) {
 	})
 }
 
+// hotPathComplete is the Backend with completions steered to the hot path.
 type hotPathComplete struct{ *Backend }
 
-func (h hotPathComplete) Complete(ctx context.Context, p driver.CompleteParams) (*queues.Record, error) {
-	if p.Claimed == nil && !p.NoRecord {
-		rec, err := h.GetTask(ctx, p.ID)
-		switch {
-		case errors.Is(err, queues.ErrTaskNotFound):
-			p.NoRecord = true
-		case err != nil:
-			return nil, err
-		default:
-			p.Claimed = rec
-		}
-	}
-	return h.Backend.Complete(ctx, p)
-}
-
-// Settle sends every completion through the hot path the same way: one
-// without Claimed gets the record read first (or NoRecord when it is
-// missing), unless its fences (ExpectedRef, StaleAfter) need the general
-// script anyway.
+// Settle reads the record of each completion without Claimed and passes it
+// as Claimed (or sets NoRecord when the record is missing), unless its
+// fences (ExpectedRef, StaleAfter) need the general script anyway.
 func (h hotPathComplete) Settle(ctx context.Context, ts []driver.Transition) ([]driver.SettleResult, error) {
 	ts = append([]driver.Transition(nil), ts...)
 	for i := range ts {

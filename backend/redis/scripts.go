@@ -297,11 +297,6 @@ end
 local function interruptions(r)
   return num(r.interruptions) or 0
 end
-local function consumed(r)
-  local n = tonumber(r.retry_count) - interruptions(r)
-  if n < 0 then n = 0 end
-  return n
-end
 local function flush()
   zflush()
   for t in pairs(DONETASKS) do redis.call('SADD', P .. ':donetasks', t) end
@@ -672,10 +667,11 @@ local function start(id)
   if r == nil then return nil end
   return r, members(r), {}
 end
-local CF = {'status', 'retry_count', 'queue', 'created_at', 'task_name', 'execution_ref', 'mo'}
--- complete: args gen, hasResult, result, lite. With lite the caller holds
--- the record as claimed and gets back only what may have changed since:
--- {'L', completed_at, execution_ref, overlay pairs…}.
+local CF = {'status', 'retry_count', 'queue', 'created_at', 'task_name', 'execution_ref'}
+-- complete: args gen, hasResult, result. Settle's completion fenced only on
+-- the generation that cannot go through luaComplete: the record is wanted
+-- back and the claimed record is not at hand, or the record is named more
+-- than once in the call.
 OPS.complete = function(id, g, inline)
   local k = tkey(id)
   local f = redis.call('HMGET', k, unpack(CF))
@@ -696,37 +692,7 @@ OPS.complete = function(id, g, inline)
   redis.call('HSET', k, 'status', 'completed', 'completed_at', n, 'result', res, 'heartbeat_at', '', 'error', '')
   DONE[#DONE + 1] = id
   if inline then return {'K', hmget(k)} end
-  if g[4] == '1' then
-    local out = {'L', n, f[6] or ''}
-    if f[7] then
-      local a = redis.call('HGETALL', k)
-      for i = 1, #a, 2 do
-        local x = a[i]
-        if string.byte(x, 1) == 109 and string.byte(x, 2) == 58 then out[#out + 1] = x; out[#out + 1] = a[i + 1] end
-      end
-    end
-    return out
-  end
   return {'K'}
-end
-OPS.fail = function(id, a) -- gen, error, retry, delay_us, hasRef, ref
-  local r, old, ch = start(id)
-  if r == nil then return {'M'} end
-  local ok = r.retry_count == a[1]
-  if a[5] == '1' then
-    ok = ok and (r.execution_ref or '') == a[6] and (isopen(r.status) or r.status == 'running')
-  else
-    ok = ok and r.status == 'running'
-  end
-  if not ok then return {'F'} end
-  set(r, ch, 'error', nz(a[2]))
-  if a[3] == '1' and consumed(r) < tonumber(r.max_retries) then
-    requeue(r, ch, tonumber(a[4]))
-  else
-    finish(r, ch, 'failed')
-  end
-  commit(r, ch, old)
-  return {'K', flat(r)}
 end
 OPS.cancel = function(id, a) -- includeRunning, hasGen, gen
   local r, old, ch = start(id)
@@ -742,15 +708,6 @@ OPS.mcancel = function(id, a) -- includeRunning; cancel-matching: no execution r
   if r == nil then return {'M'} end
   if not (isopen(r.status) or (a[1] == '1' and r.status == 'running')) or r.execution_ref ~= nil then return {'F'} end
   finish(r, ch, 'cancelled')
-  commit(r, ch, old)
-  return {'K', flat(r)}
-end
-OPS.interrupt = function(id, a) -- gen, worker
-  local r, old, ch = start(id)
-  if r == nil then return {'M'} end
-  if r.status ~= 'running' or r.retry_count ~= a[1] or (r.worker_id or '') ~= a[2] then return {'F'} end
-  set(r, ch, 'interruptions', fmt(interruptions(r) + 1))
-  requeue(r, ch, 0)
   commit(r, ch, old)
   return {'K', flat(r)}
 end
@@ -820,21 +777,6 @@ OPS.null = function(id, a) -- gen
   if f[1] ~= 'running' or f[2] ~= a[1] then return {'F'} end
   redis.call('HDEL', k, 'heartbeat_at')
   return {'K'}
-end
-OPS.stale = function(id, a) -- gen, observed heartbeat, action (R|X), delay_us, priority
-  local r, old, ch = start(id)
-  if r == nil then return {'M'} end
-  if r.status ~= 'running' or r.retry_count ~= a[1] or (r.heartbeat_at or '') ~= a[2] then return {'F'} end
-  if a[3] == 'R' then
-    if r.error == nil then set(r, ch, 'error', 'Task heartbeat stale') end
-    set(r, ch, 'priority', a[5])
-    requeue(r, ch, tonumber(a[4]))
-  else
-    set(r, ch, 'error', 'Task heartbeat stale')
-    finish(r, ch, 'failed')
-  end
-  commit(r, ch, old)
-  return {'K', flat(r)}
 end
 OPS.reserve = function(id, a) -- marker, hasGen, gen
   local r, old, ch = start(id)
@@ -933,7 +875,7 @@ while i <= #ARGV do
   local f = OPS[code]
   if f == nil then return redis.error_reply('QUEUES unknown op ' .. code) end
   local rep = f(id, a, inline)
-  if not inline and rep[2] ~= nil and rep[1] ~= 'L' then rep = {rep[1]} end
+  if not inline and rep[2] ~= nil then rep = {rep[1]} end
   res[#res + 1] = rep
 end
 flush()
@@ -1030,16 +972,14 @@ flush()
 return out
 `
 
-// luaStale returns up to limit stale running records. ARGV[A…]:
-// staleAfter_us (negative = every running record), limit, order. Order
-// "list" (ListStale) puts null heartbeats first (by created_at, then id),
-// then the oldest heartbeat first (then id), and leaves out records holding
-// a dispatch reservation marker; otherwise (RecoverStale) records are
-// ordered by coalesce(heartbeat_at, created_at), id.
+// luaStale returns up to limit stale running records for ListStale.
+// ARGV[A…]: staleAfter_us (negative = every running record), limit. Null
+// heartbeats come first (by created_at, then id), then the oldest heartbeat
+// first (then id); records holding a dispatch reservation marker are left
+// out. It changes nothing.
 const luaStale = luaLib + `
 local sa = tonumber(ARGV[A])
 local limit = tonumber(ARGV[A + 1])
-local list = ARGV[A + 2] == 'list'
 local cut = nil
 if sa >= 0 then cut = now() - sa end
 local cands = {}
@@ -1047,16 +987,12 @@ for _, q in ipairs(redis.call('SMEMBERS', P .. ':queues')) do
   for _, m in ipairs(redis.call('ZRANGE', P .. ':idx:running:' .. q, 0, -1)) do
     local id = string.sub(m, 17)
     local f = redis.call('HMGET', tkey(id), 'heartbeat_at', 'created_at', 'status', 'execution_ref')
-    if f[3] == 'running' and not (list and ismarker(f[4] or nil)) then
+    if f[3] == 'running' and not ismarker(f[4] or nil) then
       local hb = nz(f[1] or nil)
       hb = hb and tonumber(hb)
       if cut == nil or not hb or hb < cut then
-        if list then
-          -- Null heartbeats sort first: group 0 by created_at, group 1 by heartbeat.
-          if hb then cands[#cands + 1] = {1, hb, id} else cands[#cands + 1] = {0, tonumber(f[2]), id} end
-        else
-          cands[#cands + 1] = {0, hb or tonumber(f[2]), id}
-        end
+        -- Null heartbeats sort first: group 0 by created_at, group 1 by heartbeat.
+        if hb then cands[#cands + 1] = {1, hb, id} else cands[#cands + 1] = {0, tonumber(f[2]), id} end
       end
     end
   end

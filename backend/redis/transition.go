@@ -23,28 +23,31 @@ var _ driver.Dispatcher = (*Backend)(nil)
 // heartbeat is null or older than Redis time − t.StaleAfter (any heartbeat
 // when negative). A transition whose fence does not hold changes nothing
 // and reports an error matching queuestype.ErrFenceLost in its result (also
-// matching queuestype.ErrTaskNotFound when the record does not exist, as
-// Complete does); a To other than completed, failed, cancelled or pending
-// is refused with an error matching queuestype.ErrConfig. The call's error
-// is for the call as a whole (Redis unreachable, ctx ended): some
-// transitions may have been applied then.
+// matching queuestype.ErrTaskNotFound when the record does not exist); a To
+// other than completed, failed, cancelled or pending is refused with an
+// error matching queuestype.ErrConfig. The call's error is for the call as
+// a whole (Redis unreachable, ctx ended): some transitions may have been
+// applied then.
 //
-// The writes are those of the old methods, with every time from Redis:
-// completed is Complete's write, failed the terminal write of Fail,
-// cancelled Cancel's write (worker_id kept) with error = t.Error, and
-// pending the requeue of Fail, Interrupt and stale recovery (retry_count+1,
-// error = t.Error, interruptions+1 when t.Interrupted, priority =
-// *t.Priority when set, scheduled at Redis time + t.Delay when positive,
-// else pending). A requeued due record wakes workers; a record that turns
-// terminal is announced on the completions channel.
+// The store decides nothing: it writes what the transition says, with every
+// time from Redis. Completed sets the result and completed_at and clears
+// heartbeat_at and the error; failed sets error = t.Error and completed_at
+// and clears heartbeat_at; cancelled is Cancel's write, with error =
+// t.Error when not empty; all three keep worker_id. Pending
+// (a retry, a stale requeue or a shutdown interruption) starts a new
+// generation: retry_count+1, error = t.Error, worker_id, execution_ref,
+// started_at and heartbeat_at cleared, interruptions+1 when t.Interrupted,
+// priority = *t.Priority when set, scheduled at Redis time + t.Delay when
+// positive, else pending. A requeued due record wakes workers; a record
+// that turns terminal is announced on the completions channel.
 //
 // Completions fenced only on generation (and worker) that carry the claimed
-// record or NoRecord take Complete's hot path: they are coalesced, with
-// every concurrent Complete, into calls of the lean complete script. The
-// other transitions of the call go together into one call of the ops
-// script; the two run side by side, and a record named more than once in a
-// call goes to the ops script every time, so its transitions apply in input
-// order. Each script is atomic on the server and takes no lock, so a Settle
+// record or NoRecord take the hot path: they are coalesced, with the hot
+// completions of every concurrent Settle, into calls of the lean complete
+// script (luaComplete). The other transitions of the call go together into
+// one call of the ops script; the two run side by side, and a record named
+// more than once in a call goes to the ops script every time, so its
+// transitions apply in input order. Each script is atomic on the server and takes no lock, so a Settle
 // cannot deadlock with concurrent heartbeat writes.
 func (b *Backend) Settle(ctx context.Context, ts []driver.Transition) ([]driver.SettleResult, error) {
 	if err := ctx.Err(); err != nil {
@@ -94,9 +97,9 @@ func (b *Backend) Settle(ctx context.Context, ts []driver.Transition) ([]driver.
 			}
 			if t.WorkerID == "" {
 				if t.NoRecord {
-					ob.add("complete", t.ID, gen, flag(t.Result != nil), string(t.Result), "0")
+					ob.add("complete", t.ID, gen, flag(t.Result != nil), string(t.Result))
 				} else {
-					ob.addRec("complete", t.ID, gen, flag(t.Result != nil), string(t.Result), "0")
+					ob.addRec("complete", t.ID, gen, flag(t.Result != nil), string(t.Result))
 				}
 				opIdx = append(opIdx, i)
 				continue
@@ -210,7 +213,7 @@ func (b *Backend) ListStale(ctx context.Context, staleAfter time.Duration, limit
 	if staleAfter < 0 {
 		staleUS = -1
 	}
-	v, err := b.run(ctx, scriptStale, strconv.FormatInt(staleUS, 10), limit, "list").Result()
+	v, err := b.run(ctx, scriptStale, strconv.FormatInt(staleUS, 10), limit).Result()
 	if err != nil {
 		return nil, fmt.Errorf("redis: list stale: %w", err)
 	}

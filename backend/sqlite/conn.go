@@ -107,7 +107,8 @@ func (d *dconn) exec(query string, args ...any) (int64, error) {
 	if se, ok := s.(sqldriver.StmtExecContext); ok {
 		res, err = se.ExecContext(context.Background(), nv)
 	} else {
-		res, err = s.Exec(namedToValues(nv)) //nolint:staticcheck // fallback for drivers without StmtExecContext
+		//lint:ignore SA1019 fallback for drivers without StmtExecContext
+		res, err = s.Exec(namedToValues(nv))
 	}
 	if err != nil {
 		return 0, err
@@ -145,7 +146,8 @@ func (d *dconn) query(query string, args []any, row func(v []sqldriver.Value) er
 	if sq, ok := s.(sqldriver.StmtQueryContext); ok {
 		rows, err = sq.QueryContext(context.Background(), nv)
 	} else {
-		rows, err = s.Query(namedToValues(nv)) //nolint:staticcheck // fallback for drivers without StmtQueryContext
+		//lint:ignore SA1019 fallback for drivers without StmtQueryContext
+		rows, err = s.Query(namedToValues(nv))
 	}
 	if err != nil {
 		return err

@@ -25,7 +25,7 @@ func openTemp(t testing.TB, opts sqlite.Options) *sqlite.Backend {
 	return b
 }
 
-// TestContract runs the shared backend contract suite (SPEC §20), backend
+// TestContract runs the shared backend contract suite (backendtest), backend
 // and service groups, with a fresh database file per case.
 func TestContract(t *testing.T) {
 	backendtest.Run(t, backendtest.Factory{

@@ -1,5 +1,5 @@
 // Package sqlite is the durable, embedded queue backend and the quickstart
-// default (SPEC §7.2): task records live in one SQLite file that every
+// default: task records live in one SQLite file that every
 // process on the host may open at the same time — an application with an
 // in-app worker, `queues run` workers, `run-task` subprocesses.
 //
@@ -23,8 +23,9 @@
 //
 // # Schema
 //
-// The tables and columns of SPEC §8.1 with SQLite types — UUIDs as canonical
-// TEXT, times as INTEGER Unix microseconds, JSON as TEXT — created by
+// The task records (queue_task), the forever-key reservations
+// (queue_task_reservation) and the maintenance locks (queue_maintenance),
+// with SQLite types — UUIDs as canonical TEXT, times as INTEGER Unix microseconds, JSON as TEXT — created by
 // versioned SQL migrations embedded in the binary (migrations/*.sql, ledger
 // table queue_migration, one transaction each; see Migrate and Versions).
 // Open applies pending migrations unless Options.SkipMigrate and refuses a
@@ -44,7 +45,7 @@
 // All writes of a process go through ONE writer connection owned by one
 // goroutine:
 //
-//   - A write (Complete, Fail, a claim, an enqueue, a heartbeat, a cancel, a
+//   - A write (a Settle, a claim, an enqueue, a heartbeat, a cancel, a
 //     lock...) is a request queued to the writer. The writer takes every
 //     request waiting, runs them all inside one BEGIN IMMEDIATE transaction —
 //     each its own fenced statements with its own rows-affected check and
@@ -86,32 +87,35 @@
 // transaction, which no other writer can interleave with; the records are
 // sorted in Go. With ExpireOverdue, a one-seek probe of the expiry index
 // decides whether the expiring UPDATE runs at all. A claim spans queues with
-// one range of the §8.1 claim index (execution_backend, queue, priority DESC,
+// one range of the claim index (execution_backend, queue, priority DESC,
 // queued_at, created_at, id) per queue, merged with UNION ALL; without a
 // queue filter the queues holding open records are found by skipping through
-// that index (one seek per queue). Per-queue caps are per-range LIMITs (SPEC
-// §7.2 suggests a window function, but a window numbers every due row of the
-// capped queues on every claim; the ranges use the index like §8.2's LATERAL
-// form for PostgreSQL). Beyond 64 queues, or without an execution-backend
+// that index (one seek per queue). Per-queue caps are per-range LIMITs (a
+// window function would number every due row of the capped queues on every
+// claim; the ranges use the index as the PostgreSQL store's LATERAL join
+// does). Beyond 64 queues, or without an execution-backend
 // filter, a claim sorts the due records instead.
 //
-// Complete rebuilds its result from the record this process claimed instead
-// of reading the row back: its UPDATE has no RETURNING and is additionally
-// guarded on the two columns a running record can still change
-// (execution_ref, metadata), so the rebuilt record is exactly the stored
-// one; without a cached claim it falls back to UPDATE … RETURNING.
+// Every outcome of a claimed record is written by Settle, which applies the
+// transitions the engine decided (completed, failed, cancelled, or pending
+// as a retry, stale requeue or shutdown interruption) as one writer
+// request: one transaction, records in ID order, one fenced UPDATE per
+// transition, whose WHERE clause holds every fence (generation and status
+// or execution ref, worker, still-stale heartbeat by the store's clock), so
+// a fence that does not hold changes nothing and only that transition
+// reports ErrFenceLost. The store decides nothing: retry budgets, backoff
+// and stale recovery policy are the engine's. A stale sweep is ListStale,
+// which reads running records from an index ordered null heartbeats first,
+// then oldest heartbeat (one range scan), followed by a Settle of the
+// engine's decisions, each fenced on a still-stale heartbeat.
 //
-// Settle applies the transitions the engine decided (completed, failed,
-// cancelled, or pending as a retry, stale requeue or interruption) as one
-// writer request: one transaction, records in ID order, one fenced UPDATE
-// per transition, whose WHERE clause holds every fence (generation and
-// status or execution ref, worker, still-stale heartbeat by the store's
-// clock), so a fence that does not hold changes nothing and only that
-// transition reports ErrFenceLost. A completion of a record this process
-// claimed takes Complete's path above. The store decides nothing: budgets,
-// backoff and stale policy are the engine's. ListStale reads running
-// records from an index ordered null heartbeats first, then oldest
-// heartbeat, so a stale sweep is one range scan.
+// A completion of a record this process claimed (the hot path: one per job)
+// is rebuilt from the claim instead of reading the row back: its UPDATE
+// goes by rowid, has no RETURNING and is additionally guarded on the two
+// columns a running record can still change (execution_ref, metadata), so
+// the rebuilt record is exactly the stored one; without a cached claim, or
+// with a ref or stale fence, it falls back to UPDATE … RETURNING (or no
+// RETURNING with NoRecord).
 //
 // # Hints
 //
@@ -123,8 +127,8 @@
 // connection's data_version changes when any other connection commits, and
 // every write of this process goes through the writer, so only there does a
 // change mean "another process wrote" — a dedicated connection would also
-// see this process's own claims and completes and hint after each of them,
-// which SPEC §6.2 rules out. Worker-control hints are in-process only
+// see this process's own claims and completions and hint after each of
+// them, waking idle workers for changes this process made itself. Worker-control hints are in-process only
 // (ControlTransport "memory"); other processes notice cancellations through
 // their durable poll.
 //
@@ -141,17 +145,21 @@
 //	with QUEUES_BENCH_CONCURRENCY=50, i.e. 50/50: 28,500–28,700 jobs/s, 12.5 writes/commit)
 //
 //	go test -run '^$' -bench 'ClaimComplete|ClaimSettle|Enqueue|IdleLatency' -benchtime 2s ./backend/sqlite/
-//	BenchmarkClaimComplete-2   42,200 jobs/s  (ClaimMany(100) + 100 concurrent Completes)
-//	BenchmarkClaimSettle-2     as ClaimComplete, with one-transition Settle calls instead:
-//	                           within its run-to-run noise (1 allocation more per job
-//	                           with NoRecord, 5 without)
+//	BenchmarkClaimComplete-2   42,200 jobs/s  (ClaimMany(100) + 100 concurrent completions,
+//	                           measured when each was a call of the since removed
+//	                           Complete method; as one-transition Settle calls they
+//	                           cost 5 allocations (~520 B) more per job, time within
+//	                           the run-to-run noise)
+//	BenchmarkClaimSettle-2     as ClaimComplete, with the claimed record in each
+//	                           transition: the same with NoRecord=false, 4 allocations
+//	                           fewer per job with NoRecord
 //	BenchmarkClaimSettleBatch-2  ~57,000 jobs/s  (ClaimMany(100) + one Settle of 100 completions)
 //	BenchmarkEnqueue-2         31,600 jobs/s  (single-record Enqueue from 8 goroutines)
 //	BenchmarkEnqueueMany-2     98,000 jobs/s  (Enqueue of 1000 records per call)
 //	BenchmarkIdleLatency-2     p50 0.23 ms, p99 0.42 ms  (Enqueue call to task start, idle worker)
 //
 // Where a job's time goes (CPU profile of BenchmarkEndToEnd): the writer
-// spends ~25 µs per job — the Complete UPDATE ~10 µs (row rewrite, three
+// spends ~25 µs per job — the completing UPDATE ~10 µs (row rewrite, three
 // index changes, six partial-index checks), the claim ~8 µs (read plus
 // UPDATE by rowid), the commit ~6 µs (WAL frames: two pwrite calls per
 // dirty page), BEGIN ~1 µs — and the worker, events, record decoding, the
@@ -172,9 +180,8 @@
 // hence the CAST(? AS INTEGER) in the SQL; the completed-by-task index is
 // ascending (read backwards) so that completions append at its right edge.
 //
-// Not implemented yet: TxEnqueuer (SPEC §6.2 lists *sql.Tx for SQLite, but a
+// Not implemented yet: TxEnqueuer (enqueueing inside a caller's *sql.Tx: a
 // caller's transaction on another connection would compete with the writer
 // for the file's write lock and cannot join its groups; it needs its own
-// design), CompletionWaiter (not listed for SQLite) and the event-history
-// table (SPEC §14.6).
+// design), CompletionWaiter and an event-history table.
 package sqlite

@@ -184,19 +184,26 @@ func TestMigratePolicyFromMetadata(t *testing.T) {
 			running = r
 		}
 	}
-	rec, err := b.Interrupt(ctx, driver.InterruptParams{ID: running.id, ExpectedRetryCount: 4, WorkerID: "old-worker"})
+	res, err := b.Settle(ctx, []driver.Transition{{ID: running.id, Generation: 4, To: queuestype.StatusPending, Interrupted: true, WorkerID: "old-worker"}})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if res[0].Err != nil {
+		t.Fatal(res[0].Err)
+	}
+	rec := res[0].Record
+	if rec.Status != queuestype.StatusPending || rec.WorkerID != "" {
+		t.Fatalf("interrupted migrated record: status %s worker %q, want pending and no worker", rec.Status, rec.WorkerID)
 	}
 	if rec.Interruptions != 3 || rec.RetryCount != 5 || rec.AttemptsConsumed() != 2 {
 		t.Fatalf("interrupted migrated record: interruptions %d generation %d consumed %d, want 3 5 2",
 			rec.Interruptions, rec.RetryCount, rec.AttemptsConsumed())
 	}
 	if _, ok := rec.Metadata[queuestype.MetaInterruptions]; ok {
-		t.Fatalf("Interrupt wrote metadata.interruptions: %v", rec.Metadata)
+		t.Fatalf("the interruption wrote metadata.interruptions: %v", rec.Metadata)
 	}
 	if got, err := b.GetTask(ctx, running.id); err != nil || !reflect.DeepEqual(got, rec) {
-		t.Fatalf("GetTask after Interrupt = %+v, %v; Interrupt returned %+v", got, err, rec)
+		t.Fatalf("GetTask after the interruption = %+v, %v; Settle returned %+v", got, err, rec)
 	}
 }
 

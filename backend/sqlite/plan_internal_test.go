@@ -40,7 +40,6 @@ func TestQueryPlans(t *testing.T) {
 		{"open queues", sqlOpenQueues, []any{"local"}, []string{"INDEX queue_task_claim (execution_backend=?)", "INDEX queue_task_claim (execution_backend=? AND queue>?)"}},
 		{"mark claimed", sqlMarkClaimed, []any{1, "w", "[1]"}, []string{"INTEGER PRIMARY KEY (rowid=?)"}},
 		{"complete known", sqlCompleteKnown, []any{1, "x", 0, nil, "{}", 1, nil}, []string{"INTEGER PRIMARY KEY (rowid=?)"}},
-		{"complete", sqlComplete, []any{1, nil, "x", 0}, []string{"sqlite_autoindex_queue_task_1 (id=?)"}},
 		{"expiry probe", "SELECT 1 FROM queue_task WHERE " + sqlExpiryCandidates + " AND +execution_backend = ?2 LIMIT 1", []any{1, "local"},
 			[]string{"INDEX queue_task_expiry"}},
 		{"next due", "SELECT scheduled_at FROM queue_task WHERE " + sqlOpen + " AND scheduled_at IS NOT NULL AND scheduled_at > " + sqlNow +

@@ -106,7 +106,12 @@ func claimAndComplete(ctx context.Context, b *sqlite.Backend, worker string, tot
 			}
 			claimed(rec.ID)
 			wg.Go(func() {
-				if _, err := b.Complete(ctx, driver.CompleteParams{ID: rec.ID, ExpectedRetryCount: rec.RetryCount, Result: json.RawMessage(`{"by":"` + worker + `"}`)}); err != nil {
+				res, err := b.Settle(ctx, []driver.Transition{{ID: rec.ID, Generation: rec.RetryCount, To: queues.StatusCompleted,
+					Result: json.RawMessage(`{"by":"` + worker + `"}`)}})
+				if err == nil {
+					err = res[0].Err
+				}
+				if err != nil {
 					errs <- fmt.Errorf("complete %s: %w", rec.ID, err)
 				}
 			})

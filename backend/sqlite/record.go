@@ -21,7 +21,7 @@ completed_at, heartbeat_at, result, error, task_key, metadata, policy, interrupt
 
 // recordColumns is the column list every record query selects or returns, in
 // rawRec field order: the columns and the rowid (a claimed record's rowid
-// lets its Complete find the row without the text-keyed id index).
+// lets Settle complete it by rowid, without the text-keyed id index).
 const recordColumns = taskColumns + `, rowid`
 
 // SQL fragments shared by the statements. No IN list has more than two
@@ -39,9 +39,11 @@ const (
 	// again whenever that parameter is bound to a new value — every call,
 	// for a timestamp. A CAST is not a bare parameter.
 	sqlNow = `CAST(?1 AS INTEGER)`
-	// sqlDue is the due predicate of SPEC §6.3 with ?1 = now (µs).
+	// sqlDue is the due predicate with ?1 = now (µs): open, scheduled_at
+	// reached, not expired, not reserved for a dispatch.
 	sqlDue = sqlOpen + ` AND (scheduled_at IS NULL OR scheduled_at <= ` + sqlNow + `) AND (expires_at IS NULL OR expires_at > ` + sqlNow + `) AND ` + sqlUnreserved
-	// sqlClaimOrder is the claim order of SPEC §6.3.
+	// sqlClaimOrder is the claim order: higher priority first, then oldest
+	// queued_at, created_at, then id.
 	sqlClaimOrder = `priority DESC, queued_at, created_at, id`
 )
 

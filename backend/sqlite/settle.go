@@ -15,27 +15,15 @@ import (
 )
 
 const (
-	sqlComplete = `UPDATE OR FAIL queue_task SET status = 'completed', completed_at = ?, heartbeat_at = NULL, result = ?, error = NULL
-WHERE id = ? AND status = 'running' AND retry_count = ? RETURNING ` + recordColumns
-
-	// sqlRequeue starts a new, unowned generation: ?1 status, ?2 error,
-	// ?3 priority, ?4 now, ?5 scheduled_at; fenced on ?6 id, ?7 status, ?8 generation.
-	sqlRequeue = `UPDATE OR FAIL queue_task SET status = ?1, error = ?2, priority = ?3, retry_count = retry_count + 1,
-queued_at = ?4, scheduled_at = ?5, started_at = NULL, heartbeat_at = NULL, completed_at = NULL, worker_id = NULL, execution_ref = NULL
-WHERE id = ?6 AND status = CAST(?7 AS TEXT) AND retry_count = ?8 RETURNING ` + recordColumns
-
-	// sqlFinish makes a record terminal: ?1 status, ?2 error, ?3 now; fenced
-	// on ?4 id, ?5 status, ?6 generation. worker_id is kept.
+	// sqlFinish makes a record terminal (CancelMatching): ?1 status, ?2
+	// error, ?3 now; fenced on ?4 id, ?5 status, ?6 generation. worker_id
+	// is kept.
 	sqlFinish = `UPDATE OR FAIL queue_task SET status = ?1, error = ?2, completed_at = ?3, heartbeat_at = NULL
 WHERE id = ?4 AND status = CAST(?5 AS TEXT) AND retry_count = ?6 RETURNING ` + recordColumns
 
 	sqlCancel = `UPDATE OR FAIL queue_task SET status = 'cancelled', completed_at = ?1, heartbeat_at = NULL
 WHERE id = ?2 AND (` + sqlOpen + ` OR (?3 AND status = 'running')) AND (?4 IS NULL OR retry_count = ?4)
 RETURNING ` + recordColumns
-
-	sqlInterrupt = `UPDATE OR FAIL queue_task SET status = 'pending', retry_count = retry_count + 1, interruptions = interruptions + 1,
-queued_at = ?1, scheduled_at = NULL, started_at = NULL, heartbeat_at = NULL, completed_at = NULL, execution_ref = NULL, worker_id = NULL
-WHERE id = ?2 AND status = 'running' AND retry_count = ?3 AND worker_id IS ?4 RETURNING ` + recordColumns
 )
 
 // settleOne runs a single fenced write that returns the record; a write that
@@ -78,7 +66,8 @@ func (b *Backend) settleOne(ctx context.Context, op string, id uuid.UUID, query 
 	return out.record()
 }
 
-// sqlCompleteKnown is Complete for a record this process claimed: no
+// sqlCompleteKnown is the completed write of Settle (sqlSettleCompleted) for
+// a record this process claimed: it goes by rowid, has no
 // RETURNING (reading a whole record back costs more than the write), with a
 // guard that the columns a running record can still change (execution_ref,
 // metadata) hold what the claim returned, so the record rebuilt from the
@@ -91,8 +80,8 @@ WHERE rowid = ?1 AND id = ?2 AND status = 'running' AND retry_count = ?3 AND exe
 // record is rebuilt from the claim instead of being read back
 // (sqlCompleteKnown). A non-empty worker must be the claim's worker_id (it
 // cannot change while the generation runs). done is false when there is no
-// matching cached claim or the guarded write matched nothing; the caller
-// then writes through its own statement, which decides the fence.
+// matching cached claim or the guarded write matched nothing; Settle then
+// writes through sqlSettleCompleted, which decides the fence.
 func completeKnown(tx *wtx, idText string, gen int64, worker string, result any, now int64) (out rawRec, done bool, err error) {
 	c, found := tx.w.claimed[idText]
 	if !found {
@@ -118,50 +107,6 @@ func completeKnown(tx *wtx, idText string, gen int64, worker string, result any,
 	return out, true, nil
 }
 
-// Complete settles the running generation p.ExpectedRetryCount as completed
-// with p.Result; the error is cleared and worker_id kept. Any other state
-// returns an error matching queuestype.ErrFenceLost.
-func (b *Backend) Complete(ctx context.Context, p driver.CompleteParams) (*queuestype.Record, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	w, _, err := b.handles()
-	if err != nil {
-		return nil, err
-	}
-	idText, result := p.ID.String(), nullJSON(p.Result)
-	gen := int64(p.ExpectedRetryCount)
-	var (
-		out     rawRec
-		ok      bool
-		missing bool
-	)
-	err = w.do(ctx, false, func(tx *wtx) error {
-		now := micros(b.now())
-		var err error
-		if out, ok, err = completeKnown(tx, idText, gen, "", result, now); err != nil || ok {
-			return err
-		}
-		out, ok, err = tx.record(sqlComplete, now, result, idText, gen)
-		if err != nil || ok {
-			return err
-		}
-		exists, err := tx.exists(idText)
-		missing = !exists
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	if !ok {
-		if missing {
-			return nil, missingForWrite("complete", p.ID)
-		}
-		return nil, fenceLost("complete", p.ID)
-	}
-	return out.record()
-}
-
 // Cancel cancels a pending or scheduled record, or a running one when
 // p.IncludeRunning, fenced on the optional generation. worker_id is kept so
 // control hints can reach the owner. Any other state returns an error
@@ -175,107 +120,6 @@ func (b *Backend) Cancel(ctx context.Context, p driver.CancelParams) (*queuestyp
 	return b.settleOne(ctx, "cancel", p.ID, sqlCancel, func(now int64) []any {
 		return []any{now, idText, p.IncludeRunning, gen}
 	})
-}
-
-// Interrupt requeues the running generation p.ExpectedRetryCount owned by
-// p.WorkerID after a shutdown: status pending, retry_count+1,
-// interruptions+1, queued_at=now, scheduled_at, started_at,
-// heartbeat_at, completed_at, execution_ref and worker_id cleared, priority
-// kept. Workers are woken. Any other state returns an error matching
-// queuestype.ErrFenceLost.
-func (b *Backend) Interrupt(ctx context.Context, p driver.InterruptParams) (*queuestype.Record, error) {
-	idText, worker := p.ID.String(), nullStr(p.WorkerID)
-	rec, err := b.settleOne(ctx, "interrupt", p.ID, sqlInterrupt, func(now int64) []any {
-		return []any{now, idText, p.ExpectedRetryCount, worker}
-	})
-	if err == nil {
-		b.wake()
-	}
-	return rec, err
-}
-
-// Fail records a failed attempt. The guard is status running with generation
-// p.ExpectedRetryCount; with p.ExpectedRef it is instead execution_ref equal to
-// *p.ExpectedRef, that generation, and status pending, scheduled or running.
-// With p.Retry and budget left (driver.RetryAllowed) the record is requeued
-// (scheduled after p.RetryDelay when positive, else pending, waking workers);
-// otherwise it fails terminally. The error text is stored either way.
-func (b *Backend) Fail(ctx context.Context, p driver.FailParams) (*queuestype.Record, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	w, _, err := b.handles()
-	if err != nil {
-		return nil, err
-	}
-	idText := p.ID.String()
-	var (
-		out           rawRec
-		missing, lost bool
-		wake          bool
-	)
-	err = w.do(ctx, false, func(tx *wtx) error {
-		missing, lost, wake = false, false, false
-		tx.forget(idText)
-		r, ok, err := tx.record(sqlSelectByID, idText)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			missing = true
-			return nil
-		}
-		guard := r.RetryCount == int64(p.ExpectedRetryCount)
-		if p.ExpectedRef == nil {
-			guard = guard && r.Status == string(queuestype.StatusRunning)
-		} else {
-			guard = guard && r.Ref.String == *p.ExpectedRef && (isOpen(r.Status) || r.Status == string(queuestype.StatusRunning))
-		}
-		if !guard {
-			lost = true
-			return nil
-		}
-		rec, err := r.record()
-		if err != nil {
-			return err
-		}
-		now := b.now()
-		var q string
-		var args []any
-		if p.Retry && driver.RetryAllowed(rec) {
-			status, sched := requeueTarget(now, p.RetryDelay)
-			wake = status == queuestype.StatusPending
-			q, args = sqlRequeue, []any{string(status), p.Error, r.Priority, micros(now), sched, idText, r.Status, r.RetryCount}
-		} else {
-			q, args = sqlFinish, []any{string(queuestype.StatusFailed), p.Error, micros(now), idText, r.Status, r.RetryCount}
-		}
-		out, ok, err = tx.record(q, args...)
-		if err == nil && !ok {
-			lost = true // cannot happen inside the transaction; be safe
-		}
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	switch {
-	case missing:
-		return nil, missingForWrite("fail", p.ID)
-	case lost:
-		return nil, fenceLost("fail", p.ID)
-	}
-	if wake {
-		b.wake()
-	}
-	return out.record()
-}
-
-// requeueTarget is the status and scheduled_at of a requeue at now after delay.
-func requeueTarget(now time.Time, delay time.Duration) (queuestype.Status, any) {
-	if delay > 0 {
-		return queuestype.StatusScheduled, micros(now.Add(delay))
-	}
-	return queuestype.StatusPending, nil
 }
 
 // CancelMatching cancels every pending/scheduled record (and running, with
@@ -515,100 +359,6 @@ func (b *Backend) NullHeartbeats(ctx context.Context, fences []queuestype.Fence)
 		}
 		return nil
 	})
-}
-
-// RecoverStale handles up to p.Limit (≤ 0 means 100) running records whose
-// heartbeat is missing or older than now−p.StaleAfter (negative: every
-// running record), oldest coalesce(heartbeat_at, created_at) first, in one
-// transaction. driver.StaleRequeueDecision picks per record: requeue (a new
-// generation like a retry, with the error kept or driver.StaleError, and
-// priority mapped through p.Priority) or fail with driver.StaleError (also
-// listed in HandlerNeeded when requeue_on_stale is false). Skipped is always
-// 0: the whole sweep is one atomic step.
-func (b *Backend) RecoverStale(ctx context.Context, p driver.StaleParams) (driver.StaleRecovery, error) {
-	var res driver.StaleRecovery
-	if err := ctx.Err(); err != nil {
-		return res, err
-	}
-	limit := p.Limit
-	if limit <= 0 {
-		limit = 100
-	}
-	w, _, err := b.handles()
-	if err != nil {
-		return res, err
-	}
-	const q = `SELECT ` + recordColumns + ` FROM queue_task
-WHERE status = 'running' AND (?1 OR heartbeat_at IS NULL OR heartbeat_at < CAST(?2 AS INTEGER))
-ORDER BY coalesce(heartbeat_at, created_at), id LIMIT CAST(?3 AS INTEGER)`
-	var (
-		failed        []rawRec
-		handlerNeeded []uuid.UUID
-		requeued      int
-		wake          bool
-	)
-	err = w.do(ctx, false, func(tx *wtx) error {
-		failed, handlerNeeded, requeued, wake = failed[:0], handlerNeeded[:0], 0, false
-		now := b.now()
-		cands, err := tx.records(nil, q, p.StaleAfter < 0, micros(now.Add(-p.StaleAfter)), limit)
-		if err != nil {
-			return err
-		}
-		for i := range cands {
-			c := &cands[i]
-			tx.forget(c.ID)
-			rec, err := c.record()
-			if err != nil {
-				return err
-			}
-			requeue, handler, delay := driver.StaleRequeueDecision(rec)
-			if requeue {
-				errText := rec.Error
-				if errText == "" {
-					errText = driver.StaleError
-				}
-				prio := rec.Priority
-				if p.Priority != nil {
-					prio = p.Priority(prio)
-				}
-				status, sched := requeueTarget(now, delay)
-				_, ok, err := tx.record(sqlRequeue, string(status), errText, prio, micros(now), sched, c.ID, c.Status, c.RetryCount)
-				if err != nil {
-					return err
-				}
-				if ok {
-					requeued++
-					wake = wake || status == queuestype.StatusPending
-				}
-				continue
-			}
-			r, ok, err := tx.record(sqlFinish, string(queuestype.StatusFailed), driver.StaleError, micros(now), c.ID, c.Status, c.RetryCount)
-			if err != nil {
-				return err
-			}
-			if ok {
-				failed = append(failed, r)
-				if handler {
-					handlerNeeded = append(handlerNeeded, rec.ID)
-				}
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return res, err
-	}
-	res.Requeued = requeued
-	res.HandlerNeeded = handlerNeeded
-	if len(failed) > 0 {
-		if res.Failed, err = decodeAll(failed); err != nil {
-			return res, err
-		}
-	}
-	if wake {
-		b.wake()
-	}
-	return res, nil
 }
 
 // CleanupTerminal deletes up to limit (≤ 0 means 100) terminal records whose

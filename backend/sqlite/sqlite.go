@@ -34,8 +34,8 @@ const (
 	DefaultReaders = 4
 )
 
-// busyRetries and busyBackoff bound the retries of a transient SQLITE_BUSY
-// (SPEC §7.2): up to 12 more attempts, waiting 20 ms × attempt between them.
+// busyRetries and busyBackoff bound the retries of a transient SQLITE_BUSY:
+// up to 12 more attempts, waiting 20 ms × attempt between them.
 const (
 	busyRetries = 12
 	busyBackoff = 20 * time.Millisecond
@@ -60,8 +60,8 @@ type Options struct {
 	// CLI's migrate command) to apply the embedded migrations.
 	SkipMigrate bool
 	// Namespace is the configured namespace root ("" means "queues"). SQLite
-	// has no named channels and SQL table names are not namespace-derived
-	// (SPEC §19), so it only has to be valid (same rule as
+	// has no named channels and SQL table names do not derive from the
+	// namespace, so it only has to be valid (same rule as
 	// queues.Config.Namespace).
 	Namespace string
 }

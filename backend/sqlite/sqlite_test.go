@@ -306,9 +306,10 @@ func TestClaimAcrossQueues(t *testing.T) {
 	}
 }
 
-// TestCompleteSeesOutsideChanges: Complete rebuilds its result from the
-// claim only while the row still matches it; a change made behind the
-// backend's back (here through another connection) makes it read the row.
+// TestCompleteSeesOutsideChanges: a completed transition of a record this
+// process claimed is rebuilt from the claim only while the row still
+// matches it; a change made behind the backend's back (here through another
+// connection) makes Settle read the row.
 func TestCompleteSeesOutsideChanges(t *testing.T) {
 	ctx := context.Background()
 	b := openTemp(t, sqlite.Options{})
@@ -331,10 +332,14 @@ func TestCompleteSeesOutsideChanges(t *testing.T) {
 		wantMeta string
 		wantRef  string
 	}{{changed, `{"outside":true}`, "ref-1"}, {untouched, `{}`, ""}} {
-		done, err := b.Complete(ctx, driver.CompleteParams{ID: c.rec.ID, ExpectedRetryCount: 0, Result: json.RawMessage(`{"r":1}`)})
+		res, err := b.Settle(ctx, []driver.Transition{{ID: c.rec.ID, Generation: 0, To: queues.StatusCompleted, Result: json.RawMessage(`{"r":1}`)}})
 		if err != nil {
 			t.Fatal(err)
 		}
+		if res[0].Err != nil {
+			t.Fatal(res[0].Err)
+		}
+		done := res[0].Record
 		stored, err := b.GetTask(ctx, c.rec.ID)
 		if err != nil {
 			t.Fatal(err)
@@ -346,7 +351,7 @@ func TestCompleteSeesOutsideChanges(t *testing.T) {
 		a, _ := json.Marshal(done)
 		s, _ := json.Marshal(stored)
 		if string(a) != string(s) {
-			t.Fatalf("%s: Complete returned\n%s\nstored\n%s", done.TaskName, a, s)
+			t.Fatalf("%s: Settle returned\n%s\nstored\n%s", done.TaskName, a, s)
 		}
 	}
 }

@@ -27,10 +27,10 @@ AND (CASE WHEN ?3 IS NULL THEN status = 'running'
 AND (?4 IS NULL OR worker_id = CAST(?4 AS TEXT))
 AND (?5 IS NULL OR heartbeat_at IS NULL OR heartbeat_at < CAST(?5 AS INTEGER))`
 
-// The Settle writes, one per target status: the writes of Complete, of a
-// terminal Fail, of Cancel on a running record and of a requeue (Fail with
-// retry, Interrupt, stale recovery). Their own parameters follow the
-// fence's: ?6 is now (µs) in each.
+// The Settle writes, one per target status: a completion, a terminal
+// failure, a cancellation of a running record, and a requeue (a retry, a
+// shutdown interruption or a stale requeue). Their own parameters follow
+// the fence's: ?6 is now (µs) in each.
 const (
 	// ?7 result.
 	sqlSettleCompleted = `UPDATE OR FAIL queue_task SET status = 'completed', completed_at = ?6, heartbeat_at = NULL, result = ?7, error = NULL` + sqlSettleFence
@@ -78,11 +78,14 @@ type settleStep struct {
 // queuestype.ErrFenceLost (also matching queuestype.ErrTaskNotFound when the
 // record does not exist); a target status other than completed, failed,
 // cancelled or pending is refused with an error matching
-// queuestype.ErrConfig. The writes are those of the single-record methods:
+// queuestype.ErrConfig. The writes:
 //
-//   - completed: as Complete (a record this process claimed is completed by
-//     rowid and rebuilt from its claim, without reading it back);
-//   - failed: as Fail's terminal write;
+//   - completed: result = Result, completed_at = now, error and
+//     heartbeat_at cleared, worker_id kept (a record this process claimed
+//     is completed by rowid and rebuilt from its claim, without reading it
+//     back: see completeKnown);
+//   - failed: error = Error, completed_at = now, heartbeat_at cleared,
+//     worker_id kept;
 //   - cancelled: as Cancel of a running record, storing Error when it is
 //     not empty;
 //   - pending: as a retry — retry_count+1, error = Error, worker_id,

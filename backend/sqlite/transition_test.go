@@ -341,8 +341,8 @@ func TestListStale(t *testing.T) {
 }
 
 // TestSettleCompletesFromClaim pins that a completion of a record this
-// process claimed takes Complete's write by rowid and rebuilds the record
-// from the claim instead of reading it back. To tell the paths apart, the
+// process claimed takes the write by rowid (completeKnown) and rebuilds the
+// record from the claim instead of reading it back. To tell the paths apart, the
 // test changes a column behind the backend's back that no store write
 // changes while a record runs (priority): the claim-built record still
 // shows the claimed value, while a completion that must read the row (a

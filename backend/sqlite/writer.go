@@ -63,9 +63,9 @@ type writer struct {
 	tx wtx
 
 	// claimed holds, by ID, the records this process claimed and has not
-	// settled yet, as the claim read them. Complete rebuilds its result from
-	// them instead of reading the record back. Only the writer goroutine
-	// touches it.
+	// settled yet, as the claim read them. Settle rebuilds a completed
+	// record from them instead of reading it back (completeKnown). Only the
+	// writer goroutine touches it.
 	claimed map[string]*rawRec
 	batch   []*request
 

@@ -1,5 +1,4 @@
-// Package canonjson produces the canonical JSON used for task identity keys
-// (SPEC §10.2).
+// Package canonjson produces the canonical JSON used for task identity keys.
 //
 // A value is encoded with encoding/json (HTML escaping off), decoded again
 // with UseNumber, and re-encoded with:

@@ -1,6 +1,6 @@
 -- 0001_create_queue_tasks: the task table and its indexes, identity
--- reservations, maintenance locks and the event-history table (SPEC §8.1,
--- §14.6). The migration ledger is created by the migrator itself.
+-- reservations, maintenance locks and the event-history table. The
+-- migration ledger is created by the migrator itself.
 --
 -- {{table "x"}} renders a schema-qualified, quoted table name and
 -- {{index "x"}} an unqualified, quoted index name (indexes live in their
@@ -91,7 +91,7 @@ CREATE TABLE {{table "queue_maintenance"}} (
     expires_at timestamptz NOT NULL
 );
 
--- Durable event history (SPEC §14.6). Written by the event history of the
+-- Durable event history. Written by the event history of the
 -- PostgreSQL backend; this migration only creates it.
 CREATE TABLE {{table "queue_task_event_history"}} (
     event_id          text             NOT NULL PRIMARY KEY,

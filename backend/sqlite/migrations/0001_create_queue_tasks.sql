@@ -1,5 +1,5 @@
 -- 0001_create_queue_tasks: the task table, its indexes, identity reservations,
--- maintenance locks and the migration ledger (SPEC §8.1 with SQLite types:
+-- maintenance locks and the migration ledger (with SQLite types:
 -- UUIDs as canonical TEXT, times as INTEGER Unix microseconds, JSON as TEXT).
 --
 -- Partial-index predicates and CHECK constraints never use an IN list of more

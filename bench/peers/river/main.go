@@ -1,4 +1,4 @@
-// Command river is the River peer of `queues bench` (SPEC §17.9): it runs
+// Command river is the River peer of `queues bench`: it runs
 // River (github.com/riverqueue/river, riverpgxv5) with the settings of
 // River's own benchmark — one queue, a no-op worker, MaxWorkers 2000,
 // FetchCooldown 2ms, FetchPollInterval 20ms, jobs inserted with InsertMany in
