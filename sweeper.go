@@ -135,10 +135,15 @@ func (sw *sweeper) run(ctx context.Context, w *Worker) {
 			return
 		case err != nil:
 			failures++
-			w.svc.noteStoreError()
+			// Only a store that did not answer holds stale recovery back;
+			// a transport failing its probes says nothing about heartbeats.
+			class := driver.Classify(w.svc.backend, err)
+			if class == driver.ClassTransient {
+				w.svc.noteStoreError()
+			}
 			next = max(next, backoffDelay(failures))
 			if failures == 1 || failures%settleLogEvery == 0 {
-				w.svc.logger.Log(ctx, errorLevel(driver.Classify(w.svc.backend, err)), "Queue sweep failed",
+				w.svc.logger.Log(ctx, errorLevel(class), "Queue sweep failed",
 					"sweep", sw.name, "worker_id", w.cfg.ID, "failures", failures, "retry_in", next, "error", err)
 			}
 		default:

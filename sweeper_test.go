@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -121,5 +123,41 @@ func TestSweepErrorsDoNotStopClaiming(t *testing.T) {
 	waitFor(t, 10*time.Second, "a fourth failed expiry sweep", func() bool { return store.calls.Load() >= 4 })
 	if l, c := logged.Load(), store.calls.Load(); l < 1 || l >= c {
 		t.Fatalf("%d sweep failures logged for %d failed sweeps; want the first, then every tenth", l, c)
+	}
+}
+
+// failingClaims is a store whose claims fail the way an unreachable server's do.
+type failingClaims struct {
+	driver.Backend
+	calls atomic.Int32
+}
+
+func (f *failingClaims) ClaimMany(ctx context.Context, p driver.ClaimParams) (driver.ClaimResult, error) {
+	f.calls.Add(1)
+	return driver.ClaimResult{}, &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}
+}
+
+// A claim loop whose store keeps failing backs off: it does not try (and
+// log) every poll interval, but waits longer after each failure, and says
+// so once, then every tenth failure.
+func TestClaimLoopBacksOffWhileTheStoreFails(t *testing.T) {
+	store := &failingClaims{Backend: memory.New(memory.Options{})}
+	var logged atomic.Int32
+	svc := quietService(t, queues.NewRegistry(), func(c *queues.Config) {
+		c.Backend = store
+		c.Logger = slog.New(countMessages{msg: "Queue worker loop error", n: &logged})
+	})
+	runWorker(t, svc, queues.WorkerConfig{PollInterval: 5 * time.Millisecond, StaleAfter: -1, ExpiryCheckInterval: -1})
+	waitFor(t, 10*time.Second, "four failed claims", func() bool { return store.calls.Load() >= 4 })
+	start := time.Now()
+	before := store.calls.Load()
+	waitFor(t, 20*time.Second, "three more failed claims", func() bool { return store.calls.Load() >= before+3 })
+	// At the 5 ms poll interval three more tries would take 15 ms; with the
+	// backoff (at least 200 ms from the fifth failure on) they take longer.
+	if took := time.Since(start); took < 300*time.Millisecond {
+		t.Fatalf("three failed claims after the fourth took %v; the loop does not back off", took)
+	}
+	if l, c := logged.Load(), store.calls.Load(); l < 1 || l >= c {
+		t.Fatalf("%d loop errors logged for %d failed claims; want the first, then every tenth", l, c)
 	}
 }

@@ -197,16 +197,31 @@ func (w *Worker) Run(ctx context.Context) error {
 // nothing was due, until a stop is requested.
 func (w *Worker) loop(ctx context.Context, h *hintSubs) {
 	wait := w.cfg.PollInterval
+	failures := 0
 	for !w.stop.fired() {
 		h.resubscribe(ctx)
 		w.awaitBatchRoom()
 		n, err := w.cycle(ctx)
 		if err != nil {
-			w.svc.noteStoreError()
-			w.svc.logger.Error("Queue worker loop error", "worker_id", w.cfg.ID, "error", err)
+			// A store that does not answer is tried again with capped
+			// backoff, and said once, then every tenth failure in a row.
+			failures++
+			class := driver.Classify(w.svc.backend, err)
+			if class == driver.ClassTransient {
+				w.svc.noteStoreError()
+			}
+			pause := max(min(max(w.cfg.PollInterval, 10*time.Millisecond), time.Second), backoffDelay(failures))
+			if failures == 1 || failures%settleLogEvery == 0 {
+				w.svc.logger.Log(ctx, errorLevel(class), "Queue worker loop error", "worker_id", w.cfg.ID,
+					"failures", failures, "error_class", class.String(), "retry_in", pause, "error", err)
+			}
 			wait = w.cfg.PollInterval
-			w.sleep(min(max(w.cfg.PollInterval, 10*time.Millisecond), time.Second))
+			w.sleep(pause)
 			continue
+		}
+		if failures > 0 {
+			w.svc.logger.Info("Queue worker loop recovered", "worker_id", w.cfg.ID, "failures", failures)
+			failures = 0
 		}
 		if n > 0 {
 			wait = w.cfg.PollInterval
@@ -344,6 +359,13 @@ func (w *Worker) launch(rec *Record) {
 			// first (cancelled, shutdown), run settles it unrun.
 			select {
 			case w.bodies <- struct{}{}:
+				if a.ctx.Err() != nil {
+					// The slot and the cancellation were both ready and
+					// select picked the slot: the record still must not run.
+					<-w.bodies
+					a.unstarted = true
+					break
+				}
 				// The slot is freed as soon as the body returns: the settle
 				// write then overlaps the next body, and the record still
 				// counts against MaxConcurrency+Prefetch until it is settled.
