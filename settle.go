@@ -58,8 +58,8 @@ type settleHooks struct {
 type settleWrite struct {
 	// phase names the write in logs and in task.claim_lost.
 	phase string
-	// write applies the outcome; it is called again after a failure. A
-	// call through Backend.Settle fits as well as Complete or Fail.
+	// write applies the outcome (normally one Backend.Settle call); it is
+	// called again after a failure.
 	write func(ctx context.Context) (*Record, error)
 	// landed reports whether cur, the record read after a retry hit a lost
 	// fence, already holds this write's outcome: an earlier try landed and
@@ -87,17 +87,17 @@ func isFenceAnswer(err error) bool {
 // or ErrTaskNotFound when another attempt owns the record, is a
 // *refusedError when the store refused the data, or wraps
 // errSettleAbandoned when the runner stopped the retries.
-func (s *Service) writeSettle(a *attempt, w settleWrite) (*Record, error) {
+func (a *attempt) writeSettle(w settleWrite) (*Record, error) {
 	ctx := context.WithoutCancel(a.ctx)
 	rec, err := w.write(ctx)
 	if err == nil {
 		return rec, nil
 	}
-	return s.retrySettle(ctx, a, w, err)
+	return a.retrySettle(ctx, w, err)
 }
 
-func (s *Service) retrySettle(ctx context.Context, a *attempt, w settleWrite, err error) (rec *Record, _ error) {
-	h := a.hooks
+func (a *attempt) retrySettle(ctx context.Context, w settleWrite, err error) (rec *Record, _ error) {
+	s, h := a.svc, a.env.settle
 	failed := 0
 	abandoned := false
 	defer func() {
