@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/queuesgo/queues/driver"
-	"github.com/queuesgo/queues/driver/storekit"
 	"github.com/queuesgo/queues/queuestype"
 )
 
@@ -134,7 +133,7 @@ func (b *Backend) ClaimByID(ctx context.Context, p driver.ClaimByIDParams) (driv
 	defer b.mu.Unlock()
 	e := b.records[p.ID]
 	if e == nil {
-		return res, storekit.NotFound(p.ID)
+		return res, driver.NotFound(p.ID)
 	}
 	now := b.now()
 	r := &e.rec

@@ -5,7 +5,6 @@ import (
 	"slices"
 
 	"github.com/queuesgo/queues/driver"
-	"github.com/queuesgo/queues/driver/storekit"
 	"github.com/queuesgo/queues/queuestype"
 
 	"github.com/google/uuid"
@@ -23,12 +22,12 @@ func (b *Backend) write(ctx context.Context, op string, id uuid.UUID, fn func(e 
 	e := b.records[id]
 	if e == nil {
 		b.mu.Unlock()
-		return nil, storekit.MissingForWrite(op, id)
+		return nil, driver.MissingForWrite(op, id)
 	}
 	ok, wake := fn(e)
 	if !ok {
 		b.mu.Unlock()
-		return nil, storekit.FenceLost(op, id)
+		return nil, driver.FenceLost(op, id)
 	}
 	out := e.clone()
 	b.mu.Unlock()

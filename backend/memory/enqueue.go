@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/queuesgo/queues/driver"
-	"github.com/queuesgo/queues/driver/storekit"
 	"github.com/queuesgo/queues/queuestype"
 
 	"github.com/google/uuid"
@@ -14,12 +13,12 @@ import (
 
 // enqueuePlan is the decision for one Enqueue item, made before anything is
 // written. Its Holder is the stored record the key resolves to.
-type enqueuePlan = storekit.Decision[*entry]
+type enqueuePlan = driver.KeyDecision[*entry]
 
 // Enqueue inserts the items atomically: every item is decided under one hold
 // of the mutex, then written, and one outcome per item is returned in input
 // order. Keys, forever reservations and repeated keys within the call
-// resolve as storekit.KeyFolder describes; a terminal holder's key is
+// resolve as driver.KeyFolder describes; a terminal holder's key is
 // cleared as the new record takes it over. A record ID that already exists,
 // or appears twice in the call, fails the whole call and writes nothing, as
 // does a priority outside queuestype.MinPriority..queuestype.MaxPriority (an
@@ -35,7 +34,7 @@ func (b *Backend) Enqueue(ctx context.Context, items []driver.EnqueueParams) ([]
 	// Build the candidate records outside the lock.
 	cands := make([]*entry, len(items))
 	for i := range items {
-		p, err := storekit.PrepareItem(i, items[i])
+		p, err := driver.PrepareEnqueue(i, items[i])
 		if err != nil {
 			return nil, err
 		}
@@ -50,7 +49,7 @@ func (b *Backend) Enqueue(ctx context.Context, items []driver.EnqueueParams) ([]
 		return nil, err
 	}
 	wake := b.commitEnqueue(cands, plans, now)
-	outcomes, _ := storekit.KeyOutcomes(plans,
+	outcomes, _ := driver.KeyOutcomes(plans,
 		func(j int) *queuestype.Record { return cands[j].clone() },
 		func(h *entry) (*queuestype.Record, error) { return h.clone(), nil })
 	b.mu.Unlock()
@@ -86,7 +85,7 @@ func newCandidate(p *driver.EnqueueParams) *entry {
 // planEnqueue decides every candidate against the stored keys and
 // reservations. Call it with the mutex held; it changes nothing.
 func (b *Backend) planEnqueue(cands []*entry) ([]enqueuePlan, error) {
-	folder := storekit.NewKeyFolder(b.storedReservation, b.keyHolder)
+	folder := driver.NewKeyFolder(b.storedReservation, b.keyHolder)
 	plans := make([]enqueuePlan, len(cands))
 	var ids map[uuid.UUID]struct{} // IDs inserted by this call
 	if len(cands) > 1 {
@@ -94,7 +93,7 @@ func (b *Backend) planEnqueue(cands []*entry) ([]enqueuePlan, error) {
 	}
 	for i, e := range cands {
 		plans[i], _ = folder.Decide(i, e.rec.Key, e.forever) // lookups never fail
-		if plans[i].Action != storekit.Insert {
+		if plans[i].Action != driver.KeyInsert {
 			continue
 		}
 		if err := b.checkNewID(i, e.rec.ID, ids); err != nil {
@@ -125,7 +124,7 @@ func (b *Backend) checkNewID(i int, id uuid.UUID, seen map[uuid.UUID]struct{}) e
 func (b *Backend) commitEnqueue(cands []*entry, plans []enqueuePlan, now time.Time) (wake bool) {
 	for i, e := range cands {
 		pl := &plans[i]
-		if pl.Action != storekit.Insert {
+		if pl.Action != driver.KeyInsert {
 			continue
 		}
 		r := &e.rec
@@ -161,12 +160,12 @@ func (b *Backend) storedReservation(key string) (*queuestype.Reservation, error)
 }
 
 // keyHolder returns the record holding key.
-func (b *Backend) keyHolder(key string) (storekit.Holder[*entry], bool, error) {
+func (b *Backend) keyHolder(key string) (driver.KeyHolder[*entry], bool, error) {
 	h := b.byKey[key]
 	if h == nil {
-		return storekit.Holder[*entry]{}, false, nil
+		return driver.KeyHolder[*entry]{}, false, nil
 	}
-	return storekit.Holder[*entry]{Rec: h, ID: h.rec.ID, Active: !h.rec.IsTerminal(), Forever: isForeverRecord(h)}, true, nil
+	return driver.KeyHolder[*entry]{Rec: h, ID: h.rec.ID, Active: !h.rec.IsTerminal(), Forever: isForeverRecord(h)}, true, nil
 }
 
 // isForeverRecord reports whether e was inserted with a forever identity

@@ -33,10 +33,10 @@ import (
 	"time"
 
 	"github.com/queuesgo/queues/driver"
+	"github.com/queuesgo/queues/internal/hub"
 	"github.com/queuesgo/queues/queuestype"
 
 	"github.com/google/uuid"
-	"github.com/queuesgo/queues/internal/hub"
 )
 
 // Options configure a memory backend. The zero value is ready to use.
@@ -134,14 +134,6 @@ func (b *Backend) Capabilities() driver.Capabilities {
 
 // now reads the backend clock in UTC (which also drops the monotonic reading).
 func (b *Backend) now() time.Time { return b.nowFn().UTC() }
-
-// utc converts a caller time to UTC, keeping the zero value zero.
-func utc(t time.Time) time.Time {
-	if t.IsZero() {
-		return time.Time{}
-	}
-	return t.UTC()
-}
 
 func isOpen(s queuestype.Status) bool {
 	return s == queuestype.StatusPending || s == queuestype.StatusScheduled

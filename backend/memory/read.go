@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/queuesgo/queues/driver"
-	"github.com/queuesgo/queues/driver/storekit"
 	"github.com/queuesgo/queues/queuestype"
 
 	"github.com/google/uuid"
@@ -21,7 +20,7 @@ func (b *Backend) GetTask(ctx context.Context, id uuid.UUID) (*queuestype.Record
 	defer b.mu.Unlock()
 	e := b.records[id]
 	if e == nil {
-		return nil, storekit.NotFound(id)
+		return nil, driver.NotFound(id)
 	}
 	return e.clone(), nil
 }

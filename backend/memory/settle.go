@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/queuesgo/queues/driver"
-	"github.com/queuesgo/queues/driver/storekit"
 	"github.com/queuesgo/queues/queuestype"
 )
 
@@ -67,12 +66,12 @@ func (b *Backend) Cancel(ctx context.Context, p driver.CancelParams) (*queuestyp
 	defer b.mu.Unlock()
 	e := b.records[p.ID]
 	if e == nil {
-		return nil, storekit.MissingForWrite("cancel", p.ID)
+		return nil, driver.MissingForWrite("cancel", p.ID)
 	}
 	r := &e.rec
 	if !(isOpen(r.Status) || (p.IncludeRunning && r.Status == queuestype.StatusRunning)) ||
 		(p.ExpectedRetryCount != nil && *p.ExpectedRetryCount != r.RetryCount) {
-		return nil, storekit.FenceLost("cancel", p.ID)
+		return nil, driver.FenceLost("cancel", p.ID)
 	}
 	b.finishEntry(e, queuestype.StatusCancelled, b.now())
 	return e.clone(), nil

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/queuesgo/queues/driver"
-	"github.com/queuesgo/queues/driver/storekit"
 	"github.com/queuesgo/queues/queuestype"
 )
 
@@ -94,10 +93,10 @@ func (b *Backend) settleLocked(t *driver.Transition, result json.RawMessage, now
 	}
 	e := b.records[t.ID]
 	if e == nil {
-		return nil, false, storekit.MissingForWrite("settle", t.ID)
+		return nil, false, driver.MissingForWrite("settle", t.ID)
 	}
 	if !settleFenceHolds(&e.rec, t, now) {
-		return nil, false, storekit.FenceLost("settle", t.ID)
+		return nil, false, driver.FenceLost("settle", t.ID)
 	}
 	r := &e.rec
 	due := false

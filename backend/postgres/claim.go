@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/queuesgo/queues/driver"
-	"github.com/queuesgo/queues/driver/storekit"
 	"github.com/queuesgo/queues/queuestype"
 
 	"github.com/jackc/pgx/v5"
@@ -254,7 +253,7 @@ func (b *Backend) ClaimByID(ctx context.Context, p driver.ClaimByIDParams) (driv
 		return res, err
 	}
 	if !ok {
-		return res, storekit.NotFound(p.ID)
+		return res, driver.NotFound(p.ID)
 	}
 	return res, nil
 }

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/queuesgo/queues/driver"
-	"github.com/queuesgo/queues/driver/storekit"
 	"github.com/queuesgo/queues/queuestype"
 
 	"github.com/google/uuid"
@@ -141,13 +140,13 @@ func (b *Backend) enqueue(ctx context.Context, tx pgx.Tx, items []driver.Enqueue
 }
 
 // prepareItems validates the items and applies the defaults
-// (storekit.PrepareItem), encodes their metadata, and reports whether any
+// (driver.PrepareEnqueue), encodes their metadata, and reports whether any
 // item is keyed.
 func prepareItems(items []driver.EnqueueParams) (ps []driver.EnqueueParams, metas [][]byte, keyed bool, err error) {
 	ps = make([]driver.EnqueueParams, len(items))
 	metas = make([][]byte, len(items))
 	for i := range items {
-		if ps[i], err = storekit.PrepareItem(i, items[i]); err != nil {
+		if ps[i], err = driver.PrepareEnqueue(i, items[i]); err != nil {
 			return nil, nil, false, err
 		}
 		if metas[i], err = metadataJSON(ps[i].Metadata); err != nil {
@@ -238,7 +237,7 @@ func (b *Backend) enqueuePlain(ctx context.Context, tx pgx.Tx, ps []driver.Enque
 
 // keyPlan is the decision for one keyed-path item. Its Holder is the active
 // record holding the key.
-type keyPlan = storekit.Decision[*queuestype.Record]
+type keyPlan = driver.KeyDecision[*queuestype.Record]
 
 // enqueueKeyed runs the keyed path inside tx. lost reports a lost race: a
 // concurrent writer took a key between the read and the insert.
@@ -247,20 +246,20 @@ func (b *Backend) enqueueKeyed(ctx context.Context, tx pgx.Tx, ps []driver.Enque
 	if err != nil {
 		return nil, false, err
 	}
-	folder := storekit.NewKeyFolder(
+	folder := driver.NewKeyFolder(
 		func(key string) (*queuestype.Reservation, error) { return reserved[key], nil },
-		func(key string) (storekit.Holder[*queuestype.Record], bool, error) {
+		func(key string) (driver.KeyHolder[*queuestype.Record], bool, error) {
 			h := holder[key]
 			if h == nil {
-				return storekit.Holder[*queuestype.Record]{}, false, nil
+				return driver.KeyHolder[*queuestype.Record]{}, false, nil
 			}
-			return storekit.Holder[*queuestype.Record]{Rec: h, ID: h.ID, Active: true, Forever: isForeverRecord(h)}, true, nil
+			return driver.KeyHolder[*queuestype.Record]{Rec: h, ID: h.ID, Active: true, Forever: isForeverRecord(h)}, true, nil
 		})
 	plans := make([]keyPlan, len(ps))
 	var rows insertRows
 	for i := range ps {
 		plans[i], _ = folder.Decide(i, ps[i].Key, ps[i].Forever) // the lookups read maps
-		if plans[i].Action == storekit.Insert {
+		if plans[i].Action == driver.KeyInsert {
 			rows.add(&ps[i], plans[i].Reserve)
 			rows.metas = append(rows.metas, metas[i])
 		}
@@ -269,7 +268,7 @@ func (b *Backend) enqueueKeyed(ctx context.Context, tx pgx.Tx, ps []driver.Enque
 	if err != nil || lost {
 		return nil, lost, err
 	}
-	outs, err = storekit.KeyOutcomes(plans,
+	outs, err = driver.KeyOutcomes(plans,
 		func(j int) *queuestype.Record { return inserted[ps[j].ID] },
 		func(h *queuestype.Record) (*queuestype.Record, error) { return h.Clone(), nil })
 	return outs, false, err

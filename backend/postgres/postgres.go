@@ -7,10 +7,8 @@ import (
 	"log/slog"
 	"regexp"
 	"sync"
-	"time"
 
 	"github.com/queuesgo/queues/driver"
-	"github.com/queuesgo/queues/driver/storekit"
 	"github.com/queuesgo/queues/queuestype"
 
 	"github.com/google/uuid"
@@ -342,9 +340,9 @@ func (b *Backend) guardFailed(ctx context.Context, op string, id uuid.UUID) erro
 		return err
 	}
 	if !ok {
-		return storekit.MissingForWrite(op, id)
+		return driver.MissingForWrite(op, id)
 	}
-	return storekit.FenceLost(op, id)
+	return driver.FenceLost(op, id)
 }
 
 // notify sends a wakeup hint (outside any transaction).
@@ -362,14 +360,6 @@ func containsStr(list []string, s string) bool {
 		}
 	}
 	return false
-}
-
-// utc converts a caller time to UTC, keeping the zero value zero.
-func utc(t time.Time) time.Time {
-	if t.IsZero() {
-		return time.Time{}
-	}
-	return t.UTC()
 }
 
 // txRunner is what pgx pools, connections and transactions share.

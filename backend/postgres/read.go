@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/queuesgo/queues/driver"
-	"github.com/queuesgo/queues/driver/storekit"
 	"github.com/queuesgo/queues/queuestype"
 
 	"github.com/google/uuid"
@@ -23,7 +22,7 @@ func (b *Backend) GetTask(ctx context.Context, id uuid.UUID) (*queuestype.Record
 		return nil, b.wrap("get task", err)
 	}
 	if rec == nil {
-		return nil, storekit.NotFound(id)
+		return nil, driver.NotFound(id)
 	}
 	return rec, nil
 }

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/queuesgo/queues/driver"
-	"github.com/queuesgo/queues/driver/storekit"
 	"github.com/queuesgo/queues/queuestype"
 
 	"github.com/google/uuid"
@@ -224,11 +223,11 @@ func settleResults[I any](b *Backend, ctx context.Context, op string, round []*o
 		k := id(o.in)
 		switch {
 		case qerr != nil:
-			o.err = storekit.FenceLost(op, k)
+			o.err = driver.FenceLost(op, k)
 		case present[k]:
-			o.err = storekit.FenceLost(op, k)
+			o.err = driver.FenceLost(op, k)
 		default:
-			o.err = storekit.MissingForWrite(op, k)
+			o.err = driver.MissingForWrite(op, k)
 		}
 	}
 }

@@ -7,8 +7,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/queuesgo/queues/driver"
+
 	"github.com/google/uuid"
-	"github.com/queuesgo/queues/driver/storekit"
 )
 
 // completeReq is one hot-path completion of Settle (luaComplete).
@@ -81,9 +82,9 @@ func completeReply(v any, id uuid.UUID) (ref string, overlays []any, err error) 
 	}
 	switch {
 	case code == "M":
-		return "", nil, storekit.MissingForWrite("complete", id)
+		return "", nil, driver.MissingForWrite("complete", id)
 	case code == "F":
-		return "", nil, storekit.FenceLost("complete", id)
+		return "", nil, driver.FenceLost("complete", id)
 	case len(code) > 0 && code[0] == 'K':
 		return code[1:], overlays, nil
 	}

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/queuesgo/queues/driver"
-	"github.com/queuesgo/queues/driver/storekit"
 	"github.com/queuesgo/queues/queuestype"
 )
 
@@ -17,7 +16,7 @@ import (
 // outcome per item in input order.
 //
 // The script resolves keys, forever reservations and repeated keys within
-// the call as storekit.KeyFolder describes (a terminal holder's key is
+// the call as driver.KeyFolder describes (a terminal holder's key is
 // taken over). A record ID that already exists fails the whole call and
 // writes nothing, as does a priority outside
 // queuestype.MinPriority..queuestype.MaxPriority (an error matching
@@ -48,21 +47,21 @@ func (b *Backend) Enqueue(ctx context.Context, items []driver.EnqueueParams) ([]
 	if err != nil {
 		return nil, err
 	}
-	plans := make([]storekit.Decision[*queuestype.Record], len(items))
+	plans := make([]driver.KeyDecision[*queuestype.Record], len(items))
 	for i, o := range replies {
 		if plans[i], err = enqueueDecision(i, o, items[i].Key); err != nil {
 			return nil, err
 		}
-		if plans[i].Action == storekit.Insert {
+		if plans[i].Action == driver.KeyInsert {
 			stampInserted(recs[i], now)
 		}
 	}
-	return storekit.KeyOutcomes(plans,
+	return driver.KeyOutcomes(plans,
 		func(j int) *queuestype.Record { return recs[j] },
 		func(h *queuestype.Record) (*queuestype.Record, error) { return h, nil })
 }
 
-// enqueueArgs validates and prepares the items (storekit.PrepareItem) and
+// enqueueArgs validates and prepares the items (driver.PrepareEnqueue) and
 // returns the record each would insert, before the script stamps it, and
 // the script's arguments: the item count, then 14 fields per item.
 func enqueueArgs(items []driver.EnqueueParams) ([]*queuestype.Record, []any, error) {
@@ -70,7 +69,7 @@ func enqueueArgs(items []driver.EnqueueParams) ([]*queuestype.Record, []any, err
 	args := make([]any, 0, 1+len(items)*14)
 	args = append(args, len(items))
 	for i := range items {
-		p, err := storekit.PrepareItem(i, items[i])
+		p, err := driver.PrepareEnqueue(i, items[i])
 		if err != nil {
 			return nil, nil, err
 		}
@@ -142,8 +141,8 @@ func splitEnqueueReply(v []any, n int) (time.Time, []any, error) {
 // N inserted, S the same as an earlier item, E an existing record, O a
 // reservation's owner, anything else an identity conflict with the holder
 // the reply names (none: an earlier item of the call).
-func enqueueDecision(i int, o any, key string) (storekit.Decision[*queuestype.Record], error) {
-	d := storekit.Decision[*queuestype.Record]{Of: -1}
+func enqueueDecision(i int, o any, key string) (driver.KeyDecision[*queuestype.Record], error) {
+	d := driver.KeyDecision[*queuestype.Record]{Of: -1}
 	rep, err := parseReply(o)
 	if err != nil {
 		return d, err
@@ -151,23 +150,23 @@ func enqueueDecision(i int, o any, key string) (storekit.Decision[*queuestype.Re
 	s, _ := rep.rec.(string)
 	switch rep.code {
 	case "N":
-		d.Action = storekit.Insert
+		d.Action = driver.KeyInsert
 	case "S":
 		j, err := strconv.Atoi(s)
 		if err != nil || j < 1 || j > i {
 			return d, fmt.Errorf("redis: enqueue staged reference %q", s)
 		}
-		d.Action, d.Of = storekit.Staged, j-1
+		d.Action, d.Of = driver.KeyStaged, j-1
 	case "E":
-		d.Action = storekit.Existing
+		d.Action = driver.KeyExisting
 		d.Holder, err = decodeRecord(rep.rec)
 	case "O":
-		d.Action = storekit.Owner
+		d.Action = driver.KeyOwner
 		d.Owner, err = decodeReservation(s)
 	default:
-		d.Action, d.Err = storekit.Conflict, storekit.KeyConflict(key)
+		d.Action, d.Err = driver.KeyConflict, driver.IdentityConflict(key)
 		if s != "" {
-			d.Err = storekit.KeyHeld(key, s)
+			d.Err = driver.IdentityHeld(key, s)
 		}
 	}
 	return d, err

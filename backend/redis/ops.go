@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/queuesgo/queues/driver"
-	"github.com/queuesgo/queues/driver/storekit"
 	"github.com/queuesgo/queues/queuestype"
 
 	"github.com/google/uuid"
@@ -372,9 +371,9 @@ func (b *Backend) one(ctx context.Context, name, op string, id uuid.UUID, a ...a
 	case "K":
 		return b.record(req, 0, rep)
 	case "M":
-		return nil, storekit.MissingForWrite(name, id)
+		return nil, driver.MissingForWrite(name, id)
 	default:
-		return nil, storekit.FenceLost(name, id)
+		return nil, driver.FenceLost(name, id)
 	}
 }
 
@@ -495,7 +494,7 @@ func (b *Backend) ClaimByID(ctx context.Context, p driver.ClaimByIDParams) (driv
 			res.Expired = append(res.Expired, rec)
 		}
 	case "M":
-		return res, storekit.NotFound(p.ID)
+		return res, driver.NotFound(p.ID)
 	}
 	return res, nil
 }

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/queuesgo/queues/driver"
-	"github.com/queuesgo/queues/driver/storekit"
 	"github.com/queuesgo/queues/queuestype"
 
 	"github.com/google/uuid"
@@ -75,7 +74,7 @@ func (b *Backend) GetTask(ctx context.Context, id uuid.UUID) (*queuestype.Record
 		return nil, fmt.Errorf("redis: get task: %w", err)
 	}
 	if len(m) == 0 {
-		return nil, storekit.NotFound(id)
+		return nil, driver.NotFound(id)
 	}
 	return decodeFields(m)
 }

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/queuesgo/queues/driver"
-	"github.com/queuesgo/queues/driver/storekit"
 	"github.com/queuesgo/queues/queuestype"
 
 	"github.com/google/uuid"
@@ -169,9 +168,9 @@ func (b *Backend) Settle(ctx context.Context, ts []driver.Transition) ([]driver.
 				out[i].Record = rec
 			}
 		case "M":
-			out[i].Err = storekit.MissingForWrite("settle", t.ID)
+			out[i].Err = driver.MissingForWrite("settle", t.ID)
 		default:
-			out[i].Err = storekit.FenceLost("settle", t.ID)
+			out[i].Err = driver.FenceLost("settle", t.ID)
 		}
 	}
 	return out, nil

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/queuesgo/queues/driver"
-	"github.com/queuesgo/queues/driver/storekit"
 	"github.com/queuesgo/queues/queuestype"
 )
 
@@ -397,7 +396,7 @@ func (b *Backend) ClaimByID(ctx context.Context, p driver.ClaimByIDParams) (driv
 		return res, err
 	}
 	if missing {
-		return res, storekit.NotFound(p.ID)
+		return res, driver.NotFound(p.ID)
 	}
 	if claimed || expired {
 		rec, err := out.record()

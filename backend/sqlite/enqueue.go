@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/queuesgo/queues/driver"
-	"github.com/queuesgo/queues/driver/storekit"
 	"github.com/queuesgo/queues/queuestype"
 
 	"github.com/google/uuid"
@@ -41,11 +40,11 @@ type candidate struct {
 
 // enqueuePlan is the decision for one item, made inside the transaction.
 // Its Holder is the stored record the key resolves to.
-type enqueuePlan = storekit.Decision[*rawRec]
+type enqueuePlan = driver.KeyDecision[*rawRec]
 
 // Enqueue inserts the items atomically, in one transaction, and returns one
 // outcome per item in input order. Keys, forever reservations and repeated
-// keys within the call resolve as storekit.KeyFolder describes; a terminal
+// keys within the call resolve as driver.KeyFolder describes; a terminal
 // holder's key is cleared as the new record takes it over. A record ID that
 // already exists fails the whole call and writes nothing, as does a priority
 // outside queuestype.MinPriority..queuestype.MaxPriority (an error matching
@@ -79,7 +78,7 @@ func (b *Backend) Enqueue(ctx context.Context, items []driver.EnqueueParams) ([]
 		return nil, err
 	}
 	for i := range plans {
-		if plans[i].Action == storekit.Insert && !cands[i].scheduledAt.After(now) {
+		if plans[i].Action == driver.KeyInsert && !cands[i].scheduledAt.After(now) {
 			b.wake()
 			break
 		}
@@ -91,7 +90,7 @@ func (b *Backend) Enqueue(ctx context.Context, items []driver.EnqueueParams) ([]
 func newCandidates(items []driver.EnqueueParams) ([]candidate, error) {
 	cands := make([]candidate, len(items))
 	for i := range items {
-		p, err := storekit.PrepareItem(i, items[i])
+		p, err := driver.PrepareEnqueue(i, items[i])
 		if err != nil {
 			return nil, err
 		}
@@ -134,7 +133,7 @@ func (c *candidate) prepare(p *driver.EnqueueParams) error {
 
 // enqueueOutcomes builds the call's outcomes once the transaction committed at now.
 func enqueueOutcomes(cands []candidate, plans []enqueuePlan, now time.Time) ([]driver.EnqueueOutcome, error) {
-	return storekit.KeyOutcomes(plans,
+	return driver.KeyOutcomes(plans,
 		func(j int) *queuestype.Record { return cands[j].record(now) },
 		func(h *rawRec) (*queuestype.Record, error) { return h.record() })
 }
@@ -143,9 +142,9 @@ func enqueueOutcomes(cands []candidate, plans []enqueuePlan, now time.Time) ([]d
 // every item against the stored keys and reservations and writes each
 // insert as it is decided.
 func enqueueTx(tx *wtx, cands []candidate, plans []enqueuePlan, now time.Time) error {
-	folder := storekit.NewKeyFolder(
+	folder := driver.NewKeyFolder(
 		func(key string) (*queuestype.Reservation, error) { return getReservation(tx, key) },
-		func(key string) (storekit.Holder[*rawRec], bool, error) { return keyHolder(tx, key) })
+		func(key string) (driver.KeyHolder[*rawRec], bool, error) { return keyHolder(tx, key) })
 	for i := range cands {
 		c := &cands[i]
 		pl, err := folder.Decide(i, c.key, c.forever)
@@ -153,7 +152,7 @@ func enqueueTx(tx *wtx, cands []candidate, plans []enqueuePlan, now time.Time) e
 			return err
 		}
 		plans[i] = pl
-		if pl.Action == storekit.Insert {
+		if pl.Action == driver.KeyInsert {
 			if err := insertCandidate(tx, i, c, &pl, now); err != nil {
 				return err
 			}
@@ -190,17 +189,17 @@ func insertCandidate(tx *wtx, i int, c *candidate, pl *enqueuePlan, now time.Tim
 }
 
 // keyHolder reads the record holding key inside the transaction.
-func keyHolder(tx *wtx, key string) (storekit.Holder[*rawRec], bool, error) {
+func keyHolder(tx *wtx, key string) (driver.KeyHolder[*rawRec], bool, error) {
 	h, found, err := tx.record(`SELECT `+recordColumns+` FROM queue_task WHERE task_key = ?`, key)
 	if err != nil || !found {
-		return storekit.Holder[*rawRec]{}, false, err
+		return driver.KeyHolder[*rawRec]{}, false, err
 	}
 	id, err := uuid.Parse(h.ID)
 	if err != nil {
-		return storekit.Holder[*rawRec]{}, false, fmt.Errorf("sqlite: record %q holding key %q: %w", h.ID, key, err)
+		return driver.KeyHolder[*rawRec]{}, false, fmt.Errorf("sqlite: record %q holding key %q: %w", h.ID, key, err)
 	}
 	active := !h.CompletedAt.Valid
-	return storekit.Holder[*rawRec]{Rec: &h, ID: id, Active: active, Forever: active && holderIsForever(&h)}, true, nil
+	return driver.KeyHolder[*rawRec]{Rec: &h, ID: id, Active: active, Forever: active && holderIsForever(&h)}, true, nil
 }
 
 // holderIsForever reports whether an active record holding a key was

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/queuesgo/queues/driver"
-	"github.com/queuesgo/queues/driver/storekit"
 	"github.com/queuesgo/queues/queuestype"
 
 	"github.com/google/uuid"
@@ -147,7 +146,7 @@ func (b *Backend) GetTask(ctx context.Context, id uuid.UUID) (*queuestype.Record
 		return nil, err
 	}
 	if len(rows) == 0 {
-		return nil, storekit.NotFound(id)
+		return nil, driver.NotFound(id)
 	}
 	return rows[0].record()
 }

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/queuesgo/queues/driver"
-	"github.com/queuesgo/queues/driver/storekit"
 	"github.com/queuesgo/queues/queuestype"
 
 	"github.com/google/uuid"
@@ -60,9 +59,9 @@ func (b *Backend) settleOne(ctx context.Context, op string, id uuid.UUID, query 
 	}
 	if !ok {
 		if missing {
-			return nil, storekit.MissingForWrite(op, id)
+			return nil, driver.MissingForWrite(op, id)
 		}
-		return nil, storekit.FenceLost(op, id)
+		return nil, driver.FenceLost(op, id)
 	}
 	return out.record()
 }

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/queuesgo/queues/driver"
-	"github.com/queuesgo/queues/driver/storekit"
 	"github.com/queuesgo/queues/queuestype"
 )
 
@@ -197,9 +196,9 @@ func (b *Backend) Settle(ctx context.Context, ts []driver.Transition) ([]driver.
 		case s.query == "":
 			r.Err = fmt.Errorf("%w: sqlite: settle %s: cannot transition to status %q", queuestype.ErrConfig, t.ID, t.To)
 		case o.missing:
-			r.Err = storekit.MissingForWrite("settle", t.ID)
+			r.Err = driver.MissingForWrite("settle", t.ID)
 		case !o.ok:
-			r.Err = storekit.FenceLost("settle", t.ID)
+			r.Err = driver.FenceLost("settle", t.ID)
 		case t.NoRecord:
 		case o.have:
 			if r.Record, err = o.rec.record(); err != nil {

@@ -1,15 +1,14 @@
-package storekit
+package driver
 
 import (
 	"fmt"
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/queuesgo/queues/driver"
 	"github.com/queuesgo/queues/queuestype"
 )
 
-// PrepareItem validates item i of an Enqueue call and returns a copy of it
+// PrepareEnqueue validates item i of an Enqueue call and returns a copy of it
 // with the defaults every store applies: a new UUIDv7 when ID is zero,
 // queuestype.DefaultQueue for an empty Queue, queuestype.ExecutionLocal for
 // an empty ExecutionBackend, ScheduledAt and ExpiresAt in UTC (a zero time
@@ -19,7 +18,7 @@ import (
 // A Priority outside queuestype.MinPriority..queuestype.MaxPriority returns
 // a *queuestype.ConfigError naming items[i].Priority: the store fails the
 // whole call and writes nothing.
-func PrepareItem(i int, p driver.EnqueueParams) (driver.EnqueueParams, error) {
+func PrepareEnqueue(i int, p EnqueueParams) (EnqueueParams, error) {
 	if p.Priority < queuestype.MinPriority || p.Priority > queuestype.MaxPriority {
 		return p, &queuestype.ConfigError{
 			Field:   fmt.Sprintf("items[%d].Priority", i),
@@ -39,23 +38,23 @@ func PrepareItem(i int, p driver.EnqueueParams) (driver.EnqueueParams, error) {
 	if p.ExecutionBackend == "" {
 		p.ExecutionBackend = queuestype.ExecutionLocal
 	}
-	p.ScheduledAt, p.ExpiresAt = UTC(p.ScheduledAt), UTC(p.ExpiresAt)
+	p.ScheduledAt, p.ExpiresAt = InUTC(p.ScheduledAt), InUTC(p.ExpiresAt)
 	p.Forever = p.Forever && p.Key != ""
 	return p, nil
 }
 
-// UTC returns t in UTC without its monotonic clock reading; the zero time
+// InUTC returns t in UTC without its monotonic clock reading; the zero time
 // stays the zero time.
-func UTC(t time.Time) time.Time {
+func InUTC(t time.Time) time.Time {
 	if t.IsZero() {
 		return time.Time{}
 	}
 	return t.UTC()
 }
 
-// Holder is the stored record that holds an identity key, as a store reports
-// it to a KeyFolder. Rec is the store's own handle on the record.
-type Holder[H any] struct {
+// KeyHolder is the stored record that holds an identity key, as a store
+// reports it to a KeyFolder. Rec is the store's own handle on the record.
+type KeyHolder[H any] struct {
 	Rec H
 	ID  uuid.UUID
 	// Active is true while the record is not terminal. A terminal holder
@@ -72,71 +71,72 @@ type KeyAction int
 
 // Key actions.
 const (
-	// Insert the item as a new record.
-	Insert KeyAction = iota
-	// Staged: an earlier item of the call (Decision.Of) inserts the key; the
-	// item returns that item's record with Existing set.
-	Staged
-	// Existing: an active stored record (Decision.Holder) holds the key; the
-	// item returns it with Existing set.
-	Existing
-	// Owner: a forever reservation holds the key, stored (Decision.Owner)
-	// or created by an earlier item of the call (Decision.Of); the item
-	// returns the reservation with Record nil and Existing set.
-	Owner
-	// Conflict: the item fails on its own with Decision.Err, which matches
-	// queuestype.ErrIdentityConflict.
-	Conflict
+	// KeyInsert inserts the item as a new record.
+	KeyInsert KeyAction = iota
+	// KeyStaged: an earlier item of the call (KeyDecision.Of) inserts the
+	// key; the item returns that item's record with Existing set.
+	KeyStaged
+	// KeyExisting: an active stored record (KeyDecision.Holder) holds the
+	// key; the item returns it with Existing set.
+	KeyExisting
+	// KeyOwner: a forever reservation holds the key, stored
+	// (KeyDecision.Owner) or created by an earlier item of the call
+	// (KeyDecision.Of); the item returns the reservation with Record nil and
+	// Existing set.
+	KeyOwner
+	// KeyConflict: the item fails on its own with KeyDecision.Err, which
+	// matches queuestype.ErrIdentityConflict.
+	KeyConflict
 )
 
-// Decision is a KeyFolder's resolution of one Enqueue item.
-type Decision[H any] struct {
+// KeyDecision is a KeyFolder's resolution of one Enqueue item.
+type KeyDecision[H any] struct {
 	Action KeyAction
-	// Reserve (Insert) says the insert creates a forever reservation of the
-	// key in the same atomic step.
+	// Reserve (KeyInsert) says the insert creates a forever reservation of
+	// the key in the same atomic step.
 	Reserve bool
-	// TakeOver (Insert) says a terminal record, Holder, holds the key; the
-	// store clears that record's key as the new record takes it.
+	// TakeOver (KeyInsert) says a terminal record, Holder, holds the key;
+	// the store clears that record's key as the new record takes it.
 	TakeOver bool
-	// Holder is the active holder (Existing) or the terminal one (Insert
-	// with TakeOver).
+	// Holder is the active holder (KeyExisting) or the terminal one
+	// (KeyInsert with TakeOver).
 	Holder H
-	// Of is the earlier item of the call (Staged, or Owner of a reservation
-	// created in this call); -1 otherwise.
+	// Of is the earlier item of the call (KeyStaged, or KeyOwner of a
+	// reservation created in this call); -1 otherwise.
 	Of int
-	// Owner is the stored reservation (Owner), nil when Of names the item
-	// that creates it.
+	// Owner is the stored reservation (KeyOwner), nil when Of names the
+	// item that creates it.
 	Owner *queuestype.Reservation
-	// Err is the per-item error (Conflict).
+	// Err is the per-item error (KeyConflict).
 	Err error
 }
 
 // KeyFolder resolves the items of one Enqueue call, in input order, against
 // the store's identity keys and forever reservations and against the
-// earlier items of the same call:
+// earlier items of the same call (in-call duplicate keys fold into the
+// first item that holds the key):
 //
 //   - an item without a key is inserted;
 //   - a keyed item whose key an earlier item of the call inserts resolves
-//     to that item (Staged); else it returns the active stored record
-//     holding the key (Existing); else it is inserted, taking the key over
-//     from a terminal holder if there is one;
-//   - a forever item (driver.EnqueueParams.Forever with a key) whose key is
+//     to that item (KeyStaged); else it returns the active stored record
+//     holding the key (KeyExisting); else it is inserted, taking the key
+//     over from a terminal holder if there is one;
+//   - a forever item (EnqueueParams.Forever with a key) whose key is
 //     reserved, by a stored reservation or an earlier forever item of the
-//     call, returns the owner (Owner); one whose key an earlier non-forever
-//     item inserts, or an active non-forever record holds, fails with an
-//     error matching queuestype.ErrIdentityConflict (Conflict); one whose
-//     key an active forever record holds after its reservation was reset
-//     returns that record (Existing); otherwise it is inserted with a
-//     reservation (Reserve).
+//     call, returns the owner (KeyOwner); one whose key an earlier
+//     non-forever item inserts, or an active non-forever record holds,
+//     fails with an error matching queuestype.ErrIdentityConflict
+//     (KeyConflict); one whose key an active forever record holds after
+//     its reservation was reset returns that record (KeyExisting);
+//     otherwise it is inserted with a reservation (Reserve).
 //
-// A store that decides with one read of its state (under a lock or inside a
-// transaction) creates one KeyFolder per call and calls Decide for every
-// item, then writes the inserts; KeyOutcomes turns the decisions into the
-// call's outcomes. The zero KeyFolder is not usable; create it with
-// NewKeyFolder.
+// A store that decides on one consistent view of its state (under a lock or
+// inside a transaction) creates one KeyFolder per call and calls Decide for
+// every item, then writes the inserts; KeyOutcomes turns the decisions into
+// the call's outcomes. Create it with NewKeyFolder.
 type KeyFolder[H any] struct {
 	reservation func(key string) (*queuestype.Reservation, error)
-	holder      func(key string) (Holder[H], bool, error)
+	holder      func(key string) (KeyHolder[H], bool, error)
 	staged      map[string]int // key → earlier item whose insert holds it
 	reserved    map[string]int // key → earlier forever item that reserves it
 }
@@ -148,17 +148,17 @@ type KeyFolder[H any] struct {
 // decide, reservation only for forever items.
 func NewKeyFolder[H any](
 	reservation func(key string) (*queuestype.Reservation, error),
-	holder func(key string) (Holder[H], bool, error),
+	holder func(key string) (KeyHolder[H], bool, error),
 ) KeyFolder[H] {
 	return KeyFolder[H]{reservation: reservation, holder: holder}
 }
 
 // Decide resolves item i of the call, with its key and whether it is a
-// forever item (see PrepareItem: forever only with a key). Items must be
+// forever item (see PrepareEnqueue: forever only with a key). Items must be
 // decided in input order. An error is the store's lookup error; the call
 // fails with it.
-func (f *KeyFolder[H]) Decide(i int, key string, forever bool) (Decision[H], error) {
-	d := Decision[H]{Of: -1}
+func (f *KeyFolder[H]) Decide(i int, key string, forever bool) (KeyDecision[H], error) {
+	d := KeyDecision[H]{Of: -1}
 	if key == "" {
 		return d, nil
 	}
@@ -167,7 +167,7 @@ func (f *KeyFolder[H]) Decide(i int, key string, forever bool) (Decision[H], err
 			return d, err
 		}
 	} else if j, ok := f.staged[key]; ok {
-		d.Action, d.Of = Staged, j
+		d.Action, d.Of = KeyStaged, j
 		return d, nil
 	}
 	h, found, err := f.holder(key)
@@ -176,10 +176,10 @@ func (f *KeyFolder[H]) Decide(i int, key string, forever bool) (Decision[H], err
 	}
 	switch {
 	case found && h.Active && forever && !h.Forever:
-		d.Action, d.Err = Conflict, KeyHeld(key, h.ID.String())
+		d.Action, d.Err = KeyConflict, IdentityHeld(key, h.ID.String())
 		return d, nil
 	case found && h.Active:
-		d.Action, d.Holder = Existing, h.Rec
+		d.Action, d.Holder = KeyExisting, h.Rec
 		return d, nil
 	case found:
 		d.TakeOver, d.Holder = true, h.Rec
@@ -192,9 +192,9 @@ func (f *KeyFolder[H]) Decide(i int, key string, forever bool) (Decision[H], err
 // decideReserved resolves a forever item against the reservations of the
 // call and of the store and the keys earlier items insert. done is false
 // when the key's holder decides.
-func (f *KeyFolder[H]) decideReserved(d *Decision[H], key string) (done bool, err error) {
+func (f *KeyFolder[H]) decideReserved(d *KeyDecision[H], key string) (done bool, err error) {
 	if j, ok := f.reserved[key]; ok {
-		d.Action, d.Of = Owner, j
+		d.Action, d.Of = KeyOwner, j
 		return true, nil
 	}
 	res, err := f.reservation(key)
@@ -202,12 +202,12 @@ func (f *KeyFolder[H]) decideReserved(d *Decision[H], key string) (done bool, er
 		return true, err
 	}
 	if res != nil {
-		d.Action, d.Owner = Owner, res
+		d.Action, d.Owner = KeyOwner, res
 		return true, nil
 	}
 	if _, ok := f.staged[key]; ok {
 		// An earlier item of this call (not forever) inserts the key.
-		d.Action, d.Err = Conflict, KeyConflict(key)
+		d.Action, d.Err = KeyConflict, IdentityConflict(key)
 		return true, nil
 	}
 	return false, nil
@@ -227,30 +227,30 @@ func (f *KeyFolder[H]) stage(i int, key string, reserve bool) {
 	}
 }
 
-// KeyOutcomes builds the outcomes of an Enqueue call from its decisions,
-// once the inserts are written. inserted(j) returns the record item j
+// KeyOutcomes builds the outcomes of an Enqueue call from its decisions
+// (one per item, in input order) once the inserts are written. inserted(j) returns the record item j
 // inserted, as the caller receives it; existing(h) returns a caller-owned
 // copy of an active holder's record. An item resolved to an earlier one gets
 // a clone of that item's record, and an item resolved to a reservation
 // created in this call gets a reservation built from the record that
 // created it.
-func KeyOutcomes[H any](ds []Decision[H], inserted func(j int) *queuestype.Record,
-	existing func(h H) (*queuestype.Record, error)) ([]driver.EnqueueOutcome, error) {
-	outs := make([]driver.EnqueueOutcome, len(ds))
+func KeyOutcomes[H any](ds []KeyDecision[H], inserted func(j int) *queuestype.Record,
+	existing func(h H) (*queuestype.Record, error)) ([]EnqueueOutcome, error) {
+	outs := make([]EnqueueOutcome, len(ds))
 	for i := range ds {
 		d, out := &ds[i], &outs[i]
 		switch d.Action {
-		case Insert:
+		case KeyInsert:
 			out.Record = inserted(i)
-		case Staged:
+		case KeyStaged:
 			out.Record, out.Existing = inserted(d.Of).Clone(), true
-		case Existing:
+		case KeyExisting:
 			rec, err := existing(d.Holder)
 			if err != nil {
 				return nil, err
 			}
 			out.Record, out.Existing = rec, true
-		case Owner:
+		case KeyOwner:
 			out.Owner, out.Existing = ownerOf(d, inserted), true
 		default:
 			out.Err = d.Err
@@ -259,8 +259,8 @@ func KeyOutcomes[H any](ds []Decision[H], inserted func(j int) *queuestype.Recor
 	return outs, nil
 }
 
-// ownerOf returns a caller-owned copy of the reservation an Owner decision names.
-func ownerOf[H any](d *Decision[H], inserted func(j int) *queuestype.Record) *queuestype.Reservation {
+// ownerOf returns a caller-owned copy of the reservation a KeyOwner decision names.
+func ownerOf[H any](d *KeyDecision[H], inserted func(j int) *queuestype.Record) *queuestype.Reservation {
 	if d.Owner != nil {
 		o := *d.Owner
 		return &o

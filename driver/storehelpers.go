@@ -1,0 +1,177 @@
+package driver
+
+import (
+	"bytes"
+	"fmt"
+	"regexp"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/queuesgo/queues/queuestype"
+)
+
+// This file holds helpers for store authors: the errors, defaults, orders
+// and option checks every store applies alike.
+
+// FenceLost returns an error matching queuestype.ErrFenceLost for a guarded
+// write op on record id whose guard did not hold.
+func FenceLost(op string, id uuid.UUID) error {
+	return fmt.Errorf("%w: %s %s", queuestype.ErrFenceLost, op, id)
+}
+
+// NotFound returns an error matching queuestype.ErrTaskNotFound for id.
+func NotFound(id uuid.UUID) error {
+	return fmt.Errorf("%w: %s", queuestype.ErrTaskNotFound, id)
+}
+
+// MissingForWrite returns the error of a guarded write op on an ID that does
+// not exist: the guard did not hold because there is no record, so it
+// matches both queuestype.ErrFenceLost and queuestype.ErrTaskNotFound.
+func MissingForWrite(op string, id uuid.UUID) error {
+	return fmt.Errorf("%w: %s %s: %w", queuestype.ErrFenceLost, op, id, queuestype.ErrTaskNotFound)
+}
+
+// IdentityConflict returns the per-item error of a forever Enqueue item whose key
+// an earlier, non-forever item of the same call inserts. It matches
+// queuestype.ErrIdentityConflict.
+func IdentityConflict(key string) error {
+	return fmt.Errorf("%w: key %q", queuestype.ErrIdentityConflict, key)
+}
+
+// IdentityHeld returns the per-item error of a forever Enqueue item whose key an
+// active non-forever record (holder, the record's ID) holds. It matches
+// queuestype.ErrIdentityConflict.
+func IdentityHeld(key, holder string) error {
+	return fmt.Errorf("%w: key %q is held by task %s", queuestype.ErrIdentityConflict, key, holder)
+}
+
+// CheckLockArgs validates the arguments of Locker.AcquireLock: a positive
+// ttl and a non-empty token. It returns an error matching
+// queuestype.ErrConfig otherwise.
+func CheckLockArgs(ttl time.Duration, token string) error {
+	if ttl <= 0 {
+		return fmt.Errorf("%w: lock ttl must be positive, got %s", queuestype.ErrConfig, ttl)
+	}
+	if token == "" {
+		return fmt.Errorf("%w: lock token must not be empty", queuestype.ErrConfig)
+	}
+	return nil
+}
+
+// NamespacePattern is the rule a namespace root follows (the rule of
+// queues.Config.Namespace): lower-case words of letters and digits joined
+// by single underscores, starting with a letter.
+var NamespacePattern = regexp.MustCompile(`^[a-z][a-z0-9]*(?:_[a-z0-9]+)*$`)
+
+// ResolveNamespace returns the namespace root a store option names:
+// queuestype.DefaultNamespace when ns is empty, else ns when it matches
+// NamespacePattern and, with maxLen > 0, is at most maxLen bytes. Anything
+// else returns a *queuestype.ConfigError naming field.
+func ResolveNamespace(field, ns string, maxLen int) (string, error) {
+	if ns == "" {
+		return queuestype.DefaultNamespace, nil
+	}
+	if maxLen > 0 && (!NamespacePattern.MatchString(ns) || len(ns) > maxLen) {
+		return "", &queuestype.ConfigError{Field: field,
+			Problem: fmt.Sprintf("%q must match %s and be at most %d bytes", ns, NamespacePattern, maxLen)}
+	}
+	if !NamespacePattern.MatchString(ns) {
+		return "", &queuestype.ConfigError{Field: field, Problem: fmt.Sprintf("%q must match %s", ns, NamespacePattern)}
+	}
+	return ns, nil
+}
+
+// Defaults of the limit arguments of Backend and Inspector methods, used
+// when the caller passes a limit ≤ 0.
+const (
+	// DefaultPendingLimit is ListPending's limit.
+	DefaultPendingLimit = 100
+	// DefaultExpireLimit is ExpireOverdue's limit.
+	DefaultExpireLimit = 100
+	// DefaultCleanupLimit is CleanupTerminal's limit.
+	DefaultCleanupLimit = 100
+	// DefaultCompletedLimit is ListCompletedByTask's limit.
+	DefaultCompletedLimit = 10
+	// DefaultPageLimit is the page size of Inspector.ListTasks.
+	DefaultPageLimit = 50
+)
+
+// Limit returns n, or def when n ≤ 0.
+func Limit(n, def int) int {
+	if n <= 0 {
+		return def
+	}
+	return n
+}
+
+// NewTaskPage builds a ListTasks page from up to limit+1 records read newest
+// first: the first limit records are the page, and when there are more,
+// NextCursor is the ID of the page's last record. A nil recs gives an
+// empty, non-nil Items.
+func NewTaskPage(recs []*queuestype.Record, limit int) TaskPage {
+	var page TaskPage
+	if len(recs) > limit {
+		recs = recs[:limit]
+		page.NextCursor = recs[limit-1].ID
+	}
+	if recs == nil {
+		recs = []*queuestype.Record{}
+	}
+	page.Items = recs
+	return page
+}
+
+// CursorTime returns the creation time a UUIDv7 ListTasks cursor carries,
+// which places a cursor whose record was deleted. ok is false for any other
+// UUID version: such a cursor places nothing.
+func CursorTime(cursor uuid.UUID) (t time.Time, ok bool) {
+	if cursor.Version() != 7 {
+		return time.Time{}, false
+	}
+	sec, nsec := cursor.Time().UnixTime()
+	return time.Unix(sec, nsec).UTC(), true
+}
+
+// CompareID orders UUIDs bytewise, as PostgreSQL orders uuid values and as
+// their canonical text sorts.
+func CompareID(a, b uuid.UUID) int { return bytes.Compare(a[:], b[:]) }
+
+// ClaimOrder is the claim order as a comparison: priority descending, then
+// queued_at, created_at and ID ascending.
+func ClaimOrder(a, b *queuestype.Record) int {
+	if a.Priority != b.Priority {
+		if a.Priority > b.Priority {
+			return -1
+		}
+		return 1
+	}
+	if c := a.QueuedAt.Compare(b.QueuedAt); c != 0 {
+		return c
+	}
+	if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
+		return c
+	}
+	return CompareID(a.ID, b.ID)
+}
+
+// StaleOrder is ListStale's order as a comparison: records without a
+// heartbeat first (oldest created_at first), then the oldest heartbeat
+// first, ties by ID.
+func StaleOrder(x, y *queuestype.Record) int {
+	xn, yn := x.HeartbeatAt.IsZero(), y.HeartbeatAt.IsZero()
+	switch {
+	case xn && !yn:
+		return -1
+	case !xn && yn:
+		return 1
+	case xn:
+		if c := x.CreatedAt.Compare(y.CreatedAt); c != 0 {
+			return c
+		}
+	default:
+		if c := x.HeartbeatAt.Compare(y.HeartbeatAt); c != 0 {
+			return c
+		}
+	}
+	return CompareID(x.ID, y.ID)
+}
