@@ -170,7 +170,7 @@ func (b *Backend) ListRunningExternal(ctx context.Context, limit int) ([]*queues
 		if c := tx.Compare(ty); c != 0 {
 			return c
 		}
-		return compareID(x.rec.ID, y.rec.ID)
+		return driver.CompareID(x.rec.ID, y.rec.ID)
 	})
 	if len(list) > limit {
 		list = list[:limit]

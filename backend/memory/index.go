@@ -1,12 +1,10 @@
 package memory
 
 import (
-	"bytes"
 	"time"
 
+	"github.com/queuesgo/queues/driver"
 	"github.com/queuesgo/queues/queuestype"
-
-	"github.com/google/uuid"
 )
 
 // Index kinds. An entry records its position in each kind of heap it belongs to.
@@ -79,22 +77,8 @@ func (p *partition) heap(kind int) *entryHeap {
 	panic("memory: unknown partition heap")
 }
 
-// compareID orders UUIDs by their bytes.
-func compareID(a, b uuid.UUID) int { return bytes.Compare(a[:], b[:]) }
-
-// claimLess is the claim order: priority DESC, queued_at, created_at, id.
-func claimLess(a, b *queuestype.Record) bool {
-	if a.Priority != b.Priority {
-		return a.Priority > b.Priority
-	}
-	if c := a.QueuedAt.Compare(b.QueuedAt); c != 0 {
-		return c < 0
-	}
-	if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
-		return c < 0
-	}
-	return compareID(a.ID, b.ID) < 0
-}
+// claimLess is the claim order (driver.ClaimOrder) as a less function.
+func claimLess(a, b *queuestype.Record) bool { return driver.ClaimOrder(a, b) < 0 }
 
 // timeIDLess orders by a time, then created_at, then id.
 func timeIDLess(ta, tb time.Time, a, b *queuestype.Record) bool {
@@ -104,7 +88,7 @@ func timeIDLess(ta, tb time.Time, a, b *queuestype.Record) bool {
 	if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
 		return c < 0
 	}
-	return compareID(a.ID, b.ID) < 0
+	return driver.CompareID(a.ID, b.ID) < 0
 }
 
 // entryHeap is a binary min-heap of entries that tracks each entry's position
@@ -132,7 +116,7 @@ func (h *entryHeap) less(i, j int) bool {
 		if c := a.CompletedAt.Compare(b.CompletedAt); c != 0 {
 			return c < 0
 		}
-		return compareID(a.ID, b.ID) < 0
+		return driver.CompareID(a.ID, b.ID) < 0
 	}
 }
 

@@ -28,7 +28,6 @@ package memory
 
 import (
 	"context"
-	"encoding/json"
 	"sync"
 	"time"
 
@@ -288,13 +287,3 @@ func contains(list []string, s string) bool {
 
 // clone returns a caller-owned copy of e's record.
 func (e *entry) clone() *queuestype.Record { return e.rec.Clone() }
-
-// jsonEqual compares two JSON-compatible values by their JSON encoding.
-func jsonEqual(a, b any) bool {
-	ra, err1 := json.Marshal(a)
-	rb, err2 := json.Marshal(b)
-	if err1 != nil || err2 != nil {
-		return false
-	}
-	return string(ra) == string(rb)
-}

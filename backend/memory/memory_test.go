@@ -374,9 +374,9 @@ func TestInterruptAndStaleRecovery(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := ids(stale)
-	slices.SortFunc(got, compareID)
+	slices.SortFunc(got, driver.CompareID)
 	want := ids(recs)
-	slices.SortFunc(want, compareID)
+	slices.SortFunc(want, driver.CompareID)
 	if !slices.Equal(got, want) {
 		t.Fatalf("ListStale = %v, want every claimed record", names(stale))
 	}
@@ -635,7 +635,7 @@ func runModel(t *testing.T, seed uint64) {
 				t.Fatalf("step %d claim %+v:\n got  %v\n want %v", step, p, got, wantClaim)
 			}
 			gotExp := ids(res.Expired)
-			slices.SortFunc(gotExp, compareID)
+			slices.SortFunc(gotExp, driver.CompareID)
 			if !slices.Equal(gotExp, wantExpired) {
 				t.Fatalf("step %d claim expired:\n got  %v\n want %v", step, gotExp, wantExpired)
 			}
@@ -747,7 +747,7 @@ func runModel(t *testing.T, seed uint64) {
 					want = append(want, &e.rec)
 				}
 			}
-			slices.SortFunc(want, staleOrder)
+			slices.SortFunc(want, driver.StaleOrder)
 			want = want[:min(limit, len(want))]
 			got, err := b.ListStale(ctx, staleAfter, limit)
 			if err != nil || !slices.Equal(ids(got), ids(want)) {
@@ -818,7 +818,7 @@ func modelClaim(b *Backend, p driver.ClaimParams, now time.Time) (claimed, expir
 		taken[r.Queue]++
 		claimed = append(claimed, r.ID)
 	}
-	slices.SortFunc(expired, compareID)
+	slices.SortFunc(expired, driver.CompareID)
 	return claimed, expired
 }
 

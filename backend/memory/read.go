@@ -121,7 +121,7 @@ func (b *Backend) ListCompletedByTask(ctx context.Context, task string, since ti
 		if c := y.rec.CompletedAt.Compare(x.rec.CompletedAt); c != 0 {
 			return c
 		}
-		return compareID(y.rec.ID, x.rec.ID)
+		return driver.CompareID(y.rec.ID, x.rec.ID)
 	})
 	if len(list) > limit {
 		list = list[:limit]
@@ -139,7 +139,7 @@ func newestFirst(xc time.Time, xid uuid.UUID, yc time.Time, yid uuid.UUID) int {
 	if c := yc.Compare(xc); c != 0 {
 		return c
 	}
-	return compareID(yid, xid)
+	return driver.CompareID(yid, xid)
 }
 
 // ListTasks lists records newest first (created_at DESC, id DESC), filtered by

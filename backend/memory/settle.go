@@ -86,8 +86,10 @@ func (b *Backend) CancelMatching(ctx context.Context, f driver.CancelFilter) ([]
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	argsFilter := queuestype.NormalizeMetadata(f.Args)
-	metaFilter := queuestype.NormalizeMetadata(f.Metadata)
+	// Stored metadata is normalized; match against a normalized filter.
+	filter := f
+	filter.Args = queuestype.NormalizeMetadata(f.Args)
+	filter.Metadata = queuestype.NormalizeMetadata(f.Metadata)
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	var hits []*entry
@@ -96,26 +98,11 @@ func (b *Backend) CancelMatching(ctx context.Context, f driver.CancelFilter) ([]
 		if !(isOpen(r.Status) || (f.IncludeRunning && r.Status == queuestype.StatusRunning)) || r.ExecutionRef != "" {
 			continue
 		}
-		if (f.TaskName != "" && r.TaskName != f.TaskName) || (f.Queue != "" && r.Queue != f.Queue) {
-			continue
+		if driver.MatchesFilter(r, filter) {
+			hits = append(hits, e)
 		}
-		if len(metaFilter) > 0 && !subsetMatch(metaFilter, r.Metadata) {
-			continue
-		}
-		if len(argsFilter) > 0 {
-			var args map[string]any
-			if json.Unmarshal(r.Args, &args) != nil || !subsetMatch(argsFilter, args) {
-				continue
-			}
-		}
-		hits = append(hits, e)
 	}
-	slices.SortFunc(hits, func(x, y *entry) int {
-		if claimLess(&x.rec, &y.rec) {
-			return -1
-		}
-		return 1
-	})
+	slices.SortFunc(hits, func(x, y *entry) int { return driver.ClaimOrder(&x.rec, &y.rec) })
 	now := b.now()
 	out := make([]*queuestype.Record, 0, len(hits))
 	for _, e := range hits {
@@ -123,17 +110,6 @@ func (b *Backend) CancelMatching(ctx context.Context, f driver.CancelFilter) ([]
 		out = append(out, e.clone())
 	}
 	return out, nil
-}
-
-// subsetMatch reports whether every key of filter is in m with an equal JSON value.
-func subsetMatch(filter, m map[string]any) bool {
-	for k, want := range filter {
-		got, ok := m[k]
-		if !ok || !jsonEqual(want, got) {
-			return false
-		}
-	}
-	return true
 }
 
 // TouchHeartbeats sets heartbeat_at=now on each touched running record whose

@@ -175,7 +175,7 @@ func (b *Backend) ListStale(ctx context.Context, staleAfter time.Duration, limit
 			cands = append(cands, e)
 		}
 	}
-	slices.SortFunc(cands, func(x, y *entry) int { return staleOrder(&x.rec, &y.rec) })
+	slices.SortFunc(cands, func(x, y *entry) int { return driver.StaleOrder(&x.rec, &y.rec) })
 	if len(cands) > limit {
 		cands = cands[:limit]
 	}
@@ -184,25 +184,4 @@ func (b *Backend) ListStale(ctx context.Context, staleAfter time.Duration, limit
 		out[i] = e.clone()
 	}
 	return out, nil
-}
-
-// staleOrder is ListStale's order: null heartbeats first (by created_at),
-// then heartbeat ascending, ties by id.
-func staleOrder(x, y *queuestype.Record) int {
-	xn, yn := x.HeartbeatAt.IsZero(), y.HeartbeatAt.IsZero()
-	switch {
-	case xn && !yn:
-		return -1
-	case !xn && yn:
-		return 1
-	case xn && yn:
-		if c := x.CreatedAt.Compare(y.CreatedAt); c != 0 {
-			return c
-		}
-	default:
-		if c := x.HeartbeatAt.Compare(y.HeartbeatAt); c != 0 {
-			return c
-		}
-	}
-	return compareID(x.ID, y.ID)
 }

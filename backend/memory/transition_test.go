@@ -725,7 +725,7 @@ func TestListStale(t *testing.T) {
 	clk.Add(10 * time.Second) // edge's heartbeat is now exactly 30s old
 
 	oldIDs := []uuid.UUID{old1.ID, old2.ID}
-	slices.SortFunc(oldIDs, compareID)
+	slices.SortFunc(oldIDs, driver.CompareID)
 	want := append([]uuid.UUID{nullA.ID, nullB.ID, older.ID}, oldIDs...)
 	got, err := b.ListStale(ctx, 30*time.Second, 100)
 	if err != nil || !slices.Equal(ids(got), want) {

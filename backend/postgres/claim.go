@@ -157,7 +157,7 @@ RETURNING ` + cols("t"), args: a, each: appendRecords(&res.Claimed)})
 		return driver.ClaimResult{}, b.wrap("claim", err)
 	}
 	slices.SortFunc(res.Claimed, func(x, y *queuestype.Record) int {
-		if claimLess(x, y) {
+		if driver.ClaimOrder(x, y) < 0 {
 			return -1
 		}
 		return 1
@@ -208,7 +208,7 @@ func sortExpired(recs []*queuestype.Record) {
 		if c := x.CreatedAt.Compare(y.CreatedAt); c != 0 {
 			return c
 		}
-		return compareID(x.ID, y.ID)
+		return driver.CompareID(x.ID, y.ID)
 	})
 }
 

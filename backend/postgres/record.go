@@ -10,7 +10,6 @@ import (
 
 	"github.com/queuesgo/queues/queuestype"
 
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 )
@@ -257,33 +256,6 @@ func ts(t time.Time) pgtype.Timestamptz {
 
 // text converts "" to NULL.
 func text(s string) pgtype.Text { return pgtype.Text{String: s, Valid: s != ""} }
-
-// claimLess is the claim order: priority DESC, queued_at, created_at, id.
-func claimLess(a, b *queuestype.Record) bool {
-	if a.Priority != b.Priority {
-		return a.Priority > b.Priority
-	}
-	if !a.QueuedAt.Equal(b.QueuedAt) {
-		return a.QueuedAt.Before(b.QueuedAt)
-	}
-	if !a.CreatedAt.Equal(b.CreatedAt) {
-		return a.CreatedAt.Before(b.CreatedAt)
-	}
-	return compareID(a.ID, b.ID) < 0
-}
-
-// compareID orders UUIDs as PostgreSQL does (bytewise).
-func compareID(a, b uuid.UUID) int {
-	for i := range a {
-		if a[i] != b[i] {
-			if a[i] < b[i] {
-				return -1
-			}
-			return 1
-		}
-	}
-	return 0
-}
 
 // metadataJSON encodes record metadata (nil = {}), normalised like every
 // backend reads it back.

@@ -308,7 +308,7 @@ RETURNING ` + cols("t")
 		return nil, b.wrap("cancel matching", err)
 	}
 	slices.SortFunc(recs, func(x, y *queuestype.Record) int {
-		if claimLess(x, y) {
+		if driver.ClaimOrder(x, y) < 0 {
 			return -1
 		}
 		return 1

@@ -304,24 +304,7 @@ func (b *Backend) ListStale(ctx context.Context, staleAfter time.Duration, limit
 	if err != nil {
 		return nil, b.wrap("list stale", err)
 	}
-	slices.SortFunc(recs, func(x, y *queuestype.Record) int {
-		xn, yn := x.HeartbeatAt.IsZero(), y.HeartbeatAt.IsZero()
-		switch {
-		case xn && !yn:
-			return -1
-		case !xn && yn:
-			return 1
-		case xn:
-			if c := x.CreatedAt.Compare(y.CreatedAt); c != 0 {
-				return c
-			}
-		default:
-			if c := x.HeartbeatAt.Compare(y.HeartbeatAt); c != 0 {
-				return c
-			}
-		}
-		return compareID(x.ID, y.ID)
-	})
+	slices.SortFunc(recs, driver.StaleOrder)
 	if len(recs) > limit {
 		recs = recs[:limit]
 	}

@@ -2,7 +2,6 @@ package redis
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"strconv"
@@ -225,7 +224,7 @@ func (b *Backend) CancelMatching(ctx context.Context, f driver.CancelFilter) ([]
 					return nil, err
 				}
 				for _, r := range recs {
-					if matches(r, f) {
+					if driver.MatchesFilter(r, f) {
 						ids = append(ids, r.ID)
 					}
 				}
@@ -239,34 +238,9 @@ func (b *Backend) CancelMatching(ctx context.Context, f driver.CancelFilter) ([]
 	if err != nil {
 		return nil, err
 	}
-	slices.SortFunc(out, claimLess)
+	slices.SortFunc(out, driver.ClaimOrder)
 	if out == nil {
 		out = []*queuestype.Record{}
 	}
 	return out, nil
-}
-
-// matches applies the args and metadata subset filters.
-func matches(r *queuestype.Record, f driver.CancelFilter) bool {
-	if len(f.Metadata) > 0 && !subsetMatch(f.Metadata, r.Metadata) {
-		return false
-	}
-	if len(f.Args) > 0 {
-		var args map[string]any
-		if json.Unmarshal(r.Args, &args) != nil || !subsetMatch(f.Args, args) {
-			return false
-		}
-	}
-	return true
-}
-
-// subsetMatch reports whether every key of filter is in m with an equal JSON value.
-func subsetMatch(filter, m map[string]any) bool {
-	for k, want := range filter {
-		got, ok := m[k]
-		if !ok || !jsonEqual(want, got) {
-			return false
-		}
-	}
-	return true
 }

@@ -2,7 +2,6 @@ package redis
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"strconv"
@@ -583,11 +582,4 @@ func (b *Backend) eachApplied(req *opReq, replies []any, fn func(rec *queuestype
 		fn(rec)
 	}
 	return nil
-}
-
-// jsonEqual compares two JSON-compatible values by their JSON encoding.
-func jsonEqual(a, b any) bool {
-	ra, err1 := json.Marshal(a)
-	rb, err2 := json.Marshal(b)
-	return err1 == nil && err2 == nil && string(ra) == string(rb)
 }

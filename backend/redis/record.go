@@ -377,20 +377,3 @@ func decodeReservation(s string) (*queuestype.Reservation, error) {
 	}
 	return &queuestype.Reservation{Key: j.Key, TaskID: j.TaskID, TaskName: j.TaskName, CreatedAt: time.UnixMicro(j.CreatedUS).UTC()}, nil
 }
-
-// claimLess is the claim order: priority DESC, queued_at, created_at, id.
-func claimLess(a, b *queuestype.Record) int {
-	if a.Priority != b.Priority {
-		if a.Priority > b.Priority {
-			return -1
-		}
-		return 1
-	}
-	if c := a.QueuedAt.Compare(b.QueuedAt); c != 0 {
-		return c
-	}
-	if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
-		return c
-	}
-	return strings.Compare(a.ID.String(), b.ID.String())
-}

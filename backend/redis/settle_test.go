@@ -330,3 +330,10 @@ func TestSettleHints(t *testing.T) {
 		}
 	}
 }
+
+// jsonEqual compares two JSON-compatible values by their JSON encoding.
+func jsonEqual(a, b any) bool {
+	ra, err1 := json.Marshal(a)
+	rb, err2 := json.Marshal(b)
+	return err1 == nil && err2 == nil && string(ra) == string(rb)
+}

@@ -1,7 +1,6 @@
 package sqlite
 
 import (
-	"bytes"
 	"database/sql"
 	"encoding/json"
 	"fmt"
@@ -300,13 +299,6 @@ func nullJSON(b json.RawMessage) any {
 		return nil
 	}
 	return string(b)
-}
-
-// jsonEqual compares two JSON-compatible values by their JSON encoding.
-func jsonEqual(a, b any) bool {
-	ra, err1 := json.Marshal(a)
-	rb, err2 := json.Marshal(b)
-	return err1 == nil && err2 == nil && bytes.Equal(ra, rb)
 }
 
 // claimLess is the claim order: priority DESC, queued_at, created_at, id.

@@ -189,24 +189,13 @@ func (b *Backend) CancelMatching(ctx context.Context, f driver.CancelFilter) ([]
 func matches(r *rawRec, argsFilter, metaFilter map[string]any) bool {
 	if len(metaFilter) > 0 {
 		md, err := decodeMetadata(r.Metadata)
-		if err != nil || !subsetMatch(metaFilter, md) {
+		if err != nil || !driver.SubsetMatch(metaFilter, md) {
 			return false
 		}
 	}
 	if len(argsFilter) > 0 {
 		var args map[string]any
-		if !r.Args.Valid || json.Unmarshal([]byte(r.Args.String), &args) != nil || !subsetMatch(argsFilter, args) {
-			return false
-		}
-	}
-	return true
-}
-
-// subsetMatch reports whether every key of filter is in m with an equal JSON value.
-func subsetMatch(filter, m map[string]any) bool {
-	for k, want := range filter {
-		got, ok := m[k]
-		if !ok || !jsonEqual(want, got) {
+		if !r.Args.Valid || json.Unmarshal([]byte(r.Args.String), &args) != nil || !driver.SubsetMatch(argsFilter, args) {
 			return false
 		}
 	}
