@@ -2,6 +2,7 @@ package driver
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"regexp"
 	"time"
@@ -102,6 +103,26 @@ func Limit(n, def int) int {
 		return def
 	}
 	return n
+}
+
+// CallLimit starts a store call whose limit ≤ 0 means a default: it returns
+// ctx's error when ctx has ended, else Limit(n, def).
+func CallLimit(ctx context.Context, n, def int) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	return Limit(n, def), nil
+}
+
+// NoWork starts a store call over n items, or whose limit n ≤ 0 means
+// nothing: it reports true with ctx's error when ctx has ended, true with a
+// nil error when n ≤ 0 (the call returns at once, touching nothing), and
+// false otherwise.
+func NoWork(ctx context.Context, n int) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return true, err
+	}
+	return n <= 0, nil
 }
 
 // NewTaskPage builds a ListTasks page from up to limit+1 records read newest

@@ -39,11 +39,8 @@ func (b *Backend) expireEntry(e *entry, now time.Time) {
 // are expired and returned in Expired. Limit ≤ 0 returns an empty result.
 func (b *Backend) ClaimMany(ctx context.Context, p driver.ClaimParams) (driver.ClaimResult, error) {
 	var res driver.ClaimResult
-	if err := ctx.Err(); err != nil {
+	if none, err := driver.NoWork(ctx, p.Limit); none {
 		return res, err
-	}
-	if p.Limit <= 0 {
-		return res, nil
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -163,12 +160,9 @@ func (b *Backend) ClaimByID(ctx context.Context, p driver.ClaimByIDParams) (driv
 // records in claim order, with the queue and execution-backend filters.
 // Limit ≤ 0 means 100. It changes nothing.
 func (b *Backend) ListPending(ctx context.Context, p driver.ListPendingParams) ([]*queuestype.Record, error) {
-	if err := ctx.Err(); err != nil {
+	limit, err := driver.CallLimit(ctx, p.Limit, driver.DefaultPendingLimit)
+	if err != nil {
 		return nil, err
-	}
-	limit := p.Limit
-	if limit <= 0 {
-		limit = 100
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()

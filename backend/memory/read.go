@@ -98,11 +98,9 @@ func (b *Backend) QueueStatistics(ctx context.Context) (map[string]queuestype.St
 // task, newest completed_at first (then id descending), restricted to
 // completed_at ≥ since when since is set.
 func (b *Backend) ListCompletedByTask(ctx context.Context, task string, since time.Time, limit int) ([]*queuestype.Record, error) {
-	if err := ctx.Err(); err != nil {
+	limit, err := driver.CallLimit(ctx, limit, driver.DefaultCompletedLimit)
+	if err != nil {
 		return nil, err
-	}
-	if limit <= 0 {
-		limit = 10
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -147,13 +145,9 @@ func newestFirst(xc time.Time, xid uuid.UUID, yc time.Time, yid uuid.UUID) int {
 // previous page; the page holds the records after it. Limit 0 means 50.
 // NextCursor is set when more records remain.
 func (b *Backend) ListTasks(ctx context.Context, f driver.TaskFilter) (driver.TaskPage, error) {
-	var page driver.TaskPage
-	if err := ctx.Err(); err != nil {
-		return page, err
-	}
-	limit := f.Limit
-	if limit <= 0 {
-		limit = 50
+	limit, err := driver.CallLimit(ctx, f.Limit, driver.DefaultPageLimit)
+	if err != nil {
+		return driver.TaskPage{}, err
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -166,11 +160,10 @@ func (b *Backend) ListTasks(ctx context.Context, f driver.TaskFilter) (driver.Ta
 	if hasCur {
 		if e := b.records[f.Cursor]; e != nil {
 			curAt = e.rec.CreatedAt
-		} else if f.Cursor.Version() == 7 {
-			sec, nsec := f.Cursor.Time().UnixTime()
-			curAt = time.Unix(sec, nsec).UTC()
+		} else if at, ok := driver.CursorTime(f.Cursor); ok {
+			curAt = at
 		} else {
-			return driver.TaskPage{Items: []*queuestype.Record{}}, nil
+			return driver.NewTaskPage(nil, limit), nil
 		}
 	}
 	for _, e := range b.records {
@@ -187,18 +180,14 @@ func (b *Backend) ListTasks(ctx context.Context, f driver.TaskFilter) (driver.Ta
 	slices.SortFunc(matches, func(x, y *entry) int {
 		return newestFirst(x.rec.CreatedAt, x.rec.ID, y.rec.CreatedAt, y.rec.ID)
 	})
-	more := len(matches) > limit
-	if more {
-		matches = matches[:limit]
+	if len(matches) > limit+1 {
+		matches = matches[:limit+1] // one more than the page tells whether more remain
 	}
-	page.Items = make([]*queuestype.Record, len(matches))
+	recs := make([]*queuestype.Record, len(matches))
 	for i, e := range matches {
-		page.Items[i] = e.clone()
+		recs[i] = e.clone()
 	}
-	if more {
-		page.NextCursor = matches[len(matches)-1].rec.ID
-	}
-	return page, nil
+	return driver.NewTaskPage(recs, limit), nil
 }
 
 // ReserveIdentity reserves r.Key for r.TaskID. It returns nil when the caller

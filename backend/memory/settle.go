@@ -118,11 +118,8 @@ func (b *Backend) CancelMatching(ctx context.Context, f driver.CancelFilter) ([]
 // Touched or Missed; an ID touched twice may appear in both.
 func (b *Backend) TouchHeartbeats(ctx context.Context, touches []driver.HeartbeatTouch) (driver.HeartbeatResult, error) {
 	var res driver.HeartbeatResult
-	if err := ctx.Err(); err != nil {
+	if none, err := driver.NoWork(ctx, len(touches)); none {
 		return res, err
-	}
-	if len(touches) == 0 {
-		return res, nil
 	}
 	patches := make([]map[string]any, len(touches))
 	for i, t := range touches {
@@ -183,11 +180,9 @@ func coalesce(a, b time.Time) time.Time {
 // holding no execution_ref whose expires_at ≤ now, ordered by expires_at,
 // created_at, and returns them.
 func (b *Backend) ExpireOverdue(ctx context.Context, limit int) ([]*queuestype.Record, error) {
-	if err := ctx.Err(); err != nil {
+	limit, err := driver.CallLimit(ctx, limit, driver.DefaultExpireLimit)
+	if err != nil {
 		return nil, err
-	}
-	if limit <= 0 {
-		limit = 100
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -217,11 +212,9 @@ func (b *Backend) ExpireOverdue(ctx context.Context, limit int) ([]*queuestype.R
 // completed_at is before before, oldest completed_at (then id) first, and
 // returns how many it deleted. Identity reservations are never deleted.
 func (b *Backend) CleanupTerminal(ctx context.Context, before time.Time, limit int) (int, error) {
-	if err := ctx.Err(); err != nil {
+	limit, err := driver.CallLimit(ctx, limit, driver.DefaultCleanupLimit)
+	if err != nil {
 		return 0, err
-	}
-	if limit <= 0 {
-		limit = 100
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()

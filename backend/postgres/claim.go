@@ -123,11 +123,8 @@ LIMIT ` + limit, true
 // empty result.
 func (b *Backend) ClaimMany(ctx context.Context, p driver.ClaimParams) (driver.ClaimResult, error) {
 	var res driver.ClaimResult
-	if err := ctx.Err(); err != nil {
+	if none, err := driver.NoWork(ctx, p.Limit); none {
 		return res, err
-	}
-	if p.Limit <= 0 {
-		return res, nil
 	}
 	t := b.n.task
 	var stmts []pinnedStmt
@@ -262,12 +259,9 @@ func (b *Backend) ClaimByID(ctx context.Context, p driver.ClaimByIDParams) (driv
 // records in claim order, with the queue and execution-backend filters.
 // Limit ≤ 0 means 100. It changes nothing.
 func (b *Backend) ListPending(ctx context.Context, p driver.ListPendingParams) ([]*queuestype.Record, error) {
-	if err := ctx.Err(); err != nil {
+	limit, err := driver.CallLimit(ctx, p.Limit, driver.DefaultPendingLimit)
+	if err != nil {
 		return nil, err
-	}
-	limit := p.Limit
-	if limit <= 0 {
-		limit = 100
 	}
 	var a sqlArgs
 	where := due("t")

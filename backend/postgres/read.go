@@ -259,9 +259,7 @@ WHERE schemaname = coalesce(nullif($1, ''), current_schema()) AND tablename = $2
 // task, newest completed_at first (then id descending), restricted to
 // completed_at ≥ since when since is set.
 func (b *Backend) ListCompletedByTask(ctx context.Context, task string, since time.Time, limit int) ([]*queuestype.Record, error) {
-	if limit <= 0 {
-		limit = 10
-	}
+	limit = driver.Limit(limit, driver.DefaultCompletedLimit)
 	recs, err := collectRecords(b.pool.Query(ctx, b.q.completedBy, task, ts(since), limit))
 	if err != nil {
 		return nil, b.wrap("list completed", err)
@@ -279,12 +277,9 @@ func (b *Backend) ListCompletedByTask(ctx context.Context, task string, since ti
 // records remain.
 func (b *Backend) ListTasks(ctx context.Context, f driver.TaskFilter) (driver.TaskPage, error) {
 	page := driver.TaskPage{Items: []*queuestype.Record{}}
-	if err := ctx.Err(); err != nil {
+	limit, err := driver.CallLimit(ctx, f.Limit, driver.DefaultPageLimit)
+	if err != nil {
 		return page, err
-	}
-	limit := f.Limit
-	if limit <= 0 {
-		limit = 50
 	}
 	var a sqlArgs
 	var where []string
@@ -294,11 +289,11 @@ func (b *Backend) ListTasks(ctx context.Context, f driver.TaskFilter) (driver.Ta
 		switch {
 		case err == nil:
 		case errors.Is(err, pgx.ErrNoRows):
-			if f.Cursor.Version() != 7 {
+			t, ok := driver.CursorTime(f.Cursor)
+			if !ok {
 				return page, nil
 			}
-			sec, nsec := f.Cursor.Time().UnixTime()
-			at = pgtype.Timestamptz{Time: time.Unix(sec, nsec).UTC(), Valid: true}
+			at = pgtype.Timestamptz{Time: t, Valid: true}
 		default:
 			return page, b.wrap("list tasks", err)
 		}
@@ -322,14 +317,7 @@ func (b *Backend) ListTasks(ctx context.Context, f driver.TaskFilter) (driver.Ta
 	if err != nil {
 		return page, b.wrap("list tasks", err)
 	}
-	if len(recs) > limit {
-		recs = recs[:limit]
-		page.NextCursor = recs[limit-1].ID
-	}
-	if recs != nil {
-		page.Items = recs
-	}
-	return page, nil
+	return driver.NewTaskPage(recs, limit), nil
 }
 
 // ReserveIdentity reserves r.Key for r.TaskID. It returns nil when the

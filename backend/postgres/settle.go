@@ -328,11 +328,8 @@ RETURNING ` + cols("t")
 // in both.
 func (b *Backend) TouchHeartbeats(ctx context.Context, touches []driver.HeartbeatTouch) (driver.HeartbeatResult, error) {
 	var res driver.HeartbeatResult
-	if err := ctx.Err(); err != nil {
+	if none, err := driver.NoWork(ctx, len(touches)); none {
 		return res, err
-	}
-	if len(touches) == 0 {
-		return res, nil
 	}
 	ins := make([]touchOp, len(touches))
 	for i, t := range touches {
@@ -416,14 +413,12 @@ func (b *Backend) NullHeartbeats(ctx context.Context, fences []queuestype.Fence)
 // records holding no execution_ref whose expires_at ≤ now(), ordered by
 // expires_at, created_at, and returns them.
 func (b *Backend) ExpireOverdue(ctx context.Context, limit int) ([]*queuestype.Record, error) {
-	if err := ctx.Err(); err != nil {
+	limit, err := driver.CallLimit(ctx, limit, driver.DefaultExpireLimit)
+	if err != nil {
 		return nil, err
 	}
-	if limit <= 0 {
-		limit = 100
-	}
 	var recs []*queuestype.Record
-	err := queryPinnedAll(ctx, b.pool, pinnedStmt{sql: sortOff, each: ignoreRows},
+	err = queryPinnedAll(ctx, b.pool, pinnedStmt{sql: sortOff, each: ignoreRows},
 		pinnedStmt{sql: b.q.expire, args: []any{limit}, each: appendRecords(&recs)})
 	if err != nil {
 		return nil, b.wrap("expire overdue", err)
@@ -436,11 +431,9 @@ func (b *Backend) ExpireOverdue(ctx context.Context, limit int) ([]*queuestype.R
 // whose completed_at is before before, oldest completed_at (then id) first,
 // and returns how many it deleted. Identity reservations are never deleted.
 func (b *Backend) CleanupTerminal(ctx context.Context, before time.Time, limit int) (int, error) {
-	if err := ctx.Err(); err != nil {
+	limit, err := driver.CallLimit(ctx, limit, driver.DefaultCleanupLimit)
+	if err != nil {
 		return 0, err
-	}
-	if limit <= 0 {
-		limit = 100
 	}
 	tag, err := b.pool.Exec(ctx, b.q.cleanup, before.UTC(), limit)
 	if err != nil {

@@ -24,11 +24,8 @@ import (
 // and heartbeat_at set. Limit ≤ 0 returns an empty result.
 func (b *Backend) ClaimMany(ctx context.Context, p driver.ClaimParams) (driver.ClaimResult, error) {
 	var res driver.ClaimResult
-	if err := ctx.Err(); err != nil {
+	if none, err := driver.NoWork(ctx, p.Limit); none {
 		return res, err
-	}
-	if p.Limit <= 0 {
-		return res, nil
 	}
 	// The script returns IDs; the records are then read with native
 	// HGETALLs in one pipelined round trip. Reading and returning a whole
@@ -105,12 +102,9 @@ func (b *Backend) ClaimMany(ctx context.Context, p driver.ClaimParams) (driver.C
 // records in claim order, with the queue and execution-backend filters.
 // Limit ≤ 0 means 100. Due scheduled records are promoted on the way.
 func (b *Backend) ListPending(ctx context.Context, p driver.ListPendingParams) ([]*queuestype.Record, error) {
-	if err := ctx.Err(); err != nil {
+	limit, err := driver.CallLimit(ctx, p.Limit, driver.DefaultPendingLimit)
+	if err != nil {
 		return nil, err
-	}
-	limit := p.Limit
-	if limit <= 0 {
-		limit = 100
 	}
 	args := []any{limit, p.ExecutionBackend, len(p.Queues)}
 	for _, q := range p.Queues {
@@ -153,11 +147,9 @@ func (b *Backend) NextDue(ctx context.Context, queueNames []string) (time.Time, 
 // holding no execution_ref whose expires_at ≤ Redis time, oldest deadline
 // (then created_at, id) first, and returns them.
 func (b *Backend) ExpireOverdue(ctx context.Context, limit int) ([]*queuestype.Record, error) {
-	if err := ctx.Err(); err != nil {
+	limit, err := driver.CallLimit(ctx, limit, driver.DefaultExpireLimit)
+	if err != nil {
 		return nil, err
-	}
-	if limit <= 0 {
-		limit = 100
 	}
 	v, err := b.run(ctx, scriptExpire, limit).Result()
 	if err != nil {
@@ -173,11 +165,9 @@ func (b *Backend) ExpireOverdue(ctx context.Context, limit int) ([]*queuestype.R
 // entries from <p>:terminal and from each task's completed index: its cost
 // grows with the number of task names that have completed records.
 func (b *Backend) CleanupTerminal(ctx context.Context, before time.Time, limit int) (int, error) {
-	if err := ctx.Err(); err != nil {
+	limit, err := driver.CallLimit(ctx, limit, driver.DefaultCleanupLimit)
+	if err != nil {
 		return 0, err
-	}
-	if limit <= 0 {
-		limit = 100
 	}
 	n, err := b.run(ctx, scriptCleanup, strconv.FormatInt(before.UnixMicro(), 10), limit).Int()
 	if err != nil {

@@ -409,11 +409,8 @@ func (b *Backend) Cancel(ctx context.Context, p driver.CancelParams) (*queuestyp
 // merges its MetadataPatch, in one script call with the other writes in flight.
 func (b *Backend) TouchHeartbeats(ctx context.Context, touches []driver.HeartbeatTouch) (driver.HeartbeatResult, error) {
 	var res driver.HeartbeatResult
-	if err := ctx.Err(); err != nil {
+	if none, err := driver.NoWork(ctx, len(touches)); none {
 		return res, err
-	}
-	if len(touches) == 0 {
-		return res, nil
 	}
 	var ob opBuilder
 	for _, t := range touches {

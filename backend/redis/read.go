@@ -178,9 +178,7 @@ func (b *Backend) QueueStatistics(ctx context.Context) (map[string]queuestype.St
 // task, newest completed_at first (then id descending), restricted to
 // completed_at ≥ since when since is set.
 func (b *Backend) ListCompletedByTask(ctx context.Context, task string, since time.Time, limit int) ([]*queuestype.Record, error) {
-	if limit <= 0 {
-		limit = 10
-	}
+	limit = driver.Limit(limit, driver.DefaultCompletedLimit)
 	v, err := b.run(ctx, scriptRecords, "done", task, micros(since), limit).Result()
 	if err != nil {
 		return nil, fmt.Errorf("redis: list completed: %w", err)
@@ -209,16 +207,12 @@ func (b *Backend) ListRunningExternal(ctx context.Context, limit int) ([]*queues
 // applied while walking them.
 func (b *Backend) ListTasks(ctx context.Context, f driver.TaskFilter) (driver.TaskPage, error) {
 	var page driver.TaskPage
-	limit := f.Limit
-	if limit <= 0 {
-		limit = 50
-	}
+	limit := driver.Limit(f.Limit, driver.DefaultPageLimit)
 	cur, fb := "", ""
 	if f.Cursor != uuid.Nil {
 		cur = f.Cursor.String()
-		if f.Cursor.Version() == 7 {
-			sec, nsec := f.Cursor.Time().UnixTime()
-			fb = fmt.Sprintf("%016d", time.Unix(sec, nsec).UnixMicro()) + cur
+		if t, ok := driver.CursorTime(f.Cursor); ok {
+			fb = fmt.Sprintf("%016d", t.UnixMicro()) + cur
 		}
 	}
 	v, err := b.run(ctx, scriptListTasks, string(f.Status), f.Queue, f.TaskName, limit+1, cur, fb).Result()
@@ -229,12 +223,7 @@ func (b *Backend) ListTasks(ctx context.Context, f driver.TaskFilter) (driver.Ta
 	if err != nil {
 		return page, err
 	}
-	if len(items) > limit {
-		items = items[:limit]
-		page.NextCursor = items[limit-1].ID
-	}
-	page.Items = items
-	return page, nil
+	return driver.NewTaskPage(items, limit), nil
 }
 
 // ReserveIdentity reserves r.Key for r.TaskID. It returns nil when the

@@ -180,11 +180,8 @@ func queueFilterJSON(qs []string) string {
 // an empty result.
 func (b *Backend) ClaimMany(ctx context.Context, p driver.ClaimParams) (driver.ClaimResult, error) {
 	var res driver.ClaimResult
-	if err := ctx.Err(); err != nil {
+	if none, err := driver.NoWork(ctx, p.Limit); none {
 		return res, err
-	}
-	if p.Limit <= 0 {
-		return res, nil
 	}
 	w, _, err := b.handles()
 	if err != nil {
@@ -416,11 +413,9 @@ func (b *Backend) ClaimByID(ctx context.Context, p driver.ClaimByIDParams) (driv
 // holding no execution_ref whose expires_at ≤ now, ordered by expires_at,
 // created_at, id, and returns them.
 func (b *Backend) ExpireOverdue(ctx context.Context, limit int) ([]*queuestype.Record, error) {
-	if err := ctx.Err(); err != nil {
+	limit, err := driver.CallLimit(ctx, limit, driver.DefaultExpireLimit)
+	if err != nil {
 		return nil, err
-	}
-	if limit <= 0 {
-		limit = 100
 	}
 	w, _, err := b.handles()
 	if err != nil {
@@ -446,12 +441,9 @@ RETURNING ` + recordColumns
 // records in claim order, with the queue and execution-backend filters.
 // Limit ≤ 0 means 100. It reads through the reader pool and changes nothing.
 func (b *Backend) ListPending(ctx context.Context, p driver.ListPendingParams) ([]*queuestype.Record, error) {
-	if err := ctx.Err(); err != nil {
+	limit, err := driver.CallLimit(ctx, p.Limit, driver.DefaultPendingLimit)
+	if err != nil {
 		return nil, err
-	}
-	limit := p.Limit
-	if limit <= 0 {
-		limit = 100
 	}
 	names, err := claimQueues(p.Queues, p.ExecutionBackend, func(query string, args ...any) ([]string, error) {
 		var out []string

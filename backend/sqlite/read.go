@@ -268,11 +268,9 @@ func ceilMicros(t time.Time) int64 {
 // task, newest completed_at first (then id descending), restricted to
 // completed_at ≥ since when since is set.
 func (b *Backend) ListCompletedByTask(ctx context.Context, task string, since time.Time, limit int) ([]*queuestype.Record, error) {
-	if err := ctx.Err(); err != nil {
+	limit, err := driver.CallLimit(ctx, limit, driver.DefaultCompletedLimit)
+	if err != nil {
 		return nil, err
-	}
-	if limit <= 0 {
-		limit = 10
 	}
 	q := `SELECT ` + recordColumns + ` FROM queue_task WHERE status = 'completed' AND task_name = ?1`
 	args := []any{task}
@@ -308,12 +306,9 @@ ORDER BY coalesce(started_at, created_at), id LIMIT CAST(? AS INTEGER)`, limit)
 // more records remain.
 func (b *Backend) ListTasks(ctx context.Context, f driver.TaskFilter) (driver.TaskPage, error) {
 	var page driver.TaskPage
-	if err := ctx.Err(); err != nil {
+	limit, err := driver.CallLimit(ctx, f.Limit, driver.DefaultPageLimit)
+	if err != nil {
 		return page, err
-	}
-	limit := f.Limit
-	if limit <= 0 {
-		limit = 50
 	}
 	var ps params
 	var conds []string
@@ -333,11 +328,11 @@ func (b *Backend) ListTasks(ctx context.Context, f driver.TaskFilter) (driver.Ta
 			return page, err
 		}
 		if !found {
-			if f.Cursor.Version() != 7 {
-				return driver.TaskPage{Items: []*queuestype.Record{}}, nil
+			t, ok := driver.CursorTime(f.Cursor)
+			if !ok {
+				return driver.NewTaskPage(nil, limit), nil
 			}
-			sec, nsec := f.Cursor.Time().UnixTime()
-			at = time.Unix(sec, nsec).UnixMicro()
+			at = t.UnixMicro()
 		}
 		conds = append(conds, "(created_at, id) < (CAST("+ps.add(at)+" AS INTEGER), CAST("+ps.add(f.Cursor.String())+" AS TEXT))")
 	}
@@ -350,12 +345,7 @@ func (b *Backend) ListTasks(ctx context.Context, f driver.TaskFilter) (driver.Ta
 	if err != nil {
 		return page, err
 	}
-	if len(recs) > limit {
-		recs = recs[:limit]
-		page.NextCursor = recs[limit-1].ID
-	}
-	page.Items = recs
-	return page, nil
+	return driver.NewTaskPage(recs, limit), nil
 }
 
 // GetIdentity returns the reservation for key, or nil, nil.

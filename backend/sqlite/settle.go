@@ -209,11 +209,8 @@ func matches(r *rawRec, argsFilter, metaFilter map[string]any) bool {
 // in both. All touches of a call are written in one transaction.
 func (b *Backend) TouchHeartbeats(ctx context.Context, touches []driver.HeartbeatTouch) (driver.HeartbeatResult, error) {
 	var res driver.HeartbeatResult
-	if err := ctx.Err(); err != nil {
+	if none, err := driver.NoWork(ctx, len(touches)); none {
 		return res, err
-	}
-	if len(touches) == 0 {
-		return res, nil
 	}
 	w, _, err := b.handles()
 	if err != nil {
@@ -354,11 +351,9 @@ func (b *Backend) NullHeartbeats(ctx context.Context, fences []queuestype.Fence)
 // completed_at is before before, oldest completed_at (then id) first, and
 // returns how many it deleted. Identity reservations are never deleted.
 func (b *Backend) CleanupTerminal(ctx context.Context, before time.Time, limit int) (int, error) {
-	if err := ctx.Err(); err != nil {
+	limit, err := driver.CallLimit(ctx, limit, driver.DefaultCleanupLimit)
+	if err != nil {
 		return 0, err
-	}
-	if limit <= 0 {
-		limit = 100
 	}
 	w, _, err := b.handles()
 	if err != nil {
