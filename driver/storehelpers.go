@@ -46,10 +46,13 @@ func IdentityHeld(key, holder string) error {
 	return fmt.Errorf("%w: key %q is held by task %s", queuestype.ErrIdentityConflict, key, holder)
 }
 
-// CheckLockArgs validates the arguments of Locker.AcquireLock: a positive
-// ttl and a non-empty token. It returns an error matching
-// queuestype.ErrConfig otherwise.
-func CheckLockArgs(ttl time.Duration, token string) error {
+// CheckLockArgs starts a Locker.AcquireLock call: it returns ctx's error
+// when ctx has ended, and an error matching queuestype.ErrConfig unless ttl
+// is positive and token is not empty.
+func CheckLockArgs(ctx context.Context, ttl time.Duration, token string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	if ttl <= 0 {
 		return fmt.Errorf("%w: lock ttl must be positive, got %s", queuestype.ErrConfig, ttl)
 	}

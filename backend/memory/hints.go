@@ -2,13 +2,11 @@ package memory
 
 import (
 	"context"
-	"fmt"
 	"slices"
 	"time"
 
-	"github.com/queuesgo/queues/queuestype"
-
 	"github.com/google/uuid"
+	"github.com/queuesgo/queues/driver"
 )
 
 // WaitForCompletion blocks until the record is terminal (or deleted), and
@@ -41,14 +39,8 @@ func (b *Backend) WaitForCompletion(ctx context.Context, id uuid.UUID) error {
 // the lock is free, expired, or already held by token (which refreshes the
 // expiry). ttl must be positive.
 func (b *Backend) AcquireLock(ctx context.Context, name, token string, ttl time.Duration) (bool, error) {
-	if err := ctx.Err(); err != nil {
+	if err := driver.CheckLockArgs(ctx, ttl, token); err != nil {
 		return false, err
-	}
-	if ttl <= 0 {
-		return false, fmt.Errorf("%w: lock ttl must be positive, got %s", queuestype.ErrConfig, ttl)
-	}
-	if token == "" {
-		return false, fmt.Errorf("%w: lock token must not be empty", queuestype.ErrConfig)
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -92,11 +84,7 @@ func (b *Backend) Wakeups(ctx context.Context) (<-chan struct{}, error) {
 // NotifyWorkerControl sends a coalescing control hint to every
 // WorkerControl subscription of workerID.
 func (b *Backend) NotifyWorkerControl(ctx context.Context, workerID string) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	b.controls.Notify(workerID)
-	return nil
+	return b.controls.Send(ctx, workerID)
 }
 
 // WorkerControl returns a new control-hint channel (buffer 1, coalescing) for

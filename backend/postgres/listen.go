@@ -8,6 +8,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/queuesgo/queues/internal/hub"
+
 	"github.com/jackc/pgx/v5"
 )
 
@@ -45,8 +47,8 @@ type listener struct {
 	firstDone chan struct{} // closed after the first connection attempt
 	firstErr  error
 	pid       uint32
-	wake      map[chan struct{}]struct{}
-	ctl       map[string]map[chan struct{}]struct{}
+	wake      hub.Set
+	ctl       hub.Keyed
 }
 
 // listenerFor returns the running listener, starting it on first use.
@@ -73,7 +75,7 @@ func (b *Backend) listenerFor() (*listener, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	l := &listener{
 		b: b, cfg: cfg, cancel: cancel, done: make(chan struct{}), firstDone: make(chan struct{}),
-		wake: map[chan struct{}]struct{}{}, ctl: map[string]map[chan struct{}]struct{}{},
+		wake: hub.Set{}, ctl: hub.Keyed{},
 	}
 	b.lis = l
 	go l.run(ctx)
@@ -175,56 +177,31 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 	}
 }
 
-func send(ch chan struct{}) {
-	select {
-	case ch <- struct{}{}:
-	default: // a hint is already pending: coalesce
-	}
-}
-
 func (l *listener) hintWake() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for ch := range l.wake {
-		send(ch)
-	}
+	l.wake.Notify()
 }
 
 func (l *listener) hintWorker(id string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for ch := range l.ctl[id] {
-		send(ch)
-	}
+	l.ctl[id].Notify()
 }
 
 func (l *listener) hintAll() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for ch := range l.wake {
-		send(ch)
-	}
-	for _, m := range l.ctl {
-		for ch := range m {
-			send(ch)
-		}
-	}
+	l.wake.Notify()
+	l.ctl.NotifyAll()
 }
 
 // closeAll closes and forgets every subscription.
 func (l *listener) closeAll() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for ch := range l.wake {
-		close(ch)
-	}
-	clear(l.wake)
-	for _, m := range l.ctl {
-		for ch := range m {
-			close(ch)
-		}
-	}
-	clear(l.ctl)
+	l.wake.Close()
+	l.ctl.Close()
 }
 
 // stop ends the listener and closes every subscription.
@@ -266,12 +243,7 @@ func (l *listener) subscribe(ctx context.Context, worker string, ctl bool) (<-ch
 	ch := make(chan struct{}, 1)
 	l.mu.Lock()
 	if ctl {
-		m := l.ctl[worker]
-		if m == nil {
-			m = map[chan struct{}]struct{}{}
-			l.ctl[worker] = m
-		}
-		m[ch] = struct{}{}
+		l.ctl.Add(worker, ch)
 	} else {
 		l.wake[ch] = struct{}{}
 	}
@@ -280,19 +252,9 @@ func (l *listener) subscribe(ctx context.Context, worker string, ctl bool) (<-ch
 		l.mu.Lock()
 		defer l.mu.Unlock()
 		if ctl {
-			m := l.ctl[worker]
-			if _, ok := m[ch]; ok {
-				delete(m, ch)
-				if len(m) == 0 {
-					delete(l.ctl, worker)
-				}
-				close(ch)
-			}
-			return
-		}
-		if _, ok := l.wake[ch]; ok {
-			delete(l.wake, ch)
-			close(ch)
+			l.ctl.Drop(worker, ch)
+		} else {
+			l.wake.Drop(ch)
 		}
 	})
 	return ch, nil

@@ -378,11 +378,8 @@ func (b *Backend) ResetIdentity(ctx context.Context, key string, expectedTaskID 
 // held by token (which refreshes the expiry). It fails closed: an error
 // means not acquired.
 func (b *Backend) AcquireLock(ctx context.Context, name, token string, ttl time.Duration) (bool, error) {
-	if ttl <= 0 {
-		return false, fmt.Errorf("%w: lock ttl must be positive, got %s", queuestype.ErrConfig, ttl)
-	}
-	if token == "" {
-		return false, fmt.Errorf("%w: lock token must not be empty", queuestype.ErrConfig)
+	if err := driver.CheckLockArgs(ctx, ttl, token); err != nil {
+		return false, err
 	}
 	var got string
 	err := b.pool.QueryRow(ctx, b.q.lockAcquire, name, token, ttl.Microseconds()).Scan(&got)

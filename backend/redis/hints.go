@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	hubs "github.com/queuesgo/queues/internal/hub"
 	"github.com/queuesgo/queues/queuestype"
 
 	"github.com/google/uuid"
@@ -48,9 +49,9 @@ type hub struct {
 	ps      *goredis.PubSub
 	breaks  int // subscriptions lost so far
 
-	wake  map[chan struct{}]struct{}
-	ctl   map[string]map[chan struct{}]struct{}
-	waits map[string]map[chan struct{}]struct{}
+	wake  hubs.Set
+	ctl   hubs.Keyed
+	waits hubs.Keyed
 }
 
 func newHub(b *Backend) *hub {
@@ -60,9 +61,9 @@ func newHub(b *Backend) *hub {
 		b:     b,
 		name:  "queues-sub-" + hex.EncodeToString(r[:]),
 		ready: make(chan struct{}),
-		wake:  map[chan struct{}]struct{}{},
-		ctl:   map[string]map[chan struct{}]struct{}{},
-		waits: map[string]map[chan struct{}]struct{}{},
+		wake:  hubs.Set{},
+		ctl:   hubs.Keyed{},
+		waits: hubs.Keyed{},
 	}
 }
 
@@ -193,22 +194,9 @@ func (h *hub) broken() {
 		h.ready = make(chan struct{})
 	}
 	h.up = false
-	for ch := range h.wake {
-		close(ch)
-	}
-	clear(h.wake)
-	for _, m := range h.ctl {
-		for ch := range m {
-			close(ch)
-		}
-	}
-	clear(h.ctl)
-	for _, m := range h.waits {
-		for ch := range m {
-			close(ch)
-		}
-	}
-	clear(h.waits)
+	h.wake.Close()
+	h.ctl.Close()
+	h.waits.Close()
 }
 
 func (h *hub) dispatch(m *goredis.Message) {
@@ -216,12 +204,7 @@ func (h *hub) dispatch(m *goredis.Message) {
 	defer h.mu.Unlock()
 	switch m.Channel {
 	case h.b.wakeCh:
-		for ch := range h.wake {
-			select {
-			case ch <- struct{}{}:
-			default:
-			}
-		}
+		h.wake.Notify()
 	case h.b.ctlCh:
 		if len(h.ctl) == 0 {
 			return
@@ -232,23 +215,13 @@ func (h *hub) dispatch(m *goredis.Message) {
 		if json.Unmarshal([]byte(m.Payload), &msg) != nil {
 			return
 		}
-		for ch := range h.ctl[msg.WorkerID] {
-			select {
-			case ch <- struct{}{}:
-			default:
-			}
-		}
+		h.ctl[msg.WorkerID].Notify()
 	case h.b.doneCh:
 		if len(h.waits) == 0 {
 			return
 		}
 		for id := range strings.SplitSeq(m.Payload, ",") {
-			if set, ok := h.waits[id]; ok {
-				for ch := range set {
-					close(ch)
-				}
-				delete(h.waits, id)
-			}
+			h.waits.CloseKey(id)
 		}
 	}
 }
@@ -315,10 +288,7 @@ func (b *Backend) Wakeups(ctx context.Context) (<-chan struct{}, error) {
 	context.AfterFunc(ctx, func() {
 		h.mu.Lock()
 		defer h.mu.Unlock()
-		if _, ok := h.wake[ch]; ok {
-			delete(h.wake, ch)
-			close(ch)
-		}
+		h.wake.Drop(ch)
 	})
 	return ch, nil
 }
@@ -345,28 +315,14 @@ func (b *Backend) WorkerControl(ctx context.Context, workerID string) (<-chan st
 		return nil, err
 	}
 	ch := make(chan struct{}, 1)
-	err := h.register(func() {
-		m := h.ctl[workerID]
-		if m == nil {
-			m = map[chan struct{}]struct{}{}
-			h.ctl[workerID] = m
-		}
-		m[ch] = struct{}{}
-	})
+	err := h.register(func() { h.ctl.Add(workerID, ch) })
 	if err != nil {
 		return nil, err
 	}
 	context.AfterFunc(ctx, func() {
 		h.mu.Lock()
 		defer h.mu.Unlock()
-		m := h.ctl[workerID]
-		if _, ok := m[ch]; ok {
-			delete(m, ch)
-			if len(m) == 0 {
-				delete(h.ctl, workerID)
-			}
-			close(ch)
-		}
+		h.ctl.Drop(workerID, ch)
 	})
 	return ch, nil
 }
@@ -385,26 +341,12 @@ func (b *Backend) WaitForCompletion(ctx context.Context, id uuid.UUID) error {
 	}
 	ch := make(chan struct{})
 	key := id.String()
-	if err := h.register(func() {
-		m := h.waits[key]
-		if m == nil {
-			m = map[chan struct{}]struct{}{}
-			h.waits[key] = m
-		}
-		m[ch] = struct{}{}
-	}); err != nil {
+	if err := h.register(func() { h.waits.Add(key, ch) }); err != nil {
 		return nil
 	}
 	defer func() {
 		h.mu.Lock()
-		if m := h.waits[key]; m != nil {
-			if _, ok := m[ch]; ok {
-				delete(m, ch)
-				if len(m) == 0 {
-					delete(h.waits, key)
-				}
-			}
-		}
+		h.waits.Remove(key, ch)
 		h.mu.Unlock()
 	}()
 	st, err := b.client.HGet(ctx, b.taskKey(id), "status").Result()

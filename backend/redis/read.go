@@ -270,11 +270,8 @@ func (b *Backend) ResetIdentity(ctx context.Context, key string, expectedTaskID 
 // token until ttl passes. It succeeds when the lock is free, expired, or
 // already held by token (which refreshes the expiry). ttl must be positive.
 func (b *Backend) AcquireLock(ctx context.Context, name, token string, ttl time.Duration) (bool, error) {
-	if ttl <= 0 {
-		return false, fmt.Errorf("%w: lock ttl must be positive, got %s", queuestype.ErrConfig, ttl)
-	}
-	if token == "" {
-		return false, fmt.Errorf("%w: lock token must not be empty", queuestype.ErrConfig)
+	if err := driver.CheckLockArgs(ctx, ttl, token); err != nil {
+		return false, err
 	}
 	ms := max(ttl.Milliseconds(), 1)
 	n, err := b.run(ctx, scriptLock, "acquire", name, token, strconv.FormatInt(ms, 10)).Int()

@@ -39,11 +39,7 @@ func (b *Backend) Wakeups(ctx context.Context) (<-chan struct{}, error) {
 // subscription of workerID in this process. Control hints do not cross
 // processes; workers elsewhere notice cancellations by their durable poll.
 func (b *Backend) NotifyWorkerControl(ctx context.Context, workerID string) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	b.controls.Notify(workerID)
-	return nil
+	return b.controls.Send(ctx, workerID)
 }
 
 // WorkerControl returns a new control-hint channel (buffer 1, coalescing) for

@@ -2,9 +2,9 @@ package sqlite
 
 import (
 	"context"
-	"fmt"
 	"time"
 
+	"github.com/queuesgo/queues/driver"
 	"github.com/queuesgo/queues/queuestype"
 
 	"github.com/google/uuid"
@@ -66,14 +66,8 @@ func (b *Backend) ResetIdentity(ctx context.Context, key string, expectedTaskID 
 // by token (which refreshes the expiry). ttl must be positive and token
 // non-empty. It fails closed: an error means not acquired.
 func (b *Backend) AcquireLock(ctx context.Context, name, token string, ttl time.Duration) (bool, error) {
-	if err := ctx.Err(); err != nil {
+	if err := driver.CheckLockArgs(ctx, ttl, token); err != nil {
 		return false, err
-	}
-	if ttl <= 0 {
-		return false, fmt.Errorf("%w: lock ttl must be positive, got %s", queuestype.ErrConfig, ttl)
-	}
-	if token == "" {
-		return false, fmt.Errorf("%w: lock token must not be empty", queuestype.ErrConfig)
 	}
 	w, _, err := b.handles()
 	if err != nil {
