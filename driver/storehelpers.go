@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"regexp"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -59,6 +60,23 @@ func CheckLockArgs(ctx context.Context, ttl time.Duration, token string) error {
 	if token == "" {
 		return fmt.Errorf("%w: lock token must not be empty", queuestype.ErrConfig)
 	}
+	return nil
+}
+
+// OpenOnce makes a store's Open idempotent: holding mu, it returns nil at
+// once when *opened is set, else runs open and sets *opened when open
+// succeeds. The store's Close clears *opened (holding mu) so that a later
+// Open opens again.
+func OpenOnce(mu sync.Locker, opened *bool, open func() error) error {
+	mu.Lock()
+	defer mu.Unlock()
+	if *opened {
+		return nil
+	}
+	if err := open(); err != nil {
+		return err
+	}
+	*opened = true
 	return nil
 }
 

@@ -5,7 +5,6 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"text/template"
 
@@ -22,17 +21,14 @@ import (
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
 
+// embedded is the schema migrations of this build.
+var embedded = migfiles.Embedded{FS: migrationFiles, Dir: "migrations"}
+
 // migration is one embedded, versioned SQL file.
 type migration = migfiles.Migration
 
-// migrations returns the embedded migrations in version order.
-func migrations() ([]migration, error) { return migfiles.Load(migrationFiles, "migrations") }
-
 // Versions lists the schema versions embedded in this build, oldest first.
-func Versions() []string {
-	ms, _ := migrations()
-	return migfiles.Versions(ms)
-}
+func Versions() []string { return embedded.Versions() }
 
 // render expands a migration template for the backend's schema and prefix.
 func (n names) render(m migration) (string, error) {
@@ -55,7 +51,7 @@ func (n names) render(m migration) (string, error) {
 // changes with their own tooling (they must also record each version in the
 // queue_migration table, or Open refuses the schema).
 func (b *Backend) MigrationSQL() (map[string]string, error) {
-	ms, err := migrations()
+	ms, err := embedded.Load()
 	if err != nil {
 		return nil, err
 	}
@@ -73,21 +69,7 @@ func (b *Backend) MigrationSQL() (map[string]string, error) {
 // checkKnown returns the embedded migrations, or an error matching
 // ErrSchemaTooNew when applied holds a version that is not embedded.
 func checkKnown(applied []string) ([]migration, error) {
-	ms, err := migrations()
-	if err != nil {
-		return nil, err
-	}
-	var unknown []string
-	for _, v := range applied {
-		if !slices.ContainsFunc(ms, func(m migration) bool { return m.Version == v }) {
-			unknown = append(unknown, v)
-		}
-	}
-	if len(unknown) > 0 {
-		return nil, fmt.Errorf("%w: it has version(s) %s that this build does not know (latest known: %s); upgrade the program",
-			ErrSchemaTooNew, strings.Join(unknown, ", "), ms[len(ms)-1].Version)
-	}
-	return ms, nil
+	return embedded.Check(applied, ErrSchemaTooNew, "upgrade the program")
 }
 
 // appliedVersions reads the ledger; a missing ledger (or schema) means none.

@@ -40,7 +40,7 @@ func TestMigratePolicyFromLegacyMetadata(t *testing.T) {
 	b, pool := unmigratedBackend(t)
 	ctx := t.Context()
 
-	ms, err := migrations()
+	ms, err := embedded.Load()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -247,11 +247,11 @@ func (b *Backend) Capabilities() driver.Capabilities {
 // matching ErrSchemaTooNew. It is idempotent. The listener connection is
 // opened by the first Wakeups or WorkerControl subscription.
 func (b *Backend) Open(ctx context.Context) error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.opened {
-		return nil
-	}
+	return driver.OpenOnce(&b.mu, &b.opened, func() error { return b.open(ctx) })
+}
+
+// open checks the schema (Open holds b.mu).
+func (b *Backend) open(ctx context.Context) error {
 	if b.closed && len(b.ownPools) > 0 {
 		return errors.New("postgres: backend is closed (its pool was closed by Close)")
 	}
@@ -273,7 +273,6 @@ func (b *Backend) Open(ctx context.Context) error {
 		return fmt.Errorf("%w: schema %s lacks version(s) %v; run `queues migrate` (or call Backend.Migrate) first",
 			ErrNotMigrated, b.n.schemaLabel(), missing)
 	}
-	b.opened = true
 	b.closed = false
 	return nil
 }

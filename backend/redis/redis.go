@@ -156,11 +156,12 @@ func (b *Backend) Name() string { return "redis" }
 // layout, and a prefix of layout 1 is migrated first, as Migrate does. It
 // is idempotent, and reopens a closed backend whose client is still open.
 func (b *Backend) Open(ctx context.Context) error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.opened && !b.closed {
-		return nil
-	}
+	return driver.OpenOnce(&b.mu, &b.opened, func() error { return b.open(ctx) })
+}
+
+// open pings, loads the scripts, migrates the key layout and reopens the
+// hint subscription (Open holds b.mu).
+func (b *Backend) open(ctx context.Context) error {
 	if err := b.client.Ping(ctx).Err(); err != nil {
 		return fmt.Errorf("redis: ping: %w", err)
 	}
@@ -177,7 +178,6 @@ func (b *Backend) Open(ctx context.Context) error {
 	}
 	b.hub.reopen()
 	b.closed = false
-	b.opened = true
 	return nil
 }
 
@@ -194,7 +194,7 @@ func (b *Backend) Close(ctx context.Context) error {
 		b.mu.Unlock()
 		return nil
 	}
-	b.closed = true
+	b.closed, b.opened = true, false
 	b.mu.Unlock()
 	b.hub.close()
 	if b.owned {

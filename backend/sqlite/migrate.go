@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/queuesgo/queues/driver"
@@ -21,17 +20,14 @@ import (
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
 
+// embedded is the schema migrations of this build.
+var embedded = migfiles.Embedded{FS: migrationFiles, Dir: "migrations"}
+
 // migration is one embedded, versioned SQL file.
 type migration = migfiles.Migration
 
-// migrations returns the embedded migrations in version order.
-func migrations() ([]migration, error) { return migfiles.Load(migrationFiles, "migrations") }
-
 // Versions lists the schema versions embedded in this build, oldest first.
-func Versions() []string {
-	ms, _ := migrations()
-	return migfiles.Versions(ms)
-}
+func Versions() []string { return embedded.Versions() }
 
 // ErrSchemaTooNew is matched by the error Open and Migrate return for a file
 // whose schema has versions this build does not know (it was migrated by a
@@ -41,25 +37,7 @@ var ErrSchemaTooNew = errors.New("sqlite: database schema is newer than this bui
 // checkKnown returns the embedded migrations, or ErrSchemaTooNew when applied
 // holds a version that is not embedded.
 func checkKnown(applied []string) ([]migration, error) {
-	ms, err := migrations()
-	if err != nil {
-		return nil, err
-	}
-	known := make(map[string]bool, len(ms))
-	for _, m := range ms {
-		known[m.Version] = true
-	}
-	var unknown []string
-	for _, v := range applied {
-		if !known[v] {
-			unknown = append(unknown, v)
-		}
-	}
-	if len(unknown) > 0 {
-		return nil, fmt.Errorf("%w: it has version(s) %s that this build does not know (latest known: %s); upgrade the program that opens it",
-			ErrSchemaTooNew, strings.Join(unknown, ", "), ms[len(ms)-1].Version)
-	}
-	return ms, nil
+	return embedded.Check(applied, ErrSchemaTooNew, "upgrade the program that opens it")
 }
 
 // appliedOn reads the applied versions (none when the ledger table does not

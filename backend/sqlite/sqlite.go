@@ -260,11 +260,11 @@ func (b *Backend) connect(ctx context.Context) error {
 // schema was migrated by a newer version of this package. It is idempotent;
 // after Close it connects again.
 func (b *Backend) Open(ctx context.Context) error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.opened {
-		return nil
-	}
+	return driver.OpenOnce(&b.mu, &b.opened, func() error { return b.open(ctx) })
+}
+
+// open connects, migrates and starts the change poll (Open holds b.mu).
+func (b *Backend) open(ctx context.Context) error {
 	if err := b.connect(ctx); err != nil {
 		return err
 	}
@@ -285,7 +285,6 @@ func (b *Backend) Open(ctx context.Context) error {
 		return fail(err)
 	}
 	b.w.enablePoll()
-	b.opened = true
 	return nil
 }
 

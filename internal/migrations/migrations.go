@@ -3,6 +3,7 @@
 package migrations
 
 import (
+	"fmt"
 	"io/fs"
 	"path"
 	"slices"
@@ -44,4 +45,49 @@ func Versions(ms []Migration) []string {
 		out[i] = m.Version
 	}
 	return out
+}
+
+// Embedded is the migrations a store embeds: the "*.sql" files of Dir in FS.
+type Embedded struct {
+	FS  fs.FS
+	Dir string
+}
+
+// Load reads the migrations, sorted by version.
+func (e Embedded) Load() ([]Migration, error) { return Load(e.FS, e.Dir) }
+
+// Versions lists the versions, oldest first (none when they cannot be read).
+func (e Embedded) Versions() []string {
+	ms, _ := e.Load()
+	return Versions(ms)
+}
+
+// Check returns the migrations when every version of applied is among
+// them. Otherwise the schema was written by a newer build: the error wraps
+// tooNew, names the unknown versions and the latest known one, and ends
+// with advice.
+func (e Embedded) Check(applied []string, tooNew error, advice string) ([]Migration, error) {
+	ms, err := e.Load()
+	if err != nil {
+		return nil, err
+	}
+	known := make(map[string]bool, len(ms))
+	for _, m := range ms {
+		known[m.Version] = true
+	}
+	var unknown []string
+	for _, v := range applied {
+		if !known[v] {
+			unknown = append(unknown, v)
+		}
+	}
+	if len(unknown) == 0 {
+		return ms, nil
+	}
+	latest := "none"
+	if len(ms) > 0 {
+		latest = ms[len(ms)-1].Version
+	}
+	return nil, fmt.Errorf("%w: it has version(s) %s that this build does not know (latest known: %s); %s",
+		tooNew, strings.Join(unknown, ", "), latest, advice)
 }
