@@ -93,19 +93,21 @@ func (b *Backend) Enqueue(ctx context.Context, items []driver.EnqueueParams) ([]
 	return b.enqueue(ctx, nil, items)
 }
 
-// EnqueueTx is Enqueue inside the caller's transaction, which must be a
-// pgx.Tx (for example from pool.Begin) on this backend's database; anything
-// else returns an error matching queuestype.ErrConfig. The records, any forever
-// reservations and the wakeup NOTIFY become visible only when the caller
-// commits; a rollback leaves nothing. The keyed path runs inside a
-// savepoint of tx so a lost race can be retried without aborting the
-// caller's transaction. Keyed items need READ COMMITTED (the default).
-func (b *Backend) EnqueueTx(ctx context.Context, tx any, items []driver.EnqueueParams) ([]driver.EnqueueOutcome, error) {
-	ptx, ok := tx.(pgx.Tx)
-	if !ok || ptx == nil {
-		return nil, &queuestype.ConfigError{Field: "tx", Problem: fmt.Sprintf("the postgres backend needs a pgx.Tx, got %T", tx)}
+// EnqueueTx is Enqueue inside the caller's transaction, a pgx.Tx (from
+// pool.Begin, conn.Begin or a savepoint of either) on this backend's
+// database; a nil tx returns an error matching queuestype.ErrConfig. The
+// records, any forever reservations and the wakeup NOTIFY become visible
+// only when the caller commits; a rollback leaves nothing. The keyed path
+// runs inside a savepoint of tx so a lost race can be retried without
+// aborting the caller's transaction. Keyed items need READ COMMITTED (the
+// default).
+var _ driver.TxEnqueuer[pgx.Tx] = (*Backend)(nil)
+
+func (b *Backend) EnqueueTx(ctx context.Context, tx pgx.Tx, items []driver.EnqueueParams) ([]driver.EnqueueOutcome, error) {
+	if tx == nil {
+		return nil, &queuestype.ConfigError{Field: "tx", Problem: "is nil"}
 	}
-	return b.enqueue(ctx, ptx, items)
+	return b.enqueue(ctx, tx, items)
 }
 
 func (b *Backend) enqueue(ctx context.Context, tx pgx.Tx, items []driver.EnqueueParams) ([]driver.EnqueueOutcome, error) {
