@@ -73,6 +73,33 @@ func (b *Backend) Enqueue(ctx context.Context, items []driver.EnqueueParams) ([]
 	if err != nil {
 		return nil, err
 	}
+	cands, err := prepareCandidates(items)
+	if err != nil {
+		return nil, err
+	}
+	results := make([]enqueueResult, len(cands))
+	var now time.Time
+	err = w.do(ctx, true, func(tx *wtx) error {
+		now = b.now()
+		return enqueueTx(tx, cands, results, now)
+	})
+	if err != nil {
+		return nil, err
+	}
+	outcomes, wake, err := enqueueOutcomes(cands, results, now)
+	if err != nil {
+		return nil, err
+	}
+	if wake {
+		b.wake()
+	}
+	return outcomes, nil
+}
+
+// prepareCandidates validates the items and prepares them for the insert
+// outside any transaction.
+func prepareCandidates(items []driver.EnqueueParams) ([]candidate, error) {
+	var err error
 	cands := make([]candidate, len(items))
 	for i := range items {
 		p := &items[i]
@@ -124,17 +151,13 @@ func (b *Backend) Enqueue(ctx context.Context, items []driver.EnqueueParams) ([]
 			}
 		}
 	}
+	return cands, nil
+}
 
-	results := make([]enqueueResult, len(cands))
-	var now time.Time
-	err = w.do(ctx, true, func(tx *wtx) error {
-		now = b.now()
-		return enqueueTx(tx, cands, results, now)
-	})
-	if err != nil {
-		return nil, err
-	}
-
+// enqueueOutcomes builds the outcome of each item from the decisions
+// enqueueTx made at now; wake reports a new record due at once.
+func enqueueOutcomes(cands []candidate, results []enqueueResult, now time.Time) ([]driver.EnqueueOutcome, bool, error) {
+	var err error
 	outcomes := make([]driver.EnqueueOutcome, len(cands))
 	wake := false
 	for i := range results {
@@ -151,7 +174,7 @@ func (b *Backend) Enqueue(ctx context.Context, items []driver.EnqueueParams) ([]
 			out.Existing = true
 		case res.existing != nil:
 			if out.Record, err = res.existing.record(); err != nil {
-				return nil, err
+				return nil, false, err
 			}
 			out.Existing = true
 		case res.owner != nil:
@@ -161,15 +184,21 @@ func (b *Backend) Enqueue(ctx context.Context, items []driver.EnqueueParams) ([]
 			out.Err = res.err
 		}
 	}
-	if wake {
-		b.wake()
-	}
-	return outcomes, nil
+	return outcomes, wake, nil
 }
 
-// enqueueTx runs inside the writer transaction (in a savepoint): it decides
-// every item against the stored keys and reservations, then writes.
-func enqueueTx(tx *wtx, cands []candidate, results []enqueueResult, now time.Time) error {
+// enqueueConn is what enqueueTx reads and writes through: the writer's
+// group transaction (*wtx) or a caller's *sql.Tx (callerTx).
+type enqueueConn interface {
+	exec(query string, args ...any) (int64, error)
+	record(query string, args ...any) (rawRec, bool, error)
+	queryRow(query string, args []any, dest ...any) (bool, error)
+}
+
+// enqueueTx runs inside the writer transaction (in a savepoint) or a
+// caller's transaction: it decides every item against the stored keys and
+// reservations, then writes.
+func enqueueTx(tx enqueueConn, cands []candidate, results []enqueueResult, now time.Time) error {
 	var (
 		stagedKeys map[string]int
 		stagedRes  map[string]*queuestype.Reservation
@@ -310,7 +339,7 @@ func isConstraint(err error) bool {
 }
 
 // getReservation reads the reservation of key inside the transaction.
-func getReservation(tx *wtx, key string) (*queuestype.Reservation, error) {
+func getReservation(tx enqueueConn, key string) (*queuestype.Reservation, error) {
 	var (
 		taskID, taskName string
 		created          int64
