@@ -58,8 +58,8 @@ type settleHooks struct {
 type settleWrite struct {
 	// phase names the write in logs and in task.claim_lost.
 	phase string
-	// write applies the outcome; it is called again after a failure. A
-	// call through Backend.Settle fits as well as Complete or Fail.
+	// write applies the outcome (normally one Backend.Settle call); it is
+	// called again after a failure.
 	write func(ctx context.Context) (*Record, error)
 	// landed reports whether cur, the record read after a retry hit a lost
 	// fence, already holds this write's outcome: an earlier try landed and

@@ -30,7 +30,7 @@ func (l *lostSettleReply) Settle(ctx context.Context, ts []driver.Transition) ([
 	return res, err
 }
 
-// The retry loop wraps a Backend.Settle call as it wraps Complete or Fail:
+// The retry loop wraps a Backend.Settle call:
 // a transition whose reply was lost counts as landed once the record shows
 // it, whichever transition it was.
 func TestWriteSettleWrapsSettle(t *testing.T) {

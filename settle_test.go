@@ -51,11 +51,18 @@ type flakyStore struct {
 	calls    map[string]int
 	failed   map[string]int
 	ok       []string // operations that succeeded, in order
+
+	staleListed  map[uuid.UUID]int // record → times ListStale listed it
+	staleSettled map[uuid.UUID]int // record → stale recovery transitions applied to it
 }
 
-func newFlaky() *flakyStore {
-	return &flakyStore{Backend: memory.New(memory.Options{}), failNext: map[string]int{}, loseNext: map[string]int{},
-		calls: map[string]int{}, failed: map[string]int{}}
+func newFlaky() *flakyStore { return newFlakyOn(memory.New(memory.Options{})) }
+
+// newFlakyOn fronts b (which may be another flaky store's inner store).
+func newFlakyOn(b driver.Backend) *flakyStore {
+	return &flakyStore{Backend: b, failNext: map[string]int{}, loseNext: map[string]int{},
+		calls: map[string]int{}, failed: map[string]int{},
+		staleListed: map[uuid.UUID]int{}, staleSettled: map[uuid.UUID]int{}}
 }
 
 // inner is the memory store itself: reads through it never fail.
@@ -121,30 +128,53 @@ func flakyCall[T any](f *flakyStore, op string, fn func() (T, error)) (T, error)
 	return v, nil
 }
 
-func (f *flakyStore) Complete(ctx context.Context, p driver.CompleteParams) (*queues.Record, error) {
-	return flakyCall(f, "complete", func() (*queues.Record, error) {
-		if bytes.Contains(p.Result, []byte(`\u0000`)) {
-			return nil, refusedValueError{}
+// settleOp names a Settle call by the outcome it writes, as the store's
+// per-outcome operations used to be named: "complete", "fail" (a retry or a
+// terminal failure), "cancel", "interrupt", and "stale_settle" for the
+// transitions of a stale recovery sweep.
+func settleOp(ts []driver.Transition) string {
+	for _, t := range ts {
+		if t.StaleAfter != 0 {
+			return "stale_settle"
 		}
-		return f.Backend.Complete(ctx, p)
-	})
+	}
+	if len(ts) != 1 {
+		return "settle"
+	}
+	switch t := ts[0]; {
+	case t.To == queues.StatusCompleted:
+		return "complete"
+	case t.To == queues.StatusCancelled:
+		return "cancel"
+	case t.Interrupted:
+		return "interrupt"
+	}
+	return "fail"
 }
 
-func (f *flakyStore) Fail(ctx context.Context, p driver.FailParams) (*queues.Record, error) {
-	return flakyCall(f, "fail", func() (*queues.Record, error) {
-		if strings.Contains(p.Error, "\x00") {
-			return nil, refusedValueError{}
+func (f *flakyStore) Settle(ctx context.Context, ts []driver.Transition) ([]driver.SettleResult, error) {
+	return flakyCall(f, settleOp(ts), func() ([]driver.SettleResult, error) {
+		for _, t := range ts {
+			if bytes.Contains(t.Result, []byte(`\u0000`)) || strings.Contains(t.Error, "\x00") {
+				return nil, refusedValueError{}
+			}
 		}
-		return f.Backend.Fail(ctx, p)
+		res, err := f.Backend.Settle(ctx, ts)
+		if err == nil && settleOp(ts) == "stale_settle" {
+			f.mu.Lock()
+			for i, r := range res {
+				if r.Err == nil && i < len(ts) {
+					f.staleSettled[ts[i].ID]++
+				}
+			}
+			f.mu.Unlock()
+		}
+		return res, err
 	})
 }
 
 func (f *flakyStore) Cancel(ctx context.Context, p driver.CancelParams) (*queues.Record, error) {
 	return flakyCall(f, "cancel", func() (*queues.Record, error) { return f.Backend.Cancel(ctx, p) })
-}
-
-func (f *flakyStore) Interrupt(ctx context.Context, p driver.InterruptParams) (*queues.Record, error) {
-	return flakyCall(f, "interrupt", func() (*queues.Record, error) { return f.Backend.Interrupt(ctx, p) })
 }
 
 func (f *flakyStore) TouchHeartbeats(ctx context.Context, ts []driver.HeartbeatTouch) (driver.HeartbeatResult, error) {
@@ -168,8 +198,28 @@ func (f *flakyStore) GetTasks(ctx context.Context, ids []uuid.UUID) ([]*queues.R
 	return flakyCall(f, "get_many", func() ([]*queues.Record, error) { return f.Backend.GetTasks(ctx, ids) })
 }
 
-func (f *flakyStore) RecoverStale(ctx context.Context, p driver.StaleParams) (driver.StaleRecovery, error) {
-	return flakyCall(f, "recover_stale", func() (driver.StaleRecovery, error) { return f.Backend.RecoverStale(ctx, p) })
+// ListStale is one stale recovery sweep's read ("list_stale"); the records
+// it lists are remembered.
+func (f *flakyStore) ListStale(ctx context.Context, staleAfter time.Duration, limit int) ([]*queues.Record, error) {
+	return flakyCall(f, "list_stale", func() ([]*queues.Record, error) {
+		recs, err := f.Backend.ListStale(ctx, staleAfter, limit)
+		if err == nil {
+			f.mu.Lock()
+			for _, r := range recs {
+				f.staleListed[r.ID]++
+			}
+			f.mu.Unlock()
+		}
+		return recs, err
+	})
+}
+
+// stale returns how often id was listed by ListStale and how often a stale
+// recovery transition of it was applied.
+func (f *flakyStore) stale(id uuid.UUID) (listed, settled int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.staleListed[id], f.staleSettled[id]
 }
 
 func (f *flakyStore) ExpireOverdue(ctx context.Context, limit int) ([]*queues.Record, error) {
@@ -483,8 +533,7 @@ func TestRefusedDataFailsTheAttempt(t *testing.T) {
 func TestOutageDoesNotMakeLiveAttemptStale(t *testing.T) {
 	const staleAfter = 800 * time.Millisecond
 	storeA := newFlaky()
-	storeB := &flakyStore{Backend: storeA.inner(), failNext: map[string]int{}, loseNext: map[string]int{},
-		calls: map[string]int{}, failed: map[string]int{}}
+	storeB := newFlakyOn(storeA.inner())
 	var runs atomic.Int32
 	started := make(chan struct{}, 1)
 	release := make(chan struct{})
@@ -526,11 +575,16 @@ func TestOutageDoesNotMakeLiveAttemptStale(t *testing.T) {
 	waitFor(t, 5*time.Second, "the runner's heartbeat", func() bool {
 		return time.Since(envA.get(t, res.ID).HeartbeatAt) < staleAfter/2
 	})
-	sweeps, sweepsFailed := storeB.count("recover_stale")
+	// A sweep is a ListStale read, then a Settle of what it listed: a
+	// sweep that did not list the live attempt cannot recover it.
+	sweeps, sweepsFailed := storeB.count("list_stale")
 	waitFor(t, 10*time.Second, "a stale sweep after the outage", func() bool {
-		calls, failed := storeB.count("recover_stale")
+		calls, failed := storeB.count("list_stale")
 		return calls-failed > sweeps-sweepsFailed
 	})
+	if listed, settled := storeB.stale(res.ID); listed != 0 || settled != 0 {
+		t.Fatalf("the sweeper listed the live attempt as stale %d times and recovered it %d times", listed, settled)
+	}
 	if rec := envA.get(t, res.ID); rec.Status != queues.StatusRunning || rec.RetryCount != 0 || rec.WorkerID != "runner" {
 		t.Fatalf("the live attempt's record was recovered: %+v", rec)
 	}

@@ -484,20 +484,26 @@ func TestWorkerPrefetchForcedStop(t *testing.T) {
 	}
 }
 
-// gatedComplete holds every Complete call until gate closes.
+// gatedComplete holds every Settle call that writes a completion until gate
+// closes.
 type gatedComplete struct {
 	driver.Backend
 	entered chan struct{}
 	gate    chan struct{}
 }
 
-func (g *gatedComplete) Complete(ctx context.Context, p driver.CompleteParams) (*queues.Record, error) {
-	select {
-	case g.entered <- struct{}{}:
-	default:
+func (g *gatedComplete) Settle(ctx context.Context, ts []driver.Transition) ([]driver.SettleResult, error) {
+	for _, t := range ts {
+		if t.To == queues.StatusCompleted {
+			select {
+			case g.entered <- struct{}{}:
+			default:
+			}
+			<-g.gate
+			break
+		}
 	}
-	<-g.gate
-	return g.Backend.Complete(ctx, p)
+	return g.Backend.Settle(ctx, ts)
 }
 
 // With Prefetch, a body's slot frees when the body returns, not when its

@@ -195,7 +195,10 @@ func TestKillAndRecover(t *testing.T) {
 		ids[r.ID] = true
 	}
 
-	first := e.start("run", "--max-concurrency", "8", "--worker-id", "doomed")
+	// Crash recovery is on by default, so the doomed worker takes the
+	// fleet's stale-recovery lock too; the lock outlives a killed holder for
+	// one check interval, so a short interval lets the rescuer take over soon.
+	first := e.start("run", "--max-concurrency", "8", "--worker-id", "doomed", "--stale-check-interval", "200ms")
 	first.waitStderr(t, "queues worker started", 15*time.Second)
 	waitStats(t, svc, 30*time.Second, func(st queues.Statistics) bool { return st.Completed >= 40 && st.Running > 0 })
 	if err := first.cmd.Process.Signal(syscall.SIGKILL); err != nil {

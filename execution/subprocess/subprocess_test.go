@@ -313,8 +313,13 @@ func TestExitCodesReconcileAtOnce(t *testing.T) {
 	// A child that settled its own record (terminal) needs nothing.
 	rec = e.dispatch(e.enqueue())
 	claimed := e.claim(rec)
-	if _, err := e.b.Complete(t.Context(), driver.CompleteParams{ID: rec.ID, Result: json.RawMessage(`"own"`), ExpectedRetryCount: claimed.RetryCount}); err != nil {
+	res, err := e.b.Settle(t.Context(), []driver.Transition{{ID: rec.ID, Generation: claimed.RetryCount,
+		To: queues.StatusCompleted, Result: json.RawMessage(`"own"`)}})
+	if err != nil {
 		t.Fatal(err)
+	}
+	if len(res) != 1 || res[0].Err != nil {
+		t.Fatalf("settle results %+v", res)
 	}
 	e.exit(rec, 0)
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
