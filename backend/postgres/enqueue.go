@@ -35,10 +35,6 @@ type insertRows struct {
 	metas   [][]byte
 	forever []bool
 	pols    [][]byte
-	// reservation arrays (keyed path)
-	resKeys  []string
-	resIDs   [][16]byte
-	resNames []string
 }
 
 func (r *insertRows) add(p *driver.EnqueueParams, forever bool) {
@@ -59,11 +55,6 @@ func (r *insertRows) add(p *driver.EnqueueParams, forever bool) {
 	r.keys = append(r.keys, text(p.Key))
 	r.forever = append(r.forever, forever)
 	r.pols = append(r.pols, policyJSON(p.Policy))
-	if forever {
-		r.resKeys = append(r.resKeys, p.Key)
-		r.resIDs = append(r.resIDs, [16]byte(p.ID))
-		r.resNames = append(r.resNames, p.TaskName)
-	}
 }
 
 func (r *insertRows) argsList() []any {
@@ -71,16 +62,20 @@ func (r *insertRows) argsList() []any {
 }
 
 // Enqueue inserts the items atomically and returns one outcome per item in
-// input order.
+// input order, in one round trip (once the statements are prepared on the
+// connection).
 //
 // Items without identity keys go out as one INSERT … SELECT FROM unnest(…)
-// statement pipelined with the wakeup pg_notify: one round trip, one
-// implicit transaction, one coalesced hint when any new record is due.
+// statement pipelined with the wakeup pg_notify: one implicit transaction,
+// one coalesced hint when any new record is due.
 //
-// With keys, one transaction releases keys held by terminal records, reads
-// the active holders and forever reservations, then inserts the
-// reservations and records in one statement (ON CONFLICT DO NOTHING on both)
-// and, when a concurrent writer won a key in between, rolls back and retries.
+// With keys, one pipeline (one implicit transaction) releases the keys held
+// by terminal records, then one statement (enqueueKeyedSQL) reads the
+// active holders and forever reservations, inserts the records and
+// reservations the reads leave free, returns what it read and inserted,
+// and sends the hint. A concurrent writer that took a key in between makes
+// the statement fail with a unique violation, which rolls the whole call
+// back; it is retried (another round trip), up to 8 attempts.
 // A keyed item whose key is held by an active record returns it (Existing);
 // a forever item whose key is reserved returns the owner; a forever item
 // whose key is held by an active non-forever record gets a per-item error
@@ -93,16 +88,19 @@ func (b *Backend) Enqueue(ctx context.Context, items []driver.EnqueueParams) ([]
 	return b.enqueue(ctx, nil, items)
 }
 
+var _ driver.TxEnqueuer[pgx.Tx] = (*Backend)(nil)
+
 // EnqueueTx is Enqueue inside the caller's transaction, a pgx.Tx (from
 // pool.Begin, conn.Begin or a savepoint of either) on this backend's
 // database; a nil tx returns an error matching queuestype.ErrConfig. The
 // records, any forever reservations and the wakeup NOTIFY become visible
-// only when the caller commits; a rollback leaves nothing. The keyed path
-// runs inside a savepoint of tx so a lost race can be retried without
-// aborting the caller's transaction. Keyed items need READ COMMITTED (the
-// default).
-var _ driver.TxEnqueuer[pgx.Tx] = (*Backend)(nil)
-
+// only when the caller commits; a rollback leaves nothing. The call is one
+// round trip, as Enqueue's: its statements are pipelined between a
+// SAVEPOINT and its RELEASE, and a failure (an ID that already exists, a
+// lost race for a key, which is retried) rolls back to the savepoint, so
+// the caller's transaction stays usable. Keyed items need READ COMMITTED
+// (the default): at a stricter isolation level a lost race repeats until
+// the attempts run out.
 func (b *Backend) EnqueueTx(ctx context.Context, tx pgx.Tx, items []driver.EnqueueParams) ([]driver.EnqueueOutcome, error) {
 	if tx == nil {
 		return nil, &queuestype.ConfigError{Field: "tx", Problem: "is nil"}
@@ -157,33 +155,14 @@ func (b *Backend) enqueue(ctx context.Context, tx pgx.Tx, items []driver.Enqueue
 	}
 	var lastErr error
 	for attempt := 0; attempt < maxKeyedAttempts; attempt++ {
-		var sub pgx.Tx
-		var err error
-		if tx != nil {
-			sub, err = tx.Begin(ctx) // a savepoint
-		} else {
-			sub, err = b.pool.Begin(ctx)
+		outs, err := b.enqueueKeyed(ctx, tx, ps, metas)
+		if err == nil {
+			return outs, nil
 		}
-		if err != nil {
+		if !b.lostRace(err) && !retryable(err) {
 			return nil, b.wrap("enqueue", err)
 		}
-		outs, retry, err := b.enqueueKeyed(ctx, sub, ps, metas)
-		if err != nil || retry {
-			_ = sub.Rollback(context.WithoutCancel(ctx))
-			if err != nil && !retryable(err) {
-				return nil, b.wrap("enqueue", err)
-			}
-			lastErr = err
-			continue
-		}
-		if err := sub.Commit(ctx); err != nil {
-			if retryable(err) {
-				lastErr = err
-				continue
-			}
-			return nil, b.wrap("enqueue", err)
-		}
-		return outs, nil
+		lastErr = err
 	}
 	if lastErr == nil {
 		lastErr = errors.New("identity keys kept changing under concurrent writers")
@@ -209,23 +188,21 @@ func (b *Backend) enqueuePlain(ctx context.Context, tx pgx.Tx, ps []driver.Enque
 			wake = true
 		}
 	}
-	var run txRunner = b.pool
-	if tx != nil {
-		run = tx
-	}
-	batch := &pgx.Batch{}
-	batch.Queue(b.q.insert, rows.argsList()...)
-	if wake && b.hints {
-		batch.Queue(b.q.notify, b.chTasks, wakePayload)
-	}
-	br := run.SendBatch(ctx, batch)
-	recs, err := collectRecords(br.Query())
-	if err == nil && wake && b.hints {
-		_, err = br.Exec()
-	}
-	if cerr := br.Close(); err == nil {
-		err = cerr
-	}
+	notify := wake && b.hints
+	var recs []*queuestype.Record
+	err := b.pipeline(ctx, tx, func(batch *pgx.Batch) {
+		batch.Queue(b.q.insert, rows.argsList()...)
+		if notify {
+			batch.Queue(b.q.notify, b.chTasks, wakePayload)
+		}
+	}, func(br pgx.BatchResults) error {
+		var err error
+		recs, err = collectRecords(br.Query())
+		if err == nil && notify {
+			_, err = br.Exec()
+		}
+		return err
+	})
 	if err != nil {
 		return nil, b.wrap("enqueue", err)
 	}
@@ -255,71 +232,20 @@ type keyPlan struct {
 	err      error
 }
 
-// enqueueKeyed runs the keyed path inside tx. retry reports a lost race.
-func (b *Backend) enqueueKeyed(ctx context.Context, tx pgx.Tx, ps []driver.EnqueueParams, metas [][]byte) ([]driver.EnqueueOutcome, bool, error) {
-	var keys, foreverKeys []string
-	seen := map[string]bool{}
-	seenF := map[string]bool{}
-	for i := range ps {
-		k := ps[i].Key
-		if k == "" {
-			continue
-		}
-		if !seen[k] {
-			seen[k] = true
-			keys = append(keys, k)
-		}
-		if ps[i].Forever && !seenF[k] {
-			seenF[k] = true
-			foreverKeys = append(foreverKeys, k)
-		}
-	}
-	batch := &pgx.Batch{}
-	batch.Queue(b.q.releaseKeys, keys)
-	batch.Queue(b.q.holders, keys)
-	if len(foreverKeys) > 0 {
-		batch.Queue(b.q.reservations, foreverKeys)
-	}
-	br := tx.SendBatch(ctx, batch)
-	_, err := br.Exec()
-	var holders []*queuestype.Record
-	if err == nil {
-		holders, err = collectRecords(br.Query())
-	}
-	reserved := map[string]*queuestype.Reservation{}
-	if err == nil && len(foreverKeys) > 0 {
-		var rows pgx.Rows
-		rows, err = br.Query()
-		if err == nil {
-			for rows.Next() {
-				var r queuestype.Reservation
-				if err = rows.Scan(&r.Key, &r.TaskID, &r.TaskName, &r.CreatedAt); err != nil {
-					break
-				}
-				r.CreatedAt = r.CreatedAt.UTC()
-				reserved[r.Key] = &r
-			}
-			rows.Close()
-			if err == nil {
-				err = rows.Err()
-			}
-		}
-	}
-	if cerr := br.Close(); err == nil {
-		err = cerr
-	}
+// enqueueKeyed runs the keyed path in one round trip (keyedRoundTrip) and
+// resolves every item from what it read, as its statement decided the
+// inserts.
+func (b *Backend) enqueueKeyed(ctx context.Context, tx pgx.Tx, ps []driver.EnqueueParams, metas [][]byte) ([]driver.EnqueueOutcome, error) {
+	view, err := b.keyedRoundTrip(ctx, tx, ps, metas)
 	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
-	holder := make(map[string]*queuestype.Record, len(holders))
-	for _, h := range holders {
-		holder[h.Key] = h
-	}
+	holder, reserved, inserted := view.holder, view.reserved, view.inserted
 
 	plans := make([]keyPlan, len(ps))
 	stagedKeys := map[string]int{}
 	stagedRes := map[string]int{}
-	var rows insertRows
+	planned := 0
 	for i := range ps {
 		p := &ps[i]
 		pl := &plans[i]
@@ -364,32 +290,14 @@ func (b *Backend) enqueueKeyed(ctx context.Context, tx pgx.Tx, ps []driver.Enque
 			}
 		}
 		pl.insert = true
-		rows.add(p, pl.reserve)
-		rows.metas = append(rows.metas, metas[i])
-	}
-
-	inserted := map[uuid.UUID]*queuestype.Record{}
-	wake := false
-	if len(rows.ids) > 0 {
-		args := append(rows.argsList(), rows.resKeys, rows.resIDs, rows.resNames)
-		recs, err := collectRecords(tx.Query(ctx, b.q.insertKeyed, args...))
-		if err != nil {
-			return nil, false, err
-		}
-		for _, r := range recs {
-			inserted[r.ID] = r
-			if r.Status == queuestype.StatusPending {
-				wake = true
-			}
-		}
-		if len(recs) != len(rows.ids) {
-			return nil, true, nil // a concurrent writer took a key: retry
+		if inserted[p.ID] != nil {
+			planned++
 		}
 	}
-	if wake && b.hints {
-		if _, err := tx.Exec(ctx, b.q.notify, b.chTasks, wakePayload); err != nil {
-			return nil, false, err
-		}
+	if planned != len(inserted) || planned != countInserts(plans) {
+		// The statement and the planner decide from the same reads: they
+		// cannot disagree unless one of them is wrong.
+		return nil, fmt.Errorf("postgres: enqueue: %d records inserted, %d planned", len(inserted), planned)
 	}
 	outs := make([]driver.EnqueueOutcome, len(ps))
 	for i := range ps {
@@ -416,7 +324,17 @@ func (b *Backend) enqueueKeyed(ctx context.Context, tx pgx.Tx, ps []driver.Enque
 			out.Err = pl.err
 		}
 	}
-	return outs, false, nil
+	return outs, nil
+}
+
+func countInserts(plans []keyPlan) int {
+	n := 0
+	for i := range plans {
+		if plans[i].insert {
+			n++
+		}
+	}
+	return n
 }
 
 // isForeverRecord reports whether r holds a forever identity (its policy
