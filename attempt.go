@@ -15,8 +15,47 @@ import (
 	"github.com/queuesgo/queues/queuestype"
 )
 
-// attemptEnv is what the runner (a worker, or inline immediate execution)
-// decides for the attempts it starts.
+// attempt is one claimed generation of a record being executed. It owns
+// the attempt's whole life once a runner (a worker, the one-shot consumer
+// of an external execution, or inline immediate execution) has claimed the
+// record: run runs the middleware chain and the task body under the task's
+// timeout, then decides the outcome and settles it, fenced on the claimed
+// generation (settle.go holds the retry loop of its settle writes).
+type attempt struct {
+	svc      *Service
+	rec      *Record
+	workerID string
+	ctx      context.Context // carries the attempt; cancelled with a cause
+	cancel   context.CancelCauseFunc
+	seq      atomic.Int64
+	beat     atomic.Pointer[string]
+	bodyDone chan struct{} // closed when the task function has really returned
+	// env is what the runner decided for this attempt (set by run).
+	env attemptEnv
+	// inline marks immediate execution inside Enqueue; callerErr is the
+	// caller's ctx error when it ended the attempt.
+	inline    bool
+	callerErr error
+	// settled, when set (worker attempts), is called once the record is
+	// settled; the task body then runs on the attempt's own goroutine.
+	settled func()
+	// unstarted marks a prefetched attempt whose ctx ended before it got
+	// a body slot: it is settled without running.
+	unstarted bool
+	// bodyReturned, when set (a worker with Prefetch), frees the attempt's
+	// body slot; it runs once the task function has returned, before the
+	// settle write, so the next body need not wait for that round trip.
+	// It is idempotent, and never runs for an abandoned body, which keeps
+	// its slot.
+	bodyReturned func()
+	// settledCh, when set (worker attempts), closes once the record is
+	// settled; retryingSettle is true while its settle write is retried.
+	settledCh      chan struct{}
+	retryingSettle atomic.Bool
+}
+
+// attemptEnv is what the runner (a worker, the one-shot consumer, or inline
+// immediate execution) decides for the attempts it starts.
 type attemptEnv struct {
 	workerID          string
 	finalCancel       time.Duration
@@ -40,36 +79,48 @@ func (s *Service) newAttempt(parent context.Context, rec *Record, workerID strin
 	return a
 }
 
+func (a *attempt) fence() queuestype.Fence {
+	return queuestype.Fence{ID: a.rec.ID, RetryCount: a.rec.RetryCount}
+}
+
+func (a *attempt) nextSeq() *int {
+	n := int(a.seq.Add(1))
+	return &n
+}
+
+// beforeSettle runs the runner's hook before the attempt's first settle write.
+func (a *attempt) beforeSettle() {
+	if a.env.beforeSettle != nil {
+		a.env.beforeSettle(a)
+	}
+}
+
 type outcome struct {
 	value any
 	err   error
 }
 
-// runAttempt executes one claimed generation and settles it (SPEC §5.8). It
+// run executes the attempt's generation under env and settles it. It
 // returns once the record is settled; a.bodyDone closes when the task
 // function has really returned, which may be later for an attempt that
 // ignored cancellation.
-func (s *Service) runAttempt(a *attempt, env attemptEnv) {
+func (a *attempt) run(env attemptEnv) {
 	defer a.cancel(nil)
-	a.hooks = env.settle
-	rec := a.rec
+	a.env = env
+	s, rec := a.svc, a.rec
 	e := s.registry.lookup(rec.TaskName)
 	if e == nil || !e.hasFunc {
 		close(a.bodyDone)
-		if env.beforeSettle != nil {
-			env.beforeSettle(a)
-		}
-		s.failUnknown(a)
+		a.beforeSettle()
+		_ = a.failUnknown()
 		return
 	}
 	if a.unstarted {
 		// A prefetched record cancelled or shut down while it waited for a
 		// body slot: settle it without running.
 		close(a.bodyDone)
-		if env.beforeSettle != nil {
-			env.beforeSettle(a)
-		}
-		s.settle(a, outcome{err: context.Cause(a.ctx)}, false, false, a.ctx, env)
+		a.beforeSettle()
+		a.settle(outcome{err: context.Cause(a.ctx)}, false, false, a.ctx)
 		return
 	}
 	timeout := e.opts.Timeout
@@ -96,13 +147,13 @@ func (s *Service) runAttempt(a *attempt, env attemptEnv) {
 		arg = rec.Clone()
 	}
 	if a.settled != nil {
-		s.runBodyHere(a, env, h, arg, runCtx, cancelTimeout)
+		a.runBodyHere(h, arg, runCtx, cancelTimeout)
 		return
 	}
 	results := make(chan outcome, 1)
 	go func() {
 		defer close(a.bodyDone)
-		results <- s.callBody(a, h, runCtx, arg)
+		results <- a.callBody(h, runCtx, arg)
 	}()
 
 	var out outcome
@@ -110,7 +161,7 @@ func (s *Service) runAttempt(a *attempt, env attemptEnv) {
 	select {
 	case out = <-results:
 	case <-runCtx.Done():
-		grace := time.NewTimer(env.finalCancel)
+		grace := time.NewTimer(a.env.finalCancel)
 		select {
 		case out = <-results:
 		case <-grace.C:
@@ -122,17 +173,15 @@ func (s *Service) runAttempt(a *attempt, env attemptEnv) {
 	}
 	timedOut := runCtx.Err() != nil
 	cancelTimeout()
-	if env.beforeSettle != nil {
-		env.beforeSettle(a)
-	}
-	s.settle(a, out, timedOut, abandoned, runCtx, env)
+	a.beforeSettle()
+	a.settle(out, timedOut, abandoned, runCtx)
 }
 
 // callBody runs the task chain, turning a panic into an error.
-func (s *Service) callBody(a *attempt, h Handler, ctx context.Context, arg *Record) (out outcome) {
+func (a *attempt) callBody(h Handler, ctx context.Context, arg *Record) (out outcome) {
 	defer func() {
 		if p := recover(); p != nil {
-			s.logger.Error("Queue task panicked", "task_id", a.rec.ID, "task_name", a.rec.TaskName, "panic", p, "stack", string(debug.Stack()))
+			a.svc.logger.Error("Queue task panicked", "task_id", a.rec.ID, "task_name", a.rec.TaskName, "panic", p, "stack", string(debug.Stack()))
 			out = outcome{err: fmt.Errorf("panic: %v", p)}
 		}
 	}()
@@ -146,19 +195,17 @@ func (s *Service) callBody(a *attempt, h Handler, ctx context.Context, arg *Reco
 // return; past that the watcher abandons it — settles the record and calls
 // a.settled — while this goroutine stays in the body until it returns.
 // Exactly one of the two settles.
-func (s *Service) runBodyHere(a *attempt, env attemptEnv, h Handler, arg *Record, runCtx context.Context, cancelTimeout context.CancelFunc) {
+func (a *attempt) runBodyHere(h Handler, arg *Record, runCtx context.Context, cancelTimeout context.CancelFunc) {
 	var settling atomic.Bool // won by whichever path settles
 	finish := func(out outcome, abandoned bool) {
 		timedOut := runCtx.Err() != nil
 		cancelTimeout()
-		if env.beforeSettle != nil {
-			env.beforeSettle(a)
-		}
-		s.settle(a, out, timedOut, abandoned, runCtx, env)
+		a.beforeSettle()
+		a.settle(out, timedOut, abandoned, runCtx)
 		a.settled()
 	}
 	stop := context.AfterFunc(runCtx, func() {
-		grace := time.NewTimer(env.finalCancel)
+		grace := time.NewTimer(a.env.finalCancel)
 		defer grace.Stop()
 		select {
 		case <-a.bodyDone:
@@ -169,10 +216,10 @@ func (s *Service) runBodyHere(a *attempt, env attemptEnv, h Handler, arg *Record
 			return
 		}
 		cause := context.Cause(runCtx)
-		s.logger.Warn("Queue task ignored cancellation", "task_id", a.rec.ID, "task_name", a.rec.TaskName, "cause", cause)
+		a.svc.logger.Warn("Queue task ignored cancellation", "task_id", a.rec.ID, "task_name", a.rec.TaskName, "cause", cause)
 		finish(outcome{err: cause}, true)
 	})
-	out := s.callBody(a, h, runCtx, arg)
+	out := a.callBody(h, runCtx, arg)
 	close(a.bodyDone)
 	if a.bodyReturned != nil {
 		a.bodyReturned()
@@ -184,7 +231,7 @@ func (s *Service) runBodyHere(a *attempt, env attemptEnv, h Handler, arg *Record
 }
 
 // settle classifies the outcome and writes it, fenced on the attempt's generation.
-func (s *Service) settle(a *attempt, out outcome, timedOut, abandoned bool, runCtx context.Context, env attemptEnv) {
+func (a *attempt) settle(out outcome, timedOut, abandoned bool, runCtx context.Context) {
 	ctx := context.WithoutCancel(a.ctx)
 	cause := context.Cause(a.ctx)
 	switch {
@@ -193,17 +240,17 @@ func (s *Service) settle(a *attempt, out outcome, timedOut, abandoned bool, runC
 		// another attempt may already own the claim.
 		return
 	case out.err == nil && !abandoned:
-		s.complete(ctx, a, out.value)
+		a.complete(ctx, out.value)
 	case errors.Is(out.err, ErrCancelled):
-		s.cancelSelf(ctx, a, out.err.Error())
+		a.cancelSelf(ctx, out.err.Error())
 	case errors.Is(cause, ErrShutdown):
-		s.settleShutdown(ctx, a, abandoned, env)
+		a.settleShutdown(ctx, abandoned)
 	case timedOut && isTimeout(context.Cause(runCtx)):
-		s.fail(ctx, a, context.Cause(runCtx), true)
+		a.fail(ctx, context.Cause(runCtx), true)
 	case errors.Is(out.err, ErrNonRetryable), errors.Is(out.err, ErrInvalidArgs):
-		s.fail(ctx, a, out.err, false)
+		a.fail(ctx, out.err, false)
 	default:
-		s.fail(ctx, a, out.err, true)
+		a.fail(ctx, out.err, true)
 	}
 }
 
@@ -212,15 +259,16 @@ func isTimeout(err error) bool {
 	return errors.As(err, &te)
 }
 
-func (s *Service) complete(ctx context.Context, a *attempt, value any) {
+func (a *attempt) complete(ctx context.Context, value any) {
+	s := a.svc
 	result, err := json.Marshal(value)
 	if err != nil {
-		s.fail(ctx, a, NonRetryable(fmt.Errorf("encode result: %w", err)), false)
+		a.fail(ctx, NonRetryable(fmt.Errorf("encode result: %w", err)), false)
 		return
 	}
 	// Only a completed event needs the settled record; without events the
 	// backend may skip returning it.
-	done, err := s.writeSettle(a, settleWrite{phase: "complete",
+	done, err := a.writeSettle(settleWrite{phase: "complete",
 		write: s.settleTransition(driver.Transition{ID: a.rec.ID, Generation: a.rec.RetryCount, To: StatusCompleted,
 			Result: result, Claimed: a.rec, NoRecord: !s.pub.enabled}),
 		landed: landedCompleted(a.rec)})
@@ -230,10 +278,10 @@ func (s *Service) complete(ctx context.Context, a *attempt, value any) {
 			// The result is the problem, not the store: retrying cannot
 			// store it. The record keeps a plain message, not the store's.
 			s.logger.Error("Queue task result refused by the store", "task_id", a.rec.ID, "task_name", a.rec.TaskName, "error", err)
-			s.fail(ctx, a, NonRetryable(errors.New(resultRefusedText)), false)
+			a.fail(ctx, NonRetryable(errors.New(resultRefusedText)), false)
 			return
 		}
-		s.settleError(ctx, a, "complete", err)
+		a.settleError(ctx, "complete", err)
 		return
 	}
 	if s.pub.enabled && done != nil {
@@ -259,12 +307,13 @@ func slogLevel(level string) slog.Level {
 	return slog.LevelInfo
 }
 
-func (s *Service) cancelSelf(ctx context.Context, a *attempt, reason string) {
-	rec, err := s.writeSettle(a, settleWrite{phase: "cancel",
+func (a *attempt) cancelSelf(ctx context.Context, reason string) {
+	s := a.svc
+	rec, err := a.writeSettle(settleWrite{phase: "cancel",
 		write:  s.settleTransition(driver.Transition{ID: a.rec.ID, Generation: a.rec.RetryCount, To: StatusCancelled}),
 		landed: landedCancelled(a.rec)})
 	if err != nil {
-		s.settleError(ctx, a, "cancel", err)
+		a.settleError(ctx, "cancel", err)
 		return
 	}
 	s.afterCancel(ctx, rec, false, reason, a.workerID, a.nextSeq())
@@ -284,28 +333,36 @@ func (s *Service) errorText(err error, rec *Record) string {
 	return msg
 }
 
-func (s *Service) fail(ctx context.Context, a *attempt, err error, retry bool) {
-	tr, delay := decideFailure(a.rec, s.errorText(err, a.rec), retry)
+func (a *attempt) fail(ctx context.Context, err error, retry bool) {
+	tr, delay := decideFailure(a.rec, a.svc.errorText(err, a.rec), retry)
 	if a.inline {
 		// Inline (immediate) execution runs the next attempt at once: the
 		// computed delay is reported, not waited.
 		tr.Delay = 0
 	}
-	rec, msg, ferr := s.writeFail(a, "fail", tr)
-	if ferr != nil {
-		s.settleError(ctx, a, "fail", ferr)
-		return
+	a.failWith(ctx, "fail", tr, delay)
+}
+
+// failWith writes tr, a decided failure (a retry or a terminal failure),
+// and publishes task.failed; delay is the retry delay the event reports.
+func (a *attempt) failWith(ctx context.Context, phase string, tr driver.Transition, delay time.Duration) (*Record, error) {
+	rec, msg, err := a.writeFail(phase, tr)
+	if err != nil {
+		a.settleError(ctx, phase, err)
+		return nil, err
 	}
-	s.publishFailed(ctx, a, rec, msg, delay)
+	a.svc.publishFailedRecord(ctx, a.rec, rec, a.workerID, msg, delay, a.nextSeq())
+	return rec, nil
 }
 
 // writeFail writes tr, the decided outcome of a failed attempt (a retry or
 // a terminal failure), through writeSettle, and returns the record and the
 // error text it stored: when the store refuses the text, a storable form of
 // it, then a fixed text, is written instead.
-func (s *Service) writeFail(a *attempt, phase string, tr driver.Transition) (*Record, string, error) {
+func (a *attempt) writeFail(phase string, tr driver.Transition) (*Record, string, error) {
+	s := a.svc
 	for refusals := 0; ; refusals++ {
-		rec, err := s.writeSettle(a, settleWrite{phase: phase, write: s.settleTransition(tr), landed: landedTransition(a.rec, tr)})
+		rec, err := a.writeSettle(settleWrite{phase: phase, write: s.settleTransition(tr), landed: landedTransition(a.rec, tr)})
 		var refused *refusedError
 		if err == nil || !errors.As(err, &refused) || tr.Error == errorRefusedText {
 			return rec, tr.Error, err
@@ -317,10 +374,6 @@ func (s *Service) writeFail(a *attempt, phase string, tr driver.Transition) (*Re
 			tr.Error = errorRefusedText
 		}
 	}
-}
-
-func (s *Service) publishFailed(ctx context.Context, a *attempt, rec *Record, msg string, delay time.Duration) {
-	s.publishFailedRecord(ctx, a.rec, rec, a.workerID, msg, delay, a.nextSeq())
 }
 
 // publishFailedRecord publishes task.failed and logs "Queue task failed" for
@@ -349,18 +402,21 @@ func (s *Service) publishFailedRecord(ctx context.Context, prev, rec *Record, wo
 // means another attempt owns the record now (publish task.claim_lost,
 // change nothing); an abandoned write was logged by the retry loop and is
 // left to stale recovery, as is data the store refused.
-func (s *Service) settleError(ctx context.Context, a *attempt, phase string, err error) {
+func (a *attempt) settleError(ctx context.Context, phase string, err error) {
 	if isFenceAnswer(err) {
-		s.claimLost(ctx, a, phase)
+		a.claimLost(ctx, phase)
 		return
 	}
 	if errors.Is(err, errSettleAbandoned) {
 		return
 	}
-	s.logger.Error("Queue task settle write failed", "task_id", a.rec.ID, "phase", phase, "error", err)
+	a.svc.logger.Error("Queue task settle write failed", "task_id", a.rec.ID, "phase", phase, "error", err)
 }
 
-func (s *Service) claimLost(ctx context.Context, a *attempt, phase string) {
+// claimLost publishes task.claim_lost: phase's write (or heartbeat) found
+// the record no longer held by this attempt's generation.
+func (a *attempt) claimLost(ctx context.Context, phase string) {
+	s := a.svc
 	payload := map[string]any{"phase": phase, "expected_retry_count": a.rec.RetryCount, "current_status": nil, "current_retry_count": nil}
 	if cur, err := s.backend.GetTask(ctx, a.rec.ID); err == nil {
 		payload["current_status"] = string(cur.Status)
@@ -374,10 +430,18 @@ func (s *Service) claimLost(ctx context.Context, a *attempt, phase string) {
 	s.logger.Warn("Queue task ownership lost", "task_id", a.rec.ID, "task_name", a.rec.TaskName, "phase", phase, "worker_id", a.workerID)
 }
 
-func (s *Service) failUnknown(a *attempt) { _ = s.failUnknownErr(a) }
+// failUnknown fails the record as an unknown task (no function registered
+// here) and reports the write error.
+func (a *attempt) failUnknown() error {
+	ctx := context.WithoutCancel(a.ctx)
+	tr, _ := decideFailure(a.rec, (&UnknownTaskError{Name: a.rec.TaskName}).Error(), false)
+	_, err := a.failWith(ctx, "unknown_task", tr, 0)
+	return err
+}
 
 // settleShutdown handles an attempt the shutdown ladder cancelled.
-func (s *Service) settleShutdown(ctx context.Context, a *attempt, abandoned bool, env attemptEnv) {
+func (a *attempt) settleShutdown(ctx context.Context, abandoned bool) {
+	s := a.svc
 	if a.inline {
 		// Nothing else would ever run an immediate record: fail it terminally.
 		msg := "inline execution interrupted: " + context.Cause(a.ctx).Error()
@@ -385,15 +449,10 @@ func (s *Service) settleShutdown(ctx context.Context, a *attempt, abandoned bool
 			msg = "inline execution interrupted: " + a.callerErr.Error()
 		}
 		tr, _ := decideFailure(a.rec, msg, false)
-		rec, msg, err := s.writeFail(a, "fail", tr)
-		if err != nil {
-			s.settleError(ctx, a, "fail", err)
-			return
-		}
-		s.publishFailed(ctx, a, rec, msg, 0)
+		_, _ = a.failWith(ctx, "fail", tr, 0)
 		return
 	}
-	requeue := env.requeueOnShutdown
+	requeue := a.env.requeueOnShutdown
 	if v := a.rec.Policy.RequeueOnShutdown; v != nil {
 		requeue = *v
 	}
@@ -405,70 +464,27 @@ func (s *Service) settleShutdown(ctx context.Context, a *attempt, abandoned bool
 		}
 		return
 	}
-	tr, exhausted := decideInterrupt(a.rec, a.workerID, env.maxInterruptions)
+	tr, exhausted := decideInterrupt(a.rec, a.workerID, a.env.maxInterruptions)
 	if exhausted {
-		rec, msg, err := s.writeFail(a, "fail", tr)
+		rec, msg, err := a.writeFail("fail", tr)
 		if err != nil {
-			s.settleError(ctx, a, "fail", err)
+			a.settleError(ctx, "fail", err)
 			return
 		}
 		s.logger.Error("Queue task exceeded its shutdown interruption budget", "task_id", rec.ID, "task_name", rec.TaskName)
-		s.publishFailed(ctx, a, rec, msg, 0)
+		s.publishFailedRecord(ctx, a.rec, rec, a.workerID, msg, 0, a.nextSeq())
 		return
 	}
 	// An interruption is no failure: the record keeps the error an earlier
 	// attempt left.
 	tr.Error = a.rec.Error
-	rec, err := s.writeSettle(a, settleWrite{phase: "interrupt", write: s.settleTransition(tr), landed: landedInterrupted(a.rec)})
+	rec, err := a.writeSettle(settleWrite{phase: "interrupt", write: s.settleTransition(tr), landed: landedInterrupted(a.rec)})
 	if err != nil {
-		s.settleError(ctx, a, "interrupt", err)
+		a.settleError(ctx, "interrupt", err)
 		return
 	}
 	payload := statusPayload(rec)
 	payload["reason"] = "shutdown"
 	s.lifecycleAttempt(ctx, events.TypeInterrupted, rec, a.rec.RetryCount+1, a.workerID, "", payload, a.nextSeq())
 	s.logger.Info("Queue task interrupted", "task_id", rec.ID, "task_name", rec.TaskName, "worker_id", a.workerID)
-}
-
-// runImmediate executes a pending record inline (execution backend
-// "immediate"), running retries at once until the record is terminal, and
-// returns its final state. If the caller's ctx ends mid-attempt, the attempt
-// is cancelled with ErrShutdown, the record fails terminally and the ctx
-// error is returned.
-func (s *Service) runImmediate(ctx context.Context, rec *Record) (*Record, error) {
-	// A settle write is retried until it lands or the caller's ctx ends.
-	env := attemptEnv{workerID: s.cfg.Worker.ID, finalCancel: s.cfg.Worker.FinalCancelTimeout, maxInterruptions: s.cfg.Worker.MaxInterruptions,
-		settle: settleHooks{abort: ctx}}
-	for {
-		gen := rec.RetryCount
-		res, err := s.backend.ClaimByID(ctx, driver.ClaimByIDParams{ID: rec.ID, WorkerID: env.workerID, ExpectedRetryCount: &gen})
-		if err != nil {
-			return rec, fmt.Errorf("immediate claim: %w", err)
-		}
-		s.publishExpired(ctx, res.Expired, env.workerID)
-		if len(res.Claimed) == 0 {
-			return s.backend.GetTask(ctx, rec.ID)
-		}
-		base, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
-		a := s.newAttempt(base, res.Claimed[0], env.workerID)
-		a.inline = true
-		stop := context.AfterFunc(ctx, func() {
-			a.callerErr = ctx.Err()
-			a.cancel(ErrShutdown)
-		})
-		s.runAttempt(a, env)
-		stop()
-		cancel(nil)
-		if ctx.Err() != nil {
-			rec, _ = s.backend.GetTask(context.WithoutCancel(ctx), rec.ID)
-			return rec, ctx.Err()
-		}
-		if rec, err = s.backend.GetTask(ctx, rec.ID); err != nil {
-			return nil, err
-		}
-		if rec.Status == StatusPending {
-			continue
-		}
-		return rec, nil
-	}
 }

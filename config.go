@@ -156,7 +156,7 @@ type WorkerConfig struct {
 	// ExpiryCheckInterval is the expiry sweep cadence: 0 → 60s; negative = off.
 	ExpiryCheckInterval time.Duration
 	// ReconcileInterval is the external reconcile cadence of a dispatching
-	// worker (SPEC §13.3): 0 → 30s.
+	// worker (probing executions that ended without settling): 0 → 30s.
 	ReconcileInterval time.Duration
 	// GracefulShutdownTimeout is how long a stop waits for attempts: 0 → 30s.
 	GracefulShutdownTimeout time.Duration

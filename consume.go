@@ -37,7 +37,7 @@ func (s *Service) consumeOne(ctx context.Context, id uuid.UUID, opts execution.C
 
 	if e := s.registry.lookup(rec.TaskName); e == nil || !e.hasFunc {
 		close(a.bodyDone)
-		if err := s.failUnknownErr(a); err != nil {
+		if err := a.failUnknown(); err != nil {
 			if errors.Is(err, ErrFenceLost) {
 				return execution.ExitClaimLost, err
 			}
@@ -72,7 +72,7 @@ func (s *Service) consumeOne(ctx context.Context, id uuid.UUID, opts execution.C
 		close(keepStop)
 		<-keepDone
 	}
-	s.runAttempt(a, env)
+	a.run(env)
 	// Whatever happened, leave no heartbeat behind for this generation.
 	_ = s.backend.NullHeartbeats(context.WithoutCancel(ctx), []queuestype.Fence{a.fence()})
 	if lost {
@@ -171,7 +171,7 @@ func (s *Service) oneShotHeartbeats(a *attempt, interval time.Duration, stop <-c
 			}
 			continue
 		}
-		s.claimLost(context.Background(), a, "heartbeat")
+		a.claimLost(context.Background(), "heartbeat")
 		a.cancel(ErrClaimLost)
 		return true
 	}
@@ -193,17 +193,4 @@ func (s *Service) keepBeating(a *attempt, interval time.Duration, stop <-chan st
 			s.noteStoreError()
 		}
 	}
-}
-
-// failUnknownErr fails the attempt's record as an unknown task and reports the write error.
-func (s *Service) failUnknownErr(a *attempt) error {
-	ctx := context.WithoutCancel(a.ctx)
-	tr, _ := decideFailure(a.rec, (&UnknownTaskError{Name: a.rec.TaskName}).Error(), false)
-	rec, msg, err := s.writeFail(a, "unknown_task", tr)
-	if err != nil {
-		s.settleError(ctx, a, "unknown_task", err)
-		return err
-	}
-	s.publishFailed(ctx, a, rec, msg, 0)
-	return nil
 }

@@ -13,7 +13,7 @@ import (
 )
 
 // heartbeater keeps the worker's running records alive with one bulk,
-// generation-fenced write per tick, and detects lost claims (SPEC §5.5).
+// generation-fenced write per tick, and detects lost claims.
 type heartbeater struct {
 	w       *Worker
 	mu      sync.Mutex
@@ -208,7 +208,7 @@ func (h *heartbeater) tick() error {
 	}
 	h.mu.Unlock()
 	for _, a := range lost {
-		h.w.svc.claimLost(ctx, a, "heartbeat")
+		a.claimLost(ctx, "heartbeat")
 		if !h.w.cfg.KeepRunningOnClaimLoss {
 			a.cancel(ErrClaimLost)
 		}

@@ -7,7 +7,7 @@ import (
 	"github.com/queuesgo/queues/queuestype"
 )
 
-// Identity key prefix and version (SPEC §10.2).
+// Identity key prefix and version: a key reads "q:u:v1:<mode>:<hash>".
 const (
 	identityPrefix  = "q:u:"
 	identityVersion = "v1"

@@ -234,7 +234,8 @@ type prepared struct {
 	params driver.EnqueueParams
 }
 
-// prepare runs pipeline steps 2–8 (SPEC §4.6) for one item.
+// prepare validates one enqueue item and builds its store parameters:
+// options, arguments, identity, due and expiry times, policy and metadata.
 func (s *Service) prepare(ctx context.Context, e *taskEntry, typed any, raw json.RawMessage, o EnqueueOptions, isRaw bool) (prepared, error) {
 	if err := o.validate(); err != nil {
 		return prepared{}, err

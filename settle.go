@@ -87,17 +87,17 @@ func isFenceAnswer(err error) bool {
 // or ErrTaskNotFound when another attempt owns the record, is a
 // *refusedError when the store refused the data, or wraps
 // errSettleAbandoned when the runner stopped the retries.
-func (s *Service) writeSettle(a *attempt, w settleWrite) (*Record, error) {
+func (a *attempt) writeSettle(w settleWrite) (*Record, error) {
 	ctx := context.WithoutCancel(a.ctx)
 	rec, err := w.write(ctx)
 	if err == nil {
 		return rec, nil
 	}
-	return s.retrySettle(ctx, a, w, err)
+	return a.retrySettle(ctx, w, err)
 }
 
-func (s *Service) retrySettle(ctx context.Context, a *attempt, w settleWrite, err error) (rec *Record, _ error) {
-	h := a.hooks
+func (a *attempt) retrySettle(ctx context.Context, w settleWrite, err error) (rec *Record, _ error) {
+	s, h := a.svc, a.env.settle
 	failed := 0
 	abandoned := false
 	defer func() {

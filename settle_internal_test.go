@@ -74,7 +74,7 @@ func TestWriteSettleWrapsSettle(t *testing.T) {
 			claimed := res.Claimed[0]
 			a := svc.newAttempt(ctx, claimed, "w")
 			tr := c.decide(claimed)
-			rec, err := svc.writeSettle(a, settleWrite{phase: c.name, write: svc.settleTransition(tr), landed: landedTransition(claimed, tr)})
+			rec, err := a.writeSettle(settleWrite{phase: c.name, write: svc.settleTransition(tr), landed: landedTransition(claimed, tr)})
 			if err != nil {
 				t.Fatalf("writeSettle: %v", err)
 			}
@@ -87,7 +87,7 @@ func TestWriteSettleWrapsSettle(t *testing.T) {
 			// A transition of a generation nobody holds is a lost claim, not a landing.
 			stale := tr
 			stale.Generation = 7
-			if _, err := svc.writeSettle(a, settleWrite{phase: c.name, write: svc.settleTransition(stale)}); !errors.Is(err, queuestype.ErrFenceLost) {
+			if _, err := a.writeSettle(settleWrite{phase: c.name, write: svc.settleTransition(stale)}); !errors.Is(err, queuestype.ErrFenceLost) {
 				t.Fatalf("stale generation: %v", err)
 			}
 		})

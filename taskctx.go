@@ -2,7 +2,6 @@ package queues
 
 import (
 	"context"
-	"sync/atomic"
 
 	"github.com/google/uuid"
 	"github.com/queuesgo/queues/events"
@@ -26,54 +25,11 @@ type TaskInfo struct {
 	Metadata      map[string]any
 }
 
-// attempt is one claimed generation of a record being executed.
-type attempt struct {
-	svc      *Service
-	rec      *Record
-	workerID string
-	ctx      context.Context // carries the attempt; cancelled with a cause
-	cancel   context.CancelCauseFunc
-	seq      atomic.Int64
-	beat     atomic.Pointer[string]
-	bodyDone chan struct{} // closed when the task function has really returned
-	// inline marks immediate execution inside Enqueue; callerErr is the
-	// caller's ctx error when it ended the attempt.
-	inline    bool
-	callerErr error
-	// settled, when set (worker attempts), is called once the record is
-	// settled; the task body then runs on the attempt's own goroutine.
-	settled func()
-	// unstarted marks a prefetched attempt whose ctx ended before it got
-	// a body slot: it is settled without running.
-	unstarted bool
-	// bodyReturned, when set (a worker with Prefetch), frees the attempt's
-	// body slot; it runs once the task function has returned, before the
-	// settle write, so the next body need not wait for that round trip.
-	// It is idempotent, and never runs for an abandoned body, which keeps
-	// its slot.
-	bodyReturned func()
-	// hooks are what the runner does about a settle write being retried.
-	hooks settleHooks
-	// settledCh, when set (worker attempts), closes once the record is
-	// settled; retryingSettle is true while its settle write is retried.
-	settledCh      chan struct{}
-	retryingSettle atomic.Bool
-}
-
 type attemptKey struct{}
 
 func attemptFrom(ctx context.Context) *attempt {
 	a, _ := ctx.Value(attemptKey{}).(*attempt)
 	return a
-}
-
-func (a *attempt) fence() queuestype.Fence {
-	return queuestype.Fence{ID: a.rec.ID, RetryCount: a.rec.RetryCount}
-}
-
-func (a *attempt) nextSeq() *int {
-	n := int(a.seq.Add(1))
-	return &n
 }
 
 // TaskInfoFromContext returns the attempt ctx belongs to; ok is false outside an attempt.

@@ -2,8 +2,6 @@ package queues
 
 import (
 	"context"
-	crand "crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -13,38 +11,33 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/queuesgo/queues/driver"
-	"github.com/queuesgo/queues/execution"
 	"github.com/queuesgo/queues/queuestype"
 )
 
-// Worker claims due records from the backend and runs them as goroutines,
-// with heartbeats, cancellation, stale recovery, expiry sweeps and a graceful
-// shutdown ladder (SPEC §5). Create it with Service.NewWorker and drive it
-// with Run, or with RunOnce in tests and custom loops.
+// Worker is the claim loop: it claims due records from the backend and
+// starts one attempt per record, keeps the records it holds heartbeated,
+// runs its periodic duties (expiry sweep, stale recovery, external
+// reconcile) as sweepers beside the loop, and stops through a graceful
+// shutdown ladder. A worker of a service whose execution backend is
+// external dispatches records to the transport instead of running them.
+// Create it with Service.NewWorker and drive it with Run, or with RunOnce
+// in tests and custom loops.
 type Worker struct {
-	svc         *Service
-	cfg         WorkerConfig
-	execBackend string
-	// exec is the external transport when this worker is a dispatcher (the
-	// service's execution backend is external), else nil.
-	exec execution.Transport
+	svc *Service
+	cfg WorkerConfig
+	// disp is the claim side of a dispatching worker (the service's
+	// execution backend is external), else nil.
+	disp *dispatcher
 	env  attemptEnv
 	hb   *heartbeater
-
-	// baseCtx parents every attempt: ending Run's ctx starts a graceful stop,
-	// it does not cancel running attempts. It is never cancelled itself (so
-	// an attempt's ctx does not register with a shared parent); the shutdown
-	// ladder cancels attempts one by one.
-	baseCtx context.Context
 	// runners keeps idle attempt goroutines for reuse (see goRun).
 	runners runnerPool
 	// bodies holds one token per running task body when Prefetch > 0, so
 	// at most MaxConcurrency bodies run while more records are claimed.
 	bodies chan struct{}
-	// settleCtx ends when the shutdown ladder stops waiting for settle
-	// writes being retried (abortSettles); unwritten lists the records
-	// whose write was abandoned then (guarded by mu).
-	settleCtx    context.Context
+	// abortSettles stops the settle writes being retried when the shutdown
+	// ladder can wait no longer; unwritten lists the records whose write
+	// was abandoned then (guarded by mu).
 	abortSettles context.CancelFunc
 	unwritten    []uuid.UUID
 
@@ -56,27 +49,34 @@ type Worker struct {
 	slots    sync.WaitGroup // attempts whose body has not returned
 	finished chan struct{}  // an attempt freed its slot (buffer 1, coalescing)
 
-	runMu     sync.Mutex
-	running   bool
-	stopCh    chan struct{}
-	stopOnce  sync.Once
-	forceCh   chan struct{}
-	forceOnce sync.Once
-	runDone   chan struct{}
-	result    StopResult
-	ready     chan struct{}
-	readyOnce sync.Once
-	stopped   atomic.Bool
+	started atomic.Bool // Run was called
+	stopped atomic.Bool // the shutdown ladder began
+	stop    latch       // a stop was requested: claiming and sweeping end
+	force   latch       // a forced stop was requested
+	ready   latch       // Run subscribed to hints and started its loop
+	runDone chan struct{}
+	result  StopResult
 
 	pollMu          sync.Mutex   // serializes RunOnce so capacity is never over-claimed
 	lastCancelCheck atomic.Int64 // unix nanoseconds of the last durable cancellation check
-	nextStale       time.Time
-	nextExpiry      time.Time
-	nextReconcile   time.Time
-	// atCapacity is set when the last dispatch cycle found no free capacity
-	// (the transport's own executions fill it); the wait is then bounded by
-	// PollInterval because freed capacity sends no hint.
-	atCapacity atomic.Bool
+}
+
+// latch is a one-way signal: fire closes it (once), done is closed after.
+type latch struct {
+	once sync.Once
+	ch   chan struct{}
+}
+
+func (l *latch) fire()                 { l.once.Do(func() { close(l.ch) }) }
+func (l *latch) done() <-chan struct{} { return l.ch }
+
+func (l *latch) fired() bool {
+	select {
+	case <-l.ch:
+		return true
+	default:
+		return false
+	}
 }
 
 // StopResult reports how a worker stopped.
@@ -94,20 +94,20 @@ func (s *Service) NewWorker(cfg WorkerConfig) (*Worker, error) {
 		return nil, err
 	}
 	w := &Worker{
-		svc: s, cfg: cfg, execBackend: s.cfg.ExecutionBackend,
-		baseCtx:  context.Background(),
+		svc: s, cfg: cfg,
 		inFlight: map[queuestype.Fence]*attempt{}, perQueue: map[string]int{},
 		finished: make(chan struct{}, 1),
-		stopCh:   make(chan struct{}), forceCh: make(chan struct{}),
-		runDone: make(chan struct{}), ready: make(chan struct{}),
+		stop:     latch{ch: make(chan struct{})}, force: latch{ch: make(chan struct{})},
+		ready: latch{ch: make(chan struct{})}, runDone: make(chan struct{}),
 	}
-	w.settleCtx, w.abortSettles = context.WithCancel(context.Background())
+	settleCtx, abortSettles := context.WithCancel(context.Background())
+	w.abortSettles = abortSettles
 	w.env = attemptEnv{
 		workerID: cfg.ID, finalCancel: cfg.FinalCancelTimeout,
 		requeueOnShutdown: cfg.RequeueOnShutdown, maxInterruptions: cfg.MaxInterruptions,
 		beforeSettle: func(a *attempt) { w.hb.unregister(a) },
 		settle: settleHooks{
-			abort: w.settleCtx,
+			abort: settleCtx,
 			retrying: func(a *attempt) {
 				a.retryingSettle.Store(true)
 				w.hb.registerSettling(a)
@@ -124,16 +124,16 @@ func (s *Service) NewWorker(cfg WorkerConfig) (*Worker, error) {
 		},
 	}
 	w.hb = newHeartbeater(w)
-	w.exec = s.executors[w.execBackend]
-	if cfg.Prefetch > 0 && w.exec == nil {
+	w.disp = newDispatcher(s, cfg, w.stop.done())
+	if cfg.Prefetch > 0 && w.disp == nil {
 		w.bodies = make(chan struct{}, cfg.MaxConcurrency)
 	}
 	return w, nil
 }
 
 // Dispatcher reports whether the worker dispatches records to an external
-// execution backend instead of running them (SPEC §5.2).
-func (w *Worker) Dispatcher() bool { return w.exec != nil }
+// execution backend instead of running them.
+func (w *Worker) Dispatcher() bool { return w.disp != nil }
 
 // ID returns the worker's identity.
 func (w *Worker) ID() string { return w.cfg.ID }
@@ -142,7 +142,7 @@ func (w *Worker) ID() string { return w.cfg.ID }
 func (w *Worker) Config() WorkerConfig { return w.cfg }
 
 // Ready is closed once Run has subscribed to hints and started its loop.
-func (w *Worker) Ready() <-chan struct{} { return w.ready }
+func (w *Worker) Ready() <-chan struct{} { return w.ready.done() }
 
 // InFlight returns how many attempts occupy a concurrency slot.
 func (w *Worker) InFlight() int {
@@ -156,13 +156,9 @@ func (w *Worker) InFlight() int {
 // matching ErrEscalated when attempts had to be cancelled, or the error that
 // prevented it from starting. A worker runs at most once.
 func (w *Worker) Run(ctx context.Context) error {
-	w.runMu.Lock()
-	if w.running || w.stopped.Load() {
-		w.runMu.Unlock()
+	if w.stopped.Load() || !w.started.CompareAndSwap(false, true) {
 		return errors.New("queues: worker already run")
 	}
-	w.running = true
-	w.runMu.Unlock()
 	defer close(w.runDone)
 
 	subCtx, cancelSubs := context.WithCancel(context.Background())
@@ -170,22 +166,24 @@ func (w *Worker) Run(ctx context.Context) error {
 	go func() {
 		select {
 		case <-ctx.Done():
-			w.requestStop()
-		case <-w.stopCh:
+			w.stop.fire()
+		case <-w.stop.done():
 		case <-subCtx.Done():
 		}
 	}()
 	w.hb.start()
 	hints := w.subscribe(subCtx)
-	w.readyOnce.Do(func() { close(w.ready) })
+	sweepers := w.startSweepers(subCtx)
+	w.ready.fire()
 	w.svc.logger.Info("Queue worker started", "worker_id", w.cfg.ID, "queues", w.cfg.Queues,
 		"max_concurrency", w.cfg.MaxConcurrency, "backend", w.svc.backend.Name())
 
 	w.loop(subCtx, hints)
 
-	res := w.drain(w.isForced())
+	res := w.drain(w.force.fired())
 	w.hb.close()
 	cancelSubs()
+	sweepers.Wait()
 	w.result = res
 	w.svc.logger.Info("Queue worker stopped", "worker_id", w.cfg.ID, "escalated", res.Escalated)
 	if res.Escalated {
@@ -194,39 +192,36 @@ func (w *Worker) Run(ctx context.Context) error {
 	return nil
 }
 
-func (w *Worker) requestStop() { w.stopOnce.Do(func() { close(w.stopCh) }) }
-
-func (w *Worker) isForced() bool {
-	select {
-	case <-w.forceCh:
-		return true
-	default:
-		return false
-	}
-}
-
-func (w *Worker) stopping() bool {
-	select {
-	case <-w.stopCh:
-		return true
-	default:
-		return false
-	}
-}
-
-// loop is the poll loop of SPEC §5.1.
+// loop is the claim loop: claim up to the free capacity, start the
+// attempts, and wait (adaptively, cut short by hints and freed slots) when
+// nothing was due, until a stop is requested.
 func (w *Worker) loop(ctx context.Context, h *hintSubs) {
 	wait := w.cfg.PollInterval
-	for !w.stopping() {
+	failures := 0
+	for !w.stop.fired() {
 		h.resubscribe(ctx)
 		w.awaitBatchRoom()
 		n, err := w.cycle(ctx)
 		if err != nil {
-			w.svc.noteStoreError()
-			w.svc.logger.Error("Queue worker loop error", "worker_id", w.cfg.ID, "error", err)
+			// A store that does not answer is tried again with capped
+			// backoff, and said once, then every tenth failure in a row.
+			failures++
+			class := driver.Classify(w.svc.backend, err)
+			if class == driver.ClassTransient {
+				w.svc.noteStoreError()
+			}
+			pause := max(min(max(w.cfg.PollInterval, 10*time.Millisecond), time.Second), backoffDelay(failures))
+			if failures == 1 || failures%settleLogEvery == 0 {
+				w.svc.logger.Log(ctx, errorLevel(class), "Queue worker loop error", "worker_id", w.cfg.ID,
+					"failures", failures, "error_class", class.String(), "retry_in", pause, "error", err)
+			}
 			wait = w.cfg.PollInterval
-			w.sleep(min(max(w.cfg.PollInterval, 10*time.Millisecond), time.Second))
+			w.sleep(pause)
 			continue
+		}
+		if failures > 0 {
+			w.svc.logger.Info("Queue worker loop recovered", "worker_id", w.cfg.ID, "failures", failures)
+			failures = 0
 		}
 		if n > 0 {
 			wait = w.cfg.PollInterval
@@ -269,7 +264,7 @@ func (w *Worker) awaitBatchRoom() {
 		select {
 		case <-w.finished:
 			t.Stop()
-		case <-w.stopCh:
+		case <-w.stop.done():
 			t.Stop()
 			return
 		case <-t.C:
@@ -278,67 +273,18 @@ func (w *Worker) awaitBatchRoom() {
 	}
 }
 
-// cycle runs the due periodic duties, then one poll. After a store error
-// it first writes the heartbeats of the running records: a store that
-// answers again gets them before any claim or sweep.
+// cycle is one poll of the claim loop. After a store error it first
+// writes the heartbeats of the running records: a store that answers again
+// gets them before any claim. The periodic duties are sweepers of their own
+// (sweeper.go), not steps of the cycle.
 func (w *Worker) cycle(ctx context.Context) (int, error) {
 	if err := w.hb.catchUp(); err != nil {
 		return 0, fmt.Errorf("heartbeat: %w", err)
 	}
-	now := time.Now()
-	if w.cfg.ExpiryCheckInterval > 0 && !now.Before(w.nextExpiry) {
-		w.nextExpiry = now.Add(w.cfg.ExpiryCheckInterval)
-		if w.acquireFleetLock(ctx, "expiry_sweep", w.cfg.ExpiryCheckInterval) {
-			if _, err := w.svc.expireOverdue(ctx, w.cfg.BatchSize*10, w.cfg.ID); err != nil {
-				return 0, fmt.Errorf("expiry sweep: %w", err)
-			}
-		}
-	}
-	if w.cfg.StaleAfter > 0 && !now.Before(w.nextStale) {
-		w.nextStale = now.Add(w.cfg.StaleCheckInterval)
-		// While this process could not reach the store, neither could the
-		// workers whose heartbeats look old now: an outage is not a crash.
-		// Recover nothing until the store has answered for one StaleAfter,
-		// so live workers have heartbeated again.
-		if quietFrom := w.svc.lastStoreError().Add(w.cfg.StaleAfter); now.Before(quietFrom) {
-			w.nextStale = quietFrom
-		} else if w.acquireFleetLock(ctx, "stale_recovery", w.cfg.StaleCheckInterval) {
-			if _, err := w.svc.recoverStale(ctx, StaleOptions{StaleAfter: w.cfg.StaleAfter, Limit: w.cfg.BatchSize * 10}, w.cfg.ID); err != nil {
-				return 0, fmt.Errorf("stale recovery: %w", err)
-			}
-		}
-	}
-	if w.exec != nil && !now.Before(w.nextReconcile) {
-		w.nextReconcile = now.Add(w.cfg.ReconcileInterval)
-		if w.acquireFleetLock(ctx, "external_reconcile", w.cfg.ReconcileInterval) {
-			if _, err := w.svc.reconcileExternal(ctx, w.cfg.BatchSize, w.cfg.ID); err != nil {
-				return 0, fmt.Errorf("external reconcile: %w", err)
-			}
-		}
-	}
 	return w.RunOnce(ctx)
 }
 
-// acquireFleetLock takes the named fleet lock with a fresh token so one
-// worker of the fleet runs the sweep; it is never released and expires by TTL.
-// Without a Locker the sweep runs unlocked (fences keep it correct).
-func (w *Worker) acquireFleetLock(ctx context.Context, name string, interval time.Duration) bool {
-	l, ok := w.svc.backend.(driver.Locker)
-	if !ok {
-		return true
-	}
-	var b [16]byte
-	_, _ = crand.Read(b[:])
-	got, err := l.AcquireLock(ctx, w.svc.cfg.Namespace+":"+name, hex.EncodeToString(b[:]), max(interval, time.Second))
-	if err != nil {
-		w.svc.noteStoreError()
-		w.svc.logger.Warn("Queue fleet lock failed", "lock", name, "error", err)
-		return false
-	}
-	return got
-}
-
-// RunOnce runs one poll cycle (SPEC §5.2): the running-cancellation check,
+// RunOnce runs one poll cycle: the running-cancellation check,
 // then claims up to the free capacity and starts each claimed record. It
 // returns how many records it started; it does not wait for them (see Wait).
 //
@@ -353,8 +299,8 @@ func (w *Worker) RunOnce(ctx context.Context) (int, error) {
 	}
 	w.pollMu.Lock()
 	defer w.pollMu.Unlock()
-	if w.exec != nil {
-		return w.dispatchOnce(ctx)
+	if w.disp != nil {
+		return w.disp.dispatchOnce(ctx)
 	}
 	w.reconcileCancellations(ctx, false)
 	w.mu.Lock()
@@ -371,7 +317,7 @@ func (w *Worker) RunOnce(ctx context.Context) (int, error) {
 		return 0, nil
 	}
 	res, err := w.svc.backend.ClaimMany(ctx, driver.ClaimParams{
-		Limit: available, Queues: w.cfg.Queues, ExecutionBackend: w.execBackend,
+		Limit: available, Queues: w.cfg.Queues, ExecutionBackend: w.svc.cfg.ExecutionBackend,
 		QueueLimits: limits, WorkerID: w.cfg.ID, ExpireOverdue: true,
 	})
 	if err != nil {
@@ -384,100 +330,13 @@ func (w *Worker) RunOnce(ctx context.Context) (int, error) {
 	return len(res.Claimed), nil
 }
 
-// dispatchOnce is the poll cycle of a dispatcher (SPEC §5.2).
-func (w *Worker) dispatchOnce(ctx context.Context) (int, error) {
-	available := w.dispatchCapacity()
-	if available <= 0 {
-		w.atCapacity.Store(true)
-		return 0, nil
-	}
-	w.atCapacity.Store(false)
-	recs, err := w.listDispatchable(ctx, available)
-	if err != nil {
-		return 0, err
-	}
-	n := 0
-	for _, rec := range recs {
-		if ctx.Err() != nil || w.stopping() {
-			break
-		}
-		out, err := w.exec.Dispatch(ctx, w.svc.host, rec)
-		switch {
-		case out.Status == execution.DispatchStatusDispatched:
-			n++
-			w.svc.logger.Debug("Queue task dispatched", "worker_id", w.cfg.ID, "task_id", rec.ID, "task_name", rec.TaskName,
-				"execution_backend", w.execBackend, "execution_ref", out.Ref)
-		case err != nil:
-			w.svc.logger.Warn("Queue task dispatch failed", "worker_id", w.cfg.ID, "task_id", rec.ID, "task_name", rec.TaskName,
-				"execution_backend", w.execBackend, "dispatch_status", string(out.Status), "error", err)
-		}
-		if out.Status == execution.DispatchStatusSkipped && w.dispatchCapacity() <= 0 {
-			w.atCapacity.Store(true)
-			break
-		}
-	}
-	return n, nil
-}
-
-// maxDispatchScan bounds how many pending records one dispatch cycle reads
-// to find records without an execution ref.
-const maxDispatchScan = 1000
-
-// listDispatchable lists up to limit due records of the worker's execution
-// backend that hold no execution ref and are not expired, in claim order.
-// ListPending also returns records already dispatched (holding a finalized
-// ref, waiting for their execution to claim them), so the window grows
-// until it holds limit dispatchable records, the store has no more, or
-// maxDispatchScan records were read.
-func (w *Worker) listDispatchable(ctx context.Context, limit int) ([]*Record, error) {
-	window := limit
-	if f, ok := w.exec.(execution.InFlighter); ok {
-		window += f.InFlight() // launched executions that have not claimed yet
-	}
-	window = min(window, max(maxDispatchScan, limit))
-	for {
-		recs, err := w.svc.backend.ListPending(ctx, driver.ListPendingParams{Limit: window, Queues: w.cfg.Queues, ExecutionBackend: w.execBackend})
-		if err != nil {
-			return nil, fmt.Errorf("list pending: %w", err)
-		}
-		now := time.Now()
-		out := make([]*Record, 0, limit)
-		for _, rec := range recs {
-			if rec.ExecutionRef == "" && !rec.IsExpired(now) {
-				out = append(out, rec)
-				if len(out) == limit {
-					return out, nil
-				}
-			}
-		}
-		if len(recs) < window || window >= maxDispatchScan {
-			return out, nil
-		}
-		window = min(window*4, maxDispatchScan)
-	}
-}
-
-// dispatchCapacity is how many records a dispatcher may dispatch now:
-// BatchSize, bounded by MaxConcurrency minus the transport's in-flight
-// executions (InFlighter) and by the transport's own limit (CapacityLimiter).
-func (w *Worker) dispatchCapacity() int {
-	inFlight := w.InFlight()
-	if f, ok := w.exec.(execution.InFlighter); ok {
-		inFlight += f.InFlight()
-	}
-	available := min(w.cfg.BatchSize, w.cfg.MaxConcurrency-inFlight)
-	if l, ok := w.exec.(execution.CapacityLimiter); ok {
-		transport := 0
-		if f, ok := w.exec.(execution.InFlighter); ok {
-			transport = f.InFlight()
-		}
-		available = min(available, l.MaxInFlight()-transport)
-	}
-	return available
-}
-
+// launch starts the attempt of a claimed record on a runner goroutine.
+// Attempts do not derive from Run's ctx: ending it starts a graceful stop,
+// it does not cancel running attempts (the shutdown ladder cancels them one
+// by one), and a never-cancelled parent keeps each attempt's ctx from
+// registering with a shared one.
 func (w *Worker) launch(rec *Record) {
-	a := w.svc.newAttempt(w.baseCtx, rec, w.cfg.ID)
+	a := w.svc.newAttempt(context.Background(), rec, w.cfg.ID)
 	w.mu.Lock()
 	w.inFlight[a.fence()] = a
 	w.perQueue[rec.Queue]++
@@ -497,9 +356,16 @@ func (w *Worker) launch(rec *Record) {
 	w.goRun(func() {
 		if w.bodies != nil {
 			// A prefetched record waits for a body slot; if its ctx ends
-			// first (cancelled, shutdown), runAttempt settles it unrun.
+			// first (cancelled, shutdown), run settles it unrun.
 			select {
 			case w.bodies <- struct{}{}:
+				if a.ctx.Err() != nil {
+					// The slot and the cancellation were both ready and
+					// select picked the slot: the record still must not run.
+					<-w.bodies
+					a.unstarted = true
+					break
+				}
 				// The slot is freed as soon as the body returns: the settle
 				// write then overlaps the next body, and the record still
 				// counts against MaxConcurrency+Prefetch until it is settled.
@@ -508,12 +374,12 @@ func (w *Worker) launch(rec *Record) {
 				a.unstarted = true
 			}
 		}
-		w.svc.runAttempt(a, w.env)
+		a.run(w.env)
 		if a.bodyReturned != nil {
 			<-a.bodyDone // an abandoned body keeps its slot until it returns
 			a.bodyReturned()
 		}
-		a.settled() // runAttempt's early returns (unknown task, ended before start)
+		a.settled() // run's early returns (unknown task, ended before start)
 		<-a.bodyDone
 		w.mu.Lock()
 		delete(w.inFlight, a.fence())
@@ -626,7 +492,7 @@ func waitGroup(ctx context.Context, wg *sync.WaitGroup) error {
 }
 
 // reconcileCancellations cancels attempts whose records were durably
-// cancelled elsewhere (SPEC §5.11), at most every CancellationPollInterval
+// cancelled elsewhere, at most every CancellationPollInterval
 // unless forced by a control hint.
 func (w *Worker) reconcileCancellations(ctx context.Context, force bool) {
 	if !force && time.Since(time.Unix(0, w.lastCancelCheck.Load())) < w.cfg.CancellationPollInterval {
@@ -671,16 +537,16 @@ func (w *Worker) sleep(d time.Duration) {
 	defer t.Stop()
 	select {
 	case <-t.C:
-	case <-w.stopCh:
+	case <-w.stop.done():
 	}
 }
 
 // wait blocks until a hint, a freed slot, a stop or the adaptive timeout
-// (SPEC §5.4) and returns the next stored wait.
+// and returns the next stored wait.
 func (w *Worker) wait(ctx context.Context, h *hintSubs, current time.Duration) time.Duration {
 	d, adaptive := w.sampleWait(ctx, current)
 	cancelCheck := false
-	if w.atCapacity.Load() && w.cfg.PollInterval < d {
+	if w.disp != nil && w.disp.atCapacity.Load() && w.cfg.PollInterval < d {
 		// A dispatcher at capacity: freed transport capacity sends no hint.
 		d, cancelCheck = w.cfg.PollInterval, true
 	}
@@ -693,7 +559,7 @@ func (w *Worker) wait(ctx context.Context, h *hintSubs, current time.Duration) t
 	defer t.Stop()
 	for {
 		select {
-		case <-w.stopCh:
+		case <-w.stop.done():
 			return current
 		case _, ok := <-h.wake:
 			if !ok {
@@ -747,13 +613,10 @@ func (w *Worker) sampleWait(ctx context.Context, current time.Duration) (time.Du
 // has stopped or ctx ends. It also drains attempts started with RunOnce.
 func (w *Worker) Stop(ctx context.Context, force bool) (StopResult, error) {
 	if force {
-		w.forceOnce.Do(func() { close(w.forceCh) })
+		w.force.fire()
 	}
-	w.requestStop()
-	w.runMu.Lock()
-	running := w.running
-	w.runMu.Unlock()
-	if running {
+	w.stop.fire()
+	if w.started.Load() {
 		select {
 		case <-w.runDone:
 			return w.result, nil
@@ -770,7 +633,10 @@ func (w *Worker) Stop(ctx context.Context, force bool) (StopResult, error) {
 	return res, nil
 }
 
-// drain is the shutdown ladder (SPEC §5.12).
+// drain is the shutdown ladder: wait GracefulShutdownTimeout for the
+// attempts to settle (unless forced), then cancel the rest with cause
+// ErrShutdown, give them FinalCancelTimeout (and time for the write) to
+// settle, and abandon the settle writes still being retried.
 func (w *Worker) drain(force bool) StopResult {
 	w.stopped.Store(true)
 	defer w.releaseRunners()
@@ -784,7 +650,7 @@ func (w *Worker) drain(force bool) StopResult {
 			t.Stop()
 			return StopResult{}
 		case <-t.C:
-		case <-w.forceCh:
+		case <-w.force.done():
 			t.Stop()
 		}
 	}
