@@ -73,7 +73,7 @@ func (b *Backend) Enqueue(ctx context.Context, items []driver.EnqueueParams) ([]
 	if err != nil {
 		return nil, err
 	}
-	cands, err := prepareCandidates(items)
+	cands, err := newCandidates(items)
 	if err != nil {
 		return nil, err
 	}
@@ -86,19 +86,22 @@ func (b *Backend) Enqueue(ctx context.Context, items []driver.EnqueueParams) ([]
 	if err != nil {
 		return nil, err
 	}
-	outcomes, wake, err := enqueueOutcomes(cands, results, now)
+	outcomes, err := enqueueOutcomes(cands, results, now)
 	if err != nil {
 		return nil, err
 	}
-	if wake {
-		b.wake()
+	for i := range results {
+		if results[i].inserted && results[i].status == queuestype.StatusPending {
+			b.wake()
+			break
+		}
 	}
 	return outcomes, nil
 }
 
-// prepareCandidates validates the items and prepares them for the insert
+// newCandidates validates the items and prepares them for the insert
 // outside any transaction.
-func prepareCandidates(items []driver.EnqueueParams) ([]candidate, error) {
+func newCandidates(items []driver.EnqueueParams) ([]candidate, error) {
 	var err error
 	cands := make([]candidate, len(items))
 	for i := range items {
@@ -155,26 +158,22 @@ func prepareCandidates(items []driver.EnqueueParams) ([]candidate, error) {
 }
 
 // enqueueOutcomes builds the outcome of each item from the decisions
-// enqueueTx made at now; wake reports a new record due at once.
-func enqueueOutcomes(cands []candidate, results []enqueueResult, now time.Time) ([]driver.EnqueueOutcome, bool, error) {
+// enqueueTx made at now.
+func enqueueOutcomes(cands []candidate, results []enqueueResult, now time.Time) ([]driver.EnqueueOutcome, error) {
 	var err error
 	outcomes := make([]driver.EnqueueOutcome, len(cands))
-	wake := false
 	for i := range results {
 		res := &results[i]
 		out := &outcomes[i]
 		switch {
 		case res.inserted:
 			out.Record = cands[i].record(res.status, now)
-			if res.status == queuestype.StatusPending {
-				wake = true
-			}
 		case res.staged >= 0:
 			out.Record = cands[res.staged].record(results[res.staged].status, now)
 			out.Existing = true
 		case res.existing != nil:
 			if out.Record, err = res.existing.record(); err != nil {
-				return nil, false, err
+				return nil, err
 			}
 			out.Existing = true
 		case res.owner != nil:
@@ -184,7 +183,7 @@ func enqueueOutcomes(cands []candidate, results []enqueueResult, now time.Time) 
 			out.Err = res.err
 		}
 	}
-	return outcomes, wake, nil
+	return outcomes, nil
 }
 
 // enqueueConn is what enqueueTx reads and writes through: the writer's

@@ -22,6 +22,8 @@ var _ driver.TxEnqueuer[*sql.Tx] = (*Backend)(nil)
 // already exists) undoes its own writes and leaves the caller's
 // transaction usable. The records exist only if tx commits; a rollback
 // leaves nothing. A nil tx returns an error matching queuestype.ErrConfig.
+// A ctx that ends while a statement runs interrupts it; SQLite rolls back
+// the whole transaction when it interrupts a write, so tx then fails too.
 //
 // The backend sends no wakeup hint: the records are invisible until the
 // commit, which happens on another connection. The writer's change poll
@@ -43,7 +45,7 @@ func (b *Backend) EnqueueTx(ctx context.Context, tx *sql.Tx, items []driver.Enqu
 	if len(items) == 0 {
 		return []driver.EnqueueOutcome{}, nil
 	}
-	cands, err := prepareCandidates(items)
+	cands, err := newCandidates(items)
 	if err != nil {
 		return nil, err
 	}
@@ -53,15 +55,19 @@ func (b *Backend) EnqueueTx(ctx context.Context, tx *sql.Tx, items []driver.Enqu
 	}
 	results := make([]enqueueResult, len(cands))
 	now := b.now()
-	if err := enqueueTx(c, cands, results, now); err != nil {
-		_, rbErr := c.exec("ROLLBACK TO queues_enqueue_tx")
-		_, relErr := c.exec("RELEASE queues_enqueue_tx")
+	err = enqueueTx(c, cands, results, now)
+	// The savepoint ends even when ctx ended: one left open would commit
+	// this call's writes with tx.
+	u := callerTx{ctx: context.WithoutCancel(ctx), tx: tx}
+	if err == nil {
+		_, err = u.exec("RELEASE queues_enqueue_tx")
+	}
+	if err != nil {
+		_, rbErr := u.exec("ROLLBACK TO queues_enqueue_tx")
+		_, relErr := u.exec("RELEASE queues_enqueue_tx")
 		return nil, txErr(errors.Join(err, rbErr, relErr))
 	}
-	if _, err := c.exec("RELEASE queues_enqueue_tx"); err != nil {
-		return nil, txErr(err)
-	}
-	outcomes, _, err := enqueueOutcomes(cands, results, now)
+	outcomes, err := enqueueOutcomes(cands, results, now)
 	if err != nil {
 		return nil, err
 	}
