@@ -164,10 +164,7 @@ func (b *Backend) enqueue(ctx context.Context, tx pgx.Tx, items []driver.Enqueue
 		}
 		lastErr = err
 	}
-	if lastErr == nil {
-		lastErr = errors.New("identity keys kept changing under concurrent writers")
-	}
-	return nil, b.wrap("enqueue", lastErr)
+	return nil, b.wrap("enqueue", fmt.Errorf("identity keys kept changing under concurrent writers (%d attempts): %w", maxKeyedAttempts, lastErr))
 }
 
 // retryable reports deadlocks and serialization failures.
