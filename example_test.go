@@ -2,12 +2,16 @@ package queues_test
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/queuesgo/queues"
 	"github.com/queuesgo/queues/backend/memory"
+	"github.com/queuesgo/queues/backend/sqlite"
 )
 
 type SendEmail struct {
@@ -86,4 +90,68 @@ func ExampleUniqueByArguments() {
 	b, _ := report.Enqueue(ctx, svc, struct{ Account string }{"acct-1"})
 	fmt.Println(a.ID == b.ID, b.Deduplicated)
 	// Output: true true
+}
+
+// Enqueue inside the application's own transaction: the order row and the
+// task record commit together, or neither exists. Here on SQLite, with a
+// *sql.Tx on the store's file; on PostgreSQL tx is a pgx.Tx.
+func ExampleEnqueueTx() {
+	dir, err := os.MkdirTemp("", "queues-example")
+	if err != nil {
+		panic(err)
+	}
+	defer os.RemoveAll(dir)
+	path := filepath.Join(dir, "app.db")
+	ctx := context.Background()
+
+	reg := queues.NewRegistry()
+	ship := queues.MustRegister(reg, "order.ship", func(ctx context.Context, order int64) (string, error) {
+		return fmt.Sprintf("order %d shipped", order), nil
+	})
+	store, err := sqlite.Open(path, sqlite.Options{})
+	if err != nil {
+		panic(err)
+	}
+	svc, err := queues.New(queues.Config{Backend: store, Registry: reg,
+		Worker: queues.WorkerConfig{Placement: queues.PlacementInApp}, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		panic(err)
+	}
+	if err := svc.Start(ctx); err != nil { // opens and migrates the file
+		panic(err)
+	}
+	defer svc.Close(ctx)
+
+	// The application's own handle on the file: IMMEDIATE transactions and a busy timeout.
+	db, err := sql.Open("sqlite", path+"?_txlock=immediate&_pragma=busy_timeout(5000)&_pragma=synchronous(NORMAL)")
+	if err != nil {
+		panic(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(`CREATE TABLE orders (id INTEGER PRIMARY KEY, item TEXT NOT NULL)`); err != nil {
+		panic(err)
+	}
+
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		panic(err)
+	}
+	row, err := tx.ExecContext(ctx, `INSERT INTO orders (item) VALUES ('book')`)
+	if err != nil {
+		panic(err)
+	}
+	order, _ := row.LastInsertId()
+	res, err := queues.EnqueueTx(ctx, svc, tx, ship, order)
+	if err != nil {
+		panic(err)
+	}
+	if err := tx.Commit(); err != nil { // the record exists from here on
+		panic(err)
+	}
+	if _, err := res.Wait(ctx); err != nil {
+		panic(err)
+	}
+	value, _ := res.Value()
+	fmt.Println(value)
+	// Output: order 1 shipped
 }

@@ -392,10 +392,15 @@ type Migrator interface {
 }
 
 // TxEnqueuer is implemented by backends that can insert records inside a
-// caller's transaction: the records (and any forever reservation and wakeup
-// NOTIFY) become visible only when the caller commits.
-type TxEnqueuer interface {
-	EnqueueTx(ctx context.Context, tx any, items []EnqueueParams) ([]EnqueueOutcome, error)
+// caller's transaction of type Tx (pgx.Tx for PostgreSQL, *sql.Tx for
+// SQLite): the records (and any forever reservation and wakeup NOTIFY)
+// become visible only when the caller commits, and a rollback leaves
+// nothing. EnqueueTx has Enqueue's contract otherwise (outcomes in input
+// order, key and reservation handling, validation); a nil tx is an error
+// matching ErrConfig. The service asserts the store as TxEnqueuer[Tx] for
+// the transaction type the application passes.
+type TxEnqueuer[Tx any] interface {
+	EnqueueTx(ctx context.Context, tx Tx, items []EnqueueParams) ([]EnqueueOutcome, error)
 }
 
 // MatchesFilter reports whether rec matches f's task name, queue, and

@@ -35,10 +35,6 @@ type insertRows struct {
 	metas   [][]byte
 	forever []bool
 	pols    [][]byte
-	// reservation arrays (keyed path)
-	resKeys  []string
-	resIDs   [][16]byte
-	resNames []string
 }
 
 func (r *insertRows) add(p *driver.EnqueueParams, forever bool) {
@@ -59,11 +55,6 @@ func (r *insertRows) add(p *driver.EnqueueParams, forever bool) {
 	r.keys = append(r.keys, text(p.Key))
 	r.forever = append(r.forever, forever)
 	r.pols = append(r.pols, policyJSON(p.Policy))
-	if forever {
-		r.resKeys = append(r.resKeys, p.Key)
-		r.resIDs = append(r.resIDs, [16]byte(p.ID))
-		r.resNames = append(r.resNames, p.TaskName)
-	}
 }
 
 func (r *insertRows) argsList() []any {
@@ -71,16 +62,20 @@ func (r *insertRows) argsList() []any {
 }
 
 // Enqueue inserts the items atomically and returns one outcome per item in
-// input order.
+// input order, in one round trip (once the statements are prepared on the
+// connection).
 //
 // Items without identity keys go out as one INSERT … SELECT FROM unnest(…)
-// statement pipelined with the wakeup pg_notify: one round trip, one
-// implicit transaction, one coalesced hint when any new record is due.
+// statement pipelined with the wakeup pg_notify: one implicit transaction,
+// one coalesced hint when any new record is due.
 //
-// With keys, one transaction releases keys held by terminal records, reads
-// the active holders and forever reservations, then inserts the
-// reservations and records in one statement (ON CONFLICT DO NOTHING on both)
-// and, when a concurrent writer won a key in between, rolls back and retries.
+// With keys, one pipeline (one implicit transaction) releases the keys held
+// by terminal records, then one statement (enqueueKeyedSQL) reads the
+// active holders and forever reservations, inserts the records and
+// reservations the reads leave free, returns what it read and inserted,
+// and sends the hint. A concurrent writer that took a key in between makes
+// the statement fail with a unique violation, which rolls the whole call
+// back; it is retried (another round trip), up to 8 attempts.
 // A keyed item whose key is held by an active record returns it (Existing);
 // a forever item whose key is reserved returns the owner; a forever item
 // whose key is held by an active non-forever record gets a per-item error
@@ -93,19 +88,24 @@ func (b *Backend) Enqueue(ctx context.Context, items []driver.EnqueueParams) ([]
 	return b.enqueue(ctx, nil, items)
 }
 
-// EnqueueTx is Enqueue inside the caller's transaction, which must be a
-// pgx.Tx (for example from pool.Begin) on this backend's database; anything
-// else returns an error matching queuestype.ErrConfig. The records, any forever
-// reservations and the wakeup NOTIFY become visible only when the caller
-// commits; a rollback leaves nothing. The keyed path runs inside a
-// savepoint of tx so a lost race can be retried without aborting the
-// caller's transaction. Keyed items need READ COMMITTED (the default).
-func (b *Backend) EnqueueTx(ctx context.Context, tx any, items []driver.EnqueueParams) ([]driver.EnqueueOutcome, error) {
-	ptx, ok := tx.(pgx.Tx)
-	if !ok || ptx == nil {
-		return nil, &queuestype.ConfigError{Field: "tx", Problem: fmt.Sprintf("the postgres backend needs a pgx.Tx, got %T", tx)}
+var _ driver.TxEnqueuer[pgx.Tx] = (*Backend)(nil)
+
+// EnqueueTx is Enqueue inside the caller's transaction, a pgx.Tx (from
+// pool.Begin, conn.Begin or a savepoint of either) on this backend's
+// database; a nil tx returns an error matching queuestype.ErrConfig. The
+// records, any forever reservations and the wakeup NOTIFY become visible
+// only when the caller commits; a rollback leaves nothing. The call is one
+// round trip, as Enqueue's: its statements are pipelined between a
+// SAVEPOINT and its RELEASE, and a failure (an ID that already exists, a
+// lost race for a key, which is retried) rolls back to the savepoint, so
+// the caller's transaction stays usable. Keyed items need READ COMMITTED
+// (the default): at a stricter isolation level a lost race repeats until
+// the attempts run out.
+func (b *Backend) EnqueueTx(ctx context.Context, tx pgx.Tx, items []driver.EnqueueParams) ([]driver.EnqueueOutcome, error) {
+	if tx == nil {
+		return nil, &queuestype.ConfigError{Field: "tx", Problem: "is nil"}
 	}
-	return b.enqueue(ctx, ptx, items)
+	return b.enqueue(ctx, tx, items)
 }
 
 func (b *Backend) enqueue(ctx context.Context, tx pgx.Tx, items []driver.EnqueueParams) ([]driver.EnqueueOutcome, error) {
@@ -124,19 +124,16 @@ func (b *Backend) enqueue(ctx context.Context, tx pgx.Tx, items []driver.Enqueue
 	}
 	var lastErr error
 	for attempt := 0; attempt < maxKeyedAttempts; attempt++ {
-		outs, again, err := b.keyedAttempt(ctx, tx, ps, metas)
-		if !again {
-			if err != nil {
-				return nil, b.wrap("enqueue", err)
-			}
+		outs, err := b.enqueueKeyed(ctx, tx, ps, metas)
+		if err == nil {
 			return outs, nil
+		}
+		if !b.lostRace(err) && !retryable(err) {
+			return nil, b.wrap("enqueue", err)
 		}
 		lastErr = err
 	}
-	if lastErr == nil {
-		lastErr = errors.New("identity keys kept changing under concurrent writers")
-	}
-	return nil, b.wrap("enqueue", lastErr)
+	return nil, b.wrap("enqueue", fmt.Errorf("identity keys kept changing under concurrent writers (%d attempts): %w", maxKeyedAttempts, lastErr))
 }
 
 // prepareItems validates the items and applies the defaults
@@ -157,31 +154,6 @@ func prepareItems(items []driver.EnqueueParams) (ps []driver.EnqueueParams, meta
 	return ps, metas, keyed, nil
 }
 
-// keyedAttempt runs the keyed path once, in a transaction of its own (a
-// savepoint of tx when tx is set). again reports that the attempt changed
-// nothing and may be retried: it lost a race for a key (err nil) or failed
-// with a deadlock or serialization failure (err). Otherwise err is final.
-func (b *Backend) keyedAttempt(ctx context.Context, tx pgx.Tx, ps []driver.EnqueueParams, metas [][]byte) (outs []driver.EnqueueOutcome, again bool, err error) {
-	var sub pgx.Tx
-	if tx != nil {
-		sub, err = tx.Begin(ctx) // a savepoint
-	} else {
-		sub, err = b.pool.Begin(ctx)
-	}
-	if err != nil {
-		return nil, false, err
-	}
-	outs, lost, err := b.enqueueKeyed(ctx, sub, ps, metas)
-	if err != nil || lost {
-		_ = sub.Rollback(context.WithoutCancel(ctx))
-		return nil, err == nil || retryable(err), err
-	}
-	if err := sub.Commit(ctx); err != nil {
-		return nil, retryable(err), err
-	}
-	return outs, false, nil
-}
-
 // retryable reports deadlocks and serialization failures.
 func retryable(err error) bool {
 	var pe *pgconn.PgError
@@ -200,23 +172,21 @@ func (b *Backend) enqueuePlain(ctx context.Context, tx pgx.Tx, ps []driver.Enque
 			wake = true
 		}
 	}
-	var run txRunner = b.pool
-	if tx != nil {
-		run = tx
-	}
-	batch := &pgx.Batch{}
-	batch.Queue(b.q.insert, rows.argsList()...)
-	if wake && b.hints {
-		batch.Queue(b.q.notify, b.chTasks, wakePayload)
-	}
-	br := run.SendBatch(ctx, batch)
-	recs, err := collectRecords(br.Query())
-	if err == nil && wake && b.hints {
-		_, err = br.Exec()
-	}
-	if cerr := br.Close(); err == nil {
-		err = cerr
-	}
+	notify := wake && b.hints
+	var recs []*queuestype.Record
+	err := b.pipeline(ctx, tx, func(batch *pgx.Batch) {
+		batch.Queue(b.q.insert, rows.argsList()...)
+		if notify {
+			batch.Queue(b.q.notify, b.chTasks, wakePayload)
+		}
+	}, func(br pgx.BatchResults) error {
+		var err error
+		recs, err = collectRecords(br.Query())
+		if err == nil && notify {
+			_, err = br.Exec()
+		}
+		return err
+	})
 	if err != nil {
 		return nil, b.wrap("enqueue", err)
 	}
@@ -239,146 +209,42 @@ func (b *Backend) enqueuePlain(ctx context.Context, tx pgx.Tx, ps []driver.Enque
 // record holding the key.
 type keyPlan = driver.KeyDecision[*queuestype.Record]
 
-// enqueueKeyed runs the keyed path inside tx. lost reports a lost race: a
-// concurrent writer took a key between the read and the insert.
-func (b *Backend) enqueueKeyed(ctx context.Context, tx pgx.Tx, ps []driver.EnqueueParams, metas [][]byte) (outs []driver.EnqueueOutcome, lost bool, err error) {
-	holder, reserved, err := b.readKeys(ctx, tx, ps)
+// enqueueKeyed runs the keyed path in one round trip (keyedRoundTrip) and
+// resolves every item from what it read, as its statement decided the
+// inserts: driver.KeyFolder decides from the same holders and reservations.
+func (b *Backend) enqueueKeyed(ctx context.Context, tx pgx.Tx, ps []driver.EnqueueParams, metas [][]byte) ([]driver.EnqueueOutcome, error) {
+	view, err := b.keyedRoundTrip(ctx, tx, ps, metas)
 	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
 	folder := driver.NewKeyFolder(
-		func(key string) (*queuestype.Reservation, error) { return reserved[key], nil },
+		func(key string) (*queuestype.Reservation, error) { return view.reserved[key], nil },
 		func(key string) (driver.KeyHolder[*queuestype.Record], bool, error) {
-			h := holder[key]
+			h := view.holder[key]
 			if h == nil {
 				return driver.KeyHolder[*queuestype.Record]{}, false, nil
 			}
 			return driver.KeyHolder[*queuestype.Record]{Rec: h, ID: h.ID, Active: true, Forever: isForeverRecord(h)}, true, nil
 		})
 	plans := make([]keyPlan, len(ps))
-	var rows insertRows
+	planned, found := 0, 0
 	for i := range ps {
 		plans[i], _ = folder.Decide(i, ps[i].Key, ps[i].Forever) // the lookups read maps
 		if plans[i].Action == driver.KeyInsert {
-			rows.add(&ps[i], plans[i].Reserve)
-			rows.metas = append(rows.metas, metas[i])
+			planned++
+			if view.inserted[ps[i].ID] != nil {
+				found++
+			}
 		}
 	}
-	inserted, lost, err := b.insertKeyed(ctx, tx, &rows)
-	if err != nil || lost {
-		return nil, lost, err
+	if found != len(view.inserted) || found != planned {
+		// The statement and the planner decide from the same reads: they
+		// cannot disagree unless one of them is wrong.
+		return nil, fmt.Errorf("postgres: enqueue: %d records inserted, %d planned", len(view.inserted), found)
 	}
-	outs, err = driver.KeyOutcomes(plans,
-		func(j int) *queuestype.Record { return inserted[ps[j].ID] },
+	return driver.KeyOutcomes(plans,
+		func(j int) *queuestype.Record { return view.inserted[ps[j].ID] },
 		func(h *queuestype.Record) (*queuestype.Record, error) { return h.Clone(), nil })
-	return outs, false, err
-}
-
-// readKeys releases the keys of the items that terminal records hold, then
-// reads the active records holding them and the forever reservations of the
-// forever items' keys, all in one round trip.
-func (b *Backend) readKeys(ctx context.Context, tx pgx.Tx, ps []driver.EnqueueParams) (
-	holder map[string]*queuestype.Record, reserved map[string]*queuestype.Reservation, err error) {
-	keys, foreverKeys := itemKeys(ps)
-	batch := &pgx.Batch{}
-	batch.Queue(b.q.releaseKeys, keys)
-	batch.Queue(b.q.holders, keys)
-	if len(foreverKeys) > 0 {
-		batch.Queue(b.q.reservations, foreverKeys)
-	}
-	br := tx.SendBatch(ctx, batch)
-	_, err = br.Exec()
-	var holders []*queuestype.Record
-	if err == nil {
-		holders, err = collectRecords(br.Query())
-	}
-	reserved = map[string]*queuestype.Reservation{}
-	if err == nil && len(foreverKeys) > 0 {
-		err = scanReservations(br, reserved)
-	}
-	if cerr := br.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return nil, nil, err
-	}
-	holder = make(map[string]*queuestype.Record, len(holders))
-	for _, h := range holders {
-		holder[h.Key] = h
-	}
-	return holder, reserved, nil
-}
-
-// itemKeys lists the distinct keys of the items, and those of the forever items.
-func itemKeys(ps []driver.EnqueueParams) (keys, foreverKeys []string) {
-	seen := map[string]bool{}
-	seenF := map[string]bool{}
-	for i := range ps {
-		k := ps[i].Key
-		if k == "" {
-			continue
-		}
-		if !seen[k] {
-			seen[k] = true
-			keys = append(keys, k)
-		}
-		if ps[i].Forever && !seenF[k] {
-			seenF[k] = true
-			foreverKeys = append(foreverKeys, k)
-		}
-	}
-	return keys, foreverKeys
-}
-
-// scanReservations reads the next result of br, reservation rows, into into.
-func scanReservations(br pgx.BatchResults, into map[string]*queuestype.Reservation) error {
-	rows, err := br.Query()
-	if err != nil {
-		return err
-	}
-	for rows.Next() {
-		var r queuestype.Reservation
-		if err = rows.Scan(&r.Key, &r.TaskID, &r.TaskName, &r.CreatedAt); err != nil {
-			break
-		}
-		r.CreatedAt = r.CreatedAt.UTC()
-		into[r.Key] = &r
-	}
-	rows.Close()
-	if err == nil {
-		err = rows.Err()
-	}
-	return err
-}
-
-// insertKeyed inserts the planned records and reservations in one statement
-// (ON CONFLICT DO NOTHING on both) and sends the wakeup hint when a new
-// record is due. lost reports that a concurrent writer took a key: fewer
-// records came back than were planned.
-func (b *Backend) insertKeyed(ctx context.Context, tx pgx.Tx, rows *insertRows) (inserted map[uuid.UUID]*queuestype.Record, lost bool, err error) {
-	inserted = map[uuid.UUID]*queuestype.Record{}
-	if len(rows.ids) == 0 {
-		return inserted, false, nil
-	}
-	wake := false
-	args := append(rows.argsList(), rows.resKeys, rows.resIDs, rows.resNames)
-	recs, err := collectRecords(tx.Query(ctx, b.q.insertKeyed, args...))
-	if err != nil {
-		return nil, false, err
-	}
-	for _, r := range recs {
-		inserted[r.ID] = r
-		wake = wake || r.Status == queuestype.StatusPending
-	}
-	if len(recs) != len(rows.ids) {
-		return nil, true, nil // a concurrent writer took a key: retry
-	}
-	if wake && b.hints {
-		if _, err := tx.Exec(ctx, b.q.notify, b.chTasks, wakePayload); err != nil {
-			return nil, false, err
-		}
-	}
-	return inserted, false, nil
 }
 
 // isForeverRecord reports whether r holds a forever identity (its policy

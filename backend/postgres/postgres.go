@@ -81,7 +81,7 @@ var ErrSchemaTooNew = errors.New("postgres: queue schema is newer than this buil
 //
 // It implements driver.Backend and the optional interfaces driver.Waker,
 // driver.WorkerController, driver.DueTimer, driver.Locker,
-// driver.Inspector, driver.Migrator and driver.TxEnqueuer.
+// driver.Inspector, driver.Migrator and driver.TxEnqueuer[pgx.Tx].
 type Backend struct {
 	pool     *pgxpool.Pool
 	hbPool   *pgxpool.Pool
@@ -115,7 +115,6 @@ var (
 	_ driver.Locker           = (*Backend)(nil)
 	_ driver.Inspector        = (*Backend)(nil)
 	_ driver.Migrator         = (*Backend)(nil)
-	_ driver.TxEnqueuer       = (*Backend)(nil)
 )
 
 // New returns a backend on the caller's pool. Nothing is queried yet: Open

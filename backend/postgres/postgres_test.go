@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -269,9 +270,9 @@ func TestEnqueueTx(t *testing.T) {
 		t.Fatalf("reservation after commit = %+v", r)
 	}
 
-	// Anything but a pgx.Tx is a configuration error.
-	if _, err := b.EnqueueTx(ctx, "not a tx", []driver.EnqueueParams{item("x")}); !errors.Is(err, queues.ErrConfig) {
-		t.Fatalf("EnqueueTx(string) = %v; want ErrConfig", err)
+	// A nil transaction is a configuration error.
+	if _, err := b.EnqueueTx(ctx, nil, []driver.EnqueueParams{item("x")}); !errors.Is(err, queues.ErrConfig) {
+		t.Fatalf("EnqueueTx(nil) = %v; want ErrConfig", err)
 	}
 }
 
@@ -294,15 +295,49 @@ func TestServiceEnqueueTx(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := task.EnqueueTx(ctx, svc, tx, struct{ N int }{1})
+	res, err := queues.EnqueueTx(ctx, svc, tx, task, struct{ N int }{1})
 	if err != nil {
 		t.Fatal(err)
+	}
+	many, err := queues.EnqueueManyTx(ctx, svc, tx, []queues.EnqueueRequest{task.Request(struct{ N int }{2})})
+	if err != nil || len(many) != 1 {
+		t.Fatalf("EnqueueManyTx = %v, %v", many, err)
 	}
 	if err := tx.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if rec, err := b.GetTask(ctx, res.ID); err != nil || rec.TaskName != "svc.tx" {
-		t.Fatalf("record after commit = %+v, %v", rec, err)
+	for _, id := range []uuid.UUID{res.ID, many[0].ID} {
+		if rec, err := b.GetTask(ctx, id); err != nil || rec.TaskName != "svc.tx" {
+			t.Fatalf("record after commit = %+v, %v", rec, err)
+		}
+	}
+
+	// A transaction on a pgx.Conn works too (Tx is the pgx.Tx interface).
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	connTx, err := conn.Conn().Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	onConn, err := queues.EnqueueTx(ctx, svc, connTx, task, struct{ N int }{3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := connTx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.GetTask(ctx, onConn.ID); err != nil {
+		t.Fatal(err)
+	}
+
+	// Another transaction type is refused, naming both types.
+	var sqlTx *sql.Tx
+	_, err = queues.EnqueueTx(ctx, svc, sqlTx, task, struct{ N int }{4})
+	if !errors.Is(err, queues.ErrUnsupported) || !strings.Contains(err.Error(), "pgx.Tx") || !strings.Contains(err.Error(), "*sql.Tx") {
+		t.Fatalf("EnqueueTx(*sql.Tx) = %v; want ErrUnsupported naming pgx.Tx and *sql.Tx", err)
 	}
 }
 

@@ -105,10 +105,8 @@ type queries struct {
 	exists       string
 	notify       string
 	insert       string // fast path: unnest insert, no keys
-	insertKeyed  string // keyed path: reservations + ON CONFLICT insert
+	enqueueKeyed string // keyed path: enqueueKeyedSQL
 	releaseKeys  string
-	holders      string
-	reservations string
 	getTask      string
 	getTasks     string
 	getByKey     string
@@ -159,21 +157,8 @@ FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::text[], $5::text[], $6::tex
 ` + insertSelect + `
 ORDER BY u.ord
 RETURNING {cols}`),
-		insertKeyed: q(`WITH res AS (
-    INSERT INTO {res} (identity_key, task_id, task_name, created_at)
-    SELECT r.key, r.id, r.name, now() FROM unnest($15::text[], $16::uuid[], $17::text[]) AS r(key, id, name)
-    ON CONFLICT (identity_key) DO NOTHING
-    RETURNING identity_key
-)
-INSERT INTO {t} (` + insertCols + `)
-` + insertSelect + `
-WHERE NOT u.forever OR u.task_key IN (SELECT identity_key FROM res)
-ORDER BY u.ord
-ON CONFLICT (task_key) WHERE task_key IS NOT NULL DO NOTHING
-RETURNING {cols}`),
+		enqueueKeyed: q(enqueueKeyedSQL),
 		releaseKeys:  q(`UPDATE {t} SET task_key = NULL WHERE task_key = ANY($1) AND status IN {terminal}`),
-		holders:      q(`SELECT {cols} FROM {t} WHERE task_key = ANY($1)`),
-		reservations: q(`SELECT identity_key, task_id, task_name, created_at FROM {res} WHERE identity_key = ANY($1)`),
 		getTask:      q(`SELECT {cols} FROM {t} WHERE id = $1`),
 		getTasks:     q(`SELECT {cols} FROM {t} WHERE id = ANY($1)`),
 		getByKey:     q(`SELECT {cols} FROM {t} WHERE task_key = $1`),

@@ -180,8 +180,67 @@
 // hence the CAST(? AS INTEGER) in the SQL; the completed-by-task index is
 // ascending (read backwards) so that completions append at its right edge.
 //
-// Not implemented yet: TxEnqueuer (enqueueing inside a caller's *sql.Tx: a
-// caller's transaction on another connection would compete with the writer
-// for the file's write lock and cannot join its groups; it needs its own
-// design), CompletionWaiter and an event-history table.
+// # Transactional enqueue
+//
+// EnqueueTx (driver.TxEnqueuer[*sql.Tx], behind queues.EnqueueTx and
+// queues.EnqueueManyTx) writes task records inside the application's own
+// *sql.Tx on the same file, so the application's rows and the records
+// commit or roll back together. The application opens its own *sql.DB with
+// the same driver (modernc.org/sqlite, "sqlite"):
+//
+//	db, err := sql.Open("sqlite", "queues.db?_txlock=immediate&_pragma=busy_timeout(5000)&_pragma=synchronous(NORMAL)")
+//	tx, err := db.BeginTx(ctx, nil) // BEGIN IMMEDIATE
+//	_, err = tx.ExecContext(ctx, `INSERT INTO orders (item) VALUES (?)`, item)
+//	res, err := queues.EnqueueTx(ctx, svc, tx, ship, ShipArgs{...})
+//	err = tx.Commit()
+//
+// It runs the statements of Enqueue (validation, a terminal holder's key
+// taken over, deduplication against active holders and forever
+// reservations, the reservation of a new forever key) inside a savepoint of
+// tx: a failed call undoes only its own writes and tx stays usable.
+//
+// How it shares the file with the store's single writer: SQLite lets one
+// connection write a file at a time. The caller's transaction takes the
+// write lock at BEGIN IMMEDIATE (or, deferred, at its first write) and
+// holds it until it commits or rolls back. Meanwhile the writer of this
+// process — every claim, heartbeat, settle and enqueue of the store — and
+// the writers of other processes wait in BEGIN IMMEDIATE (busy_timeout,
+// Options.BusyTimeout, then the SQLITE_BUSY retries) and go on after the
+// commit (TestEnqueueTxSharesTheWriteLock). The caller's transaction cannot
+// join the writer's group commits; it is one more writer taking turns. So
+// keep it short: a transaction held open for seconds stalls this process's
+// workers for as long (heartbeats included), and one held past the busy
+// timeout and its retries (about a minute) makes their writes fail.
+//
+// The caller's connection needs:
+//
+//   - _txlock=immediate, so database/sql begins with BEGIN IMMEDIATE and
+//     takes the lock before the transaction reads anything. A deferred
+//     transaction that has read cannot write after another connection
+//     committed: SQLite fails the write at once with SQLITE_BUSY_SNAPSHOT
+//     ("database is locked (517)"), which no busy timeout waits out, and
+//     EnqueueTx reads before it writes. The error then says to begin the
+//     transaction IMMEDIATE.
+//   - a busy_timeout (the driver's default is 0): BEGIN IMMEDIATE waits for
+//     the writer's current group commit — milliseconds — instead of failing
+//     with SQLITE_BUSY. The store's own 5s is a good value.
+//   - nothing for WAL: journal_mode=WAL is a property of the file, set by
+//     the store when it opens it (Backend.Open, which also creates the
+//     schema). synchronous(NORMAL) matches the store's commits (the driver's
+//     default, FULL, adds an fsync per commit).
+//
+// Backend.DB() (the store's reader pool) is not meant for these
+// transactions: it begins deferred and its connections serve the store's
+// reads.
+//
+// Workers learn of the records at the commit: EnqueueTx sends no hint (the
+// records are invisible until then), and the commit happens on a
+// connection the store does not own, so the writer's PRAGMA data_version
+// poll sees it like another process's commit and wakes this process's
+// workers within Options.PollInterval (TestEnqueueTxCommitAndRollback: a
+// worker whose own poll is an hour completes the task ~11 ms after the
+// commit with a 20 ms PollInterval). With PollInterval negative the
+// workers find the records at their own poll.
+//
+// Not implemented yet: CompletionWaiter and an event-history table.
 package sqlite

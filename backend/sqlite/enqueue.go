@@ -86,7 +86,8 @@ func (b *Backend) Enqueue(ctx context.Context, items []driver.EnqueueParams) ([]
 	return outcomes, nil
 }
 
-// newCandidates validates and prepares the items outside the writer.
+// newCandidates validates the items and prepares them for the insert
+// outside any transaction.
 func newCandidates(items []driver.EnqueueParams) ([]candidate, error) {
 	cands := make([]candidate, len(items))
 	for i := range items {
@@ -131,17 +132,26 @@ func (c *candidate) prepare(p *driver.EnqueueParams) error {
 	return nil
 }
 
-// enqueueOutcomes builds the call's outcomes once the transaction committed at now.
+// enqueueOutcomes builds the outcome of each item from the decisions
+// enqueueTx made at now.
 func enqueueOutcomes(cands []candidate, plans []enqueuePlan, now time.Time) ([]driver.EnqueueOutcome, error) {
 	return driver.KeyOutcomes(plans,
 		func(j int) *queuestype.Record { return cands[j].record(now) },
 		func(h *rawRec) (*queuestype.Record, error) { return h.record() })
 }
 
-// enqueueTx runs inside the writer transaction (in a savepoint): it decides
-// every item against the stored keys and reservations and writes each
-// insert as it is decided.
-func enqueueTx(tx *wtx, cands []candidate, plans []enqueuePlan, now time.Time) error {
+// enqueueConn is what enqueueTx reads and writes through: the writer's
+// group transaction (*wtx) or a caller's *sql.Tx (callerTx).
+type enqueueConn interface {
+	exec(query string, args ...any) (int64, error)
+	record(query string, args ...any) (rawRec, bool, error)
+	queryRow(query string, args []any, dest ...any) (bool, error)
+}
+
+// enqueueTx runs inside the writer transaction (in a savepoint) or a
+// caller's transaction: it decides every item against the stored keys and
+// reservations and writes each insert as it is decided.
+func enqueueTx(tx enqueueConn, cands []candidate, plans []enqueuePlan, now time.Time) error {
 	folder := driver.NewKeyFolder(
 		func(key string) (*queuestype.Reservation, error) { return getReservation(tx, key) },
 		func(key string) (driver.KeyHolder[*rawRec], bool, error) { return keyHolder(tx, key) })
@@ -164,7 +174,7 @@ func enqueueTx(tx *wtx, cands []candidate, plans []enqueuePlan, now time.Time) e
 // insertCandidate writes the insert of item i at now: it releases a
 // terminal holder's key, inserts the record and, when planned, its
 // reservation.
-func insertCandidate(tx *wtx, i int, c *candidate, pl *enqueuePlan, now time.Time) error {
+func insertCandidate(tx enqueueConn, i int, c *candidate, pl *enqueuePlan, now time.Time) error {
 	if pl.TakeOver {
 		if _, err := tx.exec(`UPDATE queue_task SET task_key = NULL WHERE id = ?`, pl.Holder.ID); err != nil {
 			return err
@@ -189,7 +199,7 @@ func insertCandidate(tx *wtx, i int, c *candidate, pl *enqueuePlan, now time.Tim
 }
 
 // keyHolder reads the record holding key inside the transaction.
-func keyHolder(tx *wtx, key string) (driver.KeyHolder[*rawRec], bool, error) {
+func keyHolder(tx enqueueConn, key string) (driver.KeyHolder[*rawRec], bool, error) {
 	h, found, err := tx.record(`SELECT `+recordColumns+` FROM queue_task WHERE task_key = ?`, key)
 	if err != nil || !found {
 		return driver.KeyHolder[*rawRec]{}, false, err
@@ -260,7 +270,7 @@ func isConstraint(err error) bool {
 }
 
 // getReservation reads the reservation of key inside the transaction.
-func getReservation(tx *wtx, key string) (*queuestype.Reservation, error) {
+func getReservation(tx enqueueConn, key string) (*queuestype.Reservation, error) {
 	var (
 		taskID, taskName string
 		created          int64

@@ -72,8 +72,8 @@ var namespacePattern = regexp.MustCompile(`^[a-z][a-z0-9]*(?:_[a-z0-9]+)*$`)
 // it is safe for concurrent use, and several processes may share one file.
 //
 // It implements driver.Backend and the optional interfaces driver.Waker,
-// driver.WorkerController, driver.DueTimer, driver.Locker, driver.Inspector
-// and driver.Migrator.
+// driver.WorkerController, driver.DueTimer, driver.Locker, driver.Inspector,
+// driver.Migrator and driver.TxEnqueuer[*sql.Tx].
 type Backend struct {
 	path  string
 	opts  Options
