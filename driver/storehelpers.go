@@ -135,6 +135,20 @@ func CallLimit(ctx context.Context, n, def int) (int, error) {
 	return Limit(n, def), nil
 }
 
+// NoItems starts a store call that returns a list: one result per item of
+// n items, or up to n records. done is true when the call returns at once:
+// with ctx's error (and a nil list) when ctx has ended, or with an empty,
+// non-nil list when n ≤ 0. The caller then returns (empty, err).
+func NoItems[T any](ctx context.Context, n int) (empty []T, done bool, err error) {
+	if err := ctx.Err(); err != nil {
+		return nil, true, err
+	}
+	if n <= 0 {
+		return []T{}, true, nil
+	}
+	return nil, false, nil
+}
+
 // NoWork starts a store call over n items, or whose limit n ≤ 0 means
 // nothing: it reports true with ctx's error when ctx has ended, true with a
 // nil error when n ≤ 0 (the call returns at once, touching nothing), and
@@ -161,6 +175,18 @@ func NewTaskPage(recs []*queuestype.Record, limit int) TaskPage {
 	}
 	page.Items = recs
 	return page
+}
+
+// QueuesWithRecords removes from per the queues whose statistics count no
+// record, as Inspector.QueueStatistics lists only queues that hold
+// records, and returns per.
+func QueuesWithRecords(per map[string]queuestype.Statistics) map[string]queuestype.Statistics {
+	for q, st := range per {
+		if st.Total == 0 {
+			delete(per, q)
+		}
+	}
+	return per
 }
 
 // CursorTime returns the creation time a UUIDv7 ListTasks cursor carries,

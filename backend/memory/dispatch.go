@@ -153,11 +153,8 @@ func (b *Backend) SetExecutionBackend(ctx context.Context, id uuid.UUID, backend
 // execution_ref, ordered by coalesce(started_at, created_at), then id.
 // limit ≤ 0 returns nothing.
 func (b *Backend) ListRunningExternal(ctx context.Context, limit int) ([]*queuestype.Record, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	if limit <= 0 {
-		return []*queuestype.Record{}, nil
+	if empty, done, err := driver.NoItems[*queuestype.Record](ctx, limit); done {
+		return empty, err
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()

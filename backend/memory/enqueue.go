@@ -25,11 +25,8 @@ type enqueuePlan = driver.KeyDecision[*entry]
 // error matching queuestype.ErrConfig). One wakeup hint is sent when any new
 // record is due.
 func (b *Backend) Enqueue(ctx context.Context, items []driver.EnqueueParams) ([]driver.EnqueueOutcome, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	if len(items) == 0 {
-		return []driver.EnqueueOutcome{}, nil
+	if empty, done, err := driver.NoItems[driver.EnqueueOutcome](ctx, len(items)); done {
+		return empty, err
 	}
 	// Build the candidate records outside the lock.
 	cands := make([]*entry, len(items))

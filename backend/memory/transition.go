@@ -47,13 +47,10 @@ var _ driver.Dispatcher = (*Backend)(nil)
 // A record that becomes terminal wakes its WaitForCompletion callers; one
 // wakeup hint is sent after the call when any requeued record is due.
 func (b *Backend) Settle(ctx context.Context, ts []driver.Transition) ([]driver.SettleResult, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
+	if empty, done, err := driver.NoItems[driver.SettleResult](ctx, len(ts)); done {
+		return empty, err
 	}
 	out := make([]driver.SettleResult, len(ts))
-	if len(ts) == 0 {
-		return out, nil
-	}
 	// Copy the results outside the lock: the stored record must not share
 	// the caller's bytes.
 	var small [8]json.RawMessage // no allocation for the common small call
@@ -156,11 +153,8 @@ func settleFenceHolds(r *queuestype.Record, t *driver.Transition, now time.Time)
 // marker are left out. It changes nothing; the caller decides each record's
 // fate and applies it with Settle, fenced with StaleAfter.
 func (b *Backend) ListStale(ctx context.Context, staleAfter time.Duration, limit int) ([]*queuestype.Record, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	if limit <= 0 {
-		return []*queuestype.Record{}, nil
+	if empty, done, err := driver.NoItems[*queuestype.Record](ctx, limit); done {
+		return empty, err
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()

@@ -103,11 +103,8 @@ RETURNING `+cols("t"), id, backend, profile)
 // execution_ref, ordered by coalesce(started_at, created_at), then id.
 // limit ≤ 0 returns nothing.
 func (b *Backend) ListRunningExternal(ctx context.Context, limit int) ([]*queuestype.Record, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	if limit <= 0 {
-		return []*queuestype.Record{}, nil
+	if empty, done, err := driver.NoItems[*queuestype.Record](ctx, limit); done {
+		return empty, err
 	}
 	recs, err := collectRecords(b.pool.Query(ctx, b.q.listExternal, limit))
 	if err != nil {

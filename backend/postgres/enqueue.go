@@ -109,11 +109,8 @@ func (b *Backend) EnqueueTx(ctx context.Context, tx pgx.Tx, items []driver.Enque
 }
 
 func (b *Backend) enqueue(ctx context.Context, tx pgx.Tx, items []driver.EnqueueParams) ([]driver.EnqueueOutcome, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	if len(items) == 0 {
-		return []driver.EnqueueOutcome{}, nil
+	if empty, done, err := driver.NoItems[driver.EnqueueOutcome](ctx, len(items)); done {
+		return empty, err
 	}
 	ps, metas, keyed, err := prepareItems(items)
 	if err != nil {

@@ -247,12 +247,7 @@ WHERE schemaname = coalesce(nullif($1, ''), current_schema()) AND tablename = $2
 	if err != nil {
 		return nil, err
 	}
-	for q, st := range per {
-		if st.Total == 0 {
-			delete(per, q)
-		}
-	}
-	return per, nil
+	return driver.QueuesWithRecords(per), nil
 }
 
 // ListCompletedByTask lists up to limit (0 means 10) completed records of

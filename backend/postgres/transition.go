@@ -290,11 +290,8 @@ func settleArgs(ops []*op[settleOp, *queuestype.Record]) []any {
 // Transition.StaleAfter so that a heartbeat landing meanwhile keeps the
 // record with its live attempt.
 func (b *Backend) ListStale(ctx context.Context, staleAfter time.Duration, limit int) ([]*queuestype.Record, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	if limit <= 0 {
-		return []*queuestype.Record{}, nil
+	if empty, done, err := driver.NoItems[*queuestype.Record](ctx, limit); done {
+		return empty, err
 	}
 	us := int64(-1)
 	if staleAfter >= 0 {

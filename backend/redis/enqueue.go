@@ -26,11 +26,8 @@ import (
 // while it runs (about 5 µs per item); callers enqueue in batches of a few
 // thousand.
 func (b *Backend) Enqueue(ctx context.Context, items []driver.EnqueueParams) ([]driver.EnqueueOutcome, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	if len(items) == 0 {
-		return []driver.EnqueueOutcome{}, nil
+	if empty, done, err := driver.NoItems[driver.EnqueueOutcome](ctx, len(items)); done {
+		return empty, err
 	}
 	recs, args, err := enqueueArgs(items)
 	if err != nil {

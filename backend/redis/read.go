@@ -166,12 +166,7 @@ func (b *Backend) QueueStatistics(ctx context.Context) (map[string]queuestype.St
 	if err != nil {
 		return nil, err
 	}
-	for q, st := range m {
-		if st.Total == 0 {
-			delete(m, q)
-		}
-	}
-	return m, nil
+	return driver.QueuesWithRecords(m), nil
 }
 
 // ListCompletedByTask lists up to limit (0 means 10) completed records of

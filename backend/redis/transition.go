@@ -50,13 +50,10 @@ var _ driver.Dispatcher = (*Backend)(nil)
 // transitions apply in input order. Each script is atomic on the server and takes no lock, so a Settle
 // cannot deadlock with concurrent heartbeat writes.
 func (b *Backend) Settle(ctx context.Context, ts []driver.Transition) ([]driver.SettleResult, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
+	if empty, done, err := driver.NoItems[driver.SettleResult](ctx, len(ts)); done {
+		return empty, err
 	}
 	out := make([]driver.SettleResult, len(ts))
-	if len(ts) == 0 {
-		return out, nil
-	}
 	var (
 		hot    []*completeReq
 		hotIdx []int
@@ -203,11 +200,8 @@ func delayMicros(d time.Duration) int64 {
 // reservation marker are left out. It changes nothing: the caller decides
 // each record's fate and applies it with Settle, fenced with StaleAfter.
 func (b *Backend) ListStale(ctx context.Context, staleAfter time.Duration, limit int) ([]*queuestype.Record, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	if limit <= 0 {
-		return []*queuestype.Record{}, nil
+	if empty, done, err := driver.NoItems[*queuestype.Record](ctx, limit); done {
+		return empty, err
 	}
 	staleUS := staleAfter.Microseconds()
 	if staleAfter < 0 {

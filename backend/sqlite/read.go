@@ -288,11 +288,8 @@ func (b *Backend) ListCompletedByTask(ctx context.Context, task string, since ti
 // execution_ref, ordered by coalesce(started_at, created_at), then id.
 // limit ≤ 0 returns nothing.
 func (b *Backend) ListRunningExternal(ctx context.Context, limit int) ([]*queuestype.Record, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	if limit <= 0 {
-		return []*queuestype.Record{}, nil
+	if empty, done, err := driver.NoItems[*queuestype.Record](ctx, limit); done {
+		return empty, err
 	}
 	return b.readRecords(ctx, `SELECT `+recordColumns+` FROM queue_task
 WHERE execution_ref IS NOT NULL AND `+sqlNotTerminal+`

@@ -97,13 +97,10 @@ type settleStep struct {
 // Workers are woken once when a transition made a record claimable now.
 // With NoRecord a successful result has no record.
 func (b *Backend) Settle(ctx context.Context, ts []driver.Transition) ([]driver.SettleResult, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
+	if empty, done, err := driver.NoItems[driver.SettleResult](ctx, len(ts)); done {
+		return empty, err
 	}
 	res := make([]driver.SettleResult, len(ts))
-	if len(ts) == 0 {
-		return res, nil
-	}
 	w, _, err := b.handles()
 	if err != nil {
 		return nil, err
@@ -260,11 +257,8 @@ func prepareSettle(i int, t *driver.Transition) settleStep {
 // oldest heartbeat first, then by ID. Records holding a dispatch reservation
 // are left out. It reads through the reader pool and changes nothing.
 func (b *Backend) ListStale(ctx context.Context, staleAfter time.Duration, limit int) ([]*queuestype.Record, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	if limit <= 0 {
-		return []*queuestype.Record{}, nil
+	if empty, done, err := driver.NoItems[*queuestype.Record](ctx, limit); done {
+		return empty, err
 	}
 	cut := int64(math.MaxInt64) // every heartbeat is older
 	if staleAfter >= 0 {
