@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"math"
 	"os"
-	"regexp"
 	"time"
 
 	"github.com/queuesgo/queues/queuestype"
@@ -301,7 +300,8 @@ func contains[T comparable](xs []T, x T) bool {
 	return false
 }
 
-var namespacePattern = regexp.MustCompile(`^[a-z][a-z0-9]*(?:_[a-z0-9]+)*$`)
+// namespacePattern is the namespace rule every store shares.
+var namespacePattern = driver.NamespacePattern
 
 // defaultNamespace roots names when Config.Namespace is empty.
 const defaultNamespace = queuestype.DefaultNamespace

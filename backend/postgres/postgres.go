@@ -61,9 +61,6 @@ type Options struct {
 	HeartbeatConns int
 }
 
-// namespacePattern is the rule of queues.Config.Namespace.
-var namespacePattern = regexp.MustCompile(`^[a-z][a-z0-9]*(?:_[a-z0-9]+)*$`)
-
 // prefixPattern restricts table prefixes to plain lower-case identifiers.
 var prefixPattern = regexp.MustCompile(`^[a-z0-9_]*$`)
 
@@ -125,13 +122,11 @@ func New(pool *pgxpool.Pool, opts Options) (*Backend, error) {
 	if pool == nil {
 		return nil, &queuestype.ConfigError{Field: "postgres pool", Problem: "is nil"}
 	}
-	if opts.Namespace == "" {
-		opts.Namespace = queuestype.DefaultNamespace
+	ns, err := driver.ResolveNamespace("postgres.Options.Namespace", opts.Namespace, maxNamespaceLen)
+	if err != nil {
+		return nil, err
 	}
-	if !namespacePattern.MatchString(opts.Namespace) || len(opts.Namespace) > maxNamespaceLen {
-		return nil, &queuestype.ConfigError{Field: "postgres.Options.Namespace",
-			Problem: fmt.Sprintf("%q must match %s and be at most %d bytes", opts.Namespace, namespacePattern, maxNamespaceLen)}
-	}
+	opts.Namespace = ns
 	if !prefixPattern.MatchString(opts.TablePrefix) || len(opts.TablePrefix) > 50 {
 		return nil, &queuestype.ConfigError{Field: "postgres.Options.TablePrefix",
 			Problem: fmt.Sprintf("%q must match %s and be at most 50 bytes", opts.TablePrefix, prefixPattern)}

@@ -8,7 +8,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -64,9 +63,6 @@ type Options struct {
 	// queues.Config.Namespace).
 	Namespace string
 }
-
-// namespacePattern is the rule of queues.Config.Namespace.
-var namespacePattern = regexp.MustCompile(`^[a-z][a-z0-9]*(?:_[a-z0-9]+)*$`)
 
 // Backend is the durable, embedded SQLite queue backend. Create it with Open;
 // it is safe for concurrent use, and several processes may share one file.
@@ -137,11 +133,11 @@ func Open(path string, opts Options) (*Backend, error) {
 	if opts.Readers == 0 {
 		opts.Readers = DefaultReaders
 	}
-	if opts.Namespace == "" {
-		opts.Namespace = queuestype.DefaultNamespace
-	} else if !namespacePattern.MatchString(opts.Namespace) {
-		return nil, &queuestype.ConfigError{Field: "sqlite.Options.Namespace", Problem: fmt.Sprintf("%q must match %s", opts.Namespace, namespacePattern)}
+	ns, err := driver.ResolveNamespace("sqlite.Options.Namespace", opts.Namespace, 0)
+	if err != nil {
+		return nil, err
 	}
+	opts.Namespace = ns
 	now := opts.Now
 	if now == nil {
 		now = time.Now
