@@ -216,6 +216,8 @@ func (f *frontier) Pop() any {
 	return x
 }
 
+var _ driver.DueTimer = (*Backend)(nil)
+
 // NextDue returns the earliest future scheduled_at among pending/scheduled
 // records (of the given queues when non-empty); ok is false when there is none.
 func (b *Backend) NextDue(ctx context.Context, queueNames []string) (time.Time, bool, error) {

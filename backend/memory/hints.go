@@ -9,6 +9,8 @@ import (
 	"github.com/queuesgo/queues/driver"
 )
 
+var _ driver.CompletionWaiter = (*Backend)(nil)
+
 // WaitForCompletion blocks until the record is terminal (or deleted), and
 // returns nil; it returns at once when the record is already terminal or
 // missing. It returns ctx.Err() when ctx ends first.
@@ -34,6 +36,8 @@ func (b *Backend) WaitForCompletion(ctx context.Context, id uuid.UUID) error {
 		return ctx.Err()
 	}
 }
+
+var _ driver.Locker = (*Backend)(nil)
 
 // AcquireLock takes the named lock for token until now+ttl. It succeeds when
 // the lock is free, expired, or already held by token (which refreshes the
@@ -71,6 +75,8 @@ func (b *Backend) ReleaseLock(ctx context.Context, name, token string) (bool, er
 // wake sends one coalescing wakeup hint to every subscriber.
 func (b *Backend) wake() { b.wakes.Notify("") }
 
+var _ driver.Waker = (*Backend)(nil)
+
 // Wakeups returns a new hint channel (buffer 1, coalescing) that receives a
 // value whenever a record becomes claimable now: an enqueue of a due record
 // (one hint per call), a Settle call that requeued a record due now (a
@@ -80,6 +86,8 @@ func (b *Backend) wake() { b.wakes.Notify("") }
 func (b *Backend) Wakeups(ctx context.Context) (<-chan struct{}, error) {
 	return b.wakes.Subscribe(ctx, "")
 }
+
+var _ driver.WorkerController = (*Backend)(nil)
 
 // NotifyWorkerControl sends a coalescing control hint to every
 // WorkerControl subscription of workerID.

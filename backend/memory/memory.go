@@ -74,16 +74,9 @@ type lock struct {
 	expires time.Time
 }
 
-// Compile-time checks of the implemented interfaces.
-var (
-	_ driver.Backend          = (*Backend)(nil)
-	_ driver.Waker            = (*Backend)(nil)
-	_ driver.WorkerController = (*Backend)(nil)
-	_ driver.DueTimer         = (*Backend)(nil)
-	_ driver.CompletionWaiter = (*Backend)(nil)
-	_ driver.Locker           = (*Backend)(nil)
-	_ driver.Inspector        = (*Backend)(nil)
-)
+// Compile-time check of the contract; each optional interface is checked
+// next to its methods.
+var _ driver.Backend = (*Backend)(nil)
 
 // New returns an empty memory backend.
 func New(opts Options) *Backend {

@@ -78,6 +78,8 @@ func (b *Backend) Statistics(ctx context.Context, queue string) (queuestype.Stat
 	return total, nil
 }
 
+var _ driver.Inspector = (*Backend)(nil)
+
 // QueueStatistics returns the statistics of every queue that holds records.
 func (b *Backend) QueueStatistics(ctx context.Context) (map[string]queuestype.Statistics, error) {
 	if err := ctx.Err(); err != nil {

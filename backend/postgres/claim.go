@@ -282,6 +282,8 @@ func (b *Backend) ListPending(ctx context.Context, p driver.ListPendingParams) (
 	return recs, nil
 }
 
+var _ driver.DueTimer = (*Backend)(nil)
+
 // NextDue returns the earliest future scheduled_at among pending/scheduled
 // records (of the given queues when non-empty); ok is false when there is
 // none. It reads the (scheduled_at) partial index.

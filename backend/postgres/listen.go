@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/queuesgo/queues/driver"
 	"github.com/queuesgo/queues/internal/hub"
 
 	"github.com/jackc/pgx/v5"
@@ -268,6 +269,8 @@ func inert(ctx context.Context) <-chan struct{} {
 	return ch
 }
 
+var _ driver.Waker = (*Backend)(nil)
+
 // Wakeups returns a lossy, coalescing (buffer 1) hint channel fed by
 // LISTEN <ns>_tasks on the backend's dedicated listener connection (opened
 // by the first subscription, not from the pool). Hints are sent by
@@ -291,6 +294,8 @@ func (b *Backend) Wakeups(ctx context.Context) (<-chan struct{}, error) {
 	}
 	return l.subscribe(ctx, "", false)
 }
+
+var _ driver.WorkerController = (*Backend)(nil)
 
 // WorkerControl returns a control-hint channel (buffer 1, coalescing) for
 // workerID, fed by LISTEN <ns>_worker_control; it behaves like Wakeups.

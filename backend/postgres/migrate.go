@@ -93,6 +93,8 @@ func (b *Backend) ledgerErr(err error) error {
 	return fmt.Errorf("postgres: read schema versions: %w", err)
 }
 
+var _ driver.Migrator = (*Backend)(nil)
+
 // Migrate applies the embedded migrations that the schema lacks, all in one
 // transaction under a transaction-scoped advisory lock (so concurrent
 // migrators serialize), creating the schema and the queue_migration ledger

@@ -103,16 +103,9 @@ type Backend struct {
 	toucher   *batcher[touchOp, bool]
 }
 
-// Compile-time checks of the implemented interfaces.
-var (
-	_ driver.Backend          = (*Backend)(nil)
-	_ driver.Waker            = (*Backend)(nil)
-	_ driver.WorkerController = (*Backend)(nil)
-	_ driver.DueTimer         = (*Backend)(nil)
-	_ driver.Locker           = (*Backend)(nil)
-	_ driver.Inspector        = (*Backend)(nil)
-	_ driver.Migrator         = (*Backend)(nil)
-)
+// Compile-time check of the contract; each optional interface is checked
+// next to its methods.
+var _ driver.Backend = (*Backend)(nil)
 
 // New returns a backend on the caller's pool. Nothing is queried yet: Open
 // checks that the schema is migrated. The backend never closes pool (nor

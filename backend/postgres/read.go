@@ -208,6 +208,8 @@ func quoteLiteral(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
 }
 
+var _ driver.Inspector = (*Backend)(nil)
+
 // QueueStatistics returns the statistics of every queue that holds records,
 // exact while the table is small; on a large table (see Statistics) the
 // queues are those holding active records or listed in the planner's
@@ -367,6 +369,8 @@ func (b *Backend) ResetIdentity(ctx context.Context, key string, expectedTaskID 
 	}
 	return tag.RowsAffected() > 0, nil
 }
+
+var _ driver.Locker = (*Backend)(nil)
 
 // AcquireLock takes the named maintenance lock for token until now()+ttl
 // (database clock). It succeeds when the lock is free, expired, or already

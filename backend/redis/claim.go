@@ -117,6 +117,8 @@ func (b *Backend) ListPending(ctx context.Context, p driver.ListPendingParams) (
 	return decodeRecords(v)
 }
 
+var _ driver.DueTimer = (*Backend)(nil)
+
 // NextDue returns the earliest future scheduled_at among pending/scheduled
 // records of the given queues (all when empty), after promoting due ones;
 // ok is false when there is none.

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/queuesgo/queues/driver"
 	hubs "github.com/queuesgo/queues/internal/hub"
 	"github.com/queuesgo/queues/queuestype"
 
@@ -263,6 +264,8 @@ func (h *hub) register(add func()) error {
 	return nil
 }
 
+var _ driver.Waker = (*Backend)(nil)
+
 // Wakeups returns a coalescing hint channel (buffer 1) that receives a value
 // when a record becomes claimable now: an enqueue of due records (one hint
 // per call), a retry or stale requeue without delay, an interruption,
@@ -292,6 +295,8 @@ func (b *Backend) Wakeups(ctx context.Context) (<-chan struct{}, error) {
 	})
 	return ch, nil
 }
+
+var _ driver.WorkerController = (*Backend)(nil)
 
 // NotifyWorkerControl publishes a control hint for workerID on
 // "<ns>:worker_control".
@@ -326,6 +331,8 @@ func (b *Backend) WorkerControl(ctx context.Context, workerID string) (<-chan st
 	})
 	return ch, nil
 }
+
+var _ driver.CompletionWaiter = (*Backend)(nil)
 
 // WaitForCompletion blocks until the record is announced terminal on
 // "<p>:completions", and returns nil; it returns at once when the record is

@@ -34,6 +34,8 @@ const (
 	migrateApplyArgs = 8192
 )
 
+var _ driver.Migrator = (*Backend)(nil)
+
 // Migrate brings the prefix to the current key layout and reports the
 // versions: "0001_redis_key_layout" (the key layout, written to
 // <p>:version) and "0002_redis_typed_policy". The second moves, in every

@@ -160,6 +160,8 @@ func (b *Backend) Statistics(ctx context.Context, queue string) (queuestype.Stat
 	return total, nil
 }
 
+var _ driver.Inspector = (*Backend)(nil)
+
 // QueueStatistics returns the statistics of every queue that holds records.
 func (b *Backend) QueueStatistics(ctx context.Context) (map[string]queuestype.Statistics, error) {
 	m, err := b.stats(ctx, "")
@@ -260,6 +262,8 @@ func (b *Backend) ResetIdentity(ctx context.Context, key string, expectedTaskID 
 	}
 	return n == 1, nil
 }
+
+var _ driver.Locker = (*Backend)(nil)
 
 // AcquireLock takes the named lock (key <p>:lock:<name>, SET NX PX) for
 // token until ttl passes. It succeeds when the lock is free, expired, or

@@ -64,17 +64,9 @@ type Backend struct {
 	completes *completer
 }
 
-// Compile-time checks of the implemented interfaces.
-var (
-	_ driver.Backend          = (*Backend)(nil)
-	_ driver.Waker            = (*Backend)(nil)
-	_ driver.WorkerController = (*Backend)(nil)
-	_ driver.DueTimer         = (*Backend)(nil)
-	_ driver.CompletionWaiter = (*Backend)(nil)
-	_ driver.Locker           = (*Backend)(nil)
-	_ driver.Inspector        = (*Backend)(nil)
-	_ driver.Migrator         = (*Backend)(nil)
-)
+// Compile-time check of the contract; each optional interface is checked
+// next to its methods.
+var _ driver.Backend = (*Backend)(nil)
 
 // New returns a backend on client (a *redis.Client, *redis.ClusterClient or
 // any other go-redis UniversalClient). The client stays the caller's: Close

@@ -487,6 +487,8 @@ func sortClaimOrder(rows []rawRec) {
 	})
 }
 
+var _ driver.DueTimer = (*Backend)(nil)
+
 // NextDue returns the earliest future scheduled_at among pending/scheduled,
 // not reservation-marked records (of the given queues when non-empty); ok is
 // false when there is none.

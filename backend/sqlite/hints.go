@@ -2,6 +2,8 @@ package sqlite
 
 import (
 	"context"
+
+	"github.com/queuesgo/queues/driver"
 )
 
 // wake sends one coalescing wakeup hint to every subscriber.
@@ -9,6 +11,8 @@ func (b *Backend) wake() { b.wakes.Notify("") }
 
 // hasWakeSubscribers reports whether anyone listens for wakeups.
 func (b *Backend) hasWakeSubscribers() bool { return b.wakes.Has("") }
+
+var _ driver.Waker = (*Backend)(nil)
 
 // Wakeups returns a new hint channel (buffer 1, coalescing) that receives a
 // value whenever a record becomes claimable now through this backend (an
@@ -34,6 +38,8 @@ func (b *Backend) Wakeups(ctx context.Context) (<-chan struct{}, error) {
 	w.kickPoll()
 	return ch, nil
 }
+
+var _ driver.WorkerController = (*Backend)(nil)
 
 // NotifyWorkerControl sends a coalescing control hint to every WorkerControl
 // subscription of workerID in this process. Control hints do not cross

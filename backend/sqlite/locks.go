@@ -61,6 +61,8 @@ func (b *Backend) ResetIdentity(ctx context.Context, key string, expectedTaskID 
 	return n > 0, err
 }
 
+var _ driver.Locker = (*Backend)(nil)
+
 // AcquireLock takes the named lock (a row of queue_maintenance) for token
 // until now+ttl. It succeeds when the lock is free, expired, or already held
 // by token (which refreshes the expiry). ttl must be positive and token

@@ -165,6 +165,8 @@ func applyMigration(ctx context.Context, d *dconn, m migration, now time.Time) (
 	return true, nil
 }
 
+var _ driver.Migrator = (*Backend)(nil)
+
 // Migrate applies the embedded schema migrations that the file lacks (each
 // in one transaction, recorded in queue_migration), or with opts.DryRun only
 // reports them. It connects when the backend is not open yet. A file that

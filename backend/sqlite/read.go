@@ -231,6 +231,8 @@ func (b *Backend) Statistics(ctx context.Context, queue string) (queuestype.Stat
 	return st, err
 }
 
+var _ driver.Inspector = (*Backend)(nil)
+
 // QueueStatistics returns the statistics of every queue that holds records.
 func (b *Backend) QueueStatistics(ctx context.Context) (map[string]queuestype.Statistics, error) {
 	if err := ctx.Err(); err != nil {

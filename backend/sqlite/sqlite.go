@@ -92,16 +92,9 @@ type Backend struct {
 	controls hub.Hub // worker-control hints, keyed by worker ID
 }
 
-// Compile-time checks of the implemented interfaces.
-var (
-	_ driver.Backend          = (*Backend)(nil)
-	_ driver.Waker            = (*Backend)(nil)
-	_ driver.WorkerController = (*Backend)(nil)
-	_ driver.DueTimer         = (*Backend)(nil)
-	_ driver.Locker           = (*Backend)(nil)
-	_ driver.Inspector        = (*Backend)(nil)
-	_ driver.Migrator         = (*Backend)(nil)
-)
+// Compile-time check of the contract; each optional interface is checked
+// next to its methods.
+var _ driver.Backend = (*Backend)(nil)
 
 // errNotOpen is returned by calls made before Open or after Close.
 var errNotOpen = errors.New("sqlite: backend is not open (call Open)")
