@@ -11,4 +11,10 @@
 // inspection, migrations, transactional enqueue) are separate interfaces a
 // store may implement. Every store must pass the shared suite in
 // backend/backendtest.
+//
+// Besides the contract, the package holds the helpers stores share, so that
+// each store validates, defaults, orders and words what the contract asks
+// alike: PrepareEnqueue and KeyFolder for Enqueue, error constructors such
+// as FenceLost, the call starts NoItems, NoWork and CallLimit, and the
+// claim and stale orders, task pages and option checks beside them.
 package driver
