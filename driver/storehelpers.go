@@ -63,6 +63,26 @@ func CheckLockArgs(ctx context.Context, ttl time.Duration, token string) error {
 	return nil
 }
 
+// CanSettleTo reports whether a Transition may write status to: completed,
+// failed, cancelled or pending.
+func CanSettleTo(to queuestype.Status) bool {
+	switch to {
+	case queuestype.StatusCompleted, queuestype.StatusFailed, queuestype.StatusCancelled, queuestype.StatusPending:
+		return true
+	}
+	return false
+}
+
+// CheckSettleTo returns nil when t's To is a status a transition may write
+// (CanSettleTo), else the per-transition error a store reports for it,
+// matching queuestype.ErrConfig.
+func CheckSettleTo(t *Transition) error {
+	if CanSettleTo(t.To) {
+		return nil
+	}
+	return fmt.Errorf("%w: settle %s: cannot settle a record as %q", queuestype.ErrConfig, t.ID, t.To)
+}
+
 // OpenOnce makes a store's Open idempotent: holding mu, it returns nil at
 // once when *opened is set, else runs open and sets *opened when open
 // succeeds. The store's Close clears *opened (holding mu) so that a later

@@ -279,3 +279,17 @@ func TestSubsetMatch(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckSettleTo(t *testing.T) {
+	for _, s := range []queuestype.Status{queuestype.StatusCompleted, queuestype.StatusFailed, queuestype.StatusCancelled, queuestype.StatusPending} {
+		if !driver.CanSettleTo(s) || driver.CheckSettleTo(&driver.Transition{To: s}) != nil {
+			t.Errorf("%s must be writable", s)
+		}
+	}
+	for _, s := range []queuestype.Status{queuestype.StatusRunning, queuestype.StatusScheduled, queuestype.StatusExpired, ""} {
+		err := driver.CheckSettleTo(&driver.Transition{ID: uuid.New(), To: s})
+		if driver.CanSettleTo(s) || !errors.Is(err, queuestype.ErrConfig) {
+			t.Errorf("%q: CanSettleTo %v, CheckSettleTo %v", s, driver.CanSettleTo(s), err)
+		}
+	}
+}

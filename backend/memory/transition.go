@@ -3,7 +3,6 @@ package memory
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"slices"
 	"time"
 
@@ -83,10 +82,8 @@ func (b *Backend) Settle(ctx context.Context, ts []driver.Transition) ([]driver.
 // record after the write (nil with t.NoRecord), whether a requeued record is
 // due now, and the per-transition error.
 func (b *Backend) settleLocked(t *driver.Transition, result json.RawMessage, now time.Time) (*queuestype.Record, bool, error) {
-	switch t.To {
-	case queuestype.StatusCompleted, queuestype.StatusFailed, queuestype.StatusCancelled, queuestype.StatusPending:
-	default:
-		return nil, false, fmt.Errorf("%w: settle %s: cannot settle a record as %q", queuestype.ErrConfig, t.ID, t.To)
+	if err := driver.CheckSettleTo(t); err != nil {
+		return nil, false, err
 	}
 	e := b.records[t.ID]
 	if e == nil {

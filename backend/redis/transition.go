@@ -78,10 +78,8 @@ func (b *Backend) Settle(ctx context.Context, ts []driver.Transition) ([]driver.
 	}
 	for i := range ts {
 		t := &ts[i]
-		switch t.To {
-		case queuestype.StatusCompleted, queuestype.StatusFailed, queuestype.StatusCancelled, queuestype.StatusPending:
-		default:
-			out[i].Err = fmt.Errorf("%w: settle %s: cannot settle a record as %q", queuestype.ErrConfig, t.ID, t.To)
+		if err := driver.CheckSettleTo(t); err != nil {
+			out[i].Err = err
 			continue
 		}
 		gen := strconv.Itoa(t.Generation)

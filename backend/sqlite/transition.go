@@ -2,7 +2,6 @@ package sqlite
 
 import (
 	"context"
-	"fmt"
 	"math"
 	"slices"
 	"strings"
@@ -191,7 +190,7 @@ func (b *Backend) Settle(ctx context.Context, ts []driver.Transition) ([]driver.
 		t := &ts[s.idx]
 		switch {
 		case s.query == "":
-			r.Err = fmt.Errorf("%w: sqlite: settle %s: cannot transition to status %q", queuestype.ErrConfig, t.ID, t.To)
+			r.Err = driver.CheckSettleTo(t)
 		case o.missing:
 			r.Err = driver.MissingForWrite("settle", t.ID)
 		case !o.ok:
