@@ -250,6 +250,20 @@ func TestEnqueue(t *testing.T) {
 	if m := f.expect("POST", "/q/api/tasks", `{"task":"test.echo"}`, 201); m["status"] != "pending" {
 		t.Fatalf("enqueue without args = %v", m)
 	}
+	// Task policy is not metadata: a caller cannot set a timeout, backoff,
+	// stale or shutdown behaviour, or any system key, through it.
+	before, _ := f.svc.Statistics(t.Context(), "")
+	for _, k := range []string{"timeout", "retry_backoff", "requeue_on_stale", "requeue_on_shutdown", "interruptions",
+		"log_level", "unique_until", "progress_detail", "_correlation_id", "_anything"} {
+		e := f.expectError("POST", "/q/api/tasks", `{"task":"test.echo","metadata":{"`+k+`":0.001}}`, 400, "invalid_options")
+		if msg := fmt.Sprint(e["message"]); !strings.Contains(msg, k) {
+			t.Errorf("refusal of metadata key %q says %q", k, msg)
+		}
+	}
+	after, _ := f.svc.Statistics(t.Context(), "")
+	if after.Total != before.Total {
+		t.Fatalf("refused enqueues wrote records: %d before, %d after", before.Total, after.Total)
+	}
 }
 
 func TestEnqueueRunAfter(t *testing.T) {
