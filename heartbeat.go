@@ -176,6 +176,7 @@ func (h *heartbeater) tick() error {
 		}
 		return err
 	}
+	h.w.svc.noteStoreAnswered()
 	if h.failures > 0 {
 		h.w.svc.logger.Info("Queue heartbeat recovered", "worker_id", h.w.cfg.ID, "failures", h.failures)
 		h.failures = 0

@@ -35,7 +35,11 @@ type Service struct {
 
 	// storeErrAt is when a store call of the engine (a settle write, a
 	// heartbeat, a claim) last failed, in Unix nanoseconds; 0 = never.
-	storeErrAt atomic.Int64
+	// storeDown is set by a failure and cleared by the next call that
+	// succeeds, which stamps storeBackAt.
+	storeErrAt  atomic.Int64
+	storeDown   atomic.Bool
+	storeBackAt atomic.Int64
 
 	mu      sync.Mutex
 	started bool

@@ -173,16 +173,30 @@ func (a *attempt) retrySettle(ctx context.Context, w settleWrite, err error) (re
 	}
 }
 
-// noteStoreError records that a store call failed now (see lastStoreError).
-func (s *Service) noteStoreError() { s.storeErrAt.Store(time.Now().UnixNano()) }
+// noteStoreError records that a store call failed now.
+func (s *Service) noteStoreError() {
+	s.storeErrAt.Store(time.Now().UnixNano())
+	s.storeDown.Store(true)
+}
 
-// lastStoreError returns when a store call of this service last failed, or
-// the zero time.
-func (s *Service) lastStoreError() time.Time {
-	if n := s.storeErrAt.Load(); n != 0 {
-		return time.Unix(0, n)
+// noteStoreAnswered records that a store call succeeded: the first success
+// after a failure marks when the store came back.
+func (s *Service) noteStoreAnswered() {
+	if s.storeDown.Load() && s.storeDown.CompareAndSwap(true, false) {
+		s.storeBackAt.Store(time.Now().UnixNano())
 	}
-	return time.Time{}
+}
+
+// storeQuietSince returns when this process last saw the store fail or come
+// back, whichever is later, and whether the store is answering now. Calls
+// that failed back off, so the last failure may lie well before the store
+// came back; what matters to stale recovery is how long it has answered.
+func (s *Service) storeQuietSince() (since time.Time, answering bool) {
+	at := max(s.storeErrAt.Load(), s.storeBackAt.Load())
+	if at != 0 {
+		since = time.Unix(0, at)
+	}
+	return since, !s.storeDown.Load()
 }
 
 // errorLevel is the log level of a failed store call of class c.

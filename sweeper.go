@@ -69,7 +69,14 @@ func staleSweeper(w *Worker) *sweeper {
 		// workers whose heartbeats look old now: an outage is not a crash.
 		// Recover nothing until the store has answered for one StaleAfter,
 		// so live workers have heartbeated again.
-		holdUntil: func() time.Time { return w.svc.lastStoreError().Add(w.cfg.StaleAfter) },
+		holdUntil: func() time.Time {
+			since, answering := w.svc.storeQuietSince()
+			if !answering {
+				// Wait for the claim loop or a heartbeat to reach the store.
+				return time.Now().Add(min(w.cfg.StaleAfter, time.Second))
+			}
+			return since.Add(w.cfg.StaleAfter)
+		},
 		sweep: func(ctx context.Context) (int, error) {
 			res, err := w.svc.recoverStale(ctx, StaleOptions{StaleAfter: w.cfg.StaleAfter, Limit: w.cfg.BatchSize * 10}, w.cfg.ID)
 			return res.Requeued + res.Failed, err
@@ -147,6 +154,7 @@ func (sw *sweeper) run(ctx context.Context, w *Worker) {
 					"sweep", sw.name, "worker_id", w.cfg.ID, "failures", failures, "retry_in", next, "error", err)
 			}
 		default:
+			w.svc.noteStoreAnswered()
 			if failures > 0 {
 				w.svc.logger.Info("Queue sweep recovered", "sweep", sw.name, "worker_id", w.cfg.ID, "failures", failures)
 				failures = 0

@@ -210,7 +210,7 @@ func (w *Worker) loop(ctx context.Context, h *hintSubs) {
 			if class == driver.ClassTransient {
 				w.svc.noteStoreError()
 			}
-			pause := max(min(max(w.cfg.PollInterval, 10*time.Millisecond), time.Second), backoffDelay(failures))
+			pause := max(min(max(w.cfg.PollInterval, 10*time.Millisecond), time.Second), min(backoffDelay(failures), loopBackoffMax))
 			if failures == 1 || failures%settleLogEvery == 0 {
 				w.svc.logger.Log(ctx, errorLevel(class), "Queue worker loop error", "worker_id", w.cfg.ID,
 					"failures", failures, "error_class", class.String(), "retry_in", pause, "error", err)
@@ -219,6 +219,7 @@ func (w *Worker) loop(ctx context.Context, h *hintSubs) {
 			w.sleep(pause)
 			continue
 		}
+		w.svc.noteStoreAnswered()
 		if failures > 0 {
 			w.svc.logger.Info("Queue worker loop recovered", "worker_id", w.cfg.ID, "failures", failures)
 			failures = 0
@@ -230,6 +231,10 @@ func (w *Worker) loop(ctx context.Context, h *hintSubs) {
 		wait = w.wait(ctx, h, wait)
 	}
 }
+
+// loopBackoffMax caps the claim loop's wait after failed cycles: a store
+// that answers again is used within two seconds.
+const loopBackoffMax = 2 * time.Second
 
 // claimCooldown bounds how long a nearly saturated worker lets slots
 // accumulate before claiming again.
