@@ -990,18 +990,7 @@ func TestConcurrentClaimersNeverShare(t *testing.T) {
 func BenchmarkClaimComplete(b *testing.B) {
 	be := New(Options{})
 	ctx := context.Background()
-	const batch = 1000
-	items := make([]driver.EnqueueParams, 0, batch)
-	for i := 0; i < b.N; i++ {
-		items = append(items, driver.EnqueueParams{TaskName: "noop", Args: json.RawMessage(`{}`), Priority: i % 3,
-			Metadata: map[string]any{"unique_by": "task"}})
-		if len(items) == batch || i == b.N-1 {
-			if _, err := be.Enqueue(ctx, items); err != nil {
-				b.Fatal(err)
-			}
-			items = items[:0]
-		}
-	}
+	enqueueDue(b, be, b.N)
 	b.ReportAllocs()
 	b.ResetTimer()
 	ts := make([]driver.Transition, 1)
@@ -1101,4 +1090,21 @@ func BenchmarkEndToEndParallel(b *testing.B) {
 	produced.Wait()
 	wg.Wait()
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "jobs/s")
+}
+
+// enqueueDue enqueues n due no-op records in batches of 1000, over three priorities.
+func enqueueDue(b *testing.B, be *Backend, n int) {
+	b.Helper()
+	ctx := context.Background()
+	const batch = 1000
+	items := make([]driver.EnqueueParams, 0, batch)
+	for i := 0; i < n; i++ {
+		items = append(items, driver.EnqueueParams{TaskName: "noop", Args: json.RawMessage(`{}`), Priority: i % 3})
+		if len(items) == batch || i == n-1 {
+			if _, err := be.Enqueue(ctx, items); err != nil {
+				b.Fatal(err)
+			}
+			items = items[:0]
+		}
+	}
 }

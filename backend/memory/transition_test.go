@@ -967,18 +967,7 @@ func BenchmarkClaimSettle(b *testing.B) {
 		b.Run(c.name, func(b *testing.B) {
 			be := New(Options{})
 			ctx := context.Background()
-			const chunk = 1000
-			items := make([]driver.EnqueueParams, 0, chunk)
-			for i := 0; i < b.N; i++ {
-				items = append(items, driver.EnqueueParams{TaskName: "noop", Args: json.RawMessage(`{}`), Priority: i % 3,
-					Metadata: map[string]any{"unique_by": "task"}})
-				if len(items) == chunk || i == b.N-1 {
-					if _, err := be.Enqueue(ctx, items); err != nil {
-						b.Fatal(err)
-					}
-					items = items[:0]
-				}
-			}
+			enqueueDue(b, be, b.N)
 			b.ReportAllocs()
 			b.ResetTimer()
 			ts := make([]driver.Transition, 0, 50)
