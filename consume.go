@@ -118,7 +118,7 @@ func (s *Service) claimForConsume(ctx context.Context, id uuid.UUID, workerID st
 		if err != nil {
 			return nil, execution.ExitMissingRecord, err
 		}
-		if driver.IsDispatchMarker(cur.ExecutionRef) && !cur.IsTerminal() && time.Now().Before(deadline) {
+		if !cur.DispatchUntil.IsZero() && !cur.IsTerminal() && time.Now().Before(deadline) {
 			t := time.NewTimer(200 * time.Millisecond)
 			select {
 			case <-ctx.Done():

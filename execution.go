@@ -12,7 +12,6 @@ import (
 	"github.com/queuesgo/queues/driver"
 	"github.com/queuesgo/queues/events"
 	"github.com/queuesgo/queues/execution"
-	"github.com/queuesgo/queues/execution/dispatch"
 )
 
 // host is the execution.Host the service hands to its transports.
@@ -71,7 +70,7 @@ func (s *Service) publishExecutionWarning(ctx context.Context, rec *Record, phas
 
 // applyProbe implements execution.Host.ApplyProbe.
 func (s *Service) applyProbe(ctx context.Context, rec *Record, p execution.Probe) (*Record, error) {
-	if rec.ExecutionRef == "" || driver.IsDispatchMarker(rec.ExecutionRef) || rec.IsTerminal() {
+	if rec.ExecutionRef == "" || !rec.DispatchUntil.IsZero() || rec.IsTerminal() {
 		return rec, nil
 	}
 	ctx = context.WithoutCancel(ctx)
@@ -167,7 +166,7 @@ func (s *Service) reconcileExternal(ctx context.Context, limit int, workerID str
 			return res, ctx.Err()
 		}
 		res.Examined++
-		if driver.IsDispatchMarker(rec.ExecutionRef) {
+		if !rec.DispatchUntil.IsZero() {
 			if s.releaseStaleMarker(ctx, rec, now) {
 				res.Released++
 			} else {
@@ -271,7 +270,7 @@ func (s *Service) reconcileExternalTask(ctx context.Context, id uuid.UUID) (*Rec
 	if rec.IsTerminal() || rec.ExecutionRef == "" {
 		return rec, nil
 	}
-	if driver.IsDispatchMarker(rec.ExecutionRef) {
+	if !rec.DispatchUntil.IsZero() {
 		s.releaseStaleMarker(ctx, rec, time.Now())
 		return s.backend.GetTask(ctx, id)
 	}
@@ -286,8 +285,7 @@ func (s *Service) reconcileExternalTask(ctx context.Context, id uuid.UUID) (*Rec
 // (a dispatcher died between reserving and finalizing). It reports whether it
 // released one.
 func (s *Service) releaseStaleMarker(ctx context.Context, rec *Record, now time.Time) bool {
-	deadline, ok := dispatch.MarkerDeadline(rec.ExecutionRef)
-	if ok && now.Before(deadline) {
+	if now.Before(rec.DispatchUntil) {
 		return false
 	}
 	_, err := s.dispatch.ReleaseDispatch(ctx, driver.ReleaseDispatchParams{ID: rec.ID, Marker: rec.ExecutionRef})

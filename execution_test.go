@@ -630,12 +630,12 @@ func TestReconcileReleasesStaleMarkers(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, id := range []uuid.UUID{expiring.ID, live.ID} {
-		if _, err := e.b.ReserveDispatch(ctx, driver.ReserveDispatchParams{ID: id, Marker: stale}); err != nil {
+		if _, err := e.b.ReserveDispatch(ctx, driver.ReserveDispatchParams{ID: id, Marker: stale, Until: markerUntil(t, stale)}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	freshMarker := dispatch.NewMarker(time.Now(), 0)
-	if _, err := e.b.ReserveDispatch(ctx, driver.ReserveDispatchParams{ID: fresh.ID, Marker: freshMarker}); err != nil {
+	if _, err := e.b.ReserveDispatch(ctx, driver.ReserveDispatchParams{ID: fresh.ID, Marker: freshMarker, Until: markerUntil(t, freshMarker)}); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(400 * time.Millisecond) // expiring is now overdue; its marker protects it
@@ -709,7 +709,7 @@ func TestCancelAsksProvider(t *testing.T) {
 		t.Fatal("cancelled a running record without IncludeRunning")
 	}
 	res, _ := e.ok.Enqueue(ctx, e.svc, empty{})
-	if _, err := e.b.ReserveDispatch(ctx, driver.ReserveDispatchParams{ID: res.ID, Marker: dispatch.NewMarker(time.Now(), 0)}); err != nil {
+	if _, err := e.b.ReserveDispatch(ctx, driver.ReserveDispatchParams{ID: res.ID, Marker: dispatch.NewMarker(time.Now(), 0), Until: time.Now().Add(dispatch.DefaultLease)}); err != nil {
 		t.Fatal(err)
 	}
 	if ok, err := e.svc.Cancel(ctx, res.ID, queues.CancelOptions{}); !ok || err != nil {
@@ -793,4 +793,14 @@ func TestDispatcherReconcileFleetLock(t *testing.T) {
 		t.Fatalf("ReleaseLock = %v, %v", ok, err)
 	}
 	e.waitStatus(t, rec.ID, queues.StatusFailed)
+}
+
+// markerUntil is the reservation deadline a dispatch marker carries.
+func markerUntil(t *testing.T, marker string) time.Time {
+	t.Helper()
+	until, ok := dispatch.MarkerDeadline(marker)
+	if !ok {
+		t.Fatalf("not a reservation marker: %q", marker)
+	}
+	return until
 }

@@ -471,7 +471,7 @@ func (s *Service) Cancel(ctx context.Context, id uuid.UUID, opts CancelOptions) 
 	if !cancellable {
 		return false, nil
 	}
-	if cur.ExecutionRef != "" && !driver.IsDispatchMarker(cur.ExecutionRef) && !s.cancelExternal(ctx, cur) {
+	if cur.ExecutionRef != "" && cur.DispatchUntil.IsZero() && !s.cancelExternal(ctx, cur) {
 		return false, nil
 	}
 	rec, err := s.backend.Cancel(ctx, driver.CancelParams{ID: id, IncludeRunning: opts.IncludeRunning})

@@ -3,20 +3,11 @@ package driver
 import (
 	"context"
 	"encoding/json"
-	"strings"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/queuesgo/queues/queuestype"
 )
-
-// DispatchMarkerPrefix starts an execution_ref that reserves a record for an
-// external dispatch in progress. Marked records are neither
-// claimed nor expired.
-const DispatchMarkerPrefix = "__queues_dispatching__:"
-
-// IsDispatchMarker reports whether ref is a dispatch-reservation marker.
-func IsDispatchMarker(ref string) bool { return strings.HasPrefix(ref, DispatchMarkerPrefix) }
 
 // Backend is a queue backend: the durable store of task records. Every state
 // change is a compare-and-set; a write whose guard does not hold changes
@@ -281,14 +272,20 @@ type HeartbeatResult struct {
 	Missed  []uuid.UUID
 }
 
-// ReserveDispatchParams reserves a record for external dispatch with Marker.
+// ReserveDispatchParams reserves a record for external dispatch: the store
+// writes Marker (an opaque token that fences the hand-off) as the record's
+// execution_ref and Until as its dispatch_until. A record holding a
+// dispatch_until is neither claimed, expired, listed as due nor listed as
+// stale; the store recognises it by that field alone, never by the token.
 type ReserveDispatchParams struct {
 	ID                 uuid.UUID
 	Marker             string
+	Until              time.Time
 	ExpectedRetryCount *int
 }
 
-// ReleaseDispatchParams clears Marker; a non-empty ExecutionBackend re-routes the record.
+// ReleaseDispatchParams clears Marker and dispatch_until (compare-and-clear on
+// Marker); a non-empty ExecutionBackend re-routes the record.
 type ReleaseDispatchParams struct {
 	ID               uuid.UUID
 	Marker           string
@@ -296,7 +293,7 @@ type ReleaseDispatchParams struct {
 	ExecutionProfile string
 }
 
-// FinalizeDispatchParams replaces Marker with Ref.
+// FinalizeDispatchParams replaces Marker with Ref and clears dispatch_until.
 type FinalizeDispatchParams struct {
 	ID     uuid.UUID
 	Marker string

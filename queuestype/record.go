@@ -79,6 +79,11 @@ type Record struct {
 	// Interruptions counts shutdown interruptions: generations that ended
 	// without spending retry budget.
 	Interruptions int
+	// DispatchUntil, when set, is the deadline of an external dispatch in
+	// progress: the record is reserved for a transport and is neither
+	// claimed, expired nor listed as due until the reservation is finalized
+	// or released (a reconcile releases it once the deadline passes).
+	DispatchUntil time.Time
 }
 
 // IsTerminal reports whether the record is completed, failed, cancelled or expired.
@@ -275,6 +280,7 @@ type recordJSON struct {
 	Metadata         map[string]any  `json:"metadata"`
 	Policy           Policy          `json:"policy"`
 	Interruptions    int             `json:"interruptions"`
+	DispatchUntil    *time.Time      `json:"dispatch_until"`
 }
 
 func strPtr(s string) *string {
@@ -329,7 +335,7 @@ func (r Record) MarshalJSON() ([]byte, error) {
 		CreatedAt: r.CreatedAt.UTC(), QueuedAt: r.QueuedAt.UTC(), StartedAt: timePtr(r.StartedAt),
 		CompletedAt: timePtr(r.CompletedAt), HeartbeatAt: timePtr(r.HeartbeatAt),
 		Result: rawOrNull(r.Result), Error: strPtr(r.Error), Key: strPtr(r.Key), Metadata: md,
-		Policy: r.Policy, Interruptions: r.Interruptions,
+		Policy: r.Policy, Interruptions: r.Interruptions, DispatchUntil: timePtr(r.DispatchUntil),
 	})
 }
 
@@ -348,7 +354,7 @@ func (r *Record) UnmarshalJSON(b []byte) error {
 		CreatedAt: j.CreatedAt.UTC(), QueuedAt: j.QueuedAt.UTC(), StartedAt: derefTime(j.StartedAt),
 		CompletedAt: derefTime(j.CompletedAt), HeartbeatAt: derefTime(j.HeartbeatAt),
 		Result: nullToNil(j.Result), Error: derefStr(j.Error), Key: derefStr(j.Key), Metadata: j.Metadata,
-		Policy: j.Policy, Interruptions: j.Interruptions,
+		Policy: j.Policy, Interruptions: j.Interruptions, DispatchUntil: derefTime(j.DispatchUntil),
 	}
 	return nil
 }

@@ -34,7 +34,44 @@ func testDispatch(t *testing.T, f Factory) {
 		{"ReleaseDispatchReroutes", releaseDispatchReroutes},
 		{"SetExecutionBackendReroutes", setExecutionBackendReroutes},
 		{"SetExecutionRefTerminalOrMissing", setExecutionRefTerminal},
+		{"ReservationIsAField", reservationIsAField},
 	})
+}
+
+// A reservation is the record's dispatch_until, set by ReserveDispatch and
+// cleared by Release and Finalize; the store never reads the marker's text,
+// so an ordinary ref that happens to look like a marker reserves nothing.
+func reservationIsAField(t *testing.T, b driver.Backend) {
+	recs := enqueue(t, b, item("resv.field", execution("cloudrun", "")), item("resv.final", execution("cloudrun", "")),
+		item("resv.lookalike", execution("cloudrun", "")))
+	until := time.Now().Add(10 * time.Minute).UTC().Truncate(time.Second)
+	m := newMarker(until)
+	got := reserve(t, b, recs[0].ID, m)
+	wantNear(t, "dispatch_until after ReserveDispatch", got.DispatchUntil, until, time.Second)
+	wantString(t, "execution_ref holds the marker", got.ExecutionRef, m)
+	wantStored(t, b, "reserved record", got)
+	if containsID(listPending(t, b), recs[0].ID) {
+		t.Fatal("ListPending lists a reserved record")
+	}
+	rel, err := disp(t, b).ReleaseDispatch(t.Context(), driver.ReleaseDispatchParams{ID: recs[0].ID, Marker: m})
+	wantNoErr(t, "ReleaseDispatch", err)
+	wantZeroTime(t, "dispatch_until after release", rel.DispatchUntil)
+	wantStored(t, b, "released record", rel)
+
+	m2 := newMarker(until)
+	reserve(t, b, recs[1].ID, m2)
+	ref := newRef("cloudrun")
+	fin, err := disp(t, b).FinalizeDispatch(t.Context(), driver.FinalizeDispatchParams{ID: recs[1].ID, Marker: m2, Ref: ref})
+	wantNoErr(t, "FinalizeDispatch", err)
+	wantZeroTime(t, "dispatch_until after finalize", fin.DispatchUntil)
+	wantString(t, "execution_ref after finalize", fin.ExecutionRef, ref)
+	wantStored(t, b, "finalized record", fin)
+
+	// A ref set by SetExecutionRef is an execution, never a reservation,
+	// whatever its text.
+	look := setRef(t, b, recs[2].ID, newMarker(until))
+	wantZeroTime(t, "dispatch_until of a lookalike ref", look.DispatchUntil)
+	wantStored(t, b, "lookalike record", look)
 }
 
 // After SetExecutionRef, ListRunningExternal returns the record
@@ -138,10 +175,10 @@ func listRunningExternalOrder(t *testing.T, b driver.Backend) {
 func reserveDispatchGenerationFence(t *testing.T, b driver.Backend) {
 	recs := enqueue(t, b, item("rd.fenced", execution("subprocess", "")), item("rd.unfenced", execution("subprocess", "")))
 	m := newMarker(time.Now().Add(15 * time.Minute))
-	_, err := disp(t, b).ReserveDispatch(t.Context(), driver.ReserveDispatchParams{ID: recs[0].ID, Marker: m, ExpectedRetryCount: ptr(1)})
+	_, err := disp(t, b).ReserveDispatch(t.Context(), driver.ReserveDispatchParams{ID: recs[0].ID, Marker: m, Until: untilOf(m), ExpectedRetryCount: ptr(1)})
 	wantFenceLost(t, "ReserveDispatch(wrong generation)", err)
 	wantString(t, "execution_ref after a lost reservation", get(t, b, recs[0].ID).ExecutionRef, "")
-	got, err := disp(t, b).ReserveDispatch(t.Context(), driver.ReserveDispatchParams{ID: recs[0].ID, Marker: m, ExpectedRetryCount: ptr(0)})
+	got, err := disp(t, b).ReserveDispatch(t.Context(), driver.ReserveDispatchParams{ID: recs[0].ID, Marker: m, Until: untilOf(m), ExpectedRetryCount: ptr(0)})
 	wantNoErr(t, "ReserveDispatch(right generation)", err)
 	wantString(t, "execution_ref", got.ExecutionRef, m)
 	wantStatus(t, "reserved record", got, queues.StatusPending)
@@ -222,14 +259,14 @@ func reserveDispatchRejects(t *testing.T, b driver.Backend) {
 	wantNoErr(t, "Cancel", err)
 
 	for i, r := range recs {
-		_, err := disp(t, b).ReserveDispatch(t.Context(), driver.ReserveDispatchParams{ID: r.ID, Marker: newMarker(lease)})
+		_, err := disp(t, b).ReserveDispatch(t.Context(), driver.ReserveDispatchParams{ID: r.ID, Marker: newMarker(lease), Until: lease})
 		wantFenceLost(t, "ReserveDispatch("+r.TaskName+")", err)
 		got := get(t, b, r.ID)
 		want := map[int]string{1: m1, 2: ref}[i]
 		wantString(t, r.TaskName+" execution_ref", got.ExecutionRef, want)
 	}
 	wantStatus(t, "expired record (not swept)", get(t, b, recs[0].ID), queues.StatusPending)
-	_, err = disp(t, b).ReserveDispatch(t.Context(), driver.ReserveDispatchParams{ID: uuid.New(), Marker: newMarker(lease)})
+	_, err = disp(t, b).ReserveDispatch(t.Context(), driver.ReserveDispatchParams{ID: uuid.New(), Marker: newMarker(lease), Until: lease})
 	wantFenceLostOrNotFound(t, "ReserveDispatch(missing)", err)
 }
 

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/queuesgo/queues/driver"
+	"github.com/queuesgo/queues/execution/dispatch"
 	"github.com/queuesgo/queues/queuestype"
 
 	"github.com/google/uuid"
@@ -119,7 +120,16 @@ func newKey(mode string) string { return "q:u:v1:" + mode + ":" + uuid.NewString
 
 // newMarker returns a dispatch reservation marker with the given lease deadline.
 func newMarker(deadline time.Time) string {
-	return fmt.Sprintf("%s%d:%s", driver.DispatchMarkerPrefix, deadline.Unix(), uuid.NewString())
+	return fmt.Sprintf("%s%d:%s", dispatch.MarkerPrefix, deadline.Unix(), uuid.NewString())
+}
+
+// untilOf is the reservation deadline a marker of newMarker carries.
+func untilOf(marker string) time.Time {
+	until, ok := dispatch.MarkerDeadline(marker)
+	if !ok {
+		panic("backendtest: not a reservation marker: " + marker)
+	}
+	return until
 }
 
 // newRef returns a provider execution ref (never a reservation marker).
@@ -368,7 +378,7 @@ func setRef(t *testing.T, b driver.Backend, id uuid.UUID, ref string) *queues.Re
 // reserve reserves a record for dispatch with marker.
 func reserve(t *testing.T, b driver.Backend, id uuid.UUID, marker string) *queues.Record {
 	t.Helper()
-	rec, err := disp(t, b).ReserveDispatch(t.Context(), driver.ReserveDispatchParams{ID: id, Marker: marker})
+	rec, err := disp(t, b).ReserveDispatch(t.Context(), driver.ReserveDispatchParams{ID: id, Marker: marker, Until: untilOf(marker)})
 	if err != nil {
 		t.Fatalf("ReserveDispatch(%s): %v", id, err)
 	}

@@ -663,7 +663,7 @@ func runModel(t *testing.T, seed uint64) {
 			if e := pick(); e != nil {
 				switch rng.IntN(4) {
 				case 0:
-					_, _ = b.ReserveDispatch(ctx, driver.ReserveDispatchParams{ID: e.rec.ID, Marker: driver.DispatchMarkerPrefix + "m"})
+					_, _ = b.ReserveDispatch(ctx, driver.ReserveDispatchParams{ID: e.rec.ID, Marker: "__queues_dispatching__:m", Until: time.Now().Add(time.Minute)})
 				case 1:
 					_, _ = b.ReleaseDispatch(ctx, driver.ReleaseDispatchParams{ID: e.rec.ID, Marker: driver.DispatchMarkerPrefix + "m", ExecutionBackend: backends[rng.IntN(2)]})
 				case 2:

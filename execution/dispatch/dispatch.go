@@ -49,8 +49,10 @@ import (
 	"github.com/queuesgo/queues/queuestype"
 )
 
-// MarkerPrefix starts every reservation marker.
-const MarkerPrefix = driver.DispatchMarkerPrefix
+// MarkerPrefix starts every reservation marker, so an operator reading a
+// record's execution_ref sees a hand-off in progress. Stores never read it:
+// a reservation is the record's DispatchUntil.
+const MarkerPrefix = "__queues_dispatching__:"
 
 // DefaultLease is how long a reservation marker holds a record before
 // reconciliation releases it.
@@ -71,7 +73,7 @@ func NewMarker(now time.Time, lease time.Duration) string {
 }
 
 // IsMarker reports whether ref is a reservation marker.
-func IsMarker(ref string) bool { return driver.IsDispatchMarker(ref) }
+func IsMarker(ref string) bool { return strings.HasPrefix(ref, MarkerPrefix) }
 
 // MarkerDeadline returns the deadline encoded in a reservation marker
 // "__queues_dispatching__:<unix-deadline>:<uuid4>"; ok is false when ref is
@@ -140,8 +142,9 @@ func RunJob(ctx context.Context, h execution.Host, rec *execution.Record, backen
 		return execution.DispatchOutcome{Status: execution.DispatchStatusCancelled}, err
 	}
 	marker := NewMarker(time.Now(), o.Lease)
+	until, _ := MarkerDeadline(marker)
 	gen := rec.RetryCount
-	reserved, err := b.ReserveDispatch(ctx, driver.ReserveDispatchParams{ID: rec.ID, Marker: marker, ExpectedRetryCount: &gen})
+	reserved, err := b.ReserveDispatch(ctx, driver.ReserveDispatchParams{ID: rec.ID, Marker: marker, Until: until, ExpectedRetryCount: &gen})
 	if err != nil {
 		if errors.Is(err, queuestype.ErrFenceLost) || errors.Is(err, queuestype.ErrTaskNotFound) {
 			return execution.DispatchOutcome{Status: execution.DispatchStatusSkipped}, nil
