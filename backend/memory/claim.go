@@ -134,7 +134,7 @@ func (b *Backend) ClaimByID(ctx context.Context, p driver.ClaimByIDParams) (driv
 	}
 	now := b.now()
 	r := &e.rec
-	if !isOpen(r.Status) || driver.IsDispatchMarker(r.ExecutionRef) {
+	if !isOpen(r.Status) || !r.DispatchUntil.IsZero() {
 		return res, nil
 	}
 	if p.ExpectedRetryCount != nil && *p.ExpectedRetryCount != r.RetryCount {

@@ -3,6 +3,7 @@ package memory
 import (
 	"context"
 	"slices"
+	"time"
 
 	"github.com/queuesgo/queues/driver"
 	"github.com/queuesgo/queues/queuestype"
@@ -54,7 +55,7 @@ func (b *Backend) ReserveDispatch(ctx context.Context, p driver.ReserveDispatchP
 			(p.ExpectedRetryCount != nil && *p.ExpectedRetryCount != r.RetryCount) {
 			return false, false
 		}
-		r.ExecutionRef = p.Marker
+		r.ExecutionRef, r.DispatchUntil = p.Marker, p.Until.UTC()
 		b.sync(e, now)
 		return true, false
 	})
@@ -69,7 +70,7 @@ func (b *Backend) ReleaseDispatch(ctx context.Context, p driver.ReleaseDispatchP
 		if r.ExecutionRef == "" || r.ExecutionRef != p.Marker {
 			return false, false
 		}
-		r.ExecutionRef = ""
+		r.ExecutionRef, r.DispatchUntil = "", time.Time{}
 		if p.ExecutionBackend != "" {
 			r.ExecutionBackend = p.ExecutionBackend
 			r.ExecutionProfile = p.ExecutionProfile
@@ -87,7 +88,7 @@ func (b *Backend) FinalizeDispatch(ctx context.Context, p driver.FinalizeDispatc
 		if !isOpen(r.Status) || r.ExecutionRef == "" || r.ExecutionRef != p.Marker {
 			return false, false
 		}
-		r.ExecutionRef = p.Ref
+		r.ExecutionRef, r.DispatchUntil = p.Ref, time.Time{}
 		b.sync(e, b.now())
 		return true, false
 	})
@@ -99,7 +100,7 @@ func (b *Backend) SetExecutionRef(ctx context.Context, id uuid.UUID, ref string)
 		if e.rec.IsTerminal() {
 			return false, false
 		}
-		e.rec.ExecutionRef = ref
+		e.rec.ExecutionRef, e.rec.DispatchUntil = ref, time.Time{}
 		b.sync(e, b.now())
 		return true, false
 	})
@@ -113,7 +114,7 @@ func (b *Backend) ClearExecutionRef(ctx context.Context, id uuid.UUID, gen int, 
 		if !isOpen(r.Status) || r.RetryCount != gen || r.ExecutionRef != ref {
 			return false, false
 		}
-		r.ExecutionRef = ""
+		r.ExecutionRef, r.DispatchUntil = "", time.Time{}
 		b.sync(e, b.now())
 		return true, b.isDueOpen(r)
 	})
@@ -127,7 +128,7 @@ func (b *Backend) ReplaceExecutionRef(ctx context.Context, id uuid.UUID, gen int
 		if r.IsTerminal() || r.RetryCount != gen || r.ExecutionRef != ref {
 			return false, false
 		}
-		r.ExecutionRef = newRef
+		r.ExecutionRef, r.DispatchUntil = newRef, time.Time{}
 		b.sync(e, b.now())
 		return true, false
 	})
@@ -143,7 +144,7 @@ func (b *Backend) SetExecutionBackend(ctx context.Context, id uuid.UUID, backend
 		}
 		r.ExecutionBackend = backend
 		r.ExecutionProfile = profile
-		r.ExecutionRef = ""
+		r.ExecutionRef, r.DispatchUntil = "", time.Time{}
 		b.sync(e, b.now())
 		return true, b.isDueOpen(r)
 	})

@@ -197,7 +197,7 @@ func (b *Backend) reindex(e *entry, now time.Time) {
 	r := &e.rec
 	var want [kTerminal]bool
 	if isOpen(r.Status) {
-		if !driver.IsDispatchMarker(r.ExecutionRef) {
+		if r.DispatchUntil.IsZero() {
 			switch {
 			case r.ScheduledAt.After(now):
 				want[kFuture] = true

@@ -665,7 +665,7 @@ func runModel(t *testing.T, seed uint64) {
 				case 0:
 					_, _ = b.ReserveDispatch(ctx, driver.ReserveDispatchParams{ID: e.rec.ID, Marker: "__queues_dispatching__:m", Until: time.Now().Add(time.Minute)})
 				case 1:
-					_, _ = b.ReleaseDispatch(ctx, driver.ReleaseDispatchParams{ID: e.rec.ID, Marker: driver.DispatchMarkerPrefix + "m", ExecutionBackend: backends[rng.IntN(2)]})
+					_, _ = b.ReleaseDispatch(ctx, driver.ReleaseDispatchParams{ID: e.rec.ID, Marker: "__queues_dispatching__:m", ExecutionBackend: backends[rng.IntN(2)]})
 				case 2:
 					_, _ = b.SetExecutionRef(ctx, e.rec.ID, "ref")
 				case 3:
@@ -743,7 +743,7 @@ func runModel(t *testing.T, seed uint64) {
 			var want []*queues.Record
 			for _, e := range b.running {
 				hb := e.rec.HeartbeatAt
-				if !driver.IsDispatchMarker(e.rec.ExecutionRef) && (staleAfter < 0 || hb.IsZero() || hb.Before(now.Add(-staleAfter))) {
+				if e.rec.DispatchUntil.IsZero() && (staleAfter < 0 || hb.IsZero() || hb.Before(now.Add(-staleAfter))) {
 					want = append(want, &e.rec)
 				}
 			}
@@ -796,7 +796,7 @@ func modelClaim(b *Backend, p driver.ClaimParams, now time.Time) (claimed, expir
 			}
 			continue
 		}
-		if !r.IsDue(now) || driver.IsDispatchMarker(r.ExecutionRef) {
+		if !r.IsDue(now) || !r.DispatchUntil.IsZero() {
 			continue
 		}
 		due = append(due, r)
@@ -881,7 +881,7 @@ func checkInvariants(t testing.TB, b *Backend) {
 		}
 		stats[r.Queue].Add(r.Status, 1)
 		open := isOpen(r.Status)
-		marker := driver.IsDispatchMarker(r.ExecutionRef)
+		marker := !r.DispatchUntil.IsZero()
 		inReady, inFuture, inExpiry := e.idx[kReady] >= 0, e.idx[kFuture] >= 0, e.idx[kExpiry] >= 0
 		if (inReady || inFuture) && (!open || marker) {
 			t.Fatalf("%s (%s, ref %q) is in the ready/future index", id, r.Status, r.ExecutionRef)

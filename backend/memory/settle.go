@@ -22,7 +22,7 @@ func (b *Backend) requeueEntry(e *entry, delay time.Duration, now time.Time) boo
 	r.HeartbeatAt = time.Time{}
 	r.CompletedAt = time.Time{}
 	r.WorkerID = ""
-	r.ExecutionRef = ""
+	r.ExecutionRef, r.DispatchUntil = "", time.Time{}
 	due := delay <= 0
 	if due {
 		r.Status = queuestype.StatusPending

@@ -159,7 +159,7 @@ func (b *Backend) ListStale(ctx context.Context, staleAfter time.Duration, limit
 	var cands []*entry
 	for _, e := range b.running {
 		r := &e.rec
-		if driver.IsDispatchMarker(r.ExecutionRef) {
+		if !r.DispatchUntil.IsZero() {
 			continue
 		}
 		if staleAfter < 0 || r.HeartbeatAt.IsZero() || r.HeartbeatAt.Before(cutoff) {
