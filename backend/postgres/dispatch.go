@@ -33,26 +33,33 @@ func (b *Backend) write(ctx context.Context, op string, id uuid.UUID, wakeDue bo
 	return rec, nil
 }
 
-// ReserveDispatch sets execution_ref to p.Marker on a pending/scheduled
-// record that is due, unexpired and holds no ref, fenced on the optional
-// generation.
+// ReserveDispatch sets execution_ref to p.Marker (an opaque fencing token)
+// and dispatch_until to p.Until on a pending/scheduled record that is due,
+// unexpired and holds no ref, fenced on the optional generation. The
+// reservation is dispatch_until: while it is set the record is neither
+// claimed, expired, listed as due nor listed as stale.
 func (b *Backend) ReserveDispatch(ctx context.Context, p driver.ReserveDispatchParams) (*queuestype.Record, error) {
+	if p.Until.IsZero() {
+		// Without a deadline the record would hold no reservation at all.
+		return nil, &queuestype.ConfigError{Field: "ReserveDispatchParams.Until", Problem: "is zero; a reservation needs a deadline"}
+	}
 	var gen pgtype.Int4
 	if p.ExpectedRetryCount != nil {
 		gen = pgtype.Int4{Int32: int32(*p.ExpectedRetryCount), Valid: true}
 	}
-	return b.write(ctx, "reserve dispatch", p.ID, false, `UPDATE `+b.n.task+` t SET execution_ref = $2
+	return b.write(ctx, "reserve dispatch", p.ID, false, `UPDATE `+b.n.task+` t SET execution_ref = $2, dispatch_until = $4
 WHERE t.id = $1 AND t.status IN `+openStatuses+` AND (t.scheduled_at IS NULL OR t.scheduled_at <= now())
   AND (t.expires_at IS NULL OR t.expires_at > now()) AND t.execution_ref IS NULL
   AND ($3::int IS NULL OR t.retry_count = $3)
-RETURNING `+cols("t"), p.ID, p.Marker, gen)
+RETURNING `+cols("t"), p.ID, p.Marker, gen, ts(p.Until))
 }
 
-// ReleaseDispatch clears execution_ref when it equals p.Marker. A non-empty
+// ReleaseDispatch clears execution_ref and dispatch_until when execution_ref
+// equals p.Marker. A non-empty
 // p.ExecutionBackend re-routes the record to that backend and profile.
 // Workers are woken when the record is claimable again.
 func (b *Backend) ReleaseDispatch(ctx context.Context, p driver.ReleaseDispatchParams) (*queuestype.Record, error) {
-	return b.write(ctx, "release dispatch", p.ID, true, `UPDATE `+b.n.task+` t SET execution_ref = NULL,
+	return b.write(ctx, "release dispatch", p.ID, true, `UPDATE `+b.n.task+` t SET execution_ref = NULL, dispatch_until = NULL,
     execution_backend = CASE WHEN $3 <> '' THEN $3 ELSE t.execution_backend END,
     execution_profile = CASE WHEN $3 <> '' THEN nullif($4, '') ELSE t.execution_profile END
 WHERE t.id = $1 AND t.execution_ref = $2
@@ -60,41 +67,45 @@ RETURNING `+cols("t"), p.ID, p.Marker, p.ExecutionBackend, p.ExecutionProfile)
 }
 
 // FinalizeDispatch replaces the reservation marker p.Marker with the
-// provider's p.Ref while the record is still pending or scheduled.
+// provider's p.Ref and clears dispatch_until while the record is still
+// pending or scheduled.
 func (b *Backend) FinalizeDispatch(ctx context.Context, p driver.FinalizeDispatchParams) (*queuestype.Record, error) {
-	return b.write(ctx, "finalize dispatch", p.ID, false, `UPDATE `+b.n.task+` t SET execution_ref = nullif($3, '')
+	return b.write(ctx, "finalize dispatch", p.ID, false, `UPDATE `+b.n.task+` t SET execution_ref = nullif($3, ''), dispatch_until = NULL
 WHERE t.id = $1 AND t.status IN `+openStatuses+` AND t.execution_ref = $2
 RETURNING `+cols("t"), p.ID, p.Marker, p.Ref)
 }
 
-// SetExecutionRef stores ref on a non-terminal record, whatever it held before.
+// SetExecutionRef stores ref on a non-terminal record, whatever it held
+// before; the ref is an execution, never a reservation, so dispatch_until is
+// cleared.
 func (b *Backend) SetExecutionRef(ctx context.Context, id uuid.UUID, ref string) (*queuestype.Record, error) {
-	return b.write(ctx, "set execution ref", id, false, `UPDATE `+b.n.task+` t SET execution_ref = nullif($2, '')
+	return b.write(ctx, "set execution ref", id, false, `UPDATE `+b.n.task+` t SET execution_ref = nullif($2, ''), dispatch_until = NULL
 WHERE t.id = $1 AND t.status IN `+activeStatuses+`
 RETURNING `+cols("t"), id, ref)
 }
 
-// ClearExecutionRef clears execution_ref on a pending/scheduled record of
+// ClearExecutionRef clears execution_ref (and dispatch_until) on a pending/scheduled record of
 // generation gen that holds ref, and wakes workers when it is due.
 func (b *Backend) ClearExecutionRef(ctx context.Context, id uuid.UUID, gen int, ref string) (*queuestype.Record, error) {
-	return b.write(ctx, "clear execution ref", id, true, `UPDATE `+b.n.task+` t SET execution_ref = NULL
+	return b.write(ctx, "clear execution ref", id, true, `UPDATE `+b.n.task+` t SET execution_ref = NULL, dispatch_until = NULL
 WHERE t.id = $1 AND t.status IN `+openStatuses+` AND t.retry_count = $2 AND coalesce(t.execution_ref, '') = $3
 RETURNING `+cols("t"), id, gen, ref)
 }
 
 // ReplaceExecutionRef swaps ref for newRef on a non-terminal record of
-// generation gen that holds ref.
+// generation gen that holds ref; a reservation the old ref held ends
+// (dispatch_until is cleared).
 func (b *Backend) ReplaceExecutionRef(ctx context.Context, id uuid.UUID, gen int, ref, newRef string) (*queuestype.Record, error) {
-	return b.write(ctx, "replace execution ref", id, false, `UPDATE `+b.n.task+` t SET execution_ref = nullif($4, '')
+	return b.write(ctx, "replace execution ref", id, false, `UPDATE `+b.n.task+` t SET execution_ref = nullif($4, ''), dispatch_until = NULL
 WHERE t.id = $1 AND t.status IN `+activeStatuses+` AND t.retry_count = $2 AND coalesce(t.execution_ref, '') = $3
 RETURNING `+cols("t"), id, gen, ref, newRef)
 }
 
 // SetExecutionBackend re-routes a pending/scheduled record to backend and
-// profile, clears its execution_ref, and wakes workers when it is due.
+// profile, clears its execution_ref and dispatch_until, and wakes workers when it is due.
 func (b *Backend) SetExecutionBackend(ctx context.Context, id uuid.UUID, backend, profile string) (*queuestype.Record, error) {
 	return b.write(ctx, "set execution backend", id, true, `UPDATE `+b.n.task+` t SET execution_backend = $2,
-    execution_profile = nullif($3, ''), execution_ref = NULL
+    execution_profile = nullif($3, ''), execution_ref = NULL, dispatch_until = NULL
 WHERE t.id = $1 AND t.status IN `+openStatuses+`
 RETURNING `+cols("t"), id, backend, profile)
 }

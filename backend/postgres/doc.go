@@ -27,7 +27,11 @@
 // and the store never reads) and the interruptions counter, moves the
 // policy keys and metadata.interruptions that earlier builds kept in each
 // record's metadata into them (records of every status), and adds a small
-// index of running records without a heartbeat for ListStale.
+// index of running records without a heartbeat for ListStale. Migration
+// 0003_dispatch_until adds the dispatch_until column (see External
+// dispatch) and fills it for the records that earlier builds had reserved
+// (non-terminal records whose execution_ref holds a reservation marker) with
+// the deadline the marker carries, or the Unix epoch when it is unreadable.
 //
 // # Schema and table prefix
 //
@@ -147,6 +151,18 @@
 // UPDATE and SELECTs, the INSERT, the pg_notify, COMMIT; 3 when every key
 // was held). The first call on a connection adds one to prepare the
 // statements.
+//
+// # External dispatch
+//
+// A record reserved for an external dispatch holds the reservation's
+// deadline in dispatch_until: ReserveDispatch sets it (with the marker, an
+// opaque fencing token, as execution_ref), FinalizeDispatch and
+// ReleaseDispatch clear it, and so does every other write that replaces or
+// clears execution_ref or ends the record (SetExecutionRef,
+// ReplaceExecutionRef, ClearExecutionRef, SetExecutionBackend, Cancel,
+// Settle). While it is set the record is neither claimed, expired, listed
+// by ListPending nor by ListStale; the store never reads the marker's text,
+// so a ref that merely looks like a marker reserves nothing.
 //
 // # Hints
 //

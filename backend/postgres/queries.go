@@ -16,12 +16,13 @@ const (
 func due(x string) string {
 	return x + `.status IN ('pending', 'scheduled') AND (` + x + `.scheduled_at IS NULL OR ` + x + `.scheduled_at <= now())` +
 		` AND (` + x + `.expires_at IS NULL OR ` + x + `.expires_at > now())` +
-		` AND (` + x + `.execution_ref IS NULL OR NOT starts_with(` + x + `.execution_ref, '__queues_dispatching__:'))`
+		` AND ` + unreserved(x)
 }
 
-// notMarked is the predicate "x holds no dispatch reservation".
-func notMarked(x string) string {
-	return `(` + x + `.execution_ref IS NULL OR NOT starts_with(` + x + `.execution_ref, '__queues_dispatching__:'))`
+// unreserved is the predicate "x holds no dispatch reservation" (no
+// dispatch_until; the marker in execution_ref is never read).
+func unreserved(x string) string {
+	return x + `.dispatch_until IS NULL`
 }
 
 // completeSQL settles each (id, generation, result, worker) of the unnest
@@ -55,6 +56,7 @@ var settleSQL = `UPDATE {t} t SET
     started_at = CASE WHEN v.tgt = 'pending' THEN NULL ELSE t.started_at END,
     worker_id = CASE WHEN v.tgt = 'pending' THEN NULL ELSE t.worker_id END,
     execution_ref = CASE WHEN v.tgt = 'pending' THEN NULL ELSE t.execution_ref END,
+    dispatch_until = NULL,
     interruptions = CASE WHEN v.tgt = 'pending' AND v.interrupted THEN t.interruptions + 1 ELSE t.interruptions END,
     priority = CASE WHEN v.tgt = 'pending' THEN coalesce(v.priority, t.priority) ELSE t.priority END
 ` + byIDFenced(`unnest($1::uuid[], $2::int[], $3::text[], $4::jsonb[], $5::text[], $6::bigint[], $7::bool[], $8::int[],
@@ -165,7 +167,7 @@ RETURNING {cols}`),
 		claimByID: q(`UPDATE {t} t SET status = 'running', worker_id = $2, started_at = now(), heartbeat_at = now()
 WHERE t.id = $1 AND t.status IN {open}
   AND (t.scheduled_at IS NULL OR t.scheduled_at <= now())
-  AND (t.execution_ref IS NULL OR NOT starts_with(t.execution_ref, '__queues_dispatching__:'))
+  AND t.dispatch_until IS NULL
   AND (t.expires_at IS NULL OR t.expires_at > now() OR t.execution_ref IS NOT NULL)
   AND ($3::int IS NULL OR t.retry_count = $3) AND ($4::text IS NULL OR coalesce(t.execution_ref, '') = $4)
 RETURNING {tcols}`),
@@ -182,7 +184,7 @@ RETURNING {tcols}`),
 			`(v.gen IS NULL OR x.retry_count = v.gen)`) + `RETURNING v.ord`),
 		nullBeats: q(`UPDATE {t} t SET heartbeat_at = NULL
 ` + byID(`unnest($1::uuid[], $2::int[]) AS v(id, gen)`, `x.retry_count = v.gen AND x.heartbeat_at IS NOT NULL`)),
-		cancel: q(`UPDATE {t} t SET status = 'cancelled', completed_at = now(), heartbeat_at = NULL
+		cancel: q(`UPDATE {t} t SET status = 'cancelled', completed_at = now(), heartbeat_at = NULL, dispatch_until = NULL
 WHERE t.id = $1 AND (t.status IN {open} OR ($2 AND t.status = 'running')) AND ($3::int IS NULL OR t.retry_count = $3)
 RETURNING {tcols}`),
 		settle: q(settleSQL),
@@ -194,12 +196,12 @@ RETURNING {tcols}`),
 		// caller merges the two and keeps the first $2. A negative $1 takes
 		// every heartbeat.
 		staleList: q(`(SELECT {cols} FROM {t} s
-    WHERE status = 'running' AND heartbeat_at IS NULL AND ` + notMarked("s") + `
+    WHERE status = 'running' AND heartbeat_at IS NULL AND ` + unreserved("s") + `
     ORDER BY created_at, id
     LIMIT $2)
 UNION ALL
 (SELECT {cols} FROM {t} s
-    WHERE status = 'running' AND heartbeat_at IS NOT NULL AND ` + notMarked("s") + `
+    WHERE status = 'running' AND heartbeat_at IS NOT NULL AND ` + unreserved("s") + `
       AND coalesce(heartbeat_at, created_at) < (CASE WHEN $1::bigint < 0 THEN 'infinity'::timestamptz
           ELSE now() - $1::bigint * interval '1 microsecond' END)
     ORDER BY coalesce(heartbeat_at, created_at), id

@@ -15,7 +15,8 @@ func TestDecodeRawMatchesScan(t *testing.T) {
 	sql := `SELECT '0195f3e4-7c1a-7d2b-9c3d-1234567890ab'::uuid, 'task', '{"a":1}'::jsonb, 'q', 'local', NULL::text, 'ref', 'w',
 		'running', -5, 3, 2, NULL::timestamptz, '2025-06-07 08:09:10.654321+00'::timestamptz, '2024-01-02 03:04:05.123456+00'::timestamptz, '2025-06-07 08:09:10.654321+00'::timestamptz, '2025-06-07 08:09:10.654321+00'::timestamptz, NULL::timestamptz,
 		'2025-06-07 08:09:10.654321+00'::timestamptz, NULL::jsonb, 'boom', 'k', '{"m":{"n":[1,"x",true,null]}}'::jsonb,
-		'{"timeout":1.5,"retry_backoff":{"initial_delay":2,"multiplier":3},"requeue_on_shutdown":false,"unique_until":"forever"}'::jsonb, 4`
+		'{"timeout":1.5,"retry_backoff":{"initial_delay":2,"multiplier":3},"requeue_on_shutdown":false,"unique_until":"forever"}'::jsonb, 4,
+		'2025-06-07 08:19:10.5+00'::timestamptz`
 	rows, err := pool.Query(ctx, sql)
 	if err != nil {
 		t.Fatal(err)
@@ -32,6 +33,9 @@ func TestDecodeRawMatchesScan(t *testing.T) {
 	scanned, err := scanRecord(pool.QueryRow(ctx, sql))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if want := time.Date(2025, 6, 7, 8, 19, 10, 5e8, time.UTC); !raw.DispatchUntil.Equal(want) || !scanned.DispatchUntil.Equal(want) {
+		t.Fatalf("dispatch_until: raw %v, scanned %v; want %v", raw.DispatchUntil, scanned.DispatchUntil, want)
 	}
 	if raw.Interruptions != 4 || raw.Policy.Timeout != 1500*time.Millisecond || raw.Policy.RequeueOnShutdown == nil || !raw.Policy.Forever() {
 		t.Fatalf("raw decode of policy and interruptions: %+v, %d", raw.Policy, raw.Interruptions)

@@ -19,7 +19,7 @@ var recordColumns = []string{
 	"id", "task_name", "args", "queue", "execution_backend", "execution_profile", "execution_ref",
 	"worker_id", "status", "priority", "max_retries", "retry_count", "scheduled_at", "expires_at",
 	"created_at", "queued_at", "started_at", "completed_at", "heartbeat_at", "result", "error",
-	"task_key", "metadata", "policy", "interruptions",
+	"task_key", "metadata", "policy", "interruptions", "dispatch_until",
 }
 
 // cols renders the record columns, each qualified with alias when given.
@@ -53,12 +53,13 @@ func scanRecord(row scanner) (*queuestype.Record, error) {
 		status                              string
 		prio, maxRetries, retryCount, intr  int32
 		sched, expires, started, done, beat pgtype.Timestamptz
+		dispatchUntil                       pgtype.Timestamptz
 		created, queued                     time.Time
 	)
 	dest := []any{(*[16]byte)(&r.ID), &r.TaskName, &args, &r.Queue, &r.ExecutionBackend, &profile, &ref,
 		&worker, &status, &prio, &maxRetries, &retryCount, &sched, &expires,
 		&created, &queued, &started, &done, &beat, &result, &errText,
-		&key, &meta, &policy, &intr}
+		&key, &meta, &policy, &intr, &dispatchUntil}
 	if err := row.Scan(dest...); err != nil {
 		return nil, err
 	}
@@ -91,6 +92,7 @@ func scanRecord(row scanner) (*queuestype.Record, error) {
 		return nil, fmt.Errorf("decode policy of %s: %w", r.ID, err)
 	}
 	r.Interruptions = int(intr)
+	r.DispatchUntil = tsTime(dispatchUntil)
 	return &r, nil
 }
 
@@ -184,6 +186,10 @@ func decodeRaw(rows pgx.Rows) (*queuestype.Record, bool, error) {
 			return nil, false, nil
 		}
 		*dst = t
+	}
+	var okDU bool
+	if r.DispatchUntil, okDU = tsv(v[25]); !okDU {
+		return nil, false, nil
 	}
 	res, ok := js(19, v[19])
 	if !ok {
