@@ -27,8 +27,9 @@
 //	                              stored "" also means null), metadata as one JSON field plus
 //	                              "m:<key>" overlay fields written by heartbeats, policy (the
 //	                              task policy's JSON, absent when zero), interruptions (the
-//	                              shutdown-interruption counter, absent when 0), ix (placement),
-//	                              forever and mo (overlays present)
+//	                              shutdown-interruption counter, absent when 0), dispatch_until
+//	                              (a dispatch reservation's deadline, absent when none), ix
+//	                              (placement), forever and mo (overlays present)
 //	<p>:ready:<pt>                zset: claimable records of one partition, score −priority,
 //	                              member <queued_at µs, 16 digits><created_at µs, 16 digits><id>,
 //	                              so rank order is exactly priority DESC, queued_at, created_at, id
@@ -50,8 +51,8 @@
 //	<p>:keys                      hash: identity key → record ID
 //	<p>:reservations              hash: forever key → JSON reservation (never deleted by maintenance)
 //	<p>:lock:<name>               string: maintenance lock token (SET NX PX; compare-and-delete release)
-//	<p>:version                   string: key-layout version "2" (Open and Migrate write it; "1>2"
-//	                              while a layout-1 prefix is being migrated)
+//	<p>:version                   string: key-layout version "3" (Open and Migrate write it; "1>2"
+//	                              or "2>3" while an earlier prefix is being migrated)
 //
 // Layout 1 kept a record's task policy (timeout, retry_backoff,
 // requeue_on_stale, requeue_on_shutdown, log_level, log_success,
@@ -60,6 +61,19 @@
 // record by record, into the policy and interruptions fields and remove
 // them from the metadata ("0002_redis_typed_policy"; see Migrate). The
 // scripts never interpret the policy: only the engine reads it.
+//
+// A record reserved for external dispatch (ReserveDispatch) holds the
+// reservation's marker as its execution_ref, the fencing token of the
+// hand-off, and the reservation's deadline in its dispatch_until field.
+// The scripts recognise a reservation by dispatch_until alone, never by
+// the marker's text: a reserved record is neither claimed (it is kept out
+// of the ready and scheduled sets), expired nor listed as due or stale.
+// ReleaseDispatch and FinalizeDispatch clear dispatch_until, and so does
+// every other write of execution_ref (SetExecutionRef, ClearExecutionRef,
+// ReplaceExecutionRef, SetExecutionBackend, a requeue) and every terminal
+// transition. Layout 2 recognised a reservation by the marker prefix of
+// execution_ref; Open and Migrate give each such record its
+// dispatch_until from the marker's deadline ("0003_redis_dispatch_until").
 //
 // A partition <pt> is "<len(backend)>:<execution backend>:<queue>": ready,
 // scheduled and expiry sets are kept per (execution backend, queue), so a

@@ -20,12 +20,20 @@ const (
 	// migrationPolicy moves each record's task policy and interruption
 	// counter out of its metadata into fields of their own (layout "2").
 	migrationPolicy = "0002_redis_typed_policy"
+	// migrationDispatch gives each record reserved for external dispatch
+	// (its execution_ref a reservation marker) a dispatch_until field
+	// holding the marker's deadline (layout "3").
+	migrationDispatch = "0003_redis_dispatch_until"
 )
 
 // layoutMigrating marks a prefix whose records are being moved from layout
-// 1 to 2: builds of layout 1 refuse it, as they refuse layout 2, and this
-// build finishes the migration when it meets it.
-const layoutMigrating = "1>2"
+// 1 to 2, and layoutMigratingDispatch one being moved from 2 to 3: builds
+// of an earlier layout refuse them, as they refuse layout 3, and this build
+// finishes the migration when it meets them.
+const (
+	layoutMigrating         = "1>2"
+	layoutMigratingDispatch = "2>3"
+)
 
 // migrateScanCount is the SCAN COUNT of one migration step, and
 // migrateApplyArgs bounds the arguments of one apply call.
@@ -38,7 +46,8 @@ var _ driver.Migrator = (*Backend)(nil)
 
 // Migrate brings the prefix to the current key layout and reports the
 // versions: "0001_redis_key_layout" (the key layout, written to
-// <p>:version) and "0002_redis_typed_policy". The second moves, in every
+// <p>:version), "0002_redis_typed_policy" and "0003_redis_dispatch_until".
+// The second moves, in every
 // record of a layout-1 prefix, the policy keys earlier builds kept in the
 // metadata (timeout, retry_backoff, requeue_on_stale, requeue_on_shutdown,
 // log_level, log_success, description, _correlation_id, unique_by,
@@ -50,14 +59,20 @@ var _ driver.Migrator = (*Backend)(nil)
 // step is idempotent: a migration cut short is finished by the next
 // Migrate or Open. Each record is rewritten by a script that checks it is
 // still as read, so a write landing meanwhile is re-read and migrated
-// again. An empty prefix gets the current layout at once. DryRun reports
-// the pending versions without writing.
+// again. The third gives every non-terminal record whose execution_ref is
+// a reservation marker "__queues_dispatching__:<unix seconds>:<uuid>" (how
+// earlier layouts recognised a record reserved for external dispatch) a
+// dispatch_until field holding that deadline, which is how this layout
+// recognises it; a record that already has one is left alone, so this step
+// is idempotent too. An empty prefix gets the current layout at once.
+// DryRun reports the pending versions without writing.
 //
-// Open runs the same migration, so a layout-1 prefix is migrated by the
+// Open runs the same migration, so an earlier prefix is migrated by the
 // first process of this build that opens it. While it runs the version
-// reads "1>2", which builds of layout 1 refuse to open; processes of such
-// builds that are already running keep writing the earlier form, so stop
-// them first.
+// reads "1>2" or "2>3", which builds of earlier layouts refuse to open;
+// processes of such builds that are already running keep writing the
+// earlier form (a reservation without dispatch_until, which this build
+// would claim), so stop them first.
 func (b *Backend) Migrate(ctx context.Context, opts driver.MigrateOptions) (driver.MigrateReport, error) {
 	return b.migrate(ctx, opts.DryRun)
 }
@@ -65,7 +80,7 @@ func (b *Backend) Migrate(ctx context.Context, opts driver.MigrateOptions) (driv
 // migrate reads the layout version and, unless dryRun, brings the prefix
 // to LayoutVersion.
 func (b *Backend) migrate(ctx context.Context, dryRun bool) (driver.MigrateReport, error) {
-	all := []string{migrationLayout, migrationPolicy}
+	all := []string{migrationLayout, migrationPolicy, migrationDispatch}
 	before, err := b.version(ctx, "read")
 	if err != nil {
 		return driver.MigrateReport{}, err
@@ -87,22 +102,39 @@ func (b *Backend) migrate(ctx context.Context, dryRun bool) (driver.MigrateRepor
 			return b.migrate(ctx, dryRun)
 		}
 		return driver.MigrateReport{Applied: all, AppliedNow: all}, nil
-	case "1", layoutMigrating:
-		if dryRun {
-			return driver.MigrateReport{Applied: all[:1], Pending: all[1:]}, nil
+	case "1", layoutMigrating, "2", layoutMigratingDispatch:
+		// done is how many versions the prefix had fully applied.
+		done := 2
+		if before == "1" || before == layoutMigrating {
+			done = 1
 		}
-		if before == "1" {
-			if _, err := b.version(ctx, "cas", "1", layoutMigrating); err != nil {
+		if dryRun {
+			return driver.MigrateReport{Applied: all[:done], Pending: all[done:]}, nil
+		}
+		if done == 1 {
+			if before == "1" {
+				if _, err := b.version(ctx, "cas", "1", layoutMigrating); err != nil {
+					return driver.MigrateReport{}, err
+				}
+			}
+			if err := b.migratePolicies(ctx); err != nil {
+				return driver.MigrateReport{}, fmt.Errorf("redis: migrate %s: %w", migrationPolicy, err)
+			}
+			if _, err := b.version(ctx, "cas", layoutMigrating, layoutMigratingDispatch); err != nil {
+				return driver.MigrateReport{}, err
+			}
+		} else if before == "2" {
+			if _, err := b.version(ctx, "cas", "2", layoutMigratingDispatch); err != nil {
 				return driver.MigrateReport{}, err
 			}
 		}
-		if err := b.migratePolicies(ctx); err != nil {
-			return driver.MigrateReport{}, fmt.Errorf("redis: migrate %s: %w", migrationPolicy, err)
+		if err := b.migrateDispatch(ctx); err != nil {
+			return driver.MigrateReport{}, fmt.Errorf("redis: migrate %s: %w", migrationDispatch, err)
 		}
-		if _, err := b.version(ctx, "cas", layoutMigrating, LayoutVersion); err != nil {
+		if _, err := b.version(ctx, "cas", layoutMigratingDispatch, LayoutVersion); err != nil {
 			return driver.MigrateReport{}, err
 		}
-		return driver.MigrateReport{Applied: all, AppliedNow: all[1:]}, nil
+		return driver.MigrateReport{Applied: all, AppliedNow: all[done:]}, nil
 	default:
 		return driver.MigrateReport{}, fmt.Errorf("redis: prefix %s holds key layout version %q; this build knows %q",
 			b.prefix, before, LayoutVersion)
@@ -132,6 +164,27 @@ func globEscape(s string) string {
 		sb.WriteRune(r)
 	}
 	return sb.String()
+}
+
+// migrateDispatch walks every record key of the prefix (SCAN, inside a
+// script, as migratePolicies does) and gives each record reserved by a
+// marker its dispatch_until; each step is one atomic script call.
+func (b *Backend) migrateDispatch(ctx context.Context) error {
+	pattern := globEscape(b.prefix) + ":task:*"
+	cursor := "0"
+	for {
+		v, err := b.run(ctx, scriptMigrate, "dispatch", cursor, pattern, migrateScanCount).Slice()
+		if err != nil {
+			return fmt.Errorf("scan: %w", err)
+		}
+		if len(v) != 2 {
+			return fmt.Errorf("scan reply has %d parts", len(v))
+		}
+		cursor, _ = v[0].(string)
+		if cursor == "0" || cursor == "" {
+			return nil
+		}
+	}
 }
 
 // migratePolicies walks every record key of the prefix (SCAN, inside a

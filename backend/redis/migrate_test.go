@@ -300,14 +300,14 @@ func testMigrateLayout1(t *testing.T, c goredis.UniversalClient) {
 	before := snapshot(t, c, b, cases)
 
 	rep, err := b.Migrate(ctx, driver.MigrateOptions{DryRun: true})
-	if err != nil || !reflect.DeepEqual(rep.Pending, []string{migrationPolicy}) || !reflect.DeepEqual(rep.Applied, []string{migrationLayout}) {
+	if err != nil || !reflect.DeepEqual(rep.Pending, []string{migrationPolicy, migrationDispatch}) || !reflect.DeepEqual(rep.Applied, []string{migrationLayout}) {
 		t.Fatalf("Migrate(dry run) on layout 1 = %+v, %v", rep, err)
 	}
 	if after := snapshot(t, c, b, cases); !reflect.DeepEqual(after, before) {
 		t.Fatal("a dry run changed records")
 	}
 	rep, err = b.Migrate(ctx, driver.MigrateOptions{})
-	if err != nil || !reflect.DeepEqual(rep.AppliedNow, []string{migrationPolicy}) || len(rep.Applied) != 2 {
+	if err != nil || !reflect.DeepEqual(rep.AppliedNow, []string{migrationPolicy, migrationDispatch}) || len(rep.Applied) != 3 {
 		t.Fatalf("Migrate on layout 1 = %+v, %v", rep, err)
 	}
 	checkMigrated(t, c, b, cases)
@@ -326,15 +326,15 @@ func testMigrateLayout1(t *testing.T, c goredis.UniversalClient) {
 		t.Fatal(err)
 	}
 	rep, err = b.Migrate(ctx, driver.MigrateOptions{})
-	if err != nil || !reflect.DeepEqual(rep.AppliedNow, []string{migrationPolicy}) {
+	if err != nil || !reflect.DeepEqual(rep.AppliedNow, []string{migrationPolicy, migrationDispatch}) {
 		t.Fatalf("Migrate on a migration cut short = %+v, %v", rep, err)
 	}
 	if again := snapshot(t, c, b, cases); !reflect.DeepEqual(again, migrated) {
 		t.Fatalf("a second migration changed records:\n%v\n%v", migrated, again)
 	}
 	rep, err = b.Migrate(ctx, driver.MigrateOptions{})
-	if err != nil || len(rep.AppliedNow) != 0 || len(rep.Applied) != 2 {
-		t.Fatalf("Migrate on layout 2 = %+v, %v", rep, err)
+	if err != nil || len(rep.AppliedNow) != 0 || len(rep.Applied) != 3 {
+		t.Fatalf("Migrate on layout 3 = %+v, %v", rep, err)
 	}
 
 	byName := map[string]*legacyCase{}

@@ -459,7 +459,7 @@ func (b *Backend) NullHeartbeats(ctx context.Context, fences []queuestype.Fence)
 }
 
 // ClaimByID claims one record by ID: it must be pending or scheduled, not
-// reservation-marked, due, and match the optional generation and ref fences
+// reserved for dispatch (no dispatch_until), due, and match the optional generation and ref fences
 // (ExpectedRef "" means no ref). An overdue record without execution_ref is
 // expired instead and returned in Expired; one holding a finalized ref is
 // claimable after its deadline. A missing ID yields queuestype.ErrTaskNotFound.
@@ -495,27 +495,33 @@ func (b *Backend) ClaimByID(ctx context.Context, p driver.ClaimByIDParams) (driv
 	return res, nil
 }
 
-// ReserveDispatch sets execution_ref to p.Marker on a pending/scheduled
-// record that is due, unexpired and holds no ref, fenced on the optional
-// generation.
+// ReserveDispatch sets execution_ref to p.Marker and dispatch_until to
+// p.Until on a pending/scheduled record that is due, unexpired and holds no
+// ref, fenced on the optional generation. A zero p.Until is refused
+// (queuestype.ErrConfig): it would reserve nothing.
 func (b *Backend) ReserveDispatch(ctx context.Context, p driver.ReserveDispatchParams) (*queuestype.Record, error) {
+	if p.Until.IsZero() {
+		return nil, fmt.Errorf("redis: reserve dispatch %s: zero Until: %w", p.ID, queuestype.ErrConfig)
+	}
 	hasGen, gen := optInt(p.ExpectedRetryCount)
-	return b.one(ctx, "reserve dispatch", "reserve", p.ID, p.Marker, hasGen, gen)
+	return b.one(ctx, "reserve dispatch", "reserve", p.ID, p.Marker, hasGen, gen, micros(p.Until))
 }
 
-// ReleaseDispatch clears execution_ref when it equals p.Marker; a non-empty
+// ReleaseDispatch clears execution_ref and dispatch_until when execution_ref
+// equals p.Marker; a non-empty
 // p.ExecutionBackend re-routes the record. Workers are woken when it is due.
 func (b *Backend) ReleaseDispatch(ctx context.Context, p driver.ReleaseDispatchParams) (*queuestype.Record, error) {
 	return b.one(ctx, "release dispatch", "release", p.ID, p.Marker, p.ExecutionBackend, p.ExecutionProfile)
 }
 
-// FinalizeDispatch replaces the marker p.Marker with p.Ref while the record
-// is pending or scheduled.
+// FinalizeDispatch replaces the marker p.Marker with p.Ref and clears
+// dispatch_until while the record is pending or scheduled.
 func (b *Backend) FinalizeDispatch(ctx context.Context, p driver.FinalizeDispatchParams) (*queuestype.Record, error) {
 	return b.one(ctx, "finalize dispatch", "finalize", p.ID, p.Marker, p.Ref)
 }
 
-// SetExecutionRef stores ref on a non-terminal record, whatever it held before.
+// SetExecutionRef stores ref on a non-terminal record, whatever it held
+// before, and clears dispatch_until: a ref set here is never a reservation.
 func (b *Backend) SetExecutionRef(ctx context.Context, id uuid.UUID, ref string) (*queuestype.Record, error) {
 	return b.one(ctx, "set execution ref", "setref", id, ref)
 }

@@ -77,7 +77,7 @@ func encodeMeta(m map[string]any) (string, map[string]any, error) {
 var recordFields = []string{"id", "task_name", "args", "queue", "execution_backend", "execution_profile", "execution_ref",
 	"worker_id", "status", "priority", "max_retries", "retry_count", "scheduled_at", "expires_at", "created_at",
 	"queued_at", "started_at", "completed_at", "heartbeat_at", "result", "error", "key", "metadata", "policy", "interruptions",
-	"ix", "forever", "mo"}
+	"dispatch_until", "ix", "forever", "mo"}
 
 // decodeRecord builds a record from a script reply (recordFields values,
 // then overlay pairs).
@@ -276,6 +276,8 @@ func setField(r *queuestype.Record, k, s string) error {
 		r.Policy, err = decodePolicyCached(s)
 	case "interruptions":
 		r.Interruptions, err = strconv.Atoi(s)
+	case "dispatch_until":
+		r.DispatchUntil, err = fromMicros(s)
 	case "metadata":
 		m, err := decodeMetaCached(s)
 		if err != nil {
@@ -335,6 +337,8 @@ func clearField(r *queuestype.Record, k string) {
 		r.Policy = queuestype.Policy{}
 	case "interruptions":
 		r.Interruptions = 0
+	case "dispatch_until":
+		r.DispatchUntil = time.Time{}
 	default:
 		if mk, ok := strings.CutPrefix(k, "m:"); ok {
 			delete(r.Metadata, mk)

@@ -21,8 +21,10 @@ const DefaultPrefix = "queues"
 
 // LayoutVersion is the key-layout version written to <p>:version. Layout
 // "1" kept a record's task policy and interruption counter in its metadata;
-// layout "2" keeps them in fields of their own (see Migrate).
-const LayoutVersion = "2"
+// layout "2" keeps them in fields of their own; layout "3" marks a record
+// reserved for external dispatch by its dispatch_until field, where earlier
+// layouts read the reservation from its execution_ref (see Migrate).
+const LayoutVersion = "3"
 
 // Options configure a Redis backend. The zero value is ready to use.
 type Options struct {

@@ -15,7 +15,11 @@ import goredis "github.com/redis/go-redis/v9"
 // metadata keys written later (heartbeat patches) are overlay fields
 // "m:<key>" holding the JSON value. policy holds the task policy's JSON
 // (absent = the zero policy) and interruptions the shutdown-interruption
-// counter (absent = 0); the scripts never interpret the policy. Internal
+// counter (absent = 0); the scripts never interpret the policy.
+// dispatch_until (µs, absent = none) is the deadline of an external
+// dispatch reservation: a record holding it is neither placed (claimed or
+// listed as due), expired nor listed as stale. The reservation's marker
+// text in execution_ref is opaque to the scripts. Internal
 // fields: ix (placement: "r" ready, "f" future/scheduled set, absent =
 // neither), forever ("1") and mo (overlay fields present).
 const luaLib = `
@@ -37,8 +41,6 @@ local function tkey(id) return P .. ':task:' .. id end
 local function isopen(s) return s == 'pending' or s == 'scheduled' end
 local function isterm(s) return s == 'completed' or s == 'failed' or s == 'cancelled' or s == 'expired' end
 local STATUSES = {'pending', 'scheduled', 'running', 'completed', 'failed', 'cancelled', 'expired'}
-local MARK = '__queues_dispatching__:'
-local function ismarker(ref) return ref ~= nil and string.sub(ref, 1, #MARK) == MARK end
 local function num(v) if v == nil then return nil end return tonumber(v) end
 local function nz(v) if v == nil or v == '' then return nil end return v end
 local PTC = {}
@@ -127,7 +129,7 @@ end
 local FIELDS = {'id', 'task_name', 'args', 'queue', 'execution_backend', 'execution_profile', 'execution_ref',
   'worker_id', 'status', 'priority', 'max_retries', 'retry_count', 'scheduled_at', 'expires_at', 'created_at',
   'queued_at', 'started_at', 'completed_at', 'heartbeat_at', 'result', 'error', 'key', 'metadata', 'policy', 'interruptions',
-  'ix', 'forever', 'mo'}
+  'dispatch_until', 'ix', 'forever', 'mo'}
 local NF = #FIELDS
 local function flat(r)
   local a = {}
@@ -231,11 +233,11 @@ local function save(r, ch)
   if #hd > 0 then redis.call('HDEL', k, unpack(hd)) end
 end
 -- place decides where an open record waits: ready (due, unexpired), the
--- scheduled set (due later) or neither (reservation-marked or overdue). A due
--- scheduled record placed in ready becomes pending.
+-- scheduled set (due later) or neither (reserved for dispatch or overdue). A
+-- due scheduled record placed in ready becomes pending.
 local function place(r, ch)
   local ix = 'n'
-  if isopen(r.status) and not ismarker(r.execution_ref) then
+  if isopen(r.status) and r.dispatch_until == nil then
     local sa = num(r.scheduled_at)
     if sa ~= nil and sa > now() then
       ix = 'f'
@@ -262,10 +264,18 @@ local function isexpired(r)
   local ea = num(r.expires_at)
   return ea ~= nil and ea <= now()
 end
+-- writeref writes execution_ref; any other ref than a reservation's own
+-- marker (written by the reserve op) ends the reservation.
+local function writeref(r, ch, v)
+  set(r, ch, 'execution_ref', v)
+  set(r, ch, 'dispatch_until', nil)
+end
 local function finish(r, ch, s)
   set(r, ch, 'status', s)
   set(r, ch, 'completed_at', nows())
   set(r, ch, 'heartbeat_at', nil)
+  -- A terminal record is reserved for nothing.
+  set(r, ch, 'dispatch_until', nil)
   DONE[#DONE + 1] = r.id
 end
 local function requeue(r, ch, delay)
@@ -275,7 +285,7 @@ local function requeue(r, ch, delay)
   set(r, ch, 'heartbeat_at', nil)
   set(r, ch, 'completed_at', nil)
   set(r, ch, 'worker_id', nil)
-  set(r, ch, 'execution_ref', nil)
+  writeref(r, ch, nil)
   if delay <= 0 then
     set(r, ch, 'status', 'pending')
     set(r, ch, 'scheduled_at', nil)
@@ -778,11 +788,12 @@ OPS.null = function(id, a) -- gen
   redis.call('HDEL', k, 'heartbeat_at')
   return {'K'}
 end
-OPS.reserve = function(id, a) -- marker, hasGen, gen
+OPS.reserve = function(id, a) -- marker, hasGen, gen, until_us
   local r, old, ch = start(id)
   if r == nil then return {'M'} end
   if not isopen(r.status) or not isdue(r) or isexpired(r) or r.execution_ref ~= nil or (a[2] == '1' and r.retry_count ~= a[3]) then return {'F'} end
   set(r, ch, 'execution_ref', a[1])
+  set(r, ch, 'dispatch_until', nz(a[4]))
   commit(r, ch, old)
   return {'K', flat(r)}
 end
@@ -790,7 +801,7 @@ OPS.release = function(id, a) -- marker, backend, profile
   local r, old, ch = start(id)
   if r == nil then return {'M'} end
   if r.execution_ref == nil or r.execution_ref ~= a[1] then return {'F'} end
-  set(r, ch, 'execution_ref', nil)
+  writeref(r, ch, nil)
   if a[2] ~= '' then
     set(r, ch, 'execution_backend', a[2])
     set(r, ch, 'execution_profile', nz(a[3]))
@@ -804,7 +815,7 @@ OPS.finalize = function(id, a) -- marker, ref
   local r, old, ch = start(id)
   if r == nil then return {'M'} end
   if not isopen(r.status) or r.execution_ref == nil or r.execution_ref ~= a[1] then return {'F'} end
-  set(r, ch, 'execution_ref', nz(a[2]))
+  writeref(r, ch, nz(a[2]))
   commit(r, ch, old)
   return {'K', flat(r)}
 end
@@ -812,7 +823,7 @@ OPS.setref = function(id, a) -- ref
   local r, old, ch = start(id)
   if r == nil then return {'M'} end
   if isterm(r.status) then return {'F'} end
-  set(r, ch, 'execution_ref', nz(a[1]))
+  writeref(r, ch, nz(a[1]))
   commit(r, ch, old)
   return {'K', flat(r)}
 end
@@ -820,7 +831,7 @@ OPS.clearref = function(id, a) -- gen, ref
   local r, old, ch = start(id)
   if r == nil then return {'M'} end
   if not isopen(r.status) or r.retry_count ~= a[1] or (r.execution_ref or '') ~= a[2] then return {'F'} end
-  set(r, ch, 'execution_ref', nil)
+  writeref(r, ch, nil)
   commit(r, ch, old)
   if isdue(r) then WAKE = true end
   return {'K', flat(r)}
@@ -829,7 +840,7 @@ OPS.replaceref = function(id, a) -- gen, ref, newref
   local r, old, ch = start(id)
   if r == nil then return {'M'} end
   if isterm(r.status) or r.retry_count ~= a[1] or (r.execution_ref or '') ~= a[2] then return {'F'} end
-  set(r, ch, 'execution_ref', nz(a[3]))
+  writeref(r, ch, nz(a[3]))
   commit(r, ch, old)
   return {'K', flat(r)}
 end
@@ -839,7 +850,7 @@ OPS.setbackend = function(id, a) -- backend, profile
   if not isopen(r.status) then return {'F'} end
   set(r, ch, 'execution_backend', a[1])
   set(r, ch, 'execution_profile', nz(a[2]))
-  set(r, ch, 'execution_ref', nil)
+  writeref(r, ch, nil)
   register(r)
   commit(r, ch, old)
   if isdue(r) then WAKE = true end
@@ -848,7 +859,7 @@ end
 OPS.claim = function(id, a) -- worker, hasGen, gen, hasRef, ref
   local r, old, ch = start(id)
   if r == nil then return {'M'} end
-  if not isopen(r.status) or ismarker(r.execution_ref) then return {'N'} end
+  if not isopen(r.status) or r.dispatch_until ~= nil then return {'N'} end
   if a[2] == '1' and r.retry_count ~= a[3] then return {'N'} end
   if a[4] == '1' and (r.execution_ref or '') ~= a[5] then return {'N'} end
   if isexpired(r) and r.execution_ref == nil then
@@ -975,8 +986,8 @@ return out
 // luaStale returns up to limit stale running records for ListStale.
 // ARGV[A…]: staleAfter_us (negative = every running record), limit. Null
 // heartbeats come first (by created_at, then id), then the oldest heartbeat
-// first (then id); records holding a dispatch reservation marker are left
-// out. It changes nothing.
+// first (then id); records holding a dispatch reservation (dispatch_until)
+// are left out. It changes nothing.
 const luaStale = luaLib + `
 local sa = tonumber(ARGV[A])
 local limit = tonumber(ARGV[A + 1])
@@ -986,8 +997,8 @@ local cands = {}
 for _, q in ipairs(redis.call('SMEMBERS', P .. ':queues')) do
   for _, m in ipairs(redis.call('ZRANGE', P .. ':idx:running:' .. q, 0, -1)) do
     local id = string.sub(m, 17)
-    local f = redis.call('HMGET', tkey(id), 'heartbeat_at', 'created_at', 'status', 'execution_ref')
-    if f[3] == 'running' and not ismarker(f[4] or nil) then
+    local f = redis.call('HMGET', tkey(id), 'heartbeat_at', 'created_at', 'status', 'dispatch_until')
+    if f[3] == 'running' and not nz(f[4] or nil) then
       local hb = nz(f[1] or nil)
       hb = hb and tonumber(hb)
       if cut == nil or not hb or hb < cut then
@@ -1223,8 +1234,15 @@ end
 return {v or '', v or ''}
 `
 
-// luaMigrate serves the layout 1 → 2 migration (migrate.go), which decides
-// each record's new fields in Go.
+// luaMigrate serves the layout migrations (migrate.go). The 1 → 2 one
+// decides each record's new fields in Go.
+//
+// ARGV[A…] = "dispatch", cursor, pattern, count: one SCAN step of the 2 → 3
+// migration. Every non-terminal record whose execution_ref is a reservation
+// marker "__queues_dispatching__:<unix seconds>:<uuid>" and that has no
+// dispatch_until gets dispatch_until = that deadline (now, when the marker
+// carries no readable deadline, so a reconcile releases it at once);
+// returns {next cursor, records written}.
 //
 // ARGV[A…] = "scan", cursor, pattern, count: one SCAN step over the
 // record keys; returns {next cursor, {id, {field, value, …}}…}.
@@ -1238,6 +1256,23 @@ return {v or '', v or ''}
 // record: 'A' applied, 'C' changed since it was read, 'S' already has a
 // policy, 'G' gone.
 const luaMigrate = luaLib + `
+if ARGV[A] == 'dispatch' then
+  local r = redis.call('SCAN', ARGV[A + 1], 'MATCH', ARGV[A + 2], 'COUNT', tonumber(ARGV[A + 3]))
+  local n = 0
+  local mark = '__queues_dispatching__:'
+  for _, k in ipairs(r[2]) do
+    local f = redis.call('HMGET', k, 'status', 'execution_ref', 'dispatch_until')
+    local ref = nz(f[2] or nil)
+    if f[1] and not isterm(f[1]) and not nz(f[3] or nil) and ref ~= nil and string.sub(ref, 1, #mark) == mark then
+      local secs = tonumber(string.match(ref, '^__queues_dispatching__:([%+%-]?%d+):'))
+      local us = now()
+      if secs ~= nil then us = secs * 1000000 end
+      redis.call('HSET', k, 'dispatch_until', fmt(us))
+      n = n + 1
+    end
+  end
+  return {r[1], n}
+end
 if ARGV[A] == 'scan' then
   local r = redis.call('SCAN', ARGV[A + 1], 'MATCH', ARGV[A + 2], 'COUNT', tonumber(ARGV[A + 3]))
   local out = {}
