@@ -1,6 +1,7 @@
 package backendtest
 
 import (
+	"errors"
 	"slices"
 	"testing"
 	"time"
@@ -66,6 +67,13 @@ func reservationIsAField(t *testing.T, b driver.Backend) {
 	wantZeroTime(t, "dispatch_until after finalize", fin.DispatchUntil)
 	wantString(t, "execution_ref after finalize", fin.ExecutionRef, ref)
 	wantStored(t, b, "finalized record", fin)
+
+	// A reservation needs a deadline.
+	_, err = disp(t, b).ReserveDispatch(t.Context(), driver.ReserveDispatchParams{ID: recs[2].ID, Marker: newMarker(until)})
+	if !errors.Is(err, queuestype.ErrConfig) {
+		t.Fatalf("ReserveDispatch without Until: %v, want ErrConfig", err)
+	}
+	wantString(t, "execution_ref after a refused reservation", get(t, b, recs[2].ID).ExecutionRef, "")
 
 	// A ref set by SetExecutionRef is an execution, never a reservation,
 	// whatever its text.
