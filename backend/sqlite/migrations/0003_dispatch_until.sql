@@ -16,7 +16,8 @@
 ALTER TABLE queue_task ADD COLUMN dispatch_until INTEGER;
 
 -- The deadline digits: between the prefix (23 characters) and the next ':'
--- ('' when there is no ':').
+-- (without a ':', substr's negative length yields the prefix's last ':',
+-- which is not a digit).
 UPDATE queue_task SET dispatch_until = CASE
         WHEN substr(execution_ref, 24, instr(substr(execution_ref, 24), ':') - 1) <> ''
          AND substr(execution_ref, 24, instr(substr(execution_ref, 24), ':') - 1) NOT GLOB '*[^0-9]*'
