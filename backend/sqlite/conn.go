@@ -250,10 +250,10 @@ func assign(dest any, v sqldriver.Value) error {
 
 // fromValues decodes one record row (recordColumns).
 func (r *rawRec) fromValues(v []sqldriver.Value) error {
-	if len(v) != 26 {
-		return fmt.Errorf("sqlite: record row has %d columns, want 26", len(v))
+	if len(v) != 27 {
+		return fmt.Errorf("sqlite: record row has %d columns, want 27", len(v))
 	}
-	var errs [26]error
+	var errs [27]error
 	r.ID, errs[0] = valString(v[0])
 	r.TaskName, errs[1] = valString(v[1])
 	r.Args, errs[2] = valNullString(v[2])
@@ -279,7 +279,8 @@ func (r *rawRec) fromValues(v []sqldriver.Value) error {
 	r.Metadata, errs[22] = valString(v[22])
 	r.Policy, errs[23] = valString(v[23])
 	r.Interruptions, errs[24] = valInt(v[24])
-	r.RowID, errs[25] = valInt(v[25])
+	r.DispatchUntil, errs[25] = valNullInt(v[25])
+	r.RowID, errs[26] = valInt(v[26])
 	for i, err := range errs {
 		if err != nil {
 			return fmt.Errorf("sqlite: record column %d: %w", i+1, err)

@@ -35,7 +35,15 @@
 // policy is one opaque JSON column (policy, written at enqueue with
 // queuestype.EncodePolicy, never interpreted here) and shutdown
 // interruptions an integer column; migration 0002_task_policy moved both out
-// of the metadata, where an earlier schema kept them.
+// of the metadata, where an earlier schema kept them. A dispatch reservation
+// is the nullable dispatch_until column (its deadline), set by
+// ReserveDispatch and cleared by ReleaseDispatch, FinalizeDispatch and every
+// write that clears or replaces execution_ref; a reserved record is neither
+// claimed, expired, listed as due nor listed as stale. The marker that
+// ReserveDispatch writes into execution_ref is only a fencing token here:
+// its text is never read. Migration 0003_dispatch_until added the column and
+// filled it from the markers of reservations an earlier schema recognised by
+// their text.
 //
 // # Concurrency: one writer, group commit
 //

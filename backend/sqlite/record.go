@@ -7,7 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/queuesgo/queues/driver"
 	"github.com/queuesgo/queues/queuestype"
 
 	"github.com/google/uuid"
@@ -19,9 +18,10 @@ status, priority, max_retries, retry_count, scheduled_at, expires_at, created_at
 completed_at, heartbeat_at, result, error, task_key, metadata, policy, interruptions`
 
 // recordColumns is the column list every record query selects or returns, in
-// rawRec field order: the columns and the rowid (a claimed record's rowid
+// rawRec field order: the columns an insert writes, dispatch_until (only the
+// dispatch-reservation writes set it) and the rowid (a claimed record's rowid
 // lets Settle complete it by rowid, without the text-keyed id index).
-const recordColumns = taskColumns + `, rowid`
+const recordColumns = taskColumns + `, dispatch_until, rowid`
 
 // SQL fragments shared by the statements. No IN list has more than two
 // constants (see the migration's note).
@@ -29,9 +29,8 @@ const (
 	sqlOpen        = `status IN ('pending', 'scheduled')`
 	sqlNotTerminal = `completed_at IS NULL`
 	sqlTerminal    = `completed_at IS NOT NULL`
-	// sqlUnreserved: no dispatch-reservation marker (an exact prefix test;
-	// LIKE would treat the underscores as wildcards and ignore case).
-	sqlUnreserved = `(execution_ref IS NULL OR substr(execution_ref, 1, 23) <> '__queues_dispatching__:')`
+	// sqlUnreserved: no dispatch reservation (dispatch_until unset).
+	sqlUnreserved = `dispatch_until IS NULL`
 	// sqlNow is parameter ?1 (now, µs) in a WHERE clause. The CAST matters:
 	// while choosing partial indexes, SQLite compares a bare parameter with
 	// the indexes' predicates and then marks the statement to be compiled
@@ -45,12 +44,6 @@ const (
 	// queued_at, created_at, then id.
 	sqlClaimOrder = `priority DESC, queued_at, created_at, id`
 )
-
-func init() {
-	if len(driver.DispatchMarkerPrefix) != 23 {
-		panic("sqlite: DispatchMarkerPrefix changed; update sqlUnreserved")
-	}
-}
 
 // rawRec is one record row as SQLite returns it. The writer goroutine only
 // scans rows into rawRecs; decoding (UUID parsing, JSON metadata) happens in
@@ -82,6 +75,9 @@ type rawRec struct {
 	Policy      string // the policy JSON, opaque to the store
 	// Interruptions counts shutdown interruptions.
 	Interruptions int64
+	// DispatchUntil is the deadline of a dispatch reservation (µs); set
+	// while the record is reserved for an external dispatch.
+	DispatchUntil sql.NullInt64
 	RowID         int64
 }
 
@@ -92,7 +88,7 @@ func scanRecords(rows *sql.Rows, out []rawRec) ([]rawRec, error) {
 	dest := []any{&r.ID, &r.TaskName, &r.Args, &r.Queue, &r.Backend, &r.Profile, &r.Ref, &r.Worker,
 		&r.Status, &r.Priority, &r.MaxRetries, &r.RetryCount, &r.ScheduledAt, &r.ExpiresAt, &r.CreatedAt,
 		&r.QueuedAt, &r.StartedAt, &r.CompletedAt, &r.HeartbeatAt, &r.Result, &r.Error, &r.Key, &r.Metadata,
-		&r.Policy, &r.Interruptions, &r.RowID}
+		&r.Policy, &r.Interruptions, &r.DispatchUntil, &r.RowID}
 	for rows.Next() {
 		if err := rows.Scan(dest...); err != nil {
 			return out, err
@@ -130,6 +126,7 @@ func (r *rawRec) record() (*queuestype.Record, error) {
 		Error:            r.Error.String,
 		Key:              r.Key.String,
 		Interruptions:    int(r.Interruptions),
+		DispatchUntil:    fromMicrosNull(r.DispatchUntil),
 	}
 	if r.Args.Valid {
 		rec.Args = json.RawMessage(r.Args.String)
@@ -321,8 +318,8 @@ func isOpen(s string) bool {
 	return s == string(queuestype.StatusPending) || s == string(queuestype.StatusScheduled)
 }
 
-// reserved reports whether the stored ref is a dispatch-reservation marker.
-func (r *rawRec) reserved() bool { return r.Ref.Valid && driver.IsDispatchMarker(r.Ref.String) }
+// reserved reports whether the record holds a dispatch reservation.
+func (r *rawRec) reserved() bool { return r.DispatchUntil.Valid }
 
 // dueAt reports whether the record's due time has come at now (µs).
 func (r *rawRec) dueAt(now int64) bool { return !r.ScheduledAt.Valid || r.ScheduledAt.Int64 <= now }

@@ -42,7 +42,7 @@ const (
 	// priority (NULL keeps it), ?11 1 for a shutdown interruption, else 0.
 	sqlSettlePending = `UPDATE OR FAIL queue_task SET status = ?7, error = ?8, scheduled_at = ?9, priority = coalesce(?10, priority),
 retry_count = retry_count + 1, interruptions = interruptions + ?11, queued_at = ?6,
-started_at = NULL, heartbeat_at = NULL, completed_at = NULL, worker_id = NULL, execution_ref = NULL` + sqlSettleFence
+started_at = NULL, heartbeat_at = NULL, completed_at = NULL, worker_id = NULL, execution_ref = NULL, dispatch_until = NULL` + sqlSettleFence
 )
 
 // settleReturning is the RETURNING clause added when the caller wants the
@@ -88,7 +88,7 @@ type settleStep struct {
 //   - cancelled: as Cancel of a running record, storing Error when it is
 //     not empty;
 //   - pending: as a retry — retry_count+1, error = Error, worker_id,
-//     execution_ref, started_at and heartbeat_at cleared, queued_at = now,
+//     execution_ref, dispatch_until, started_at and heartbeat_at cleared, queued_at = now,
 //     scheduled at now+Delay (status scheduled) when Delay > 0, else
 //     pending; interruptions+1 when Interrupted; priority replaced when
 //     Priority is set.
