@@ -616,7 +616,7 @@ func TestReconcileProbeResults(t *testing.T) {
 func TestReconcileReleasesStaleMarkers(t *testing.T) {
 	e := newExtEnv(t, false)
 	ctx := t.Context()
-	stale := fmt.Sprintf("%s%d:%s", driver.DispatchMarkerPrefix, time.Now().Add(-time.Minute).Unix(), uuid.NewString())
+	stale := fmt.Sprintf("%s%d:%s", dispatch.MarkerPrefix, time.Now().Add(-time.Minute).Unix(), uuid.NewString())
 	expiring, err := e.ok.Enqueue(ctx, e.svc, empty{}, queues.EnqueueOptions{ExpiresIn: 300 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)

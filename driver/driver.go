@@ -277,6 +277,9 @@ type HeartbeatResult struct {
 // execution_ref and Until as its dispatch_until. A record holding a
 // dispatch_until is neither claimed, expired, listed as due nor listed as
 // stale; the store recognises it by that field alone, never by the token.
+// Release and Finalize clear dispatch_until, and so does every other write
+// that replaces or clears execution_ref or ends the record. A zero Until is
+// refused with ErrConfig.
 type ReserveDispatchParams struct {
 	ID                 uuid.UUID
 	Marker             string

@@ -42,6 +42,7 @@ func (b *Backend) finishEntry(e *entry, s queuestype.Status, now time.Time) {
 	r.Status = s
 	r.CompletedAt = now
 	r.HeartbeatAt = time.Time{}
+	r.DispatchUntil = time.Time{} // a finished record is reserved for nothing
 	b.sync(e, now)
 }
 

@@ -18,10 +18,10 @@ const (
 	// sqlFinish makes a record terminal (CancelMatching): ?1 status, ?2
 	// error, ?3 now; fenced on ?4 id, ?5 status, ?6 generation. worker_id
 	// is kept.
-	sqlFinish = `UPDATE OR FAIL queue_task SET status = ?1, error = ?2, completed_at = ?3, heartbeat_at = NULL
+	sqlFinish = `UPDATE OR FAIL queue_task SET status = ?1, error = ?2, completed_at = ?3, heartbeat_at = NULL, dispatch_until = NULL
 WHERE id = ?4 AND status = CAST(?5 AS TEXT) AND retry_count = ?6 RETURNING ` + recordColumns
 
-	sqlCancel = `UPDATE OR FAIL queue_task SET status = 'cancelled', completed_at = ?1, heartbeat_at = NULL
+	sqlCancel = `UPDATE OR FAIL queue_task SET status = 'cancelled', completed_at = ?1, heartbeat_at = NULL, dispatch_until = NULL
 WHERE id = ?2 AND (` + sqlOpen + ` OR (?3 AND status = 'running')) AND (?4 IS NULL OR retry_count = ?4)
 RETURNING ` + recordColumns
 )

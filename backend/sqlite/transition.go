@@ -32,12 +32,12 @@ AND (?5 IS NULL OR heartbeat_at IS NULL OR heartbeat_at < CAST(?5 AS INTEGER))`
 // the fence's: ?6 is now (µs) in each.
 const (
 	// ?7 result.
-	sqlSettleCompleted = `UPDATE OR FAIL queue_task SET status = 'completed', completed_at = ?6, heartbeat_at = NULL, result = ?7, error = NULL` + sqlSettleFence
+	sqlSettleCompleted = `UPDATE OR FAIL queue_task SET status = 'completed', completed_at = ?6, heartbeat_at = NULL, dispatch_until = NULL, result = ?7, error = NULL` + sqlSettleFence
 	// ?7 error. worker_id is kept.
-	sqlSettleFailed = `UPDATE OR FAIL queue_task SET status = 'failed', completed_at = ?6, heartbeat_at = NULL, error = ?7` + sqlSettleFence
+	sqlSettleFailed = `UPDATE OR FAIL queue_task SET status = 'failed', completed_at = ?6, heartbeat_at = NULL, dispatch_until = NULL, error = ?7` + sqlSettleFence
 	// ?7 error (NULL keeps the stored one). worker_id is kept, so a
 	// control hint can still reach the owner.
-	sqlSettleCancelled = `UPDATE OR FAIL queue_task SET status = 'cancelled', completed_at = ?6, heartbeat_at = NULL, error = coalesce(?7, error)` + sqlSettleFence
+	sqlSettleCancelled = `UPDATE OR FAIL queue_task SET status = 'cancelled', completed_at = ?6, heartbeat_at = NULL, dispatch_until = NULL, error = coalesce(?7, error)` + sqlSettleFence
 	// ?7 status (pending or scheduled), ?8 error, ?9 scheduled_at, ?10
 	// priority (NULL keeps it), ?11 1 for a shutdown interruption, else 0.
 	sqlSettlePending = `UPDATE OR FAIL queue_task SET status = ?7, error = ?8, scheduled_at = ?9, priority = coalesce(?10, priority),
