@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // TestMigrateDispatchUntilFromMarkers builds the schema of the previous
@@ -25,40 +26,7 @@ func TestMigrateDispatchUntilFromMarkers(t *testing.T) {
 	b, pool := unmigratedBackend(t)
 	ctx := t.Context()
 
-	ms, err := embedded.Load()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(ms) < 3 || ms[2].Version != "0003_dispatch_until" {
-		t.Fatalf("embedded versions %v; want 0003_dispatch_until third", Versions())
-	}
-	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `CREATE SCHEMA `+pgx.Identifier{b.n.schema}.Sanitize()); err != nil {
-			return err
-		}
-		if _, err := tx.Exec(ctx, `CREATE TABLE `+b.n.migration+` (version text NOT NULL PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
-			return err
-		}
-		for _, m := range ms[:2] {
-			sql, err := b.n.render(m)
-			if err != nil {
-				return err
-			}
-			if _, err := tx.Exec(ctx, sql); err != nil {
-				return err
-			}
-			if _, err := tx.Exec(ctx, `INSERT INTO `+b.n.migration+` (version) VALUES ($1)`, m.Version); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatalf("build the previous schema: %v", err)
-	}
-	if err := b.Open(ctx); !errors.Is(err, ErrNotMigrated) {
-		t.Fatalf("Open on the previous schema = %v; want ErrNotMigrated", err)
-	}
+	applyFirstMigrations(t, b, pool, 2, "0003_dispatch_until")
 
 	deadline := time.Now().Add(10 * time.Minute).UTC().Truncate(time.Second)
 	marker := "__queues_dispatching__:" + strconv.FormatInt(deadline.Unix(), 10) + ":" + uuid.NewString()
@@ -170,5 +138,48 @@ VALUES ($1, 'legacy.dispatch', 'default', 'cloudrun', nullif($2, ''), $3, now() 
 	res, err = b.ClaimByID(ctx, driver.ClaimByIDParams{ID: ids[1], WorkerID: "w"})
 	if err != nil || len(res.Claimed) != 1 {
 		t.Fatalf("ClaimByID after release = %+v, %v", res, err)
+	}
+}
+
+// applyFirstMigrations builds the schema of an earlier build: the first n
+// embedded migrations, recorded in the ledger as Migrate records them. It
+// checks that the embedded migration n+1 is want, the one under test, and
+// that Open refuses the earlier schema.
+func applyFirstMigrations(t *testing.T, b *Backend, pool *pgxpool.Pool, n int, want string) {
+	t.Helper()
+	ctx := t.Context()
+	ms, err := embedded.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ms) <= n || ms[n].Version != want {
+		t.Fatalf("embedded versions %v; want %s at position %d", Versions(), want, n+1)
+	}
+	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `CREATE SCHEMA `+pgx.Identifier{b.n.schema}.Sanitize()); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `CREATE TABLE `+b.n.migration+` (version text NOT NULL PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
+			return err
+		}
+		for _, m := range ms[:n] {
+			sql, err := b.n.render(m)
+			if err != nil {
+				return err
+			}
+			if _, err := tx.Exec(ctx, sql); err != nil {
+				return err
+			}
+			if _, err := tx.Exec(ctx, `INSERT INTO `+b.n.migration+` (version) VALUES ($1)`, m.Version); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("build the previous schema: %v", err)
+	}
+	if err := b.Open(ctx); !errors.Is(err, ErrNotMigrated) {
+		t.Fatalf("Open on the previous schema = %v; want ErrNotMigrated", err)
 	}
 }

@@ -3,7 +3,6 @@ package postgres
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"reflect"
 	"slices"
@@ -40,37 +39,8 @@ func TestMigratePolicyFromLegacyMetadata(t *testing.T) {
 	b, pool := unmigratedBackend(t)
 	ctx := t.Context()
 
-	ms, err := embedded.Load()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(ms) < 2 || ms[1].Version != "0002_task_policy" {
-		t.Fatalf("embedded versions %v; want 0002_task_policy second", Versions())
-	}
 	// The previous schema: 0001 only, recorded in the ledger as Migrate did.
-	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `CREATE SCHEMA `+pgx.Identifier{b.n.schema}.Sanitize()); err != nil {
-			return err
-		}
-		if _, err := tx.Exec(ctx, `CREATE TABLE `+b.n.migration+` (version text NOT NULL PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
-			return err
-		}
-		sql, err := b.n.render(ms[0])
-		if err != nil {
-			return err
-		}
-		if _, err := tx.Exec(ctx, sql); err != nil {
-			return err
-		}
-		_, err = tx.Exec(ctx, `INSERT INTO `+b.n.migration+` (version) VALUES ($1)`, ms[0].Version)
-		return err
-	})
-	if err != nil {
-		t.Fatalf("build the previous schema: %v", err)
-	}
-	if err := b.Open(ctx); !errors.Is(err, ErrNotMigrated) {
-		t.Fatalf("Open on the previous schema = %v; want ErrNotMigrated", err)
-	}
+	applyFirstMigrations(t, b, pool, 1, "0002_task_policy")
 
 	yes, no := true, false
 	full := `{"timeout": 1.5, "retry_backoff": {"initial_delay": 2, "multiplier": 1.5, "max_delay": 60},
