@@ -459,20 +459,15 @@ func (a *attempt) settleShutdown(ctx context.Context, abandoned bool) {
 	if !requeue || abandoned {
 		// Stale recovery takes a null heartbeat at once.
 		if err := s.backend.NullHeartbeats(ctx, []queuestype.Fence{a.fence()}); err != nil {
-			s.noteStoreError()
+			s.noteStoreError(err)
 			s.logger.Error("Queue heartbeat clear after shutdown failed", "task_id", a.rec.ID, "error", err)
 		}
 		return
 	}
 	tr, exhausted := decideInterrupt(a.rec, a.workerID, a.env.maxInterruptions)
 	if exhausted {
-		rec, msg, err := a.writeFail("fail", tr)
-		if err != nil {
-			a.settleError(ctx, "fail", err)
-			return
-		}
-		s.logger.Error("Queue task exceeded its shutdown interruption budget", "task_id", rec.ID, "task_name", rec.TaskName)
-		s.publishFailedRecord(ctx, a.rec, rec, a.workerID, msg, 0, a.nextSeq())
+		s.logger.Error("Queue task exceeded its shutdown interruption budget", "task_id", a.rec.ID, "task_name", a.rec.TaskName)
+		_, _ = a.failWith(ctx, "fail", tr, 0)
 		return
 	}
 	// An interruption is no failure: the record keeps the error an earlier

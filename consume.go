@@ -27,8 +27,12 @@ func (s *Service) consumeOne(ctx context.Context, id uuid.UUID, opts execution.C
 	if rec == nil {
 		return code, err
 	}
+	// A settle write is retried until it lands or the caller's ctx ends (a
+	// one-shot process told to stop): the record is then left to stale
+	// recovery, as a crash would leave it.
 	env := attemptEnv{workerID: workerID, finalCancel: s.cfg.Worker.FinalCancelTimeout,
-		requeueOnShutdown: s.cfg.Worker.RequeueOnShutdown, maxInterruptions: s.cfg.Worker.MaxInterruptions}
+		requeueOnShutdown: s.cfg.Worker.RequeueOnShutdown, maxInterruptions: s.cfg.Worker.MaxInterruptions,
+		settle: settleHooks{abort: ctx}}
 	base, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
 	defer cancel(nil)
 	a := s.newAttempt(base, rec, workerID)
@@ -161,7 +165,7 @@ func (s *Service) oneShotHeartbeats(a *attempt, interval time.Duration, stop <-c
 		res, err := s.backend.TouchHeartbeats(context.Background(), []driver.HeartbeatTouch{touch})
 		if err != nil {
 			// Not a miss: the store did not answer; the next tick tries again.
-			s.noteStoreError()
+			s.noteStoreError(err)
 			s.logger.Warn("Queue heartbeat failed", "task_id", a.rec.ID, "error", err)
 			continue
 		}
@@ -190,7 +194,7 @@ func (s *Service) keepBeating(a *attempt, interval time.Duration, stop <-chan st
 		case <-t.C:
 		}
 		if _, err := s.backend.TouchHeartbeats(context.Background(), []driver.HeartbeatTouch{{ID: a.rec.ID, ExpectedRetryCount: &gen}}); err != nil {
-			s.noteStoreError()
+			s.noteStoreError(err)
 		}
 	}
 }

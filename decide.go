@@ -11,10 +11,6 @@ import (
 // the record as it was claimed; stores only apply the fenced transition.
 // Nothing below reads the store or the clock.
 
-// staleErrorText is the error stored on records stale recovery fails, and on
-// records it requeues that hold no error yet.
-const staleErrorText = driver.StaleError
-
 // decideFailure is the transition for an attempt that failed with errText:
 // a retry after the task's backoff while budget remains and the error is
 // retryable, else a terminal failure. The delay is returned apart from the
@@ -35,7 +31,7 @@ func decideFailure(rec *Record, errText string, retryable bool) (tr driver.Trans
 // its OnStaleFailure hook handles. The transition re-checks staleness at
 // the write, so a heartbeat landing in between keeps the live attempt.
 func decideStale(rec *Record, staleAfter time.Duration, priority func(int) int) (tr driver.Transition, handlerNeeded bool) {
-	tr = driver.Transition{ID: rec.ID, Generation: rec.RetryCount, To: queuestype.StatusFailed, Error: staleErrorText,
+	tr = driver.Transition{ID: rec.ID, Generation: rec.RetryCount, To: queuestype.StatusFailed, Error: driver.StaleError,
 		StaleAfter: staleAfter}
 	if rec.Policy.NoStaleRequeue {
 		return tr, true

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/queuesgo/queues/driver"
 	"github.com/queuesgo/queues/queuestype"
 )
 
@@ -44,7 +45,7 @@ func TestDecideStale(t *testing.T) {
 		Policy: queuestype.Policy{RetryBackoff: FixedBackoff(time.Minute)}}
 	tr, handler := decideStale(rec, time.Hour, PriorityCeiling(100))
 	if tr.To != StatusPending || handler || tr.Delay != time.Minute || tr.StaleAfter != time.Hour ||
-		tr.Priority == nil || *tr.Priority != 100 || tr.Error != staleErrorText {
+		tr.Priority == nil || *tr.Priority != 100 || tr.Error != driver.StaleError {
 		t.Errorf("interrupted record with budget: %+v handler=%v", tr, handler)
 	}
 	rec.Error = "first failure"
@@ -60,7 +61,7 @@ func TestDecideStale(t *testing.T) {
 		t.Errorf("NoStaleRequeue: to %s handler=%v, want failed with the handler", tr.To, handler)
 	}
 	spent := &Record{ID: uuid.New(), MaxRetries: 0, Error: "earlier"}
-	if tr, handler := decideStale(spent, -1, nil); tr.To != StatusFailed || handler || tr.StaleAfter != -1 || tr.Error != staleErrorText {
+	if tr, handler := decideStale(spent, -1, nil); tr.To != StatusFailed || handler || tr.StaleAfter != -1 || tr.Error != driver.StaleError {
 		t.Errorf("no budget: %+v handler=%v, want failed without the handler", tr, handler)
 	}
 }

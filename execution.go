@@ -90,14 +90,15 @@ func (s *Service) applyProbe(ctx context.Context, rec *Record, p execution.Probe
 		if len(result) == 0 {
 			result, _ = json.Marshal(map[string]any{"execution_ref": ref, "status": "succeeded"})
 		}
-		out, err = s.settleTransition(driver.Transition{ID: rec.ID, Generation: gen, To: StatusCompleted, Result: result})(ctx)
+		out, err = s.settleTransition(driver.Transition{ID: rec.ID, Generation: gen, To: StatusCompleted, Result: result,
+			ExpectedRef: &ref})(ctx)
 		if err == nil {
 			s.lifecycle(ctx, events.TypeCompleted, out, rec.WorkerID, "", statusPayload(out), nil)
 			s.logger.Info("Queue task completed by external reconcile", "task_id", out.ID, "task_name", out.TaskName,
 				"queue", out.Queue, "execution_ref", ref, "detail", p.Detail)
 		}
 	case execution.ProbeCancelled:
-		out, err = s.backend.Cancel(ctx, driver.CancelParams{ID: rec.ID, IncludeRunning: true, ExpectedRetryCount: &gen})
+		out, err = s.settleTransition(driver.Transition{ID: rec.ID, Generation: gen, To: StatusCancelled, ExpectedRef: &ref})(ctx)
 		if err == nil {
 			s.afterCancel(ctx, out, true, fmt.Sprintf("external execution %s cancelled", ref), rec.WorkerID, nil)
 		}

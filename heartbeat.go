@@ -169,7 +169,7 @@ func (h *heartbeater) tick() error {
 	res, err := h.w.svc.backend.TouchHeartbeats(tctx, touches)
 	cancel()
 	if err != nil {
-		h.w.svc.noteStoreError()
+		h.w.svc.noteStoreError(err)
 		h.failures++
 		if h.failures == 1 || h.failures%settleLogEvery == 0 {
 			h.w.svc.logger.Warn("Queue heartbeat failed", "worker_id", h.w.cfg.ID, "failures", h.failures, "error", err)

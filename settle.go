@@ -142,7 +142,7 @@ func (a *attempt) retrySettle(ctx context.Context, w settleWrite, err error) (re
 			return nil, &refusedError{err: err}
 		}
 		failed++
-		s.noteStoreError()
+		s.noteStoreError(err)
 		if failed == 1 && h.retrying != nil {
 			h.retrying(a)
 		}
@@ -173,8 +173,14 @@ func (a *attempt) retrySettle(ctx context.Context, w settleWrite, err error) (re
 	}
 }
 
-// noteStoreError records that a store call failed now.
-func (s *Service) noteStoreError() {
+// noteStoreError records a failed store call. Only a store that did not
+// answer (a transient error) counts as away: it holds stale recovery back
+// until the store has answered for one StaleAfter. A refused value or a
+// transport's own failure says nothing about other workers' heartbeats.
+func (s *Service) noteStoreError(err error) {
+	if driver.Classify(s.backend, err) != driver.ClassTransient {
+		return
+	}
 	s.storeErrAt.Store(time.Now().UnixNano())
 	s.storeDown.Store(true)
 }

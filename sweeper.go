@@ -142,12 +142,8 @@ func (sw *sweeper) run(ctx context.Context, w *Worker) {
 			return
 		case err != nil:
 			failures++
-			// Only a store that did not answer holds stale recovery back;
-			// a transport failing its probes says nothing about heartbeats.
 			class := driver.Classify(w.svc.backend, err)
-			if class == driver.ClassTransient {
-				w.svc.noteStoreError()
-			}
+			w.svc.noteStoreError(err)
 			next = max(next, backoffDelay(failures))
 			if failures == 1 || failures%settleLogEvery == 0 {
 				w.svc.logger.Log(ctx, errorLevel(class), "Queue sweep failed",

@@ -207,9 +207,7 @@ func (w *Worker) loop(ctx context.Context, h *hintSubs) {
 			// backoff, and said once, then every tenth failure in a row.
 			failures++
 			class := driver.Classify(w.svc.backend, err)
-			if class == driver.ClassTransient {
-				w.svc.noteStoreError()
-			}
+			w.svc.noteStoreError(err)
 			pause := max(min(max(w.cfg.PollInterval, 10*time.Millisecond), time.Second), min(backoffDelay(failures), loopBackoffMax))
 			if failures == 1 || failures%settleLogEvery == 0 {
 				w.svc.logger.Log(ctx, errorLevel(class), "Queue worker loop error", "worker_id", w.cfg.ID,
@@ -521,7 +519,7 @@ func (w *Worker) reconcileCancellations(ctx context.Context, force bool) {
 	}
 	recs, err := w.svc.backend.GetTasks(ctx, fenceIDs(ids))
 	if err != nil {
-		w.svc.noteStoreError()
+		w.svc.noteStoreError(err)
 		w.svc.logger.Warn("Queue cancellation check failed", "worker_id", w.cfg.ID, "error", err)
 		return
 	}
