@@ -277,9 +277,12 @@ type HeartbeatResult struct {
 // execution_ref and Until as its dispatch_until. A record holding a
 // dispatch_until is neither claimed, expired, listed as due nor listed as
 // stale; the store recognises it by that field alone, never by the token.
+// A reservation exists only on a pending or scheduled record (claims and
+// expiry skip it, so a reserved record neither runs nor ends by itself).
 // Release and Finalize clear dispatch_until, and so does every other write
-// that replaces or clears execution_ref or ends the record. A zero Until is
-// refused with ErrConfig.
+// that replaces or clears execution_ref; a value left on a record that is
+// no longer pending or scheduled means nothing. A zero Until is refused
+// with ErrConfig (CheckReserve).
 type ReserveDispatchParams struct {
 	ID                 uuid.UUID
 	Marker             string

@@ -83,6 +83,15 @@ func CheckSettleTo(t *Transition) error {
 	return fmt.Errorf("%w: settle %s: cannot settle a record as %q", queuestype.ErrConfig, t.ID, t.To)
 }
 
+// CheckReserve refuses a reservation without a deadline: the record would
+// hold the marker but no dispatch_until, so nothing would skip it.
+func CheckReserve(p ReserveDispatchParams) error {
+	if p.Until.IsZero() {
+		return fmt.Errorf("%w: reserve dispatch %s: no reservation deadline (Until)", queuestype.ErrConfig, p.ID)
+	}
+	return nil
+}
+
 // OpenOnce makes a store's Open idempotent: holding mu, it returns nil at
 // once when *opened is set, else runs open and sets *opened when open
 // succeeds. The store's Close clears *opened (holding mu) so that a later

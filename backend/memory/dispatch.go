@@ -48,8 +48,8 @@ func (b *Backend) isDueOpen(r *queuestype.Record) bool {
 // A reservation-marked record is neither claimed nor expired until released
 // or finalized.
 func (b *Backend) ReserveDispatch(ctx context.Context, p driver.ReserveDispatchParams) (*queuestype.Record, error) {
-	if p.Until.IsZero() {
-		return nil, &queuestype.ConfigError{Field: "ReserveDispatchParams.Until", Problem: "is zero; a reservation needs a deadline"}
+	if err := driver.CheckReserve(p); err != nil {
+		return nil, err
 	}
 	return b.write(ctx, "reserve dispatch", p.ID, func(e *entry) (bool, bool) {
 		r := &e.rec

@@ -39,9 +39,8 @@ func (b *Backend) write(ctx context.Context, op string, id uuid.UUID, wakeDue bo
 // reservation is dispatch_until: while it is set the record is neither
 // claimed, expired, listed as due nor listed as stale.
 func (b *Backend) ReserveDispatch(ctx context.Context, p driver.ReserveDispatchParams) (*queuestype.Record, error) {
-	if p.Until.IsZero() {
-		// Without a deadline the record would hold no reservation at all.
-		return nil, &queuestype.ConfigError{Field: "ReserveDispatchParams.Until", Problem: "is zero; a reservation needs a deadline"}
+	if err := driver.CheckReserve(p); err != nil {
+		return nil, err
 	}
 	var gen pgtype.Int4
 	if p.ExpectedRetryCount != nil {

@@ -204,9 +204,8 @@ func (b *Backend) settleWave(ctx context.Context, w *settleWave, ts []driver.Tra
 // statements cannot carry; a bad item in a coalesced statement would fail
 // every caller sharing it.
 func checkTransition(i int, t *driver.Transition) error {
-	if !driver.CanSettleTo(t.To) {
-		return &queuestype.ConfigError{Field: fmt.Sprintf("transitions[%d].To", i),
-			Problem: fmt.Sprintf("%q is not a status a transition can write (completed, failed, cancelled or pending)", t.To)}
+	if err := driver.CheckSettleTo(t); err != nil {
+		return err
 	}
 	if t.To == queuestype.StatusCompleted && t.Result != nil {
 		if !json.Valid(t.Result) {

@@ -500,8 +500,8 @@ func (b *Backend) ClaimByID(ctx context.Context, p driver.ClaimByIDParams) (driv
 // ref, fenced on the optional generation. A zero p.Until is refused
 // (queuestype.ErrConfig): it would reserve nothing.
 func (b *Backend) ReserveDispatch(ctx context.Context, p driver.ReserveDispatchParams) (*queuestype.Record, error) {
-	if p.Until.IsZero() {
-		return nil, fmt.Errorf("redis: reserve dispatch %s: zero Until: %w", p.ID, queuestype.ErrConfig)
+	if err := driver.CheckReserve(p); err != nil {
+		return nil, err
 	}
 	hasGen, gen := optInt(p.ExpectedRetryCount)
 	return b.one(ctx, "reserve dispatch", "reserve", p.ID, p.Marker, hasGen, gen, micros(p.Until))

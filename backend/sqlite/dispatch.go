@@ -2,7 +2,6 @@ package sqlite
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/queuesgo/queues/driver"
 	"github.com/queuesgo/queues/queuestype"
@@ -36,8 +35,8 @@ func (b *Backend) refWrite(ctx context.Context, op string, id uuid.UUID, wakeIfD
 // reservation is released or finalized; the marker's text is never read. A
 // zero p.Until is refused with an error matching queuestype.ErrConfig.
 func (b *Backend) ReserveDispatch(ctx context.Context, p driver.ReserveDispatchParams) (*queuestype.Record, error) {
-	if p.Until.IsZero() {
-		return nil, fmt.Errorf("%w: sqlite: reserve dispatch %s: no reservation deadline", queuestype.ErrConfig, p.ID)
+	if err := driver.CheckReserve(p); err != nil {
+		return nil, err
 	}
 	idText, marker, until := p.ID.String(), nullStr(p.Marker), micros(p.Until)
 	var gen any
