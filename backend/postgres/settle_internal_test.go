@@ -119,15 +119,16 @@ func TestSettleBatchIsOneStatementPerKind(t *testing.T) {
 	b, _, tr := settleBackend(t)
 	ctx := t.Context()
 	const n = 400
-	recs := runningRecords(t, b, n, "w1")
 	wake, err := b.Wakeups(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Drain the hint of the enqueue.
+	recs := runningRecords(t, b, n, "w1")
+	// Drain the hint of the enqueue (subscribed first, so it must come).
 	select {
 	case <-wake:
-	case <-time.After(2 * time.Second):
+	case <-time.After(5 * time.Second):
+		t.Fatal("no wakeup hint after the enqueue")
 	}
 	rand.Shuffle(len(recs), func(i, j int) { recs[i], recs[j] = recs[j], recs[i] })
 	ts := make([]driver.Transition, n)
