@@ -194,7 +194,7 @@ func TestClaimPlanIgnoresStaleStatistics(t *testing.T) {
 
 // planBackend returns a migrated backend on a schema of its own (dropped
 // when the test ends), and its pool.
-func planBackend(t *testing.T) (*Backend, *pgxpool.Pool) {
+func planBackend(t testing.TB) (*Backend, *pgxpool.Pool) {
 	t.Helper()
 	pool := internalPool(t)
 	schema := "queues_plan_" + strings.ReplaceAll(uuid.NewString()[:8], "-", "")
@@ -207,7 +207,7 @@ func planBackend(t *testing.T) (*Backend, *pgxpool.Pool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.Migrate(t.Context(), driver.MigrateOptions{}); err != nil {
+	if _, err := b.Migrate(context.Background(), driver.MigrateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	return b, pool

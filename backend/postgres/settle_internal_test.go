@@ -495,7 +495,7 @@ func mustJSON(t *testing.T, v any) string {
 func BenchmarkSettleCompletions(b *testing.B) {
 	for _, mode := range []string{"Complete", "Settle", "SettleNoRecord", "SettleBatch"} {
 		b.Run(mode, func(b *testing.B) {
-			be, _ := planBackendB(b)
+			be, _ := planBackend(b)
 			ctx := context.Background()
 			const chunk = 500
 			for done := 0; done < b.N; {
@@ -551,26 +551,6 @@ func BenchmarkSettleCompletions(b *testing.B) {
 			}
 		})
 	}
-}
-
-// planBackendB is planBackend for benchmarks.
-func planBackendB(b *testing.B) (*Backend, *pgxpool.Pool) {
-	b.Helper()
-	pool := internalPool(b)
-	schema := "queues_bench_" + strings.ReplaceAll(uuid.NewString()[:8], "-", "")
-	b.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		_, _ = pool.Exec(ctx, "DROP SCHEMA IF EXISTS "+schema+" CASCADE")
-	})
-	be, err := New(pool, Options{Schema: schema, Namespace: "bench"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	if _, err := be.Migrate(context.Background(), driver.MigrateOptions{}); err != nil {
-		b.Fatal(err)
-	}
-	return be, pool
 }
 
 // A record named twice in one call gets its transitions in input order,
