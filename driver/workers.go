@@ -30,11 +30,13 @@ type WorkerInfo struct {
 type WorkerRegistry interface {
 	// RegisterWorker inserts or replaces the entry for w.ID, live until
 	// the store's now + ttl (ttl > 0). SeenAt and ExpiresAt in w are ignored.
+	// Stores start with CheckRegisterWorker, so every store refuses the
+	// same entries with the same errors.
 	RegisterWorker(ctx context.Context, w WorkerInfo, ttl time.Duration) error
 	// RemoveWorker deletes the entry for id; a missing entry is not an error.
 	RemoveWorker(ctx context.Context, id string) error
 	// ListWorkers returns up to limit live entries (ExpiresAt after the
-	// store's now) ordered by ID; limit 0 → 1000. It may delete expired
-	// entries as it goes.
+	// store's now) ordered by ID, byte-wise; limit 0 → 1000
+	// (WorkerListLimit). It may delete expired entries as it goes.
 	ListWorkers(ctx context.Context, limit int) ([]WorkerInfo, error)
 }
