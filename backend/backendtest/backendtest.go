@@ -32,8 +32,9 @@
 // test process and the store. Waits poll a condition with a deadline.
 //
 // Cases for an optional capability (Waker, WorkerController, DueTimer,
-// CompletionWaiter, Locker, Inspector) are skipped only when the backend does
-// not implement that interface.
+// CompletionWaiter, Locker, Inspector, WorkerRegistry) are skipped only when
+// the backend does not implement that interface; the stores of this module
+// must implement WorkerRegistry, and fail its cases when they do not.
 package backendtest
 
 import (
@@ -93,6 +94,7 @@ func RunBackend(t *testing.T, f Factory) {
 		{"Expiry", testExpiry},
 		{"Hints", testHints},
 		{"Inspector", testInspector},
+		{"Workers", testWorkers},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {
