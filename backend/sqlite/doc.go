@@ -45,6 +45,20 @@
 // filled it from the markers of reservations an earlier schema recognised by
 // their text.
 //
+// # Worker registry
+//
+// The registry of live workers (driver.WorkerRegistry) is the queue_worker
+// table of migration 0004_workers: one row per worker ID, its queue filter
+// as a JSON array, times in Unix microseconds. RegisterWorker upserts the
+// row through the writer, stamping seen_at with the backend clock
+// (Options.Now) and expires_at with seen_at + ttl; RemoveWorker deletes it.
+// ListWorkers reads the rows whose expires_at is after the backend clock,
+// in id order (byte-wise), on the reader pool, and when it saw expired rows
+// deletes up to 1,000 of them through the writer, so an idle registry costs
+// no write. Every process sharing the file reads the same rows, so workers
+// on one machine see each other; the expiry uses each process's clock,
+// which on one machine is the same.
+//
 // # Concurrency: one writer, group commit
 //
 // Every connection runs in WAL mode with synchronous=NORMAL, busy_timeout

@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -99,7 +98,7 @@ created_at, queued_at, started_at, heartbeat_at, completed_at, expires_at) VALUE
 		t.Fatal(err)
 	}
 	if !slices.Equal(dry.Applied, []string{"0001_create_queue_tasks", "0002_task_policy"}) ||
-		!slices.Equal(dry.Pending, []string{"0003_dispatch_until"}) {
+		!slices.Equal(dry.Pending, []string{"0003_dispatch_until", "0004_workers"}) {
 		t.Fatalf("DryRun on the previous schema = %+v", dry)
 	}
 	if err := b.Open(ctx); err != nil {
@@ -182,27 +181,7 @@ created_at, queued_at, started_at, heartbeat_at, completed_at, expires_at) VALUE
 // fill write its records.
 func writePreviousDispatchSchema(t *testing.T, path string, fill func(db *sql.DB, now int64)) {
 	t.Helper()
-	ctx := context.Background()
-	db, err := sql.Open("sqlite", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	db.SetMaxOpenConns(1)
-	now := time.Now().UnixMicro()
-	for _, v := range []string{"0001_create_queue_tasks", "0002_task_policy"} {
-		ddl, err := os.ReadFile(filepath.Join("migrations", v+".sql"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := db.ExecContext(ctx, string(ddl)); err != nil {
-			t.Fatalf("previous schema %s: %v", v, err)
-		}
-		if _, err := db.ExecContext(ctx, `INSERT INTO queue_migration (version, applied_at) VALUES (?, ?)`, v, now); err != nil {
-			t.Fatal(err)
-		}
-	}
-	fill(db, now)
+	writeSchema(t, path, []string{"0001_create_queue_tasks", "0002_task_policy"}, fill)
 }
 
 func recordIDs(recs []*queuestype.Record) []uuid.UUID {

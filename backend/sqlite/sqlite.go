@@ -69,7 +69,7 @@ type Options struct {
 //
 // It implements driver.Backend and the optional interfaces driver.Waker,
 // driver.WorkerController, driver.DueTimer, driver.Locker, driver.Inspector,
-// driver.Migrator and driver.TxEnqueuer[*sql.Tx].
+// driver.Migrator, driver.TxEnqueuer[*sql.Tx] and driver.WorkerRegistry.
 type Backend struct {
 	path  string
 	opts  Options
