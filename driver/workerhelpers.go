@@ -3,6 +3,7 @@ package driver
 import (
 	"context"
 	"fmt"
+	"math"
 	"strconv"
 	"time"
 	"unicode"
@@ -26,7 +27,8 @@ const (
 // CheckRegisterWorker starts a WorkerRegistry.RegisterWorker call: it
 // returns ctx's error when ctx has ended, an error matching
 // queuestype.ErrConfig unless ttl is positive, and a *queuestype.LimitError
-// for an empty ID or a text field that is longer than MaxWorkerText, not
+// for an empty ID, a PID, concurrency or running count outside
+// 0..math.MaxInt32, a text field that is longer than MaxWorkerText, not
 // valid UTF-8 or holds a control character (PostgreSQL refuses NUL in text;
 // refusing it everywhere keeps the stores alike), or more than
 // MaxWorkerQueues queues.
@@ -39,6 +41,15 @@ func CheckRegisterWorker(ctx context.Context, w WorkerInfo, ttl time.Duration) e
 	}
 	if w.ID == "" {
 		return &queuestype.LimitError{Field: "worker.id", Limit: "1.." + strconv.Itoa(MaxWorkerText) + " bytes", Problem: "is empty"}
+	}
+	for _, n := range []struct {
+		name string
+		v    int
+	}{{"worker.pid", w.PID}, {"worker.concurrency", w.Concurrency}, {"worker.running", w.Running}} {
+		// A 32-bit integer column holds them on PostgreSQL.
+		if n.v < 0 || n.v > math.MaxInt32 {
+			return &queuestype.LimitError{Field: n.name, Limit: "0.." + strconv.Itoa(math.MaxInt32), Problem: fmt.Sprintf("is %d", n.v)}
+		}
 	}
 	if len(w.Queues) > MaxWorkerQueues {
 		return &queuestype.LimitError{Field: "worker.queues", Limit: strconv.Itoa(MaxWorkerQueues) + " queues",

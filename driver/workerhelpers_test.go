@@ -32,6 +32,8 @@ func TestCheckRegisterWorker(t *testing.T) {
 		{"nul in version", func(w *driver.WorkerInfo) { w.Version = "v\x00" }, "worker.version", false},
 		{"newline in backend", func(w *driver.WorkerInfo) { w.ExecutionBackend = "a\nb" }, "worker.execution_backend", false},
 		{"control in queue", func(w *driver.WorkerInfo) { w.Queues = []string{"ok", "q\x7f"} }, "worker.queues[1]", false},
+		{"negative running", func(w *driver.WorkerInfo) { w.Running = -1 }, "worker.running", false},
+		{"huge concurrency", func(w *driver.WorkerInfo) { w.Concurrency = 1 << 40 }, "worker.concurrency", false},
 		{"too many queues", func(w *driver.WorkerInfo) { w.Queues = many }, "worker.queues", true},
 	}
 	for _, c := range cases {

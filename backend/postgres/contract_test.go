@@ -6,7 +6,11 @@ import (
 	"github.com/queuesgo/queues/driver"
 
 	"github.com/queuesgo/queues/backend/backendtest"
+	"github.com/queuesgo/queues/backend/postgres"
 )
+
+// The first-party stores must keep the registry of live workers.
+var _ driver.WorkerRegistry = (*postgres.Backend)(nil)
 
 // TestContract runs the shared backend contract suite (backend/backendtest),
 // backend and service groups, each case on its own schema and notification

@@ -32,6 +32,19 @@
 // dispatch) and fills it for the records that earlier builds had reserved
 // (non-terminal records whose execution_ref holds a reservation marker) with
 // the deadline the marker carries, or the Unix epoch when it is unreadable.
+// Migration 0004_workers creates queue_worker, the registry of live workers
+// (see Worker registry), and leaves the task records alone.
+//
+// # Worker registry
+//
+// The registry of live workers (driver.WorkerRegistry) is the queue_worker
+// table: one row per worker ID (collation "C", so it lists in byte order
+// like every store), its queue filter as text[]. RegisterWorker upserts the
+// row with seen_at = now() and expires_at = now() + ttl, the database's
+// clock, through the heartbeat pool when there is one; RemoveWorker deletes
+// it. ListWorkers returns the rows whose expires_at is after now() in id
+// order and, in the same statement, deletes up to 1,000 expired rows (an
+// index on expires_at keeps that cheap when there are none).
 //
 // # Schema and table prefix
 //

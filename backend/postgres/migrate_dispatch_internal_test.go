@@ -69,8 +69,8 @@ VALUES ($1, 'legacy.dispatch', 'default', 'cloudrun', nullif($2, ''), $3, now() 
 	if err != nil {
 		t.Fatalf("Migrate: %v", err)
 	}
-	if len(rep.AppliedNow) != 1 || rep.AppliedNow[0] != "0003_dispatch_until" {
-		t.Fatalf("Migrate applied %v; want [0003_dispatch_until]", rep.AppliedNow)
+	if len(rep.AppliedNow) != 2 || rep.AppliedNow[0] != "0003_dispatch_until" || rep.AppliedNow[1] != "0004_workers" {
+		t.Fatalf("Migrate applied %v; want [0003_dispatch_until 0004_workers]", rep.AppliedNow)
 	}
 	if err := b.Open(ctx); err != nil {
 		t.Fatalf("Open after Migrate: %v", err)

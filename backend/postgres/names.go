@@ -21,6 +21,7 @@ type names struct {
 	maintenance string
 	migration   string
 	events      string
+	worker      string
 
 	taskRaw string // unquoted table name (no schema), for catalog lookups
 }
@@ -32,6 +33,7 @@ func newNames(schema, prefix string) names {
 	n.maintenance = n.table("queue_maintenance")
 	n.migration = n.table("queue_migration")
 	n.events = n.table("queue_task_event_history")
+	n.worker = n.table("queue_worker")
 	n.taskRaw = shorten(prefix + "queue_task")
 	return n
 }

@@ -78,7 +78,8 @@ var ErrSchemaTooNew = errors.New("postgres: queue schema is newer than this buil
 //
 // It implements driver.Backend and the optional interfaces driver.Waker,
 // driver.WorkerController, driver.DueTimer, driver.Locker,
-// driver.Inspector, driver.Migrator and driver.TxEnqueuer[pgx.Tx].
+// driver.Inspector, driver.Migrator, driver.TxEnqueuer[pgx.Tx] and
+// driver.WorkerRegistry.
 type Backend struct {
 	pool     *pgxpool.Pool
 	hbPool   *pgxpool.Pool
