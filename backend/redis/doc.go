@@ -53,6 +53,23 @@
 //	<p>:lock:<name>               string: maintenance lock token (SET NX PX; compare-and-delete release)
 //	<p>:version                   string: key-layout version "3" (Open and Migrate write it; "1>2"
 //	                              or "2>3" while an earlier prefix is being migrated)
+//	<p>:worker:<id>               hash: one live worker's registry entry (host, pid, queues as a
+//	                              JSON array, execution_backend, concurrency, running, started_at,
+//	                              version, seen_at, expires_at; times in µs), PEXPIRE ttl
+//	<p>:workers                   zset: registered worker IDs by expires_at (µs)
+//	<p>:workerids                 zset: the same IDs, score 0, for listing in byte order (BYLEX)
+//
+// The registry of live workers (driver.WorkerRegistry) is one script call
+// per operation, with seen_at and expires_at from the server's TIME like
+// every record time. RegisterWorker replaces the hash and indexes the ID;
+// RemoveWorker deletes all three; ListWorkers first deletes up to 1,000
+// entries whose expires_at has passed, then walks <p>:workerids in byte
+// order (Lua's string order follows the server's locale, so it is not
+// used) and returns the IDs still live up to the limit. The hash's own
+// PEXPIRE makes a dead worker's entry vanish even if nothing lists. These
+// keys need no layout migration and leave the layout version at "3": no
+// earlier build reads or writes them, and this build creates them on the
+// first registration, so either build works on the same prefix.
 //
 // Layout 1 kept a record's task policy (timeout, retry_backoff,
 // requeue_on_stale, requeue_on_shutdown, log_level, log_success,

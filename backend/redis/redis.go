@@ -43,8 +43,8 @@ type Options struct {
 // Backend is the Redis / Valkey queue backend. Create it with New or
 // Connect; it is safe for concurrent use. It implements driver.Backend and
 // the optional interfaces driver.Waker, driver.WorkerController,
-// driver.DueTimer, driver.CompletionWaiter, driver.Locker, driver.Inspector
-// and driver.Migrator.
+// driver.DueTimer, driver.CompletionWaiter, driver.Locker, driver.Inspector,
+// driver.Migrator and driver.WorkerRegistry.
 type Backend struct {
 	client goredis.UniversalClient
 	owned  bool
