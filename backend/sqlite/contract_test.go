@@ -11,6 +11,9 @@ import (
 	"github.com/queuesgo/queues/backend/sqlite"
 )
 
+// The first-party stores must keep the registry of live workers.
+var _ driver.WorkerRegistry = (*sqlite.Backend)(nil)
+
 // openTemp opens a backend on a fresh file in t.TempDir().
 func openTemp(t testing.TB, opts sqlite.Options) *sqlite.Backend {
 	t.Helper()

@@ -18,9 +18,6 @@ import (
 	"github.com/queuesgo/queues/queuestype"
 )
 
-// The first-party stores must keep the registry of live workers.
-var _ driver.WorkerRegistry = (*sqlite.Backend)(nil)
-
 // manualClock is a backend clock a test moves by hand.
 type manualClock struct {
 	mu  sync.Mutex
