@@ -112,6 +112,9 @@ func newTestBackend(t testing.TB, opts Options) *Backend {
 	return b
 }
 
+// The first-party stores must keep the registry of live workers.
+var _ driver.WorkerRegistry = (*Backend)(nil)
+
 // TestContract runs the shared backend contract suite (backendtest), backend
 // and service groups, against the live server, one prefix per case.
 func TestContract(t *testing.T) {

@@ -8,9 +8,6 @@ import (
 	"github.com/queuesgo/queues/driver"
 )
 
-// The first-party stores must keep the registry of live workers.
-var _ driver.WorkerRegistry = (*Backend)(nil)
-
 // TestWorkerKeys checks the documented keys of the registry: a registered
 // entry is a hash <p>:worker:<id> with a ttl, indexed in <p>:workers by its
 // expiry (µs) and in <p>:workerids; once it expires, a listing deletes the
