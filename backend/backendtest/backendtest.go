@@ -32,7 +32,7 @@
 // test process and the store. Waits poll a condition with a deadline.
 //
 // Cases for an optional capability (Waker, WorkerController, DueTimer,
-// CompletionWaiter, Locker, Inspector) are skipped only when the backend does
+// CompletionWaiter, Locker, Inspector, Pinger) are skipped only when the backend does
 // not implement that interface.
 package backendtest
 
@@ -82,6 +82,7 @@ func RunBackend(t *testing.T, f Factory) {
 	t.Helper()
 	checkFactory(t, f)
 	groups := []group{
+		{"Ping", testPing},
 		{"Records", testRecords},
 		{"Claiming", testClaiming},
 		{"Dispatch", testDispatch},
