@@ -32,8 +32,8 @@
 // test process and the store. Waits poll a condition with a deadline.
 //
 // Cases for an optional capability (Waker, WorkerController, DueTimer,
-// CompletionWaiter, Locker, Inspector, Pinger) are skipped only when the backend does
-// not implement that interface.
+// CompletionWaiter, Locker, Inspector, Pinger) are skipped only when the
+// backend does not implement that interface.
 package backendtest
 
 import (
