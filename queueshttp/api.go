@@ -1,6 +1,7 @@
 package queueshttp
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"runtime/debug"
 	"sort"
 	"strconv"
 	"strings"
@@ -29,24 +31,48 @@ const DefaultListLimit = 50
 // MaxListLimit caps the limit of GET /api/tasks; larger values are clamped.
 const MaxListLimit = 500
 
-// Options configure the JSON API. The zero value serves every route to every
-// client, so set Authorize in production.
+// DefaultMaxListBytes is the default cap on the encoded body of GET
+// /api/tasks (Options.MaxListBytes).
+const DefaultMaxListBytes = 4 << 20
+
+// DefaultReadyTimeout is the default bound on the store ping of GET
+// /api/ready (Options.ReadyTimeout).
+const DefaultReadyTimeout = 2 * time.Second
+
+// Options configure the JSON API. The zero value serves the read routes to
+// every client and refuses the mutating ones: set Authorize in production.
 type Options struct {
 	// Authorize decides whether a request may use the API. It runs before
 	// routing, for every route; a non-nil error answers 403
 	// {"error":"forbidden"}. The error text is logged at debug level, never
-	// sent. nil allows every request and logs a warning when the handler is built.
+	// sent. Without Authorize the read routes are served to every client and
+	// the mutating routes (enqueue, cancel, rerun, and every later route that
+	// changes state) answer 403 {"error":"unauthorized_mount"}, unless
+	// Insecure is set. LoopbackOnly builds an Authorize for a server that
+	// listens on loopback addresses only.
 	Authorize func(*http.Request) error
-	// ReadOnly answers 403 {"error":"read_only"} to the mutating routes
-	// (enqueue, cancel, rerun).
+	// Insecure serves the mutating routes without Authorize, to every client
+	// that reaches the API. It is the one explicit opt-out of authorization:
+	// the event streams and the dashboard that later mount beside the API
+	// follow it too. It has no effect when Authorize is set.
+	Insecure bool
+	// ReadOnly answers 403 {"error":"read_only"} to the mutating routes.
 	ReadOnly bool
-	// Logger receives the mount warning and internal errors; nil → slog.Default().
+	// Logger receives the mount mode, internal errors and failed readiness
+	// checks; nil → slog.Default().
 	Logger *slog.Logger
 	// CrossOrigin guards the mutating routes against cross-origin browser
 	// requests (CSRF); nil → http.NewCrossOriginProtection(), which allows
 	// same-origin browser requests and every non-browser client. Configure
 	// trusted origins on your own value to call the API from another origin.
 	CrossOrigin *http.CrossOriginProtection
+	// MaxListBytes caps the encoded body of GET /api/tasks: items stop being
+	// added before the page would pass it, and next_cursor continues from
+	// there (a page always holds at least one item). 0 → DefaultMaxListBytes.
+	MaxListBytes int
+	// ReadyTimeout bounds the store ping of GET /api/ready; 0 →
+	// DefaultReadyTimeout.
+	ReadyTimeout time.Duration
 }
 
 // Handler returns the JSON API. It serves paths starting with /api/; use
@@ -60,32 +86,70 @@ func newAPI(svc *queues.Service, opts Options) *api {
 	if svc == nil {
 		panic("queueshttp: Handler needs a non-nil *queues.Service")
 	}
-	a := &api{svc: svc, opts: opts, log: opts.Logger, cop: opts.CrossOrigin, mux: http.NewServeMux()}
+	a := &api{svc: svc, opts: opts, log: opts.Logger, cop: opts.CrossOrigin, mux: http.NewServeMux(),
+		maxList: opts.MaxListBytes, readyTimeout: opts.ReadyTimeout}
 	if a.log == nil {
 		a.log = slog.Default()
 	}
 	if a.cop == nil {
 		a.cop = http.NewCrossOriginProtection()
 	}
-	if opts.Authorize == nil {
-		a.log.Warn("queues HTTP API mounted without Authorize: every client that reaches it can read and change tasks")
+	if a.maxList <= 0 {
+		a.maxList = DefaultMaxListBytes
 	}
-	a.mux.HandleFunc("GET /api/health", a.health)
-	a.mux.HandleFunc("GET /api/stats", a.stats)
-	a.mux.HandleFunc("GET /api/queues", a.queueStats)
-	a.mux.HandleFunc("GET /api/tasks", a.listTasks)
-	a.mux.HandleFunc("GET /api/tasks/{id}", a.getTask)
-	a.mux.HandleFunc("POST /api/tasks", a.mutating(a.enqueue))
-	a.mux.HandleFunc("POST /api/tasks/{id}/cancel", a.mutating(a.cancel))
-	a.mux.HandleFunc("POST /api/tasks/{id}/rerun", a.mutating(a.rerun))
+	if a.readyTimeout <= 0 {
+		a.readyTimeout = DefaultReadyTimeout
+	}
+	a.logMode()
+	a.handle("GET /api/health", a.health)
+	a.handle("GET /api/ready", a.ready)
+	a.handle("GET /api/stats", a.stats)
+	a.handle("GET /api/queues", a.queueStats)
+	a.handle("GET /api/tasks", a.listTasks)
+	a.handle("GET /api/tasks/{id}", a.getTask)
+	a.handle("POST /api/tasks", a.enqueue)
+	a.handle("POST /api/tasks/{id}/cancel", a.cancel)
+	a.handle("POST /api/tasks/{id}/rerun", a.rerun)
 	return a
+}
+
+// handle registers a route. Every method but GET (which also serves HEAD)
+// changes state, so it goes through mutating: a new route cannot forget
+// the authorization, read-only and cross-origin guards.
+func (a *api) handle(pattern string, h http.HandlerFunc) {
+	method, _, ok := strings.Cut(pattern, " ")
+	if !ok {
+		panic("queueshttp: route pattern without a method: " + pattern)
+	}
+	if method != http.MethodGet {
+		h = a.mutating(h)
+	}
+	a.mux.HandleFunc(pattern, h)
+}
+
+// logMode says once, when the handler is built, who may do what.
+func (a *api) logMode() {
+	switch {
+	case a.opts.Authorize != nil:
+		a.log.Info("queues HTTP API mounted with Authorize", "read_only", a.opts.ReadOnly)
+	case a.opts.ReadOnly:
+		a.log.Warn("queues HTTP API mounted read-only without Authorize: every client that reaches it can read tasks")
+	case a.opts.Insecure:
+		a.log.Warn("queues HTTP API mounted with Insecure and without Authorize: every client that reaches it can read and change tasks")
+	default:
+		a.log.Warn("queues HTTP API mounted without Authorize: every client that reaches it can read tasks; " +
+			"mutating routes answer 403 unauthorized_mount until Authorize (or Insecure) is set")
+	}
 }
 
 // Mount registers the JSON API on mux beneath prefix: Mount(mux, "/queues",
 // ...) serves /queues/api/health and so on. A trailing slash on prefix is
-// ignored and "" or "/" mounts at /api/. Only GET (and HEAD) and POST requests
-// are routed to the API, so Mount never conflicts with method-specific
-// patterns of the application such as "GET /".
+// ignored and "" or "/" mounts at /api/. The API subtree is registered once
+// per standard method (GET, which also serves HEAD, POST, PUT, PATCH,
+// DELETE, OPTIONS, TRACE) rather than for every method, so Mount never
+// conflicts with method-specific patterns of the application such as
+// "GET /", and a method the API does not serve on a path still answers a
+// JSON 405 instead of reaching the application's handlers.
 func Mount(mux *http.ServeMux, prefix string, svc *queues.Service, opts Options) {
 	prefix = strings.TrimRight(prefix, "/")
 	if prefix != "" && !strings.HasPrefix(prefix, "/") {
@@ -97,28 +161,78 @@ func Mount(mux *http.ServeMux, prefix string, svc *queues.Service, opts Options)
 		// Authorize sees the request as the client sent it, prefix included.
 		routes := http.StripPrefix(prefix, http.HandlerFunc(a.route))
 		h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if a.authorize(w, r) {
-				routes.ServeHTTP(w, r)
-			}
+			a.serve(w, r, routes)
 		})
 	}
-	mux.Handle("GET "+prefix+"/api/", h)
-	mux.Handle("POST "+prefix+"/api/", h)
+	for _, m := range mountMethods {
+		mux.Handle(m+" "+prefix+"/api/", h)
+	}
 }
 
+// mountMethods are the methods Mount registers the API subtree for.
+var mountMethods = []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch,
+	http.MethodDelete, http.MethodOptions, http.MethodTrace}
+
 type api struct {
-	svc  *queues.Service
-	opts Options
-	log  *slog.Logger
-	cop  *http.CrossOriginProtection
-	mux  *http.ServeMux
+	svc          *queues.Service
+	opts         Options
+	log          *slog.Logger
+	cop          *http.CrossOriginProtection
+	mux          *http.ServeMux
+	maxList      int
+	readyTimeout time.Duration
 }
 
 func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if a.authorize(w, r) {
-		a.route(w, r)
+	a.serve(w, r, http.HandlerFunc(a.route))
+}
+
+// serve authorizes r and hands it to routes; a panic in a route answers a
+// JSON 500 (or aborts the connection when the answer had begun).
+func (a *api) serve(w http.ResponseWriter, r *http.Request, routes http.Handler) {
+	tw := &trackWriter{ResponseWriter: w}
+	defer a.recoverPanic(tw, r)
+	if a.authorize(tw, r) {
+		routes.ServeHTTP(tw, r)
 	}
 }
+
+func (a *api) recoverPanic(w *trackWriter, r *http.Request) {
+	v := recover()
+	if v == nil {
+		return
+	}
+	if v == http.ErrAbortHandler { // net/http compares it the same way
+		panic(v)
+	}
+	a.log.Error("queues HTTP API handler panicked", "method", r.Method, "path", r.URL.Path,
+		"panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+	if w.wrote {
+		// Part of the answer is out: cut the connection so the client cannot
+		// take it for a whole one.
+		panic(http.ErrAbortHandler)
+	}
+	writeError(w, http.StatusInternalServerError, "internal", "internal error; see the server log")
+}
+
+// trackWriter remembers whether the answer has begun.
+type trackWriter struct {
+	http.ResponseWriter
+	wrote bool
+}
+
+func (t *trackWriter) WriteHeader(code int) {
+	t.wrote = true
+	t.ResponseWriter.WriteHeader(code)
+}
+
+func (t *trackWriter) Write(b []byte) (int, error) {
+	t.wrote = true
+	return t.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the connection's writer.
+func (t *trackWriter) Unwrap() http.ResponseWriter { return t.ResponseWriter }
 
 // authorize sets the common headers and runs Options.Authorize; on refusal
 // it has answered 403.
@@ -182,12 +296,19 @@ func (c *captureWriter) WriteHeader(code int) {
 	}
 }
 
-// mutating guards a route that changes state: read-only APIs refuse it, and
-// so does http.CrossOriginProtection for cross-origin browser requests.
+// mutating guards a route that changes state: read-only APIs refuse it, so
+// does an API mounted without Authorize unless Insecure opted out, and so
+// does http.CrossOriginProtection for cross-origin browser requests.
 func (a *api) mutating(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if a.opts.ReadOnly {
 			writeError(w, http.StatusForbidden, "read_only", "this queues API is read-only")
+			return
+		}
+		if a.opts.Authorize == nil && !a.opts.Insecure {
+			writeError(w, http.StatusForbidden, "unauthorized_mount",
+				"this queues API was mounted without Options.Authorize, so it refuses requests that change tasks "+
+					"(set Authorize, or Insecure to allow every client)")
 			return
 		}
 		if err := a.cop.Check(r); err != nil {
@@ -247,7 +368,26 @@ func (a *api) notFoundTask(w http.ResponseWriter, id uuid.UUID) {
 
 // ---- read routes -----------------------------------------------------------
 
+// health is liveness: it answers while the process serves HTTP and asks
+// the store nothing, so a store outage never restarts healthy processes.
 func (a *api) health(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
+}
+
+// ready is readiness: the store must answer a ping within ReadyTimeout. The
+// store's error names hosts and files, so it goes to the log, not the body.
+func (a *api) ready(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), a.readyTimeout)
+	defer cancel()
+	if err := a.svc.Ping(ctx); err != nil {
+		level := slog.LevelWarn
+		if r.Context().Err() != nil {
+			level = slog.LevelDebug // the client went away
+		}
+		a.log.Log(r.Context(), level, "queues HTTP API readiness check failed", "error", err)
+		writeError(w, http.StatusServiceUnavailable, "store_unavailable", "the task store is not reachable; see the server log")
+		return
+	}
 	writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
 }
 
@@ -287,6 +427,8 @@ func (a *api) queueStats(w http.ResponseWriter, r *http.Request) {
 }
 
 // TaskList is the body of GET /api/tasks. NextCursor is nil on the last page.
+// Items are records without args, result and metadata unless the request
+// asked for them with include (see the package documentation).
 type TaskList struct {
 	Items      []*queues.Record `json:"items"`
 	NextCursor *uuid.UUID       `json:"next_cursor"`
@@ -318,6 +460,11 @@ func (a *api) listTasks(w http.ResponseWriter, r *http.Request) {
 		}
 		f.Cursor = c
 	}
+	inc, err := parseInclude(q["include"])
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "invalid_query", err.Error())
+		return
+	}
 	page, err := a.svc.ListTasks(r.Context(), f)
 	if errors.Is(err, queues.ErrUnsupported) {
 		writeError(w, http.StatusNotImplemented, "unsupported", "this queue backend cannot list tasks")
@@ -327,15 +474,14 @@ func (a *api) listTasks(w http.ResponseWriter, r *http.Request) {
 		a.internal(w, r, err)
 		return
 	}
-	out := TaskList{Items: page.Items}
-	if out.Items == nil {
-		out.Items = []*queues.Record{}
+	body, err := encodeTaskList(page, inc, a.maxList)
+	if err != nil {
+		a.internal(w, r, err)
+		return
 	}
-	if page.NextCursor != uuid.Nil {
-		c := page.NextCursor
-		out.NextCursor = &c
-	}
-	writeJSON(w, http.StatusOK, out)
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(body)
 }
 
 func (a *api) getTask(w http.ResponseWriter, r *http.Request) {

@@ -117,7 +117,7 @@ func TestListTasks(t *testing.T) {
 			if err := json.Unmarshal(raw, &m); err != nil {
 				t.Fatal(err)
 			}
-			sameKeys(t, "record", m, recordKeys...)
+			sameKeys(t, "list item", m, summaryKeys...)
 			got = append(got, m["id"].(string))
 		}
 		return p, got
@@ -611,24 +611,31 @@ func TestMount(t *testing.T) {
 	}
 }
 
-func TestMountWarnsWithoutAuthorize(t *testing.T) {
+func TestMountLogsItsMode(t *testing.T) {
 	svc, err := queues.New(queues.Config{Backend: memory.New(memory.Options{}), Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logs logBuffer
-	logger := slog.New(slog.NewTextHandler(&logs, nil))
-	queueshttp.Mount(http.NewServeMux(), "/q", svc, queueshttp.Options{Logger: logger})
-	if n := strings.Count(logs.String(), "queues HTTP API mounted without Authorize"); n != 1 {
-		t.Fatalf("warning logged %d times: %q", n, logs.String())
-	}
-	if !strings.Contains(logs.String(), "level=WARN") {
-		t.Errorf("the warning is not at WARN: %q", logs.String())
-	}
-	before := logs.String()
-	queueshttp.Mount(http.NewServeMux(), "/q", svc, queueshttp.Options{Logger: logger, Authorize: func(*http.Request) error { return nil }})
-	if logs.String() != before {
-		t.Fatalf("mounting with Authorize logged: %q", strings.TrimPrefix(logs.String(), before))
+	for _, c := range []struct {
+		name  string
+		opts  queueshttp.Options
+		level string
+		says  string
+	}{
+		{"closed", queueshttp.Options{}, "WARN", "mounted without Authorize"},
+		{"read-only", queueshttp.Options{ReadOnly: true}, "WARN", "mounted read-only without Authorize"},
+		{"insecure", queueshttp.Options{Insecure: true}, "WARN", "mounted with Insecure"},
+		{"authorized", queueshttp.Options{Authorize: allowAll, Insecure: true}, "INFO", "mounted with Authorize"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var logs logBuffer
+			c.opts.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+			queueshttp.Mount(http.NewServeMux(), "/q", svc, c.opts)
+			out := logs.String()
+			if strings.Count(out, "\n") != 1 || !strings.Contains(out, c.says) || !strings.Contains(out, "level="+c.level) {
+				t.Fatalf("mount logged %q, want one %s line saying %q", out, c.level, c.says)
+			}
+		})
 	}
 }
 

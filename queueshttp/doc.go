@@ -17,12 +17,14 @@
 // Handler returns the API and Mount registers it on a ServeMux under a prefix
 // (Mount(mux, "/queues", ...) serves /queues/api/...):
 //
-//	GET  /api/health                         {"ok":true}
+//	GET  /api/health                         liveness: {"ok":true}, without asking the store
+//	GET  /api/ready                          readiness: {"ok":true} when the store answers a ping
+//	                                         within Options.ReadyTimeout (2s), else 503 store_unavailable
 //	GET  /api/stats?queue=                   statistics: pending, scheduled, running, completed,
 //	                                         failed, cancelled, expired, total
 //	GET  /api/queues                         [{"queue":"default", <statistics keys>}, ...] sorted by queue
-//	GET  /api/tasks?status=&queue=&task_name=&limit=50&cursor=
-//	                                         {"items":[record, ...],"next_cursor":"<uuid>"|null}
+//	GET  /api/tasks?status=&queue=&task_name=&limit=50&cursor=&include=
+//	                                         {"items":[summary, ...],"next_cursor":"<uuid>"|null}
 //	GET  /api/tasks/{id}                     record
 //	POST /api/tasks                          enqueue a registered task by name (below)
 //	POST /api/tasks/{id}/cancel?include_running=true
@@ -32,6 +34,15 @@
 // A record is the JSON form of queues.Record (every field, nulls kept, times
 // RFC 3339 UTC). Lists are newest first; pass next_cursor back as cursor for
 // the next page (limit defaults to 50 and is capped at MaxListLimit).
+//
+// A list item is a summary: the record without "args", "result" and
+// "metadata", which can be large. include=args,result,metadata (any subset,
+// comma-separated or repeated) adds them back; GET /api/tasks/{id} always
+// answers the whole record. A list body is also capped at
+// Options.MaxListBytes (4 MiB by default): items stop before the body would
+// pass it and next_cursor continues after the last item sent, so a client
+// that follows next_cursor sees every record whatever the cap. A page holds
+// at least one item, even one larger than the cap.
 //
 // POST /api/tasks takes
 //
@@ -54,15 +65,16 @@
 // Every error is JSON {"error":"<code>","message":"<text>"}:
 //
 //	400 invalid_request   malformed JSON body, unknown field, missing "task"
-//	400 invalid_query     bad status, limit, cursor or include_running
+//	400 invalid_query     bad status, limit, cursor, include or include_running
 //	400 invalid_id        the {id} path segment is not a UUID
 //	400 invalid_args      arguments do not decode into the task's argument type
 //	400 invalid_options   queue, priority, retries, run_after, key or metadata rejected
 //	403 forbidden         Options.Authorize refused the request, or a cross-origin browser request
+//	403 unauthorized_mount a mutating route on an API mounted without Authorize or Insecure
 //	403 read_only         a mutating route on a read-only API
 //	404 not_found         no such record, or no such API route
 //	404 unknown_task      the task name is not registered in this process
-//	405 method_not_allowed
+//	405 method_not_allowed the path exists for other methods (the Allow header lists them)
 //	409 not_terminal      rerun of a record that is still pending, scheduled or running
 //	409 conflict          the identity key is held by a record that cannot be deduplicated
 //	409 unknown_task, invalid_args, invalid_options
@@ -70,15 +82,41 @@
 //	413 request_too_large the body exceeds MaxRequestBytes
 //	500 internal          a backend failure; the cause is logged, never sent
 //	501 unsupported       the backend does not implement driver.Inspector
+//	503 store_unavailable GET /api/ready: the store did not answer; the cause is logged, never sent
+//
+// A handler that panics answers 500 internal too (the panic and its stack
+// are logged), or has its connection cut when part of the answer was out.
+//
+// Mount registers the API subtree for GET (and HEAD), POST, PUT, PATCH,
+// DELETE, OPTIONS and TRACE, so those methods get these JSON answers on
+// every path under prefix/api/; a non-standard method falls through to the
+// application's own patterns.
 //
 // # Security
 //
-// The API cannot know how an application authenticates, so set
-// Options.Authorize: without it every client that reaches the API can read and
-// change tasks, and a warning is logged when the handler is built. Authorize runs before routing, so an
-// unauthorized client cannot even learn which routes exist. Mutating routes
-// (enqueue, cancel, rerun) additionally reject cross-origin browser requests
-// with http.CrossOriginProtection, so a cookie-authenticated session cannot
-// be driven by another site; non-browser clients such as curl are unaffected.
-// Options.ReadOnly turns every mutating route into 403.
+// The API cannot know how an application authenticates, so it is closed
+// until told otherwise. Options.Authorize runs before routing, for every
+// route (probes of /api/health and /api/ready included: admit them in
+// Authorize if they come without credentials), so an unauthorized client
+// cannot even learn which routes exist. Without Authorize the read routes
+// are served to every client, because dashboards and probes often sit
+// behind the application's own network controls, but every mutating route
+// (enqueue, cancel, rerun, and any route added later with a method other
+// than GET) answers 403 unauthorized_mount. Options.Insecure is the single
+// explicit opt-out that serves the mutating routes without Authorize; the
+// event streams and the dashboard mounted beside the API later follow the
+// same switch. The mode (authorized, closed, read-only, insecure) is logged
+// once when the handler is built, as a warning unless Authorize is set.
+//
+// A server that listens on loopback only, such as `queues demo`, can use
+// LoopbackOnly(addr) as its Authorize: it admits loopback peers whose Host
+// header, and Origin header when a browser sends one, name the address the
+// server listens on, which defeats DNS rebinding (a page on another domain
+// that resolves to 127.0.0.1 reaches the port, but with its own name in
+// Host). Bound anywhere else, a server needs a real Authorize.
+//
+// Mutating routes additionally reject cross-origin browser requests with
+// http.CrossOriginProtection, so a cookie-authenticated session cannot be
+// driven by another site; non-browser clients such as curl are unaffected.
+// Options.ReadOnly turns every mutating route into 403 read_only.
 package queueshttp

@@ -2,6 +2,7 @@ package queueshttp_test
 
 import (
 	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -43,7 +44,8 @@ func ExampleMount() {
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "my app") })
 	queueshttp.Mount(mux, "/queues", svc, queueshttp.Options{
 		Authorize: func(r *http.Request) error {
-			if r.Header.Get("Authorization") != "Bearer s3cret" {
+			// Compare in constant time so the token cannot be guessed byte by byte.
+			if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), []byte("Bearer s3cret")) != 1 {
 				return errors.New("bad token")
 			}
 			return nil

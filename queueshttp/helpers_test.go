@@ -50,7 +50,13 @@ type fixtureConfig struct {
 	opts    queueshttp.Options
 	backend driver.Backend // nil → memory.New
 	inApp   bool
+	// noAuth mounts without the allow-all Authorize the fixture adds when
+	// opts has neither Authorize nor Insecure.
+	noAuth bool
 }
+
+// allowAll is an Authorize that admits every request.
+func allowAll(*http.Request) error { return nil }
 
 func registerTasks(t *testing.T, f *fixture) *queues.Registry {
 	t.Helper()
@@ -102,6 +108,9 @@ func newFixture(t *testing.T, cfg fixtureConfig) *fixture {
 	f.svc = svc
 	if cfg.opts.Logger == nil {
 		cfg.opts.Logger = quiet
+	}
+	if cfg.opts.Authorize == nil && !cfg.opts.Insecure && !cfg.noAuth {
+		cfg.opts.Authorize = allowAll
 	}
 	mux := http.NewServeMux()
 	queueshttp.Mount(mux, "/q", svc, cfg.opts)
@@ -263,6 +272,11 @@ var recordKeys = []string{"id", "task_name", "args", "queue", "execution_backend
 	"execution_ref", "worker_id", "status", "priority", "max_retries", "retry_count", "scheduled_at",
 	"expires_at", "created_at", "queued_at", "started_at", "completed_at", "heartbeat_at", "result",
 	"error", "key", "metadata", "policy", "interruptions", "dispatch_until"}
+
+// summaryKeys are the keys of a list item without include.
+var summaryKeys = slices.DeleteFunc(slices.Clone(recordKeys), func(k string) bool {
+	return k == "args" || k == "result" || k == "metadata"
+})
 
 var statsKeys = []string{"pending", "scheduled", "running", "completed", "failed", "cancelled", "expired", "total"}
 

@@ -60,7 +60,7 @@ func TestServeListenerLifecycle(t *testing.T) {
 	backend := memory.New(memory.Options{})
 	f, svc := serveFixture(t, backend, queues.PlacementInApp)
 	mux := http.NewServeMux()
-	queueshttp.Mount(mux, "/queues", svc, queueshttp.Options{Logger: quiet})
+	queueshttp.Mount(mux, "/queues", svc, queueshttp.Options{Logger: quiet, Authorize: allowAll})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

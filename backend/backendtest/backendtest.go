@@ -32,9 +32,9 @@
 // test process and the store. Waits poll a condition with a deadline.
 //
 // Cases for an optional capability (Waker, WorkerController, DueTimer,
-// CompletionWaiter, Locker, Inspector, WorkerRegistry) are skipped only when
-// the backend does not implement that interface; the stores of this module
-// must implement WorkerRegistry, and fail its cases when they do not.
+// CompletionWaiter, Locker, Inspector, Pinger, WorkerRegistry) are skipped
+// only when the backend does not implement that interface; the stores of this
+// module must implement WorkerRegistry, and fail its cases when they do not.
 package backendtest
 
 import (
@@ -83,6 +83,7 @@ func RunBackend(t *testing.T, f Factory) {
 	t.Helper()
 	checkFactory(t, f)
 	groups := []group{
+		{"Ping", testPing},
 		{"Records", testRecords},
 		{"Claiming", testClaiming},
 		{"Dispatch", testDispatch},

@@ -29,6 +29,7 @@ package memory
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/queuesgo/queues/driver"
@@ -67,6 +68,8 @@ type Backend struct {
 
 	wakes    hub.Hub // wakeup hints, key ""
 	controls hub.Hub // worker-control hints, keyed by worker ID
+
+	closed atomic.Bool // Close was called and Open was not called since (Ping reports it)
 }
 
 type lock struct {
@@ -102,11 +105,15 @@ func New(opts Options) *Backend {
 func (b *Backend) Name() string { return "memory" }
 
 // Open does nothing; a memory backend is ready when created. It is idempotent.
-func (b *Backend) Open(ctx context.Context) error { return nil }
+func (b *Backend) Open(ctx context.Context) error {
+	b.closed.Store(false)
+	return nil
+}
 
 // Close closes every wakeup and worker-control subscription. Records are kept,
 // so the backend may be opened and used again.
 func (b *Backend) Close(ctx context.Context) error {
+	b.closed.Store(true)
 	b.wakes.Close()
 	b.controls.Close()
 	return nil

@@ -79,6 +79,37 @@ func TestDemo(t *testing.T) {
 		t.Errorf("default SQLite file: %v", err)
 	}
 
+	// The queues API answers loopback clients that address the server by
+	// its own address, and refuses the DNS-rebinding shape.
+	api := func(method, host, origin, body string) (int, string) {
+		t.Helper()
+		req, err := http.NewRequest(method, base+"/queues/api/tasks", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Host = host
+		if origin != "" {
+			req.Header.Set("Origin", origin)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode, string(b)
+	}
+	enqueue := `{"task":"accounts.sync","args":{"account_id":"via-api"}}`
+	if code, body := api("POST", "evil", "http://evil", enqueue); code != 403 || !strings.Contains(body, `"forbidden"`) {
+		t.Fatalf("rebinding POST = %d %s", code, body)
+	}
+	if code, body := api("POST", m[1], "", enqueue); code != 201 {
+		t.Fatalf("loopback POST = %d %s", code, body)
+	}
+	if code, body := api("DELETE", m[1], "", ""); code != 405 || !strings.Contains(body, `"method_not_allowed"`) {
+		t.Fatalf("DELETE = %d %s", code, body)
+	}
+
 	p.signal(t, syscall.SIGTERM)
 	if code := p.wait(t, 15*time.Second); code != 0 {
 		t.Fatalf("demo exit %d: %s", code, p.stderr.String())
@@ -99,4 +130,26 @@ func TestDemoBadAddr(t *testing.T) {
 		t.Fatal("exit 0")
 	}
 	assertOneErrorLine(t, stderr, "listen on 256.1.1.1:99999")
+}
+
+// A demo on a non-loopback address would serve its unauthorized API to the
+// network: it refuses to start unless --insecure says so.
+func TestDemoNonLoopbackNeedsInsecure(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	code, _, stderr := e.run("demo", "--addr", "0.0.0.0:0", "--backend", "memory:")
+	if code == 0 {
+		t.Fatal("exit 0")
+	}
+	assertOneErrorLine(t, stderr, "not a loopback address", "--insecure")
+
+	p := e.start("demo", "--addr", "0.0.0.0:0", "--backend", "memory:", "--insecure")
+	p.waitStderr(t, "listening on http://", 15*time.Second)
+	if !strings.Contains(p.stderr.String(), "--insecure: every client") {
+		t.Errorf("no warning for --insecure: %s", p.stderr.String())
+	}
+	p.signal(t, syscall.SIGTERM)
+	if code := p.wait(t, 15*time.Second); code != 0 {
+		t.Fatalf("demo --insecure exit %d: %s", code, p.stderr.String())
+	}
 }

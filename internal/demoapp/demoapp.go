@@ -7,7 +7,8 @@
 //	GET  /tasks/{id}           {"task_id","task_name","status","result","error","attempts",
 //	                            "created_at","started_at","completed_at"}
 //	GET  /                     plain-text instructions with the curl commands
-//	GET  /queues/api/...       the queueshttp JSON API (loopback clients only)
+//	GET  /queues/api/...       the queueshttp JSON API, with the options the caller gives
+//	                           (the CLI: loopback clients addressing the server by its own address)
 //
 // Register adds the accounts.sync task to a registry; the CLI runs Handler
 // beside an in-app worker (queueshttp.Serve) so the sync completes in the
@@ -21,7 +22,6 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
-	"net"
 	"net/http"
 	"time"
 
@@ -103,29 +103,18 @@ func syncAccount(ctx context.Context, a SyncArgs) (SyncResult, error) {
 }
 
 // Handler returns the demo application for svc, whose registry must hold the
-// task added by Register. The queues JSON API is mounted at /queues/ and only
-// answers clients on the loopback interface, so the demo never exposes task
-// control to the network even when it listens on every interface.
-func Handler(svc *queues.Service) http.Handler {
+// task added by Register. The queues JSON API is mounted at /queues/ with
+// api: the CLI passes queueshttp.LoopbackOnly for the address it listens on,
+// so the demo never exposes task control to the network or to a web page
+// that rebinds its name to 127.0.0.1.
+func Handler(svc *queues.Service, api queueshttp.Options) http.Handler {
 	d := &demo{svc: svc, log: slog.Default()}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", d.index)
 	mux.HandleFunc("POST /accounts/{id}/sync", d.sync)
 	mux.HandleFunc("GET /tasks/{id}", d.task)
-	queueshttp.Mount(mux, "/queues", svc, queueshttp.Options{Authorize: loopbackOnly})
+	queueshttp.Mount(mux, "/queues", svc, api)
 	return mux
-}
-
-// loopbackOnly admits requests whose peer is a loopback address.
-func loopbackOnly(r *http.Request) error {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		host = r.RemoteAddr
-	}
-	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
-		return nil
-	}
-	return fmt.Errorf("the demo's queues API only answers loopback clients, not %s", r.RemoteAddr)
 }
 
 type demo struct {

@@ -18,6 +18,7 @@ import (
 	"github.com/queuesgo/queues/backend/memory"
 	"github.com/queuesgo/queues/events"
 	"github.com/queuesgo/queues/internal/demoapp"
+	"github.com/queuesgo/queues/queueshttp"
 )
 
 type app struct {
@@ -47,7 +48,10 @@ func newApp(t *testing.T) *app {
 	if err := svc.Start(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(demoapp.Handler(svc))
+	srv := httptest.NewUnstartedServer(nil)
+	srv.Config.Handler = demoapp.Handler(svc, queueshttp.Options{Logger: slog.New(slog.DiscardHandler),
+		Authorize: queueshttp.LoopbackOnly(srv.Listener.Addr().String())})
+	srv.Start()
 	t.Cleanup(func() {
 		srv.Close()
 		if err := svc.Close(context.Background()); err != nil {
@@ -230,23 +234,41 @@ func TestIndex(t *testing.T) {
 
 func TestQueuesAPIOnlyForLoopback(t *testing.T) {
 	a := newApp(t)
-	h := demoapp.Handler(a.svc)
-	req := httptest.NewRequest("GET", "/queues/api/stats", nil) // RemoteAddr 192.0.2.1
-	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, req)
-	if rec.Code != http.StatusForbidden || !strings.Contains(rec.Body.String(), `"forbidden"`) {
-		t.Fatalf("remote client on the queues API = %d %s", rec.Code, rec.Body)
+	h := demoapp.Handler(a.svc, queueshttp.Options{Logger: slog.New(slog.DiscardHandler),
+		Authorize: queueshttp.LoopbackOnly("127.0.0.1:8000")})
+	serve := func(method, path, remote, host, origin string) *httptest.ResponseRecorder {
+		req := httptest.NewRequest(method, path, strings.NewReader(`{"task":"accounts.sync","args":{"account_id":"a"}}`))
+		req.RemoteAddr, req.Host = remote, host
+		if origin != "" {
+			req.Header.Set("Origin", origin)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec
 	}
-	req.RemoteAddr = "[::1]:5555"
-	rec = httptest.NewRecorder()
-	h.ServeHTTP(rec, req)
-	if rec.Code != 200 {
+	for _, c := range []struct{ name, remote, host, origin string }{
+		{"remote client", "192.0.2.1:1234", "127.0.0.1:8000", ""},
+		{"rebound name", "127.0.0.1:1234", "evil", "http://evil"},
+		{"foreign page", "127.0.0.1:1234", "127.0.0.1:8000", "http://evil.example"},
+	} {
+		for _, m := range []string{"GET", "POST"} {
+			if rec := serve(m, "/queues/api/tasks", c.remote, c.host, c.origin); rec.Code != http.StatusForbidden ||
+				!strings.Contains(rec.Body.String(), `"forbidden"`) {
+				t.Fatalf("%s: %s = %d %s", c.name, m, rec.Code, rec.Body)
+			}
+		}
+	}
+	if st, _ := a.svc.Statistics(t.Context(), ""); st.Total != 0 {
+		t.Fatalf("refused requests stored %d records", st.Total)
+	}
+	if rec := serve("GET", "/queues/api/stats", "[::1]:5555", "localhost:8000", ""); rec.Code != 200 {
 		t.Fatalf("loopback client = %d %s", rec.Code, rec.Body)
 	}
+	if rec := serve("POST", "/queues/api/tasks", "127.0.0.1:5555", "127.0.0.1:8000", "http://127.0.0.1:8000"); rec.Code != 201 {
+		t.Fatalf("loopback enqueue = %d %s", rec.Code, rec.Body)
+	}
 	// The demo routes themselves are open.
-	rec = httptest.NewRecorder()
-	h.ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
-	if rec.Code != 200 {
+	if rec := serve("GET", "/", "192.0.2.1:1234", "example.com", ""); rec.Code != 200 {
 		t.Fatalf("remote client on / = %d", rec.Code)
 	}
 }
