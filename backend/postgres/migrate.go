@@ -128,8 +128,12 @@ func (b *Backend) Migrate(ctx context.Context, opts driver.MigrateOptions) (driv
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, b.n.lockKey()); err != nil {
 			return err
 		}
-		if b.n.schema != "" {
-			if _, err := tx.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS `+pgx.Identifier{b.n.schema}.Sanitize()); err != nil {
+		schema, err := b.schemaToCreate(ctx, tx)
+		if err != nil {
+			return err
+		}
+		if schema != "" {
+			if _, err := tx.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS `+pgx.Identifier{schema}.Sanitize()); err != nil {
 				return err
 			}
 		}
@@ -177,4 +181,75 @@ func (b *Backend) Migrate(ctx context.Context, opts driver.MigrateOptions) (driv
 		rep.Applied = []string{}
 	}
 	return rep, nil
+}
+
+// schemaToCreate names the schema Migrate creates when missing: the
+// configured one, else — when no schema of the connection's search_path
+// exists, so unqualified tables would have nowhere to go — the first
+// search_path entry other than "$user". It returns "" when the tables
+// have a home already.
+func (b *Backend) schemaToCreate(ctx context.Context, tx pgx.Tx) (string, error) {
+	if b.n.schema != "" {
+		return b.n.schema, nil
+	}
+	var cur *string
+	if err := tx.QueryRow(ctx, `SELECT current_schema()`).Scan(&cur); err != nil {
+		return "", err
+	}
+	if cur != nil {
+		return "", nil
+	}
+	var path string
+	if err := tx.QueryRow(ctx, `SELECT current_setting('search_path')`).Scan(&path); err != nil {
+		return "", err
+	}
+	return firstSearchPathSchema(path), nil
+}
+
+// firstSearchPathSchema returns the first schema named in a search_path
+// setting, skipping "$user" and unquoting a quoted name.
+func firstSearchPathSchema(path string) string {
+	for _, item := range splitSearchPath(path) {
+		if item == "$user" || item == "" {
+			continue
+		}
+		return item
+	}
+	return ""
+}
+
+// splitSearchPath splits a search_path value at commas outside double
+// quotes and unquotes each name ("" inside quotes is one quote).
+func splitSearchPath(path string) []string {
+	var out []string
+	var cur strings.Builder
+	quoted, wasQuoted := false, false
+	flush := func() {
+		v := cur.String()
+		if !wasQuoted {
+			v = strings.TrimSpace(v)
+		}
+		out = append(out, v)
+		cur.Reset()
+		wasQuoted = false
+	}
+	for i := 0; i < len(path); i++ {
+		ch := path[i]
+		switch {
+		case quoted && ch == '"' && i+1 < len(path) && path[i+1] == '"':
+			cur.WriteByte('"')
+			i++
+		case ch == '"':
+			quoted = !quoted
+			wasQuoted = true
+		case !quoted && ch == ',':
+			flush()
+		case !quoted && (ch == ' ' || ch == '\t') && wasQuoted:
+			// spaces after a closing quote
+		default:
+			cur.WriteByte(ch)
+		}
+	}
+	flush()
+	return out
 }
