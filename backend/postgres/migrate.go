@@ -219,37 +219,42 @@ func firstSearchPathSchema(path string) string {
 }
 
 // splitSearchPath splits a search_path value at commas outside double
-// quotes and unquotes each name ("" inside quotes is one quote).
+// quotes, trims the blanks around each name and unquotes a quoted one ("" inside
+// quotes is one quote).
 func splitSearchPath(path string) []string {
 	var out []string
-	var cur strings.Builder
-	quoted, wasQuoted := false, false
-	flush := func() {
-		v := cur.String()
-		if !wasQuoted {
-			v = strings.TrimSpace(v)
-		}
-		out = append(out, v)
-		cur.Reset()
-		wasQuoted = false
-	}
-	for i := 0; i < len(path); i++ {
-		ch := path[i]
-		switch {
-		case quoted && ch == '"' && i+1 < len(path) && path[i+1] == '"':
-			cur.WriteByte('"')
+	i := 0
+	for i <= len(path) {
+		for i < len(path) && (path[i] == ' ' || path[i] == '\t') {
 			i++
-		case ch == '"':
-			quoted = !quoted
-			wasQuoted = true
-		case !quoted && ch == ',':
-			flush()
-		case !quoted && (ch == ' ' || ch == '\t') && wasQuoted:
-			// spaces after a closing quote
-		default:
-			cur.WriteByte(ch)
 		}
+		var name strings.Builder
+		if i < len(path) && path[i] == '"' {
+			for i++; i < len(path); i++ {
+				if path[i] == '"' {
+					if i+1 < len(path) && path[i+1] == '"' {
+						name.WriteByte('"')
+						i++
+						continue
+					}
+					i++
+					break
+				}
+				name.WriteByte(path[i])
+			}
+			for i < len(path) && path[i] != ',' {
+				i++
+			}
+		} else {
+			j := strings.IndexByte(path[i:], ',')
+			if j < 0 {
+				j = len(path) - i
+			}
+			name.WriteString(strings.TrimSpace(path[i : i+j]))
+			i += j
+		}
+		out = append(out, name.String())
+		i++ // the comma
 	}
-	flush()
 	return out
 }
