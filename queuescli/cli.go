@@ -16,7 +16,10 @@
 // sqlite:queues.db; see package backend/dsn for the forms. Commands that
 // operate on a store other processes share (run, run-task, enqueue, status,
 // get, cancel, migrate) refuse the process-local memory backend; bench
-// accepts it.
+// accepts it. Only migrate, run and demo create a SQLite file that does not
+// exist (enqueue creates only the default one); the other commands refuse a
+// missing file, which is most likely a mistyped path. PostgreSQL and Redis
+// connects are bounded by dsn.DefaultConnectTimeout.
 //
 // Failures print one line, `error: <message>`, on stderr and exit non-zero:
 // no usage dump, no stack trace, and never the DSN's credentials.

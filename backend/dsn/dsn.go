@@ -11,9 +11,11 @@
 //	                       URL is pgx's, so ?search_path=… picks the schema
 //	redis://…, rediss://…, valkey://…  Redis or Valkey (package backend/redis)
 //
-// Every error matches queuestype.ErrConfig (queuestype.ErrUnsupported for a
-// recognised scheme whose backend is not built in), and no error repeats
-// the full DSN, which may hold credentials.
+// Every parse error matches queuestype.ErrConfig (queuestype.ErrUnsupported
+// for a recognised scheme whose backend is not built in), and no error
+// repeats the full DSN, which may hold credentials. Opening a PostgreSQL or
+// Redis DSN waits at most Options.ConnectTimeout (DefaultConnectTimeout) for
+// the server, and a failure names the likely cause (*ConnectError).
 package dsn
 
 import (

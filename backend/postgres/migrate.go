@@ -98,7 +98,8 @@ var _ driver.Migrator = (*Backend)(nil)
 // Migrate applies the embedded migrations that the schema lacks, all in one
 // transaction under a transaction-scoped advisory lock (so concurrent
 // migrators serialize), creating the schema and the queue_migration ledger
-// when missing. With opts.DryRun it only reports the pending versions. It
+// when missing: Options.Schema, or without it the first schema of the
+// connection's search_path when none of them exists. With opts.DryRun it only reports the pending versions. It
 // works before Open and never starts listeners. A schema holding versions
 // this build does not know is refused with an error matching
 // ErrSchemaTooNew.

@@ -589,6 +589,7 @@ func TestRunTaskExitCodes(t *testing.T) {
 func TestBadInvocations(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
+	e.mustRun("migrate") // enqueue refuses a named SQLite file that does not exist
 	const secret = "s3cr3t-pw"
 	cases := []struct {
 		args []string
