@@ -87,13 +87,6 @@ func testPool(t testing.TB) *pgxpool.Pool {
 	return sharedPool
 }
 
-func redactURL() string {
-	if os.Getenv("QUEUES_TEST_POSTGRES_URL") != "" {
-		return "$QUEUES_TEST_POSTGRES_URL"
-	}
-	return defaultTestURL
-}
-
 func randHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
