@@ -182,6 +182,7 @@ func TestStatusMarksEstimates(t *testing.T) {
 // status exits 1 with one line, within the connect timeout, when the store
 // cannot be reached: a dead port, and rediss:// to the plain Redis port.
 func TestStatusUnreachableStore(t *testing.T) {
+	t.Parallel()
 	cases := []struct{ dsn, want string }{
 		{"postgres://app:hunter2pw@127.0.0.1:1/test", "connection refused"},
 		{"redis://:hunter2pw@127.0.0.1:1/0", "connection refused"},

@@ -122,6 +122,7 @@ func TestConnectTimeoutBoundsSilentServers(t *testing.T) {
 // rediss:// to the plain Redis port fails within the default timeout and
 // says TLS is the likely cause.
 func TestRedissToPlainPortNamesTLS(t *testing.T) {
+	t.Parallel()
 	url := os.Getenv("QUEUES_TEST_REDIS_URL")
 	if url == "" {
 		url = "redis://127.0.0.1:6379/0"
