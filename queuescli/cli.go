@@ -16,7 +16,10 @@
 // sqlite:queues.db; see package backend/dsn for the forms. Commands that
 // operate on a store other processes share (run, run-task, enqueue, status,
 // get, cancel, migrate) refuse the process-local memory backend; bench
-// accepts it.
+// accepts it. Only migrate, run and demo create a SQLite file that does not
+// exist (enqueue creates only the default one); the other commands refuse a
+// missing file, which is most likely a mistyped path. PostgreSQL and Redis
+// connects are bounded by dsn.DefaultConnectTimeout.
 //
 // Failures print one line, `error: <message>`, on stderr and exit non-zero:
 // no usage dump, no stack trace, and never the DSN's credentials.
@@ -153,7 +156,7 @@ func New(opts Options) *cobra.Command {
 		return &ExitError{Code: flagErrorCode(cmd), Err: err}
 	})
 	pf := root.PersistentFlags()
-	pf.StringVar(&c.backend, "backend", "", "backend DSN: sqlite:PATH or memory: (env "+EnvBackend+"; default "+DefaultDSN+")")
+	pf.StringVar(&c.backend, "backend", "", "backend DSN: "+dsn.Forms+" (env "+EnvBackend+"; default "+DefaultDSN+")")
 	pf.StringVar(&c.dsnAlias, "dsn", "", "alias of --backend (env "+EnvDSN+")")
 	pf.StringVar(&c.namespace, "namespace", "", "namespace of channel, lock and system task names (env "+EnvNamespace+"; default queues)")
 	pf.StringVar(&c.logLevel, "log-level", "", "log level: debug, info, warn, error or off (default: warn for run and demo, off for one-shot commands, whose outcome is their output)")
@@ -367,8 +370,16 @@ type ServiceOptions struct {
 	Worker func(w *queues.WorkerConfig) error
 	// NoStart returns the service without starting it (the caller calls Start).
 	NoStart bool
+	// CreateDatabase lets the command create a SQLite file that does not
+	// exist yet. Without it a missing file is refused with "no database at
+	// PATH": a command that reads or changes existing records must not
+	// answer from a new, empty database made by a mistyped path.
+	CreateDatabase bool
 
 	skipMigrate bool // open the backend without applying migrations (the migrate command)
+	// createDefault creates the SQLite file when the DSN is the default one
+	// (nothing typed, so no typo to catch): enqueue on a fresh directory.
+	createDefault bool
 	// configure adjusts the whole config last (the run command adds executors).
 	configure func(cfg *queues.Config, dsn string) error
 }
@@ -393,9 +404,12 @@ func (c *cli) newService(cmd *cobra.Command, opts ServiceOptions) (*queues.Servi
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	raw, _, err := resolveDSN(cmd)
+	raw, isDefault, err := resolveDSN(cmd)
 	if err != nil {
 		return nil, queues.Config{}, err
+	}
+	if opts.createDefault && isDefault {
+		opts.CreateDatabase = true
 	}
 	c.mu.Lock()
 	c.lastDSN = raw
@@ -417,7 +431,7 @@ func (c *cli) newService(cmd *cobra.Command, opts ServiceOptions) (*queues.Servi
 			ns = v
 		}
 	}
-	b, err := d.OpenWith(ctx, dsn.Options{SkipMigrate: opts.skipMigrate, Namespace: ns})
+	b, err := d.OpenWith(ctx, dsn.Options{SkipMigrate: opts.skipMigrate, Namespace: ns, MustExist: !opts.CreateDatabase})
 	if err != nil {
 		return nil, queues.Config{}, fmt.Errorf("open backend: %w", err)
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -149,7 +150,11 @@ func TestConfigHookError(t *testing.T) {
 	hook := func(ctx context.Context, b driver.Backend) (queues.Config, error) {
 		return queues.Config{}, errors.New("settings file missing")
 	}
-	t.Setenv(queuescli.EnvBackend, "sqlite:"+filepath.Join(t.TempDir(), "q.db"))
+	path := filepath.Join(t.TempDir(), "q.db")
+	if err := os.WriteFile(path, nil, 0o600); err != nil { // status opens only an existing file
+		t.Fatal(err)
+	}
+	t.Setenv(queuescli.EnvBackend, "sqlite:"+path)
 	code, _, stderr := run(t, queuescli.Options{Config: hook}, "status")
 	if code != 1 {
 		t.Fatalf("exit %d", code)

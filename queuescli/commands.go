@@ -54,7 +54,11 @@ func (c *cli) enqueueCmd() *cobra.Command {
 		Use:   "enqueue TASK",
 		Short: "Enqueue a registered task with JSON arguments",
 		Long: `Enqueue one record of TASK (a task registered in this binary) with the JSON
-arguments --args, and print it: a short line, or the record's JSON with --json.`,
+arguments --args, and print it: a short line, or the record's JSON with --json.
+
+A SQLite file named with --backend or the environment must exist (run
+` + "`queues migrate`" + ` first): a mistyped path is refused instead of receiving a
+record no worker will see. The default sqlite:queues.db is created when missing.`,
 		Example: `  queues enqueue demo.sleep --args '{"ms":500}'
   queues enqueue demo.fail --args '{"times":2}' --retries 3 --json`,
 		Args: cobra.ExactArgs(1),
@@ -92,9 +96,15 @@ arguments --args, and print it: a short line, or the record's JSON with --json.`
 				if err != nil {
 					return fmt.Errorf("--id: %w", err)
 				}
+				// The library reads the zero UUID as "generate one"; typed
+				// on the command line it is a mistake, not a request for a
+				// fresh ID.
+				if id == uuid.Nil {
+					return errors.New("--id: the zero UUID is not a record ID; omit --id to get a new one")
+				}
 				o.ID = id
 			}
-			svc, _, err := c.newService(cmd, ServiceOptions{RequireSharedBackend: true, NoStart: true})
+			svc, _, err := c.newService(cmd, ServiceOptions{RequireSharedBackend: true, NoStart: true, createDefault: true})
 			if err != nil {
 				return err
 			}
@@ -137,7 +147,7 @@ arguments --args, and print it: a short line, or the record's JSON with --json.`
 	fl.StringVar(&key, "key", "", "identity key: while a record with this key is active, enqueueing returns it")
 	fl.DurationVar(&timeout, "timeout", 0, "attempt timeout, e.g. 1m (default: the task's)")
 	fl.DurationVar(&expiresIn, "expires-in", 0, "expire the record if not started within this long after it is due")
-	fl.StringVar(&idFlag, "id", "", "record ID to use (a UUID; default: a new UUIDv7)")
+	fl.StringVar(&idFlag, "id", "", "record ID to use (a non-zero UUID; default: a new UUIDv7)")
 	fl.StringVar(&execBackend, "execution-backend", "", `where the record runs: "local" (a worker's goroutine) or an external transport such as "subprocess" (default: the task's, else local)`)
 	fl.BoolVar(&asJSON, "json", false, "print the record as JSON")
 	return cmd
@@ -156,22 +166,37 @@ func registered(r *queues.Registry) string {
 
 func (c *cli) statusCmd() *cobra.Command {
 	var queue string
-	var asJSON bool
+	var asJSON, exact bool
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Count records per status",
-		Args:  cobra.NoArgs,
+		Long: `Count records per status, in every queue or in --queue.
+
+On a very large PostgreSQL table the terminal counts (completed, failed,
+cancelled, expired) and the total are planner estimates, marked "~" in the
+table; with --json a note on stderr says so. --exact counts them exactly,
+reading the whole table. A store that cannot be reached makes the command
+fail with exit code 1.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			svc, _, err := c.newService(cmd, ServiceOptions{RequireSharedBackend: true})
 			if err != nil {
 				return err
 			}
 			defer closeService(cmd, svc)
-			st, err := svc.Statistics(cmd.Context(), queue)
+			var st queues.Statistics
+			if ec, ok := svc.Backend().(driver.ExactCounter); ok && exact {
+				st, err = ec.ExactStatistics(cmd.Context(), queue)
+			} else {
+				st, err = svc.Statistics(cmd.Context(), queue)
+			}
 			if err != nil {
 				return fmt.Errorf("status: %w", err)
 			}
 			if asJSON {
+				if st.Estimated {
+					fmt.Fprintln(c.opts.Stderr, "note: completed, failed, cancelled, expired and total are estimates; pass --exact to count them")
+				}
 				return writeJSON(c.opts.Stdout, st)
 			}
 			return writeStatus(c.opts.Stdout, st)
@@ -179,23 +204,33 @@ func (c *cli) statusCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&queue, "queue", "", "count only this queue (default: all)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object with the eight counts")
+	cmd.Flags().BoolVar(&exact, "exact", false, "count every status exactly, even where the store would estimate (reads the whole table)")
 	return cmd
 }
 
-// writeStatus prints the counts table of `queues status`.
+// writeStatus prints the counts table of `queues status`; an estimated
+// count is printed as ~N.
 func writeStatus(w io.Writer, st queues.Statistics) error {
 	rows := []struct {
 		name string
 		n    int
+		est  bool
 	}{
-		{"pending", st.Pending}, {"scheduled", st.Scheduled}, {"running", st.Running},
-		{"completed", st.Completed}, {"failed", st.Failed}, {"cancelled", st.Cancelled},
-		{"expired", st.Expired}, {"total", st.Total},
+		{"pending", st.Pending, false}, {"scheduled", st.Scheduled, false}, {"running", st.Running, false},
+		{"completed", st.Completed, st.Estimated}, {"failed", st.Failed, st.Estimated}, {"cancelled", st.Cancelled, st.Estimated},
+		{"expired", st.Expired, st.Estimated}, {"total", st.Total, st.Estimated},
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "%-12s%8s\n", "Status", "Count")
 	for _, r := range rows {
-		fmt.Fprintf(&b, "%-12s%8d\n", r.name, r.n)
+		n := fmt.Sprint(r.n)
+		if r.est {
+			n = "~" + n
+		}
+		fmt.Fprintf(&b, "%-12s%8s\n", r.name, n)
+	}
+	if st.Estimated {
+		b.WriteString("~ estimated (planner statistics); --exact counts them\n")
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
@@ -338,7 +373,7 @@ func (c *cli) migrateCmd() *cobra.Command {
 		Short: "Apply the backend's schema migrations",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			svc, _, err := c.newService(cmd, ServiceOptions{RequireSharedBackend: true, NoStart: true, skipMigrate: true})
+			svc, _, err := c.newService(cmd, ServiceOptions{RequireSharedBackend: true, NoStart: true, skipMigrate: true, CreateDatabase: true})
 			if err != nil {
 				return err
 			}

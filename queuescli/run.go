@@ -267,7 +267,7 @@ func (c *cli) run(cmd *cobra.Command, f runFlags) error {
 	default:
 		return exitErr(ExitRunCrashed, "--execution-backend must be local or subprocess, not %q", f.executionBackend)
 	}
-	svc, cfg, err := c.newService(cmd, ServiceOptions{RequireSharedBackend: true, configure: configure, Worker: func(w *queues.WorkerConfig) error {
+	svc, cfg, err := c.newService(cmd, ServiceOptions{RequireSharedBackend: true, CreateDatabase: true, configure: configure, Worker: func(w *queues.WorkerConfig) error {
 		if err := applyRunFlags(cmd, f, w); err != nil {
 			return err
 		}

@@ -14,20 +14,18 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/queuesgo/queues"
+	"github.com/queuesgo/queues/internal/testservice"
 	"github.com/queuesgo/queues/queuescli"
 )
 
 // serverOr skips (or, with QUEUES_REQUIRE_SERVICES=1, fails) when a live
 // server cannot be reached.
-func serverOr(t *testing.T, what string, err error) {
+func serverOr(t *testing.T, what, env string, err error) {
 	t.Helper()
 	if err == nil {
 		return
 	}
-	if os.Getenv("QUEUES_REQUIRE_SERVICES") == "1" {
-		t.Fatalf("%s is required (QUEUES_REQUIRE_SERVICES=1) but unreachable: %v", what, err)
-	}
-	t.Skipf("%s unreachable (QUEUES_REQUIRE_SERVICES=1 makes this fail): %v", what, err)
+	testservice.Unavailable(t, what, "set "+env, err)
 }
 
 func envOr(name, def string) string {
@@ -52,7 +50,7 @@ func postgresDSN(t *testing.T) string {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	conn, err := pgx.Connect(ctx, base)
-	serverOr(t, "PostgreSQL (QUEUES_TEST_POSTGRES_URL)", err)
+	serverOr(t, "PostgreSQL at "+testservice.Redact(base), "QUEUES_TEST_POSTGRES_URL", err)
 	schema := "queues_cli_" + randomHex(t)
 	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
 		t.Fatal(err)
@@ -88,7 +86,7 @@ func redisDSN(t *testing.T) string {
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	serverOr(t, "Redis (QUEUES_TEST_REDIS_URL)", c.Ping(ctx).Err())
+	serverOr(t, "Redis at "+testservice.Redact(dsn), "QUEUES_TEST_REDIS_URL", c.Ping(ctx).Err())
 	return dsn
 }
 

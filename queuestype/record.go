@@ -376,6 +376,11 @@ type Statistics struct {
 	Cancelled int `json:"cancelled"`
 	Expired   int `json:"expired"`
 	Total     int `json:"total"`
+	// Estimated reports that Completed, Failed, Cancelled, Expired and so
+	// Total are estimates (a store that does not scan a very large table to
+	// count its history); the active counts stay exact. It is not part of
+	// the JSON form, whose keys are the eight counts.
+	Estimated bool `json:"-"`
 }
 
 // Add counts one record of status s (and the total).
@@ -411,6 +416,7 @@ func (st *Statistics) Merge(o Statistics) {
 	st.Cancelled += o.Cancelled
 	st.Expired += o.Expired
 	st.Total += o.Total
+	st.Estimated = st.Estimated || o.Estimated
 }
 
 // Reservation is a forever identity reservation: it blocks every later enqueue

@@ -11,17 +11,25 @@
 //	                       URL is pgx's, so ?search_path=… picks the schema
 //	redis://…, rediss://…, valkey://…  Redis or Valkey (package backend/redis)
 //
-// Every error matches queuestype.ErrConfig (queuestype.ErrUnsupported for a
-// recognised scheme whose backend is not built in), and no error repeats
-// the full DSN, which may hold credentials.
+// Every parse error matches queuestype.ErrConfig (queuestype.ErrUnsupported
+// for a recognised scheme whose backend is not built in), and no error
+// repeats the full DSN, which may hold credentials. Opening a PostgreSQL or
+// Redis DSN waits at most Options.ConnectTimeout (DefaultConnectTimeout) for
+// the server, and a failure names the likely cause (*ConnectError).
 package dsn
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"io/fs"
+	"net"
 	"net/url"
+	"os"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/queuesgo/queues/driver"
 	"github.com/queuesgo/queues/queuestype"
@@ -31,6 +39,10 @@ import (
 	"github.com/queuesgo/queues/backend/redis"
 	"github.com/queuesgo/queues/backend/sqlite"
 )
+
+// Forms lists every DSN form Parse accepts, for help texts and errors: the
+// one place that names them, so no message forgets a backend.
+const Forms = "sqlite:PATH, postgres:// (postgresql://), redis:// (rediss://, valkey://) or memory:"
 
 // Scheme names.
 const (
@@ -78,19 +90,19 @@ func Parse(s string) (DSN, error) {
 	raw := s
 	s = strings.TrimSpace(s)
 	if s == "" {
-		return DSN{}, &Error{Problem: "empty; use sqlite:PATH or memory:"}
+		return DSN{}, &Error{Problem: "empty; use " + Forms}
 	}
 	if strings.EqualFold(s, SchemeMemory) {
 		return DSN{Scheme: SchemeMemory, Raw: raw}, nil
 	}
 	i := strings.IndexByte(s, ':')
 	if i <= 0 {
-		return DSN{}, &Error{Problem: "missing scheme; use sqlite:PATH or memory:"}
+		return DSN{}, &Error{Problem: "missing scheme; use " + Forms}
 	}
 	scheme := strings.ToLower(s[:i])
 	rest := s[i+1:]
 	if !validScheme(scheme) {
-		return DSN{}, &Error{Problem: "malformed scheme; use sqlite:PATH or memory:"}
+		return DSN{}, &Error{Problem: "malformed scheme; use " + Forms}
 	}
 	d := DSN{Raw: raw}
 	switch scheme {
@@ -121,7 +133,7 @@ func Parse(s string) (DSN, error) {
 		}
 		return d, nil
 	}
-	return DSN{}, &Error{Scheme: scheme, Problem: "unknown scheme; supported: sqlite, memory, postgres, redis"}
+	return DSN{}, &Error{Scheme: scheme, Problem: "unknown scheme; use " + Forms}
 }
 
 // redactErr keeps a driver error's chain but never lets its text carry the
@@ -214,6 +226,12 @@ func Redact(s string) string {
 	return s
 }
 
+// DefaultConnectTimeout bounds how long OpenWith waits for a PostgreSQL or
+// Redis server to answer when Options.ConnectTimeout is 0: long enough for a
+// server across a slow network, short enough that a wrong port or a TLS
+// mismatch fails while the user is still looking at the terminal.
+const DefaultConnectTimeout = 5 * time.Second
+
 // Options tune the backend Open returns. The zero value is the default.
 type Options struct {
 	// SkipMigrate leaves the schema alone when the backend connects (SQLite
@@ -222,10 +240,62 @@ type Options struct {
 	SkipMigrate bool
 	// Namespace is the configured namespace, for backends that derive names from it.
 	Namespace string
+	// MustExist refuses a SQLite file that does not exist yet with a
+	// *NoDatabaseError instead of creating an empty database: set it for
+	// commands that only read or change existing records, where a missing
+	// file is a mistyped path, not a new queue.
+	MustExist bool
+	// ConnectTimeout bounds the first connection to a PostgreSQL or Redis
+	// server, TLS handshake included: 0 means DefaultConnectTimeout,
+	// negative means only ctx bounds it. A URL that sets its own
+	// connect_timeout (PostgreSQL) or dial_timeout (Redis) keeps it per
+	// dial attempt.
+	ConnectTimeout time.Duration
 }
 
-// Open parses s and returns the backend it names, not yet connected:
-// queues.Service.Start (or the backend's own Open) connects it.
+// NoDatabaseError is the error of a missing SQLite file under
+// Options.MustExist. It matches queuestype.ErrConfig.
+type NoDatabaseError struct {
+	Path string
+}
+
+// Error names the path and the two likely fixes.
+func (e *NoDatabaseError) Error() string {
+	return fmt.Sprintf("no database at %s; run `queues migrate` or check the path", e.Path)
+}
+
+// Is matches queuestype.ErrConfig.
+func (e *NoDatabaseError) Is(target error) bool { return target == queuestype.ErrConfig }
+
+// ConnectError is a server backend that did not answer: Hint names the
+// likely cause (a TLS mismatch, a server that is down or unreachable) and
+// Addr the host:port, never the credentials.
+type ConnectError struct {
+	Scheme string
+	Addr   string
+	Hint   string
+	Err    error
+}
+
+// Error leads with the hint, the part a user acts on.
+func (e *ConnectError) Error() string {
+	msg := e.Scheme + " backend"
+	if e.Addr != "" {
+		msg += " at " + e.Addr
+	}
+	if e.Hint != "" {
+		msg += ": " + e.Hint
+	}
+	return msg + ": " + e.Err.Error()
+}
+
+// Unwrap returns the driver's error.
+func (e *ConnectError) Unwrap() error { return e.Err }
+
+// Open parses s and returns the backend it names. PostgreSQL and Redis
+// backends have answered a ping (bounded by DefaultConnectTimeout); no
+// backend is opened yet: queues.Service.Start (or the backend's own Open)
+// opens it.
 func Open(ctx context.Context, s string) (driver.Backend, error) {
 	return OpenWith(ctx, s, Options{})
 }
@@ -239,39 +309,165 @@ func OpenWith(ctx context.Context, s string, o Options) (driver.Backend, error) 
 	return d.OpenWith(ctx, o)
 }
 
-// Open returns the backend d names, not yet connected.
+// Open returns the backend d names (see the package function Open).
 func (d DSN) Open(ctx context.Context) (driver.Backend, error) {
 	return d.OpenWith(ctx, Options{})
 }
 
-// OpenWith returns the backend d names, not yet connected, tuned by o.
+// OpenWith returns the backend d names, tuned by o (see the package function Open).
 func (d DSN) OpenWith(ctx context.Context, o Options) (driver.Backend, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
+	}
+	timeout := o.ConnectTimeout
+	if timeout == 0 {
+		timeout = DefaultConnectTimeout
 	}
 	switch d.Scheme {
 	case SchemeMemory:
 		return memory.New(memory.Options{}), nil
 	case SchemeSQLite:
+		if o.MustExist {
+			if _, err := os.Stat(d.Path); errors.Is(err, fs.ErrNotExist) {
+				return nil, &NoDatabaseError{Path: d.Path}
+			}
+		}
 		b, err := sqlite.Open(d.Path, sqlite.Options{SkipMigrate: o.SkipMigrate, Namespace: o.Namespace})
 		if err != nil {
 			return nil, fmt.Errorf("sqlite backend: %w", err)
 		}
 		return b, nil
 	case SchemePostgres:
-		b, err := postgres.Connect(ctx, d.Raw, postgres.Options{Namespace: o.Namespace})
-		if err != nil {
-			return nil, fmt.Errorf("postgres backend: %w", redactErr(err, d.Raw))
-		}
-		return b, nil
+		return d.openPostgres(ctx, o, timeout)
 	case SchemeRedis:
-		b, err := redis.Connect(ctx, d.Raw, redis.Options{Namespace: o.Namespace})
-		if err != nil {
-			return nil, fmt.Errorf("redis backend: %w", redactErr(err, d.Raw))
+		return d.openRedis(ctx, o, timeout)
+	}
+	return nil, &Error{Scheme: d.Scheme, Problem: "unknown scheme; use " + Forms}
+}
+
+// openPostgres connects and pings within timeout.
+func (d DSN) openPostgres(ctx context.Context, o Options, timeout time.Duration) (driver.Backend, error) {
+	raw := d.Raw
+	if timeout > 0 {
+		// pgx's connect_timeout bounds each dial (and its TLS handshake);
+		// the context bounds the whole connect.
+		raw = withQueryDefault(raw, "connect_timeout", strconv.Itoa(int((timeout+time.Second-1)/time.Second)))
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	b, err := postgres.Connect(ctx, raw, postgres.Options{Namespace: o.Namespace})
+	if err != nil {
+		err = redactErr(err, d.Raw)
+		if timeout > 0 && ctx.Err() != nil {
+			return nil, &ConnectError{Scheme: SchemePostgres, Addr: hostOf(d.Raw, "5432"),
+				Hint: fmt.Sprintf("no answer within %s: is the server up and the host and port right?", timeout), Err: err}
 		}
+		return nil, fmt.Errorf("postgres backend: %w", err)
+	}
+	return b, nil
+}
+
+// openRedis creates the client and pings it within timeout, so a wrong
+// address or a TLS mismatch fails here rather than after go-redis's own
+// retries (four dials of five seconds each).
+func (d DSN) openRedis(ctx context.Context, o Options, timeout time.Duration) (driver.Backend, error) {
+	raw := d.Raw
+	if timeout > 0 {
+		raw = withQueryDefault(raw, "dial_timeout", timeout.String())
+	}
+	b, err := redis.Connect(ctx, raw, redis.Options{Namespace: o.Namespace})
+	if err != nil {
+		return nil, fmt.Errorf("redis backend: %w", redactErr(err, d.Raw))
+	}
+	pctx, cancel := ctx, context.CancelFunc(func() {})
+	if timeout > 0 {
+		pctx, cancel = context.WithTimeout(ctx, timeout)
+	}
+	defer cancel()
+	errc := make(chan error, 1)
+	// go-redis does not cut a dial in progress when the context ends, so
+	// the ping runs aside and the deadline is kept here.
+	go func() { errc <- b.Client().Ping(pctx).Err() }()
+	select {
+	case err = <-errc:
+	case <-pctx.Done():
+		err = fmt.Errorf("redis: ping: %w", pctx.Err())
+	}
+	if err == nil {
 		return b, nil
 	}
-	return nil, &Error{Scheme: d.Scheme, Problem: "unknown scheme; supported: sqlite, memory, postgres, redis"}
+	_ = b.Close(context.WithoutCancel(ctx))
+	err = redactErr(err, d.Raw)
+	addr := hostOf(d.Raw, "6379")
+	if hint := redisHint(d.Raw, addr, err, timeout); hint != "" {
+		return nil, &ConnectError{Scheme: SchemeRedis, Addr: addr, Hint: hint, Err: err}
+	}
+	return nil, fmt.Errorf("redis backend: %w", err)
+}
+
+// redisHint names the likely cause of a failed first ping. A TLS URL whose
+// handshake failed or never finished while the port accepts plain TCP is
+// almost always rediss:// pointed at a server that does not speak TLS.
+func redisHint(raw, addr string, err error, timeout time.Duration) string {
+	var rhe tls.RecordHeaderError
+	timedOut := errors.Is(err, context.DeadlineExceeded) || isTimeout(err)
+	tlsURL := strings.HasPrefix(strings.ToLower(strings.TrimSpace(raw)), "rediss:") || strings.HasPrefix(strings.ToLower(strings.TrimSpace(raw)), "valkeys:")
+	if tlsURL && (timedOut || errors.As(err, &rhe) || strings.Contains(err.Error(), "tls:")) && tcpOpen(addr) {
+		return "TLS handshake failed: is the server speaking TLS? (rediss:// to a plain port)"
+	}
+	if timedOut {
+		return fmt.Sprintf("no answer within %s: is the server up and the host and port right?", timeout)
+	}
+	return ""
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// tcpOpen reports whether addr accepts a plain TCP connection within a second.
+func tcpOpen(addr string) bool {
+	if addr == "" {
+		return false
+	}
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return false
+	}
+	_ = c.Close()
+	return true
+}
+
+// hostOf returns the host:port of a URL DSN (def when the URL has no
+// port), or "" when raw is not a URL with a host.
+func hostOf(raw, def string) string {
+	u, err := url.Parse(strings.TrimSpace(raw))
+	if err != nil || u.Hostname() == "" {
+		return ""
+	}
+	port := u.Port()
+	if port == "" {
+		port = def
+	}
+	return net.JoinHostPort(u.Hostname(), port)
+}
+
+// withQueryDefault sets the query option key of a URL DSN to v unless the
+// DSN sets it. A DSN that does not parse as a URL is returned unchanged.
+func withQueryDefault(raw, key, v string) string {
+	u, err := url.Parse(strings.TrimSpace(raw))
+	if err != nil || u.Host == "" {
+		return raw
+	}
+	q := u.Query()
+	if q.Has(key) {
+		return raw
+	}
+	q.Set(key, v)
+	u.RawQuery = q.Encode()
+	return u.String()
 }
 
 // ProcessLocal reports whether records of this DSN are invisible to other processes.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/queuesgo/queues"
 	"github.com/queuesgo/queues/backend/dsn"
+	"github.com/queuesgo/queues/internal/testservice"
 )
 
 func TestParse(t *testing.T) {
@@ -138,10 +139,7 @@ func TestOpenServerBackends(t *testing.T) {
 	}
 	b, err := dsn.Open(ctx, url)
 	if err != nil {
-		if os.Getenv("QUEUES_REQUIRE_SERVICES") == "1" {
-			t.Fatalf("PostgreSQL at %s: %v", dsn.Redact(url), err)
-		}
-		t.Skipf("PostgreSQL not reachable (%v); set QUEUES_REQUIRE_SERVICES=1 to fail instead", err)
+		testservice.Unavailable(t, "PostgreSQL at "+dsn.Redact(url), "set QUEUES_TEST_POSTGRES_URL", err)
 	}
 	defer b.Close(ctx)
 	if b.Name() != "postgres" || b.Capabilities().ProcessLocal {

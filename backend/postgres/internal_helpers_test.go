@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/queuesgo/queues/internal/testservice"
 )
 
 // internalPool opens a small pool for the package-internal tests, skipping
@@ -27,10 +28,7 @@ func internalPool(t testing.TB) *pgxpool.Pool {
 		if p != nil {
 			p.Close()
 		}
-		if os.Getenv("QUEUES_REQUIRE_SERVICES") == "1" {
-			t.Fatalf("PostgreSQL is required (QUEUES_REQUIRE_SERVICES=1) but unreachable: %v", err)
-		}
-		t.Skipf("PostgreSQL unreachable: %v", err)
+		testservice.Unavailable(t, "PostgreSQL at "+testservice.Redact(url), "set QUEUES_TEST_POSTGRES_URL", err)
 	}
 	t.Cleanup(p.Close)
 	return p

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/queuesgo/queues/driver"
+	"github.com/queuesgo/queues/internal/testservice"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -41,7 +42,7 @@ func TestMain(m *testing.M) {
 	if !explicit {
 		_ = flag.Set("test.parallel", "12")
 	}
-	code := m.Run()
+	code := testservice.Main(m)
 	if sharedPool != nil {
 		sharedPool.Close()
 	}
@@ -81,19 +82,9 @@ func testPool(t testing.TB) *pgxpool.Pool {
 		sharedPool = p
 	})
 	if poolErr != nil {
-		if os.Getenv("QUEUES_REQUIRE_SERVICES") == "1" {
-			t.Fatalf("PostgreSQL at %s is required (QUEUES_REQUIRE_SERVICES=1) but unreachable: %v", redactURL(), poolErr)
-		}
-		t.Skipf("PostgreSQL unreachable (set QUEUES_TEST_POSTGRES_URL; default %s): %v", defaultTestURL, poolErr)
+		testservice.Unavailable(t, "PostgreSQL at "+testservice.Redact(testURL()), "set QUEUES_TEST_POSTGRES_URL", poolErr)
 	}
 	return sharedPool
-}
-
-func redactURL() string {
-	if os.Getenv("QUEUES_TEST_POSTGRES_URL") != "" {
-		return "$QUEUES_TEST_POSTGRES_URL"
-	}
-	return defaultTestURL
 }
 
 func randHex(n int) string {

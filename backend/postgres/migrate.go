@@ -98,7 +98,8 @@ var _ driver.Migrator = (*Backend)(nil)
 // Migrate applies the embedded migrations that the schema lacks, all in one
 // transaction under a transaction-scoped advisory lock (so concurrent
 // migrators serialize), creating the schema and the queue_migration ledger
-// when missing. With opts.DryRun it only reports the pending versions. It
+// when missing: Options.Schema, or without it the first schema of the
+// connection's search_path when none of them exists. With opts.DryRun it only reports the pending versions. It
 // works before Open and never starts listeners. A schema holding versions
 // this build does not know is refused with an error matching
 // ErrSchemaTooNew.
@@ -128,8 +129,12 @@ func (b *Backend) Migrate(ctx context.Context, opts driver.MigrateOptions) (driv
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, b.n.lockKey()); err != nil {
 			return err
 		}
-		if b.n.schema != "" {
-			if _, err := tx.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS `+pgx.Identifier{b.n.schema}.Sanitize()); err != nil {
+		schema, err := b.schemaToCreate(ctx, tx)
+		if err != nil {
+			return err
+		}
+		if schema != "" {
+			if _, err := tx.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS `+pgx.Identifier{schema}.Sanitize()); err != nil {
 				return err
 			}
 		}
@@ -177,4 +182,80 @@ func (b *Backend) Migrate(ctx context.Context, opts driver.MigrateOptions) (driv
 		rep.Applied = []string{}
 	}
 	return rep, nil
+}
+
+// schemaToCreate names the schema Migrate creates when missing: the
+// configured one, else — when no schema of the connection's search_path
+// exists, so unqualified tables would have nowhere to go — the first
+// search_path entry other than "$user". It returns "" when the tables
+// have a home already.
+func (b *Backend) schemaToCreate(ctx context.Context, tx pgx.Tx) (string, error) {
+	if b.n.schema != "" {
+		return b.n.schema, nil
+	}
+	var cur *string
+	if err := tx.QueryRow(ctx, `SELECT current_schema()`).Scan(&cur); err != nil {
+		return "", err
+	}
+	if cur != nil {
+		return "", nil
+	}
+	var path string
+	if err := tx.QueryRow(ctx, `SELECT current_setting('search_path')`).Scan(&path); err != nil {
+		return "", err
+	}
+	return firstSearchPathSchema(path), nil
+}
+
+// firstSearchPathSchema returns the first schema named in a search_path
+// setting, skipping "$user" and unquoting a quoted name.
+func firstSearchPathSchema(path string) string {
+	for _, item := range splitSearchPath(path) {
+		if item == "$user" || item == "" {
+			continue
+		}
+		return item
+	}
+	return ""
+}
+
+// splitSearchPath splits a search_path value at commas outside double
+// quotes, trims the blanks around each name and unquotes a quoted one ("" inside
+// quotes is one quote).
+func splitSearchPath(path string) []string {
+	var out []string
+	i := 0
+	for i <= len(path) {
+		for i < len(path) && (path[i] == ' ' || path[i] == '\t') {
+			i++
+		}
+		var name strings.Builder
+		if i < len(path) && path[i] == '"' {
+			for i++; i < len(path); i++ {
+				if path[i] == '"' {
+					if i+1 < len(path) && path[i+1] == '"' {
+						name.WriteByte('"')
+						i++
+						continue
+					}
+					i++
+					break
+				}
+				name.WriteByte(path[i])
+			}
+			for i < len(path) && path[i] != ',' {
+				i++
+			}
+		} else {
+			j := strings.IndexByte(path[i:], ',')
+			if j < 0 {
+				j = len(path) - i
+			}
+			name.WriteString(strings.TrimSpace(path[i : i+j]))
+			i += j
+		}
+		out = append(out, name.String())
+		i++ // the comma
+	}
+	return out
 }

@@ -212,3 +212,21 @@ func unmigratedBackend(t *testing.T) (*Backend, *pgxpool.Pool) {
 	}
 	return b, pool
 }
+
+func TestFirstSearchPathSchema(t *testing.T) {
+	for in, want := range map[string]string{
+		`"$user", public`:            "public",
+		`$user,app`:                  "app",
+		`"$user",  "X y" , z`:        "X y",
+		`"My ""Schema""", public`:    `My "Schema"`,
+		`  spaced  ,x`:               "spaced",
+		`"a,b"`:                      "a,b",
+		``:                           "",
+		`"$user"`:                    "",
+		`"Queues Test ""ab""" , pub`: `Queues Test "ab"`,
+	} {
+		if got := firstSearchPathSchema(in); got != want {
+			t.Errorf("firstSearchPathSchema(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -553,12 +553,42 @@ func TestStatisticsLargeTable(t *testing.T) {
 	if st.Completed < 150 || st.Completed > 250 {
 		t.Fatalf("completed estimate %d; want about 200", st.Completed)
 	}
+	if !st.Estimated {
+		t.Fatalf("statistics %+v from planner estimates do not say Estimated", st)
+	}
 	qs, err := b.QueueStatistics(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d := qs[queues.DefaultQueue]; d.Pending != 50 || d.Running != 50 || d.Completed < 150 {
+	if d := qs[queues.DefaultQueue]; d.Pending != 50 || d.Running != 50 || d.Completed < 150 || !d.Estimated {
 		t.Fatalf("queue statistics %+v", qs)
+	}
+	// ExactStatistics counts what Statistics estimated.
+	for _, q := range []string{"", queues.DefaultQueue} {
+		ex, err := b.ExactStatistics(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := queuestype.Statistics{Pending: 50, Running: 50, Completed: 200, Total: 300}
+		if ex != want {
+			t.Fatalf("ExactStatistics(%q) = %+v, want %+v", q, ex, want)
+		}
+	}
+}
+
+// Below the limit the counts are exact and say so.
+func TestStatisticsSmallTableExact(t *testing.T) {
+	b := fresh(t)
+	if _, err := b.Enqueue(t.Context(), []driver.EnqueueParams{item("stats")}); err != nil {
+		t.Fatal(err)
+	}
+	mustExec(t, "ANALYZE "+b.TaskTable())
+	st, err := b.Statistics(t.Context(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st != (queuestype.Statistics{Pending: 1, Total: 1}) {
+		t.Fatalf("statistics %+v, want one exact pending record", st)
 	}
 }
 

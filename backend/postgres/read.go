@@ -100,7 +100,8 @@ func (b *Backend) large(ctx context.Context) (bool, error) {
 // exactly through the claim partial index and running through the heartbeat
 // partial index (both hold only active records, however long the history),
 // while completed, failed, cancelled and expired are the planner's row
-// estimates (EXPLAIN of the per-status count; they track ANALYZE statistics).
+// estimates (EXPLAIN of the per-status count; they track ANALYZE statistics)
+// and the result has Estimated set; ExactStatistics counts them exactly.
 func (b *Backend) Statistics(ctx context.Context, queue string) (queuestype.Statistics, error) {
 	var st queuestype.Statistics
 	if err := ctx.Err(); err != nil {
@@ -110,23 +111,36 @@ func (b *Backend) Statistics(ctx context.Context, queue string) (queuestype.Stat
 	if err != nil {
 		return st, err
 	}
-	where, args := "", []any{}
-	if queue != "" {
-		where, args = " WHERE queue = $1", []any{queue}
-	}
 	if !big {
-		rows, err := b.pool.Query(ctx, `SELECT status, count(*) FROM `+b.n.task+where+` GROUP BY status`, args...)
-		if err != nil {
-			return st, b.wrap("statistics", err)
-		}
-		err = addCounts(rows, func(_ string, s queuestype.Status, n int) { st.Add(s, n) }, false)
-		return st, b.wrap("statistics", err)
+		return b.ExactStatistics(ctx, queue)
 	}
 	per, err := b.largeCounts(ctx, []string{queue})
 	if err != nil {
 		return st, err
 	}
 	return per[queue], nil
+}
+
+var _ driver.ExactCounter = (*Backend)(nil)
+
+// ExactStatistics counts every status of queue ("" = all queues) with one
+// GROUP BY, whatever the table's size: on a large table it reads the whole
+// table (or the queue's part of it), which Statistics avoids.
+func (b *Backend) ExactStatistics(ctx context.Context, queue string) (queuestype.Statistics, error) {
+	var st queuestype.Statistics
+	if err := ctx.Err(); err != nil {
+		return st, err
+	}
+	where, args := "", []any{}
+	if queue != "" {
+		where, args = " WHERE queue = $1", []any{queue}
+	}
+	rows, err := b.pool.Query(ctx, `SELECT status, count(*) FROM `+b.n.task+where+` GROUP BY status`, args...)
+	if err != nil {
+		return st, b.wrap("statistics", err)
+	}
+	err = addCounts(rows, func(_ string, s queuestype.Status, n int) { st.Add(s, n) }, false)
+	return st, b.wrap("statistics", err)
 }
 
 // addCounts reads (status, count) or (queue, status, count) rows.
@@ -198,6 +212,7 @@ func (b *Backend) largeCounts(ctx context.Context, qs []string) (map[string]queu
 			}
 			st.Add(s, n)
 		}
+		st.Estimated = true
 		out[q] = st
 	}
 	return out, nil

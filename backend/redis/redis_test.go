@@ -14,6 +14,7 @@ import (
 
 	"github.com/queuesgo/queues"
 	"github.com/queuesgo/queues/backend/backendtest"
+	"github.com/queuesgo/queues/internal/testservice"
 	goredis "github.com/redis/go-redis/v9"
 )
 
@@ -50,10 +51,7 @@ func requireServer(t testing.TB) {
 		serverErr = admin.Ping(ctx).Err()
 	})
 	if serverErr != nil {
-		if os.Getenv("QUEUES_REQUIRE_SERVICES") == "1" {
-			t.Fatalf("Redis at %s is required (QUEUES_REQUIRE_SERVICES=1) but unreachable: %v", testURL(), serverErr)
-		}
-		t.Skipf("Redis at %s unreachable (set QUEUES_TEST_REDIS_URL; QUEUES_REQUIRE_SERVICES=1 makes this fail): %v", testURL(), serverErr)
+		testservice.Unavailable(t, "Redis at "+testservice.Redact(testURL()), "set QUEUES_TEST_REDIS_URL", serverErr)
 	}
 }
 

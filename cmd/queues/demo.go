@@ -42,7 +42,7 @@ SIGINT/SIGTERM stops the server, then drains the worker.`,
 			if concurrency < 1 {
 				return fmt.Errorf("--max-concurrency must be at least 1 (got %d)", concurrency)
 			}
-			svc, err := queuescli.NewService(cmd, queuescli.ServiceOptions{NoStart: true,
+			svc, err := queuescli.NewService(cmd, queuescli.ServiceOptions{NoStart: true, CreateDatabase: true,
 				Worker: func(w *queues.WorkerConfig) error {
 					w.Placement = queues.PlacementInApp
 					w.MaxConcurrency = concurrency

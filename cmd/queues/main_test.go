@@ -18,6 +18,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/queuesgo/queues"
 	"github.com/queuesgo/queues/backend/dsn"
+	"github.com/queuesgo/queues/internal/testservice"
 	"github.com/queuesgo/queues/queuescli"
 )
 
@@ -38,7 +39,7 @@ func TestMain(m *testing.M) {
 		os.RemoveAll(dir)
 		os.Exit(1)
 	}
-	code := m.Run()
+	code := testservice.Main(m)
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
@@ -588,6 +589,7 @@ func TestRunTaskExitCodes(t *testing.T) {
 func TestBadInvocations(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
+	e.mustRun("migrate") // enqueue refuses a named SQLite file that does not exist
 	const secret = "s3cr3t-pw"
 	cases := []struct {
 		args []string

@@ -25,6 +25,7 @@ import (
 
 	"github.com/queuesgo/queues"
 	"github.com/queuesgo/queues/backend/dsn"
+	"github.com/queuesgo/queues/internal/testservice"
 	"github.com/queuesgo/queues/queuescli"
 )
 
@@ -74,10 +75,7 @@ func requireServer(t *testing.T, what string, err error) {
 	if err == nil {
 		return
 	}
-	if os.Getenv("QUEUES_REQUIRE_SERVICES") == "1" {
-		t.Fatalf("%s is required (QUEUES_REQUIRE_SERVICES=1) but unavailable: %v", what, err)
-	}
-	t.Skipf("%s unavailable (QUEUES_REQUIRE_SERVICES=1 makes this fail): %v", what, err)
+	testservice.Unavailable(t, what, "install the server binaries", err)
 }
 
 // freePort returns a loopback TCP port nothing listens on right now.
