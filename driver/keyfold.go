@@ -15,16 +15,12 @@ import (
 // stays zero), and Forever only together with a Key. Args and Metadata are
 // shared with the caller's item, not copied.
 //
-// A Priority outside queuestype.MinPriority..queuestype.MaxPriority returns
-// a *queuestype.ConfigError naming items[i].Priority: the store fails the
+// It then checks the item against the hard limits every store enforces
+// (queuestype.DefaultLimits, see CheckEnqueueLimits): a violation returns a
+// *queuestype.LimitError naming items[i].<field> (matching
+// queuestype.ErrLimit and queuestype.ErrConfig), and the store fails the
 // whole call and writes nothing.
 func PrepareEnqueue(i int, p EnqueueParams) (EnqueueParams, error) {
-	if p.Priority < queuestype.MinPriority || p.Priority > queuestype.MaxPriority {
-		return p, &queuestype.ConfigError{
-			Field:   fmt.Sprintf("items[%d].Priority", i),
-			Problem: fmt.Sprintf("%d is outside %d..%d", p.Priority, queuestype.MinPriority, queuestype.MaxPriority),
-		}
-	}
 	if p.ID == uuid.Nil {
 		id, err := uuid.NewV7()
 		if err != nil {
@@ -40,6 +36,9 @@ func PrepareEnqueue(i int, p EnqueueParams) (EnqueueParams, error) {
 	}
 	p.ScheduledAt, p.ExpiresAt = InUTC(p.ScheduledAt), InUTC(p.ExpiresAt)
 	p.Forever = p.Forever && p.Key != ""
+	if err := CheckEnqueueLimits(hardLimits, fmt.Sprintf("items[%d].", i), p, time.Now()); err != nil {
+		return p, err
+	}
 	return p, nil
 }
 

@@ -49,6 +49,9 @@ func (b *Backend) Settle(ctx context.Context, ts []driver.Transition) ([]driver.
 	if empty, done, err := driver.NoItems[driver.SettleResult](ctx, len(ts)); done {
 		return empty, err
 	}
+	if err := driver.CheckTransitionLimits(ts); err != nil {
+		return nil, err
+	}
 	out := make([]driver.SettleResult, len(ts))
 	// Copy the results outside the lock: the stored record must not share
 	// the caller's bytes.

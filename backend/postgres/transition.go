@@ -67,6 +67,9 @@ func (b *Backend) Settle(ctx context.Context, ts []driver.Transition) ([]driver.
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	if err := driver.CheckTransitionLimits(ts); err != nil {
+		return nil, err
+	}
 	out := make([]driver.SettleResult, len(ts))
 	// A record named more than once gets its transitions applied in input
 	// order: the n-th transition of each record goes in wave n, and the

@@ -53,6 +53,9 @@ func (b *Backend) Settle(ctx context.Context, ts []driver.Transition) ([]driver.
 	if empty, done, err := driver.NoItems[driver.SettleResult](ctx, len(ts)); done {
 		return empty, err
 	}
+	if err := driver.CheckTransitionLimits(ts); err != nil {
+		return nil, err
+	}
 	out := make([]driver.SettleResult, len(ts))
 	var (
 		hot    []*completeReq

@@ -99,6 +99,9 @@ func (b *Backend) Settle(ctx context.Context, ts []driver.Transition) ([]driver.
 	if empty, done, err := driver.NoItems[driver.SettleResult](ctx, len(ts)); done {
 		return empty, err
 	}
+	if err := driver.CheckTransitionLimits(ts); err != nil {
+		return nil, err
+	}
 	res := make([]driver.SettleResult, len(ts))
 	w, _, err := b.handles()
 	if err != nil {
