@@ -19,8 +19,15 @@ import (
 // (queuestype.DefaultLimits, see CheckEnqueueLimits): a violation returns a
 // *queuestype.LimitError naming items[i].<field> (matching
 // queuestype.ErrLimit and queuestype.ErrConfig), and the store fails the
-// whole call and writes nothing.
+// whole call and writes nothing. Due and expiry times are checked against
+// the process clock; a store with a clock of its own uses PrepareEnqueueAt.
 func PrepareEnqueue(i int, p EnqueueParams) (EnqueueParams, error) {
+	return PrepareEnqueueAt(i, p, time.Now())
+}
+
+// PrepareEnqueueAt is PrepareEnqueue checking due and expiry times against
+// now, the store's clock.
+func PrepareEnqueueAt(i int, p EnqueueParams, now time.Time) (EnqueueParams, error) {
 	if p.ID == uuid.Nil {
 		id, err := uuid.NewV7()
 		if err != nil {
@@ -36,7 +43,7 @@ func PrepareEnqueue(i int, p EnqueueParams) (EnqueueParams, error) {
 	}
 	p.ScheduledAt, p.ExpiresAt = InUTC(p.ScheduledAt), InUTC(p.ExpiresAt)
 	p.Forever = p.Forever && p.Key != ""
-	if err := CheckEnqueueLimits(hardLimits, fmt.Sprintf("items[%d].", i), p, time.Now()); err != nil {
+	if err := CheckEnqueueLimits(hardLimits, fmt.Sprintf("items[%d].", i), p, now); err != nil {
 		return p, err
 	}
 	return p, nil
