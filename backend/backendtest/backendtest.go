@@ -93,6 +93,7 @@ func RunBackend(t *testing.T, f Factory) {
 		{"Expiry", testExpiry},
 		{"Hints", testHints},
 		{"Inspector", testInspector},
+		{"Limits", testLimits},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {
