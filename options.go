@@ -118,11 +118,10 @@ func (o *TaskOptions) validate() error {
 	return o.RetryBackoff.Validate("RetryBackoff")
 }
 
+// validatePriority refuses a priority outside MinPriority..MaxPriority
+// with the *LimitError every store would answer.
 func validatePriority(p int) error {
-	if p < MinPriority || p > MaxPriority {
-		return configErr("Priority", "%d is outside %d..%d", p, MinPriority, MaxPriority)
-	}
-	return nil
+	return queuestype.CheckRange("priority", p, MinPriority, MaxPriority)
 }
 
 // EnqueueOptions override a task's defaults for one enqueue. Zero values mean
