@@ -16,7 +16,7 @@ func TestEnqueueLimitErrors(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"--args", `{"s":"\u0000"}`}, `error: queues: args: \u0000 escape at offset 6`},
+		{[]string{"--args", `{"s":"\u0000"}`}, `error: enqueue demo.echo: queues: args: \u0000 escape at offset 6`},
 		{[]string{"--args", `{"s":"` + strings.Repeat("x", 1<<20) + `"}`}, "error: enqueue demo.echo: queues: args: 1048584 bytes is too large (limit 1048576 bytes)"},
 		{[]string{"--queue", " "}, "error: enqueue demo.echo: queues: queue: byte 0 (' ') is not allowed"},
 		{[]string{"--key", strings.Repeat("k", 100_000)}, "error: enqueue demo.echo: queues: key: 100000 bytes is too long"},
