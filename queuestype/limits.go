@@ -359,24 +359,25 @@ func CheckErrorText(field, s string, max int) error {
 // truncationMarker ends an error text FitErrorText shortened.
 const truncationMarker = " …[truncated]"
 
-// FitErrorText returns s in a form every store accepts within max bytes:
+// FitErrorText returns s in a form every store accepts within limit bytes:
 // NUL bytes and invalid UTF-8 become U+FFFD, and a text still longer than
-// max is cut at a UTF-8 boundary and ends with a truncation marker.
-func FitErrorText(s string, max int) string {
+// limit is cut at a UTF-8 boundary and ends with a truncation marker.
+func FitErrorText(s string, limit int) string {
 	if strings.IndexByte(s, 0) >= 0 || !utf8.ValidString(s) {
 		s = strings.ToValidUTF8(strings.ReplaceAll(s, "\x00", "\uFFFD"), "\uFFFD")
 	}
-	if len(s) <= max {
+	if len(s) <= limit {
 		return s
 	}
-	cut := max - len(truncationMarker)
-	if cut < 0 {
-		cut = 0
+	marker := truncationMarker
+	if limit <= len(marker) {
+		marker = "" // no room for it
 	}
+	cut := max(limit-len(marker), 0)
 	for cut > 0 && !utf8.RuneStart(s[cut]) {
 		cut--
 	}
-	return s[:cut] + truncationMarker
+	return s[:cut] + marker
 }
 
 // CheckDuration checks a duration against 0..max.
