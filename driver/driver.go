@@ -59,8 +59,9 @@ type Backend interface {
 	// result; the call's error is for the call as a whole (the store was
 	// unreachable, the context ended), in which case some transitions may
 	// have been applied and the caller reads the records to find out. A
-	// result or error text over the hard limits (CheckTransitionLimits)
-	// fails the whole call before anything is written.
+	// transition whose result breaks the hard limits is refused on its own
+	// (CheckTransition); error texts are stored in the form FitSettleTexts
+	// gives them, never refused.
 	Settle(ctx context.Context, ts []Transition) ([]SettleResult, error)
 	// ListStale lists up to limit running records whose heartbeat is null
 	// or older than staleAfter by the store's clock, null heartbeats first

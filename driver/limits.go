@@ -54,23 +54,41 @@ func CheckEnqueueLimits(l queuestype.Limits, prefix string, p EnqueueParams, now
 	return queuestype.CheckMetadata(prefix+"metadata", p.Metadata, l.MetadataBytes)
 }
 
-// CheckTransitionLimits checks the values a Settle call writes — each
-// transition's result and error text — against the hard limits. A store
-// calls it first in Settle and, on an error, fails the whole call writing
-// nothing. The error is a *queuestype.LimitError naming
-// "transitions[i].result" or "transitions[i].error"; it matches
-// queuestype.ErrConfig, so the engine classifies it as refused data.
-func CheckTransitionLimits(ts []Transition) error {
-	for i := range ts {
-		prefix := fmt.Sprintf("transitions[%d].", i)
-		if err := queuestype.CheckJSON(prefix+"result", ts[i].Result, hardLimits.ResultBytes); err != nil {
-			return err
-		}
-		if err := queuestype.CheckErrorText(prefix+"error", ts[i].Error, hardLimits.ErrorTextBytes); err != nil {
-			return err
-		}
+// CheckTransition returns the per-transition error a store reports for t
+// before writing anything for it: CheckSettleTo's, or a
+// *queuestype.LimitError on "result" when the result is over the hard
+// limit or is not valid UTF-8 JSON without NUL (queuestype.CheckJSON). It
+// matches queuestype.ErrConfig, so the engine classifies it as refused
+// data. The store applies the call's other transitions.
+func CheckTransition(t *Transition) error {
+	if err := CheckSettleTo(t); err != nil {
+		return err
 	}
-	return nil
+	return queuestype.CheckJSON("result", t.Result, hardLimits.ResultBytes)
+}
+
+// FitSettleTexts returns ts with every error text in the form
+// queuestype.FitErrorText gives it under the hard limit (NUL and invalid
+// UTF-8 replaced, truncated with a marker): a failure must always be
+// recordable, so a store never refuses an error text. ts itself is
+// returned when no text changes, else a copy; the caller's slice is never
+// modified. Every store calls it first in Settle.
+func FitSettleTexts(ts []Transition) []Transition {
+	var out []Transition
+	for i := range ts {
+		fit := queuestype.FitErrorText(ts[i].Error, hardLimits.ErrorTextBytes)
+		if fit == ts[i].Error {
+			continue
+		}
+		if out == nil {
+			out = append([]Transition(nil), ts...)
+		}
+		out[i].Error = fit
+	}
+	if out == nil {
+		return ts
+	}
+	return out
 }
 
 // CheckHeartbeatLimits checks the metadata patches a TouchHeartbeats call

@@ -14,11 +14,14 @@ import (
 
 // testLimits: every store refuses a value over the hard limits
 // (queuestype.DefaultLimits) with the same *queuestype.LimitError, naming
-// the field, before it writes anything for any item of the call.
+// the field, before it writes anything: for any item of an Enqueue or
+// TouchHeartbeats call, for the refused transition of a Settle call (which
+// reports it in that transition's result, as the Settle contract does for
+// every per-transition refusal).
 func testLimits(t *testing.T, f Factory) {
 	runCases(t, f, []testCase{
 		{"EnqueueRefusedWritesNothing", testLimitsEnqueue},
-		{"SettleRefusedChangesNothing", testLimitsSettle},
+		{"SettleRefusedTransitionChangesNothing", testLimitsSettle},
 		{"HeartbeatPatchRefused", testLimitsHeartbeat},
 	})
 }
@@ -126,40 +129,53 @@ func testLimitsSettle(t *testing.T, b driver.Backend) {
 	const mib = 1 << 20
 	rows := []struct {
 		name     string
-		tr       func(tr *driver.Transition)
-		field    string
+		result   json.RawMessage
 		tooLarge bool
 	}{
-		{"result over 1 MiB", func(tr *driver.Transition) { tr.Result = jsonString(mib + 1) }, "result", true},
-		{"result NUL escape", func(tr *driver.Transition) { tr.Result = json.RawMessage(`"\u0000"`) }, "result", false},
-		{"result invalid UTF-8", func(tr *driver.Transition) { tr.Result = json.RawMessage("\"\xff\"") }, "result", false},
-		{"error with NUL", func(tr *driver.Transition) { tr.To, tr.Error = queuestype.StatusFailed, "a\x00b" }, "error", false},
-		{"error over 16 KiB", func(tr *driver.Transition) {
-			tr.To, tr.Error = queuestype.StatusFailed, strings.Repeat("e", 16<<10+1)
-		}, "error", true},
+		{"result over 1 MiB", jsonString(mib + 1), true},
+		{"result NUL escape", json.RawMessage(`"\u0000"`), false},
+		{"result raw NUL", json.RawMessage("\"a\x00\""), false},
+		{"result invalid UTF-8", json.RawMessage("\"\xff\""), false},
+		{"result unpaired surrogate", json.RawMessage(`"\udc00"`), false},
+		{"result not JSON", json.RawMessage(`{"a":`), false},
 	}
-	a := running(t, b, item("limits.a"))
-	c := running(t, b, item("limits.c"))
 	for _, r := range rows {
 		t.Run(r.name, func(t *testing.T) {
+			// The refused transition is refused on its own; the call's
+			// other transition is applied.
+			a := running(t, b, item("limits.a"))
+			c := running(t, b, item("limits.c"))
 			ok := driver.Transition{ID: a.ID, Generation: a.RetryCount, To: queuestype.StatusCompleted, Result: json.RawMessage(`1`)}
-			bad := driver.Transition{ID: c.ID, Generation: c.RetryCount, To: queuestype.StatusCompleted}
-			r.tr(&bad)
+			bad := driver.Transition{ID: c.ID, Generation: c.RetryCount, To: queuestype.StatusCompleted, Result: r.result}
 			res, err := b.Settle(t.Context(), []driver.Transition{ok, bad})
-			if err == nil {
-				t.Fatalf("Settle accepted the transition: %+v", res)
+			wantNoErr(t, "Settle", err)
+			if len(res) != 2 {
+				t.Fatalf("Settle returned %d results for 2 transitions", len(res))
 			}
-			wantLimitError(t, "Settle", err, "transitions[1]."+r.field, r.tooLarge)
-			wantSameRecord(t, "the valid transition's record", get(t, b, a.ID), a)
+			wantNoErr(t, "the valid transition", res[0].Err)
+			wantStatus(t, "the valid transition's record", get(t, b, a.ID), queuestype.StatusCompleted)
+			wantLimitError(t, "the refused transition", res[1].Err, "result", r.tooLarge)
 			wantSameRecord(t, "the refused transition's record", get(t, b, c.ID), c)
 		})
 	}
-	// At the limits, both are stored: 16 KiB of error text (two-byte
-	// characters) and a 1 MiB result.
-	tr := driver.Transition{ID: c.ID, Generation: c.RetryCount, To: queuestype.StatusFailed, Error: strings.Repeat("é", 8<<10)}
-	_, err := settleCall(t, b, tr)
-	wantNoErr(t, "Settle with 16 KiB of error text", err)
-	wantString(t, "stored error text", get(t, b, c.ID).Error, tr.Error)
+	// An error text is never refused: NUL and invalid UTF-8 become U+FFFD
+	// and a text over 16 KiB is cut to it with a marker.
+	texts := []struct{ name, text, want string }{
+		{"error text with NUL", "a\x00b\xff", "a\uFFFDb\uFFFD"},
+		{"error text of 16 KiB", strings.Repeat("é", 8<<10), strings.Repeat("é", 8<<10)},
+		{"error text over 16 KiB", strings.Repeat("é", 8<<10+1), strings.Repeat("é", 8<<10-8) + " …[truncated]"},
+	}
+	for _, x := range texts {
+		t.Run(x.name, func(t *testing.T) {
+			c := running(t, b, item("limits.err"))
+			settled(t, b, driver.Transition{ID: c.ID, Generation: c.RetryCount, To: queuestype.StatusFailed, Error: x.text})
+			if got := get(t, b, c.ID).Error; got != x.want {
+				t.Fatalf("stored error text of %d bytes %.40q…, want %d bytes %.40q…", len(got), got, len(x.want), x.want)
+			}
+		})
+	}
+	// A result at the limit is stored.
+	a := running(t, b, item("limits.big"))
 	settled(t, b, driver.Transition{ID: a.ID, Generation: a.RetryCount, To: queuestype.StatusCompleted, Result: jsonString(mib)})
 	var got struct{ S string }
 	if err := json.Unmarshal(get(t, b, a.ID).Result, &got); err != nil || len(got.S) != mib-8 {
