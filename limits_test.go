@@ -224,3 +224,25 @@ func TestRegisterTaskNameLimits(t *testing.T) {
 		t.Fatalf("a 255-byte name: %v", err)
 	}
 }
+
+// A Beat detail with a NUL is written with U+FFFD in its place: the
+// heartbeat that carries it is never refused.
+func TestBeatDetailStorable(t *testing.T) {
+	release := make(chan struct{})
+	reg := queues.NewRegistry()
+	task := queues.MustRegister(reg, "lim.beat", func(ctx context.Context, _ empty) (empty, error) {
+		queues.Beat(ctx, "a\x00b")
+		return untilReleased(ctx, release)
+	})
+	svc := quietService(t, reg)
+	runWorker(t, svc, queues.WorkerConfig{PollInterval: 5 * time.Millisecond, HeartbeatInterval: 20 * time.Millisecond})
+	defer close(release)
+	res, err := task.Enqueue(context.Background(), svc, empty{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "the progress detail", func() bool {
+		rec, err := svc.GetTask(context.Background(), res.ID)
+		return err == nil && rec.Metadata[queuestype.MetaProgressDetail] == "a\uFFFDb"
+	})
+}
