@@ -223,6 +223,21 @@ func TestRegisterTaskNameLimits(t *testing.T) {
 	if _, err := queues.Register(reg, strings.Repeat("t", 255), fn); err != nil {
 		t.Fatalf("a 255-byte name: %v", err)
 	}
+	// Defaults every enqueue would refuse are refused at registration.
+	for field, o := range map[string]queues.TaskOptions{
+		"queue":             {Queue: "a queue"},
+		"execution_backend": {ExecutionBackend: strings.Repeat("e", 65)},
+		"execution_profile": {ExecutionProfile: "gpu/large"},
+		"key":               {Key: "k\x00"},
+		"max_retries":       {Retries: 1001},
+		"timeout":           {Timeout: 8 * 24 * time.Hour},
+	} {
+		_, err := queues.Register(reg, "lim.opts."+field, fn, o)
+		var le *queues.LimitError
+		if !errors.As(err, &le) || le.Field != field {
+			t.Errorf("TaskOptions with a bad %s: %v", field, err)
+		}
+	}
 }
 
 // A Beat detail with a NUL is written with U+FFFD in its place: the
