@@ -339,6 +339,10 @@ func (c Config) withDefaults() (Config, error) {
 		case names[name]:
 			return c, configErr("Executors", "duplicate execution backend %q", name)
 		}
+		// Every record routed to it would be refused otherwise.
+		if err := queuestype.CheckCharsetName("Executors", name, queuestype.DefaultLimits().ExecutionNameBytes); err != nil {
+			return c, err
+		}
 		names[name] = true
 	}
 	switch {
