@@ -266,6 +266,12 @@ func (a *attempt) complete(ctx context.Context, value any) {
 		a.fail(ctx, NonRetryable(fmt.Errorf("encode result: %w", err)), false)
 		return
 	}
+	if err := queuestype.CheckJSON("result", result, s.cfg.Limits.ResultBytes); err != nil {
+		// A retry would produce the same value: fail terminally, storing
+		// the limit's text.
+		a.fail(ctx, NonRetryable(err), false)
+		return
+	}
 	// Only a completed event needs the settled record; without events the
 	// backend may skip returning it.
 	done, err := a.writeSettle(settleWrite{phase: "complete",
@@ -361,6 +367,7 @@ func (a *attempt) failWith(ctx context.Context, phase string, tr driver.Transiti
 // it, then a fixed text, is written instead.
 func (a *attempt) writeFail(phase string, tr driver.Transition) (*Record, string, error) {
 	s := a.svc
+	tr.Error = queuestype.FitErrorText(tr.Error, s.cfg.Limits.ErrorTextBytes)
 	for refusals := 0; ; refusals++ {
 		rec, err := a.writeSettle(settleWrite{phase: phase, write: s.settleTransition(tr), landed: landedTransition(a.rec, tr)})
 		var refused *refusedError

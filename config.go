@@ -70,6 +70,13 @@ type Config struct {
 	StaleRequeuePriority func(old int) int
 	// Logger receives structured logs; nil → slog.Default().
 	Logger *slog.Logger
+	// Limits bounds what a record may hold (argument, result, metadata and
+	// error text sizes, names, ranges). A zero field means the default of
+	// queuestype.DefaultLimits, which is also the maximum every store
+	// enforces: a field may only tighten it (a larger or negative value is
+	// a *ConfigError). Enqueue refuses a violation with a *LimitError
+	// before any store call.
+	Limits queuestype.Limits
 }
 
 // EventsConfig configures live events. Events are delivered to the broker (for
@@ -332,6 +339,10 @@ func (c Config) withDefaults() (Config, error) {
 		case names[name]:
 			return c, configErr("Executors", "duplicate execution backend %q", name)
 		}
+		// Every record routed to it would be refused otherwise.
+		if err := queuestype.CheckCharsetName("Executors", name, queuestype.DefaultLimits().ExecutionNameBytes); err != nil {
+			return c, err
+		}
 		names[name] = true
 	}
 	switch {
@@ -344,6 +355,11 @@ func (c Config) withDefaults() (Config, error) {
 	if c.MaxArgumentIdentityBytes < 0 {
 		return c, configErr("MaxArgumentIdentityBytes", "must not be negative")
 	}
+	limits, err := c.Limits.Resolve("Limits.")
+	if err != nil {
+		return c, err
+	}
+	c.Limits = limits
 	w, err := c.Worker.withDefaults()
 	if err != nil {
 		return c, err

@@ -13,6 +13,9 @@ import (
 var (
 	// ErrConfig reports invalid configuration or options.
 	ErrConfig = queuestype.ErrConfig
+	// ErrLimit reports an input over a limit (see Config.Limits); every
+	// *LimitError matches it and ErrConfig.
+	ErrLimit = queuestype.ErrLimit
 	// ErrUnknownTask reports a task name that is not registered.
 	ErrUnknownTask = errors.New("unknown queue task")
 	// ErrInvalidArgs reports arguments that do not encode or do not decode into the task's type.
@@ -50,6 +53,11 @@ var (
 
 // ConfigError is an invalid configuration or input value. It matches ErrConfig.
 type ConfigError = queuestype.ConfigError
+
+// LimitError is an input over one of the limits of Config.Limits, naming
+// the field and the limit. It matches ErrConfig; TooLarge says it was
+// refused for its size.
+type LimitError = queuestype.LimitError
 
 func configErr(field, format string, args ...any) error {
 	return &ConfigError{Field: field, Problem: fmt.Sprintf(format, args...)}

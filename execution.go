@@ -12,6 +12,7 @@ import (
 	"github.com/queuesgo/queues/driver"
 	"github.com/queuesgo/queues/events"
 	"github.com/queuesgo/queues/execution"
+	"github.com/queuesgo/queues/queuestype"
 )
 
 // host is the execution.Host the service hands to its transports.
@@ -89,6 +90,18 @@ func (s *Service) applyProbe(ctx context.Context, rec *Record, p execution.Probe
 		}
 		if len(result) == 0 {
 			result, _ = json.Marshal(map[string]any{"execution_ref": ref, "status": "succeeded"})
+		}
+		if lerr := queuestype.CheckJSON("result", result, s.cfg.Limits.ResultBytes); lerr != nil {
+			// A result over the limit fails the record terminally, as an
+			// attempt's would.
+			msg := queuestype.FitErrorText(lerr.Error(), s.cfg.Limits.ErrorTextBytes)
+			tr, _ := decideFailure(rec, msg, false)
+			tr.ExpectedRef = &ref
+			out, err = s.settleTransition(tr)(ctx)
+			if err == nil {
+				s.publishFailedRecord(ctx, rec, out, rec.WorkerID, msg, 0, nil)
+			}
+			break
 		}
 		out, err = s.settleTransition(driver.Transition{ID: rec.ID, Generation: gen, To: StatusCompleted, Result: result,
 			ExpectedRef: &ref})(ctx)

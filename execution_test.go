@@ -304,6 +304,7 @@ func TestExecutorsConfig(t *testing.T) {
 		{"duplicate", queues.Config{Executors: []execution.Transport{newFake("a"), newFake("a")}}, false},
 		{"builtin name", queues.Config{Executors: []execution.Transport{newFake("local")}}, false},
 		{"empty name", queues.Config{Executors: []execution.Transport{newFake("")}}, false},
+		{"name outside the charset", queues.Config{Executors: []execution.Transport{newFake("my transport")}}, false},
 		{"nil", queues.Config{Executors: []execution.Transport{nil}}, false},
 		{"negative reconcile interval", queues.Config{Worker: queues.WorkerConfig{ReconcileInterval: -1}}, false},
 	}

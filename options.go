@@ -103,6 +103,9 @@ func (o *TaskOptions) validate() error {
 	if o.Retries < 0 {
 		return configErr("Retries", "must not be negative")
 	}
+	if err := o.checkHardLimits(); err != nil {
+		return err
+	}
 	if o.Timeout < 0 {
 		return configErr("Timeout", "must not be negative")
 	}
@@ -118,11 +121,38 @@ func (o *TaskOptions) validate() error {
 	return o.RetryBackoff.Validate("RetryBackoff")
 }
 
-func validatePriority(p int) error {
-	if p < MinPriority || p > MaxPriority {
-		return configErr("Priority", "%d is outside %d..%d", p, MinPriority, MaxPriority)
+// validatePriority refuses a priority outside MinPriority..MaxPriority
+// with the *LimitError every store would answer.
+// checkHardLimits refuses at registration a default that every enqueue
+// would refuse: one over the limits every store enforces. (A service's
+// Config.Limits may be tighter; its enqueues check those.)
+func (o *TaskOptions) checkHardLimits() error {
+	l := queuestype.DefaultLimits()
+	if o.Queue != "" {
+		if err := queuestype.CheckCharsetName("queue", o.Queue, l.QueueNameBytes); err != nil {
+			return err
+		}
 	}
-	return nil
+	for field, name := range map[string]string{"execution_backend": o.ExecutionBackend, "execution_profile": o.ExecutionProfile} {
+		if name != "" {
+			if err := queuestype.CheckCharsetName(field, name, l.ExecutionNameBytes); err != nil {
+				return err
+			}
+		}
+	}
+	if o.Key != "" {
+		if err := queuestype.CheckText("key", o.Key, l.KeyBytes); err != nil {
+			return err
+		}
+	}
+	if err := queuestype.CheckRange("max_retries", o.Retries, 0, l.MaxRetries); err != nil {
+		return err
+	}
+	return queuestype.CheckDuration("timeout", o.Timeout, l.MaxTimeout)
+}
+
+func validatePriority(p int) error {
+	return queuestype.CheckRange("priority", p, MinPriority, MaxPriority)
 }
 
 // EnqueueOptions override a task's defaults for one enqueue. Zero values mean

@@ -249,8 +249,12 @@ func (s *Service) prepare(ctx context.Context, e *taskEntry, typed any, raw json
 		if len(raw) == 0 {
 			raw = json.RawMessage("{}")
 		}
-		if !json.Valid(raw) {
-			return prepared{}, fmt.Errorf("%w: task %q: arguments are not valid JSON", ErrInvalidArgs, e.name)
+		// Size and content first: nothing larger than the limit is parsed.
+		if err := queuestype.CheckJSON("args", raw, s.cfg.Limits.ArgsBytes); err != nil {
+			if len(raw) <= s.cfg.Limits.ArgsBytes && !json.Valid(raw) {
+				return prepared{}, fmt.Errorf("%w: task %q: arguments are not valid JSON", ErrInvalidArgs, e.name)
+			}
+			return prepared{}, err
 		}
 		d, err := e.decode(raw)
 		if err != nil {
@@ -263,6 +267,9 @@ func (s *Service) prepare(ctx context.Context, e *taskEntry, typed any, raw json
 			return prepared{}, fmt.Errorf("%w: task %q: encode arguments: %v", ErrInvalidArgs, e.name, err)
 		}
 		raw = b
+		if err := queuestype.CheckJSON("args", raw, s.cfg.Limits.ArgsBytes); err != nil {
+			return prepared{}, err
+		}
 		decoded = typed
 		if !e.isArgs(typed) {
 			// EnqueueMany items may carry any value (a map, say): it must decode into A.
@@ -313,13 +320,20 @@ func (s *Service) prepare(ctx context.Context, e *taskEntry, typed any, raw json
 	if o.Retries != nil {
 		retries = *o.Retries
 	}
-	return prepared{entry: e, params: driver.EnqueueParams{
-		ID: o.ID, TaskName: e.name, Args: raw, Queue: firstNonZero(o.Queue, e.opts.Queue, DefaultQueue),
+	params := driver.EnqueueParams{
+		ID: o.ID, TaskName: e.name, Queue: firstNonZero(o.Queue, e.opts.Queue, DefaultQueue),
 		Priority: priority, MaxRetries: retries, ScheduledAt: scheduledAt, ExpiresAt: expiresAt,
 		Key: id.key, Forever: id.forever, ExecutionBackend: execBackend,
 		ExecutionProfile: firstNonZero(o.ExecutionProfile, e.opts.ExecutionProfile), Metadata: md,
 		Policy: s.buildPolicy(ctx, e, o, id),
-	}}, nil
+	}
+	// The configured limits, before any store call (the arguments were
+	// checked above and are not scanned again).
+	if err := driver.CheckEnqueueLimits(s.cfg.Limits, "", params, now); err != nil {
+		return prepared{}, err
+	}
+	params.Args = raw
+	return prepared{entry: e, params: params}, nil
 }
 
 // buildPolicy layers the task's defaults, the enqueue options, the config

@@ -40,7 +40,7 @@ func (refusedValueError) Error() string {
 // flakyStore fronts a memory store and fails calls the way a store outage
 // does: every call while down, the next n calls of one operation, or a call
 // that lands but whose reply is lost. It refuses results and error texts
-// holding a NUL, as PostgreSQL does.
+// holding refusedMark, as a database refuses a value it cannot hold.
 type flakyStore struct {
 	driver.Backend
 	down atomic.Bool
@@ -155,7 +155,7 @@ func settleOp(ts []driver.Transition) string {
 func (f *flakyStore) Settle(ctx context.Context, ts []driver.Transition) ([]driver.SettleResult, error) {
 	return flakyCall(f, settleOp(ts), func() ([]driver.SettleResult, error) {
 		for _, t := range ts {
-			if bytes.Contains(t.Result, []byte(`\u0000`)) || strings.Contains(t.Error, "\x00") {
+			if bytes.Contains(t.Result, []byte(refusedMark)) || strings.Contains(t.Error, refusedMark) {
 				return nil, refusedValueError{}
 			}
 		}
@@ -485,26 +485,35 @@ func TestSettleLostReplyCountsOnce(t *testing.T) {
 	}
 }
 
+// refusedMark in a result or an error text makes flakyStore refuse it.
+const refusedMark = "refuse-me"
+
 // A result the store refuses fails the attempt at once, terminally (the
 // same value would be refused again), with a plain message that does not
 // carry the store's error text; an error text the store refuses is stored
-// in a form it accepts.
+// in a form it accepts, then as a fixed text. A result or error text with
+// a NUL never reaches the store: the engine refuses the result with its
+// limit error and stores the text with U+FFFD in place of the NUL.
 func TestRefusedDataFailsTheAttempt(t *testing.T) {
 	store := newFlaky()
 	var runs atomic.Int32
 	reg := queues.NewRegistry()
-	nul := queues.MustRegister(reg, "r.nul", func(ctx context.Context, _ empty) (string, error) {
+	refused := queues.MustRegister(reg, "r.refused", func(ctx context.Context, _ empty) (string, error) {
 		runs.Add(1)
-		return "a\x00b", nil
+		return refusedMark, nil
 	}, queues.TaskOptions{Retries: 3})
 	nulErr := queues.MustRegister(reg, "r.nulerr", func(ctx context.Context, _ empty) (empty, error) {
 		return empty{}, queues.NonRetryable(errors.New("bad\x00byte"))
 	})
+	refusedErr := queues.MustRegister(reg, "r.refusederr", func(ctx context.Context, _ empty) (empty, error) {
+		return empty{}, queues.NonRetryable(errors.New(refusedMark))
+	})
 	env := newFlakyEnv(t, store, reg)
 	ctx := context.Background()
-	r1, _ := nul.Enqueue(ctx, env.svc, empty{})
+	r1, _ := refused.Enqueue(ctx, env.svc, empty{})
 	r2, _ := nulErr.Enqueue(ctx, env.svc, empty{})
-	env.worker(t, queues.WorkerConfig{MaxConcurrency: 2})
+	r3, _ := refusedErr.Enqueue(ctx, env.svc, empty{})
+	env.worker(t, queues.WorkerConfig{MaxConcurrency: 3})
 	rec := env.waitStatus(t, r1.ID, queues.StatusFailed)
 	if rec.Error != "result could not be stored: the store refused the value" || rec.RetryCount != 0 {
 		t.Fatalf("refused result: error %q retry_count %d", rec.Error, rec.RetryCount)
@@ -517,6 +526,10 @@ func TestRefusedDataFailsTheAttempt(t *testing.T) {
 	}
 	rec = env.waitStatus(t, r2.ID, queues.StatusFailed)
 	if rec.Error != "bad\uFFFDbyte" {
+		t.Fatalf("error text with a NUL stored as %q", rec.Error)
+	}
+	rec = env.waitStatus(t, r3.ID, queues.StatusFailed)
+	if rec.Error != "task failed; its error text could not be stored" {
 		t.Fatalf("refused error text stored as %q", rec.Error)
 	}
 	waitFor(t, 5*time.Second, "task.failed", func() bool { return len(env.eventsOf(r1.ID, events.TypeFailed)) == 1 })

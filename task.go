@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+
+	"github.com/queuesgo/queues/queuestype"
 )
 
 // TaskFunc is the body of a task: typed arguments in, a typed result out. Use
@@ -82,8 +84,8 @@ func Register[A, R any](r *Registry, name string, fn TaskFunc[A, R], opts ...Tas
 	if r == nil {
 		return nil, configErr("Registry", "is nil")
 	}
-	if name == "" {
-		return nil, configErr("task name", "must not be empty")
+	if err := queuestype.CheckText("task name", name, queuestype.DefaultLimits().TaskNameBytes); err != nil {
+		return nil, err
 	}
 	if len(opts) > 1 {
 		return nil, configErr("TaskOptions", "give at most one")

@@ -2,6 +2,7 @@ package queues
 
 import (
 	"context"
+	"strings"
 
 	"github.com/google/uuid"
 	"github.com/queuesgo/queues/events"
@@ -112,6 +113,9 @@ func Beat(ctx context.Context, detail string) {
 	if r := []rune(detail); len(r) > 256 {
 		detail = string(r[:256])
 	}
+	// A NUL or invalid UTF-8 would make every store refuse the heartbeat
+	// that carries the detail.
+	detail = strings.ToValidUTF8(strings.ReplaceAll(detail, "\x00", "\uFFFD"), "\uFFFD")
 	a.beat.Store(&detail)
 }
 

@@ -14,7 +14,9 @@
 //
 // Besides the contract, the package holds the helpers stores share, so that
 // each store validates, defaults, orders and words what the contract asks
-// alike: PrepareEnqueue and KeyFolder for Enqueue, error constructors such
+// alike: PrepareEnqueue (which enforces the hard input limits) and
+// KeyFolder for Enqueue, CheckTransition and FitSettleTexts for Settle,
+// CheckHeartbeatLimits for TouchHeartbeats, error constructors such
 // as FenceLost, the call starts NoItems, NoWork and CallLimit, and the
 // claim and stale orders, task pages and option checks beside them.
 package driver

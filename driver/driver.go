@@ -27,9 +27,10 @@ type Backend interface {
 	// Enqueue inserts 1..n records atomically and returns one outcome per item
 	// in input order. Keyed items return the active record holding the key;
 	// forever items reserve their key in the same atomic step. One wakeup hint
-	// is sent for the whole call when any new record is due. A Priority
-	// outside MinPriority..MaxPriority fails the whole call with an error
-	// matching ErrConfig and writes nothing.
+	// is sent for the whole call when any new record is due. An item over
+	// the hard limits (PrepareEnqueue: priority, sizes, names, ranges, NUL
+	// in JSON) fails the whole call with a *queuestype.LimitError, which
+	// matches ErrConfig, and writes nothing.
 	Enqueue(ctx context.Context, items []EnqueueParams) ([]EnqueueOutcome, error)
 	// GetTask returns the record or ErrTaskNotFound.
 	GetTask(ctx context.Context, id uuid.UUID) (*queuestype.Record, error)
@@ -57,7 +58,10 @@ type Backend interface {
 	// fence does not hold changes nothing and reports ErrFenceLost in its
 	// result; the call's error is for the call as a whole (the store was
 	// unreachable, the context ended), in which case some transitions may
-	// have been applied and the caller reads the records to find out.
+	// have been applied and the caller reads the records to find out. A
+	// transition whose result breaks the hard limits is refused on its own
+	// (CheckTransition); error texts are stored in the form FitSettleTexts
+	// gives them, never refused.
 	Settle(ctx context.Context, ts []Transition) ([]SettleResult, error)
 	// ListStale lists up to limit running records whose heartbeat is null
 	// or older than staleAfter by the store's clock, null heartbeats first
@@ -71,6 +75,8 @@ type Backend interface {
 	CancelMatching(ctx context.Context, f CancelFilter) ([]*queuestype.Record, error)
 
 	// TouchHeartbeats refreshes heartbeat_at for each fenced running record.
+	// A metadata patch over the hard limits (CheckHeartbeatLimits) fails
+	// the whole call before anything is written.
 	TouchHeartbeats(ctx context.Context, touches []HeartbeatTouch) (HeartbeatResult, error)
 	// NullHeartbeats clears heartbeat_at for the fenced running records, so
 	// stale recovery takes them at once.

@@ -15,16 +15,19 @@ import (
 // stays zero), and Forever only together with a Key. Args and Metadata are
 // shared with the caller's item, not copied.
 //
-// A Priority outside queuestype.MinPriority..queuestype.MaxPriority returns
-// a *queuestype.ConfigError naming items[i].Priority: the store fails the
-// whole call and writes nothing.
+// It then checks the item against the hard limits every store enforces
+// (queuestype.DefaultLimits, see CheckEnqueueLimits): a violation returns a
+// *queuestype.LimitError naming items[i].<field> (matching
+// queuestype.ErrLimit and queuestype.ErrConfig), and the store fails the
+// whole call and writes nothing. Due and expiry times are checked against
+// the process clock; a store with a clock of its own uses PrepareEnqueueAt.
 func PrepareEnqueue(i int, p EnqueueParams) (EnqueueParams, error) {
-	if p.Priority < queuestype.MinPriority || p.Priority > queuestype.MaxPriority {
-		return p, &queuestype.ConfigError{
-			Field:   fmt.Sprintf("items[%d].Priority", i),
-			Problem: fmt.Sprintf("%d is outside %d..%d", p.Priority, queuestype.MinPriority, queuestype.MaxPriority),
-		}
-	}
+	return PrepareEnqueueAt(i, p, time.Now())
+}
+
+// PrepareEnqueueAt is PrepareEnqueue checking due and expiry times against
+// now, the store's clock.
+func PrepareEnqueueAt(i int, p EnqueueParams, now time.Time) (EnqueueParams, error) {
 	if p.ID == uuid.Nil {
 		id, err := uuid.NewV7()
 		if err != nil {
@@ -40,6 +43,9 @@ func PrepareEnqueue(i int, p EnqueueParams) (EnqueueParams, error) {
 	}
 	p.ScheduledAt, p.ExpiresAt = InUTC(p.ScheduledAt), InUTC(p.ExpiresAt)
 	p.Forever = p.Forever && p.Key != ""
+	if err := CheckEnqueueLimits(hardLimits, fmt.Sprintf("items[%d].", i), p, now); err != nil {
+		return p, err
+	}
 	return p, nil
 }
 

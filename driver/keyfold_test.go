@@ -38,20 +38,20 @@ func TestPrepareEnqueue(t *testing.T) {
 	}
 
 	id := uuid.New()
-	p, err = driver.PrepareEnqueue(1, driver.EnqueueParams{ID: id, Queue: "q", ExecutionBackend: "cloud", Key: "k", Forever: true})
+	p, err = driver.PrepareEnqueue(1, driver.EnqueueParams{TaskName: "t", ID: id, Queue: "q", ExecutionBackend: "cloud", Key: "k", Forever: true})
 	if err != nil || p.ID != id || p.Queue != "q" || p.ExecutionBackend != "cloud" || !p.Forever {
 		t.Errorf("given values: %+v, %v", p, err)
 	}
 
 	for _, prio := range []int{queuestype.MinPriority - 1, queuestype.MaxPriority + 1} {
-		_, err := driver.PrepareEnqueue(4, driver.EnqueueParams{Priority: prio})
-		var ce *queuestype.ConfigError
-		if !errors.As(err, &ce) || ce.Field != "items[4].Priority" || !errors.Is(err, queuestype.ErrConfig) {
+		_, err := driver.PrepareEnqueue(4, driver.EnqueueParams{TaskName: "t", Priority: prio})
+		var le *queuestype.LimitError
+		if !errors.As(err, &le) || le.Field != "items[4].priority" || !errors.Is(err, queuestype.ErrConfig) {
 			t.Errorf("priority %d: %v", prio, err)
 		}
 	}
 	for _, prio := range []int{queuestype.MinPriority, queuestype.MaxPriority} {
-		if _, err := driver.PrepareEnqueue(0, driver.EnqueueParams{Priority: prio}); err != nil {
+		if _, err := driver.PrepareEnqueue(0, driver.EnqueueParams{TaskName: "t", Priority: prio}); err != nil {
 			t.Errorf("priority %d: %v", prio, err)
 		}
 	}

@@ -22,8 +22,12 @@ import (
 	"github.com/queuesgo/queues"
 )
 
-// MaxRequestBytes bounds request bodies; a larger body answers 413.
-const MaxRequestBytes = 1 << 20
+// MaxRequestBytes bounds request bodies; a larger body answers 413
+// request_too_large. It follows the largest arguments and metadata a
+// record may hold (queuestype.DefaultLimits: 1 MiB and 64 KiB) plus 64 KiB
+// for the rest of the body, so that arguments over a service's limit but
+// within the body cap get the typed 413 too_large naming the field.
+const MaxRequestBytes = 1<<20 + 64<<10 + 64<<10
 
 // DefaultListLimit is the page size of GET /api/tasks without limit.
 const DefaultListLimit = 50
@@ -578,6 +582,9 @@ func (a *api) enqueue(w http.ResponseWriter, r *http.Request) {
 // status for rejected arguments or options, unknown the status for an
 // unregistered task.
 func (a *api) enqueueError(w http.ResponseWriter, r *http.Request, err error, task string, badInput, unknown int) {
+	// A limit error's text names the field and the limit, never a store's
+	// own text: it is safe to send.
+	var limitErr *queues.LimitError
 	switch {
 	case errors.Is(err, queues.ErrUnknownTask):
 		writeError(w, unknown, "unknown_task", fmt.Sprintf("task %q is not registered in this process", task))
@@ -585,6 +592,10 @@ func (a *api) enqueueError(w http.ResponseWriter, r *http.Request, err error, ta
 		writeError(w, http.StatusConflict, "conflict", "the identity key is held by an active record that cannot be deduplicated")
 	case errors.Is(err, queues.ErrInvalidArgs), errors.Is(err, queues.ErrIdentity), errors.Is(err, queues.ErrIdentityTooLarge):
 		writeError(w, badInput, "invalid_args", err.Error())
+	case errors.As(err, &limitErr) && limitErr.TooLarge:
+		writeError(w, http.StatusRequestEntityTooLarge, "too_large", err.Error())
+	case limitErr != nil:
+		writeError(w, badInput, "limit_exceeded", err.Error())
 	case errors.Is(err, queues.ErrConfig):
 		writeError(w, badInput, "invalid_options", err.Error())
 	default:

@@ -307,8 +307,8 @@ func TestEnqueueErrors(t *testing.T) {
 	} {
 		f.expectError("POST", "/q/api/tasks", body, 400, "invalid_args")
 	}
+	// An out-of-range priority is a limit (TestEnqueueLimits).
 	for _, body := range []string{
-		`{"task":"test.echo","priority":5000}`,
 		`{"task":"test.echo","priority":"high"}`,
 		`{"task":"test.echo","priority":1.5}`,
 		`{"task":"test.echo","retries":-1}`,

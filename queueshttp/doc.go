@@ -69,6 +69,10 @@
 //	400 invalid_id        the {id} path segment is not a UUID
 //	400 invalid_args      arguments do not decode into the task's argument type
 //	400 invalid_options   queue, priority, retries, run_after, key or metadata rejected
+//	400 limit_exceeded    a value breaks one of the service's limits (queues.Config.Limits):
+//	                      a queue or key with characters it may not hold, NUL or invalid
+//	                      UTF-8 in the arguments or metadata, a range (priority, retries,
+//	                      run_after); the message names the field and the limit
 //	403 forbidden         Options.Authorize refused the request, or a cross-origin browser request
 //	403 unauthorized_mount a mutating route on an API mounted without Authorize or Insecure
 //	403 read_only         a mutating route on a read-only API
@@ -77,9 +81,11 @@
 //	405 method_not_allowed the path exists for other methods (the Allow header lists them)
 //	409 not_terminal      rerun of a record that is still pending, scheduled or running
 //	409 conflict          the identity key is held by a record that cannot be deduplicated
-//	409 unknown_task, invalid_args, invalid_options
+//	409 unknown_task, invalid_args, invalid_options, limit_exceeded
 //	                      rerun of a record this process can no longer enqueue
 //	413 request_too_large the body exceeds MaxRequestBytes
+//	413 too_large         a value is larger than its limit (arguments, metadata, a queue
+//	                      name or key); the message names the field and the limit
 //	500 internal          a backend failure; the cause is logged, never sent
 //	501 unsupported       the backend does not implement driver.Inspector
 //	503 store_unavailable GET /api/ready: the store did not answer; the cause is logged, never sent

@@ -96,6 +96,7 @@ func RunBackend(t *testing.T, f Factory) {
 		{"Hints", testHints},
 		{"Inspector", testInspector},
 		{"Workers", testWorkers},
+		{"Limits", testLimits},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {

@@ -31,7 +31,7 @@ func (b *Backend) Enqueue(ctx context.Context, items []driver.EnqueueParams) ([]
 	// Build the candidate records outside the lock.
 	cands := make([]*entry, len(items))
 	for i := range items {
-		p, err := driver.PrepareEnqueue(i, items[i])
+		p, err := driver.PrepareEnqueueAt(i, items[i], b.now())
 		if err != nil {
 			return nil, err
 		}

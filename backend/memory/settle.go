@@ -122,6 +122,9 @@ func (b *Backend) TouchHeartbeats(ctx context.Context, touches []driver.Heartbea
 	if none, err := driver.NoWork(ctx, len(touches)); none {
 		return res, err
 	}
+	if err := driver.CheckHeartbeatLimits(touches); err != nil {
+		return res, err
+	}
 	patches := make([]map[string]any, len(touches))
 	for i, t := range touches {
 		if len(t.MetadataPatch) > 0 {

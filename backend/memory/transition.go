@@ -49,6 +49,7 @@ func (b *Backend) Settle(ctx context.Context, ts []driver.Transition) ([]driver.
 	if empty, done, err := driver.NoItems[driver.SettleResult](ctx, len(ts)); done {
 		return empty, err
 	}
+	ts = driver.FitSettleTexts(ts)
 	out := make([]driver.SettleResult, len(ts))
 	// Copy the results outside the lock: the stored record must not share
 	// the caller's bytes.
@@ -82,7 +83,7 @@ func (b *Backend) Settle(ctx context.Context, ts []driver.Transition) ([]driver.
 // record after the write (nil with t.NoRecord), whether a requeued record is
 // due now, and the per-transition error.
 func (b *Backend) settleLocked(t *driver.Transition, result json.RawMessage, now time.Time) (*queuestype.Record, bool, error) {
-	if err := driver.CheckSettleTo(t); err != nil {
+	if err := driver.CheckTransition(t); err != nil {
 		return nil, false, err
 	}
 	e := b.records[t.ID]

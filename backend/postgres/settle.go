@@ -331,6 +331,9 @@ func (b *Backend) TouchHeartbeats(ctx context.Context, touches []driver.Heartbea
 	if none, err := driver.NoWork(ctx, len(touches)); none {
 		return res, err
 	}
+	if err := driver.CheckHeartbeatLimits(touches); err != nil {
+		return res, err
+	}
 	ins := make([]touchOp, len(touches))
 	for i, t := range touches {
 		ins[i].id = t.ID

@@ -1,11 +1,8 @@
 package postgres
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -67,6 +64,7 @@ func (b *Backend) Settle(ctx context.Context, ts []driver.Transition) ([]driver.
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	ts = driver.FitSettleTexts(ts)
 	out := make([]driver.SettleResult, len(ts))
 	// A record named more than once gets its transitions applied in input
 	// order: the n-th transition of each record goes in wave n, and the
@@ -76,7 +74,7 @@ func (b *Backend) Settle(ctx context.Context, ts []driver.Transition) ([]driver.
 	seen := make(map[uuid.UUID]int, len(ts))
 	for i := range ts {
 		t := &ts[i]
-		if err := checkTransition(i, t); err != nil {
+		if err := checkTransition(t); err != nil {
 			out[i].Err = err
 			continue
 		}
@@ -203,21 +201,10 @@ func (b *Backend) settleWave(ctx context.Context, w *settleWave, ts []driver.Tra
 // checkTransition refuses, before anything is sent, a transition the
 // statements cannot carry; a bad item in a coalesced statement would fail
 // every caller sharing it.
-func checkTransition(i int, t *driver.Transition) error {
-	if err := driver.CheckSettleTo(t); err != nil {
-		return err
-	}
-	if t.To == queuestype.StatusCompleted && t.Result != nil {
-		if !json.Valid(t.Result) {
-			return &queuestype.ConfigError{Field: fmt.Sprintf("transitions[%d].Result", i), Problem: "is not valid JSON"}
-		}
-		// jsonb refuses the NUL character, even escaped.
-		if bytes.Contains(t.Result, []byte(`\u0000`)) {
-			return &queuestype.ConfigError{Field: fmt.Sprintf("transitions[%d].Result", i),
-				Problem: `holds the NUL character (\u0000), which PostgreSQL cannot store`}
-		}
-	}
-	return nil
+func checkTransition(t *driver.Transition) error {
+	// jsonb refuses what the shared check refuses (NUL, even escaped;
+	// unpaired surrogates), and so does every other store.
+	return driver.CheckTransition(t)
 }
 
 // positiveMicros is d in microseconds, at least 1 when d is positive.

@@ -412,6 +412,9 @@ func (b *Backend) TouchHeartbeats(ctx context.Context, touches []driver.Heartbea
 	if none, err := driver.NoWork(ctx, len(touches)); none {
 		return res, err
 	}
+	if err := driver.CheckHeartbeatLimits(touches); err != nil {
+		return res, err
+	}
 	var ob opBuilder
 	for _, t := range touches {
 		hasGen, gen := optInt(t.ExpectedRetryCount)

@@ -53,6 +53,7 @@ func (b *Backend) Settle(ctx context.Context, ts []driver.Transition) ([]driver.
 	if empty, done, err := driver.NoItems[driver.SettleResult](ctx, len(ts)); done {
 		return empty, err
 	}
+	ts = driver.FitSettleTexts(ts)
 	out := make([]driver.SettleResult, len(ts))
 	var (
 		hot    []*completeReq
@@ -78,7 +79,7 @@ func (b *Backend) Settle(ctx context.Context, ts []driver.Transition) ([]driver.
 	}
 	for i := range ts {
 		t := &ts[i]
-		if err := driver.CheckSettleTo(t); err != nil {
+		if err := driver.CheckTransition(t); err != nil {
 			out[i].Err = err
 			continue
 		}

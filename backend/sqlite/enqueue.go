@@ -57,7 +57,7 @@ func (b *Backend) Enqueue(ctx context.Context, items []driver.EnqueueParams) ([]
 	if err != nil {
 		return nil, err
 	}
-	cands, err := newCandidates(items)
+	cands, err := newCandidates(items, b.now())
 	if err != nil {
 		return nil, err
 	}
@@ -84,11 +84,11 @@ func (b *Backend) Enqueue(ctx context.Context, items []driver.EnqueueParams) ([]
 }
 
 // newCandidates validates the items and prepares them for the insert
-// outside any transaction.
-func newCandidates(items []driver.EnqueueParams) ([]candidate, error) {
+// outside any transaction, with now the store clock's time.
+func newCandidates(items []driver.EnqueueParams, now time.Time) ([]candidate, error) {
 	cands := make([]candidate, len(items))
 	for i := range items {
-		p, err := driver.PrepareEnqueue(i, items[i])
+		p, err := driver.PrepareEnqueueAt(i, items[i], now)
 		if err != nil {
 			return nil, err
 		}

@@ -212,6 +212,9 @@ func (b *Backend) TouchHeartbeats(ctx context.Context, touches []driver.Heartbea
 	if none, err := driver.NoWork(ctx, len(touches)); none {
 		return res, err
 	}
+	if err := driver.CheckHeartbeatLimits(touches); err != nil {
+		return res, err
+	}
 	w, _, err := b.handles()
 	if err != nil {
 		return res, err

@@ -99,6 +99,7 @@ func (b *Backend) Settle(ctx context.Context, ts []driver.Transition) ([]driver.
 	if empty, done, err := driver.NoItems[driver.SettleResult](ctx, len(ts)); done {
 		return empty, err
 	}
+	ts = driver.FitSettleTexts(ts)
 	res := make([]driver.SettleResult, len(ts))
 	w, _, err := b.handles()
 	if err != nil {
@@ -190,7 +191,7 @@ func (b *Backend) Settle(ctx context.Context, ts []driver.Transition) ([]driver.
 		t := &ts[s.idx]
 		switch {
 		case s.query == "":
-			r.Err = driver.CheckSettleTo(t)
+			r.Err = driver.CheckTransition(t)
 		case o.missing:
 			r.Err = driver.MissingForWrite("settle", t.ID)
 		case !o.ok:
@@ -218,6 +219,9 @@ func prepareSettle(i int, t *driver.Transition) settleStep {
 		ref = *t.ExpectedRef
 	}
 	s.args = []any{s.idText, s.gen, ref, nullStr(t.WorkerID), nil, nil}
+	if driver.CheckTransition(t) != nil {
+		return s // no query: the transition is refused
+	}
 	switch t.To {
 	case queuestype.StatusCompleted:
 		s.query, s.status = sqlSettleCompleted, queuestype.StatusCompleted

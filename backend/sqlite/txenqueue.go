@@ -45,7 +45,7 @@ func (b *Backend) EnqueueTx(ctx context.Context, tx *sql.Tx, items []driver.Enqu
 	if len(items) == 0 {
 		return []driver.EnqueueOutcome{}, nil
 	}
-	cands, err := newCandidates(items)
+	cands, err := newCandidates(items, b.now())
 	if err != nil {
 		return nil, err
 	}
