@@ -12,6 +12,9 @@ import (
 // limit, and exits non-zero.
 func TestEnqueueLimitErrors(t *testing.T) {
 	db := "sqlite:" + filepath.Join(t.TempDir(), "q.db")
+	if code, _, stderr := run(t, queuescli.Options{}, "migrate", "--backend", db); code != 0 {
+		t.Fatalf("migrate: exit %d: %s", code, stderr)
+	}
 	cases := []struct {
 		args []string
 		want string
