@@ -123,8 +123,8 @@ func TestStoreBackoffGivesUpOnPermanentErrors(t *testing.T) {
 	}
 }
 
-// brokenErr is what the scripted store below returns from a claim.
-var brokenErr = errors.New("database disk image is malformed")
+// errBroken is what the scripted store below returns from a claim.
+var errBroken = errors.New("database disk image is malformed")
 
 // scriptedClaims is a store whose claims fail with err (classified as
 // class) while failing is set.
@@ -225,7 +225,7 @@ func waitUntil(t *testing.T, limit time.Duration, what string, ok func() bool) {
 // bound, with an error matching ErrStoreBroken that wraps the store's own
 // error, and without a log line per try.
 func TestWorkerGivesUpOnPermanentClaimErrors(t *testing.T) {
-	store := &scriptedClaims{Backend: memory.New(memory.Options{}), class: driver.ClassPermanent, err: brokenErr}
+	store := &scriptedClaims{Backend: memory.New(memory.Options{}), class: driver.ClassPermanent, err: errBroken}
 	store.failing.Store(true)
 	logs := &logRecorder{}
 	w := backoffWorker(t, store, logs, backoffPolicy{base: time.Millisecond, max: 4 * time.Millisecond, quietLog: time.Minute, giveUpAfter: 5})
@@ -238,7 +238,7 @@ func TestWorkerGivesUpOnPermanentClaimErrors(t *testing.T) {
 		_, _ = w.Stop(context.Background(), true)
 		t.Fatal("Run did not give up within 10s")
 	}
-	if !errors.Is(err, ErrStoreBroken) || !errors.Is(err, brokenErr) {
+	if !errors.Is(err, ErrStoreBroken) || !errors.Is(err, errBroken) {
 		t.Fatalf("Run: %v; want an error matching ErrStoreBroken and the store's error", err)
 	}
 	t.Logf("Run: %v", err)
