@@ -302,3 +302,31 @@ func TestWorkerWaitsOutTransientClaimErrors(t *testing.T) {
 		})
 	}
 }
+
+// An in-app worker that gives up says so at once: nobody reads its error
+// before Close.
+func TestInAppWorkerGiveUpIsLogged(t *testing.T) {
+	store := &scriptedClaims{Backend: memory.New(memory.Options{}), class: driver.ClassPermanent, err: errBroken}
+	store.failing.Store(true)
+	logs := &logRecorder{}
+	svc, err := New(Config{Backend: store, Logger: slog.New(logs), Worker: WorkerConfig{Placement: PlacementInApp,
+		PollInterval: 10 * time.Millisecond, StaleAfter: -1, ExpiryCheckInterval: -1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = svc.Close(context.Background()) })
+	waitUntil(t, 10*time.Second, "the give-up line", func() bool { return len(logs.records()) > 0 })
+	recs := logs.records()
+	if len(recs) != 1 || recs[0].Level != slog.LevelError {
+		t.Fatalf("%d lines, want one ERROR: %v", len(recs), recs)
+	}
+	if err, _ := attr(recs[0], "error").Any().(error); !errors.Is(err, ErrStoreBroken) || !errors.Is(err, errBroken) {
+		t.Errorf("logged error %v, want ErrStoreBroken wrapping the store's error", attr(recs[0], "error"))
+	}
+	if n := store.calls.Load(); n != storeGiveUpAfter {
+		t.Errorf("%d claims tried, want %d", n, storeGiveUpAfter)
+	}
+}
