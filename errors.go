@@ -47,6 +47,10 @@ var (
 	ErrNoTaskContext = errors.New("queues: no task attempt in context")
 	// ErrEscalated reports that a worker stop needed cancellation or was forced.
 	ErrEscalated = errors.New("queues: worker stop escalated")
+	// ErrStoreBroken reports a worker that stopped because its store kept
+	// reporting itself broken (a corrupt file, a missing schema, a refused
+	// login): Worker.Run's error matches it and wraps the store's last error.
+	ErrStoreBroken = errors.New("store is broken")
 	// ErrClosed reports use of a service that is not started or already closed.
 	ErrClosed = queuestype.ErrClosed
 )

@@ -99,7 +99,15 @@ func (s *Service) Start(ctx context.Context) error {
 		}
 		s.inApp = w
 		s.inAppCh = make(chan error, 1)
-		go func() { s.inAppCh <- w.Run(context.Background()) }()
+		go func() {
+			err := w.Run(context.Background())
+			if errors.Is(err, ErrStoreBroken) {
+				// Nobody reads an in-app worker's error until Close: say
+				// now that this process no longer runs tasks.
+				s.logger.Error("Queue in-app worker stopped: the store reports itself broken", "worker_id", w.cfg.ID, "error", err)
+			}
+			s.inAppCh <- err
+		}()
 		select {
 		case <-w.Ready():
 		case err := <-s.inAppCh:

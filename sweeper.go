@@ -112,14 +112,18 @@ func jittered(d time.Duration) time.Duration {
 
 // run sweeps every interval until w's stop is requested. The first sweep
 // runs soon after the start (within a tenth of the interval, at most a
-// second). A failed sweep is logged on its first failure and then every
-// settleLogEvery failures in a row; it is tried again after the interval,
-// or after a backoff of up to settleBackoffMax when that is longer.
+// second). A failed sweep is paced and logged like the claim loop's
+// failures (storeBackoff): it is tried again after the interval, or after
+// the backoff when that is longer, and logged on its first failure, each
+// time the backoff grows and then at most once a minute. A sweeper never
+// gives up: the claim loop decides when the store is broken.
 func (sw *sweeper) run(ctx context.Context, w *Worker) {
 	stop := w.stop.done()
 	t := time.NewTimer(rand.N(min(sw.interval/10, time.Second) + 1))
 	defer t.Stop()
-	failures := 0
+	policy := w.backoff
+	policy.giveUpAfter, policy.floor = 0, sw.interval
+	bo := storeBackoff{policy: policy}
 	for {
 		select {
 		case <-stop:
@@ -141,19 +145,18 @@ func (sw *sweeper) run(ctx context.Context, w *Worker) {
 		case ctx.Err() != nil:
 			return
 		case err != nil:
-			failures++
 			class := driver.Classify(w.svc.backend, err)
 			w.svc.noteStoreError(err)
-			next = max(next, backoffDelay(failures))
-			if failures == 1 || failures%settleLogEvery == 0 {
-				w.svc.logger.Log(ctx, errorLevel(class), "Queue sweep failed",
-					"sweep", sw.name, "worker_id", w.cfg.ID, "failures", failures, "retry_in", next, "error", err)
+			step := bo.fail(time.Now(), class)
+			next = max(next, step.pause)
+			if step.log {
+				w.svc.logger.Log(ctx, errorLevel(class), "Queue sweep failed", "sweep", sw.name, "worker_id", w.cfg.ID,
+					"failures", bo.failures, "error_class", class.String(), "retry_in", next, "error", err)
 			}
 		default:
 			w.svc.noteStoreAnswered()
-			if failures > 0 {
-				w.svc.logger.Info("Queue sweep recovered", "sweep", sw.name, "worker_id", w.cfg.ID, "failures", failures)
-				failures = 0
+			if failed := bo.succeed(); failed > 0 {
+				w.svc.logger.Info("Queue sweep recovered", "sweep", sw.name, "worker_id", w.cfg.ID, "failures", failed)
 			}
 			if n > 0 {
 				w.svc.logger.Debug("Queue sweep done", "sweep", sw.name, "worker_id", w.cfg.ID, "changed", n)

@@ -25,6 +25,8 @@ import (
 type Worker struct {
 	svc *Service
 	cfg WorkerConfig
+	// backoff paces the claim loop and the sweepers after store errors.
+	backoff backoffPolicy
 	// disp is the claim side of a dispatching worker (the service's
 	// execution backend is external), else nil.
 	disp *dispatcher
@@ -94,7 +96,7 @@ func (s *Service) NewWorker(cfg WorkerConfig) (*Worker, error) {
 		return nil, err
 	}
 	w := &Worker{
-		svc: s, cfg: cfg,
+		svc: s, cfg: cfg, backoff: defaultBackoffPolicy(cfg.PollInterval),
 		inFlight: map[queuestype.Fence]*attempt{}, perQueue: map[string]int{},
 		finished: make(chan struct{}, 1),
 		stop:     latch{ch: make(chan struct{})}, force: latch{ch: make(chan struct{})},
@@ -153,8 +155,11 @@ func (w *Worker) InFlight() int {
 
 // Run runs the worker loop until ctx ends or Stop is called, then drains
 // through the shutdown ladder. It returns nil after a clean stop, an error
-// matching ErrEscalated when attempts had to be cancelled, or the error that
-// prevented it from starting. A worker runs at most once.
+// matching ErrEscalated when attempts had to be cancelled, an error matching
+// ErrStoreBroken (and wrapping the store's last error) when the store
+// reported itself broken on every try for a while (see the README, "When
+// the store fails"), or the error that prevented it from starting. A
+// worker runs at most once.
 func (w *Worker) Run(ctx context.Context) error {
 	if w.stopped.Load() || !w.started.CompareAndSwap(false, true) {
 		return errors.New("queues: worker already run")
@@ -178,13 +183,17 @@ func (w *Worker) Run(ctx context.Context) error {
 	w.svc.logger.Info("Queue worker started", "worker_id", w.cfg.ID, "queues", w.cfg.Queues,
 		"max_concurrency", w.cfg.MaxConcurrency, "backend", w.svc.backend.Name())
 
-	w.loop(subCtx, hints)
+	loopErr := w.loop(subCtx, hints)
 
 	res := w.drain(w.force.fired())
 	w.hb.close()
 	cancelSubs()
 	sweepers.Wait()
 	w.result = res
+	if loopErr != nil {
+		w.svc.logger.Info("Queue worker stopped", "worker_id", w.cfg.ID, "escalated", res.Escalated, "error", loopErr)
+		return loopErr
+	}
 	w.svc.logger.Info("Queue worker stopped", "worker_id", w.cfg.ID, "escalated", res.Escalated)
 	if res.Escalated {
 		return fmt.Errorf("%w: worker %s cancelled running attempts", ErrEscalated, w.cfg.ID)
@@ -194,33 +203,40 @@ func (w *Worker) Run(ctx context.Context) error {
 
 // loop is the claim loop: claim up to the free capacity, start the
 // attempts, and wait (adaptively, cut short by hints and freed slots) when
-// nothing was due, until a stop is requested.
-func (w *Worker) loop(ctx context.Context, h *hintSubs) {
+// nothing was due, until a stop is requested. It returns an error matching
+// ErrStoreBroken when the store reported itself broken too many times in
+// a row, after requesting the stop.
+func (w *Worker) loop(ctx context.Context, h *hintSubs) error {
 	wait := w.cfg.PollInterval
-	failures := 0
+	bo := storeBackoff{policy: w.backoff}
 	for !w.stop.fired() {
 		h.resubscribe(ctx)
 		w.awaitBatchRoom()
 		n, err := w.cycle(ctx)
 		if err != nil {
-			// A store that does not answer is tried again with capped
-			// backoff, and said once, then every tenth failure in a row.
-			failures++
+			// A store that does not answer is tried again with capped,
+			// jittered backoff, and said once per step of the delay.
 			class := driver.Classify(w.svc.backend, err)
 			w.svc.noteStoreError(err)
-			pause := max(min(max(w.cfg.PollInterval, 10*time.Millisecond), time.Second), min(backoffDelay(failures), loopBackoffMax))
-			if failures == 1 || failures%settleLogEvery == 0 {
+			step := bo.fail(time.Now(), class)
+			if step.giveUp {
+				// Run returns this error: its caller reports it (the
+				// "Queue worker stopped" line carries it too).
+				w.stop.fire()
+				return fmt.Errorf("%w: %w (worker %s gave up after %d permanent errors in a row)",
+					ErrStoreBroken, err, w.cfg.ID, bo.permanent)
+			}
+			if step.log {
 				w.svc.logger.Log(ctx, errorLevel(class), "Queue worker loop error", "worker_id", w.cfg.ID,
-					"failures", failures, "error_class", class.String(), "retry_in", pause, "error", err)
+					"failures", bo.failures, "error_class", class.String(), "retry_in", step.pause, "error", err)
 			}
 			wait = w.cfg.PollInterval
-			w.sleep(pause)
+			w.sleep(step.pause)
 			continue
 		}
 		w.svc.noteStoreAnswered()
-		if failures > 0 {
-			w.svc.logger.Info("Queue worker loop recovered", "worker_id", w.cfg.ID, "failures", failures)
-			failures = 0
+		if failed := bo.succeed(); failed > 0 {
+			w.svc.logger.Info("Queue worker loop recovered", "worker_id", w.cfg.ID, "failures", failed)
 		}
 		if n > 0 {
 			wait = w.cfg.PollInterval
@@ -228,11 +244,8 @@ func (w *Worker) loop(ctx context.Context, h *hintSubs) {
 		}
 		wait = w.wait(ctx, h, wait)
 	}
+	return nil
 }
-
-// loopBackoffMax caps the claim loop's wait after failed cycles: a store
-// that answers again is used within two seconds.
-const loopBackoffMax = 2 * time.Second
 
 // claimCooldown bounds how long a nearly saturated worker lets slots
 // accumulate before claiming again.

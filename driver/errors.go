@@ -13,13 +13,15 @@ import (
 // ErrorClass says what a failed store call means for the engine: whether
 // trying the same call again can succeed. The engine retries settle writes
 // that fail with ClassTransient, ClassPermanent or ClassUnknown (an
-// operator may repair a store) and gives up on ClassInvalidData.
+// operator may repair a store) and gives up on ClassInvalidData. A worker's
+// claim loop stops after a few ClassPermanent errors in a row and waits
+// out every other class.
 type ErrorClass int
 
 // Error classes.
 const (
-	// ClassUnknown is an error no classifier recognised; the engine treats
-	// it like ClassPermanent.
+	// ClassUnknown is an error no classifier recognised; a settle write
+	// treats it like ClassPermanent, the claim loop like ClassTransient.
 	ClassUnknown ErrorClass = iota
 	// ClassTransient: the store could not be reached or could not serve the
 	// call now (connection refused, reset or closed, a timeout, a failover

@@ -100,8 +100,10 @@ The first SIGINT/SIGTERM drains: no new claims, running attempts get up to
 attempts at once; a third (or --hard-exit-timeout after the second) exits
 immediately with 128+signal.
 
-Exit codes: 0 clean drain; 1 failed to start or crashed; 2 the drain had to
-cancel attempts or was forced.
+Exit codes: 0 clean drain; 1 failed to start or crashed, or the store kept
+reporting itself broken (a corrupt file, a missing schema, a refused login:
+"error: store is broken: ..."); 2 the drain had to cancel attempts or was
+forced. A store that cannot be reached is waited for, never given up on.
 
 Durations use Go syntax: 500ms, 2s, 1m30s.`,
 		Args: cobra.NoArgs,
@@ -320,6 +322,10 @@ func (c *cli) run(cmd *cobra.Command, f runFlags) error {
 			case errors.Is(err, queues.ErrEscalated):
 				fmt.Fprintln(c.opts.Stderr, "queues worker stopped: running attempts were cancelled")
 				return &ExitError{Code: ExitRunEscalated}
+			case errors.Is(err, queues.ErrStoreBroken):
+				// "store is broken: <the store's error> (...)": waiting
+				// cannot repair it, so the supervisor gets to see it.
+				return exitErr(ExitRunCrashed, "%w", err)
 			default:
 				return exitErr(ExitRunCrashed, "queue worker crashed: %w", err)
 			}

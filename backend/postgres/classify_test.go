@@ -93,6 +93,27 @@ func TestClassifyError(t *testing.T) {
 	_, err = pgconn.Connect(cctx, "postgres://postgres@127.0.0.1:"+strconv.Itoa(addr.Port)+"/test?sslmode=disable&connect_timeout=2")
 	cases = append(cases, tc{"refused connect", err, driver.ClassTransient})
 
+	// A store that is reachable but broken for every call: a schema that
+	// does not exist (what `migrate` meets when search_path names one), a
+	// relation it should hold, a role the server does not know (the
+	// server refuses the login with 28000; a bad password is 28P01).
+	cases = append(cases,
+		tc{"missing schema (3F000)", query(`CREATE TABLE queues_no_such_schema_for_classify.t (x int)`), driver.ClassPermanent},
+		tc{"missing relation in a missing schema (42P01)", query(`SELECT * FROM queues_no_such_schema_for_classify.queue_task`), driver.ClassPermanent},
+		tc{"invalid authorization (28000)", raise("28000"), driver.ClassPermanent},
+	)
+	cc := pool.Config().ConnConfig.Copy()
+	cc.User = "queues_no_such_role_for_classify"
+	cc.Fallbacks = nil
+	rctx, rcancel := context.WithTimeout(ctx, 5*time.Second)
+	defer rcancel()
+	if roleConn, err := pgx.ConnectConfig(rctx, cc); err == nil {
+		_ = roleConn.Close(ctx)
+		t.Errorf("connecting as an unknown role succeeded")
+	} else {
+		cases = append(cases, tc{"unknown role at login", err, driver.ClassPermanent})
+	}
+
 	for _, c := range cases {
 		if c.err == nil {
 			t.Errorf("%s: no error to classify", c.name)

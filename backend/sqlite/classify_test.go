@@ -67,6 +67,37 @@ func TestClassifyError(t *testing.T) {
 	_, err = open("text.db", "").Exec("SELECT count(*) FROM sqlite_master")
 	cases = append(cases, tc{"not a database", err, driver.ClassPermanent})
 
+	// SQLITE_CORRUPT: a file whose table pages were overwritten (a damaged
+	// disk, a copy taken mid-write); the schema on page 1 is intact, so
+	// the file opens and the damage is met by the first read of the table.
+	corrupt := open("corrupt.db", "")
+	if _, err := corrupt.Exec("CREATE TABLE t (x TEXT); WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 500) INSERT INTO t SELECT printf('%0200d', i) FROM n"); err != nil {
+		t.Fatal(err)
+	}
+	if err := corrupt.Close(); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(filepath.Join(dir, "corrupt.db"), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	garbage := make([]byte, st.Size()-4096)
+	for i := range garbage {
+		garbage[i] = byte(i*7 + i>>8)
+	}
+	if _, err := f.WriteAt(garbage, 4096); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_, err = open("corrupt.db", "").Exec("SELECT count(*), max(x) FROM t")
+	cases = append(cases, tc{"damaged page (database disk image is malformed)", err, driver.ClassPermanent})
+
 	// SQLITE_TOOBIG: longer than SQLite's maximum string or blob length.
 	_, err = open("big.db", "").Exec("SELECT zeroblob(2000000000)")
 	cases = append(cases, tc{"too big", err, driver.ClassInvalidData})
