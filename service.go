@@ -32,6 +32,10 @@ type Service struct {
 	executors map[string]execution.Transport
 	execOrder []execution.Transport
 	host      *host // what the transports see of the service
+	// knownExec holds every execution backend a record may be enqueued
+	// for (see checkExecutionBackend); knownExecList lists them sorted.
+	knownExec     map[string]bool
+	knownExecList string
 
 	// storeErrAt is when a store call of the engine (a settle write, a
 	// heartbeat, a claim) last failed, in Unix nanoseconds; 0 = never.
@@ -64,6 +68,7 @@ func New(cfg Config) (*Service, error) {
 		s.executors[ex.Name()] = ex
 		s.execOrder = append(s.execOrder, ex)
 	}
+	s.knownExec, s.knownExecList = knownExecutionBackends(cfg)
 	s.pub = newPublisher(cfg.Namespace, cfg.Events, cfg.Logger)
 	return s, nil
 }
@@ -298,6 +303,9 @@ func (s *Service) prepare(ctx context.Context, e *taskEntry, typed any, raw json
 		expiresAt = base.Add(in)
 	}
 	execBackend := firstNonZero(o.ExecutionBackend, e.opts.ExecutionBackend, s.cfg.ExecutionBackend)
+	if err := s.checkExecutionBackend(execBackend); err != nil {
+		return prepared{}, fmt.Errorf("task %q: %w", e.name, err)
+	}
 	if execBackend == ExecutionImmediate && scheduledAt.After(now) {
 		return prepared{}, configErr("ScheduledAt", "the immediate execution backend cannot run a record due in the future")
 	}

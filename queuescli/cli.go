@@ -444,6 +444,7 @@ func (c *cli) newService(cmd *cobra.Command, opts ServiceOptions) (*queues.Servi
 		cfg.Logger = logger
 	}
 	cfg.Worker.Placement = queues.PlacementExternal
+	declareShipped(&cfg)
 	if opts.configure != nil {
 		if err := opts.configure(&cfg, raw); err != nil {
 			return nil, cfg, err
