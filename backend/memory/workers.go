@@ -56,16 +56,13 @@ func (b *Backend) RemoveWorker(ctx context.Context, id string) error {
 	return nil
 }
 
-// ListWorkers returns up to limit live entries ordered by ID (limit 0 →
-// 1000) and deletes the expired ones it meets.
+// ListWorkers returns up to limit live entries ordered by ID, byte-wise
+// (limit ≤ 0 → 1000), and deletes the expired ones it meets.
 func (b *Backend) ListWorkers(ctx context.Context, limit int) ([]driver.WorkerInfo, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if limit < 0 {
-		return nil, &queuestype.ConfigError{Field: "limit", Problem: "must not be negative"}
-	}
-	if limit == 0 {
+	if limit <= 0 {
 		limit = 1000
 	}
 	now := b.now()
