@@ -4,9 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
 	"text/tabwriter"
 
+	"github.com/queuesgo/queues"
 	"github.com/queuesgo/queues/internal/queuefacts"
 	"github.com/spf13/cobra"
 )
@@ -78,4 +80,21 @@ func writeQueues(w io.Writer, qs []queuefacts.Queue) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// writeUnservedNote prints, after the table of `queues status`, one line
+// per queue holding due records no live worker serves. It is a note: a
+// store that cannot say, or fails to, leaves the table alone.
+func writeUnservedNote(cmd *cobra.Command, svc *queues.Service, queue string, w io.Writer) error {
+	lines, err := queuefacts.UnservedLines(cmd.Context(), svc, queue)
+	if err != nil {
+		slog.Default().Debug("queuescli: unserved records note", "error", err)
+		return nil
+	}
+	for _, line := range lines {
+		if _, err := fmt.Fprintln(w, line); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -3,6 +3,7 @@ package queuescli_test
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -55,7 +56,8 @@ func waitFor(t *testing.T, what string, limit time.Duration, ok func() bool) {
 
 func TestWorkersAndQueuesCommands(t *testing.T) {
 	store := sharedMemory{memory.New(memory.Options{})}
-	svc, err := queues.New(queues.Config{Backend: store, Registry: demoRegistry(t), ExternalExecutionBackends: []string{"subprocess"}})
+	svc, err := queues.New(queues.Config{Backend: store, Registry: demoRegistry(t), ExternalExecutionBackends: []string{"subprocess"},
+		Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,6 +125,20 @@ func TestWorkersAndQueuesCommands(t *testing.T) {
 	if code != 0 || !strings.Contains(out, `queue "alpha": 1 due records wait for an execution backend no live worker serves: "subprocess" (1)`) ||
 		!strings.Contains(out, `queue "beta": 1 due records`) {
 		t.Errorf("queues: exit %d %q", code, out)
+	}
+
+	// status prints the same note after its table; --json keeps its eight keys.
+	code, out, _ = run(t, opts, "status")
+	if code != 0 || !strings.HasPrefix(out, "Status") || !strings.Contains(out, `queue "alpha": 1 due records`) || !strings.Contains(out, `queue "beta": 1 due records`) {
+		t.Errorf("status: exit %d %q", code, out)
+	}
+	code, out, _ = run(t, opts, "status", "--queue", "beta")
+	if code != 0 || strings.Contains(out, `"alpha"`) || !strings.Contains(out, `queue "beta": 1 due records`) {
+		t.Errorf("status --queue beta: exit %d %q", code, out)
+	}
+	code, out, _ = run(t, opts, "status", "--json")
+	if code != 0 || out != `{"pending":2,"scheduled":0,"running":0,"completed":0,"failed":0,"cancelled":0,"expired":0,"total":2}`+"\n" {
+		t.Errorf("status --json: exit %d %q", code, out)
 	}
 
 	if _, err := w.Stop(ctx, false); err != nil {

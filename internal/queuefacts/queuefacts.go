@@ -88,6 +88,14 @@ func Collect(ctx context.Context, svc *queues.Service) ([]Queue, error) {
 	case err != nil:
 		return nil, err
 	}
+	return build(stats, counts, workers, registry, sampled, ""), nil
+}
+
+// build joins the statistics, the backlog counts and the live workers into
+// one Queue per queue (only queue when it is not ""), ordered by name.
+// registry false leaves Served and Unserved null.
+func build(stats map[string]queuestype.Statistics, counts []driver.BacklogCount, workers []queues.WorkerInfo,
+	registry, sampled bool, queue string) []Queue {
 	byQueue := map[string]*Queue{}
 	get := func(name string) *Queue {
 		q := byQueue[name]
@@ -101,9 +109,14 @@ func Collect(ctx context.Context, svc *queues.Service) ([]Queue, error) {
 		return q
 	}
 	for name := range stats {
-		get(name)
+		if queue == "" || name == queue {
+			get(name)
+		}
 	}
 	for _, c := range counts {
+		if queue != "" && c.Queue != queue {
+			continue
+		}
 		q := get(c.Queue)
 		bl := Backlog{ExecutionBackend: c.ExecutionBackend, Due: c.Due, Later: c.Later}
 		if registry {
@@ -123,7 +136,7 @@ func Collect(ctx context.Context, svc *queues.Service) ([]Queue, error) {
 		out = append(out, *q)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Queue < out[j].Queue })
-	return out, nil
+	return out
 }
 
 // backlog counts waiting records by queue and execution backend: one
@@ -151,6 +164,25 @@ func backlog(ctx context.Context, b driver.Backend) ([]driver.BacklogCount, bool
 		out = append(out, driver.BacklogCount{Queue: k.q, ExecutionBackend: k.eb, Due: c})
 	}
 	return out, true, nil
+}
+
+// UnservedLines returns the Unserved lines of the queues (one queue when
+// queue is not "") without counting records per status: the note `queues
+// status` prints after its table. It returns nothing when the store keeps
+// no registry of workers.
+func UnservedLines(ctx context.Context, svc *queues.Service, queue string) ([]string, error) {
+	workers, err := svc.Workers(ctx)
+	if errors.Is(err, queues.ErrUnsupported) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	counts, sampled, err := backlog(ctx, svc.Backend())
+	if err != nil {
+		return nil, err
+	}
+	return Unserved(build(nil, counts, workers, true, sampled, queue)), nil
 }
 
 // Unserved returns, for the queues holding due records no live worker
