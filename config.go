@@ -138,7 +138,9 @@ type WorkerConfig struct {
 	// counts prefetched records too. 0 → none (the default: with long tasks,
 	// prefetched records would wait here while other workers idle).
 	Prefetch int
-	// HeartbeatInterval is the time between heartbeat writes: 0 → 30s.
+	// HeartbeatInterval is the time between heartbeat writes, and between
+	// refreshes of the worker's registry entry, which lives 3 intervals
+	// (plus jitter) past each refresh: 0 → 30s.
 	HeartbeatInterval time.Duration
 	// HeartbeatJitterFraction adds up to this fraction to each interval: 0 → 0.1; negative = none.
 	HeartbeatJitterFraction float64

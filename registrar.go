@@ -18,10 +18,11 @@ import (
 // version, with the store's SeenAt and ExpiresAt.
 type WorkerInfo = driver.WorkerInfo
 
-// Workers lists the live workers registered in the store, ordered by ID. A
-// worker registers when Run starts, refreshes its entry on every heartbeat
-// tick (idle or not) and removes it when it stops; the entry of a worker
-// that was killed vanishes once registryTTLTicks ticks are missed. It
+// Workers lists the live workers registered in the store (up to 1000),
+// ordered by ID. A worker registers when Run starts, refreshes its entry
+// every HeartbeatInterval (idle or not) and removes it when it stops; the
+// entry of a worker that was killed vanishes three missed ticks after its
+// last refresh (3 × HeartbeatInterval × (1 + HeartbeatJitterFraction)). It
 // returns an error matching ErrUnsupported when the store keeps no
 // registry.
 func (s *Service) Workers(ctx context.Context) ([]WorkerInfo, error) {
