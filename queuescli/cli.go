@@ -15,8 +15,8 @@
 // environment variable QUEUES_BACKEND (alias QUEUES_DSN), else
 // sqlite:queues.db; see package backend/dsn for the forms. Commands that
 // operate on a store other processes share (run, run-task, enqueue, status,
-// get, cancel, migrate, workers, queues) refuse the process-local memory
-// backend; bench accepts it.
+// get, cancel, migrate) refuse the process-local memory backend; bench
+// accepts it.
 //
 // Failures print one line, `error: <message>`, on stderr and exit non-zero:
 // no usage dump, no stack trace, and never the DSN's credentials.
