@@ -43,6 +43,16 @@ func useBackend(b driver.Backend) queuescli.Options {
 	}}
 }
 
+// migratedSQLite returns the DSN of a new, migrated SQLite file.
+func migratedSQLite(t *testing.T) string {
+	t.Helper()
+	db := "sqlite:" + filepath.Join(t.TempDir(), "app.db")
+	if code, _, stderr := run(t, queuescli.Options{}, "migrate", "--backend", db); code != 0 {
+		t.Fatalf("migrate: exit %d: %s", code, stderr)
+	}
+	return db
+}
+
 func waitFor(t *testing.T, what string, limit time.Duration, ok func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(limit)
@@ -74,10 +84,17 @@ func TestWorkersAndQueuesCommands(t *testing.T) {
 	go func() { done <- w.Run(ctx) }()
 	t.Cleanup(func() { _, _ = w.Stop(ctx, true) })
 	<-w.Ready()
+	// The commands open the --backend store first (it must exist), then
+	// the Config hook hands them the test's store.
+	db := migratedSQLite(t)
 	opts := useBackend(store)
+	cli := func(args ...string) (int, string, string) {
+		t.Helper()
+		return run(t, opts, append(args, "--backend", db)...)
+	}
 	var ws []queues.WorkerInfo
 	waitFor(t, "worker listed", 5*time.Second, func() bool {
-		code, out, stderr := run(t, opts, "workers", "--json")
+		code, out, stderr := cli("workers", "--json")
 		if code != 0 {
 			t.Fatalf("workers --json: exit %d: %s", code, stderr)
 		}
@@ -92,7 +109,7 @@ func TestWorkersAndQueuesCommands(t *testing.T) {
 		got.Concurrency != 3 || got.Version == "" || got.StartedAt.IsZero() || !got.ExpiresAt.After(got.SeenAt) {
 		t.Errorf("workers --json = %+v", got)
 	}
-	code, out, stderr := run(t, opts, "workers")
+	code, out, stderr := cli("workers")
 	if code != 0 || !strings.Contains(out, "w-cli") || !strings.Contains(out, "0/3") || !strings.Contains(out, "alpha") {
 		t.Errorf("workers: exit %d %q %s", code, out, stderr)
 	}
@@ -105,7 +122,7 @@ func TestWorkersAndQueuesCommands(t *testing.T) {
 	if _, err := svc.EnqueueRaw(ctx, "demo.noop", nil, queues.EnqueueOptions{Queue: "beta"}); err != nil {
 		t.Fatal(err)
 	}
-	code, out, stderr = run(t, opts, "queues", "--json")
+	code, out, stderr = cli("queues", "--json")
 	if code != 0 {
 		t.Fatalf("queues --json: exit %d: %s", code, stderr)
 	}
@@ -121,22 +138,22 @@ func TestWorkersAndQueuesCommands(t *testing.T) {
 			t.Errorf("queue %s: %s", q.Queue, out)
 		}
 	}
-	code, out, _ = run(t, opts, "queues")
+	code, out, _ = cli("queues")
 	if code != 0 || !strings.Contains(out, `queue "alpha": 1 due records wait for an execution backend no live worker serves: "subprocess" (1)`) ||
 		!strings.Contains(out, `queue "beta": 1 due records`) {
 		t.Errorf("queues: exit %d %q", code, out)
 	}
 
 	// status prints the same note after its table; --json keeps its eight keys.
-	code, out, _ = run(t, opts, "status")
+	code, out, _ = cli("status")
 	if code != 0 || !strings.HasPrefix(out, "Status") || !strings.Contains(out, `queue "alpha": 1 due records`) || !strings.Contains(out, `queue "beta": 1 due records`) {
 		t.Errorf("status: exit %d %q", code, out)
 	}
-	code, out, _ = run(t, opts, "status", "--queue", "beta")
+	code, out, _ = cli("status", "--queue", "beta")
 	if code != 0 || strings.Contains(out, `"alpha"`) || !strings.Contains(out, `queue "beta": 1 due records`) {
 		t.Errorf("status --queue beta: exit %d %q", code, out)
 	}
-	code, out, _ = run(t, opts, "status", "--json")
+	code, out, _ = cli("status", "--json")
 	if code != 0 || out != `{"pending":2,"scheduled":0,"running":0,"completed":0,"failed":0,"cancelled":0,"expired":0,"total":2}`+"\n" {
 		t.Errorf("status --json: exit %d %q", code, out)
 	}
@@ -147,16 +164,16 @@ func TestWorkersAndQueuesCommands(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	code, out, _ = run(t, opts, "workers", "--json")
+	code, out, _ = cli("workers", "--json")
 	if code != 0 || strings.TrimSpace(out) != "[]" {
 		t.Errorf("workers --json after Stop: exit %d %q", code, out)
 	}
-	if code, out, _ = run(t, opts, "workers"); code != 0 || out != "no live workers\n" {
+	if code, out, _ = cli("workers"); code != 0 || out != "no live workers\n" {
 		t.Errorf("workers after Stop: exit %d %q", code, out)
 	}
 
 	// A store without the registry says so in one line.
-	code, _, stderr = run(t, useBackend(noRegistry{memory.New(memory.Options{})}), "workers")
+	code, _, stderr = run(t, useBackend(noRegistry{memory.New(memory.Options{})}), "workers", "--backend", db)
 	if line := oneErrorLine(t, stderr); code != 1 || !strings.Contains(line, "keeps no registry of workers") {
 		t.Errorf("workers without a registry: exit %d %q", code, line)
 	}
@@ -165,7 +182,7 @@ func TestWorkersAndQueuesCommands(t *testing.T) {
 // The binary declares the transports it ships: enqueue accepts a record
 // for subprocess and refuses a name nothing serves, in one line.
 func TestEnqueueExecutionBackendNames(t *testing.T) {
-	db := "sqlite:" + filepath.Join(t.TempDir(), "app.db")
+	db := migratedSQLite(t)
 	code, out, stderr := run(t, queuescli.Options{}, "enqueue", "demo.noop", "--execution-backend", "subprocess", "--backend", db)
 	if code != 0 || !strings.HasPrefix(out, "enqueued ") {
 		t.Fatalf("enqueue --execution-backend subprocess: exit %d %q %s", code, out, stderr)
