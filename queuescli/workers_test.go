@@ -37,6 +37,12 @@ func (s noRegistry) Capabilities() driver.Capabilities {
 	return c
 }
 
+// registryOnly is a shared store with the registry but without backlog counts.
+type registryOnly struct{ sharedMemory }
+
+// CountBacklog hides the memory store's: registryOnly does not count.
+func (registryOnly) CountBacklog() {}
+
 func useBackend(b driver.Backend) queuescli.Options {
 	return queuescli.Options{Config: func(context.Context, driver.Backend) (queues.Config, error) {
 		return queues.Config{Backend: b}, nil
@@ -170,6 +176,18 @@ func TestWorkersAndQueuesCommands(t *testing.T) {
 	}
 	if code, out, _ = cli("workers"); code != 0 || out != "no live workers\n" {
 		t.Errorf("workers after Stop: exit %d %q", code, out)
+	}
+
+	// status pays for no sample: without backlog counts it prints no note,
+	// while queues samples the due records.
+	sampled := useBackend(registryOnly{store})
+	code, out, _ = run(t, sampled, "status", "--backend", db)
+	if code != 0 || strings.Contains(out, "queue ") {
+		t.Errorf("status without backlog counts: exit %d %q", code, out)
+	}
+	code, out, _ = run(t, sampled, "queues", "--backend", db)
+	if code != 0 || !strings.Contains(out, `queue "alpha": at least 1 due records`) || !strings.Contains(out, "the first 100 due records were sampled") {
+		t.Errorf("queues without backlog counts: exit %d %q", code, out)
 	}
 
 	// A store without the registry says so in one line.

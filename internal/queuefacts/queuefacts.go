@@ -18,9 +18,10 @@ import (
 
 // SampleLimit bounds the fallback for a store without
 // driver.BacklogCounter: the engine reads at most this many due records
-// (ListPending, claim order, every queue) and counts their execution
-// backends; further due records and records due later are not counted.
-const SampleLimit = 200
+// (ListPending, claim order, every queue; whole records, arguments
+// included) and counts their execution backends; further due records and
+// records due later are not counted.
+const SampleLimit = 100
 
 // ErrNoInspector reports a store that cannot count records per queue.
 var ErrNoInspector = errors.New("the queue backend cannot report per-queue statistics")
@@ -169,8 +170,12 @@ func backlog(ctx context.Context, b driver.Backend) ([]driver.BacklogCount, bool
 // UnservedLines returns the Unserved lines of the queues (one queue when
 // queue is not "") without counting records per status: the note `queues
 // status` prints after its table. It returns nothing when the store keeps
-// no registry of workers.
+// no registry of workers or cannot count its backlog (status does not pay
+// for a sample of records).
 func UnservedLines(ctx context.Context, svc *queues.Service, queue string) ([]string, error) {
+	if _, ok := svc.Backend().(driver.BacklogCounter); !ok {
+		return nil, nil
+	}
 	workers, err := svc.Workers(ctx)
 	if errors.Is(err, queues.ErrUnsupported) {
 		return nil, nil
