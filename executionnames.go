@@ -1,6 +1,9 @@
 package queues
 
 import (
+	"context"
+	"encoding/json"
+	"fmt"
 	"slices"
 	"strings"
 )
@@ -33,4 +36,18 @@ func (s *Service) checkExecutionBackend(name string) error {
 	}
 	return configErr("ExecutionBackend", "unknown execution backend %q (known: %s); declare a transport another process serves in Config.ExternalExecutionBackends",
 		name, s.knownExecList)
+}
+
+// prepare runs prepareItem, then refuses an execution backend nothing in
+// this service knows. It runs last, so an input the limits refuse (a name
+// too long, a control character) gets the limits' typed error first.
+func (s *Service) prepare(ctx context.Context, e *taskEntry, typed any, raw json.RawMessage, o EnqueueOptions, isRaw bool) (prepared, error) {
+	p, err := s.prepareItem(ctx, e, typed, raw, o, isRaw)
+	if err != nil {
+		return prepared{}, err
+	}
+	if err := s.checkExecutionBackend(p.params.ExecutionBackend); err != nil {
+		return prepared{}, fmt.Errorf("task %q: %w", e.name, err)
+	}
+	return p, nil
 }

@@ -243,9 +243,9 @@ type prepared struct {
 	params driver.EnqueueParams
 }
 
-// prepare validates one enqueue item and builds its store parameters:
+// prepareItem validates one enqueue item and builds its store parameters:
 // options, arguments, identity, due and expiry times, policy and metadata.
-func (s *Service) prepare(ctx context.Context, e *taskEntry, typed any, raw json.RawMessage, o EnqueueOptions, isRaw bool) (prepared, error) {
+func (s *Service) prepareItem(ctx context.Context, e *taskEntry, typed any, raw json.RawMessage, o EnqueueOptions, isRaw bool) (prepared, error) {
 	if err := o.validate(); err != nil {
 		return prepared{}, err
 	}
@@ -303,9 +303,6 @@ func (s *Service) prepare(ctx context.Context, e *taskEntry, typed any, raw json
 		expiresAt = base.Add(in)
 	}
 	execBackend := firstNonZero(o.ExecutionBackend, e.opts.ExecutionBackend, s.cfg.ExecutionBackend)
-	if err := s.checkExecutionBackend(execBackend); err != nil {
-		return prepared{}, fmt.Errorf("task %q: %w", e.name, err)
-	}
 	if execBackend == ExecutionImmediate && scheduledAt.After(now) {
 		return prepared{}, configErr("ScheduledAt", "the immediate execution backend cannot run a record due in the future")
 	}
