@@ -13,19 +13,16 @@ import (
 	"github.com/queuesgo/queues/driver"
 )
 
-// WorkerInfo is one live worker's entry in the registry: its ID, host, PID,
-// queues, execution backend, concurrency, running count, start time and
-// version, with the store's SeenAt and ExpiresAt.
-type WorkerInfo = driver.WorkerInfo
-
 // Workers lists the live workers registered in the store (up to 1000),
-// ordered by ID. A worker registers when Run starts, refreshes its entry
+// ordered by ID: each entry's ID, host, PID, queues, execution backend,
+// concurrency, running count, start time and version, with the store's
+// SeenAt and ExpiresAt. A worker registers when Run starts, refreshes its entry
 // every HeartbeatInterval (idle or not) and removes it when it stops; the
 // entry of a worker that was killed vanishes three missed ticks after its
 // last refresh (3 × HeartbeatInterval × (1 + HeartbeatJitterFraction)). It
 // returns an error matching ErrUnsupported when the store keeps no
 // registry.
-func (s *Service) Workers(ctx context.Context) ([]WorkerInfo, error) {
+func (s *Service) Workers(ctx context.Context) ([]driver.WorkerInfo, error) {
 	reg, ok := s.backend.(driver.WorkerRegistry)
 	if !ok {
 		return nil, fmt.Errorf("%w: %s backend keeps no registry of workers", ErrUnsupported, s.backend.Name())
@@ -51,7 +48,7 @@ const registryTTLTicks = 3
 type registrar struct {
 	w    *Worker
 	reg  driver.WorkerRegistry
-	info WorkerInfo
+	info driver.WorkerInfo
 	ttl  time.Duration
 
 	stop chan struct{}
@@ -74,7 +71,7 @@ func newRegistrar(w *Worker) *registrar {
 	cfg := w.cfg
 	return &registrar{
 		w: w, reg: reg,
-		info: WorkerInfo{
+		info: driver.WorkerInfo{
 			ID: cfg.ID, Host: host, PID: os.Getpid(), Queues: slices.Clone(cfg.Queues),
 			ExecutionBackend: w.svc.cfg.ExecutionBackend, Concurrency: cfg.MaxConcurrency,
 			StartedAt: time.Now().UTC(), Version: moduleVersion(),

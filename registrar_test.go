@@ -36,7 +36,7 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-func listWorkers(t *testing.T, svc *queues.Service) []queues.WorkerInfo {
+func listWorkers(t *testing.T, svc *queues.Service) []driver.WorkerInfo {
 	t.Helper()
 	ws, err := svc.Workers(context.Background())
 	if err != nil {
@@ -61,7 +61,7 @@ func TestWorkerRegistersRefreshesAndLeaves(t *testing.T) {
 	go func() { done <- w.Run(context.Background()) }()
 	<-w.Ready()
 
-	var first queues.WorkerInfo
+	var first driver.WorkerInfo
 	waitFor(t, 2*time.Second, "the worker's entry", func() bool {
 		ws := listWorkers(t, svc)
 		if len(ws) == 1 {

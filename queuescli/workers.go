@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/queuesgo/queues"
+	"github.com/queuesgo/queues/driver"
 	"github.com/spf13/cobra"
 )
 
@@ -39,7 +40,7 @@ ticks (3 × the heartbeat interval, plus jitter).`,
 			}
 			if asJSON {
 				if ws == nil {
-					ws = []queues.WorkerInfo{}
+					ws = []driver.WorkerInfo{}
 				}
 				return writeJSON(c.opts.Stdout, ws)
 			}
@@ -51,7 +52,7 @@ ticks (3 × the heartbeat interval, plus jitter).`,
 }
 
 // writeWorkers prints the table of `queues workers`.
-func writeWorkers(w io.Writer, ws []queues.WorkerInfo, now time.Time) error {
+func writeWorkers(w io.Writer, ws []driver.WorkerInfo, now time.Time) error {
 	if len(ws) == 0 {
 		_, err := fmt.Fprintln(w, "no live workers")
 		return err

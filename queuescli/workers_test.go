@@ -98,7 +98,7 @@ func TestWorkersAndQueuesCommands(t *testing.T) {
 		t.Helper()
 		return run(t, opts, append(args, "--backend", db)...)
 	}
-	var ws []queues.WorkerInfo
+	var ws []driver.WorkerInfo
 	waitFor(t, "worker listed", 5*time.Second, func() bool {
 		code, out, stderr := cli("workers", "--json")
 		if code != 0 {

@@ -5,10 +5,11 @@ import (
 	"net/http"
 
 	"github.com/queuesgo/queues"
+	"github.com/queuesgo/queues/driver"
 )
 
 // workers answers GET /api/workers with a JSON array of the live workers
-// (queues.WorkerInfo), ordered by ID, or 501 when the store keeps no
+// (driver.WorkerInfo), ordered by ID, or 501 when the store keeps no
 // registry of workers.
 func (a *api) workers(w http.ResponseWriter, r *http.Request) {
 	ws, err := a.svc.Workers(r.Context())
@@ -21,7 +22,7 @@ func (a *api) workers(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if ws == nil {
-		ws = []queues.WorkerInfo{}
+		ws = []driver.WorkerInfo{}
 	}
 	writeJSON(w, http.StatusOK, ws)
 }

@@ -14,13 +14,13 @@ import (
 // plainStore is a store without the optional capabilities of the memory store.
 type plainStore struct{ driver.Backend }
 
-func (f *fixture) workers() []queues.WorkerInfo {
+func (f *fixture) workers() []driver.WorkerInfo {
 	f.t.Helper()
 	r := f.do("GET", "/q/api/workers", "")
 	if r.status != 200 {
 		f.t.Fatalf("workers: %d %s", r.status, r.raw)
 	}
-	var ws []queues.WorkerInfo
+	var ws []driver.WorkerInfo
 	if err := json.Unmarshal(r.raw, &ws); err != nil {
 		f.t.Fatalf("workers is not a JSON array of workers: %v: %s", err, r.raw)
 	}

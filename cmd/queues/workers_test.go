@@ -15,6 +15,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/queuesgo/queues"
+	"github.com/queuesgo/queues/driver"
 )
 
 // TestKilledWorkerLeavesRegistry starts `queues run` on each store, waits
@@ -56,13 +57,13 @@ func killedWorkerLeaves(t *testing.T, e *env) {
 	ttl := 3 * hb * 11 / 10 // registry TTL: 3 × interval × (1 + default jitter 0.1)
 	id := "e2e-" + uuid.NewString()[:8]
 	p := e.start("run", "--worker-id", id, "--heartbeat-interval", hb.String())
-	listed := func() (queues.WorkerInfo, bool) {
+	listed := func() (driver.WorkerInfo, bool) {
 		t.Helper()
 		code, out, stderr := e.run("workers", "--json")
 		if code != 0 {
 			t.Fatalf("workers --json: exit %d: %s", code, stderr)
 		}
-		var ws []queues.WorkerInfo
+		var ws []driver.WorkerInfo
 		if err := json.Unmarshal([]byte(out), &ws); err != nil {
 			t.Fatalf("workers --json: %v: %q", err, out)
 		}
@@ -71,10 +72,10 @@ func killedWorkerLeaves(t *testing.T, e *env) {
 				return w, true
 			}
 		}
-		return queues.WorkerInfo{}, false
+		return driver.WorkerInfo{}, false
 	}
 	deadline := time.Now().Add(10 * time.Second)
-	var w queues.WorkerInfo
+	var w driver.WorkerInfo
 	for ok := false; !ok; w, ok = listed() {
 		if time.Now().After(deadline) {
 			t.Fatalf("worker %s not listed within 10s\nstderr: %s", id, p.stderr.String())

@@ -60,7 +60,7 @@ type Queue struct {
 // Serves reports whether worker w serves records of queue q routed to
 // execution backend eb: its queues include q (or are all queues) and its
 // execution backend is eb.
-func Serves(w queues.WorkerInfo, q, eb string) bool {
+func Serves(w driver.WorkerInfo, q, eb string) bool {
 	return w.ExecutionBackend == eb && (len(w.Queues) == 0 || slices.Contains(w.Queues, q))
 }
 
@@ -95,7 +95,7 @@ func Collect(ctx context.Context, svc *queues.Service) ([]Queue, error) {
 // build joins the statistics, the backlog counts and the live workers into
 // one Queue per queue (only queue when it is not ""), ordered by name.
 // registry false leaves Served and Unserved null.
-func build(stats map[string]queuestype.Statistics, counts []driver.BacklogCount, workers []queues.WorkerInfo,
+func build(stats map[string]queuestype.Statistics, counts []driver.BacklogCount, workers []driver.WorkerInfo,
 	registry, sampled bool, queue string) []Queue {
 	byQueue := map[string]*Queue{}
 	get := func(name string) *Queue {
@@ -121,7 +121,7 @@ func build(stats map[string]queuestype.Statistics, counts []driver.BacklogCount,
 		q := get(c.Queue)
 		bl := Backlog{ExecutionBackend: c.ExecutionBackend, Due: c.Due, Later: c.Later}
 		if registry {
-			served := slices.ContainsFunc(workers, func(w queues.WorkerInfo) bool { return Serves(w, c.Queue, c.ExecutionBackend) })
+			served := slices.ContainsFunc(workers, func(w driver.WorkerInfo) bool { return Serves(w, c.Queue, c.ExecutionBackend) })
 			bl.Served = &served
 			if !served {
 				*q.Unserved += c.Due

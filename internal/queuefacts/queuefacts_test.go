@@ -3,16 +3,15 @@ package queuefacts
 import (
 	"testing"
 
-	"github.com/queuesgo/queues"
 	"github.com/queuesgo/queues/driver"
 	"github.com/queuesgo/queues/queuestype"
 )
 
 func TestServes(t *testing.T) {
-	all := queues.WorkerInfo{ExecutionBackend: "local"}
-	some := queues.WorkerInfo{ExecutionBackend: "local", Queues: []string{"a", "b"}}
+	all := driver.WorkerInfo{ExecutionBackend: "local"}
+	some := driver.WorkerInfo{ExecutionBackend: "local", Queues: []string{"a", "b"}}
 	cases := []struct {
-		w      queues.WorkerInfo
+		w      driver.WorkerInfo
 		q, eb  string
 		serves bool
 	}{
@@ -36,7 +35,7 @@ func TestBuildUnserved(t *testing.T) {
 		{Queue: "a", ExecutionBackend: "subprocess", Due: 2, Later: 7},
 		{Queue: "a", ExecutionBackend: "local", Due: 3},
 	}
-	workers := []queues.WorkerInfo{{ExecutionBackend: "local", Queues: []string{"a"}}}
+	workers := []driver.WorkerInfo{{ExecutionBackend: "local", Queues: []string{"a"}}}
 	qs := build(stats, counts, workers, true, false, "")
 	if len(qs) != 2 || qs[0].Queue != "a" || qs[1].Queue != "idle" {
 		t.Fatalf("queues = %+v", qs)
