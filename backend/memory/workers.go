@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/queuesgo/queues/driver"
-	"github.com/queuesgo/queues/queuestype"
 )
 
 var (
@@ -23,14 +22,8 @@ type workerEntry struct {
 // RegisterWorker inserts or replaces the entry for w.ID, live until the
 // backend clock's now + ttl.
 func (b *Backend) RegisterWorker(ctx context.Context, w driver.WorkerInfo, ttl time.Duration) error {
-	if err := ctx.Err(); err != nil {
+	if err := driver.CheckRegisterWorker(ctx, w, ttl); err != nil {
 		return err
-	}
-	if w.ID == "" {
-		return &queuestype.ConfigError{Field: "ID", Problem: "a worker needs an ID"}
-	}
-	if ttl <= 0 {
-		return &queuestype.ConfigError{Field: "ttl", Problem: "must be positive"}
 	}
 	now := b.now()
 	w.Queues = slices.Clone(w.Queues)
@@ -59,11 +52,9 @@ func (b *Backend) RemoveWorker(ctx context.Context, id string) error {
 // ListWorkers returns up to limit live entries ordered by ID, byte-wise
 // (limit ≤ 0 → 1000), and deletes the expired ones it meets.
 func (b *Backend) ListWorkers(ctx context.Context, limit int) ([]driver.WorkerInfo, error) {
-	if err := ctx.Err(); err != nil {
+	limit, err := driver.WorkerListLimit(ctx, limit)
+	if err != nil {
 		return nil, err
-	}
-	if limit <= 0 {
-		limit = 1000
 	}
 	now := b.now()
 	b.mu.Lock()
