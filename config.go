@@ -53,6 +53,12 @@ type Config struct {
 	// them after the backend; Close closes them before it. Configure them in
 	// every process that dispatches, reconciles or cancels their records.
 	Executors []execution.Transport
+	// ExternalExecutionBackends names the execution backends served by
+	// another process (a transport this producer does not configure, whose
+	// dispatcher runs elsewhere). Enqueue refuses an execution backend that
+	// is not "local", "immediate", ExecutionBackend, one of Executors or
+	// one of these names: a record no worker serves would wait forever.
+	ExternalExecutionBackends []string
 	// Middleware wraps every attempt, outermost first.
 	Middleware []Middleware
 	// ErrorSanitizer turns an attempt's error into the stored text; nil → err.Error().
@@ -139,7 +145,9 @@ type WorkerConfig struct {
 	// counts prefetched records too. 0 → none (the default: with long tasks,
 	// prefetched records would wait here while other workers idle).
 	Prefetch int
-	// HeartbeatInterval is the time between heartbeat writes: 0 → 30s.
+	// HeartbeatInterval is the time between heartbeat writes, and between
+	// refreshes of the worker's registry entry, which lives 3 intervals
+	// (plus jitter) past each refresh: 0 → 30s.
 	HeartbeatInterval time.Duration
 	// HeartbeatJitterFraction adds up to this fraction to each interval: 0 → 0.1; negative = none.
 	HeartbeatJitterFraction float64
@@ -351,6 +359,11 @@ func (c Config) withDefaults() (Config, error) {
 	case isBuiltinExecution(c.ExecutionBackend), names[c.ExecutionBackend]:
 	default:
 		return c, configErr("ExecutionBackend", "unknown execution backend %q (built in: local, immediate; configure others in Executors)", c.ExecutionBackend)
+	}
+	for i, name := range c.ExternalExecutionBackends {
+		if name == "" {
+			return c, configErr("ExternalExecutionBackends", "item %d is empty", i)
+		}
 	}
 	if c.MaxArgumentIdentityBytes < 0 {
 		return c, configErr("MaxArgumentIdentityBytes", "must not be negative")

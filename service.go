@@ -32,6 +32,10 @@ type Service struct {
 	executors map[string]execution.Transport
 	execOrder []execution.Transport
 	host      *host // what the transports see of the service
+	// knownExec holds every execution backend a record may be enqueued
+	// for (see checkExecutionBackend); knownExecList lists them sorted.
+	knownExec     map[string]bool
+	knownExecList string
 
 	// storeErrAt is when a store call of the engine (a settle write, a
 	// heartbeat, a claim) last failed, in Unix nanoseconds; 0 = never.
@@ -64,6 +68,7 @@ func New(cfg Config) (*Service, error) {
 		s.executors[ex.Name()] = ex
 		s.execOrder = append(s.execOrder, ex)
 	}
+	s.knownExec, s.knownExecList = knownExecutionBackends(cfg)
 	s.pub = newPublisher(cfg.Namespace, cfg.Events, cfg.Logger)
 	return s, nil
 }
@@ -246,9 +251,9 @@ type prepared struct {
 	params driver.EnqueueParams
 }
 
-// prepare validates one enqueue item and builds its store parameters:
+// prepareItem validates one enqueue item and builds its store parameters:
 // options, arguments, identity, due and expiry times, policy and metadata.
-func (s *Service) prepare(ctx context.Context, e *taskEntry, typed any, raw json.RawMessage, o EnqueueOptions, isRaw bool) (prepared, error) {
+func (s *Service) prepareItem(ctx context.Context, e *taskEntry, typed any, raw json.RawMessage, o EnqueueOptions, isRaw bool) (prepared, error) {
 	if err := o.validate(); err != nil {
 		return prepared{}, err
 	}

@@ -32,6 +32,9 @@ type Worker struct {
 	disp *dispatcher
 	env  attemptEnv
 	hb   *heartbeater
+	// reg keeps the worker's entry in the store's registry of live
+	// workers while Run runs; nil when the store keeps none.
+	reg *registrar
 	// runners keeps idle attempt goroutines for reuse (see goRun).
 	runners runnerPool
 	// bodies holds one token per running task body when Prefetch > 0, so
@@ -177,6 +180,9 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 	}()
 	w.hb.start()
+	if w.reg = newRegistrar(w); w.reg != nil {
+		w.reg.start()
+	}
 	hints := w.subscribe(subCtx)
 	sweepers := w.startSweepers(subCtx)
 	w.ready.fire()
@@ -189,6 +195,9 @@ func (w *Worker) Run(ctx context.Context) error {
 	w.hb.close()
 	cancelSubs()
 	sweepers.Wait()
+	if w.reg != nil {
+		w.reg.remove()
+	}
 	w.result = res
 	if loopErr != nil {
 		w.svc.logger.Info("Queue worker stopped", "worker_id", w.cfg.ID, "escalated", res.Escalated, "error", loopErr)

@@ -164,6 +164,7 @@ func New(opts Options) *cobra.Command {
 
 	root.AddCommand(c.runCmd(), c.runTaskCmd(), c.enqueueCmd(), c.statusCmd(), c.getCmd(),
 		c.cancelCmd(), c.migrateCmd(), c.benchCmd())
+	root.AddCommand(c.workersCmd(), c.queuesCmd())
 	trees.Store(root, c)
 	return root
 }
@@ -458,6 +459,7 @@ func (c *cli) newService(cmd *cobra.Command, opts ServiceOptions) (*queues.Servi
 		cfg.Logger = logger
 	}
 	cfg.Worker.Placement = queues.PlacementExternal
+	declareShipped(&cfg)
 	if opts.configure != nil {
 		if err := opts.configure(&cfg, raw); err != nil {
 			return nil, cfg, err

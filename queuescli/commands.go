@@ -199,7 +199,10 @@ fail with exit code 1.`,
 				}
 				return writeJSON(c.opts.Stdout, st)
 			}
-			return writeStatus(c.opts.Stdout, st)
+			if err := writeStatus(c.opts.Stdout, st); err != nil {
+				return err
+			}
+			return writeUnservedNote(cmd, svc, queue, c.opts.Stdout)
 		},
 	}
 	cmd.Flags().StringVar(&queue, "queue", "", "count only this queue (default: all)")

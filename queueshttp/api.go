@@ -10,12 +10,11 @@ import (
 	"math"
 	"net/http"
 	"runtime/debug"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/queuesgo/queues/driver"
+	"github.com/queuesgo/queues/internal/queuefacts"
 	"github.com/queuesgo/queues/queuestype"
 
 	"github.com/google/uuid"
@@ -109,6 +108,7 @@ func newAPI(svc *queues.Service, opts Options) *api {
 	a.handle("GET /api/ready", a.ready)
 	a.handle("GET /api/stats", a.stats)
 	a.handle("GET /api/queues", a.queueStats)
+	a.handle("GET /api/workers", a.workers)
 	a.handle("GET /api/tasks", a.listTasks)
 	a.handle("GET /api/tasks/{id}", a.getTask)
 	a.handle("POST /api/tasks", a.enqueue)
@@ -404,29 +404,24 @@ func (a *api) stats(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, st)
 }
 
-// QueueStatistics is one element of GET /api/queues: the queue name and its
-// statistics keys, flattened.
-type QueueStatistics struct {
-	Queue string `json:"queue"`
-	queues.Statistics
-}
+// QueueStatistics is one element of GET /api/queues: the queue name, its
+// statistics keys (flattened), what waits in it per execution backend, and
+// how many due records no live worker serves.
+type QueueStatistics = queuefacts.Queue
+
+// QueueBacklog is what waits in one queue for one execution backend.
+type QueueBacklog = queuefacts.Backlog
 
 func (a *api) queueStats(w http.ResponseWriter, r *http.Request) {
-	in, ok := a.svc.Backend().(driver.Inspector)
-	if !ok {
+	out, err := queuefacts.Collect(r.Context(), a.svc)
+	if errors.Is(err, queuefacts.ErrNoInspector) {
 		writeError(w, http.StatusNotImplemented, "unsupported", "this queue backend cannot report per-queue statistics")
 		return
 	}
-	m, err := in.QueueStatistics(r.Context())
 	if err != nil {
 		a.internal(w, r, err)
 		return
 	}
-	out := make([]QueueStatistics, 0, len(m))
-	for q, st := range m {
-		out = append(out, QueueStatistics{Queue: q, Statistics: st})
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Queue < out[j].Queue })
 	writeJSON(w, http.StatusOK, out)
 }
 

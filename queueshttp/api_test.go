@@ -68,7 +68,7 @@ func TestStatsAndQueues(t *testing.T) {
 	}
 	var names []string
 	for _, q := range list {
-		sameKeys(t, "queue entry", q, append([]string{"queue"}, statsKeys...)...)
+		sameKeys(t, "queue entry", q, append([]string{"queue", "execution_backends", "unserved", "backlog_sampled"}, statsKeys...)...)
 		names = append(names, q["queue"].(string))
 	}
 	if strings.Join(names, ",") != "alpha,mid,zeta" {
@@ -77,6 +77,21 @@ func TestStatsAndQueues(t *testing.T) {
 	if list[2]["completed"] != 2.0 || list[2]["total"] != 2.0 || list[1]["scheduled"] != 1.0 {
 		t.Errorf("queue statistics = %v", list)
 	}
+	// No worker runs in the fixture: alpha's due record waits for a
+	// transport nobody serves; mid's record is due later.
+	wantBacklog := func(i int, due, later, unserved float64) {
+		t.Helper()
+		bls, _ := list[i]["execution_backends"].([]any)
+		if len(bls) != 1 {
+			t.Fatalf("%s execution_backends = %v, want one", names[i], list[i]["execution_backends"])
+		}
+		bl := bls[0].(map[string]any)
+		if bl["execution_backend"] != "local" || bl["due"] != due || bl["later"] != later || bl["served"] != false || list[i]["unserved"] != unserved {
+			t.Errorf("%s backlog = %v unserved %v, want local due %v later %v unserved %v", names[i], bl, list[i]["unserved"], due, later, unserved)
+		}
+	}
+	wantBacklog(0, 1, 0, 1)
+	wantBacklog(1, 0, 1, 0)
 }
 
 func TestQueuesEmptyIsArray(t *testing.T) {

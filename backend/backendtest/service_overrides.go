@@ -23,7 +23,7 @@ func testSvcOverrides(t *testing.T, f Factory) {
 		var task *queues.Task[noArgs, none]
 		env := newSvc(t, f, func(r *queues.Registry) {
 			task = queues.MustRegister(r, "ov.task", func(ctx context.Context, _ noArgs) (none, error) { return none{}, nil })
-		})
+		}, func(c *queues.Config) { c.ExternalExecutionBackends = []string{"cloudrun"} })
 		before := time.Now()
 		res, err := task.With(queues.EnqueueOptions{ExecutionBackend: "cloudrun", ExecutionProfile: "large",
 			Description: "nightly", LogLevel: "debug", LogSuccess: queues.Ptr(true), RunAfter: 5 * time.Minute}).

@@ -11,11 +11,6 @@ import (
 	"github.com/queuesgo/queues/queuestype"
 )
 
-// memoryKeepsWorkers says whether the memory store implements
-// driver.WorkerRegistry yet; once it does, this is true and the memory
-// store fails the Workers group instead of skipping it.
-const memoryKeepsWorkers = false
-
 // firstPartyRegistries names (by Backend.Name) the stores of this module
 // that must keep the registry of live workers: for them a missing
 // driver.WorkerRegistry fails the Workers group instead of skipping it.
@@ -23,7 +18,7 @@ var firstPartyRegistries = map[string]bool{
 	"sqlite":   true,
 	"postgres": true,
 	"redis":    true,
-	"memory":   memoryKeepsWorkers,
+	"memory":   true,
 }
 
 // workerTTL is the ttl of entries that must stay live while a case runs.

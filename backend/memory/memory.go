@@ -49,7 +49,8 @@ type Options struct {
 // Backend is the in-process queue backend. Create it with New; it is safe for
 // concurrent use. It implements driver.Backend and the optional interfaces
 // driver.Waker, driver.WorkerController, driver.DueTimer,
-// driver.CompletionWaiter, driver.Locker and driver.Inspector.
+// driver.CompletionWaiter, driver.Locker, driver.Inspector,
+// driver.WorkerRegistry and driver.BacklogCounter.
 type Backend struct {
 	nowFn func() time.Time
 
@@ -65,6 +66,7 @@ type Backend struct {
 	stats        map[string]*queuestype.Statistics
 	locks        map[string]lock
 	scratch      []*partition
+	workers      map[string]workerEntry // the registry of live workers (workers.go)
 
 	wakes    hub.Hub // wakeup hints, key ""
 	controls hub.Hub // worker-control hints, keyed by worker ID

@@ -211,7 +211,8 @@ func (e *env) service(register ...func(*queues.Registry)) *queues.Service {
 	for _, r := range register {
 		r(reg)
 	}
-	svc, err := queues.New(queues.Config{Backend: b, Registry: reg})
+	// A producer only: `queues run` processes serve the subprocess transport.
+	svc, err := queues.New(queues.Config{Backend: b, Registry: reg, ExternalExecutionBackends: []string{"subprocess"}})
 	if err != nil {
 		e.t.Fatal(err)
 	}

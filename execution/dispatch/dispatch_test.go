@@ -30,8 +30,11 @@ func newEnv(t *testing.T) *env {
 	task := queues.MustRegister(reg, "job", func(ctx context.Context, _ empty) (empty, error) { return empty{}, nil })
 	b := memory.New(memory.Options{})
 	sink := events.NewMemorySink()
+	// The records are dispatched by hand in these tests: "job" is a
+	// transport this service does not configure.
 	svc, err := queues.New(queues.Config{Backend: b, Registry: reg, Logger: slog.New(slog.DiscardHandler),
-		Events: &queues.EventsConfig{Sinks: []events.Sink{sink}}})
+		Events:                    &queues.EventsConfig{Sinks: []events.Sink{sink}},
+		ExternalExecutionBackends: []string{"job"}})
 	if err != nil {
 		t.Fatal(err)
 	}
