@@ -97,6 +97,7 @@ func RunBackend(t *testing.T, f Factory) {
 		{"Inspector", testInspector},
 		{"Workers", testWorkers},
 		{"Limits", testLimits},
+		{"Backlog", testBacklog},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {
