@@ -28,11 +28,13 @@ HAVING count(*) FILTER (WHERE (scheduled_at IS NULL OR scheduled_at <= now()) AN
 // CountBacklog counts the due and later records of every (queue, execution
 // backend) in one statement.
 //
-// Cost: the planner reads the open records only, through the partial claim
-// index queue_task_claim (its rows are exactly the pending and scheduled
-// records, in (execution backend, queue) order, so the grouping needs no
-// sort) or, when most rows are open, a sequential scan with a hash
-// aggregate: linear in the open records, one result row per partition.
+// Cost: linear in the open records, one result row per partition. The
+// predicate matches the partial claim indexes (queue_task_claim,
+// queue_task_claim_all: exactly the pending and scheduled records), so on
+// a table mostly made of terminal records the planner reads the open ones
+// through an index and hash-aggregates them (20,000 rows with 1,000 open:
+// 0.6 ms); on a small table it prefers a sequential scan, which reads every
+// page either way (17 ms on the same table, cold).
 func (b *Backend) CountBacklog(ctx context.Context) ([]driver.BacklogCount, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
