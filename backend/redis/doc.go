@@ -96,6 +96,9 @@
 // scheduled and expiry sets are kept per (execution backend, queue), so a
 // claim with queue or execution-backend filters and per-queue caps only
 // reads the partitions it may take from, and costs O(log n) per record.
+// The same split lets CountBacklog (driver.BacklogCounter) count every
+// partition's due and later records with ZCARD and ZCOUNT in one read-only
+// script, correcting only for placed records whose deadline has passed.
 //
 // # Scripts
 //
