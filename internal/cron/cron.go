@@ -61,6 +61,7 @@ package cron
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -398,25 +399,34 @@ func (e *Expr) firstInDay(day, wa, after time.Time, loc *time.Location) (time.Ti
 }
 
 // firstInstant maps a wall-clock time (UTC-labelled) to the earliest
-// instant at which loc shows it, or false when loc skips it. It walks the
-// zone periods around the wall time rather than trusting time.Date, whose
-// choice inside a fold is unspecified.
+// instant at which loc shows it, or false when loc skips it. It does not
+// trust time.Date, whose choice inside a fold is unspecified, nor
+// Time.ZoneBounds, which beyond the zone database's explicit transitions
+// reports artificial bounds at year ends that do not always advance.
+// Instead it tries every offset loc uses within 18 hours of the wall time
+// (no offset exceeds 16 hours, and zones do not change offsets twice within
+// nine hours): the instant wall-offset is valid when loc uses that offset
+// there.
 func firstInstant(wall time.Time, loc *time.Location) (time.Time, bool) {
-	// No UTC offset exceeds 16 hours, so every instant showing wall lies
-	// within 16 hours of it.
-	const span = 16 * time.Hour
-	limit := wall.Add(span)
-	t := wall.Add(-span).In(loc)
-	for {
-		_, off := t.Zone()
-		start, end := t.ZoneBounds()
-		cand := wall.Add(-time.Duration(off) * time.Second)
-		if (start.IsZero() || !cand.Before(start)) && (end.IsZero() || cand.Before(end)) {
-			return cand.UTC(), true
+	var offsets [5]int
+	n := 0
+	for _, d := range [...]time.Duration{-18, -9, 0, 9, 18} {
+		_, off := wall.Add(d * time.Hour).In(loc).Zone()
+		if !slices.Contains(offsets[:n], off) {
+			offsets[n] = off
+			n++
 		}
-		if end.IsZero() || end.After(limit) {
-			return time.Time{}, false
-		}
-		t = end.In(loc)
 	}
+	var best time.Time
+	found := false
+	for _, off := range offsets[:n] {
+		cand := wall.Add(-time.Duration(off) * time.Second)
+		if _, o := cand.In(loc).Zone(); o != off {
+			continue
+		}
+		if !found || cand.Before(best) {
+			best, found = cand, true
+		}
+	}
+	return best.UTC(), found
 }

@@ -116,6 +116,18 @@ func TestNext(t *testing.T) {
 		{"Berlin hourly across the fold", "0 * * * *", "2026-10-24T23:30:00Z", berlin,
 			[]string{"2026-10-25T00:00:00Z", "2026-10-25T02:00:00Z", "2026-10-25T03:00:00Z"}},
 
+		// Beyond the zone database's explicit transitions (rules, not a
+		// table), across the year end where Time.ZoneBounds reports an
+		// artificial bound.
+		{"Berlin new year 2061", "0 0 1 1 *", "2060-12-31T12:00:00Z", berlin,
+			[]string{"2060-12-31T23:00:00Z", "2061-12-31T23:00:00Z"}},
+		{"Berlin every minute at the 2061 year end", "* * * * *", "2060-12-31T22:58:00Z", berlin,
+			[]string{"2060-12-31T22:59:00Z", "2060-12-31T23:00:00Z", "2060-12-31T23:01:00Z"}},
+		{"Berlin fold in 2099", "30 2 * * *", "2099-10-24T12:00:00Z", berlin,
+			[]string{"2099-10-25T00:30:00Z", "2099-10-26T01:30:00Z"}},
+		{"NY gap in 2099", "30 2 * * *", "2099-03-07T12:00:00Z", ny,
+			[]string{"2099-03-09T06:30:00Z"}},
+
 		// Australia/Lord_Howe shifts by 30 minutes: 2026-04-05 02:00 (+11) -> 01:30 (+10:30);
 		// 2026-10-04 02:00 (+10:30) -> 02:30 (+11).
 		{"Lord Howe gap", "15 2 * * *", "2026-10-03T00:00:00Z", lordHowe,
@@ -230,29 +242,39 @@ func randomExpr(r *rand.Rand) string {
 	return strings.Join([]string{randomField(r, 0, 59, nil), hour, dom, month, dow}, " ")
 }
 
-// TestNextMatchesBruteForce compares Next with the minute-by-minute
-// reference on random expressions and random instants near the 2026 clock
-// changes of several zones, within a fixed time budget.
-func TestNextMatchesBruteForce(t *testing.T) {
-	zones := []struct {
-		name        string
-		transitions []string
-	}{
-		{"UTC", []string{"2026-03-01T00:00:00Z", "2028-02-28T00:00:00Z"}},
-		{"America/New_York", []string{"2026-03-08T07:00:00Z", "2026-11-01T06:00:00Z"}},
-		{"Europe/Berlin", []string{"2026-03-29T01:00:00Z", "2026-10-25T01:00:00Z"}},
-		{"Australia/Lord_Howe", []string{"2026-04-04T15:00:00Z", "2026-10-03T15:30:00Z"}},
-		{"Pacific/Chatham", []string{"2026-04-04T14:00:00Z", "2026-09-26T14:00:00Z"}},
-		{"Asia/Kolkata", []string{"2026-06-01T00:00:00Z"}},
+// transitions returns the instants in year at which loc changes its offset,
+// or the middle of the year when it has none.
+func transitions(loc *time.Location, year int) []time.Time {
+	var out []time.Time
+	_, prev := time.Date(year, 1, 1, 0, 0, 0, 0, loc).Zone()
+	for t := time.Date(year, 1, 1, 0, 0, 0, 0, loc); t.Year() == year; t = t.Add(time.Hour) {
+		if _, off := t.Zone(); off != prev {
+			out = append(out, t)
+			prev = off
+		}
 	}
+	if len(out) == 0 {
+		out = append(out, time.Date(year, 7, 1, 0, 0, 0, 0, time.UTC))
+	}
+	return out
+}
+
+// TestNextMatchesBruteForce compares Next with the minute-by-minute
+// reference on random expressions and random instants within a few days of
+// the clock changes of several zones, in years inside and beyond the
+// explicit transitions of the zone database, within a fixed time budget.
+func TestNextMatchesBruteForce(t *testing.T) {
+	zones := []string{"UTC", "America/New_York", "Europe/Berlin", "Australia/Lord_Howe", "Pacific/Chatham", "Asia/Kolkata", "America/Sao_Paulo"}
+	years := []int{1995, 2026, 2027, 2028, 2061, 2099}
 	const horizon = 45 * 24 * time.Hour
 	r := rand.New(rand.NewPCG(1, uint64(time.Now().UnixNano())))
 	budget := time.Now().Add(2 * time.Second)
 	cases := 0
 	for cases < 30 || (time.Now().Before(budget) && cases < 2000) {
-		z := zones[r.IntN(len(zones))]
-		loc := mustLoad(t, z.name)
-		base := utc(z.transitions[r.IntN(len(z.transitions))])
+		zone := zones[r.IntN(len(zones))]
+		loc := mustLoad(t, zone)
+		ts := transitions(loc, years[r.IntN(len(years))])
+		base := ts[r.IntN(len(ts))]
 		after := base.Add(time.Duration(r.Int64N(int64(72*time.Hour))) - 60*time.Hour)
 		expr := randomExpr(r)
 		e, err := Parse(expr)
@@ -264,9 +286,9 @@ func TestNextMatchesBruteForce(t *testing.T) {
 		cases++
 		switch {
 		case wantOK && (!gotOK || !got.Equal(want)):
-			t.Fatalf("Next(%q) after %s in %s = %s %v, brute force %s", expr, after.Format(time.RFC3339), z.name, got, gotOK, want)
+			t.Fatalf("Next(%q) after %s in %s = %s %v, brute force %s", expr, after.Format(time.RFC3339), zone, got, gotOK, want)
 		case !wantOK && gotOK && got.Before(after.Truncate(time.Minute).Add(time.Minute+horizon)):
-			t.Fatalf("Next(%q) after %s in %s = %s, brute force found none within the horizon", expr, after.Format(time.RFC3339), z.name, got)
+			t.Fatalf("Next(%q) after %s in %s = %s, brute force found none within the horizon", expr, after.Format(time.RFC3339), zone, got)
 		}
 	}
 	t.Logf("%d random cases", cases)
