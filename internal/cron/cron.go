@@ -377,7 +377,12 @@ func (e *Expr) dayMatches(day time.Time) bool {
 // have later first occurrences, so the first hit in wall order is the
 // earliest instant.
 func (e *Expr) firstInDay(day, wa, after time.Time, loc *time.Location) (time.Time, bool) {
-	for h := 0; h < 24; h++ {
+	h0 := 0
+	if day.Before(wa) {
+		// The starting day: skip straight to the starting wall hour.
+		h0 = wa.Hour()
+	}
+	for h := h0; h < 24; h++ {
 		if e.hour&(1<<uint(h)) == 0 {
 			continue
 		}

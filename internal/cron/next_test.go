@@ -293,3 +293,19 @@ func TestNextMatchesBruteForce(t *testing.T) {
 	}
 	t.Logf("%d random cases", cases)
 }
+
+func BenchmarkNext(b *testing.B) {
+	ny := mustLoad(b, "America/New_York")
+	start := utc("2026-03-07T12:34:56Z")
+	for _, expr := range []string{"* * * * *", "30 2 * * *", "0 0 29 2 *", "0 0 30 2 *", "0 9 13 * FRI"} {
+		e, err := Parse(expr)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(expr, func(b *testing.B) {
+			for b.Loop() {
+				e.Next(start, ny)
+			}
+		})
+	}
+}
