@@ -109,6 +109,7 @@ func newAPI(svc *queues.Service, opts Options) *api {
 	a.handle("GET /api/stats", a.stats)
 	a.handle("GET /api/queues", a.queueStats)
 	a.handle("GET /api/workers", a.workers)
+	a.handle("GET /api/scheduler-health", a.schedulerHealth)
 	a.handle("GET /api/tasks", a.listTasks)
 	a.handle("GET /api/tasks/{id}", a.getTask)
 	a.handle("POST /api/tasks", a.enqueue)
