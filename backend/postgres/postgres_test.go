@@ -694,17 +694,29 @@ ORDER BY priority DESC, queued_at, created_at, id LIMIT 1`).Scan(&plan)
 		return plan[0].Plan.SharedHit + plan[0].Plan.SharedRead
 	}
 	before := probe()
-	if err := b.Vacuum(ctx); err != nil {
-		t.Fatalf("Vacuum: %v", err)
-	}
-	after := probe()
-	t.Logf("idle claim probe: %d buffers before VACUUM, %d after", before, after)
 	if before < 20 {
 		t.Fatalf("probe read %d buffers before VACUUM; expected the dead entries of 5000 claimed records to cost more", before)
 	}
-	if after > 5 {
-		t.Fatalf("probe read %d buffers after VACUUM; want the dead entries gone", after)
+	// VACUUM removes only the entries no open snapshot of the database can
+	// see; other tests of the package run transactions in the same
+	// database, so a VACUUM may leave some behind until they end. Vacuum
+	// again until the probe is cheap, within a deadline.
+	deadline := time.Now().Add(20 * time.Second)
+	var after, vacuums int
+	for {
+		if err := b.Vacuum(ctx); err != nil {
+			t.Fatalf("Vacuum: %v", err)
+		}
+		vacuums++
+		if after = probe(); after <= 5 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("probe read %d buffers after %d VACUUMs; want the dead entries gone", after, vacuums)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
+	t.Logf("idle claim probe: %d buffers before VACUUM, %d after %d VACUUM(s)", before, after, vacuums)
 	if err := b.Vacuum(canceledCtx()); err == nil {
 		t.Fatal("Vacuum with a cancelled context succeeded")
 	}
