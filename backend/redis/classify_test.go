@@ -74,16 +74,29 @@ func TestClassifyError(t *testing.T) {
 	one.PoolSize, one.PoolTimeout, one.MinIdleConns, one.MaxIdleConns = 1, 20*time.Millisecond, 0, 0
 	small := goredis.NewClient(&one)
 	defer small.Close()
-	held := make(chan struct{})
+	// The blocking command retries until it holds the connection (the
+	// pings may hold it first and time it out), and the pings pause
+	// between tries so that it can.
+	held, stop := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(held)
-		_ = small.BLPop(ctx, time.Second, randName("block")).Err()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			_ = small.BLPop(ctx, 200*time.Millisecond, randName("block")).Err()
+		}
 	}()
 	var poolErr error
 	deadline := time.Now().Add(5 * time.Second)
 	for poolErr == nil && time.Now().Before(deadline) {
-		poolErr = small.Ping(ctx).Err()
+		if poolErr = small.Ping(ctx).Err(); poolErr == nil {
+			time.Sleep(2 * time.Millisecond)
+		}
 	}
+	close(stop)
 	<-held
 	cases = append(cases, struct {
 		name string
