@@ -86,8 +86,9 @@ type Backend interface {
 
 	// CleanupTerminal deletes up to p.Limit terminal records, each of a
 	// status p.Before names and completed before that status's cutoff,
-	// oldest completed_at (then id) first across statuses, in one bounded
-	// write, and returns how many it deleted. Statuses p.Before omits are
+	// oldest completed_at (then id) first across statuses, and returns how
+	// many it deleted. A store may write the batch in smaller pieces (each
+	// taking the oldest left) so claims are never held up behind it. Statuses p.Before omits are
 	// kept. Reservations are never deleted. Start with CheckCleanup.
 	CleanupTerminal(ctx context.Context, p CleanupParams) (int, error)
 

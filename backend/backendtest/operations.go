@@ -27,6 +27,7 @@ func testOperations(t *testing.T, f Factory) {
 		{"CleanupPerStatus", cleanupPerStatus},
 		{"CleanupKeptStatusHidesNothing", cleanupKeptStatusHidesNothing},
 		{"CleanupRefusesNonTerminal", cleanupRefusesNonTerminal},
+		{"CleanupLargeBatch", cleanupLargeBatch},
 		{"MaintenanceLock", maintenanceLock},
 		{"MaintenanceLockExpires", maintenanceLockExpires},
 	})
@@ -280,6 +281,36 @@ func cleanupKeptStatusHidesNothing(t *testing.T, b driver.Backend) {
 	}
 	for _, r := range kept {
 		wantStatus(t, "kept failed record", get(t, b, r.ID), queues.StatusFailed)
+	}
+}
+
+// A batch larger than the pieces a store may write it in still deletes
+// exactly its limit, then the rest.
+func cleanupLargeBatch(t *testing.T, b driver.Backend) {
+	const n = 250
+	items := make([]driver.EnqueueParams, n)
+	for i := range items {
+		items[i] = item("cleanup.large", inQueue("cleanup-large"))
+	}
+	enqueue(t, b, items...)
+	res, err := b.ClaimMany(t.Context(), driver.ClaimParams{Limit: n, Queues: []string{"cleanup-large"}, WorkerID: workerA})
+	wantNoErr(t, "ClaimMany", err)
+	wantInt(t, "claimed", len(res.Claimed), n)
+	ts := make([]driver.Transition, n)
+	for i, r := range res.Claimed {
+		ts[i] = driver.Transition{ID: r.ID, To: queuestype.StatusCompleted, NoRecord: true}
+	}
+	out, err := b.Settle(t.Context(), ts)
+	wantNoErr(t, "Settle", err)
+	for _, r := range out {
+		wantNoErr(t, "Settle item", r.Err)
+	}
+	for i, c := range []struct{ limit, want int }{{230, 230}, {1000, 20}, {1000, 0}} {
+		got, err := b.CleanupTerminal(t.Context(), driver.CleanupAll(time.Now().Add(time.Hour), c.limit))
+		wantNoErr(t, "CleanupTerminal", err)
+		if got != c.want {
+			t.Fatalf("CleanupTerminal pass %d (limit %d) deleted %d, want %d", i+1, c.limit, got, c.want)
+		}
 	}
 }
 

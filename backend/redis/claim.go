@@ -162,8 +162,8 @@ func (b *Backend) ExpireOverdue(ctx context.Context, limit int) ([]*queuestype.R
 
 // CleanupTerminal deletes up to p.Limit (≤ 0 means 100) terminal records
 // of the statuses p.Before names, each completed before its status's
-// cutoff, oldest completed_at (then id) first, in one script, and returns
-// how many it deleted. Identity reservations are never deleted. Completed
+// cutoff, oldest completed_at (then id) first, and returns how many it
+// deleted. Identity reservations are never deleted. Completed
 // records are indexed per task, so one call reads up to limit entries from
 // each status's index and from each task's completed index: its cost grows
 // with the number of task names that have completed records.
@@ -172,7 +172,7 @@ func (b *Backend) CleanupTerminal(ctx context.Context, p driver.CleanupParams) (
 	if err != nil || len(cuts) == 0 {
 		return 0, err
 	}
-	args := []any{"", "", "", "", "", limit}
+	args := []any{"", "", "", "", "", 0}
 	var latest int64
 	for _, c := range cuts {
 		us := c.Before.UnixMicro()
@@ -184,12 +184,27 @@ func (b *Backend) CleanupTerminal(ctx context.Context, p driver.CleanupParams) (
 		latest = max(latest, us)
 	}
 	args[4] = strconv.FormatInt(latest, 10)
-	n, err := b.run(ctx, scriptCleanup, args...).Int()
-	if err != nil {
-		return 0, fmt.Errorf("redis: cleanup: %w", err)
+	// A script blocks the server while it runs, so the batch is deleted in
+	// chunks, one script each: a claim waits for one chunk at most.
+	total := 0
+	for total < limit {
+		k := min(cleanupChunk, limit-total)
+		args[5] = k
+		n, err := b.run(ctx, scriptCleanup, args...).Int()
+		if err != nil {
+			return total, fmt.Errorf("redis: cleanup: %w", err)
+		}
+		total += n
+		if n < k {
+			break
+		}
 	}
-	return n, nil
+	return total, nil
 }
+
+// cleanupChunk bounds the records one cleanup script deletes (a few
+// milliseconds of the server).
+const cleanupChunk = 100
 
 // CancelMatching cancels every pending/scheduled record (and running, with
 // f.IncludeRunning) that matches the filter and holds no execution_ref.

@@ -351,8 +351,8 @@ func (b *Backend) NullHeartbeats(ctx context.Context, fences []queuestype.Fence)
 
 // CleanupTerminal deletes up to p.Limit (≤ 0 means 100) terminal records
 // of the statuses p.Before names, each completed before its status's
-// cutoff, oldest completed_at (then id) first, in one write of the single
-// writer, and returns how many it deleted. The statement walks the
+// cutoff, oldest completed_at (then id) first, and returns how many it
+// deleted. The statement walks the
 // (completed_at, id) index up to the latest cutoff, skipping records of a
 // status kept longer. Identity reservations are never deleted.
 func (b *Backend) CleanupTerminal(ctx context.Context, p driver.CleanupParams) (int, error) {
@@ -364,15 +364,30 @@ func (b *Backend) CleanupTerminal(ctx context.Context, p driver.CleanupParams) (
 	if err != nil {
 		return 0, err
 	}
-	args := cleanupArgs(cuts, limit)
-	var n int64
-	err = w.do(ctx, false, func(tx *wtx) error {
-		var err error
-		n, err = tx.exec(sqlCleanup, args...)
-		return err
-	})
-	return int(n), err
+	// The batch goes through the single writer in chunks, each its own
+	// write request: a claim queued meanwhile waits for one chunk, not for
+	// the whole batch.
+	total := 0
+	for total < limit {
+		k := min(cleanupChunk, limit-total)
+		args := cleanupArgs(cuts, k)
+		var n int64
+		err = w.do(ctx, false, func(tx *wtx) error {
+			var err error
+			n, err = tx.exec(sqlCleanup, args...)
+			return err
+		})
+		total += int(n)
+		if err != nil || int(n) < k {
+			return total, err
+		}
+	}
+	return total, nil
 }
+
+// cleanupChunk bounds the records one write request of CleanupTerminal
+// deletes (about a millisecond of the writer).
+const cleanupChunk = 100
 
 // sqlCleanup deletes one bounded batch of expired terminal records. ?1..?4
 // are the cutoffs (µs) of completed, failed, cancelled and expired records
