@@ -265,7 +265,9 @@
 // 2.3 µs less server CPU per job in BenchmarkClaimComplete). The layout
 // stays readable both ways: records completed by an earlier build are in
 // <p>:terminal too and are cleaned up once; an earlier build's cleanup
-// does not see records completed by this one.
+// does not see records completed by this one, nor the failed, cancelled and
+// expired ones it indexes per status (<p>:term:<status>): they wait for a
+// cleanup of this build.
 // `queues bench` prints the server's CPU per job from INFO cpu
 // (Backend.ServerCPU) next to the client's.
 package redis
