@@ -76,6 +76,11 @@ type Config struct {
 	StaleRequeuePriority func(old int) int
 	// Logger receives structured logs; nil → slog.Default().
 	Logger *slog.Logger
+	// Maintenance configures maintenance runs and retention: by default
+	// every worker tries a run each minute, which deletes completed and
+	// cancelled records 24h after they ended and failed and expired ones
+	// after 7 days (see MaintenanceConfig).
+	Maintenance MaintenanceConfig
 	// Limits bounds what a record may hold (argument, result, metadata and
 	// error text sizes, names, ranges). A zero field means the default of
 	// queuestype.DefaultLimits, which is also the maximum every store
@@ -375,6 +380,9 @@ func (c Config) withDefaults() (Config, error) {
 	c.Limits = limits
 	w, err := c.Worker.withDefaults()
 	if err != nil {
+		return c, err
+	}
+	if c.Maintenance, err = c.Maintenance.withDefaults(); err != nil {
 		return c, err
 	}
 	if w.Placement == PlacementInApp && c.ExecutionBackend == ExecutionImmediate {

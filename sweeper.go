@@ -13,9 +13,9 @@ import (
 )
 
 // A sweeper is one periodic duty of a worker that is not claiming: the
-// expiry sweep, stale recovery and the reconcile of external executions
-// (next: the schedule keeper and maintenance). Each one runs on a goroutine
-// of its own with its own jittered timer, from Worker.Run until the worker
+// expiry sweep, stale recovery, the reconcile of external executions and
+// maintenance (retention; next: the schedule keeper). Each one runs on a
+// goroutine of its own with its own jittered timer, from Worker.Run until the worker
 // starts shutting down, so a busy or an idle claim loop never delays it
 // and a failing sweep never stops claiming. Before each sweep it takes the
 // fleet lock named after it (driver.Locker), so one worker of the fleet
@@ -44,6 +44,7 @@ var sweeperDuties = []func(w *Worker) *sweeper{
 		}
 		return w.disp.reconcileSweeper()
 	},
+	maintenanceSweeper,
 }
 
 // expirySweeper expires records whose not-started deadline passed, with

@@ -310,7 +310,7 @@ func TestResultWait(t *testing.T) {
 	if ok, _ := svc.Cancel(context.Background(), res.ID, queues.CancelOptions{}); !ok {
 		t.Fatal("cancel")
 	}
-	if _, err := svc.Backend().CleanupTerminal(context.Background(), time.Now().Add(time.Hour), 10); err != nil {
+	if _, err := svc.Backend().CleanupTerminal(context.Background(), driver.CleanupAll(time.Now().Add(time.Hour), 10)); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := res.Wait(context.Background()); !errorsIs(err, queues.ErrTaskNotFound) {

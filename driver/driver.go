@@ -84,9 +84,13 @@ type Backend interface {
 	// ExpireOverdue expires up to limit overdue unreserved pending/scheduled records.
 	ExpireOverdue(ctx context.Context, limit int) ([]*queuestype.Record, error)
 
-	// CleanupTerminal deletes up to limit terminal records completed before
-	// before, oldest first. Reservations are never deleted.
-	CleanupTerminal(ctx context.Context, before time.Time, limit int) (int, error)
+	// CleanupTerminal deletes up to p.Limit terminal records, each of a
+	// status p.Before names and completed before that status's cutoff,
+	// oldest completed_at (then id) first across statuses, and returns how
+	// many it deleted. A store may write the batch in smaller pieces (each
+	// taking the oldest left) so claims are never held up behind it. Statuses p.Before omits are
+	// kept. Reservations are never deleted. Start with CheckCleanup.
+	CleanupTerminal(ctx context.Context, p CleanupParams) (int, error)
 
 	// ReserveIdentity reserves a forever key; nil means the caller won, else the existing owner.
 	ReserveIdentity(ctx context.Context, r queuestype.Reservation) (*queuestype.Reservation, error)
@@ -152,6 +156,17 @@ type EnqueueOutcome struct {
 	Owner *queuestype.Reservation
 	// Err is a per-item failure such as ErrIdentityConflict.
 	Err error
+}
+
+// CleanupParams selects what CleanupTerminal deletes. The engine computes
+// the cutoffs (retention is policy); the store applies them.
+type CleanupParams struct {
+	// Before maps a terminal status to its cutoff: records of that status
+	// whose completed_at is before it are deleted. A status it omits is
+	// never deleted (kept forever).
+	Before map[queuestype.Status]time.Time
+	// Limit bounds the records deleted by one call: ≤ 0 → DefaultCleanupLimit.
+	Limit int
 }
 
 // ListPendingParams filters ListPending.

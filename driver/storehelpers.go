@@ -272,3 +272,51 @@ func StaleOrder(x, y *queuestype.Record) int {
 	}
 	return CompareID(x.ID, y.ID)
 }
+
+// TerminalStatuses lists the terminal statuses in the order CheckCleanup
+// returns their cutoffs.
+var TerminalStatuses = []queuestype.Status{queuestype.StatusCompleted, queuestype.StatusFailed,
+	queuestype.StatusCancelled, queuestype.StatusExpired}
+
+// CleanupCutoff is one status's cutoff of a CleanupTerminal call.
+type CleanupCutoff struct {
+	Status queuestype.Status
+	Before time.Time
+}
+
+// CheckCleanup starts a CleanupTerminal call: it returns ctx's error when
+// ctx has ended, an error matching queuestype.ErrConfig when p.Before names
+// a status that is not terminal or a zero cutoff, and otherwise the
+// cutoffs in TerminalStatuses order (omitted statuses left out) with the
+// limit resolved. No cutoffs means nothing to delete.
+func CheckCleanup(ctx context.Context, p CleanupParams) ([]CleanupCutoff, int, error) {
+	limit, err := CallLimit(ctx, p.Limit, DefaultCleanupLimit)
+	if err != nil {
+		return nil, 0, err
+	}
+	for s, t := range p.Before {
+		if !s.IsTerminal() {
+			return nil, 0, fmt.Errorf("%w: cleanup cutoff for status %q, which is not terminal", queuestype.ErrConfig, s)
+		}
+		if t.IsZero() {
+			return nil, 0, fmt.Errorf("%w: cleanup cutoff for status %q is zero (omit the status to keep it)", queuestype.ErrConfig, s)
+		}
+	}
+	var out []CleanupCutoff
+	for _, s := range TerminalStatuses {
+		if t, ok := p.Before[s]; ok {
+			out = append(out, CleanupCutoff{Status: s, Before: t})
+		}
+	}
+	return out, limit, nil
+}
+
+// CleanupAll is the CleanupParams deleting every terminal record completed
+// before before, whatever its status.
+func CleanupAll(before time.Time, limit int) CleanupParams {
+	m := make(map[queuestype.Status]time.Time, len(TerminalStatuses))
+	for _, s := range TerminalStatuses {
+		m[s] = before
+	}
+	return CleanupParams{Before: m, Limit: limit}
+}

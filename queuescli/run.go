@@ -86,6 +86,7 @@ type runFlags struct {
 	requeueOnShutdown  bool
 	executionBackend   string
 	maxProcesses       int
+	maintenanceEvery   staleAfterFlag
 }
 
 func (c *cli) runCmd() *cobra.Command {
@@ -104,6 +105,14 @@ Exit codes: 0 clean drain; 1 failed to start or crashed, or the store kept
 reporting itself broken (a corrupt file, a missing schema, a refused login:
 "error: store is broken: ..."); 2 the drain had to cancel attempts or was
 forced. A store that cannot be reached is waited for, never given up on.
+
+Retention is on by default: every minute one worker of the fleet runs
+maintenance, which deletes completed and cancelled records 24h after they
+ended and failed and expired ones after 7 days, in bounded batches
+(forever-key reservations are kept). Set other retentions per status in the
+app's Config.Maintenance (a negative one keeps that status forever), or turn
+it off for this worker with --maintenance-interval off (and run
+"run-maintenance" from a scheduler instead, if at all).
 
 Durations use Go syntax: 500ms, 2s, 1m30s.`,
 		Args: cobra.NoArgs,
@@ -131,6 +140,7 @@ func registerRunFlags(cmd *cobra.Command, f *runFlags) {
 	fl.DurationVar(&f.hardExitTimeout, "hard-exit-timeout", DefaultHardExitTimeout, "after a second signal, exit anyway after this long (negative = never)")
 	fl.BoolVar(&f.requeueOnShutdown, "requeue-on-shutdown", false, "requeue attempts cancelled by shutdown at once instead of leaving them to stale recovery")
 	fl.StringVar(&f.executionBackend, "execution-backend", "", `"local" runs tasks in this process; "subprocess" dispatches each record to "<this binary> run-task --task-id <id>" (default: the app's configuration, else local)`)
+	fl.Var(&f.maintenanceEvery, "maintenance-interval", "how often this worker tries a maintenance run, which deletes old terminal records (0 or unset = the app's Config.Maintenance.Interval, else 1m; a negative value or off = never)")
 	fl.IntVar(&f.maxProcesses, "max-processes", 0, "with --execution-backend subprocess: most child processes at once (default: number of CPUs; raise --max-concurrency to match)")
 }
 
@@ -268,6 +278,18 @@ func (c *cli) run(cmd *cobra.Command, f runFlags) error {
 		}
 	default:
 		return exitErr(ExitRunCrashed, "--execution-backend must be local or subprocess, not %q", f.executionBackend)
+	}
+	if cmd.Flags().Changed("maintenance-interval") {
+		base := configure
+		configure = func(cfg *queues.Config, dsnValue string) error {
+			if v := f.maintenanceEvery.value(); v != 0 {
+				cfg.Maintenance.Interval = v
+			}
+			if base != nil {
+				return base(cfg, dsnValue)
+			}
+			return nil
+		}
 	}
 	svc, cfg, err := c.newService(cmd, ServiceOptions{RequireSharedBackend: true, CreateDatabase: true, configure: configure, Worker: func(w *queues.WorkerConfig) error {
 		if err := applyRunFlags(cmd, f, w); err != nil {

@@ -79,7 +79,7 @@ func expireOverdue(t *testing.T, b driver.Backend) {
 	again, err := b.ExpireOverdue(t.Context(), 100)
 	wantNoErr(t, "second ExpireOverdue", err)
 	wantInt(t, "expired by a second sweep", len(again), 0)
-	n, err := b.CleanupTerminal(t.Context(), time.Now().Add(time.Hour), 100)
+	n, err := b.CleanupTerminal(t.Context(), driver.CleanupAll(time.Now().Add(time.Hour), 100))
 	wantNoErr(t, "CleanupTerminal", err)
 	wantInt(t, "deleted", n, 3)
 	for _, i := range []int{0, 2, 4} {

@@ -115,7 +115,7 @@ func reservationSurvivesCleanup(t *testing.T, b driver.Backend) {
 	key := newKey("task")
 	rec := enqueueOne(t, b, item("forever.task", foreverKey(key)))
 	complete(t, b, claimByID(t, b, rec.ID, workerA))
-	n, err := b.CleanupTerminal(t.Context(), time.Now().Add(time.Hour), 100)
+	n, err := b.CleanupTerminal(t.Context(), driver.CleanupAll(time.Now().Add(time.Hour), 100))
 	wantNoErr(t, "CleanupTerminal", err)
 	wantInt(t, "deleted", n, 1)
 	wantGone(t, b, rec.ID)

@@ -1,6 +1,7 @@
 package backendtest
 
 import (
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -23,6 +24,10 @@ func testOperations(t *testing.T, f Factory) {
 		{"CleanupTerminalOnly", cleanupTerminalOnly},
 		{"CleanupBounded", cleanupBounded},
 		{"CleanupOldestFirst", cleanupOldestFirst},
+		{"CleanupPerStatus", cleanupPerStatus},
+		{"CleanupKeptStatusHidesNothing", cleanupKeptStatusHidesNothing},
+		{"CleanupRefusesNonTerminal", cleanupRefusesNonTerminal},
+		{"CleanupLargeBatch", cleanupLargeBatch},
 		{"MaintenanceLock", maintenanceLock},
 		{"MaintenanceLockExpires", maintenanceLockExpires},
 	})
@@ -165,10 +170,10 @@ func listCompletedByTaskLimitSince(t *testing.T, b driver.Backend) {
 // terminal records completed before before; running ones survive.
 func cleanupTerminalOnly(t *testing.T, b driver.Backend) {
 	recs := populateStatuses(t, b, "cleanup")
-	n, err := b.CleanupTerminal(t.Context(), time.Now().Add(-time.Hour), 100)
+	n, err := b.CleanupTerminal(t.Context(), driver.CleanupAll(time.Now().Add(-time.Hour), 100))
 	wantNoErr(t, "CleanupTerminal(an hour ago)", err)
 	wantInt(t, "deleted before an hour ago", n, 0)
-	n, err = b.CleanupTerminal(t.Context(), time.Now().Add(time.Hour), 100)
+	n, err = b.CleanupTerminal(t.Context(), driver.CleanupAll(time.Now().Add(time.Hour), 100))
 	wantNoErr(t, "CleanupTerminal", err)
 	wantInt(t, "deleted", n, 4)
 	for st, r := range recs {
@@ -192,7 +197,7 @@ func cleanupBounded(t *testing.T, b driver.Backend) {
 	}
 	before := time.Now().Add(time.Hour)
 	for i, want := range []int{2, 2, 1, 0} {
-		n, err := b.CleanupTerminal(t.Context(), before, 2)
+		n, err := b.CleanupTerminal(t.Context(), driver.CleanupAll(before, 2))
 		wantNoErr(t, "CleanupTerminal", err)
 		if n != want {
 			t.Fatalf("CleanupTerminal pass %d deleted %d, want %d", i+1, n, want)
@@ -214,7 +219,7 @@ func cleanupOldestFirst(t *testing.T, b driver.Backend) {
 	stored := storedAll(t, b, recs)
 	order := sortedIDs(stored, func(a, b *queues.Record) int { return -newestFirst(a, b) })
 	for i := range order {
-		n, err := b.CleanupTerminal(t.Context(), time.Now().Add(time.Hour), 1)
+		n, err := b.CleanupTerminal(t.Context(), driver.CleanupAll(time.Now().Add(time.Hour), 1))
 		wantNoErr(t, "CleanupTerminal(limit 1)", err)
 		wantInt(t, "deleted", n, 1)
 		wantGone(t, b, order[i])
@@ -222,6 +227,107 @@ func cleanupOldestFirst(t *testing.T, b driver.Backend) {
 			get(t, b, id)
 		}
 	}
+}
+
+// Each status has its own cutoff, and a status without one is kept.
+func cleanupPerStatus(t *testing.T, b driver.Backend) {
+	recs := populateStatuses(t, b, "cleanup.per")
+	past, future := time.Now().Add(-time.Hour), time.Now().Add(time.Hour)
+	n, err := b.CleanupTerminal(t.Context(), driver.CleanupParams{Limit: 100, Before: map[queuestype.Status]time.Time{
+		queuestype.StatusCompleted: future, queuestype.StatusCancelled: future, queuestype.StatusFailed: past,
+	}})
+	wantNoErr(t, "CleanupTerminal(completed, cancelled)", err)
+	wantInt(t, "deleted", n, 2)
+	wantGone(t, b, recs[queues.StatusCompleted].ID)
+	wantGone(t, b, recs[queues.StatusCancelled].ID)
+	wantStatus(t, "failed record (cutoff before it completed)", get(t, b, recs[queues.StatusFailed].ID), queues.StatusFailed)
+	wantStatus(t, "expired record (no cutoff)", get(t, b, recs[queues.StatusExpired].ID), queues.StatusExpired)
+	n, err = b.CleanupTerminal(t.Context(), driver.CleanupParams{Limit: 100, Before: map[queuestype.Status]time.Time{
+		queuestype.StatusFailed: future,
+	}})
+	wantNoErr(t, "CleanupTerminal(failed)", err)
+	wantInt(t, "deleted", n, 1)
+	wantGone(t, b, recs[queues.StatusFailed].ID)
+	wantStatus(t, "expired record (no cutoff)", get(t, b, recs[queues.StatusExpired].ID), queues.StatusExpired)
+	n, err = b.CleanupTerminal(t.Context(), driver.CleanupParams{Limit: 100})
+	wantNoErr(t, "CleanupTerminal(no cutoffs)", err)
+	wantInt(t, "deleted with no cutoffs", n, 0)
+	if st, want := stats(t, b, ""), (queues.Statistics{Pending: 1, Scheduled: 1, Running: 1, Expired: 1, Total: 4}); st != want {
+		t.Fatalf("Statistics after cleanup = %+v, want %+v", st, want)
+	}
+}
+
+// Older records of a kept status never use up a bounded batch: the
+// eligible records behind them are deleted at once.
+func cleanupKeptStatusHidesNothing(t *testing.T, b driver.Backend) {
+	var kept, gone []*queues.Record
+	for range 3 {
+		r := running(t, b, item("cleanup.kept"))
+		rec, err := settleCall(t, b, driver.Transition{ID: r.ID, To: queuestype.StatusFailed, Error: "x"})
+		wantNoErr(t, "Fail", err)
+		kept = append(kept, rec)
+	}
+	for range 2 {
+		gone = append(gone, completed(t, b, item("cleanup.gone")))
+	}
+	future := time.Now().Add(time.Hour)
+	n, err := b.CleanupTerminal(t.Context(), driver.CleanupParams{Limit: 2, Before: map[queuestype.Status]time.Time{
+		queuestype.StatusCompleted: future, queuestype.StatusFailed: time.Now().Add(-time.Hour),
+	}})
+	wantNoErr(t, "CleanupTerminal(limit 2)", err)
+	wantInt(t, "deleted", n, 2)
+	for _, r := range gone {
+		wantGone(t, b, r.ID)
+	}
+	for _, r := range kept {
+		wantStatus(t, "kept failed record", get(t, b, r.ID), queues.StatusFailed)
+	}
+}
+
+// A batch larger than the pieces a store may write it in still deletes
+// exactly its limit, then the rest.
+func cleanupLargeBatch(t *testing.T, b driver.Backend) {
+	const n = 250
+	items := make([]driver.EnqueueParams, n)
+	for i := range items {
+		items[i] = item("cleanup.large", inQueue("cleanup-large"))
+	}
+	enqueue(t, b, items...)
+	res, err := b.ClaimMany(t.Context(), driver.ClaimParams{Limit: n, Queues: []string{"cleanup-large"}, WorkerID: workerA})
+	wantNoErr(t, "ClaimMany", err)
+	wantInt(t, "claimed", len(res.Claimed), n)
+	ts := make([]driver.Transition, n)
+	for i, r := range res.Claimed {
+		ts[i] = driver.Transition{ID: r.ID, To: queuestype.StatusCompleted, NoRecord: true}
+	}
+	out, err := b.Settle(t.Context(), ts)
+	wantNoErr(t, "Settle", err)
+	for _, r := range out {
+		wantNoErr(t, "Settle item", r.Err)
+	}
+	for i, c := range []struct{ limit, want int }{{230, 230}, {1000, 20}, {1000, 0}} {
+		got, err := b.CleanupTerminal(t.Context(), driver.CleanupAll(time.Now().Add(time.Hour), c.limit))
+		wantNoErr(t, "CleanupTerminal", err)
+		if got != c.want {
+			t.Fatalf("CleanupTerminal pass %d (limit %d) deleted %d, want %d", i+1, c.limit, got, c.want)
+		}
+	}
+}
+
+// A cutoff for a status that is not terminal, or a zero cutoff, is a
+// configuration error and deletes nothing.
+func cleanupRefusesNonTerminal(t *testing.T, b driver.Backend) {
+	rec := enqueueOne(t, b, item("cleanup.refuse"))
+	for _, before := range []map[queuestype.Status]time.Time{
+		{queuestype.StatusPending: time.Now().Add(time.Hour)},
+		{queuestype.StatusCompleted: {}},
+	} {
+		_, err := b.CleanupTerminal(t.Context(), driver.CleanupParams{Before: before})
+		if !errors.Is(err, queuestype.ErrConfig) {
+			t.Fatalf("CleanupTerminal(%v) error = %v, want ErrConfig", before, err)
+		}
+	}
+	wantStatus(t, "pending record", get(t, b, rec.ID), queues.StatusPending)
 }
 
 // Maintenance is advertised; a live lock denies another token; a

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/queuesgo/queues"
+	"github.com/queuesgo/queues/driver"
 )
 
 type userArgs struct {
@@ -112,7 +113,7 @@ func testSvcUniqueness(t *testing.T, f Factory) {
 		}
 		env.worker(queues.WorkerConfig{})
 		env.waitStatus(a.ID, queues.StatusCompleted)
-		if n, err := env.b.CleanupTerminal(ctx, time.Now().Add(time.Hour), 100); err != nil || n != 1 {
+		if n, err := env.b.CleanupTerminal(ctx, driver.CleanupAll(time.Now().Add(time.Hour), 100)); err != nil || n != 1 {
 			t.Fatalf("cleanup = %d, %v", n, err)
 		}
 		b, err := task.Enqueue(ctx, env.svc, noArgs{})

@@ -60,7 +60,7 @@ type Backend struct {
 	reservations map[string]queuestype.Reservation
 	parts        map[partKey]*partition
 	partList     []*partition // every partition, for iteration without map order
-	terminal     entryHeap    // terminal records by completed_at, id
+	terminal     [4]entryHeap // terminal records by completed_at, id; one heap per status (terminalSlot)
 	running      map[uuid.UUID]*entry
 	withRef      map[uuid.UUID]*entry // non-terminal records holding an execution_ref
 	stats        map[string]*queuestype.Statistics
@@ -95,7 +95,7 @@ func New(opts Options) *Backend {
 		byKey:        make(map[string]*entry),
 		reservations: make(map[string]queuestype.Reservation),
 		parts:        make(map[partKey]*partition),
-		terminal:     entryHeap{kind: kTerminal},
+		terminal:     [4]entryHeap{{kind: kTerminal}, {kind: kTerminal}, {kind: kTerminal}, {kind: kTerminal}},
 		running:      make(map[uuid.UUID]*entry),
 		withRef:      make(map[uuid.UUID]*entry),
 		stats:        make(map[string]*queuestype.Statistics),
@@ -187,7 +187,7 @@ func (b *Backend) sync(e *entry, now time.Time) {
 	}
 	b.reindex(e, now)
 	if r.Status.IsTerminal() && e.idx[kTerminal] < 0 {
-		b.terminal.push(e)
+		b.terminal[terminalSlot(r.Status)].push(e)
 		for _, ch := range e.waiters {
 			close(ch)
 		}

@@ -711,7 +711,7 @@ func runModel(t *testing.T, seed uint64) {
 				}
 			}
 		case 11:
-			_, _ = b.CleanupTerminal(ctx, now, 3)
+			_, _ = b.CleanupTerminal(ctx, driver.CleanupAll(now, 3))
 		case 12:
 			// A batch of transitions on random records, most of them
 			// running (some fences lose on purpose).
@@ -869,7 +869,9 @@ func checkInvariants(t testing.TB, b *Backend) {
 			}
 		}
 	}
-	checkHeap(&b.terminal)
+	for i := range b.terminal {
+		checkHeap(&b.terminal[i])
+	}
 	stats := map[string]*queues.Statistics{}
 	for id, e := range b.records {
 		r := &e.rec

@@ -212,11 +212,14 @@ func (b *Backend) ExpireOverdue(ctx context.Context, limit int) ([]*queuestype.R
 	return out, nil
 }
 
-// CleanupTerminal deletes up to limit (≤ 0 means 100) terminal records whose
-// completed_at is before before, oldest completed_at (then id) first, and
-// returns how many it deleted. Identity reservations are never deleted.
-func (b *Backend) CleanupTerminal(ctx context.Context, before time.Time, limit int) (int, error) {
-	limit, err := driver.CallLimit(ctx, limit, driver.DefaultCleanupLimit)
+// CleanupTerminal deletes up to p.Limit (≤ 0 means 100) terminal records
+// of the statuses p.Before names, each completed before its status's
+// cutoff, oldest completed_at (then id) first, and returns how many it
+// deleted. Each status has a heap of its own, so a status whose records
+// are kept longer never hides another's older ones. Identity reservations
+// are never deleted.
+func (b *Backend) CleanupTerminal(ctx context.Context, p driver.CleanupParams) (int, error) {
+	cuts, limit, err := driver.CheckCleanup(ctx, p)
 	if err != nil {
 		return 0, err
 	}
@@ -224,21 +227,44 @@ func (b *Backend) CleanupTerminal(ctx context.Context, before time.Time, limit i
 	defer b.mu.Unlock()
 	n := 0
 	for n < limit {
-		e := b.terminal.peek()
-		if e == nil || !e.rec.CompletedAt.Before(before) {
+		var best *entry
+		for _, c := range cuts {
+			e := b.terminal[terminalSlot(c.Status)].peek()
+			if e == nil || !e.rec.CompletedAt.Before(c.Before) {
+				continue
+			}
+			if best == nil || timeIDLess(e.rec.CompletedAt, best.rec.CompletedAt, &e.rec, &best.rec) {
+				best = e
+			}
+		}
+		if best == nil {
 			break
 		}
-		b.deleteEntry(e)
+		b.deleteEntry(best)
 		n++
 	}
 	return n, nil
+}
+
+// terminalSlot is the index in Backend.terminal of a terminal status's heap.
+func terminalSlot(s queuestype.Status) int {
+	switch s {
+	case queuestype.StatusCompleted:
+		return 0
+	case queuestype.StatusFailed:
+		return 1
+	case queuestype.StatusCancelled:
+		return 2
+	default:
+		return 3
+	}
 }
 
 // deleteEntry removes a terminal record from the store and every index.
 func (b *Backend) deleteEntry(e *entry) {
 	r := &e.rec
 	if e.idx[kTerminal] >= 0 {
-		b.terminal.remove(e)
+		b.terminal[terminalSlot(r.Status)].remove(e)
 	}
 	if e.cStatus != "" {
 		st := b.stats[e.cQueue]

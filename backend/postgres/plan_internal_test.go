@@ -56,6 +56,12 @@ func TestSettlePlansIgnoreStaleStatistics(t *testing.T) {
 	if plan := explainRolledBack(t, pool, sortOff, b.q.expire, 100); !strings.Contains(plan, "_expiry") || strings.Contains(plan, "Rows Removed by Filter") {
 		t.Errorf("ExpireOverdue does not read the expiry index:\n%s", plan)
 	}
+	// Terminal cleanup walks the terminal index in order (no sort), with
+	// per-status cutoffs (failed kept here).
+	cut := time.Now().Add(time.Hour)
+	if plan := explainRolledBack(t, pool, "", b.q.cleanup, cut, nil, cut, cut, 100); !strings.Contains(plan, "_terminal") || strings.Contains(plan, "Sort") {
+		t.Errorf("CleanupTerminal does not read the terminal index in order:\n%s", plan)
+	}
 	res, err := b.ClaimMany(ctx, driver.ClaimParams{Limit: n, WorkerID: "w", ExecutionBackend: "local"})
 	if err != nil || len(res.Claimed) != n {
 		t.Fatalf("claimed %d of %d: %v", len(res.Claimed), n, err)

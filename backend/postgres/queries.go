@@ -215,9 +215,11 @@ WHERE t.id IN (
 RETURNING {tcols}`),
 		cleanup: q(`DELETE FROM {t} WHERE id IN (
     SELECT x.id FROM {t} x
-    WHERE x.status IN {terminal} AND x.completed_at < $1
+    WHERE x.status IN {terminal} AND x.completed_at < greatest($1::timestamptz, $2::timestamptz, $3::timestamptz, $4::timestamptz)
+      AND ((x.status = 'completed' AND x.completed_at < $1) OR (x.status = 'failed' AND x.completed_at < $2)
+        OR (x.status = 'cancelled' AND x.completed_at < $3) OR (x.status = 'expired' AND x.completed_at < $4))
     ORDER BY x.completed_at, x.id
-    LIMIT $2 FOR UPDATE SKIP LOCKED)`),
+    LIMIT $5 FOR UPDATE SKIP LOCKED)`),
 		listExternal: q(`SELECT {cols} FROM {t}
 WHERE execution_ref IS NOT NULL AND status IN {active}
 ORDER BY coalesce(started_at, created_at), id

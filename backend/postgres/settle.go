@@ -430,15 +430,28 @@ func (b *Backend) ExpireOverdue(ctx context.Context, limit int) ([]*queuestype.R
 	return recs, nil
 }
 
-// CleanupTerminal deletes up to limit (≤ 0 means 100) terminal records
-// whose completed_at is before before, oldest completed_at (then id) first,
-// and returns how many it deleted. Identity reservations are never deleted.
-func (b *Backend) CleanupTerminal(ctx context.Context, before time.Time, limit int) (int, error) {
-	limit, err := driver.CallLimit(ctx, limit, driver.DefaultCleanupLimit)
-	if err != nil {
+// CleanupTerminal deletes up to p.Limit (≤ 0 means 100) terminal records
+// of the statuses p.Before names, each completed before its status's
+// cutoff, oldest completed_at (then id) first, and returns how many it
+// deleted. One statement deletes the batch; its rows are chosen with FOR
+// UPDATE SKIP LOCKED, so a batch never waits on (or blocks) a row a claim
+// or a settle holds, and two cleanups running at once take different
+// rows. Identity reservations are never deleted.
+func (b *Backend) CleanupTerminal(ctx context.Context, p driver.CleanupParams) (int, error) {
+	cuts, limit, err := driver.CheckCleanup(ctx, p)
+	if err != nil || len(cuts) == 0 {
 		return 0, err
 	}
-	tag, err := b.pool.Exec(ctx, b.q.cleanup, before.UTC(), limit)
+	args := make([]any, 5)
+	for _, c := range cuts {
+		for i, s := range driver.TerminalStatuses {
+			if s == c.Status {
+				args[i] = c.Before.UTC()
+			}
+		}
+	}
+	args[4] = limit
+	tag, err := b.pool.Exec(ctx, b.q.cleanup, args...)
 	if err != nil {
 		return 0, b.wrap("cleanup terminal", err)
 	}

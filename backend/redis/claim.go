@@ -160,23 +160,51 @@ func (b *Backend) ExpireOverdue(ctx context.Context, limit int) ([]*queuestype.R
 	return decodeRecords(v)
 }
 
-// CleanupTerminal deletes up to limit (≤ 0 means 100) terminal records whose
-// completed_at is before before, oldest completed_at (then id) first, and
-// returns how many it deleted. Identity reservations are never deleted.
-// Completed records are indexed per task, so one call reads up to limit
-// entries from <p>:terminal and from each task's completed index: its cost
-// grows with the number of task names that have completed records.
-func (b *Backend) CleanupTerminal(ctx context.Context, before time.Time, limit int) (int, error) {
-	limit, err := driver.CallLimit(ctx, limit, driver.DefaultCleanupLimit)
-	if err != nil {
+// CleanupTerminal deletes up to p.Limit (≤ 0 means 100) terminal records
+// of the statuses p.Before names, each completed before its status's
+// cutoff, oldest completed_at (then id) first, and returns how many it
+// deleted. Identity reservations are never deleted. Completed
+// records are indexed per task, so one call reads up to limit entries from
+// each status's index and from each task's completed index: its cost grows
+// with the number of task names that have completed records.
+func (b *Backend) CleanupTerminal(ctx context.Context, p driver.CleanupParams) (int, error) {
+	cuts, limit, err := driver.CheckCleanup(ctx, p)
+	if err != nil || len(cuts) == 0 {
 		return 0, err
 	}
-	n, err := b.run(ctx, scriptCleanup, strconv.FormatInt(before.UnixMicro(), 10), limit).Int()
-	if err != nil {
-		return 0, fmt.Errorf("redis: cleanup: %w", err)
+	args := []any{"", "", "", "", "", 0}
+	var latest int64
+	for _, c := range cuts {
+		us := c.Before.UnixMicro()
+		for i, s := range driver.TerminalStatuses {
+			if s == c.Status {
+				args[i] = strconv.FormatInt(us, 10)
+			}
+		}
+		latest = max(latest, us)
 	}
-	return n, nil
+	args[4] = strconv.FormatInt(latest, 10)
+	// A script blocks the server while it runs, so the batch is deleted in
+	// chunks, one script each: a claim waits for one chunk at most.
+	total := 0
+	for total < limit {
+		k := min(cleanupChunk, limit-total)
+		args[5] = k
+		n, err := b.run(ctx, scriptCleanup, args...).Int()
+		if err != nil {
+			return total, fmt.Errorf("redis: cleanup: %w", err)
+		}
+		total += n
+		if n < k {
+			break
+		}
+	}
+	return total, nil
 }
+
+// cleanupChunk bounds the records one cleanup script deletes (a few
+// milliseconds of the server).
+const cleanupChunk = 100
 
 // CancelMatching cancels every pending/scheduled record (and running, with
 // f.IncludeRunning) that matches the filter and holds no execution_ref.

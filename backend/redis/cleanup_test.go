@@ -66,12 +66,31 @@ func TestCleanupCompletedIndexes(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	if n, _ := admin.ZCard(ctx, b.prefix+":term:failed").Result(); n != 1 {
+		t.Fatalf("<p>:term:failed holds %d, want the failed record", n)
+	}
+	// What an earlier build wrote for the failed record: a <p>:terminal entry.
+	if err := admin.ZAdd(ctx, b.prefix+":terminal", goredis.Z{Score: float64(time.Now().UnixMicro()), Member: failed.ID.String()}).Err(); err != nil {
+		t.Fatal(err)
+	}
 	terminal, err := admin.ZRange(ctx, b.prefix+":terminal", 0, -1).Result()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(terminal) != 2 {
 		t.Fatalf("<p>:terminal = %q, want the failed record and the layout-1 entry", terminal)
+	}
+	// A cleanup that keeps both records moves their earlier-build entries
+	// to their own indexes and deletes nothing.
+	n, err := b.CleanupTerminal(ctx, driver.CleanupParams{Limit: 100, Before: map[queues.Status]time.Time{queues.StatusCancelled: time.Now().Add(time.Hour)}})
+	if err != nil || n != 0 {
+		t.Fatalf("CleanupTerminal(cancelled only) = %d, %v; want 0", n, err)
+	}
+	if n, _ := admin.ZCard(ctx, b.prefix+":terminal").Result(); n != 0 {
+		t.Fatalf("<p>:terminal holds %d after a cleanup that kept its records, want 0", n)
+	}
+	if n, _ := admin.ZCard(ctx, b.prefix+":term:failed").Result(); n != 1 {
+		t.Fatalf("<p>:term:failed holds %d, want the failed record once", n)
 	}
 	tasks, err := admin.SMembers(ctx, b.prefix+":donetasks").Result()
 	if err != nil {
@@ -86,14 +105,14 @@ func TestCleanupCompletedIndexes(t *testing.T) {
 		}
 	}
 
-	n, err := b.CleanupTerminal(ctx, time.Now().Add(time.Hour), 100)
+	n, err = b.CleanupTerminal(ctx, driver.CleanupAll(time.Now().Add(time.Hour), 100))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if n != 4 {
 		t.Fatalf("CleanupTerminal deleted %d, want 4 (three completed, one failed; the doubly indexed one once)", n)
 	}
-	for _, k := range []string{":terminal", ":donetasks", ":done:a", ":done:b", ":done:c"} {
+	for _, k := range []string{":terminal", ":term:failed", ":donetasks", ":done:a", ":done:b", ":done:c"} {
 		if exists, _ := admin.Exists(ctx, b.prefix+k).Result(); exists != 0 {
 			t.Errorf("%s still exists after cleanup", k)
 		}

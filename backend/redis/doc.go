@@ -39,11 +39,14 @@
 //	<p>:idx:<status>:<queue>      zset: every record by status and queue, lexicographic member
 //	                              <created_at><id> (ListTasks pages newest first by keyset; ZCARD
 //	                              gives Statistics without a scan)
-//	<p>:terminal                  zset: failed, cancelled and expired records by completed_at
-//	                              (and completed ones written by builds older than <p>:done)
+//	<p>:term:<status>             zset: failed, cancelled or expired records by completed_at, one
+//	                              zset per status, so cleanup applies each status's retention
+//	                              without reading the records another status keeps
+//	<p>:terminal                  zset: what earlier builds wrote for every terminal status; cleanup
+//	                              moves its kept entries to their own index until it is empty
 //	<p>:done:<task name>          zset: completed records of a task by completed_at; bounded
-//	                              cleanup merges <p>:terminal with these, so a completion costs
-//	                              one terminal-index insert, not two
+//	                              cleanup merges the status indexes with these, so a completion
+//	                              costs one terminal-index insert, not two
 //	<p>:donetasks                 set: task names whose completed index may be non-empty
 //	<p>:external                  zset: non-terminal records holding an execution ref, by
 //	                              coalesce(started_at, created_at)
@@ -269,12 +272,14 @@
 // in the same call, a member longer than zset-max-listpack-value, which
 // converts it to a skiplist for good (3–4 µs less server CPU per job).
 // A completed record is indexed by task only (<p>:done:<task>), and
-// CleanupTerminal merges those indexes with <p>:terminal, which keeps the
+// CleanupTerminal merges those indexes with <p>:term:<status>, which keep the
 // other terminal statuses: one sorted-set insert less per completion (about
 // 2.3 µs less server CPU per job in BenchmarkClaimComplete). The layout
 // stays readable both ways: records completed by an earlier build are in
 // <p>:terminal too and are cleaned up once; an earlier build's cleanup
-// does not see records completed by this one.
+// does not see records completed by this one, nor the failed, cancelled and
+// expired ones it indexes per status (<p>:term:<status>): they wait for a
+// cleanup of this build.
 // `queues bench` prints the server's CPU per job from INFO cpu
 // (Backend.ServerCPU) next to the client's.
 package redis

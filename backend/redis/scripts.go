@@ -179,7 +179,7 @@ local function members(r)
     m[key('done', r.task_name)] = {tonumber(r.completed_at), id}
     DONETASKS[r.task_name] = true
   elseif isterm(s) then
-    m[P .. ':terminal'] = {tonumber(r.completed_at), id}
+    m[key('term', s)] = {tonumber(r.completed_at), id}
   elseif r.execution_ref ~= nil then
     m[P .. ':external'] = {tonumber(r.started_at or r.created_at), id}
   end
@@ -1021,22 +1021,41 @@ end
 return out
 `
 
-// luaCleanup deletes up to limit terminal records completed before a time,
-// oldest completed_at (then ID) first. ARGV[A…]: before_us, limit.
-// Candidates come from <p>:terminal (failed, cancelled and expired records,
-// and completed ones written by layout 1) and from the completed index of
-// every task in <p>:donetasks, up to limit from each.
+// luaCleanup deletes up to limit terminal records, each completed before
+// its status's cutoff, oldest completed_at (then ID) first. ARGV[A…]: the
+// cutoffs (µs) of completed, failed, cancelled and expired records ("" =
+// keep that status), the latest of them, limit. Candidates come from
+// <p>:term:<status> of each status with a cutoff, from the completed index
+// of every task in <p>:donetasks when completed records have one, up to
+// limit from each, and from <p>:terminal, the index of earlier builds
+// (all terminal statuses, one zset): an entry met there whose record is
+// kept moves to its record's own index, so that index drains and a kept
+// status never hides the records of another behind it.
 const luaCleanup = luaLib + `
-local before = '(' .. ARGV[A]
-local limit = tonumber(ARGV[A + 1])
+local order = {'completed', 'failed', 'cancelled', 'expired'}
+local cutS, cutN = {}, {}
+for i, s in ipairs(order) do
+  local v = ARGV[A + i - 1]
+  if v ~= '' then cutS[s] = '(' .. v; cutN[s] = tonumber(v) end
+end
+local latest = ARGV[A + 4]
+local limit = tonumber(ARGV[A + 5])
 local cands = {}
-local function collect(k)
+local function collect(k, before)
   local a = redis.call('ZRANGEBYSCORE', k, '-inf', before, 'WITHSCORES', 'LIMIT', 0, limit)
   for i = 1, #a, 2 do cands[#cands + 1] = {tonumber(a[i + 1]), a[i], k} end
 end
-collect(P .. ':terminal')
-local tasks = redis.call('SMEMBERS', P .. ':donetasks')
-for _, t in ipairs(tasks) do collect(key('done', t)) end
+for i = 2, 4 do
+  local s = order[i]
+  if cutS[s] then collect(key('term', s), cutS[s]) end
+end
+local tasks = {}
+if cutS['completed'] then
+  tasks = redis.call('SMEMBERS', P .. ':donetasks')
+  for _, t in ipairs(tasks) do collect(key('done', t), cutS['completed']) end
+end
+local legacy = P .. ':terminal'
+collect(legacy, '(' .. latest)
 table.sort(cands, function(x, y)
   if x[1] ~= y[1] then return x[1] < y[1] end
   return bless(x[2], y[2])
@@ -1045,18 +1064,19 @@ local n = 0
 for _, c in ipairs(cands) do
   if n >= limit then break end
   local id = c[2]
-  -- A record met twice (a layout-1 completed record, in both indexes) is
-  -- gone the second time: only its entry is dropped.
   local r = load(id)
-  if r ~= nil and isterm(r.status) then
+  if r == nil or not isterm(r.status) then
+    -- A record met twice is gone the second time: only its entry is dropped.
+    zput(c[3], id, false)
+  elseif cutN[r.status] ~= nil and tonumber(r.completed_at) < cutN[r.status] then
     reindex(members(r), {})
-    -- Layout 1 indexed completed records in <p>:terminal too.
-    zput(P .. ':terminal', id, false)
+    zput(legacy, id, false)
     if r.key ~= nil and redis.call('HGET', P .. ':keys', r.key) == id then redis.call('HDEL', P .. ':keys', r.key) end
     redis.call('DEL', tkey(id))
     n = n + 1
-  else
-    zput(c[3], id, false)
+  elseif c[3] == legacy then
+    zput(legacy, id, false)
+    for k, v in pairs(members(r)) do zput(k, v[2], v[1]) end
   end
 end
 zflush()

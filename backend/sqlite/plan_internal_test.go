@@ -51,8 +51,7 @@ func TestQueryPlans(t *testing.T) {
 		{"settle cancelled", sqlSettleCancelled, []any{"x", 0, nil, nil, nil, 1, nil}, []string{"sqlite_autoindex_queue_task_1 (id=?)"}},
 		{"settle pending", sqlSettlePending, []any{"x", 0, nil, nil, nil, 1, "pending", nil, nil, nil, 0},
 			[]string{"sqlite_autoindex_queue_task_1 (id=?)"}},
-		{"cleanup", `SELECT id FROM queue_task WHERE ` + sqlTerminal + ` AND completed_at < CAST(?1 AS INTEGER) ORDER BY completed_at, id LIMIT 10`,
-			[]any{1}, []string{"INDEX queue_task_terminal"}},
+		{"cleanup", sqlCleanupSelect, []any{1, nil, 1, nil, 1, 10}, []string{"INDEX queue_task_terminal"}},
 		{"running external", `SELECT id FROM queue_task WHERE execution_ref IS NOT NULL AND ` + sqlNotTerminal +
 			` ORDER BY coalesce(started_at, created_at), id LIMIT 10`, nil, []string{"INDEX queue_task_external"}},
 		{"completed by task", `SELECT id FROM queue_task WHERE status = 'completed' AND task_name = ?1 ORDER BY completed_at DESC, id DESC LIMIT 10`,

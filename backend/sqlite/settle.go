@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/queuesgo/queues/driver"
 	"github.com/queuesgo/queues/queuestype"
@@ -350,24 +349,69 @@ func (b *Backend) NullHeartbeats(ctx context.Context, fences []queuestype.Fence)
 	})
 }
 
-// CleanupTerminal deletes up to limit (≤ 0 means 100) terminal records whose
-// completed_at is before before, oldest completed_at (then id) first, and
-// returns how many it deleted. Identity reservations are never deleted.
-func (b *Backend) CleanupTerminal(ctx context.Context, before time.Time, limit int) (int, error) {
-	limit, err := driver.CallLimit(ctx, limit, driver.DefaultCleanupLimit)
-	if err != nil {
+// CleanupTerminal deletes up to p.Limit (≤ 0 means 100) terminal records
+// of the statuses p.Before names, each completed before its status's
+// cutoff, oldest completed_at (then id) first, and returns how many it
+// deleted. The statement walks the
+// (completed_at, id) index up to the latest cutoff, skipping records of a
+// status kept longer. Identity reservations are never deleted.
+func (b *Backend) CleanupTerminal(ctx context.Context, p driver.CleanupParams) (int, error) {
+	cuts, limit, err := driver.CheckCleanup(ctx, p)
+	if err != nil || len(cuts) == 0 {
 		return 0, err
 	}
 	w, _, err := b.handles()
 	if err != nil {
 		return 0, err
 	}
-	var n int64
-	err = w.do(ctx, false, func(tx *wtx) error {
-		var err error
-		n, err = tx.exec(`DELETE FROM queue_task WHERE id IN (SELECT id FROM queue_task
-WHERE `+sqlTerminal+` AND completed_at < CAST(?1 AS INTEGER) ORDER BY completed_at, id LIMIT CAST(?2 AS INTEGER))`, ceilMicros(before), limit)
-		return err
-	})
-	return int(n), err
+	// The batch goes through the single writer in chunks, each its own
+	// write request: a claim queued meanwhile waits for one chunk, not for
+	// the whole batch.
+	total := 0
+	for total < limit {
+		k := min(cleanupChunk, limit-total)
+		args := cleanupArgs(cuts, k)
+		var n int64
+		err = w.do(ctx, false, func(tx *wtx) error {
+			var err error
+			n, err = tx.exec(sqlCleanup, args...)
+			return err
+		})
+		total += int(n)
+		if err != nil || int(n) < k {
+			return total, err
+		}
+	}
+	return total, nil
+}
+
+// cleanupChunk bounds the records one write request of CleanupTerminal
+// deletes (about a millisecond of the writer).
+const cleanupChunk = 100
+
+// sqlCleanup deletes one bounded batch of expired terminal records. ?1..?4
+// are the cutoffs (µs) of completed, failed, cancelled and expired records
+// (NULL keeps the status), ?5 the latest of them, ?6 the limit.
+const sqlCleanup = `DELETE FROM queue_task WHERE id IN (` + sqlCleanupSelect + `)`
+
+const sqlCleanupSelect = `SELECT id FROM queue_task WHERE ` + sqlTerminal + ` AND completed_at < CAST(?5 AS INTEGER)
+AND ((status = 'completed' AND completed_at < ?1) OR (status = 'failed' AND completed_at < ?2)
+  OR (status = 'cancelled' AND completed_at < ?3) OR (status = 'expired' AND completed_at < ?4))
+ORDER BY completed_at, id LIMIT CAST(?6 AS INTEGER)`
+
+// cleanupArgs binds sqlCleanup's arguments.
+func cleanupArgs(cuts []driver.CleanupCutoff, limit int) []any {
+	args := make([]any, 6)
+	var latest int64
+	for _, c := range cuts {
+		us := ceilMicros(c.Before)
+		for i, s := range driver.TerminalStatuses {
+			if s == c.Status {
+				args[i] = us
+			}
+		}
+		latest = max(latest, us)
+	}
+	args[4], args[5] = latest, limit
+	return args
 }
