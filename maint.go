@@ -292,9 +292,9 @@ func (s *Service) deleteTerminal(ctx context.Context, before map[queuestype.Stat
 	}
 }
 
-// maintenanceSweeper runs maintenance every Maintenance.Interval on one
-// worker of the fleet (retention by default); off with a negative
-// Interval, or on a store without the maintenance lock.
+// maintenanceSweeper runs the retention phases of maintenance (terminal,
+// events) every Maintenance.Interval on one worker of the fleet; off with a
+// negative Interval, or on a store without the maintenance lock.
 func maintenanceSweeper(w *Worker) *sweeper {
 	cfg := w.svc.cfg.Maintenance
 	if _, ok := w.svc.backend.(driver.Locker); !ok || cfg.Interval <= 0 || !w.svc.backend.Capabilities().Maintenance {
@@ -302,7 +302,11 @@ func maintenanceSweeper(w *Worker) *sweeper {
 	}
 	return &sweeper{name: "maintenance", interval: cfg.Interval,
 		sweep: func(ctx context.Context) (int, error) {
-			rep, errs, err := w.svc.runMaintenance(ctx, maintenance.Options{}, w.cfg.ID, w.stop.fired)
+			// The worker's own sweepers already reconcile external
+			// executions and recover stale records under their fleet
+			// locks; its maintenance runs the retention phases only.
+			opts := maintenance.Options{Phases: []maintenance.Phase{maintenance.Terminal, maintenance.Events}}
+			rep, errs, err := w.svc.runMaintenance(ctx, opts, w.cfg.ID, w.stop.fired)
 			if err != nil {
 				return 0, err
 			}
