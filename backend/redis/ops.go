@@ -265,7 +265,9 @@ func (bt *batcher) sendOps(reqs []*opReq) {
 		}
 		_, _ = pipe.Exec(ctx)
 		res, err = ev.Slice()
-		if err != nil && attempt == 0 && goredis.HasErrorPrefix(err, "NOSCRIPT") {
+		// A server flushed again between the load and the retry answers
+		// NOSCRIPT once more: reload a few times before giving up.
+		if err != nil && attempt < 3 && goredis.HasErrorPrefix(err, "NOSCRIPT") {
 			if lerr := scriptOps.Load(ctx, b.client).Err(); lerr != nil {
 				err = lerr
 				break
