@@ -45,6 +45,10 @@ type Service struct {
 	storeDown   atomic.Bool
 	storeBackAt atomic.Int64
 
+	// clock, when set, replaces time.Now for computing schedule
+	// occurrences (tests drive it).
+	clock func() time.Time
+
 	mu      sync.Mutex
 	started bool
 	inApp   *Worker

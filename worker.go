@@ -184,6 +184,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		w.reg.start()
 	}
 	hints := w.subscribe(subCtx)
+	w.svc.runScheduleSync(ctx, w.cfg.ID)
 	sweepers := w.startSweepers(subCtx)
 	w.ready.fire()
 	w.svc.logger.Info("Queue worker started", "worker_id", w.cfg.ID, "queues", w.cfg.Queues,
