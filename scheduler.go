@@ -45,6 +45,27 @@ func (s *Service) now() time.Time {
 	return time.Now().UTC()
 }
 
+// dueChanged returns a channel closed at the next announceDue.
+func (s *Service) dueChanged() <-chan struct{} {
+	s.dueMu.Lock()
+	defer s.dueMu.Unlock()
+	if s.dueCh == nil {
+		s.dueCh = make(chan struct{})
+	}
+	return s.dueCh
+}
+
+// announceDue wakes this process's idle workers to sample the next due
+// time again.
+func (s *Service) announceDue() {
+	s.dueMu.Lock()
+	defer s.dueMu.Unlock()
+	if s.dueCh != nil {
+		close(s.dueCh)
+		s.dueCh = nil
+	}
+}
+
 // enqueueOccurrence enqueues an occurrence of se due at at, keyed so that
 // concurrent attempts converge on one record: when an active occurrence
 // already holds the key, it is returned with existing set.
@@ -61,6 +82,9 @@ func (s *Service) enqueueOccurrence(ctx context.Context, se *schedEntry, at time
 	r := res[0]
 	if r.record == nil {
 		return nil, r.Deduplicated, fmt.Errorf("schedule %s: the store returned no record", se.full())
+	}
+	if !r.Deduplicated {
+		s.announceDue()
 	}
 	return r.record, r.Deduplicated, nil
 }
