@@ -5,9 +5,6 @@ import (
 	"time"
 )
 
-// SchedulerCanaryTask is the name of the scheduler canary's task.
-const SchedulerCanaryTask = "queues.scheduler_canary"
-
 // RegisterSchedulerCanary registers the scheduler canary on reg: a no-op
 // task under SchedulerCanaryTask, scheduled every interval. Its completed
 // occurrences prove that schedules fire and workers run them (`queues

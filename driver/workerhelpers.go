@@ -6,8 +6,6 @@ import (
 	"math"
 	"strconv"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/queuesgo/queues/queuestype"
 )
@@ -28,10 +26,12 @@ const (
 // returns ctx's error when ctx has ended, an error matching
 // queuestype.ErrConfig unless ttl is positive, and a *queuestype.LimitError
 // for an empty ID, a PID, concurrency or running count outside
-// 0..math.MaxInt32, a text field that is longer than MaxWorkerText, not
-// valid UTF-8 or holds a control character (PostgreSQL refuses NUL in text;
-// refusing it everywhere keeps the stores alike), or more than
-// MaxWorkerQueues queues.
+// 0..math.MaxInt32, a text field that breaks the text rule every store
+// applies to task names and keys (queuestype.CheckText: at most
+// MaxWorkerText bytes, valid UTF-8, no control character; PostgreSQL
+// refuses NUL in text, and refusing it everywhere keeps the stores alike),
+// or more than MaxWorkerQueues queues. Host, execution backend, version and
+// queue names may be empty.
 func CheckRegisterWorker(ctx context.Context, w WorkerInfo, ttl time.Duration) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -39,16 +39,16 @@ func CheckRegisterWorker(ctx context.Context, w WorkerInfo, ttl time.Duration) e
 	if ttl <= 0 {
 		return fmt.Errorf("%w: worker ttl must be positive, got %s", queuestype.ErrConfig, ttl)
 	}
-	if w.ID == "" {
-		return &queuestype.LimitError{Field: "worker.id", Limit: "1.." + strconv.Itoa(MaxWorkerText) + " bytes", Problem: "is empty"}
+	if err := queuestype.CheckText("worker.id", w.ID, MaxWorkerText); err != nil {
+		return err
 	}
 	for _, n := range []struct {
 		name string
 		v    int
 	}{{"worker.pid", w.PID}, {"worker.concurrency", w.Concurrency}, {"worker.running", w.Running}} {
 		// A 32-bit integer column holds them on PostgreSQL.
-		if n.v < 0 || n.v > math.MaxInt32 {
-			return &queuestype.LimitError{Field: n.name, Limit: "0.." + strconv.Itoa(math.MaxInt32), Problem: fmt.Sprintf("is %d", n.v)}
+		if err := queuestype.CheckRange(n.name, n.v, 0, math.MaxInt32); err != nil {
+			return err
 		}
 	}
 	if len(w.Queues) > MaxWorkerQueues {
@@ -56,7 +56,7 @@ func CheckRegisterWorker(ctx context.Context, w WorkerInfo, ttl time.Duration) e
 			Problem: fmt.Sprintf("lists %d queues", len(w.Queues)), TooLarge: true}
 	}
 	fields := []struct{ name, v string }{
-		{"worker.id", w.ID}, {"worker.host", w.Host}, {"worker.execution_backend", w.ExecutionBackend}, {"worker.version", w.Version},
+		{"worker.host", w.Host}, {"worker.execution_backend", w.ExecutionBackend}, {"worker.version", w.Version},
 	}
 	for _, f := range fields {
 		if err := checkWorkerText(f.name, f.v); err != nil {
@@ -71,21 +71,13 @@ func CheckRegisterWorker(ctx context.Context, w WorkerInfo, ttl time.Duration) e
 	return nil
 }
 
-// checkWorkerText checks one text field of a WorkerInfo.
+// checkWorkerText checks one optional text field of a WorkerInfo: empty,
+// or what queuestype.CheckText accepts.
 func checkWorkerText(field, v string) error {
-	limit := strconv.Itoa(MaxWorkerText) + " bytes of UTF-8 without control characters"
-	if len(v) > MaxWorkerText {
-		return &queuestype.LimitError{Field: field, Limit: limit, Problem: fmt.Sprintf("is %d bytes", len(v)), TooLarge: true}
+	if v == "" {
+		return nil
 	}
-	if !utf8.ValidString(v) {
-		return &queuestype.LimitError{Field: field, Limit: limit, Problem: "is not valid UTF-8"}
-	}
-	for _, r := range v {
-		if unicode.IsControl(r) {
-			return &queuestype.LimitError{Field: field, Limit: limit, Problem: fmt.Sprintf("holds the control character %U", r)}
-		}
-	}
-	return nil
+	return queuestype.CheckText(field, v, MaxWorkerText)
 }
 
 // WorkerListLimit starts a WorkerRegistry.ListWorkers call: it returns

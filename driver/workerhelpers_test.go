@@ -16,6 +16,10 @@ func TestCheckRegisterWorker(t *testing.T) {
 	if err := driver.CheckRegisterWorker(t.Context(), ok, time.Second); err != nil {
 		t.Fatalf("valid worker: %v", err)
 	}
+	// Only the ID is required; the other text fields may be empty.
+	if err := driver.CheckRegisterWorker(t.Context(), driver.WorkerInfo{ID: "w", Queues: []string{""}}, time.Second); err != nil {
+		t.Fatalf("worker with empty optional fields: %v", err)
+	}
 	many := make([]string, driver.MaxWorkerQueues+1)
 	for i := range many {
 		many[i] = "q"

@@ -166,6 +166,7 @@ func New(opts Options) *cobra.Command {
 		c.cancelCmd(), c.migrateCmd(), c.benchCmd())
 	root.AddCommand(c.workersCmd(), c.queuesCmd())
 	root.AddCommand(c.schedulesCmd())
+	root.AddCommand(c.schedulerHealthCmd())
 	trees.Store(root, c)
 	return root
 }

@@ -55,7 +55,10 @@ type DemoFailArgs struct {
 const DemoFailRetries = 5
 
 // RegisterDemoTasks registers the built-in demo tasks into r: demo.noop,
-// demo.sleep, demo.fail (retries DemoFailRetries, 100ms apart) and demo.echo.
+// demo.sleep, demo.fail (retries DemoFailRetries, 100ms apart) and
+// demo.echo, and the scheduler canary (queues.SchedulerCanaryTask) as a
+// plain no-op task, so that `queues scheduler-health` has a canary to look
+// for; the application that runs it on a schedule enqueues it.
 func RegisterDemoTasks(r *queues.Registry) error {
 	_, err1 := queues.Register(r, DemoNoop, func(ctx context.Context, _ json.RawMessage) (struct{}, error) {
 		trace(ctx)
@@ -96,7 +99,13 @@ func RegisterDemoTasks(r *queues.Registry) error {
 		}
 		return a, nil
 	}, queues.TaskOptions{Description: "returns its arguments"})
-	return errors.Join(err1, err2, err3, err4, registerDemoSchedule(r))
+	// A plain task until the engine's schedules can declare the canary's;
+	// then this becomes queues.RegisterSchedulerCanary.
+	_, err5 := queues.Register(r, queues.SchedulerCanaryTask, func(ctx context.Context, _ json.RawMessage) (struct{}, error) {
+		trace(ctx)
+		return struct{}{}, nil
+	}, queues.TaskOptions{Description: "the scheduler canary: does nothing; its completions show that schedules fire"})
+	return errors.Join(err1, err2, err3, err4, err5, registerDemoSchedule(r))
 }
 
 // registerDemoSchedule registers demo.scheduled when EnvDemoSchedule holds

@@ -113,6 +113,7 @@ func newAPI(svc *queues.Service, opts Options) *api {
 	a.handle("POST /api/schedules/{name}/pause", a.scheduleAction("pause"))
 	a.handle("POST /api/schedules/{name}/resume", a.scheduleAction("resume"))
 	a.handle("POST /api/schedules/{name}/trigger", a.scheduleAction("trigger"))
+	a.handle("GET /api/scheduler-health", a.schedulerHealth)
 	a.handle("GET /api/tasks", a.listTasks)
 	a.handle("GET /api/tasks/{id}", a.getTask)
 	a.handle("POST /api/tasks", a.enqueue)

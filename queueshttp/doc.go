@@ -23,6 +23,9 @@
 //	GET  /api/stats?queue=                   statistics: pending, scheduled, running, completed,
 //	                                         failed, cancelled, expired, total
 //	GET  /api/queues                         [{"queue":"default", <statistics keys>}, ...] sorted by queue
+//	GET  /api/scheduler-health?minutes=5     {"healthy","canary","last_completed_at","minutes","since"}:
+//	                                         200 when the scheduler canary completed within the window,
+//	                                         503 when not, 404 not_registered without the canary
 //	GET  /api/tasks?status=&queue=&task_name=&limit=50&cursor=&include=
 //	                                         {"items":[summary, ...],"next_cursor":"<uuid>"|null}
 //	GET  /api/tasks/{id}                     record

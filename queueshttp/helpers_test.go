@@ -53,6 +53,8 @@ type fixtureConfig struct {
 	// noAuth mounts without the allow-all Authorize the fixture adds when
 	// opts has neither Authorize nor Insecure.
 	noAuth bool
+	// register adds tasks to the fixture's registry.
+	register func(*queues.Registry)
 }
 
 // allowAll is an Authorize that admits every request.
@@ -94,7 +96,11 @@ func newFixture(t *testing.T, cfg fixtureConfig) *fixture {
 	if f.backend == nil {
 		f.backend = memory.New(memory.Options{})
 	}
-	qc := queues.Config{Backend: f.backend, Registry: registerTasks(t, f), Logger: quiet}
+	reg := registerTasks(t, f)
+	if cfg.register != nil {
+		cfg.register(reg)
+	}
+	qc := queues.Config{Backend: f.backend, Registry: reg, Logger: quiet}
 	if cfg.inApp {
 		qc.Worker = queues.WorkerConfig{Placement: queues.PlacementInApp, MaxConcurrency: 2}
 	}

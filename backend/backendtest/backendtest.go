@@ -32,9 +32,10 @@
 // test process and the store. Waits poll a condition with a deadline.
 //
 // Cases for an optional capability (Waker, WorkerController, DueTimer,
-// CompletionWaiter, Locker, Inspector, Pinger, WorkerRegistry) are skipped
-// only when the backend does not implement that interface; the stores of this
-// module must implement WorkerRegistry, and fail its cases when they do not.
+// CompletionWaiter, Locker, Inspector, Pinger, WorkerRegistry, BacklogCounter,
+// SchedulePauser) are skipped only when the backend does not implement that
+// interface; the stores of this module must implement WorkerRegistry,
+// BacklogCounter and SchedulePauser, and fail their cases when they do not.
 package backendtest
 
 import (
@@ -96,7 +97,9 @@ func RunBackend(t *testing.T, f Factory) {
 		{"Hints", testHints},
 		{"Inspector", testInspector},
 		{"Workers", testWorkers},
+		{"Schedules", testSchedules},
 		{"Limits", testLimits},
+		{"Backlog", testBacklog},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {

@@ -12,8 +12,9 @@ import (
 )
 
 // firstPartyRegistries names (by Backend.Name) the stores of this module
-// that must keep the registry of live workers: for them a missing
-// driver.WorkerRegistry fails the Workers group instead of skipping it.
+// that must keep the registry of live workers and count their backlog: for
+// them a missing driver.WorkerRegistry or driver.BacklogCounter fails the
+// Workers or Backlog group instead of skipping it.
 var firstPartyRegistries = map[string]bool{
 	"sqlite":   true,
 	"postgres": true,

@@ -10,6 +10,10 @@ import (
 	"github.com/queuesgo/queues/backend/memory"
 )
 
+// The first-party stores count their backlog exactly (the engine's sampled
+// fallback is for other stores).
+var _ driver.BacklogCounter = (*memory.Backend)(nil)
+
 // TestContract runs the shared store contract suite (backend/backendtest)
 // against the memory backend.
 func TestContract(t *testing.T) {

@@ -78,8 +78,11 @@ func (b *Backend) ListWorkers(ctx context.Context, limit int) ([]driver.WorkerIn
 
 // CountBacklog counts the claimable (due) and future records of every
 // (queue, execution backend) partition from its heap sizes: no record scan.
-// Records a dispatch reservation holds, and due records whose deadline
-// passed (the expiry sweep takes them), are in neither heap.
+// Records a dispatch reservation holds are in neither heap. A ready record
+// whose deadline passed after it was placed is taken out of the ready heap
+// first, as a claim would (the claim skips it): those without an execution
+// ref are found in the expiry heaps (only the overdue part is visited),
+// those with one among the records holding a ref.
 func (b *Backend) CountBacklog(ctx context.Context) ([]driver.BacklogCount, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -87,12 +90,38 @@ func (b *Backend) CountBacklog(ctx context.Context) ([]driver.BacklogCount, erro
 	now := b.now()
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.promote(b.partList, now)
+	var stale []*entry
+	for _, p := range b.partList {
+		stale = overdueReady(p.expiry.items, 0, now, stale)
+	}
+	for _, e := range b.withRef {
+		if e.idx[kReady] >= 0 && e.rec.IsExpired(now) {
+			stale = append(stale, e)
+		}
+	}
+	for _, e := range stale {
+		b.reindex(e, now)
+	}
 	var out []driver.BacklogCount
 	for _, p := range b.partList {
-		b.promote([]*partition{p}, now)
 		if n, m := p.ready.Len(), p.future.Len(); n+m > 0 {
 			out = append(out, driver.BacklogCount{Queue: p.key.queue, ExecutionBackend: p.key.backend, Due: n, Later: m})
 		}
 	}
 	return out, nil
+}
+
+// overdueReady appends to out the entries of the expiry heap items, from
+// index i down, that are overdue at now and still in a ready heap. A heap
+// node is not after its children, so a node not overdue ends its subtree.
+func overdueReady(items []*entry, i int, now time.Time, out []*entry) []*entry {
+	if i >= len(items) || items[i].rec.ExpiresAt.After(now) {
+		return out
+	}
+	if items[i].idx[kReady] >= 0 {
+		out = append(out, items[i])
+	}
+	out = overdueReady(items, 2*i+1, now, out)
+	return overdueReady(items, 2*i+2, now, out)
 }

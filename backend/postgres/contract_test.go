@@ -9,8 +9,12 @@ import (
 	"github.com/queuesgo/queues/backend/postgres"
 )
 
-// The first-party stores must keep the registry of live workers.
-var _ driver.WorkerRegistry = (*postgres.Backend)(nil)
+// The first-party stores must keep the registry of live workers, and count
+// their backlog exactly (the engine's sampled fallback is for other stores).
+var (
+	_ driver.WorkerRegistry = (*postgres.Backend)(nil)
+	_ driver.BacklogCounter = (*postgres.Backend)(nil)
+)
 
 // TestContract runs the shared backend contract suite (backend/backendtest),
 // backend and service groups, each case on its own schema and notification

@@ -33,7 +33,9 @@
 // (non-terminal records whose execution_ref holds a reservation marker) with
 // the deadline the marker carries, or the Unix epoch when it is unreadable.
 // Migration 0004_workers creates queue_worker, the registry of live workers
-// (see Worker registry), and leaves the task records alone.
+// (see Worker registry), and leaves the task records alone. Migration
+// 0005_schedule_pauses creates queue_schedule_pause (see Schedule pauses),
+// and leaves the task records alone too.
 //
 // # Worker registry
 //
@@ -45,6 +47,15 @@
 // it. ListWorkers returns the rows whose expires_at is after now() in id
 // order and, in the same statement, deletes up to 1,000 expired rows (an
 // index on expires_at keeps that cheap when there are none).
+//
+// # Schedule pauses
+//
+// The schedules paused fleet-wide (driver.SchedulePauser) are the rows of
+// queue_schedule_pause: one per schedule name (collation "C", byte order),
+// with since = now(), the database's clock. PauseSchedule inserts the row
+// and leaves one already there alone, so a second pause keeps the first
+// since; ResumeSchedule deletes it; PausedSchedules lists the rows by name.
+// The engine decides what a pause means; the table only keeps the set.
 //
 // # Schema and table prefix
 //

@@ -22,6 +22,7 @@ type names struct {
 	migration   string
 	events      string
 	worker      string
+	pause       string
 
 	taskRaw string // unquoted table name (no schema), for catalog lookups
 }
@@ -34,6 +35,7 @@ func newNames(schema, prefix string) names {
 	n.migration = n.table("queue_migration")
 	n.events = n.table("queue_task_event_history")
 	n.worker = n.table("queue_worker")
+	n.pause = n.table("queue_schedule_pause")
 	n.taskRaw = shorten(prefix + "queue_task")
 	return n
 }

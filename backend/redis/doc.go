@@ -58,6 +58,7 @@
 //	                              version, seen_at, expires_at; times in µs), PEXPIRE ttl
 //	<p>:workers                   zset: registered worker IDs by expires_at (µs)
 //	<p>:workerids                 zset: the same IDs, score 0, for listing in byte order (BYLEX)
+//	<p>:schedule_pauses           hash: paused schedule name → since (µs, the server's TIME)
 //
 // The registry of live workers (driver.WorkerRegistry) is one script call
 // per operation, with seen_at and expires_at from the server's TIME like
@@ -70,6 +71,14 @@
 // keys need no layout migration and leave the layout version at "3": no
 // earlier build reads or writes them, and this build creates them on the
 // first registration, so either build works on the same prefix.
+//
+// The schedules paused fleet-wide (driver.SchedulePauser) are the fields
+// of <p>:schedule_pauses. PauseSchedule is one script call, HSETNX with the
+// server's TIME, so a second pause keeps the first since; ResumeSchedule is
+// one HDEL; PausedSchedules reads the hash with HGETALL and sorts the names
+// byte-wise in Go (the set is small: a few schedules per task). The hash
+// carries the prefix's hash tag, so it lives in the prefix's slot on a
+// cluster; like the registry, it needs no layout migration.
 //
 // Layout 1 kept a record's task policy (timeout, retry_backoff,
 // requeue_on_stale, requeue_on_shutdown, log_level, log_success,
@@ -96,6 +105,9 @@
 // scheduled and expiry sets are kept per (execution backend, queue), so a
 // claim with queue or execution-backend filters and per-queue caps only
 // reads the partitions it may take from, and costs O(log n) per record.
+// The same split lets CountBacklog (driver.BacklogCounter) count every
+// partition's due and later records with ZCARD and ZCOUNT in one read-only
+// script, correcting only for placed records whose deadline has passed.
 //
 // # Scripts
 //

@@ -110,8 +110,12 @@ func newTestBackend(t testing.TB, opts Options) *Backend {
 	return b
 }
 
-// The first-party stores must keep the registry of live workers.
-var _ driver.WorkerRegistry = (*Backend)(nil)
+// The first-party stores must keep the registry of live workers, and count
+// their backlog exactly (the engine's sampled fallback is for other stores).
+var (
+	_ driver.WorkerRegistry = (*Backend)(nil)
+	_ driver.BacklogCounter = (*Backend)(nil)
+)
 
 // TestContract runs the shared backend contract suite (backendtest), backend
 // and service groups, against the live server, one prefix per case.

@@ -1431,6 +1431,6 @@ var (
 	allScripts = []*goredis.Script{
 		scriptEnqueue, scriptClaim, scriptOps, scriptComplete, scriptListPending, scriptNextDue, scriptExpire,
 		scriptStale, scriptCleanup, scriptStats, scriptListTasks, scriptScan, scriptRecords,
-		scriptIdentity, scriptLock, scriptVersion, scriptMigrate, scriptWorkers,
+		scriptIdentity, scriptLock, scriptVersion, scriptMigrate, scriptWorkers, scriptBacklog,
 	}
 )

@@ -11,8 +11,12 @@ import (
 	"github.com/queuesgo/queues/backend/sqlite"
 )
 
-// The first-party stores must keep the registry of live workers.
-var _ driver.WorkerRegistry = (*sqlite.Backend)(nil)
+// The first-party stores must keep the registry of live workers, and count
+// their backlog exactly (the engine's sampled fallback is for other stores).
+var (
+	_ driver.WorkerRegistry = (*sqlite.Backend)(nil)
+	_ driver.BacklogCounter = (*sqlite.Backend)(nil)
+)
 
 // openTemp opens a backend on a fresh file in t.TempDir().
 func openTemp(t testing.TB, opts sqlite.Options) *sqlite.Backend {

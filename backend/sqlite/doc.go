@@ -59,6 +59,17 @@
 // on one machine see each other; the expiry uses each process's clock,
 // which on one machine is the same.
 //
+// # Schedule pauses
+//
+// The schedules paused fleet-wide (driver.SchedulePauser) are the rows of
+// queue_schedule_pause, created by migration 0005_schedule_pauses: one per
+// schedule name, with since from the backend clock (Options.Now) in Unix
+// microseconds. PauseSchedule inserts the row through the writer and leaves
+// one already there alone, so a second pause keeps the first since;
+// ResumeSchedule deletes it; PausedSchedules lists the rows by name
+// (byte-wise) on the reader pool. The engine decides what a pause means;
+// the table only keeps the set.
+//
 // # Concurrency: one writer, group commit
 //
 // Every connection runs in WAL mode with synchronous=NORMAL, busy_timeout

@@ -44,6 +44,7 @@ func TestQueryPlans(t *testing.T) {
 			[]string{"INDEX queue_task_expiry"}},
 		{"next due", "SELECT scheduled_at FROM queue_task WHERE " + sqlOpen + " AND scheduled_at IS NOT NULL AND scheduled_at > " + sqlNow +
 			" AND " + sqlUnreserved + " ORDER BY scheduled_at LIMIT 1", []any{1}, []string{"INDEX queue_task_due (scheduled_at>?)"}},
+		{"count backlog", sqlBacklog, []any{1}, []string{"SCAN queue_task USING INDEX queue_task_claim"}},
 		{"list stale", sqlListStale, []any{1, 10}, []string{"INDEX queue_task_stale (<expr><?)"}},
 		{"settle completed", sqlSettleCompleted, []any{"x", 0, nil, nil, nil, 1, nil}, []string{"sqlite_autoindex_queue_task_1 (id=?)"}},
 		{"settle failed", sqlSettleFailed, []any{"x", 0, "r", "w", 1, 1, "e"}, []string{"sqlite_autoindex_queue_task_1 (id=?)"}},
