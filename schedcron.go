@@ -1,7 +1,10 @@
 package queues
 
 import (
+	"fmt"
 	"time"
+
+	"github.com/queuesgo/queues/internal/cron"
 )
 
 // cronSchedule is a parsed cron expression: next is the first matching
@@ -11,7 +14,20 @@ type cronSchedule interface {
 	next(after time.Time, loc *time.Location) (time.Time, bool)
 }
 
-// parseCron parses a five-field cron expression.
+type cronExpr struct{ e *cron.Expr }
+
+func (c cronExpr) next(after time.Time, loc *time.Location) (time.Time, bool) {
+	t, ok := c.e.Next(after, loc)
+	return t.UTC(), ok
+}
+
+// parseCron parses a five-field cron expression. A rejected expression is
+// an error matching ErrConfig that wraps the parser's *cron.CronError
+// (which names the field and the problem).
 func parseCron(expr string) (cronSchedule, error) {
-	return nil, configErr("Cron", "cron schedules are not available yet in this build")
+	e, err := cron.Parse(expr)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	return cronExpr{e}, nil
 }

@@ -46,8 +46,6 @@ type Schedule struct {
 // scheduleKeyPrefix starts the identity key of every occurrence.
 const scheduleKeyPrefix = "scheduled:"
 
-// maxCronSearch bounds the cron search for a next match.
-const maxCronSearch = 8 * 366 * 24 * time.Hour
 
 // schedEntry is a validated schedule of a registered task.
 type schedEntry struct {

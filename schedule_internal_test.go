@@ -3,10 +3,14 @@ package queues
 import (
 	"context"
 	"log/slog"
+	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/queuesgo/queues/backend/memory"
+	"github.com/queuesgo/queues/backend/sqlite"
+	"github.com/queuesgo/queues/driver"
 )
 
 func mustSched(t *testing.T, sc Schedule) *schedEntry {
@@ -105,5 +109,101 @@ func waitInternal(t *testing.T, cond func() bool) {
 			t.Fatal("condition not reached")
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// A cron schedule in Europe/Berlin across both DST changes of 2026, with
+// the engine's and the store's clocks driven by the test, on the memory
+// and SQLite stores: the local 02:30 that the spring change skips is
+// skipped (the next run is the day after), and the 02:30 the autumn change
+// repeats runs once, at its first occurrence.
+func TestCronAcrossDST(t *testing.T) {
+	stores := map[string]func(now func() time.Time) driver.Backend{
+		"memory": func(now func() time.Time) driver.Backend { return memory.New(memory.Options{Now: now}) },
+		"sqlite": func(now func() time.Time) driver.Backend {
+			b, err := sqlite.Open(filepath.Join(t.TempDir(), "q.db"), sqlite.Options{Now: now})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return b
+		},
+	}
+	for name, open := range stores {
+		t.Run(name, func(t *testing.T) {
+			testCronAcrossDST(t, open)
+		})
+	}
+}
+
+func testCronAcrossDST(t *testing.T, open func(now func() time.Time) driver.Backend) {
+	ctx := context.Background()
+	var mu sync.Mutex
+	clock := time.Date(2026, 3, 28, 1, 35, 0, 0, time.UTC) // 02:35 CET
+	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+	set := func(t time.Time) { mu.Lock(); clock = t; mu.Unlock() }
+	reg := NewRegistry()
+	MustRegister(reg, "nightly", func(context.Context, struct{}) (struct{}, error) { return struct{}{}, nil },
+		TaskOptions{Schedule: &Schedule{Cron: "30 2 * * *", Timezone: "Europe/Berlin"}})
+	svc, err := New(Config{Backend: open(now), Registry: reg, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = svc.Close(context.Background()) })
+	svc.clock = now
+	w, err := svc.NewWorker(WorkerConfig{ID: "w"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pending := func() *Record {
+		t.Helper()
+		var rec *Record
+		waitInternal(t, func() bool {
+			for _, st := range []Status{StatusScheduled, StatusPending} {
+				page, err := svc.ListTasks(ctx, TaskFilter{TaskName: "nightly", Status: st})
+				if err == nil && len(page.Items) == 1 {
+					rec = page.Items[0]
+				}
+			}
+			return rec != nil
+		})
+		return rec
+	}
+	runDue := func(want time.Time) {
+		t.Helper()
+		rec := pending()
+		if !rec.ScheduledAt.Equal(want) {
+			t.Fatalf("occurrence due %v, want %v", rec.ScheduledAt, want)
+		}
+		set(want)
+		if n, err := w.RunOnce(ctx); err != nil || n != 1 {
+			t.Fatalf("RunOnce at %v: %d %v", want, n, err)
+		}
+		waitInternal(t, func() bool {
+			r, err := svc.GetTask(ctx, rec.ID)
+			return err == nil && r.Status == StatusCompleted
+		})
+	}
+	if _, err := svc.syncSchedules(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// 2026-03-29 02:30 does not exist in Berlin: the next run is
+	// 2026-03-30 02:30 CEST.
+	runDue(time.Date(2026, 3, 30, 0, 30, 0, 0, time.UTC))
+	runDue(time.Date(2026, 3, 31, 0, 30, 0, 0, time.UTC))
+	// Autumn: cancel the pending occurrence at 2026-10-25 00:00 UTC
+	// (02:00 CEST); its successor is the first 02:30, still CEST.
+	set(time.Date(2026, 10, 25, 0, 0, 0, 0, time.UTC))
+	if ok, err := svc.Cancel(ctx, pending().ID, CancelOptions{}); !ok || err != nil {
+		t.Fatalf("cancel: %v %v", ok, err)
+	}
+	runDue(time.Date(2026, 10, 25, 0, 30, 0, 0, time.UTC))
+	// 02:30 CET (01:30 UTC) the same day is the repeated wall time: not
+	// run again; the next run is 2026-10-26 02:30 CET.
+	runDue(time.Date(2026, 10, 26, 1, 30, 0, 0, time.UTC))
+	if rec := pending(); !rec.ScheduledAt.Equal(time.Date(2026, 10, 27, 1, 30, 0, 0, time.UTC)) {
+		t.Fatalf("then due %v", rec.ScheduledAt)
 	}
 }

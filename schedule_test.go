@@ -11,6 +11,7 @@ import (
 	"github.com/queuesgo/queues"
 	"github.com/queuesgo/queues/backend/memory"
 	"github.com/queuesgo/queues/driver"
+	"github.com/queuesgo/queues/internal/cron"
 	"github.com/queuesgo/queues/queuestype"
 )
 
@@ -32,6 +33,7 @@ func TestScheduleDeclarationIsValidated(t *testing.T) {
 		"bad name":          {Schedules: []queues.Schedule{{Name: "a b", Interval: time.Second}}},
 		"bad args":          {Schedule: &queues.Schedule{Interval: time.Second, Args: json.RawMessage(`{"n":"x"}`)}},
 		"forever":           {UniqueBy: queues.UniqueByTask, UniqueUntil: queues.UniqueUntilForever, Schedule: &queues.Schedule{Interval: time.Second}},
+		"bad cron":          {Schedule: &queues.Schedule{Cron: "0 0 * * * *"}},
 		"immediate":         {ExecutionBackend: queues.ExecutionImmediate, Schedule: &queues.Schedule{Interval: time.Second}},
 	}
 	for name, opts := range cases {
@@ -42,16 +44,21 @@ func TestScheduleDeclarationIsValidated(t *testing.T) {
 			}
 		})
 	}
+	_, err := queues.Register(queues.NewRegistry(), "t", noop, queues.TaskOptions{Schedule: &queues.Schedule{Cron: "@reboot"}})
+	var ce *cron.CronError
+	if !errors.As(err, &ce) || !errors.Is(err, queues.ErrConfig) {
+		t.Fatalf("@reboot: %v, want a *cron.CronError matching ErrConfig", err)
+	}
 	reg := queues.NewRegistry()
 	if _, err := queues.Register(reg, "a:b", noop, queues.TaskOptions{Schedule: &queues.Schedule{Interval: time.Second}}); err != nil {
 		t.Fatal(err)
 	}
-	_, err := queues.Register(reg, "a", noop, queues.TaskOptions{Schedules: []queues.Schedule{{Name: "b", Interval: time.Second}}})
+	_, err = queues.Register(reg, "a", noop, queues.TaskOptions{Schedules: []queues.Schedule{{Name: "b", Interval: time.Second}}})
 	if !errors.Is(err, queues.ErrConfig) {
 		t.Fatalf("colliding keys: %v", err)
 	}
 	if _, err := queues.Register(reg, "ok", noop, queues.TaskOptions{Schedule: &queues.Schedule{Interval: time.Second, Timezone: "Europe/Berlin",
-		Args: schedArgs{N: 1}}, Schedules: []queues.Schedule{{Name: "two", Interval: time.Minute, Args: map[string]int{"n": 2}}}}); err != nil {
+		Args: schedArgs{N: 1}}, Schedules: []queues.Schedule{{Name: "two", Cron: "*/5 9-17 ? JAN-JUN/2 MON-FRI", Args: map[string]int{"n": 2}}}}); err != nil {
 		t.Fatal(err)
 	}
 }
