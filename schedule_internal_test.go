@@ -207,3 +207,30 @@ func testCronAcrossDST(t *testing.T, open func(now func() time.Time) driver.Back
 		t.Fatalf("then due %v", rec.ScheduledAt)
 	}
 }
+
+// An occurrence enqueued while a pause is being written is cancelled by
+// the enqueuer once it sees the pause (PauseSchedule may have looked for
+// the active occurrence before it existed).
+func TestOccurrenceEnqueuedDuringPauseIsCancelled(t *testing.T) {
+	ctx := context.Background()
+	reg := NewRegistry()
+	MustRegister(reg, "t", func(context.Context, struct{}) (struct{}, error) { return struct{}{}, nil },
+		TaskOptions{Schedule: &Schedule{Interval: time.Hour}})
+	store := memory.New(memory.Options{})
+	svc, err := New(Config{Backend: store, Registry: reg, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.PauseSchedule(ctx, "t"); err != nil {
+		t.Fatal(err)
+	}
+	se := reg.scheduleByName("t")
+	rec, _, err := svc.enqueueUnpaused(ctx, se, time.Now().Add(time.Hour))
+	if err != nil || rec != nil {
+		t.Fatalf("enqueueUnpaused: %v %v, want nothing left", rec, err)
+	}
+	page, _ := svc.ListTasks(ctx, TaskFilter{TaskName: "t"})
+	if len(page.Items) != 1 || page.Items[0].Status != StatusCancelled {
+		t.Fatalf("records %+v", page.Items)
+	}
+}

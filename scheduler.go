@@ -89,6 +89,29 @@ func (s *Service) enqueueOccurrence(ctx context.Context, se *schedEntry, at time
 	return r.record, r.Deduplicated, nil
 }
 
+// enqueueUnpaused enqueues an occurrence of se due at at unless se is
+// paused. A pause written while the occurrence was being enqueued is seen
+// by one side: PauseSchedule writes the pause before it looks for the
+// active occurrence, and this reads the pauses again after its write and
+// cancels its new occurrence when a pause has appeared.
+func (s *Service) enqueueUnpaused(ctx context.Context, se *schedEntry, at time.Time) (rec *Record, existing bool, err error) {
+	rec, existing, err = s.enqueueOccurrence(ctx, se, at)
+	if err != nil || existing {
+		return rec, existing, err
+	}
+	paused, err := s.pauses(ctx)
+	if err != nil {
+		return rec, false, err
+	}
+	if _, ok := paused[se.full()]; ok {
+		if _, err := s.Cancel(withoutRecurrence(ctx), rec.ID, CancelOptions{Reason: msgSchedulePaused}); err != nil {
+			return rec, false, fmt.Errorf("schedule %s: cancel the occurrence of a paused schedule: %w", se.full(), err)
+		}
+		return nil, false, nil
+	}
+	return rec, false, nil
+}
+
 // pauses returns the paused schedules by name (none without a
 // driver.SchedulePauser).
 func (s *Service) pauses(ctx context.Context) (map[string]time.Time, error) {
@@ -138,12 +161,12 @@ func (s *Service) recur(ctx context.Context, rec *Record) {
 		s.logger.Warn("Queue schedule has no next occurrence", "schedule", se.full())
 		return
 	}
-	next, existing, err := s.enqueueOccurrence(ctx, se, at)
+	next, existing, err := s.enqueueUnpaused(ctx, se, at)
 	if err != nil {
 		s.logger.Warn("Queue schedule recurrence failed", "schedule", se.full(), "task_id", rec.ID, "error", err)
 		return
 	}
-	if !existing {
+	if next != nil && !existing {
 		s.logger.Debug("Queue schedule occurrence enqueued", "schedule", se.full(), "task_id", next.ID, "scheduled_at", next.ScheduledAt)
 	}
 }
@@ -186,12 +209,14 @@ func (s *Service) syncSchedules(ctx context.Context) (scheduleSyncResult, error)
 			s.logger.Warn("Queue schedule has no next occurrence", "schedule", se.full())
 			continue
 		}
-		rec, existing, err := s.enqueueOccurrence(ctx, se, at)
+		rec, existing, err := s.enqueueUnpaused(ctx, se, at)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
 		switch {
+		case rec == nil:
+			// Paused meanwhile.
 		case !existing:
 			res.enqueued++
 		case se.identical(rec) || rec.Status == StatusRunning:
@@ -204,7 +229,7 @@ func (s *Service) syncSchedules(ctx context.Context) (scheduleSyncResult, error)
 				errs = append(errs, fmt.Errorf("schedule %s: cancel the old occurrence: %w", se.full(), err))
 				continue
 			}
-			if _, _, err := s.enqueueOccurrence(ctx, se, at); err != nil {
+			if _, _, err := s.enqueueUnpaused(ctx, se, at); err != nil {
 				errs = append(errs, err)
 				continue
 			}
@@ -340,12 +365,12 @@ func (s *Service) keepSchedules(ctx context.Context) (int, error) {
 		if !ok {
 			continue
 		}
-		_, existing, err := s.enqueueOccurrence(ctx, se, at)
+		rec, existing, err := s.enqueueUnpaused(ctx, se, at)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		if !existing {
+		if rec != nil && !existing {
 			repaired++
 			s.logger.Info("Queue schedule gap repaired", "schedule", se.full(), "schedule.gap_repaired", 1)
 		}
