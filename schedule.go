@@ -46,7 +46,6 @@ type Schedule struct {
 // scheduleKeyPrefix starts the identity key of every occurrence.
 const scheduleKeyPrefix = "scheduled:"
 
-
 // schedEntry is a validated schedule of a registered task.
 type schedEntry struct {
 	task *taskEntry
