@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/queuesgo/queues/driver"
 	"github.com/queuesgo/queues/queuestype"
 )
 
@@ -150,6 +151,9 @@ func compileSchedule(e *taskEntry, sc Schedule) (*schedEntry, error) {
 	}
 	se.key = scheduleKeyPrefix + full
 	if err := queuestype.CheckText("key", se.key, queuestype.DefaultLimits().KeyBytes); err != nil {
+		return nil, err
+	}
+	if err := queuestype.CheckText("schedule", full, driver.MaxScheduleName); err != nil {
 		return nil, err
 	}
 	se.spec = queuestype.ScheduleSpec{Name: full, TaskName: e.name, Interval: sc.Interval, Cron: sc.Cron,

@@ -2,11 +2,9 @@ package memory
 
 import (
 	"context"
-	"fmt"
 	"sort"
 
 	"github.com/queuesgo/queues/driver"
-	"github.com/queuesgo/queues/queuestype"
 )
 
 var _ driver.SchedulePauser = (*Backend)(nil)
@@ -14,11 +12,8 @@ var _ driver.SchedulePauser = (*Backend)(nil)
 // PauseSchedule records name as paused, stamped by the backend clock;
 // pausing a paused schedule keeps its original Since.
 func (b *Backend) PauseSchedule(ctx context.Context, name string) error {
-	if err := ctx.Err(); err != nil {
+	if err := driver.CheckScheduleName(ctx, name); err != nil {
 		return err
-	}
-	if name == "" {
-		return fmt.Errorf("%w: schedule name is empty", queuestype.ErrConfig)
 	}
 	now := b.now()
 	b.mu.Lock()
@@ -34,7 +29,7 @@ func (b *Backend) PauseSchedule(ctx context.Context, name string) error {
 
 // ResumeSchedule removes the pause of name and reports whether there was one.
 func (b *Backend) ResumeSchedule(ctx context.Context, name string) (bool, error) {
-	if err := ctx.Err(); err != nil {
+	if err := driver.CheckScheduleName(ctx, name); err != nil {
 		return false, err
 	}
 	b.mu.Lock()
@@ -44,7 +39,7 @@ func (b *Backend) ResumeSchedule(ctx context.Context, name string) (bool, error)
 	return ok, nil
 }
 
-// PausedSchedules returns every pause, ordered by name.
+// PausedSchedules returns every pause, ordered by name (byte-wise).
 func (b *Backend) PausedSchedules(ctx context.Context) ([]driver.SchedulePause, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
