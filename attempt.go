@@ -272,11 +272,13 @@ func (a *attempt) complete(ctx context.Context, value any) {
 		a.fail(ctx, NonRetryable(err), false)
 		return
 	}
-	// Only a completed event needs the settled record; without events the
-	// backend may skip returning it.
+	// Only a completed event and a schedule's next occurrence (due from
+	// completed_at) need the settled record; else the backend may skip
+	// returning it.
+	needRecord := s.pub.enabled || !a.rec.Policy.Schedule.IsZero()
 	done, err := a.writeSettle(settleWrite{phase: "complete",
 		write: s.settleTransition(driver.Transition{ID: a.rec.ID, Generation: a.rec.RetryCount, To: StatusCompleted,
-			Result: result, Claimed: a.rec, NoRecord: !s.pub.enabled}),
+			Result: result, Claimed: a.rec, NoRecord: !needRecord}),
 		landed: landedCompleted(a.rec)})
 	if err != nil {
 		var refused *refusedError
@@ -290,7 +292,7 @@ func (a *attempt) complete(ctx context.Context, value any) {
 		a.settleError(ctx, "complete", err)
 		return
 	}
-	if s.pub.enabled && done != nil {
+	if needRecord && done != nil {
 		s.lifecycle(ctx, events.TypeCompleted, done, a.workerID, "", statusPayload(done), a.nextSeq())
 	}
 	// Logging options are fixed at enqueue: the claimed record has them.

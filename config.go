@@ -88,6 +88,10 @@ type Config struct {
 	// a *ConfigError). Enqueue refuses a violation with a *LimitError
 	// before any store call.
 	Limits queuestype.Limits
+	// DisableScheduleSync skips the startup sync of schedules when a
+	// worker starts (see Schedule). Give it to every process but one when
+	// applications with different registries share one store.
+	DisableScheduleSync bool
 }
 
 // EventsConfig configures live events. Events are delivered to the broker (for
@@ -174,6 +178,10 @@ type WorkerConfig struct {
 	StaleCheckInterval time.Duration
 	// ExpiryCheckInterval is the expiry sweep cadence: 0 → 60s; negative = off.
 	ExpiryCheckInterval time.Duration
+	// ScheduleCheckInterval is the schedule keeper's cadence (one worker
+	// of the fleet enqueues the next occurrence of any declared, unpaused
+	// schedule that has none): 0 → 30s; negative = off.
+	ScheduleCheckInterval time.Duration
 	// ReconcileInterval is the external reconcile cadence of a dispatching
 	// worker (probing executions that ended without settling): 0 → 30s.
 	ReconcileInterval time.Duration
@@ -201,6 +209,7 @@ const (
 	defaultCancellationPollInterval = time.Second
 	defaultStaleCheckInterval       = 60 * time.Second
 	defaultExpiryCheckInterval      = 60 * time.Second
+	defaultScheduleCheckInterval    = 30 * time.Second
 	defaultReconcileInterval        = 30 * time.Second
 	defaultGracefulShutdownTimeout  = 30 * time.Second
 	defaultFinalCancelTimeout       = 5 * time.Second
@@ -299,6 +308,9 @@ func (c WorkerConfig) withDefaults() (WorkerConfig, error) {
 	}
 	if c.ExpiryCheckInterval == 0 {
 		c.ExpiryCheckInterval = defaultExpiryCheckInterval
+	}
+	if c.ScheduleCheckInterval == 0 {
+		c.ScheduleCheckInterval = defaultScheduleCheckInterval
 	}
 	for q, n := range c.QueueConcurrency {
 		if n <= 0 {

@@ -75,6 +75,11 @@ type TaskOptions struct {
 	OnStaleFailure func(ctx context.Context, rec *Record)
 	// Middleware wraps this task's attempts, inside Config.Middleware.
 	Middleware []Middleware
+	// Schedule makes the task recurring (see Schedule); nil = not scheduled.
+	Schedule *Schedule
+	// Schedules are more schedules of the task, each with its own Name
+	// (distinct from each other and from Schedule's) and arguments.
+	Schedules []Schedule
 }
 
 var logLevels = map[string]bool{"debug": true, "info": true, "warning": true, "error": true, "critical": true}

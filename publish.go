@@ -123,9 +123,6 @@ func statusPayload(rec *Record) map[string]any {
 // delivery errors: a settled record must not look unsettled because a
 // subscriber was slow.
 func (s *Service) lifecycle(ctx context.Context, typ string, rec *Record, workerID, message string, payload map[string]any, seq *int) {
-	if !s.pub.enabled {
-		return
-	}
 	s.lifecycleAttempt(ctx, typ, rec, rec.RetryCount+1, workerID, message, payload, seq)
 }
 
@@ -133,6 +130,12 @@ func (s *Service) lifecycle(ctx context.Context, typ string, rec *Record, worker
 // of rec: an attempt that ended with a retry is reported with its own
 // number, not the number of the generation the record moved to.
 func (s *Service) lifecycleAttempt(ctx context.Context, typ string, rec *Record, attempt int, workerID, message string, payload map[string]any, seq *int) {
+	// Every terminal transition is announced here, so the next occurrence
+	// of a scheduled record is enqueued here too, whether or not events
+	// are delivered.
+	if isTerminalEvent(typ) {
+		s.recur(ctx, rec)
+	}
 	if !s.pub.enabled {
 		return
 	}

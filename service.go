@@ -45,6 +45,14 @@ type Service struct {
 	storeDown   atomic.Bool
 	storeBackAt atomic.Int64
 
+	// clock, when set, replaces time.Now for computing schedule
+	// occurrences (tests drive it).
+	clock func() time.Time
+	// dueCh is closed (and replaced) when this process enqueued a schedule
+	// occurrence, so its idle workers clamp their wait to it.
+	dueMu sync.Mutex
+	dueCh chan struct{}
+
 	mu      sync.Mutex
 	started bool
 	inApp   *Worker

@@ -38,6 +38,7 @@ type sweeper struct {
 var sweeperDuties = []func(w *Worker) *sweeper{
 	expirySweeper,
 	staleSweeper,
+	scheduleKeeper,
 	func(w *Worker) *sweeper {
 		if w.disp == nil {
 			return nil

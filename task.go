@@ -26,10 +26,14 @@ type IdentityArgser interface {
 type Registry struct {
 	mu    sync.RWMutex
 	tasks map[string]*taskEntry
+	// schedKeys holds every declared schedule by its occurrences' key.
+	schedKeys map[string]*schedEntry
 }
 
 // NewRegistry returns an empty registry.
-func NewRegistry() *Registry { return &Registry{tasks: map[string]*taskEntry{}} }
+func NewRegistry() *Registry {
+	return &Registry{tasks: map[string]*taskEntry{}, schedKeys: map[string]*schedEntry{}}
+}
 
 // taskEntry is the type-erased form of a registered task.
 type taskEntry struct {
@@ -45,6 +49,8 @@ type taskEntry struct {
 	identity func(decoded any) any
 	// run decodes the arguments and calls the function.
 	run func(ctx context.Context, raw json.RawMessage) (any, error)
+	// schedules are the task's validated schedules.
+	schedules []*schedEntry
 }
 
 // Names lists the registered task names, sorted.
@@ -74,7 +80,18 @@ func (r *Registry) add(e *taskEntry) error {
 	if _, dup := r.tasks[e.name]; dup {
 		return configErr("task name", "%q is already registered", e.name)
 	}
+	for _, se := range e.schedules {
+		if other := r.schedKeys[se.key]; other != nil {
+			return configErr("Schedule", "task %q: schedule %q collides with task %q's", e.name, se.spec.Name, other.task.name)
+		}
+	}
 	r.tasks[e.name] = e
+	if r.schedKeys == nil {
+		r.schedKeys = map[string]*schedEntry{}
+	}
+	for _, se := range e.schedules {
+		r.schedKeys[se.key] = se
+	}
 	return nil
 }
 
@@ -122,6 +139,11 @@ func Register[A, R any](r *Registry, name string, fn TaskFunc[A, R], opts ...Tas
 		}
 		return a
 	}
+	scheds, err := compileSchedules(e)
+	if err != nil {
+		return nil, fmt.Errorf("task %q: %w", name, err)
+	}
+	e.schedules = scheds
 	if fn != nil {
 		e.run = func(ctx context.Context, raw json.RawMessage) (any, error) {
 			var a A

@@ -184,6 +184,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		w.reg.start()
 	}
 	hints := w.subscribe(subCtx)
+	w.svc.runScheduleSync(ctx, w.cfg.ID)
 	sweepers := w.startSweepers(subCtx)
 	w.ready.fire()
 	w.svc.logger.Info("Queue worker started", "worker_id", w.cfg.ID, "queues", w.cfg.Queues,
@@ -582,9 +583,15 @@ func (w *Worker) wait(ctx context.Context, h *hintSubs, current time.Duration) t
 	}
 	t := time.NewTimer(d)
 	defer t.Stop()
+	due := w.svc.dueChanged()
 	for {
 		select {
 		case <-w.stop.done():
+			return current
+		case <-due:
+			// This process enqueued a record due in the future (a
+			// schedule's next occurrence), which stores announce to
+			// nobody: sample the next due time again.
 			return current
 		case _, ok := <-h.wake:
 			if !ok {

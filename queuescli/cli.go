@@ -165,6 +165,7 @@ func New(opts Options) *cobra.Command {
 	root.AddCommand(c.runCmd(), c.runTaskCmd(), c.enqueueCmd(), c.statusCmd(), c.getCmd(),
 		c.cancelCmd(), c.migrateCmd(), c.benchCmd())
 	root.AddCommand(c.workersCmd(), c.queuesCmd(), c.runMaintenanceCmd())
+	root.AddCommand(c.schedulesCmd())
 	root.AddCommand(c.schedulerHealthCmd())
 	trees.Store(root, c)
 	return root

@@ -18,7 +18,18 @@ const (
 	DemoSleep = "demo.sleep" // sleeps {"ms": N} milliseconds, stopping early when cancelled unless "ignore_cancel": true
 	DemoFail  = "demo.fail"  // fails {"times": N} times, then succeeds
 	DemoEcho  = "demo.echo"  // returns its arguments as its result
+	// DemoScheduled sleeps 500 ms on an interval schedule; it is
+	// registered only when EnvDemoSchedule is set.
+	DemoScheduled = "demo.scheduled"
 )
+
+// EnvDemoSchedule, when set to a duration (such as "1s"), makes
+// RegisterDemoTasks also register demo.scheduled with that interval
+// schedule, so `queues run` keeps a recurring demo task going.
+const EnvDemoSchedule = "QUEUES_DEMO_SCHEDULE"
+
+// demoScheduledSleep is how long each demo.scheduled occurrence runs.
+const demoScheduledSleep = 500 * time.Millisecond
 
 // EnvDemoTrace names a file each demo task attempt appends one line to
 // ("<task id> <task name> <attempt> <pid>"), opened with O_APPEND so that
@@ -94,7 +105,32 @@ func RegisterDemoTasks(r *queues.Registry) error {
 		trace(ctx)
 		return struct{}{}, nil
 	}, queues.TaskOptions{Description: "the scheduler canary: does nothing; its completions show that schedules fire"})
-	return errors.Join(err1, err2, err3, err4, err5)
+	return errors.Join(err1, err2, err3, err4, err5, registerDemoSchedule(r))
+}
+
+// registerDemoSchedule registers demo.scheduled when EnvDemoSchedule holds
+// a positive duration.
+func registerDemoSchedule(r *queues.Registry) error {
+	v := os.Getenv(EnvDemoSchedule)
+	if v == "" {
+		return nil
+	}
+	every, err := time.ParseDuration(v)
+	if err != nil || every <= 0 {
+		return fmt.Errorf("%s=%q: want a positive duration such as 1s", EnvDemoSchedule, v)
+	}
+	_, err = queues.Register(r, DemoScheduled, func(ctx context.Context, _ struct{}) (struct{}, error) {
+		trace(ctx)
+		t := time.NewTimer(demoScheduledSleep)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			return struct{}{}, nil
+		case <-ctx.Done():
+			return struct{}{}, context.Cause(ctx)
+		}
+	}, queues.TaskOptions{Description: "sleeps 500 ms on an interval schedule", Schedule: &queues.Schedule{Interval: every}})
+	return err
 }
 
 var traceMu sync.Mutex

@@ -36,13 +36,16 @@ type Policy struct {
 	UniqueBy      string
 	UniqueVersion string
 	UniqueUntil   string
+	// Schedule is the schedule the record is an occurrence of (zero for an
+	// unscheduled record).
+	Schedule ScheduleSpec
 }
 
 // IsZero reports whether p holds no setting.
 func (p Policy) IsZero() bool {
 	return p.Timeout == 0 && p.RetryBackoff == (RetryBackoff{}) && !p.NoStaleRequeue && p.RequeueOnShutdown == nil &&
 		p.LogLevel == "" && !p.LogSuccess && p.Description == "" && p.CorrelationID == "" &&
-		p.UniqueBy == "" && p.UniqueVersion == "" && p.UniqueUntil == ""
+		p.UniqueBy == "" && p.UniqueVersion == "" && p.UniqueUntil == "" && p.Schedule.IsZero()
 }
 
 // Forever reports whether the record's key outlives it (UniqueUntil forever).
@@ -51,17 +54,18 @@ func (p Policy) Forever() bool { return p.UniqueUntil == UniqueForever }
 // policyJSON is the stored and wire form: durations in seconds, unset
 // fields left out.
 type policyJSON struct {
-	Timeout           float64      `json:"timeout,omitempty"`
-	RetryBackoff      *backoffJSON `json:"retry_backoff,omitempty"`
-	NoStaleRequeue    bool         `json:"no_stale_requeue,omitempty"`
-	RequeueOnShutdown *bool        `json:"requeue_on_shutdown,omitempty"`
-	LogLevel          string       `json:"log_level,omitempty"`
-	LogSuccess        bool         `json:"log_success,omitempty"`
-	Description       string       `json:"description,omitempty"`
-	CorrelationID     string       `json:"correlation_id,omitempty"`
-	UniqueBy          string       `json:"unique_by,omitempty"`
-	UniqueVersion     string       `json:"unique_version,omitempty"`
-	UniqueUntil       string       `json:"unique_until,omitempty"`
+	Timeout           float64       `json:"timeout,omitempty"`
+	RetryBackoff      *backoffJSON  `json:"retry_backoff,omitempty"`
+	NoStaleRequeue    bool          `json:"no_stale_requeue,omitempty"`
+	RequeueOnShutdown *bool         `json:"requeue_on_shutdown,omitempty"`
+	LogLevel          string        `json:"log_level,omitempty"`
+	LogSuccess        bool          `json:"log_success,omitempty"`
+	Description       string        `json:"description,omitempty"`
+	CorrelationID     string        `json:"correlation_id,omitempty"`
+	UniqueBy          string        `json:"unique_by,omitempty"`
+	UniqueVersion     string        `json:"unique_version,omitempty"`
+	UniqueUntil       string        `json:"unique_until,omitempty"`
+	Schedule          *scheduleJSON `json:"schedule,omitempty"`
 }
 
 type backoffJSON struct {
@@ -78,6 +82,7 @@ func (p Policy) MarshalJSON() ([]byte, error) {
 		Timeout: p.Timeout.Seconds(), NoStaleRequeue: p.NoStaleRequeue, RequeueOnShutdown: p.RequeueOnShutdown,
 		LogLevel: p.LogLevel, LogSuccess: p.LogSuccess, Description: p.Description, CorrelationID: p.CorrelationID,
 		UniqueBy: p.UniqueBy, UniqueVersion: p.UniqueVersion, UniqueUntil: p.UniqueUntil,
+		Schedule: p.Schedule.toJSON(),
 	}
 	if b := p.RetryBackoff; b != (RetryBackoff{}) {
 		j.RetryBackoff = &backoffJSON{InitialDelay: b.InitialDelay.Seconds(), Multiplier: b.Multiplier, MaxDelay: b.MaxDelay.Seconds()}
@@ -99,6 +104,7 @@ func (p *Policy) UnmarshalJSON(b []byte) error {
 		Timeout: SecondsToDuration(j.Timeout), NoStaleRequeue: j.NoStaleRequeue, RequeueOnShutdown: j.RequeueOnShutdown,
 		LogLevel: j.LogLevel, LogSuccess: j.LogSuccess, Description: j.Description, CorrelationID: j.CorrelationID,
 		UniqueBy: j.UniqueBy, UniqueVersion: j.UniqueVersion, UniqueUntil: j.UniqueUntil,
+		Schedule: j.Schedule.spec(),
 	}
 	if r := j.RetryBackoff; r != nil {
 		p.RetryBackoff = RetryBackoff{InitialDelay: SecondsToDuration(r.InitialDelay), Multiplier: r.Multiplier, MaxDelay: SecondsToDuration(r.MaxDelay)}

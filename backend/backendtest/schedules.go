@@ -13,9 +13,9 @@ import (
 )
 
 // memoryPausesSchedules makes a memory store without driver.SchedulePauser
-// fail the Schedules group instead of skipping it. It stays false until
-// the memory store implements the capability; then it is turned on.
-const memoryPausesSchedules = false
+// fail the Schedules group instead of skipping it (the memory store
+// implements the capability).
+const memoryPausesSchedules = true
 
 // firstPartyPausers names (by Backend.Name) the stores of this module that
 // must keep schedule pauses: for them a missing driver.SchedulePauser fails

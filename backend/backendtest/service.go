@@ -18,6 +18,7 @@ func RunService(t *testing.T, f Factory) {
 		{"Shutdown", testSvcShutdown},
 		{"Recovery", testSvcRecovery},
 		{"Attempts", testSvcAttempts},
+		{"Schedules", testSvcSchedules},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {

@@ -50,7 +50,7 @@ type Options struct {
 // concurrent use. It implements driver.Backend and the optional interfaces
 // driver.Waker, driver.WorkerController, driver.DueTimer,
 // driver.CompletionWaiter, driver.Locker, driver.Inspector,
-// driver.WorkerRegistry and driver.BacklogCounter.
+// driver.WorkerRegistry, driver.BacklogCounter and driver.SchedulePauser.
 type Backend struct {
 	nowFn func() time.Time
 
@@ -66,7 +66,8 @@ type Backend struct {
 	stats        map[string]*queuestype.Statistics
 	locks        map[string]lock
 	scratch      []*partition
-	workers      map[string]workerEntry // the registry of live workers (workers.go)
+	workers      map[string]workerEntry          // the registry of live workers (workers.go)
+	pauses       map[string]driver.SchedulePause // paused schedules by name (schedules.go)
 
 	wakes    hub.Hub // wakeup hints, key ""
 	controls hub.Hub // worker-control hints, keyed by worker ID
