@@ -56,9 +56,10 @@ const DemoFailRetries = 5
 
 // RegisterDemoTasks registers the built-in demo tasks into r: demo.noop,
 // demo.sleep, demo.fail (retries DemoFailRetries, 100ms apart) and
-// demo.echo, and the scheduler canary (queues.SchedulerCanaryTask) as a
-// plain no-op task, so that `queues scheduler-health` has a canary to look
-// for; the application that runs it on a schedule enqueues it.
+// demo.echo, and the scheduler canary (queues.SchedulerCanaryTask): on an
+// interval schedule when EnvSchedulerCanary holds a duration, else as a
+// plain no-op task, so that `queues scheduler-health` always has a canary
+// to look for.
 func RegisterDemoTasks(r *queues.Registry) error {
 	_, err1 := queues.Register(r, DemoNoop, func(ctx context.Context, _ json.RawMessage) (struct{}, error) {
 		trace(ctx)
@@ -99,13 +100,32 @@ func RegisterDemoTasks(r *queues.Registry) error {
 		}
 		return a, nil
 	}, queues.TaskOptions{Description: "returns its arguments"})
-	// A plain task until the engine's schedules can declare the canary's;
-	// then this becomes queues.RegisterSchedulerCanary.
-	_, err5 := queues.Register(r, queues.SchedulerCanaryTask, func(ctx context.Context, _ json.RawMessage) (struct{}, error) {
+	return errors.Join(err1, err2, err3, err4, registerCanary(r), registerDemoSchedule(r))
+}
+
+// EnvSchedulerCanary, when set to a duration (such as "1m"), schedules the
+// scheduler canary at that interval (queues.RegisterSchedulerCanary), so
+// that `queues run` keeps it going and `queues scheduler-health` can tell
+// whether schedules fire. Set it alike on every worker of a store: a
+// worker whose registry has no schedule for the canary cancels its pending
+// occurrence at startup, as it does for every removed schedule.
+const EnvSchedulerCanary = "QUEUES_SCHEDULER_CANARY"
+
+// registerCanary registers the scheduler canary, scheduled when
+// EnvSchedulerCanary says so.
+func registerCanary(r *queues.Registry) error {
+	if v := os.Getenv(EnvSchedulerCanary); v != "" {
+		every, err := time.ParseDuration(v)
+		if err != nil || every <= 0 {
+			return fmt.Errorf("%s=%q: want a positive duration such as 1m", EnvSchedulerCanary, v)
+		}
+		return queues.RegisterSchedulerCanary(r, every)
+	}
+	_, err := queues.Register(r, queues.SchedulerCanaryTask, func(ctx context.Context, _ json.RawMessage) (struct{}, error) {
 		trace(ctx)
 		return struct{}{}, nil
 	}, queues.TaskOptions{Description: "the scheduler canary: does nothing; its completions show that schedules fire"})
-	return errors.Join(err1, err2, err3, err4, err5, registerDemoSchedule(r))
+	return err
 }
 
 // registerDemoSchedule registers demo.scheduled when EnvDemoSchedule holds

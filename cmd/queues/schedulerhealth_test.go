@@ -5,10 +5,12 @@ import (
 	"database/sql"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/queuesgo/queues"
+	"github.com/queuesgo/queues/queuescli"
 )
 
 // TestSchedulerHealthExitCodes runs `queues scheduler-health` as a process
@@ -92,4 +94,39 @@ func mustDuration(t *testing.T, s string) time.Duration {
 		t.Fatal(err)
 	}
 	return d
+}
+
+// With QUEUES_SCHEDULER_CANARY set, `queues run` keeps the canary on its
+// schedule and scheduler-health turns healthy without anything enqueued by
+// hand.
+func TestSchedulerCanaryRunsOnItsSchedule(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.mustRun("migrate")
+	e.extra = append(e.extra, queuescli.EnvSchedulerCanary+"=200ms")
+	if code, _, _ := e.run("scheduler-health"); code != 4 {
+		t.Fatalf("scheduler-health before any worker: exit %d, want 4", code)
+	}
+	p := e.start("run")
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		code, out, stderr := e.run("scheduler-health", "--minutes", "1")
+		if code == 0 {
+			if !strings.HasPrefix(out, "healthy: "+queues.SchedulerCanaryTask+" completed ") {
+				t.Fatalf("scheduler-health: %q", out)
+			}
+			break
+		}
+		if code != 4 {
+			t.Fatalf("scheduler-health: exit %d: %s", code, stderr)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the scheduled canary did not complete within 15s\nworker stderr: %s", p.stderr.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	p.signal(t, syscall.SIGTERM)
+	if code := p.wait(t, 20*time.Second); code != 0 {
+		t.Fatalf("queues run exited %d after SIGTERM\nstderr: %s", code, p.stderr.String())
+	}
 }
