@@ -140,3 +140,56 @@ func TestScheduleRecursAfterCancelMatching(t *testing.T) {
 	}
 	wantSuccessor(t, svc, "bulk", "scheduled:bulk", first, queues.StatusCancelled, time.Hour)
 }
+
+// The active occurrence is found by its key however many records of its
+// task share its status (more than a bounded scan of the newest ones
+// would visit): listing, pause, resume and trigger all act on it.
+func TestScheduleActiveOccurrenceFoundByKey(t *testing.T) {
+	ctx := context.Background()
+	reg := queues.NewRegistry()
+	queues.MustRegister(reg, "busy", func(context.Context, empty) (empty, error) { return empty{}, nil },
+		queues.TaskOptions{Queue: "sched-busy", Schedule: &queues.Schedule{Interval: time.Hour}})
+	svc := quietService(t, reg)
+	recurWorker(t, svc, []string{"elsewhere"}, nil)
+	first := onlyOccurrence(t, svc, "busy", "scheduled:busy")
+	// 6,000 newer scheduled records of the same task bury the occurrence.
+	later := time.Now().Add(2 * time.Hour)
+	for range 6 {
+		reqs := make([]queues.EnqueueRequest, 1000)
+		for i := range reqs {
+			reqs[i] = queues.EnqueueRequest{Task: "busy", Options: queues.EnqueueOptions{ScheduledAt: later}}
+		}
+		if _, err := svc.EnqueueMany(ctx, reqs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	infos, err := svc.Schedules(ctx)
+	if err != nil || len(infos) != 1 || infos[0].Active == nil || infos[0].Active.ID != first.ID ||
+		!infos[0].NextRun.Equal(first.ScheduledAt) {
+		t.Fatalf("Schedules: %+v %v; want the active occurrence %s", infos, err, first.ID)
+	}
+	if err := svc.PauseSchedule(ctx, "busy"); err != nil {
+		t.Fatal(err)
+	}
+	if rec, err := svc.GetTask(ctx, first.ID); err != nil || rec.Status != queues.StatusCancelled {
+		t.Fatalf("occurrence after pause: %+v %v", rec, err)
+	}
+	if err := svc.ResumeSchedule(ctx, "busy"); err != nil {
+		t.Fatal(err)
+	}
+	infos, err = svc.Schedules(ctx)
+	if err != nil || infos[0].Active == nil || infos[0].Active.Status != queues.StatusScheduled {
+		t.Fatalf("Schedules after resume: %+v %v", infos, err)
+	}
+	resumed := infos[0].Active
+	trig, err := svc.TriggerSchedule(ctx, "busy")
+	if err != nil || trig.ID == resumed.ID || !trig.IsDue(time.Now()) {
+		t.Fatalf("trigger: %+v %v", trig, err)
+	}
+	if rec, err := svc.GetTask(ctx, resumed.ID); err != nil || rec.Status != queues.StatusCancelled {
+		t.Fatalf("replaced occurrence after trigger: %+v %v", rec, err)
+	}
+	if infos, err = svc.Schedules(ctx); err != nil || infos[0].Active == nil || infos[0].Active.ID != trig.ID {
+		t.Fatalf("Schedules after trigger: %+v %v", infos, err)
+	}
+}

@@ -23,7 +23,11 @@ const recurrenceTimeout = 10 * time.Second
 const scheduleSyncTimeout = 30 * time.Second
 
 // scanPageSize and scanPages bound the record scans of schedule
-// operations (finding a key's active record, orphans, last outcomes).
+// operations that know no key: finding orphans (occurrences whose schedule
+// is gone) visits at most scanPages × scanPageSize records per active
+// status, and the last outcome of a schedule is looked for among the
+// newest scanPageSize records of each terminal status. Active occurrences
+// are read by key, never scanned.
 const (
 	scanPageSize = 200
 	scanPages    = 25
@@ -246,7 +250,10 @@ func (s *Service) syncSchedules(ctx context.Context) (scheduleSyncResult, error)
 
 // cancelOrphans cancels the pending occurrences whose schedule this
 // registry does not declare (a schedule removed from code). Running ones
-// finish and get no successor. The scan is bounded.
+// finish and get no successor. A removed schedule's key is not known, so
+// this is a scan of every task's waiting records, newest first, bounded
+// by scanPages (see scanPageSize): an orphan behind more newer waiting
+// records is left to a later sync, once fewer wait.
 func (s *Service) cancelOrphans(ctx context.Context) (int, error) {
 	if _, ok := s.backend.(driver.Inspector); !ok {
 		return 0, nil
@@ -299,22 +306,22 @@ func (s *Service) scan(ctx context.Context, f TaskFilter, visit func(*Record) bo
 }
 
 // activeOccurrence returns the active (pending, scheduled or running)
-// record holding se's key, or nil.
+// record holding se's key, or nil. The key is unique among records, so
+// this is one exact read however many records the task has.
 func (s *Service) activeOccurrence(ctx context.Context, se *schedEntry) (*Record, error) {
-	var found *Record
-	for _, st := range []Status{StatusRunning, StatusPending, StatusScheduled} {
-		err := s.scan(ctx, TaskFilter{Status: st, TaskName: se.task.name}, func(rec *Record) bool {
-			if rec.Key == se.key {
-				found = rec
-				return false
-			}
-			return true
-		})
-		if err != nil || found != nil {
-			return found, err
-		}
+	rec, err := s.backend.GetTaskByKey(ctx, se.key)
+	if errors.Is(err, ErrTaskNotFound) {
+		return nil, nil
 	}
-	return nil, nil
+	if err != nil {
+		return nil, err
+	}
+	// The key may still be held by the occurrence that ended last, or by
+	// a record of another task enqueued with that key by hand.
+	if rec.IsTerminal() || rec.TaskName != se.task.name {
+		return nil, nil
+	}
+	return rec, nil
 }
 
 // lastOutcome returns the terminal occurrence of se that ended last among
@@ -588,8 +595,10 @@ func (i ScheduleInfo) MarshalJSON() ([]byte, error) {
 
 // Schedules lists every schedule declared in this service's registry,
 // ordered by name, with its paused state, its active occurrence and next
-// run, and its last outcome. It reads the store (bounded scans of the
-// task's records) and needs a store implementing driver.Inspector.
+// run, and its last outcome. The active occurrence is read by key; the
+// last outcome is looked for among the newest records of each terminal
+// status of the task (a bounded scan), which needs a store implementing
+// driver.Inspector.
 func (s *Service) Schedules(ctx context.Context) ([]ScheduleInfo, error) {
 	paused, err := s.pauses(ctx)
 	if err != nil {
