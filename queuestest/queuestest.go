@@ -46,17 +46,23 @@ type Options struct {
 	Clock *Clock
 	// Logger receives the service's logs; nil discards them.
 	Logger *slog.Logger
+	// MaxDrainAttempts bounds the attempts of one Drain, so tasks that
+	// enqueue each other forever fail the test instead of hanging it:
+	// 0 → 10000.
+	MaxDrainAttempts int
 	// Config, when set, adjusts the configuration before the service is
 	// created (middleware, limits, error sanitizer, events ...). Backend,
-	// Registry and the execution backend are set by NewService.
+	// Registry, the execution backend and the worker placement (no in-app
+	// worker) are set by NewService.
 	Config func(cfg *queues.Config)
 }
 
 // harness is what NewService keeps about a service for Drain.
 type harness struct {
-	mu      sync.Mutex
-	started []uuid.UUID // attempts started since the last reset, in order
-	worker  *queues.Worker
+	mu          sync.Mutex
+	started     []uuid.UUID // attempts started since the last reset, in order
+	worker      *queues.Worker
+	maxAttempts int
 }
 
 // harnesses maps the services made by NewService to their harness; an
@@ -77,7 +83,10 @@ func NewService(t testing.TB, reg *queues.Registry, opts ...Options) *queues.Ser
 	if o.Clock != nil {
 		mo.Now = o.Clock.Now
 	}
-	h := &harness{}
+	h := &harness{maxAttempts: o.MaxDrainAttempts}
+	if h.maxAttempts <= 0 {
+		h.maxAttempts = defaultMaxDrainAttempts
+	}
 	cfg := queues.Config{Logger: o.Logger}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -133,9 +142,8 @@ func (h *harness) record(next queues.Handler) queues.Handler {
 	}
 }
 
-// maxDrainAttempts bounds one Drain, so a task that enqueues itself forever
-// fails the test instead of hanging it.
-const maxDrainAttempts = 10000
+// defaultMaxDrainAttempts is Options.MaxDrainAttempts when unset.
+const defaultMaxDrainAttempts = 10000
 
 // Drain runs every due record of svc (a service made by NewService) one at a
 // time in claim order (priority, then enqueue order) until none is due,
@@ -180,8 +188,8 @@ func Drain(t testing.TB, svc *queues.Service) []*queues.Record {
 		h.mu.Lock()
 		total := len(h.started)
 		h.mu.Unlock()
-		if total > maxDrainAttempts {
-			t.Fatalf("queuestest: Drain: more than %d attempts; do the tasks enqueue each other forever?", maxDrainAttempts)
+		if total > h.maxAttempts {
+			t.Fatalf("queuestest: Drain: more than %d attempts; do the tasks enqueue each other forever?", h.maxAttempts)
 			return nil
 		}
 	}

@@ -383,3 +383,22 @@ func TestNewServiceFailsOnABadConfig(t *testing.T) {
 	}
 	f.requireFailed(t, "queuestest: new service")
 }
+
+func TestDrainFailsOnTasksThatEnqueueForever(t *testing.T) {
+	reg := queues.NewRegistry()
+	var svc *queues.Service
+	var loop *queues.Task[int, int]
+	loop = queues.MustRegister(reg, "loop", func(ctx context.Context, n int) (int, error) {
+		_, err := loop.Enqueue(ctx, svc, n+1)
+		return n, err
+	})
+	svc = queuestest.NewService(t, reg, queuestest.Options{MaxDrainAttempts: 50})
+	if _, err := loop.Enqueue(context.Background(), svc, 0); err != nil {
+		t.Fatal(err)
+	}
+	f := &fakeTB{}
+	if recs := queuestest.Drain(f, svc); recs != nil {
+		t.Fatalf("Drain returned %d records", len(recs))
+	}
+	f.requireFailed(t, "more than 50 attempts", "enqueue each other forever")
+}
