@@ -230,7 +230,7 @@ func (b *Backend) enqueueKeyed(ctx context.Context, tx pgx.Tx, ps []driver.Enque
 		plans[i], _ = folder.DecideRule(i, ps[i].Key, ps[i].Forever, driver.RuleOf(&ps[i]), view.now) // the lookups read maps
 		if plans[i].TakeOver {
 			// releaseKeys already cleared every key its holder gave up.
-			return nil, fmt.Errorf("postgres: enqueue: record holding key %q gives it up after the release", ps[i].Key)
+			return nil, fmt.Errorf("record holding key %q gives it up after the release", ps[i].Key)
 		}
 		if plans[i].Action == driver.KeyInsert {
 			planned++
