@@ -60,14 +60,27 @@ type TaskOptions struct {
 	// ExecutionBackend routes records: "" → Config.ExecutionBackend.
 	ExecutionBackend string
 	ExecutionProfile string
-	Key              string        // fixed identity key
-	UniqueBy         UniqueBy      // derive the identity key from the task or its arguments
-	UniqueUntil      UniqueUntil   // "" = terminal
-	RunAfter         time.Duration // default delay before a record is due
-	ExpiresIn        time.Duration // not-started deadline, from the due time
-	Description      string
-	LogLevel         string // level of the success log line: debug, info, warning, error, critical
-	LogSuccess       *bool
+	Key              string      // fixed identity key
+	UniqueBy         UniqueBy    // derive the identity key from the task or its arguments
+	UniqueUntil      UniqueUntil // "" = terminal
+	// UniqueFor holds the key for this long from a record's enqueue, in
+	// whatever status the record is: a second enqueue within it returns the
+	// first record (Deduplicated), even once that one completed; after it a
+	// new record takes the key. 0 = no period. Needs Key or UniqueBy; not
+	// with UniqueUntil forever or a Schedule.
+	UniqueFor time.Duration
+	// UniqueWhile holds the key only while its record is in one of these
+	// statuses (e.g. pending, scheduled): a record in another status gives
+	// the key up to a new record. Empty = every non-terminal status, or
+	// every status with UniqueFor. With UniqueFor, the key is held while
+	// both say so. Needs Key or UniqueBy; not with UniqueUntil forever or a
+	// Schedule.
+	UniqueWhile []Status
+	RunAfter    time.Duration // default delay before a record is due
+	ExpiresIn   time.Duration // not-started deadline, from the due time
+	Description string
+	LogLevel    string // level of the success log line: debug, info, warning, error, critical
+	LogSuccess  *bool
 	// NoStaleRequeue fails (rather than requeues) records whose heartbeat went stale.
 	NoStaleRequeue    bool
 	RequeueOnShutdown *bool
@@ -101,6 +114,19 @@ func (o *TaskOptions) validate() error {
 		}
 	default:
 		return configErr("UniqueUntil", "unknown lifetime %q", o.UniqueUntil)
+	}
+	if err := validateKeyRule(o.UniqueFor, o.UniqueWhile); err != nil {
+		return err
+	}
+	if o.UniqueFor != 0 || len(o.UniqueWhile) > 0 {
+		switch {
+		case o.Key == "" && o.UniqueBy == UniqueByNone:
+			return configErr("UniqueFor", "a period or states need Key or UniqueBy")
+		case o.UniqueUntil == UniqueUntilForever:
+			return configErr("UniqueFor", "a forever key takes no period or states (it is held until ResetIdentity)")
+		case o.Schedule != nil || len(o.Schedules) > 0:
+			return configErr("UniqueFor", "cannot be combined with Schedule (occurrences hold their key until they end)")
+		}
 	}
 	if err := validatePriority(o.Priority); err != nil {
 		return err
@@ -163,12 +189,16 @@ func validatePriority(p int) error {
 // EnqueueOptions override a task's defaults for one enqueue. Zero values mean
 // "use the task's default".
 type EnqueueOptions struct {
-	ID               uuid.UUID     // caller-chosen record ID
-	ScheduledAt      time.Time     // explicit due time
-	RunAfter         time.Duration // due = now + RunAfter
-	ExpiresAt        time.Time     // absolute not-started deadline
-	ExpiresIn        time.Duration // deadline relative to the due time
-	Key              string        // identity key (terminal lifetime unless the task says forever)
+	ID          uuid.UUID     // caller-chosen record ID
+	ScheduledAt time.Time     // explicit due time
+	RunAfter    time.Duration // due = now + RunAfter
+	ExpiresAt   time.Time     // absolute not-started deadline
+	ExpiresIn   time.Duration // deadline relative to the due time
+	Key         string        // identity key (terminal lifetime unless the task says forever)
+	// UniqueFor and UniqueWhile override the task's key period and states
+	// for this enqueue (see TaskOptions); they need a key.
+	UniqueFor        time.Duration
+	UniqueWhile      []Status
 	Queue            string
 	Priority         *int
 	Retries          *int
@@ -204,6 +234,12 @@ func (o EnqueueOptions) merge(base EnqueueOptions) EnqueueOptions {
 	}
 	if o.Key == "" {
 		o.Key = base.Key
+	}
+	if o.UniqueFor == 0 {
+		o.UniqueFor = base.UniqueFor
+	}
+	if o.UniqueWhile == nil {
+		o.UniqueWhile = base.UniqueWhile
 	}
 	if o.Queue == "" {
 		o.Queue = base.Queue
@@ -258,6 +294,9 @@ func (o *EnqueueOptions) validate() error {
 	if o.Timeout < 0 {
 		return configErr("Timeout", "must not be negative")
 	}
+	if err := validateKeyRule(o.UniqueFor, o.UniqueWhile); err != nil {
+		return err
+	}
 	if o.Priority != nil {
 		if err := validatePriority(*o.Priority); err != nil {
 			return err
@@ -272,6 +311,24 @@ func (o *EnqueueOptions) validate() error {
 	for k := range o.Metadata {
 		if queuestype.IsReservedMetadataKey(k) {
 			return configErr("Metadata", "key %q is reserved for the system (task policy is set through TaskOptions and EnqueueOptions; keys starting with _ are reserved too)", k)
+		}
+	}
+	return nil
+}
+
+// validateKeyRule checks a key period and state set: the period is zero or
+// at least a millisecond (stores keep times to the microsecond; a shorter
+// period would mean nothing), and the states are known statuses.
+func validateKeyRule(period time.Duration, states []Status) error {
+	if period < 0 {
+		return configErr("UniqueFor", "must not be negative")
+	}
+	if period > 0 && period < time.Millisecond {
+		return configErr("UniqueFor", "must be at least 1ms")
+	}
+	for _, st := range states {
+		if !st.IsValid() {
+			return configErr("UniqueWhile", "unknown status %q", st)
 		}
 	}
 	return nil

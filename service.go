@@ -305,6 +305,18 @@ func (s *Service) prepareItem(ctx context.Context, e *taskEntry, typed any, raw 
 	if err != nil {
 		return prepared{}, fmt.Errorf("task %q: %w", e.name, err)
 	}
+	uniqueFor, uniqueWhile := firstNonZero(o.UniqueFor, e.opts.UniqueFor), o.UniqueWhile
+	if uniqueWhile == nil {
+		uniqueWhile = e.opts.UniqueWhile
+	}
+	if uniqueFor != 0 || len(uniqueWhile) > 0 {
+		switch {
+		case id.key == "":
+			return prepared{}, configErr("UniqueFor", "a period or states need a key (Key, or the task's Key or UniqueBy)")
+		case id.forever:
+			return prepared{}, configErr("UniqueFor", "a forever key takes no period or states (it is held until ResetIdentity)")
+		}
+	}
 	now := time.Now().UTC()
 	var scheduledAt time.Time
 	switch {
@@ -344,7 +356,8 @@ func (s *Service) prepareItem(ctx context.Context, e *taskEntry, typed any, raw 
 	params := driver.EnqueueParams{
 		ID: o.ID, TaskName: e.name, Queue: firstNonZero(o.Queue, e.opts.Queue, DefaultQueue),
 		Priority: priority, MaxRetries: retries, ScheduledAt: scheduledAt, ExpiresAt: expiresAt,
-		Key: id.key, Forever: id.forever, ExecutionBackend: execBackend,
+		Key: id.key, Forever: id.forever, UniqueFor: uniqueFor, UniqueWhile: append([]Status(nil), uniqueWhile...),
+		ExecutionBackend: execBackend,
 		ExecutionProfile: firstNonZero(o.ExecutionProfile, e.opts.ExecutionProfile), Metadata: md,
 		Policy: s.buildPolicy(ctx, e, o, id),
 	}

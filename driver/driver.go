@@ -129,16 +129,22 @@ type Dispatcher interface {
 // EnqueueParams is one record to insert. The backend stamps created_at and
 // queued_at, generates an ID when ID is zero, and derives the status from ScheduledAt.
 type EnqueueParams struct {
-	ID               uuid.UUID
-	TaskName         string
-	Args             json.RawMessage
-	Queue            string
-	Priority         int
-	MaxRetries       int
-	ScheduledAt      time.Time
-	ExpiresAt        time.Time
-	Key              string
-	Forever          bool
+	ID          uuid.UUID
+	TaskName    string
+	Args        json.RawMessage
+	Queue       string
+	Priority    int
+	MaxRetries  int
+	ScheduledAt time.Time
+	ExpiresAt   time.Time
+	Key         string
+	Forever     bool
+	// UniqueFor and UniqueWhile are the item's key rule (KeyRule): how long
+	// a stored record holding Key keeps it against this item. Zero values
+	// keep the default (held while the holder is not terminal); they are
+	// ignored without a Key and refused on a Forever item.
+	UniqueFor        time.Duration
+	UniqueWhile      []queuestype.Status
 	ExecutionBackend string
 	ExecutionProfile string
 	Metadata         map[string]any

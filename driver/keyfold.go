@@ -43,6 +43,9 @@ func PrepareEnqueueAt(i int, p EnqueueParams, now time.Time) (EnqueueParams, err
 	}
 	p.ScheduledAt, p.ExpiresAt = InUTC(p.ScheduledAt), InUTC(p.ExpiresAt)
 	p.Forever = p.Forever && p.Key != ""
+	if err := checkKeyRule(fmt.Sprintf("items[%d].", i), &p); err != nil {
+		return p, err
+	}
 	if err := CheckEnqueueLimits(hardLimits, fmt.Sprintf("items[%d].", i), p, now); err != nil {
 		return p, err
 	}
@@ -63,9 +66,11 @@ func InUTC(t time.Time) time.Time {
 type KeyHolder[H any] struct {
 	Rec H
 	ID  uuid.UUID
-	// Active is true while the record is not terminal. A terminal holder
-	// gives its key up to a new record.
-	Active bool
+	// Status and CreatedAt decide, with the new item's KeyRule, whether the
+	// holder still holds the key (KeyRule.Holds); a holder that does not
+	// gives it up to the new record.
+	Status    queuestype.Status
+	CreatedAt time.Time
 	// Forever is true when the record was enqueued with a forever identity:
 	// once its reservation is reset, it still keeps its key against forever
 	// items while active.
@@ -82,8 +87,9 @@ const (
 	// KeyStaged: an earlier item of the call (KeyDecision.Of) inserts the
 	// key; the item returns that item's record with Existing set.
 	KeyStaged
-	// KeyExisting: an active stored record (KeyDecision.Holder) holds the
-	// key; the item returns it with Existing set.
+	// KeyExisting: a stored record (KeyDecision.Holder) holds the key under
+	// the item's KeyRule (by default: it is not terminal); the item returns
+	// it with Existing set.
 	KeyExisting
 	// KeyOwner: a forever reservation holds the key, stored
 	// (KeyDecision.Owner) or created by an earlier item of the call
@@ -101,11 +107,13 @@ type KeyDecision[H any] struct {
 	// Reserve (KeyInsert) says the insert creates a forever reservation of
 	// the key in the same atomic step.
 	Reserve bool
-	// TakeOver (KeyInsert) says a terminal record, Holder, holds the key;
-	// the store clears that record's key as the new record takes it.
+	// TakeOver (KeyInsert) says a stored record, Holder, has the key but no
+	// longer holds it under the item's KeyRule (by default: it is
+	// terminal); the store clears that record's key as the new record takes
+	// it.
 	TakeOver bool
-	// Holder is the active holder (KeyExisting) or the terminal one
-	// (KeyInsert with TakeOver).
+	// Holder is the holder that keeps the key (KeyExisting) or the one that
+	// gives it up (KeyInsert with TakeOver).
 	Holder H
 	// Of is the earlier item of the call (KeyStaged, or KeyOwner of a
 	// reservation created in this call); -1 otherwise.
@@ -124,9 +132,9 @@ type KeyDecision[H any] struct {
 //
 //   - an item without a key is inserted;
 //   - a keyed item whose key an earlier item of the call inserts resolves
-//     to that item (KeyStaged); else it returns the active stored record
-//     holding the key (KeyExisting); else it is inserted, taking the key
-//     over from a terminal holder if there is one;
+//     to that item (KeyStaged); else it returns the stored record holding
+//     the key under the item's KeyRule (KeyExisting); else it is inserted,
+//     taking the key over from a stored record that no longer holds it;
 //   - a forever item (EnqueueParams.Forever with a key) whose key is
 //     reserved, by a stored reservation or an earlier forever item of the
 //     call, returns the owner (KeyOwner); one whose key an earlier
@@ -143,8 +151,9 @@ type KeyDecision[H any] struct {
 type KeyFolder[H any] struct {
 	reservation func(key string) (*queuestype.Reservation, error)
 	holder      func(key string) (KeyHolder[H], bool, error)
-	staged      map[string]int // key → earlier item whose insert holds it
-	reserved    map[string]int // key → earlier forever item that reserves it
+	staged      map[string]int     // key → earlier item whose insert holds it
+	rules       map[string]KeyRule // key → rule of the call's first item with it
+	reserved    map[string]int     // key → earlier forever item that reserves it
 }
 
 // NewKeyFolder returns a KeyFolder for one Enqueue call. reservation returns
@@ -159,14 +168,33 @@ func NewKeyFolder[H any](
 	return KeyFolder[H]{reservation: reservation, holder: holder}
 }
 
-// Decide resolves item i of the call, with its key and whether it is a
-// forever item (see PrepareEnqueue: forever only with a key). Items must be
-// decided in input order. An error is the store's lookup error; the call
-// fails with it.
+// Decide resolves item i of the call with the default key rule: DecideRule
+// with a zero KeyRule.
 func (f *KeyFolder[H]) Decide(i int, key string, forever bool) (KeyDecision[H], error) {
+	return f.DecideRule(i, key, forever, KeyRule{}, time.Time{})
+}
+
+// DecideRule resolves item i of the call, with its key, whether it is a
+// forever item (see PrepareEnqueue: forever only with a key) and its key
+// rule, at now, the store's clock inside the atomic step. Items must be
+// decided in input order. Whether a stored holder still holds a key is
+// KeyRule.Holds under the rule of the first item of the call with that key
+// (later items of the key fold into what it decided), so a store deciding
+// per key in one statement agrees with the folder. A holder that no longer
+// holds the key, terminal or not, gives it up: the item is inserted with
+// TakeOver. An error is the store's lookup error; the call fails with it.
+func (f *KeyFolder[H]) DecideRule(i int, key string, forever bool, rule KeyRule, now time.Time) (KeyDecision[H], error) {
 	d := KeyDecision[H]{Of: -1}
 	if key == "" {
 		return d, nil
+	}
+	if r, ok := f.rules[key]; ok {
+		rule = r
+	} else {
+		if f.rules == nil {
+			f.rules = make(map[string]KeyRule)
+		}
+		f.rules[key] = rule
 	}
 	if forever {
 		if done, err := f.decideReserved(&d, key); done || err != nil {
@@ -180,11 +208,12 @@ func (f *KeyFolder[H]) Decide(i int, key string, forever bool) (KeyDecision[H], 
 	if err != nil {
 		return d, err
 	}
+	holds := found && rule.Holds(h.Status, h.CreatedAt, now)
 	switch {
-	case found && h.Active && forever && !h.Forever:
+	case holds && forever && !h.Forever:
 		d.Action, d.Err = KeyConflict, IdentityHeld(key, h.ID.String())
 		return d, nil
-	case found && h.Active:
+	case holds:
 		d.Action, d.Holder = KeyExisting, h.Rec
 		return d, nil
 	case found:

@@ -79,7 +79,7 @@ func (f *fakeKeys) folder() driver.KeyFolder[*queuestype.Record] {
 			if h == nil || f.fail != nil {
 				return driver.KeyHolder[*queuestype.Record]{}, false, f.fail
 			}
-			return driver.KeyHolder[*queuestype.Record]{Rec: h, ID: h.ID, Active: !h.IsTerminal(), Forever: f.forever[key]}, true, nil
+			return driver.KeyHolder[*queuestype.Record]{Rec: h, ID: h.ID, Status: h.Status, CreatedAt: h.CreatedAt, Forever: f.forever[key]}, true, nil
 		})
 }
 

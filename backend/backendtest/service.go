@@ -13,6 +13,7 @@ func RunService(t *testing.T, f Factory) {
 		{"Middleware", testSvcMiddleware},
 		{"Overrides", testSvcOverrides},
 		{"Uniqueness", testSvcUniqueness},
+		{"UniqueRule", testSvcUniqueRule},
 		{"Outcomes", testSvcOutcomes},
 		{"Cancellation", testSvcCancellation},
 		{"Shutdown", testSvcShutdown},

@@ -18,8 +18,10 @@ type enqueuePlan = driver.KeyDecision[*entry]
 // Enqueue inserts the items atomically: every item is decided under one hold
 // of the mutex, then written, and one outcome per item is returned in input
 // order. Keys, forever reservations and repeated keys within the call
-// resolve as driver.KeyFolder describes; a terminal holder's key is
-// cleared as the new record takes it over. A record ID that already exists,
+// resolve as driver.KeyFolder describes, each item's key rule applied at
+// the store's clock under the same hold; a holder that no longer holds its
+// key (terminal, or outside the item's period or states) has it cleared as
+// the new record takes it over. A record ID that already exists,
 // or appears twice in the call, fails the whole call and writes nothing, as
 // does a priority outside queuestype.MinPriority..queuestype.MaxPriority (an
 // error matching queuestype.ErrConfig). One wakeup hint is sent when any new
@@ -30,17 +32,19 @@ func (b *Backend) Enqueue(ctx context.Context, items []driver.EnqueueParams) ([]
 	}
 	// Build the candidate records outside the lock.
 	cands := make([]*entry, len(items))
+	rules := make([]driver.KeyRule, len(items))
 	for i := range items {
 		p, err := driver.PrepareEnqueueAt(i, items[i], b.now())
 		if err != nil {
 			return nil, err
 		}
 		cands[i] = newCandidate(&p)
+		rules[i] = driver.RuleOf(&p)
 	}
 
 	b.mu.Lock()
 	now := b.now()
-	plans, err := b.planEnqueue(cands)
+	plans, err := b.planEnqueue(cands, rules, now)
 	if err != nil {
 		b.mu.Unlock()
 		return nil, err
@@ -79,9 +83,10 @@ func newCandidate(p *driver.EnqueueParams) *entry {
 	return e
 }
 
-// planEnqueue decides every candidate against the stored keys and
-// reservations. Call it with the mutex held; it changes nothing.
-func (b *Backend) planEnqueue(cands []*entry) ([]enqueuePlan, error) {
+// planEnqueue decides every candidate, with its key rule, against the
+// stored keys and reservations at now. Call it with the mutex held; it
+// changes nothing.
+func (b *Backend) planEnqueue(cands []*entry, rules []driver.KeyRule, now time.Time) ([]enqueuePlan, error) {
 	folder := driver.NewKeyFolder(b.storedReservation, b.keyHolder)
 	plans := make([]enqueuePlan, len(cands))
 	var ids map[uuid.UUID]struct{} // IDs inserted by this call
@@ -89,7 +94,7 @@ func (b *Backend) planEnqueue(cands []*entry) ([]enqueuePlan, error) {
 		ids = make(map[uuid.UUID]struct{}, len(cands))
 	}
 	for i, e := range cands {
-		plans[i], _ = folder.Decide(i, e.rec.Key, e.forever) // lookups never fail
+		plans[i], _ = folder.DecideRule(i, e.rec.Key, e.forever, rules[i], now) // lookups never fail
 		if plans[i].Action != driver.KeyInsert {
 			continue
 		}
@@ -162,7 +167,7 @@ func (b *Backend) keyHolder(key string) (driver.KeyHolder[*entry], bool, error) 
 	if h == nil {
 		return driver.KeyHolder[*entry]{}, false, nil
 	}
-	return driver.KeyHolder[*entry]{Rec: h, ID: h.rec.ID, Active: !h.rec.IsTerminal(), Forever: isForeverRecord(h)}, true, nil
+	return driver.KeyHolder[*entry]{Rec: h, ID: h.rec.ID, Status: h.rec.Status, CreatedAt: h.rec.CreatedAt, Forever: isForeverRecord(h)}, true, nil
 }
 
 // isForeverRecord reports whether e was inserted with a forever identity

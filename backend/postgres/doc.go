@@ -158,8 +158,12 @@
 // # Keyed enqueue
 //
 // Items with identity keys are one round trip too: a pipeline of two
-// statements in one implicit transaction. The first releases the keys held
-// by terminal records; the second reads the active holders of the items'
+// statements in one implicit transaction. The first releases the keys of
+// the records that no longer hold them under the key rule of each key's
+// first item (driver.KeyRule.Holds in SQL at the transaction's now(): by
+// default the terminal records; with UniqueFor the records older than the
+// period, whatever their status; with UniqueWhile the records outside the
+// states); the second reads the remaining holders of the items'
 // keys and the forever reservations, inserts the records (and the
 // reservations of forever items) that the reads leave free — per key the
 // first such item in input order — returns what it read and inserted, and
@@ -175,6 +179,19 @@
 // UPDATE and SELECTs, the INSERT, the pg_notify, COMMIT; 3 when every key
 // was held). The first call on a connection adds one to prepare the
 // statements.
+//
+// Key periods and states need no schema change: the unique index on
+// task_key covers every record that has a key, terminal or not (a key is
+// cleared only when a new record takes it over), so a completed record
+// still inside its UniqueFor period keeps its key and blocks a second
+// insert structurally, and the holder's status and created_at are what
+// the release reads. The planner applies driver.KeyRule.Holds to the
+// holders the statement returns, with the now() it returns, and fails the
+// call if a holder the release kept does not hold its key. Two writers
+// releasing the same holder serialize on its row lock; the second one's
+// statement then reads the first one's committed record as the holder,
+// created at or after its own now(), so it holds. A holder removed by
+// retention or DeleteTask takes its period with it.
 //
 // # External dispatch
 //

@@ -69,8 +69,9 @@ func (r *insertRows) argsList() []any {
 // statement pipelined with the wakeup pg_notify: one implicit transaction,
 // one coalesced hint when any new record is due.
 //
-// With keys, one pipeline (one implicit transaction) releases the keys held
-// by terminal records, then one statement (enqueueKeyedSQL) reads the
+// With keys, one pipeline (one implicit transaction) releases the keys of
+// the records that no longer hold them under the items' key rules
+// (driver.KeyRule: by default, terminal records), then one statement (enqueueKeyedSQL) reads the
 // active holders and forever reservations, inserts the records and
 // reservations the reads leave free, returns what it read and inserted,
 // and sends the hint. A concurrent writer that took a key in between makes
@@ -221,12 +222,16 @@ func (b *Backend) enqueueKeyed(ctx context.Context, tx pgx.Tx, ps []driver.Enque
 			if h == nil {
 				return driver.KeyHolder[*queuestype.Record]{}, false, nil
 			}
-			return driver.KeyHolder[*queuestype.Record]{Rec: h, ID: h.ID, Active: true, Forever: isForeverRecord(h)}, true, nil
+			return driver.KeyHolder[*queuestype.Record]{Rec: h, ID: h.ID, Status: h.Status, CreatedAt: h.CreatedAt, Forever: isForeverRecord(h)}, true, nil
 		})
 	plans := make([]keyPlan, len(ps))
 	planned, found := 0, 0
 	for i := range ps {
-		plans[i], _ = folder.Decide(i, ps[i].Key, ps[i].Forever) // the lookups read maps
+		plans[i], _ = folder.DecideRule(i, ps[i].Key, ps[i].Forever, driver.RuleOf(&ps[i]), view.now) // the lookups read maps
+		if plans[i].TakeOver {
+			// releaseKeys already cleared every key its holder gave up.
+			return nil, fmt.Errorf("record holding key %q gives it up after the release", ps[i].Key)
+		}
 		if plans[i].Action == driver.KeyInsert {
 			planned++
 			if view.inserted[ps[i].ID] != nil {

@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/queuesgo/queues/driver"
 	"github.com/queuesgo/queues/queuestype"
@@ -11,6 +12,19 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 )
+
+// releaseKeysSQL clears the key of every record that has one of the keys
+// ($1) but no longer holds it under the rule of the call's first item with
+// that key: its period in microseconds ($2, 0 = none) and the statuses in
+// which a holder holds it ($3, comma-separated). It is driver.KeyRule.Holds
+// in SQL, at the transaction's now(), the time the keyed statement stamps
+// and returns to the planner; the planner applies Holds to the holders left
+// and fails the call if the two ever disagree.
+const releaseKeysSQL = `UPDATE {t} t SET task_key = NULL
+FROM unnest($1::text[], $2::bigint[], $3::text[]) AS k(task_key, period, states)
+WHERE t.task_key = k.task_key
+  AND NOT (t.status = ANY(string_to_array(k.states, ','))
+       AND (k.period = 0 OR t.created_at + k.period * interval '1 microsecond' > now()))`
 
 // enqueueKeyedSQL decides and writes a keyed Enqueue in one statement, run
 // right after releaseKeys in the same transaction. Its items are the unnest
@@ -28,7 +42,8 @@ import (
 // transaction back and is retried (lostRace). It returns the inserted
 // records (kind 'i'), the holders ('h') and the reservations ('r', as
 // record columns: task_id, task_name, created_at and the key in task_key),
-// the kind in a trailing column, and sends the wakeup NOTIFY when a new
+// the transaction's now() ('t', in created_at), the kind in a trailing
+// column, and sends the wakeup NOTIFY when a new
 // record is pending ('n', ignored).
 const enqueueKeyedSQL = `WITH u AS (
     SELECT * FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::text[], $5::text[], $6::text[], $7::int[], $8::int[],
@@ -66,6 +81,9 @@ SELECT r.task_id, r.task_name, NULL::jsonb, ''::text, ''::text, NULL::text, NULL
     NULL::jsonb, NULL::text, r.identity_key, '{}'::jsonb, '{}'::jsonb, 0, NULL::timestamptz, 'r' FROM r
 UNION ALL
 SELECT '00000000-0000-0000-0000-000000000000'::uuid, '', NULL::jsonb, '', '', NULL, NULL, NULL, '', 0, 0, 0,
+    NULL, NULL, now(), now(), NULL, NULL, NULL, NULL, NULL, NULL, '{}'::jsonb, '{}'::jsonb, 0, NULL, 't'
+UNION ALL
+SELECT '00000000-0000-0000-0000-000000000000'::uuid, '', NULL::jsonb, '', '', NULL, NULL, NULL, '', 0, 0, 0,
     NULL, NULL, now(), now(), NULL, NULL, NULL, NULL, NULL, NULL, '{}'::jsonb, '{}'::jsonb, 0, NULL, 'n'
 FROM (SELECT pg_notify($15::text, $16::text) FROM ins WHERE $15::text IS NOT NULL AND ins.status = 'pending' LIMIT 1) n`
 
@@ -76,6 +94,7 @@ type keyedView struct {
 	holder   map[string]*queuestype.Record
 	reserved map[string]*queuestype.Reservation
 	inserted map[uuid.UUID]*queuestype.Record
+	now      time.Time // the transaction's now()
 }
 
 // keyedRoundTrip runs a keyed Enqueue of the prepared items as one
@@ -84,13 +103,16 @@ type keyedView struct {
 func (b *Backend) keyedRoundTrip(ctx context.Context, tx pgx.Tx, ps []driver.EnqueueParams, metas [][]byte) (*keyedView, error) {
 	var rows insertRows
 	rows.metas = metas
-	var keys []string
+	// The rule of each key is its first item's (see driver.KeyFolder).
+	var keys, states []string
+	var periods []int64
 	seen := map[string]bool{}
 	for i := range ps {
 		rows.add(&ps[i], ps[i].Forever && ps[i].Key != "")
 		if k := ps[i].Key; k != "" && !seen[k] {
 			seen[k] = true
-			keys = append(keys, k)
+			rule := driver.RuleOf(&ps[i])
+			keys, periods, states = append(keys, k), append(periods, rule.PeriodMicros()), append(states, rule.StatesText())
 		}
 	}
 	var channel *string
@@ -101,7 +123,7 @@ func (b *Backend) keyedRoundTrip(ctx context.Context, tx pgx.Tx, ps []driver.Enq
 
 	var view *keyedView
 	err := b.pipeline(ctx, tx, func(batch *pgx.Batch) {
-		batch.Queue(b.q.releaseKeys, keys)
+		batch.Queue(b.q.releaseKeys, keys, periods, states)
 		batch.Queue(b.q.enqueueKeyed, args...)
 	}, func(br pgx.BatchResults) error {
 		_, err := br.Exec()
@@ -186,6 +208,8 @@ func readKeyedView(br pgx.BatchResults) (*keyedView, error) {
 			v.inserted[rec.ID] = rec
 		case "h":
 			v.holder[rec.Key] = rec
+		case "t":
+			v.now = rec.CreatedAt
 		case "r":
 			v.reserved[rec.Key] = &queuestype.Reservation{Key: rec.Key, TaskID: rec.ID, TaskName: rec.TaskName, CreatedAt: rec.CreatedAt.UTC()}
 		}

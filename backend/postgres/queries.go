@@ -160,7 +160,7 @@ FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::text[], $5::text[], $6::tex
 ORDER BY u.ord
 RETURNING {cols}`),
 		enqueueKeyed: q(enqueueKeyedSQL),
-		releaseKeys:  q(`UPDATE {t} SET task_key = NULL WHERE task_key = ANY($1) AND status IN {terminal}`),
+		releaseKeys:  q(releaseKeysSQL),
 		getTask:      q(`SELECT {cols} FROM {t} WHERE id = $1`),
 		getTasks:     q(`SELECT {cols} FROM {t} WHERE id = ANY($1)`),
 		getByKey:     q(`SELECT {cols} FROM {t} WHERE task_key = $1`),

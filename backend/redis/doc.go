@@ -51,7 +51,10 @@
 //	<p>:external                  zset: non-terminal records holding an execution ref, by
 //	                              coalesce(started_at, created_at)
 //	<p>:parts, <p>:queues         sets: registry of partitions and queue names
-//	<p>:keys                      hash: identity key → record ID
+//	<p>:keys                      hash: identity key → record ID (kept after the record is terminal
+//	                              until a new record takes the key over; the enqueue script reads
+//	                              the holder's status and created_at to apply the new item's key
+//	                              period and states, driver.KeyRule, at the server's TIME)
 //	<p>:reservations              hash: forever key → JSON reservation (never deleted by maintenance)
 //	<p>:lock:<name>               string: maintenance lock token (SET NX PX; compare-and-delete release)
 //	<p>:version                   string: key-layout version "3" (Open and Migrate write it; "1>2"

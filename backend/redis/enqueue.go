@@ -16,8 +16,10 @@ import (
 // outcome per item in input order.
 //
 // The script resolves keys, forever reservations and repeated keys within
-// the call as driver.KeyFolder describes (a terminal holder's key is
-// taken over). A record ID that already exists fails the whole call and
+// the call as driver.KeyFolder describes, each item's key rule
+// (driver.KeyRule) applied at the server's TIME inside the script: a holder
+// that no longer holds its key (terminal, or outside the item's period or
+// states) has it taken over. A record ID that already exists fails the whole call and
 // writes nothing, as does a priority outside
 // queuestype.MinPriority..queuestype.MaxPriority (an error matching
 // queuestype.ErrConfig). One wakeup is published when any new record is due.
@@ -60,10 +62,10 @@ func (b *Backend) Enqueue(ctx context.Context, items []driver.EnqueueParams) ([]
 
 // enqueueArgs validates and prepares the items (driver.PrepareEnqueue) and
 // returns the record each would insert, before the script stamps it, and
-// the script's arguments: the item count, then 14 fields per item.
+// the script's arguments: the item count, then 16 fields per item.
 func enqueueArgs(items []driver.EnqueueParams) ([]*queuestype.Record, []any, error) {
 	recs := make([]*queuestype.Record, len(items))
-	args := make([]any, 0, 1+len(items)*14)
+	args := make([]any, 0, 1+len(items)*16)
 	args = append(args, len(items))
 	for i := range items {
 		p, err := driver.PrepareEnqueue(i, items[i])
@@ -104,6 +106,7 @@ func appendItem(args []any, p *driver.EnqueueParams) (*queuestype.Record, []any,
 	if err != nil {
 		return nil, args, err
 	}
+	rule := driver.RuleOf(p)
 	r.Metadata = md
 	// The record carries the policy as a reader decodes it from the
 	// stored text, so what Enqueue returns equals what GetTask reads.
@@ -112,7 +115,8 @@ func appendItem(args []any, p *driver.EnqueueParams) (*queuestype.Record, []any,
 		return nil, args, fmt.Errorf("redis: encode policy: %w", err)
 	}
 	args = append(args, p.ID.String(), r.TaskName, string(r.Args), r.Queue, r.ExecutionBackend, r.ExecutionProfile,
-		strconv.Itoa(r.Priority), strconv.Itoa(r.MaxRetries), sched, exp, r.Key, flag(p.Forever), meta, pol)
+		strconv.Itoa(r.Priority), strconv.Itoa(r.MaxRetries), sched, exp, r.Key, flag(p.Forever), meta, pol,
+		strconv.FormatInt(rule.PeriodMicros(), 10), rule.StatesText())
 	return r, args, nil
 }
 

@@ -391,12 +391,13 @@ local j = A + 1
 for k = 1, n do
   local it = {id = ARGV[j], task = ARGV[j + 1], args = ARGV[j + 2], queue = ARGV[j + 3], backend = ARGV[j + 4],
     profile = ARGV[j + 5], priority = ARGV[j + 6], maxr = ARGV[j + 7], sched = ARGV[j + 8], exp = ARGV[j + 9],
-    key = ARGV[j + 10], forever = ARGV[j + 11] == '1', meta = ARGV[j + 12], policy = ARGV[j + 13]}
-  j = j + 14
+    key = ARGV[j + 10], forever = ARGV[j + 11] == '1', meta = ARGV[j + 12], policy = ARGV[j + 13],
+    period = tonumber(ARGV[j + 14]), states = ',' .. ARGV[j + 15] .. ','}
+  j = j + 16
   items[k] = it
 end
 local t = now()
-local stagedKeys, stagedRes, stagedIDs = {}, {}, {}
+local stagedKeys, stagedRes, stagedIDs, rules = {}, {}, {}, {}
 local plans = {}
 for k, it in ipairs(items) do
   local pl = {}
@@ -404,20 +405,28 @@ for k, it in ipairs(items) do
   local key = it.key
   local skip = false
   if key ~= '' then
+    -- The key rule (driver.KeyRule.Holds) of the call's first item with
+    -- the key decides whether its holder still holds it.
+    local rule = rules[key]
+    if not rule then
+      rule = it
+      rules[key] = it
+    end
     local holder = redis.call('HGET', P .. ':keys', key)
     local hs = nil
     if holder then
-      hs = redis.call('HMGET', tkey(holder), 'status', 'forever', 'policy')
+      hs = redis.call('HMGET', tkey(holder), 'status', 'forever', 'policy', 'created_at')
       if not hs[1] then holder = nil end
     end
-    local active = holder and not isterm(hs[1])
+    local holds = holder and string.find(rule.states, ',' .. hs[1] .. ',', 1, true) ~= nil
+      and (rule.period == 0 or (tonumber(hs[4]) or 0) + rule.period > t)
     if it.forever then
       local res = stagedRes[key] or redis.call('HGET', P .. ':reservations', key)
       if res then
         pl.owner = res; skip = true
       elseif stagedKeys[key] then
         pl.conflict = ''; skip = true
-      elseif active then
+      elseif holds then
         -- A record inserted as forever says so in its forever field; one
         -- whose key became forever otherwise (a record of an earlier
         -- layout, migrated) says so in its policy.
@@ -434,7 +443,7 @@ for k, it in ipairs(items) do
     else
       if stagedKeys[key] then
         pl.staged = stagedKeys[key]; skip = true
-      elseif active then
+      elseif holds then
         pl.existing = holder; skip = true
       end
     end

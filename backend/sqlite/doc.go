@@ -30,6 +30,12 @@
 // table queue_migration, one transaction each; see Migrate and Versions).
 // Open applies pending migrations unless Options.SkipMigrate and refuses a
 // file migrated by a newer build (ErrSchemaTooNew). Nothing else issues DDL.
+// The task_key column is unique over every record that has a key,
+// terminal or not, and a key is cleared only when a new record takes it
+// over, so key periods and states (driver.KeyRule) need no schema change:
+// Enqueue reads the holder's status and created_at inside its writer
+// transaction and applies the rule there; a holder removed by retention or
+// DeleteTask takes its period with it.
 // Terminal records are exactly those with completed_at set, which lets two
 // partial indexes avoid status lists (see the migration's notes). The task
 // policy is one opaque JSON column (policy, written at enqueue with

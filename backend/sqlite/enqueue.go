@@ -32,6 +32,7 @@ type candidate struct {
 	expiresAt   time.Time
 	key         string
 	forever     bool
+	rule        driver.KeyRule
 	metadata    map[string]any
 	metaText    string
 	policy      queuestype.Policy
@@ -44,8 +45,10 @@ type enqueuePlan = driver.KeyDecision[*rawRec]
 
 // Enqueue inserts the items atomically, in one transaction, and returns one
 // outcome per item in input order. Keys, forever reservations and repeated
-// keys within the call resolve as driver.KeyFolder describes; a terminal
-// holder's key is cleared as the new record takes it over. A record ID that
+// keys within the call resolve as driver.KeyFolder describes, each item's
+// key rule applied at the store's clock inside the writer transaction; a
+// holder that no longer holds its key (terminal, or outside the item's
+// period or states) has it cleared as the new record takes it over. A record ID that
 // already exists fails the whole call and writes nothing, as does a priority
 // outside queuestype.MinPriority..queuestype.MaxPriority (an error matching
 // queuestype.ErrConfig). One wakeup hint is sent when any new record is due.
@@ -106,7 +109,7 @@ func (c *candidate) prepare(p *driver.EnqueueParams) error {
 		queue: p.Queue, backend: p.ExecutionBackend, profile: p.ExecutionProfile,
 		priority: p.Priority, maxRetries: p.MaxRetries,
 		scheduledAt: truncUTC(p.ScheduledAt), expiresAt: truncUTC(p.ExpiresAt),
-		key: p.Key, forever: p.Forever,
+		key: p.Key, forever: p.Forever, rule: driver.RuleOf(p),
 		metadata: queuestype.NormalizeMetadata(p.Metadata),
 	}
 	if p.Args != nil {
@@ -154,7 +157,7 @@ func enqueueTx(tx enqueueConn, cands []candidate, plans []enqueuePlan, now time.
 		func(key string) (driver.KeyHolder[*rawRec], bool, error) { return keyHolder(tx, key) })
 	for i := range cands {
 		c := &cands[i]
-		pl, err := folder.Decide(i, c.key, c.forever)
+		pl, err := folder.DecideRule(i, c.key, c.forever, c.rule, now)
 		if err != nil {
 			return err
 		}
@@ -168,8 +171,8 @@ func enqueueTx(tx enqueueConn, cands []candidate, plans []enqueuePlan, now time.
 	return nil
 }
 
-// insertCandidate writes the insert of item i at now: it releases a
-// terminal holder's key, inserts the record and, when planned, its
+// insertCandidate writes the insert of item i at now: it releases the key
+// of a holder that gave it up, inserts the record and, when planned, its
 // reservation.
 func insertCandidate(tx enqueueConn, i int, c *candidate, pl *enqueuePlan, now time.Time) error {
 	if pl.TakeOver {
@@ -205,8 +208,9 @@ func keyHolder(tx enqueueConn, key string) (driver.KeyHolder[*rawRec], bool, err
 	if err != nil {
 		return driver.KeyHolder[*rawRec]{}, false, fmt.Errorf("sqlite: record %q holding key %q: %w", h.ID, key, err)
 	}
-	active := !h.CompletedAt.Valid
-	return driver.KeyHolder[*rawRec]{Rec: &h, ID: id, Active: active, Forever: active && holderIsForever(&h)}, true, nil
+	st := queuestype.Status(h.Status)
+	return driver.KeyHolder[*rawRec]{Rec: &h, ID: id, Status: st, CreatedAt: fromMicros(h.CreatedAt),
+		Forever: !st.IsTerminal() && holderIsForever(&h)}, true, nil
 }
 
 // holderIsForever reports whether an active record holding a key was
