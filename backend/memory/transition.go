@@ -103,7 +103,7 @@ func (b *Backend) settleLocked(t *driver.Transition, result json.RawMessage, now
 	case queuestype.StatusFailed:
 		r.Error = t.Error
 		if t.Errors != nil {
-			r.Errors = queuestype.CloneAttemptErrors(t.Errors)
+			r.Errors = driver.FitErrorHistory(t.Errors)
 		}
 		b.finishEntry(e, queuestype.StatusFailed, now)
 	case queuestype.StatusCancelled:
@@ -120,7 +120,7 @@ func (b *Backend) settleLocked(t *driver.Transition, result json.RawMessage, now
 			r.SnoozeCount++
 		}
 		if t.Errors != nil {
-			r.Errors = queuestype.CloneAttemptErrors(t.Errors)
+			r.Errors = driver.FitErrorHistory(t.Errors)
 		}
 		if t.Priority != nil {
 			r.Priority = *t.Priority
