@@ -14,6 +14,7 @@ func RunService(t *testing.T, f Factory) {
 		{"Overrides", testSvcOverrides},
 		{"Uniqueness", testSvcUniqueness},
 		{"Outcomes", testSvcOutcomes},
+		{"HandlerOutcomes", testSvcHandlerOutcomes},
 		{"Cancellation", testSvcCancellation},
 		{"Shutdown", testSvcShutdown},
 		{"Recovery", testSvcRecovery},
