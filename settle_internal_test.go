@@ -44,7 +44,10 @@ func TestWriteSettleWrapsSettle(t *testing.T) {
 		{"completed", func(rec *Record) driver.Transition {
 			return driver.Transition{ID: rec.ID, Generation: rec.RetryCount, To: StatusCompleted, Result: json.RawMessage(`1`)}
 		}, func(rec *Record) bool { return rec.Status == StatusCompleted && rec.RetryCount == 0 }},
-		{"retry", func(rec *Record) driver.Transition { tr, _ := decideFailure(rec, failure{text: "boom", retryable: true}); return tr },
+		{"retry", func(rec *Record) driver.Transition {
+			tr, _ := decideFailure(rec, failure{text: "boom", retryable: true})
+			return tr
+		},
 			func(rec *Record) bool {
 				return rec.Status == StatusPending && rec.RetryCount == 1 && rec.Error == "boom"
 			}},
