@@ -52,6 +52,9 @@ type attempt struct {
 	// settled; retryingSettle is true while its settle write is retried.
 	settledCh      chan struct{}
 	retryingSettle atomic.Bool
+	// retryAfter: the failure being written retries at the delay the
+	// handler named (RetryAfter); events and logs say so.
+	retryAfter bool
 }
 
 // attemptEnv is what the runner (a worker, the one-shot consumer, or inline
@@ -181,8 +184,9 @@ func (a *attempt) run(env attemptEnv) {
 func (a *attempt) callBody(h Handler, ctx context.Context, arg *Record) (out outcome) {
 	defer func() {
 		if p := recover(); p != nil {
-			a.svc.logger.Error("Queue task panicked", "task_id", a.rec.ID, "task_name", a.rec.TaskName, "panic", p, "stack", string(debug.Stack()))
-			out = outcome{err: fmt.Errorf("panic: %v", p)}
+			stack := string(debug.Stack())
+			a.svc.logger.Error("Queue task panicked", "task_id", a.rec.ID, "task_name", a.rec.TaskName, "panic", p, "stack", stack)
+			out = outcome{err: &panicError{v: p, stack: stack}}
 		}
 	}()
 	v, err := h(ctx, arg)
@@ -243,6 +247,8 @@ func (a *attempt) settle(out outcome, timedOut, abandoned bool, runCtx context.C
 		a.complete(ctx, out.value)
 	case errors.Is(out.err, ErrCancelled):
 		a.cancelSelf(ctx, out.err.Error())
+	case isSnooze(out.err) && !abandoned:
+		a.snooze(ctx, out.err)
 	case errors.Is(cause, ErrShutdown):
 		a.settleShutdown(ctx, abandoned)
 	case timedOut && isTimeout(context.Cause(runCtx)):
@@ -342,7 +348,14 @@ func (s *Service) errorText(err error, rec *Record) string {
 }
 
 func (a *attempt) fail(ctx context.Context, err error, retry bool) {
-	tr, delay := decideFailure(a.rec, a.svc.errorText(err, a.rec), retry)
+	f := failure{text: a.svc.errorText(err, a.rec), retryable: retry, err: err, at: time.Now(), workerID: a.workerID}
+	if e := a.svc.registry.lookup(a.rec.TaskName); e != nil {
+		f.retryDelay = e.opts.RetryDelay
+	}
+	tr, delay := decideFailure(a.rec, f)
+	if _, ok := errors.AsType[*retryAfterError](err); ok && tr.To == StatusPending {
+		a.retryAfter = true
+	}
 	if a.inline {
 		// Inline (immediate) execution runs the next attempt at once: the
 		// computed delay is reported, not waited.
@@ -359,7 +372,7 @@ func (a *attempt) failWith(ctx context.Context, phase string, tr driver.Transiti
 		a.settleError(ctx, phase, err)
 		return nil, err
 	}
-	a.svc.publishFailedRecord(ctx, a.rec, rec, a.workerID, msg, delay, a.nextSeq())
+	a.svc.publishFailedRecord(ctx, a.rec, rec, a.workerID, msg, delay, a.retryAfter, a.nextSeq())
 	return rec, nil
 }
 
@@ -371,6 +384,10 @@ func (a *attempt) writeFail(phase string, tr driver.Transition) (*Record, string
 	s := a.svc
 	tr.Error = queuestype.FitErrorText(tr.Error, s.cfg.Limits.ErrorTextBytes)
 	for refusals := 0; ; refusals++ {
+		if n := len(tr.Errors); n > 0 {
+			// The history holds the text the record stores.
+			tr.Errors[n-1].Error = tr.Error
+		}
 		rec, err := a.writeSettle(settleWrite{phase: phase, write: s.settleTransition(tr), landed: landedTransition(a.rec, tr)})
 		var refused *refusedError
 		if err == nil || !errors.As(err, &refused) || tr.Error == errorRefusedText {
@@ -387,7 +404,8 @@ func (a *attempt) writeFail(phase string, tr driver.Transition) (*Record, string
 
 // publishFailedRecord publishes task.failed and logs "Queue task failed" for
 // rec, the record after a Fail write on prev (the failed generation).
-func (s *Service) publishFailedRecord(ctx context.Context, prev, rec *Record, workerID, msg string, delay time.Duration, seq *int) {
+// retryAfter says the handler named the retry's delay (RetryAfter).
+func (s *Service) publishFailedRecord(ctx context.Context, prev, rec *Record, workerID, msg string, delay time.Duration, retryAfter bool, seq *int) {
 	// A retry is a new generation (which another worker may have claimed
 	// already when a lost reply made this a read-back record).
 	willRetry := rec.RetryCount > prev.RetryCount || rec.Status == StatusPending || rec.Status == StatusScheduled
@@ -396,6 +414,7 @@ func (s *Service) publishFailedRecord(ctx context.Context, prev, rec *Record, wo
 	if willRetry {
 		payload["retry_delay"] = delay.Seconds()
 		payload["retry_at"] = formatTime(rec.ScheduledAt)
+		payload["retry_after"] = retryAfter
 	}
 	// The event is about the attempt that ended, not the retry's.
 	s.lifecycleAttempt(ctx, events.TypeFailed, rec, prev.RetryCount+1, workerID, msg, payload, seq)
@@ -404,7 +423,7 @@ func (s *Service) publishFailedRecord(ctx context.Context, prev, rec *Record, wo
 		level = slog.LevelWarn
 	}
 	s.logger.Log(ctx, level, "Queue task failed", "task_id", rec.ID, "task_name", rec.TaskName, "queue", rec.Queue,
-		"worker_id", workerID, "attempt", prev.RetryCount+1, "will_retry", willRetry, "error", msg)
+		"worker_id", workerID, "attempt", prev.RetryCount+1, "will_retry", willRetry, "retry_after", retryAfter, "error", msg)
 }
 
 // settleError handles a settle write that did not land: a lost fence
@@ -443,7 +462,7 @@ func (a *attempt) claimLost(ctx context.Context, phase string) {
 // here) and reports the write error.
 func (a *attempt) failUnknown() error {
 	ctx := context.WithoutCancel(a.ctx)
-	tr, _ := decideFailure(a.rec, (&UnknownTaskError{Name: a.rec.TaskName}).Error(), false)
+	tr, _ := decideFailure(a.rec, failure{text: (&UnknownTaskError{Name: a.rec.TaskName}).Error(), at: time.Now(), workerID: a.workerID})
 	_, err := a.failWith(ctx, "unknown_task", tr, 0)
 	return err
 }
@@ -457,7 +476,7 @@ func (a *attempt) settleShutdown(ctx context.Context, abandoned bool) {
 		if a.callerErr != nil {
 			msg = "inline execution interrupted: " + a.callerErr.Error()
 		}
-		tr, _ := decideFailure(a.rec, msg, false)
+		tr, _ := decideFailure(a.rec, failure{text: msg, at: time.Now(), workerID: a.workerID})
 		_, _ = a.failWith(ctx, "fail", tr, 0)
 		return
 	}
@@ -473,7 +492,7 @@ func (a *attempt) settleShutdown(ctx context.Context, abandoned bool) {
 		}
 		return
 	}
-	tr, exhausted := decideInterrupt(a.rec, a.workerID, a.env.maxInterruptions)
+	tr, exhausted := decideInterrupt(a.rec, a.workerID, a.env.maxInterruptions, time.Now())
 	if exhausted {
 		s.logger.Error("Queue task exceeded its shutdown interruption budget", "task_id", a.rec.ID, "task_name", a.rec.TaskName)
 		_, _ = a.failWith(ctx, "fail", tr, 0)

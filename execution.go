@@ -95,11 +95,11 @@ func (s *Service) applyProbe(ctx context.Context, rec *Record, p execution.Probe
 			// A result over the limit fails the record terminally, as an
 			// attempt's would.
 			msg := queuestype.FitErrorText(lerr.Error(), s.cfg.Limits.ErrorTextBytes)
-			tr, _ := decideFailure(rec, msg, false)
+			tr, _ := decideFailure(rec, failure{text: msg, at: time.Now(), workerID: rec.WorkerID})
 			tr.ExpectedRef = &ref
 			out, err = s.settleTransition(tr)(ctx)
 			if err == nil {
-				s.publishFailedRecord(ctx, rec, out, rec.WorkerID, msg, 0, nil)
+				s.publishFailedRecord(ctx, rec, out, rec.WorkerID, msg, 0, false, nil)
 			}
 			break
 		}
@@ -121,11 +121,11 @@ func (s *Service) applyProbe(ctx context.Context, rec *Record, p execution.Probe
 			what = "not found"
 		}
 		msg := fmt.Sprintf("external execution %s %s", ref, what)
-		tr, delay := decideFailure(rec, msg, true)
+		tr, delay := decideFailure(rec, failure{text: msg, retryable: true, at: time.Now(), workerID: rec.WorkerID})
 		tr.ExpectedRef = &ref
 		out, err = s.settleTransition(tr)(ctx)
 		if err == nil {
-			s.publishFailedRecord(ctx, rec, out, rec.WorkerID, msg, delay, nil)
+			s.publishFailedRecord(ctx, rec, out, rec.WorkerID, msg, delay, false, nil)
 			s.logger.Debug("Queue external execution probe", "task_id", rec.ID, "execution_ref", ref, "detail", p.Detail)
 		}
 	default:

@@ -52,11 +52,19 @@ func ExponentialBackoff(initial, max time.Duration) RetryBackoff {
 // TaskOptions are a task's defaults, given at registration. Every field's zero
 // value means "use the default".
 type TaskOptions struct {
-	Queue        string        // "" → "default"
-	Priority     int           // −1000..1000; higher runs first
-	Retries      int           // retries allowed after the first attempt
-	RetryBackoff RetryBackoff  // delay between retries
-	Timeout      time.Duration // 0 = none; bounds middleware and body together
+	Queue        string       // "" → "default"
+	Priority     int          // −1000..1000; higher runs first
+	Retries      int          // retries allowed after the first attempt
+	RetryBackoff RetryBackoff // delay between retries
+	// RetryDelay, when set, decides the delay before each retry from the
+	// failure (attempt is the failure's number among the attempts that
+	// spent retry budget, 1 for the first), instead of RetryBackoff. A
+	// RetryAfter the handler returned overrides both.
+	RetryDelay func(attempt int, err error) time.Duration
+	// MaxSnoozes caps how many times a record may be snoozed (0 → 100);
+	// past it, Snooze fails the attempt as an ordinary failure.
+	MaxSnoozes int
+	Timeout    time.Duration // 0 = none; bounds middleware and body together
 	// ExecutionBackend routes records: "" → Config.ExecutionBackend.
 	ExecutionBackend string
 	ExecutionProfile string
@@ -133,6 +141,9 @@ func (o *TaskOptions) validate() error {
 	}
 	if o.Retries < 0 {
 		return configErr("Retries", "must not be negative")
+	}
+	if o.MaxSnoozes < 0 {
+		return configErr("MaxSnoozes", "must not be negative")
 	}
 	if err := o.checkHardLimits(); err != nil {
 		return err

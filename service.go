@@ -649,9 +649,10 @@ func (s *Service) recoverStale(ctx context.Context, opts StaleOptions, workerID 
 	var res StaleRecoveryResult
 	handlerNeeded := map[uuid.UUID]bool{}
 	ts := make([]driver.Transition, len(cands))
+	now := time.Now()
 	for i, c := range cands {
 		var handler bool
-		ts[i], handler = decideStale(c, opts.StaleAfter, s.cfg.StaleRequeuePriority)
+		ts[i], handler = decideStale(c, opts.StaleAfter, s.cfg.StaleRequeuePriority, now)
 		handlerNeeded[c.ID] = handler
 	}
 	var failed []*Record

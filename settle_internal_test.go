@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/queuesgo/queues/backend/memory"
 	"github.com/queuesgo/queues/driver"
@@ -43,15 +44,18 @@ func TestWriteSettleWrapsSettle(t *testing.T) {
 		{"completed", func(rec *Record) driver.Transition {
 			return driver.Transition{ID: rec.ID, Generation: rec.RetryCount, To: StatusCompleted, Result: json.RawMessage(`1`)}
 		}, func(rec *Record) bool { return rec.Status == StatusCompleted && rec.RetryCount == 0 }},
-		{"retry", func(rec *Record) driver.Transition { tr, _ := decideFailure(rec, "boom", true); return tr },
+		{"retry", func(rec *Record) driver.Transition {
+			tr, _ := decideFailure(rec, failure{text: "boom", retryable: true})
+			return tr
+		},
 			func(rec *Record) bool {
 				return rec.Status == StatusPending && rec.RetryCount == 1 && rec.Error == "boom"
 			}},
-		{"failed", func(rec *Record) driver.Transition { tr, _ := decideFailure(rec, "boom", false); return tr },
+		{"failed", func(rec *Record) driver.Transition { tr, _ := decideFailure(rec, failure{text: "boom"}); return tr },
 			func(rec *Record) bool {
 				return rec.Status == StatusFailed && rec.RetryCount == 0 && rec.Error == "boom"
 			}},
-		{"interrupted", func(rec *Record) driver.Transition { tr, _ := decideInterrupt(rec, "w", 3); return tr },
+		{"interrupted", func(rec *Record) driver.Transition { tr, _ := decideInterrupt(rec, "w", 3, time.Time{}); return tr },
 			func(rec *Record) bool {
 				return rec.Status == StatusPending && rec.RetryCount == 1 && rec.Interruptions == 1
 			}},

@@ -237,6 +237,12 @@ type Transition struct {
 	Delay time.Duration
 	// Interrupted counts the retry as a shutdown interruption (StatusPending only).
 	Interrupted bool
+	// Snoozed counts the retry as a snooze: snooze_count+1 (StatusPending only).
+	Snoozed bool
+	// Errors, when not nil, replaces the record's error history
+	// (StatusFailed and StatusPending only; nil keeps it). The engine
+	// builds it from the claimed record's history.
+	Errors []queuestype.AttemptError
 	// Priority, when set, replaces the record's priority (StatusPending only).
 	Priority *int
 	// WorkerID, when set, must equal the record's worker_id.

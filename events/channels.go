@@ -11,11 +11,11 @@ const DefaultNamespace = "queues"
 
 // IsFlushFirst reports whether events of this type flush buffered events of
 // the same key and are delivered immediately: task.completed,
-// task.failed, task.cancelled, task.interrupted, task.claim_lost and
-// task.stale_failed. task.expired is not flush-first.
+// task.failed, task.cancelled, task.interrupted, task.snoozed,
+// task.claim_lost and task.stale_failed. task.expired is not flush-first.
 func IsFlushFirst(eventType string) bool {
 	switch eventType {
-	case TypeCompleted, TypeFailed, TypeCancelled, TypeInterrupted, TypeClaimLost, TypeStaleFailed:
+	case TypeCompleted, TypeFailed, TypeCancelled, TypeInterrupted, TypeSnoozed, TypeClaimLost, TypeStaleFailed:
 		return true
 	}
 	return false

@@ -29,6 +29,7 @@ const (
 	TypeFailed        = "task.failed"
 	TypeCancelled     = "task.cancelled"
 	TypeInterrupted   = "task.interrupted"
+	TypeSnoozed       = "task.snoozed"
 	TypeExpired       = "task.expired"
 	TypeClaimLost     = "task.claim_lost"
 	TypeStaleFailed   = "task.stale_failed"

@@ -308,6 +308,17 @@ func writeRecord(w io.Writer, r *queues.Record) error {
 	line("args", string(r.Args))
 	line("result", string(r.Result))
 	line("error", oneLine(r.Error))
+	if r.SnoozeCount > 0 {
+		line("snoozes", fmt.Sprint(r.SnoozeCount))
+	}
+	// The error history, oldest first; traces are in the --json form.
+	for _, e := range r.Errors {
+		by := ""
+		if e.WorkerID != "" {
+			by = " on " + e.WorkerID
+		}
+		line(fmt.Sprintf("error (attempt %d)", e.Attempt), ts(e.At)+by+": "+oneLine(e.Error))
+	}
 	if len(r.Metadata) > 0 {
 		b, _ := json.Marshal(r.Metadata)
 		line("metadata", string(b))

@@ -38,8 +38,9 @@
 // RFC 3339 UTC). Lists are newest first; pass next_cursor back as cursor for
 // the next page (limit defaults to 50 and is capped at MaxListLimit).
 //
-// A list item is a summary: the record without "args", "result" and
-// "metadata", which can be large. include=args,result,metadata (any subset,
+// A list item is a summary: the record without "args", "result",
+// "metadata" and "errors" (the error history), which can be large.
+// include=args,result,metadata,errors (any subset,
 // comma-separated or repeated) adds them back; GET /api/tasks/{id} always
 // answers the whole record. A list body is also capped at
 // Options.MaxListBytes (4 MiB by default): items stop before the body would

@@ -277,11 +277,11 @@ func sameKeys(t *testing.T, what string, m map[string]any, want ...string) {
 var recordKeys = []string{"id", "task_name", "args", "queue", "execution_backend", "execution_profile",
 	"execution_ref", "worker_id", "status", "priority", "max_retries", "retry_count", "scheduled_at",
 	"expires_at", "created_at", "queued_at", "started_at", "completed_at", "heartbeat_at", "result",
-	"error", "key", "metadata", "policy", "interruptions", "dispatch_until"}
+	"error", "key", "metadata", "policy", "interruptions", "dispatch_until", "snooze_count", "errors"}
 
 // summaryKeys are the keys of a list item without include.
 var summaryKeys = slices.DeleteFunc(slices.Clone(recordKeys), func(k string) bool {
-	return k == "args" || k == "result" || k == "metadata"
+	return k == "args" || k == "result" || k == "metadata" || k == "errors"
 })
 
 var statsKeys = []string{"pending", "scheduled", "running", "completed", "failed", "cancelled", "expired", "total"}

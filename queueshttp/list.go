@@ -11,13 +11,13 @@ import (
 )
 
 // include is the set of large record fields a list request asked for.
-type include struct{ args, result, metadata bool }
+type include struct{ args, result, metadata, errors bool }
 
 // includeFields are the values of the include query parameter.
-const includeFields = "args, result, metadata"
+const includeFields = "args, result, metadata, errors"
 
-// parseInclude reads include=args,result,metadata (any subset, repeated or
-// comma-separated).
+// parseInclude reads include=args,result,metadata,errors (any subset,
+// repeated or comma-separated).
 func parseInclude(vals []string) (include, error) {
 	var inc include
 	for _, v := range vals {
@@ -29,6 +29,8 @@ func parseInclude(vals []string) (include, error) {
 				inc.result = true
 			case "metadata":
 				inc.metadata = true
+			case "errors":
+				inc.errors = true
 			case "":
 			default:
 				return include{}, fmt.Errorf("include takes %s; not %q", includeFields, f)
@@ -79,11 +81,11 @@ func encodeTaskList(page queues.TaskPage, inc include, maxBytes int) ([]byte, er
 // fields the request did not include. The dropped fields are cleared on a
 // copy first, so a large argument is never encoded only to be thrown away.
 func encodeListItem(rec *queues.Record, inc include) ([]byte, error) {
-	if inc.args && inc.result && inc.metadata {
+	if inc.args && inc.result && inc.metadata && inc.errors {
 		return json.Marshal(rec)
 	}
 	c := *rec
-	omit := make(map[string]bool, 3)
+	omit := make(map[string]bool, 4)
 	if !inc.args {
 		c.Args, omit["args"] = nil, true
 	}
@@ -92,6 +94,11 @@ func encodeListItem(rec *queues.Record, inc include) ([]byte, error) {
 	}
 	if !inc.metadata {
 		c.Metadata, omit["metadata"] = nil, true
+	}
+	if !inc.errors {
+		// The error history can reach ErrorHistoryBytes per record: a
+		// page carries it only when asked.
+		c.Errors, omit["errors"] = nil, true
 	}
 	b, err := json.Marshal(c)
 	if err != nil {

@@ -169,7 +169,7 @@ func TestListInclude(t *testing.T) {
 	if items[0]["args"].(map[string]any)["msg"] != "hello" {
 		t.Fatalf("args = %v", items[0]["args"])
 	}
-	for _, q := range []string{"?include=args,result,metadata", "?include=result&include=metadata,args", "?include=metadata,%20args,result"} {
+	for _, q := range []string{"?include=args,result,metadata,errors", "?include=result&include=metadata,args,errors", "?include=metadata,%20args,result,errors"} {
 		_, items, _ = listBody(t, f, q)
 		sameKeys(t, q, items[0], recordKeys...)
 		if items[0]["result"].(map[string]any)["echo"] != "hello" || items[0]["metadata"].(map[string]any)["source"] != "test" {
@@ -324,5 +324,30 @@ func TestReadyTimesOutOnAHungStore(t *testing.T) {
 	h.ServeHTTP(rec, httptest.NewRequest("GET", "/api/health", nil))
 	if rec.Code != 200 {
 		t.Fatalf("health on a hung store = %d %s", rec.Code, rec.Body)
+	}
+}
+
+// GET /api/tasks/{id} answers the error history; list items carry it only
+// with include=errors.
+func TestTaskErrorHistory(t *testing.T) {
+	f := newFixture(t, fixtureConfig{})
+	id := f.enqueue("test.fail", echoArgs{"x"}, queues.EnqueueOptions{})
+	f.runAll()
+	m := f.expect("GET", "/q/api/tasks/"+id.String(), "", 200)
+	errs, ok := m["errors"].([]any)
+	if !ok || len(errs) != 1 {
+		t.Fatalf("errors = %v", m["errors"])
+	}
+	e := errs[0].(map[string]any)
+	if e["attempt"] != float64(1) || e["error"] != "boom" || e["at"] == nil || e["worker"] == nil {
+		t.Fatalf("history entry %v", e)
+	}
+	_, items, _ := listBody(t, f, "")
+	if _, has := items[0]["errors"]; has {
+		t.Fatalf("a summary carries the error history: %v", items[0])
+	}
+	_, items, _ = listBody(t, f, "?include=errors")
+	if errs, _ := items[0]["errors"].([]any); len(errs) != 1 {
+		t.Fatalf("include=errors item %v", items[0])
 	}
 }

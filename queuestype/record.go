@@ -84,6 +84,12 @@ type Record struct {
 	// claimed, expired nor listed as due until the reservation is finalized
 	// or released (a reconcile releases it once the deadline passes).
 	DispatchUntil time.Time
+	// SnoozeCount counts snoozes: generations a handler ended with
+	// Snooze, which spend no retry budget.
+	SnoozeCount int
+	// Errors is the error history: one entry per failed attempt, oldest
+	// first, bounded (see AppendAttemptError). Error stays the last error.
+	Errors []AttemptError
 }
 
 // IsTerminal reports whether the record is completed, failed, cancelled or expired.
@@ -99,10 +105,10 @@ func (r *Record) IsExpired(now time.Time) bool {
 	return !r.ExpiresAt.IsZero() && !r.ExpiresAt.After(now)
 }
 
-// AttemptsConsumed is retry_count minus shutdown interruptions: the number of
-// attempts that spent retry budget before the current one.
+// AttemptsConsumed is retry_count minus shutdown interruptions and snoozes:
+// the number of attempts that spent retry budget before the current one.
 func (r *Record) AttemptsConsumed() int {
-	n := r.RetryCount - r.Interruptions
+	n := r.RetryCount - r.Interruptions - r.SnoozeCount
 	if n < 0 {
 		return 0
 	}
@@ -121,6 +127,7 @@ func (r *Record) Clone() *Record {
 	c.Args = cloneBytes(r.Args)
 	c.Result = cloneBytes(r.Result)
 	c.Metadata = CloneMetadata(r.Metadata)
+	c.Errors = CloneAttemptErrors(r.Errors)
 	if p := r.Policy.RequeueOnShutdown; p != nil {
 		v := *p
 		c.Policy.RequeueOnShutdown = &v
@@ -281,6 +288,8 @@ type recordJSON struct {
 	Policy           Policy          `json:"policy"`
 	Interruptions    int             `json:"interruptions"`
 	DispatchUntil    *time.Time      `json:"dispatch_until"`
+	SnoozeCount      int             `json:"snooze_count"`
+	Errors           []AttemptError  `json:"errors"`
 }
 
 func strPtr(s string) *string {
@@ -326,6 +335,10 @@ func (r Record) MarshalJSON() ([]byte, error) {
 	if md == nil {
 		md = map[string]any{}
 	}
+	errs := r.Errors
+	if errs == nil {
+		errs = []AttemptError{}
+	}
 	return json.Marshal(recordJSON{
 		ID: r.ID, TaskName: r.TaskName, Args: rawOrNull(r.Args), Queue: r.Queue,
 		ExecutionBackend: r.ExecutionBackend, ExecutionProfile: strPtr(r.ExecutionProfile),
@@ -336,6 +349,7 @@ func (r Record) MarshalJSON() ([]byte, error) {
 		CompletedAt: timePtr(r.CompletedAt), HeartbeatAt: timePtr(r.HeartbeatAt),
 		Result: rawOrNull(r.Result), Error: strPtr(r.Error), Key: strPtr(r.Key), Metadata: md,
 		Policy: r.Policy, Interruptions: r.Interruptions, DispatchUntil: timePtr(r.DispatchUntil),
+		SnoozeCount: r.SnoozeCount, Errors: errs,
 	})
 }
 
@@ -355,6 +369,10 @@ func (r *Record) UnmarshalJSON(b []byte) error {
 		CompletedAt: derefTime(j.CompletedAt), HeartbeatAt: derefTime(j.HeartbeatAt),
 		Result: nullToNil(j.Result), Error: derefStr(j.Error), Key: derefStr(j.Key), Metadata: j.Metadata,
 		Policy: j.Policy, Interruptions: j.Interruptions, DispatchUntil: derefTime(j.DispatchUntil),
+		SnoozeCount: j.SnoozeCount, Errors: j.Errors,
+	}
+	if len(r.Errors) == 0 {
+		r.Errors = nil
 	}
 	return nil
 }

@@ -90,6 +90,7 @@ func RunBackend(t *testing.T, f Factory) {
 		{"Dispatch", testDispatch},
 		{"Settling", testSettling},
 		{"Transitions", testTransitions},
+		{"HandlerOutcomes", testHandlerOutcomes},
 		{"Heartbeats", testHeartbeats},
 		{"Operations", testOperations},
 		{"Identity", testIdentity},

@@ -724,7 +724,15 @@ func recordDiff(a, b *queues.Record) []string {
 	str("error", a.Error, b.Error)
 	str("key", a.Key, b.Key)
 	js("metadata", a.Metadata, b.Metadata)
+	num("snooze_count", a.SnoozeCount, b.SnoozeCount)
+	if !slices.EqualFunc(a.Errors, b.Errors, sameAttemptError) {
+		d = append(d, fmt.Sprintf("errors: %+v vs %+v", a.Errors, b.Errors))
+	}
 	return d
+}
+
+func sameAttemptError(x, y queues.AttemptError) bool {
+	return x.Attempt == y.Attempt && x.At.Equal(y.At) && x.Error == y.Error && x.Trace == y.Trace && x.WorkerID == y.WorkerID
 }
 
 // wantSameRecord requires that got and want hold the same values in every field.

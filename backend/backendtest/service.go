@@ -15,6 +15,7 @@ func RunService(t *testing.T, f Factory) {
 		{"Uniqueness", testSvcUniqueness},
 		{"UniqueRule", testSvcUniqueRule},
 		{"Outcomes", testSvcOutcomes},
+		{"HandlerOutcomes", testSvcHandlerOutcomes},
 		{"Cancellation", testSvcCancellation},
 		{"Shutdown", testSvcShutdown},
 		{"Recovery", testSvcRecovery},

@@ -29,7 +29,8 @@ var _ driver.Dispatcher = (*Backend)(nil)
 //
 // The store decides nothing: whether an outcome is a retry, a terminal
 // failure or a stale requeue, and how long a retry waits, is the caller's
-// decision carried by the transition. The writes:
+// decision carried by the transition. A failed or pending write replaces
+// the error history with t.Errors when it is not nil. The writes:
 //   - completed: result = t.Result, error cleared, completed_at = now,
 //     heartbeat_at cleared, worker_id kept;
 //   - failed: error = t.Error, completed_at = now, heartbeat_at cleared,
@@ -39,7 +40,8 @@ var _ driver.Dispatcher = (*Backend)(nil)
 //   - pending (a retry, a stale requeue or a shutdown interruption): a new
 //     unowned generation, retry_count+1, error = t.Error, worker_id,
 //     execution_ref, started_at and heartbeat_at cleared, queued_at = now,
-//     interruptions+1 when t.Interrupted, priority = *t.Priority when set,
+//     interruptions+1 when t.Interrupted, snooze_count+1 when t.Snoozed,
+//     priority = *t.Priority when set,
 //     scheduled at now+t.Delay when positive and pending otherwise.
 //
 // Times come from the backend clock, read once per call.
@@ -100,6 +102,9 @@ func (b *Backend) settleLocked(t *driver.Transition, result json.RawMessage, now
 		b.completeEntry(e, result, now)
 	case queuestype.StatusFailed:
 		r.Error = t.Error
+		if t.Errors != nil {
+			r.Errors = driver.FitErrorHistory(t.Errors)
+		}
 		b.finishEntry(e, queuestype.StatusFailed, now)
 	case queuestype.StatusCancelled:
 		if t.Error != "" {
@@ -110,6 +115,12 @@ func (b *Backend) settleLocked(t *driver.Transition, result json.RawMessage, now
 		r.Error = t.Error
 		if t.Interrupted {
 			r.Interruptions++
+		}
+		if t.Snoozed {
+			r.SnoozeCount++
+		}
+		if t.Errors != nil {
+			r.Errors = driver.FitErrorHistory(t.Errors)
 		}
 		if t.Priority != nil {
 			r.Priority = *t.Priority

@@ -78,13 +78,13 @@ SELECT {cols}, 'h' FROM h
 UNION ALL
 SELECT r.task_id, r.task_name, NULL::jsonb, ''::text, ''::text, NULL::text, NULL::text, NULL::text, ''::text, 0, 0, 0,
     NULL::timestamptz, NULL::timestamptz, r.created_at, r.created_at, NULL::timestamptz, NULL::timestamptz, NULL::timestamptz,
-    NULL::jsonb, NULL::text, r.identity_key, '{}'::jsonb, '{}'::jsonb, 0, NULL::timestamptz, 'r' FROM r
+    NULL::jsonb, NULL::text, r.identity_key, '{}'::jsonb, '{}'::jsonb, 0, NULL::timestamptz, 0, NULL::jsonb, 'r' FROM r
 UNION ALL
 SELECT '00000000-0000-0000-0000-000000000000'::uuid, '', NULL::jsonb, '', '', NULL, NULL, NULL, '', 0, 0, 0,
-    NULL, NULL, now(), now(), NULL, NULL, NULL, NULL, NULL, NULL, '{}'::jsonb, '{}'::jsonb, 0, NULL, 't'
+    NULL, NULL, now(), now(), NULL, NULL, NULL, NULL, NULL, NULL, '{}'::jsonb, '{}'::jsonb, 0, NULL, 0, NULL, 't'
 UNION ALL
 SELECT '00000000-0000-0000-0000-000000000000'::uuid, '', NULL::jsonb, '', '', NULL, NULL, NULL, '', 0, 0, 0,
-    NULL, NULL, now(), now(), NULL, NULL, NULL, NULL, NULL, NULL, '{}'::jsonb, '{}'::jsonb, 0, NULL, 'n'
+    NULL, NULL, now(), now(), NULL, NULL, NULL, NULL, NULL, NULL, '{}'::jsonb, '{}'::jsonb, 0, NULL, 0, NULL, 'n'
 FROM (SELECT pg_notify($15::text, $16::text) FROM ins WHERE $15::text IS NOT NULL AND ins.status = 'pending' LIMIT 1) n`
 
 // keyedView is what one keyed round trip read and wrote: the records

@@ -19,7 +19,7 @@ var _ driver.SchedulePauser = (*Backend)(nil)
 
 // TestMigrateSchedulePauses builds the schema of the previous version (0001
 // to 0004) holding a record in every status and a worker entry, runs
-// Migrate and checks that it applies 0005_schedule_pauses only, that every
+// Migrate and checks that it applies 0005_schedule_pauses and the later migrations, that every
 // record and the entry read back unchanged, that the pause table orders
 // names in byte order ("C") from its primary key, and that pauses work on
 // the migrated schema.
@@ -65,8 +65,8 @@ VALUES ('old-worker', 'h', 1, '{q}', 'local', 2, 1, now(), 'v', now(), now() + i
 	if err != nil {
 		t.Fatalf("Migrate: %v", err)
 	}
-	if !slices.Equal(rep.AppliedNow, []string{"0005_schedule_pauses"}) {
-		t.Fatalf("Migrate applied %v; want [0005_schedule_pauses]", rep.AppliedNow)
+	if !slices.Equal(rep.AppliedNow, []string{"0005_schedule_pauses", "0006_snooze_errors"}) {
+		t.Fatalf("Migrate applied %v; want [0005_schedule_pauses 0006_snooze_errors]", rep.AppliedNow)
 	}
 	if err := b.Open(ctx); err != nil {
 		t.Fatalf("Open after Migrate: %v", err)

@@ -92,13 +92,13 @@ func TestSettlePlansIgnoreStaleStatistics(t *testing.T) {
 		args []any
 	}{
 		{"complete", b.q.completeBare, []any{ids, gens, results, workers}},
-		{"settle", b.q.settle, []any{ids, gens, tos, results, workers, delays, bools, make([]*int32, n), workers, workers, delays}},
+		{"settle", b.q.settle, []any{ids, gens, tos, results, workers, delays, bools, make([]*int32, n), workers, workers, delays, bools, results}},
 		{"touch", b.q.touch, []any{ids, gens, make([]json.RawMessage, n)}},
 		{"nullBeats", b.q.nullBeats, []any{ids, gens}},
 		// The writes of stale recovery: requeues fenced on the heartbeat
 		// still being stale (older than an hour, or any heartbeat).
-		{"settle stale", b.q.settle, []any{ids, gens, requeues, results, errs, delays, bools, prios, workers, workers, stales}},
-		{"settle stale any", b.q.settle, []any{ids, gens, requeues, results, errs, delays, bools, prios, workers, workers, staleAll}},
+		{"settle stale", b.q.settle, []any{ids, gens, requeues, results, errs, delays, bools, prios, workers, workers, stales, bools, results}},
+		{"settle stale any", b.q.settle, []any{ids, gens, requeues, results, errs, delays, bools, prios, workers, workers, staleAll, bools, results}},
 	} {
 		plan := explainRolledBack(t, pool, "", st.sql, st.args...)
 		if strings.Contains(plan, "Rows Removed by Join Filter") || strings.Contains(plan, "queue_task_heartbeat") {

@@ -39,7 +39,9 @@ var completeSQL = `UPDATE {t} t SET status = 'completed', completed_at = now(), 
 // after the write (completed, failed, cancelled or pending; pending means
 // scheduled when the delay is positive), the result, the error text (null
 // keeps the error of a cancelled record), the retry delay, whether the
-// retry is an interruption, the new priority (null keeps it), and the
+// retry is an interruption or a snooze, the error history (null keeps
+// it; only failed and pending writes carry one), the new priority (null
+// keeps it), and the
 // fences: generation; running, or with a ref the ref and any active status;
 // the worker when not null; and with a positive stale_us a heartbeat still
 // null or older than that many microseconds (negative: any heartbeat).
@@ -58,10 +60,12 @@ var settleSQL = `UPDATE {t} t SET
     execution_ref = CASE WHEN v.tgt = 'pending' THEN NULL ELSE t.execution_ref END,
     dispatch_until = NULL,
     interruptions = CASE WHEN v.tgt = 'pending' AND v.interrupted THEN t.interruptions + 1 ELSE t.interruptions END,
+    snooze_count = CASE WHEN v.tgt = 'pending' AND v.snoozed THEN t.snooze_count + 1 ELSE t.snooze_count END,
+    errors = CASE WHEN v.tgt IN ('pending', 'failed') THEN coalesce(v.errs, t.errors) ELSE t.errors END,
     priority = CASE WHEN v.tgt = 'pending' THEN coalesce(v.priority, t.priority) ELSE t.priority END
 ` + byIDFenced(`unnest($1::uuid[], $2::int[], $3::text[], $4::jsonb[], $5::text[], $6::bigint[], $7::bool[], $8::int[],
-        $9::text[], $10::text[], $11::bigint[])
-    AS v(id, gen, tgt, result, err, delay_us, interrupted, priority, worker, ref, stale_us)`,
+        $9::text[], $10::text[], $11::bigint[], $12::bool[], $13::jsonb[])
+    AS v(id, gen, tgt, result, err, delay_us, interrupted, priority, worker, ref, stale_us, snoozed, errs)`,
 	`x.retry_count = v.gen
         AND (CASE WHEN v.ref IS NULL THEN (x.status || '') = 'running'
              ELSE coalesce(x.execution_ref, '') = v.ref AND (x.status || '') IN ('pending', 'scheduled', 'running') END)

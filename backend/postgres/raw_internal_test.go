@@ -16,7 +16,8 @@ func TestDecodeRawMatchesScan(t *testing.T) {
 		'running', -5, 3, 2, NULL::timestamptz, '2025-06-07 08:09:10.654321+00'::timestamptz, '2024-01-02 03:04:05.123456+00'::timestamptz, '2025-06-07 08:09:10.654321+00'::timestamptz, '2025-06-07 08:09:10.654321+00'::timestamptz, NULL::timestamptz,
 		'2025-06-07 08:09:10.654321+00'::timestamptz, NULL::jsonb, 'boom', 'k', '{"m":{"n":[1,"x",true,null]}}'::jsonb,
 		'{"timeout":1.5,"retry_backoff":{"initial_delay":2,"multiplier":3},"requeue_on_shutdown":false,"unique_until":"forever"}'::jsonb, 4,
-		'2025-06-07 08:19:10.5+00'::timestamptz`
+		'2025-06-07 08:19:10.5+00'::timestamptz, 7,
+		'[{"attempt":1,"at":"2025-06-07T08:09:10.654321Z","error":"boom","trace":"stack","worker":"w"}]'::jsonb`
 	rows, err := pool.Query(ctx, sql)
 	if err != nil {
 		t.Fatal(err)
@@ -39,6 +40,9 @@ func TestDecodeRawMatchesScan(t *testing.T) {
 	}
 	if raw.Interruptions != 4 || raw.Policy.Timeout != 1500*time.Millisecond || raw.Policy.RequeueOnShutdown == nil || !raw.Policy.Forever() {
 		t.Fatalf("raw decode of policy and interruptions: %+v, %d", raw.Policy, raw.Interruptions)
+	}
+	if raw.SnoozeCount != 7 || len(raw.Errors) != 1 || raw.Errors[0].Trace != "stack" || raw.Errors[0].WorkerID != "w" {
+		t.Fatalf("raw decode of snooze_count and errors: %d, %+v", raw.SnoozeCount, raw.Errors)
 	}
 	a, _ := raw.MarshalJSON()
 	b, _ := scanned.MarshalJSON()

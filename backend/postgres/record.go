@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/queuesgo/queues/driver"
 	"github.com/queuesgo/queues/queuestype"
 
 	"github.com/jackc/pgx/v5"
@@ -19,7 +20,7 @@ var recordColumns = []string{
 	"id", "task_name", "args", "queue", "execution_backend", "execution_profile", "execution_ref",
 	"worker_id", "status", "priority", "max_retries", "retry_count", "scheduled_at", "expires_at",
 	"created_at", "queued_at", "started_at", "completed_at", "heartbeat_at", "result", "error",
-	"task_key", "metadata", "policy", "interruptions", "dispatch_until",
+	"task_key", "metadata", "policy", "interruptions", "dispatch_until", "snooze_count", "errors",
 }
 
 // cols renders the record columns, each qualified with alias when given.
@@ -48,7 +49,8 @@ func scanRecord(row scanner) (*queuestype.Record, error) {
 	}
 	var (
 		r                                   queuestype.Record
-		args, result, meta, policy          []byte
+		args, result, meta, policy, history []byte
+		snoozes                             int32
 		profile, ref, worker, errText, key  pgtype.Text
 		status                              string
 		prio, maxRetries, retryCount, intr  int32
@@ -59,7 +61,7 @@ func scanRecord(row scanner) (*queuestype.Record, error) {
 	dest := []any{(*[16]byte)(&r.ID), &r.TaskName, &args, &r.Queue, &r.ExecutionBackend, &profile, &ref,
 		&worker, &status, &prio, &maxRetries, &retryCount, &sched, &expires,
 		&created, &queued, &started, &done, &beat, &result, &errText,
-		&key, &meta, &policy, &intr, &dispatchUntil}
+		&key, &meta, &policy, &intr, &dispatchUntil, &snoozes, &history}
 	if err := row.Scan(dest...); err != nil {
 		return nil, err
 	}
@@ -93,6 +95,10 @@ func scanRecord(row scanner) (*queuestype.Record, error) {
 	}
 	r.Interruptions = int(intr)
 	r.DispatchUntil = tsTime(dispatchUntil)
+	r.SnoozeCount = int(snoozes)
+	if r.Errors, err = driver.DecodeErrorHistory(string(history)); err != nil {
+		return nil, fmt.Errorf("decode errors of %s: %w", r.ID, err)
+	}
 	return &r, nil
 }
 
@@ -172,12 +178,13 @@ func decodeRaw(rows pgx.Rows) (*queuestype.Record, bool, error) {
 	r.ExecutionRef = str(v[6])
 	r.WorkerID = name(v[7])
 	r.Status = queuestype.Status(name(v[8]))
-	var ok1, ok2, ok3, ok4 bool
+	var ok1, ok2, ok3, ok4, ok5 bool
 	r.Priority, ok1 = i4(v[9])
 	r.MaxRetries, ok2 = i4(v[10])
 	r.RetryCount, ok3 = i4(v[11])
 	r.Interruptions, ok4 = i4(v[24])
-	if !ok1 || !ok2 || !ok3 || !ok4 {
+	r.SnoozeCount, ok5 = i4(v[26])
+	if !ok1 || !ok2 || !ok3 || !ok4 || !ok5 {
 		return nil, false, nil
 	}
 	for i, dst := range []*time.Time{&r.ScheduledAt, &r.ExpiresAt, &r.CreatedAt, &r.QueuedAt, &r.StartedAt, &r.CompletedAt, &r.HeartbeatAt} {
@@ -215,6 +222,13 @@ func decodeRaw(rows pgx.Rows) (*queuestype.Record, bool, error) {
 	}
 	if r.Policy, err = decodePolicy(pol); err != nil {
 		return nil, true, fmt.Errorf("decode policy of %s: %w", r.ID, err)
+	}
+	hist, ok := js(27, v[27])
+	if !ok {
+		return nil, false, nil
+	}
+	if r.Errors, err = driver.DecodeErrorHistory(string(hist)); err != nil {
+		return nil, true, fmt.Errorf("decode errors of %s: %w", r.ID, err)
 	}
 	return &r, true, nil
 }

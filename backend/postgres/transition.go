@@ -27,6 +27,8 @@ type settleOp struct {
 	err         pgtype.Text
 	delay       int64 // microseconds
 	interrupted bool
+	snoozed     bool
+	history     []byte // the error history's JSON; nil keeps the stored one
 	priority    pgtype.Int4
 	worker      pgtype.Text
 	ref         pgtype.Text
@@ -125,9 +127,14 @@ func (w *settleWave) add(i int, t *driver.Transition) {
 	case queuestype.StatusPending:
 		o.delay = positiveMicros(t.Delay)
 		o.interrupted = t.Interrupted
+		o.snoozed = t.Snoozed
 		if t.Priority != nil {
 			o.priority = pgtype.Int4{Int32: int32(*t.Priority), Valid: true}
 		}
+	}
+	if t.Errors != nil && (t.To == queuestype.StatusPending || t.To == queuestype.StatusFailed) {
+		h, _ := driver.EncodeErrorHistory(t.Errors) // plain data: cannot fail
+		o.history = []byte(h)
 	}
 	if t.To != queuestype.StatusCompleted && t.Error != "" {
 		o.err = pgtype.Text{String: storableText(t.Error), Valid: true}
@@ -255,14 +262,16 @@ func settleArgs(ops []*op[settleOp, *queuestype.Record]) []any {
 	results, errs, delays := make([][]byte, n), make([]pgtype.Text, n), make([]int64, n)
 	intr, prios, workers := make([]bool, n), make([]pgtype.Int4, n), make([]pgtype.Text, n)
 	refs, stales := make([]pgtype.Text, n), make([]int64, n)
+	snoozed, histories := make([]bool, n), make([][]byte, n)
 	for i, o := range ops {
 		s := &o.in
 		ids[i], gens[i], tos[i] = [16]byte(s.id), int32(s.gen), s.to
 		results[i], errs[i], delays[i] = s.result, s.err, s.delay
 		intr[i], prios[i], workers[i] = s.interrupted, s.priority, s.worker
 		refs[i], stales[i] = s.ref, s.stale
+		snoozed[i], histories[i] = s.snoozed, s.history
 	}
-	return []any{ids, gens, tos, results, errs, delays, intr, prios, workers, refs, stales}
+	return []any{ids, gens, tos, results, errs, delays, intr, prios, workers, refs, stales, snoozed, histories}
 }
 
 // ListStale lists up to limit (≤ 0 lists nothing) running records whose

@@ -17,6 +17,10 @@
 // queuestype.ErrConfig. The backend passes
 // the shared contract suite (backend/backendtest) unchanged.
 //
+// Records written before snooze_count and errors existed lack both
+// fields and read as no snoozes and no error history, so adding them needs
+// no layout migration.
+//
 // # Keys
 //
 // Options.Prefix (default "queues") names the key space; every key is
@@ -28,8 +32,10 @@
 //	                              "m:<key>" overlay fields written by heartbeats, policy (the
 //	                              task policy's JSON, absent when zero), interruptions (the
 //	                              shutdown-interruption counter, absent when 0), dispatch_until
-//	                              (a dispatch reservation's deadline, absent when none), ix
-//	                              (placement), forever and mo (overlays present)
+//	                              (a dispatch reservation's deadline, absent when none),
+//	                              snooze_count (absent when 0), errors (the error history's
+//	                              JSON array, absent when none), ix (placement), forever and
+//	                              mo (overlays present)
 //	<p>:ready:<pt>                zset: claimable records of one partition, score −priority,
 //	                              member <queued_at µs, 16 digits><created_at µs, 16 digits><id>,
 //	                              so rank order is exactly priority DESC, queued_at, created_at, id

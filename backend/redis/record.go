@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/queuesgo/queues/driver"
 	"github.com/queuesgo/queues/queuestype"
 
 	"github.com/google/uuid"
@@ -77,7 +78,7 @@ func encodeMeta(m map[string]any) (string, map[string]any, error) {
 var recordFields = []string{"id", "task_name", "args", "queue", "execution_backend", "execution_profile", "execution_ref",
 	"worker_id", "status", "priority", "max_retries", "retry_count", "scheduled_at", "expires_at", "created_at",
 	"queued_at", "started_at", "completed_at", "heartbeat_at", "result", "error", "key", "metadata", "policy", "interruptions",
-	"dispatch_until", "ix", "forever", "mo"}
+	"dispatch_until", "snooze_count", "errors", "ix", "forever", "mo"}
 
 // decodeRecord builds a record from a script reply (recordFields values,
 // then overlay pairs).
@@ -278,6 +279,10 @@ func setField(r *queuestype.Record, k, s string) error {
 		r.Interruptions, err = strconv.Atoi(s)
 	case "dispatch_until":
 		r.DispatchUntil, err = fromMicros(s)
+	case "snooze_count":
+		r.SnoozeCount, err = strconv.Atoi(s)
+	case "errors":
+		r.Errors, err = driver.DecodeErrorHistory(s)
 	case "metadata":
 		m, err := decodeMetaCached(s)
 		if err != nil {
@@ -339,6 +344,10 @@ func clearField(r *queuestype.Record, k string) {
 		r.Interruptions = 0
 	case "dispatch_until":
 		r.DispatchUntil = time.Time{}
+	case "snooze_count":
+		r.SnoozeCount = 0
+	case "errors":
+		r.Errors = nil
 	default:
 		if mk, ok := strings.CutPrefix(k, "m:"); ok {
 			delete(r.Metadata, mk)

@@ -129,7 +129,7 @@ end
 local FIELDS = {'id', 'task_name', 'args', 'queue', 'execution_backend', 'execution_profile', 'execution_ref',
   'worker_id', 'status', 'priority', 'max_retries', 'retry_count', 'scheduled_at', 'expires_at', 'created_at',
   'queued_at', 'started_at', 'completed_at', 'heartbeat_at', 'result', 'error', 'key', 'metadata', 'policy', 'interruptions',
-  'dispatch_until', 'ix', 'forever', 'mo'}
+  'dispatch_until', 'snooze_count', 'errors', 'ix', 'forever', 'mo'}
 local NF = #FIELDS
 local function flat(r)
   local a = {}
@@ -733,7 +733,8 @@ end
 -- settle applies a transition the engine decided. Args: gen, to, hasRef,
 -- ref, worker ("" = any), staleAfter_us ("" = not fenced, negative = any
 -- heartbeat), hasResult, result, error, delay_us, interrupted, hasPriority,
--- priority. The fence: generation gen and status running, or with hasRef
+-- priority, snoozed, hasErrors, errors (the error history's JSON, written
+-- by failed and pending only when hasErrors). The fence: generation gen and status running, or with hasRef
 -- the ref and status running, pending or scheduled; the worker when given;
 -- a heartbeat that is null or older than now − staleAfter when given.
 OPS.settle = function(id, a, inline)
@@ -758,6 +759,7 @@ OPS.settle = function(id, a, inline)
     finish(r, ch, 'completed')
   elseif to == 'failed' then
     set(r, ch, 'error', nz(a[9]))
+    if a[15] == '1' then set(r, ch, 'errors', nz(a[16])) end
     finish(r, ch, to)
   elseif to == 'cancelled' then
     if nz(a[9]) then set(r, ch, 'error', a[9]) end
@@ -766,6 +768,8 @@ OPS.settle = function(id, a, inline)
     set(r, ch, 'error', nz(a[9]))
     if a[11] == '1' then set(r, ch, 'interruptions', fmt(interruptions(r) + 1)) end
     if a[12] == '1' then set(r, ch, 'priority', a[13]) end
+    if a[14] == '1' then set(r, ch, 'snooze_count', fmt((num(r.snooze_count) or 0) + 1)) end
+    if a[15] == '1' then set(r, ch, 'errors', nz(a[16])) end
     requeue(r, ch, tonumber(a[10]))
   end
   commit(r, ch, old)

@@ -37,8 +37,9 @@ var _ driver.Dispatcher = (*Backend)(nil)
 // (a retry, a stale requeue or a shutdown interruption) starts a new
 // generation: retry_count+1, error = t.Error, worker_id, execution_ref,
 // started_at and heartbeat_at cleared, interruptions+1 when t.Interrupted,
-// priority = *t.Priority when set, scheduled at Redis time + t.Delay when
-// positive, else pending. A requeued due record wakes workers; a record
+// snooze_count+1 when t.Snoozed, priority = *t.Priority when set, scheduled at Redis time + t.Delay when
+// positive, else pending. Failed and pending replace the error history
+// (the errors field) with t.Errors when it is not nil. A requeued due record wakes workers; a record
 // that turns terminal is announced on the completions channel.
 //
 // Completions fenced only on generation (and worker) that carry the claimed
@@ -110,8 +111,10 @@ func (b *Backend) Settle(ctx context.Context, ts []driver.Transition) ([]driver.
 			stale = strconv.FormatInt(t.StaleAfter.Microseconds(), 10)
 		}
 		hasPrio, prio := optInt(t.Priority)
+		history, _ := driver.EncodeErrorHistory(t.Errors) // plain data: cannot fail
 		a := []any{gen, string(t.To), hasRef, ref, t.WorkerID, stale, flag(t.Result != nil), string(t.Result), t.Error,
-			strconv.FormatInt(delayMicros(t.Delay), 10), flag(t.Interrupted), hasPrio, prio}
+			strconv.FormatInt(delayMicros(t.Delay), 10), flag(t.Interrupted), hasPrio, prio,
+			flag(t.Snoozed), flag(t.Errors != nil), history}
 		if t.NoRecord {
 			ob.add("settle", t.ID, a...)
 		} else {

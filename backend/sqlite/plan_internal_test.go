@@ -47,9 +47,9 @@ func TestQueryPlans(t *testing.T) {
 		{"count backlog", sqlBacklog, []any{1}, []string{"SCAN queue_task USING INDEX queue_task_claim"}},
 		{"list stale", sqlListStale, []any{1, 10}, []string{"INDEX queue_task_stale (<expr><?)"}},
 		{"settle completed", sqlSettleCompleted, []any{"x", 0, nil, nil, nil, 1, nil}, []string{"sqlite_autoindex_queue_task_1 (id=?)"}},
-		{"settle failed", sqlSettleFailed, []any{"x", 0, "r", "w", 1, 1, "e"}, []string{"sqlite_autoindex_queue_task_1 (id=?)"}},
+		{"settle failed", sqlSettleFailed, []any{"x", 0, "r", "w", 1, 1, "e", nil}, []string{"sqlite_autoindex_queue_task_1 (id=?)"}},
 		{"settle cancelled", sqlSettleCancelled, []any{"x", 0, nil, nil, nil, 1, nil}, []string{"sqlite_autoindex_queue_task_1 (id=?)"}},
-		{"settle pending", sqlSettlePending, []any{"x", 0, nil, nil, nil, 1, "pending", nil, nil, nil, 0},
+		{"settle pending", sqlSettlePending, []any{"x", 0, nil, nil, nil, 1, "pending", nil, nil, nil, 0, 0, nil},
 			[]string{"sqlite_autoindex_queue_task_1 (id=?)"}},
 		{"cleanup", sqlCleanupSelect, []any{1, nil, 1, nil, 1, 10}, []string{"INDEX queue_task_terminal"}},
 		{"running external", `SELECT id FROM queue_task WHERE execution_ref IS NOT NULL AND ` + sqlNotTerminal +

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/queuesgo/queues/driver"
 	"github.com/queuesgo/queues/queuestype"
 
 	"github.com/google/uuid"
@@ -19,9 +20,10 @@ completed_at, heartbeat_at, result, error, task_key, metadata, policy, interrupt
 
 // recordColumns is the column list every record query selects or returns, in
 // rawRec field order: the columns an insert writes, dispatch_until (only the
-// dispatch-reservation writes set it) and the rowid (a claimed record's rowid
+// dispatch-reservation writes set it), snooze_count and errors (only Settle
+// writes them) and the rowid (a claimed record's rowid
 // lets Settle complete it by rowid, without the text-keyed id index).
-const recordColumns = taskColumns + `, dispatch_until, rowid`
+const recordColumns = taskColumns + `, dispatch_until, snooze_count, errors, rowid`
 
 // SQL fragments shared by the statements. No IN list has more than two
 // constants (see the migration's note).
@@ -78,7 +80,10 @@ type rawRec struct {
 	// DispatchUntil is the deadline of a dispatch reservation (µs); set
 	// while the record is reserved for an external dispatch.
 	DispatchUntil sql.NullInt64
-	RowID         int64
+	// SnoozeCount counts snoozes; Errors is the error history's JSON.
+	SnoozeCount int64
+	Errors      sql.NullString
+	RowID       int64
 }
 
 // scanRecords appends every row of rows (recordColumns) to out and closes rows.
@@ -88,7 +93,7 @@ func scanRecords(rows *sql.Rows, out []rawRec) ([]rawRec, error) {
 	dest := []any{&r.ID, &r.TaskName, &r.Args, &r.Queue, &r.Backend, &r.Profile, &r.Ref, &r.Worker,
 		&r.Status, &r.Priority, &r.MaxRetries, &r.RetryCount, &r.ScheduledAt, &r.ExpiresAt, &r.CreatedAt,
 		&r.QueuedAt, &r.StartedAt, &r.CompletedAt, &r.HeartbeatAt, &r.Result, &r.Error, &r.Key, &r.Metadata,
-		&r.Policy, &r.Interruptions, &r.DispatchUntil, &r.RowID}
+		&r.Policy, &r.Interruptions, &r.DispatchUntil, &r.SnoozeCount, &r.Errors, &r.RowID}
 	for rows.Next() {
 		if err := rows.Scan(dest...); err != nil {
 			return out, err
@@ -127,6 +132,7 @@ func (r *rawRec) record() (*queuestype.Record, error) {
 		Key:              r.Key.String,
 		Interruptions:    int(r.Interruptions),
 		DispatchUntil:    fromMicrosNull(r.DispatchUntil),
+		SnoozeCount:      int(r.SnoozeCount),
 	}
 	if r.Args.Valid {
 		rec.Args = json.RawMessage(r.Args.String)
@@ -141,6 +147,10 @@ func (r *rawRec) record() (*queuestype.Record, error) {
 	rec.Policy, err = decodePolicy(r.Policy)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: task %s policy: %w", r.ID, err)
+	}
+	rec.Errors, err = driver.DecodeErrorHistory(r.Errors.String)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: task %s: %w", r.ID, err)
 	}
 	return rec, nil
 }

@@ -33,15 +33,16 @@ AND (?5 IS NULL OR heartbeat_at IS NULL OR heartbeat_at < CAST(?5 AS INTEGER))`
 const (
 	// ?7 result.
 	sqlSettleCompleted = `UPDATE OR FAIL queue_task SET status = 'completed', completed_at = ?6, heartbeat_at = NULL, dispatch_until = NULL, result = ?7, error = NULL` + sqlSettleFence
-	// ?7 error. worker_id is kept.
-	sqlSettleFailed = `UPDATE OR FAIL queue_task SET status = 'failed', completed_at = ?6, heartbeat_at = NULL, dispatch_until = NULL, error = ?7` + sqlSettleFence
+	// ?7 error, ?8 the error history (NULL keeps it). worker_id is kept.
+	sqlSettleFailed = `UPDATE OR FAIL queue_task SET status = 'failed', completed_at = ?6, heartbeat_at = NULL, dispatch_until = NULL, error = ?7, errors = coalesce(?8, errors)` + sqlSettleFence
 	// ?7 error (NULL keeps the stored one). worker_id is kept, so a
 	// control hint can still reach the owner.
 	sqlSettleCancelled = `UPDATE OR FAIL queue_task SET status = 'cancelled', completed_at = ?6, heartbeat_at = NULL, dispatch_until = NULL, error = coalesce(?7, error)` + sqlSettleFence
 	// ?7 status (pending or scheduled), ?8 error, ?9 scheduled_at, ?10
-	// priority (NULL keeps it), ?11 1 for a shutdown interruption, else 0.
+	// priority (NULL keeps it), ?11 1 for a shutdown interruption, else 0,
+	// ?12 1 for a snooze, else 0, ?13 the error history (NULL keeps it).
 	sqlSettlePending = `UPDATE OR FAIL queue_task SET status = ?7, error = ?8, scheduled_at = ?9, priority = coalesce(?10, priority),
-retry_count = retry_count + 1, interruptions = interruptions + ?11, queued_at = ?6,
+retry_count = retry_count + 1, interruptions = interruptions + ?11, snooze_count = snooze_count + ?12, errors = coalesce(?13, errors), queued_at = ?6,
 started_at = NULL, heartbeat_at = NULL, completed_at = NULL, worker_id = NULL, execution_ref = NULL, dispatch_until = NULL` + sqlSettleFence
 )
 
@@ -90,8 +91,11 @@ type settleStep struct {
 //   - pending: as a retry — retry_count+1, error = Error, worker_id,
 //     execution_ref, dispatch_until, started_at and heartbeat_at cleared, queued_at = now,
 //     scheduled at now+Delay (status scheduled) when Delay > 0, else
-//     pending; interruptions+1 when Interrupted; priority replaced when
-//     Priority is set.
+//     pending; interruptions+1 when Interrupted; snooze_count+1 when
+//     Snoozed; priority replaced when Priority is set.
+//
+// A failed or pending write replaces the error history with Errors when
+// it is not nil.
 //
 // Workers are woken once when a transition made a record claimable now.
 // With NoRecord a successful result has no record.
@@ -222,6 +226,12 @@ func prepareSettle(i int, t *driver.Transition) settleStep {
 	if driver.CheckTransition(t) != nil {
 		return s // no query: the transition is refused
 	}
+	var history any // NULL keeps the stored history
+	if h, err := driver.EncodeErrorHistory(t.Errors); err != nil {
+		return s // cannot happen: the history is plain data
+	} else if h != "" {
+		history = h
+	}
 	switch t.To {
 	case queuestype.StatusCompleted:
 		s.query, s.status = sqlSettleCompleted, queuestype.StatusCompleted
@@ -232,7 +242,7 @@ func prepareSettle(i int, t *driver.Transition) settleStep {
 		s.fast = t.ExpectedRef == nil && t.StaleAfter == 0
 	case queuestype.StatusFailed:
 		s.query, s.status = sqlSettleFailed, queuestype.StatusFailed
-		s.args = append(s.args, nullStr(t.Error))
+		s.args = append(s.args, nullStr(t.Error), history)
 	case queuestype.StatusCancelled:
 		s.query, s.status = sqlSettleCancelled, queuestype.StatusCancelled
 		s.args = append(s.args, nullStr(t.Error))
@@ -245,11 +255,14 @@ func prepareSettle(i int, t *driver.Transition) settleStep {
 		if t.Priority != nil {
 			prio = *t.Priority
 		}
-		interrupted := 0
+		interrupted, snoozed := 0, 0
 		if t.Interrupted {
 			interrupted = 1
 		}
-		s.args = append(s.args, string(s.status), nullStr(t.Error), nil, prio, interrupted)
+		if t.Snoozed {
+			snoozed = 1
+		}
+		s.args = append(s.args, string(s.status), nullStr(t.Error), nil, prio, interrupted, snoozed, history)
 	}
 	return s
 }
