@@ -85,7 +85,8 @@ type Backend interface {
 	ExpireOverdue(ctx context.Context, limit int) ([]*queuestype.Record, error)
 
 	// CleanupTerminal deletes up to p.Limit terminal records, each of a
-	// status p.Before names and completed before that status's cutoff,
+	// status its cutoffs name (p.ByTask's for the tasks it lists, p.Before
+	// for the others) and completed before that status's cutoff,
 	// oldest completed_at (then id) first across statuses, and returns how
 	// many it deleted. A store may write the batch in smaller pieces (each
 	// taking the oldest left) so claims are never held up behind it. Statuses p.Before omits are
@@ -171,6 +172,10 @@ type CleanupParams struct {
 	// whose completed_at is before it are deleted. A status it omits is
 	// never deleted (kept forever).
 	Before map[queuestype.Status]time.Time
+	// ByTask overrides Before for the records of the tasks it lists: a
+	// listed task's records use only its own map (a status that map omits
+	// is kept forever), every other task's records use Before.
+	ByTask map[string]map[queuestype.Status]time.Time
 	// Limit bounds the records deleted by one call: ≤ 0 → DefaultCleanupLimit.
 	Limit int
 }

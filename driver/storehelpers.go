@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"regexp"
+	"slices"
 	"sync"
 	"time"
 
@@ -278,37 +279,88 @@ func StaleOrder(x, y *queuestype.Record) int {
 var TerminalStatuses = []queuestype.Status{queuestype.StatusCompleted, queuestype.StatusFailed,
 	queuestype.StatusCancelled, queuestype.StatusExpired}
 
-// CleanupCutoff is one status's cutoff of a CleanupTerminal call.
+// CleanupCutoff is one cutoff of a CleanupTerminal call: records of
+// Status completed before Before are deleted. Task is "" for a default
+// cutoff (CleanupParams.Before), which applies to the tasks CleanupParams.ByTask
+// does not list; otherwise it is the task whose records it applies to.
 type CleanupCutoff struct {
+	Task   string
 	Status queuestype.Status
 	Before time.Time
 }
 
 // CheckCleanup starts a CleanupTerminal call: it returns ctx's error when
-// ctx has ended, an error matching queuestype.ErrConfig when p.Before names
-// a status that is not terminal or a zero cutoff, and otherwise the
-// cutoffs in TerminalStatuses order (omitted statuses left out) with the
-// limit resolved. No cutoffs means nothing to delete.
+// ctx has ended, an error matching queuestype.ErrConfig when p.Before or
+// p.ByTask names a status that is not terminal, a zero cutoff or an empty
+// task name, and otherwise the cutoffs with the limit resolved: first the
+// defaults in TerminalStatuses order, then each task of p.ByTask's (tasks
+// sorted, statuses in TerminalStatuses order); omitted statuses are left
+// out. No cutoffs means nothing to delete.
 func CheckCleanup(ctx context.Context, p CleanupParams) ([]CleanupCutoff, int, error) {
 	limit, err := CallLimit(ctx, p.Limit, DefaultCleanupLimit)
 	if err != nil {
 		return nil, 0, err
 	}
-	for s, t := range p.Before {
-		if !s.IsTerminal() {
-			return nil, 0, fmt.Errorf("%w: cleanup cutoff for status %q, which is not terminal", queuestype.ErrConfig, s)
+	check := func(task string, m map[queuestype.Status]time.Time) error {
+		for s, t := range m {
+			if !s.IsTerminal() {
+				return fmt.Errorf("%w: cleanup cutoff for status %q, which is not terminal", queuestype.ErrConfig, s)
+			}
+			if t.IsZero() {
+				return fmt.Errorf("%w: cleanup cutoff for status %q%s is zero (omit the status to keep it)", queuestype.ErrConfig, s, task)
+			}
 		}
-		if t.IsZero() {
-			return nil, 0, fmt.Errorf("%w: cleanup cutoff for status %q is zero (omit the status to keep it)", queuestype.ErrConfig, s)
+		return nil
+	}
+	if err := check("", p.Before); err != nil {
+		return nil, 0, err
+	}
+	tasks := make([]string, 0, len(p.ByTask))
+	for task, m := range p.ByTask {
+		if task == "" {
+			return nil, 0, fmt.Errorf("%w: cleanup cutoffs for an empty task name", queuestype.ErrConfig)
+		}
+		if err := check(fmt.Sprintf(" of task %q", task), m); err != nil {
+			return nil, 0, err
+		}
+		tasks = append(tasks, task)
+	}
+	slices.Sort(tasks)
+	var out []CleanupCutoff
+	add := func(task string, m map[queuestype.Status]time.Time) {
+		for _, s := range TerminalStatuses {
+			if t, ok := m[s]; ok {
+				out = append(out, CleanupCutoff{Task: task, Status: s, Before: t})
+			}
 		}
 	}
-	var out []CleanupCutoff
-	for _, s := range TerminalStatuses {
-		if t, ok := p.Before[s]; ok {
-			out = append(out, CleanupCutoff{Status: s, Before: t})
-		}
+	add("", p.Before)
+	for _, task := range tasks {
+		add(task, p.ByTask[task])
 	}
 	return out, limit, nil
+}
+
+// CleanupOverridden lists the tasks of p.ByTask, sorted: their records
+// follow their own cutoffs only, never the defaults.
+func CleanupOverridden(p CleanupParams) []string {
+	tasks := make([]string, 0, len(p.ByTask))
+	for task := range p.ByTask {
+		tasks = append(tasks, task)
+	}
+	slices.Sort(tasks)
+	return tasks
+}
+
+// CleanupCutoffFor returns the cutoff of a record of task in status s
+// under p, and false when such a record is kept.
+func CleanupCutoffFor(p CleanupParams, task string, s queuestype.Status) (time.Time, bool) {
+	m := p.Before
+	if o, ok := p.ByTask[task]; ok {
+		m = o
+	}
+	t, ok := m[s]
+	return t, ok
 }
 
 // CleanupAll is the CleanupParams deleting every terminal record completed

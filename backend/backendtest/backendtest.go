@@ -93,6 +93,7 @@ func RunBackend(t *testing.T, f Factory) {
 		{"HandlerOutcomes", testHandlerOutcomes},
 		{"Heartbeats", testHeartbeats},
 		{"Operations", testOperations},
+		{"Retention", testRetention},
 		{"Identity", testIdentity},
 		{"Expiry", testExpiry},
 		{"Hints", testHints},

@@ -1,6 +1,7 @@
 package memory
 
 import (
+	"container/heap"
 	"context"
 	"encoding/json"
 	"slices"
@@ -225,6 +226,9 @@ func (b *Backend) CleanupTerminal(ctx context.Context, p driver.CleanupParams) (
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if len(p.ByTask) > 0 {
+		return b.cleanupByTask(p, cuts, limit), nil
+	}
 	n := 0
 	for n < limit {
 		var best *entry
@@ -244,6 +248,70 @@ func (b *Backend) CleanupTerminal(ctx context.Context, p driver.CleanupParams) (
 		n++
 	}
 	return n, nil
+}
+
+// cleanupByTask is CleanupTerminal with per-task cutoffs: a best-first
+// walk over the status heaps, oldest first, up to the latest cutoff, that
+// deletes the first limit records past their own cutoff. A record kept by
+// its task's longer retention is walked past, never deleted: the walk
+// costs the kept records older than the latest cutoff plus the limit.
+func (b *Backend) cleanupByTask(p driver.CleanupParams, cuts []driver.CleanupCutoff, limit int) int {
+	var latest time.Time
+	slots := map[int]bool{}
+	for _, c := range cuts {
+		if c.Before.After(latest) {
+			latest = c.Before
+		}
+		slots[terminalSlot(c.Status)] = true
+	}
+	fr := make(terminalFrontier, 0, 4+2*limit)
+	for i := range b.terminal {
+		if slots[i] && b.terminal[i].Len() > 0 {
+			fr = append(fr, cursor{h: &b.terminal[i], i: 0})
+		}
+	}
+	heap.Init(&fr)
+	var del []*entry
+	for fr.Len() > 0 && len(del) < limit {
+		c := heap.Pop(&fr).(cursor)
+		e := c.h.items[c.i]
+		if !e.rec.CompletedAt.Before(latest) {
+			continue // its children completed no earlier
+		}
+		if cut, ok := driver.CleanupCutoffFor(p, e.rec.TaskName, e.rec.Status); ok && e.rec.CompletedAt.Before(cut) {
+			del = append(del, e)
+		}
+		for _, k := range [2]int{2*c.i + 1, 2*c.i + 2} {
+			if k < c.h.Len() {
+				heap.Push(&fr, cursor{h: c.h, i: k})
+			}
+		}
+	}
+	for _, e := range del {
+		b.deleteEntry(e)
+	}
+	return len(del)
+}
+
+// terminalFrontier is a container/heap of terminal heap positions, oldest
+// completed_at (then id) first.
+type terminalFrontier []cursor
+
+func (f terminalFrontier) Len() int { return len(f) }
+func (f terminalFrontier) Less(i, j int) bool {
+	a, b := &f[i].h.items[f[i].i].rec, &f[j].h.items[f[j].i].rec
+	if c := a.CompletedAt.Compare(b.CompletedAt); c != 0 {
+		return c < 0
+	}
+	return driver.CompareID(a.ID, b.ID) < 0
+}
+func (f terminalFrontier) Swap(i, j int) { f[i], f[j] = f[j], f[i] }
+func (f *terminalFrontier) Push(x any)   { *f = append(*f, x.(cursor)) }
+func (f *terminalFrontier) Pop() any {
+	old := *f
+	x := old[len(old)-1]
+	*f = old[:len(old)-1]
+	return x
 }
 
 // terminalSlot is the index in Backend.terminal of a terminal status's heap.
