@@ -370,11 +370,16 @@ func (b *Backend) CleanupTerminal(ctx context.Context, p driver.CleanupParams) (
 	total := 0
 	for total < limit {
 		k := min(cleanupChunk, limit-total)
-		args := cleanupArgs(cuts, k)
+		query, args := sqlCleanup, []any(nil)
+		if len(p.ByTask) > 0 {
+			query, args = cleanupByTaskSQL(p, cuts, k)
+		} else {
+			args = cleanupArgs(cuts, k)
+		}
 		var n int64
 		err = w.do(ctx, false, func(tx *wtx) error {
 			var err error
-			n, err = tx.exec(sqlCleanup, args...)
+			n, err = tx.exec(query, args...)
 			return err
 		})
 		total += int(n)
@@ -383,6 +388,54 @@ func (b *Backend) CleanupTerminal(ctx context.Context, p driver.CleanupParams) (
 		}
 	}
 	return total, nil
+}
+
+// cleanupByTaskSQL is sqlCleanup with per-task cutoffs: the tasks
+// p.ByTask lists match only their own cutoffs, every other task the
+// defaults. It walks the same (completed_at, id) index up to the latest
+// cutoff; a record kept by its task's longer retention is skipped, so the
+// walk costs the kept records older than the latest cutoff plus the limit.
+func cleanupByTaskSQL(p driver.CleanupParams, cuts []driver.CleanupCutoff, limit int) (string, []any) {
+	var latest int64
+	var args []any
+	var q strings.Builder
+	q.WriteString(`DELETE FROM queue_task WHERE id IN (SELECT id FROM queue_task WHERE ` + sqlTerminal + ` AND completed_at < CAST(? AS INTEGER) AND (0`)
+	args = append(args, nil) // the latest cutoff, set below
+	// pred appends "(status = ? AND completed_at < ?) OR ..." for task's cutoffs.
+	pred := func(task string) {
+		q.WriteString(`(0`)
+		for _, c := range cuts {
+			if c.Task == task {
+				us := ceilMicros(c.Before)
+				latest = max(latest, us)
+				q.WriteString(` OR (status = ? AND completed_at < ?)`)
+				args = append(args, string(c.Status), us)
+			}
+		}
+		q.WriteString(`)`)
+	}
+	tasks := driver.CleanupOverridden(p)
+	q.WriteString(` OR (task_name NOT IN (`)
+	for i, task := range tasks {
+		if i > 0 {
+			q.WriteString(`, `)
+		}
+		q.WriteString(`?`)
+		args = append(args, task)
+	}
+	q.WriteString(`) AND `)
+	pred("")
+	q.WriteString(`)`)
+	for _, task := range tasks {
+		q.WriteString(` OR (task_name = ? AND `)
+		args = append(args, task)
+		pred(task)
+		q.WriteString(`)`)
+	}
+	q.WriteString(`) ORDER BY completed_at, id LIMIT CAST(? AS INTEGER))`)
+	args[0] = latest
+	args = append(args, limit)
+	return q.String(), args
 }
 
 // cleanupChunk bounds the records one write request of CleanupTerminal
