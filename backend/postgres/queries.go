@@ -129,6 +129,7 @@ type queries struct {
 	staleList    string
 	expire       string
 	cleanup      string
+	cleanupTask  string
 	listExternal string
 	nextDue      string
 	nextDueQ     string
@@ -224,6 +225,20 @@ RETURNING {tcols}`),
         OR (x.status = 'cancelled' AND x.completed_at < $3) OR (x.status = 'expired' AND x.completed_at < $4))
     ORDER BY x.completed_at, x.id
     LIMIT $5 FOR UPDATE SKIP LOCKED)`),
+		// cleanupTask is cleanup with per-task cutoffs: $1 the latest
+		// cutoff, $2 the tasks with cutoffs of their own, $3..$6 the
+		// defaults of the other tasks, $7..$9 the per-task cutoffs as
+		// parallel arrays (task, status, cutoff), $10 the limit.
+		cleanupTask: q(`DELETE FROM {t} WHERE id IN (
+    SELECT x.id FROM {t} x
+    WHERE x.status IN {terminal} AND x.completed_at < $1::timestamptz
+      AND ((NOT (x.task_name = ANY($2::text[]))
+          AND ((x.status = 'completed' AND x.completed_at < $3::timestamptz) OR (x.status = 'failed' AND x.completed_at < $4::timestamptz)
+            OR (x.status = 'cancelled' AND x.completed_at < $5::timestamptz) OR (x.status = 'expired' AND x.completed_at < $6::timestamptz)))
+        OR EXISTS (SELECT 1 FROM unnest($7::text[], $8::text[], $9::timestamptz[]) AS o(task, status, before)
+          WHERE o.task = x.task_name AND o.status = x.status AND x.completed_at < o.before))
+    ORDER BY x.completed_at, x.id
+    LIMIT $10 FOR UPDATE SKIP LOCKED)`),
 		listExternal: q(`SELECT {cols} FROM {t}
 WHERE execution_ref IS NOT NULL AND status IN {active}
 ORDER BY coalesce(started_at, created_at), id

@@ -442,6 +442,9 @@ func (b *Backend) CleanupTerminal(ctx context.Context, p driver.CleanupParams) (
 	if err != nil || len(cuts) == 0 {
 		return 0, err
 	}
+	if len(p.ByTask) > 0 {
+		return b.cleanupByTask(ctx, p, cuts, limit)
+	}
 	args := make([]any, 5)
 	for _, c := range cuts {
 		for i, s := range driver.TerminalStatuses {
@@ -452,6 +455,39 @@ func (b *Backend) CleanupTerminal(ctx context.Context, p driver.CleanupParams) (
 	}
 	args[4] = limit
 	tag, err := b.pool.Exec(ctx, b.q.cleanup, args...)
+	if err != nil {
+		return 0, b.wrap("cleanup terminal", err)
+	}
+	return int(tag.RowsAffected()), nil
+}
+
+// cleanupByTask is CleanupTerminal with per-task cutoffs: the tasks
+// p.ByTask lists match only their own cutoffs, every other task the
+// defaults. It walks the same terminal index up to the latest cutoff; a
+// record kept by its task's longer retention is skipped, so the walk
+// costs the kept records older than the latest cutoff plus the limit.
+func (b *Backend) cleanupByTask(ctx context.Context, p driver.CleanupParams, cuts []driver.CleanupCutoff, limit int) (int, error) {
+	args := make([]any, 10)
+	var latest time.Time
+	var tasks, statuses []string
+	var befores []time.Time
+	for _, c := range cuts {
+		if c.Before.After(latest) {
+			latest = c.Before
+		}
+		if c.Task != "" {
+			tasks, statuses, befores = append(tasks, c.Task), append(statuses, string(c.Status)), append(befores, c.Before.UTC())
+			continue
+		}
+		for i, s := range driver.TerminalStatuses {
+			if s == c.Status {
+				args[2+i] = c.Before.UTC()
+			}
+		}
+	}
+	args[0], args[1] = latest.UTC(), driver.CleanupOverridden(p)
+	args[6], args[7], args[8], args[9] = tasks, statuses, befores, limit
+	tag, err := b.pool.Exec(ctx, b.q.cleanupTask, args...)
 	if err != nil {
 		return 0, b.wrap("cleanup terminal", err)
 	}
