@@ -161,41 +161,70 @@ func (b *Backend) ExpireOverdue(ctx context.Context, limit int) ([]*queuestype.R
 }
 
 // CleanupTerminal deletes up to p.Limit (≤ 0 means 100) terminal records
-// of the statuses p.Before names, each completed before its status's
-// cutoff, oldest completed_at (then id) first, and returns how many it
-// deleted. Identity reservations are never deleted. Completed
-// records are indexed per task, so one call reads up to limit entries from
-// each status's index and from each task's completed index: its cost grows
-// with the number of task names that have completed records.
+// of the statuses their cutoffs name (p.ByTask's for the tasks it lists,
+// p.Before for the others), each completed before its cutoff, oldest
+// completed_at (then id) first, and returns how many it deleted. Identity
+// reservations are never deleted. Completed records are indexed per task,
+// so one call reads up to limit entries from each status's index and from
+// each task's completed index: its cost grows with the number of task
+// names that have completed records. A task's own completed cutoff reads
+// its own index; its failed, cancelled and expired records share the
+// per-status indexes with every task's, so with per-task cutoffs those
+// scans read each record and pass over the ones their task keeps: a call
+// costs, per status, the records kept longer than the default that
+// completed before the latest cutoff, read at most 1000 per script.
 func (b *Backend) CleanupTerminal(ctx context.Context, p driver.CleanupParams) (int, error) {
 	cuts, limit, err := driver.CheckCleanup(ctx, p)
 	if err != nil || len(cuts) == 0 {
 		return 0, err
 	}
-	args := []any{"", "", "", "", "", 0}
+	args := []any{"", "", "", "", "", 0, int64(0), int64(0), int64(0), 0}
 	var latest int64
+	tasks := driver.CleanupOverridden(p)
+	own := make(map[string][]any, len(tasks))
+	for _, task := range tasks {
+		own[task] = []any{task, "", "", "", ""}
+	}
 	for _, c := range cuts {
 		us := c.Before.UnixMicro()
 		for i, s := range driver.TerminalStatuses {
-			if s == c.Status {
+			if s != c.Status {
+				continue
+			}
+			if c.Task == "" {
 				args[i] = strconv.FormatInt(us, 10)
+			} else {
+				own[c.Task][1+i] = strconv.FormatInt(us, 10)
 			}
 		}
 		latest = max(latest, us)
 	}
-	args[4] = strconv.FormatInt(latest, 10)
+	args[4], args[9] = strconv.FormatInt(latest, 10), len(tasks)
+	for _, task := range tasks {
+		args = append(args, own[task]...)
+	}
 	// A script blocks the server while it runs, so the batch is deleted in
-	// chunks, one script each: a claim waits for one chunk at most.
+	// chunks, one script each: a claim waits for one chunk at most. The
+	// kept records a scan passed at the front of a per-status index are
+	// skipped by the next chunk's scan, and a scan that stopped at its
+	// bound goes on in the next chunk.
 	total := 0
 	for total < limit {
 		k := min(cleanupChunk, limit-total)
 		args[5] = k
-		n, err := b.run(ctx, scriptCleanup, args...).Int()
+		v, err := b.run(ctx, scriptCleanup, args...).Int64Slice()
 		if err != nil {
 			return total, fmt.Errorf("redis: cleanup: %w", err)
 		}
+		if len(v) != 5 {
+			return total, fmt.Errorf("redis: cleanup: the script returned %d values, want 5", len(v))
+		}
+		n := int(v[0])
 		total += n
-		if n < k {
+		for i := range 3 {
+			args[6+i] = args[6+i].(int64) + v[1+i]
+		}
+		if n < k && v[4] == 0 {
 			break
 		}
 	}

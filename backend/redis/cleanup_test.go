@@ -125,3 +125,53 @@ func TestCleanupCompletedIndexes(t *testing.T) {
 		t.Errorf("statistics after cleanup: %+v", st)
 	}
 }
+
+// With per-task cutoffs, failed records share <p>:term:failed across
+// tasks: more kept records at its front than one script scans (TERMSCAN)
+// still never hide the other tasks' records behind them.
+func TestCleanupByTaskPassesKeptRecords(t *testing.T) {
+	b := newTestBackend(t, Options{})
+	ctx := t.Context()
+	fail := func(task string, n int) {
+		t.Helper()
+		items := make([]driver.EnqueueParams, n)
+		for i := range items {
+			items[i] = driver.EnqueueParams{TaskName: task, Args: json.RawMessage(`{}`), Queue: "q-" + task, ExecutionBackend: "local"}
+		}
+		if _, err := b.Enqueue(ctx, items); err != nil {
+			t.Fatal(err)
+		}
+		res, err := b.ClaimMany(ctx, driver.ClaimParams{Limit: n, Queues: []string{"q-" + task}, WorkerID: "w", ExecutionBackend: "local"})
+		if err != nil || len(res.Claimed) != n {
+			t.Fatalf("ClaimMany: %d of %d, %v", len(res.Claimed), n, err)
+		}
+		ts := make([]driver.Transition, n)
+		for i, r := range res.Claimed {
+			ts[i] = driver.Transition{ID: r.ID, To: queues.StatusFailed, Error: "x"}
+		}
+		rs, err := b.Settle(ctx, ts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range rs {
+			if r.Err != nil {
+				t.Fatal(r.Err)
+			}
+		}
+	}
+	fail("kept", 1250)
+	fail("other", 150)
+	future := time.Now().Add(time.Hour)
+	p := driver.CleanupParams{Limit: 1000, Before: map[queues.Status]time.Time{queues.StatusFailed: future},
+		ByTask: map[string]map[queues.Status]time.Time{"kept": {}}}
+	n, err := b.CleanupTerminal(ctx, p)
+	if err != nil || n != 150 {
+		t.Fatalf("CleanupTerminal = %d, %v; want the other task's 150 behind 1250 kept", n, err)
+	}
+	if n, _ := b.client.ZCard(ctx, b.prefix+":term:failed").Result(); n != 1250 {
+		t.Fatalf("<p>:term:failed holds %d, want the 1250 kept", n)
+	}
+	if n, err := b.CleanupTerminal(ctx, p); err != nil || n != 0 {
+		t.Fatalf("second CleanupTerminal = %d, %v; want 0", n, err)
+	}
+}

@@ -1035,16 +1035,25 @@ return out
 `
 
 // luaCleanup deletes up to limit terminal records, each completed before
-// its status's cutoff, oldest completed_at (then ID) first. ARGV[A…]: the
+// its cutoff, oldest completed_at (then ID) first. ARGV[A…]: the default
 // cutoffs (µs) of completed, failed, cancelled and expired records ("" =
-// keep that status), the latest of them, limit. Candidates come from
-// <p>:term:<status> of each status with a cutoff, from the completed index
-// of every task in <p>:donetasks when completed records have one, up to
-// limit from each, and from <p>:terminal, the index of earlier builds
-// (all terminal statuses, one zset): an entry met there whose record is
-// kept moves to its record's own index, so that index drains and a kept
-// status never hides the records of another behind it.
+// keep that status), the latest cutoff of all, limit, the offsets at which
+// the scans of <p>:term:failed, cancelled and expired start, then the
+// number of tasks with cutoffs of their own and, per task, its name and
+// its four cutoffs (as the defaults). A listed task's records follow only
+// its own cutoffs. Candidates come from <p>:term:<status> of each status
+// with a cutoff, from the completed index of every task in <p>:donetasks
+// (with that task's completed cutoff), up to limit from each, and from
+// <p>:terminal, the index of earlier builds (all terminal statuses, one
+// zset): an entry met there whose record is kept moves to its record's own
+// index, so that index drains and a kept status never hides the records of
+// another behind it. With per-task cutoffs a <p>:term:<status> scan reads
+// each record and passes over those their task keeps, up to TERMSCAN
+// entries per key and call. Returns {deleted, the kept entries each term
+// scan passed before its first candidate (failed, cancelled, expired),
+// 1 when a scan stopped at TERMSCAN}.
 const luaCleanup = luaLib + `
+local TERMSCAN = 1000
 local order = {'completed', 'failed', 'cancelled', 'expired'}
 local cutS, cutN = {}, {}
 for i, s in ipairs(order) do
@@ -1053,19 +1062,64 @@ for i, s in ipairs(order) do
 end
 local latest = ARGV[A + 4]
 local limit = tonumber(ARGV[A + 5])
+local skip = {tonumber(ARGV[A + 6]), tonumber(ARGV[A + 7]), tonumber(ARGV[A + 8])}
+local ovr, novr = {}, tonumber(ARGV[A + 9])
+local bound = {}
+for s, v in pairs(cutN) do bound[s] = v end
+for j = 0, novr - 1 do
+  local base = A + 10 + j * 5
+  local m = {}
+  for i, s in ipairs(order) do
+    local v = ARGV[base + i]
+    if v ~= '' then
+      m[s] = tonumber(v)
+      if bound[s] == nil or m[s] > bound[s] then bound[s] = m[s] end
+    end
+  end
+  ovr[ARGV[base]] = m
+end
+local function cutfor(r)
+  local m = ovr[r.task_name]
+  if m ~= nil then return m[r.status] end
+  return cutN[r.status]
+end
 local cands = {}
 local function collect(k, before)
   local a = redis.call('ZRANGEBYSCORE', k, '-inf', before, 'WITHSCORES', 'LIMIT', 0, limit)
   for i = 1, #a, 2 do cands[#cands + 1] = {tonumber(a[i + 1]), a[i], k} end
 end
+local lead, more = {0, 0, 0}, 0
 for i = 2, 4 do
   local s = order[i]
-  if cutS[s] then collect(key('term', s), cutS[s]) end
+  if novr == 0 then
+    if cutS[s] then collect(key('term', s), cutS[s]) end
+  elseif bound[s] then
+    local k, off, found, scanned = key('term', s), skip[i - 1], 0, 0
+    while found < limit and scanned < TERMSCAN do
+      local a = redis.call('ZRANGEBYSCORE', k, '-inf', '(' .. bound[s], 'WITHSCORES', 'LIMIT', off, math.min(100, TERMSCAN - scanned))
+      if #a == 0 then break end
+      for x = 1, #a, 2 do
+        local f = redis.call('HMGET', tkey(a[x]), 'task_name', 'status', 'completed_at')
+        local c = (f[1] and f[2] and f[3]) and cutfor({task_name = f[1], status = f[2]}) or nil
+        if f[1] == false or (c ~= nil and tonumber(f[3]) < c) then
+          -- Eligible, or a dangling entry the deletion loop drops.
+          cands[#cands + 1] = {tonumber(a[x + 1]), a[x], k}
+          found = found + 1
+        elseif found == 0 then
+          lead[i - 1] = lead[i - 1] + 1
+        end
+      end
+      scanned, off = scanned + #a / 2, off + #a / 2
+    end
+    if scanned >= TERMSCAN and found < limit then more = 1 end
+  end
 end
 local tasks = {}
-if cutS['completed'] then
-  tasks = redis.call('SMEMBERS', P .. ':donetasks')
-  for _, t in ipairs(tasks) do collect(key('done', t), cutS['completed']) end
+if cutS['completed'] or novr > 0 then tasks = redis.call('SMEMBERS', P .. ':donetasks') end
+for _, t in ipairs(tasks) do
+  local c = cutS['completed']
+  if ovr[t] ~= nil then c = ovr[t]['completed'] and ('(' .. ovr[t]['completed']) or nil end
+  if c then collect(key('done', t), c) end
 end
 local legacy = P .. ':terminal'
 collect(legacy, '(' .. latest)
@@ -1078,10 +1132,12 @@ for _, c in ipairs(cands) do
   if n >= limit then break end
   local id = c[2]
   local r = load(id)
+  local cut = nil
+  if r ~= nil then cut = cutfor(r) end
   if r == nil or not isterm(r.status) then
     -- A record met twice is gone the second time: only its entry is dropped.
     zput(c[3], id, false)
-  elseif cutN[r.status] ~= nil and tonumber(r.completed_at) < cutN[r.status] then
+  elseif cut ~= nil and tonumber(r.completed_at) < cut then
     reindex(members(r), {})
     zput(legacy, id, false)
     if r.key ~= nil and redis.call('HGET', P .. ':keys', r.key) == id then redis.call('HDEL', P .. ':keys', r.key) end
@@ -1096,7 +1152,7 @@ zflush()
 for _, t in ipairs(tasks) do
   if redis.call('EXISTS', key('done', t)) == 0 then redis.call('SREM', P .. ':donetasks', t) end
 end
-return n
+return {n, lead[1], lead[2], lead[3], more}
 `
 
 // luaStats counts records per queue and status. ARGV[A] = queue ("" = all).
