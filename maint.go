@@ -206,6 +206,7 @@ func (s *Service) runMaintenance(ctx context.Context, opts maintenance.Options, 
 			before[st] = start.Add(-keep)
 		}
 	}
+	byTask := s.registry.retentionCutoffs(start, cfg.retentions())
 	deadline := start.Add(cfg.TimeBudget)
 	spent := false
 	var errs []error
@@ -228,9 +229,10 @@ func (s *Service) runMaintenance(ctx context.Context, opts maintenance.Options, 
 				}
 			}
 		case maintenance.Terminal:
-			if len(before) > 0 {
+			if len(before) > 0 || anyCutoff(byTask) {
 				run = func() (int, bool, error) {
-					return s.deleteTerminal(ctx, before, cfg.TerminalLimit, deadline, now, stopping)
+					p := driver.CleanupParams{Before: before, ByTask: byTask, Limit: cfg.TerminalLimit}
+					return s.deleteTerminal(ctx, p, deadline, now, stopping)
 				}
 			}
 		case maintenance.Events:
@@ -275,10 +277,11 @@ func (s *Service) runMaintenance(ctx context.Context, opts maintenance.Options, 
 // bounded batches, until a batch comes back short (nothing left), the
 // budget is spent or the worker stops; more reports that it stopped with
 // a full last batch (more may be left).
-func (s *Service) deleteTerminal(ctx context.Context, before map[queuestype.Status]time.Time, limit int,
+func (s *Service) deleteTerminal(ctx context.Context, p driver.CleanupParams,
 	deadline time.Time, now func() time.Time, stopping func() bool) (total int, more bool, err error) {
+	limit := p.Limit
 	for {
-		n, err := s.backend.CleanupTerminal(ctx, driver.CleanupParams{Before: before, Limit: limit})
+		n, err := s.backend.CleanupTerminal(ctx, p)
 		total += n
 		if err != nil {
 			return total, false, err
@@ -290,6 +293,48 @@ func (s *Service) deleteTerminal(ctx context.Context, before map[queuestype.Stat
 			return total, true, nil
 		}
 	}
+}
+
+// retentionCutoffs returns the cutoffs of the registered tasks whose
+// Retention overrides the fleet's (fleet, per status; ≤ 0 = kept forever),
+// as of start: each listed task's records follow its map only, a status
+// it omits being kept forever. Nil when no task overrides it.
+func (r *Registry) retentionCutoffs(start time.Time, fleet map[queuestype.Status]time.Duration) map[string]map[queuestype.Status]time.Time {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	var out map[string]map[queuestype.Status]time.Time
+	for name, e := range r.tasks {
+		rt := e.opts.Retention
+		if rt == nil || *rt == (Retention{}) {
+			continue
+		}
+		m := map[queuestype.Status]time.Time{}
+		for st, own := range map[queuestype.Status]time.Duration{StatusCompleted: rt.Completed,
+			StatusCancelled: rt.Cancelled, StatusFailed: rt.Failed, StatusExpired: rt.Expired} {
+			keep := fleet[st]
+			if own != 0 {
+				keep = own
+			}
+			if keep > 0 {
+				m[st] = start.Add(-keep)
+			}
+		}
+		if out == nil {
+			out = map[string]map[queuestype.Status]time.Time{}
+		}
+		out[name] = m
+	}
+	return out
+}
+
+// anyCutoff reports whether some task of byTask has a cutoff.
+func anyCutoff(byTask map[string]map[queuestype.Status]time.Time) bool {
+	for _, m := range byTask {
+		if len(m) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // maintenanceSweeper runs the retention phases of maintenance (terminal,

@@ -101,6 +101,23 @@ type TaskOptions struct {
 	// Schedules are more schedules of the task, each with its own Name
 	// (distinct from each other and from Schedule's) and arguments.
 	Schedules []Schedule
+	// Retention overrides Config.Maintenance's terminal retention for this
+	// task's records; nil = the fleet's.
+	Retention *Retention
+}
+
+// Retention is how long a task's terminal records of each status are
+// kept after they ended (completed_at), before maintenance deletes them.
+// A zero field means the fleet's retention for that status
+// (Config.Maintenance); a negative one keeps that status forever. The
+// maintenance run applies it only when the running process's registry
+// has the task: a run in a process that does not register the task
+// applies the fleet's retention to its records.
+type Retention struct {
+	Completed time.Duration
+	Cancelled time.Duration
+	Failed    time.Duration
+	Expired   time.Duration
 }
 
 var logLevels = map[string]bool{"debug": true, "info": true, "warning": true, "error": true, "critical": true}
