@@ -252,8 +252,8 @@ func (b *Backend) CleanupTerminal(ctx context.Context, p driver.CleanupParams) (
 
 // cleanupByTask is CleanupTerminal with per-task cutoffs: a best-first
 // walk over the status heaps, oldest first, up to the latest cutoff, that
-// deletes the first limit records past their own cutoff. A record kept by
-// its task's longer retention is walked past, never deleted: the walk
+// deletes the first limit records past their own cutoff. A record its own
+// cutoff keeps is walked past, never deleted: the walk
 // costs the kept records older than the latest cutoff plus the limit.
 func (b *Backend) cleanupByTask(p driver.CleanupParams, cuts []driver.CleanupCutoff, limit int) int {
 	var latest time.Time

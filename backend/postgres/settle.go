@@ -464,7 +464,7 @@ func (b *Backend) CleanupTerminal(ctx context.Context, p driver.CleanupParams) (
 // cleanupByTask is CleanupTerminal with per-task cutoffs: the tasks
 // p.ByTask lists match only their own cutoffs, every other task the
 // defaults. It walks the same terminal index up to the latest cutoff; a
-// record kept by its task's longer retention is skipped, so the walk
+// record its own cutoff keeps is skipped, so the walk
 // costs the kept records older than the latest cutoff plus the limit.
 func (b *Backend) cleanupByTask(ctx context.Context, p driver.CleanupParams, cuts []driver.CleanupCutoff, limit int) (int, error) {
 	args := make([]any, 10)

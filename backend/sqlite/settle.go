@@ -393,7 +393,7 @@ func (b *Backend) CleanupTerminal(ctx context.Context, p driver.CleanupParams) (
 // cleanupByTaskSQL is sqlCleanup with per-task cutoffs: the tasks
 // p.ByTask lists match only their own cutoffs, every other task the
 // defaults. It walks the same (completed_at, id) index up to the latest
-// cutoff; a record kept by its task's longer retention is skipped, so the
+// cutoff; a record its own cutoff keeps is skipped, so the
 // walk costs the kept records older than the latest cutoff plus the limit.
 func cleanupByTaskSQL(p driver.CleanupParams, cuts []driver.CleanupCutoff, limit int) (string, []any) {
 	var latest int64
