@@ -62,6 +62,11 @@ func TestSettlePlansIgnoreStaleStatistics(t *testing.T) {
 	if plan := explainRolledBack(t, pool, "", b.q.cleanup, cut, nil, cut, cut, 100); !strings.Contains(plan, "_terminal") || strings.Contains(plan, "Sort") {
 		t.Errorf("CleanupTerminal does not read the terminal index in order:\n%s", plan)
 	}
+	// So does its per-task form.
+	if plan := explainRolledBack(t, pool, "", b.q.cleanupTask, cut, []string{"other"}, cut, nil, cut, cut,
+		[]string{"other"}, []string{"failed"}, []time.Time{cut}, 100); !strings.Contains(plan, "_terminal") || strings.Contains(plan, "Sort") {
+		t.Errorf("CleanupTerminal with per-task cutoffs does not read the terminal index in order:\n%s", plan)
+	}
 	res, err := b.ClaimMany(ctx, driver.ClaimParams{Limit: n, WorkerID: "w", ExecutionBackend: "local"})
 	if err != nil || len(res.Claimed) != n {
 		t.Fatalf("claimed %d of %d: %v", len(res.Claimed), n, err)
