@@ -5,6 +5,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/queuesgo/queues/driver"
+	"github.com/queuesgo/queues/queuestype"
 )
 
 // TestQueryPlans pins the index each hot statement uses: a regression here
@@ -27,6 +31,13 @@ func TestQueryPlans(t *testing.T) {
 		return "SELECT " + recordColumns + " FROM queue_task WHERE rowid IN (" +
 			claimSelect(&ps, claimParts(100, names, nil), "local", 100) + ")", ps.args
 	}
+	byTask := driver.CleanupParams{Before: driver.CleanupAll(time.Now(), 0).Before,
+		ByTask: map[string]map[queuestype.Status]time.Time{"t": {queuestype.StatusFailed: time.Now()}, "u": {}}}
+	cuts, _, err := driver.CheckCleanup(ctx, byTask)
+	if err != nil {
+		t.Fatal(err)
+	}
+	qTask, aTask := cleanupByTaskSQL(byTask, cuts, 10)
 	q1, a1 := claimOne([]string{"default"})
 	q2, a2 := claimOne([]string{"a", "b"})
 	cases := []struct {
@@ -52,6 +63,7 @@ func TestQueryPlans(t *testing.T) {
 		{"settle pending", sqlSettlePending, []any{"x", 0, nil, nil, nil, 1, "pending", nil, nil, nil, 0, 0, nil},
 			[]string{"sqlite_autoindex_queue_task_1 (id=?)"}},
 		{"cleanup", sqlCleanupSelect, []any{1, nil, 1, nil, 1, 10}, []string{"INDEX queue_task_terminal"}},
+		{"cleanup by task", qTask, aTask, []string{"INDEX queue_task_terminal"}},
 		{"running external", `SELECT id FROM queue_task WHERE execution_ref IS NOT NULL AND ` + sqlNotTerminal +
 			` ORDER BY coalesce(started_at, created_at), id LIMIT 10`, nil, []string{"INDEX queue_task_external"}},
 		{"completed by task", `SELECT id FROM queue_task WHERE status = 'completed' AND task_name = ?1 ORDER BY completed_at DESC, id DESC LIMIT 10`,
