@@ -130,6 +130,12 @@ func (o *TaskOptions) validate() error {
 	if err := validateKeyRule(o.UniqueFor, o.UniqueWhile); err != nil {
 		return err
 	}
+	// Tags over the hard limits would fail every enqueue of the task: say
+	// so at registration.
+	hard := queuestype.DefaultLimits()
+	if err := queuestype.CheckTags("Tags", queuestype.NormalizeTags(o.Tags), hard.MaxTags, hard.TagBytes); err != nil {
+		return err
+	}
 	if o.UniqueFor != 0 || len(o.UniqueWhile) > 0 {
 		switch {
 		case o.Key == "" && o.UniqueBy == UniqueByNone:
