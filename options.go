@@ -96,6 +96,10 @@ type TaskOptions struct {
 	OnStaleFailure func(ctx context.Context, rec *Record)
 	// Middleware wraps this task's attempts, inside Config.Middleware.
 	Middleware []Middleware
+	// Tags are stored on every record of the task, with the enqueue's own
+	// (EnqueueOptions.Tags), and filter ListTasks (TaskFilter.Tag): at most
+	// 16 tags of 1..64 characters of A-Z a-z 0-9 . _ : - (Limits).
+	Tags []string
 	// Schedule makes the task recurring (see Schedule); nil = not scheduled.
 	Schedule *Schedule
 	// Schedules are more schedules of the task, each with its own Name
@@ -141,6 +145,12 @@ func (o *TaskOptions) validate() error {
 		return configErr("UniqueUntil", "unknown lifetime %q", o.UniqueUntil)
 	}
 	if err := validateKeyRule(o.UniqueFor, o.UniqueWhile); err != nil {
+		return err
+	}
+	// Tags over the hard limits would fail every enqueue of the task: say
+	// so at registration.
+	hard := queuestype.DefaultLimits()
+	if err := queuestype.CheckTags("Tags", queuestype.NormalizeTags(o.Tags), hard.MaxTags, hard.TagBytes); err != nil {
 		return err
 	}
 	if o.UniqueFor != 0 || len(o.UniqueWhile) > 0 {
@@ -238,6 +248,9 @@ type EnqueueOptions struct {
 	LogSuccess       *bool
 	RequeueOnStale   *bool
 	Metadata         map[string]any
+	// Tags are added to the task's tags (TaskOptions.Tags); duplicates are
+	// dropped and the record keeps them sorted.
+	Tags []string
 }
 
 // Ptr returns a pointer to v, for the pointer-valued options.
@@ -298,6 +311,9 @@ func (o EnqueueOptions) merge(base EnqueueOptions) EnqueueOptions {
 	}
 	if o.RequeueOnStale == nil {
 		o.RequeueOnStale = base.RequeueOnStale
+	}
+	if len(base.Tags) > 0 {
+		o.Tags = append(append([]string(nil), base.Tags...), o.Tags...)
 	}
 	if len(base.Metadata) > 0 {
 		md := queuestype.CloneMetadata(base.Metadata)

@@ -360,6 +360,7 @@ func (s *Service) prepareItem(ctx context.Context, e *taskEntry, typed any, raw 
 		ExecutionBackend: execBackend,
 		ExecutionProfile: firstNonZero(o.ExecutionProfile, e.opts.ExecutionProfile), Metadata: md,
 		Policy: s.buildPolicy(ctx, e, o, id),
+		Tags:   queuestype.NormalizeTags(append(append([]string(nil), e.opts.Tags...), o.Tags...)),
 	}
 	// The configured limits, before any store call (the arguments were
 	// checked above and are not scanned again).

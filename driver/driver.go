@@ -151,6 +151,9 @@ type EnqueueParams struct {
 	Metadata         map[string]any
 	// Policy is stored as the record's typed policy, opaque to the store.
 	Policy queuestype.Policy
+	// Tags are stored on the record and indexed for TaskFilter.Tag;
+	// PrepareEnqueue sorts them and removes duplicates.
+	Tags []string
 }
 
 // EnqueueOutcome is the result for one EnqueueParams item.
@@ -391,8 +394,10 @@ type TaskFilter struct {
 	Status   queuestype.Status
 	Queue    string
 	TaskName string
-	Limit    int // 0 → 50
-	Cursor   uuid.UUID
+	// Tag selects records carrying this tag.
+	Tag    string
+	Limit  int // 0 → 50
+	Cursor uuid.UUID
 }
 
 // TaskPage is one page of ListTasks, newest first. NextCursor is zero on the last page.

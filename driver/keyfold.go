@@ -43,6 +43,7 @@ func PrepareEnqueueAt(i int, p EnqueueParams, now time.Time) (EnqueueParams, err
 	}
 	p.ScheduledAt, p.ExpiresAt = InUTC(p.ScheduledAt), InUTC(p.ExpiresAt)
 	p.Forever = p.Forever && p.Key != ""
+	p.Tags = queuestype.NormalizeTags(p.Tags)
 	if err := checkKeyRule(fmt.Sprintf("items[%d].", i), &p); err != nil {
 		return p, err
 	}

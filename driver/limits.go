@@ -48,6 +48,9 @@ func CheckEnqueueLimits(l queuestype.Limits, prefix string, p EnqueueParams, now
 	if err := l.CheckSchedule(prefix, now, p.ScheduledAt, p.ExpiresAt); err != nil {
 		return err
 	}
+	if err := queuestype.CheckTags(prefix+"tags", p.Tags, l.MaxTags, l.TagBytes); err != nil {
+		return err
+	}
 	if err := queuestype.CheckJSON(prefix+"args", p.Args, l.ArgsBytes); err != nil {
 		return err
 	}

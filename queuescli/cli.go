@@ -163,7 +163,7 @@ func New(opts Options) *cobra.Command {
 	pf.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 
 	root.AddCommand(c.runCmd(), c.runTaskCmd(), c.enqueueCmd(), c.statusCmd(), c.getCmd(),
-		c.cancelCmd(), c.migrateCmd(), c.benchCmd())
+		c.cancelCmd(), c.migrateCmd(), c.benchCmd(), c.listCmd())
 	root.AddCommand(c.workersCmd(), c.queuesCmd(), c.runMaintenanceCmd())
 	root.AddCommand(c.schedulesCmd())
 	root.AddCommand(c.schedulerHealthCmd())

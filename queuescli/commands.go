@@ -49,6 +49,7 @@ func (c *cli) enqueueCmd() *cobra.Command {
 		idFlag      string
 		execBackend string
 		expiresIn   time.Duration
+		tags        []string
 	)
 	cmd := &cobra.Command{
 		Use:   "enqueue TASK",
@@ -91,6 +92,7 @@ record no worker will see. The default sqlite:queues.db is created when missing.
 			}
 			o.RunAfter, o.Timeout, o.ExpiresIn, o.Key = runAfter, timeout, expiresIn, key
 			o.ExecutionBackend = execBackend
+			o.Tags = tags
 			if idFlag != "" {
 				id, err := parseID(idFlag)
 				if err != nil {
@@ -149,6 +151,7 @@ record no worker will see. The default sqlite:queues.db is created when missing.
 	fl.DurationVar(&expiresIn, "expires-in", 0, "expire the record if not started within this long after it is due")
 	fl.StringVar(&idFlag, "id", "", "record ID to use (a non-zero UUID; default: a new UUIDv7)")
 	fl.StringVar(&execBackend, "execution-backend", "", `where the record runs: "local" (a worker's goroutine) or an external transport such as "subprocess" (default: the task's, else local)`)
+	fl.StringArrayVar(&tags, "tag", nil, "tag the record (repeatable), added to the task's tags; list them with queues list --tag")
 	fl.BoolVar(&asJSON, "json", false, "print the record as JSON")
 	return cmd
 }
@@ -298,6 +301,7 @@ func writeRecord(w io.Writer, r *queues.Record) error {
 	line("execution_ref", r.ExecutionRef)
 	line("worker", r.WorkerID)
 	line("key", r.Key)
+	line("tags", strings.Join(r.Tags, ","))
 	line("created_at", ts(r.CreatedAt))
 	line("queued_at", ts(r.QueuedAt))
 	line("scheduled_at", ts(r.ScheduledAt))

@@ -40,13 +40,13 @@ func TestCommandsInProcess(t *testing.T) {
 		return out
 	}
 
-	if out := must("migrate", "--status", "--json"); out != `{"applied":[],"applied_now":[],"pending":["0001_create_queue_tasks","0002_task_policy","0003_dispatch_until","0004_workers","0005_schedule_pauses","0006_snooze_errors"]}`+"\n" {
+	if out := must("migrate", "--status", "--json"); out != `{"applied":[],"applied_now":[],"pending":["0001_create_queue_tasks","0002_task_policy","0003_dispatch_until","0004_workers","0005_schedule_pauses","0006_snooze_errors","0007_tags"]}`+"\n" {
 		t.Errorf("migrate --status on a fresh file: %q", out)
 	}
-	if out := must("migrate"); out != "applied  0001_create_queue_tasks\napplied  0002_task_policy\napplied  0003_dispatch_until\napplied  0004_workers\napplied  0005_schedule_pauses\napplied  0006_snooze_errors\n" {
+	if out := must("migrate"); out != "applied  0001_create_queue_tasks\napplied  0002_task_policy\napplied  0003_dispatch_until\napplied  0004_workers\napplied  0005_schedule_pauses\napplied  0006_snooze_errors\napplied  0007_tags\n" {
 		t.Errorf("migrate: %q", out)
 	}
-	if out := must("migrate", "--status"); out != "applied  0001_create_queue_tasks\napplied  0002_task_policy\napplied  0003_dispatch_until\napplied  0004_workers\napplied  0005_schedule_pauses\napplied  0006_snooze_errors\n" {
+	if out := must("migrate", "--status"); out != "applied  0001_create_queue_tasks\napplied  0002_task_policy\napplied  0003_dispatch_until\napplied  0004_workers\napplied  0005_schedule_pauses\napplied  0006_snooze_errors\napplied  0007_tags\n" {
 		t.Errorf("migrate --status: %q", out)
 	}
 

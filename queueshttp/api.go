@@ -448,6 +448,15 @@ func (a *api) listTasks(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if s := q.Get("tag"); s != "" {
+		// A tag no record can carry is a mistake worth saying, not an empty list.
+		lim := queuestype.DefaultLimits()
+		if err := queuestype.CheckCharsetName("tag", s, lim.TagBytes); err != nil {
+			writeError(w, http.StatusBadRequest, "invalid_query", err.Error())
+			return
+		}
+		f.Tag = s
+	}
 	if s := q.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n <= 0 {

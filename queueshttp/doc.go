@@ -26,8 +26,9 @@
 //	GET  /api/scheduler-health?minutes=5     {"healthy","canary","last_completed_at","minutes","since"}:
 //	                                         200 when the scheduler canary completed within the window,
 //	                                         503 when not, 404 not_registered without the canary
-//	GET  /api/tasks?status=&queue=&task_name=&limit=50&cursor=&include=
-//	                                         {"items":[summary, ...],"next_cursor":"<uuid>"|null}
+//	GET  /api/tasks?status=&queue=&task_name=&tag=&limit=50&cursor=&include=
+//	                                         {"items":[summary, ...],"next_cursor":"<uuid>"|null};
+//	                                         tag= lists the records carrying that tag
 //	GET  /api/tasks/{id}                     record
 //	POST /api/tasks                          enqueue a registered task by name (below)
 //	POST /api/tasks/{id}/cancel?include_running=true

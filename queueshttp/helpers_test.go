@@ -277,7 +277,7 @@ func sameKeys(t *testing.T, what string, m map[string]any, want ...string) {
 var recordKeys = []string{"id", "task_name", "args", "queue", "execution_backend", "execution_profile",
 	"execution_ref", "worker_id", "status", "priority", "max_retries", "retry_count", "scheduled_at",
 	"expires_at", "created_at", "queued_at", "started_at", "completed_at", "heartbeat_at", "result",
-	"error", "key", "metadata", "policy", "interruptions", "dispatch_until", "snooze_count", "errors"}
+	"error", "key", "metadata", "policy", "interruptions", "dispatch_until", "snooze_count", "errors", "tags"}
 
 // summaryKeys are the keys of a list item without include.
 var summaryKeys = slices.DeleteFunc(slices.Clone(recordKeys), func(k string) bool {

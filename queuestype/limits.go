@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"sort"
 	"strings"
 	"time"
 	"unicode"
@@ -68,6 +70,11 @@ type Limits struct {
 	ExecutionNameBytes int
 	// MaxRetries bounds a record's retry budget (default 1000).
 	MaxRetries int
+	// MaxTags bounds how many tags a record carries (default 16).
+	MaxTags int
+	// TagBytes bounds one tag (default 64); tags use the queue name
+	// characters (see NamePattern).
+	TagBytes int
 	// MaxTimeout bounds a record's timeout (default 7 days).
 	MaxTimeout time.Duration
 	// MaxScheduleAhead bounds how far in the future a record may be due
@@ -98,6 +105,8 @@ func DefaultLimits() Limits {
 		KeyBytes:           1024,
 		ExecutionNameBytes: 64,
 		MaxRetries:         1000,
+		MaxTags:            16,
+		TagBytes:           64,
 		MaxTimeout:         7 * day,
 		MaxScheduleAhead:   366 * day,
 		MaxExpiryAfterDue:  366 * day,
@@ -126,6 +135,8 @@ func (l Limits) Resolve(prefix string) (Limits, error) {
 		{"TaskNameBytes", &l.TaskNameBytes, d.TaskNameBytes, 1},
 		{"KeyBytes", &l.KeyBytes, d.KeyBytes, 1},
 		{"ExecutionNameBytes", &l.ExecutionNameBytes, d.ExecutionNameBytes, len(ExecutionLocal)},
+		{"MaxTags", &l.MaxTags, d.MaxTags, 1},
+		{"TagBytes", &l.TagBytes, d.TagBytes, 1},
 	}
 	for _, f := range ints {
 		switch {
@@ -199,6 +210,31 @@ func CheckCharsetName(field, name string, max int) error {
 		}
 	}
 	return nil
+}
+
+// CheckTags checks a record's tags: at most max tags, each 1..tagBytes
+// bytes of NamePattern characters. Field names are field[i].
+func CheckTags(field string, tags []string, max, tagBytes int) error {
+	if len(tags) > max {
+		return &LimitError{Field: field, Limit: fmt.Sprintf("%d tags", max), Problem: fmt.Sprintf("%d tags is too many", len(tags)), TooLarge: true}
+	}
+	for i, t := range tags {
+		if err := CheckCharsetName(fmt.Sprintf("%s[%d]", field, i), t, tagBytes); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// NormalizeTags returns tags sorted with duplicates removed, as every
+// record stores them; nil for none.
+func NormalizeTags(tags []string) []string {
+	if len(tags) == 0 {
+		return nil
+	}
+	out := append([]string(nil), tags...)
+	sort.Strings(out)
+	return slices.Compact(out)
 }
 
 // CheckText checks a task name or identity key: 1..max bytes of valid

@@ -3,6 +3,7 @@ package queuestype
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -90,6 +91,9 @@ type Record struct {
 	// Errors is the error history: one entry per failed attempt, oldest
 	// first, bounded (see AppendAttemptError). Error stays the last error.
 	Errors []AttemptError
+	// Tags are the record's tags, sorted without duplicates (see
+	// NormalizeTags); ListTasks filters on one.
+	Tags []string
 }
 
 // IsTerminal reports whether the record is completed, failed, cancelled or expired.
@@ -128,6 +132,7 @@ func (r *Record) Clone() *Record {
 	c.Result = cloneBytes(r.Result)
 	c.Metadata = CloneMetadata(r.Metadata)
 	c.Errors = CloneAttemptErrors(r.Errors)
+	c.Tags = slices.Clone(r.Tags)
 	if p := r.Policy.RequeueOnShutdown; p != nil {
 		v := *p
 		c.Policy.RequeueOnShutdown = &v
@@ -290,6 +295,7 @@ type recordJSON struct {
 	DispatchUntil    *time.Time      `json:"dispatch_until"`
 	SnoozeCount      int             `json:"snooze_count"`
 	Errors           []AttemptError  `json:"errors"`
+	Tags             []string        `json:"tags"`
 }
 
 func strPtr(s string) *string {
@@ -339,6 +345,10 @@ func (r Record) MarshalJSON() ([]byte, error) {
 	if errs == nil {
 		errs = []AttemptError{}
 	}
+	tags := r.Tags
+	if tags == nil {
+		tags = []string{}
+	}
 	return json.Marshal(recordJSON{
 		ID: r.ID, TaskName: r.TaskName, Args: rawOrNull(r.Args), Queue: r.Queue,
 		ExecutionBackend: r.ExecutionBackend, ExecutionProfile: strPtr(r.ExecutionProfile),
@@ -349,7 +359,7 @@ func (r Record) MarshalJSON() ([]byte, error) {
 		CompletedAt: timePtr(r.CompletedAt), HeartbeatAt: timePtr(r.HeartbeatAt),
 		Result: rawOrNull(r.Result), Error: strPtr(r.Error), Key: strPtr(r.Key), Metadata: md,
 		Policy: r.Policy, Interruptions: r.Interruptions, DispatchUntil: timePtr(r.DispatchUntil),
-		SnoozeCount: r.SnoozeCount, Errors: errs,
+		SnoozeCount: r.SnoozeCount, Errors: errs, Tags: tags,
 	})
 }
 
@@ -369,7 +379,10 @@ func (r *Record) UnmarshalJSON(b []byte) error {
 		CompletedAt: derefTime(j.CompletedAt), HeartbeatAt: derefTime(j.HeartbeatAt),
 		Result: nullToNil(j.Result), Error: derefStr(j.Error), Key: derefStr(j.Key), Metadata: j.Metadata,
 		Policy: j.Policy, Interruptions: j.Interruptions, DispatchUntil: derefTime(j.DispatchUntil),
-		SnoozeCount: j.SnoozeCount, Errors: j.Errors,
+		SnoozeCount: j.SnoozeCount, Errors: j.Errors, Tags: j.Tags,
+	}
+	if len(r.Tags) == 0 {
+		r.Tags = nil
 	}
 	if len(r.Errors) == 0 {
 		r.Errors = nil

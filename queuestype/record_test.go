@@ -20,7 +20,7 @@ func TestRecordJSONHasExactlyTheSpecKeys(t *testing.T) {
 	if err := json.Unmarshal(b, &m); err != nil {
 		t.Fatal(err)
 	}
-	want := strings.Fields("id task_name args queue execution_backend execution_profile execution_ref worker_id status priority max_retries retry_count scheduled_at expires_at created_at queued_at started_at completed_at heartbeat_at result error key metadata policy interruptions dispatch_until snooze_count errors")
+	want := strings.Fields("id task_name args queue execution_backend execution_profile execution_ref worker_id status priority max_retries retry_count scheduled_at expires_at created_at queued_at started_at completed_at heartbeat_at result error key metadata policy interruptions dispatch_until snooze_count errors tags")
 	if len(m) != len(want) {
 		t.Fatalf("got %d keys, want %d: %s", len(m), len(want), b)
 	}

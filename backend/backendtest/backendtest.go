@@ -102,6 +102,7 @@ func RunBackend(t *testing.T, f Factory) {
 		{"Schedules", testSchedules},
 		{"Limits", testLimits},
 		{"Backlog", testBacklog},
+		{"Tags", testTags},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {

@@ -276,7 +276,7 @@ func recordJSONRoundTrip(t *testing.T, b driver.Backend) {
 	wantKeys := []string{"id", "task_name", "args", "queue", "execution_backend", "execution_profile",
 		"execution_ref", "worker_id", "status", "priority", "max_retries", "retry_count", "scheduled_at",
 		"expires_at", "created_at", "queued_at", "started_at", "completed_at", "heartbeat_at", "result",
-		"error", "key", "metadata", "policy", "interruptions", "dispatch_until", "snooze_count", "errors"}
+		"error", "key", "metadata", "policy", "interruptions", "dispatch_until", "snooze_count", "errors", "tags"}
 	timeKeys := []string{"scheduled_at", "expires_at", "created_at", "queued_at", "started_at", "completed_at", "heartbeat_at"}
 
 	pending := enqueueOne(t, b, item("json.task",

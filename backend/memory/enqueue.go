@@ -3,6 +3,7 @@ package memory
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/queuesgo/queues/driver"
@@ -78,6 +79,7 @@ func newCandidate(p *driver.EnqueueParams) *entry {
 		Key:              p.Key,
 		Metadata:         queuestype.NormalizeMetadata(p.Metadata),
 		Policy:           storedPolicy(p.Policy),
+		Tags:             slices.Clone(p.Tags),
 	}
 	e.forever = p.Forever
 	return e
@@ -142,6 +144,14 @@ func (b *Backend) commitEnqueue(cands []*entry, plans []enqueuePlan, now time.Ti
 			wake = true
 		}
 		b.records[r.ID] = e
+		for _, tag := range r.Tags {
+			set := b.byTag[tag]
+			if set == nil {
+				set = make(map[uuid.UUID]*entry)
+				b.byTag[tag] = set
+			}
+			set[r.ID] = e
+		}
 		if r.Key != "" {
 			b.byKey[r.Key] = e
 		}

@@ -56,7 +56,8 @@ type Backend struct {
 
 	mu           sync.Mutex
 	records      map[uuid.UUID]*entry
-	byKey        map[string]*entry // record holding each identity key
+	byKey        map[string]*entry               // record holding each identity key
+	byTag        map[string]map[uuid.UUID]*entry // records carrying each tag, for ListTasks
 	reservations map[string]queuestype.Reservation
 	parts        map[partKey]*partition
 	partList     []*partition // every partition, for iteration without map order
@@ -94,6 +95,7 @@ func New(opts Options) *Backend {
 		nowFn:        now,
 		records:      make(map[uuid.UUID]*entry),
 		byKey:        make(map[string]*entry),
+		byTag:        make(map[string]map[uuid.UUID]*entry),
 		reservations: make(map[string]queuestype.Reservation),
 		parts:        make(map[partKey]*partition),
 		terminal:     [4]entryHeap{{kind: kTerminal}, {kind: kTerminal}, {kind: kTerminal}, {kind: kTerminal}},

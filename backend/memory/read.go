@@ -143,7 +143,7 @@ func newestFirst(xc time.Time, xid uuid.UUID, yc time.Time, yid uuid.UUID) int {
 }
 
 // ListTasks lists records newest first (created_at DESC, id DESC), filtered by
-// status, queue and task name. f.Cursor is the ID of the last record of the
+// status, queue, task name and tag. f.Cursor is the ID of the last record of the
 // previous page; the page holds the records after it. Limit 0 means 50.
 // NextCursor is set when more records remain.
 func (b *Backend) ListTasks(ctx context.Context, f driver.TaskFilter) (driver.TaskPage, error) {
@@ -168,7 +168,11 @@ func (b *Backend) ListTasks(ctx context.Context, f driver.TaskFilter) (driver.Ta
 			return driver.NewTaskPage(nil, limit), nil
 		}
 	}
-	for _, e := range b.records {
+	candidates := b.records
+	if f.Tag != "" {
+		candidates = b.byTag[f.Tag]
+	}
+	for _, e := range candidates {
 		r := &e.rec
 		if (f.Status != "" && r.Status != f.Status) || (f.Queue != "" && r.Queue != f.Queue) ||
 			(f.TaskName != "" && r.TaskName != f.TaskName) {

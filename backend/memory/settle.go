@@ -348,4 +348,12 @@ func (b *Backend) deleteEntry(e *entry) {
 	delete(b.running, r.ID)
 	delete(b.withRef, r.ID)
 	delete(b.records, r.ID)
+	for _, tag := range r.Tags {
+		if set := b.byTag[tag]; set != nil {
+			delete(set, r.ID)
+			if len(set) == 0 {
+				delete(b.byTag, tag)
+			}
+		}
+	}
 }

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -35,6 +36,7 @@ type insertRows struct {
 	metas   [][]byte
 	forever []bool
 	pols    [][]byte
+	tags    [][]byte // JSON arrays, nil for none
 }
 
 func (r *insertRows) add(p *driver.EnqueueParams, forever bool) {
@@ -55,6 +57,17 @@ func (r *insertRows) add(p *driver.EnqueueParams, forever bool) {
 	r.keys = append(r.keys, text(p.Key))
 	r.forever = append(r.forever, forever)
 	r.pols = append(r.pols, policyJSON(p.Policy))
+	r.tags = append(r.tags, tagsJSON(p.Tags))
+}
+
+// tagsJSON encodes tags for the insert, which expands the JSON array into
+// the text[] column; nil for none.
+func tagsJSON(tags []string) []byte {
+	if len(tags) == 0 {
+		return nil
+	}
+	b, _ := json.Marshal(tags) // strings always encode
+	return b
 }
 
 func (r *insertRows) argsList() []any {
@@ -173,7 +186,7 @@ func (b *Backend) enqueuePlain(ctx context.Context, tx pgx.Tx, ps []driver.Enque
 	notify := wake && b.hints
 	var recs []*queuestype.Record
 	err := b.pipeline(ctx, tx, func(batch *pgx.Batch) {
-		batch.Queue(b.q.insert, rows.argsList()...)
+		batch.Queue(b.q.insert, append(rows.argsList(), rows.tags)...)
 		if notify {
 			batch.Queue(b.q.notify, b.chTasks, wakePayload)
 		}

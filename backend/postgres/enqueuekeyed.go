@@ -28,9 +28,9 @@ WHERE t.task_key = k.task_key
 
 // enqueueKeyedSQL decides and writes a keyed Enqueue in one statement, run
 // right after releaseKeys in the same transaction. Its items are the unnest
-// arrays of insertRows ($1–$14, forever true only for keyed forever items);
-// $15 and $16 are the wakeup channel and payload (a null channel sends
-// none).
+// arrays of insertRows ($1–$14, forever true only for keyed forever items,
+// and $17, the tags); $15 and $16 are the wakeup channel and payload (a
+// null channel sends none).
 //
 // It reads the records holding the items' keys (h) and the reservations of
 // the forever items' keys (r) and inserts exactly what the keyed planner
@@ -47,8 +47,8 @@ WHERE t.task_key = k.task_key
 // record is pending ('n', ignored).
 const enqueueKeyedSQL = `WITH u AS (
     SELECT * FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::text[], $5::text[], $6::text[], $7::int[], $8::int[],
-        $9::timestamptz[], $10::timestamptz[], $11::text[], $12::jsonb[], $13::bool[], $14::jsonb[])
-        WITH ORDINALITY AS u(id, task_name, args, queue, eb, ep, priority, max_retries, scheduled_at, expires_at, task_key, metadata, forever, policy, ord)
+        $9::timestamptz[], $10::timestamptz[], $11::text[], $12::jsonb[], $13::bool[], $14::jsonb[], $17::jsonb[])
+        WITH ORDINALITY AS u(id, task_name, args, queue, eb, ep, priority, max_retries, scheduled_at, expires_at, task_key, metadata, forever, policy, tags, ord)
 ), h AS (
     SELECT {cols} FROM {t} WHERE task_key IN (SELECT u.task_key FROM u WHERE u.task_key IS NOT NULL)
 ), r AS (
@@ -64,10 +64,11 @@ const enqueueKeyedSQL = `WITH u AS (
     SELECT c.task_key, c.id, c.task_name, now() FROM c WHERE c.forever AND c.rn = 1
 ), ins AS (
     INSERT INTO {t} (id, task_name, args, queue, execution_backend, execution_profile, status, priority, max_retries,
-        retry_count, scheduled_at, expires_at, created_at, queued_at, task_key, metadata, policy)
+        retry_count, scheduled_at, expires_at, created_at, queued_at, task_key, metadata, policy, tags)
     SELECT c.id, c.task_name, c.args, c.queue, c.eb, c.ep,
         CASE WHEN c.scheduled_at > now() THEN 'scheduled' ELSE 'pending' END,
-        c.priority, c.max_retries, 0, c.scheduled_at, c.expires_at, now(), now(), c.task_key, c.metadata, c.policy
+        c.priority, c.max_retries, 0, c.scheduled_at, c.expires_at, now(), now(), c.task_key, c.metadata, c.policy,
+        ARRAY(SELECT jsonb_array_elements_text(c.tags))
     FROM c WHERE c.task_key IS NULL OR c.rn = 1
     ORDER BY c.ord
     RETURNING {cols}
@@ -78,13 +79,13 @@ SELECT {cols}, 'h' FROM h
 UNION ALL
 SELECT r.task_id, r.task_name, NULL::jsonb, ''::text, ''::text, NULL::text, NULL::text, NULL::text, ''::text, 0, 0, 0,
     NULL::timestamptz, NULL::timestamptz, r.created_at, r.created_at, NULL::timestamptz, NULL::timestamptz, NULL::timestamptz,
-    NULL::jsonb, NULL::text, r.identity_key, '{}'::jsonb, '{}'::jsonb, 0, NULL::timestamptz, 0, NULL::jsonb, 'r' FROM r
+    NULL::jsonb, NULL::text, r.identity_key, '{}'::jsonb, '{}'::jsonb, 0, NULL::timestamptz, 0, NULL::jsonb, '{}'::text[], 'r' FROM r
 UNION ALL
 SELECT '00000000-0000-0000-0000-000000000000'::uuid, '', NULL::jsonb, '', '', NULL, NULL, NULL, '', 0, 0, 0,
-    NULL, NULL, now(), now(), NULL, NULL, NULL, NULL, NULL, NULL, '{}'::jsonb, '{}'::jsonb, 0, NULL, 0, NULL, 't'
+    NULL, NULL, now(), now(), NULL, NULL, NULL, NULL, NULL, NULL, '{}'::jsonb, '{}'::jsonb, 0, NULL, 0, NULL, '{}'::text[], 't'
 UNION ALL
 SELECT '00000000-0000-0000-0000-000000000000'::uuid, '', NULL::jsonb, '', '', NULL, NULL, NULL, '', 0, 0, 0,
-    NULL, NULL, now(), now(), NULL, NULL, NULL, NULL, NULL, NULL, '{}'::jsonb, '{}'::jsonb, 0, NULL, 0, NULL, 'n'
+    NULL, NULL, now(), now(), NULL, NULL, NULL, NULL, NULL, NULL, '{}'::jsonb, '{}'::jsonb, 0, NULL, 0, NULL, '{}'::text[], 'n'
 FROM (SELECT pg_notify($15::text, $16::text) FROM ins WHERE $15::text IS NOT NULL AND ins.status = 'pending' LIMIT 1) n`
 
 // keyedView is what one keyed round trip read and wrote: the records
@@ -119,7 +120,7 @@ func (b *Backend) keyedRoundTrip(ctx context.Context, tx pgx.Tx, ps []driver.Enq
 	if b.hints {
 		channel = &b.chTasks
 	}
-	args := append(rows.argsList(), channel, wakePayload)
+	args := append(rows.argsList(), channel, wakePayload, rows.tags)
 
 	var view *keyedView
 	err := b.pipeline(ctx, tx, func(batch *pgx.Batch) {

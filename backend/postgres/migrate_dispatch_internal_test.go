@@ -69,9 +69,9 @@ VALUES ($1, 'legacy.dispatch', 'default', 'cloudrun', nullif($2, ''), $3, now() 
 	if err != nil {
 		t.Fatalf("Migrate: %v", err)
 	}
-	if len(rep.AppliedNow) != 4 || rep.AppliedNow[0] != "0003_dispatch_until" || rep.AppliedNow[1] != "0004_workers" ||
-		rep.AppliedNow[2] != "0005_schedule_pauses" || rep.AppliedNow[3] != "0006_snooze_errors" {
-		t.Fatalf("Migrate applied %v; want [0003_dispatch_until 0004_workers 0005_schedule_pauses 0006_snooze_errors]", rep.AppliedNow)
+	if len(rep.AppliedNow) != 5 || rep.AppliedNow[0] != "0003_dispatch_until" || rep.AppliedNow[1] != "0004_workers" ||
+		rep.AppliedNow[2] != "0005_schedule_pauses" || rep.AppliedNow[3] != "0006_snooze_errors" || rep.AppliedNow[4] != "0007_tags" {
+		t.Fatalf("Migrate applied %v; want [0003_dispatch_until 0004_workers 0005_schedule_pauses 0006_snooze_errors 0007_tags]", rep.AppliedNow)
 	}
 	if err := b.Open(ctx); err != nil {
 		t.Fatalf("Open after Migrate: %v", err)

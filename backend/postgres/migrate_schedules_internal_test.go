@@ -65,8 +65,8 @@ VALUES ('old-worker', 'h', 1, '{q}', 'local', 2, 1, now(), 'v', now(), now() + i
 	if err != nil {
 		t.Fatalf("Migrate: %v", err)
 	}
-	if !slices.Equal(rep.AppliedNow, []string{"0005_schedule_pauses", "0006_snooze_errors"}) {
-		t.Fatalf("Migrate applied %v; want [0005_schedule_pauses 0006_snooze_errors]", rep.AppliedNow)
+	if !slices.Equal(rep.AppliedNow, []string{"0005_schedule_pauses", "0006_snooze_errors", "0007_tags"}) {
+		t.Fatalf("Migrate applied %v; want [0005_schedule_pauses 0006_snooze_errors 0007_tags]", rep.AppliedNow)
 	}
 	if err := b.Open(ctx); err != nil {
 		t.Fatalf("Open after Migrate: %v", err)

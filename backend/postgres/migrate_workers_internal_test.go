@@ -56,8 +56,8 @@ VALUES ($1, $2, '{"n":1}', 'q', 'local', $3, 5, 3, 1, $4, now(), now(), $5, $6, 
 	if err != nil {
 		t.Fatalf("Migrate: %v", err)
 	}
-	if !slices.Equal(rep.AppliedNow, []string{"0004_workers", "0005_schedule_pauses", "0006_snooze_errors"}) {
-		t.Fatalf("Migrate applied %v; want [0004_workers 0005_schedule_pauses 0006_snooze_errors]", rep.AppliedNow)
+	if !slices.Equal(rep.AppliedNow, []string{"0004_workers", "0005_schedule_pauses", "0006_snooze_errors", "0007_tags"}) {
+		t.Fatalf("Migrate applied %v; want [0004_workers 0005_schedule_pauses 0006_snooze_errors 0007_tags]", rep.AppliedNow)
 	}
 	if err := b.Open(ctx); err != nil {
 		t.Fatalf("Open after Migrate: %v", err)

@@ -150,13 +150,14 @@ func buildQueries(n names) queries {
 		"{due}", due("t"), "{xdue}", due("x"))
 	q := func(s string) string { return r.Replace(s) }
 	insertCols := `id, task_name, args, queue, execution_backend, execution_profile, status, priority, max_retries,
-    retry_count, scheduled_at, expires_at, created_at, queued_at, task_key, metadata, policy`
+    retry_count, scheduled_at, expires_at, created_at, queued_at, task_key, metadata, policy, tags`
 	insertSelect := `SELECT u.id, u.task_name, u.args, u.queue, u.eb, u.ep,
     CASE WHEN u.scheduled_at > now() THEN 'scheduled' ELSE 'pending' END,
-    u.priority, u.max_retries, 0, u.scheduled_at, u.expires_at, now(), now(), u.task_key, u.metadata, u.policy
+    u.priority, u.max_retries, 0, u.scheduled_at, u.expires_at, now(), now(), u.task_key, u.metadata, u.policy,
+    ARRAY(SELECT jsonb_array_elements_text(u.tags))
 FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::text[], $5::text[], $6::text[], $7::int[], $8::int[],
-    $9::timestamptz[], $10::timestamptz[], $11::text[], $12::jsonb[], $13::bool[], $14::jsonb[])
-    WITH ORDINALITY AS u(id, task_name, args, queue, eb, ep, priority, max_retries, scheduled_at, expires_at, task_key, metadata, forever, policy, ord)`
+    $9::timestamptz[], $10::timestamptz[], $11::text[], $12::jsonb[], $13::bool[], $14::jsonb[], $15::jsonb[])
+    WITH ORDINALITY AS u(id, task_name, args, queue, eb, ep, priority, max_retries, scheduled_at, expires_at, task_key, metadata, forever, policy, tags, ord)`
 	return queries{
 		exists: q(`SELECT EXISTS (SELECT 1 FROM {t} WHERE id = $1)`),
 		notify: `SELECT pg_notify($1, $2)`,

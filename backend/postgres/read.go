@@ -283,7 +283,7 @@ func (b *Backend) ListCompletedByTask(ctx context.Context, task string, since ti
 }
 
 // ListTasks lists records newest first (created_at DESC, id DESC) with a
-// keyset cursor, filtered by status, queue and task name. f.Cursor is the ID
+// keyset cursor, filtered by status, queue, task name and tag. f.Cursor is the ID
 // of the last record of the previous page (a deleted UUIDv7 cursor still
 // positions by its timestamp). Limit 0 means 50. NextCursor is set when more
 // records remain.
@@ -319,6 +319,10 @@ func (b *Backend) ListTasks(ctx context.Context, f driver.TaskFilter) (driver.Ta
 	}
 	if f.TaskName != "" {
 		where = append(where, "task_name = "+a.add(f.TaskName))
+	}
+	if f.Tag != "" {
+		// Containment is the operator the GIN index of migration 0007 serves.
+		where = append(where, "tags @> ARRAY["+a.add(f.Tag)+"::text]")
 	}
 	sql := `SELECT ` + cols("") + ` FROM ` + b.n.task
 	if len(where) > 0 {

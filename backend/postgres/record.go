@@ -21,6 +21,7 @@ var recordColumns = []string{
 	"worker_id", "status", "priority", "max_retries", "retry_count", "scheduled_at", "expires_at",
 	"created_at", "queued_at", "started_at", "completed_at", "heartbeat_at", "result", "error",
 	"task_key", "metadata", "policy", "interruptions", "dispatch_until", "snooze_count", "errors",
+	"tags",
 }
 
 // cols renders the record columns, each qualified with alias when given.
@@ -57,11 +58,12 @@ func scanRecord(row scanner) (*queuestype.Record, error) {
 		sched, expires, started, done, beat pgtype.Timestamptz
 		dispatchUntil                       pgtype.Timestamptz
 		created, queued                     time.Time
+		tags                                []string
 	)
 	dest := []any{(*[16]byte)(&r.ID), &r.TaskName, &args, &r.Queue, &r.ExecutionBackend, &profile, &ref,
 		&worker, &status, &prio, &maxRetries, &retryCount, &sched, &expires,
 		&created, &queued, &started, &done, &beat, &result, &errText,
-		&key, &meta, &policy, &intr, &dispatchUntil, &snoozes, &history}
+		&key, &meta, &policy, &intr, &dispatchUntil, &snoozes, &history, &tags}
 	if err := row.Scan(dest...); err != nil {
 		return nil, err
 	}
@@ -98,6 +100,9 @@ func scanRecord(row scanner) (*queuestype.Record, error) {
 	r.SnoozeCount = int(snoozes)
 	if r.Errors, err = driver.DecodeErrorHistory(string(history)); err != nil {
 		return nil, fmt.Errorf("decode errors of %s: %w", r.ID, err)
+	}
+	if len(tags) > 0 {
+		r.Tags = tags
 	}
 	return &r, nil
 }
@@ -230,7 +235,62 @@ func decodeRaw(rows pgx.Rows) (*queuestype.Record, bool, error) {
 	if r.Errors, err = driver.DecodeErrorHistory(string(hist)); err != nil {
 		return nil, true, fmt.Errorf("decode errors of %s: %w", r.ID, err)
 	}
+	if fds[28].Format != pgx.BinaryFormatCode {
+		return nil, false, nil
+	}
+	if r.Tags, ok = decodeTextArray(v[28]); !ok {
+		return nil, false, nil
+	}
 	return &r, true, nil
+}
+
+// decodeTextArray decodes a one-dimensional text[] in PostgreSQL's binary
+// array format (dimensions, null flag, element type, then per dimension
+// its length and lower bound, then per element a length and the bytes);
+// nil for an empty array. ok is false for any other shape, which the
+// caller then scans normally.
+func decodeTextArray(b []byte) (tags []string, ok bool) {
+	u32 := func() (int, bool) {
+		if len(b) < 4 {
+			return 0, false
+		}
+		n := int(int32(binary.BigEndian.Uint32(b)))
+		b = b[4:]
+		return n, true
+	}
+	ndim, ok := u32()
+	if !ok || ndim > 1 {
+		return nil, false
+	}
+	if _, ok = u32(); !ok { // has-null flag
+		return nil, false
+	}
+	if _, ok = u32(); !ok { // element type
+		return nil, false
+	}
+	if ndim == 0 {
+		return nil, len(b) == 0
+	}
+	n, ok := u32()
+	if !ok || n < 0 {
+		return nil, false
+	}
+	if _, ok = u32(); !ok { // lower bound
+		return nil, false
+	}
+	tags = make([]string, 0, n)
+	for range n {
+		l, ok := u32()
+		if !ok || l < 0 || l > len(b) {
+			return nil, false
+		}
+		tags = append(tags, string(b[:l]))
+		b = b[l:]
+	}
+	if len(tags) == 0 {
+		tags = nil
+	}
+	return tags, len(b) == 0
 }
 
 // collectRecords reads every row of rows as a record.

@@ -17,9 +17,9 @@
 // queuestype.ErrConfig. The backend passes
 // the shared contract suite (backend/backendtest) unchanged.
 //
-// Records written before snooze_count and errors existed lack both
-// fields and read as no snoozes and no error history, so adding them needs
-// no layout migration.
+// Records written before snooze_count, errors and tags existed lack those
+// fields and read as no snoozes, no error history and no tags, so adding
+// them needs no layout migration.
 //
 // # Keys
 //
@@ -34,8 +34,9 @@
 //	                              shutdown-interruption counter, absent when 0), dispatch_until
 //	                              (a dispatch reservation's deadline, absent when none),
 //	                              snooze_count (absent when 0), errors (the error history's
-//	                              JSON array, absent when none), ix (placement), forever and
-//	                              mo (overlays present)
+//	                              JSON array, absent when none), tags (comma-separated, sorted;
+//	                              absent when none), ix (placement), forever and mo (overlays
+//	                              present)
 //	<p>:ready:<pt>                zset: claimable records of one partition, score −priority,
 //	                              member <queued_at µs, 16 digits><created_at µs, 16 digits><id>,
 //	                              so rank order is exactly priority DESC, queued_at, created_at, id
@@ -45,6 +46,9 @@
 //	<p>:idx:<status>:<queue>      zset: every record by status and queue, lexicographic member
 //	                              <created_at><id> (ListTasks pages newest first by keyset; ZCARD
 //	                              gives Statistics without a scan)
+//	<p>:tag:<tag>                 zset: records carrying the tag, member <created_at><id> like
+//	                              the status indexes (ListTasks by tag walks it alone); written by
+//	                              the enqueue script, entries removed by cleanup as it deletes
 //	<p>:term:<status>             zset: failed, cancelled or expired records by completed_at, one
 //	                              zset per status, so cleanup applies each status's retention
 //	                              without reading the records another status keeps

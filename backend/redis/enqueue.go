@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -62,10 +63,10 @@ func (b *Backend) Enqueue(ctx context.Context, items []driver.EnqueueParams) ([]
 
 // enqueueArgs validates and prepares the items (driver.PrepareEnqueue) and
 // returns the record each would insert, before the script stamps it, and
-// the script's arguments: the item count, then 16 fields per item.
+// the script's arguments: the item count, then 17 fields per item.
 func enqueueArgs(items []driver.EnqueueParams) ([]*queuestype.Record, []any, error) {
 	recs := make([]*queuestype.Record, len(items))
-	args := make([]any, 0, 1+len(items)*16)
+	args := make([]any, 0, 1+len(items)*17)
 	args = append(args, len(items))
 	for i := range items {
 		p, err := driver.PrepareEnqueue(i, items[i])
@@ -91,6 +92,7 @@ func appendItem(args []any, p *driver.EnqueueParams) (*queuestype.Record, []any,
 		Priority:         p.Priority,
 		MaxRetries:       p.MaxRetries,
 		Key:              p.Key,
+		Tags:             slices.Clone(p.Tags),
 	}
 	if len(p.Args) > 0 {
 		r.Args = append(json.RawMessage(nil), p.Args...)
@@ -116,7 +118,9 @@ func appendItem(args []any, p *driver.EnqueueParams) (*queuestype.Record, []any,
 	}
 	args = append(args, p.ID.String(), r.TaskName, string(r.Args), r.Queue, r.ExecutionBackend, r.ExecutionProfile,
 		strconv.Itoa(r.Priority), strconv.Itoa(r.MaxRetries), sched, exp, r.Key, flag(p.Forever), meta, pol,
-		strconv.FormatInt(rule.PeriodMicros(), 10), rule.StatesText())
+		strconv.FormatInt(rule.PeriodMicros(), 10), rule.StatesText(),
+		// Tags use the queue name characters, never a comma.
+		strings.Join(p.Tags, ","))
 	return r, args, nil
 }
 

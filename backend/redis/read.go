@@ -201,7 +201,8 @@ func (b *Backend) ListRunningExternal(ctx context.Context, limit int) ([]*queues
 // by status, queue and task name. f.Cursor is the ID of the last record of
 // the previous page. Limit 0 means 50. NextCursor is set when more remain.
 // Status and queue filters read one index each; the task-name filter is
-// applied while walking them.
+// applied while walking them. A tag filter reads the tag's index alone
+// (<p>:tag:<tag>) and applies the others while walking it.
 func (b *Backend) ListTasks(ctx context.Context, f driver.TaskFilter) (driver.TaskPage, error) {
 	var page driver.TaskPage
 	limit := driver.Limit(f.Limit, driver.DefaultPageLimit)
@@ -212,7 +213,7 @@ func (b *Backend) ListTasks(ctx context.Context, f driver.TaskFilter) (driver.Ta
 			fb = fmt.Sprintf("%016d", t.UnixMicro()) + cur
 		}
 	}
-	v, err := b.run(ctx, scriptListTasks, string(f.Status), f.Queue, f.TaskName, limit+1, cur, fb).Result()
+	v, err := b.run(ctx, scriptListTasks, string(f.Status), f.Queue, f.TaskName, limit+1, cur, fb, f.Tag).Result()
 	if err != nil {
 		return page, fmt.Errorf("redis: list tasks: %w", err)
 	}

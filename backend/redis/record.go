@@ -78,7 +78,7 @@ func encodeMeta(m map[string]any) (string, map[string]any, error) {
 var recordFields = []string{"id", "task_name", "args", "queue", "execution_backend", "execution_profile", "execution_ref",
 	"worker_id", "status", "priority", "max_retries", "retry_count", "scheduled_at", "expires_at", "created_at",
 	"queued_at", "started_at", "completed_at", "heartbeat_at", "result", "error", "key", "metadata", "policy", "interruptions",
-	"dispatch_until", "snooze_count", "errors", "ix", "forever", "mo"}
+	"dispatch_until", "snooze_count", "errors", "tags", "ix", "forever", "mo"}
 
 // decodeRecord builds a record from a script reply (recordFields values,
 // then overlay pairs).
@@ -283,6 +283,10 @@ func setField(r *queuestype.Record, k, s string) error {
 		r.SnoozeCount, err = strconv.Atoi(s)
 	case "errors":
 		r.Errors, err = driver.DecodeErrorHistory(s)
+	case "tags":
+		if s != "" {
+			r.Tags = strings.Split(s, ",")
+		}
 	case "metadata":
 		m, err := decodeMetaCached(s)
 		if err != nil {
@@ -348,6 +352,8 @@ func clearField(r *queuestype.Record, k string) {
 		r.SnoozeCount = 0
 	case "errors":
 		r.Errors = nil
+	case "tags":
+		r.Tags = nil
 	default:
 		if mk, ok := strings.CutPrefix(k, "m:"); ok {
 			delete(r.Metadata, mk)

@@ -129,7 +129,7 @@ end
 local FIELDS = {'id', 'task_name', 'args', 'queue', 'execution_backend', 'execution_profile', 'execution_ref',
   'worker_id', 'status', 'priority', 'max_retries', 'retry_count', 'scheduled_at', 'expires_at', 'created_at',
   'queued_at', 'started_at', 'completed_at', 'heartbeat_at', 'result', 'error', 'key', 'metadata', 'policy', 'interruptions',
-  'dispatch_until', 'snooze_count', 'errors', 'ix', 'forever', 'mo'}
+  'dispatch_until', 'snooze_count', 'errors', 'tags', 'ix', 'forever', 'mo'}
 local NF = #FIELDS
 local function flat(r)
   local a = {}
@@ -381,7 +381,7 @@ end
 // luaEnqueue inserts items atomically (two passes: plan, then write).
 // ARGV[A] = n; per item: id, task, args, queue, backend, profile, priority,
 // max_retries, scheduled_us, expires_us, key, forever, metadata JSON, policy
-// JSON. "" means null. Returns {now, outcomes}: per item {'N'}
+// JSON, key period (µs), key states, tags (comma-separated). "" means null. Returns {now, outcomes}: per item {'N'}
 // new, {'S', j} same as item j, {'E', fields} existing, {'O', reservation},
 // {'C', holder} identity conflict.
 const luaEnqueue = luaLib + `
@@ -392,8 +392,8 @@ for k = 1, n do
   local it = {id = ARGV[j], task = ARGV[j + 1], args = ARGV[j + 2], queue = ARGV[j + 3], backend = ARGV[j + 4],
     profile = ARGV[j + 5], priority = ARGV[j + 6], maxr = ARGV[j + 7], sched = ARGV[j + 8], exp = ARGV[j + 9],
     key = ARGV[j + 10], forever = ARGV[j + 11] == '1', meta = ARGV[j + 12], policy = ARGV[j + 13],
-    period = tonumber(ARGV[j + 14]), states = ',' .. ARGV[j + 15] .. ','}
-  j = j + 16
+    period = tonumber(ARGV[j + 14]), states = ',' .. ARGV[j + 15] .. ',', tags = ARGV[j + 16]}
+  j = j + 17
   items[k] = it
 end
 local t = now()
@@ -490,10 +490,12 @@ for k, it in ipairs(items) do
     end
     if it.meta ~= '' then app(hs, 'metadata', it.meta) end
     if it.policy ~= '' then app(hs, 'policy', it.policy) end
+    if it.tags ~= '' then app(hs, 'tags', it.tags) end
     redis.call('HSET', tkey(it.id), unpack(hs))
     local pt = registerpt(it.backend, it.queue)
     local cid = ts16 .. it.id
     zput(idxk(status, it.queue), cid, 0)
+    for tag in string.gmatch(it.tags, '[^,]+') do zput(key('tag', tag), cid, 0) end
     if ix == 'r' then
       zput(key('ready', pt), ts16 .. cid, 0 - tonumber(it.priority))
     elseif ix == 'f' then
@@ -1141,6 +1143,10 @@ for _, c in ipairs(cands) do
     reindex(members(r), {})
     zput(legacy, id, false)
     if r.key ~= nil and redis.call('HGET', P .. ':keys', r.key) == id then redis.call('HDEL', P .. ':keys', r.key) end
+    if r.tags ~= nil then
+      local cid = pad(tonumber(r.created_at)) .. id
+      for tag in string.gmatch(r.tags, '[^,]+') do zput(key('tag', tag), cid, false) end
+    end
     redis.call('DEL', tkey(id))
     n = n + 1
   elseif c[3] == legacy then
@@ -1170,9 +1176,12 @@ return out
 `
 
 // luaListTasks lists records newest first (created_at DESC, id DESC).
-// ARGV[A…]: status, queue, task, limit, cursor id, fallback bound.
+// ARGV[A…]: status, queue, task, limit, cursor id, fallback bound, tag.
+// With a tag it walks that tag's index alone and checks status and queue
+// on each record.
 const luaListTasks = luaLib + `
 local status, queue, task = ARGV[A], ARGV[A + 1], ARGV[A + 2]
+local tag = ARGV[A + 6]
 local limit = tonumber(ARGV[A + 3])
 local cur, fb = ARGV[A + 4], ARGV[A + 5]
 local bound = '+'
@@ -1191,8 +1200,12 @@ if status ~= '' then sts = {status} end
 local qs
 if queue ~= '' then qs = {queue} else qs = redis.call('SMEMBERS', P .. ':queues') end
 local zs = {}
-for _, s in ipairs(sts) do
-  for _, q in ipairs(qs) do zs[#zs + 1] = {k = P .. ':idx:' .. s .. ':' .. q, off = 0} end
+if tag ~= '' then
+  zs[1] = {k = key('tag', tag), off = 0}
+else
+  for _, s in ipairs(sts) do
+    for _, q in ipairs(qs) do zs[#zs + 1] = {k = P .. ':idx:' .. s .. ':' .. q, off = 0} end
+  end
 end
 local W = limit
 if W < 16 then W = 16 end
@@ -1216,7 +1229,10 @@ while #out < limit do
   if best == nil then break end
   best.i = best.i + 1
   local r = load(string.sub(bm, 17))
-  if r ~= nil and (task == '' or r.task_name == task) then out[#out + 1] = flat(r) end
+  if r ~= nil and (task == '' or r.task_name == task)
+    and (tag == '' or ((status == '' or r.status == status) and (queue == '' or r.queue == queue))) then
+    out[#out + 1] = flat(r)
+  end
 end
 return out
 `

@@ -250,10 +250,10 @@ func assign(dest any, v sqldriver.Value) error {
 
 // fromValues decodes one record row (recordColumns).
 func (r *rawRec) fromValues(v []sqldriver.Value) error {
-	if len(v) != 29 {
-		return fmt.Errorf("sqlite: record row has %d columns, want 29", len(v))
+	if len(v) != 30 {
+		return fmt.Errorf("sqlite: record row has %d columns, want 30", len(v))
 	}
-	var errs [29]error
+	var errs [30]error
 	r.ID, errs[0] = valString(v[0])
 	r.TaskName, errs[1] = valString(v[1])
 	r.Args, errs[2] = valNullString(v[2])
@@ -282,7 +282,8 @@ func (r *rawRec) fromValues(v []sqldriver.Value) error {
 	r.DispatchUntil, errs[25] = valNullInt(v[25])
 	r.SnoozeCount, errs[26] = valInt(v[26])
 	r.Errors, errs[27] = valNullString(v[27])
-	r.RowID, errs[28] = valInt(v[28])
+	r.Tags, errs[28] = valNullString(v[28])
+	r.RowID, errs[29] = valInt(v[29])
 	for i, err := range errs {
 		if err != nil {
 			return fmt.Errorf("sqlite: record column %d: %w", i+1, err)

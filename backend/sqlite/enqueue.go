@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/queuesgo/queues/driver"
@@ -13,8 +14,9 @@ import (
 	"github.com/google/uuid"
 )
 
-const sqlInsertTask = `INSERT INTO queue_task (` + taskColumns + `)
-VALUES (?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?, ?, 0, ?, ?, ?, ?, NULL, NULL, NULL, NULL, NULL, ?, ?, ?, 0)`
+// sqlInsertTask inserts a record; a trigger of migration 0007 indexes its tags.
+const sqlInsertTask = `INSERT INTO queue_task (` + taskColumns + `, tags)
+VALUES (?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?, ?, 0, ?, ?, ?, ?, NULL, NULL, NULL, NULL, NULL, ?, ?, ?, 0, ?)`
 
 // candidate is one Enqueue item prepared outside the writer.
 type candidate struct {
@@ -37,6 +39,8 @@ type candidate struct {
 	metaText    string
 	policy      queuestype.Policy
 	policyText  string
+	tags        []string
+	tagsText    any // JSON array, or nil for no tags
 }
 
 // enqueuePlan is the decision for one item, made inside the transaction.
@@ -111,6 +115,14 @@ func (c *candidate) prepare(p *driver.EnqueueParams) error {
 		scheduledAt: truncUTC(p.ScheduledAt), expiresAt: truncUTC(p.ExpiresAt),
 		key: p.Key, forever: p.Forever, rule: driver.RuleOf(p),
 		metadata: queuestype.NormalizeMetadata(p.Metadata),
+		tags:     slices.Clone(p.Tags),
+	}
+	if len(c.tags) > 0 {
+		b, err := json.Marshal(c.tags)
+		if err != nil {
+			return fmt.Errorf("tags: %w", err)
+		}
+		c.tagsText = string(b)
 	}
 	if p.Args != nil {
 		c.args = append(json.RawMessage(nil), p.Args...)
@@ -184,7 +196,7 @@ func insertCandidate(tx enqueueConn, i int, c *candidate, pl *enqueuePlan, now t
 	_, err := tx.exec(sqlInsertTask,
 		c.idText, c.taskName, c.argsText, c.queue, c.backend, nullStr(c.profile),
 		string(c.status(now)), c.priority, c.maxRetries, nullMicros(c.scheduledAt), nullMicros(c.expiresAt),
-		nowMicros, nowMicros, nullStr(c.key), c.metaText, c.policyText)
+		nowMicros, nowMicros, nullStr(c.key), c.metaText, c.policyText, c.tagsText)
 	if err != nil {
 		if isConstraint(err) {
 			return fmt.Errorf("sqlite: enqueue item %d: task %s already exists: %w", i, c.id, err)
@@ -248,6 +260,7 @@ func (c *candidate) record(now time.Time) *queuestype.Record {
 		Key:              c.key,
 		Metadata:         queuestype.CloneMetadata(c.metadata),
 		Policy:           clonePolicy(c.policy),
+		Tags:             slices.Clone(c.tags),
 	}
 	if c.args == nil {
 		rec.Args = nil

@@ -98,7 +98,7 @@ created_at, queued_at, started_at, heartbeat_at, completed_at, expires_at) VALUE
 		t.Fatal(err)
 	}
 	if !slices.Equal(dry.Applied, []string{"0001_create_queue_tasks", "0002_task_policy"}) ||
-		!slices.Equal(dry.Pending, []string{"0003_dispatch_until", "0004_workers", "0005_schedule_pauses", "0006_snooze_errors"}) {
+		!slices.Equal(dry.Pending, []string{"0003_dispatch_until", "0004_workers", "0005_schedule_pauses", "0006_snooze_errors", "0007_tags"}) {
 		t.Fatalf("DryRun on the previous schema = %+v", dry)
 	}
 	if err := b.Open(ctx); err != nil {

@@ -59,7 +59,7 @@ VALUES (?, ?, '{"n":1}', 'q', 'local', ?, ?, 5, 3, 2, ?, ?, ?, ?, ?, ?, NULL, ?,
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(dry.Applied, previous) || !slices.Equal(dry.Pending, []string{"0006_snooze_errors"}) {
+	if !slices.Equal(dry.Applied, previous) || !slices.Equal(dry.Pending, []string{"0006_snooze_errors", "0007_tags"}) {
 		t.Fatalf("DryRun on the previous schema = %+v", dry)
 	}
 	if err := b.Open(ctx); err != nil {

@@ -299,7 +299,7 @@ ORDER BY coalesce(started_at, created_at), id LIMIT CAST(? AS INTEGER)`, limit)
 }
 
 // ListTasks lists records newest first (created_at DESC, id DESC), filtered by
-// status, queue and task name. f.Cursor is the ID of the last record of the
+// status, queue, task name and tag. f.Cursor is the ID of the last record of the
 // previous page; the page holds the records after it (a deleted cursor record
 // is placed by its UUIDv7 time). Limit 0 means 50. NextCursor is set when
 // more records remain.
@@ -319,6 +319,10 @@ func (b *Backend) ListTasks(ctx context.Context, f driver.TaskFilter) (driver.Ta
 	}
 	if f.TaskName != "" {
 		conds = append(conds, "task_name = "+ps.add(f.TaskName))
+	}
+	if f.Tag != "" {
+		// The tag index (migration 0007) names the tag's records.
+		conds = append(conds, "id IN (SELECT task_id FROM queue_task_tag WHERE tag = CAST("+ps.add(f.Tag)+" AS TEXT))")
 	}
 	if f.Cursor != uuid.Nil {
 		var at int64

@@ -21,9 +21,9 @@ completed_at, heartbeat_at, result, error, task_key, metadata, policy, interrupt
 // recordColumns is the column list every record query selects or returns, in
 // rawRec field order: the columns an insert writes, dispatch_until (only the
 // dispatch-reservation writes set it), snooze_count and errors (only Settle
-// writes them) and the rowid (a claimed record's rowid
+// writes them), tags (JSON, NULL for none) and the rowid (a claimed record's rowid
 // lets Settle complete it by rowid, without the text-keyed id index).
-const recordColumns = taskColumns + `, dispatch_until, snooze_count, errors, rowid`
+const recordColumns = taskColumns + `, dispatch_until, snooze_count, errors, tags, rowid`
 
 // SQL fragments shared by the statements. No IN list has more than two
 // constants (see the migration's note).
@@ -83,7 +83,9 @@ type rawRec struct {
 	// SnoozeCount counts snoozes; Errors is the error history's JSON.
 	SnoozeCount int64
 	Errors      sql.NullString
-	RowID       int64
+	// Tags is the tags' JSON array, NULL for none.
+	Tags  sql.NullString
+	RowID int64
 }
 
 // scanRecords appends every row of rows (recordColumns) to out and closes rows.
@@ -93,7 +95,7 @@ func scanRecords(rows *sql.Rows, out []rawRec) ([]rawRec, error) {
 	dest := []any{&r.ID, &r.TaskName, &r.Args, &r.Queue, &r.Backend, &r.Profile, &r.Ref, &r.Worker,
 		&r.Status, &r.Priority, &r.MaxRetries, &r.RetryCount, &r.ScheduledAt, &r.ExpiresAt, &r.CreatedAt,
 		&r.QueuedAt, &r.StartedAt, &r.CompletedAt, &r.HeartbeatAt, &r.Result, &r.Error, &r.Key, &r.Metadata,
-		&r.Policy, &r.Interruptions, &r.DispatchUntil, &r.SnoozeCount, &r.Errors, &r.RowID}
+		&r.Policy, &r.Interruptions, &r.DispatchUntil, &r.SnoozeCount, &r.Errors, &r.Tags, &r.RowID}
 	for rows.Next() {
 		if err := rows.Scan(dest...); err != nil {
 			return out, err
@@ -151,6 +153,14 @@ func (r *rawRec) record() (*queuestype.Record, error) {
 	rec.Errors, err = driver.DecodeErrorHistory(r.Errors.String)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: task %s: %w", r.ID, err)
+	}
+	if r.Tags.Valid {
+		if err := json.Unmarshal([]byte(r.Tags.String), &rec.Tags); err != nil {
+			return nil, fmt.Errorf("sqlite: task %s tags: %w", r.ID, err)
+		}
+		if len(rec.Tags) == 0 {
+			rec.Tags = nil
+		}
 	}
 	return rec, nil
 }

@@ -103,7 +103,7 @@ VALUES (?, ?, '{"n":1}', 'q', 'local', ?, ?, 5, 3, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?,
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(dry.Applied, previous) || !slices.Equal(dry.Pending, []string{"0005_schedule_pauses", "0006_snooze_errors"}) {
+	if !slices.Equal(dry.Applied, previous) || !slices.Equal(dry.Pending, []string{"0005_schedule_pauses", "0006_snooze_errors", "0007_tags"}) {
 		t.Fatalf("DryRun on the previous schema = %+v", dry)
 	}
 	if err := b.Open(ctx); err != nil {
