@@ -16,7 +16,8 @@ import (
 )
 
 // ScheduleRunFor is how long the shared-schedule case runs its three
-// services (the bound; the case costs this much wall time per store).
+// services: long enough for about ten occurrences of its one-second
+// schedule (the case costs this much wall time per store).
 var ScheduleRunFor = 10 * time.Second
 
 func testSvcSchedules(t *testing.T, f Factory) {
