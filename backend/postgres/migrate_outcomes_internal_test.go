@@ -8,8 +8,6 @@ import (
 
 	"github.com/queuesgo/queues/driver"
 	"github.com/queuesgo/queues/queuestype"
-
-	"github.com/google/uuid"
 )
 
 // TestMigrateSnoozeErrors builds the schema of the previous version (0001
@@ -22,29 +20,7 @@ func TestMigrateSnoozeErrors(t *testing.T) {
 	ctx := t.Context()
 	applyFirstMigrations(t, b, pool, 5, "0006_snooze_errors")
 
-	ids := make(map[queuestype.Status]uuid.UUID, len(queuestype.AllStatuses))
-	for _, s := range queuestype.AllStatuses {
-		id := uuid.New()
-		ids[s] = id
-		var scheduled, started, heartbeat, completed, errText any
-		switch s {
-		case queuestype.StatusScheduled:
-			scheduled = time.Now().Add(time.Hour)
-		case queuestype.StatusRunning:
-			started, heartbeat = time.Now(), time.Now()
-		case queuestype.StatusPending:
-		default:
-			completed, errText = time.Now(), "boom"
-		}
-		_, err := pool.Exec(ctx, `INSERT INTO `+b.n.task+` (id, task_name, args, queue, execution_backend, status, priority,
-    max_retries, retry_count, scheduled_at, created_at, queued_at, started_at, heartbeat_at, completed_at, error,
-    metadata, policy, interruptions)
-VALUES ($1, $2, '{"n":1}', 'q', 'local', $3, 5, 3, 2, $4, now(), now(), $5, $6, $7, $8, '{}', '{}', 1)`,
-			id, "legacy."+string(s), string(s), scheduled, started, heartbeat, completed, errText)
-		if err != nil {
-			t.Fatalf("insert %s: %v", s, err)
-		}
-	}
+	ids := seedEveryStatus(t, b, pool, 2)
 	rep, err := b.Migrate(ctx, driver.MigrateOptions{})
 	if err != nil {
 		t.Fatalf("Migrate: %v", err)

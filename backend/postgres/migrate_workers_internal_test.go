@@ -10,7 +10,6 @@ import (
 	"github.com/queuesgo/queues/driver"
 	"github.com/queuesgo/queues/queuestype"
 
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -24,33 +23,8 @@ func TestMigrateWorkers(t *testing.T) {
 	ctx := t.Context()
 	applyFirstMigrations(t, b, pool, 3, "0004_workers")
 
-	statuses := []queuestype.Status{queuestype.StatusPending, queuestype.StatusScheduled, queuestype.StatusRunning,
-		queuestype.StatusCompleted, queuestype.StatusFailed, queuestype.StatusCancelled, queuestype.StatusExpired}
-	ids := make(map[queuestype.Status]uuid.UUID, len(statuses))
-	for _, s := range statuses {
-		id := uuid.New()
-		ids[s] = id
-		var scheduled, started, heartbeat, completed, result, errText any
-		switch s {
-		case queuestype.StatusScheduled:
-			scheduled = time.Now().Add(time.Hour)
-		case queuestype.StatusRunning:
-			started, heartbeat = time.Now(), time.Now()
-		case queuestype.StatusCompleted:
-			started, completed, result = time.Now(), time.Now(), `{"ok":true}`
-		case queuestype.StatusPending:
-		default:
-			completed, errText = time.Now(), "boom"
-		}
-		_, err := pool.Exec(ctx, `INSERT INTO `+b.n.task+` (id, task_name, args, queue, execution_backend, status, priority,
-    max_retries, retry_count, scheduled_at, created_at, queued_at, started_at, heartbeat_at, completed_at, result, error,
-    metadata, policy, interruptions)
-VALUES ($1, $2, '{"n":1}', 'q', 'local', $3, 5, 3, 1, $4, now(), now(), $5, $6, $7, $8::jsonb, $9, '{"m":"v"}', '{"timeout":5}', 1)`,
-			id, "legacy."+string(s), string(s), scheduled, started, heartbeat, completed, result, errText)
-		if err != nil {
-			t.Fatalf("insert %s: %v", s, err)
-		}
-	}
+	ids := seedEveryStatus(t, b, pool, 1)
+	statuses := queuestype.AllStatuses
 
 	rep, err := b.Migrate(ctx, driver.MigrateOptions{})
 	if err != nil {
