@@ -24,31 +24,10 @@ func TestMigrateSnoozeErrors(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "old.db")
 	statuses := queuestype.AllStatuses
-	ids := make(map[queuestype.Status]uuid.UUID, len(statuses))
+	var ids map[queuestype.Status]uuid.UUID
 	previous := []string{"0001_create_queue_tasks", "0002_task_policy", "0003_dispatch_until", "0004_workers", "0005_schedule_pauses"}
 	writeSchema(t, path, previous, func(db *sql.DB, now int64) {
-		const insert = `INSERT INTO queue_task (id, task_name, args, queue, execution_backend, worker_id, status,
-    priority, max_retries, retry_count, scheduled_at, created_at, queued_at, started_at, heartbeat_at, completed_at,
-    result, error, task_key, metadata, policy, interruptions)
-VALUES (?, ?, '{"n":1}', 'q', 'local', ?, ?, 5, 3, 2, ?, ?, ?, ?, ?, ?, NULL, ?, NULL, '{}', '{}', 1)`
-		for _, s := range statuses {
-			id := uuid.New()
-			ids[s] = id
-			var worker, scheduled, started, heartbeat, completed, errText any
-			switch s {
-			case queuestype.StatusScheduled:
-				scheduled = now + int64(time.Hour/time.Microsecond)
-			case queuestype.StatusRunning:
-				worker, started, heartbeat = "old-worker", now, now
-			case queuestype.StatusPending:
-			default:
-				completed, errText = now, "boom"
-			}
-			if _, err := db.ExecContext(ctx, insert, id.String(), "legacy."+string(s), worker, string(s), scheduled,
-				now, now, started, heartbeat, completed, errText); err != nil {
-				t.Fatalf("insert %s: %v", s, err)
-			}
-		}
+		ids = seedEveryStatus(t, db, now, 2)
 	})
 	b, err := sqlite.Open(path, sqlite.Options{})
 	if err != nil {

@@ -56,36 +56,11 @@ func TestSchedulePauseByStoreClock(t *testing.T) {
 func TestMigrateSchedulePauses(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "old.db")
-	statuses := []queuestype.Status{queuestype.StatusPending, queuestype.StatusScheduled, queuestype.StatusRunning,
-		queuestype.StatusCompleted, queuestype.StatusFailed, queuestype.StatusCancelled, queuestype.StatusExpired}
-	ids := make(map[queuestype.Status]uuid.UUID, len(statuses))
+	statuses := queuestype.AllStatuses
+	var ids map[queuestype.Status]uuid.UUID
 	previous := []string{"0001_create_queue_tasks", "0002_task_policy", "0003_dispatch_until", "0004_workers"}
 	writeSchema(t, path, previous, func(db *sql.DB, now int64) {
-		const insert = `INSERT INTO queue_task (id, task_name, args, queue, execution_backend, worker_id, status,
-    priority, max_retries, retry_count, scheduled_at, created_at, queued_at, started_at, heartbeat_at, completed_at,
-    result, error, task_key, metadata, policy, interruptions)
-VALUES (?, ?, '{"n":1}', 'q', 'local', ?, ?, 5, 3, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, '{"m":"v"}', '{"timeout":5}', 1)`
-		for _, s := range statuses {
-			id := uuid.New()
-			ids[s] = id
-			var worker, scheduled, started, heartbeat, completed, result, errText, key any
-			switch s {
-			case queuestype.StatusScheduled:
-				scheduled = now + int64(time.Hour/time.Microsecond)
-				key = "key-" + id.String()
-			case queuestype.StatusRunning:
-				worker, started, heartbeat = "old-worker", now, now
-			case queuestype.StatusCompleted:
-				worker, started, completed, result = "old-worker", now, now, `{"ok":true}`
-			case queuestype.StatusPending:
-			default:
-				completed, errText = now, "boom"
-			}
-			if _, err := db.ExecContext(ctx, insert, id.String(), "legacy."+string(s), worker, string(s), scheduled,
-				now, now, started, heartbeat, completed, result, errText, key); err != nil {
-				t.Fatalf("insert %s: %v", s, err)
-			}
-		}
+		ids = seedEveryStatus(t, db, now, 1)
 		hour := int64(time.Hour / time.Microsecond)
 		if _, err := db.ExecContext(ctx, `INSERT INTO queue_worker (id, host, pid, queues, execution_backend, concurrency,
     running, started_at, version, seen_at, expires_at) VALUES ('old-worker', 'h', 1, '["q"]', 'local', 2, 1, ?, 'v', ?, ?)`,

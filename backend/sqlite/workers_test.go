@@ -87,36 +87,11 @@ func TestWorkersExpireByStoreClock(t *testing.T) {
 func TestMigrateWorkers(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "old.db")
-	statuses := []queuestype.Status{queuestype.StatusPending, queuestype.StatusScheduled, queuestype.StatusRunning,
-		queuestype.StatusCompleted, queuestype.StatusFailed, queuestype.StatusCancelled, queuestype.StatusExpired}
-	ids := make(map[queuestype.Status]uuid.UUID, len(statuses))
+	statuses := queuestype.AllStatuses
+	var ids map[queuestype.Status]uuid.UUID
 	previous := []string{"0001_create_queue_tasks", "0002_task_policy", "0003_dispatch_until"}
 	writeSchema(t, path, previous, func(db *sql.DB, now int64) {
-		const insert = `INSERT INTO queue_task (id, task_name, args, queue, execution_backend, worker_id, status,
-    priority, max_retries, retry_count, scheduled_at, created_at, queued_at, started_at, heartbeat_at, completed_at,
-    result, error, task_key, metadata, policy, interruptions)
-VALUES (?, ?, '{"n":1}', 'q', 'local', ?, ?, 5, 3, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, '{"m":"v"}', '{"timeout":5}', 1)`
-		for _, s := range statuses {
-			id := uuid.New()
-			ids[s] = id
-			var worker, scheduled, started, heartbeat, completed, result, errText, key any
-			switch s {
-			case queuestype.StatusScheduled:
-				scheduled = now + int64(time.Hour/time.Microsecond)
-				key = "key-" + id.String()
-			case queuestype.StatusRunning:
-				worker, started, heartbeat = "old-worker", now, now
-			case queuestype.StatusCompleted:
-				worker, started, completed, result = "old-worker", now, now, `{"ok":true}`
-			case queuestype.StatusPending:
-			default:
-				completed, errText = now, "boom"
-			}
-			if _, err := db.ExecContext(ctx, insert, id.String(), "legacy."+string(s), worker, string(s), scheduled,
-				now, now, started, heartbeat, completed, result, errText, key); err != nil {
-				t.Fatalf("insert %s: %v", s, err)
-			}
-		}
+		ids = seedEveryStatus(t, db, now, 1)
 	})
 
 	b, err := sqlite.Open(path, sqlite.Options{})
@@ -189,4 +164,41 @@ func writeSchema(t *testing.T, path string, versions []string, fill func(db *sql
 		}
 	}
 	fill(db, now)
+}
+
+// seedEveryStatus inserts, with the columns every schema since 0003 has,
+// one record in each status (task "legacy.<status>", args {"n":1}, queue q,
+// priority 5, max_retries 3, the given retry_count, one interruption,
+// metadata {"m":"v"}; the scheduled one holds a key, the running and
+// completed ones a worker) into db at now (store microseconds) and returns
+// their IDs: the records a migration test checks read back unchanged.
+func seedEveryStatus(t *testing.T, db *sql.DB, now int64, retryCount int) map[queuestype.Status]uuid.UUID {
+	t.Helper()
+	const insert = `INSERT INTO queue_task (id, task_name, args, queue, execution_backend, worker_id, status,
+    priority, max_retries, retry_count, scheduled_at, created_at, queued_at, started_at, heartbeat_at, completed_at,
+    result, error, task_key, metadata, policy, interruptions)
+VALUES (?, ?, '{"n":1}', 'q', 'local', ?, ?, 5, 3, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '{"m":"v"}', '{"timeout":5}', 1)`
+	ids := make(map[queuestype.Status]uuid.UUID, len(queuestype.AllStatuses))
+	for _, s := range queuestype.AllStatuses {
+		id := uuid.New()
+		ids[s] = id
+		var worker, scheduled, started, heartbeat, completed, result, errText, key any
+		switch s {
+		case queuestype.StatusScheduled:
+			scheduled = now + int64(time.Hour/time.Microsecond)
+			key = "key-" + id.String()
+		case queuestype.StatusRunning:
+			worker, started, heartbeat = "old-worker", now, now
+		case queuestype.StatusCompleted:
+			worker, started, completed, result = "old-worker", now, now, `{"ok":true}`
+		case queuestype.StatusPending:
+		default:
+			completed, errText = now, "boom"
+		}
+		if _, err := db.ExecContext(t.Context(), insert, id.String(), "legacy."+string(s), worker, string(s), retryCount,
+			scheduled, now, now, started, heartbeat, completed, result, errText, key); err != nil {
+			t.Fatalf("insert %s: %v", s, err)
+		}
+	}
+	return ids
 }
