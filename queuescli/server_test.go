@@ -5,12 +5,10 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"net/url"
 	"os"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/queuesgo/queues"
@@ -46,32 +44,8 @@ func randomHex(t *testing.T) string {
 // postgresDSN returns a DSN whose search_path is a fresh schema of its own,
 // dropped when the test ends, so runs can overlap.
 func postgresDSN(t *testing.T) string {
-	base := envOr("QUEUES_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable")
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, base)
-	serverOr(t, "PostgreSQL at "+testservice.Redact(base), "QUEUES_TEST_POSTGRES_URL", err)
-	schema := "queues_cli_" + randomHex(t)
-	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
-		t.Fatal(err)
-	}
-	conn.Close(ctx)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if c, err := pgx.Connect(ctx, base); err == nil {
-			_, _ = c.Exec(ctx, "DROP SCHEMA "+schema+" CASCADE")
-			c.Close(ctx)
-		}
-	})
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
+	dsn, _ := testservice.PostgresSchema(t, "queues_cli")
+	return dsn
 }
 
 // redisDSN returns the test Redis URL; the test keeps to records and queues

@@ -2,15 +2,12 @@ package queueshttp_test
 
 import (
 	"context"
-	"fmt"
-	"net/url"
-	"os"
+	"github.com/queuesgo/queues/internal/testservice"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/queuesgo/queues/backend/postgres"
@@ -88,41 +85,10 @@ func sqliteBackend(t *testing.T) driver.Backend {
 // postgresBackend returns a migrated store in a fresh schema, dropped when
 // the test ends; it skips when PostgreSQL is unreachable.
 func postgresBackend(t *testing.T) driver.Backend {
-	base := os.Getenv("QUEUES_TEST_POSTGRES_URL")
-	if base == "" {
-		base = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-	}
+	dsn, schema := testservice.PostgresSchema(t, "queues_http")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, base)
-	if err != nil {
-		if os.Getenv("QUEUES_REQUIRE_SERVICES") == "1" {
-			t.Fatalf("PostgreSQL is required (QUEUES_REQUIRE_SERVICES=1) but unreachable: %v", err)
-		}
-		t.Skipf("PostgreSQL unreachable (set QUEUES_TEST_POSTGRES_URL): %v", err)
-	}
-	schema := fmt.Sprintf("queues_http_%d", time.Now().UnixNano())
-	_, err = conn.Exec(ctx, "CREATE SCHEMA "+schema)
-	conn.Close(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if c, err := pgx.Connect(ctx, base); err == nil {
-			_, _ = c.Exec(ctx, "DROP SCHEMA "+schema+" CASCADE")
-			c.Close(ctx)
-		}
-	})
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	pool, err := pgxpool.New(ctx, u.String())
+	pool, err := pgxpool.New(ctx, dsn)
 	if err != nil {
 		t.Fatal(err)
 	}

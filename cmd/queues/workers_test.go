@@ -3,7 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"net/url"
+	"github.com/queuesgo/queues/internal/testservice"
 	"os"
 	"strings"
 	"syscall"
@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/queuesgo/queues"
@@ -106,38 +105,10 @@ func killedWorkerLeaves(t *testing.T, e *env) {
 }
 
 // livePostgresDSN returns a DSN of the test PostgreSQL whose search_path
-// is a fresh schema, dropped when the test ends; it skips (or fails with
-// QUEUES_REQUIRE_SERVICES=1) when the server cannot be reached.
+// is a fresh schema, dropped when the test ends.
 func livePostgresDSN(t *testing.T) string {
-	base := os.Getenv("QUEUES_TEST_POSTGRES_URL")
-	if base == "" {
-		base = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, base)
-	requireServer(t, "PostgreSQL (QUEUES_TEST_POSTGRES_URL)", err)
-	schema := "queues_workers_" + strings.ReplaceAll(uuid.NewString()[:8], "-", "")
-	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
-		t.Fatal(err)
-	}
-	conn.Close(ctx)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if c, err := pgx.Connect(ctx, base); err == nil {
-			_, _ = c.Exec(ctx, "DROP SCHEMA "+schema+" CASCADE")
-			c.Close(ctx)
-		}
-	})
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
+	dsn, _ := testservice.PostgresSchema(t, "queues_e2e")
+	return dsn
 }
 
 // liveRedisDSN returns the test Redis URL (the test's worker ID is its own,
